@@ -1,0 +1,77 @@
+import { catalogue, type ErrorCode } from "./error-catalogue.js";
+
+/**
+ * The closed set of error kinds. Domain code picks a kind through the
+ * catalogue entry; only the server maps kinds to HTTP statuses.
+ */
+export type ErrorKind =
+  | "invalid"          // the input is wrong; the same request will fail again
+  | "not-found"        // the thing named does not exist
+  | "conflict"         // the state does not allow it now (already revoked, locked)
+  | "unauthenticated"  // who is asking is unknown or the secret is wrong
+  | "forbidden"        // known, but not allowed
+  | "too-large"        // the input exceeds a limit
+  | "unavailable"      // a dependency is down; retrying later may work
+  | "internal";        // a defect: never shown in detail to the user
+
+/** Values substituted into a catalogue message's `{name}` placeholders. */
+export type ErrorParams = Record<string, string | number>;
+
+/**
+ * The one error type of ukey-renew. Carries a catalogue code; the message,
+ * kind and remedy come from the catalogue, so every error a user sees has a
+ * zh-CN and an en text and a remedy.
+ */
+export class UkeyError extends Error {
+  readonly code: ErrorCode;
+  readonly kind: ErrorKind;
+  readonly params: ErrorParams;
+  /** Technical detail for logs and operators (en); never replaces the catalogue text. */
+  readonly detail: string | undefined;
+
+  constructor(code: ErrorCode, options: { params?: ErrorParams; detail?: string; cause?: unknown } = {}) {
+    const entry = catalogue[code];
+    super(`${code}: ${render(entry.en, options.params)}${options.detail ? ` (${options.detail})` : ""}`, { cause: options.cause });
+    this.name = "UkeyError";
+    this.code = code;
+    this.kind = entry.kind;
+    this.params = options.params ?? {};
+    this.detail = options.detail;
+  }
+
+  /** The user-facing form: code, both messages and both remedies. */
+  toProblem(): ErrorProblem {
+    return describeError(this.code, this.params, this.kind === "internal" ? undefined : this.detail);
+  }
+}
+
+/** What an API answer, a CLI `--json` line or a page shows for an error. */
+export interface ErrorProblem {
+  code: ErrorCode;
+  kind: ErrorKind;
+  message: { "zh-CN": string; en: string };
+  remedy: { "zh-CN": string; en: string };
+  detail?: string;
+}
+
+/** Renders a catalogue entry with its parameters. */
+export function describeError(code: ErrorCode, params: ErrorParams = {}, detail?: string): ErrorProblem {
+  const e = catalogue[code];
+  const p: ErrorProblem = {
+    code,
+    kind: e.kind,
+    message: { "zh-CN": render(e.zh, params), en: render(e.en, params) },
+    remedy: { "zh-CN": render(e.remedyZh, params), en: render(e.remedyEn, params) },
+  };
+  if (detail !== undefined) p.detail = detail;
+  return p;
+}
+
+function render(template: string, params: ErrorParams | undefined): string {
+  return template.replace(/\{(\w+)\}/g, (m, k: string) => (params && k in params ? String(params[k]) : m));
+}
+
+/** True when `e` is a UkeyError with one of the given codes. */
+export function isUkeyError(e: unknown, ...codes: ErrorCode[]): e is UkeyError {
+  return e instanceof UkeyError && (codes.length === 0 || codes.includes(e.code));
+}

@@ -1,0 +1,32 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { catalogue, errorCodes, UkeyError, describeError } from "../src/index.js";
+
+test("every catalogue entry has zh-CN and en text and remedies", () => {
+  assert.ok(errorCodes.length > 20);
+  for (const code of errorCodes) {
+    const entry = catalogue[code];
+    assert.match(code, /^[A-Z][A-Z0-9_]+$/, code);
+    for (const field of ["zh", "en", "remedyZh", "remedyEn"] as const) {
+      assert.ok(entry[field].trim().length > 3, `${code}.${field}`);
+    }
+    assert.match(entry.zh, /[\u4e00-\u9fff]/, `${code}.zh is Chinese`);
+    assert.match(entry.remedyZh, /[\u4e00-\u9fff]/, `${code}.remedyZh is Chinese`);
+    assert.doesNotMatch(entry.en, /[\u4e00-\u9fff]/, `${code}.en is not Chinese`);
+  }
+});
+
+test("placeholders are filled from params and left visible when missing", () => {
+  const err = new UkeyError("IMPORT_ROW_INVALID", { params: { file: "h.csv", line: 3, reason: "empty name" } });
+  const p = err.toProblem();
+  assert.equal(p.message.en, "Import file h.csv, line 3: empty name");
+  assert.match(p.message["zh-CN"], /第 3 行/);
+  assert.equal(err.kind, "invalid");
+  assert.equal(describeError("CERT_NOT_FOUND").message.en, "No certificate with serial {serial}.");
+});
+
+test("internal errors never show their detail to users", () => {
+  const err = new UkeyError("INTERNAL", { detail: "stack secrets" });
+  assert.equal(err.toProblem().detail, undefined);
+  assert.equal(new UkeyError("PEM_MALFORMED", { params: { reason: "x" }, detail: "d" }).toProblem().detail, "d");
+});
