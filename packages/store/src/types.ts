@@ -1,0 +1,275 @@
+import type { CertificateProfile } from "@ukey/policy";
+
+/** Times are stored as epoch milliseconds (BIGINT) on both engines. */
+export type Millis = number;
+
+/** One SQL executor: the database itself or an open transaction. `?` placeholders on both engines. */
+export interface Sql {
+  /** Rows of a SELECT (or of a statement with RETURNING). */
+  query<T = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<T[]>;
+  /** Runs a statement; returns the number of rows changed. */
+  run(sql: string, params?: readonly unknown[]): Promise<number>;
+}
+
+export interface Database extends Sql {
+  readonly engine: "sqlite" | "postgres";
+  /**
+   * Runs `fn` in one transaction, committed durably (fsync) before the
+   * promise resolves; rolled back if `fn` throws. Transactions are
+   * serialisable on SQLite (one writer) and READ COMMITTED with row locks on
+   * PostgreSQL; write SQL accordingly (`FOR UPDATE` is stripped on SQLite).
+   */
+  transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+export type HolderKind = "person" | "organisation";
+
+export interface HolderRecord {
+  /** Operator-visible ID, e.g. the customer number. */
+  id: string;
+  kind: HolderKind;
+  name: string;
+  /** e.g. "resident-id", "passport", "uscc" (unified social credit code). */
+  idType: string;
+  /** HMAC-SHA256 of the normalised ID number under the server's ID key (hex). */
+  idHash: string;
+  /** e.g. "1101**********1234". */
+  idMasked: string;
+  phone: string | null;
+  email: string | null;
+  /** The organisation a person certificate holder belongs to, if any. */
+  organisationId: string | null;
+  createdAt: Millis;
+}
+
+export interface ProfileRecord {
+  id: string;
+  profile: CertificateProfile;
+  updatedAt: Millis;
+}
+
+/** `pending` is an issuance intent recorded before signing; `abandoned` an intent never completed. */
+export type CertificateStatus = "pending" | "active" | "revoked" | "superseded" | "expired" | "abandoned";
+
+export interface CertificateRecord {
+  /** Minimal even-length lower-case hex of the positive serial number, no separators (e.g. "3af2..."). */
+  serial: string;
+  /** Hex key identifier of the issuing CA (the AKI of this certificate). */
+  issuerKeyId: string;
+  issuerDn: string;
+  subjectDn: string;
+  /** SANs as "email:a@b", "dns:x", "uri:...", "ip:...". */
+  sans: string[];
+  notBefore: Millis;
+  notAfter: Millis;
+  status: CertificateStatus;
+  /** RFC 5280 reason name when revoked (or superseded with revocation). */
+  revocationReason: string | null;
+  revokedAt: Millis | null;
+  /** SHA-256 of the DER SubjectPublicKeyInfo (hex). */
+  spkiSha256: string;
+  kind: "hardware" | "file";
+  tokenSerial: string | null;
+  holderId: string;
+  profileId: string;
+  /** The certificate; null only while pending/abandoned. */
+  der: Buffer | null;
+  /** True when imported from an institution's earlier CA. */
+  imported: boolean;
+  createdAt: Millis;
+  updatedAt: Millis;
+}
+
+/** A CA certificate known to the system: our own, or a foreign issuer of imported certificates. */
+export interface IssuerRecord {
+  /** Hex subject key identifier. */
+  keyId: string;
+  subjectDn: string;
+  der: Buffer;
+  role: "root" | "issuing" | "foreign";
+  createdAt: Millis;
+}
+
+export type OrderState =
+  | "created" | "verified" | "key-submitted" | "issued" | "installed" | "completed"
+  | "failed" | "cancelled" | "expired";
+
+export interface RenewalOrderRecord {
+  id: string;
+  /** The certificate being renewed (null for an enrolment-driven download). */
+  certificateSerial: string | null;
+  holderId: string;
+  profileId: string;
+  state: OrderState;
+  channel: string;
+  /** The issued certificate's serial once issued. */
+  newSerial: string | null;
+  /** Free-form JSON for verification progress; schema owned by the RA. */
+  data: Record<string, unknown>;
+  createdAt: Millis;
+  updatedAt: Millis;
+}
+
+export interface EnrolmentRecord {
+  id: string;
+  holderId: string;
+  profileId: string;
+  referenceNumber: string;
+  /** scrypt/HMAC hash of the authorization code; never the code. */
+  codeHash: string;
+  expiresAt: Millis;
+  attempts: number;
+  maxAttempts: number;
+  status: "open" | "used" | "revoked" | "expired" | "locked";
+  createdAt: Millis;
+  updatedAt: Millis;
+}
+
+export interface ReminderRecord {
+  id: string;
+  certificateSerial: string;
+  /** Days relative to notAfter: 90 = 90 days before, -30 = 30 days after. */
+  threshold: number;
+  channel: string;
+  status: "pending" | "sent" | "failed";
+  attempts: number;
+  nextAttemptAt: Millis | null;
+  sentAt: Millis | null;
+  createdAt: Millis;
+}
+
+export interface AuditEntryInput {
+  at: Millis;
+  /** "operator:alice", "holder:H001", "system", "cli". */
+  actor: string;
+  /** e.g. "certificate.issued", "certificate.revoked", "ca.initialised". */
+  action: string;
+  subjectType: string;
+  subjectId: string;
+  data?: Record<string, unknown>;
+}
+
+export interface AuditEntry extends Required<AuditEntryInput> {
+  seq: number;
+  /** Hex SHA-256 of the previous entry (64 zeros for the first). */
+  prevHash: string;
+  /** Hex SHA-256 over seq, prevHash and the canonical JSON of the entry. */
+  hash: string;
+}
+
+export type AuditVerification =
+  | { ok: true; entries: number; head: string }
+  | { ok: false; entries: number; firstBadSeq: number; reason: "changed" | "removed" | "reordered" | "inserted" };
+
+export interface CertificateSearch {
+  holderId?: string;
+  status?: CertificateStatus;
+  subjectContains?: string;
+  notAfterBefore?: Millis;
+  limit?: number;
+  offset?: number;
+}
+
+export interface HolderRepository {
+  insert(h: HolderRecord): Promise<void>;
+  get(id: string): Promise<HolderRecord | undefined>;
+  findByIdHash(idHash: string): Promise<HolderRecord | undefined>;
+  list(opts?: { limit?: number; offset?: number }): Promise<HolderRecord[]>;
+}
+
+export interface ProfileRepository {
+  /** Inserts or replaces. */
+  put(p: CertificateProfile, at: Millis): Promise<void>;
+  get(id: string): Promise<ProfileRecord | undefined>;
+  list(): Promise<ProfileRecord[]>;
+}
+
+export interface CertificateRepository {
+  /** Records an issuance intent (status pending, der null) before signing. Throws on duplicate serial. */
+  insertIntent(c: Omit<CertificateRecord, "status" | "der" | "revocationReason" | "revokedAt" | "imported">): Promise<void>;
+  /** Turns a pending intent into an active certificate with its DER. Throws if the row is not pending. */
+  completeIntent(serial: string, der: Buffer, at: Millis): Promise<void>;
+  /** Marks pending intents created before `olderThan` as abandoned; returns their serials. */
+  abandonStaleIntents(olderThan: Millis, at: Millis): Promise<string[]>;
+  /** Inserts a complete certificate (import). */
+  insertImported(c: Omit<CertificateRecord, "imported">): Promise<void>;
+  get(serial: string, issuerKeyId?: string): Promise<CertificateRecord | undefined>;
+  /** Sets status revoked (or superseded with reason "superseded"), reason and time. Returns false if already revoked. */
+  revoke(serial: string, reason: string, at: Millis, status?: "revoked" | "superseded"): Promise<boolean>;
+  setStatus(serial: string, status: CertificateStatus, at: Millis): Promise<void>;
+  /** Every revoked or superseded-with-revocation certificate of one issuer, for the CRL. Streams in serial order. */
+  listRevoked(issuerKeyId: string): AsyncIterable<Pick<CertificateRecord, "serial" | "revokedAt" | "revocationReason">>;
+  search(q: CertificateSearch): Promise<CertificateRecord[]>;
+  countByStatus(): Promise<Record<string, number>>;
+}
+
+export interface IssuerRepository {
+  put(i: IssuerRecord): Promise<void>;
+  get(keyId: string): Promise<IssuerRecord | undefined>;
+  findBySubject(subjectDn: string): Promise<IssuerRecord[]>;
+  list(): Promise<IssuerRecord[]>;
+}
+
+export interface CrlRepository {
+  /** Atomically takes the next CRL number (1, 2, ...) for an issuer. */
+  nextNumber(issuerKeyId: string, at: Millis): Promise<number>;
+}
+
+export interface OrderRepository {
+  insert(o: RenewalOrderRecord): Promise<void>;
+  get(id: string): Promise<RenewalOrderRecord | undefined>;
+  findOpenForCertificate(serial: string): Promise<RenewalOrderRecord | undefined>;
+  /** Compare-and-set on state; returns false when the order was not in `from`. */
+  transition(id: string, from: OrderState, to: OrderState, at: Millis, patch?: { newSerial?: string; data?: Record<string, unknown> }): Promise<boolean>;
+  countByState(): Promise<Record<string, number>>;
+}
+
+export interface EnrolmentRepository {
+  insert(e: EnrolmentRecord): Promise<void>;
+  getByReference(ref: string): Promise<EnrolmentRecord | undefined>;
+  update(id: string, patch: Partial<Pick<EnrolmentRecord, "attempts" | "status">>, at: Millis): Promise<void>;
+}
+
+export interface ReminderRepository {
+  /** Inserts unless (certificateSerial, threshold, channel) exists; returns true when inserted. */
+  insertOnce(r: ReminderRecord): Promise<boolean>;
+  listDue(at: Millis, limit: number): Promise<ReminderRecord[]>;
+  markSent(id: string, at: Millis): Promise<void>;
+}
+
+export interface AuditLog {
+  /** Appends one entry chained to the head. Call inside the transaction of the change it records. */
+  append(e: AuditEntryInput): Promise<AuditEntry>;
+  /** Streams entries in order from `fromSeq`. */
+  list(fromSeq?: number, limit?: number): Promise<AuditEntry[]>;
+  /** Walks the whole chain; reports the first entry changed, removed, inserted or reordered. */
+  verify(): Promise<AuditVerification>;
+}
+
+/** All repositories over one executor. */
+export interface Repositories {
+  holders: HolderRepository;
+  profiles: ProfileRepository;
+  certificates: CertificateRepository;
+  issuers: IssuerRepository;
+  crls: CrlRepository;
+  orders: OrderRepository;
+  enrolments: EnrolmentRepository;
+  reminders: ReminderRepository;
+  audit: AuditLog;
+}
+
+/** The store: repositories on the database, and transactions that give repositories on the transaction. */
+export interface Store extends Repositories {
+  readonly db: Database;
+  transaction<T>(fn: (repos: Repositories) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+export interface OpenStoreOptions {
+  /** PostgreSQL URL; when absent the embedded engine is used in `dataDir`. */
+  databaseUrl?: string;
+  /** Data directory for the embedded engine (file `db/ukey.sqlite`), locked against a second process. */
+  dataDir?: string;
+}
