@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests need when they are missing:
+# openssl and curl (clients of our endpoints), softhsm2 and opensc (a real
+# PKCS#11 token), postgresql (the second storage engine).
+set -euo pipefail
+missing=()
+command -v openssl >/dev/null || missing+=(openssl)
+command -v curl >/dev/null || missing+=(curl)
+command -v softhsm2-util >/dev/null || missing+=(softhsm2)
+command -v pkcs11-tool >/dev/null || missing+=(opensc)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing Debian packages: ${missing[*]}; run as root or install them: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "== installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The main job: installs what is missing, initialises a demo data directory
+# on first run (CA, a demo holder with a certificate), then serves.
+#   UKEY_DATA_DIR  data directory (default .data)
+#   UKEY_PORT      HTTP port (default 8080)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/ensure-node-modules.sh
+DATA="${UKEY_DATA_DIR:-.data}"
+SECRETS="${DATA}.secrets"
+PORT="${UKEY_PORT:-8080}"
+if [ ! -f "$DATA/config.json" ]; then
+  echo "== first run: initialising $DATA"
+  umask 077
+  mkdir -p "$SECRETS"
+  # A random passphrase kept beside (not inside) the data directory; there is no default secret.
+  [ -f "$SECRETS/ca-passphrase" ] || openssl rand -base64 32 > "$SECRETS/ca-passphrase"
+  export UKEY_CA_PASSPHRASE_FILE="$SECRETS/ca-passphrase"
+  npx ukey-server init --data-dir "$DATA" --public-url "http://localhost:$PORT" --org "ukey-renew demo"
+  echo "110101199003077777" > "$SECRETS/demo-id-number"
+  npx ukey-server holder add --data-dir "$DATA" --id DEMO001 --name "张三 Zhang San" --id-type resident-id \
+    --id-number-file "$SECRETS/demo-id-number" --phone 15900000005 --email zhangsan@example.com
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$SECRETS/demo.key.pem" \
+    -subj "/CN=demo" -out "$SECRETS/demo.csr.pem" 2>/dev/null
+  npx ukey-server issue --data-dir "$DATA" --holder DEMO001 --profile personal --csr "$SECRETS/demo.csr.pem" --out "$DATA.demo-cert.pem"
+fi
+export UKEY_CA_PASSPHRASE_FILE="${UKEY_CA_PASSPHRASE_FILE:-$SECRETS/ca-passphrase}"
+echo "== serving: CRL http://localhost:$PORT/crl/issuing.crl, OCSP http://localhost:$PORT/ocsp, CA http://localhost:$PORT/ca/issuing.pem"
+exec npx ukey-server start --data-dir "$DATA" --port "$PORT"

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The one test command: installs what is missing, then lint, typecheck and every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/ensure-system-deps.sh
+bash scripts/ensure-node-modules.sh
+echo "== lint"
+npx eslint .
+echo "== typecheck"
+npx tsc -p tsconfig.json
+echo "== tests"
+node scripts/run-tests.mjs "$@"
