@@ -1,1 +1,17 @@
 export * from "./types.js";
+export { newSerial, serialHex, normaliseSerial, serialBytes } from "./serial.js";
+export { pemToDer, derToPem, splitPemBundle, type PemBlock } from "./pem.js";
+export { keyAlgorithmOfSpki, signatureAlgorithmFor } from "./algorithms.js";
+export { verifyCsr, type VerifyCsrOptions } from "./csr-verifier.js";
+export { FileKeyStore } from "./file-key-store.js";
+export { Pkcs11KeyStore, ecdsaRawToDer, type Pkcs11KeyStoreOptions } from "./pkcs11-key-store.js";
+export { encodeName, nameToString } from "./names.js";
+export { keyIdentifier } from "./extensions.js";
+export { CertificateBuilder, type CertificateBuilderOptions } from "./certificate-builder.js";
+export { loadIssuerCertificate } from "./issuer-certificate.js";
+export { createCaHierarchy, caKeyNames, type CaHierarchyOptions } from "./ca-hierarchy.js";
+export { buildCrl, crlPemLabel, type CrlInput } from "./crl-builder.js";
+export {
+  parseOcspRequest, buildOcspResponse, ocspErrorResponse, matchesIssuer, maxOcspCertIds, maxOcspRequestBytes,
+  type OcspSingleAnswer, type OcspResponseInput,
+} from "./ocsp-responder.js";

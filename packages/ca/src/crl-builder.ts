@@ -1,0 +1,54 @@
+import { UkeyError, revocationReasonCode } from "@ukey/policy";
+import { bitString, enumerated, explicit, seq, smallInteger, tlv, Tag, unsignedInteger, x509Time } from "./der.js";
+import { authorityKeyIdentifier, extension, ExtOid } from "./extensions.js";
+import { serialBytes } from "./serial.js";
+import type { CaSigner, IssuerCertificate, RevokedEntry } from "./types.js";
+
+/** What buildCrl needs. */
+export interface CrlInput {
+  issuer: IssuerCertificate;
+  signer: CaSigner;
+  /** cRLNumber: must grow with every CRL the issuer publishes. */
+  number: number | bigint;
+  thisUpdate: Date;
+  nextUpdate: Date;
+  revoked: Iterable<RevokedEntry>;
+}
+
+/** PEM label of a CRL. */
+export const crlPemLabel = "X509 CRL";
+
+/** The revokedCertificates entry for one revocation. */
+function revokedEntry(r: RevokedEntry): Buffer {
+  const code = revocationReasonCode(r.reason);
+  // removeFromCRL belongs to delta CRLs, which this CA does not publish.
+  if (code === undefined || code === 8) throw new UkeyError("REVOCATION_REASON_INVALID", { params: { reason: r.reason } });
+  const parts = [unsignedInteger(serialBytes(r.serial)), x509Time(r.revokedAt)];
+  // RFC 5280 5.3.1: the reason code SHOULD be absent rather than "unspecified".
+  if (code !== 0) parts.push(seq(extension(ExtOid.reasonCode, false, enumerated(code))));
+  return seq(...parts);
+}
+
+/**
+ * A signed RFC 5280 v2 CRL (DER) with cRLNumber and authorityKeyIdentifier,
+ * and a reasonCode on each entry whose reason is not "unspecified". Throws
+ * REQUEST_INVALID (dates, number), SERIAL_MALFORMED, REVOCATION_REASON_INVALID
+ * and whatever the signer throws.
+ */
+export async function buildCrl(input: CrlInput): Promise<Buffer> {
+  if (!(input.thisUpdate < input.nextUpdate)) throw new UkeyError("REQUEST_INVALID", { params: { reason: "thisUpdate must be before nextUpdate" } });
+  const n = BigInt(input.number);
+  if (n < 0n || n >= 1n << 159n) throw new UkeyError("REQUEST_INVALID", { params: { reason: "cRLNumber must be 0 to 2^159-1" } });
+  const entries: Buffer[] = [];
+  for (const r of input.revoked) entries.push(revokedEntry(r));
+  const tbs = seq(
+    tlv(Tag.integer, Buffer.from([1])),
+    input.signer.signatureAlgorithm,
+    input.issuer.subjectName,
+    x509Time(input.thisUpdate),
+    x509Time(input.nextUpdate),
+    ...(entries.length ? [seq(...entries)] : []),
+    explicit(0, seq(authorityKeyIdentifier(input.issuer.keyId), extension(ExtOid.cRLNumber, false, smallInteger(n)))),
+  );
+  return seq(tbs, input.signer.signatureAlgorithm, bitString(await input.signer.sign(tbs)));
+}

@@ -1,0 +1,169 @@
+import { createHash } from "node:crypto";
+import { AsnConvert } from "@peculiar/asn1-schema";
+import { OCSPRequest } from "@peculiar/asn1-ocsp";
+import { UkeyError, isUkeyError, revocationReasonCode } from "@ukey/policy";
+import { Oid, subjectPublicKeyBits } from "./algorithms.js";
+import { bitString, children, enumerated, explicit, generalizedTime, octetString, oid, raw, readWhole, seq, tlv, Tag, type DerNode } from "./der.js";
+import { extension, ExtOid } from "./extensions.js";
+import { serialHex } from "./serial.js";
+import type { CaSigner, IssuerCertificate, OcspCertId, OcspCertStatus, OcspRequestInfo } from "./types.js";
+
+/** Most CertIDs answered in one request; more is refused as malformed. */
+export const maxOcspCertIds = 16;
+/** Largest OCSP request accepted, in bytes. */
+export const maxOcspRequestBytes = 8192;
+
+const hashNames: Record<string, OcspCertId["hashAlgorithm"]> = {
+  [Oid.sha1]: "sha1", [Oid.sha256]: "sha256", [Oid.sha384]: "sha384", [Oid.sha512]: "sha512",
+};
+
+function malformed(reason: string, cause?: unknown): UkeyError {
+  return new UkeyError("OCSP_REQUEST_MALFORMED", { params: { reason }, cause });
+}
+
+/**
+ * Decodes an RFC 6960 OCSPRequest. Each CertID keeps its exact DER, to be
+ * echoed in the response; `nonce` is the nonce extension's extnValue
+ * contents (the DER OCTET STRING openssl sends), echoed verbatim.
+ * Throws OCSP_REQUEST_MALFORMED for garbage, an empty request list, more
+ * than 16 CertIDs, an unknown hash algorithm or an over-long nonce, and
+ * REQUEST_TOO_LARGE above 8 KiB.
+ */
+export function parseOcspRequest(der: Buffer): OcspRequestInfo {
+  if (der.length > maxOcspRequestBytes) throw new UkeyError("REQUEST_TOO_LARGE", { params: { limit: maxOcspRequestBytes } });
+  let req: OCSPRequest;
+  let certIdNodes: DerNode[];
+  try {
+    const top = readWhole(der);
+    const tbs = children(der, top)[0];
+    if (!tbs || tbs.tag !== Tag.sequence) throw malformed("no tbsRequest");
+    const list = children(der, tbs).find((n) => n.tag === Tag.sequence);
+    if (!list) throw malformed("no requestList");
+    certIdNodes = children(der, list).map((r) => {
+      const c = children(der, r)[0];
+      if (!c || c.tag !== Tag.sequence) throw malformed("Request without CertID");
+      return c;
+    });
+    req = AsnConvert.parse(der, OCSPRequest);
+  } catch (e) {
+    if (isUkeyError(e, "OCSP_REQUEST_MALFORMED")) throw e;
+    throw malformed("not a DER OCSPRequest", e);
+  }
+  const list = req.tbsRequest.requestList;
+  if (list.length === 0) throw malformed("the request list is empty");
+  if (list.length > maxOcspCertIds) throw malformed(`more than ${maxOcspCertIds} certificates in one request`);
+  if (list.length !== certIdNodes.length) throw malformed("request list");
+  const certIds = list.map((r, i): OcspCertId => {
+    const c = r.reqCert;
+    const hashAlgorithm = hashNames[c.hashAlgorithm.algorithm];
+    if (!hashAlgorithm) throw malformed(`unsupported CertID hash ${c.hashAlgorithm.algorithm}`);
+    const serial = Buffer.from(c.serialNumber);
+    if (serial.length === 0 || serial.length > 21) throw malformed("serial number");
+    return {
+      hashAlgorithm,
+      issuerNameHash: Buffer.from(c.issuerNameHash.buffer),
+      issuerKeyHash: Buffer.from(c.issuerKeyHash.buffer),
+      serial: serialHex(serial),
+      der: raw(der, certIdNodes[i]!),
+    };
+  });
+  const info: OcspRequestInfo = { certIds };
+  const nonceExt = req.tbsRequest.requestExtensions?.find((x) => x.extnID === ExtOid.ocspNonce);
+  if (nonceExt) {
+    const v = Buffer.from(nonceExt.extnValue.buffer);
+    if (v.length === 0 || v.length > 128) throw malformed("nonce length");
+    info.nonce = v;
+  }
+  return info;
+}
+
+const issuerHashCache = new WeakMap<IssuerCertificate, Map<string, { name: Buffer; key: Buffer }>>();
+
+function issuerHashes(issuer: IssuerCertificate, alg: string): { name: Buffer; key: Buffer } {
+  let m = issuerHashCache.get(issuer);
+  if (!m) issuerHashCache.set(issuer, (m = new Map()));
+  let h = m.get(alg);
+  if (!h) {
+    h = {
+      name: createHash(alg).update(issuer.subjectName).digest(),
+      key: createHash(alg).update(subjectPublicKeyBits(issuer.spki)).digest(),
+    };
+    m.set(alg, h);
+  }
+  return h;
+}
+
+/** True when the CertID names `issuer` (name and key hashes, with the CertID's own hash algorithm). Never throws. */
+export function matchesIssuer(certId: OcspCertId, issuer: IssuerCertificate): boolean {
+  const h = issuerHashes(issuer, certId.hashAlgorithm);
+  return h.name.equals(certId.issuerNameHash) && h.key.equals(certId.issuerKeyHash);
+}
+
+/** One answer of a response. */
+export interface OcspSingleAnswer {
+  certId: OcspCertId;
+  status: OcspCertStatus;
+  thisUpdate: Date;
+  nextUpdate?: Date;
+}
+
+/** What buildOcspResponse needs. */
+export interface OcspResponseInput {
+  /** The CA whose key signs: responderID is byKey of its key. */
+  issuer: IssuerCertificate;
+  signer: CaSigner;
+  responses: OcspSingleAnswer[];
+  producedAt: Date;
+  /** From OcspRequestInfo.nonce; echoed as is. */
+  nonce?: Buffer;
+}
+
+function certStatus(s: OcspCertStatus): Buffer {
+  switch (s.status) {
+    case "good": return Buffer.from([0x80, 0x00]);
+    case "unknown": return Buffer.from([0x82, 0x00]);
+    case "revoked": {
+      const parts = [generalizedTime(s.revokedAt)];
+      if (s.reason !== undefined) {
+        const code = revocationReasonCode(s.reason);
+        if (code === undefined) throw new UkeyError("REVOCATION_REASON_INVALID", { params: { reason: s.reason } });
+        parts.push(explicit(0, enumerated(code)));
+      }
+      return tlv(0xa1, ...parts);
+    }
+  }
+}
+
+/**
+ * A successful OCSPResponse (DER) carrying a BasicOCSPResponse signed by
+ * the issuing CA's own key (RFC 6960 2.2 allows the CA itself to sign), with
+ * responderID byKey, one SingleResponse per answer, and the nonce when one
+ * is given. No certificates are included: the signer is the issuer the
+ * client already has. Throws REVOCATION_REASON_INVALID, REQUEST_INVALID
+ * (no answers) and whatever the signer throws.
+ */
+export async function buildOcspResponse(input: OcspResponseInput): Promise<Buffer> {
+  if (input.responses.length === 0) throw new UkeyError("REQUEST_INVALID", { params: { reason: "an OCSP response needs at least one answer" } });
+  const responderKeyHash = issuerHashes(input.issuer, "sha1").key;
+  const singles = input.responses.map((r) => seq(
+    r.certId.der,
+    certStatus(r.status),
+    generalizedTime(r.thisUpdate),
+    ...(r.nextUpdate ? [explicit(0, generalizedTime(r.nextUpdate))] : []),
+  ));
+  const tbs = seq(
+    explicit(2, octetString(responderKeyHash)),
+    generalizedTime(input.producedAt),
+    seq(...singles),
+    ...(input.nonce ? [explicit(1, seq(extension(ExtOid.ocspNonce, false, input.nonce)))] : []),
+  );
+  const basic = seq(tbs, input.signer.signatureAlgorithm, bitString(await input.signer.sign(tbs)));
+  return seq(enumerated(0), explicit(0, seq(oid("1.3.6.1.5.5.7.48.1.1"), octetString(basic))));
+}
+
+const errorStatuses = { malformedRequest: 1, internalError: 2, tryLater: 3, sigRequired: 5, unauthorized: 6 } as const;
+
+/** An unsigned OCSPResponse carrying only an error status (RFC 6960 2.3). Never throws. */
+export function ocspErrorResponse(status: keyof typeof errorStatuses): Buffer {
+  return seq(enumerated(errorStatuses[status]));
+}
