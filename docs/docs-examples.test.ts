@@ -1,0 +1,48 @@
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { startUkeyServer, tempDir, type RunningServer, type TempDir } from "../packages/server/test/support/fixtures.js";
+
+// The shell examples of the docs are run as written, in order, so that the
+// docs cannot drift from what the programs do.
+const repo = resolve(import.meta.dirname, "..");
+
+/** The fenced sh blocks marked `<!-- example: group -->` in a document. */
+export function examples(doc: string, group: string): string[] {
+  const text = readFileSync(resolve(repo, "docs", doc), "utf8");
+  const re = new RegExp(`<!-- example: ${group} -->\\s*\`\`\`sh\\n([\\s\\S]*?)\`\`\``, "g");
+  return [...text.matchAll(re)].map((m) => m[1]!);
+}
+
+let t: TempDir;
+let server: RunningServer | undefined;
+const env = () => ({
+  PATH: `${resolve(repo, "node_modules/.bin")}:${process.env.PATH}`,
+  HOME: process.env.HOME ?? "/tmp",
+  UKEY_CA_PASSPHRASE_FILE: t.path("ca-passphrase"),
+});
+
+function sh(script: string) {
+  const r = spawnSync("bash", ["-euo", "pipefail", "-c", script], { cwd: t.dir, env: env(), encoding: "utf8", timeout: 120_000 });
+  assert.equal(r.status, 0, `example failed:\n${script}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`);
+  return r.stdout;
+}
+
+before(() => { t = tempDir("ukey-docs-"); });
+after(async () => { await server?.stop(); t.cleanup(); });
+
+test("operator-cli.md examples run as written", () => {
+  const blocks = examples("operator-cli.md", "operator");
+  assert.equal(blocks.length, 5);
+  for (const b of blocks) sh(b);
+  assert.match(sh("ukey-server audit verify --data-dir data --json"), /"ok":true/);
+});
+
+test("ocsp-crl.md examples run as written against the running server", async () => {
+  server = await startUkeyServer(t.path("data"), { UKEY_CA_PASSPHRASE_FILE: t.path("ca-passphrase") });
+  const blocks = examples("ocsp-crl.md", "relying-party");
+  assert.equal(blocks.length, 2);
+  for (const b of blocks) sh(b.replaceAll("http://localhost:8080", server.url));
+});
