@@ -26,8 +26,11 @@ export interface TestCa {
   cleanup(): void;
 }
 
+/** Seconds since the epoch, for openssl's -attime. */
+export const epoch = (d: Date): string => String(Math.floor(d.getTime() / 1000));
+
 /** Creates a hierarchy in `keyStore` (or a fresh FileKeyStore in a temp dir). */
-export async function makeTestCa(opts: { keyStore?: CaKeyStore; algorithm?: "p256" | "p384" | "rsa2048" } = {}): Promise<TestCa> {
+export async function makeTestCa(opts: { keyStore?: CaKeyStore; algorithm?: "p256" | "p384" | "rsa2048"; validityDays?: number } = {}): Promise<TestCa> {
   const tmp = opts.keyStore ? undefined : tempDir();
   const keyStore = opts.keyStore ?? new FileKeyStore(tmp!.dir, "test passphrase");
   const { root, issuing } = await createCaHierarchy({
@@ -36,6 +39,7 @@ export async function makeTestCa(opts: { keyStore?: CaKeyStore; algorithm?: "p25
     rootSubject: { rdns: [["C", "CN"], ["O", "Example Bank"], ["CN", "Example Bank Root CA"]] },
     issuingSubject: { rdns: [["C", "CN"], ["O", "Example Bank"], ["CN", "Example Bank Issuing CA 1"]] },
     now: new Date("2025-01-01T00:00:00Z"),
+    ...(opts.validityDays ? { rootValidityDays: opts.validityDays, issuingValidityDays: opts.validityDays } : {}),
     issuingUrls: { crl: "http://ca.example.test/crl/root.crl", ocsp: "http://ca.example.test/ocsp", caIssuers: "http://ca.example.test/ca/root.cer" },
   });
   const rootSigner = await keyStore.load(caKeyNames.root);
