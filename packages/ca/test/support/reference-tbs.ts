@@ -6,7 +6,7 @@ import {
   AccessDescription, AlgorithmIdentifier, AttributeTypeAndValue, AttributeValue, AuthorityInfoAccessSyntax,
   AuthorityKeyIdentifier, BasicConstraints, CRLDistributionPoints, DistributionPoint, DistributionPointName,
   ExtendedKeyUsage, Extension, Extensions, GeneralName, KeyIdentifier, KeyUsage, KeyUsageFlags, Name,
-  RelativeDistinguishedName, SubjectAlternativeName, SubjectKeyIdentifier, SubjectPublicKeyInfo, TBSCertificate, Time,
+  RelativeDistinguishedName, SubjectAlternativeName, SubjectKeyIdentifier, SubjectPublicKeyInfo, TBSCertificate,
   Validity, Version,
 } from "@peculiar/asn1-x509";
 import { createHash } from "node:crypto";
@@ -59,7 +59,7 @@ export function referenceTbs(r: RefInput): Buffer {
     serialNumber: new Uint8Array(r.serial).buffer,
     signature: AsnConvert.parse(r.signer.signatureAlgorithm, AlgorithmIdentifier),
     issuer: AsnConvert.parse(r.issuer.subjectName, Name),
-    validity: new Validity({ notBefore: new Time(r.notBefore), notAfter: new Time(r.notAfter) }),
+    validity: new Validity({ notBefore: r.notBefore, notAfter: r.notAfter }),
     subject,
     subjectPublicKeyInfo: spki,
     extensions: new Extensions(exts),
