@@ -1,4 +1,5 @@
 import { createHash, createPublicKey } from "node:crypto";
+import { endianness } from "node:os";
 import pkcs11js from "pkcs11js";
 import type { KeyAlgorithm } from "@ukey/policy";
 import { UkeyError, isUkeyError } from "@ukey/policy";
@@ -20,8 +21,14 @@ export interface Pkcs11KeyStoreOptions {
   labelPrefix?: string;
 }
 
-/** One loaded library per path: C_Initialize/C_Finalize are per process, not per store. */
-const modules = new Map<string, { lib: pkcs11js.PKCS11; users: number }>();
+/**
+ * One loaded library per path: C_Initialize/C_Finalize are per process, not
+ * per store. `logins` remembers a hash of the PIN that logged in to each
+ * token, because PKCS#11 login state is shared by all sessions of the
+ * application: a second store's C_Login answers "already logged in"
+ * without looking at its PIN, and a wrong PIN must still be refused.
+ */
+const modules = new Map<string, { lib: pkcs11js.PKCS11; users: number; logins: Map<string, Buffer> }>();
 
 function p11Code(e: unknown): number | undefined {
   return typeof (e as { code?: unknown }).code === "number" ? (e as { code: number }).code : undefined;
@@ -51,7 +58,7 @@ function acquireModule(path: string): pkcs11js.PKCS11 {
       throw new UkeyError("HSM_MODULE_LOAD_FAILED", { params: { module: path }, detail: (e as Error).message, cause: e });
     }
   }
-  modules.set(path, { lib, users: 1 });
+  modules.set(path, { lib, users: 1, logins: new Map() });
   return lib;
 }
 
@@ -95,12 +102,19 @@ export class Pkcs11KeyStore implements CaKeyStore {
     try {
       const slot = this.#findSlot(opts.token);
       this.#session = this.#lib.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
+      const logins = modules.get(opts.module)!.logins;
+      const slotKey = slot.toString("hex");
+      const pinHash = createHash("sha256").update(opts.pin).digest();
       try {
         this.#lib.C_Login(this.#session, pkcs11js.CKU_USER, opts.pin);
+        logins.set(slotKey, pinHash);
       } catch (e) {
         const code = p11Code(e);
-        // Another store in this process already logged in to the token.
-        if (code === pkcs11js.CKR_USER_ALREADY_LOGGED_IN) return;
+        if (code === pkcs11js.CKR_USER_ALREADY_LOGGED_IN) {
+          const known = logins.get(slotKey);
+          if (known && !known.equals(pinHash)) throw new UkeyError("HSM_PIN_INCORRECT");
+          return;
+        }
         if (code === pkcs11js.CKR_PIN_INCORRECT || code === pkcs11js.CKR_PIN_LEN_RANGE) throw new UkeyError("HSM_PIN_INCORRECT", { cause: e });
         if (code === pkcs11js.CKR_PIN_LOCKED) throw opFailed("the user PIN is locked", e);
         throw opFailed(`login: ${(e as Error).message}`, e);
@@ -171,6 +185,9 @@ export class Pkcs11KeyStore implements CaKeyStore {
         ...common,
         { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY },
         { type: pkcs11js.CKA_VERIFY, value: true },
+        // A CA key signs and does nothing else (SoftHSM2 defaults these to true).
+        { type: pkcs11js.CKA_ENCRYPT, value: false },
+        { type: pkcs11js.CKA_WRAP, value: false },
         ...(ec
           ? [{ type: pkcs11js.CKA_EC_PARAMS, value: curveOidFor(algorithm) }]
           : [
@@ -185,6 +202,9 @@ export class Pkcs11KeyStore implements CaKeyStore {
         { type: pkcs11js.CKA_SENSITIVE, value: true },
         { type: pkcs11js.CKA_EXTRACTABLE, value: false },
         { type: pkcs11js.CKA_SIGN, value: true },
+        { type: pkcs11js.CKA_DECRYPT, value: false },
+        { type: pkcs11js.CKA_UNWRAP, value: false },
+        { type: pkcs11js.CKA_DERIVE, value: false },
       ];
       const mechanism = { mechanism: ec ? pkcs11js.CKM_EC_KEY_PAIR_GEN : pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN };
       const pair = await this.#lib.C_GenerateKeyPairAsync(session, mechanism, publicTemplate, privateTemplate);
@@ -219,7 +239,7 @@ export class Pkcs11KeyStore implements CaKeyStore {
 
   #publicSpki(session: Handle, pub: Handle, label: string): Buffer {
     const [keyType] = this.#lib.C_GetAttributeValue(session, pub, [{ type: pkcs11js.CKA_KEY_TYPE }]);
-    const type = (keyType?.value as Buffer).readUIntLE(0, (keyType?.value as Buffer).length);
+    const type = readUlong(keyType?.value as Buffer);
     let spki: Buffer;
     if (type === pkcs11js.CKK_EC) {
       const [params, point] = this.#lib.C_GetAttributeValue(session, pub, [{ type: pkcs11js.CKA_EC_PARAMS }, { type: pkcs11js.CKA_EC_POINT }]);
@@ -281,6 +301,12 @@ export class Pkcs11KeyStore implements CaKeyStore {
       releaseModule(this.#module);
     }
   }
+}
+
+/** A CK_ULONG attribute: 4 or 8 bytes in the host's byte order; key types fit in 32 bits. */
+function readUlong(v: Buffer): number {
+  if (v.length !== 4 && v.length !== 8) throw opFailed(`unexpected CK_ULONG of ${v.length} bytes`);
+  return endianness() === "LE" ? v.readUInt32LE(0) : v.readUInt32BE(v.length - 4);
 }
 
 /** The uncompressed point, whether the token gives it raw or (as PKCS#11 says) wrapped in an OCTET STRING. */
