@@ -74,12 +74,14 @@ export interface VerifiedCsr {
   der: Buffer;
 }
 
+/** One revoked certificate as a CRL lists it. */
 export interface RevokedEntry {
   serial: string; // hex
   revokedAt: Date;
   reason: string; // RFC 5280 reason name
 }
 
+/** What an OCSP response says about one certificate; `reason` is an RFC 5280 reason name. */
 export type OcspCertStatus =
   | { status: "good" }
   | { status: "revoked"; revokedAt: Date; reason?: string }
@@ -95,6 +97,7 @@ export interface OcspCertId {
   der: Buffer;
 }
 
+/** A decoded OCSP request: what is asked about, and the nonce to echo. */
 export interface OcspRequestInfo {
   certIds: OcspCertId[];
   nonce?: Buffer;
