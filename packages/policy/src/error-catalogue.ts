@@ -87,6 +87,14 @@ export const catalogue = {
     "请升级 ukey-renew 至与数据库相同或更新的版本。", "Upgrade ukey-renew to the version that wrote this database or later."),
   AUDIT_CHAIN_BROKEN: e("conflict", "审计日志在第 {seq} 条处被修改、删除或重排：{reason}", "The audit log was changed, removed or reordered at entry {seq}: {reason}",
     "立即保全数据库与备份，并按安全事件流程处理。", "Preserve the database and its backups now and follow the security incident procedure."),
+  RECORD_DUPLICATE: e("conflict", "记录已存在：{record}，未做任何修改。", "The record already exists: {record}; nothing was changed.",
+    "请使用已有记录，或换用新的编号后重试。", "Use the existing record, or try again with a new identifier."),
+  RECORD_NOT_FOUND: e("not-found", "找不到记录：{record}。", "No such record: {record}.",
+    "请核对编号；记录可能已被删除或从未创建。", "Check the identifier; the record may never have been created."),
+  ORDER_ALREADY_OPEN: e("conflict", "证书 {serial} 已有一个进行中的更新申请。", "Certificate {serial} already has a renewal in progress.",
+    "请继续完成该申请（重新打开更新页面即可），或等其取消或过期后再试。", "Continue that renewal (open the renewal page again), or wait until it is cancelled or expires."),
+  CERT_INTENT_NOT_PENDING: e("conflict", "证书 {serial} 不是待签发状态，无法完成签发。", "Certificate {serial} is not pending issuance, so it cannot be completed.",
+    "请重新发起更新；系统会为此生成新的证书。", "Start the renewal again; a new certificate will be issued for it."),
 
   // ---- holders, profiles, certificates ----
   HOLDER_NOT_FOUND: e("not-found", "找不到持有人 {holder}。", "No holder {holder}.",
