@@ -1,0 +1,154 @@
+import { createHash } from "node:crypto";
+import { UkeyError } from "@ukey/policy";
+import { canonicalJson } from "./canonical-json.js";
+import { pageSize, type Executor } from "./executor.js";
+import type { AuditEntry, AuditEntryInput, AuditLog, AuditVerification, Sql } from "./types.js";
+
+/** prevHash of the first entry. */
+export const GENESIS_HASH = "0".repeat(64);
+
+/** Entries one page of `verify` reads; memory stays flat however long the log grows. */
+const VERIFY_PAGE = 500;
+
+const COLUMNS = "seq, at, actor, action, subject_type, subject_id, data, prev_hash, hash";
+
+interface AuditRow {
+  seq: number | string; at: number | string; actor: string; action: string; subject_type: string;
+  subject_id: string; data: string; prev_hash: string; hash: string;
+}
+
+/**
+ * The hash of one entry: hex SHA-256 over the decimal seq, a newline, the
+ * previous entry's hash, a newline, and the canonical JSON of
+ * {action, actor, at, data, subjectId, subjectType}. Anyone holding an
+ * export of the log can recompute it.
+ */
+export function auditEntryHash(seq: number, prevHash: string, e: Required<AuditEntryInput>): string {
+  const body = canonicalJson({ at: e.at, actor: e.actor, action: e.action, subjectType: e.subjectType, subjectId: e.subjectId, data: e.data });
+  return createHash("sha256").update(`${seq}\n${prevHash}\n${body}`, "utf8").digest("hex");
+}
+
+function toEntry(r: AuditRow): AuditEntry {
+  return {
+    seq: Number(r.seq), at: Number(r.at), actor: r.actor, action: r.action, subjectType: r.subject_type,
+    subjectId: r.subject_id, data: JSON.parse(r.data) as Record<string, unknown>, prevHash: r.prev_hash, hash: r.hash,
+  };
+}
+
+/** Recomputes a stored row's hash; a row whose data is not even JSON cannot match. */
+function rowHashMatches(r: AuditRow): boolean {
+  let data: Record<string, unknown>;
+  try {
+    data = JSON.parse(r.data) as Record<string, unknown>;
+  } catch {
+    return false;
+  }
+  const e = { at: Number(r.at), actor: r.actor, action: r.action, subjectType: r.subject_type, subjectId: r.subject_id, data };
+  return auditEntryHash(Number(r.seq), r.prev_hash, e) === r.hash;
+}
+
+async function readHead(sql: Sql): Promise<{ seq: number; hash: string }> {
+  const rows = await sql.query<{ seq: number | string; hash: string }>("SELECT seq, hash FROM audit_head WHERE id = 1");
+  const head = rows[0];
+  if (!head) throw new UkeyError("AUDIT_CHAIN_BROKEN", { params: { seq: 0, reason: "the audit head row is missing" } });
+  return { seq: Number(head.seq), hash: head.hash };
+}
+
+type Bad = Extract<AuditVerification, { ok: false }>;
+
+/**
+ * The append-only audit log, chained by hash. `append` locks the single
+ * head row (SELECT ... FOR UPDATE), so concurrent appends from several
+ * connections or servers form one chain; on the bare store each append is
+ * its own transaction, inside `store.transaction` it commits with the change
+ * it records.
+ *
+ * `verify` reports the first bad entry:
+ * - removed: a seq is missing, the log ends before the head, or an entry's
+ *   predecessor is gone (it links to a hash found nowhere and no longer
+ *   hashes at its own seq);
+ * - changed: an entry no longer matches its hash (or was rehashed, so that
+ *   its successor's link points at a hash that no longer exists);
+ * - reordered: an entry links to an entry that now sits after it;
+ * - inserted: entries beyond the head, or entries spliced between an entry
+ *   and the one that links to it (reported at the first spliced seq).
+ * It never holds the whole log: it reads pages in seq order. The chain
+ * cannot show a rewrite of the head row together with the log's tail: keep
+ * copies of the head hash elsewhere (exports, logs) for that.
+ */
+export function auditLog(x: Executor): AuditLog {
+  return {
+    append(input) {
+      const entry: Required<AuditEntryInput> = { ...input, data: input.data ?? {} };
+      // Reject what the hash could not carry before taking the lock.
+      const dataText = canonicalJson(entry.data);
+      return x.atomic(async (tx) => {
+        const rows = await tx.query<{ seq: number | string; hash: string }>("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE");
+        const head = rows[0];
+        if (!head) throw new UkeyError("AUDIT_CHAIN_BROKEN", { params: { seq: 0, reason: "the audit head row is missing" } });
+        const seq = Number(head.seq) + 1;
+        const prevHash = head.hash;
+        const hash = auditEntryHash(seq, prevHash, entry);
+        await tx.run(`INSERT INTO audit_log (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, [
+          seq, entry.at, entry.actor, entry.action, entry.subjectType, entry.subjectId, dataText, prevHash, hash,
+        ]);
+        await tx.run("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", [seq, hash]);
+        return { ...entry, seq, prevHash, hash };
+      });
+    },
+
+    async list(fromSeq = 1, limit) {
+      const rows = await x.sql.query<AuditRow>(`SELECT ${COLUMNS} FROM audit_log WHERE seq >= ? ORDER BY seq LIMIT ?`, [
+        fromSeq, pageSize(limit, 100, 1000),
+      ]);
+      return rows.map(toEntry);
+    },
+
+    async verify() {
+      let prev = { seq: 0, hash: GENESIS_HASH };
+      let good = 0;
+      // Entries 1..good verified; a break found late (a splice) may lie before the last of them.
+      const bad = (firstBadSeq: number, reason: Bad["reason"]): Bad => ({ ok: false, entries: Math.min(good, firstBadSeq - 1), firstBadSeq, reason });
+      const page = (after: number) => x.sql.query<AuditRow>(`SELECT ${COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?`, [after, VERIFY_PAGE]);
+
+      // Classifies an entry whose link to its predecessor is broken.
+      const brokenLink = async (r: AuditRow, selfValid: boolean): Promise<Bad> => {
+        const seq = Number(r.seq);
+        const found = await x.sql.query<{ seq: number | string }>("SELECT seq FROM audit_log WHERE hash = ? ORDER BY seq LIMIT 1", [r.prev_hash]);
+        const at = found[0] === undefined ? undefined : Number(found[0].seq);
+        if (at !== undefined && at > seq) return bad(seq, "reordered");
+        if (at !== undefined && at < prev.seq) return bad(at + 1, "inserted");
+        return selfValid ? bad(prev.seq, "changed") : bad(seq, "removed");
+      };
+
+      let head = await readHead(x.sql);
+      for (;;) {
+        let rows = await page(prev.seq);
+        if (rows.length === 0) {
+          // Read the head, then look again: an append commits its entry and
+          // the head together, so every entry up to this head is now visible.
+          head = await readHead(x.sql);
+          rows = await page(prev.seq);
+          if (rows.length === 0) break;
+        }
+        for (const r of rows) {
+          const seq = Number(r.seq);
+          if (seq > head.seq) {
+            // Possibly a concurrent append; judge against a fresh head.
+            head = await readHead(x.sql);
+            if (seq > head.seq) return bad(Math.max(head.seq + 1, prev.seq + 1), "inserted");
+          }
+          if (seq !== prev.seq + 1) return bad(prev.seq + 1, "removed");
+          const selfValid = rowHashMatches(r);
+          if (r.prev_hash !== prev.hash) return brokenLink(r, selfValid);
+          if (!selfValid) return bad(seq, "changed");
+          prev = { seq, hash: r.hash };
+          good++;
+        }
+      }
+      if (prev.seq < head.seq) return bad(prev.seq + 1, "removed");
+      if (prev.hash !== head.hash) return bad(prev.seq, "changed");
+      return { ok: true, entries: good, head: prev.hash };
+    },
+  };
+}

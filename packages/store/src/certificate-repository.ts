@@ -1,0 +1,141 @@
+import { UkeyError } from "@ukey/policy";
+import { pageOffset, pageSize, toMillisOrNull, toNumber, type Executor } from "./executor.js";
+import { foreignKeyViolation, uniqueViolation } from "./sql-errors.js";
+import type { CertificateRecord, CertificateRepository, CertificateStatus } from "./types.js";
+
+const COLUMNS = `serial, issuer_key_id, issuer_dn, subject_dn, sans, not_before, not_after, status, revocation_reason,
+  revoked_at, spki_sha256, kind, token_serial, holder_id, profile_id, der, imported, created_at, updated_at`;
+
+/** How many revoked entries one page of `listRevoked` reads. */
+const REVOKED_PAGE = 1000;
+
+interface CertificateRow {
+  serial: string; issuer_key_id: string; issuer_dn: string; subject_dn: string; sans: string;
+  not_before: number | string; not_after: number | string; status: string; revocation_reason: string | null;
+  revoked_at: number | string | null; spki_sha256: string; kind: string; token_serial: string | null;
+  holder_id: string; profile_id: string; der: Buffer | Uint8Array | null; imported: number | string;
+  created_at: number | string; updated_at: number | string;
+}
+
+function toCertificate(r: CertificateRow): CertificateRecord {
+  return {
+    serial: r.serial, issuerKeyId: r.issuer_key_id, issuerDn: r.issuer_dn, subjectDn: r.subject_dn,
+    sans: JSON.parse(r.sans) as string[], notBefore: Number(r.not_before), notAfter: Number(r.not_after),
+    status: r.status as CertificateStatus, revocationReason: r.revocation_reason, revokedAt: toMillisOrNull(r.revoked_at),
+    spkiSha256: r.spki_sha256, kind: r.kind as CertificateRecord["kind"], tokenSerial: r.token_serial,
+    holderId: r.holder_id, profileId: r.profile_id, der: r.der === null ? null : Buffer.from(r.der),
+    imported: Number(r.imported) === 1, createdAt: Number(r.created_at), updatedAt: Number(r.updated_at),
+  };
+}
+
+/**
+ * Certificates, keyed by serial (unique across issuers: ours are random and
+ * imported ones are checked on import).
+ *
+ * Throws UkeyError RECORD_DUPLICATE for an existing serial,
+ * HOLDER_NOT_FOUND when the holder does not exist, CERT_NOT_FOUND for an
+ * unknown serial, CERT_INTENT_NOT_PENDING when completing an intent that is
+ * not pending.
+ */
+export function certificateRepository(x: Executor): CertificateRepository {
+  async function insert(c: CertificateRecord): Promise<void> {
+    try {
+      await x.sql.run(`INSERT INTO certificates (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, [
+        c.serial, c.issuerKeyId, c.issuerDn, c.subjectDn, JSON.stringify(c.sans), c.notBefore, c.notAfter, c.status,
+        c.revocationReason, c.revokedAt, c.spkiSha256, c.kind, c.tokenSerial, c.holderId, c.profileId, c.der,
+        c.imported ? 1 : 0, c.createdAt, c.updatedAt,
+      ]);
+    } catch (e) {
+      if (uniqueViolation(e)) throw new UkeyError("RECORD_DUPLICATE", { params: { record: `certificate ${c.serial}` }, cause: e });
+      if (foreignKeyViolation(e)) throw new UkeyError("HOLDER_NOT_FOUND", { params: { holder: c.holderId }, cause: e });
+      throw e;
+    }
+  }
+
+  async function exists(serial: string): Promise<boolean> {
+    return (await x.sql.query("SELECT 1 AS one FROM certificates WHERE serial = ?", [serial])).length > 0;
+  }
+
+  return {
+    insertIntent(c) {
+      return insert({ ...c, status: "pending", der: null, revocationReason: null, revokedAt: null, imported: false });
+    },
+    async completeIntent(serial, der, at) {
+      const changed = await x.sql.run(
+        "UPDATE certificates SET status = 'active', der = ?, updated_at = ? WHERE serial = ? AND status = 'pending'",
+        [der, at, serial]);
+      if (changed === 1) return;
+      if (!(await exists(serial))) throw new UkeyError("CERT_NOT_FOUND", { params: { serial } });
+      throw new UkeyError("CERT_INTENT_NOT_PENDING", { params: { serial } });
+    },
+    async abandonStaleIntents(olderThan, at) {
+      const rows = await x.sql.query<{ serial: string }>(
+        "UPDATE certificates SET status = 'abandoned', updated_at = ? WHERE status = 'pending' AND created_at < ? RETURNING serial",
+        [at, olderThan]);
+      return rows.map((r) => r.serial).sort();
+    },
+    insertImported(c) {
+      return insert({ ...c, imported: true });
+    },
+    async get(serial, issuerKeyId) {
+      const rows = issuerKeyId === undefined
+        ? await x.sql.query<CertificateRow>(`SELECT ${COLUMNS} FROM certificates WHERE serial = ?`, [serial])
+        : await x.sql.query<CertificateRow>(`SELECT ${COLUMNS} FROM certificates WHERE serial = ? AND issuer_key_id = ?`, [serial, issuerKeyId]);
+      return rows[0] && toCertificate(rows[0]);
+    },
+    async revoke(serial, reason, at, status = "revoked") {
+      const changed = await x.sql.run(
+        `UPDATE certificates SET status = ?, revocation_reason = ?, revoked_at = ?, updated_at = ?
+         WHERE serial = ? AND revoked_at IS NULL`,
+        [status, reason, at, at, serial]);
+      if (changed === 1) return true;
+      if (!(await exists(serial))) throw new UkeyError("CERT_NOT_FOUND", { params: { serial } });
+      return false;
+    },
+    async setStatus(serial, status, at) {
+      const changed = await x.sql.run("UPDATE certificates SET status = ?, updated_at = ? WHERE serial = ?", [status, at, serial]);
+      if (changed !== 1) throw new UkeyError("CERT_NOT_FOUND", { params: { serial } });
+    },
+    listRevoked(issuerKeyId) {
+      return {
+        async *[Symbol.asyncIterator]() {
+          // Keyset pages: memory stays flat however long the CRL grows.
+          let after = "";
+          for (;;) {
+            const rows = await x.sql.query<{ serial: string; revoked_at: number | string; revocation_reason: string | null }>(
+              `SELECT serial, revoked_at, revocation_reason FROM certificates
+               WHERE issuer_key_id = ? AND serial > ? AND revoked_at IS NOT NULL AND status IN ('revoked', 'superseded')
+               ORDER BY serial LIMIT ?`,
+              [issuerKeyId, after, REVOKED_PAGE]);
+            for (const r of rows) {
+              yield { serial: r.serial, revokedAt: toMillisOrNull(r.revoked_at), revocationReason: r.revocation_reason };
+            }
+            if (rows.length < REVOKED_PAGE) return;
+            after = rows[rows.length - 1]!.serial;
+          }
+        },
+      };
+    },
+    async search(q) {
+      const where: string[] = [];
+      const params: unknown[] = [];
+      if (q.holderId !== undefined) { where.push("holder_id = ?"); params.push(q.holderId); }
+      if (q.status !== undefined) { where.push("status = ?"); params.push(q.status); }
+      if (q.notAfterBefore !== undefined) { where.push("not_after < ?"); params.push(q.notAfterBefore); }
+      if (q.subjectContains !== undefined && q.subjectContains !== "") {
+        // LOWER on both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
+        where.push("LOWER(subject_dn) LIKE ? ESCAPE '\\'");
+        params.push(`%${q.subjectContains.toLowerCase().replace(/[\\%_]/g, (m) => `\\${m}`)}%`);
+      }
+      params.push(pageSize(q.limit, 100, 1000), pageOffset(q.offset));
+      const rows = await x.sql.query<CertificateRow>(
+        `SELECT ${COLUMNS} FROM certificates ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
+         ORDER BY not_after, serial LIMIT ? OFFSET ?`, params);
+      return rows.map(toCertificate);
+    },
+    async countByStatus() {
+      const rows = await x.sql.query<{ status: string; n: number | string }>("SELECT status, COUNT(*) AS n FROM certificates GROUP BY status");
+      return Object.fromEntries(rows.map((r) => [r.status, toNumber(r.n)]));
+    },
+  };
+}

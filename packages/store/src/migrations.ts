@@ -1,0 +1,212 @@
+import { UkeyError } from "@ukey/policy";
+import type { Database, Millis } from "./types.js";
+
+/** Column types that differ between the engines; everything else is written once. */
+interface TypeNames {
+  blob: string;
+}
+
+const typeNames: Record<Database["engine"], TypeNames> = {
+  sqlite: { blob: "BLOB" },
+  postgres: { blob: "BYTEA" },
+};
+
+/** One schema step. Never edit a published migration: add the next one. */
+export interface Migration {
+  version: number;
+  name: string;
+  statements: (t: TypeNames) => string[];
+}
+
+/** States in which a renewal order is still open; at most one per certificate. */
+export const OPEN_ORDER_STATES = ["created", "verified", "key-submitted", "issued", "installed"] as const;
+
+const openStates = OPEN_ORDER_STATES.map((s) => `'${s}'`).join(", ");
+
+/** The schema, in order. */
+export const migrations: readonly Migration[] = [
+  {
+    version: 1,
+    name: "initial schema",
+    statements: (t) => [
+      `CREATE TABLE holders (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('person', 'organisation')),
+        name TEXT NOT NULL,
+        id_type TEXT NOT NULL,
+        id_hash TEXT NOT NULL,
+        id_masked TEXT NOT NULL,
+        phone TEXT,
+        email TEXT,
+        organisation_id TEXT,
+        created_at BIGINT NOT NULL
+      )`,
+      "CREATE INDEX holders_id_hash ON holders (id_hash)",
+      "CREATE INDEX holders_organisation ON holders (organisation_id)",
+
+      `CREATE TABLE certificate_profiles (
+        id TEXT PRIMARY KEY,
+        body TEXT NOT NULL,
+        updated_at BIGINT NOT NULL
+      )`,
+
+      `CREATE TABLE issuers (
+        key_id TEXT PRIMARY KEY,
+        subject_dn TEXT NOT NULL,
+        der ${t.blob} NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('root', 'issuing', 'foreign')),
+        created_at BIGINT NOT NULL
+      )`,
+      "CREATE INDEX issuers_subject ON issuers (subject_dn)",
+
+      `CREATE TABLE certificates (
+        serial TEXT PRIMARY KEY,
+        issuer_key_id TEXT NOT NULL,
+        issuer_dn TEXT NOT NULL,
+        subject_dn TEXT NOT NULL,
+        sans TEXT NOT NULL,
+        not_before BIGINT NOT NULL,
+        not_after BIGINT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'active', 'revoked', 'superseded', 'expired', 'abandoned')),
+        revocation_reason TEXT,
+        revoked_at BIGINT,
+        spki_sha256 TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('hardware', 'file')),
+        token_serial TEXT,
+        holder_id TEXT NOT NULL REFERENCES holders (id),
+        profile_id TEXT NOT NULL,
+        der ${t.blob},
+        imported INTEGER NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+      )`,
+      "CREATE INDEX certificates_status ON certificates (status)",
+      "CREATE INDEX certificates_not_after ON certificates (not_after)",
+      "CREATE INDEX certificates_holder ON certificates (holder_id)",
+      // Serves lookups by issuer and the CRL's walk in serial order.
+      "CREATE INDEX certificates_issuer_serial ON certificates (issuer_key_id, serial)",
+      "CREATE INDEX certificates_spki ON certificates (spki_sha256)",
+      "CREATE INDEX certificates_pending ON certificates (status, created_at)",
+
+      `CREATE TABLE crl_numbers (
+        issuer_key_id TEXT PRIMARY KEY,
+        last_number BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+      )`,
+
+      `CREATE TABLE renewal_orders (
+        id TEXT PRIMARY KEY,
+        certificate_serial TEXT,
+        holder_id TEXT NOT NULL REFERENCES holders (id),
+        profile_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        new_serial TEXT,
+        data TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+      )`,
+      // The database, not the RA, guarantees one open order per certificate,
+      // so two servers racing to open an order cannot both win.
+      `CREATE UNIQUE INDEX renewal_orders_one_open ON renewal_orders (certificate_serial) WHERE state IN (${openStates})`,
+      "CREATE INDEX renewal_orders_holder ON renewal_orders (holder_id)",
+      "CREATE INDEX renewal_orders_state ON renewal_orders (state)",
+
+      `CREATE TABLE enrolments (
+        id TEXT PRIMARY KEY,
+        holder_id TEXT NOT NULL REFERENCES holders (id),
+        profile_id TEXT NOT NULL,
+        reference_number TEXT NOT NULL,
+        code_hash TEXT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        attempts INTEGER NOT NULL,
+        max_attempts INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('open', 'used', 'revoked', 'expired', 'locked')),
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+      )`,
+      "CREATE UNIQUE INDEX enrolments_reference ON enrolments (reference_number)",
+
+      `CREATE TABLE reminders (
+        id TEXT PRIMARY KEY,
+        certificate_serial TEXT NOT NULL REFERENCES certificates (serial),
+        threshold INTEGER NOT NULL,
+        channel TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed')),
+        attempts INTEGER NOT NULL,
+        next_attempt_at BIGINT,
+        sent_at BIGINT,
+        created_at BIGINT NOT NULL
+      )`,
+      "CREATE UNIQUE INDEX reminders_once ON reminders (certificate_serial, threshold, channel)",
+      "CREATE INDEX reminders_due ON reminders (status, next_attempt_at)",
+
+      `CREATE TABLE audit_log (
+        seq BIGINT PRIMARY KEY,
+        at BIGINT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject_type TEXT NOT NULL,
+        subject_id TEXT NOT NULL,
+        data TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+      )`,
+      // verify() looks an entry up by hash to tell a reordering from an insertion.
+      "CREATE INDEX audit_log_hash ON audit_log (hash)",
+      "CREATE INDEX audit_log_subject ON audit_log (subject_type, subject_id)",
+      `CREATE TABLE audit_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq BIGINT NOT NULL,
+        hash TEXT NOT NULL
+      )`,
+      `INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '${"0".repeat(64)}')`,
+    ],
+  },
+];
+
+/** The newest schema version this code knows. */
+export const LATEST_SCHEMA_VERSION = migrations.reduce((max, m) => Math.max(max, m.version), 0);
+
+/**
+ * Brings the schema to LATEST_SCHEMA_VERSION: every missing migration in one
+ * transaction, recorded in `schema_version`. Several processes may call it at
+ * once on PostgreSQL: the version-0 row is locked, so they run one at a time
+ * and the later ones find nothing to do. Returns the version found before.
+ *
+ * Throws UkeyError DATABASE_SCHEMA_NEWER when the database was written by a
+ * newer version of this program (nothing is changed then).
+ */
+export async function migrate(db: Database, at: Millis): Promise<number> {
+  await bootstrap(db, at);
+  return db.transaction(async (tx) => {
+    await tx.query("SELECT version FROM schema_version WHERE version = 0 FOR UPDATE");
+    const rows = await tx.query<{ v: number | null }>("SELECT MAX(version) AS v FROM schema_version");
+    const found = Number(rows[0]?.v ?? 0);
+    if (found > LATEST_SCHEMA_VERSION) {
+      throw new UkeyError("DATABASE_SCHEMA_NEWER", { params: { found, supported: LATEST_SCHEMA_VERSION } });
+    }
+    for (const m of migrations) {
+      if (m.version <= found) continue;
+      for (const statement of m.statements(typeNames[db.engine])) await tx.run(statement);
+      await tx.run("INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)", [m.version, m.name, at]);
+    }
+    return found;
+  });
+}
+
+async function bootstrap(db: Database, at: Millis): Promise<void> {
+  const create = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
+  const seed = "INSERT INTO schema_version (version, name, applied_at) VALUES (0, 'bootstrap', ?) ON CONFLICT (version) DO NOTHING";
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await db.run(create);
+      await db.run(seed, [at]);
+      return;
+    } catch (e) {
+      // Two PostgreSQL sessions creating the table at the same instant can
+      // collide on the catalogue; the second attempt then finds it.
+      if (attempt >= 2 || db.engine !== "postgres") throw e;
+    }
+  }
+}

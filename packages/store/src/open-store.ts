@@ -1,0 +1,90 @@
+import { systemClock, type Clock } from "@ukey/policy";
+import { auditLog } from "./audit-log.js";
+import { certificateRepository } from "./certificate-repository.js";
+import { crlRepository } from "./crl-repository.js";
+import { enrolmentRepository } from "./enrolment-repository.js";
+import type { Executor } from "./executor.js";
+import { holderRepository } from "./holder-repository.js";
+import { issuerRepository } from "./issuer-repository.js";
+import { migrate } from "./migrations.js";
+import { orderRepository } from "./order-repository.js";
+import { openPostgresDatabase } from "./postgres-database.js";
+import { profileRepository } from "./profile-repository.js";
+import { reminderRepository } from "./reminder-repository.js";
+import { openSqliteDatabase } from "./sqlite-database.js";
+import type { Database, OpenStoreOptions, Repositories, Sql, Store } from "./types.js";
+
+/** The data directory used when none is given: `.data` under the working directory. */
+export const DEFAULT_DATA_DIR = ".data";
+
+/**
+ * Opens the engine the options name, without touching the schema:
+ * PostgreSQL when `databaseUrl` is set, else the embedded SQLite database
+ * in `dataDir` (default `.data`), whose directory lock it takes.
+ *
+ * Throws UkeyError DATA_DIR_LOCKED, DATA_DIR_CORRUPT (SQLite) or
+ * DATABASE_UNAVAILABLE (either).
+ */
+export async function openDatabase(options: OpenStoreOptions = {}): Promise<Database> {
+  if (options.databaseUrl) return openPostgresDatabase(options.databaseUrl);
+  return openSqliteDatabase(options.dataDir ?? DEFAULT_DATA_DIR);
+}
+
+/**
+ * All repositories over one executor. `atomic` makes a multi-statement
+ * operation (an audit append) atomic: pass the transaction itself when
+ * already inside one.
+ */
+export function createRepositories(sql: Sql, atomic: Executor["atomic"]): Repositories {
+  const x: Executor = { sql, atomic };
+  return {
+    holders: holderRepository(x),
+    profiles: profileRepository(x),
+    certificates: certificateRepository(x),
+    issuers: issuerRepository(x),
+    crls: crlRepository(x),
+    orders: orderRepository(x),
+    enrolments: enrolmentRepository(x),
+    reminders: reminderRepository(x),
+    audit: auditLog(x),
+  };
+}
+
+/** Repositories bound to one open transaction. */
+export function transactionRepositories(tx: Sql): Repositories {
+  return createRepositories(tx, (fn) => fn(tx));
+}
+
+/**
+ * Opens the store: the database (see `openDatabase`; SQLite in
+ * `<dataDir>/db/ukey.sqlite` by default, created on first use), with every
+ * pending migration applied in one transaction. `clock` (default the system
+ * clock) only stamps the migrations applied.
+ *
+ * Throws UkeyError DATA_DIR_LOCKED when another process or another open
+ * store holds the data directory, DATA_DIR_CORRUPT when the database file is
+ * not an intact database, DATABASE_UNAVAILABLE when PostgreSQL cannot be
+ * reached, DATABASE_SCHEMA_NEWER when a newer program wrote the schema. The
+ * database is closed again when opening fails.
+ */
+export async function openStore(options: OpenStoreOptions & { clock?: Clock } = {}): Promise<Store> {
+  const db = await openDatabase(options);
+  try {
+    await migrate(db, (options.clock ?? systemClock).now().getTime());
+  } catch (e) {
+    await db.close();
+    throw e;
+  }
+  return storeOn(db);
+}
+
+/** A Store over an already migrated database. */
+export function storeOn(db: Database): Store {
+  const repos = createRepositories(db, (fn) => db.transaction(fn));
+  return {
+    ...repos,
+    db,
+    transaction: (fn) => db.transaction((tx) => fn(transactionRepositories(tx))),
+    close: () => db.close(),
+  };
+}

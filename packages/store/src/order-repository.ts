@@ -1,0 +1,79 @@
+import { UkeyError } from "@ukey/policy";
+import { toNumber, type Executor } from "./executor.js";
+import { OPEN_ORDER_STATES } from "./migrations.js";
+import { foreignKeyViolation, uniqueViolation } from "./sql-errors.js";
+import type { OrderRepository, OrderState, RenewalOrderRecord } from "./types.js";
+
+const COLUMNS = "id, certificate_serial, holder_id, profile_id, state, channel, new_serial, data, created_at, updated_at";
+const OPEN = OPEN_ORDER_STATES.map((s) => `'${s}'`).join(", ");
+
+interface OrderRow {
+  id: string; certificate_serial: string | null; holder_id: string; profile_id: string; state: string; channel: string;
+  new_serial: string | null; data: string; created_at: number | string; updated_at: number | string;
+}
+
+function toOrder(r: OrderRow): RenewalOrderRecord {
+  return {
+    id: r.id, certificateSerial: r.certificate_serial, holderId: r.holder_id, profileId: r.profile_id,
+    state: r.state as OrderState, channel: r.channel, newSerial: r.new_serial,
+    data: JSON.parse(r.data) as Record<string, unknown>, createdAt: Number(r.created_at), updatedAt: Number(r.updated_at),
+  };
+}
+
+/** Maps the open-order index's violation to its own code; other duplicates are plain duplicates. */
+function orderConflict(e: unknown, id: string, serial: string | null): unknown {
+  const violated = uniqueViolation(e);
+  if (violated === undefined) {
+    return foreignKeyViolation(e) ? new UkeyError("RECORD_NOT_FOUND", { params: { record: `holder of order ${id}` }, cause: e }) : e;
+  }
+  if (/one_open|certificate_serial/.test(violated)) {
+    return new UkeyError("ORDER_ALREADY_OPEN", { params: { serial: serial ?? "" }, cause: e });
+  }
+  return new UkeyError("RECORD_DUPLICATE", { params: { record: `order ${id}` }, cause: e });
+}
+
+/**
+ * Renewal orders. The database allows one open order (created .. installed)
+ * per certificate: insert (or a transition back into an open state) throws
+ * UkeyError ORDER_ALREADY_OPEN when another exists, RECORD_DUPLICATE for an
+ * existing order id, RECORD_NOT_FOUND for an unknown holder.
+ */
+export function orderRepository(x: Executor): OrderRepository {
+  return {
+    async insert(o) {
+      try {
+        await x.sql.run(`INSERT INTO renewal_orders (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, [
+          o.id, o.certificateSerial, o.holderId, o.profileId, o.state, o.channel, o.newSerial, JSON.stringify(o.data),
+          o.createdAt, o.updatedAt,
+        ]);
+      } catch (e) {
+        throw orderConflict(e, o.id, o.certificateSerial);
+      }
+    },
+    async get(id) {
+      const rows = await x.sql.query<OrderRow>(`SELECT ${COLUMNS} FROM renewal_orders WHERE id = ?`, [id]);
+      return rows[0] && toOrder(rows[0]);
+    },
+    async findOpenForCertificate(serial) {
+      const rows = await x.sql.query<OrderRow>(
+        `SELECT ${COLUMNS} FROM renewal_orders WHERE certificate_serial = ? AND state IN (${OPEN})`, [serial]);
+      return rows[0] && toOrder(rows[0]);
+    },
+    async transition(id, from, to, at, patch = {}) {
+      const sets = ["state = ?", "updated_at = ?"];
+      const params: unknown[] = [to, at];
+      if (patch.newSerial !== undefined) { sets.push("new_serial = ?"); params.push(patch.newSerial); }
+      if (patch.data !== undefined) { sets.push("data = ?"); params.push(JSON.stringify(patch.data)); }
+      params.push(id, from);
+      try {
+        return (await x.sql.run(`UPDATE renewal_orders SET ${sets.join(", ")} WHERE id = ? AND state = ?`, params)) === 1;
+      } catch (e) {
+        throw orderConflict(e, id, null);
+      }
+    },
+    async countByState() {
+      const rows = await x.sql.query<{ state: string; n: number | string }>("SELECT state, COUNT(*) AS n FROM renewal_orders GROUP BY state");
+      return Object.fromEntries(rows.map((r) => [r.state, toNumber(r.n)]));
+    },
+  };
+}

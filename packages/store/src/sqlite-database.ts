@@ -1,0 +1,246 @@
+import { AsyncLocalStorage } from "node:async_hooks";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import BetterSqlite3 from "better-sqlite3";
+import { UkeyError } from "@ukey/policy";
+import { AsyncMutex } from "./async-mutex.js";
+import type { Database, Sql } from "./types.js";
+
+/** Where the embedded database lives inside a data directory. */
+export function sqliteFile(dataDir: string): string {
+  return join(resolve(dataDir), "db", "ukey.sqlite");
+}
+
+/** How many distinct SQL texts keep a prepared statement; dynamic searches make a few variants. */
+const STATEMENT_CACHE_SIZE = 500;
+
+type Statement = BetterSqlite3.Statement<unknown[], unknown>;
+
+interface TxState {
+  readonly owner: SqliteDatabase;
+  active: boolean;
+}
+
+/** Which transaction (if any) the current async call chain runs in; used to refuse a self-deadlock. */
+const currentTx = new AsyncLocalStorage<TxState>();
+
+/**
+ * Opens the embedded database of `dataDir` (file `db/ukey.sqlite`, created
+ * with its directory when missing) and takes the data directory's lock for
+ * the life of the connection: SQLite's exclusive locking mode keeps the OS
+ * file lock once the first write transaction has run, and the OS drops it
+ * when the process dies, even by SIGKILL. WAL with synchronous=FULL makes a
+ * commit durable before `transaction` resolves.
+ *
+ * Throws UkeyError DATA_DIR_LOCKED when another connection (this process or
+ * another) holds the directory, DATA_DIR_CORRUPT when the file is not an
+ * intact SQLite database (nothing is written to it then), and
+ * DATABASE_UNAVAILABLE when the file cannot be opened at all.
+ */
+export function openSqliteDatabase(dataDir: string): SqliteDatabase {
+  const dir = resolve(dataDir);
+  const file = sqliteFile(dir);
+  try {
+    mkdirSync(join(dir, "db"), { recursive: true });
+  } catch (e) {
+    throw new UkeyError("DATABASE_UNAVAILABLE", { params: { reason: `cannot create ${join(dir, "db")}` }, detail: String(e), cause: e });
+  }
+  let handle: BetterSqlite3.Database | undefined;
+  try {
+    // timeout 0: a held lock must fail at once, not after a busy wait.
+    handle = new BetterSqlite3(file, { timeout: 0 });
+    // Order matters: exclusive mode must be set before WAL is first used, so
+    // that no shared-memory index exists and the lock is never shared.
+    handle.pragma("locking_mode = EXCLUSIVE");
+    const mode = handle.pragma("journal_mode = WAL", { simple: true });
+    if (mode !== "wal") throw new UkeyError("DATA_DIR_CORRUPT", { params: { dir, reason: `journal mode stays ${String(mode)}` } });
+    handle.pragma("synchronous = FULL");
+    handle.pragma("foreign_keys = ON");
+    // The first write transaction takes the exclusive lock; it is kept until close.
+    handle.exec("BEGIN IMMEDIATE");
+    handle.exec("COMMIT");
+    handle.prepare("SELECT count(*) FROM sqlite_master").get();
+  } catch (e) {
+    handle?.close();
+    throw translateOpenError(e, dir, file);
+  }
+  writeOwner(file);
+  return new SqliteDatabase(handle, dir, file);
+}
+
+/**
+ * The embedded engine: one better-sqlite3 connection. Statements run
+ * synchronously, so every statement and every transaction goes through one
+ * FIFO mutex; an async transaction body therefore never interleaves with
+ * other work. Use `openSqliteDatabase` to construct.
+ */
+export class SqliteDatabase implements Database {
+  readonly engine = "sqlite" as const;
+  private readonly statements = new Map<string, Statement>();
+  private readonly mutex = new AsyncMutex();
+  private closed = false;
+
+  constructor(private readonly handle: BetterSqlite3.Database, readonly dataDir: string, readonly file: string) {}
+
+  /** Runs a SELECT (or a statement with RETURNING) after any running transaction. */
+  query<T = Record<string, unknown>>(sql: string, params: readonly unknown[] = []): Promise<T[]> {
+    this.refuseInsideTransaction();
+    return this.mutex.run(() => this.queryNow<T>(sql, params));
+  }
+
+  /** Runs a statement after any running transaction; returns the rows changed. */
+  run(sql: string, params: readonly unknown[] = []): Promise<number> {
+    this.refuseInsideTransaction();
+    return this.mutex.run(() => this.runNow(sql, params));
+  }
+
+  /**
+   * BEGIN IMMEDIATE, `fn`, COMMIT (fsynced: WAL with synchronous=FULL), all
+   * under the mutex. Rolls back and rethrows when `fn` or COMMIT throws.
+   * Throws UkeyError INTERNAL when called from inside one of this
+   * database's transactions (it would wait for itself forever).
+   */
+  transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T> {
+    this.refuseInsideTransaction();
+    return this.mutex.run(async () => {
+      this.assertOpen();
+      this.handle.exec("BEGIN IMMEDIATE");
+      const state: TxState = { owner: this, active: true };
+      const tx: Sql = {
+        query: async <R>(sql: string, params: readonly unknown[] = []) => {
+          assertActive(state);
+          return this.queryNow<R>(sql, params);
+        },
+        run: async (sql: string, params: readonly unknown[] = []) => {
+          assertActive(state);
+          return this.runNow(sql, params);
+        },
+      };
+      try {
+        const result = await currentTx.run(state, () => fn(tx));
+        this.handle.exec("COMMIT");
+        return result;
+      } catch (e) {
+        if (this.handle.inTransaction) this.handle.exec("ROLLBACK");
+        throw this.translate(e);
+      } finally {
+        state.active = false;
+      }
+    });
+  }
+
+  /** Waits for running work, then closes the connection and releases the lock. Idempotent. */
+  async close(): Promise<void> {
+    await this.mutex.run(() => {
+      if (this.closed) return;
+      this.closed = true;
+      this.statements.clear();
+      this.handle.close();
+      rmSync(`${this.file}.owner`, { force: true });
+    });
+  }
+
+  private queryNow<T>(sql: string, params: readonly unknown[]): T[] {
+    const stmt = this.prepare(sql);
+    try {
+      if (stmt.reader) return stmt.all(...bindAll(params)) as T[];
+      stmt.run(...bindAll(params));
+      return [];
+    } catch (e) {
+      throw this.translate(e);
+    }
+  }
+
+  private runNow(sql: string, params: readonly unknown[]): number {
+    const stmt = this.prepare(sql);
+    try {
+      if (stmt.reader) return stmt.all(...bindAll(params)).length;
+      return stmt.run(...bindAll(params)).changes;
+    } catch (e) {
+      throw this.translate(e);
+    }
+  }
+
+  private prepare(sql: string): Statement {
+    this.assertOpen();
+    let stmt = this.statements.get(sql);
+    if (stmt) return stmt;
+    try {
+      // Row locks are implicit on SQLite: the one writer holds the database.
+      stmt = this.handle.prepare(sql.replace(/\s+FOR\s+UPDATE\b/gi, ""));
+    } catch (e) {
+      throw this.translate(e);
+    }
+    if (this.statements.size >= STATEMENT_CACHE_SIZE) {
+      const oldest = this.statements.keys().next().value;
+      if (oldest !== undefined) this.statements.delete(oldest);
+    }
+    this.statements.set(sql, stmt);
+    return stmt;
+  }
+
+  private translate(e: unknown): unknown {
+    const code = (e as { code?: unknown } | null)?.code;
+    if (typeof code === "string" && (code.startsWith("SQLITE_CORRUPT") || code === "SQLITE_NOTADB")) {
+      return new UkeyError("DATA_DIR_CORRUPT", { params: { dir: this.dataDir, reason: String((e as Error).message) }, cause: e });
+    }
+    return e;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new UkeyError("INTERNAL", { detail: "the database is closed" });
+  }
+
+  private refuseInsideTransaction(): void {
+    const tx = currentTx.getStore();
+    if (tx && tx.owner === this && tx.active) {
+      throw new UkeyError("INTERNAL", { detail: "database used directly inside its own transaction: use the transaction's executor" });
+    }
+  }
+}
+
+function assertActive(state: TxState): void {
+  if (!state.active) throw new UkeyError("INTERNAL", { detail: "transaction executor used after its transaction ended" });
+}
+
+function bindAll(params: readonly unknown[]): unknown[] {
+  return params.map(bind);
+}
+
+/** better-sqlite3 refuses booleans and undefined; both engines store flags as 0/1. */
+function bind(v: unknown): unknown {
+  if (v === undefined) return null;
+  if (typeof v === "boolean") return v ? 1 : 0;
+  return v;
+}
+
+function translateOpenError(e: unknown, dir: string, file: string): unknown {
+  if (e instanceof UkeyError) return e;
+  const code = String((e as { code?: unknown } | null)?.code ?? "");
+  const message = String((e as Error | null)?.message ?? e);
+  if (code === "SQLITE_BUSY" || code === "SQLITE_LOCKED") {
+    const owner = readOwner(file);
+    return new UkeyError("DATA_DIR_LOCKED", { params: { dir }, detail: owner ? `held by process ${owner}` : undefined, cause: e });
+  }
+  if (code === "SQLITE_NOTADB" || code.startsWith("SQLITE_CORRUPT")) {
+    return new UkeyError("DATA_DIR_CORRUPT", { params: { dir, reason: message }, cause: e });
+  }
+  return new UkeyError("DATABASE_UNAVAILABLE", { params: { reason: `${file}: ${message}` }, cause: e });
+}
+
+/** The pid goes in a side file only so that DATA_DIR_LOCKED can say who holds the lock. */
+function writeOwner(file: string): void {
+  try {
+    writeFileSync(`${file}.owner`, `${process.pid}\n`);
+  } catch {
+    // Only a message depends on it.
+  }
+}
+
+function readOwner(file: string): string | undefined {
+  try {
+    return readFileSync(`${file}.owner`, "utf8").trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,643 @@
+// The repository contract, run unchanged on every engine. Each engine's test
+// file calls `repositoryContract` with a factory; a suite shares one fresh
+// database, so every test makes its own ids.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { defaultProfile, isUkeyError, type ErrorCode } from "@ukey/policy";
+import {
+  auditEntryHash, GENESIS_HASH, LATEST_SCHEMA_VERSION,
+  type CertificateRecord, type HolderRecord, type RenewalOrderRecord, type Store,
+} from "../../src/index.js";
+
+/** One engine under test: opens stores on one database made for the suite. */
+export interface EngineUnderTest {
+  /** Opens a (further) store on the suite's database. */
+  open(): Promise<Store>;
+  /** True when several stores may be open on the database at once (PostgreSQL: several servers). */
+  sharedByInstances: boolean;
+  dispose(): Promise<void>;
+}
+
+const T0 = Date.parse("2025-01-01T00:00:00Z");
+const DAY = 86_400_000;
+
+let counter = 0;
+const uid = (prefix: string): string => `${prefix}-${++counter}-${randomBytes(3).toString("hex")}`;
+const serial = (): string => randomBytes(16).toString("hex").replace(/^0+/, "1");
+
+function rejectsWith(code: ErrorCode): (e: unknown) => boolean {
+  return (e) => {
+    assert.ok(isUkeyError(e, code), `expected ${code}, got ${String(e)}`);
+    return true;
+  };
+}
+
+function holder(over: Partial<HolderRecord> = {}): HolderRecord {
+  return {
+    id: uid("H"), kind: "person", name: "张三", idType: "resident-id", idHash: randomBytes(32).toString("hex"),
+    idMasked: "1101**********1234", phone: "+86 138 0000 0000", email: null, organisationId: null, createdAt: T0, ...over,
+  };
+}
+
+type IntentInput = Parameters<Store["certificates"]["insertIntent"]>[0];
+
+function intent(holderId: string, over: Partial<IntentInput> = {}): IntentInput {
+  return {
+    serial: serial(), issuerKeyId: "aa11", issuerDn: "CN=Test CA", subjectDn: "CN=Zhang San,O=Bank", sans: ["email:z@example.cn"],
+    notBefore: T0, notAfter: T0 + 1825 * DAY, spkiSha256: randomBytes(32).toString("hex"), kind: "hardware",
+    tokenSerial: "TW1234567", holderId, profileId: "personal", createdAt: T0, updatedAt: T0, ...over,
+  };
+}
+
+function imported(holderId: string, over: Partial<Omit<CertificateRecord, "imported">> = {}): Omit<CertificateRecord, "imported"> {
+  return {
+    ...intent(holderId), status: "active", der: Buffer.from([0x30, 0x03, 0x02, 0x01, 0x07]), revocationReason: null, revokedAt: null, ...over,
+  };
+}
+
+function order(holderId: string, certificateSerial: string | null, over: Partial<RenewalOrderRecord> = {}): RenewalOrderRecord {
+  return {
+    id: uid("O"), certificateSerial, holderId, profileId: "personal", state: "created", channel: "portal", newSerial: null,
+    data: { step: "verify", tries: [1, 2] }, createdAt: T0, updatedAt: T0, ...over,
+  };
+}
+
+const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Registers the whole contract suite for one engine. */
+export function repositoryContract(engineName: string, factory: () => Promise<EngineUnderTest>): void {
+  describe(`store contract on ${engineName}`, () => {
+    let engine: EngineUnderTest;
+    let store: Store;
+    let h: HolderRecord;
+
+    before(async () => {
+      engine = await factory();
+      store = await engine.open();
+      h = holder();
+      await store.holders.insert(h);
+    });
+    after(async () => {
+      await store?.close();
+      await engine?.dispose();
+    });
+
+    describe("holders", () => {
+      test("inserts and reads back every field", async () => {
+        const x = holder({ kind: "organisation", email: "ops@example.cn", phone: null, organisationId: "ORG1", idType: "uscc" });
+        await store.holders.insert(x);
+        assert.deepEqual(await store.holders.get(x.id), x);
+        assert.equal(await store.holders.get("no-such-holder"), undefined);
+      });
+      test("refuses a duplicate holder id", async () => {
+        const x = holder();
+        await store.holders.insert(x);
+        await assert.rejects(store.holders.insert({ ...x, name: "other" }), rejectsWith("RECORD_DUPLICATE"));
+      });
+      test("finds by ID hash, oldest record first", async () => {
+        const idHash = randomBytes(32).toString("hex");
+        const newer = holder({ idHash, createdAt: T0 + 10 });
+        const older = holder({ idHash, createdAt: T0 });
+        await store.holders.insert(newer);
+        await store.holders.insert(older);
+        assert.equal((await store.holders.findByIdHash(idHash))?.id, older.id);
+        assert.equal(await store.holders.findByIdHash("f".repeat(64)), undefined);
+      });
+      test("lists in id order with limit and offset", async () => {
+        const all = await store.holders.list({ limit: 1000 });
+        const ids = all.map((x) => x.id);
+        assert.deepEqual(ids, [...ids].sort());
+        const second = await store.holders.list({ limit: 2, offset: 1 });
+        assert.deepEqual(second.map((x) => x.id), ids.slice(1, 3));
+      });
+    });
+
+    describe("profiles", () => {
+      test("puts, replaces and lists profiles", async () => {
+        const p = { ...defaultProfile, id: uid("profile") };
+        await store.profiles.put(p, T0);
+        assert.deepEqual(await store.profiles.get(p.id), { id: p.id, profile: p, updatedAt: T0 });
+        const changed = { ...p, validityDays: 730 };
+        await store.profiles.put(changed, T0 + 5);
+        assert.deepEqual(await store.profiles.get(p.id), { id: p.id, profile: changed, updatedAt: T0 + 5 });
+        const listed = await store.profiles.list();
+        assert.equal(listed.filter((r) => r.id === p.id).length, 1);
+        assert.deepEqual(listed.map((r) => r.id), listed.map((r) => r.id).sort());
+        assert.equal(await store.profiles.get("missing"), undefined);
+      });
+    });
+
+    describe("issuers", () => {
+      test("puts, replaces, finds by subject and lists", async () => {
+        const keyId = uid("k");
+        const subjectDn = `CN=${uid("Issuer")}`;
+        await store.issuers.put({ keyId, subjectDn, der: Buffer.from([1, 2, 3]), role: "issuing", createdAt: T0 });
+        assert.deepEqual(await store.issuers.get(keyId), { keyId, subjectDn, der: Buffer.from([1, 2, 3]), role: "issuing", createdAt: T0 });
+        await store.issuers.put({ keyId, subjectDn, der: Buffer.from([4]), role: "foreign", createdAt: T0 + 1 });
+        const again = await store.issuers.get(keyId);
+        assert.deepEqual(again?.der, Buffer.from([4]));
+        assert.equal(again?.role, "foreign");
+        const other = uid("k");
+        await store.issuers.put({ keyId: other, subjectDn, der: Buffer.from([5]), role: "root", createdAt: T0 + 2 });
+        assert.deepEqual((await store.issuers.findBySubject(subjectDn)).map((i) => i.keyId), [keyId, other]);
+        assert.ok((await store.issuers.list()).some((i) => i.keyId === other));
+        assert.equal(await store.issuers.get("nope"), undefined);
+      });
+    });
+
+    describe("certificates", () => {
+      test("records an intent as pending, then completes it with its DER", async () => {
+        const c = intent(h.id);
+        await store.certificates.insertIntent(c);
+        const pending = await store.certificates.get(c.serial);
+        assert.deepEqual(pending, { ...c, status: "pending", der: null, revocationReason: null, revokedAt: null, imported: false });
+        const der = randomBytes(300);
+        await store.certificates.completeIntent(c.serial, der, T0 + 1);
+        const active = await store.certificates.get(c.serial);
+        assert.equal(active?.status, "active");
+        assert.deepEqual(active?.der, der);
+        assert.equal(active?.updatedAt, T0 + 1);
+      });
+
+      const completeCases: { name: string; prepare: (s: string) => Promise<void>; code: ErrorCode }[] = [
+        { name: "refuses to complete an intent twice", code: "CERT_INTENT_NOT_PENDING",
+          prepare: async (s) => { await store.certificates.insertIntent(intent(h.id, { serial: s })); await store.certificates.completeIntent(s, Buffer.from([1]), T0); } },
+        { name: "refuses to complete an abandoned intent", code: "CERT_INTENT_NOT_PENDING",
+          prepare: async (s) => { await store.certificates.insertIntent(intent(h.id, { serial: s })); await store.certificates.setStatus(s, "abandoned", T0); } },
+        { name: "refuses to complete an unknown serial", code: "CERT_NOT_FOUND", prepare: async () => undefined },
+      ];
+      for (const c of completeCases) {
+        test(c.name, async () => {
+          const s = serial();
+          await c.prepare(s);
+          await assert.rejects(store.certificates.completeIntent(s, Buffer.from([9]), T0 + 2), rejectsWith(c.code));
+        });
+      }
+
+      test("refuses a duplicate serial and an unknown holder", async () => {
+        const c = intent(h.id);
+        await store.certificates.insertIntent(c);
+        await assert.rejects(store.certificates.insertIntent({ ...c }), rejectsWith("RECORD_DUPLICATE"));
+        await assert.rejects(store.certificates.insertImported(imported(h.id, { serial: c.serial })), rejectsWith("RECORD_DUPLICATE"));
+        await assert.rejects(store.certificates.insertIntent(intent("no-such-holder")), rejectsWith("HOLDER_NOT_FOUND"));
+      });
+
+      test("abandons only pending intents older than the cut-off", async () => {
+        const hx = holder();
+        await store.holders.insert(hx);
+        const old1 = intent(hx.id, { createdAt: T0 - 10 * DAY });
+        const old2 = intent(hx.id, { createdAt: T0 - 2 * DAY });
+        const fresh = intent(hx.id, { createdAt: T0 });
+        const done = intent(hx.id, { createdAt: T0 - 10 * DAY });
+        for (const c of [old1, old2, fresh, done]) await store.certificates.insertIntent(c);
+        await store.certificates.completeIntent(done.serial, Buffer.from([1]), T0);
+        const abandoned = await store.certificates.abandonStaleIntents(T0 - DAY, T0 + 7);
+        assert.ok(abandoned.includes(old1.serial) && abandoned.includes(old2.serial));
+        assert.ok(!abandoned.includes(fresh.serial) && !abandoned.includes(done.serial));
+        assert.equal((await store.certificates.get(old1.serial))?.status, "abandoned");
+        assert.equal((await store.certificates.get(old1.serial))?.updatedAt, T0 + 7);
+        assert.equal((await store.certificates.get(fresh.serial))?.status, "pending");
+        assert.equal((await store.certificates.get(done.serial))?.status, "active");
+        assert.deepEqual(await store.certificates.abandonStaleIntents(T0 - DAY, T0 + 8), []);
+      });
+
+      test("imports a complete certificate and reads it back", async () => {
+        const c = imported(h.id, { status: "revoked", revocationReason: "keyCompromise", revokedAt: T0 + 3, tokenSerial: null, kind: "file", sans: [] });
+        await store.certificates.insertImported(c);
+        assert.deepEqual(await store.certificates.get(c.serial), { ...c, imported: true });
+      });
+
+      test("gets by serial and, when given, issuer key id", async () => {
+        const c = intent(h.id, { issuerKeyId: "bb22" });
+        await store.certificates.insertIntent(c);
+        assert.equal((await store.certificates.get(c.serial, "bb22"))?.serial, c.serial);
+        assert.equal(await store.certificates.get(c.serial, "cc33"), undefined);
+        assert.equal(await store.certificates.get(serial()), undefined);
+      });
+
+      test("revokes once, reports an already revoked certificate, supersedes", async () => {
+        const a = imported(h.id);
+        const b = imported(h.id);
+        await store.certificates.insertImported(a);
+        await store.certificates.insertImported(b);
+        assert.equal(await store.certificates.revoke(a.serial, "keyCompromise", T0 + 10), true);
+        assert.equal(await store.certificates.revoke(a.serial, "cessationOfOperation", T0 + 20), false);
+        const ra = await store.certificates.get(a.serial);
+        assert.deepEqual([ra?.status, ra?.revocationReason, ra?.revokedAt], ["revoked", "keyCompromise", T0 + 10]);
+        assert.equal(await store.certificates.revoke(b.serial, "superseded", T0 + 11, "superseded"), true);
+        const rb = await store.certificates.get(b.serial);
+        assert.deepEqual([rb?.status, rb?.revocationReason, rb?.revokedAt], ["superseded", "superseded", T0 + 11]);
+        await assert.rejects(store.certificates.revoke(serial(), "keyCompromise", T0), rejectsWith("CERT_NOT_FOUND"));
+      });
+
+      test("sets a status and refuses an unknown serial", async () => {
+        const c = imported(h.id);
+        await store.certificates.insertImported(c);
+        await store.certificates.setStatus(c.serial, "expired", T0 + 99);
+        const r = await store.certificates.get(c.serial);
+        assert.deepEqual([r?.status, r?.updatedAt], ["expired", T0 + 99]);
+        await assert.rejects(store.certificates.setStatus(serial(), "expired", T0), rejectsWith("CERT_NOT_FOUND"));
+      });
+
+      test("lists the revoked of one issuer in serial order, across pages", async () => {
+        const issuer = uid("issuer");
+        const expected: string[] = [];
+        // More than one page (1000) so that the keyset paging is exercised.
+        await store.transaction(async (r) => {
+          for (let i = 0; i < 1203; i++) {
+            const c = imported(h.id, { issuerKeyId: issuer });
+            await r.certificates.insertImported(c);
+            if (i % 3 === 0) continue; // stays active
+            if (i % 3 === 1) {
+              await r.certificates.revoke(c.serial, "keyCompromise", T0 + i);
+            } else if (i % 2 === 0) {
+              await r.certificates.revoke(c.serial, "superseded", T0 + i, "superseded");
+            } else {
+              await r.certificates.setStatus(c.serial, "superseded", T0 + i); // superseded without revocation
+              continue;
+            }
+            expected.push(c.serial);
+          }
+          // Another issuer's revoked certificate never appears.
+          const other = imported(h.id, { issuerKeyId: uid("other") });
+          await r.certificates.insertImported(other);
+          await r.certificates.revoke(other.serial, "keyCompromise", T0);
+        });
+        const seen: { serial: string; revokedAt: number | null; revocationReason: string | null }[] = [];
+        for await (const e of store.certificates.listRevoked(issuer)) seen.push(e);
+        assert.deepEqual(seen.map((e) => e.serial), [...expected].sort());
+        assert.ok(seen.every((e) => e.revokedAt !== null && (e.revocationReason === "keyCompromise" || e.revocationReason === "superseded")));
+        const none: unknown[] = [];
+        for await (const e of store.certificates.listRevoked(uid("empty"))) none.push(e);
+        assert.deepEqual(none, []);
+      });
+
+      test("searches by holder, status, subject and expiry, with paging", async () => {
+        const hx = holder();
+        await store.holders.insert(hx);
+        const certs = [
+          imported(hx.id, { subjectDn: "CN=Li Si,O=Big Bank", notAfter: T0 + 10 * DAY }),
+          imported(hx.id, { subjectDn: "CN=Wang Wu,O=Big Bank", notAfter: T0 + 20 * DAY, status: "expired" }),
+          imported(hx.id, { subjectDn: "CN=100%_Sure,O=Other", notAfter: T0 + 30 * DAY }),
+          imported(hx.id, { subjectDn: "CN=李四,O=中国银行", notAfter: T0 + 40 * DAY }),
+        ];
+        for (const c of certs) await store.certificates.insertImported(c);
+        const serials = (rs: CertificateRecord[]) => rs.map((r) => r.serial);
+        const cases: { name: string; q: Parameters<Store["certificates"]["search"]>[0]; want: number[] }[] = [
+          { name: "by holder, ordered by expiry", q: { holderId: hx.id }, want: [0, 1, 2, 3] },
+          { name: "by status", q: { holderId: hx.id, status: "expired" }, want: [1] },
+          { name: "subject, ignoring ASCII case", q: { holderId: hx.id, subjectContains: "big bank" }, want: [0, 1] },
+          { name: "subject with LIKE wildcards taken literally", q: { holderId: hx.id, subjectContains: "100%_s" }, want: [2] },
+          { name: "subject in Chinese", q: { holderId: hx.id, subjectContains: "中国银行" }, want: [3] },
+          { name: "expiring before", q: { holderId: hx.id, notAfterBefore: T0 + 25 * DAY }, want: [0, 1] },
+          { name: "limit and offset", q: { holderId: hx.id, limit: 2, offset: 1 }, want: [1, 2] },
+        ];
+        for (const c of cases) {
+          assert.deepEqual(serials(await store.certificates.search(c.q)), c.want.map((i) => certs[i]!.serial), c.name);
+        }
+      });
+
+      test("counts by status", async () => {
+        const before = await store.certificates.countByStatus();
+        const a = imported(h.id);
+        await store.certificates.insertImported(a);
+        await store.certificates.insertIntent(intent(h.id));
+        const afterCounts = await store.certificates.countByStatus();
+        assert.equal(afterCounts.active, (before.active ?? 0) + 1);
+        assert.equal(afterCounts.pending, (before.pending ?? 0) + 1);
+        assert.equal(typeof afterCounts.active, "number");
+      });
+    });
+
+    describe("CRL numbers", () => {
+      test("start at 1 and increase per issuer", async () => {
+        const a = uid("crl");
+        const b = uid("crl");
+        assert.deepEqual([
+          await store.crls.nextNumber(a, T0), await store.crls.nextNumber(a, T0), await store.crls.nextNumber(b, T0), await store.crls.nextNumber(a, T0),
+        ], [1, 2, 1, 3]);
+      });
+      test("are strictly increasing and unique under concurrent calls", async () => {
+        const a = uid("crl");
+        const stores = [store];
+        if (engine.sharedByInstances) stores.push(await engine.open());
+        try {
+          const got = await Promise.all(Array.from({ length: 40 }, (_, i) => stores[i % stores.length]!.crls.nextNumber(a, T0 + i)));
+          assert.deepEqual([...got].sort((x, y) => x - y), Array.from({ length: 40 }, (_, i) => i + 1));
+        } finally {
+          for (const s of stores.slice(1)) await s.close();
+        }
+      });
+    });
+
+    describe("renewal orders", () => {
+      test("inserts and reads back an order with its data", async () => {
+        const c = imported(h.id);
+        await store.certificates.insertImported(c);
+        const o = order(h.id, c.serial);
+        await store.orders.insert(o);
+        assert.deepEqual(await store.orders.get(o.id), o);
+        assert.deepEqual(await store.orders.findOpenForCertificate(c.serial), o);
+        assert.equal(await store.orders.get("missing"), undefined);
+        // A closed copy: with an open one both the id and the open-order index clash, and the engine picks which to report.
+        await assert.rejects(store.orders.insert({ ...o, state: "failed" }), rejectsWith("RECORD_DUPLICATE"));
+      });
+
+      test("allows one open order per certificate, a new one once it is closed", async () => {
+        const c = imported(h.id);
+        await store.certificates.insertImported(c);
+        const first = order(h.id, c.serial);
+        await store.orders.insert(first);
+        await assert.rejects(store.orders.insert(order(h.id, c.serial, { state: "issued" })), rejectsWith("ORDER_ALREADY_OPEN"));
+        // Closed orders do not count.
+        await store.orders.insert(order(h.id, c.serial, { state: "failed" }));
+        assert.equal(await store.orders.transition(first.id, "created", "completed", T0 + 1), true);
+        assert.equal(await store.orders.findOpenForCertificate(c.serial), undefined);
+        const second = order(h.id, c.serial);
+        await store.orders.insert(second);
+        assert.equal((await store.orders.findOpenForCertificate(c.serial))?.id, second.id);
+        // Reopening the first while the second is open is refused by the database.
+        await assert.rejects(store.orders.transition(first.id, "completed", "created", T0 + 2), rejectsWith("ORDER_ALREADY_OPEN"));
+        // Download orders have no certificate and never collide.
+        await store.orders.insert(order(h.id, null));
+        await store.orders.insert(order(h.id, null));
+      });
+
+      test("lets exactly one of several concurrent inserts open an order", async () => {
+        const c = imported(h.id);
+        await store.certificates.insertImported(c);
+        const stores = [store];
+        if (engine.sharedByInstances) stores.push(await engine.open());
+        try {
+          const results = await Promise.allSettled(Array.from({ length: 8 }, (_, i) =>
+            stores[i % stores.length]!.transaction(async (r) => {
+              await r.orders.insert(order(h.id, c.serial));
+              await delay(5);
+            })));
+          assert.equal(results.filter((r) => r.status === "fulfilled").length, 1);
+          for (const r of results) if (r.status === "rejected") assert.ok(isUkeyError(r.reason, "ORDER_ALREADY_OPEN"), String(r.reason));
+        } finally {
+          for (const s of stores.slice(1)) await s.close();
+        }
+      });
+
+      test("transitions by compare-and-set and applies the patch", async () => {
+        const o = order(h.id, null);
+        await store.orders.insert(o);
+        assert.equal(await store.orders.transition(o.id, "verified", "issued", T0 + 1), false);
+        assert.equal(await store.orders.transition(o.id, "created", "verified", T0 + 2, { data: { verified: "otp" } }), true);
+        assert.equal(await store.orders.transition(o.id, "verified", "issued", T0 + 3, { newSerial: "0abc" }), true);
+        assert.deepEqual(await store.orders.get(o.id), { ...o, state: "issued", newSerial: "0abc", data: { verified: "otp" }, updatedAt: T0 + 3 });
+        assert.equal(await store.orders.transition("missing", "created", "verified", T0), false);
+      });
+
+      test("counts by state", async () => {
+        const before = await store.orders.countByState();
+        await store.orders.insert(order(h.id, null, { state: "cancelled" }));
+        const afterCounts = await store.orders.countByState();
+        assert.equal(afterCounts.cancelled, (before.cancelled ?? 0) + 1);
+      });
+    });
+
+    describe("enrolments", () => {
+      test("inserts, finds by reference and updates", async () => {
+        const e = {
+          id: uid("E"), holderId: h.id, profileId: "personal", referenceNumber: uid("REF"), codeHash: "scrypt$abc",
+          expiresAt: T0 + DAY, attempts: 0, maxAttempts: 5, status: "open" as const, createdAt: T0, updatedAt: T0,
+        };
+        await store.enrolments.insert(e);
+        assert.deepEqual(await store.enrolments.getByReference(e.referenceNumber), e);
+        await store.enrolments.update(e.id, { attempts: 1 }, T0 + 1);
+        await store.enrolments.update(e.id, { status: "used" }, T0 + 2);
+        assert.deepEqual(await store.enrolments.getByReference(e.referenceNumber), { ...e, attempts: 1, status: "used", updatedAt: T0 + 2 });
+        assert.equal(await store.enrolments.getByReference("nope"), undefined);
+        await assert.rejects(store.enrolments.insert({ ...e, id: uid("E") }), rejectsWith("RECORD_DUPLICATE"));
+        await assert.rejects(store.enrolments.insert({ ...e, referenceNumber: uid("REF") }), rejectsWith("RECORD_DUPLICATE"));
+        await assert.rejects(store.enrolments.update("missing", { attempts: 2 }, T0), rejectsWith("RECORD_NOT_FOUND"));
+      });
+    });
+
+    describe("reminders", () => {
+      test("inserts once per certificate, threshold and channel", async () => {
+        const c = imported(h.id);
+        await store.certificates.insertImported(c);
+        const r = { id: uid("R"), certificateSerial: c.serial, threshold: 30, channel: "sms", status: "pending" as const, attempts: 0, nextAttemptAt: null, sentAt: null, createdAt: T0 };
+        assert.equal(await store.reminders.insertOnce(r), true);
+        assert.equal(await store.reminders.insertOnce({ ...r, id: uid("R") }), false);
+        assert.equal(await store.reminders.insertOnce({ ...r, id: uid("R"), channel: "email" }), true);
+        assert.equal(await store.reminders.insertOnce({ ...r, id: uid("R"), threshold: -30 }), true);
+        await assert.rejects(store.reminders.insertOnce({ ...r, id: uid("R"), certificateSerial: serial() }), rejectsWith("CERT_NOT_FOUND"));
+      });
+
+      test("lists what is due in order, and not once sent", async () => {
+        const c = imported(h.id);
+        await store.certificates.insertImported(c);
+        const base = { certificateSerial: c.serial, channel: "sms", status: "pending" as const, attempts: 0, sentAt: null };
+        const soon = { ...base, id: uid("R"), threshold: 90, nextAttemptAt: T0 + 100 * DAY + 1, createdAt: T0 };
+        const now = { ...base, id: uid("R"), threshold: 60, nextAttemptAt: T0 + 100 * DAY - 5, createdAt: T0 };
+        const later = { ...base, id: uid("R"), threshold: 30, nextAttemptAt: T0 + 200 * DAY, createdAt: T0 };
+        for (const r of [soon, now, later]) assert.equal(await store.reminders.insertOnce(r), true);
+        const ours = (rs: { id: string }[]) => rs.map((r) => r.id).filter((id) => [soon.id, now.id, later.id].includes(id));
+        assert.deepEqual(ours(await store.reminders.listDue(T0 + 100 * DAY + 1, 1000)), [now.id, soon.id]);
+        await store.reminders.markSent(now.id, T0 + 100 * DAY);
+        assert.deepEqual(ours(await store.reminders.listDue(T0 + 100 * DAY + 1, 1000)), [soon.id]);
+        assert.equal((await store.reminders.listDue(T0 + 300 * DAY, 1)).length, 1);
+        await assert.rejects(store.reminders.markSent("missing", T0), rejectsWith("RECORD_NOT_FOUND"));
+      });
+    });
+
+    describe("transactions", () => {
+      test("commit a revocation and its audit entry together", async () => {
+        const c = imported(h.id);
+        await store.certificates.insertImported(c);
+        const entry = await store.transaction(async (r) => {
+          await r.certificates.revoke(c.serial, "keyCompromise", T0 + 1);
+          return r.audit.append({ at: T0 + 1, actor: "operator:alice", action: "certificate.revoked", subjectType: "certificate", subjectId: c.serial });
+        });
+        assert.equal((await store.certificates.get(c.serial))?.status, "revoked");
+        assert.deepEqual((await store.audit.list(entry.seq, 1))[0], entry);
+      });
+
+      test("roll back every change when the body throws", async () => {
+        const c = imported(h.id);
+        await store.certificates.insertImported(c);
+        const headBefore = (await store.audit.verify());
+        await assert.rejects(store.transaction(async (r) => {
+          await r.certificates.revoke(c.serial, "keyCompromise", T0 + 1);
+          await r.audit.append({ at: T0 + 1, actor: "system", action: "certificate.revoked", subjectType: "certificate", subjectId: c.serial });
+          throw new Error("boom");
+        }), /boom/);
+        assert.equal((await store.certificates.get(c.serial))?.status, "active");
+        assert.deepEqual(await store.audit.verify(), headBefore);
+      });
+
+      test("roll back earlier statements when a uniqueness violation ends the transaction", async () => {
+        const x = holder();
+        await assert.rejects(store.transaction(async (r) => {
+          await r.holders.insert(x);
+          await r.holders.insert(x);
+        }), rejectsWith("RECORD_DUPLICATE"));
+        assert.equal(await store.holders.get(x.id), undefined);
+      });
+
+      test("serialise read-modify-write bodies that await in between", async () => {
+        const key = uid("counter");
+        await store.crls.nextNumber(key, T0);
+        const stores = [store];
+        if (engine.sharedByInstances) stores.push(await engine.open());
+        try {
+          await Promise.all(Array.from({ length: 10 }, (_, i) => stores[i % stores.length]!.db.transaction(async (tx) => {
+            // FOR UPDATE is what serialises this on PostgreSQL; SQLite has one writer anyway.
+            const rows = await tx.query<{ n: number }>("SELECT last_number AS n FROM crl_numbers WHERE issuer_key_id = ? FOR UPDATE", [key]);
+            await delay(2);
+            await tx.run("UPDATE crl_numbers SET last_number = ? WHERE issuer_key_id = ?", [Number(rows[0]!.n) + 1, key]);
+          })));
+        } finally {
+          for (const s of stores.slice(1)) await s.close();
+        }
+        assert.equal(await store.crls.nextNumber(key, T0), 12);
+      });
+
+      test("make a batch of 500 inserts fast", async () => {
+        const started = performance.now();
+        await store.transaction(async (r) => {
+          for (let i = 0; i < 500; i++) await r.certificates.insertIntent(intent(h.id));
+        });
+        const ms = performance.now() - started;
+        assert.ok(ms < 3000, `500 inserts took ${ms.toFixed(0)} ms`);
+      });
+    });
+
+    describe("audit log", () => {
+      async function resetAudit(): Promise<void> {
+        await store.db.run("DELETE FROM audit_log");
+        await store.db.run("UPDATE audit_head SET seq = 0, hash = ? WHERE id = 1", [GENESIS_HASH]);
+      }
+      async function appendN(n: number): Promise<void> {
+        for (let i = 1; i <= n; i++) {
+          await store.audit.append({ at: T0 + i, actor: "system", action: "test.step", subjectType: "test", subjectId: String(i), data: { i, nested: { b: 2, a: [1, "x"] } } });
+        }
+      }
+
+      test("chains entries by hash and lists them from a seq", async () => {
+        await resetAudit();
+        assert.deepEqual(await store.audit.verify(), { ok: true, entries: 0, head: GENESIS_HASH });
+        const a = await store.audit.append({ at: T0, actor: "cli", action: "ca.initialised", subjectType: "ca", subjectId: "root" });
+        const b = await store.audit.append({ at: T0 + 1, actor: "operator:alice", action: "certificate.revoked", subjectType: "certificate", subjectId: "0a", data: { reason: "keyCompromise", 中文: "是" } });
+        assert.deepEqual([a.seq, a.prevHash, a.data], [1, GENESIS_HASH, {}]);
+        assert.deepEqual([b.seq, b.prevHash], [2, a.hash]);
+        assert.equal(b.hash, auditEntryHash(2, a.hash, b));
+        assert.match(b.hash, /^[0-9a-f]{64}$/);
+        assert.deepEqual(await store.audit.list(), [a, b]);
+        assert.deepEqual(await store.audit.list(2), [b]);
+        assert.deepEqual(await store.audit.list(1, 1), [a]);
+        assert.deepEqual(await store.audit.verify(), { ok: true, entries: 2, head: b.hash });
+      });
+
+      test("concurrent appends form one chain", async () => {
+        await resetAudit();
+        const stores = [store];
+        if (engine.sharedByInstances) stores.push(await engine.open(), await engine.open());
+        try {
+          const entries = await Promise.all(Array.from({ length: 30 }, (_, i) =>
+            stores[i % stores.length]!.audit.append({ at: T0 + i, actor: "system", action: "test.concurrent", subjectType: "test", subjectId: String(i) })));
+          assert.deepEqual(entries.map((e) => e.seq).sort((x, y) => x - y), Array.from({ length: 30 }, (_, i) => i + 1));
+          const v = await store.audit.verify();
+          assert.equal(v.ok, true, JSON.stringify(v));
+          assert.equal(v.entries, 30);
+        } finally {
+          for (const s of stores.slice(1)) await s.close();
+        }
+      });
+
+      test("verify walks a log longer than one page", async () => {
+        await resetAudit();
+        await store.transaction(async (r) => {
+          for (let i = 0; i < 1234; i++) await r.audit.append({ at: T0 + i, actor: "system", action: "bulk", subjectType: "test", subjectId: String(i) });
+        });
+        assert.deepEqual((await store.audit.verify()).entries, 1234);
+      });
+
+      // Each case tampers with a log of entries 1..6 through raw SQL.
+      const forge = (seq: number, prevHash: string) => {
+        const e = { at: T0 + 99, actor: "attacker", action: "test.forged", subjectType: "test", subjectId: "x", data: {} };
+        return [seq, e.at, e.actor, e.action, e.subjectType, e.subjectId, "{}", prevHash, auditEntryHash(seq, prevHash, e)];
+      };
+      const insertSql = "INSERT INTO audit_log (seq, at, actor, action, subject_type, subject_id, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+      const hashOf = async (seq: number) => (await store.db.query<{ hash: string }>("SELECT hash FROM audit_log WHERE seq = ?", [seq]))[0]!.hash;
+      const shift = async (from: number, by: number) => {
+        // Two steps so that no primary key collides midway on either engine.
+        await store.db.run("UPDATE audit_log SET seq = -seq WHERE seq >= ?", [from]);
+        await store.db.run("UPDATE audit_log SET seq = -seq + ? WHERE seq < 0", [by]);
+      };
+      const tamperCases: { name: string; tamper: () => Promise<void>; seq: number; reason: string }[] = [
+        { name: "an entry's data changed", seq: 3, reason: "changed",
+          tamper: async () => { await store.db.run("UPDATE audit_log SET data = ? WHERE seq = 3", ['{"i":3,"nested":{"a":[1,"x"],"b":3}}']); } },
+        { name: "an entry's actor changed", seq: 5, reason: "changed",
+          tamper: async () => { await store.db.run("UPDATE audit_log SET actor = 'operator:mallory' WHERE seq = 5"); } },
+        { name: "an entry's data no longer JSON", seq: 2, reason: "changed",
+          tamper: async () => { await store.db.run("UPDATE audit_log SET data = 'not json' WHERE seq = 2"); } },
+        { name: "an entry changed and rehashed", seq: 3, reason: "changed",
+          tamper: async () => {
+            const e = { at: T0 + 3, actor: "system", action: "test.step", subjectType: "test", subjectId: "3", data: { i: 333 } };
+            await store.db.run("UPDATE audit_log SET data = ?, hash = ? WHERE seq = 3", ['{"i":333}', auditEntryHash(3, await hashOf(2), e)]);
+          } },
+        { name: "an entry in the middle removed", seq: 3, reason: "removed",
+          tamper: async () => { await store.db.run("DELETE FROM audit_log WHERE seq = 3"); } },
+        { name: "the first entry removed", seq: 1, reason: "removed",
+          tamper: async () => { await store.db.run("DELETE FROM audit_log WHERE seq = 1"); } },
+        { name: "the last entries removed", seq: 5, reason: "removed",
+          tamper: async () => { await store.db.run("DELETE FROM audit_log WHERE seq >= 5"); } },
+        { name: "an entry removed and the rest renumbered", seq: 3, reason: "removed",
+          tamper: async () => { await store.db.run("DELETE FROM audit_log WHERE seq = 3"); await shift(4, -1); } },
+        { name: "two entries swapped", seq: 3, reason: "reordered",
+          tamper: async () => {
+            await store.db.run("UPDATE audit_log SET seq = -3 WHERE seq = 3");
+            await store.db.run("UPDATE audit_log SET seq = 3 WHERE seq = 4");
+            await store.db.run("UPDATE audit_log SET seq = 4 WHERE seq = -3");
+          } },
+        { name: "a forged entry spliced in", seq: 3, reason: "inserted",
+          tamper: async () => { const prev = await hashOf(2); await shift(3, 1); await store.db.run(insertSql, forge(3, prev)); } },
+        { name: "a forged entry appended after the head", seq: 7, reason: "inserted",
+          tamper: async () => { await store.db.run(insertSql, forge(7, await hashOf(6))); } },
+        { name: "an unchained entry appended after the head", seq: 7, reason: "inserted",
+          tamper: async () => { await store.db.run(insertSql, forge(7, "ab".repeat(32))); } },
+      ];
+      for (const c of tamperCases) {
+        test(`detects ${c.name}`, async () => {
+          await resetAudit();
+          await appendN(6);
+          assert.equal((await store.audit.verify()).ok, true);
+          await c.tamper();
+          const v = await store.audit.verify();
+          assert.deepEqual(v.ok ? v : { ok: v.ok, firstBadSeq: v.firstBadSeq, reason: v.reason }, { ok: false, firstBadSeq: c.seq, reason: c.reason });
+          assert.equal(v.entries, c.seq - 1);
+        });
+      }
+
+      test("appends after a reset start again from the genesis hash", async () => {
+        await resetAudit();
+        const e = await store.audit.append({ at: T0, actor: "system", action: "x", subjectType: "t", subjectId: "1" });
+        assert.deepEqual([e.seq, e.prevHash], [1, GENESIS_HASH]);
+      });
+    });
+
+    describe("schema", () => {
+      test("records the applied version, and reopening applies nothing twice", async () => {
+        const rows = await store.db.query<{ version: number }>("SELECT version FROM schema_version ORDER BY version");
+        assert.deepEqual(rows.map((r) => Number(r.version)), Array.from({ length: LATEST_SCHEMA_VERSION + 1 }, (_, i) => i));
+      });
+      // Last: it leaves the database unusable for this program.
+      test("refuses a database written by a newer version", async () => {
+        await store.db.run("INSERT INTO schema_version (version, name, applied_at) VALUES (?, 'from the future', ?)", [LATEST_SCHEMA_VERSION + 1, T0]);
+        await store.close();
+        await assert.rejects(engine.open(), (e: unknown) => {
+          assert.ok(isUkeyError(e, "DATABASE_SCHEMA_NEWER"), String(e));
+          assert.deepEqual(e.params, { found: LATEST_SCHEMA_VERSION + 1, supported: LATEST_SCHEMA_VERSION });
+          return true;
+        });
+      });
+    });
+  });
+}
