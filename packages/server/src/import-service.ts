@@ -277,14 +277,15 @@ export async function importCertificates(deps: ImportDeps, input: ImportInput): 
     const reportRows: ImportReportRow[] = [];
     const newCerts: PlannedCert[] = [];
     for (const p of planned) {
-      const existing = await r.certificates.get(p.record.serial, p.record.issuerKeyId);
+      // By serial alone: the store keys certificates by serial, whoever issued them.
+      const existing = await r.certificates.get(p.record.serial);
       if (existing === undefined) {
         newCerts.push(p);
         reportRows.push({ serial: p.record.serial, issuerKeyId: p.record.issuerKeyId, holderId: p.record.holderId, status: p.record.status, outcome: "imported" });
-      } else if (existing.der !== null && existing.der.equals(p.cert.der)) {
+      } else if (existing.issuerKeyId === p.record.issuerKeyId && existing.der !== null && existing.der.equals(p.cert.der)) {
         reportRows.push({ serial: existing.serial, issuerKeyId: existing.issuerKeyId, holderId: existing.holderId, status: existing.status, outcome: "existing" });
       } else {
-        throw new UkeyError("IMPORT_ROW_INVALID", { params: { file: p.cert.file, line: p.cert.line, reason: `a different certificate with serial ${p.record.serial} from this issuer is already stored` } });
+        throw new UkeyError("IMPORT_ROW_INVALID", { params: { file: p.cert.file, line: p.cert.line, reason: `a different certificate with serial ${p.record.serial} is already stored (issuer ${existing.issuerDn})` } });
       }
     }
 
