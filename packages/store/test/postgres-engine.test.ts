@@ -1,7 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { isUkeyError } from "@ukey/policy";
-import { openStore, toNumbered } from "../src/index.js";
+import { LATEST_SCHEMA_VERSION, openStore, toNumbered } from "../src/index.js";
+import { createTestDatabase } from "./support/postgres.js";
 
 test("an unreachable PostgreSQL is reported as DATABASE_UNAVAILABLE", async () => {
   await assert.rejects(openStore({ databaseUrl: "postgres://postgres@127.0.0.1:1/none" }), (e: unknown) => {
@@ -18,4 +19,21 @@ test("placeholders are numbered outside quoted text only", () => {
     ["LIKE ? ESCAPE '\\' AND x = ?", "LIKE $1 ESCAPE '\\' AND x = $2"],
   ];
   for (const [sql, want] of cases) assert.equal(toNumbered(sql), want, sql);
+});
+
+test("several servers opening a fresh database at once migrate it exactly once", async () => {
+  const db = await createTestDatabase();
+  try {
+    const stores = await Promise.all(Array.from({ length: 4 }, () => openStore({ databaseUrl: db.url })));
+    try {
+      const rows = await stores[0]!.db.query<{ version: number }>("SELECT version FROM schema_version ORDER BY version");
+      assert.deepEqual(rows.map((r) => r.version), Array.from({ length: LATEST_SCHEMA_VERSION + 1 }, (_, i) => i));
+      const head = await stores[1]!.db.query<{ seq: number }>("SELECT seq FROM audit_head");
+      assert.deepEqual(head, [{ seq: 0 }]);
+    } finally {
+      for (const s of stores) await s.close();
+    }
+  } finally {
+    await db.drop();
+  }
 });
