@@ -1,0 +1,104 @@
+// npm run bench: the raw rates of the CA key and of CSR verification, then
+// in-process issuance and OCSP over HTTP, each as a ratio to its raw bound,
+// all measured in this one run on this machine (compare ratios, not times).
+import "reflect-metadata";
+import { execFileSync, fork } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { webcrypto } from "node:crypto";
+import * as x509 from "@peculiar/x509";
+import { verifyCsr } from "@ukey/ca";
+import { systemClock } from "@ukey/policy";
+import { buildApp, hashIdNumber, maskIdNumber, openServerContext, runCli } from "@ukey/server";
+
+const seconds = Number(process.env.UKEY_BENCH_SECONDS ?? 3);
+const concurrency = Number(process.env.UKEY_BENCH_CONCURRENCY ?? 256);
+
+async function rate(label: string, fn: () => unknown | Promise<unknown>, secs = seconds): Promise<number> {
+  const end = performance.now() + secs * 1000;
+  let n = 0;
+  const start = performance.now();
+  while (performance.now() < end) {
+    for (let i = 0; i < 50; i++) await fn();
+    n += 50;
+  }
+  const r = n / ((performance.now() - start) / 1000);
+  console.log(`${label.padEnd(48)} ${r.toFixed(0).padStart(8)} /s`);
+  return r;
+}
+
+const dir = mkdtempSync(join(tmpdir(), "ukey-bench-"));
+try {
+  const pass = join(dir, "pass");
+  writeFileSync(pass, "benchmark passphrase 0123456789\n");
+  const env = { UKEY_CA_PASSPHRASE_FILE: pass };
+  const quiet = { out: () => {}, err: (s: string) => process.stderr.write(s), env, clock: systemClock };
+  const dataDir = join(dir, "data");
+  if (await runCli(["init", "--data-dir", dataDir, "--algorithm", "p256"], quiet) !== 0) throw new Error("init failed");
+  const ctx = await openServerContext(dataDir, env, systemClock);
+  const at = Date.now();
+  await ctx.store.transaction(async (r) => {
+    await r.holders.insert({ id: "B1", kind: "person", name: "Bench Holder", idType: "resident-id", idHash: hashIdNumber(ctx.idKey, "resident-id", "110101199003071234"), idMasked: maskIdNumber("110101199003071234"), phone: null, email: "b1@example.com", organisationId: null, createdAt: at });
+  });
+
+  // 64 distinct P-256 CSRs from openssl, cycled: verification cost does not depend on which.
+  const csrs: Buffer[] = [];
+  for (let i = 0; i < 64; i++) {
+    const key = join(dir, `k${i}.pem`);
+    execFileSync("openssl", ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-subj", `/CN=b${i}`, "-outform", "DER", "-out", join(dir, `c${i}.der`)], { stdio: "pipe" });
+    csrs.push(readFileSync(join(dir, `c${i}.der`)));
+  }
+
+  console.log(`ukey-renew bench (P-256 CA key in an encrypted file; ${seconds}s per measure; concurrency ${concurrency}; node ${process.version})`);
+  const tbsLike = Buffer.alloc(600, 7);
+  const sign = await rate("raw: CA key sign (P-256, ECDSA-SHA256)", () => ctx.ca.issuingSigner.sign(tbsLike));
+  let k = 0;
+  const verify = await rate("raw: CSR verification (parse + verify)", () => verifyCsr(csrs[k++ % csrs.length]!));
+  const bound = 1 / (1 / sign + 1 / verify);
+  console.log(`${"raw bound for issuance (1 verify + 1 sign)".padEnd(48)} ${bound.toFixed(0).padStart(8)} /s`);
+
+  // Issuance: verify CSR + build + sign + durable commit (group commit), `concurrency` requests in flight.
+  let issued = 0;
+  let next = 0;
+  const issueStart = performance.now();
+  const issueEnd = issueStart + seconds * 1000;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (performance.now() < issueEnd) {
+      await ctx.issuance.issue({ holderId: "B1", profileId: "personal", csr: csrs[next++ % csrs.length]!, actor: "bench" });
+      issued++;
+    }
+  }));
+  const issuance = issued / ((performance.now() - issueStart) / 1000);
+  console.log(`${"in-process issuance (durable, group commit)".padEnd(48)} ${issuance.toFixed(0).padStart(8)} /s   ratio to raw bound ${(issuance / bound).toFixed(2)} (target >= 0.50)`);
+
+  // For scale: the naive way, one @peculiar/x509 generator call per certificate, no storage.
+  const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
+  const keys = await webcrypto.subtle.generateKey(alg, false, ["sign", "verify"]) as webcrypto.CryptoKeyPair;
+  const leafKeys = await webcrypto.subtle.generateKey(alg, true, ["sign", "verify"]) as webcrypto.CryptoKeyPair;
+  x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+  const naive = await rate("reference: naive @peculiar/x509 generator loop", () => x509.X509CertificateGenerator.create({
+    serialNumber: "01", issuer: "CN=Bench CA", subject: "CN=Bench Holder", notBefore: new Date(), notAfter: new Date(Date.now() + 86_400_000),
+    signingAlgorithm: alg, publicKey: leafKeys.publicKey, signingKey: keys.privateKey,
+  }), Math.min(seconds, 2));
+  console.log(`${"issuance / naive generator".padEnd(48)} ${(issuance / naive).toFixed(1).padStart(8)} x`);
+
+  // OCSP over HTTP: the real app on loopback, a client in a child process.
+  const app = await buildApp(ctx);
+  await app.listen({ host: "127.0.0.1", port: 0 });
+  const port = (app.server.address() as { port: number }).port;
+  const leaf = join(dir, "leaf.pem");
+  const c = await ctx.issuance.issue({ holderId: "B1", profileId: "personal", csr: csrs[0]!, actor: "bench" });
+  writeFileSync(leaf, `-----BEGIN CERTIFICATE-----\n${c.der!.toString("base64")}\n-----END CERTIFICATE-----\n`);
+  const reqFile = join(dir, "ocsp-req.der");
+  execFileSync("openssl", ["ocsp", "-issuer", ctx.layout.issuingCert, "-cert", leaf, "-reqout", reqFile, "-no_nonce"], { stdio: "pipe" });
+  const client = fork(join(import.meta.dirname, "ocsp-load-client.mjs"), [String(port), reqFile, String(seconds), "32"], { stdio: ["ignore", "pipe", "inherit", "ipc"] });
+  const result = await new Promise<{ ok: number; failed: number; elapsed: number }>((resolve) => client.on("message", (m) => resolve(m as { ok: number; failed: number; elapsed: number })));
+  const ocsp = result.ok / result.elapsed;
+  console.log(`${"OCSP responses over HTTP (keep-alive, 32 conns)".padEnd(48)} ${ocsp.toFixed(0).padStart(8)} /s   ratio to raw sign ${(ocsp / sign).toFixed(2)}   failed ${result.failed}`);
+  await app.close();
+  await ctx.close();
+  if (issuance / bound < 0.5) process.exitCode = 1;
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}

@@ -1,0 +1,61 @@
+import Fastify, { type FastifyInstance, type FastifyReply } from "fastify";
+import { derToPem } from "@ukey/ca";
+import { UkeyError } from "@ukey/policy";
+import { problemHandler } from "./http-errors.js";
+import type { ServerContext } from "./server-context.js";
+
+/**
+ * The HTTP application: standard PKI endpoints (CA certificates, CRLs,
+ * OCSP) and health. One service call per handler; policy never sits here.
+ */
+export async function buildApp(ctx: ServerContext, opts: { logger?: boolean } = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    bodyLimit: ctx.config.limits.bodyBytes,
+    disableRequestLogging: true,
+  });
+  app.setErrorHandler(problemHandler(app.log));
+  app.setNotFoundHandler((req, reply) => {
+    problemHandler(app.log)(new UkeyError("ROUTE_NOT_FOUND"), req, reply);
+  });
+  for (const type of ["application/ocsp-request", "application/pkcs10", "application/octet-stream"]) {
+    app.addContentTypeParser(type, { parseAs: "buffer" }, (_req, body, done) => done(null, body));
+  }
+
+  app.get("/healthz", async () => {
+    await ctx.store.db.query("SELECT 1 AS ok");
+    return { status: "ok" };
+  });
+
+  for (const which of ["root", "issuing"] as const) {
+    const cert = () => (which === "root" ? ctx.ca.root.der : ctx.ca.issuing.der);
+    app.get(`/ca/${which}.cer`, async (_req, reply) => reply.type("application/pkix-cert").send(cert()));
+    app.get(`/ca/${which}.pem`, async (_req, reply) => reply.type("application/x-pem-file").send(derToPem(cert(), "CERTIFICATE")));
+    app.get(`/crl/${which}.crl`, async (_req, reply) => {
+      const der = await ctx.revocation.crl(which);
+      return reply.type("application/pkix-crl").header("cache-control", "max-age=300").send(der);
+    });
+    app.get(`/crl/${which}.pem`, async (_req, reply) => {
+      const der = await ctx.revocation.crl(which);
+      return reply.type("application/x-pem-file").send(derToPem(der, "X509 CRL"));
+    });
+  }
+
+  // RFC 6960 appendix A: POST with the DER body, or GET with base64 in the path.
+  app.post("/ocsp", async (req, reply) => {
+    if (!Buffer.isBuffer(req.body)) throw new UkeyError("UNSUPPORTED_MEDIA_TYPE", { params: { type: String(req.headers["content-type"] ?? "none") } });
+    return sendOcsp(reply, await ctx.revocation.ocsp(req.body));
+  });
+  app.get<{ Params: { "*": string } }>("/ocsp/*", async (req, reply) => {
+    const b64 = decodeURIComponent(req.params["*"]);
+    const der = /^[A-Za-z0-9+/=_-]+$/.test(b64) ? Buffer.from(b64, "base64") : Buffer.alloc(0);
+    return sendOcsp(reply, await ctx.revocation.ocsp(der));
+  });
+
+  return app;
+}
+
+function sendOcsp(reply: FastifyReply, r: { der: Buffer; error?: UkeyError }) {
+  if (r.error) reply.header("x-ukey-error", r.error.code);
+  return reply.type("application/ocsp-response").header("cache-control", "no-cache").send(r.der);
+}

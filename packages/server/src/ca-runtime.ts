@@ -1,0 +1,135 @@
+import { readFileSync } from "node:fs";
+import {
+  CertificateBuilder, FileKeyStore, Pkcs11KeyStore, loadIssuerCertificate, newSerial, pemToDer, serialHex, verifyCsr,
+  type CaKeyStore, type CaSigner, type CaUrls, type IssuerCertificate, type SubjectSpec,
+} from "@ukey/ca";
+import { UkeyError, type CertificateProfile } from "@ukey/policy";
+import type { DataDirLayout } from "./data-dir.js";
+import type { ServerConfig } from "./server-config.js";
+import type { IssuingCa } from "./issuance-service.js";
+
+/** The URLs a certificate of the issuing CA carries, from publicUrl. */
+export function leafUrls(publicUrl: string): CaUrls {
+  const base = publicUrl.replace(/\/+$/, "");
+  return { crl: `${base}/crl/issuing.crl`, ocsp: `${base}/ocsp`, caIssuers: `${base}/ca/issuing.cer` };
+}
+
+/** The URLs the issuing CA's own certificate carries (its issuer is the root). */
+export function issuingCaUrls(publicUrl: string): CaUrls {
+  const base = publicUrl.replace(/\/+$/, "");
+  return { crl: `${base}/crl/root.crl`, ocsp: `${base}/ocsp`, caIssuers: `${base}/ca/root.cer` };
+}
+
+/** Secrets the key store needs, read from `*_FILE` paths by the caller. */
+export interface CaSecrets {
+  passphrase?: string;
+  hsmPin?: string;
+}
+
+/**
+ * Opens the key store the configuration names.
+ * @throws UkeyError SECRET_FILE_REQUIRED, HSM_* .
+ */
+export function openKeyStore(config: ServerConfig, layout: DataDirLayout, secrets: CaSecrets): CaKeyStore & { close?(): Promise<void> | void } {
+  const ks = config.ca.keyStore;
+  if (ks.type === "file") {
+    if (secrets.passphrase === undefined) throw new UkeyError("SECRET_FILE_REQUIRED", { params: { variable: "UKEY_CA_PASSPHRASE_FILE" } });
+    return new FileKeyStore(layout.caDir, secrets.passphrase);
+  }
+  if (secrets.hsmPin === undefined) throw new UkeyError("SECRET_FILE_REQUIRED", { params: { variable: "UKEY_HSM_PIN_FILE" } });
+  return new Pkcs11KeyStore({ module: ks.module, token: ks.token, pin: secrets.hsmPin, labelPrefix: ks.labelPrefix });
+}
+
+/**
+ * The running CA: both CA certificates, the issuing key, and one
+ * certificate builder per profile (its DER template is made once).
+ */
+export class CaRuntime implements IssuingCa {
+  readonly issuerKeyId: string;
+  readonly issuerDn: string;
+  readonly issuerNotAfter: Date;
+  private readonly builders = new Map<string, { profile: CertificateProfile; builder: CertificateBuilder }>();
+
+  private constructor(
+    readonly root: IssuerCertificate,
+    readonly issuing: IssuerCertificate,
+    readonly issuingSigner: CaSigner,
+    private readonly keyStore: CaKeyStore & { close?(): Promise<void> | void },
+    private readonly urls: CaUrls,
+  ) {
+    this.issuerKeyId = issuing.keyId.toString("hex");
+    this.issuerDn = issuing.subjectDn;
+    this.issuerNotAfter = issuing.notAfter;
+  }
+
+  /**
+   * Loads the CA of a data directory.
+   * @throws UkeyError CA_NOT_INITIALISED, CA_PASSPHRASE_WRONG, CA_KEY_UNUSABLE, HSM_*.
+   */
+  static async open(config: ServerConfig, layout: DataDirLayout, secrets: CaSecrets): Promise<CaRuntime> {
+    let rootPem: string, issuingPem: string;
+    try {
+      rootPem = readFileSync(layout.rootCert, "utf8");
+      issuingPem = readFileSync(layout.issuingCert, "utf8");
+    } catch (cause) {
+      throw new UkeyError("CA_NOT_INITIALISED", { params: { dir: layout.dir }, cause });
+    }
+    const root = loadIssuerCertificate(pemToDer(rootPem, "CERTIFICATE"));
+    const issuing = loadIssuerCertificate(pemToDer(issuingPem, "CERTIFICATE"));
+    const keyStore = openKeyStore(config, layout, secrets);
+    const signer = await keyStore.load("issuing");
+    if (!signer.spki.equals(issuing.spki)) {
+      throw new UkeyError("CA_KEY_UNUSABLE", { params: { path: layout.caDir }, detail: "issuing key does not match ca/issuing.cer.pem" });
+    }
+    return new CaRuntime(root, issuing, signer, keyStore, leafUrls(config.publicUrl));
+  }
+
+  /** The root key, loaded only when a root CRL must be signed. */
+  loadRootSigner(): Promise<CaSigner> {
+    return this.keyStore.load("root");
+  }
+
+  verifyCsr(csr: Buffer | string) {
+    return verifyCsr(csr);
+  }
+
+  newSerial(): Buffer {
+    return newSerial();
+  }
+
+  serialHex(serial: Buffer): string {
+    return serialHex(serial);
+  }
+
+  subjectDn(subject: SubjectSpec): string {
+    return formatDn(subject.rdns);
+  }
+
+  buildTbs(profile: CertificateProfile, input: Parameters<IssuingCa["buildTbs"]>[1]): Buffer {
+    return this.builderFor(profile).buildTbs({ serial: input.serial, subject: input.subject, spki: input.spki, notBefore: input.notBefore, notAfter: input.notAfter, profile });
+  }
+
+  signTbs(tbs: Buffer): Promise<Buffer> {
+    // Every builder signs with the same key and algorithm; any will do.
+    const any = this.builders.values().next().value;
+    if (!any) throw new UkeyError("INTERNAL", { detail: "signTbs before buildTbs" });
+    return any.builder.sign(tbs);
+  }
+
+  async close(): Promise<void> {
+    await this.keyStore.close?.();
+  }
+
+  private builderFor(profile: CertificateProfile): CertificateBuilder {
+    const cached = this.builders.get(profile.id);
+    if (cached && JSON.stringify(cached.profile) === JSON.stringify(profile)) return cached.builder;
+    const builder = new CertificateBuilder({ issuer: this.issuing, signer: this.issuingSigner, profile, urls: this.urls });
+    this.builders.set(profile.id, { profile, builder });
+    return builder;
+  }
+}
+
+/** "C=CN, O=Example Bank, CN=Zhang San": openssl's one-line order, with RFC 4514 escaping of specials. */
+export function formatDn(rdns: ReadonlyArray<readonly [string, string]>): string {
+  return rdns.map(([t, v]) => `${t}=${v.replace(/([,+\\])/g, "\\$1")}`).join(", ");
+}

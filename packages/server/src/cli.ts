@@ -1,0 +1,283 @@
+import { readFileSync } from "node:fs";
+import { createServer as createHttpsServer } from "node:https";
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { normaliseSerial, derToPem } from "@ukey/ca";
+import { UkeyError, isUkeyError, keyAlgorithms, systemClock, type Clock, type KeyAlgorithm } from "@ukey/policy";
+import { buildApp } from "./app.js";
+import { initDataDir } from "./data-dir-init.js";
+import { hashIdNumber, maskIdNumber } from "./holder-identity.js";
+import { openServerContext, databaseUrlFrom, type ServerEnv } from "./server-context.js";
+import { readSecretFile } from "./server-config.js";
+
+/** Where a CLI run writes; tests pass buffers. */
+export interface CliIo {
+  out(text: string): void;
+  err(text: string): void;
+  env: ServerEnv & Record<string, string | undefined>;
+  clock: Clock;
+}
+
+const usage = `ukey-server: the ukey-renew server and its operator commands
+
+  ukey-server init   --data-dir DIR [--algorithm p256|p384|rsa2048|rsa3072] [--public-url URL]
+                     [--org NAME] [--country CC] [--passphrase-file F]
+                     [--hsm-module PATH --hsm-token LABEL|SERIAL [--hsm-pin-file F] [--hsm-label-prefix P]]
+  ukey-server start  --data-dir DIR [--port N] [--tls-port N] [--host ADDR]
+  ukey-server holder add --data-dir DIR --id ID --name NAME --id-type TYPE --id-number-file F
+                     [--kind person|organisation] [--phone P] [--email E] [--organisation ID]
+  ukey-server issue  --data-dir DIR --holder ID --profile P --csr FILE [--out FILE] [--token-serial S]
+  ukey-server import --data-dir DIR --certs PATH --holders FILE [--chain FILE ...] [--profile P]
+  ukey-server revoke --data-dir DIR --serial S --reason R
+  ukey-server audit verify --data-dir DIR
+
+Every command takes --json. Secrets come from files: UKEY_CA_PASSPHRASE_FILE (or --passphrase-file),
+UKEY_HSM_PIN_FILE (or --hsm-pin-file); UKEY_DATABASE_URL selects PostgreSQL.`;
+
+const common = {
+  "data-dir": { type: "string" },
+  json: { type: "boolean" },
+  help: { type: "boolean" },
+  "passphrase-file": { type: "string" },
+  "hsm-pin-file": { type: "string" },
+} as const;
+
+function parse<O extends NonNullable<ParseArgsConfig["options"]>>(args: string[], options: O) {
+  try {
+    return parseArgs({ args, options: { ...common, ...options }, allowPositionals: false, strict: true }).values;
+  } catch (cause) {
+    throw new UkeyError("CLI_USAGE", { params: { reason: (cause as Error).message }, cause });
+  }
+}
+
+function required(values: Record<string, unknown>, name: string): string {
+  const v = values[name];
+  if (typeof v !== "string" || v === "") throw new UkeyError("CLI_USAGE", { params: { reason: `--${name} is required` } });
+  return v;
+}
+
+function envWithSecretFlags(io: CliIo, values: Record<string, unknown>): ServerEnv {
+  return {
+    ...io.env,
+    UKEY_CA_PASSPHRASE_FILE: (values["passphrase-file"] as string | undefined) ?? io.env.UKEY_CA_PASSPHRASE_FILE,
+    UKEY_HSM_PIN_FILE: (values["hsm-pin-file"] as string | undefined) ?? io.env.UKEY_HSM_PIN_FILE,
+  };
+}
+
+function readInput(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (cause) {
+    throw new UkeyError("FILE_UNREADABLE", { params: { path }, cause });
+  }
+}
+
+/**
+ * Runs one ukey-server command. Returns the exit code: 0 done, 1 refused
+ * or failed (a catalogue error was printed), 2 wrong usage. `start`
+ * resolves only when the server stops.
+ */
+export async function runCli(argv: string[], io: CliIo): Promise<number> {
+  const json = argv.includes("--json");
+  const print = (human: string, data: unknown) => io.out(json ? JSON.stringify(data) + "\n" : human + "\n");
+  try {
+    const [cmd, ...rest] = argv;
+    if (!cmd || cmd === "help" || cmd === "--help" || cmd === "-h") {
+      io.out(usage + "\n");
+      return cmd ? 0 : 2;
+    }
+    switch (cmd) {
+      case "init": {
+        const v = parse(rest, {
+          algorithm: { type: "string" }, "public-url": { type: "string" }, org: { type: "string" }, country: { type: "string" },
+          "hsm-module": { type: "string" }, "hsm-token": { type: "string" }, "hsm-label-prefix": { type: "string" },
+        });
+        const dataDir = required(v, "data-dir");
+        const algorithm = (v.algorithm ?? "p256") as KeyAlgorithm;
+        if (!keyAlgorithms.includes(algorithm) || algorithm === "rsa4096") {
+          throw new UkeyError("CLI_USAGE", { params: { reason: `--algorithm must be one of p256, p384, rsa2048, rsa3072 (got ${algorithm})` } });
+        }
+        const env = envWithSecretFlags(io, v);
+        const hsm = v["hsm-module"] !== undefined;
+        if (hsm && !v["hsm-token"]) throw new UkeyError("CLI_USAGE", { params: { reason: "--hsm-token is required with --hsm-module" } });
+        const secrets = hsm
+          ? { hsmPin: readSecretFile("UKEY_HSM_PIN_FILE", env.UKEY_HSM_PIN_FILE) }
+          : { passphrase: readSecretFile("UKEY_CA_PASSPHRASE_FILE", env.UKEY_CA_PASSPHRASE_FILE) };
+        if (secrets.passphrase !== undefined && secrets.passphrase.length < 12) {
+          throw new UkeyError("CONFIG_INVALID", { params: { reason: "the CA passphrase must be at least 12 characters" } });
+        }
+        const databaseUrl = databaseUrlFrom(env);
+        const r = await initDataDir({
+          dataDir, algorithm, secrets, clock: io.clock, actor: "cli",
+          ...(v["public-url"] ? { publicUrl: v["public-url"] } : {}),
+          institution: { ...(v.org ? { name: v.org } : {}), ...(v.country ? { country: v.country } : {}) },
+          ...(hsm ? { pkcs11: { module: v["hsm-module"]!, token: v["hsm-token"]!, ...(v["hsm-label-prefix"] ? { labelPrefix: v["hsm-label-prefix"] } : {}) } } : {}),
+          ...(databaseUrl ? { databaseUrl } : {}),
+        });
+        print(`initialised ${dataDir}\n  root CA:    ${r.rootSubject}\n  issuing CA: ${r.issuingSubject}\n  algorithm:  ${algorithm}\n  key store:  ${r.config.ca.keyStore.type}`,
+          { dataDir, root: r.rootSubject, issuing: r.issuingSubject, algorithm, keyStore: r.config.ca.keyStore.type });
+        return 0;
+      }
+      case "start": {
+        const v = parse(rest, { port: { type: "string" }, "tls-port": { type: "string" }, host: { type: "string" } });
+        return await startServer(required(v, "data-dir"), v, envWithSecretFlags(io, v), io, print);
+      }
+      case "holder": {
+        const [sub, ...more] = rest;
+        if (sub !== "add") throw new UkeyError("CLI_USAGE", { params: { reason: "use: ukey-server holder add ..." } });
+        const v = parse(more, {
+          id: { type: "string" }, name: { type: "string" }, "id-type": { type: "string" }, "id-number-file": { type: "string" },
+          kind: { type: "string" }, phone: { type: "string" }, email: { type: "string" }, organisation: { type: "string" },
+        });
+        const kind = v.kind ?? "person";
+        if (kind !== "person" && kind !== "organisation") throw new UkeyError("CLI_USAGE", { params: { reason: "--kind must be person or organisation" } });
+        const idNumber = readInput(required(v, "id-number-file")).toString("utf8").trim();
+        if (!/^[0-9A-Za-z-]{4,40}$/.test(idNumber)) throw new UkeyError("CLI_USAGE", { params: { reason: "the ID number file must hold 4-40 letters or digits" } });
+        const ctx = await openServerContext(required(v, "data-dir"), envWithSecretFlags(io, v), io.clock);
+        try {
+          const at = io.clock.now().getTime();
+          const idType = required(v, "id-type");
+          const holder = {
+            id: required(v, "id"), kind: kind as "person" | "organisation", name: required(v, "name"), idType,
+            idHash: hashIdNumber(ctx.idKey, idType, idNumber), idMasked: maskIdNumber(idNumber),
+            phone: v.phone ?? null, email: v.email ?? null, organisationId: v.organisation ?? null, createdAt: at,
+          };
+          await ctx.store.transaction(async (r) => {
+            await r.holders.insert(holder);
+            await r.audit.append({ at, actor: "cli", action: "holder.created", subjectType: "holder", subjectId: holder.id, data: { kind, idMasked: holder.idMasked } });
+          });
+          print(`holder ${holder.id} added (${holder.name}, ${holder.idMasked})`, { holder: { ...holder, idHash: undefined } });
+        } finally {
+          await ctx.close();
+        }
+        return 0;
+      }
+      case "issue": {
+        const v = parse(rest, { holder: { type: "string" }, profile: { type: "string" }, csr: { type: "string" }, out: { type: "string" }, "token-serial": { type: "string" } });
+        const csr = readInput(required(v, "csr"));
+        const ctx = await openServerContext(required(v, "data-dir"), envWithSecretFlags(io, v), io.clock);
+        try {
+          const c = await ctx.issuance.issue({
+            holderId: required(v, "holder"), profileId: required(v, "profile"), csr, actor: "cli",
+            tokenSerial: v["token-serial"] ?? null, auditData: { channel: "counter" },
+          });
+          const pem = derToPem(c.der!, "CERTIFICATE");
+          if (v.out) (await import("node:fs")).writeFileSync(v.out, pem);
+          print(`issued ${c.serial}\n  subject:  ${c.subjectDn}\n  valid:    ${new Date(c.notBefore).toISOString()} .. ${new Date(c.notAfter).toISOString()}${v.out ? `\n  written:  ${v.out}` : "\n" + pem.trimEnd()}`,
+            { serial: c.serial, subject: c.subjectDn, notBefore: new Date(c.notBefore).toISOString(), notAfter: new Date(c.notAfter).toISOString(), pem });
+        } finally {
+          await ctx.close();
+        }
+        return 0;
+      }
+      case "import": {
+        const v = parse(rest, { certs: { type: "string" }, holders: { type: "string" }, chain: { type: "string", multiple: true }, profile: { type: "string" } });
+        const certificates = required(v, "certs");
+        const holders = required(v, "holders");
+        const ctx = await openServerContext(required(v, "data-dir"), envWithSecretFlags(io, v), io.clock);
+        try {
+          const { importCertificates } = await import("./import-service.js");
+          const r = await importCertificates(
+            { store: ctx.store, idKey: ctx.idKey, ownIssuers: [ctx.ca.root, ctx.ca.issuing].map((i) => ({ keyId: i.keyId.toString("hex"), der: i.der })) },
+            { certificates, holders, chain: v.chain ?? [], defaultProfile: v.profile ?? "personal", actor: "cli", now: io.clock.now() },
+          );
+          print(`imported ${r.holders} holders, ${r.certificates} certificates, ${r.issuers} issuers (${r.skippedExisting} already present)`, r);
+        } finally {
+          await ctx.close();
+        }
+        return 0;
+      }
+      case "revoke": {
+        const v = parse(rest, { serial: { type: "string" }, reason: { type: "string" } });
+        const serial = normaliseSerial(required(v, "serial"));
+        const reason = required(v, "reason");
+        const ctx = await openServerContext(required(v, "data-dir"), envWithSecretFlags(io, v), io.clock);
+        try {
+          const c = await ctx.revocation.revoke(serial, reason, "cli");
+          print(`revoked ${c.serial} (${reason}) at ${new Date(c.revokedAt!).toISOString()}`, { serial: c.serial, reason, revokedAt: new Date(c.revokedAt!).toISOString() });
+        } finally {
+          await ctx.close();
+        }
+        return 0;
+      }
+      case "audit": {
+        const [sub, ...more] = rest;
+        if (sub !== "verify") throw new UkeyError("CLI_USAGE", { params: { reason: "use: ukey-server audit verify --data-dir DIR" } });
+        const v = parse(more, {});
+        const ctx = await openServerContext(required(v, "data-dir"), envWithSecretFlags(io, v), io.clock);
+        try {
+          const r = await ctx.store.audit.verify();
+          if (r.ok) {
+            print(`audit log intact: ${r.entries} entries, head ${r.head}`, r);
+            return 0;
+          }
+          throw new UkeyError("AUDIT_CHAIN_BROKEN", { params: { seq: r.firstBadSeq, reason: r.reason } });
+        } finally {
+          await ctx.close();
+        }
+      }
+      default:
+        throw new UkeyError("CLI_USAGE", { params: { reason: `unknown command ${cmd}` } });
+    }
+  } catch (e) {
+    const u = isUkeyError(e) ? e : new UkeyError("INTERNAL", { cause: e });
+    if (!isUkeyError(e)) io.err(`${(e as Error)?.stack ?? String(e)}\n`);
+    const p = u.toProblem();
+    if (json) io.out(JSON.stringify({ error: p }) + "\n");
+    else io.err(`错误 ${p.code}：${p.message["zh-CN"]}\n  处理：${p.remedy["zh-CN"]}\nError ${p.code}: ${p.message.en}\n  Remedy: ${p.remedy.en}\n${p.detail ? `  Detail: ${p.detail}\n` : ""}`);
+    return u.code === "CLI_USAGE" ? 2 : 1;
+  }
+}
+
+async function startServer(dataDir: string, v: Record<string, unknown>, env: ServerEnv, io: CliIo, print: (h: string, d: unknown) => void): Promise<number> {
+  const ctx = await openServerContext(dataDir, env, io.clock);
+  const portOf = (flag: string, dflt: number | null): number | null => {
+    const raw = v[flag];
+    if (raw === undefined) return dflt;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UkeyError("CLI_USAGE", { params: { reason: `--${flag} must be a port number 0-65535` } });
+    return n;
+  };
+  const host = (v.host as string | undefined) ?? ctx.config.listen.host;
+  const port = portOf("port", ctx.config.listen.port)!;
+  const tlsPort = portOf("tls-port", ctx.config.listen.tlsPort);
+  const app = await buildApp(ctx, { logger: true });
+  await app.listen({ host, port });
+  const httpAddr = app.server.address();
+  let tlsApp: Awaited<ReturnType<typeof buildApp>> | undefined;
+  let tlsAddr: unknown;
+  if (tlsPort !== null) {
+    const key = readFileSync(ctx.layout.tlsKey);
+    const cert = readFileSync(ctx.layout.tlsCert);
+    tlsApp = await buildApp(ctx, { logger: true });
+    // Client certificates are asked for but not required: EST re-enrolment uses them, browsers do not.
+    const httpsServer = createHttpsServer({ key, cert, requestCert: true, rejectUnauthorized: false }, tlsApp.routing);
+    tlsApp.server.removeAllListeners();
+    await tlsApp.ready();
+    await new Promise<void>((resolve) => httpsServer.listen(tlsPort, host, resolve));
+    tlsAddr = httpsServer.address();
+    tlsApp.addHook("onClose", async () => { await new Promise((r) => httpsServer.close(r)); });
+  }
+  const addr = (a: unknown) => (a && typeof a === "object" && "port" in a ? (a as { port: number }).port : a);
+  print(`ukey-server listening on http://${host}:${addr(httpAddr)}${tlsApp ? ` and https://${host}:${addr(tlsAddr)}` : ""} (data ${dataDir}, ${ctx.store.db.engine})`,
+    { event: "listening", http: addr(httpAddr), https: tlsApp ? addr(tlsAddr) : null, engine: ctx.store.db.engine });
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+  });
+  await app.close();
+  await tlsApp?.close();
+  await ctx.close();
+  return 0;
+}
+
+/** Entry point of the `ukey-server` bin. */
+export async function main(): Promise<void> {
+  const code = await runCli(process.argv.slice(2), {
+    out: (t) => process.stdout.write(t),
+    err: (t) => process.stderr.write(t),
+    env: process.env,
+    clock: systemClock,
+  });
+  process.exitCode = code;
+}

@@ -1,0 +1,16 @@
+import { join } from "node:path";
+
+/** Where everything lives inside a data directory. */
+export function dataDirLayout(dir: string) {
+  return {
+    dir,
+    config: join(dir, "config.json"),
+    caDir: join(dir, "ca"),
+    rootCert: join(dir, "ca", "root.cer.pem"),
+    issuingCert: join(dir, "ca", "issuing.cer.pem"),
+    idKey: join(dir, "secrets", "id-hmac.key"),
+    tlsKey: join(dir, "tls", "server.key.pem"),
+    tlsCert: join(dir, "tls", "server.cer.pem"),
+  } as const;
+}
+export type DataDirLayout = ReturnType<typeof dataDirLayout>;

@@ -1,0 +1,197 @@
+import { createHash } from "node:crypto";
+import { UkeyError, type Clock, type CertificateProfile } from "@ukey/policy";
+import type { CertificateRecord, HolderRecord, Repositories, Store } from "@ukey/store";
+import type { SubjectSpec, VerifiedCsr } from "@ukey/ca";
+
+/** What the issuance service needs of the CA: build a TBS, sign it. */
+export interface IssuingCa {
+  readonly issuerKeyId: string;
+  readonly issuerDn: string;
+  readonly issuerNotAfter: Date;
+  verifyCsr(csr: Buffer | string): VerifiedCsr;
+  newSerial(): Buffer;
+  serialHex(serial: Buffer): string;
+  /** Builds the exact TBSCertificate; throws KEY_ALGORITHM_NOT_ALLOWED. */
+  buildTbs(profile: CertificateProfile, input: { serial: Buffer; subject: SubjectSpec; spki: Buffer; csrAlgorithm: VerifiedCsr["algorithm"]; notBefore: Date; notAfter: Date }): Buffer;
+  /** Signs a TBS; returns the certificate DER. */
+  signTbs(tbs: Buffer): Promise<Buffer>;
+  subjectDn(subject: SubjectSpec): string;
+}
+
+/** A counter or renewal issuance request, as the RA has decided it. */
+export interface IssueRequest {
+  holderId: string;
+  profileId: string;
+  csr: Buffer | string;
+  /** Who asks: "cli", "operator:alice", "holder:H001". */
+  actor: string;
+  tokenSerial?: string | null;
+  /** For validity carried over from an old certificate (profile validityAnchor "carry-over"). */
+  notBefore?: Date;
+  notAfter?: Date;
+  /** Extra audit data, e.g. the order id. */
+  auditData?: Record<string, unknown>;
+}
+
+interface Pending {
+  record: Omit<CertificateRecord, "status" | "der" | "revocationReason" | "revokedAt" | "imported">;
+  tbs: Buffer;
+  actor: string;
+  auditData: Record<string, unknown>;
+  resolve(r: CertificateRecord): void;
+  reject(e: unknown): void;
+}
+
+type IssuanceStore = Pick<Store, "transaction" | "holders" | "profiles">;
+
+/**
+ * Issues certificates from the RA's record: the subject and SANs come from
+ * the holder, extensions and validity from the profile, and only the public
+ * key from the CSR (after its signature is verified).
+ *
+ * Durability (Boulder's Prepare/Issue): each certificate's intent is
+ * committed before its TBS is signed, and the signed DER is committed with
+ * status active and its audit entry in one transaction before the caller
+ * hears of it. A crash between the two leaves a pending intent that
+ * `abandonStale` closes; no signed certificate ever exists that the
+ * database does not know. Concurrent requests share commits (group
+ * commit): while one batch commits, the next one queues.
+ */
+export class IssuanceService {
+  private queue: Pending[] = [];
+  private flushing = false;
+
+  constructor(private readonly deps: {
+    store: IssuanceStore;
+    ca: IssuingCa;
+    clock: Clock;
+    institution: { name: string; country: string };
+    /** Largest batch per group commit; default 256. */
+    batchSize?: number;
+  }) {}
+
+  /**
+   * Issues one certificate.
+   * @throws UkeyError HOLDER_NOT_FOUND, PROFILE_NOT_FOUND, CSR_*, KEY_*, and storage errors.
+   */
+  async issue(req: IssueRequest): Promise<CertificateRecord> {
+    const csr = this.deps.ca.verifyCsr(req.csr);
+    const [holder, profileRec] = await Promise.all([
+      this.deps.store.holders.get(req.holderId),
+      this.deps.store.profiles.get(req.profileId),
+    ]);
+    if (!holder) throw new UkeyError("HOLDER_NOT_FOUND", { params: { holder: req.holderId } });
+    if (!profileRec) throw new UkeyError("PROFILE_NOT_FOUND", { params: { profile: req.profileId } });
+    const profile = profileRec.profile;
+    const now = this.deps.clock.now();
+    const notBefore = req.notBefore ?? now;
+    // Never past the issuing CA's own notAfter (RFC 5280 path validation would fail there).
+    const wanted = req.notAfter ?? new Date(notBefore.getTime() + profile.validityDays * 86_400_000);
+    const notAfter = wanted.getTime() > this.deps.ca.issuerNotAfter.getTime() ? this.deps.ca.issuerNotAfter : wanted;
+    const subject = subjectFor(holder, profile, this.deps.institution);
+    const serial = this.deps.ca.newSerial();
+    const tbs = this.deps.ca.buildTbs(profile, { serial, subject, spki: csr.spki, csrAlgorithm: csr.algorithm, notBefore, notAfter });
+    const at = now.getTime();
+    const record: Pending["record"] = {
+      serial: this.deps.ca.serialHex(serial),
+      issuerKeyId: this.deps.ca.issuerKeyId,
+      issuerDn: this.deps.ca.issuerDn,
+      subjectDn: this.deps.ca.subjectDn(subject),
+      sans: subject.sans ?? [],
+      notBefore: notBefore.getTime(),
+      notAfter: notAfter.getTime(),
+      spkiSha256: createHash("sha256").update(csr.spki).digest("hex"),
+      kind: profile.certificateKind,
+      tokenSerial: req.tokenSerial ?? null,
+      holderId: holder.id,
+      profileId: profile.id,
+      createdAt: at,
+      updatedAt: at,
+    };
+    return new Promise<CertificateRecord>((resolve, reject) => {
+      this.queue.push({ record, tbs, actor: req.actor, auditData: req.auditData ?? {}, resolve, reject });
+      if (!this.flushing) void this.flush();
+    });
+  }
+
+  /** Waits until every queued certificate is committed or failed. */
+  async drain(): Promise<void> {
+    while (this.flushing || this.queue.length) await new Promise((r) => setImmediate(r));
+  }
+
+  private async flush(): Promise<void> {
+    this.flushing = true;
+    try {
+      while (this.queue.length) {
+        const batch = this.queue.splice(0, this.deps.batchSize ?? 256);
+        await this.commitBatch(batch);
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private async commitBatch(batch: Pending[]): Promise<void> {
+    try {
+      await this.deps.store.transaction(async (r) => {
+        for (const p of batch) await r.certificates.insertIntent(p.record);
+      });
+    } catch (e) {
+      for (const p of batch) p.reject(e);
+      return;
+    }
+    const signed = await Promise.all(batch.map(async (p) => {
+      try {
+        return await this.deps.ca.signTbs(p.tbs);
+      } catch (e) {
+        return e instanceof Error ? e : new Error(String(e));
+      }
+    }));
+    const at = this.deps.clock.now().getTime();
+    try {
+      await this.deps.store.transaction(async (r) => {
+        for (let i = 0; i < batch.length; i++) {
+          const p = batch[i]!;
+          const der = signed[i]!;
+          if (der instanceof Error) {
+            await r.certificates.setStatus(p.record.serial, "abandoned", at);
+            await auditIssuance(r, p, at, "certificate.abandoned", { error: der.message });
+          } else {
+            await r.certificates.completeIntent(p.record.serial, der, at);
+            await auditIssuance(r, p, at, "certificate.issued", {});
+          }
+        }
+      });
+    } catch (e) {
+      for (const p of batch) p.reject(e);
+      return;
+    }
+    for (let i = 0; i < batch.length; i++) {
+      const p = batch[i]!;
+      const der = signed[i]!;
+      if (der instanceof Error) p.reject(new UkeyError("HSM_OPERATION_FAILED", { params: { reason: "signing failed" }, cause: der }));
+      else p.resolve({ ...p.record, status: "active", der, revocationReason: null, revokedAt: null, imported: false, updatedAt: at });
+    }
+  }
+}
+
+async function auditIssuance(r: Repositories, p: Pending, at: number, action: string, extra: Record<string, unknown>) {
+  await r.audit.append({
+    at, actor: p.actor, action, subjectType: "certificate", subjectId: p.record.serial,
+    data: { holderId: p.record.holderId, profileId: p.record.profileId, subject: p.record.subjectDn, notAfter: p.record.notAfter, ...p.auditData, ...extra },
+  });
+}
+
+/**
+ * The subject the RA's record gives a holder: country and organisation of
+ * the institution, the holder's name, and the holder's ID as serialNumber
+ * (the customer number, never the ID card number). An e-mail SAN when the
+ * profile protects e-mail and the record has an address.
+ */
+export function subjectFor(holder: HolderRecord, profile: CertificateProfile, institution: { name: string; country: string }): SubjectSpec {
+  const subject: SubjectSpec = {
+    rdns: [["C", institution.country], ["O", institution.name], ["CN", holder.name], ["serialNumber", holder.id]],
+  };
+  if (holder.email && profile.extKeyUsage.includes("emailProtection")) subject.sans = [`email:${holder.email}`];
+  return subject;
+}

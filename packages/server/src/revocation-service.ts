@@ -1,0 +1,132 @@
+import {
+  buildCrl, buildOcspResponse, matchesIssuer, ocspErrorResponse, parseOcspRequest,
+  type OcspCertStatus, type RevokedEntry,
+} from "@ukey/ca";
+import { UkeyError, revocationReasonCode, type Clock } from "@ukey/policy";
+import type { CertificateRecord, Store } from "@ukey/store";
+import type { CaRuntime } from "./ca-runtime.js";
+
+/** Revocations accepted from operators (RFC 5280 names; removeFromCRL and the CA ones are not). */
+export const operatorRevocationReasons = [
+  "unspecified", "keyCompromise", "affiliationChanged", "superseded", "cessationOfOperation", "certificateHold", "privilegeWithdrawn",
+] as const;
+
+interface CachedCrl {
+  der: Buffer;
+  thisUpdate: number;
+  stamp: string;
+}
+
+type RevocationStore = Pick<Store, "transaction" | "certificates" | "crls">;
+
+/**
+ * Revocation and its publication: revoking a certificate (state and audit
+ * in one transaction), the CRLs, and OCSP answers. CRLs are cached per
+ * instance and re-signed when a revocation is seen or the refresh interval
+ * passes; the CRL number comes from the database, so several instances
+ * never reuse one.
+ */
+export class RevocationService {
+  private readonly crls = new Map<"issuing" | "root", CachedCrl>();
+
+  constructor(private readonly deps: {
+    store: RevocationStore;
+    ca: CaRuntime;
+    clock: Clock;
+    crlValidityHours: number;
+    crlRefreshMinutes: number;
+    ocspValidityHours: number;
+  }) {}
+
+  /**
+   * Revokes a certificate and records it in the audit log.
+   * @throws UkeyError REVOCATION_REASON_INVALID, CERT_NOT_FOUND, CERT_ALREADY_REVOKED.
+   */
+  async revoke(serial: string, reason: string, actor: string): Promise<CertificateRecord> {
+    if (!(operatorRevocationReasons as readonly string[]).includes(reason)) {
+      throw new UkeyError("REVOCATION_REASON_INVALID", { params: { reason } });
+    }
+    const at = this.deps.clock.now().getTime();
+    const rec = await this.deps.store.transaction(async (r) => {
+      const c = await r.certificates.get(serial);
+      if (!c || c.status === "pending" || c.status === "abandoned") throw new UkeyError("CERT_NOT_FOUND", { params: { serial } });
+      if (c.revokedAt !== null) {
+        throw new UkeyError("CERT_ALREADY_REVOKED", { params: { serial, revokedAt: new Date(c.revokedAt).toISOString() } });
+      }
+      await r.certificates.revoke(serial, reason, at, reason === "superseded" ? "superseded" : "revoked");
+      await r.audit.append({ at, actor, action: "certificate.revoked", subjectType: "certificate", subjectId: serial, data: { reason, previousStatus: c.status } });
+      return { ...c, status: reason === "superseded" ? "superseded" as const : "revoked" as const, revocationReason: reason, revokedAt: at, updatedAt: at };
+    });
+    this.crls.delete("issuing");
+    return rec;
+  }
+
+  /** The current CRL of our issuing CA (or of the root, signed by the root key), DER. */
+  async crl(which: "issuing" | "root"): Promise<Buffer> {
+    const now = this.deps.clock.now();
+    const issuer = which === "issuing" ? this.deps.ca.issuing : this.deps.ca.root;
+    const revoked: RevokedEntry[] = [];
+    if (which === "issuing") {
+      for await (const r of this.deps.store.certificates.listRevoked(issuer.keyId.toString("hex"))) {
+        revoked.push({ serial: r.serial, revokedAt: new Date(r.revokedAt ?? 0), reason: r.revocationReason ?? "unspecified" });
+      }
+    }
+    const stamp = revoked.map((r) => `${r.serial}@${r.revokedAt.getTime()}`).join(",");
+    const cached = this.crls.get(which);
+    if (cached && cached.stamp === stamp && now.getTime() - cached.thisUpdate < this.deps.crlRefreshMinutes * 60_000) return cached.der;
+    const signer = which === "issuing" ? this.deps.ca.issuingSigner : await this.deps.ca.loadRootSigner();
+    const number = await this.deps.store.crls.nextNumber(issuer.keyId.toString("hex"), now.getTime());
+    const der = await buildCrl({
+      issuer, signer, number, thisUpdate: now,
+      nextUpdate: new Date(now.getTime() + this.deps.crlValidityHours * 3_600_000),
+      revoked,
+    });
+    this.crls.set(which, { der, thisUpdate: now.getTime(), stamp });
+    return der;
+  }
+
+  /**
+   * Answers an OCSP request (DER). Malformed requests get a malformedRequest
+   * response and CertIDs of another issuer `unauthorized`, as RFC 6960 says;
+   * the result is always an OCSPResponse.
+   */
+  async ocsp(requestDer: Buffer): Promise<{ der: Buffer; error?: UkeyError }> {
+    let req;
+    try {
+      req = parseOcspRequest(requestDer);
+    } catch (e) {
+      return { der: ocspErrorResponse("malformedRequest"), error: e instanceof UkeyError ? e : new UkeyError("OCSP_REQUEST_MALFORMED", { params: { reason: "not an OCSP request" } }) };
+    }
+    const issuer = this.deps.ca.issuing;
+    const issuerKeyId = issuer.keyId.toString("hex");
+    const now = this.deps.clock.now();
+    const responses = [];
+    for (const certId of req.certIds) {
+      if (!matchesIssuer(certId, issuer)) return { der: ocspErrorResponse("unauthorized") };
+      const rec = await this.deps.store.certificates.get(certId.serial, issuerKeyId);
+      responses.push({
+        certId, status: ocspStatusOf(rec), thisUpdate: now,
+        nextUpdate: new Date(now.getTime() + this.deps.ocspValidityHours * 3_600_000),
+      });
+    }
+    const der = await buildOcspResponse({ issuer, signer: this.deps.ca.issuingSigner, responses, producedAt: now, nonce: req.nonce });
+    return { der };
+  }
+}
+
+/**
+ * What OCSP says of a record: revoked once a revocation time is set
+ * (including superseded-by-revocation), good while issued and not revoked
+ * (expiry is the relying party's check), unknown for serials we never
+ * completed (pending or abandoned intents) or never saw.
+ */
+export function ocspStatusOf(rec: CertificateRecord | undefined): OcspCertStatus {
+  if (!rec || rec.der === null || rec.status === "pending" || rec.status === "abandoned") return { status: "unknown" };
+  if (rec.revokedAt !== null) {
+    const reason = rec.revocationReason ?? "unspecified";
+    return revocationReasonCode(reason) !== undefined
+      ? { status: "revoked", revokedAt: new Date(rec.revokedAt), reason }
+      : { status: "revoked", revokedAt: new Date(rec.revokedAt) };
+  }
+  return { status: "good" };
+}

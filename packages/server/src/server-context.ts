@@ -1,0 +1,89 @@
+import { readFileSync } from "node:fs";
+import { UkeyError, type Clock } from "@ukey/policy";
+import { openStore, type Store } from "@ukey/store";
+import { CaRuntime } from "./ca-runtime.js";
+import { dataDirLayout, type DataDirLayout } from "./data-dir.js";
+import { IssuanceService } from "./issuance-service.js";
+import { RevocationService } from "./revocation-service.js";
+import { loadServerConfig, readSecretFile, type ServerConfig } from "./server-config.js";
+
+/** The environment variables the server reads; everything else is in config.json. */
+export interface ServerEnv {
+  UKEY_DATABASE_URL?: string;
+  UKEY_DATABASE_URL_FILE?: string;
+  UKEY_CA_PASSPHRASE_FILE?: string;
+  UKEY_HSM_PIN_FILE?: string;
+}
+
+/** Everything a running server (or a CLI command) works with, wired once. */
+export interface ServerContext {
+  layout: DataDirLayout;
+  config: ServerConfig;
+  store: Store;
+  ca: CaRuntime;
+  clock: Clock;
+  idKey: Buffer;
+  issuance: IssuanceService;
+  revocation: RevocationService;
+  close(): Promise<void>;
+}
+
+/** The database URL from UKEY_DATABASE_URL or the file UKEY_DATABASE_URL_FILE names. */
+export function databaseUrlFrom(env: ServerEnv): string | undefined {
+  if (env.UKEY_DATABASE_URL) return env.UKEY_DATABASE_URL;
+  if (env.UKEY_DATABASE_URL_FILE) return readSecretFile("UKEY_DATABASE_URL_FILE", env.UKEY_DATABASE_URL_FILE);
+  return undefined;
+}
+
+/**
+ * Opens a data directory: configuration, database (locked for the embedded
+ * engine), CA keys, services. Pending issuance intents older than five
+ * minutes are closed as abandoned (a crash between intent and signature).
+ * @throws UkeyError CA_NOT_INITIALISED, CONFIG_INVALID, DATA_DIR_LOCKED, DATA_DIR_CORRUPT,
+ *   DATABASE_UNAVAILABLE, SECRET_FILE_REQUIRED, CA_PASSPHRASE_WRONG, HSM_*.
+ */
+export async function openServerContext(dataDir: string, env: ServerEnv, clock: Clock): Promise<ServerContext> {
+  const layout = dataDirLayout(dataDir);
+  let config: ServerConfig;
+  try {
+    config = loadServerConfig(layout.config);
+  } catch (e) {
+    if (e instanceof UkeyError && e.code === "FILE_UNREADABLE") throw new UkeyError("CA_NOT_INITIALISED", { params: { dir: dataDir }, cause: e });
+    throw e;
+  }
+  const secrets = config.ca.keyStore.type === "file"
+    ? { passphrase: readSecretFile("UKEY_CA_PASSPHRASE_FILE", env.UKEY_CA_PASSPHRASE_FILE) }
+    : { hsmPin: readSecretFile("UKEY_HSM_PIN_FILE", env.UKEY_HSM_PIN_FILE) };
+  let idKey: Buffer;
+  try {
+    idKey = readFileSync(layout.idKey);
+  } catch (cause) {
+    throw new UkeyError("FILE_UNREADABLE", { params: { path: layout.idKey }, cause });
+  }
+  const databaseUrl = databaseUrlFrom(env);
+  const store = await openStore(databaseUrl ? { databaseUrl } : { dataDir });
+  let ca: CaRuntime;
+  try {
+    ca = await CaRuntime.open(config, layout, secrets);
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
+  const now = clock.now().getTime();
+  await store.certificates.abandonStaleIntents(now - 5 * 60_000, now);
+  const issuance = new IssuanceService({ store, ca, clock, institution: config.institution, batchSize: config.issuance.batchSize });
+  const revocation = new RevocationService({
+    store, ca, clock,
+    crlValidityHours: config.ca.crlValidityHours,
+    crlRefreshMinutes: config.ca.crlRefreshMinutes,
+    ocspValidityHours: config.ca.ocspValidityHours,
+  });
+  return {
+    layout, config, store, ca, clock, idKey, issuance, revocation,
+    async close() {
+      await issuance.drain();
+      await store.close();
+      await ca.close();
+    },
+  };
+}

@@ -1,0 +1,104 @@
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { createInterface } from "node:readline";
+import { resolve } from "node:path";
+import { fixedClock, UkeyError } from "@ukey/policy";
+import { openServerContext, type ServerContext } from "../src/server-context.js";
+import { IssuanceService } from "../src/issuance-service.js";
+import { addHolder, initialisedDataDir, keyArgs, opensslCsr, tempDir, type TempDir } from "./support/fixtures.js";
+
+let t: TempDir;
+let dataDir: string;
+let env: Record<string, string>;
+let csr: Buffer;
+// The CA is made with the real clock by the CLI; the service runs a fixed one a day later.
+const start = new Date(Math.ceil(Date.now() / 86_400_000) * 86_400_000 + 8 * 3_600_000);
+const clock = fixedClock(start);
+
+before(() => {
+  t = tempDir();
+  ({ dataDir, env } = initialisedDataDir(t));
+  assert.equal(addHolder(t, dataDir, env, "H1").status, 0);
+  csr = readFileSync(opensslCsr(t, "k", keyArgs.p256).csr);
+});
+after(() => t.cleanup());
+
+async function withContext<T>(fn: (ctx: ServerContext) => Promise<T>): Promise<T> {
+  const ctx = await openServerContext(dataDir, env, clock);
+  try {
+    return await fn(ctx);
+  } finally {
+    await ctx.close();
+  }
+}
+
+test("concurrent requests share group commits and each gets its own durable certificate", async () => {
+  await withContext(async (ctx) => {
+    let transactions = 0;
+    const store = { ...ctx.store, holders: ctx.store.holders, profiles: ctx.store.profiles, transaction: <T>(fn: Parameters<typeof ctx.store.transaction<T>>[0]) => { transactions++; return ctx.store.transaction(fn); } };
+    const svc = new IssuanceService({ store, ca: ctx.ca, clock, institution: ctx.config.institution, batchSize: 64 });
+    const n = 300;
+    const certs = await Promise.all(Array.from({ length: n }, () => svc.issue({ holderId: "H1", profileId: "personal", csr, actor: "test" })));
+    assert.equal(new Set(certs.map((c) => c.serial)).size, n);
+    // Two transactions (intent, then certificate) per batch, far fewer than per certificate.
+    assert.ok(transactions <= 2 * Math.ceil(n / 64) + 4, `${transactions} transactions`);
+    for (const c of certs.slice(0, 20)) {
+      const stored = await ctx.store.certificates.get(c.serial);
+      assert.equal(stored?.status, "active");
+      assert.deepEqual(stored?.der, c.der);
+      assert.equal(stored?.notAfter, start.getTime() + 1825 * 86_400_000);
+    }
+    const audit = await ctx.store.audit.list(0, 10_000);
+    assert.equal(audit.filter((e) => e.action === "certificate.issued" && certs.some((c) => c.serial === e.subjectId)).length, n);
+  });
+});
+
+test("a signature that fails leaves the intent abandoned and the caller an error", async () => {
+  await withContext(async (ctx) => {
+    const failing = Object.create(ctx.ca) as typeof ctx.ca;
+    failing.signTbs = async () => { throw new Error("token pulled"); };
+    const svc = new IssuanceService({ store: ctx.store, ca: failing, clock, institution: ctx.config.institution });
+    await assert.rejects(svc.issue({ holderId: "H1", profileId: "personal", csr, actor: "test" }), (e: unknown) => e instanceof UkeyError && e.code === "HSM_OPERATION_FAILED");
+    const abandoned = await ctx.store.certificates.search({ status: "abandoned" });
+    assert.equal(abandoned.length, 1);
+    assert.equal(abandoned[0]!.der, null);
+    assert.equal((await ctx.store.certificates.search({ status: "pending" })).length, 0);
+  });
+});
+
+test("validity never runs past the issuing CA", async () => {
+  await withContext(async (ctx) => {
+    const c = await ctx.issuance.issue({ holderId: "H1", profileId: "personal", csr, actor: "test", notAfter: new Date("2099-01-01T00:00:00Z") });
+    assert.equal(c.notAfter, ctx.ca.issuing.notAfter.getTime());
+  });
+});
+
+test("kill -9 during issuance: every certificate reported issued is stored, and no intent stays pending", async () => {
+  const loop = resolve(import.meta.dirname, "support/issue-loop.ts");
+  const child = spawn(process.execPath, ["--import", "tsx", loop, dataDir, env.UKEY_CA_PASSPHRASE_FILE!, t.path("k.csr.pem"), start.toISOString()], { stdio: ["ignore", "pipe", "inherit"] });
+  const reported: string[] = [];
+  const lines = createInterface({ input: child.stdout! });
+  await new Promise<void>((done) => {
+    lines.on("line", (l) => {
+      reported.push(l.trim());
+      if (reported.length === 200) { child.kill("SIGKILL"); done(); }
+    });
+  });
+  await new Promise((r) => child.once("exit", r));
+  assert.ok(reported.length >= 200);
+  const later = fixedClock(new Date(start.getTime() + 10 * 60_000));
+  const ctx = await openServerContext(dataDir, env, later);
+  try {
+    for (const serial of reported) {
+      const c = await ctx.store.certificates.get(serial);
+      assert.equal(c?.status, "active", `reported ${serial} is ${c?.status}`);
+      assert.ok(c?.der && c.der.length > 100);
+    }
+    assert.equal((await ctx.store.certificates.search({ status: "pending" })).length, 0, "stale intents are closed at open");
+    for (const c of await ctx.store.certificates.search({ status: "active", limit: 100_000 })) assert.ok(c.der, `active ${c.serial} has its DER`);
+  } finally {
+    await ctx.close();
+  }
+});

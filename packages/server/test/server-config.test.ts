@@ -1,0 +1,51 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { UkeyError } from "@ukey/policy";
+import { loadServerConfig, parseServerConfig } from "../src/server-config.js";
+import { maskIdNumber, hashIdNumber } from "../src/holder-identity.js";
+import { tempDir } from "./support/fixtures.js";
+
+test("an empty configuration gets every safe default and is frozen", () => {
+  const c = parseServerConfig({});
+  assert.equal(c.publicUrl, "http://localhost:8080");
+  assert.equal(c.listen.host, "127.0.0.1");
+  assert.equal(c.listen.tlsPort, null);
+  assert.deepEqual(c.ca.keyStore, { type: "file" });
+  assert.equal(c.limits.bodyBytes, 65536);
+  assert.ok(Object.isFrozen(c) && Object.isFrozen(c.ca));
+});
+
+const refused: Array<[string, unknown, RegExp]> = [
+  ["an unknown top-level key", { colour: "blue" }, /colour/],
+  ["an unknown nested key", { ca: { algoritm: "p256" } }, /algoritm/],
+  ["a port out of range", { listen: { port: 70000 } }, /listen\.port/],
+  ["a publicUrl that is not http(s)", { publicUrl: "ftp://x" }, /publicUrl/],
+  ["an unknown algorithm", { ca: { algorithm: "sm2" } }, /ca\.algorithm/],
+  ["a PKCS#11 key store without its module", { ca: { keyStore: { type: "pkcs11", token: "t" } } }, /ca\.keyStore\.module/],
+  ["a body limit too small", { limits: { bodyBytes: 10 } }, /limits\.bodyBytes/],
+];
+for (const [name, input, where] of refused) {
+  test(`refuses ${name}`, () => {
+    assert.throws(() => parseServerConfig(input), (e: unknown) => e instanceof UkeyError && e.code === "CONFIG_INVALID" && where.test(e.message));
+  });
+}
+
+test("a JSON syntax error names its line", () => {
+  const t = tempDir();
+  try {
+    const p = t.write("config.json", '{\n  "publicUrl": "http://x",\n  "listen": { "port": 80, }\n}\n');
+    assert.throws(() => loadServerConfig(p), (e: unknown) => e instanceof UkeyError && e.code === "CONFIG_INVALID" && /line 3/.test(e.message));
+    assert.throws(() => loadServerConfig(t.path("missing.json")), (e: unknown) => e instanceof UkeyError && e.code === "FILE_UNREADABLE");
+  } finally {
+    t.cleanup();
+  }
+});
+
+test("ID numbers are masked and hashed after normalising", () => {
+  assert.equal(maskIdNumber("11010119900307123x"), "1101**********123X");
+  assert.equal(maskIdNumber("A123456"), "A*****6");
+  const key = Buffer.alloc(32, 1);
+  assert.equal(hashIdNumber(key, "resident-id", "11010119900307123x"), hashIdNumber(key, "resident-id", " 110101 19900307123X"));
+  assert.notEqual(hashIdNumber(key, "resident-id", "1"), hashIdNumber(key, "passport", "1"));
+  assert.notEqual(hashIdNumber(key, "resident-id", "1"), hashIdNumber(Buffer.alloc(32, 2), "resident-id", "1"));
+});

@@ -1,0 +1,124 @@
+import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+
+/** The real bin, as operators run it. */
+export const ukeyServerBin = resolve(import.meta.dirname, "../../bin/ukey-server.js");
+
+export interface TempDir {
+  dir: string;
+  path(name: string): string;
+  write(name: string, content: string | Buffer): string;
+  cleanup(): void;
+}
+
+/** A private temporary directory. */
+export function tempDir(prefix = "ukey-test-"): TempDir {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return {
+    dir,
+    path: (n) => join(dir, n),
+    write: (n, c) => { const p = join(dir, n); writeFileSync(p, c, { mode: 0o600 }); return p; },
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+export interface CliResult {
+  status: number;
+  stdout: string;
+  stderr: string;
+  json<T = Record<string, unknown>>(): T;
+}
+
+/** Runs the real `ukey-server` bin to completion. */
+export function runUkeyServer(args: string[], env: Record<string, string> = {}): CliResult {
+  const r = spawnSync(process.execPath, [ukeyServerBin, ...args], {
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
+    encoding: "utf8",
+    timeout: 60_000,
+  });
+  return {
+    status: r.status ?? -1,
+    stdout: r.stdout,
+    stderr: r.stderr,
+    json<T>() {
+      const line = r.stdout.trim().split("\n").pop() ?? "";
+      return JSON.parse(line) as T;
+    },
+  };
+}
+
+/** A started `ukey-server start` process and the ports it listens on. */
+export interface RunningServer {
+  child: ChildProcess;
+  http: number;
+  https: number | null;
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** Starts the real server on free ports and waits for its "listening" line. */
+export async function startUkeyServer(dataDir: string, env: Record<string, string>, extra: string[] = []): Promise<RunningServer> {
+  const child = spawn(process.execPath, [ukeyServerBin, "start", "--data-dir", dataDir, "--port", "0", "--json", ...extra], {
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stderr = "";
+  child.stderr!.on("data", (d) => { stderr += String(d); });
+  const lines = createInterface({ input: child.stdout! });
+  const listening = await new Promise<{ http: number; https: number | null }>((resolveP, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start: ${stderr}`)), 30_000);
+    lines.on("line", (line) => {
+      try {
+        const j = JSON.parse(line) as { event?: string; http: number; https: number | null; error?: unknown };
+        if (j.event === "listening") { clearTimeout(timer); resolveP(j); }
+        if (j.error) { clearTimeout(timer); reject(new Error(line)); }
+      } catch { /* log lines of fastify */ }
+    });
+    child.once("exit", (code) => { clearTimeout(timer); reject(new Error(`server exited ${code}: ${stderr}`)); });
+  });
+  return {
+    child, http: listening.http, https: listening.https, url: `http://127.0.0.1:${listening.http}`,
+    stop: () => new Promise((r) => { if (child.exitCode !== null) return r(); child.once("exit", () => r()); child.kill("SIGTERM"); }),
+  };
+}
+
+/** A CSR made by the real openssl CLI. */
+export function opensslCsr(t: TempDir, name: string, keyArgs: readonly string[], subject = "/CN=requested by CSR"): { csr: string; key: string } {
+  const key = t.path(`${name}.key.pem`);
+  const csr = t.path(`${name}.csr.pem`);
+  execFileSync("openssl", ["req", "-new", ...keyArgs, "-nodes", "-keyout", key, "-subj", subject, "-out", csr], { stdio: "pipe" });
+  return { csr, key };
+}
+
+export const keyArgs = {
+  p256: ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+  p384: ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"],
+  secp256k1: ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp256k1"],
+  rsa1024: ["-newkey", "rsa:1024"],
+  rsa2048: ["-newkey", "rsa:2048"],
+} as const;
+
+/** Runs openssl and returns its exit status and output. */
+export function openssl(args: string[], input?: Buffer): { status: number; out: string } {
+  const r = spawnSync("openssl", args, { input, encoding: "utf8" });
+  return { status: r.status ?? -1, out: (r.stdout ?? "") + (r.stderr ?? "") };
+}
+
+/** A data directory initialised by the real CLI with a passphrase file. */
+export function initialisedDataDir(t: TempDir, algorithm = "p256", extraArgs: string[] = []): { dataDir: string; env: Record<string, string> } {
+  const pass = t.write("ca-passphrase", "correct horse battery staple\n");
+  const env = { UKEY_CA_PASSPHRASE_FILE: pass };
+  const dataDir = t.path("data");
+  const r = runUkeyServer(["init", "--data-dir", dataDir, "--algorithm", algorithm, "--json", ...extraArgs], env);
+  if (r.status !== 0) throw new Error(`init failed: ${r.stdout}${r.stderr}`);
+  return { dataDir, env };
+}
+
+/** Adds a holder through the CLI. */
+export function addHolder(t: TempDir, dataDir: string, env: Record<string, string>, id: string, extra: string[] = []): CliResult {
+  const idFile = t.write(`${id}.idnum`, "11010119900307123X\n");
+  return runUkeyServer(["holder", "add", "--data-dir", dataDir, "--id", id, "--name", `Holder ${id}`, "--id-type", "resident-id", "--id-number-file", idFile, "--json", ...extra], env);
+}
