@@ -1,6 +1,7 @@
 import { AsnConvert } from "@peculiar/asn1-schema";
-import { AttributeTypeAndValue, AttributeValue, Name, RelativeDistinguishedName } from "@peculiar/asn1-x509";
+import { Name } from "@peculiar/asn1-x509";
 import { UkeyError } from "@ukey/policy";
+import { oid, seq, tlv, Tag } from "./der.js";
 import type { SubjectSpec } from "./types.js";
 
 /** Attribute types a SubjectSpec may name, by their short names. */
@@ -30,38 +31,44 @@ function invalid(reason: string): UkeyError {
 }
 
 /**
- * The attribute's value with the string type RFC 5280 wants: PrintableString
- * for countryName and serialNumber, IA5String for emailAddress (PKCS#9
- * defines it so), UTF8String for everything else.
+ * The attribute's value, DER-encoded with the string type RFC 5280 wants:
+ * PrintableString for countryName and serialNumber, IA5String for
+ * emailAddress (PKCS#9 defines it so), UTF8String for everything else.
  */
-function attributeValue(type: string, value: string): AttributeValue {
+function attributeValue(type: string, value: string): Buffer {
   if (type === attributeOids.C || type === attributeOids.serialNumber) {
     if (!printable.test(value)) throw invalid(`${shortNames[type]} must be printable ASCII: ${value}`);
     if (type === attributeOids.C && !/^[A-Z]{2}$/.test(value)) throw invalid(`country must be two capital letters: ${value}`);
-    return new AttributeValue({ printableString: value });
+    return tlv(Tag.printableString, Buffer.from(value, "latin1"));
   }
   if (type === attributeOids.emailAddress) {
     if (!/^[\x20-\x7e]+$/.test(value)) throw invalid(`emailAddress must be ASCII: ${value}`);
-    return new AttributeValue({ ia5String: value });
+    return tlv(Tag.ia5String, Buffer.from(value, "latin1"));
   }
-  return new AttributeValue({ utf8String: value });
+  return tlv(Tag.utf8String, Buffer.from(value, "utf8"));
 }
+
+const typeOids = new Map<string, Buffer>();
 
 /**
  * DER Name for the RDNs of a SubjectSpec, one attribute per RDN, in the
- * order given. Throws REQUEST_INVALID for unknown types, empty or
- * over-long values, and values a string type cannot hold.
+ * order given. Encoded with the TLV toolkit because it runs once per
+ * issued certificate; the certificate-builder tests compare it byte for
+ * byte with @peculiar/asn1-x509's encoding. Throws REQUEST_INVALID for
+ * unknown types, empty or over-long values, and values a string type
+ * cannot hold.
  */
 export function encodeName(rdns: SubjectSpec["rdns"]): Buffer {
-  const name = new Name(rdns.map(([t, v]) => {
+  return seq(...rdns.map(([t, v]) => {
     const type = attributeOids[t] ?? (/^\d+(\.\d+)+$/.test(t) ? t : undefined);
     if (!type) throw invalid(`unknown attribute type ${t}`);
     if (typeof v !== "string" || v.trim() === "") throw invalid(`empty ${t}`);
     const ub = upperBounds[type];
     if (ub !== undefined && [...v].length > ub) throw invalid(`${t} longer than ${ub} characters`);
-    return new RelativeDistinguishedName([new AttributeTypeAndValue({ type, value: attributeValue(type, v) })]);
+    let typeOid = typeOids.get(type);
+    if (!typeOid) typeOids.set(type, typeOid = oid(type));
+    return tlv(Tag.set, seq(typeOid, attributeValue(type, v)));
   }));
-  return Buffer.from(AsnConvert.serialize(name));
 }
 
 /** A one-line rendering of a DER Name ("C=CN, O=Example Bank, CN=Zhang San"), in encoding order; for display and logs only. */

@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance, type FastifyReply } from "fastify";
+import Fastify, { LogController, type FastifyInstance, type FastifyReply } from "fastify";
 import { derToPem } from "@ukey/ca";
 import { UkeyError } from "@ukey/policy";
 import { problemHandler } from "./http-errors.js";
@@ -12,7 +12,8 @@ export async function buildApp(ctx: ServerContext, opts: { logger?: boolean } = 
   const app = Fastify({
     logger: opts.logger ?? false,
     bodyLimit: ctx.config.limits.bodyBytes,
-    disableRequestLogging: true,
+    // One line per OCSP request would drown the log; errors are logged by the problem handler.
+    logController: new LogController({ disableRequestLogging: true }),
   });
   app.setErrorHandler(problemHandler(app.log));
   app.setNotFoundHandler((req, reply) => {

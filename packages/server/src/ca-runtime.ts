@@ -48,7 +48,9 @@ export class CaRuntime implements IssuingCa {
   readonly issuerKeyId: string;
   readonly issuerDn: string;
   readonly issuerNotAfter: Date;
-  private readonly builders = new Map<string, { profile: CertificateProfile; builder: CertificateBuilder }>();
+  // Keyed by the profile object: the issuance service hands out the same object until the profile changes.
+  private readonly builders = new WeakMap<CertificateProfile, CertificateBuilder>();
+  private lastBuilder: CertificateBuilder | undefined;
 
   private constructor(
     readonly root: IssuerCertificate,
@@ -111,9 +113,8 @@ export class CaRuntime implements IssuingCa {
 
   signTbs(tbs: Buffer): Promise<Buffer> {
     // Every builder signs with the same key and algorithm; any will do.
-    const any = this.builders.values().next().value;
-    if (!any) throw new UkeyError("INTERNAL", { detail: "signTbs before buildTbs" });
-    return any.builder.sign(tbs);
+    if (!this.lastBuilder) throw new UkeyError("INTERNAL", { detail: "signTbs before buildTbs" });
+    return this.lastBuilder.sign(tbs);
   }
 
   async close(): Promise<void> {
@@ -121,10 +122,12 @@ export class CaRuntime implements IssuingCa {
   }
 
   private builderFor(profile: CertificateProfile): CertificateBuilder {
-    const cached = this.builders.get(profile.id);
-    if (cached && JSON.stringify(cached.profile) === JSON.stringify(profile)) return cached.builder;
-    const builder = new CertificateBuilder({ issuer: this.issuing, signer: this.issuingSigner, profile, urls: this.urls });
-    this.builders.set(profile.id, { profile, builder });
+    let builder = this.builders.get(profile);
+    if (!builder) {
+      builder = new CertificateBuilder({ issuer: this.issuing, signer: this.issuingSigner, profile, urls: this.urls });
+      this.builders.set(profile, builder);
+    }
+    this.lastBuilder = builder;
     return builder;
   }
 }

@@ -60,6 +60,7 @@ type IssuanceStore = Pick<Store, "transaction" | "holders" | "profiles">;
 export class IssuanceService {
   private queue: Pending[] = [];
   private flushing = false;
+  private readonly profiles = new Map<string, { at: number; profile: CertificateProfile | undefined }>();
 
   constructor(private readonly deps: {
     store: IssuanceStore;
@@ -68,6 +69,8 @@ export class IssuanceService {
     institution: { name: string; country: string };
     /** Largest batch per group commit; default 256. */
     batchSize?: number;
+    /** How long a profile read is reused, in ms; default 5000. A profile edit takes effect within this time on every instance. */
+    profileTtlMs?: number;
   }) {}
 
   /**
@@ -76,14 +79,10 @@ export class IssuanceService {
    */
   async issue(req: IssueRequest): Promise<CertificateRecord> {
     const csr = this.deps.ca.verifyCsr(req.csr);
-    const [holder, profileRec] = await Promise.all([
-      this.deps.store.holders.get(req.holderId),
-      this.deps.store.profiles.get(req.profileId),
-    ]);
-    if (!holder) throw new UkeyError("HOLDER_NOT_FOUND", { params: { holder: req.holderId } });
-    if (!profileRec) throw new UkeyError("PROFILE_NOT_FOUND", { params: { profile: req.profileId } });
-    const profile = profileRec.profile;
     const now = this.deps.clock.now();
+    const [holder, profile] = await Promise.all([this.deps.store.holders.get(req.holderId), this.profile(req.profileId, now.getTime())]);
+    if (!holder) throw new UkeyError("HOLDER_NOT_FOUND", { params: { holder: req.holderId } });
+    if (!profile) throw new UkeyError("PROFILE_NOT_FOUND", { params: { profile: req.profileId } });
     const notBefore = req.notBefore ?? now;
     // Never past the issuing CA's own notAfter (RFC 5280 path validation would fail there).
     const wanted = req.notAfter ?? new Date(notBefore.getTime() + profile.validityDays * 86_400_000);
@@ -112,6 +111,14 @@ export class IssuanceService {
       this.queue.push({ record, tbs, actor: req.actor, auditData: req.auditData ?? {}, resolve, reject });
       if (!this.flushing) void this.flush();
     });
+  }
+
+  private async profile(id: string, now: number): Promise<CertificateProfile | undefined> {
+    const hit = this.profiles.get(id);
+    if (hit && now - hit.at < (this.deps.profileTtlMs ?? 5000) && now >= hit.at) return hit.profile;
+    const profile = (await this.deps.store.profiles.get(id))?.profile;
+    this.profiles.set(id, { at: now, profile });
+    return profile;
   }
 
   /** Waits until every queued certificate is committed or failed. */
