@@ -8,8 +8,10 @@ import type { ServerContext } from "./server-context.js";
  * The HTTP application: standard PKI endpoints (CA certificates, CRLs,
  * OCSP) and health. One service call per handler; policy never sits here.
  */
-export async function buildApp(ctx: ServerContext, opts: { logger?: boolean } = {}): Promise<FastifyInstance> {
+export async function buildApp(ctx: ServerContext, opts: { logger?: boolean; https?: { key: Buffer; cert: Buffer } } = {}): Promise<FastifyInstance> {
   const app = Fastify({
+    // Client certificates are asked for but not required: EST re-enrolment uses them, browsers do not.
+    ...(opts.https ? { https: { ...opts.https, requestCert: true, rejectUnauthorized: false } } : {}),
     logger: opts.logger ?? false,
     bodyLimit: ctx.config.limits.bodyBytes,
     // One line per OCSP request would drown the log; errors are logged by the problem handler.

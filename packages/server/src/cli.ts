@@ -1,5 +1,4 @@
 import { readFileSync } from "node:fs";
-import { createServer as createHttpsServer } from "node:https";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { normaliseSerial, derToPem } from "@ukey/ca";
 import { UkeyError, isUkeyError, keyAlgorithms, systemClock, type Clock, type KeyAlgorithm } from "@ukey/policy";
@@ -244,19 +243,11 @@ async function startServer(dataDir: string, v: Record<string, unknown>, env: Ser
   await app.listen({ host, port });
   const httpAddr = app.server.address();
   let tlsApp: Awaited<ReturnType<typeof buildApp>> | undefined;
-  let tlsAddr: unknown;
   if (tlsPort !== null) {
-    const key = readFileSync(ctx.layout.tlsKey);
-    const cert = readFileSync(ctx.layout.tlsCert);
-    tlsApp = await buildApp(ctx, { logger: true });
-    // Client certificates are asked for but not required: EST re-enrolment uses them, browsers do not.
-    const httpsServer = createHttpsServer({ key, cert, requestCert: true, rejectUnauthorized: false }, tlsApp.routing);
-    tlsApp.server.removeAllListeners();
-    await tlsApp.ready();
-    await new Promise<void>((resolve) => httpsServer.listen(tlsPort, host, resolve));
-    tlsAddr = httpsServer.address();
-    tlsApp.addHook("onClose", async () => { await new Promise((r) => httpsServer.close(r)); });
+    tlsApp = await buildApp(ctx, { logger: true, https: { key: readFileSync(ctx.layout.tlsKey), cert: readFileSync(ctx.layout.tlsCert) } });
+    await tlsApp.listen({ host, port: tlsPort });
   }
+  const tlsAddr = tlsApp?.server.address();
   const addr = (a: unknown) => (a && typeof a === "object" && "port" in a ? (a as { port: number }).port : a);
   print(`ukey-server listening on http://${host}:${addr(httpAddr)}${tlsApp ? ` and https://${host}:${addr(tlsAddr)}` : ""} (data ${dataDir}, ${ctx.store.db.engine})`,
     { event: "listening", http: addr(httpAddr), https: tlsApp ? addr(tlsAddr) : null, engine: ctx.store.db.engine });

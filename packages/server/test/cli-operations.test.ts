@@ -1,0 +1,108 @@
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import Database from "better-sqlite3";
+import { addHolder, initialisedDataDir, keyArgs, openssl, opensslCsr, runUkeyServer, startUkeyServer, tempDir } from "./support/fixtures.js";
+
+const t = tempDir();
+after(() => t.cleanup());
+
+const errorCode = (r: { stdout: string }) => (JSON.parse(r.stdout.trim().split("\n").pop()!) as { error: { code: string } }).error.code;
+
+for (const [algorithm, sigAlg] of [["p384", /ecdsa-with-SHA384/], ["rsa2048", /sha256WithRSAEncryption/], ["rsa3072", /sha256WithRSAEncryption/]] as const) {
+  test(`a ${algorithm} CA issues certificates openssl verifies`, () => {
+    const sub = tempDir();
+    try {
+      const { dataDir, env } = initialisedDataDir(sub, algorithm);
+      assert.equal(addHolder(sub, dataDir, env, "A1").status, 0);
+      const { csr } = opensslCsr(sub, "leaf", keyArgs.rsa2048);
+      const r = runUkeyServer(["issue", "--data-dir", dataDir, "--holder", "A1", "--profile", "personal", "--csr", csr, "--out", sub.path("leaf.pem"), "--json"], env);
+      assert.equal(r.status, 0, r.stdout + r.stderr);
+      const v = openssl(["verify", "-x509_strict", "-CAfile", `${dataDir}/ca/root.cer.pem`, "-untrusted", `${dataDir}/ca/issuing.cer.pem`, sub.path("leaf.pem")]);
+      assert.equal(v.status, 0, v.out);
+      assert.match(openssl(["x509", "-in", sub.path("leaf.pem"), "-noout", "-text"]).out, sigAlg);
+    } finally {
+      sub.cleanup();
+    }
+  });
+}
+
+test("init refuses an unknown algorithm and a short passphrase", () => {
+  const short = t.write("short-pass", "short\n");
+  const r1 = runUkeyServer(["init", "--data-dir", t.path("a"), "--algorithm", "sm2", "--json"], { UKEY_CA_PASSPHRASE_FILE: short });
+  assert.equal(r1.status, 2);
+  assert.equal(errorCode(r1), "CLI_USAGE");
+  const r2 = runUkeyServer(["init", "--data-dir", t.path("b"), "--json"], { UKEY_CA_PASSPHRASE_FILE: short });
+  assert.equal(errorCode(r2), "CONFIG_INVALID");
+});
+
+test("start --tls-port serves HTTPS and asks for (but does not require) a client certificate", async () => {
+  const sub = tempDir();
+  const { dataDir, env } = initialisedDataDir(sub);
+  const tlsPort = 20000 + Math.floor(Math.random() * 20000);
+  const server = await startUkeyServer(dataDir, env, ["--tls-port", String(tlsPort)]);
+  try {
+    assert.equal(server.https, tlsPort);
+    const out = execFileSync("curl", ["-sS", "--cacert", `${dataDir}/tls/server.cer.pem`, `https://localhost:${tlsPort}/healthz`], { encoding: "utf8" });
+    assert.deepEqual(JSON.parse(out), { status: "ok" });
+    const handshake = openssl(["s_client", "-connect", `127.0.0.1:${tlsPort}`, "-servername", "localhost", "-CAfile", `${dataDir}/tls/server.cer.pem`], Buffer.from("Q\n"));
+    // s_client prints these lines only when the server sent a CertificateRequest.
+    assert.match(handshake.out, /(No client certificate CA names sent|Acceptable client certificate CA names)\nRequested Signature Algorithms/);
+    assert.match(handshake.out, /Verify return code: 0 \(ok\)/);
+  } finally {
+    await server.stop();
+    sub.cleanup();
+  }
+});
+
+test("import through the CLI: a foreign CA's certificates with their chain, and a bad row that imports nothing", () => {
+  const sub = tempDir();
+  try {
+    const { dataDir, env } = initialisedDataDir(sub);
+    const o = (args: string[]) => execFileSync("openssl", args, { cwd: sub.dir, stdio: "pipe" });
+    o(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "old-ca.key", "-subj", "/C=CN/O=Old Bank CA/CN=Old Root", "-days", "3650", "-out", "old-ca.pem",
+      "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+    o(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "old-leaf.key", "-subj", "/C=CN/O=Old Bank/CN=Li Si/serialNumber=C9001", "-out", "old-leaf.csr"]);
+    o(["x509", "-req", "-in", "old-leaf.csr", "-CA", "old-ca.pem", "-CAkey", "old-ca.key", "-set_serial", "0x1234abcd", "-days", "365", "-out", "old-leaf.pem"]);
+    const holders = sub.write("holders.csv", "id,kind,name,id_type,id_number,phone,email\nC9001,person,Li Si,resident-id,110101198001011234,13900000000,lisi@example.com\n");
+
+    const noChain = runUkeyServer(["import", "--data-dir", dataDir, "--certs", sub.path("old-leaf.pem"), "--holders", holders, "--json"], env);
+    assert.equal(errorCode(noChain), "IMPORT_ISSUER_UNKNOWN");
+
+    const badHolders = sub.write("bad.csv", "id,kind,name,id_type,id_number,phone,email\nC9001,person,Li Si,resident-id,110101198001011234,13900000000,lisi@example.com\nC9002,robot,X,resident-id,1,,\n");
+    const bad = runUkeyServer(["import", "--data-dir", dataDir, "--certs", sub.path("old-leaf.pem"), "--holders", badHolders, "--chain", sub.path("old-ca.pem"), "--json"], env);
+    assert.equal(errorCode(bad), "IMPORT_ROW_INVALID");
+    assert.match(bad.stdout, /line 3/);
+
+    const db = () => new Database(`${dataDir}/db/ukey.sqlite`, { readonly: true });
+    const count = (sql: string) => { const d = db(); try { return (d.prepare(sql).get() as { n: number }).n; } finally { d.close(); } };
+    assert.equal(count("SELECT COUNT(*) AS n FROM holders"), 0, "nothing half-imported");
+
+    const ok = runUkeyServer(["import", "--data-dir", dataDir, "--certs", sub.path("old-leaf.pem"), "--holders", holders, "--chain", sub.path("old-ca.pem"), "--json"], env);
+    assert.equal(ok.status, 0, ok.stdout + ok.stderr);
+    assert.deepEqual({ ...ok.json<Record<string, unknown>>(), rows: undefined }, { holders: 1, certificates: 1, issuers: 1, skippedExisting: 0, rows: undefined });
+    assert.equal(count("SELECT COUNT(*) AS n FROM certificates WHERE serial = '1234abcd' AND imported = 1"), 1);
+    const again = runUkeyServer(["import", "--data-dir", dataDir, "--certs", sub.path("old-leaf.pem"), "--holders", holders, "--chain", sub.path("old-ca.pem"), "--json"], env);
+    assert.equal(again.json<{ skippedExisting: number }>().skippedExisting, 1);
+    assert.equal(runUkeyServer(["audit", "verify", "--data-dir", dataDir], env).status, 0);
+  } finally {
+    sub.cleanup();
+  }
+});
+
+test("a corrupt database file is refused with DATA_DIR_CORRUPT and left as it was", () => {
+  const sub = tempDir();
+  try {
+    const { dataDir, env } = initialisedDataDir(sub);
+    const file = `${dataDir}/db/ukey.sqlite`;
+    const garbage = Buffer.alloc(8192, 0x5a);
+    writeFileSync(file, garbage);
+    const r = runUkeyServer(["audit", "verify", "--data-dir", dataDir, "--json"], env);
+    assert.equal(r.status, 1);
+    assert.equal(errorCode(r), "DATA_DIR_CORRUPT");
+    assert.deepEqual(readFileSync(file), garbage);
+  } finally {
+    sub.cleanup();
+  }
+});
