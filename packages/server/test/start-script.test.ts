@@ -1,0 +1,65 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { openssl, tempDir } from "./support/fixtures.js";
+
+// The README's first command, `npm start`, is scripts/start.sh: first run
+// initialises a demo (CA, holder, certificate) and serves; a second run
+// only serves.
+const repo = resolve(import.meta.dirname, "../../..");
+
+async function runStart(dataDir: string, port: number): Promise<{ stop(): Promise<number | null>; output: string[] }> {
+  const child = spawn("bash", ["scripts/start.sh"], {
+    cwd: repo,
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", UKEY_DATA_DIR: dataDir, UKEY_PORT: String(port) },
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
+  const output: string[] = [];
+  let stderr = "";
+  child.stderr!.on("data", (d) => { stderr += String(d); });
+  await new Promise<void>((ok, fail) => {
+    const timer = setTimeout(() => fail(new Error(`npm start did not serve:\n${output.join("\n")}\n${stderr}`)), 90_000);
+    createInterface({ input: child.stdout! }).on("line", (l) => {
+      output.push(l);
+      if (l.includes("ukey-server listening on")) { clearTimeout(timer); ok(); }
+    });
+    child.once("exit", (c) => { clearTimeout(timer); fail(new Error(`npm start exited ${c}:\n${output.join("\n")}\n${stderr}`)); });
+  });
+  return {
+    output,
+    stop: () => new Promise((r) => { child.once("exit", (c) => r(c)); process.kill(-child.pid!, "SIGTERM"); }),
+  };
+}
+
+test("npm start initialises a demo on first run, serves it, and only serves on the next run", async () => {
+  const t = tempDir();
+  const dataDir = t.path("data");
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  try {
+    const first = await runStart(dataDir, port);
+    try {
+      assert.ok(first.output.some((l) => l.includes("first run: initialising")));
+      const demoCert = `${dataDir}.demo-cert.pem`;
+      assert.ok(existsSync(demoCert));
+      const r = openssl(["ocsp", "-issuer", `${dataDir}/ca/issuing.cer.pem`, "-cert", demoCert, "-url", `http://127.0.0.1:${port}/ocsp`, "-CAfile", `${dataDir}/ca/root.cer.pem`]);
+      assert.match(r.out, /: good/);
+      assert.match(openssl(["x509", "-in", demoCert, "-noout", "-text"]).out, new RegExp(`URI:http://localhost:${port}/crl/issuing.crl`));
+    } finally {
+      await first.stop();
+    }
+    const second = await runStart(dataDir, port);
+    try {
+      assert.ok(!second.output.some((l) => l.includes("first run")));
+      const res = await fetch(`http://127.0.0.1:${port}/healthz`);
+      assert.equal(res.status, 200);
+    } finally {
+      await second.stop();
+    }
+  } finally {
+    t.cleanup();
+  }
+});
