@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { findNodeAtLocation, parseTree, printParseErrorCode, type Node, type ParseError } from "jsonc-parser";
 import { z } from "zod";
 import { UkeyError, keyAlgorithms } from "@ukey/policy";
 
@@ -57,23 +58,67 @@ export const serverConfigSchema = z.strictObject({
 
 export type ServerConfig = Readonly<z.output<typeof serverConfigSchema>>;
 
+/** Where in the configuration text a path points, for messages that name the line. */
+export type LineOf = (path: ReadonlyArray<string | number>) => number | undefined;
+
 /**
  * Parses and freezes a configuration object.
- * @throws UkeyError CONFIG_INVALID naming the first wrong field.
+ * @throws UkeyError CONFIG_INVALID naming the first wrong field (and its line, given `lineOf`).
  */
-export function parseServerConfig(input: unknown, source = "config.json"): ServerConfig {
+export function parseServerConfig(input: unknown, source = "config.json", lineOf?: LineOf): ServerConfig {
   const r = serverConfigSchema.safeParse(input);
   if (!r.success) {
     const issue = r.error.issues[0]!;
-    const where = issue.path.length ? issue.path.join(".") : "(top level)";
-    throw new UkeyError("CONFIG_INVALID", { params: { reason: `${source}: ${where}: ${issue.message}` } });
+    // An unknown key is reported at the key itself, not at the object holding it.
+    const path = issue.code === "unrecognized_keys" && issue.keys[0] ? [...issue.path, issue.keys[0]] : issue.path;
+    const at = path.filter((p): p is string | number => typeof p !== "symbol");
+    throw configError(source, at, issue.message, lineOf);
   }
   return deepFreeze(r.data);
 }
 
+/** CONFIG_INVALID for `path` of `source`, with its line when known. */
+export function configError(source: string, path: ReadonlyArray<string | number>, message: string, lineOf?: LineOf): UkeyError {
+  const where = path.length ? path.join(".") : "(top level)";
+  const line = lineOf?.(path);
+  return new UkeyError("CONFIG_INVALID", { params: { reason: `${source}${line ? ` line ${line}` : ""}: ${where}: ${message}` } });
+}
+
 /**
- * Reads `<path>` as JSON and parses it.
- * @throws UkeyError FILE_UNREADABLE, CONFIG_INVALID (with the line of a JSON syntax error).
+ * Parses configuration text: JSON, with comments allowed so that operators
+ * can say why a value is what it is. Returns the value and a function that
+ * finds the line of a path (the deepest existing node on it).
+ * @throws UkeyError CONFIG_INVALID with the line of a syntax error.
+ */
+export function parseConfigText(text: string, source: string): { value: unknown; lineOf: LineOf } {
+  const errors: ParseError[] = [];
+  const tree = parseTree(text, errors, { allowTrailingComma: false, disallowComments: false });
+  const lineAt = (offset: number) => text.slice(0, offset).split("\n").length;
+  if (errors.length || !tree) {
+    const e = errors[0];
+    throw new UkeyError("CONFIG_INVALID", { params: { reason: `${source}${e ? ` line ${lineAt(e.offset)}` : ""}: not valid JSON (${e ? printParseErrorCode(e.error) : "empty"})` } });
+  }
+  const lineOf: LineOf = (path) => {
+    for (let n = path.length; n >= 0; n--) {
+      const node: Node | undefined = findNodeAtLocation(tree, path.slice(0, n) as (string | number)[]);
+      if (node) return lineAt(node.parent?.type === "property" ? node.parent.offset : node.offset);
+    }
+    return undefined;
+  };
+  return { value: evaluateTree(tree), lineOf };
+}
+
+function evaluateTree(node: Node): unknown {
+  switch (node.type) {
+    case "object": return Object.fromEntries((node.children ?? []).map((p) => [p.children![0]!.value as string, evaluateTree(p.children![1]!)]));
+    case "array": return (node.children ?? []).map(evaluateTree);
+    default: return node.value;
+  }
+}
+
+/**
+ * Reads `<path>` and parses it.
+ * @throws UkeyError FILE_UNREADABLE, CONFIG_INVALID (with the line that is wrong).
  */
 export function loadServerConfig(path: string): ServerConfig {
   let text: string;
@@ -82,15 +127,8 @@ export function loadServerConfig(path: string): ServerConfig {
   } catch (cause) {
     throw new UkeyError("FILE_UNREADABLE", { params: { path }, cause });
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (cause) {
-    const m = /position (\d+)/.exec(String((cause as Error).message));
-    const line = m ? text.slice(0, Number(m[1])).split("\n").length : undefined;
-    throw new UkeyError("CONFIG_INVALID", { params: { reason: `${path}${line ? ` line ${line}` : ""}: not valid JSON` }, cause });
-  }
-  return parseServerConfig(json, path);
+  const { value, lineOf } = parseConfigText(text, path);
+  return parseServerConfig(value, path, lineOf);
 }
 
 /**

@@ -49,3 +49,28 @@ test("ID numbers are masked and hashed after normalising", () => {
   assert.notEqual(hashIdNumber(key, "resident-id", "1"), hashIdNumber(key, "passport", "1"));
   assert.notEqual(hashIdNumber(key, "resident-id", "1"), hashIdNumber(Buffer.alloc(32, 2), "resident-id", "1"));
 });
+
+test("a wrong field is reported with the line it is on; comments are allowed", () => {
+  const t = tempDir();
+  try {
+    const text = [
+      "{",
+      "  // the address holders reach",
+      '  "publicUrl": "https://pki.example.com",',
+      '  "listen": {',
+      '    "port": 8080,',
+      '    "tlsPort": "8443"',
+      "  },",
+      '  "ca": { "algoritm": "p256" }',
+      "}",
+    ].join("\n");
+    const bad = t.write("bad.json", text);
+    assert.throws(() => loadServerConfig(bad), (e: unknown) => e instanceof UkeyError && /line 6: listen\.tlsPort/.test(e.message));
+    const unknown = t.write("unknown.json", text.replace('"tlsPort": "8443"', '"tlsPort": 8443'));
+    assert.throws(() => loadServerConfig(unknown), (e: unknown) => e instanceof UkeyError && /line 8: ca\.algoritm/.test(e.message));
+    const good = t.write("good.json", text.replace('"tlsPort": "8443"', '"tlsPort": 8443').replace('"algoritm"', '"algorithm"'));
+    assert.equal(loadServerConfig(good).listen.tlsPort, 8443);
+  } finally {
+    t.cleanup();
+  }
+});
