@@ -105,6 +105,8 @@ export const catalogue = {
     "请核对序列号（十六进制）。", "Check the serial number (hexadecimal)."),
   CERT_ALREADY_REVOKED: e("conflict", "证书 {serial} 已于 {revokedAt} 注销。", "Certificate {serial} was already revoked on {revokedAt}.",
     "无需再次注销。如需新证书，请办理下载或更新。", "Nothing more to do; to get a new certificate, enrol or renew."),
+  CERT_ID_MALFORMED: e("invalid", "证书标识格式不正确：{reason}", "Malformed certificate identifier: {reason}",
+    "证书标识为 base64url(授权密钥标识).base64url(序列号)，见 RFC 9773；请从证书重新计算。", "A certificate identifier is base64url(AKI keyIdentifier) \".\" base64url(serial), as RFC 9773 defines; compute it again from the certificate."),
   REVOCATION_REASON_INVALID: e("invalid", "注销原因不正确：{reason}", "Invalid revocation reason: {reason}",
     "可用原因：unspecified、keyCompromise、affiliationChanged、superseded、cessationOfOperation、certificateHold、privilegeWithdrawn。", "Use one of: unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation, certificateHold, privilegeWithdrawn."),
 
