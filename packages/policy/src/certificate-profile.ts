@@ -1,3 +1,5 @@
+import { DAY_MS, addPolicyYears } from "./policy-calendar.js";
+
 /** Key algorithms ukey-renew issues for and signs with. */
 export type KeyAlgorithm = "p256" | "p384" | "rsa2048" | "rsa3072" | "rsa4096";
 export const keyAlgorithms: readonly KeyAlgorithm[] = ["p256", "p384", "rsa2048", "rsa3072", "rsa4096"];
@@ -14,40 +16,129 @@ export const extKeyUsageOids = {
   serverAuth: "1.3.6.1.5.5.7.3.1",
 } as const;
 
+/** How long a new certificate is valid: whole days (seed 004: 1820) or calendar years (seeds 000/002: 5). */
+export type Validity = { days: number } | { years: number };
+
+/** The ways a holder or a client reaches renewal; each may have its own window. */
+export type RenewalChannel = "web" | "mobile" | "cli" | "est";
+/** All channels, in display order. */
+export const renewalChannels: readonly RenewalChannel[] = ["web", "mobile", "cli", "est"];
+
 /**
- * What a certificate profile says about the certificates issued under it.
- * Issue "Renewal policy" extends this with windows, channels and step-up;
- * the CA reads only the fields here.
+ * An online renewal window, counted in CST calendar days around the CST day
+ * of the certificate's notAfter (see renewal-policy.ts for the exact
+ * boundaries). Negative values are allowed (a window that opens only after
+ * expiry, or closes before it); `opensDaysBefore + closesDaysAfter` must be
+ * at least 0 so that the window has at least one day.
+ */
+export interface RenewalWindow {
+  /** The window opens at 00:00 CST of the day this many days before the expiry day. */
+  opensDaysBefore: number;
+  /** The window closes at the end (23:59:59.999 CST) of the day this many days after the expiry day. */
+  closesDaysAfter: number;
+}
+
+/** What a profile says about renewing its certificates. */
+export interface RenewalRules {
+  /** The window per channel; null: that channel does not offer renewal (the counter does). */
+  windows: Record<RenewalChannel, RenewalWindow | null>;
+  /** Holders are warned from 00:00 CST of the day this many days before the expiry day (seed 000: 85, seed 004: 90). */
+  noticeDaysBefore: number;
+  /**
+   * Extra verification when the certificate has been expired for more than
+   * this many days (seed 000: one year); null: never.
+   */
+  stepUp: { afterDaysExpired: number } | null;
+  /** Whether an expired certificate may still sign in (seed 004: no). */
+  loginWhenExpired: boolean;
+  /** What happens to the old certificate once its renewal completes. */
+  onCompletion: "revoke-superseded" | "leave-to-expire";
+}
+
+/**
+ * What a certificate profile says about the certificates issued under it
+ * and about their renewal. The CA reads the issuance fields; renewal
+ * decisions read `renewal` through `evaluate` (renewal-policy.ts).
+ * Build one from operator input with `parseCertificateProfile` or
+ * `resolveProfile` (profile-parser.ts), never by hand from untrusted data.
  */
 export interface CertificateProfile {
   /** Stable identifier, e.g. "personal". */
   id: string;
   /** Human name, zh-CN and en. */
   name: { "zh-CN": string; en: string };
-  /** Key algorithms accepted in a CSR. */
+  /** Key algorithms accepted in a CSR; never empty. */
   keyAlgorithms: KeyAlgorithm[];
-  /** Validity in days (e.g. 1825 for five years, 1820 as seed 004). */
-  validityDays: number;
-  /** From the day of issuance, or carried over from the old notAfter. */
+  /** How long a new certificate is valid, from the anchor. */
+  validity: Validity;
+  /**
+   * "issuance": from the day of issuance (seed 002: "服务器起始日为当天");
+   * "carry-over": added to the old certificate's notAfter when that is still
+   * ahead, so renewing early loses nothing. See `validityFor`.
+   */
   validityAnchor: "issuance" | "carry-over";
   keyUsage: KeyUsageName[];
   /** Names from extKeyUsageOids or dotted OIDs. */
   extKeyUsage: string[];
   /** What the certificate holds: a hardware key (UKey) or a PKCS#12 file. */
   certificateKind: "hardware" | "file";
+  /** Renewal windows per channel, notice, step-up, login and what happens to the old certificate. */
+  renewal: RenewalRules;
 }
 
-/** The profile `init` installs so that a fresh server can issue at once. */
+/**
+ * The profile `init` installs so that a fresh server can issue at once:
+ * 1825 days from issuance; renewal on web, mobile and cli from 90 days
+ * before expiry to 365 days after, with step-up once expired more than 90
+ * days; EST (an automated client authenticating with the certificate being
+ * renewed) only until the expiry day; the old certificate revoked as
+ * superseded. Production profiles should start from a preset instead.
+ */
 export const defaultProfile: CertificateProfile = {
   id: "personal",
   name: { "zh-CN": "个人证书", en: "Personal certificate" },
   keyAlgorithms: ["p256", "p384", "rsa2048", "rsa3072"],
-  validityDays: 1825,
+  validity: { days: 1825 },
   validityAnchor: "issuance",
   keyUsage: ["digitalSignature", "nonRepudiation"],
   extKeyUsage: ["clientAuth", "emailProtection"],
   certificateKind: "hardware",
+  renewal: {
+    windows: {
+      web: { opensDaysBefore: 90, closesDaysAfter: 365 },
+      mobile: { opensDaysBefore: 90, closesDaysAfter: 365 },
+      cli: { opensDaysBefore: 90, closesDaysAfter: 365 },
+      est: { opensDaysBefore: 90, closesDaysAfter: 0 },
+    },
+    noticeDaysBefore: 90,
+    stepUp: { afterDaysExpired: 90 },
+    loginWhenExpired: false,
+    onCompletion: "revoke-superseded",
+  },
 };
+
+/**
+ * The validity of a certificate issued now under `profile`.
+ *
+ * notBefore is always `now`: a renewed certificate is usable at once.
+ * notAfter is the anchor plus `profile.validity`, where the anchor is
+ * - "issuance": `now`;
+ * - "carry-over": `oldNotAfter` when it is given and later than `now` (the
+ *   time left on the old certificate is kept), else `now` (an expired
+ *   certificate carries nothing over).
+ * `{ days: n }` adds n × 24 hours; `{ years: n }` adds n calendar years in
+ * CST keeping the wall-clock time, 29 February becoming 28 February.
+ * Capping at the issuing CA's own notAfter is the issuer's business, not
+ * the profile's. Throws nothing.
+ */
+export function validityFor(profile: Pick<CertificateProfile, "validity" | "validityAnchor">, at: { now: Date; oldNotAfter?: Date | null }): { notBefore: Date; notAfter: Date } {
+  const now = at.now.getTime();
+  const old = at.oldNotAfter?.getTime();
+  const anchor = profile.validityAnchor === "carry-over" && old !== undefined && old > now ? old : now;
+  const v = profile.validity;
+  const notAfter = "days" in v ? new Date(anchor + v.days * DAY_MS) : addPolicyYears(anchor, v.years);
+  return { notBefore: new Date(now), notAfter };
+}
 
 /** RFC 5280 CRLReason names, in code order. */
 export const revocationReasons = [

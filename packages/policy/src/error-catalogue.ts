@@ -101,6 +101,8 @@ export const catalogue = {
     "请确认持有人编号，或先导入持有人。", "Check the holder ID, or import the holder first."),
   PROFILE_NOT_FOUND: e("not-found", "找不到证书模板 {profile}。", "No certificate profile {profile}.",
     "可用的模板见 ukey-server profiles 或配置文件。", "See the configured profiles for the names that exist."),
+  PROFILE_INVALID: e("invalid", "证书模板配置不正确：{reason}", "Invalid certificate profile: {reason}",
+    "请按 docs/policies.md 修改所指字段（时间窗口须先开始后结束，算法列表不能为空，模板编号不能重复）后重新加载。", "Fix the field named, as docs/policies.md describes (a window must open before it closes, the algorithm list must not be empty, ids must be unique), then load again."),
   CERT_NOT_FOUND: e("not-found", "找不到序列号为 {serial} 的证书。", "No certificate with serial {serial}.",
     "请核对序列号（十六进制）。", "Check the serial number (hexadecimal)."),
   CERT_ALREADY_REVOKED: e("conflict", "证书 {serial} 已于 {revokedAt} 注销。", "Certificate {serial} was already revoked on {revokedAt}.",

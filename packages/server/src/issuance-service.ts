@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { UkeyError, type Clock, type CertificateProfile } from "@ukey/policy";
+import { UkeyError, validityFor, type Clock, type CertificateProfile } from "@ukey/policy";
 import type { CertificateRecord, HolderRecord, Repositories, Store } from "@ukey/store";
 import type { SubjectSpec, VerifiedCsr } from "@ukey/ca";
 
@@ -85,7 +85,7 @@ export class IssuanceService {
     if (!profile) throw new UkeyError("PROFILE_NOT_FOUND", { params: { profile: req.profileId } });
     const notBefore = req.notBefore ?? now;
     // Never past the issuing CA's own notAfter (RFC 5280 path validation would fail there).
-    const wanted = req.notAfter ?? new Date(notBefore.getTime() + profile.validityDays * 86_400_000);
+    const wanted = req.notAfter ?? validityFor(profile, { now: notBefore }).notAfter;
     const notAfter = wanted.getTime() > this.deps.ca.issuerNotAfter.getTime() ? this.deps.ca.issuerNotAfter : wanted;
     const subject = subjectFor(holder, profile, this.deps.institution);
     const serial = this.deps.ca.newSerial();

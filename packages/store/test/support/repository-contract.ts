@@ -118,7 +118,7 @@ export function repositoryContract(engineName: string, factory: () => Promise<En
         const p = { ...defaultProfile, id: uid("profile") };
         await store.profiles.put(p, T0);
         assert.deepEqual(await store.profiles.get(p.id), { id: p.id, profile: p, updatedAt: T0 });
-        const changed = { ...p, validityDays: 730 };
+        const changed = { ...p, validity: { days: 730 } };
         await store.profiles.put(changed, T0 + 5);
         assert.deepEqual(await store.profiles.get(p.id), { id: p.id, profile: changed, updatedAt: T0 + 5 });
         const listed = await store.profiles.list();
