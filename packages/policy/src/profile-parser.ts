@@ -27,7 +27,7 @@ export class ProfileInvalidError extends UkeyError {
   }
 }
 
-/** Deep-partial overrides of a preset; arrays and null replace, objects merge. */
+/** Deep-partial overrides of a preset; arrays, null and `validity` replace, other objects merge. */
 export type ProfileOverrides = {
   [K in keyof ProfilePreset]?: K extends "renewal"
     ? { [R in keyof ProfilePreset["renewal"]]?: R extends "windows" ? Partial<Record<RenewalChannel, Partial<RenewalWindow> | null>> : ProfilePreset["renewal"][R] }
@@ -118,7 +118,9 @@ function parseIn(input: unknown, at: ProfilePath): CertificateProfile {
   } else {
     throw new ProfileInvalidError([...at, "preset"], `unknown preset ${JSON.stringify(preset)}; known presets: ${presetNames.join(", ")}`);
   }
-  const merged = deepMerge(base, overrides);
+  const merged = deepMerge(base, overrides) as Record<string, unknown>;
+  // validity is one of two shapes: { days } over { years } must replace it, not give both.
+  if ("validity" in overrides) merged.validity = structuredClone(overrides.validity);
   const r = certificateProfileSchema.safeParse(merged);
   if (!r.success) {
     const issue = r.error.issues[0]!;
@@ -136,7 +138,7 @@ function parseIn(input: unknown, at: ProfilePath): CertificateProfile {
  * - `{ "id": ..., "preset": "<preset name>", ...overrides }`: the overrides
  *   deep-merge over the preset (objects merge key by key, so
  *   `{"renewal": {"windows": {"mobile": null}}}` changes one channel; arrays,
- *   null and numbers replace);
+ *   null, numbers and `validity` as a whole replace);
  * - or, without `preset`, fields deep-merged over `defaultProfile` (so a
  *   complete profile is taken as it is, and a missing field gets the safe
  *   default).
