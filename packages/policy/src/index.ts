@@ -4,6 +4,7 @@ export * from "./clock.js";
 export * from "./certificate-profile.js";
 export * from "./legacy-errors.js";
 export * from "./key-vendors.js";
+export * from "./reference-docs.js";
 export * from "./policy-calendar.js";
 export * from "./profile-presets.js";
 export * from "./profile-parser.js";
