@@ -290,39 +290,50 @@ function codeQuery(q: string): string {
 /**
  * Answers a search box: our codes, legacy codes and message fragments.
  *
- * Matches, ranked in this order (ties keep catalogue or table order):
+ * Matches, ranked in this order:
  * 1. `code`: the query is one of our codes, case-insensitive, spaces or
  *    hyphens for underscores ("token not present").
  * 2. `legacy-code`: the query is a legacy code ("0116", "HTTP 403.7",
  *    "403.7"), begins with one ("0124生成密钥对失败", as pasted from the old
  *    page), or is a shorter number of one ("403").
  * 3. `code-partial`: a part of our codes, at least 3 characters ("PIN").
- * 4. `legacy-message`: after normaliseSearchText, the query is inside a
- *    legacy message or variant, or contains one (a pasted longer text);
- *    fuller coverage ranks first.
- * 5. `text`: the query is inside one of our messages or remedies (zh or en),
- *    or, for a query of several words, every word is.
+ * 4. `legacy-message`: a legacy message or one of its variants holds the
+ *    query (see fragmentScore), or the query holds it (a longer paste).
+ * 5. `text`: one of our messages or remedies (zh or en) holds the query;
+ *    a hit in the message ranks before a hit in the remedy.
+ * Within a rank, closer matches come first (the whole query as one piece
+ * before its words apart, before its characters spread out, and fuller
+ * coverage first), then catalogue or table order.
  *
- * A legacy entry appears once, under its best match. Returns [] for an empty
- * query or one that matches nothing. Never throws.
+ * A legacy entry or code appears once, under its best match. Returns [] for
+ * an empty query or one that matches nothing. Never throws.
  */
 export function lookupError(query: string): ErrorLookupResult[] {
-  const norm = normaliseSearchText(query);
-  if (norm.length === 0) return [];
+  const q = prepareQuery(query);
+  if (q.norm.length === 0) return [];
   const scored: { rank: number; score: number; order: number; result: ErrorLookupResult }[] = [];
   const describe = (codes: readonly ErrorCode[]) => codes.map((c) => describeError(c));
 
   const cq = codeQuery(query);
   errorCodes.forEach((code, i) => {
     let match: ErrorLookupMatch | undefined;
+    let score = 0;
     if (code === cq) match = "code";
     else if (cq.length >= 3 && /^[A-Z0-9_]+$/.test(cq) && code.includes(cq)) match = "code-partial";
-    else if (textMatches(query, norm, catalogue[code])) match = "text";
-    if (match) scored.push({ rank: matchOrder[match], score: 0, order: i, result: { match, ours: describe([code]) } });
+    else {
+      const e = catalogue[code];
+      // Messages may be spread out a little; remedies are long, so only exact pieces count there.
+      score = Math.max(
+        ...[e.zh, e.en].map((t) => fragmentScore(q, t, true) * 2),
+        ...[e.remedyZh, e.remedyEn].map((t) => fragmentScore(q, t, false)),
+      );
+      if (score > 0) match = "text";
+    }
+    if (match) scored.push({ rank: matchOrder[match], score, order: i, result: { match, ours: describe([code]) } });
   });
 
   legacyErrors.forEach((entry, i) => {
-    const best = matchLegacy(entry, norm);
+    const best = matchLegacy(entry, q);
     if (best) scored.push({ rank: matchOrder[best.match], score: best.score, order: i, result: { match: best.match, ours: describe(entry.ours), legacy: entry } });
   });
 
@@ -330,7 +341,60 @@ export function lookupError(query: string): ErrorLookupResult[] {
   return scored.map((s) => s.result);
 }
 
-function matchLegacy(entry: LegacyErrorEntry, norm: string): { match: ErrorLookupMatch; score: number } | undefined {
+interface PreparedQuery {
+  /** The whole query, normalised. */
+  norm: string;
+  /** Its pieces between spaces and punctuation, normalised, each of 2 or more characters. */
+  words: string[];
+}
+
+function prepareQuery(query: string): PreparedQuery {
+  const words = query.normalize("NFKC").toLowerCase().split(/[\s\p{P}\p{S}]+/u).filter((w) => w.length >= 2);
+  return { norm: normaliseSearchText(query), words };
+}
+
+/**
+ * How well `text` holds the query, 0 for not at all:
+ * - 1 + coverage: the whole query as one piece ("内存不足");
+ * - 0.6: every word of a query of several words, anywhere ("ukey 不识别");
+ * - 0.4 (only when `spread`): the query's characters in order, with at most
+ *   two more others between them than the query is long ("忘记密码" in
+ *   "忘记了Ukey密码"). For queries of 3 or more characters, because
+ *   holders drop or add particles but seldom reorder.
+ * Placeholders such as {serial} are not text a holder could have seen.
+ * Single characters match too much to mean anything.
+ */
+function fragmentScore(q: PreparedQuery, text: string, spread: boolean): number {
+  if (q.norm.length < 2) return 0;
+  const t = normaliseSearchText(text.replace(/\{\w+\}/g, ""));
+  if (t.length === 0) return 0;
+  if (t.includes(q.norm)) return 1 + q.norm.length / t.length;
+  if (q.words.length > 1 && q.words.every((w) => t.includes(w))) return 0.6;
+  if (spread && q.norm.length >= 3 && spreadMatch(q.norm, t, q.norm.length * 2 + 2)) return 0.4;
+  return 0;
+}
+
+/** True when the characters of `q` occur in `t` in order within a window of `maxSpan` characters. */
+function spreadMatch(q: string, t: string, maxSpan: number): boolean {
+  const qs = [...q];
+  const ts = [...t];
+  for (let start = 0; start < ts.length; start++) {
+    if (ts[start] !== qs[0]) continue;
+    let k = 1;
+    let end = start;
+    for (let j = start + 1; j < ts.length && k < qs.length && j - start < maxSpan; j++) {
+      if (ts[j] === qs[k]) {
+        k++;
+        end = j;
+      }
+    }
+    if (k === qs.length && end - start < maxSpan) return true;
+  }
+  return false;
+}
+
+function matchLegacy(entry: LegacyErrorEntry, q: PreparedQuery): { match: ErrorLookupMatch; score: number } | undefined {
+  const norm = q.norm;
   if (entry.legacyCode !== undefined) {
     const { full, number } = legacyCodeForms(entry.legacyCode);
     if (norm === full || norm === number) return { match: "legacy-code", score: 2 };
@@ -344,22 +408,10 @@ function matchLegacy(entry: LegacyErrorEntry, norm: string): { match: ErrorLooku
   }
   let best = 0;
   for (const text of [entry.legacyMessage, ...(entry.variants ?? [])]) {
+    best = Math.max(best, fragmentScore(q, text, true));
+    // A longer paste that holds the whole message: the holder copied the page.
     const t = normaliseSearchText(text);
-    if (t.length === 0) continue;
-    // Single CJK characters or latin letters match too much to mean anything.
-    if (norm.length < 2) continue;
-    if (t.includes(norm)) best = Math.max(best, norm.length / t.length);
-    else if (norm.includes(t)) best = Math.max(best, t.length / norm.length);
+    if (t.length >= 2 && norm.includes(t)) best = Math.max(best, 1 + t.length / norm.length);
   }
   return best > 0 ? { match: "legacy-message", score: best } : undefined;
-}
-
-function textMatches(query: string, norm: string, entry: { zh: string; en: string; remedyZh: string; remedyEn: string }): boolean {
-  if (norm.length < 2) return false;
-  const texts = [entry.zh, entry.en, entry.remedyZh, entry.remedyEn];
-  if (texts.some((t) => normaliseSearchText(t).includes(norm))) return true;
-  const words = query.normalize("NFKC").toLowerCase().split(/[^\p{L}\p{N}]+/u).filter((w) => w.length >= 2);
-  if (words.length < 2) return false;
-  const lower = texts.map((t) => t.toLowerCase());
-  return words.every((w) => lower.some((t) => t.includes(w)));
 }

@@ -61,6 +61,11 @@ const queries: { name: string; query: string; first: { legacyCode?: string; sect
   { name: "our code, lower case with spaces", query: "token not present", first: { code: "TOKEN_NOT_PRESENT" }, match: "code" },
   { name: "our code, part of it", query: "storage full", first: { code: "TOKEN_STORAGE_FULL" }, match: "code-partial" },
   { name: "words of our English text", query: "Bluetooth mode", first: { code: "TOKEN_NOT_PRESENT" }, match: "text" },
+  { name: "words apart, in another order", query: "ukey 不识别", first: { section: "3.1" }, match: "legacy-message" },
+  { name: "characters spread out: a particle dropped", query: "忘记密码", first: { section: "2.2" }, match: "legacy-message" },
+  { name: "our message before our remedy", query: "授权码", first: { code: "CODE_INVALID" }, match: "text" },
+  { name: "our message, spread out", query: "验证码错误", first: { code: "CODE_INVALID" }, match: "text" },
+  { name: "our message, holder's word for the PIN", query: "密码错误", first: { code: "TOKEN_PIN_INCORRECT" }, match: "text" },
 ];
 
 for (const q of queries) {
@@ -111,6 +116,12 @@ test("a legacy entry appears once, under its best match", () => {
     const entries = lookupError(q).map((r) => r.legacy).filter((l) => l !== undefined);
     assert.equal(new Set(entries).size, entries.length, q);
   }
+});
+
+test("spread-out characters must stay close together", () => {
+  // 证 … 满 occur in that order in many long texts, but never close.
+  assert.deepEqual(lookupError("证满"), []);
+  assert.ok(!lookupError("密码失败").some((r) => r.ours.some((o) => o.code === "TOKEN_PIN_INCORRECT")));
 });
 
 test("queries that match nothing return []", () => {
