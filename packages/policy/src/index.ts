@@ -9,3 +9,5 @@ export * from "./policy-calendar.js";
 export * from "./profile-presets.js";
 export * from "./profile-parser.js";
 export * from "./renewal-policy.js";
+export * from "./policy-timeline-svg.js";
+export * from "./policy-table-markdown.js";
