@@ -183,6 +183,8 @@ export const catalogue = {
   RENEWAL_WINDOW_CLOSED: e("forbidden", "在线更新期限已于 {closedAt} 结束，这张证书不能再在线更新。", "The online renewal period ended on {closedAt}; this certificate can no longer be renewed online.",
     "请本人携带有效身份证件和 UKey 到机构柜台办理。过期太久的证书须当面核实身份，以防他人冒名更新。",
     "Go to the institution's counter in person with your ID and the UKey. A certificate expired this long needs an identity check in person, so that nobody else can renew it in your name."),
+  RENEWAL_CHANNEL_NOT_OFFERED: e("forbidden", "该证书不能通过{channel}在线更新。", "This certificate cannot be renewed online through {channel}.",
+    "请改用{offered}办理；如都不可用，请携带身份证件到机构柜台办理。", "Use {offered} instead; if none is available, go to the institution's counter with your ID."),
   STEP_UP_REQUIRED: e("unauthenticated", "证书已过期较长时间，需要再做一次身份验证才能更新。", "The certificate expired a while ago; one more identity check is needed before renewing.",
     "请按页面提示完成额外验证（例如用已登记的手机扫描二维码确认），完成后更新会自动继续。", "Complete the extra check the page asks for (for example, scan the QR code with your registered phone); the renewal then continues by itself."),
   POSSESSION_PROOF_FAILED: e("unauthenticated", "无法证明 UKey 中持有该证书的私钥。", "The UKey could not prove it holds the certificate's private key.",

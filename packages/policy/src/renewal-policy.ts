@@ -1,5 +1,5 @@
 import { renewalChannels, type CertificateProfile, type RenewalChannel } from "./certificate-profile.js";
-import type { ErrorParams } from "./errors.js";
+import { UkeyError, type ErrorParams } from "./errors.js";
 import { endOfPolicyDay, formatPolicyDate, millis, policyDay, startOfPolicyDay, type Instant } from "./policy-calendar.js";
 
 /**
@@ -292,4 +292,33 @@ export function explainEvaluation(e: RenewalEvaluation, lang: PolicyLanguage): s
   return pick.filter((r): r is RenewalReason => r !== undefined)
     .map((r) => describeRenewalReason(r, lang))
     .join(lang === "zh-CN" ? "" : " ");
+}
+
+/**
+ * The error a renewal attempt gets in the state `e` describes, or null
+ * when it may go on: revoked → CERT_REVOKED; superseded → CERT_SUPERSEDED;
+ * never issued → CERT_NOT_FOUND; channel without a window →
+ * RENEWAL_CHANNEL_NOT_OFFERED (params channel and offered, holder words in
+ * `lang`); not-yet → RENEWAL_NOT_YET_OPEN (opensAt as YYYY-MM-DD CST);
+ * closed → RENEWAL_WINDOW_CLOSED (closedAt likewise); open-step-up without
+ * `stepUpVerified` → STEP_UP_REQUIRED. Builds, never throws.
+ */
+export function renewalRefusal(e: RenewalEvaluation, at: { serial: string; stepUpVerified?: boolean; lang?: PolicyLanguage }): UkeyError | null {
+  const lang = at.lang ?? "zh-CN";
+  const first = e.reasons[0];
+  switch (e.state) {
+    case "revoked": return new UkeyError("CERT_REVOKED", { params: { serial: at.serial } });
+    case "superseded": return new UkeyError("CERT_SUPERSEDED", { params: { serial: at.serial } });
+    case "not-yet": return new UkeyError("RENEWAL_NOT_YET_OPEN", { params: { opensAt: e.opensAt ? formatPolicyDate(e.opensAt) : "" } });
+    case "open-step-up": return at.stepUpVerified ? null : new UkeyError("STEP_UP_REQUIRED", { params: { serial: at.serial } });
+    case "open": return null;
+    case "closed":
+      if (first?.code === "cert-not-issued") return new UkeyError("CERT_NOT_FOUND", { params: { serial: at.serial } });
+      if (first?.code === "channel-not-offered" || !e.closesAt) {
+        return new UkeyError("RENEWAL_CHANNEL_NOT_OFFERED", {
+          params: { channel: channelNames[e.channel][lang], offered: channelList(String(first?.params.channels ?? ""), lang) },
+        });
+      }
+      return new UkeyError("RENEWAL_WINDOW_CLOSED", { params: { closedAt: formatPolicyDate(e.closesAt) } });
+  }
 }

@@ -1,7 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  evaluate, explainEvaluation, describeRenewalReason, presetNames, profilePresets, renewalChannels, resolveProfile,
+  evaluate, explainEvaluation, describeRenewalReason, renewalRefusal, presetNames, profilePresets, renewalChannels, resolveProfile,
   type CertificateForPolicy, type CertificateProfile, type RenewalChannel, type RenewalState,
 } from "../src/index.js";
 
@@ -276,4 +276,28 @@ describe("reasons and explanations", () => {
 
 test("presets are frozen", () => {
   assert.throws(() => { (profilePresets["gov-supervision"].renewal as { noticeDaysBefore: number }).noticeDaysBefore = 1; }, TypeError);
+});
+
+describe("renewalRefusal: the error a renewal attempt gets", () => {
+  const personal = resolveProfile({ id: "p", preset: "bank-personal-ukey" });
+  const gov = resolveProfile({ id: "g", preset: "gov-supervision" });
+  const cases: Array<{ name: string; profile: CertificateProfile; channel: RenewalChannel; now: string; c?: Partial<CertificateForPolicy>; stepUpVerified?: boolean; code: string | null; params?: Record<string, string> }> = [
+    { name: "open: none", profile: gov, channel: "web", now: "2027-01-01T00:00:00+08:00", code: null },
+    { name: "not yet: RENEWAL_NOT_YET_OPEN with the opening day", profile: gov, channel: "web", now: "2026-12-09T23:59:59.999+08:00", code: "RENEWAL_NOT_YET_OPEN", params: { opensAt: "2026-12-10" } },
+    { name: "closed: RENEWAL_WINDOW_CLOSED with the last day", profile: gov, channel: "web", now: "2028-01-05T00:00:00+08:00", code: "RENEWAL_WINDOW_CLOSED", params: { closedAt: "2028-01-04" } },
+    { name: "no window on the channel: RENEWAL_CHANNEL_NOT_OFFERED", profile: gov, channel: "mobile", now: "2027-01-01T00:00:00+08:00", code: "RENEWAL_CHANNEL_NOT_OFFERED", params: { channel: "手机", offered: "网页、命令行（ukey）" } },
+    { name: "step-up not yet done: STEP_UP_REQUIRED", profile: personal, channel: "web", now: "2028-06-01T00:00:00+08:00", code: "STEP_UP_REQUIRED" },
+    { name: "step-up done: none", profile: personal, channel: "web", now: "2028-06-01T00:00:00+08:00", stepUpVerified: true, code: null },
+    { name: "revoked: CERT_REVOKED", profile: gov, channel: "web", now: "2027-01-01T00:00:00+08:00", c: { status: "revoked" }, code: "CERT_REVOKED" },
+    { name: "superseded: CERT_SUPERSEDED", profile: gov, channel: "web", now: "2027-01-01T00:00:00+08:00", c: { status: "superseded" }, code: "CERT_SUPERSEDED" },
+    { name: "never issued: CERT_NOT_FOUND", profile: gov, channel: "web", now: "2027-01-01T00:00:00+08:00", c: { status: "abandoned" }, code: "CERT_NOT_FOUND" },
+  ];
+  for (const c of cases) {
+    test(c.name, () => {
+      const err = renewalRefusal(evaluate(cert(c.c), c.profile, c.channel, at(c.now)), { serial: "3af2", stepUpVerified: c.stepUpVerified });
+      assert.equal(err?.code ?? null, c.code);
+      for (const [k, v] of Object.entries(c.params ?? {})) assert.equal(err?.params[k], v);
+      if (err) assert.doesNotMatch(err.toProblem().message["zh-CN"] + err.toProblem().remedy["zh-CN"], /\{\w+\}/);
+    });
+  }
 });
