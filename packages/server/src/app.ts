@@ -55,7 +55,26 @@ export async function buildApp(ctx: ServerContext, opts: { logger?: boolean; htt
     return sendOcsp(reply, await ctx.revocation.ocsp(der));
   });
 
+  // The institution's key vendor table, for the agent and the portal to name a key and guide its holder.
+  app.get("/api/v1/key-vendors", async () => ({ keyVendors: ctx.keyVendors }));
+
+  // Renewal advice (RFC 9773 style) for the portal, the agent and EST clients.
+  const channels = ["web", "mobile", "cli", "est"] as const;
+  app.get<{ Params: { certId: string }; Querystring: { channel?: string } }>("/api/v1/renewal-info/:certId", async (req, reply) => {
+    const channel = req.query.channel ?? "web";
+    if (!(channels as readonly string[]).includes(channel)) {
+      throw new UkeyError("REQUEST_INVALID", { params: { reason: `channel must be one of ${channels.join(", ")}` } });
+    }
+    return sendRenewalInfo(reply, await ctx.renewalInfo.get(req.params.certId, channel as (typeof channels)[number]));
+  });
+  app.get<{ Params: { certId: string } }>("/.well-known/est/renewal-info/:certId", async (req, reply) =>
+    sendRenewalInfo(reply, await ctx.renewalInfo.get(req.params.certId, "est")));
+
   return app;
+}
+
+function sendRenewalInfo(reply: FastifyReply, r: { info: unknown; retryAfterSeconds: number }) {
+  return reply.header("retry-after", String(r.retryAfterSeconds)).header("cache-control", "no-cache").send(r.info);
 }
 
 function sendOcsp(reply: FastifyReply, r: { der: Buffer; error?: UkeyError }) {

@@ -4,11 +4,12 @@ import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync }
 import { join } from "node:path";
 import * as x509 from "@peculiar/x509";
 import { createCaHierarchy, derToPem } from "@ukey/ca";
-import { UkeyError, defaultProfile, type Clock, type KeyAlgorithm } from "@ukey/policy";
+import { UkeyError, type Clock, type KeyAlgorithm } from "@ukey/policy";
 import { openStore } from "@ukey/store";
 import { issuingCaUrls, openKeyStore, type CaSecrets } from "./ca-runtime.js";
 import { dataDirLayout } from "./data-dir.js";
 import { parseServerConfig, type ServerConfig } from "./server-config.js";
+import { syncProfiles } from "./profile-sync.js";
 
 export interface InitOptions {
   dataDir: string;
@@ -80,7 +81,7 @@ export async function initDataDir(o: InitOptions): Promise<{ config: ServerConfi
       await store.transaction(async (r) => {
         await r.issuers.put({ keyId: hierarchy.root.keyId.toString("hex"), subjectDn: hierarchy.root.subjectDn, der: hierarchy.root.der, role: "root", createdAt: at });
         await r.issuers.put({ keyId: hierarchy.issuing.keyId.toString("hex"), subjectDn: hierarchy.issuing.subjectDn, der: hierarchy.issuing.der, role: "issuing", createdAt: at });
-        if (!(await r.profiles.get(defaultProfile.id))) await r.profiles.put(defaultProfile, at);
+        await syncProfiles(r, config.profiles, at, o.actor);
         await r.audit.append({
           at, actor: o.actor, action: "ca.initialised", subjectType: "ca", subjectId: hierarchy.issuing.keyId.toString("hex"),
           data: { root: hierarchy.root.subjectDn, issuing: hierarchy.issuing.subjectDn, algorithm: o.algorithm, keyStore: config.ca.keyStore.type },

@@ -9,3 +9,6 @@ export * from "./issuance-service.js";
 export * from "./revocation-service.js";
 export * from "./server-config.js";
 export * from "./server-context.js";
+export * from "./cert-id.js";
+export * from "./renewal-info-service.js";
+export * from "./profile-sync.js";

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { findNodeAtLocation, parseTree, printParseErrorCode, type Node, type ParseError } from "jsonc-parser";
 import { z } from "zod";
-import { UkeyError, keyAlgorithms } from "@ukey/policy";
+import { ProfileInvalidError, UkeyError, defaultProfile, keyAlgorithms, keyVendorTableSchema, parseProfiles, type CertificateProfile } from "@ukey/policy";
 
 const port = z.number().int().min(0).max(65535);
 
@@ -50,13 +50,20 @@ export const serverConfigSchema = z.strictObject({
     /** Largest request body accepted, in bytes. */
     bodyBytes: z.number().int().min(1024).max(10 * 1024 * 1024).default(64 * 1024),
   }).prefault({}),
+  /**
+   * Certificate profiles: `{ "id": ..., "preset": ..., ...overrides }`
+   * (docs/policies.md). Parsed by the policy's own parser after this schema.
+   */
+  profiles: z.array(z.unknown()).min(1).default([defaultProfile]),
+  /** Key vendors added to (or replacing by id) the built-in table; see docs/key-vendors.md. */
+  keyVendors: keyVendorTableSchema.default([]),
   issuance: z.strictObject({
     /** Most certificates committed in one group commit. */
     batchSize: z.number().int().min(1).max(4096).default(256),
   }).prefault({}),
 });
 
-export type ServerConfig = Readonly<z.output<typeof serverConfigSchema>>;
+export type ServerConfig = Readonly<Omit<z.output<typeof serverConfigSchema>, "profiles"> & { profiles: readonly CertificateProfile[] }>;
 
 /** Where in the configuration text a path points, for messages that name the line. */
 export type LineOf = (path: ReadonlyArray<string | number>) => number | undefined;
@@ -74,7 +81,14 @@ export function parseServerConfig(input: unknown, source = "config.json", lineOf
     const at = path.filter((p): p is string | number => typeof p !== "symbol");
     throw configError(source, at, issue.message, lineOf);
   }
-  return deepFreeze(r.data);
+  let profiles: CertificateProfile[];
+  try {
+    profiles = parseProfiles(r.data.profiles);
+  } catch (e) {
+    if (e instanceof ProfileInvalidError) throw configError(source, ["profiles", ...e.path], String(e.params.reason), lineOf);
+    throw e;
+  }
+  return deepFreeze({ ...r.data, profiles });
 }
 
 /** CONFIG_INVALID for `path` of `source`, with its line when known. */

@@ -1,9 +1,11 @@
 import { readFileSync } from "node:fs";
-import { UkeyError, type Clock } from "@ukey/policy";
+import { UkeyError, defaultKeyVendors, mergeKeyVendorTables, type Clock, type KeyVendorTable } from "@ukey/policy";
 import { openStore, type Store } from "@ukey/store";
 import { CaRuntime } from "./ca-runtime.js";
 import { dataDirLayout, type DataDirLayout } from "./data-dir.js";
 import { IssuanceService } from "./issuance-service.js";
+import { syncProfiles } from "./profile-sync.js";
+import { RenewalInfoService } from "./renewal-info-service.js";
 import { RevocationService } from "./revocation-service.js";
 import { loadServerConfig, readSecretFile, type ServerConfig } from "./server-config.js";
 
@@ -25,6 +27,9 @@ export interface ServerContext {
   idKey: Buffer;
   issuance: IssuanceService;
   revocation: RevocationService;
+  renewalInfo: RenewalInfoService;
+  /** The built-in key vendor table with the operator's entries applied. */
+  keyVendors: KeyVendorTable;
   close(): Promise<void>;
 }
 
@@ -71,6 +76,7 @@ export async function openServerContext(dataDir: string, env: ServerEnv, clock: 
   }
   const now = clock.now().getTime();
   await store.certificates.abandonStaleIntents(now - 5 * 60_000, now);
+  await store.transaction((r) => syncProfiles(r, config.profiles, now, "system"));
   const issuance = new IssuanceService({ store, ca, clock, institution: config.institution, batchSize: config.issuance.batchSize });
   const revocation = new RevocationService({
     store, ca, clock,
@@ -78,8 +84,10 @@ export async function openServerContext(dataDir: string, env: ServerEnv, clock: 
     crlRefreshMinutes: config.ca.crlRefreshMinutes,
     ocspValidityHours: config.ca.ocspValidityHours,
   });
+  const renewalInfo = new RenewalInfoService({ store, clock, publicUrl: config.publicUrl });
   return {
-    layout, config, store, ca, clock, idKey, issuance, revocation,
+    layout, config, store, ca, clock, idKey, issuance, revocation, renewalInfo,
+    keyVendors: mergeKeyVendorTables(defaultKeyVendors, config.keyVendors),
     async close() {
       await issuance.drain();
       await store.close();

@@ -1,0 +1,67 @@
+import { UkeyError, evaluate, explainEvaluation, type Clock, type RenewalChannel, type RenewalEvaluation } from "@ukey/policy";
+import type { Store } from "@ukey/store";
+import { parseCertId } from "./cert-id.js";
+
+/** The renewal advice document (RFC 9773's RenewalInfo, with our fields beside). */
+export interface RenewalInfo {
+  suggestedWindow: { start: string; end: string };
+  explanationURL: string;
+  state: RenewalEvaluation["state"];
+  channel: RenewalChannel;
+  opensAt: string | null;
+  closesAt: string | null;
+  noticeFrom: string;
+  stepUpFrom: string | null;
+  explanation: { "zh-CN": string; en: string };
+  certificate: { serial: string; issuerKeyId: string; subject: string; notBefore: string; notAfter: string; status: string; imported: boolean };
+}
+
+/** Clients poll again after this long, unless the window opens sooner. */
+const defaultRetryAfterSeconds = 6 * 3600;
+
+const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
+
+/**
+ * Renewal advice for one certificate, ours or imported from a foreign
+ * issuer: the policy of its profile evaluated on the channel at the
+ * current time. One call to the shared `evaluate`, nothing decided here.
+ */
+export class RenewalInfoService {
+  constructor(private readonly deps: { store: Pick<Store, "certificates" | "profiles">; clock: Clock; publicUrl: string }) {}
+
+  /**
+   * @throws UkeyError CERT_ID_MALFORMED, CERT_NOT_FOUND, PROFILE_NOT_FOUND.
+   */
+  async get(certId: string, channel: RenewalChannel): Promise<{ info: RenewalInfo; retryAfterSeconds: number }> {
+    const id = parseCertId(certId);
+    const rec = await this.deps.store.certificates.get(id.serial, id.issuerKeyId);
+    if (!rec || rec.der === null) throw new UkeyError("CERT_NOT_FOUND", { params: { serial: id.serial } });
+    const profile = (await this.deps.store.profiles.get(rec.profileId))?.profile;
+    if (!profile) throw new UkeyError("PROFILE_NOT_FOUND", { params: { profile: rec.profileId } });
+    const now = this.deps.clock.now();
+    const e = evaluate(
+      { notBefore: new Date(rec.notBefore), notAfter: new Date(rec.notAfter), status: rec.status, revokedAt: rec.revokedAt === null ? null : new Date(rec.revokedAt) },
+      profile, channel, now,
+    );
+    const untilOpen = e.state === "not-yet" && e.opensAt ? Math.ceil((e.opensAt.getTime() - now.getTime()) / 1000) : Infinity;
+    return {
+      retryAfterSeconds: Math.max(60, Math.min(defaultRetryAfterSeconds, untilOpen)),
+      info: {
+        suggestedWindow: { start: e.suggestedWindow.start.toISOString(), end: e.suggestedWindow.end.toISOString() },
+        explanationURL: `${this.deps.publicUrl.replace(/\/+$/, "")}/help/renewal#${e.state}`,
+        state: e.state,
+        channel,
+        opensAt: iso(e.opensAt),
+        closesAt: iso(e.closesAt),
+        noticeFrom: e.noticeFrom.toISOString(),
+        stepUpFrom: iso(e.stepUpFrom),
+        explanation: { "zh-CN": explainEvaluation(e, "zh-CN"), en: explainEvaluation(e, "en") },
+        certificate: {
+          serial: rec.serial, issuerKeyId: rec.issuerKeyId, subject: rec.subjectDn,
+          notBefore: new Date(rec.notBefore).toISOString(), notAfter: new Date(rec.notAfter).toISOString(),
+          status: rec.status, imported: rec.imported,
+        },
+      },
+    };
+  }
+}

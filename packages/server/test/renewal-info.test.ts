@@ -1,0 +1,135 @@
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import type { FastifyInstance } from "fastify";
+import { fixedClock } from "@ukey/policy";
+import { buildApp } from "../src/app.js";
+import { formatCertId } from "../src/cert-id.js";
+import { openServerContext, type ServerContext } from "../src/server-context.js";
+import { addHolder, initialisedDataDir, keyArgs, opensslCsr, runUkeyServer, tempDir, type TempDir } from "./support/fixtures.js";
+
+// The renewal advice endpoints, through the real app (inject) on a real
+// embedded database, for one certificate of ours and one imported from a
+// foreign CA under a seed preset.
+const day = 86_400_000;
+let t: TempDir;
+let ctx: ServerContext;
+let app: FastifyInstance;
+const clock = fixedClock(new Date());
+let ours: { certId: string; notAfter: number };
+let imported: { certId: string; notAfter: number };
+
+before(async () => {
+  t = tempDir();
+  const { dataDir, env } = initialisedDataDir(t);
+  const cfgFile = `${dataDir}/config.json`;
+  const cfg = JSON.parse(readFileSync(cfgFile, "utf8"));
+  cfg.profiles.push({ id: "gov", preset: "gov-supervision" });
+  writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));
+
+  assert.equal(addHolder(t, dataDir, env, "R1").status, 0);
+  const { csr } = opensslCsr(t, "ours", keyArgs.p256);
+  const issued = runUkeyServer(["issue", "--data-dir", dataDir, "--holder", "R1", "--profile", "personal", "--csr", csr, "--json"], env);
+  assert.equal(issued.status, 0, issued.stdout + issued.stderr);
+
+  const o = (args: string[]) => execFileSync("openssl", args, { cwd: t.dir, stdio: "pipe" });
+  o(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "f-ca.key", "-subj", "/C=CN/O=Province RA/CN=Province CA", "-days", "3650", "-out", "f-ca.pem",
+    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+  o(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "f.key", "-subj", "/C=CN/O=Unit/CN=Wang Wu/serialNumber=G7", "-out", "f.csr"]);
+  writeFileSync(t.path("f.ext"), "authorityKeyIdentifier=keyid\nsubjectKeyIdentifier=hash\n");
+  o(["x509", "-req", "-in", "f.csr", "-CA", "f-ca.pem", "-CAkey", "f-ca.key", "-set_serial", "0x00c0ffee", "-days", "200", "-extfile", "f.ext", "-out", "f.pem"]);
+  const holders = t.write("h.csv", "id,name,id_type,id_number,profile\nG7,Wang Wu,resident-id,370101199001011234,gov\n");
+  const imp = runUkeyServer(["import", "--data-dir", dataDir, "--certs", t.path("f.pem"), "--holders", holders, "--chain", t.path("f-ca.pem"), "--json"], env);
+  assert.equal(imp.status, 0, imp.stdout + imp.stderr);
+
+  ctx = await openServerContext(dataDir, env, clock);
+  app = await buildApp(ctx);
+  const [mine] = await ctx.store.certificates.search({ holderId: "R1" });
+  const [theirs] = await ctx.store.certificates.search({ holderId: "G7" });
+  ours = { certId: formatCertId(mine!.issuerKeyId, mine!.serial), notAfter: mine!.notAfter };
+  imported = { certId: formatCertId(theirs!.issuerKeyId, theirs!.serial), notAfter: theirs!.notAfter };
+  assert.equal(theirs!.profileId, "gov");
+  assert.equal(theirs!.serial, "c0ffee");
+});
+after(async () => {
+  await app?.close();
+  await ctx?.close();
+  t.cleanup();
+});
+
+async function info(path: string) {
+  const res = await app.inject({ method: "GET", url: path });
+  return { status: res.statusCode, retryAfter: res.headers["retry-after"], body: res.json() as Record<string, any> };
+}
+
+test("a fresh certificate of ours: not yet, with the date the window opens", async () => {
+  clock.set(new Date(ours.notAfter - 1000 * day));
+  const r = await info(`/api/v1/renewal-info/${ours.certId}`);
+  assert.equal(r.status, 200);
+  assert.equal(r.body.state, "not-yet");
+  assert.equal(r.body.channel, "web");
+  assert.ok(Date.parse(r.body.opensAt) > clock.now().getTime() && Date.parse(r.body.opensAt) < ours.notAfter);
+  assert.ok(Date.parse(r.body.suggestedWindow.start) >= Date.parse(r.body.opensAt));
+  assert.ok(Date.parse(r.body.suggestedWindow.end) > Date.parse(r.body.suggestedWindow.start));
+  assert.equal(r.retryAfter, String(6 * 3600));
+  assert.match(r.body.explanation["zh-CN"], /\d{4}-\d{2}-\d{2}/);
+  assert.match(r.body.explanation.en, /\d{4}-\d{2}-\d{2}/);
+  assert.equal(r.body.certificate.imported, false);
+});
+
+const importedCases: Array<[string, number, string, string]> = [
+  // [name, offset from notAfter in days, path suffix, expected state]
+  ["100 days before expiry: gov-supervision's window (90 days) is not open yet", -100, "", "not-yet"],
+  ["10 days before expiry: open", -10, "", "open"],
+  ["100 days after expiry: still open (300 days after)", 100, "", "open"],
+  ["310 days after expiry: closed, go to the counter", 310, "", "closed"],
+];
+for (const [name, offset, suffix, state] of importedCases) {
+  test(`imported from a foreign CA, ${name}`, async () => {
+    clock.set(new Date(imported.notAfter + offset * day));
+    const r = await info(`/api/v1/renewal-info/${imported.certId}${suffix}`);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.state, state);
+    assert.equal(r.body.certificate.imported, true);
+    assert.equal(r.body.certificate.serial, "c0ffee");
+    assert.ok(r.body.explanation["zh-CN"].length > 5 && r.body.explanation.en.length > 5);
+  });
+}
+
+test("the window opening within hours shortens Retry-After to that moment", async () => {
+  const opens = Date.parse((await (clock.set(new Date(imported.notAfter - 100 * day)), info(`/api/v1/renewal-info/${imported.certId}`))).body.opensAt);
+  clock.set(new Date(opens - 3600_000));
+  const r = await info(`/api/v1/renewal-info/${imported.certId}`);
+  assert.equal(r.body.state, "not-yet");
+  assert.equal(r.retryAfter, "3600");
+});
+
+test("the EST path answers for the est channel", async () => {
+  clock.set(new Date(ours.notAfter - 10 * day));
+  const r = await info(`/.well-known/est/renewal-info/${ours.certId}`);
+  assert.equal(r.status, 200);
+  assert.equal(r.body.channel, "est");
+  assert.equal(r.body.state, "open");
+});
+
+test("bad input: malformed certID, unknown certificate, unknown channel", async () => {
+  const malformed = await info("/api/v1/renewal-info/not-a-cert-id");
+  assert.equal(malformed.status, 400);
+  assert.equal(malformed.body.code, "CERT_ID_MALFORMED");
+  assert.ok(malformed.body.message["zh-CN"] && malformed.body.remedy.en);
+  const unknown = await info(`/api/v1/renewal-info/${ours.certId.split(".")[0]}.AQID`);
+  assert.equal(unknown.status, 404);
+  assert.equal(unknown.body.code, "CERT_NOT_FOUND");
+  const channel = await info(`/api/v1/renewal-info/${ours.certId}?channel=fax`);
+  assert.equal(channel.status, 400);
+  assert.equal(channel.body.code, "REQUEST_INVALID");
+});
+
+test("a revoked certificate is reported as revoked", async () => {
+  const [mine] = await ctx.store.certificates.search({ holderId: "R1" });
+  await ctx.revocation.revoke(mine!.serial, "keyCompromise", "test");
+  clock.set(new Date(ours.notAfter - 10 * day));
+  const r = await info(`/api/v1/renewal-info/${ours.certId}`);
+  assert.equal(r.body.state, "revoked");
+});
