@@ -13,6 +13,12 @@ import { addHolder, initialisedDataDir, keyArgs, opensslCsr, runUkeyServer, temp
 // embedded database, for one certificate of ours and one imported from a
 // foreign CA under a seed preset.
 const day = 86_400_000;
+type RenewalInfoBody = {
+  state: string; channel: string; opensAt: string; code?: string;
+  suggestedWindow: { start: string; end: string };
+  explanation: Record<string, string>; message: Record<string, string>; remedy: Record<string, string>;
+  certificate: { imported: boolean; serial: string };
+};
 let t: TempDir;
 let ctx: ServerContext;
 let app: FastifyInstance;
@@ -60,7 +66,7 @@ after(async () => {
 
 async function info(path: string) {
   const res = await app.inject({ method: "GET", url: path });
-  return { status: res.statusCode, retryAfter: res.headers["retry-after"], body: res.json() as Record<string, any> };
+  return { status: res.statusCode, retryAfter: res.headers["retry-after"], body: res.json() as RenewalInfoBody };
 }
 
 test("a fresh certificate of ours: not yet, with the date the window opens", async () => {
