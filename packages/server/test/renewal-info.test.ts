@@ -16,7 +16,7 @@ const day = 86_400_000;
 type RenewalInfoBody = {
   state: string; channel: string; opensAt: string; code?: string;
   suggestedWindow: { start: string; end: string };
-  explanation: Record<string, string>; message: Record<string, string>; remedy: Record<string, string>;
+  explanation: { "zh-CN": string; en: string }; message: { "zh-CN": string; en: string }; remedy: { "zh-CN": string; en: string };
   certificate: { imported: boolean; serial: string };
 };
 let t: TempDir;
