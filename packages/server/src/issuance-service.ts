@@ -26,7 +26,9 @@ export interface IssueRequest {
   /** Who asks: "cli", "operator:alice", "holder:H001". */
   actor: string;
   tokenSerial?: string | null;
-  /** For validity carried over from an old certificate (profile validityAnchor "carry-over"). */
+  /** The renewed certificate's notAfter, for profiles whose validity is carried over (validityAnchor "carry-over"). */
+  oldNotAfter?: Date;
+  /** Explicit validity, for the counter; otherwise the profile decides through validityFor. */
   notBefore?: Date;
   notAfter?: Date;
   /** Extra audit data, e.g. the order id. */
@@ -85,7 +87,7 @@ export class IssuanceService {
     if (!profile) throw new UkeyError("PROFILE_NOT_FOUND", { params: { profile: req.profileId } });
     const notBefore = req.notBefore ?? now;
     // Never past the issuing CA's own notAfter (RFC 5280 path validation would fail there).
-    const wanted = req.notAfter ?? validityFor(profile, { now: notBefore }).notAfter;
+    const wanted = req.notAfter ?? validityFor(profile, { now: notBefore, oldNotAfter: req.oldNotAfter ?? null }).notAfter;
     const notAfter = wanted.getTime() > this.deps.ca.issuerNotAfter.getTime() ? this.deps.ca.issuerNotAfter : wanted;
     const subject = subjectFor(holder, profile, this.deps.institution);
     const serial = this.deps.ca.newSerial();
