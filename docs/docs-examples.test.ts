@@ -40,9 +40,9 @@ test("operator-cli.md examples run as written", () => {
   assert.match(sh("ukey-server audit verify --data-dir data --json"), /"ok":true/);
 });
 
-test("ocsp-crl.md examples run as written against the running server", async () => {
+test("ocsp-crl.md and renewal-info.md examples run as written against the running server", async () => {
   server = await startUkeyServer(t.path("data"), { UKEY_CA_PASSPHRASE_FILE: t.path("ca-passphrase") });
-  const blocks = examples("ocsp-crl.md", "relying-party");
-  assert.equal(blocks.length, 2);
+  const blocks = [...examples("ocsp-crl.md", "relying-party"), ...examples("renewal-info.md", "relying-party")];
+  assert.equal(blocks.length, 3);
   for (const b of blocks) sh(b.replaceAll("http://localhost:8080", server.url));
 });

@@ -4,6 +4,7 @@ import { normaliseSerial, derToPem } from "@ukey/ca";
 import { UkeyError, isUkeyError, keyAlgorithms, systemClock, type Clock, type KeyAlgorithm } from "@ukey/policy";
 import { buildApp } from "./app.js";
 import { initDataDir } from "./data-dir-init.js";
+import { formatCertId } from "./cert-id.js";
 import { hashIdNumber, maskIdNumber } from "./holder-identity.js";
 import { openServerContext, databaseUrlFrom, type ServerEnv } from "./server-context.js";
 import { readSecretFile } from "./server-config.js";
@@ -161,8 +162,9 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
           });
           const pem = derToPem(c.der!, "CERTIFICATE");
           if (v.out) (await import("node:fs")).writeFileSync(v.out, pem);
-          print(`issued ${c.serial}\n  subject:  ${c.subjectDn}\n  valid:    ${new Date(c.notBefore).toISOString()} .. ${new Date(c.notAfter).toISOString()}${v.out ? `\n  written:  ${v.out}` : "\n" + pem.trimEnd()}`,
-            { serial: c.serial, subject: c.subjectDn, notBefore: new Date(c.notBefore).toISOString(), notAfter: new Date(c.notAfter).toISOString(), pem });
+          const certId = formatCertId(c.issuerKeyId, c.serial);
+          print(`issued ${c.serial}\n  subject:  ${c.subjectDn}\n  valid:    ${new Date(c.notBefore).toISOString()} .. ${new Date(c.notAfter).toISOString()}\n  certID:   ${certId}${v.out ? `\n  written:  ${v.out}` : "\n" + pem.trimEnd()}`,
+            { serial: c.serial, certId, subject: c.subjectDn, notBefore: new Date(c.notBefore).toISOString(), notAfter: new Date(c.notAfter).toISOString(), pem });
         } finally {
           await ctx.close();
         }
