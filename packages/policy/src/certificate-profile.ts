@@ -82,8 +82,23 @@ export interface CertificateProfile {
   extKeyUsage: string[];
   /** What the certificate holds: a hardware key (UKey) or a PKCS#12 file. */
   certificateKind: "hardware" | "file";
+  /**
+   * What a holder proves before a renewal, beyond proof of possession of the
+   * current key (always required: the agent signs a server challenge with
+   * it). `idNumber`: the ID type and number must match the record (seed 000's
+   * 证件校验). `oneTimeCode`: a code sent to the phone or e-mail on record
+   * (seed 000's 手机动态密码), or null. Step-up for long-expired certificates
+   * comes from `renewal.stepUp`.
+   */
+  verification: VerificationRules;
   /** Renewal windows per channel, notice, step-up, login and what happens to the old certificate. */
   renewal: RenewalRules;
+}
+
+/** See CertificateProfile.verification. */
+export interface VerificationRules {
+  idNumber: boolean;
+  oneTimeCode: "sms" | "email" | null;
 }
 
 /**
@@ -103,6 +118,7 @@ export const defaultProfile: CertificateProfile = {
   keyUsage: ["digitalSignature", "nonRepudiation"],
   extKeyUsage: ["clientAuth", "emailProtection"],
   certificateKind: "hardware",
+  verification: { idNumber: true, oneTimeCode: "sms" },
   renewal: {
     windows: {
       web: { opensDaysBefore: 90, closesDaysAfter: 365 },

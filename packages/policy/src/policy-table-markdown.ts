@@ -33,6 +33,8 @@ export function renderPolicyTableMarkdown(p: Omit<CertificateProfile, "id">): st
     ? "更新完成后旧证书注销（原因：被取代） / the old certificate is revoked as superseded"
     : "旧证书保留至自然到期 / the old certificate stays valid until it expires"]);
   rows.push(["keyAlgorithms", `\`${p.keyAlgorithms.join(", ")}\``, "新密钥可用的算法 / algorithms allowed for the new key"]);
+  rows.push(["verification", `ID ${p.verification.idNumber ? "✓" : "—"}, code ${p.verification.oneTimeCode ?? "—"}`,
+    `持有证明（总是）${p.verification.idNumber ? "、证件号码" : ""}${p.verification.oneTimeCode ? `、${p.verification.oneTimeCode === "sms" ? "短信" : "邮件"}验证码` : ""} / proof of possession (always)${p.verification.idNumber ? ", ID number" : ""}${p.verification.oneTimeCode ? `, one-time code by ${p.verification.oneTimeCode === "sms" ? "SMS" : "e-mail"}` : ""}`]);
   rows.push(["certificateKind", `\`${p.certificateKind}\``, p.certificateKind === "hardware" ? "UKey 硬件证书 / on a hardware key" : "文件证书（PKCS#12） / a PKCS#12 file"]);
   rows.push(["keyUsage, extKeyUsage", `\`${p.keyUsage.join(", ")}\`; \`${p.extKeyUsage.join(", ")}\``, "证书用途 / what the certificate may be used for"]);
   return ["| field | value | 含义 / meaning |", "|---|---|---|", ...rows.map((r) => `| ${r.join(" | ")} |`)].join("\n") + "\n";

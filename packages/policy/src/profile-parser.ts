@@ -77,6 +77,7 @@ export const certificateProfileSchema = z.strictObject({
   extKeyUsage: uniqueList(z.string().refine((s) => Object.hasOwn(extKeyUsageOids, s) || /^[0-2](\.(0|[1-9]\d*))+$/.test(s),
     { message: `an extended key usage is one of ${Object.keys(extKeyUsageOids).join(", ")} or a dotted OID` }), "extended key usage"),
   certificateKind: z.enum(["hardware", "file"]),
+  verification: z.strictObject({ idNumber: z.boolean(), oneTimeCode: z.enum(["sms", "email"]).nullable() }),
   renewal: z.strictObject({
     windows: z.strictObject({ web: windowSchema.nullable(), mobile: windowSchema.nullable(), cli: windowSchema.nullable(), est: windowSchema.nullable() }),
     noticeDaysBefore: z.int().min(0).max(36_500),

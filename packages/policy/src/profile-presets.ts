@@ -26,6 +26,7 @@ const presetTable: Record<PresetName, ProfilePreset> = {
     keyUsage: ["digitalSignature", "nonRepudiation"],
     extKeyUsage: ["clientAuth"],
     certificateKind: "hardware",
+    verification: { idNumber: true, oneTimeCode: "sms" },
     renewal: {
       windows: {
         web: { opensDaysBefore: 85, closesDaysAfter: 3650 },
@@ -48,6 +49,7 @@ const presetTable: Record<PresetName, ProfilePreset> = {
     keyUsage: ["digitalSignature", "nonRepudiation"],
     extKeyUsage: ["clientAuth"],
     certificateKind: "hardware",
+    verification: { idNumber: false, oneTimeCode: null },
     renewal: {
       windows: {
         web: { opensDaysBefore: 30, closesDaysAfter: 90 },
@@ -70,6 +72,7 @@ const presetTable: Record<PresetName, ProfilePreset> = {
     keyUsage: ["digitalSignature", "nonRepudiation"],
     extKeyUsage: ["clientAuth"],
     certificateKind: "hardware",
+    verification: { idNumber: false, oneTimeCode: null },
     renewal: {
       windows: {
         web: { opensDaysBefore: 90, closesDaysAfter: 1800 },
@@ -92,6 +95,7 @@ const presetTable: Record<PresetName, ProfilePreset> = {
     keyUsage: ["digitalSignature", "keyEncipherment"],
     extKeyUsage: ["clientAuth"],
     certificateKind: "file",
+    verification: { idNumber: false, oneTimeCode: null },
     renewal: {
       windows: {
         web: { opensDaysBefore: 60, closesDaysAfter: 30 },
@@ -114,6 +118,7 @@ const presetTable: Record<PresetName, ProfilePreset> = {
     keyUsage: ["digitalSignature", "nonRepudiation"],
     extKeyUsage: ["clientAuth"],
     certificateKind: "hardware",
+    verification: { idNumber: false, oneTimeCode: null },
     renewal: {
       windows: {
         web: { opensDaysBefore: 90, closesDaysAfter: 300 },
