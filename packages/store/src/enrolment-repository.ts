@@ -1,5 +1,5 @@
 import { UkeyError } from "@ukey/policy";
-import type { Executor } from "./executor.js";
+import { pageOffset, pageSize, type Executor } from "./executor.js";
 import { foreignKeyViolation, uniqueViolation } from "./sql-errors.js";
 import type { EnrolmentRecord, EnrolmentRepository } from "./types.js";
 
@@ -55,6 +55,27 @@ export function enrolmentRepository(x: Executor): EnrolmentRepository {
       params.push(id);
       const changed = await x.sql.run(`UPDATE enrolments SET ${sets.join(", ")} WHERE id = ?`, params);
       if (changed !== 1) throw new UkeyError("RECORD_NOT_FOUND", { params: { record: `enrolment ${id}` } });
+    },
+    async get(id) {
+      const rows = await x.sql.query<EnrolmentRow>(`SELECT ${COLUMNS} FROM enrolments WHERE id = ?`, [id]);
+      return rows[0] && toEnrolment(rows[0]);
+    },
+    async lockByReference(ref) {
+      const rows = await x.sql.query<EnrolmentRow>(`SELECT ${COLUMNS} FROM enrolments WHERE reference_number = ? FOR UPDATE`, [ref]);
+      return rows[0] && toEnrolment(rows[0]);
+    },
+    async transition(id, from, to, at) {
+      return (await x.sql.run("UPDATE enrolments SET status = ?, updated_at = ? WHERE id = ? AND status = ?", [to, at, id, from])) === 1;
+    },
+    async list(q = {}) {
+      const where: string[] = [];
+      const params: unknown[] = [];
+      if (q.holderId !== undefined) { where.push("holder_id = ?"); params.push(q.holderId); }
+      if (q.status !== undefined) { where.push("status = ?"); params.push(q.status); }
+      params.push(pageSize(q.limit, 100, 1000), pageOffset(q.offset));
+      const rows = await x.sql.query<EnrolmentRow>(
+        `SELECT ${COLUMNS} FROM enrolments${where.length ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?`, params);
+      return rows.map(toEnrolment);
     },
   };
 }

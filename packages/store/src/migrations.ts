@@ -163,6 +163,30 @@ export const migrations: readonly Migration[] = [
       `INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '${"0".repeat(64)}')`,
     ],
   },
+  {
+    version: 2,
+    name: "operators",
+    statements: () => [
+      // Secrets are stored only in forms that cannot be read back: the
+      // password as scrypt output with its parameters, the TOTP secret sealed
+      // with AES-256-GCM under a key that lives in the data directory, not here.
+      `CREATE TABLE operators (
+        id TEXT PRIMARY KEY,
+        role TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'auditor')),
+        password_hash TEXT NOT NULL,
+        totp_sealed TEXT NOT NULL,
+        totp_last_step BIGINT,
+        failed_attempts INTEGER NOT NULL,
+        locked_until BIGINT,
+        cert_spki_sha256 TEXT,
+        disabled INTEGER NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+      )`,
+      "CREATE UNIQUE INDEX operators_cert_spki ON operators (cert_spki_sha256)",
+      "CREATE INDEX enrolments_holder ON enrolments (holder_id, created_at)",
+    ],
+  },
 ];
 
 /** The newest schema version this code knows. */

@@ -8,6 +8,7 @@ import { holderRepository } from "./holder-repository.js";
 import { issuerRepository } from "./issuer-repository.js";
 import { migrate } from "./migrations.js";
 import { orderRepository } from "./order-repository.js";
+import { operatorRepository } from "./operator-repository.js";
 import { openPostgresDatabase } from "./postgres-database.js";
 import { profileRepository } from "./profile-repository.js";
 import { reminderRepository } from "./reminder-repository.js";
@@ -45,6 +46,7 @@ export function createRepositories(sql: Sql, atomic: Executor["atomic"]): Reposi
     crls: crlRepository(x),
     orders: orderRepository(x),
     enrolments: enrolmentRepository(x),
+    operators: operatorRepository(x),
     reminders: reminderRepository(x),
     audit: auditLog(x),
   };

@@ -229,6 +229,65 @@ export interface EnrolmentRepository {
   insert(e: EnrolmentRecord): Promise<void>;
   getByReference(ref: string): Promise<EnrolmentRecord | undefined>;
   update(id: string, patch: Partial<Pick<EnrolmentRecord, "attempts" | "status">>, at: Millis): Promise<void>;
+  get(id: string): Promise<EnrolmentRecord | undefined>;
+  /**
+   * The enrolment with this reference number, its row locked until the
+   * transaction ends (PostgreSQL), so that two redemptions queue.
+   */
+  lockByReference(ref: string): Promise<EnrolmentRecord | undefined>;
+  /**
+   * Compare-and-set on status: moves the enrolment from `from` to `to` and
+   * returns false when it was not in `from` (someone else got there first).
+   */
+  transition(id: string, from: EnrolmentRecord["status"], to: EnrolmentRecord["status"], at: Millis): Promise<boolean>;
+  /** Newest first (limit default 100, at most 1000), optionally of one holder and one status. */
+  list(q?: { holderId?: string; status?: EnrolmentRecord["status"]; limit?: number; offset?: number }): Promise<EnrolmentRecord[]>;
+}
+
+/** What an operator may do: auditors read, operators also act on holders, enrolments and certificates, admins also manage operators. */
+export type OperatorRole = "admin" | "operator" | "auditor";
+
+/** An operator account of the admin API. Holds no secret in a readable form. */
+export interface OperatorRecord {
+  id: string;
+  role: OperatorRole;
+  /** "scrypt$N$r$p$salt$hash" (base64url salt and hash). */
+  passwordHash: string;
+  /** The TOTP secret sealed with AES-256-GCM under the data directory's operator key ("v1$iv$tag$ciphertext"). */
+  totpSealed: string;
+  /** The last TOTP time step accepted (a step is never accepted twice). */
+  totpLastStep: number | null;
+  /** Failed sign-ins since the last good one. */
+  failedAttempts: number;
+  lockedUntil: Millis | null;
+  /** SHA-256 (hex) of the SubjectPublicKeyInfo of the operator's client certificate, when one is pinned. */
+  certSpkiSha256: string | null;
+  disabled: boolean;
+  createdAt: Millis;
+  updatedAt: Millis;
+}
+
+export interface OperatorRepository {
+  /** Throws RECORD_DUPLICATE for an existing id or pinned key. */
+  insert(o: OperatorRecord): Promise<void>;
+  get(id: string): Promise<OperatorRecord | undefined>;
+  findByCertSpki(spkiSha256: string): Promise<OperatorRecord | undefined>;
+  /** In id order. */
+  list(): Promise<OperatorRecord[]>;
+  /**
+   * Counts one failed sign-in, atomically: the count restarts at 1 when an
+   * earlier lock has run out, and reaching `lockAfter` locks until `lockUntil`.
+   * Returns the record after the change (undefined for an unknown id).
+   */
+  recordFailure(id: string, at: Millis, lockAfter: number, lockUntil: Millis): Promise<OperatorRecord | undefined>;
+  /**
+   * Accepts TOTP step `step` and clears the failure count, only when the step
+   * is later than the last accepted one (compare-and-set, so two instances
+   * cannot both accept one code). Returns false when the step was used.
+   */
+  acceptSignIn(id: string, step: number, at: Millis): Promise<boolean>;
+  /** Changes role, pin, disabled flag, or secrets. Throws RECORD_NOT_FOUND, RECORD_DUPLICATE (pinned key). */
+  update(id: string, patch: Partial<Pick<OperatorRecord, "role" | "certSpkiSha256" | "disabled" | "passwordHash" | "totpSealed" | "totpLastStep">>, at: Millis): Promise<void>;
 }
 
 export interface ReminderRepository {
@@ -256,6 +315,7 @@ export interface Repositories {
   crls: CrlRepository;
   orders: OrderRepository;
   enrolments: EnrolmentRepository;
+  operators: OperatorRepository;
   reminders: ReminderRepository;
   audit: AuditLog;
 }

@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { defaultProfile, isUkeyError, type ErrorCode } from "@ukey/policy";
 import {
   auditEntryHash, GENESIS_HASH, LATEST_SCHEMA_VERSION,
-  type CertificateRecord, type HolderRecord, type RenewalOrderRecord, type Store,
+  type CertificateRecord, type HolderRecord, type OperatorRecord, type RenewalOrderRecord, type Store,
 } from "../../src/index.js";
 
 /** One engine under test: opens stores on one database made for the suite. */
@@ -415,6 +415,80 @@ export function repositoryContract(engineName: string, factory: () => Promise<En
         await assert.rejects(store.enrolments.insert({ ...e, id: uid("E") }), rejectsWith("RECORD_DUPLICATE"));
         await assert.rejects(store.enrolments.insert({ ...e, referenceNumber: uid("REF") }), rejectsWith("RECORD_DUPLICATE"));
         await assert.rejects(store.enrolments.update("missing", { attempts: 2 }, T0), rejectsWith("RECORD_NOT_FOUND"));
+      });
+
+      test("gets by id, locks by reference, moves status only from the state named, lists newest first", async () => {
+        const h2 = holder();
+        await store.holders.insert(h2);
+        const make = (at: number, status: "open" | "used" = "open") => ({
+          id: uid("E"), holderId: h2.id, profileId: "personal", referenceNumber: uid("REF"), codeHash: "hmac-sha256$00",
+          expiresAt: at + DAY, attempts: 0, maxAttempts: 5, status, createdAt: at, updatedAt: at,
+        });
+        const [a, b, c] = [make(T0), make(T0 + 1, "used"), make(T0 + 2)];
+        for (const e of [a, b, c]) await store.enrolments.insert(e);
+        assert.deepEqual(await store.enrolments.get(a.id), a);
+        assert.equal(await store.enrolments.get("missing"), undefined);
+        assert.deepEqual(await store.transaction((r) => r.enrolments.lockByReference(c.referenceNumber)), c);
+        assert.equal(await store.enrolments.transition(a.id, "open", "used", T0 + 5), true);
+        assert.equal(await store.enrolments.transition(a.id, "open", "used", T0 + 6), false);
+        assert.deepEqual((await store.enrolments.list({ holderId: h2.id })).map((e) => e.id), [c.id, b.id, a.id]);
+        assert.deepEqual((await store.enrolments.list({ holderId: h2.id, status: "open" })).map((e) => e.id), [c.id]);
+        assert.deepEqual((await store.enrolments.list({ holderId: h2.id, limit: 1, offset: 1 })).map((e) => e.id), [b.id]);
+      });
+    });
+
+    describe("operators", () => {
+      const operator = (over: Partial<OperatorRecord> = {}): OperatorRecord => ({
+        id: uid("op"), role: "operator", passwordHash: "scrypt$32768$8$1$salt$hash", totpSealed: "v1$iv$tag$ct", totpLastStep: null,
+        failedAttempts: 0, lockedUntil: null, certSpkiSha256: null, disabled: false, createdAt: T0, updatedAt: T0, ...over,
+      });
+
+      test("inserts, gets, finds by pinned key, lists and refuses duplicates", async () => {
+        const spki = randomBytes(32).toString("hex");
+        const o = operator({ certSpkiSha256: spki, role: "auditor" });
+        await store.operators.insert(o);
+        await store.operators.insert(operator());
+        assert.deepEqual(await store.operators.get(o.id), o);
+        assert.deepEqual(await store.operators.findByCertSpki(spki), o);
+        assert.equal(await store.operators.get("missing"), undefined);
+        assert.ok((await store.operators.list()).some((x) => x.id === o.id));
+        await assert.rejects(store.operators.insert({ ...o }), rejectsWith("RECORD_DUPLICATE"));
+        await assert.rejects(store.operators.insert(operator({ certSpkiSha256: spki })), rejectsWith("RECORD_DUPLICATE"));
+      });
+
+      test("counts failures, locks at the limit and starts again when the lock has run out", async () => {
+        const o = operator();
+        await store.operators.insert(o);
+        const lockUntil = T0 + 15 * 60_000;
+        for (let i = 1; i <= 4; i++) {
+          const r = await store.operators.recordFailure(o.id, T0 + i, 5, lockUntil);
+          assert.deepEqual([r!.failedAttempts, r!.lockedUntil], [i, null]);
+        }
+        const locked = await store.operators.recordFailure(o.id, T0 + 5, 5, lockUntil);
+        assert.deepEqual([locked!.failedAttempts, locked!.lockedUntil], [5, lockUntil]);
+        const later = await store.operators.recordFailure(o.id, lockUntil + 1, 5, lockUntil + 1 + 15 * 60_000);
+        assert.deepEqual([later!.failedAttempts, later!.lockedUntil], [1, null]);
+        assert.equal(await store.operators.recordFailure("missing", T0, 5, lockUntil), undefined);
+      });
+
+      test("accepts a TOTP step once and only a later one after it, clearing failures", async () => {
+        const o = operator();
+        await store.operators.insert(o);
+        await store.operators.recordFailure(o.id, T0, 5, T0 + 1);
+        assert.equal(await store.operators.acceptSignIn(o.id, 1000, T0 + 10), true);
+        assert.equal(await store.operators.acceptSignIn(o.id, 1000, T0 + 11), false);
+        assert.equal(await store.operators.acceptSignIn(o.id, 999, T0 + 12), false);
+        assert.equal(await store.operators.acceptSignIn(o.id, 1001, T0 + 13), true);
+        const r = await store.operators.get(o.id);
+        assert.deepEqual([r!.totpLastStep, r!.failedAttempts, r!.lockedUntil, r!.updatedAt], [1001, 0, null, T0 + 13]);
+      });
+
+      test("updates role, pin and disabled flag", async () => {
+        const o = operator();
+        await store.operators.insert(o);
+        await store.operators.update(o.id, { role: "admin", disabled: true, certSpkiSha256: "ab".repeat(32) }, T0 + 3);
+        assert.deepEqual(await store.operators.get(o.id), { ...o, role: "admin", disabled: true, certSpkiSha256: "ab".repeat(32), updatedAt: T0 + 3 });
+        await assert.rejects(store.operators.update("missing", { role: "auditor" }, T0), rejectsWith("RECORD_NOT_FOUND"));
       });
     });
 
