@@ -2,6 +2,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 
 import { derToPem } from "@ukey/ca";
 import { UkeyError } from "@ukey/policy";
 import { problemHandler } from "./http-errors.js";
+import { registerOrderRoutes } from "./order-routes.js";
 import type { ServerContext } from "./server-context.js";
 
 /**
@@ -14,6 +15,8 @@ export async function buildApp(ctx: ServerContext, opts: { logger?: boolean; htt
     ...(opts.https ? { https: { ...opts.https, requestCert: true, rejectUnauthorized: false } } : {}),
     logger: opts.logger ?? false,
     bodyLimit: ctx.config.limits.bodyBytes,
+    // Unknown fields are an error, not something to drop silently.
+    ajv: { customOptions: { removeAdditional: false } },
     // One line per OCSP request would drown the log; errors are logged by the problem handler.
     logController: new LogController({ disableRequestLogging: true }),
   });
@@ -54,6 +57,8 @@ export async function buildApp(ctx: ServerContext, opts: { logger?: boolean; htt
     const der = /^[A-Za-z0-9+/=_-]+$/.test(b64) ? Buffer.from(b64, "base64") : Buffer.alloc(0);
     return sendOcsp(reply, await ctx.revocation.ocsp(der));
   });
+
+  registerOrderRoutes(app, ctx.orders);
 
   // The institution's key vendor table, for the agent and the portal to name a key and guide its holder.
   app.get("/api/v1/key-vendors", async () => ({ keyVendors: ctx.keyVendors }));

@@ -12,3 +12,5 @@ export * from "./server-context.js";
 export * from "./cert-id.js";
 export * from "./renewal-info-service.js";
 export * from "./profile-sync.js";
+export * from "./renewal-order-service.js";
+export * from "./order-routes.js";

@@ -33,6 +33,12 @@ export interface IssueRequest {
   notAfter?: Date;
   /** Extra audit data, e.g. the order id. */
   auditData?: Record<string, unknown>;
+  /**
+   * Runs inside the transaction that stores the signed certificate, so that
+   * what it records (an order turning "issued") commits with it or not at
+   * all. It must not throw for ordinary reasons: a throw fails the whole batch.
+   */
+  onCommit?: (r: Repositories, cert: CertificateRecord) => Promise<void>;
 }
 
 interface Pending {
@@ -40,6 +46,7 @@ interface Pending {
   tbs: Buffer;
   actor: string;
   auditData: Record<string, unknown>;
+  onCommit: IssueRequest["onCommit"];
   resolve(r: CertificateRecord): void;
   reject(e: unknown): void;
 }
@@ -110,7 +117,7 @@ export class IssuanceService {
       updatedAt: at,
     };
     return new Promise<CertificateRecord>((resolve, reject) => {
-      this.queue.push({ record, tbs, actor: req.actor, auditData: req.auditData ?? {}, resolve, reject });
+      this.queue.push({ record, tbs, actor: req.actor, auditData: req.auditData ?? {}, onCommit: req.onCommit, resolve, reject });
       if (!this.flushing) void this.flush();
     });
   }
@@ -168,6 +175,7 @@ export class IssuanceService {
           } else {
             await r.certificates.completeIntent(p.record.serial, der, at);
             await auditIssuance(r, p, at, "certificate.issued", {});
+            await p.onCommit?.(r, issuedRecord(p, der, at));
           }
         }
       });
@@ -179,9 +187,13 @@ export class IssuanceService {
       const p = batch[i]!;
       const der = signed[i]!;
       if (der instanceof Error) p.reject(new UkeyError("HSM_OPERATION_FAILED", { params: { reason: "signing failed" }, cause: der }));
-      else p.resolve({ ...p.record, status: "active", der, revocationReason: null, revokedAt: null, imported: false, updatedAt: at });
+      else p.resolve(issuedRecord(p, der, at));
     }
   }
+}
+
+function issuedRecord(p: Pending, der: Buffer, at: number): CertificateRecord {
+  return { ...p.record, status: "active", der, revocationReason: null, revokedAt: null, imported: false, updatedAt: at };
 }
 
 async function auditIssuance(r: Repositories, p: Pending, at: number, action: string, extra: Record<string, unknown>) {

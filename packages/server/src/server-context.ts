@@ -6,6 +6,8 @@ import { dataDirLayout, type DataDirLayout } from "./data-dir.js";
 import { IssuanceService } from "./issuance-service.js";
 import { syncProfiles } from "./profile-sync.js";
 import { RenewalInfoService } from "./renewal-info-service.js";
+import { RenewalOrderService } from "./renewal-order-service.js";
+import { derToPem } from "@ukey/ca";
 import { RevocationService } from "./revocation-service.js";
 import { loadServerConfig, readSecretFile, type ServerConfig } from "./server-config.js";
 
@@ -28,6 +30,7 @@ export interface ServerContext {
   issuance: IssuanceService;
   revocation: RevocationService;
   renewalInfo: RenewalInfoService;
+  orders: RenewalOrderService;
   /** The built-in key vendor table with the operator's entries applied. */
   keyVendors: KeyVendorTable;
   close(): Promise<void>;
@@ -85,8 +88,12 @@ export async function openServerContext(dataDir: string, env: ServerEnv, clock: 
     ocspValidityHours: config.ca.ocspValidityHours,
   });
   const renewalInfo = new RenewalInfoService({ store, clock, publicUrl: config.publicUrl });
+  const orders = new RenewalOrderService({
+    store, issuance, clock, idKey, institution: config.institution, publicUrl: config.publicUrl,
+    chainPem: derToPem(ca.issuing.der, "CERTIFICATE") + derToPem(ca.root.der, "CERTIFICATE"),
+  });
   return {
-    layout, config, store, ca, clock, idKey, issuance, revocation, renewalInfo,
+    layout, config, store, ca, clock, idKey, issuance, revocation, renewalInfo, orders,
     keyVendors: mergeKeyVendorTables(defaultKeyVendors, config.keyVendors),
     async close() {
       await issuance.drain();

@@ -54,6 +54,10 @@ export function orderRepository(x: Executor): OrderRepository {
       const rows = await x.sql.query<OrderRow>(`SELECT ${COLUMNS} FROM renewal_orders WHERE id = ?`, [id]);
       return rows[0] && toOrder(rows[0]);
     },
+    async getForUpdate(id) {
+      const rows = await x.sql.query<OrderRow>(`SELECT ${COLUMNS} FROM renewal_orders WHERE id = ? FOR UPDATE`, [id]);
+      return rows[0] && toOrder(rows[0]);
+    },
     async findOpenForCertificate(serial) {
       const rows = await x.sql.query<OrderRow>(
         `SELECT ${COLUMNS} FROM renewal_orders WHERE certificate_serial = ? AND state IN (${OPEN})`, [serial]);

@@ -220,6 +220,8 @@ export interface OrderRepository {
   insert(o: RenewalOrderRecord): Promise<void>;
   get(id: string): Promise<RenewalOrderRecord | undefined>;
   findOpenForCertificate(serial: string): Promise<RenewalOrderRecord | undefined>;
+  /** Reads an order and locks its row until the transaction ends (use inside store.transaction). */
+  getForUpdate(id: string): Promise<RenewalOrderRecord | undefined>;
   /** Compare-and-set on state; returns false when the order was not in `from`. */
   transition(id: string, from: OrderState, to: OrderState, at: Millis, patch?: { newSerial?: string; data?: Record<string, unknown> }): Promise<boolean>;
   countByState(): Promise<Record<string, number>>;
