@@ -196,6 +196,21 @@ export class RenewalOrderService {
     });
   }
 
+  /**
+   * Proof of possession by TLS: the client authenticated with this very
+   * certificate (EST simplereenroll, RFC 7030 section 3.3.2), so the
+   * handshake already proved the key. The DER must equal the stored one.
+   * @throws UkeyError POSSESSION_PROOF_FAILED, CERT_REVOKED.
+   */
+  async provePossessionByTls(orderId: string, clientCertDer: Buffer, actor: string): Promise<OrderView> {
+    return this.step(orderId, "possession", async (_o, d, cert, at) => {
+      if (cert.revokedAt !== null) throw new UkeyError("CERT_REVOKED", { params: { serial: cert.serial } });
+      if (!cert.der || !cert.der.equals(clientCertDer)) return new UkeyError("POSSESSION_PROOF_FAILED");
+      d.done.possession = at;
+      return undefined;
+    }, actor);
+  }
+
   /** Compares the ID type and number with the record (keyed hashes). @throws UkeyError IDENTITY_MISMATCH, CODE_ATTEMPTS_EXCEEDED. */
   async proveIdentity(orderId: string, idType: string, idNumber: string): Promise<OrderView> {
     return this.step(orderId, "id-number", async (_o, d, _cert, _at, holder) => {
