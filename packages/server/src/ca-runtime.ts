@@ -47,6 +47,7 @@ export function openKeyStore(config: ServerConfig, layout: DataDirLayout, secret
 export class CaRuntime implements IssuingCa {
   readonly issuerKeyId: string;
   readonly issuerDn: string;
+  readonly issuerNotBefore: Date;
   readonly issuerNotAfter: Date;
   // Keyed by the profile object: the issuance service hands out the same object until the profile changes.
   private readonly builders = new WeakMap<CertificateProfile, CertificateBuilder>();
@@ -61,6 +62,7 @@ export class CaRuntime implements IssuingCa {
   ) {
     this.issuerKeyId = issuing.keyId.toString("hex");
     this.issuerDn = issuing.subjectDn;
+    this.issuerNotBefore = issuing.notBefore;
     this.issuerNotAfter = issuing.notAfter;
   }
 

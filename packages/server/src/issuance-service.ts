@@ -7,6 +7,7 @@ import type { SubjectSpec, VerifiedCsr } from "@ukey/ca";
 export interface IssuingCa {
   readonly issuerKeyId: string;
   readonly issuerDn: string;
+  readonly issuerNotBefore: Date;
   readonly issuerNotAfter: Date;
   verifyCsr(csr: Buffer | string): VerifiedCsr;
   newSerial(): Buffer;
@@ -92,7 +93,9 @@ export class IssuanceService {
     const [holder, profile] = await Promise.all([this.deps.store.holders.get(req.holderId), this.profile(req.profileId, now.getTime())]);
     if (!holder) throw new UkeyError("HOLDER_NOT_FOUND", { params: { holder: req.holderId } });
     if (!profile) throw new UkeyError("PROFILE_NOT_FOUND", { params: { profile: req.profileId } });
-    const notBefore = req.notBefore ?? now;
+    // Never before the issuing CA itself: a CA made a moment ago on a clock slightly ahead would otherwise refuse.
+    const asked = req.notBefore ?? now;
+    const notBefore = asked.getTime() < this.deps.ca.issuerNotBefore.getTime() ? this.deps.ca.issuerNotBefore : asked;
     // Never past the issuing CA's own notAfter (RFC 5280 path validation would fail there).
     const wanted = req.notAfter ?? validityFor(profile, { now: notBefore, oldNotAfter: req.oldNotAfter ?? null }).notAfter;
     const notAfter = wanted.getTime() > this.deps.ca.issuerNotAfter.getTime() ? this.deps.ca.issuerNotAfter : wanted;
