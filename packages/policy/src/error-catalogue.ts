@@ -237,6 +237,28 @@ export const catalogue = {
     "请不要安装浏览器控件，也不要把安全级别设为“低”。用任意新版浏览器（Chrome、Edge、Firefox、Safari 等）打开更新页面，并安装运行本机的 ukey 代理即可；也可以直接在命令行运行 ukey renew。",
     "Do not install browser controls or set security to low. Open the renewal page in any current browser (Chrome, Edge, Firefox, Safari and others) with the ukey agent installed and running, or run ukey renew on the command line."),
 
+  // ---- enrolments (reference number and authorization code) ----
+  CODE_REVOKED: e("conflict", "该参考号和授权码已被机构作废。", "This reference number and authorization code were withdrawn by the institution.",
+    "请向机构申请新的参考号和授权码；作废的码不能再用。", "Ask the institution for a new reference number and authorization code; a withdrawn one cannot be used."),
+  ENROLMENT_NOT_FOUND: e("not-found", "找不到下载授权 {enrolment}。", "No enrolment {enrolment}.",
+    "请核对编号；授权列表见管理控制台。", "Check the identifier; the console lists the enrolments."),
+  ENROLMENT_NOT_OPEN: e("conflict", "下载授权 {enrolment} 的状态是“{status}”，不能再作废。", "Enrolment {enrolment} is {status}, so it cannot be withdrawn.",
+    "已使用、已过期或已锁定的授权码本身已不能再用，无需作废；如证书已签发且需停用，请注销该证书。",
+    "A used, expired or locked code no longer works, so nothing needs withdrawing; if the certificate it gave must stop working, revoke the certificate."),
+
+  // ---- operators (admin API) ----
+  OPERATOR_SIGN_IN_FAILED: e("unauthenticated", "登录失败：账户、密码或动态口令不正确。", "Sign-in failed: the account, password or one-time password is not correct.",
+    "请核对后重试；动态口令每 30 秒更新，每个只能用一次。连续失败 5 次账户将锁定 15 分钟。",
+    "Check them and try again; the one-time password changes every 30 seconds and works once. Five failures in a row lock the account for 15 minutes."),
+  OPERATOR_LOCKED: e("forbidden", "登录失败次数过多，账户已锁定至 {until}。", "Too many failed sign-ins: the account is locked until {until}.",
+    "请在该时间之后再登录；如非本人操作，请立即告知管理员。", "Sign in again after that time; if the failures were not yours, tell an administrator now."),
+  SESSION_INVALID: e("unauthenticated", "管理接口的登录凭证缺失、无效或已过期。", "The admin session token is missing, not valid or expired.",
+    "请重新登录（POST /api/v1/admin/sign-in），并在 Authorization: Bearer 中带上新凭证。", "Sign in again (POST /api/v1/admin/sign-in) and send the new token as Authorization: Bearer."),
+  ROLE_FORBIDDEN: e("forbidden", "您的角色“{role}”不能执行此操作（需要：{required}）。", "Your role ({role}) may not do this (needs: {required}).",
+    "请由具备该角色的同事操作，或请管理员调整您的角色。", "Ask a colleague with that role, or ask an administrator to change yours."),
+  OPERATOR_PASSWORD_WEAK: e("invalid", "操作员密码太弱：{reason}", "The operator password is too weak: {reason}",
+    "请使用至少 12 个字符、不易猜测的密码（例如几个不相关的词）。", "Use at least 12 characters that are hard to guess (several unrelated words, for example)."),
+
   // ---- operator configuration of key vendors ----
   KEY_VENDOR_TABLE_INVALID: e("invalid", "UKey 厂商表配置不正确：{reason}", "Invalid key vendor table: {reason}",
     "请按 docs/key-vendors.md 修改配置文件中的 keyVendors 后重新启动。", "Fix keyVendors in the configuration as docs/key-vendors.md describes, then start again."),
