@@ -1,5 +1,5 @@
 import { UkeyError } from "@ukey/policy";
-import { toNumber, type Executor } from "./executor.js";
+import { pageOffset, pageSize, toNumber, type Executor } from "./executor.js";
 import { OPEN_ORDER_STATES } from "./migrations.js";
 import { foreignKeyViolation, uniqueViolation } from "./sql-errors.js";
 import type { OrderRepository, OrderState, RenewalOrderRecord } from "./types.js";
@@ -78,6 +78,16 @@ export function orderRepository(x: Executor): OrderRepository {
     async countByState() {
       const rows = await x.sql.query<{ state: string; n: number | string }>("SELECT state, COUNT(*) AS n FROM renewal_orders GROUP BY state");
       return Object.fromEntries(rows.map((r) => [r.state, toNumber(r.n)]));
+    },
+    async list(q = {}) {
+      const where: string[] = [];
+      const params: unknown[] = [];
+      if (q.state !== undefined) { where.push("state = ?"); params.push(q.state); }
+      if (q.holderId !== undefined) { where.push("holder_id = ?"); params.push(q.holderId); }
+      params.push(pageSize(q.limit, 100, 1000), pageOffset(q.offset));
+      const rows = await x.sql.query<OrderRow>(
+        `SELECT ${COLUMNS} FROM renewal_orders${where.length ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?`, params);
+      return rows.map(toOrder);
     },
   };
 }

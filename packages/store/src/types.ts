@@ -225,6 +225,8 @@ export interface OrderRepository {
   /** Compare-and-set on state; returns false when the order was not in `from`. */
   transition(id: string, from: OrderState, to: OrderState, at: Millis, patch?: { newSerial?: string; data?: Record<string, unknown> }): Promise<boolean>;
   countByState(): Promise<Record<string, number>>;
+  /** Newest first (limit default 100, at most 1000), optionally in one state and of one holder. */
+  list(q?: { state?: OrderState; holderId?: string; limit?: number; offset?: number }): Promise<RenewalOrderRecord[]>;
 }
 
 export interface EnrolmentRepository {

@@ -400,6 +400,20 @@ export function repositoryContract(engineName: string, factory: () => Promise<En
       });
     });
 
+    describe("renewal order lists", () => {
+      test("lists newest first, by state and holder, in pages", async () => {
+        const h2 = holder();
+        await store.holders.insert(h2);
+        const a = order(h2.id, null, { createdAt: T0 + 1, state: "cancelled" });
+        const b = order(h2.id, null, { createdAt: T0 + 2, state: "completed" });
+        const c = order(h2.id, null, { createdAt: T0 + 3, state: "cancelled" });
+        for (const o of [a, b, c]) await store.orders.insert(o);
+        assert.deepEqual((await store.orders.list({ holderId: h2.id })).map((o) => o.id), [c.id, b.id, a.id]);
+        assert.deepEqual((await store.orders.list({ holderId: h2.id, state: "cancelled" })).map((o) => o.id), [c.id, a.id]);
+        assert.deepEqual((await store.orders.list({ holderId: h2.id, limit: 1, offset: 2 })), [a]);
+      });
+    });
+
     describe("enrolments", () => {
       test("inserts, finds by reference and updates", async () => {
         const e = {
