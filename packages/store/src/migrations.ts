@@ -187,6 +187,34 @@ export const migrations: readonly Migration[] = [
       "CREATE INDEX enrolments_holder ON enrolments (holder_id, created_at)",
     ],
   },
+  {
+    version: 3,
+    name: "outbox",
+    statements: () => [
+      // Only the redacted text and the masked recipient are kept: the outbox
+      // is what operators browse, and a one-time code must not outlive its
+      // delivery anywhere but on the holder's phone or in their mailbox.
+      `CREATE TABLE outbox (
+        id TEXT PRIMARY KEY,
+        channel TEXT NOT NULL CHECK (channel IN ('sms', 'email')),
+        transport TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        holder_id TEXT,
+        redacted_text TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'queued', 'sent', 'failed')),
+        attempts INTEGER NOT NULL,
+        last_error TEXT,
+        next_attempt_at BIGINT,
+        created_at BIGINT NOT NULL,
+        sent_at BIGINT
+      )`,
+      // The console lists newest first, all or by status.
+      "CREATE INDEX outbox_created ON outbox (created_at, id)",
+      "CREATE INDEX outbox_status_created ON outbox (status, created_at, id)",
+      "CREATE INDEX outbox_holder ON outbox (holder_id)",
+    ],
+  },
 ];
 
 /** The newest schema version this code knows. */

@@ -8,6 +8,7 @@ import { holderRepository } from "./holder-repository.js";
 import { issuerRepository } from "./issuer-repository.js";
 import { migrate } from "./migrations.js";
 import { orderRepository } from "./order-repository.js";
+import { outboxRepository } from "./outbox-repository.js";
 import { operatorRepository } from "./operator-repository.js";
 import { openPostgresDatabase } from "./postgres-database.js";
 import { profileRepository } from "./profile-repository.js";
@@ -48,6 +49,7 @@ export function createRepositories(sql: Sql, atomic: Executor["atomic"]): Reposi
     enrolments: enrolmentRepository(x),
     operators: operatorRepository(x),
     reminders: reminderRepository(x),
+    outbox: outboxRepository(x),
     audit: auditLog(x),
   };
 }

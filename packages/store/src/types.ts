@@ -301,6 +301,52 @@ export interface ReminderRepository {
   markSent(id: string, at: Millis): Promise<void>;
 }
 
+/**
+ * Where an outgoing message stands: `pending` before its first attempt and
+ * between retries, `queued` when a gateway accepted it for later delivery,
+ * `sent` when delivered (or written to the demo outbox file), `failed` once
+ * every attempt failed.
+ */
+export type OutboxStatus = "pending" | "queued" | "sent" | "failed";
+
+/** One message sent to a holder (a one-time code, a reminder), as operators see it: never the secret it carried. */
+export interface OutboxRecord {
+  id: string;
+  channel: "sms" | "email";
+  /** How it went out: "outbox" (the demo file), "webhook" (the SMS gateway), "smtp". */
+  transport: string;
+  /** Masked recipient: "15*****5" for a phone, "z***@example.com" for an address; never the full one. */
+  recipient: string;
+  /** "otp", "enrolment", "reminder", "notice". */
+  purpose: string;
+  holderId: string | null;
+  /** The text with every secret replaced by "******": the only form ever stored. */
+  redactedText: string;
+  status: OutboxStatus;
+  attempts: number;
+  /** What went wrong on the last failed attempt, in the sender's own words (never a gateway's reply body). */
+  lastError: string | null;
+  /** When the next attempt is due while pending after a failure. */
+  nextAttemptAt: Millis | null;
+  createdAt: Millis;
+  sentAt: Millis | null;
+}
+
+export interface OutboxRepository {
+  /** Records a message before its first delivery attempt. Throws RECORD_DUPLICATE for an existing id. */
+  insert(r: OutboxRecord): Promise<void>;
+  get(id: string): Promise<OutboxRecord | undefined>;
+  /** Newest first (limit default 50, at most 1000; offset default 0), optionally only one status. */
+  list(opts?: { status?: OutboxStatus; limit?: number; offset?: number }): Promise<OutboxRecord[]>;
+  /** Counts one more attempt and marks the message sent (or queued by a gateway) at `at`. Throws RECORD_NOT_FOUND. */
+  markSent(id: string, at: Millis, status?: "sent" | "queued"): Promise<void>;
+  /**
+   * Counts one more failed attempt with its error: pending again until
+   * `nextAttemptAt`, or failed for good when that is null. Throws RECORD_NOT_FOUND.
+   */
+  markFailed(id: string, error: string, nextAttemptAt: Millis | null): Promise<void>;
+}
+
 export interface AuditLog {
   /** Appends one entry chained to the head. Call inside the transaction of the change it records. */
   append(e: AuditEntryInput): Promise<AuditEntry>;
@@ -321,6 +367,7 @@ export interface Repositories {
   enrolments: EnrolmentRepository;
   operators: OperatorRepository;
   reminders: ReminderRepository;
+  outbox: OutboxRepository;
   audit: AuditLog;
 }
 

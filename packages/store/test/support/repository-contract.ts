@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { defaultProfile, isUkeyError, type ErrorCode } from "@ukey/policy";
 import {
   auditEntryHash, GENESIS_HASH, LATEST_SCHEMA_VERSION,
-  type CertificateRecord, type HolderRecord, type OperatorRecord, type RenewalOrderRecord, type Store,
+  type CertificateRecord, type HolderRecord, type OperatorRecord, type OutboxRecord, type RenewalOrderRecord, type Store,
 } from "../../src/index.js";
 
 /** One engine under test: opens stores on one database made for the suite. */
@@ -532,6 +532,68 @@ export function repositoryContract(engineName: string, factory: () => Promise<En
         assert.deepEqual(ours(await store.reminders.listDue(T0 + 100 * DAY + 1, 1000)), [soon.id]);
         assert.equal((await store.reminders.listDue(T0 + 300 * DAY, 1)).length, 1);
         await assert.rejects(store.reminders.markSent("missing", T0), rejectsWith("RECORD_NOT_FOUND"));
+      });
+    });
+
+    describe("outbox", () => {
+      const message = (over: Partial<OutboxRecord> = {}): OutboxRecord => ({
+        id: uid("M"), channel: "sms", transport: "outbox", recipient: "13*****0", purpose: "otp", holderId: h.id,
+        redactedText: "验证码 ****** ，5 分钟内有效。Code ******, valid 5 minutes.", status: "pending", attempts: 0, lastError: null,
+        nextAttemptAt: null, createdAt: T0, sentAt: null, ...over,
+      });
+
+      test("inserts and reads back every field", async () => {
+        const m = message({ channel: "email", transport: "smtp", recipient: "z***@example.com", holderId: null, purpose: "reminder" });
+        await store.outbox.insert(m);
+        assert.deepEqual(await store.outbox.get(m.id), m);
+        assert.equal(await store.outbox.get("no-such-message"), undefined);
+        await assert.rejects(store.outbox.insert({ ...m, recipient: "other" }), rejectsWith("RECORD_DUPLICATE"));
+      });
+
+      test("marks sent or queued, counting the attempt", async () => {
+        const sent = message();
+        const queued = message();
+        for (const m of [sent, queued]) await store.outbox.insert(m);
+        await store.outbox.markSent(sent.id, T0 + 5);
+        await store.outbox.markSent(queued.id, T0 + 6, "queued");
+        assert.deepEqual(await store.outbox.get(sent.id), { ...sent, status: "sent", attempts: 1, sentAt: T0 + 5 });
+        assert.deepEqual(await store.outbox.get(queued.id), { ...queued, status: "queued", attempts: 1, sentAt: T0 + 6 });
+        await assert.rejects(store.outbox.markSent("missing", T0), rejectsWith("RECORD_NOT_FOUND"));
+      });
+
+      test("a failure with a next attempt stays pending; without one it is failed; a later success clears the retry", async () => {
+        const m = message();
+        await store.outbox.insert(m);
+        await store.outbox.markFailed(m.id, "HTTP 503", T0 + 1000);
+        assert.deepEqual(await store.outbox.get(m.id), { ...m, status: "pending", attempts: 1, lastError: "HTTP 503", nextAttemptAt: T0 + 1000 });
+        await store.outbox.markFailed(m.id, "timeout after 5000 ms", null);
+        assert.deepEqual(await store.outbox.get(m.id), { ...m, status: "failed", attempts: 2, lastError: "timeout after 5000 ms", nextAttemptAt: null });
+        const retried = message();
+        await store.outbox.insert(retried);
+        await store.outbox.markFailed(retried.id, "HTTP 503", T0 + 1000);
+        await store.outbox.markSent(retried.id, T0 + 1000);
+        assert.deepEqual(await store.outbox.get(retried.id),
+          { ...retried, status: "sent", attempts: 2, lastError: "HTTP 503", nextAttemptAt: null, sentAt: T0 + 1000 });
+        await assert.rejects(store.outbox.markFailed("missing", "x", null), rejectsWith("RECORD_NOT_FOUND"));
+      });
+
+      test("lists newest first with limit, offset and a status filter", async () => {
+        // Later than every other message of the suite, so these five are the newest.
+        const at = T0 + 10_000 * DAY;
+        const ms = [0, 1, 2, 3, 4].map((i) => message({ createdAt: at + i }));
+        // Two in the same millisecond: the id orders them, so pages never overlap.
+        ms.push(message({ createdAt: at + 4 }));
+        for (const m of ms) await store.outbox.insert(m);
+        await store.outbox.markSent(ms[1]!.id, at + 10);
+        await store.outbox.markFailed(ms[3]!.id, "HTTP 400", null);
+        const newest = [...ms].sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? 1 : -1)).map((m) => m.id);
+        assert.deepEqual((await store.outbox.list({ limit: 6 })).map((m) => m.id), newest);
+        assert.deepEqual((await store.outbox.list({ limit: 2, offset: 1 })).map((m) => m.id), newest.slice(1, 3));
+        const failed = (await store.outbox.list({ status: "failed", limit: 1000 })).map((m) => m.id);
+        assert.ok(failed.includes(ms[3]!.id));
+        assert.ok(!failed.includes(ms[1]!.id));
+        assert.deepEqual((await store.outbox.list({ status: "sent", limit: 1 })).map((m) => m.id), [ms[1]!.id]);
+        assert.equal((await store.outbox.list()).length <= 50, true);
       });
     });
 
