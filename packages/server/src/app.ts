@@ -1,7 +1,9 @@
 import Fastify, { LogController, type FastifyInstance, type FastifyReply } from "fastify";
 import { derToPem } from "@ukey/ca";
 import { UkeyError } from "@ukey/policy";
+import { registerAdminRoutes } from "./admin/admin-routes.js";
 import { problemHandler } from "./http-errors.js";
+import { registerOpenApi } from "./openapi.js";
 import { registerOrderRoutes } from "./order-routes.js";
 import type { ServerContext } from "./server-context.js";
 
@@ -27,6 +29,9 @@ export async function buildApp(ctx: ServerContext, opts: { logger?: boolean; htt
   for (const type of ["application/ocsp-request", "application/pkcs10", "application/octet-stream"]) {
     app.addContentTypeParser(type, { parseAs: "buffer" }, (_req, body, done) => done(null, body));
   }
+
+  // First: the OpenAPI document is built from the routes registered after it.
+  await registerOpenApi(app);
 
   app.get("/healthz", async () => {
     await ctx.store.db.query("SELECT 1 AS ok");
@@ -74,6 +79,8 @@ export async function buildApp(ctx: ServerContext, opts: { logger?: boolean; htt
   });
   app.get<{ Params: { certId: string } }>("/.well-known/est/renewal-info/:certId", async (req, reply) =>
     sendRenewalInfo(reply, await ctx.renewalInfo.get(req.params.certId, "est")));
+
+  await registerAdminRoutes(app, ctx);
 
   return app;
 }

@@ -29,6 +29,8 @@ const usage = `ukey-server: the ukey-renew server and its operator commands
   ukey-server import --data-dir DIR --certs PATH --holders FILE [--chain FILE ...] [--profile P]
   ukey-server revoke --data-dir DIR --serial S --reason R
   ukey-server audit verify --data-dir DIR
+  ukey-server enrol  --data-dir DIR --holder ID --profile P [--ttl-days N] [--max-attempts N]
+  ukey-server operator add --data-dir DIR --id ID --role admin|operator|auditor --password-file F [--cert-spki-sha256 HEX]
 
 Every command takes --json. Secrets come from files: UKEY_CA_PASSPHRASE_FILE (or --passphrase-file),
 UKEY_HSM_PIN_FILE (or --hsm-pin-file); UKEY_DATABASE_URL selects PostgreSQL.`;
@@ -195,6 +197,46 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         try {
           const c = await ctx.revocation.revoke(serial, reason, "cli");
           print(`revoked ${c.serial} (${reason}) at ${new Date(c.revokedAt!).toISOString()}`, { serial: c.serial, reason, revokedAt: new Date(c.revokedAt!).toISOString() });
+        } finally {
+          await ctx.close();
+        }
+        return 0;
+      }
+      case "enrol": {
+        const v = parse(rest, { holder: { type: "string" }, profile: { type: "string" }, "ttl-days": { type: "string" }, "max-attempts": { type: "string" } });
+        const ttlDays = v["ttl-days"] === undefined ? undefined : Number(v["ttl-days"]);
+        const maxAttempts = v["max-attempts"] === undefined ? undefined : Number(v["max-attempts"]);
+        const ctx = await openServerContext(required(v, "data-dir"), envWithSecretFlags(io, v), io.clock);
+        try {
+          const { enrolmentServiceFor } = await import("./enrolment-service.js");
+          const r = await enrolmentServiceFor(ctx).create({
+            holderId: required(v, "holder"), profileId: required(v, "profile"), actor: "cli",
+            ...(ttlDays !== undefined ? { ttlDays } : {}), ...(maxAttempts !== undefined ? { maxAttempts } : {}),
+          });
+          const expires = new Date(r.enrolment.expiresAt).toISOString();
+          const hint = "Deliver the two separately and out of band (e.g. reference number by SMS, code on paper or by phone call); the code is shown only now.";
+          print(`enrolment ${r.enrolment.id} for ${r.enrolment.holderId} (${r.enrolment.profileId})\n  reference number:   ${r.referenceNumber}\n  authorization code: ${r.authorizationCode}\n  expires:            ${expires} (${r.enrolment.maxAttempts} attempts)\n  ${hint}\n  参考号与授权码请分开、通过不同渠道交给持有人；授权码只显示这一次。`,
+            { enrolment: r.enrolment, referenceNumber: r.referenceNumber, authorizationCode: r.authorizationCode, expiresAt: expires, hint });
+        } finally {
+          await ctx.close();
+        }
+        return 0;
+      }
+      case "operator": {
+        const [sub, ...more] = rest;
+        if (sub !== "add") throw new UkeyError("CLI_USAGE", { params: { reason: "use: ukey-server operator add ..." } });
+        const v = parse(more, { id: { type: "string" }, role: { type: "string" }, "password-file": { type: "string" }, "cert-spki-sha256": { type: "string" } });
+        const role = required(v, "role");
+        if (!["admin", "operator", "auditor"].includes(role)) throw new UkeyError("CLI_USAGE", { params: { reason: "--role must be admin, operator or auditor" } });
+        const password = readInput(required(v, "password-file")).toString("utf8").replace(/\r?\n$/, "");
+        const ctx = await openServerContext(required(v, "data-dir"), envWithSecretFlags(io, v), io.clock);
+        try {
+          const { operatorServiceFor } = await import("./admin/operator-service.js");
+          const r = await operatorServiceFor(ctx).create({
+            id: required(v, "id"), role: role as "admin" | "operator" | "auditor", password, actor: "cli", certSpkiSha256: v["cert-spki-sha256"] ?? null,
+          });
+          print(`operator ${r.operator.id} added (${r.operator.role})\n  TOTP secret: ${r.totpSecret}\n  TOTP URI:    ${r.totpUri}\n  Add it to the operator's authenticator app now (scan the URI as a QR code): it is shown only this once.`,
+            { operator: r.operator, totpSecret: r.totpSecret, totpUri: r.totpUri });
         } finally {
           await ctx.close();
         }

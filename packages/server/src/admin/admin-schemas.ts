@@ -1,0 +1,106 @@
+/**
+ * JSON schemas of the admin API: request validation, response
+ * serialisation (only the fields named here ever leave the server) and
+ * the OpenAPI document are all made from them.
+ */
+
+const str = (maxLength = 200) => ({ type: "string", maxLength }) as const;
+const millis = { type: "integer", description: "epoch milliseconds" } as const;
+const nullable = <T extends Record<string, unknown>>(s: T) => ({ ...s, nullable: true }) as const;
+
+/** A request body object: unknown fields are refused. */
+export const body = (properties: Record<string, unknown>, required: string[] = []) =>
+  ({ type: "object", additionalProperties: false, properties, required }) as const;
+
+/** A path parameter object. */
+export const params = (...names: string[]) =>
+  ({ type: "object", properties: Object.fromEntries(names.map((n) => [n, str(128)])), required: names }) as const;
+
+/** Page parameters every list takes. */
+export const page = {
+  limit: { type: "integer", minimum: 1, maximum: 1000, default: 100 },
+  offset: { type: "integer", minimum: 0, maximum: 1_000_000, default: 0 },
+} as const;
+
+/** RFC 9457 problem document with the catalogue's fields. */
+export const problemSchema = {
+  type: "object",
+  properties: {
+    type: str(), title: str(1000), status: { type: "integer" }, code: str(64), kind: str(32),
+    message: { type: "object", properties: { "zh-CN": str(2000), en: str(2000) } },
+    remedy: { type: "object", properties: { "zh-CN": str(2000), en: str(2000) } },
+    detail: str(2000),
+  },
+} as const;
+
+export const operatorSchema = {
+  type: "object",
+  properties: {
+    id: str(64), role: { type: "string", enum: ["admin", "operator", "auditor"] }, certificatePinned: { type: "boolean" },
+    disabled: { type: "boolean" }, lockedUntil: nullable(millis), createdAt: millis, updatedAt: millis,
+  },
+} as const;
+
+export const holderSchema = {
+  type: "object",
+  properties: {
+    id: str(64), kind: { type: "string", enum: ["person", "organisation"] }, name: str(), idType: str(32),
+    idMasked: { type: "string", description: "the ID number masked; the number itself is never stored" },
+    phone: nullable(str(32)), email: nullable(str()), organisationId: nullable(str(64)), createdAt: millis,
+  },
+} as const;
+
+export const certificateSchema = {
+  type: "object",
+  properties: {
+    serial: str(64), certId: { type: "string", description: "RFC 9773 certificate identifier" }, issuerKeyId: str(128), issuerDn: str(1000),
+    subjectDn: str(1000), sans: { type: "array", items: str(1000) }, notBefore: millis, notAfter: millis,
+    status: { type: "string", enum: ["pending", "active", "revoked", "superseded", "expired", "abandoned"] },
+    revocationReason: nullable(str(64)), revokedAt: nullable(millis), spkiSha256: str(64), kind: { type: "string", enum: ["hardware", "file"] },
+    tokenSerial: nullable(str(64)), holderId: str(64), profileId: str(64), imported: { type: "boolean" }, createdAt: millis, updatedAt: millis,
+    pem: { type: "string", description: "only when one certificate is asked for" },
+  },
+} as const;
+
+export const enrolmentStatuses = ["open", "used", "revoked", "expired", "locked"] as const;
+
+export const enrolmentSchema = {
+  type: "object",
+  properties: {
+    id: str(64), holderId: str(64), profileId: str(64), referenceNumber: str(16), expiresAt: millis, attempts: { type: "integer" },
+    maxAttempts: { type: "integer" }, status: { type: "string", enum: enrolmentStatuses }, createdAt: millis, updatedAt: millis,
+  },
+} as const;
+
+export const orderStates = ["created", "verified", "key-submitted", "issued", "installed", "completed", "failed", "cancelled", "expired"] as const;
+
+export const orderSchema = {
+  type: "object",
+  properties: {
+    id: str(64), certificateSerial: nullable(str(64)), holderId: str(64), profileId: str(64), state: { type: "string", enum: orderStates },
+    channel: str(32), newSerial: nullable(str(64)), createdAt: millis, updatedAt: millis,
+    data: { type: "object", additionalProperties: true, description: "verification progress (never a code or ID number)" },
+  },
+} as const;
+
+export const outboxSchema = {
+  type: "object",
+  properties: {
+    id: str(64), channel: { type: "string", enum: ["sms", "email"] }, transport: str(32), recipient: { type: "string", description: "masked" },
+    purpose: str(32), holderId: nullable(str(64)), redactedText: { type: "string", description: "every secret replaced by ******" },
+    status: { type: "string", enum: ["pending", "queued", "sent", "failed"] }, attempts: { type: "integer" }, lastError: nullable(str(2000)),
+    nextAttemptAt: nullable(millis), createdAt: millis, sentAt: nullable(millis),
+  },
+} as const;
+
+export const auditEntrySchema = {
+  type: "object",
+  properties: {
+    seq: { type: "integer" }, at: millis, actor: str(), action: str(), subjectType: str(), subjectId: str(),
+    data: { type: "object", additionalProperties: true }, prevHash: str(64), hash: str(64),
+  },
+} as const;
+
+/** `{ <key>: [item] }` */
+export const listOf = (key: string, item: unknown) =>
+  ({ type: "object", properties: { [key]: { type: "array", items: item } } }) as const;

@@ -1,0 +1,35 @@
+import swagger from "@fastify/swagger";
+import type { FastifyInstance } from "fastify";
+
+/** Where the OpenAPI document is served. */
+export const OPENAPI_PATH = "/api/v1/openapi.json";
+
+/**
+ * Registers @fastify/swagger so that GET /api/v1/openapi.json serves an
+ * OpenAPI 3.0 document built from the schemas of every route registered
+ * after this call (the plugin learns routes through the onRoute hook, so
+ * it must come first). Routes opt out with `schema.hide`.
+ */
+export async function registerOpenApi(app: FastifyInstance, info: { version?: string } = {}): Promise<void> {
+  await app.register(swagger, {
+    openapi: {
+      openapi: "3.0.3",
+      info: {
+        title: "ukey-renew",
+        description: "Renewal API for the agent and the portal, admin API for operators, and the standard PKI endpoints (CA certificates, CRLs, OCSP). Errors are RFC 9457 problem documents with a catalogue code, zh-CN and en messages and a remedy (docs/errors.md).",
+        version: info.version ?? "1",
+      },
+      tags: [
+        { name: "renewal", description: "Renewal orders for the agent and the portal" },
+        { name: "admin", description: "Operator API: sign in first, then send Authorization: Bearer <token>" },
+        { name: "pki", description: "CA certificates, CRLs and OCSP" },
+      ],
+      components: {
+        securitySchemes: {
+          operatorSession: { type: "http", scheme: "bearer", description: "Token from POST /api/v1/admin/sign-in (30 minutes)" },
+        },
+      },
+    },
+  });
+  app.get(OPENAPI_PATH, { schema: { hide: true } }, async (_req, reply) => reply.header("cache-control", "no-cache").send(app.swagger()));
+}
