@@ -124,6 +124,20 @@ export const catalogue = {
   REVOCATION_REASON_INVALID: e("invalid", "注销原因不正确：{reason}", "Invalid revocation reason: {reason}",
     "可用原因：unspecified、keyCompromise、affiliationChanged、superseded、cessationOfOperation、certificateHold、privilegeWithdrawn。", "Use one of: unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation, certificateHold, privilegeWithdrawn."),
 
+  // ---- EST (RFC 7030) ----
+  CSR_SAN_MISMATCH: e("invalid", "证书请求中的备用名称“{requested}”与登记信息“{expected}”不一致。", "The CSR asks for subject alternative names \"{requested}\" but the record says \"{expected}\".",
+    "证书内容以登记信息为准：请不带备用名称或带登记的备用名称重新生成证书请求；如登记信息有误，请联系运营机构更正。", "A certificate always says what the record says: make the request again without subject alternative names or with the recorded ones; if the record is wrong, ask the operator to correct it."),
+  EST_BASE64_MALFORMED: e("invalid", "EST 请求内容不是 base64 编码：{reason}", "The EST request body is not base64: {reason}",
+    "请发送 DER 格式证书请求的 base64 编码（可以换行），例如：openssl req -outform DER ... | base64。", "Send the base64 of the DER request (line breaks allowed), for example: openssl req -outform DER ... | base64."),
+  EST_CREDENTIALS_REQUIRED: e("unauthenticated", "EST 注册需要参考号和授权码（HTTP Basic 认证）。", "EST enrolment needs the reference number and authorization code (HTTP Basic authentication).",
+    "请以参考号为用户名、授权码为密码发送请求，例如 curl --user 参考号:授权码；参考号和授权码由机构提供。", "Send the reference number as user name and the authorization code as password, for example curl --user REFERENCE:CODE; the institution gives you both."),
+  EST_CLIENT_CERT_REQUIRED: e("unauthenticated", "EST 重新注册需要用当前证书进行 TLS 客户端认证。", "EST re-enrolment needs TLS client authentication with the current certificate.",
+    "请在 HTTPS 连接中出示要更新的证书及其私钥，例如 curl --cert cert.pem --key key.pem。", "Present the certificate to renew and its key on the HTTPS connection, for example curl --cert cert.pem --key key.pem."),
+  EST_CLIENT_CERT_UNKNOWN: e("forbidden", "出示的客户端证书不是本机构签发或登记的证书。", "The client certificate presented was not issued or registered by this institution.",
+    "请出示本机构签发的、要更新的那张证书；首次申请证书请使用参考号和授权码（simpleenroll）。", "Present the certificate from this institution that you want to renew; for a first certificate use the reference number and authorization code (simpleenroll)."),
+  EST_VERIFICATION_NOT_POSSIBLE: e("forbidden", "证书模板 {profile} 更新时要求{requirement}，EST 无法完成该验证。", "Profile {profile} asks for {requirement} before renewal, which EST cannot do.",
+    "请通过网页或 ukey renew 更新该证书；如需 EST 自动更新，请运营机构为此类证书配置只要求持有私钥证明的证书模板。", "Renew this certificate in the portal or with ukey renew; for automatic EST renewal, the operator can configure a profile that asks only for proof of possession."),
+
   // ---- import ----
   IMPORT_ROW_INVALID: e("invalid", "导入文件 {file} 第 {line} 行有误：{reason}", "Import file {file}, line {line}: {reason}",
     "请修正该行后重新导入；本次未导入任何内容。", "Fix that line and import again; nothing was imported."),
