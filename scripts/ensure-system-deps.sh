@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests need when they are missing:
 # openssl and curl (clients of our endpoints), softhsm2 and opensc (a real
-# PKCS#11 token), postgresql (the second storage engine).
+# PKCS#11 token), postgresql (the second storage engine), strongswan-pki
+# (a third-party EST client, `pki --est`).
 set -euo pipefail
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
@@ -9,6 +10,10 @@ command -v curl >/dev/null || missing+=(curl)
 command -v softhsm2-util >/dev/null || missing+=(softhsm2)
 command -v pkcs11-tool >/dev/null || missing+=(opensc)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v pki >/dev/null || missing+=(strongswan-pki)
+# pki --est fetches over HTTPS with the curl plugin and needs openssl's EC keys.
+ls /usr/lib/ipsec/plugins/libstrongswan-curl.so >/dev/null 2>&1 || missing+=(libstrongswan-extra-plugins)
+ls /usr/lib/ipsec/plugins/libstrongswan-openssl.so >/dev/null 2>&1 || missing+=(libstrongswan-standard-plugins)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing Debian packages: ${missing[*]}; run as root or install them: apt-get install ${missing[*]}" >&2
