@@ -5,6 +5,7 @@ import { registerAdminRoutes } from "./admin/admin-routes.js";
 import { problemHandler } from "./http-errors.js";
 import { registerOpenApi } from "./openapi.js";
 import { registerOrderRoutes } from "./order-routes.js";
+import { registerEstRoutes } from "./est/est-routes.js";
 import type { ServerContext } from "./server-context.js";
 
 /**
@@ -67,6 +68,9 @@ export async function buildApp(ctx: ServerContext, opts: { logger?: boolean; htt
 
   // The institution's key vendor table, for the agent and the portal to name a key and guide its holder.
   app.get("/api/v1/key-vendors", async () => ({ keyVendors: ctx.keyVendors }));
+
+  // EST (RFC 7030) only over TLS: re-enrolment authenticates with the client certificate, enrolment with Basic credentials.
+  if (opts.https) registerEstRoutes(app, ctx);
 
   // Renewal advice (RFC 9773 style) for the portal, the agent and EST clients.
   const channels = ["web", "mobile", "cli", "est"] as const;

@@ -1,0 +1,92 @@
+import type { TLSSocket } from "node:tls";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { UkeyError } from "@ukey/policy";
+import { enrolmentServiceFor } from "../enrolment-service.js";
+import { problemHandler, toUkeyError } from "../http-errors.js";
+import type { ServerContext } from "../server-context.js";
+import { decodeEstBase64, encodeEstBase64 } from "./est-encoding.js";
+import { EstService, profileKeyAlgorithms, type EstCredentials } from "./est-service.js";
+
+/** The realm simpleenroll's Basic challenge names. */
+export const estRealm = "ukey-renew EST";
+
+/** Codes that mean "these credentials do not work": RFC 7030 section 3.2.3 and RFC 9110 want 401 with a challenge. */
+const credentialCodes = new Set([
+  "EST_CREDENTIALS_REQUIRED", "CODE_INVALID", "CODE_EXPIRED", "CODE_ALREADY_USED", "CODE_REVOKED", "CODE_ATTEMPTS_EXCEEDED",
+]);
+
+/** A PKCS#10 in base64 is a few kilobytes; 32 KiB leaves room for RSA 4096 with line breaks and refuses the rest early. */
+const estBodyLimit = 32 * 1024;
+
+/**
+ * EST (RFC 7030, base64 per RFC 8951) under /.well-known/est/. Register it
+ * on the HTTPS app only: simplereenroll authenticates with the TLS client
+ * certificate, and Basic credentials must never cross plain HTTP.
+ * One service call per route; EstService holds the rules.
+ */
+export function registerEstRoutes(app: FastifyInstance, ctx: ServerContext): void {
+  const est = new EstService({
+    store: ctx.store, issuance: ctx.issuance, orders: ctx.orders, enrolments: enrolmentServiceFor(ctx), clock: ctx.clock,
+    institution: ctx.config.institution,
+    caCertificates: [ctx.ca.issuing.der, ctx.ca.root.der],
+    keyAlgorithms: profileKeyAlgorithms(ctx.config.profiles),
+  });
+  const problems = problemHandler(app.log);
+
+  void app.register(async (scope) => {
+    scope.setErrorHandler((err, req, reply) => {
+      const u = toUkeyError(err);
+      if (!credentialCodes.has(u.code)) return problems(u, req, reply);
+      // Same problem document as everywhere, but as a 401 with a Basic challenge, whatever the code's kind.
+      req.log.info({ code: u.code, url: req.url }, "EST credentials refused");
+      const p = u.toProblem();
+      return reply.status(401).header("www-authenticate", `Basic realm="${estRealm}"`).type("application/problem+json")
+        .send({ type: `urn:ukey:error:${p.code}`, title: p.message.en, status: 401, ...p });
+    });
+
+    scope.get("/cacerts", async (_req, reply) => sendBase64(reply, "application/pkcs7-mime", est.caCertificates()));
+
+    scope.get("/csrattrs", async (_req, reply) => sendBase64(reply, "application/csrattrs", est.csrAttributes()));
+
+    scope.post("/simpleenroll", { bodyLimit: estBodyLimit }, async (req, reply) =>
+      sendBase64(reply, "application/pkcs7-mime; smime-type=certs-only", await est.enroll(basicCredentials(req), csrBody(req))));
+
+    scope.post("/simplereenroll", { bodyLimit: estBodyLimit }, async (req, reply) =>
+      sendBase64(reply, "application/pkcs7-mime; smime-type=certs-only", await est.reenroll(clientCertificate(req), csrBody(req))));
+  }, { prefix: "/.well-known/est" });
+}
+
+function sendBase64(reply: FastifyReply, type: string, der: Buffer) {
+  // RFC 8951 made the header unnecessary; older RFC 7030 clients still look for it.
+  return reply.type(type).header("content-transfer-encoding", "base64").header("cache-control", "no-store").send(encodeEstBase64(der));
+}
+
+/** The CSR from an application/pkcs10 body: base64 of DER (RFC 8951), or PEM, which some clients send. */
+function csrBody(req: FastifyRequest): Buffer {
+  if (!Buffer.isBuffer(req.body)) throw new UkeyError("UNSUPPORTED_MEDIA_TYPE", { params: { type: String(req.headers["content-type"] ?? "none") } });
+  if (req.body.subarray(0, 11).toString("latin1") === "-----BEGIN ") return req.body;
+  return decodeEstBase64(req.body);
+}
+
+/** Reference number and authorization code from `Authorization: Basic`, or undefined when there are none. */
+function basicCredentials(req: FastifyRequest): EstCredentials | undefined {
+  const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(req.headers.authorization ?? "");
+  if (!m) return undefined;
+  const text = Buffer.from(m[1]!, "base64").toString("utf8");
+  const colon = text.indexOf(":");
+  if (colon < 0) return undefined;
+  return { referenceNumber: text.slice(0, colon), authorizationCode: text.slice(colon + 1) };
+}
+
+/**
+ * The DER of the TLS client certificate, or undefined without one. The
+ * handshake proved the client holds its key; `authorized` is false because
+ * our CA is not in Node's store, and EstService checks the certificate
+ * against the database instead.
+ */
+function clientCertificate(req: FastifyRequest): Buffer | undefined {
+  const socket = req.raw.socket as Partial<TLSSocket>;
+  if (typeof socket.getPeerCertificate !== "function") return undefined;
+  const peer = socket.getPeerCertificate(false);
+  return peer && Buffer.isBuffer(peer.raw) && peer.raw.length > 0 ? peer.raw : undefined;
+}
