@@ -21,6 +21,15 @@ interface TxState {
   active: boolean;
 }
 
+/** Most transactions that share one commit. */
+const GROUP_COMMIT_MAX = 256;
+
+interface Waiting {
+  fn: (tx: Sql) => Promise<unknown>;
+  resolve(v: unknown): void;
+  reject(e: unknown): void;
+}
+
 /** Which transaction (if any) the current async call chain runs in; used to refuse a self-deadlock. */
 const currentTx = new AsyncLocalStorage<TxState>();
 
@@ -78,6 +87,8 @@ export class SqliteDatabase implements Database {
   readonly engine = "sqlite" as const;
   private readonly statements = new Map<string, Statement>();
   private readonly mutex = new AsyncMutex();
+  private readonly waiting: Waiting[] = [];
+  private draining = false;
   private closed = false;
 
   constructor(private readonly handle: BetterSqlite3.Database, readonly dataDir: string, readonly file: string) {}
@@ -95,16 +106,49 @@ export class SqliteDatabase implements Database {
   }
 
   /**
-   * BEGIN IMMEDIATE, `fn`, COMMIT (fsynced: WAL with synchronous=FULL), all
-   * under the mutex. Rolls back and rethrows when `fn` or COMMIT throws.
-   * Throws UkeyError INTERNAL when called from inside one of this
+   * Runs `fn` in a transaction that is committed durably (WAL with
+   * synchronous=FULL) before the promise resolves. Group commit: calls that
+   * arrive while another batch is committing run together inside one BEGIN
+   * IMMEDIATE .. COMMIT, one after another, each inside its own SAVEPOINT,
+   * so they share one fsync; a body that throws rolls back to its savepoint
+   * and only its caller sees the error. A COMMIT that fails fails the whole
+   * batch. Throws UkeyError INTERNAL when called from inside one of this
    * database's transactions (it would wait for itself forever).
    */
   transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T> {
     this.refuseInsideTransaction();
-    return this.mutex.run(async () => {
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.push({ fn: fn as (tx: Sql) => Promise<unknown>, resolve: resolve as (v: unknown) => void, reject });
+      if (!this.draining) {
+        // Start after the current I/O phase, so that every request already read joins this commit.
+        this.draining = true;
+        setImmediate(() => void this.drain());
+      }
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.draining = true;
+    try {
+      while (this.waiting.length) {
+        const batch = this.waiting.splice(0, GROUP_COMMIT_MAX);
+        await this.mutex.run(() => this.runBatch(batch));
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  private async runBatch(batch: Waiting[]): Promise<void> {
+    try {
       this.assertOpen();
       this.handle.exec("BEGIN IMMEDIATE");
+    } catch (e) {
+      for (const w of batch) w.reject(this.translate(e));
+      return;
+    }
+    const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    for (const w of batch) {
       const state: TxState = { owner: this, active: true };
       const tx: Sql = {
         query: async <R>(sql: string, params: readonly unknown[] = []) => {
@@ -116,16 +160,33 @@ export class SqliteDatabase implements Database {
           return this.runNow(sql, params);
         },
       };
+      this.handle.exec("SAVEPOINT ukey_tx");
       try {
-        const result = await currentTx.run(state, () => fn(tx));
-        this.handle.exec("COMMIT");
-        return result;
+        const value = await currentTx.run(state, () => w.fn(tx));
+        this.handle.exec("RELEASE ukey_tx");
+        outcomes.push({ ok: true, value });
       } catch (e) {
-        if (this.handle.inTransaction) this.handle.exec("ROLLBACK");
-        throw this.translate(e);
+        if (this.handle.inTransaction) {
+          this.handle.exec("ROLLBACK TO ukey_tx");
+          this.handle.exec("RELEASE ukey_tx");
+        }
+        outcomes.push({ ok: false, error: this.translate(e) });
       } finally {
         state.active = false;
       }
+    }
+    try {
+      if (!this.handle.inTransaction) throw new UkeyError("INTERNAL", { detail: "the transaction ended inside a body" });
+      this.handle.exec("COMMIT");
+    } catch (e) {
+      if (this.handle.inTransaction) this.handle.exec("ROLLBACK");
+      for (const w of batch) w.reject(this.translate(e));
+      return;
+    }
+    batch.forEach((w, i) => {
+      const o = outcomes[i]!;
+      if (o.ok) w.resolve(o.value);
+      else w.reject(o.error);
     });
   }
 
