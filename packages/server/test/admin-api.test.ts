@@ -175,6 +175,23 @@ test("roles: auditors read, operators also act on holders, enrolments and certif
   assert.ok(refused.some((e) => e.actor === "operator:olga" && e.subjectId === "GET /api/v1/admin/operators"));
 });
 
+test("a demoted operator loses rights at once and a disabled one loses the session", async () => {
+  const admin = await tokenOf("root");
+  const created = await call(admin, "POST", "/operators", { id: "dora", role: "operator", password: "dora's long passphrase" });
+  secrets.dora = created.json<{ totpSecret: string }>().totpSecret;
+  passwords.dora = "dora's long passphrase";
+  const dora = await tokenOf("dora");
+  assert.equal((await call(dora, "POST", "/enrolments", { holderId: "H1", profileId: "personal" })).statusCode, 201);
+  const demoted = await call(admin, "PATCH", "/operators/dora", { role: "auditor" });
+  assert.equal(demoted.json<{ role: string }>().role, "auditor");
+  assert.equal(problem(await call(dora, "POST", "/enrolments", { holderId: "H1", profileId: "personal" })).code, "ROLE_FORBIDDEN");
+  assert.equal((await call(admin, "PATCH", "/operators/dora", { disabled: true })).statusCode, 200);
+  assert.equal(problem(await call(dora, "GET", "/holders")).code, "SESSION_INVALID");
+  assert.equal(problem(await signIn("dora")).code, "OPERATOR_SIGN_IN_FAILED");
+  const missing = await call(admin, "PATCH", "/operators/nobody", { role: "auditor" });
+  assert.deepEqual([missing.statusCode, problem(missing).code], [404, "RECORD_NOT_FOUND"]);
+});
+
 test("holders: created with the ID number hashed and masked, found by the number, never shown whole", async () => {
   const token = await tokenOf("olga");
   const created = await call(token, "POST", "/holders", { id: "W9", name: "王五", idType: "resident-id", idNumber: "370101199001011234", phone: "15912345675" });
