@@ -12,11 +12,11 @@ import type { ServerContext } from "./server-context.js";
  * The HTTP application: standard PKI endpoints (CA certificates, CRLs,
  * OCSP) and health. One service call per handler; policy never sits here.
  */
-export async function buildApp(ctx: ServerContext, opts: { logger?: boolean; https?: { key: Buffer; cert: Buffer } } = {}): Promise<FastifyInstance> {
+export async function buildApp(ctx: ServerContext, opts: { logger?: boolean; https?: { key: Buffer; cert: Buffer }; logStream?: { write(line: string): void } } = {}): Promise<FastifyInstance> {
   const app = Fastify({
     // Client certificates are asked for but not required: EST re-enrolment uses them, browsers do not.
     ...(opts.https ? { https: { ...opts.https, requestCert: true, rejectUnauthorized: false } } : {}),
-    logger: opts.logger ?? false,
+    logger: opts.logStream ? { level: "info", stream: opts.logStream } : opts.logger ?? false,
     bodyLimit: ctx.config.limits.bodyBytes,
     // Unknown fields are an error, not something to drop silently.
     ajv: { customOptions: { removeAdditional: false } },
@@ -64,7 +64,7 @@ export async function buildApp(ctx: ServerContext, opts: { logger?: boolean; htt
     return sendOcsp(reply, await ctx.revocation.ocsp(der));
   });
 
-  registerOrderRoutes(app, ctx.orders);
+  registerOrderRoutes(app, ctx.orders, ctx.downloads);
 
   // The institution's key vendor table, for the agent and the portal to name a key and guide its holder.
   app.get("/api/v1/key-vendors", async () => ({ keyVendors: ctx.keyVendors }));

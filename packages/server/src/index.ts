@@ -14,3 +14,4 @@ export * from "./renewal-info-service.js";
 export * from "./profile-sync.js";
 export * from "./renewal-order-service.js";
 export * from "./order-routes.js";
+export * from "./download-service.js";

@@ -3,6 +3,7 @@ import type {} from "@fastify/swagger";
 import type { FastifyInstance } from "fastify";
 import { UkeyError, type RenewalChannel } from "@ukey/policy";
 import { parseCertId } from "./cert-id.js";
+import type { DownloadService } from "./download-service.js";
 import type { RenewalOrderService } from "./renewal-order-service.js";
 
 const orderId = { type: "object", properties: { id: { type: "string", maxLength: 64 } }, required: ["id"] } as const;
@@ -14,7 +15,7 @@ const body = (properties: Record<string, unknown>, required: string[] = []) =>
  * route; every rule lives in RenewalOrderService. No route takes a PIN:
  * the PIN stays in the agent.
  */
-export function registerOrderRoutes(app: FastifyInstance, orders: RenewalOrderService): void {
+export function registerOrderRoutes(app: FastifyInstance, orders: RenewalOrderService, downloads: DownloadService): void {
   app.post<{ Body: { certId?: string; serial?: string; channel?: RenewalChannel } }>("/api/v1/orders", {
     schema: {
       tags: ["renewal"], summary: "Start or resume the renewal of a certificate",
@@ -61,4 +62,14 @@ export function registerOrderRoutes(app: FastifyInstance, orders: RenewalOrderSe
   app.post<{ Params: { id: string } }>("/api/v1/orders/:id/installed", { schema: { tags: ["renewal"], params: orderId } }, (req) => orders.installed(req.params.id, "holder"));
   app.post<{ Params: { id: string } }>("/api/v1/orders/:id/complete", { schema: { tags: ["renewal"], params: orderId } }, (req) => orders.complete(req.params.id, "holder"));
   app.post<{ Params: { id: string } }>("/api/v1/orders/:id/cancel", { schema: { tags: ["renewal"], params: orderId } }, (req) => orders.cancel(req.params.id, "holder"));
+
+  app.post<{ Body: { referenceNumber: string; authorizationCode: string; csr: string; tokenSerial?: string } }>("/api/v1/downloads", {
+    schema: {
+      tags: ["renewal"], summary: "Download a certificate onto an empty key with a reference number and an authorization code",
+      body: body({
+        referenceNumber: { type: "string", maxLength: 32 }, authorizationCode: { type: "string", maxLength: 32 },
+        csr: { type: "string", maxLength: 16384 }, tokenSerial: { type: "string", maxLength: 64 },
+      }, ["referenceNumber", "authorizationCode", "csr"]),
+    },
+  }, async (req, reply) => reply.status(201).send(await downloads.download(req.body.referenceNumber, req.body.authorizationCode, req.body.csr, req.body.tokenSerial ?? null, "holder")));
 }

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { findNodeAtLocation, parseTree, printParseErrorCode, type Node, type ParseError } from "jsonc-parser";
 import { z } from "zod";
+import { deliveryConfigSchema } from "./delivery/index.js";
 import { ProfileInvalidError, UkeyError, defaultProfile, keyAlgorithms, keyVendorTableSchema, parseProfiles, type CertificateProfile } from "@ukey/policy";
 
 const port = z.number().int().min(0).max(65535);
@@ -55,6 +56,8 @@ export const serverConfigSchema = z.strictObject({
    * (docs/policies.md). Parsed by the policy's own parser after this schema.
    */
   profiles: z.array(z.unknown()).min(1).default([defaultProfile]),
+  /** How one-time codes and notices reach holders: outbox (default), SMS webhook, SMTP; see docs/delivery.md. */
+  delivery: deliveryConfigSchema.prefault({}),
   /** Key vendors added to (or replacing by id) the built-in table; see docs/key-vendors.md. */
   keyVendors: keyVendorTableSchema.default([]),
   issuance: z.strictObject({

@@ -7,6 +7,9 @@ import { IssuanceService } from "./issuance-service.js";
 import { syncProfiles } from "./profile-sync.js";
 import { RenewalInfoService } from "./renewal-info-service.js";
 import { RenewalOrderService } from "./renewal-order-service.js";
+import { createSenders, type Senders } from "./delivery/index.js";
+import { DownloadService } from "./download-service.js";
+import { enrolmentServiceFor, type EnrolmentService } from "./enrolment-service.js";
 import { derToPem } from "@ukey/ca";
 import { RevocationService } from "./revocation-service.js";
 import { loadServerConfig, readSecretFile, type ServerConfig } from "./server-config.js";
@@ -31,6 +34,10 @@ export interface ServerContext {
   revocation: RevocationService;
   renewalInfo: RenewalInfoService;
   orders: RenewalOrderService;
+  /** Where codes and notices to holders go. */
+  senders: Senders;
+  enrolments: EnrolmentService;
+  downloads: DownloadService;
   /** The built-in key vendor table with the operator's entries applied. */
   keyVendors: KeyVendorTable;
   close(): Promise<void>;
@@ -88,12 +95,20 @@ export async function openServerContext(dataDir: string, env: ServerEnv, clock: 
     ocspValidityHours: config.ca.ocspValidityHours,
   });
   const renewalInfo = new RenewalInfoService({ store, clock, publicUrl: config.publicUrl });
-  const orders = new RenewalOrderService({
-    store, issuance, clock, idKey, institution: config.institution, publicUrl: config.publicUrl,
-    chainPem: derToPem(ca.issuing.der, "CERTIFICATE") + derToPem(ca.root.der, "CERTIFICATE"),
-  });
+  const chainPem = derToPem(ca.issuing.der, "CERTIFICATE") + derToPem(ca.root.der, "CERTIFICATE");
+  let senders: Senders;
+  try {
+    senders = createSenders(config.delivery, { dataDir, outbox: store.outbox, clock });
+  } catch (e) {
+    await store.close();
+    await ca.close();
+    throw e;
+  }
+  const orders = new RenewalOrderService({ store, issuance, clock, idKey, institution: config.institution, publicUrl: config.publicUrl, chainPem, senders });
+  const enrolments = enrolmentServiceFor({ store, clock, layout });
+  const downloads = new DownloadService({ store, enrolments, issuance, institution: config.institution, chainPem });
   return {
-    layout, config, store, ca, clock, idKey, issuance, revocation, renewalInfo, orders,
+    layout, config, store, ca, clock, idKey, issuance, revocation, renewalInfo, orders, senders, enrolments, downloads,
     keyVendors: mergeKeyVendorTables(defaultKeyVendors, config.keyVendors),
     async close() {
       await issuance.drain();

@@ -1,0 +1,62 @@
+import { derToPem, encodeName, nameToString, verifyCsr } from "@ukey/ca";
+import { UkeyError } from "@ukey/policy";
+import type { Store } from "@ukey/store";
+import { formatCertId } from "./cert-id.js";
+import type { EnrolmentService } from "./enrolment-service.js";
+import { subjectFor, type IssuanceService } from "./issuance-service.js";
+
+/** What a holder's agent receives after a download with two codes. */
+export interface DownloadResult {
+  serial: string;
+  certId: string;
+  subject: string;
+  notBefore: string;
+  notAfter: string;
+  pem: string;
+  chainPem: string;
+}
+
+/**
+ * Download with two codes (seed 004's remote download; the reference number
+ * + authorization code of Chinese CAs) onto a key that holds no
+ * certificate: the enrolment names holder and profile, the CSR gives only
+ * the new key, and the enrolment is consumed in the transaction that stores
+ * the certificate, so a code is used exactly when a certificate exists.
+ */
+export class DownloadService {
+  constructor(private readonly deps: {
+    store: Pick<Store, "holders" | "profiles">;
+    enrolments: EnrolmentService;
+    issuance: IssuanceService;
+    institution: { name: string; country: string };
+    chainPem: string;
+  }) {}
+
+  /**
+   * @throws UkeyError CODE_INVALID, CODE_EXPIRED, CODE_ALREADY_USED, CODE_ATTEMPTS_EXCEEDED, CODE_REVOKED,
+   *   CSR_*, KEY_*, CSR_SUBJECT_MISMATCH, HOLDER_NOT_FOUND, PROFILE_NOT_FOUND.
+   */
+  async download(referenceNumber: string, authorizationCode: string, csr: string | Buffer, tokenSerial: string | null, actor: string): Promise<DownloadResult> {
+    // The CSR is checked before the code, so that a malformed request never spends an attempt.
+    const request = verifyCsr(csr);
+    const verified = await this.deps.enrolments.verify(referenceNumber, authorizationCode, actor);
+    const holder = await this.deps.store.holders.get(verified.holderId);
+    if (!holder) throw new UkeyError("HOLDER_NOT_FOUND", { params: { holder: verified.holderId } });
+    const profile = (await this.deps.store.profiles.get(verified.profileId))?.profile;
+    if (!profile) throw new UkeyError("PROFILE_NOT_FOUND", { params: { profile: verified.profileId } });
+    const expected = nameToString(encodeName(subjectFor(holder, profile, this.deps.institution).rdns));
+    if (request.requestedSubject !== "" && request.requestedSubject !== expected) {
+      throw new UkeyError("CSR_SUBJECT_MISMATCH", { params: { requested: request.requestedSubject, expected } });
+    }
+    const c = await this.deps.issuance.issue({
+      holderId: holder.id, profileId: profile.id, csr: request.der, actor, tokenSerial,
+      auditData: { enrolment: verified.id, channel: "download" },
+      onCommit: async (r, cert) => { await this.deps.enrolments.redeemIn(r, verified, actor, { serial: cert.serial }); },
+    });
+    return {
+      serial: c.serial, certId: formatCertId(c.issuerKeyId, c.serial), subject: c.subjectDn,
+      notBefore: new Date(c.notBefore).toISOString(), notAfter: new Date(c.notAfter).toISOString(),
+      pem: derToPem(c.der!, "CERTIFICATE"), chainPem: this.deps.chainPem,
+    };
+  }
+}

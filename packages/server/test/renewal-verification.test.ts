@@ -1,0 +1,115 @@
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { createPrivateKey, sign } from "node:crypto";
+import { readdirSync, readFileSync } from "node:fs";
+import type { FastifyInstance } from "fastify";
+import { fixedClock } from "@ukey/policy";
+import { buildApp } from "../src/app.js";
+import { openServerContext, type ServerContext } from "../src/server-context.js";
+import { possessionMessage, type OrderView } from "../src/renewal-order-service.js";
+import { initialisedDataDir, keyArgs, opensslCsr, runUkeyServer, tempDir, type TempDir } from "./support/fixtures.js";
+
+// Seed 000's verification (ID number, then a code sent to the phone on
+// record) through the HTTP API, with the demo outbox as the phone; then a
+// grep of the database and the logs for the secrets.
+const idNumber = "31010419851231002X";
+let t: TempDir;
+let ctx: ServerContext;
+let app: FastifyInstance;
+let dataDir: string;
+const logLines: string[] = [];
+const clock = fixedClock(new Date());
+const certs: Array<{ certId: string; notAfter: number; key: string }> = [];
+
+before(async () => {
+  t = tempDir();
+  let env: Record<string, string>;
+  ({ dataDir, env } = initialisedDataDir(t));
+  const idFile = t.write("id", `${idNumber}\n`);
+  const added = runUkeyServer(["holder", "add", "--data-dir", dataDir, "--id", "V1", "--name", "李四", "--id-type", "resident-id", "--id-number-file", idFile, "--phone", "15900000005", "--json"], env);
+  assert.equal(added.status, 0, added.stdout + added.stderr);
+  for (const name of ["a", "b"]) {
+    const { csr, key } = opensslCsr(t, name, keyArgs.p256);
+    const r = runUkeyServer(["issue", "--data-dir", dataDir, "--holder", "V1", "--profile", "personal", "--csr", csr, "--json"], env);
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    const out = r.json<{ certId: string; notAfter: string }>();
+    certs.push({ certId: out.certId, notAfter: Date.parse(out.notAfter), key });
+  }
+  ctx = await openServerContext(dataDir, env, clock);
+  app = await buildApp(ctx, { logStream: { write: (l: string) => { logLines.push(l); } } });
+  clock.set(new Date(certs[0]!.notAfter - 30 * 86_400_000));
+});
+after(async () => {
+  await app?.close();
+  await ctx?.close();
+  t.cleanup();
+});
+
+async function call<T = OrderView>(url: string, payload?: unknown) {
+  const res = await app.inject({ method: "POST", url, ...(payload === undefined ? {} : { payload: payload as object }) });
+  return { status: res.statusCode, body: res.json() as T & { code?: string } };
+}
+
+async function startAndProve(i: number): Promise<string> {
+  const { certId, key } = certs[i]!;
+  const order = (await call("/api/v1/orders", { certId })).body;
+  const { challenge } = (await call<{ challenge: string }>(`/api/v1/orders/${order.id}/challenge`)).body;
+  const signature = sign("sha256", possessionMessage(order.id, challenge), { key: createPrivateKey(readFileSync(key)), dsaEncoding: "der" }).toString("base64");
+  const proved = (await call(`/api/v1/orders/${order.id}/possession`, { signature })).body;
+  assert.equal(proved.nextStep, "id-number");
+  return order.id;
+}
+
+function lastCodeSent(): string {
+  const lines = readFileSync(`${dataDir}/outbox.jsonl`, "utf8").trim().split("\n");
+  const text = (JSON.parse(lines[lines.length - 1]!) as { text: string }).text;
+  return /\b(\d{6})\b/.exec(text)![1]!;
+}
+
+test("ID number, then a code to the phone on record, then verified", async () => {
+  const id = await startAndProve(0);
+  assert.equal((await call(`/api/v1/orders/${id}/identity`, { idType: "resident-id", idNumber: "310104198512310000" })).body.code, "IDENTITY_MISMATCH");
+  const afterId = (await call(`/api/v1/orders/${id}/identity`, { idType: "resident-id", idNumber: idNumber.toLowerCase() })).body;
+  assert.equal(afterId.nextStep, "one-time-code");
+  const sent = (await call(`/api/v1/orders/${id}/code`)).body;
+  assert.equal(sent.codeSentTo, "159*****005");
+  assert.equal((await call(`/api/v1/orders/${id}/code`)).body.code, "CODE_RESEND_TOO_SOON");
+  const code = lastCodeSent();
+  const wrong = code === "000000" ? "000001" : "000000";
+  assert.equal((await call(`/api/v1/orders/${id}/code/verify`, { code: wrong })).body.code, "CODE_INVALID");
+  const verified = (await call(`/api/v1/orders/${id}/code/verify`, { code })).body;
+  assert.equal(verified.state, "verified");
+  assert.equal(verified.nextStep, "csr");
+  assert.equal((await call(`/api/v1/orders/${id}/code/verify`, { code })).body.code, "ORDER_STEP_OUT_OF_ORDER", "a code works once");
+});
+
+test("a code expires after 5 minutes, and five wrong codes spend it", async () => {
+  const id = await startAndProve(1);
+  await call(`/api/v1/orders/${id}/identity`, { idType: "resident-id", idNumber });
+  await call(`/api/v1/orders/${id}/code`);
+  const first = lastCodeSent();
+  clock.advance(5 * 60_000 + 1);
+  assert.equal((await call(`/api/v1/orders/${id}/code/verify`, { code: first })).body.code, "CODE_EXPIRED");
+  await call(`/api/v1/orders/${id}/code`);
+  const second = lastCodeSent();
+  const wrong = second === "123456" ? "654321" : "123456";
+  const codes: string[] = [];
+  for (let i = 0; i < 5; i++) codes.push((await call(`/api/v1/orders/${id}/code/verify`, { code: wrong })).body.code!);
+  assert.deepEqual(codes, ["CODE_INVALID", "CODE_INVALID", "CODE_INVALID", "CODE_INVALID", "CODE_ATTEMPTS_EXCEEDED"]);
+  assert.equal((await call(`/api/v1/orders/${id}/code/verify`, { code: second })).body.code, "CODE_INVALID", "the right code no longer works");
+});
+
+test("no ID number or one-time code in clear in any database file or log line", async () => {
+  await ctx.store.db.query("SELECT 1");
+  const codes = readFileSync(`${dataDir}/outbox.jsonl`, "utf8").trim().split("\n").map((l) => /\b(\d{6})\b/.exec((JSON.parse(l) as { text: string }).text)![1]!);
+  assert.ok(codes.length >= 3);
+  const dbFiles = readdirSync(`${dataDir}/db`).map((f) => readFileSync(`${dataDir}/db/${f}`).toString("latin1"));
+  const logs = logLines.join("");
+  assert.ok(logs.length > 0, "the app logged something");
+  // A code counts only standing alone: timestamps are long runs of digits that may contain any six.
+  for (const secret of [idNumber, idNumber.toLowerCase(), ...codes]) {
+    const alone = new RegExp(`(?<![0-9])${secret}(?![0-9])`);
+    for (const f of dbFiles) assert.ok(!alone.test(f), `database holds ${secret}`);
+    assert.ok(!alone.test(logs), `logs hold ${secret}`);
+  }
+});
