@@ -22,9 +22,13 @@ export function decodeEstBase64(body: Buffer | string): Buffer {
   return Buffer.from(text, "base64");
 }
 
-/** Base64 with a line break every 64 characters, as RFC 7030's examples and most EST clients print it. */
+/**
+ * Base64 on one line, no line breaks. RFC 8951 lets a receiver accept both,
+ * but strongSwan's `pki --est` (5.9) decodes four characters at a time and
+ * turns a line break into garbage, so we send none.
+ */
 export function encodeEstBase64(der: Buffer): string {
-  return (der.toString("base64").match(/.{1,64}/g) ?? []).join("\r\n") + "\r\n";
+  return der.toString("base64");
 }
 
 /**
