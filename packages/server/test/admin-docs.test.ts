@@ -1,0 +1,50 @@
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { totpCodeAt } from "../src/admin/operator-credentials.js";
+import { addHolder, initialisedDataDir, startUkeyServer, tempDir, type RunningServer, type TempDir } from "./support/fixtures.js";
+
+// The shell examples of docs/admin-api.md, run as written against the real
+// CLI and server; $TOTP is what the operator's authenticator app would show.
+const repo = resolve(import.meta.dirname, "../../..");
+let t: TempDir;
+let server: RunningServer | undefined;
+let env: Record<string, string>;
+
+function examples(group: string): string[] {
+  const text = readFileSync(resolve(repo, "docs/admin-api.md"), "utf8");
+  const re = new RegExp(`<!-- example: ${group} -->\\s*\`\`\`sh\\n([\\s\\S]*?)\`\`\``, "g");
+  return [...text.matchAll(re)].map((m) => m[1]!);
+}
+
+function sh(script: string, extra: Record<string, string> = {}) {
+  const r = spawnSync("bash", ["-euo", "pipefail", "-c", script], {
+    cwd: t.dir, encoding: "utf8", timeout: 120_000,
+    env: { PATH: `${resolve(repo, "node_modules/.bin")}:${process.env.PATH}`, HOME: process.env.HOME ?? "/tmp", ...env, ...extra },
+  });
+  assert.equal(r.status, 0, `example failed:\n${script}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`);
+  return r.stdout;
+}
+
+before(() => {
+  t = tempDir("ukey-admin-docs-");
+  env = initialisedDataDir(t).env;
+  assert.equal(addHolder(t, t.path("data"), env, "C0001").status, 0);
+});
+after(async () => {
+  await server?.stop();
+  t.cleanup();
+});
+
+test("admin-api.md examples run as written", async () => {
+  const cli = examples("admin-cli");
+  const api = examples("admin-api");
+  assert.deepEqual([cli.length, api.length], [1, 2]);
+  sh(cli[0]!);
+  const secret = (JSON.parse(readFileSync(t.path("root.json"), "utf8")) as { totpSecret: string }).totpSecret;
+  server = await startUkeyServer(t.path("data"), env);
+  const TOTP = totpCodeAt(secret, new Date());
+  for (const b of api) sh(b.replaceAll("http://localhost:8080", server.url), { TOTP });
+});
