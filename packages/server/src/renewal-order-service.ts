@@ -53,6 +53,8 @@ export interface OrderView {
   /** The subject the new certificate will have; a CSR must ask for this or for nothing. */
   subject: string;
   keyAlgorithms: readonly string[];
+  /** The challenge to sign for proof of possession, while one is outstanding (see possessionMessage). */
+  challenge?: { value: string; expiresAt: string };
   codeSentTo?: string;
   codeResendAt?: string;
   newCertificate?: { serial: string; certId: string; notBefore: string; notAfter: string; pem: string; chainPem: string };
@@ -130,12 +132,14 @@ export class RenewalOrderService {
     const e = evaluate({ notBefore: cert.notBefore, notAfter: cert.notAfter, status: cert.status, revokedAt: cert.revokedAt }, profile, channel, now);
     const refusal = renewalRefusal(e, { serial, stepUpVerified: true });
     if (refusal) throw refusal;
+    const at = now.getTime();
     const data: OrderData = {
       requirements: { idNumber: profile.verification.idNumber, oneTimeCode: profile.verification.oneTimeCode, stepUp: e.state === "open-step-up" },
       done: {},
       idAttempts: 0,
+      // The first challenge comes with the order: one round trip less for the agent.
+      challenge: { value: randomBytes(32).toString("base64url"), expiresAt: at + challengeTtlMs },
     };
-    const at = now.getTime();
     const order: RenewalOrderRecord = {
       id: randomUUID(), certificateSerial: serial, holderId: cert.holderId, profileId: cert.profileId, state: "created",
       channel, newSerial: null, data: data as unknown as Record<string, unknown>, createdAt: at, updatedAt: at,
@@ -501,6 +505,9 @@ export class RenewalOrderService {
       subject: nameToString(encodeName(subject.rdns)),
       keyAlgorithms: profile.keyAlgorithms,
     };
+    if (d.challenge && d.challenge.expiresAt > this.deps.clock.now().getTime() && o.state === "created") {
+      v.challenge = { value: d.challenge.value, expiresAt: new Date(d.challenge.expiresAt).toISOString() };
+    }
     if (d.code) {
       v.codeSentTo = d.code.to;
       v.codeResendAt = new Date(d.code.sentAt + codeResendMs).toISOString();
