@@ -30,6 +30,26 @@ export async function registerOpenApi(app: FastifyInstance, info: { version?: st
         },
       },
     },
+    transformObject: (doc) => ("openapiObject" in doc ? namedWildcards(doc.openapiObject) : doc.swaggerObject),
   });
   app.get(OPENAPI_PATH, { schema: { hide: true } }, async (_req, reply) => reply.header("cache-control", "no-cache").send(app.swagger()));
+}
+
+/**
+ * Fastify's wildcard routes (`/ocsp/*`) come out as `/ocsp/{*}`, a template
+ * whose parameter no operation declares, which OpenAPI forbids: name it
+ * `{rest}` and declare it.
+ */
+function namedWildcards<D extends { paths?: object }>(doc: D): D {
+  const paths: Record<string, unknown> = {};
+  for (const [path, item] of Object.entries(doc.paths ?? {})) {
+    if (!path.includes("{*}")) { paths[path] = item; continue; }
+    const ops = Object.fromEntries(Object.entries(item as Record<string, { parameters?: unknown[] }>).map(([method, op]) => [method, {
+      ...op,
+      parameters: [...(op.parameters ?? []).filter((p) => (p as { name?: string }).name !== "*"),
+        { name: "rest", in: "path", required: true, schema: { type: "string" }, description: "the rest of the path" }],
+    }]));
+    paths[path.replace("{*}", "{rest}")] = ops;
+  }
+  return { ...doc, paths };
 }

@@ -302,6 +302,14 @@ test("the OpenAPI document is OpenAPI 3 and lists the admin, renewal and PKI pat
     "/api/v1/admin/enrolments", "/api/v1/admin/enrolments/{id}/revoke", "/api/v1/admin/orders", "/api/v1/admin/outbox", "/api/v1/admin/audit",
     "/api/v1/admin/operators", "/api/v1/renewal-info/{certId}", "/api/v1/key-vendors", "/ocsp", "/crl/issuing.crl", "/ca/root.pem",
   ]) assert.ok(doc.paths[path], `missing ${path}`);
+  // Every template parameter is declared by every operation of its path.
+  for (const [path, ops] of Object.entries(doc.paths)) {
+    const names = [...path.matchAll(/\{([^}]+)\}/g)].map((m) => m[1]).sort();
+    for (const [method, op] of Object.entries(ops as Record<string, { parameters?: { in: string; name: string }[] }>)) {
+      assert.deepEqual((op.parameters ?? []).filter((p) => p.in === "path").map((p) => p.name).sort(), names, `${method} ${path}`);
+    }
+  }
+  assert.ok(doc.paths["/ocsp/{rest}"]);
   assert.deepEqual(doc.paths["/api/v1/admin/enrolments"]!.post!.security, [{ operatorSession: [] }]);
   assert.ok(doc.components.securitySchemes.operatorSession);
   assert.equal(doc.paths["/api/v1/openapi.json"], undefined);
