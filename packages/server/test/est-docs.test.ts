@@ -1,0 +1,77 @@
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync, spawnSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { derToPem } from "@ukey/ca";
+import { systemClock } from "@ukey/policy";
+import { openServerContext } from "../src/server-context.js";
+import { startUkeyServer, tempDir, type RunningServer, type TempDir } from "./support/fixtures.js";
+
+// docs/est.md's shell examples, run as written (as docs/docs-examples.test.ts
+// does for the other documents), against the real server on its TLS port.
+const repo = resolve(import.meta.dirname, "../../..");
+
+function examples(group: string): string[] {
+  const text = readFileSync(resolve(repo, "docs/est.md"), "utf8");
+  const re = new RegExp(`<!-- example: ${group} -->\\s*\`\`\`sh\\n([\\s\\S]*?)\`\`\``, "g");
+  return [...text.matchAll(re)].map((m) => m[1]!);
+}
+
+let t: TempDir;
+let server: RunningServer | undefined;
+const env = () => ({
+  PATH: `${resolve(repo, "node_modules/.bin")}:${process.env.PATH}`,
+  HOME: process.env.HOME ?? "/tmp",
+  UKEY_CA_PASSPHRASE_FILE: t.path("ca-passphrase"),
+});
+
+function sh(script: string): string {
+  const r = spawnSync("bash", ["-euo", "pipefail", "-c", script], { cwd: t.dir, env: env(), encoding: "utf8", timeout: 120_000 });
+  assert.equal(r.status, 0, `example failed:\n${script}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`);
+  return r.stdout;
+}
+
+async function start(): Promise<(block: string) => string> {
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  server = await startUkeyServer(t.path("data"), { UKEY_CA_PASSPHRASE_FILE: t.path("ca-passphrase") }, ["--tls-port", String(port)]);
+  return (block) => sh(block.replaceAll("https://localhost:8443", `https://localhost:${port}`));
+}
+
+before(() => { t = tempDir("ukey-est-docs-"); });
+after(async () => { await server?.stop(); t.cleanup(); });
+
+test("est.md: an integrator enrols with curl and openssl alone, once per code", async () => {
+  const operator = examples("est-operator");
+  assert.equal(operator.length, 1);
+  sh(operator[0]!);
+  const run = await start();
+  const client = examples("est-client");
+  assert.equal(client.length, 3);
+  assert.match(run(client[0]!), /^2$/m, "two CA certificates");
+  // One shell session, as a reader types them: the second block uses the first one's REF and CODE.
+  const out = run(`${client[1]!}\n${client[2]!}`);
+  assert.match(out, /device\.cer\.pem: OK\nCODE_ALREADY_USED\n$/);
+  assert.match(execFileSync("openssl", ["x509", "-in", t.path("device.cer.pem"), "-noout", "-subject"], { encoding: "utf8" }), /CN = Trading Gateway 1, serialNumber = GW0001/);
+});
+
+test("est.md: re-enrolment with the current certificate inside its EST window", async () => {
+  // The certificate just enrolled is five years from its window; one for the same key 30 days before expiry takes its place.
+  await server?.stop();
+  const ctx = await openServerContext(t.path("data"), { UKEY_CA_PASSPHRASE_FILE: t.path("ca-passphrase") }, systemClock);
+  try {
+    const csr = execFileSync("openssl", ["req", "-new", "-key", t.path("device.key.pem"), "-subj", "/", "-outform", "DER"]);
+    const c = await ctx.issuance.issue({ holderId: "GW0001", profileId: "gateway", csr, actor: "test", notAfter: new Date(Date.now() + 30 * 86_400_000) });
+    writeFileSync(t.path("device.cer.pem"), derToPem(c.der!, "CERTIFICATE"));
+  } finally {
+    await ctx.close();
+  }
+  const run = await start();
+  const reenrol = examples("est-reenrol");
+  assert.equal(reenrol.length, 1);
+  assert.match(run(reenrol[0]!), /: OK/);
+  const subject = (f: string) => execFileSync("openssl", ["x509", "-in", t.path(f), "-noout", "-subject"], { encoding: "utf8" });
+  assert.equal(subject("device-new.cer.pem"), subject("device.cer.pem"));
+  const pub = (args: string[]) => execFileSync("openssl", args, { encoding: "utf8" });
+  assert.equal(pub(["x509", "-in", t.path("device-new.cer.pem"), "-noout", "-pubkey"]), pub(["pkey", "-in", t.path("device-new.key.pem"), "-pubout"]));
+});
