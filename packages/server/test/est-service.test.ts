@@ -99,7 +99,7 @@ test("simplereenroll refusals: revoked, altered, no EST window, not EST-verifiab
   assert.equal(await refusal(est.reenroll(revoked.der, csr(subject("R4")))), "CERT_REVOKED");
 
   const altered = Buffer.from((await issue("R4", "gateway", 30)).der);
-  altered[altered.length - 1] ^= 1; // the signature's last byte: same serial and issuer, not our certificate
+  altered[altered.length - 1]! ^= 1; // the signature's last byte: same serial and issuer, not our certificate
   assert.equal(await refusal(est.reenroll(altered, csr(subject("R4")))), "EST_CLIENT_CERT_UNKNOWN");
   assert.equal(await refusal(est.reenroll(Buffer.from("garbage"), csr(subject("R4")))), "EST_CLIENT_CERT_UNKNOWN");
   assert.equal(await refusal(est.reenroll(undefined, csr(subject("R4")))), "EST_CLIENT_CERT_REQUIRED");
