@@ -44,14 +44,20 @@ export function registerEstRoutes(app: FastifyInstance, ctx: ServerContext): voi
         .send({ type: `urn:ukey:error:${p.code}`, title: p.message.en, status: 401, ...p });
     });
 
-    scope.get("/cacerts", async (_req, reply) => sendBase64(reply, "application/pkcs7-mime", est.caCertificates()));
+    scope.get("/cacerts", { schema: { tags: ["pki"], summary: "EST (RFC 7030): the CA certificates as a base64 certs-only PKCS#7" } }, async (_req, reply) => sendBase64(reply, "application/pkcs7-mime", est.caCertificates()));
 
-    scope.get("/csrattrs", async (_req, reply) => sendBase64(reply, "application/csrattrs", est.csrAttributes()));
+    scope.get("/csrattrs", { schema: { tags: ["pki"], summary: "EST: the CSR attributes (key and signature algorithms), base64 DER" } }, async (_req, reply) => sendBase64(reply, "application/csrattrs", est.csrAttributes()));
 
-    scope.post("/simpleenroll", { bodyLimit: estBodyLimit }, async (req, reply) =>
+    scope.post("/simpleenroll", {
+      bodyLimit: estBodyLimit,
+      schema: { tags: ["pki"], summary: "EST: a first certificate; HTTP Basic with the reference number and authorization code; body a base64 PKCS#10" },
+    }, async (req, reply) =>
       sendBase64(reply, "application/pkcs7-mime; smime-type=certs-only", await est.enroll(basicCredentials(req), csrBody(req))));
 
-    scope.post("/simplereenroll", { bodyLimit: estBodyLimit }, async (req, reply) =>
+    scope.post("/simplereenroll", {
+      bodyLimit: estBodyLimit,
+      schema: { tags: ["pki"], summary: "EST: renew the TLS client certificate; body a base64 PKCS#10 with its subject" },
+    }, async (req, reply) =>
       sendBase64(reply, "application/pkcs7-mime; smime-type=certs-only", await est.reenroll(clientCertificate(req), csrBody(req))));
   }, { prefix: "/.well-known/est" });
 }
