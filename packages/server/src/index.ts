@@ -15,3 +15,7 @@ export * from "./profile-sync.js";
 export * from "./renewal-order-service.js";
 export * from "./order-routes.js";
 export * from "./download-service.js";
+export * from "./enrolment-service.js";
+export * from "./openapi.js";
+export { registerAdminRoutes } from "./admin/admin-routes.js";
+export * from "./delivery/index.js";
