@@ -219,7 +219,11 @@ test("simplereenroll: the client certificate renews itself; same subject, new ke
   assert.notEqual(openssl(["pkey", "-pubout", "-in", old.key]).out, openssl(["x509", "-noout", "-pubkey", "-in", leafFile]).out, "a new key");
   assert.equal(openssl(["pkey", "-pubout", "-in", t.path("re-ok.key.pem")]).out, openssl(["x509", "-noout", "-pubkey", "-in", leafFile]).out);
 
-  // Done with EST once superseded (the database check is in the last test).
+  // The same request again (a client whose reply was lost) gets the same certificate again ...
+  const repeated = send(t.path("re-ok.csr.b64"), client);
+  assert.equal(repeated.status, 200, repeated.body);
+  assert.deepEqual(p7Certificates(repeated.body), [leaf]);
+  // ... but a new key is a new renewal, and the superseded certificate is done with EST (the database check is in the last test).
   const twice = send(csrFile("re-twice", gatewaySubject).file, client);
   assert.equal(problemCode(twice), "CERT_SUPERSEDED");
   // The new certificate renews itself in turn only inside its own window: it is five years away.
@@ -255,6 +259,7 @@ test("afterwards the database holds the outcome and every refused attempt, never
     assert.ok(count("est.enroll.refused", "EST_CREDENTIALS_REQUIRED") >= 1);
     assert.ok(count("enrolment.code-refused") >= 3, "wrong, expired and used codes");
     assert.equal(count("enrolment.redeemed"), 1);
+    assert.equal(count("est.reenroll.redelivered"), 1);
     for (const code of ["EST_CLIENT_CERT_REQUIRED", "EST_CLIENT_CERT_UNKNOWN", "EST_VERIFICATION_NOT_POSSIBLE", "CSR_SUBJECT_MISMATCH"]) {
       assert.ok(count("est.reenroll.refused", code) >= 1, code);
     }

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { Certificate } from "@peculiar/asn1-x509";
 import { AsnConvert } from "@peculiar/asn1-schema";
 import { AuthorityKeyIdentifier, id_ce_authorityKeyIdentifier } from "@peculiar/asn1-x509";
@@ -12,7 +13,7 @@ import { certsOnlyPkcs7, csrAttributes, requestedSans } from "./est-encoding.js"
 
 /** What EST needs of the rest of the server: each a narrow slice. */
 export interface EstDeps {
-  store: Pick<Store, "certificates" | "holders" | "profiles" | "audit">;
+  store: Pick<Store, "certificates" | "holders" | "profiles" | "orders" | "audit">;
   issuance: Pick<IssuanceService, "issue">;
   orders: Pick<RenewalOrderService, "start" | "provePossessionByTls" | "submitCsr" | "installed" | "complete">;
   enrolments: Pick<EnrolmentService, "verify" | "redeemIn">;
@@ -45,7 +46,8 @@ export interface EstCredentials {
  *   certificate we stored, the CSR for a new key with the same subject
  *   (section 4.2.2), issued, installed (an EST client installs what it
  *   receives) and completed (the old certificate superseded as the profile
- *   says).
+ *   says). The same request again (same old certificate, same new key)
+ *   gets the same certificate again, for a client whose reply was lost.
  */
 export class EstService {
   private readonly cacertsDer: Buffer;
@@ -125,19 +127,24 @@ export class EstService {
     const current = await this.ourCertificate(clientDer);
     const actor = `holder:${current.holderId}`;
     const refuse = (e: UkeyError) => this.refuse("est.reenroll.refused", current.serial, e, {}, "certificate");
+    const csr = verifyCsr(csrDer);
     const profile = await this.profile(current.profileId);
     const now = this.deps.clock.now();
     const e = evaluate({ notBefore: current.notBefore, notAfter: current.notAfter, status: current.status, revokedAt: current.revokedAt }, profile, "est", now);
     // Only when renewal is otherwise open: a closed window or an unoffered channel is the better answer.
+    // Before the CSR's content: no other request would help.
     if (e.state === "open" || e.state === "open-step-up") {
       const missing = unverifiable(profile, e.state === "open-step-up");
       if (missing) throw await refuse(new UkeyError("EST_VERIFICATION_NOT_POSSIBLE", { params: { profile: profile.id, requirement: missing } }));
     }
-    const csr = verifyCsr(csrDer);
     try {
       checkRequest(csr.requestedSubject, requestedSans(csr.der), { subject: subjectOf(clientDer), sans: [...current.sans].sort(), emptyAllowed: false });
     } catch (err) {
       throw await refuse(err as UkeyError);
+    }
+    if (current.status === "superseded" || current.revocationReason === "superseded") {
+      const again = await this.renewedBefore(current, csr.spki);
+      if (again) return certsOnlyPkcs7([again]);
     }
     let order = await this.deps.orders.start(current.serial, "est", actor);
     if (order.state === "created") order = await this.deps.orders.provePossessionByTls(order.id, clientDer, actor);
@@ -151,6 +158,29 @@ export class EstService {
     const issued = order.newCertificate ? await this.deps.store.certificates.get(order.newCertificate.serial) : undefined;
     if (!issued?.der) throw new UkeyError("INTERNAL", { detail: `order ${order.id} completed without a certificate` });
     return certsOnlyPkcs7([issued.der]);
+  }
+
+  /**
+   * The certificate an earlier EST renewal of `old` issued for this very key,
+   * if that is what the client asks for again: its reply was lost, and the
+   * order completed when it was sent, so without this the client could
+   * never fetch it (RFC 7030 clients simply repeat the request).
+   */
+  private async renewedBefore(old: CertificateRecord, spki: Buffer): Promise<Buffer | undefined> {
+    const spkiSha256 = createHash("sha256").update(spki).digest("hex");
+    const orders = await this.deps.store.orders.list({ holderId: old.holderId, state: "completed", limit: 1000 });
+    for (const o of orders) {
+      if (o.certificateSerial !== old.serial || o.channel !== "est" || !o.newSerial) continue;
+      const c = await this.deps.store.certificates.get(o.newSerial);
+      if (c?.der && c.status === "active" && c.spkiSha256 === spkiSha256) {
+        await this.deps.store.audit.append({
+          at: this.deps.clock.now().getTime(), actor: `holder:${old.holderId}`, action: "est.reenroll.redelivered",
+          subjectType: "certificate", subjectId: c.serial, data: { order: o.id, renews: old.serial },
+        });
+        return c.der;
+      }
+    }
+    return undefined;
   }
 
   /** The stored record whose DER is exactly the client's certificate. @throws UkeyError EST_CLIENT_CERT_UNKNOWN. */
