@@ -33,16 +33,16 @@ function sh(script: string) {
 before(() => { t = tempDir("ukey-docs-"); });
 after(async () => { await server?.stop(); t.cleanup(); });
 
-test("operator-cli.md examples run as written", () => {
-  const blocks = examples("operator-cli.md", "operator");
-  assert.equal(blocks.length, 5);
+test("operator-cli.md and renewal-api.md operator examples run as written", () => {
+  const blocks = [...examples("operator-cli.md", "operator"), ...examples("renewal-api.md", "operator")];
+  assert.equal(blocks.length, 6);
   for (const b of blocks) sh(b);
   assert.match(sh("ukey-server audit verify --data-dir data --json"), /"ok":true/);
 });
 
-test("ocsp-crl.md and renewal-info.md examples run as written against the running server", async () => {
+test("ocsp-crl.md, renewal-info.md and renewal-api.md examples run as written against the running server", async () => {
   server = await startUkeyServer(t.path("data"), { UKEY_CA_PASSPHRASE_FILE: t.path("ca-passphrase") });
-  const blocks = [...examples("ocsp-crl.md", "relying-party"), ...examples("renewal-info.md", "relying-party")];
-  assert.equal(blocks.length, 3);
+  const blocks = [...examples("ocsp-crl.md", "relying-party"), ...examples("renewal-info.md", "relying-party"), ...examples("renewal-api.md", "relying-party")];
+  assert.equal(blocks.length, 4);
   for (const b of blocks) sh(b.replaceAll("http://localhost:8080", server.url));
 });
