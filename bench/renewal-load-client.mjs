@@ -7,7 +7,8 @@ import { readFileSync } from "node:fs";
 import { Agent, request } from "node:http";
 
 const [port, jobsFile, secs, conns] = process.argv.slice(2);
-const jobs = JSON.parse(readFileSync(jobsFile, "utf8"));
+// Keys are loaded once, as an agent holds its token session open.
+const jobs = JSON.parse(readFileSync(jobsFile, "utf8")).map((j) => ({ ...j, oldKey: createPrivateKey(j.oldKey) }));
 const agent = new Agent({ keepAlive: true, maxSockets: Number(conns) });
 const end = Date.now() + Number(secs) * 1000;
 
@@ -40,7 +41,7 @@ await Promise.all(Array.from({ length: Number(conns) }, async () => {
       const order = await call("POST", "/api/v1/orders", { certId: job.certId, channel: "web" });
       const challenge = order.challenge?.value ?? (await call("POST", `/api/v1/orders/${order.id}/challenge`)).challenge;
       const message = Buffer.from(`ukey-renew possession v1\n${order.id}\n${challenge}`, "utf8");
-      const signature = sign("sha256", message, { key: createPrivateKey(job.oldKey), dsaEncoding: "der" }).toString("base64");
+      const signature = sign("sha256", message, { key: job.oldKey, dsaEncoding: "der" }).toString("base64");
       await call("POST", `/api/v1/orders/${order.id}/possession`, { signature });
       await call("POST", `/api/v1/orders/${order.id}/csr`, { csr: job.csr });
       await call("POST", `/api/v1/orders/${order.id}/complete`);

@@ -1,6 +1,4 @@
 import { createPublicKey, verify as cryptoVerify, constants, type KeyObject } from "node:crypto";
-import { AsnConvert } from "@peculiar/asn1-schema";
-import { CertificationRequest } from "@peculiar/asn1-csr";
 import { UkeyError, isUkeyError } from "@ukey/policy";
 import { algorithmName, keyAlgorithmOfSpki, Oid } from "./algorithms.js";
 import { children, contents, oidToString, readNode, readWhole, Tag, type DerNode } from "./der.js";
@@ -61,15 +59,37 @@ export function verifyCsr(input: Buffer | string, opts: VerifyCsrOptions = {}): 
     throw e;
   }
 
-  let csr: CertificationRequest;
+  // Walked with the DER toolkit rather than an object parser: this runs once per issued certificate.
+  let info: Buffer, subjectDer: Buffer, sigOid: string, sigParams: Buffer | undefined, signature: Buffer;
   try {
-    csr = AsnConvert.parse(der, CertificationRequest);
+    const top = readWhole(der);
+    const parts = children(der, top);
+    const [infoN, algN, sigN] = parts;
+    if (top.tag !== Tag.sequence || parts.length !== 3 || !infoN || !algN || !sigN
+      || infoN.tag !== Tag.sequence || algN.tag !== Tag.sequence || sigN.tag !== Tag.bitString) {
+      throw malformed("not a PKCS#10 certification request");
+    }
+    info = der.subarray(infoN.start, infoN.end);
+    const fields = children(der, infoN);
+    const [versionN, subjectN, spkiN, attrsN] = fields;
+    if (!versionN || !subjectN || !spkiN || versionN.tag !== Tag.integer || subjectN.tag !== Tag.sequence || spkiN.tag !== Tag.sequence
+      || (attrsN !== undefined && attrsN.tag !== 0xa0) || fields.length > 4) {
+      throw malformed("certificationRequestInfo");
+    }
+    const version = contents(der, versionN);
+    if (version.length !== 1 || version[0] !== 0) throw malformed(`version ${version.toString("hex")}`);
+    subjectDer = der.subarray(subjectN.start, subjectN.end);
+    const [oidN, paramsN, ...extra] = children(der, algN);
+    if (!oidN || oidN.tag !== Tag.oid || extra.length) throw malformed("signature algorithm");
+    sigOid = oidToString(contents(der, oidN));
+    sigParams = paramsN && paramsN.tag !== Tag.null ? der.subarray(paramsN.start, paramsN.end) : undefined;
+    const bits = contents(der, sigN);
+    if (bits.length < 2 || bits[0] !== 0) throw malformed("signature bits");
+    signature = bits.subarray(1);
   } catch (e) {
+    if (isUkeyError(e, "CSR_MALFORMED")) throw e;
     throw malformed("not a PKCS#10 certification request", e);
   }
-  if (!csr.certificationRequestInfoRaw) throw malformed("no certificationRequestInfo");
-  const info = Buffer.from(csr.certificationRequestInfoRaw);
-  if (csr.certificationRequestInfo.version !== 0) throw malformed(`version ${csr.certificationRequestInfo.version}`);
   const spki = rawSpki(info);
 
   let algorithm: VerifiedCsr["algorithm"];
@@ -86,8 +106,6 @@ export function verifyCsr(input: Buffer | string, opts: VerifyCsrOptions = {}): 
     throw malformed("the public key is not a valid point or modulus", e);
   }
 
-  const sigOid = csr.signatureAlgorithm.algorithm;
-  const signature = Buffer.from(csr.signature);
   const isEc = algorithm === "p256" || algorithm === "p384";
   let ok = false;
   try {
@@ -96,7 +114,7 @@ export function verifyCsr(input: Buffer | string, opts: VerifyCsrOptions = {}): 
     } else if (!isEc && pkcs1Hashes[sigOid]) {
       ok = cryptoVerify(pkcs1Hashes[sigOid], info, key, signature);
     } else if (!isEc && sigOid === Oid.rsassaPss) {
-      const p = pssParams(csr.signatureAlgorithm.parameters);
+      const p = pssParams(sigParams);
       ok = cryptoVerify(p.hash, info, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: p.saltLength }, signature);
     } else {
       throw new UkeyError("KEY_ALGORITHM_UNSUPPORTED", { params: { algorithm: `signature ${algorithmName(sigOid)} with ${algorithm} key` } });
@@ -107,13 +125,21 @@ export function verifyCsr(input: Buffer | string, opts: VerifyCsrOptions = {}): 
   }
   if (!ok) throw new UkeyError("CSR_SIGNATURE_INVALID");
 
-  let requestedSubject = "";
-  try {
-    requestedSubject = nameToString(csr.certificationRequestInfo.subject);
-  } catch {
-    // Informational only: a subject we cannot render is not a reason to refuse.
-  }
-  return { spki, algorithm, requestedSubject, der };
+  let rendered: string | undefined;
+  return {
+    spki, algorithm, der, requestedSubjectDer: subjectDer,
+    get requestedSubject() {
+      if (rendered === undefined) {
+        try {
+          rendered = subjectDer.length <= 2 ? "" : nameToString(subjectDer);
+        } catch {
+          // Informational only: a subject we cannot render is not a reason to refuse.
+          rendered = "";
+        }
+      }
+      return rendered;
+    },
+  };
 }
 
 /** The exact SPKI bytes from certificationRequestInfo (version, subject, spki, ...). */
@@ -130,7 +156,7 @@ function rawSpki(info: Buffer): Buffer {
 }
 
 /** RSASSA-PSS-params; MGF1 must use the same hash, as every sane signer does. */
-function pssParams(params: ArrayBuffer | null | undefined): { hash: string; saltLength: number } {
+function pssParams(params: Buffer | undefined): { hash: string; saltLength: number } {
   let hash = "sha1";
   let mgfHash = "sha1";
   let saltLength = 20;

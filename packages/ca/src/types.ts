@@ -69,8 +69,10 @@ export interface IssuanceInput {
 export interface VerifiedCsr {
   spki: Buffer;
   algorithm: KeyAlgorithm;
-  /** Informational only: the CA never copies it into a certificate. */
-  requestedSubject: string;
+  /** Informational only: the CA never copies it into a certificate. Rendered on first read. */
+  readonly requestedSubject: string;
+  /** The DER Name the CSR asks for (0x30 0x00 when empty), to compare with the RA record's byte for byte. */
+  requestedSubjectDer: Buffer;
   der: Buffer;
 }
 

@@ -1,9 +1,10 @@
-import { derToPem, encodeName, nameToString, verifyCsr } from "@ukey/ca";
+import { derToPem, encodeName, verifyCsr } from "@ukey/ca";
 import { UkeyError } from "@ukey/policy";
 import type { Store } from "@ukey/store";
 import { formatCertId } from "./cert-id.js";
 import type { EnrolmentService } from "./enrolment-service.js";
 import { subjectFor, type IssuanceService } from "./issuance-service.js";
+import { checkRequestedSubject } from "./renewal-order-service.js";
 
 /** What a holder's agent receives after a download with two codes. */
 export interface DownloadResult {
@@ -44,12 +45,9 @@ export class DownloadService {
     if (!holder) throw new UkeyError("HOLDER_NOT_FOUND", { params: { holder: verified.holderId } });
     const profile = (await this.deps.store.profiles.get(verified.profileId))?.profile;
     if (!profile) throw new UkeyError("PROFILE_NOT_FOUND", { params: { profile: verified.profileId } });
-    const expected = nameToString(encodeName(subjectFor(holder, profile, this.deps.institution).rdns));
-    if (request.requestedSubject !== "" && request.requestedSubject !== expected) {
-      throw new UkeyError("CSR_SUBJECT_MISMATCH", { params: { requested: request.requestedSubject, expected } });
-    }
+    checkRequestedSubject(request, encodeName(subjectFor(holder, profile, this.deps.institution).rdns));
     const c = await this.deps.issuance.issue({
-      holderId: holder.id, profileId: profile.id, csr: request.der, actor, tokenSerial,
+      holderId: holder.id, profileId: profile.id, csr: request, actor, tokenSerial,
       auditData: { enrolment: verified.id, channel: "download" },
       onCommit: async (r, cert) => { await this.deps.enrolments.redeemIn(r, verified, actor, { serial: cert.serial }); },
     });

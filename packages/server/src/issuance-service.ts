@@ -23,7 +23,8 @@ export interface IssuingCa {
 export interface IssueRequest {
   holderId: string;
   profileId: string;
-  csr: Buffer | string;
+  /** The CSR, or the result of verifyCsr when the caller has already checked it (it is not verified twice). */
+  csr: Buffer | string | VerifiedCsr;
   /** Who asks: "cli", "operator:alice", "holder:H001". */
   actor: string;
   tokenSerial?: string | null;
@@ -88,7 +89,7 @@ export class IssuanceService {
    * @throws UkeyError HOLDER_NOT_FOUND, PROFILE_NOT_FOUND, CSR_*, KEY_*, and storage errors.
    */
   async issue(req: IssueRequest): Promise<CertificateRecord> {
-    const csr = this.deps.ca.verifyCsr(req.csr);
+    const csr = typeof req.csr === "string" || Buffer.isBuffer(req.csr) ? this.deps.ca.verifyCsr(req.csr) : req.csr;
     const now = this.deps.clock.now();
     const [holder, profile] = await Promise.all([this.deps.store.holders.get(req.holderId), this.profile(req.profileId, now.getTime())]);
     if (!holder) throw new UkeyError("HOLDER_NOT_FOUND", { params: { holder: req.holderId } });

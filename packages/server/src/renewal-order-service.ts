@@ -1,11 +1,12 @@
 import { createHash, createHmac, createPublicKey, randomBytes, randomInt, randomUUID, timingSafeEqual, verify as cryptoVerify } from "node:crypto";
-import { derToPem, encodeName, nameToString, verifyCsr, type SubjectSpec } from "@ukey/ca";
+import { derToPem, encodeName, nameToString, verifyCsr, type SubjectSpec, type VerifiedCsr } from "@ukey/ca";
 import {
   UkeyError, evaluate, renewalRefusal, validityFor,
   type CertificateProfile, type Clock, type RenewalChannel,
 } from "@ukey/policy";
 import type { CertificateRecord, HolderRecord, OrderState, Repositories, RenewalOrderRecord, Store } from "@ukey/store";
 import { formatCertId } from "./cert-id.js";
+import { formatDn } from "./ca-runtime.js";
 import { hashIdNumber } from "./holder-identity.js";
 import type { IssuanceService } from "./issuance-service.js";
 import { subjectFor } from "./issuance-service.js";
@@ -185,8 +186,8 @@ export class RenewalOrderService {
       const c = d.challenge;
       delete d.challenge; // single use, whatever the outcome
       if (!c || c.expiresAt < at) return new UkeyError("CHALLENGE_INVALID");
-      const spki = spkiOf(cert.der!);
-      const key = createPublicKey({ key: spki, format: "der", type: "spki" });
+      // Node takes the public key straight from the certificate: one parse, no export.
+      const key = createPublicKey(derToPem(cert.der!, "CERTIFICATE"));
       const hash = key.asymmetricKeyDetails?.namedCurve === "secp384r1" ? "sha384" : "sha256";
       let ok = false;
       try {
@@ -322,11 +323,7 @@ export class RenewalOrderService {
     const verified = verifyCsr(csr);
     const spkiSha = createHash("sha256").update(verified.spki).digest("hex");
     if (spkiSha === cert.spkiSha256) throw new UkeyError("KEY_NOT_RENEWED");
-    const subject = subjectFor(holder, profile, this.deps.institution);
-    const expected = nameToString(encodeName(subject.rdns));
-    if (verified.requestedSubject !== "" && verified.requestedSubject !== expected) {
-      throw new UkeyError("CSR_SUBJECT_MISMATCH", { params: { requested: verified.requestedSubject, expected } });
-    }
+    checkRequestedSubject(verified, encodeName(subjectFor(holder, profile, this.deps.institution).rdns));
     if (order.state === "issued" && order.newSerial) {
       const issued = await this.deps.store.certificates.get(order.newSerial);
       if (issued && issued.spkiSha256 === spkiSha) return this.view(order);
@@ -349,7 +346,7 @@ export class RenewalOrderService {
     });
     const { notAfter } = validityFor(profile, { now: new Date(at), oldNotAfter: new Date(cert.notAfter) });
     await this.deps.issuance.issue({
-      holderId: holder.id, profileId: profile.id, csr, actor, tokenSerial, notAfter,
+      holderId: holder.id, profileId: profile.id, csr: verified, actor, tokenSerial, notAfter,
       auditData: { order: orderId, renews: cert.serial },
       onCommit: async (r, c) => {
         const moved = await r.orders.transition(orderId, "key-submitted", "issued", at, { newSerial: c.serial });
@@ -502,7 +499,7 @@ export class RenewalOrderService {
       certificate: { serial: cert.serial, certId: formatCertId(cert.issuerKeyId, cert.serial), subject: cert.subjectDn, notAfter: new Date(cert.notAfter).toISOString() },
       requirements: { possession: true, ...d.requirements },
       done: Object.keys(d.done),
-      subject: nameToString(encodeName(subject.rdns)),
+      subject: formatDn(subject.rdns),
       keyAlgorithms: profile.keyAlgorithms,
     };
     if (d.challenge && d.challenge.expiresAt > this.deps.clock.now().getTime() && o.state === "created") {
@@ -524,6 +521,22 @@ export class RenewalOrderService {
       }
     }
     return v;
+  }
+}
+
+/**
+ * A CSR may ask for the record's subject or for none; anything else is
+ * refused (the certificate always says what the record says). Byte
+ * equality is the fast path; a client that encodes the same names with
+ * other string types (strongSwan writes PrintableString where we write
+ * UTF8String) is compared by the names' values.
+ * @throws UkeyError CSR_SUBJECT_MISMATCH.
+ */
+export function checkRequestedSubject(csr: VerifiedCsr, expectedDer: Buffer): void {
+  if (csr.requestedSubjectDer.length === 2 || csr.requestedSubjectDer.equals(expectedDer)) return;
+  const expected = nameToString(expectedDer);
+  if (csr.requestedSubject !== expected) {
+    throw new UkeyError("CSR_SUBJECT_MISMATCH", { params: { requested: csr.requestedSubject, expected } });
   }
 }
 
@@ -558,9 +571,4 @@ export function nextStep(o: RenewalOrderRecord): OrderStep | null {
 
 function sha256(s: string): string {
   return createHash("sha256").update(s).digest("hex");
-}
-
-/** The DER SubjectPublicKeyInfo of a certificate. */
-function spkiOf(der: Buffer): Buffer {
-  return createPublicKey({ key: derToPem(der, "CERTIFICATE"), format: "pem" }).export({ type: "spki", format: "der" });
 }
