@@ -139,54 +139,65 @@ export class IssuanceService {
     while (this.flushing || this.queue.length) await new Promise((r) => setImmediate(r));
   }
 
+  /**
+   * The pipeline: one transaction stores the signed certificates of the
+   * previous batch and the intents of the next, so each round costs one
+   * commit; then the next batch is signed. A certificate is signed only
+   * after its intent committed, and reported only after it committed.
+   */
   private async flush(): Promise<void> {
     this.flushing = true;
+    let signed: { batch: Pending[]; results: Array<Buffer | Error> } | undefined;
     try {
-      while (this.queue.length) {
-        const batch = this.queue.splice(0, this.deps.batchSize ?? 256);
-        await this.commitBatch(batch);
+      while (this.queue.length || signed) {
+        const next = this.queue.splice(0, this.deps.batchSize ?? 256);
+        const at = this.deps.clock.now().getTime();
+        const done = signed;
+        try {
+          await this.deps.store.transaction(async (r) => {
+            if (done) await this.completeIn(r, done.batch, done.results, at);
+            for (const p of next) await r.certificates.insertIntent(p.record);
+          });
+        } catch (e) {
+          // Nothing of this round committed: its intents are not there, its certificates were never delivered.
+          for (const p of [...(done?.batch ?? []), ...next]) p.reject(e);
+          signed = undefined;
+          continue;
+        }
+        if (done) this.settle(done.batch, done.results, at);
+        signed = next.length ? { batch: next, results: await this.signAll(next) } : undefined;
       }
     } finally {
       this.flushing = false;
     }
   }
 
-  private async commitBatch(batch: Pending[]): Promise<void> {
-    try {
-      await this.deps.store.transaction(async (r) => {
-        for (const p of batch) await r.certificates.insertIntent(p.record);
-      });
-    } catch (e) {
-      for (const p of batch) p.reject(e);
-      return;
-    }
-    const signed = await Promise.all(batch.map(async (p) => {
+  private signAll(batch: Pending[]): Promise<Array<Buffer | Error>> {
+    return Promise.all(batch.map(async (p) => {
       try {
         return await this.deps.ca.signTbs(p.tbs);
       } catch (e) {
         return e instanceof Error ? e : new Error(String(e));
       }
     }));
-    const at = this.deps.clock.now().getTime();
-    try {
-      await this.deps.store.transaction(async (r) => {
-        for (let i = 0; i < batch.length; i++) {
-          const p = batch[i]!;
-          const der = signed[i]!;
-          if (der instanceof Error) {
-            await r.certificates.setStatus(p.record.serial, "abandoned", at);
-            await auditIssuance(r, p, at, "certificate.abandoned", { error: der.message });
-          } else {
-            await r.certificates.completeIntent(p.record.serial, der, at);
-            await auditIssuance(r, p, at, "certificate.issued", {});
-            await p.onCommit?.(r, issuedRecord(p, der, at));
-          }
-        }
-      });
-    } catch (e) {
-      for (const p of batch) p.reject(e);
-      return;
+  }
+
+  private async completeIn(r: Repositories, batch: Pending[], signed: Array<Buffer | Error>, at: number): Promise<void> {
+    for (let i = 0; i < batch.length; i++) {
+      const p = batch[i]!;
+      const der = signed[i]!;
+      if (der instanceof Error) {
+        await r.certificates.setStatus(p.record.serial, "abandoned", at);
+        await auditIssuance(r, p, at, "certificate.abandoned", { error: der.message });
+      } else {
+        await r.certificates.completeIntent(p.record.serial, der, at);
+        await auditIssuance(r, p, at, "certificate.issued", {});
+        await p.onCommit?.(r, issuedRecord(p, der, at));
+      }
     }
+  }
+
+  private settle(batch: Pending[], signed: Array<Buffer | Error>, at: number): void {
     for (let i = 0; i < batch.length; i++) {
       const p = batch[i]!;
       const der = signed[i]!;
