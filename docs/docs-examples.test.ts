@@ -1,20 +1,15 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { startUkeyServer, tempDir, type RunningServer, type TempDir } from "../packages/server/test/support/fixtures.js";
+import { docExamples } from "../packages/server/test/support/doc-examples.js";
 
 // The shell examples of the docs are run as written, in order, so that the
 // docs cannot drift from what the programs do.
 const repo = resolve(import.meta.dirname, "..");
 
-/** The fenced sh blocks marked `<!-- example: group -->` in a document. */
-export function examples(doc: string, group: string): string[] {
-  const text = readFileSync(resolve(repo, "docs", doc), "utf8");
-  const re = new RegExp(`<!-- example: ${group} -->\\s*\`\`\`sh\\n([\\s\\S]*?)\`\`\``, "g");
-  return [...text.matchAll(re)].map((m) => m[1]!);
-}
+const examples = docExamples;
 
 let t: TempDir;
 let server: RunningServer | undefined;

@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { totpCodeAt } from "../src/admin/operator-credentials.js";
 import { addHolder, initialisedDataDir, startUkeyServer, tempDir, type RunningServer, type TempDir } from "./support/fixtures.js";
+import { docExamples } from "./support/doc-examples.js";
 
 // The shell examples of docs/admin-api.md, run as written against the real
 // CLI and server; $TOTP is what the operator's authenticator app would show.
@@ -13,11 +14,7 @@ let t: TempDir;
 let server: RunningServer | undefined;
 let env: Record<string, string>;
 
-function examples(group: string): string[] {
-  const text = readFileSync(resolve(repo, "docs/admin-api.md"), "utf8");
-  const re = new RegExp(`<!-- example: ${group} -->\\s*\`\`\`sh\\n([\\s\\S]*?)\`\`\``, "g");
-  return [...text.matchAll(re)].map((m) => m[1]!);
-}
+const examples = (group: string) => docExamples("admin-api.md", group);
 
 function sh(script: string, extra: Record<string, string> = {}) {
   const r = spawnSync("bash", ["-euo", "pipefail", "-c", script], {

@@ -1,22 +1,19 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { derToPem } from "@ukey/ca";
 import { systemClock } from "@ukey/policy";
 import { openServerContext } from "../src/server-context.js";
 import { startUkeyServer, tempDir, type RunningServer, type TempDir } from "./support/fixtures.js";
+import { docExamples } from "./support/doc-examples.js";
 
 // docs/est.md's shell examples, run as written (as docs/docs-examples.test.ts
 // does for the other documents), against the real server on its TLS port.
 const repo = resolve(import.meta.dirname, "../../..");
 
-function examples(group: string): string[] {
-  const text = readFileSync(resolve(repo, "docs/est.md"), "utf8");
-  const re = new RegExp(`<!-- example: ${group} -->\\s*\`\`\`sh\\n([\\s\\S]*?)\`\`\``, "g");
-  return [...text.matchAll(re)].map((m) => m[1]!);
-}
+const examples = (group: string) => docExamples("est.md", group);
 
 let t: TempDir;
 let server: RunningServer | undefined;
