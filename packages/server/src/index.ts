@@ -19,3 +19,4 @@ export * from "./enrolment-service.js";
 export * from "./openapi.js";
 export { registerAdminRoutes } from "./admin/admin-routes.js";
 export * from "./delivery/index.js";
+export * from "./profile-cache.js";

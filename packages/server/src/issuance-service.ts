@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { UkeyError, validityFor, type Clock, type CertificateProfile } from "@ukey/policy";
 import type { CertificateRecord, HolderRecord, Repositories, Store } from "@ukey/store";
 import type { SubjectSpec, VerifiedCsr } from "@ukey/ca";
+import { ProfileCache } from "./profile-cache.js";
 
 /** What the issuance service needs of the CA: build a TBS, sign it. */
 export interface IssuingCa {
@@ -71,7 +72,7 @@ type IssuanceStore = Pick<Store, "transaction" | "holders" | "profiles">;
 export class IssuanceService {
   private queue: Pending[] = [];
   private flushing = false;
-  private readonly profiles = new Map<string, { at: number; profile: CertificateProfile | undefined }>();
+  private readonly profiles: ProfileCache;
 
   constructor(private readonly deps: {
     store: IssuanceStore;
@@ -80,9 +81,11 @@ export class IssuanceService {
     institution: { name: string; country: string };
     /** Largest batch per group commit; default 256. */
     batchSize?: number;
-    /** How long a profile read is reused, in ms; default 5000. A profile edit takes effect within this time on every instance. */
-    profileTtlMs?: number;
-  }) {}
+    /** Shared profile reads; a private one (5 s) when not given. */
+    profiles?: ProfileCache;
+  }) {
+    this.profiles = deps.profiles ?? new ProfileCache({ store: deps.store, clock: deps.clock });
+  }
 
   /**
    * Issues one certificate.
@@ -91,7 +94,7 @@ export class IssuanceService {
   async issue(req: IssueRequest): Promise<CertificateRecord> {
     const csr = typeof req.csr === "string" || Buffer.isBuffer(req.csr) ? this.deps.ca.verifyCsr(req.csr) : req.csr;
     const now = this.deps.clock.now();
-    const [holder, profile] = await Promise.all([this.deps.store.holders.get(req.holderId), this.profile(req.profileId, now.getTime())]);
+    const [holder, profile] = await Promise.all([this.deps.store.holders.get(req.holderId), this.profiles.get(req.profileId)]);
     if (!holder) throw new UkeyError("HOLDER_NOT_FOUND", { params: { holder: req.holderId } });
     if (!profile) throw new UkeyError("PROFILE_NOT_FOUND", { params: { profile: req.profileId } });
     // Never before the issuing CA itself: a CA made a moment ago on a clock slightly ahead would otherwise refuse.
@@ -124,14 +127,6 @@ export class IssuanceService {
       this.queue.push({ record, tbs, actor: req.actor, auditData: req.auditData ?? {}, onCommit: req.onCommit, resolve, reject });
       if (!this.flushing) void this.flush();
     });
-  }
-
-  private async profile(id: string, now: number): Promise<CertificateProfile | undefined> {
-    const hit = this.profiles.get(id);
-    if (hit && now - hit.at < (this.deps.profileTtlMs ?? 5000) && now >= hit.at) return hit.profile;
-    const profile = (await this.deps.store.profiles.get(id))?.profile;
-    this.profiles.set(id, { at: now, profile });
-    return profile;
   }
 
   /** Waits until every queued certificate is committed or failed. */

@@ -9,6 +9,7 @@ import { formatCertId } from "./cert-id.js";
 import { formatDn } from "./ca-runtime.js";
 import { hashIdNumber } from "./holder-identity.js";
 import type { IssuanceService } from "./issuance-service.js";
+import type { ProfileCache } from "./profile-cache.js";
 import { subjectFor } from "./issuance-service.js";
 
 /** A message to the holder's phone or e-mail; the delivery channels implement it. */
@@ -116,6 +117,7 @@ export class RenewalOrderService {
     senders?: CodeSenders;
     /** Base URL of the portal, for step-up approval links. */
     publicUrl: string;
+    profiles: ProfileCache;
   }) {}
 
   /**
@@ -483,7 +485,7 @@ export class RenewalOrderService {
   }
 
   private async profile(id: string): Promise<CertificateProfile> {
-    const p = (await this.deps.store.profiles.get(id))?.profile;
+    const p = await this.deps.profiles.get(id);
     if (!p) throw new UkeyError("PROFILE_NOT_FOUND", { params: { profile: id } });
     return p;
   }

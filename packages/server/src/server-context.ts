@@ -4,6 +4,7 @@ import { openStore, type Store } from "@ukey/store";
 import { CaRuntime } from "./ca-runtime.js";
 import { dataDirLayout, type DataDirLayout } from "./data-dir.js";
 import { IssuanceService } from "./issuance-service.js";
+import { ProfileCache } from "./profile-cache.js";
 import { syncProfiles } from "./profile-sync.js";
 import { RenewalInfoService } from "./renewal-info-service.js";
 import { RenewalOrderService } from "./renewal-order-service.js";
@@ -87,7 +88,8 @@ export async function openServerContext(dataDir: string, env: ServerEnv, clock: 
   const now = clock.now().getTime();
   await store.certificates.abandonStaleIntents(now - 5 * 60_000, now);
   await store.transaction((r) => syncProfiles(r, config.profiles, now, "system"));
-  const issuance = new IssuanceService({ store, ca, clock, institution: config.institution, batchSize: config.issuance.batchSize });
+  const profiles = new ProfileCache({ store, clock });
+  const issuance = new IssuanceService({ store, ca, clock, institution: config.institution, batchSize: config.issuance.batchSize, profiles });
   const revocation = new RevocationService({
     store, ca, clock,
     crlValidityHours: config.ca.crlValidityHours,
@@ -104,7 +106,7 @@ export async function openServerContext(dataDir: string, env: ServerEnv, clock: 
     await ca.close();
     throw e;
   }
-  const orders = new RenewalOrderService({ store, issuance, clock, idKey, institution: config.institution, publicUrl: config.publicUrl, chainPem, senders });
+  const orders = new RenewalOrderService({ store, issuance, clock, idKey, institution: config.institution, publicUrl: config.publicUrl, chainPem, senders, profiles });
   const enrolments = enrolmentServiceFor({ store, clock, layout });
   const downloads = new DownloadService({ store, enrolments, issuance, institution: config.institution, chainPem });
   return {
