@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { UkeyError, validityFor, type Clock, type CertificateProfile } from "@ukey/policy";
-import type { CertificateRecord, HolderRecord, Repositories, Store } from "@ukey/store";
+import type { AuditEntryInput, CertificateRecord, HolderRecord, Repositories, Store } from "@ukey/store";
 import type { SubjectSpec, VerifiedCsr } from "@ukey/ca";
 import { ProfileCache } from "./profile-cache.js";
 
@@ -178,17 +178,23 @@ export class IssuanceService {
   }
 
   private async completeIn(r: Repositories, batch: Pending[], signed: Array<Buffer | Error>, at: number): Promise<void> {
+    const audit = [];
     for (let i = 0; i < batch.length; i++) {
       const p = batch[i]!;
       const der = signed[i]!;
       if (der instanceof Error) {
         await r.certificates.setStatus(p.record.serial, "abandoned", at);
-        await auditIssuance(r, p, at, "certificate.abandoned", { error: der.message });
+        audit.push(issuanceAudit(p, at, "certificate.abandoned", { error: der.message }));
       } else {
         await r.certificates.completeIntent(p.record.serial, der, at);
-        await auditIssuance(r, p, at, "certificate.issued", {});
-        await p.onCommit?.(r, issuedRecord(p, der, at));
+        audit.push(issuanceAudit(p, at, "certificate.issued", {}));
       }
+    }
+    // One run of the chain for the batch, then what each request records with its certificate.
+    await r.audit.appendMany(audit);
+    for (let i = 0; i < batch.length; i++) {
+      const der = signed[i]!;
+      if (!(der instanceof Error)) await batch[i]!.onCommit?.(r, issuedRecord(batch[i]!, der, at));
     }
   }
 
@@ -206,11 +212,11 @@ function issuedRecord(p: Pending, der: Buffer, at: number): CertificateRecord {
   return { ...p.record, status: "active", der, revocationReason: null, revokedAt: null, imported: false, updatedAt: at };
 }
 
-async function auditIssuance(r: Repositories, p: Pending, at: number, action: string, extra: Record<string, unknown>) {
-  await r.audit.append({
+function issuanceAudit(p: Pending, at: number, action: string, extra: Record<string, unknown>): AuditEntryInput {
+  return {
     at, actor: p.actor, action, subjectType: "certificate", subjectId: p.record.serial,
     data: { holderId: p.record.holderId, profileId: p.record.profileId, subject: p.record.subjectDn, notAfter: p.record.notAfter, ...p.auditData, ...extra },
-  });
+  };
 }
 
 /**

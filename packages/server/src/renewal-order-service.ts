@@ -347,15 +347,17 @@ export class RenewalOrderService {
       await r.audit.append({ at, actor, action: "order.key-submitted", subjectType: "order", subjectId: o.id, data: { spkiSha256: spkiSha } });
     });
     const { notAfter } = validityFor(profile, { now: new Date(at), oldNotAfter: new Date(cert.notAfter) });
-    await this.deps.issuance.issue({
+    let moved = false;
+    const issued = await this.deps.issuance.issue({
       holderId: holder.id, profileId: profile.id, csr: verified, actor, tokenSerial, notAfter,
       auditData: { order: orderId, renews: cert.serial },
       onCommit: async (r, c) => {
-        const moved = await r.orders.transition(orderId, "key-submitted", "issued", at, { newSerial: c.serial });
+        moved = await r.orders.transition(orderId, "key-submitted", "issued", at, { newSerial: c.serial });
         await r.audit.append({ at, actor, action: moved ? "order.issued" : "order.issue-raced", subjectType: "order", subjectId: orderId, data: { serial: c.serial } });
       },
     });
-    return this.get(orderId);
+    if (!moved) return this.get(orderId);
+    return this.view({ ...order, state: "issued", newSerial: issued.serial, updatedAt: at }, { cert, holder, newCert: issued });
   }
 
   /** The agent read the certificate back from the key. */
@@ -444,6 +446,7 @@ export class RenewalOrderService {
   ): Promise<OrderView> {
     const at = this.deps.clock.now().getTime();
     let refusal: UkeyError | undefined;
+    let after: { order: RenewalOrderRecord; cert: CertificateRecord; holder: HolderRecord } | undefined;
     await this.deps.store.transaction(async (r) => {
       const o = await r.orders.getForUpdate(orderId);
       if (!o) throw new UkeyError("ORDER_NOT_FOUND", { params: { order: orderId } });
@@ -461,9 +464,11 @@ export class RenewalOrderService {
         at, actor: actor === "holder" ? `holder:${o.holderId}` : actor, action: refusal ? `order.${step}.refused` : `order.${step}`,
         subjectType: "order", subjectId: o.id, data: refusal ? { code: refusal.code, state: to } : { state: to },
       });
+      after = { order: { ...o, state: to, data: d as unknown as Record<string, unknown>, updatedAt: at }, cert, holder };
     });
     if (refusal) throw refusal;
-    return this.get(orderId);
+    // The view comes from what the transaction read and wrote: no second round of reads.
+    return this.view(after!.order, after!);
   }
 
   private async load(orderId: string): Promise<RenewalOrderRecord> {
@@ -490,10 +495,10 @@ export class RenewalOrderService {
     return p;
   }
 
-  private async view(o: RenewalOrderRecord): Promise<OrderView> {
+  private async view(o: RenewalOrderRecord, known: { cert?: CertificateRecord; holder?: HolderRecord; newCert?: CertificateRecord } = {}): Promise<OrderView> {
     const d = o.data as unknown as OrderData;
-    const cert = await this.certificateOf(o);
-    const holder = await this.holder(o.holderId);
+    const cert = known.cert ?? await this.certificateOf(o);
+    const holder = known.holder ?? await this.holder(o.holderId);
     const profile = await this.profile(o.profileId);
     const subject: SubjectSpec = subjectFor(holder, profile, this.deps.institution);
     const v: OrderView = {
@@ -513,7 +518,7 @@ export class RenewalOrderService {
     }
     if (d.failure) v.failure = d.failure;
     if (o.newSerial && (o.state === "issued" || o.state === "installed" || o.state === "completed")) {
-      const n = await this.deps.store.certificates.get(o.newSerial);
+      const n = known.newCert?.serial === o.newSerial ? known.newCert : await this.deps.store.certificates.get(o.newSerial);
       if (n?.der) {
         v.newCertificate = {
           serial: n.serial, certId: formatCertId(n.issuerKeyId, n.serial),

@@ -77,25 +77,41 @@ type Bad = Extract<AuditVerification, { ok: false }>;
  * copies of the head hash elsewhere (exports, logs) for that.
  */
 export function auditLog(x: Executor): AuditLog {
-  return {
-    append(input) {
+  const appendMany: AuditLog["appendMany"] = (inputs) => {
+    // Reject what the hash could not carry before taking the lock.
+    const entries = inputs.map((input) => {
       const entry: Required<AuditEntryInput> = { ...input, data: input.data ?? {} };
-      // Reject what the hash could not carry before taking the lock.
-      const dataText = canonicalJson(entry.data);
-      return x.atomic(async (tx) => {
-        const rows = await tx.query<{ seq: number | string; hash: string }>("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE");
-        const head = rows[0];
-        if (!head) throw new UkeyError("AUDIT_CHAIN_BROKEN", { params: { seq: 0, reason: "the audit head row is missing" } });
-        const seq = Number(head.seq) + 1;
-        const prevHash = head.hash;
+      return { entry, dataText: canonicalJson(entry.data) };
+    });
+    if (entries.length === 0) return Promise.resolve([]);
+    return x.atomic(async (tx) => {
+      const rows = await tx.query<{ seq: number | string; hash: string }>("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE");
+      const head = rows[0];
+      if (!head) throw new UkeyError("AUDIT_CHAIN_BROKEN", { params: { seq: 0, reason: "the audit head row is missing" } });
+      let seq = Number(head.seq);
+      let prevHash = head.hash;
+      const out: AuditEntry[] = [];
+      for (const { entry, dataText } of entries) {
+        seq += 1;
         const hash = auditEntryHash(seq, prevHash, entry);
         await tx.run(`INSERT INTO audit_log (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, [
           seq, entry.at, entry.actor, entry.action, entry.subjectType, entry.subjectId, dataText, prevHash, hash,
         ]);
-        await tx.run("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", [seq, hash]);
-        return { ...entry, seq, prevHash, hash };
-      });
+        out.push({ ...entry, seq, prevHash, hash });
+        prevHash = hash;
+      }
+      // One head update for the whole run: the chain is the same as one append at a time.
+      await tx.run("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", [seq, prevHash]);
+      return out;
+    });
+  };
+
+  return {
+    async append(input) {
+      return (await appendMany([input]))[0]!;
     },
+
+    appendMany,
 
     async list(fromSeq = 1, limit) {
       const rows = await x.sql.query<AuditRow>(`SELECT ${COLUMNS} FROM audit_log WHERE seq >= ? ORDER BY seq LIMIT ?`, [

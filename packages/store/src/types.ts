@@ -350,6 +350,8 @@ export interface OutboxRepository {
 export interface AuditLog {
   /** Appends one entry chained to the head. Call inside the transaction of the change it records. */
   append(e: AuditEntryInput): Promise<AuditEntry>;
+  /** Appends several entries in order under one lock of the head (one head update). Same chain as appending them one by one. */
+  appendMany(e: readonly AuditEntryInput[]): Promise<AuditEntry[]>;
   /** Streams entries in order from `fromSeq`. */
   list(fromSeq?: number, limit?: number): Promise<AuditEntry[]>;
   /** Walks the whole chain; reports the first entry changed, removed, inserted or reordered. */

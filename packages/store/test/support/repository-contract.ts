@@ -685,6 +685,20 @@ export function repositoryContract(engineName: string, factory: () => Promise<En
         assert.deepEqual(await store.audit.verify(), { ok: true, entries: 2, head: b.hash });
       });
 
+      test("appendMany makes the same chain as appending one by one, and nothing for an empty list", async () => {
+        await resetAudit();
+        const inputs = [0, 1, 2].map((i) => ({ at: T0 + i, actor: "system", action: "test.many", subjectType: "test", subjectId: String(i), data: { i } }));
+        const many = await store.transaction((r) => r.audit.appendMany(inputs));
+        assert.deepEqual(many.map((e) => e.seq), [1, 2, 3]);
+        assert.equal(many[1]!.prevHash, many[0]!.hash);
+        await resetAudit();
+        const single = [];
+        for (const e of inputs) single.push(await store.audit.append(e));
+        assert.deepEqual(single.map((e) => e.hash), many.map((e) => e.hash));
+        assert.deepEqual(await store.audit.appendMany([]), []);
+        assert.deepEqual(await store.audit.verify(), { ok: true, entries: 3, head: single[2]!.hash });
+      });
+
       test("concurrent appends form one chain", async () => {
         await resetAudit();
         const stores = [store];
