@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { isUkeyError } from "@ukey/policy";
-import { openStore, sqliteFile } from "../src/index.js";
+import { openStore, sqliteFile, type SqliteDatabase } from "../src/index.js";
 
 const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
 
@@ -151,8 +151,10 @@ describe("SQLite durability and the data directory", () => {
   test("refuses the bare database inside its own transaction instead of deadlocking", async () => {
     const dataDir = tempDir();
     const store = await openStore({ dataDir });
+    (store.db as SqliteDatabase).deadlockWaitMs = 200;
     try {
       await assert.rejects(store.transaction(async () => store.holders.get("x")), (e: unknown) => isUkeyError(e, "INTERNAL"));
+      await assert.rejects(store.transaction(async () => store.transaction(async () => 1)), (e: unknown) => isUkeyError(e, "INTERNAL"));
       // And the database is usable afterwards.
       assert.equal(await store.holders.get("x"), undefined);
     } finally {
