@@ -23,6 +23,8 @@ export interface IssuingCa {
 /** A counter or renewal issuance request, as the RA has decided it. */
 export interface IssueRequest {
   holderId: string;
+  /** The holder's record when the caller has just read it (the RA's order did): not read again. */
+  holder?: HolderRecord;
   profileId: string;
   /** The CSR, or the result of verifyCsr when the caller has already checked it (it is not verified twice). */
   csr: Buffer | string | VerifiedCsr;
@@ -94,7 +96,10 @@ export class IssuanceService {
   async issue(req: IssueRequest): Promise<CertificateRecord> {
     const csr = typeof req.csr === "string" || Buffer.isBuffer(req.csr) ? this.deps.ca.verifyCsr(req.csr) : req.csr;
     const now = this.deps.clock.now();
-    const [holder, profile] = await Promise.all([this.deps.store.holders.get(req.holderId), this.profiles.get(req.profileId)]);
+    const [holder, profile] = await Promise.all([
+      req.holder?.id === req.holderId ? req.holder : this.deps.store.holders.get(req.holderId),
+      this.profiles.get(req.profileId),
+    ]);
     if (!holder) throw new UkeyError("HOLDER_NOT_FOUND", { params: { holder: req.holderId } });
     if (!profile) throw new UkeyError("PROFILE_NOT_FOUND", { params: { profile: req.profileId } });
     // Never before the issuing CA itself: a CA made a moment ago on a clock slightly ahead would otherwise refuse.

@@ -160,7 +160,7 @@ export class RenewalOrderService {
       }
       throw err;
     }
-    return this.view(order);
+    return this.view(order, { cert });
   }
 
   /** The order with its next step. @throws UkeyError ORDER_NOT_FOUND. */
@@ -349,7 +349,7 @@ export class RenewalOrderService {
     const { notAfter } = validityFor(profile, { now: new Date(at), oldNotAfter: new Date(cert.notAfter) });
     let moved = false;
     const issued = await this.deps.issuance.issue({
-      holderId: holder.id, profileId: profile.id, csr: verified, actor, tokenSerial, notAfter,
+      holderId: holder.id, holder, profileId: profile.id, csr: verified, actor, tokenSerial, notAfter,
       auditData: { order: orderId, renews: cert.serial },
       onCommit: async (r, c) => {
         moved = await r.orders.transition(orderId, "key-submitted", "issued", at, { newSerial: c.serial });
@@ -374,22 +374,24 @@ export class RenewalOrderService {
     if (order.state === "completed") return this.view(order);
     const profile = await this.profile(order.profileId);
     const at = this.deps.clock.now().getTime();
+    let after: { order: RenewalOrderRecord; cert: CertificateRecord } | undefined;
     await this.deps.store.transaction(async (r) => {
       const o = await r.orders.getForUpdate(orderId);
       if (!o || (o.state !== "installed" && o.state !== "issued")) throw this.outOfOrder(o ?? order);
       if (!(await r.orders.transition(o.id, o.state, "completed", at))) throw this.outOfOrder(o);
-      const old = o.certificateSerial ? await r.certificates.get(o.certificateSerial) : undefined;
-      if (old && old.revokedAt === null) {
-        if (profile.renewal.onCompletion === "revoke-superseded") {
-          await r.certificates.revoke(old.serial, "superseded", at, "superseded");
-        } else {
-          await r.certificates.setStatus(old.serial, "superseded", at);
-        }
-        await r.audit.append({ at, actor, action: "certificate.superseded", subjectType: "certificate", subjectId: old.serial, data: { by: o.newSerial, revoked: profile.renewal.onCompletion === "revoke-superseded" } });
+      const old = await this.certificateOf(o, r);
+      const audit = [];
+      if (old.revokedAt === null) {
+        const revoke = profile.renewal.onCompletion === "revoke-superseded";
+        if (revoke) await r.certificates.revoke(old.serial, "superseded", at, "superseded");
+        else await r.certificates.setStatus(old.serial, "superseded", at);
+        audit.push({ at, actor, action: "certificate.superseded", subjectType: "certificate", subjectId: old.serial, data: { by: o.newSerial, revoked: revoke } });
       }
-      await r.audit.append({ at, actor, action: "order.completed", subjectType: "order", subjectId: o.id, data: { newSerial: o.newSerial } });
+      audit.push({ at, actor, action: "order.completed", subjectType: "order", subjectId: o.id, data: { newSerial: o.newSerial } });
+      await r.audit.appendMany(audit);
+      after = { order: { ...o, state: "completed", updatedAt: at }, cert: old };
     });
-    return this.get(orderId);
+    return this.view(after!.order, { cert: after!.cert });
   }
 
   /** Cancels an order that has not issued yet. */
