@@ -113,6 +113,8 @@ export const catalogue = {
     "请重新开始更新：系统会找到该证书进行中的申请并从中断处继续。", "Start the renewal again: the system finds the certificate's open order and continues where it stopped."),
   ORDER_STEP_OUT_OF_ORDER: e("conflict", "更新申请 {order} 当前处于“{state}”，不能执行此步骤；下一步是：{next}。", "Renewal order {order} is {state}; this step is not possible now. Next step: {next}.",
     "请按提示完成下一步；重新开始更新也会从中断处继续。", "Do the next step shown; starting the renewal again also continues where it stopped."),
+  RENEWAL_LOCKED: e("conflict", "该证书的在线更新因多次验证失败已暂停，至 {until} 恢复。", "Online renewal of this certificate is paused after too many failed checks, until {until}.",
+    "请在该时间之后重试；如急需办理，请本人携带有效身份证件到柜台。", "Try again after that time; if it cannot wait, go to the counter in person with your ID document."),
   CHALLENGE_INVALID: e("unauthenticated", "挑战值无效、已使用或已过期。", "The challenge is unknown, already used or expired.",
     "请重新获取挑战值后再用 UKey 签名（有效期 5 分钟，只能用一次）。", "Ask for a new challenge and sign it with the UKey (a challenge is valid for 5 minutes, once)."),
   CODE_RESEND_TOO_SOON: e("conflict", "验证码刚刚发送过，请 {seconds} 秒后再重新获取。", "A code was just sent; you can ask for a new one in {seconds} seconds.",

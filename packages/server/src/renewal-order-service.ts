@@ -69,6 +69,7 @@ const codeResendMs = 60_000;
 const maxCodeAttempts = 5;
 const maxIdAttempts = 5;
 const stepUpTtlMs = 10 * 60_000;
+const failureLockMs = 24 * 3_600_000;
 
 /** The exact bytes a proof of possession signs: a fixed prefix, the order and the challenge, so a signature can be reused for nothing else. */
 export function possessionMessage(orderId: string, challenge: string): Buffer {
@@ -131,6 +132,11 @@ export class RenewalOrderService {
     if (!cert || cert.der === null) throw new UkeyError("CERT_NOT_FOUND", { params: { serial } });
     const open = await this.deps.store.orders.findOpenForCertificate(serial);
     if (open) return this.view(open);
+    // An order that failed on wrong answers locks its certificate for a day: five guesses a day, not per order.
+    const lastFailure = (await this.deps.store.orders.list({ holderId: cert.holderId, state: "failed", limit: 200 }))
+      .filter((o) => o.certificateSerial === serial && now.getTime() - o.updatedAt < failureLockMs)
+      .reduce((max, o) => Math.max(max, o.updatedAt), 0);
+    if (lastFailure) throw new UkeyError("RENEWAL_LOCKED", { params: { until: new Date(lastFailure + failureLockMs).toISOString() } });
     const profile = await this.profile(cert.profileId);
     const e = evaluate({ notBefore: cert.notBefore, notAfter: cert.notAfter, status: cert.status, revokedAt: cert.revokedAt }, profile, channel, now);
     const refusal = renewalRefusal(e, { serial, stepUpVerified: true });
@@ -274,7 +280,9 @@ export class RenewalOrderService {
       }
       c.attempts += 1;
       if (c.attempts >= maxCodeAttempts) {
+        // The order fails (a resent code must not bring five more guesses) and the certificate rests a day.
         c.used = true;
+        d.failure = "CODE_ATTEMPTS_EXCEEDED";
         return new UkeyError("CODE_ATTEMPTS_EXCEEDED");
       }
       return new UkeyError("CODE_INVALID");
@@ -301,7 +309,11 @@ export class RenewalOrderService {
       if (!s || s.expiresAt < at || sha256(token) !== s.tokenHash) return new UkeyError("CHALLENGE_INVALID");
       if (holder.idType !== idType || hashIdNumber(this.deps.idKey, idType, idNumber) !== holder.idHash) {
         d.idAttempts += 1;
-        if (d.idAttempts >= maxIdAttempts) delete d.stepUp;
+        if (d.idAttempts >= maxIdAttempts) {
+          delete d.stepUp;
+          d.failure = "IDENTITY_MISMATCH";
+          return new UkeyError("CODE_ATTEMPTS_EXCEEDED");
+        }
         return new UkeyError("IDENTITY_MISMATCH");
       }
       delete d.stepUp;

@@ -96,7 +96,15 @@ test("a code expires after 5 minutes, and five wrong codes spend it", async () =
   const codes: string[] = [];
   for (let i = 0; i < 5; i++) codes.push((await call(`/api/v1/orders/${id}/code/verify`, { code: wrong })).body.code!);
   assert.deepEqual(codes, ["CODE_INVALID", "CODE_INVALID", "CODE_INVALID", "CODE_INVALID", "CODE_ATTEMPTS_EXCEEDED"]);
-  assert.equal((await call(`/api/v1/orders/${id}/code/verify`, { code: second })).body.code, "CODE_INVALID", "the right code no longer works");
+  // The order has failed: neither the right code nor a resent one brings more guesses.
+  assert.equal((await call(`/api/v1/orders/${id}/code/verify`, { code: second })).body.code, "ORDER_STEP_OUT_OF_ORDER");
+  assert.equal((await call(`/api/v1/orders/${id}/code`)).body.code, "ORDER_STEP_OUT_OF_ORDER");
+  // And the certificate rests a day before a new order can start.
+  const locked = await call("/api/v1/orders", { certId: certs[1]!.certId });
+  assert.equal(locked.body.code, "RENEWAL_LOCKED");
+  clock.advance(24 * 3_600_000 + 1);
+  const again = await call("/api/v1/orders", { certId: certs[1]!.certId });
+  assert.equal(again.status, 201, JSON.stringify(again.body));
 });
 
 test("no ID number or one-time code in clear in any database file or log line", async () => {
