@@ -1,8 +1,9 @@
 import { derToPem, encodeName, verifyCsr } from "@ukey/ca";
-import { UkeyError } from "@ukey/policy";
-import type { Store } from "@ukey/store";
+import { createHash } from "node:crypto";
+import { UkeyError, isUkeyError } from "@ukey/policy";
+import type { CertificateRecord, Store } from "@ukey/store";
 import { formatCertId } from "./cert-id.js";
-import type { EnrolmentService } from "./enrolment-service.js";
+import { normaliseReferenceNumber, type EnrolmentService } from "./enrolment-service.js";
 import { subjectFor, type IssuanceService } from "./issuance-service.js";
 import { checkRequestedSubject } from "./renewal-order-service.js";
 
@@ -26,7 +27,7 @@ export interface DownloadResult {
  */
 export class DownloadService {
   constructor(private readonly deps: {
-    store: Pick<Store, "holders" | "profiles">;
+    store: Pick<Store, "holders" | "profiles" | "enrolments" | "certificates">;
     enrolments: EnrolmentService;
     issuance: IssuanceService;
     institution: { name: string; country: string };
@@ -40,7 +41,16 @@ export class DownloadService {
   async download(referenceNumber: string, authorizationCode: string, csr: string | Buffer, tokenSerial: string | null, actor: string): Promise<DownloadResult> {
     // The CSR is checked before the code, so that a malformed request never spends an attempt.
     const request = verifyCsr(csr);
-    const verified = await this.deps.enrolments.verify(referenceNumber, authorizationCode, actor);
+    let verified;
+    try {
+      verified = await this.deps.enrolments.verify(referenceNumber, authorizationCode, actor);
+    } catch (e) {
+      // The right codes, already spent, and the same key: the agent lost the answer (a crash, a pulled key);
+      // deliver that certificate again rather than strand the holder.
+      const again = isUkeyError(e, "CODE_ALREADY_USED") ? await this.issuedFor(referenceNumber, request.spki) : undefined;
+      if (again) return again;
+      throw e;
+    }
     const holder = await this.deps.store.holders.get(verified.holderId);
     if (!holder) throw new UkeyError("HOLDER_NOT_FOUND", { params: { holder: verified.holderId } });
     const profile = (await this.deps.store.profiles.get(verified.profileId))?.profile;
@@ -51,10 +61,25 @@ export class DownloadService {
       auditData: { enrolment: verified.id, channel: "download" },
       onCommit: async (r, cert) => { await this.deps.enrolments.redeemIn(r, verified, actor, { serial: cert.serial }); },
     });
+    return this.result(c);
+  }
+
+  private result(c: CertificateRecord): DownloadResult {
     return {
       serial: c.serial, certId: formatCertId(c.issuerKeyId, c.serial), subject: c.subjectDn,
       notBefore: new Date(c.notBefore).toISOString(), notAfter: new Date(c.notAfter).toISOString(),
       pem: derToPem(c.der!, "CERTIFICATE"), chainPem: this.deps.chainPem,
     };
+  }
+
+  /** The active certificate this enrolment's holder got for exactly this key, if any. */
+  private async issuedFor(referenceNumber: string, spki: Buffer): Promise<DownloadResult | undefined> {
+    const ref = normaliseReferenceNumber(referenceNumber);
+    const e = ref ? await this.deps.store.enrolments.getByReference(ref) : undefined;
+    if (!e || e.status !== "used") return undefined;
+    const spkiSha256 = createHash("sha256").update(spki).digest("hex");
+    const mine = (await this.deps.store.certificates.search({ holderId: e.holderId, status: "active", limit: 1000 }))
+      .find((c) => c.spkiSha256 === spkiSha256 && c.profileId === e.profileId && c.der !== null);
+    return mine && this.result(mine);
   }
 }

@@ -34,7 +34,7 @@ async function download(payload: Record<string, unknown>) {
   return { status: res.statusCode, body: res.json() as { code?: string; serial?: string; pem?: string; chainPem?: string; subject?: string } };
 }
 
-test("download with two codes; the code works once; wrong codes are counted", async () => {
+test("download with two codes; the code works once (the same key gets its certificate again); wrong codes are counted", async () => {
   const e = await ctx.enrolments.create({ holderId: "D1", profileId: "personal", actor: "operator:test" });
   const key = opensslCsr(t, "k1", keyArgs.p256, "/");
   const csr = readFileSync(key.csr, "utf8");
@@ -52,8 +52,14 @@ test("download with two codes; the code works once; wrong codes are counted", as
   const stored = await ctx.store.certificates.get(ok.body.serial!);
   assert.equal(stored?.tokenSerial, "PF20FA000123");
 
+  // The answer was lost (crash, key pulled): the same codes and the same key get the same certificate again.
   const again = await download({ referenceNumber: e.referenceNumber, authorizationCode: e.authorizationCode, csr });
-  assert.equal(again.body.code, "CODE_ALREADY_USED");
+  assert.equal(again.status, 201, JSON.stringify(again.body));
+  assert.equal(again.body.serial, ok.body.serial);
+  // Another key with the spent codes gets nothing.
+  const other = opensslCsr(t, "k1b", keyArgs.p256, "/");
+  const refused = await download({ referenceNumber: e.referenceNumber, authorizationCode: e.authorizationCode, csr: readFileSync(other.csr, "utf8") });
+  assert.equal(refused.body.code, "CODE_ALREADY_USED");
   const audit = (await ctx.store.audit.list(0, 1000)).map((x) => x.action);
   assert.ok(audit.includes("enrolment.redeemed") && audit.includes("enrolment.code-refused"));
 });
