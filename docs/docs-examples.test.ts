@@ -1,29 +1,16 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import { resolve } from "node:path";
 import { startUkeyServer, tempDir, type RunningServer, type TempDir } from "../packages/server/test/support/fixtures.js";
-import { docExamples } from "../packages/server/test/support/doc-examples.js";
+import { docExamples, runExample } from "../packages/server/test/support/doc-examples.js";
 
 // The shell examples of the docs are run as written, in order, so that the
 // docs cannot drift from what the programs do.
-const repo = resolve(import.meta.dirname, "..");
 
 const examples = docExamples;
 
 let t: TempDir;
 let server: RunningServer | undefined;
-const env = () => ({
-  PATH: `${resolve(repo, "node_modules/.bin")}:${process.env.PATH}`,
-  HOME: process.env.HOME ?? "/tmp",
-  UKEY_CA_PASSPHRASE_FILE: t.path("ca-passphrase"),
-});
-
-function sh(script: string) {
-  const r = spawnSync("bash", ["-euo", "pipefail", "-c", script], { cwd: t.dir, env: env(), encoding: "utf8", timeout: 120_000 });
-  assert.equal(r.status, 0, `example failed:\n${script}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`);
-  return r.stdout;
-}
+const sh = (script: string) => runExample(t.dir, script, { UKEY_CA_PASSPHRASE_FILE: t.path("ca-passphrase") });
 
 before(() => { t = tempDir("ukey-docs-"); });
 after(async () => { await server?.stop(); t.cleanup(); });

@@ -1,29 +1,19 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { resolve } from "node:path";
 import { totpCodeAt } from "../src/admin/operator-credentials.js";
 import { addHolder, initialisedDataDir, startUkeyServer, tempDir, type RunningServer, type TempDir } from "./support/fixtures.js";
-import { docExamples } from "./support/doc-examples.js";
+import { docExamples, runExample } from "./support/doc-examples.js";
 
 // The shell examples of docs/admin-api.md, run as written against the real
 // CLI and server; $TOTP is what the operator's authenticator app would show.
-const repo = resolve(import.meta.dirname, "../../..");
 let t: TempDir;
 let server: RunningServer | undefined;
 let env: Record<string, string>;
 
 const examples = (group: string) => docExamples("admin-api.md", group);
 
-function sh(script: string, extra: Record<string, string> = {}) {
-  const r = spawnSync("bash", ["-euo", "pipefail", "-c", script], {
-    cwd: t.dir, encoding: "utf8", timeout: 120_000,
-    env: { PATH: `${resolve(repo, "node_modules/.bin")}:${process.env.PATH}`, HOME: process.env.HOME ?? "/tmp", ...env, ...extra },
-  });
-  assert.equal(r.status, 0, `example failed:\n${script}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`);
-  return r.stdout;
-}
+const sh = (script: string, extra: Record<string, string> = {}) => runExample(t.dir, script, { ...env, ...extra });
 
 before(() => {
   t = tempDir("ukey-admin-docs-");

@@ -1,33 +1,21 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
-import { resolve } from "node:path";
 import { derToPem } from "@ukey/ca";
 import { systemClock } from "@ukey/policy";
 import { openServerContext } from "../src/server-context.js";
 import { startUkeyServer, tempDir, type RunningServer, type TempDir } from "./support/fixtures.js";
-import { docExamples } from "./support/doc-examples.js";
+import { docExamples, runExample } from "./support/doc-examples.js";
 
 // docs/est.md's shell examples, run as written (as docs/docs-examples.test.ts
 // does for the other documents), against the real server on its TLS port.
-const repo = resolve(import.meta.dirname, "../../..");
 
 const examples = (group: string) => docExamples("est.md", group);
 
 let t: TempDir;
 let server: RunningServer | undefined;
-const env = () => ({
-  PATH: `${resolve(repo, "node_modules/.bin")}:${process.env.PATH}`,
-  HOME: process.env.HOME ?? "/tmp",
-  UKEY_CA_PASSPHRASE_FILE: t.path("ca-passphrase"),
-});
-
-function sh(script: string): string {
-  const r = spawnSync("bash", ["-euo", "pipefail", "-c", script], { cwd: t.dir, env: env(), encoding: "utf8", timeout: 120_000 });
-  assert.equal(r.status, 0, `example failed:\n${script}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`);
-  return r.stdout;
-}
+const sh = (script: string): string => runExample(t.dir, script, { UKEY_CA_PASSPHRASE_FILE: t.path("ca-passphrase") });
 
 async function start(): Promise<(block: string) => string> {
   const port = 20000 + Math.floor(Math.random() * 20000);
