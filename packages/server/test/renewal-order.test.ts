@@ -1,14 +1,13 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createPrivateKey, sign } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import type { FastifyInstance } from "fastify";
 import { fixedClock } from "@ukey/policy";
 import { buildApp } from "../src/app.js";
 import { formatCertId } from "../src/cert-id.js";
 import { openServerContext, type ServerContext } from "../src/server-context.js";
-import { possessionMessage, type OrderView } from "../src/renewal-order-service.js";
-import { addHolder, initialisedDataDir, keyArgs, openssl, opensslCsr, runUkeyServer, tempDir, type TempDir } from "./support/fixtures.js";
+import type { OrderView } from "../src/renewal-order-service.js";
+import { addHolder, initialisedDataDir, keyArgs, openssl, opensslCsr, runUkeyServer, tempDir, type TempDir, signPossession } from "./support/fixtures.js";
 
 // A whole renewal through the HTTP API, with the current key held by the
 // test in place of the agent (the agent and real tokens come with their own
@@ -48,10 +47,7 @@ async function call<T = OrderView>(method: "GET" | "POST", url: string, payload?
   return { status: res.statusCode, body: res.json() };
 }
 
-function proof(orderId: string, challenge: string, keyFile = old.keyFile): string {
-  const key = createPrivateKey(readFileSync(keyFile));
-  return sign("sha256", possessionMessage(orderId, challenge), { key, dsaEncoding: "der" }).toString("base64");
-}
+const proof = (orderId: string, challenge: string, keyFile = old.keyFile) => signPossession(orderId, challenge, keyFile);
 
 test("outside the window the refusal gives the date it opens", async () => {
   clock.set(new Date(old.notAfter - 200 * day));

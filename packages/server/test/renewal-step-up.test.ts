@@ -1,13 +1,11 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createPrivateKey, sign } from "node:crypto";
-import { readFileSync } from "node:fs";
 import type { FastifyInstance } from "fastify";
 import { fixedClock } from "@ukey/policy";
 import { buildApp } from "../src/app.js";
 import { openServerContext, type ServerContext } from "../src/server-context.js";
-import { possessionMessage, type OrderView } from "../src/renewal-order-service.js";
-import { initialisedDataDir, keyArgs, opensslCsr, runUkeyServer, tempDir, type TempDir } from "./support/fixtures.js";
+import type { OrderView } from "../src/renewal-order-service.js";
+import { initialisedDataDir, keyArgs, opensslCsr, runUkeyServer, tempDir, type TempDir, signPossession } from "./support/fixtures.js";
 
 // Long expired (seed 000: over a year; the built-in profile: over 90 days):
 // proof of possession still works while the window is open, and a second
@@ -48,7 +46,7 @@ async function call<T = OrderView>(url: string, payload?: unknown) {
 
 async function prove(id: string, key: string) {
   const { challenge } = (await call<{ challenge: string }>(`/api/v1/orders/${id}/challenge`)).body;
-  const signature = sign("sha256", possessionMessage(id, challenge), { key: createPrivateKey(readFileSync(key)), dsaEncoding: "der" }).toString("base64");
+  const signature = signPossession(id, challenge, key);
   return call(`/api/v1/orders/${id}/possession`, { signature });
 }
 

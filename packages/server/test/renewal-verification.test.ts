@@ -1,13 +1,12 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createPrivateKey, sign } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import type { FastifyInstance } from "fastify";
 import { fixedClock } from "@ukey/policy";
 import { buildApp } from "../src/app.js";
 import { openServerContext, type ServerContext } from "../src/server-context.js";
-import { possessionMessage, type OrderView } from "../src/renewal-order-service.js";
-import { initialisedDataDir, keyArgs, opensslCsr, runUkeyServer, tempDir, type TempDir } from "./support/fixtures.js";
+import type { OrderView } from "../src/renewal-order-service.js";
+import { initialisedDataDir, keyArgs, opensslCsr, runUkeyServer, tempDir, type TempDir, signPossession } from "./support/fixtures.js";
 
 // Seed 000's verification (ID number, then a code sent to the phone on
 // record) through the HTTP API, with the demo outbox as the phone; then a
@@ -54,7 +53,7 @@ async function startAndProve(i: number): Promise<string> {
   const { certId, key } = certs[i]!;
   const order = (await call("/api/v1/orders", { certId })).body;
   const { challenge } = (await call<{ challenge: string }>(`/api/v1/orders/${order.id}/challenge`)).body;
-  const signature = sign("sha256", possessionMessage(order.id, challenge), { key: createPrivateKey(readFileSync(key)), dsaEncoding: "der" }).toString("base64");
+  const signature = signPossession(order.id, challenge, key);
   const proved = (await call(`/api/v1/orders/${order.id}/possession`, { signature })).body;
   assert.equal(proved.nextStep, "id-number");
   return order.id;

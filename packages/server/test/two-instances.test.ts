@@ -1,14 +1,13 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createPrivateKey, sign } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import type { FastifyInstance } from "fastify";
 import { fixedClock } from "@ukey/policy";
 import { createTestDatabase } from "../../store/test/support/postgres.js";
 import { buildApp } from "../src/app.js";
 import { openServerContext, type ServerContext } from "../src/server-context.js";
-import { possessionMessage, type OrderView } from "../src/renewal-order-service.js";
-import { addHolder, keyArgs, opensslCsr, runUkeyServer, tempDir, type TempDir } from "./support/fixtures.js";
+import type { OrderView } from "../src/renewal-order-service.js";
+import { addHolder, keyArgs, opensslCsr, runUkeyServer, tempDir, type TempDir, signPossession } from "./support/fixtures.js";
 
 // Two server instances on one real PostgreSQL: a renewal whose steps
 // alternate between them finishes, because nothing a renewal needs lives
@@ -67,7 +66,7 @@ test("a renewal whose steps alternate between two instances completes", async ()
   const resumed = await next("POST", "/api/v1/orders", { certId: old.certId });
   assert.equal(resumed.id, order.id);
   const { challenge } = await next<{ challenge: string }>("POST", `/api/v1/orders/${order.id}/challenge`);
-  const signature = sign("sha256", possessionMessage(order.id, challenge), { key: createPrivateKey(readFileSync(old.keyFile)), dsaEncoding: "der" }).toString("base64");
+  const signature = signPossession(order.id, challenge, old.keyFile);
   assert.equal((await next("POST", `/api/v1/orders/${order.id}/possession`, { signature })).state, "verified");
   const fresh = opensslCsr(t, "new", keyArgs.p256, "/");
   const issued = await next("POST", `/api/v1/orders/${order.id}/csr`, { csr: readFileSync(fresh.csr, "utf8") });

@@ -1,8 +1,10 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createPrivateKey, sign } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
+import { possessionMessage } from "../../src/renewal-order-service.js";
 
 /** The real bin, as operators run it. */
 export const ukeyServerBin = resolve(import.meta.dirname, "../../bin/ukey-server.js");
@@ -121,4 +123,14 @@ export function initialisedDataDir(t: TempDir, algorithm = "p256", extraArgs: st
 export function addHolder(t: TempDir, dataDir: string, env: Record<string, string>, id: string, extra: string[] = []): CliResult {
   const idFile = t.write(`${id}.idnum`, "11010119900307123X\n");
   return runUkeyServer(["holder", "add", "--data-dir", dataDir, "--id", id, "--name", `Holder ${id}`, "--id-type", "resident-id", "--id-number-file", idFile, "--json", ...extra], env);
+}
+
+/**
+ * What the agent does for proof of possession: signs the order's challenge
+ * message (possessionMessage) with the current key, here a PEM key file
+ * standing in for the token. Returns the base64 signature.
+ */
+export function signPossession(orderId: string, challenge: string, keyFile: string): string {
+  const key = createPrivateKey(readFileSync(keyFile));
+  return sign("sha256", possessionMessage(orderId, challenge), { key, dsaEncoding: "der" }).toString("base64");
 }
