@@ -65,17 +65,21 @@ export class RevocationService {
   async crl(which: "issuing" | "root"): Promise<Buffer> {
     const now = this.deps.clock.now();
     const issuer = which === "issuing" ? this.deps.ca.issuing : this.deps.ca.root;
+    const issuerKeyId = issuer.keyId.toString("hex");
+    // One aggregate query decides whether the cached CRL is still complete; the full list is read
+    // only when a new CRL is signed.
+    const s = which === "issuing" ? await this.deps.store.certificates.revocationStamp(issuerKeyId) : { count: 0, latestAt: null };
+    const stamp = `${s.count}@${s.latestAt ?? 0}`;
+    const cached = this.crls.get(which);
+    if (cached && cached.stamp === stamp && now.getTime() - cached.thisUpdate < this.deps.crlRefreshMinutes * 60_000) return cached.der;
     const revoked: RevokedEntry[] = [];
     if (which === "issuing") {
-      for await (const r of this.deps.store.certificates.listRevoked(issuer.keyId.toString("hex"))) {
+      for await (const r of this.deps.store.certificates.listRevoked(issuerKeyId)) {
         revoked.push({ serial: r.serial, revokedAt: new Date(r.revokedAt ?? 0), reason: r.revocationReason ?? "unspecified" });
       }
     }
-    const stamp = revoked.map((r) => `${r.serial}@${r.revokedAt.getTime()}`).join(",");
-    const cached = this.crls.get(which);
-    if (cached && cached.stamp === stamp && now.getTime() - cached.thisUpdate < this.deps.crlRefreshMinutes * 60_000) return cached.der;
     const signer = which === "issuing" ? this.deps.ca.issuingSigner : await this.deps.ca.loadRootSigner();
-    const number = await this.deps.store.crls.nextNumber(issuer.keyId.toString("hex"), now.getTime());
+    const number = await this.deps.store.crls.nextNumber(issuerKeyId, now.getTime());
     const der = await buildCrl({
       issuer, signer, number, thisUpdate: now,
       nextUpdate: new Date(now.getTime() + this.deps.crlValidityHours * 3_600_000),

@@ -78,3 +78,14 @@ test("a renewal whose steps alternate between two instances completes", async ()
   const audit = await contexts[0]!.store.audit.verify();
   assert.equal(audit.ok, true);
 });
+
+test("a revocation on one instance is in the other instance's next CRL", async () => {
+  const [a, b] = contexts as [ServerContext, ServerContext];
+  const before = await a.revocation.crl("issuing");
+  assert.deepEqual(await a.revocation.crl("issuing"), before, "unchanged: the cached CRL is served");
+  const [victim] = await b.store.certificates.search({ holderId: "P1", status: "active" });
+  await b.revocation.revoke(victim!.serial, "keyCompromise", "operator:test");
+  const after = await a.revocation.crl("issuing");
+  assert.notDeepEqual(after, before);
+  assert.ok(after.includes(Buffer.from(victim!.serial, "hex")), "the new CRL lists the serial revoked elsewhere");
+});

@@ -96,6 +96,13 @@ export function certificateRepository(x: Executor): CertificateRepository {
       const changed = await x.sql.run("UPDATE certificates SET status = ?, updated_at = ? WHERE serial = ?", [status, at, serial]);
       if (changed !== 1) throw new UkeyError("CERT_NOT_FOUND", { params: { serial } });
     },
+    async revocationStamp(issuerKeyId) {
+      const rows = await x.sql.query<{ n: number | string; latest: number | string | null }>(
+        "SELECT COUNT(*) AS n, MAX(revoked_at) AS latest FROM certificates WHERE issuer_key_id = ? AND revoked_at IS NOT NULL", [issuerKeyId]);
+      const r = rows[0];
+      return { count: Number(r?.n ?? 0), latestAt: r?.latest === null || r?.latest === undefined ? null : Number(r.latest) };
+    },
+
     listRevoked(issuerKeyId) {
       return {
         async *[Symbol.asyncIterator]() {

@@ -199,6 +199,11 @@ export interface CertificateRepository {
   revoke(serial: string, reason: string, at: Millis, status?: "revoked" | "superseded"): Promise<boolean>;
   setStatus(serial: string, status: CertificateStatus, at: Millis): Promise<void>;
   /** Every revoked or superseded-with-revocation certificate of one issuer, for the CRL. Streams in serial order. */
+  /**
+   * How many certificates of one issuer are revoked, and the latest revocation time: a cheap way to
+   * tell whether a cached CRL is still complete (revocations are never undone).
+   */
+  revocationStamp(issuerKeyId: string): Promise<{ count: number; latestAt: Millis | null }>;
   listRevoked(issuerKeyId: string): AsyncIterable<Pick<CertificateRecord, "serial" | "revokedAt" | "revocationReason">>;
   search(q: CertificateSearch): Promise<CertificateRecord[]>;
   countByStatus(): Promise<Record<string, number>>;

@@ -271,6 +271,11 @@ export function repositoryContract(engineName: string, factory: () => Promise<En
         const none: unknown[] = [];
         for await (const e of store.certificates.listRevoked(uid("empty"))) none.push(e);
         assert.deepEqual(none, []);
+        // The stamp a CRL cache compares: as many as listed, and the latest revocation time.
+        const stamp = await store.certificates.revocationStamp(issuer);
+        assert.equal(stamp.count, seen.length);
+        assert.equal(stamp.latestAt, Math.max(...seen.map((e) => e.revokedAt!)));
+        assert.deepEqual(await store.certificates.revocationStamp(uid("empty")), { count: 0, latestAt: null });
       });
 
       test("searches by holder, status, subject and expiry, with paging", async () => {
