@@ -1,0 +1,104 @@
+import type { KeyStoreBackend, TokenCertificate, TokenInfo } from "../keys/key-store.js";
+import type { Prompter } from "../prompter.js";
+
+/**
+ * The holder's operations, shared by the `ukey` CLI and the local API the
+ * portal talks to. Each takes what it needs and a Prompter for what only
+ * the holder can give; each throws UkeyError with a catalogue code and
+ * leaves the token and the server's order consistent (the next run
+ * finishes or rolls back what an interrupted one left).
+ */
+export interface FlowContext {
+  backend: KeyStoreBackend;
+  /** The renewal server, e.g. https://ra.example.com (its API under /api/v1). */
+  server: ServerConnection;
+  prompter: Prompter;
+  /** "cli" for the terminal, "web" for the portal's local API. */
+  channel: "web" | "cli";
+  /** For tests: where to simulate a crash (the process kills itself with SIGKILL there). Read from UKEY_AGENT_FAULT. */
+  fault?: FaultPoint;
+}
+
+export interface ServerConnection {
+  url: string;
+  /** Extra CA certificates (PEM) to trust for HTTPS, e.g. the institution's root. */
+  caPem?: string;
+}
+
+export type FaultPoint =
+  | "after-keygen"          // key pair generated on the token, CSR not sent
+  | "after-csr"             // CSR sent, answer not read
+  | "after-issue"           // certificate received, not installed
+  | "after-install"         // installed and read back, order not confirmed
+  | "during-cleanup";       // order completed, old objects half removed
+
+export interface CertificateStatus {
+  certificate: Omit<TokenCertificate, "der">;
+  /** In words: "valid", "expiring" (inside the notice period), "expired", "not-yet-valid", "revoked", "superseded", "unknown" (server does not know it). */
+  state: "valid" | "expiring" | "expired" | "not-yet-valid" | "revoked" | "superseded" | "unknown";
+  /** Whole CST days to notAfter (negative after expiry). */
+  daysLeft: number;
+  /** The server's renewal advice (GET /api/v1/renewal-info/{certId}), when reachable. */
+  advice?: { window: "not-yet-open" | "open" | "open-step-up" | "closed"; opensAt?: string; closesAt?: string; explanation?: { zh: string; en: string } };
+}
+
+export interface TokenStatus {
+  token: TokenInfo;
+  vendor?: { name: { zh: string; en: string }; generation?: string };
+  certificates: CertificateStatus[];
+  /** Objects the clean-up would remove: expired or superseded certificates and orphan keys. */
+  invalidObjects: number;
+}
+
+export interface RenewRequest {
+  tokenSerial: string;
+  /** Which certificate; default: the only renewable one on the token. */
+  certSerialHex?: string;
+}
+
+export interface IssuedCertificate {
+  serialHex: string;
+  subject: string;
+  notBefore: string;
+  notAfter: string;
+  /** The certificate and its chain, PEM. */
+  pem: string;
+}
+
+export interface RenewResult {
+  orderId: string;
+  /** True when this run finished an order an earlier run had left open. */
+  resumed: boolean;
+  certificate: IssuedCertificate;
+  /** How many invalid objects were removed afterwards. */
+  removed: number;
+}
+
+export interface DownloadRequest {
+  tokenSerial: string;
+  referenceNumber: string;
+  authorizationCode: string;
+}
+
+export interface DoctorCheck {
+  id: "module" | "token" | "pin" | "storage" | "certificate" | "server" | "trust" | "clock" | "pairings";
+  ok: boolean;
+  /** What was found, zh-CN and en. */
+  zh: string;
+  en: string;
+  /** On failure: the catalogue code whose remedy applies. */
+  code?: string;
+}
+
+/** The operations, as implemented in renew-flow.ts, download-flow.ts, init-flow.ts, status.ts, doctor.ts. */
+export interface Flows {
+  status(ctx: Omit<FlowContext, "prompter" | "channel"> & { pin?: string }): Promise<TokenStatus[]>;
+  renew(ctx: FlowContext, request: RenewRequest): Promise<RenewResult>;
+  download(ctx: FlowContext, request: DownloadRequest): Promise<{ certificate: IssuedCertificate }>;
+  /** Asks to confirm (what will be lost), then the SO PIN and the new PIN; wipes and re-initialises. */
+  initialise(ctx: FlowContext, request: { tokenSerial: string; label?: string }): Promise<{ token: TokenInfo }>;
+  changePin(ctx: FlowContext, request: { tokenSerial: string }): Promise<void>;
+  /** Removes expired and superseded certificates and orphan keys; never the current ones. */
+  cleanUp(ctx: FlowContext, request: { tokenSerial: string }): Promise<{ removed: number }>;
+  doctor(ctx: Omit<FlowContext, "prompter" | "channel">): Promise<DoctorCheck[]>;
+}

@@ -1,0 +1,138 @@
+import type { KeyAlgorithm } from "@ukey/policy";
+
+/**
+ * The agent's one view of a key, whatever holds it: a USB key through its
+ * vendor's PKCS#11 module (SoftHSM2 in tests), a PKCS#12 file (seed 003's
+ * file certificates), or the embedded file token of the demo. The portal,
+ * the CLI and the renewal flow use only this interface.
+ *
+ * Every method throws UkeyError with a catalogue code (TOKEN_*, PFX_*,
+  * HSM_MODULE_LOAD_FAILED ...), never a raw PKCS#11 or OpenSSL
+ * error. No method returns a private key or takes a PIN it keeps.
+ */
+export interface KeyStoreBackend {
+  /** "pkcs11" for a module, "pkcs12" for a file. */
+  readonly kind: "pkcs11" | "pkcs12";
+  /** Where it reads from: the module path, or the file path. */
+  readonly location: string;
+  /** The tokens present now (none is not an error). */
+  listTokens(): Promise<TokenInfo[]>;
+  /**
+   * Logs in with the user PIN and returns a session. Serialised per token:
+   * a second open() on the same token waits until the first closes.
+   * Throws TOKEN_PIN_INCORRECT (with tries left when the module tells), TOKEN_PIN_LOCKED,
+   * TOKEN_NOT_PRESENT; PFX_PASSWORD_INCORRECT for a file.
+   */
+  open(tokenSerial: string, pin: string): Promise<TokenSession>;
+  /**
+   * Reads certificates without the PIN (public objects only). A PKCS#12
+   * file cannot be read without its password, so it returns [] unless
+   * `pin` is given.
+   */
+  listCertificates(tokenSerial: string, pin?: string): Promise<TokenCertificate[]>;
+  /**
+   * Wipes the token with the SO PIN and sets a new label and user PIN (at
+   * least 6 letters or digits, else PIN_TOO_WEAK, a new catalogue code). For a file: a new empty file
+   * protected by the new PIN (the SO PIN is not asked). Returns the token
+   * as it is afterwards: SoftHSM2 moves a re-initialised token to a new
+   * slot, so callers find it again by serial.
+   */
+  initToken(tokenSerial: string, soPin: string, newUserPin: string, label?: string): Promise<TokenInfo>;
+  /** Releases the module (C_Finalize) or file handles. */
+  close(): Promise<void>;
+}
+
+export interface TokenInfo {
+  /** The token's serial number as the module reports it, trimmed. For a file: a stable id of the file (hex of a hash of its path). */
+  serial: string;
+  label: string;
+  manufacturer: string;
+  model: string;
+  backend: "pkcs11" | "pkcs12";
+  /** Free space in bytes where the module tells it (CK_UNAVAILABLE_INFORMATION: undefined). */
+  freePublicMemory?: number;
+  freePrivateMemory?: number;
+  pin: {
+    initialized: boolean;
+    /** CKF_USER_PIN_LOCKED */
+    locked: boolean;
+    /** CKF_USER_PIN_COUNT_LOW */
+    countLow: boolean;
+    /** CKF_USER_PIN_FINAL_TRY */
+    finalTry: boolean;
+    /** CKF_USER_PIN_TO_BE_CHANGED */
+    toBeChanged: boolean;
+    minLength?: number;
+    maxLength?: number;
+  };
+}
+
+export interface TokenCertificate {
+  /** CKA_ID in lower-case hex (the key beside it has the same id). For a file: the key's local key id. */
+  id: string;
+  label: string;
+  der: Uint8Array;
+  /** Serial number in lower-case hex without leading zeros (as the server stores it). */
+  serialHex: string;
+  subject: string;
+  issuer: string;
+  notBefore: Date;
+  notAfter: Date;
+  /** A private key with the same id is on the token and its public key matches the certificate's. */
+  hasKey: boolean;
+}
+
+export interface TokenKey {
+  /** CKA_ID in lower-case hex. */
+  id: string;
+  label: string;
+  algorithm: KeyAlgorithm;
+  /** DER SubjectPublicKeyInfo. */
+  spki: Uint8Array;
+}
+
+/** A logged-in session on one token. Close it; operations on one token never overlap. */
+export interface TokenSession {
+  readonly token: TokenInfo;
+  listCertificates(): Promise<TokenCertificate[]>;
+  listKeys(): Promise<TokenKey[]>;
+  /**
+   * Generates a key pair on the token: private key CKA_SENSITIVE, not
+   * CKA_EXTRACTABLE, CKA_TOKEN; CKA_ID `id` (random 20 bytes when not given)
+   * and CKA_LABEL `label` on both halves.
+   */
+  generateKeyPair(algorithm: KeyAlgorithm, label: string, id?: string): Promise<TokenKey>;
+  /**
+   * Signs `data` with the private key of id `keyId`: ECDSA (DER-encoded
+   * signature, SHA-256, SHA-384 for P-384) or RSA PKCS#1 v1.5 with SHA-256.
+   */
+  sign(keyId: string, data: Uint8Array): Promise<Uint8Array>;
+  /** A PKCS#10 request for the key, subject as given ("" for an empty subject), signed on the token. PEM. */
+  createCsr(keyId: string, subject?: string): Promise<string>;
+  /**
+   * Stores the certificate beside its key (same CKA_ID; label given), then
+   * reads it back and checks that it is there and that its public key is
+   * the key's: CERT_KEY_MISMATCH otherwise, and nothing is left behind.
+   * Idempotent: the same certificate twice is stored once.
+   */
+  installCertificate(der: Uint8Array, keyId: string, label: string): Promise<TokenCertificate>;
+  /** Sets a label on the key pair and certificate of `id` (used to mark pending and current objects). */
+  relabel(id: string, label: string): Promise<void>;
+  /** Deletes the certificate, public and private key of each id. Missing objects are not an error. */
+  deleteObjects(ids: string[]): Promise<void>;
+  /** Changes the user PIN (C_SetPIN; for a file: re-encrypts it). PIN_TOO_WEAK, TOKEN_PIN_INCORRECT. */
+  changePin(oldPin: string, newPin: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Labels the agent writes, so a later run knows what each object is for. */
+export const objectLabels = {
+  /** A key generated for an order whose certificate is not installed yet. */
+  pending: (orderId: string) => `ukey-renew pending ${orderId}`,
+  /** The current certificate and key pair. */
+  current: (serialHex: string) => `ukey-renew ${serialHex}`,
+  /** Parses a pending label; undefined for any other label. */
+  pendingOrder(label: string): string | undefined {
+    return /^ukey-renew pending (\S+)$/.exec(label)?.[1];
+  },
+} as const;
