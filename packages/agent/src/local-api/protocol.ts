@@ -1,0 +1,89 @@
+/**
+ * The agent's local API, as the portal sees it. HTTP on 127.0.0.1 only
+ * (default port 24817, `ukey agent --port`), JSON bodies, errors as the
+ * server's problem documents ({type, title, status, code, message: {zh, en},
+ * remedy: {zh, en}, params}).
+ *
+ * Who may call:
+ * - An origin not in the agent's configured list gets 403 ORIGIN_NOT_PAIRED
+ *   with no CORS headers (the page cannot even read the answer).
+ * - A configured origin may call GET /v1/hello and the pairing routes.
+ *   Pairing: POST /v1/pairings → the agent shows a 6-digit code in its own
+ *   window/terminal (never in the answer); the portal asks the holder to
+ *   type it and POSTs it to /v1/pairings/{id}/confirm → a bearer token for
+ *   that origin (5 wrong codes end the pairing; a pairing lasts 2 minutes).
+ * - Everything else needs `Authorization: Bearer <token>` issued to the
+ *   request's Origin.
+ * - Preflights (OPTIONS) of configured origins are answered with CORS and
+ *   Private/Local Network Access headers
+ *   (Access-Control-Allow-Private-Network: true,
+ *   Access-Control-Allow-Local-Network: true).
+ *
+ * The PIN never passes through the portal: an operation that needs it
+ * reports `input: {kind: "pin", promptUrl}`; the portal opens promptUrl in
+ * a pop-up, a page served by the agent from its own origin
+ * (http://127.0.0.1:PORT), which cannot be framed (CSP frame-ancestors
+ * 'none') and posts the PIN only to the agent.
+ */
+export const localApiProtocolVersion = 1;
+export const defaultAgentPort = 24817;
+
+/** GET /v1/hello (configured origins, paired or not). */
+export interface HelloResponse {
+  agent: "ukey-agent";
+  /** semver of the agent, e.g. "0.1.0"; the portal shows AGENT_OUTDATED below its minimum. */
+  version: string;
+  protocol: number;
+  /** This origin holds a valid bearer token (the portal sends it if it has one). */
+  paired: boolean;
+}
+
+/** POST /v1/pairings → 201. */
+export interface PairingStarted { id: string; expiresAt: string }
+/** POST /v1/pairings/{id}/confirm {code} → 200. Wrong code: 400 CODE_INVALID; 5th: CODE_ATTEMPTS_EXCEEDED. */
+export interface PairingConfirmed { token: string; origin: string }
+
+/** GET /v1/tokens → the TokenStatus[] of flows/flow-types.ts (no PIN: public objects; PKCS#12 files listed without certificates). */
+
+/** POST /v1/operations → 202 OperationView. */
+export type OperationRequest =
+  | { kind: "renew"; tokenSerial: string; certSerialHex?: string }
+  | { kind: "download"; tokenSerial: string; referenceNumber: string; authorizationCode: string }
+  | { kind: "initialise"; tokenSerial: string; label?: string }
+  | { kind: "change-pin"; tokenSerial: string }
+  | { kind: "clean-up"; tokenSerial: string }
+  | { kind: "doctor" };
+
+/** What the operation waits for. */
+export type OperationInput =
+  | { kind: "pin"; promptUrl: string; so?: boolean; newPin?: boolean; retry?: { code: string; triesLeft?: number } }
+  | { kind: "id-number"; idType: string; retry?: { code: string } }
+  | { kind: "one-time-code"; channel: "sms" | "email"; maskedTo: string; expiresAt: string; resendAfter: string; retry?: { code: string } }
+  | { kind: "step-up"; approvalUrl: string; expiresAt?: string }
+  | { kind: "confirm"; question: string; consequences: string[] };
+
+/** GET /v1/operations/{id}; long-poll with ?after=<progress length>&wait=25 (seconds). */
+export interface OperationView {
+  id: string;
+  kind: OperationRequest["kind"];
+  state: "running" | "needs-input" | "done" | "failed";
+  /** ProgressEvents so far (see prompter.ts), oldest first. */
+  progress: { step: string; zh: string; en: string; at: string }[];
+  input?: OperationInput;
+  /** On done: RenewResult, {certificate}, {token}, {removed}, DoctorCheck[] ... per kind. */
+  result?: unknown;
+  /** On failed: the problem document. */
+  error?: { code: string; message: { zh: string; en: string }; remedy: { zh: string; en: string }; params?: Record<string, string | number> };
+}
+
+/**
+ * POST /v1/operations/{id}/input, answering the current `input`:
+ * {idNumber} | {code} | {resend: true} | {stepUpDone: true} | {confirm: boolean}.
+ * Never {pin}: a PIN sent here is refused (REQUEST_INVALID) and never logged.
+ */
+export type OperationAnswer =
+  | { idNumber: string }
+  | { code: string }
+  | { resend: true }
+  | { stepUpDone: true }
+  | { confirm: boolean };
