@@ -23,6 +23,25 @@ if [ ! -f "$DATA/config.json" ]; then
   openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$SECRETS/demo.key.pem" \
     -subj "/CN=demo" -out "$SECRETS/demo.csr.pem" 2>/dev/null
   npx ukey-server issue --data-dir "$DATA" --holder DEMO001 --profile personal --csr "$SECRETS/demo.csr.pem" --out "$DATA.demo-cert.pem"
+  # A second holder whose file certificate (PKCS#12, the embedded software
+  # token) expires in 60 days, inside its renewal window, so a newcomer can
+  # renew it at once with `ukey renew` and no hardware.
+  node scripts/demo-profile.mjs "$DATA/config.json"
+  echo "110101198506061234" > "$SECRETS/demo2-id-number"
+  npx ukey-server holder add --data-dir "$DATA" --id DEMO002 --name "李四 Li Si" --id-type resident-id \
+    --id-number-file "$SECRETS/demo2-id-number" --phone 15900000006
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$SECRETS/demo2.key.pem" \
+    -subj "/" -out "$SECRETS/demo2.csr.pem" 2>/dev/null
+  npx ukey-server issue --data-dir "$DATA" --holder DEMO002 --profile demo-file --csr "$SECRETS/demo2.csr.pem" --out "$SECRETS/demo2.cert.pem"
+  openssl rand -hex 4 > "$SECRETS/demo-token-pin"
+  cat "$DATA/ca/issuing.cer.pem" > "$SECRETS/demo2.chain.pem"
+  openssl pkcs12 -export -inkey "$SECRETS/demo2.key.pem" -in "$SECRETS/demo2.cert.pem" -certfile "$SECRETS/demo2.chain.pem" \
+    -name "ukey-renew demo" -passout "file:$SECRETS/demo-token-pin" -out "$DATA.demo-token.p12"
+  rm -f "$SECRETS/demo2.key.pem"
+fi
+if [ -f "$DATA.demo-token.p12" ]; then
+  echo "== demo file token: $DATA.demo-token.p12 (PIN in $SECRETS/demo-token-pin, holder DEMO002, ID number in $SECRETS/demo2-id-number)"
+  echo "   renew it:  npx ukey renew --server http://localhost:$PORT --pkcs12 $DATA.demo-token.p12"
 fi
 export UKEY_CA_PASSPHRASE_FILE="${UKEY_CA_PASSPHRASE_FILE:-$SECRETS/ca-passphrase}"
 echo "== serving: CRL http://localhost:$PORT/crl/issuing.crl, OCSP http://localhost:$PORT/ocsp, CA http://localhost:$PORT/ca/issuing.pem"

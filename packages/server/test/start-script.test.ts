@@ -48,6 +48,20 @@ test("npm start initialises a demo on first run, serves it, and only serves on t
       const r = openssl(["ocsp", "-issuer", `${dataDir}/ca/issuing.cer.pem`, "-cert", demoCert, "-url", `http://127.0.0.1:${port}/ocsp`, "-CAfile", `${dataDir}/ca/root.cer.pem`]);
       assert.match(r.out, /: good/);
       assert.match(openssl(["x509", "-in", demoCert, "-noout", "-text"]).out, new RegExp(`URI:http://localhost:${port}/crl/issuing.crl`));
+      // The second demo holder's file token: a PKCS#12 opened by its PIN,
+      // holding a key and a certificate that expires in 60 days (inside the
+      // demo-file profile's renewal window), chained to the demo CA.
+      const token = `${dataDir}.demo-token.p12`;
+      const pin = `${dataDir}.secrets/demo-token-pin`;
+      const certOut = t.path("demo2.pem");
+      assert.equal(openssl(["pkcs12", "-in", token, "-passin", `file:${pin}`, "-clcerts", "-nokeys", "-out", certOut]).status, 0);
+      assert.match(openssl(["pkcs12", "-in", token, "-passin", `file:${pin}`, "-nocerts", "-nodes"]).out, /BEGIN PRIVATE KEY/);
+      assert.notEqual(openssl(["pkcs12", "-in", token, "-passin", "pass:wrong-pin", "-nokeys"]).status, 0);
+      const endDate = /notAfter=(.*)/.exec(openssl(["x509", "-in", certOut, "-noout", "-enddate"]).out)?.[1];
+      const daysLeft = (Date.parse(endDate ?? "") - Date.now()) / 86_400_000;
+      assert.ok(daysLeft > 58 && daysLeft <= 61, `demo file certificate expires in ${daysLeft} days`);
+      assert.match(openssl(["verify", "-CAfile", `${dataDir}/ca/root.cer.pem`, "-untrusted", `${dataDir}/ca/issuing.cer.pem`, certOut]).out, /: OK/);
+      assert.ok(first.output.some((l) => l.includes("ukey renew") && l.includes(token)), "start tells how to renew the demo token");
     } finally {
       await first.stop();
     }
