@@ -2,11 +2,13 @@ import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 
 import { derToPem } from "@ukey/ca";
 import { UkeyError } from "@ukey/policy";
 import { registerAdminRoutes } from "./admin/admin-routes.js";
+import { registerAdminStatsRoutes } from "./admin/admin-stats-routes.js";
 import { problemHandler } from "./http-errors.js";
 import { registerOpenApi } from "./openapi.js";
 import { registerOrderRoutes } from "./order-routes.js";
 import { registerEstRoutes } from "./est/est-routes.js";
 import type { ServerContext } from "./server-context.js";
+import { registerWebRoutes } from "./web-routes.js";
 
 /**
  * The HTTP application: standard PKI endpoints (CA certificates, CRLs,
@@ -85,6 +87,9 @@ export async function buildApp(ctx: ServerContext, opts: { logger?: boolean; htt
     sendRenewalInfo(reply, await ctx.renewalInfo.get(req.params.certId, "est")));
 
   await registerAdminRoutes(app, ctx);
+  registerAdminStatsRoutes(app, ctx);
+  // The portal at / and the operator console at /console/, with strict security headers.
+  await registerWebRoutes(app);
 
   return app;
 }

@@ -144,5 +144,22 @@ export function certificateRepository(x: Executor): CertificateRepository {
       const rows = await x.sql.query<{ status: string; n: number | string }>("SELECT status, COUNT(*) AS n FROM certificates GROUP BY status");
       return Object.fromEntries(rows.map((r) => [r.status, toNumber(r.n)]));
     },
+
+    async expiryHistogram({ from, bucketMs, buckets, overdueSinceMs }) {
+      const until = from + bucketMs * buckets;
+      // Bucket -1 is overdue. The CAST: SQLite binds JS numbers as REAL, so its division would not truncate.
+      const rows = await x.sql.query<{ b: number | string; n: number | string }>(
+        `SELECT CASE WHEN not_after < ? THEN -1 ELSE CAST((not_after - ?) / ? AS INTEGER) END AS b, COUNT(*) AS n FROM certificates
+          WHERE status IN ('active', 'expired') AND not_after >= ? AND not_after < ? GROUP BY b`,
+        [from, from, bucketMs, from - overdueSinceMs, until]);
+      const counts = new Array<number>(buckets).fill(0);
+      let overdue = 0;
+      for (const r of rows) {
+        const b = toNumber(r.b);
+        if (b < 0) overdue += toNumber(r.n);
+        else if (b < buckets) counts[b] = (counts[b] ?? 0) + toNumber(r.n);
+      }
+      return { overdue, counts };
+    },
   };
 }

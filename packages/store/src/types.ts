@@ -207,6 +207,13 @@ export interface CertificateRepository {
   listRevoked(issuerKeyId: string): AsyncIterable<Pick<CertificateRecord, "serial" | "revokedAt" | "revocationReason">>;
   search(q: CertificateSearch): Promise<CertificateRecord[]>;
   countByStatus(): Promise<Record<string, number>>;
+  /**
+   * Live certificates (active, or expired and never renewed) by when they
+   * expire: `counts[i]` expire in [from + i*bucketMs, from + (i+1)*bucketMs)
+   * for i < buckets; `overdue` expired in [from - overdueSinceMs, from).
+   * One aggregate query, for the operators' expiry chart.
+   */
+  expiryHistogram(q: { from: Millis; bucketMs: number; buckets: number; overdueSinceMs: number }): Promise<{ overdue: number; counts: number[] }>;
 }
 
 export interface IssuerRepository {
