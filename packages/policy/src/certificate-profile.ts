@@ -53,6 +53,21 @@ export interface RenewalRules {
   loginWhenExpired: boolean;
   /** What happens to the old certificate once its renewal completes. */
   onCompletion: "revoke-superseded" | "leave-to-expire";
+  /**
+   * Reminder thresholds in days relative to the expiry day (90: 90 days
+   * before, 0: the expiry day, -30: 30 days after): a holder is reminded
+   * once as the certificate reaches each. Absent: DEFAULT_REMINDER_DAYS;
+   * empty: no reminders. See `reminderThresholds`.
+   */
+  reminders?: readonly number[];
+}
+
+/** The reminder thresholds of a profile that names none: 90, 30, 7 and 1 days before, the expiry day, 30 days after. */
+export const DEFAULT_REMINDER_DAYS: readonly number[] = Object.freeze([90, 30, 7, 1, 0, -30]);
+
+/** A profile's reminder thresholds, earliest first (largest number first), without repeats. Throws nothing. */
+export function reminderThresholds(profile: Pick<CertificateProfile, "renewal">): number[] {
+  return [...new Set(profile.renewal.reminders ?? DEFAULT_REMINDER_DAYS)].sort((a, b) => b - a);
 }
 
 /**

@@ -84,6 +84,7 @@ export const certificateProfileSchema = z.strictObject({
     stepUp: z.strictObject({ afterDaysExpired: z.int().min(0).max(36_500) }).nullable(),
     loginWhenExpired: z.boolean(),
     onCompletion: z.enum(["revoke-superseded", "leave-to-expire"]),
+    reminders: uniqueList(dayCount, "reminder threshold").max(12, "at most 12 reminder thresholds").optional(),
   }),
 });
 

@@ -6,3 +6,4 @@ export { migrate, migrations, LATEST_SCHEMA_VERSION, OPEN_ORDER_STATES, type Mig
 export { auditEntryHash, GENESIS_HASH } from "./audit-log.js";
 export { canonicalJson } from "./canonical-json.js";
 export { uniqueViolation, foreignKeyViolation } from "./sql-errors.js";
+export { reminderId } from "./reminder-repository.js";

@@ -215,6 +215,67 @@ export const migrations: readonly Migration[] = [
       "CREATE INDEX outbox_holder ON outbox (holder_id)",
     ],
   },
+  {
+    version: 4,
+    name: "reminders, holder preferences and holder sign-in",
+    statements: () => [
+      // The reminders table of version 1 was never written by a released
+      // program (nothing scheduled reminders before this version): it is
+      // replaced by one row per (certificate, threshold), whatever the
+      // channels, so that a holder hears once per threshold.
+      "DROP TABLE reminders",
+      `CREATE TABLE reminders (
+        id TEXT PRIMARY KEY,
+        certificate_serial TEXT NOT NULL REFERENCES certificates (serial),
+        threshold INTEGER NOT NULL,
+        holder_id TEXT NOT NULL,
+        recipient_id TEXT NOT NULL,
+        not_after BIGINT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed', 'cancelled')),
+        delivered TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_attempt_at BIGINT,
+        last_error TEXT,
+        read_at BIGINT,
+        sent_at BIGINT,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+      )`,
+      "CREATE UNIQUE INDEX reminders_once ON reminders (certificate_serial, threshold)",
+      "CREATE INDEX reminders_due ON reminders (status, next_attempt_at)",
+      "CREATE INDEX reminders_recipient ON reminders (recipient_id, created_at)",
+      "CREATE INDEX reminders_holder ON reminders (holder_id, created_at)",
+      // The scan reads one profile's certificates by expiry range: O(due), not O(table).
+      "CREATE INDEX certificates_profile_not_after ON certificates (profile_id, not_after)",
+      // "Already renewed" looks for a completed order of the certificate.
+      "CREATE INDEX renewal_orders_certificate ON renewal_orders (certificate_serial, state)",
+      `CREATE TABLE reminder_scan (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        through_day BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+      )`,
+      `CREATE TABLE holder_preferences (
+        holder_id TEXT PRIMARY KEY REFERENCES holders (id),
+        sms_reminders INTEGER NOT NULL,
+        email_reminders INTEGER NOT NULL,
+        updated_at BIGINT NOT NULL
+      )`,
+      // One-time codes of holder sign-in: only their keyed hash is kept.
+      `CREATE TABLE holder_sign_ins (
+        id TEXT PRIMARY KEY,
+        holder_id TEXT NOT NULL REFERENCES holders (id),
+        channel TEXT NOT NULL CHECK (channel IN ('sms', 'email')),
+        sent_to TEXT NOT NULL,
+        code_hash TEXT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        attempts INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('open', 'used', 'locked')),
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+      )`,
+      "CREATE INDEX holder_sign_ins_holder ON holder_sign_ins (holder_id, created_at)",
+    ],
+  },
 ];
 
 /** The newest schema version this code knows. */

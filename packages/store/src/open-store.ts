@@ -13,6 +13,8 @@ import { operatorRepository } from "./operator-repository.js";
 import { openPostgresDatabase } from "./postgres-database.js";
 import { profileRepository } from "./profile-repository.js";
 import { reminderRepository } from "./reminder-repository.js";
+import { holderPreferenceRepository } from "./holder-preference-repository.js";
+import { holderSignInRepository } from "./holder-sign-in-repository.js";
 import { openSqliteDatabase } from "./sqlite-database.js";
 import type { Database, OpenStoreOptions, Repositories, Sql, Store } from "./types.js";
 
@@ -49,6 +51,8 @@ export function createRepositories(sql: Sql, atomic: Executor["atomic"]): Reposi
     enrolments: enrolmentRepository(x),
     operators: operatorRepository(x),
     reminders: reminderRepository(x),
+    holderPreferences: holderPreferenceRepository(x),
+    holderSignIns: holderSignInRepository(x),
     outbox: outboxRepository(x),
     audit: auditLog(x),
   };

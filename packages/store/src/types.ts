@@ -1,4 +1,7 @@
 import type { CertificateProfile } from "@ukey/policy";
+import type { ReminderRepository } from "./reminder-repository.js";
+import type { HolderPreferenceRepository } from "./holder-preference-repository.js";
+import type { HolderSignInRepository } from "./holder-sign-in-repository.js";
 
 /** Times are stored as epoch milliseconds (BIGINT) on both engines. */
 export type Millis = number;
@@ -126,18 +129,9 @@ export interface EnrolmentRecord {
   updatedAt: Millis;
 }
 
-export interface ReminderRecord {
-  id: string;
-  certificateSerial: string;
-  /** Days relative to notAfter: 90 = 90 days before, -30 = 30 days after. */
-  threshold: number;
-  channel: string;
-  status: "pending" | "sent" | "failed";
-  attempts: number;
-  nextAttemptAt: Millis | null;
-  sentAt: Millis | null;
-  createdAt: Millis;
-}
+export type { ReminderRecord, ReminderRepository, ReminderStatus, ReminderCandidate, ReminderOutcome, HolderCertificateRow } from "./reminder-repository.js";
+export type { HolderPreferences, HolderPreferenceRepository } from "./holder-preference-repository.js";
+export type { HolderSignInRecord, HolderSignInRepository } from "./holder-sign-in-repository.js";
 
 export interface AuditEntryInput {
   at: Millis;
@@ -306,13 +300,6 @@ export interface OperatorRepository {
   update(id: string, patch: Partial<Pick<OperatorRecord, "role" | "certSpkiSha256" | "disabled" | "passwordHash" | "totpSealed" | "totpLastStep">>, at: Millis): Promise<void>;
 }
 
-export interface ReminderRepository {
-  /** Inserts unless (certificateSerial, threshold, channel) exists; returns true when inserted. */
-  insertOnce(r: ReminderRecord): Promise<boolean>;
-  listDue(at: Millis, limit: number): Promise<ReminderRecord[]>;
-  markSent(id: string, at: Millis): Promise<void>;
-}
-
 /**
  * Where an outgoing message stands: `pending` before its first attempt and
  * between retries, `queued` when a gateway accepted it for later delivery,
@@ -381,6 +368,8 @@ export interface Repositories {
   enrolments: EnrolmentRepository;
   operators: OperatorRepository;
   reminders: ReminderRepository;
+  holderPreferences: HolderPreferenceRepository;
+  holderSignIns: HolderSignInRepository;
   outbox: OutboxRepository;
   audit: AuditLog;
 }

@@ -6,8 +6,9 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { defaultProfile, isUkeyError, type ErrorCode } from "@ukey/policy";
 import {
-  auditEntryHash, GENESIS_HASH, LATEST_SCHEMA_VERSION,
-  type CertificateRecord, type HolderRecord, type OperatorRecord, type OutboxRecord, type RenewalOrderRecord, type Store,
+  auditEntryHash, GENESIS_HASH, LATEST_SCHEMA_VERSION, reminderId,
+  type CertificateRecord, type HolderRecord, type HolderSignInRecord, type OperatorRecord, type OutboxRecord, type ReminderCandidate,
+  type ReminderRecord, type RenewalOrderRecord, type Store,
 } from "../../src/index.js";
 
 /** One engine under test: opens stores on one database made for the suite. */
@@ -512,31 +513,168 @@ export function repositoryContract(engineName: string, factory: () => Promise<En
     });
 
     describe("reminders", () => {
-      test("inserts once per certificate, threshold and channel", async () => {
-        const c = imported(h.id);
-        await store.certificates.insertImported(c);
-        const r = { id: uid("R"), certificateSerial: c.serial, threshold: 30, channel: "sms", status: "pending" as const, attempts: 0, nextAttemptAt: null, sentAt: null, createdAt: T0 };
-        assert.equal(await store.reminders.insertOnce(r), true);
-        assert.equal(await store.reminders.insertOnce({ ...r, id: uid("R") }), false);
-        assert.equal(await store.reminders.insertOnce({ ...r, id: uid("R"), channel: "email" }), true);
-        assert.equal(await store.reminders.insertOnce({ ...r, id: uid("R"), threshold: -30 }), true);
-        await assert.rejects(store.reminders.insertOnce({ ...r, id: uid("R"), certificateSerial: serial() }), rejectsWith("CERT_NOT_FOUND"));
+      const drain = async (it: AsyncIterable<ReminderCandidate[]>) => { const out: ReminderCandidate[] = []; for await (const page of it) out.push(...page); return out; };
+
+      test("the scan streams one profile's live, unrenewed certificates in an expiry range, in keyset pages", async () => {
+        const profileId = uid("remind");
+        const org = holder({ kind: "organisation" });
+        const member = holder({ organisationId: org.id });
+        const person = holder();
+        const renewer = holder();
+        const orderer = holder();
+        for (const x of [org, member, person, renewer, orderer]) await store.holders.insert(x);
+        const at = (d: number) => T0 + d * DAY;
+        const inRange = [
+          imported(person.id, { profileId, notAfter: at(30) }),
+          imported(member.id, { profileId, notAfter: at(31) }),
+          imported(org.id, { profileId, notAfter: at(31), status: "expired" }),
+        ];
+        const outside = [
+          imported(person.id, { profileId, notAfter: at(29) - 1 }),
+          imported(person.id, { profileId: uid("other"), notAfter: at(30) }),
+          imported(member.id, { profileId, notAfter: at(31), status: "revoked", revokedAt: T0 }),
+          imported(member.id, { profileId, notAfter: at(31), status: "superseded", revokedAt: T0 }),
+        ];
+        // Renewed: a newer active certificate of the same holder and profile, or a completed order.
+        const renewedByNewer = imported(renewer.id, { profileId, notAfter: at(32) });
+        const newer = imported(renewer.id, { profileId, notAfter: at(2000) });
+        const renewedByOrder = imported(orderer.id, { profileId, notAfter: at(32) });
+        for (const c of [...inRange, ...outside, renewedByNewer, newer, renewedByOrder]) await store.certificates.insertImported(c);
+        await store.orders.insert(order(orderer.id, renewedByOrder.serial, { state: "completed", profileId }));
+        const found = await drain(store.reminders.scan({ profileId, notAfterFrom: at(29), notAfterTo: at(33), pageSize: 1 }));
+        const expected = [...inRange].sort((a, b) => a.notAfter - b.notAfter || (a.serial < b.serial ? -1 : 1));
+        assert.deepEqual(found.map((c) => c.serial), expected.map((c) => c.serial));
+        assert.deepEqual(found.map((c) => c.recipientId), expected.map((c) => (c.holderId === member.id ? org.id : c.holderId)));
+        assert.deepEqual(await store.reminders.settledAmong([...inRange, ...outside.slice(2), renewedByNewer, renewedByOrder].map((c) => c.serial)).then((s) => s.sort()),
+          [...outside.slice(2), renewedByNewer, renewedByOrder].map((c) => c.serial).sort());
       });
 
-      test("lists what is due in order, and not once sent", async () => {
+      test("enqueues once per certificate and threshold, however often and from however many stores", async () => {
         const c = imported(h.id);
         await store.certificates.insertImported(c);
-        const base = { certificateSerial: c.serial, channel: "sms", status: "pending" as const, attempts: 0, sentAt: null };
-        const soon = { ...base, id: uid("R"), threshold: 90, nextAttemptAt: T0 + 100 * DAY + 1, createdAt: T0 };
-        const now = { ...base, id: uid("R"), threshold: 60, nextAttemptAt: T0 + 100 * DAY - 5, createdAt: T0 };
-        const later = { ...base, id: uid("R"), threshold: 30, nextAttemptAt: T0 + 200 * DAY, createdAt: T0 };
-        for (const r of [soon, now, later]) assert.equal(await store.reminders.insertOnce(r), true);
-        const ours = (rs: { id: string }[]) => rs.map((r) => r.id).filter((id) => [soon.id, now.id, later.id].includes(id));
-        assert.deepEqual(ours(await store.reminders.listDue(T0 + 100 * DAY + 1, 1000)), [now.id, soon.id]);
-        await store.reminders.markSent(now.id, T0 + 100 * DAY);
-        assert.deepEqual(ours(await store.reminders.listDue(T0 + 100 * DAY + 1, 1000)), [soon.id]);
-        assert.equal((await store.reminders.listDue(T0 + 300 * DAY, 1)).length, 1);
-        await assert.rejects(store.reminders.markSent("missing", T0), rejectsWith("RECORD_NOT_FOUND"));
+        const cand = { serial: c.serial, holderId: h.id, recipientId: h.id, notAfter: c.notAfter };
+        const stores = [store];
+        if (engine.sharedByInstances) stores.push(await engine.open());
+        try {
+          const added = await Promise.all(stores.flatMap((s) => [s.reminders.enqueue(30, [cand], T0), s.reminders.enqueue(30, [cand], T0)]));
+          assert.equal(added.reduce((a, b) => a + b, 0), 1);
+        } finally {
+          for (const s of stores.slice(1)) await s.close();
+        }
+        assert.equal(await store.reminders.enqueue(-30, [cand], T0), 1);
+        const r = await store.reminders.get(reminderId(c.serial, 30));
+        assert.deepEqual(r, {
+          id: reminderId(c.serial, 30), certificateSerial: c.serial, threshold: 30, holderId: h.id, recipientId: h.id, notAfter: c.notAfter,
+          status: "pending", delivered: [], attempts: 0, nextAttemptAt: T0, lastError: null, readAt: null, sentAt: null, createdAt: T0, updatedAt: T0,
+        });
+        await assert.rejects(store.reminders.enqueue(7, [{ ...cand, serial: serial() }], T0), rejectsWith("CERT_NOT_FOUND"));
+      });
+
+      test("claims what is due once, leases it, and settles it", async () => {
+        const hx = holder();
+        await store.holders.insert(hx);
+        const certs = [1, 2, 3].map(() => imported(hx.id));
+        for (const c of certs) await store.certificates.insertImported(c);
+        const due = T0 + 20_000 * DAY;
+        await store.reminders.enqueue(7, certs.map((c) => ({ serial: c.serial, holderId: hx.id, recipientId: hx.id, notAfter: c.notAfter })), due);
+        const ours = (rs: ReminderRecord[]) => rs.filter((r) => r.holderId === hx.id);
+        assert.equal(ours(await store.reminders.claimDue(due - 1, due + 1000, 1000)).length, 0, "not due yet");
+        const stores = [store];
+        if (engine.sharedByInstances) stores.push(await engine.open(), await engine.open());
+        let claimed: ReminderRecord[];
+        try {
+          claimed = (await Promise.all(stores.map((s) => s.reminders.claimDue(due, due + 1000, 1000)))).flatMap(ours);
+        } finally {
+          for (const s of stores.slice(1)) await s.close();
+        }
+        assert.equal(claimed.length, 3, "each claimed by exactly one store");
+        assert.equal(new Set(claimed.map((r) => r.id)).size, 3);
+        assert.ok(claimed.every((r) => r.nextAttemptAt === due + 1000));
+        assert.equal(ours(await store.reminders.claimDue(due + 999, due + 5000, 1000)).length, 0, "leased");
+        const [a, b] = claimed;
+        await store.reminders.settle([
+          { id: a!.id, status: "sent", delivered: ["sms", "email"], attempts: 1, nextAttemptAt: null, lastError: null, sentAt: due + 10 },
+          { id: b!.id, status: "pending", delivered: ["email"], attempts: 1, nextAttemptAt: due + 60_000, lastError: "sms: HTTP 500", sentAt: null },
+        ], due + 10);
+        assert.deepEqual((await store.reminders.get(a!.id))?.delivered, ["sms", "email"]);
+        assert.equal((await store.reminders.get(a!.id))?.status, "sent");
+        // The lease of the third runs out: it is due again; the retried one only at its time.
+        assert.deepEqual(ours(await store.reminders.claimDue(due + 1000, due + 100_000, 1000)).map((r) => r.id), [claimed[2]!.id]);
+        const retried = ours(await store.reminders.claimDue(due + 60_000, due + 90_000, 1000));
+        assert.deepEqual(retried.map((r) => [r.id, r.lastError, r.delivered]), [[b!.id, "sms: HTTP 500", ["email"]]]);
+        assert.equal((await store.reminders.list({ status: "sent", limit: 1000 })).some((r) => r.id === a!.id), true);
+        await assert.rejects(store.reminders.settle([{ id: "missing", status: "sent", delivered: [], attempts: 1, nextAttemptAt: null, lastError: null, sentAt: 1 }], due), rejectsWith("RECORD_NOT_FOUND"));
+        const counts = await store.reminders.countByStatus();
+        assert.ok(counts.sent >= 1 && counts.pending >= 2);
+      });
+
+      test("a viewer's bell: its own and its organisation's reminders, unread until read", async () => {
+        const org = holder({ kind: "organisation" });
+        const member = holder({ organisationId: org.id });
+        for (const x of [org, member]) await store.holders.insert(x);
+        const c1 = imported(member.id);
+        const c2 = imported(org.id);
+        for (const c of [c1, c2]) await store.certificates.insertImported(c);
+        await store.reminders.enqueue(30, [c1, c2].map((c) => ({ serial: c.serial, holderId: c.holderId, recipientId: org.id, notAfter: c.notAfter })), T0);
+        const ids = (rs: ReminderRecord[]) => rs.map((r) => r.id).sort();
+        assert.deepEqual(ids(await store.reminders.listForViewer(org.id, { unreadOnly: true })), [reminderId(c1.serial, 30), reminderId(c2.serial, 30)].sort());
+        assert.deepEqual(ids(await store.reminders.listForViewer(member.id, { unreadOnly: true })), [reminderId(c1.serial, 30)]);
+        assert.equal(await store.reminders.markRead(member.id, [reminderId(c2.serial, 30)], T0 + 1), 0, "not the member's");
+        assert.equal(await store.reminders.markRead(member.id, null, T0 + 1), 1);
+        assert.deepEqual(ids(await store.reminders.listForViewer(org.id, { unreadOnly: true })), [reminderId(c2.serial, 30)]);
+        assert.equal((await store.reminders.listForViewer(org.id)).length, 2);
+        assert.equal(await store.reminders.markRead(org.id, [], T0 + 2), 0);
+        const certs = await store.reminders.certificatesOf(org.id, { withMembers: true });
+        assert.deepEqual(certs.map((c) => c.serial).sort(), [c1.serial, c2.serial].sort());
+        assert.deepEqual((await store.reminders.certificatesOf(org.id, { withMembers: false })).map((c) => c.serial), [c2.serial]);
+        assert.equal(certs[0]!.renewed, false);
+      });
+
+      test("the scan mark only moves forward", async () => {
+        const before = await store.reminders.scanMark();
+        const day = (before ?? 20_000) + 5;
+        await store.reminders.setScanMark(day, T0);
+        await store.reminders.setScanMark(day - 3, T0 + 1);
+        assert.equal(await store.reminders.scanMark(), day);
+      });
+    });
+
+    describe("holder preferences and sign-in codes", () => {
+      test("preferences default to every channel, and are replaced", async () => {
+        const x = holder();
+        await store.holders.insert(x);
+        assert.deepEqual(await store.holderPreferences.get(x.id), { holderId: x.id, smsReminders: true, emailReminders: true, updatedAt: null });
+        await store.holderPreferences.put({ holderId: x.id, smsReminders: false, emailReminders: true }, T0 + 1);
+        await store.holderPreferences.put({ holderId: x.id, smsReminders: false, emailReminders: false }, T0 + 2);
+        assert.deepEqual(await store.holderPreferences.get(x.id), { holderId: x.id, smsReminders: false, emailReminders: false, updatedAt: T0 + 2 });
+        const many = await store.holderPreferences.getMany([x.id, h.id]);
+        assert.equal(many.get(x.id)?.smsReminders, false);
+        assert.equal(many.get(h.id)?.smsReminders, true);
+        await assert.rejects(store.holderPreferences.put({ holderId: "no-such-holder", smsReminders: true, emailReminders: true }, T0), rejectsWith("HOLDER_NOT_FOUND"));
+      });
+
+      test("sign-in codes: insert, latest, lock and update", async () => {
+        const x = holder();
+        await store.holders.insert(x);
+        const rec = (over: Partial<HolderSignInRecord> = {}): HolderSignInRecord => ({
+          id: uid("S"), holderId: x.id, channel: "sms", sentTo: "138*****000", codeHash: "ab".repeat(32), expiresAt: T0 + 300_000,
+          attempts: 0, status: "open", createdAt: T0, updatedAt: T0, ...over,
+        });
+        const first = rec();
+        const second = rec({ createdAt: T0 + 60_000, updatedAt: T0 + 60_000 });
+        await store.holderSignIns.insert(first);
+        await store.holderSignIns.insert(second);
+        assert.deepEqual(await store.holderSignIns.latestFor(x.id), second);
+        await store.transaction(async (r) => {
+          const locked = await r.holderSignIns.getForUpdate(first.id);
+          assert.deepEqual(locked, first);
+          await r.holderSignIns.update(first.id, { attempts: 5, status: "locked" }, T0 + 5);
+        });
+        assert.deepEqual(await store.holderSignIns.getForUpdate(first.id), { ...first, attempts: 5, status: "locked", updatedAt: T0 + 5 });
+        await assert.rejects(store.holderSignIns.insert(first), rejectsWith("RECORD_DUPLICATE"));
+        await assert.rejects(store.holderSignIns.insert(rec({ holderId: "no-such-holder" })), rejectsWith("HOLDER_NOT_FOUND"));
+        await assert.rejects(store.holderSignIns.update("missing", { attempts: 1, status: "open" }, T0), rejectsWith("RECORD_NOT_FOUND"));
+        assert.equal(await store.holderSignIns.latestFor("no-such-holder"), undefined);
       });
     });
 
