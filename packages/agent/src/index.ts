@@ -1,0 +1,5 @@
+export * from "./keys/key-store.js";
+export * from "./keys/pkcs11-backend.js";
+export * from "./keys/module-paths.js";
+export * from "./keys/token-vendor.js";
+export * from "./keys/pin-rule.js";

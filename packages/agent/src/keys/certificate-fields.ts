@@ -1,0 +1,196 @@
+import { createPublicKey, type KeyObject } from "node:crypto";
+import { CertificationRequest, CertificationRequestInfo } from "@peculiar/asn1-csr";
+import { AsnConvert } from "@peculiar/asn1-schema";
+import {
+  AlgorithmIdentifier, AttributeTypeAndValue, AttributeValue, Certificate, Name, RelativeDistinguishedName, SubjectPublicKeyInfo,
+} from "@peculiar/asn1-x509";
+import type { KeyAlgorithm } from "@ukey/policy";
+import { UkeyError } from "@ukey/policy";
+import type { TokenCertificate } from "./key-store.js";
+
+/** Short names of the attribute types the agent reads and writes in names. */
+const attributeOids: Readonly<Record<string, string>> = {
+  C: "2.5.4.6",
+  ST: "2.5.4.8",
+  L: "2.5.4.7",
+  O: "2.5.4.10",
+  OU: "2.5.4.11",
+  CN: "2.5.4.3",
+  serialNumber: "2.5.4.5",
+  emailAddress: "1.2.840.113549.1.9.1",
+};
+const shortNames: Record<string, string> = Object.fromEntries(Object.entries(attributeOids).map(([k, v]) => [v, k]));
+
+const sigAlg = {
+  p256: { oid: "1.2.840.10045.4.3.2", hash: "sha256", rawSize: 64 },
+  p384: { oid: "1.2.840.10045.4.3.3", hash: "sha384", rawSize: 96 },
+} as const;
+const sha256WithRsa = "1.2.840.113549.1.1.11";
+
+/** What the agent reads of a certificate: the TokenCertificate fields and the parts a PKCS#11 object carries. */
+export interface CertificateFields {
+  serialHex: string;
+  subject: string;
+  issuer: string;
+  notBefore: Date;
+  notAfter: Date;
+  spki: Buffer;
+  /** DER of the subject Name, issuer Name and serial INTEGER (CKA_SUBJECT, CKA_ISSUER, CKA_SERIAL_NUMBER). */
+  subjectDer: Buffer;
+  issuerDer: Buffer;
+  serialDer: Buffer;
+}
+
+/** Parses a DER X.509 certificate. Throws DER_MALFORMED. */
+export function readCertificate(der: Uint8Array): CertificateFields {
+  let cert: Certificate;
+  try {
+    cert = AsnConvert.parse(Buffer.from(der), Certificate);
+  } catch (e) {
+    throw new UkeyError("DER_MALFORMED", { params: { reason: "not an X.509 certificate" }, cause: e });
+  }
+  const tbs = cert.tbsCertificate;
+  const serial = Buffer.from(tbs.serialNumber);
+  let i = 0;
+  while (i < serial.length - 1 && serial[i] === 0) i++;
+  return {
+    serialHex: serial.subarray(i).toString("hex"),
+    subject: nameToString(tbs.subject),
+    issuer: nameToString(tbs.issuer),
+    notBefore: tbs.validity.notBefore.getTime(),
+    notAfter: tbs.validity.notAfter.getTime(),
+    spki: Buffer.from(AsnConvert.serialize(tbs.subjectPublicKeyInfo)),
+    subjectDer: Buffer.from(AsnConvert.serialize(tbs.subject)),
+    issuerDer: Buffer.from(AsnConvert.serialize(tbs.issuer)),
+    serialDer: integerDer(serial),
+  };
+}
+
+/** The TokenCertificate view of a certificate stored under `id`. */
+export function tokenCertificate(der: Uint8Array, id: string, label: string, hasKey: boolean): TokenCertificate {
+  const f = readCertificate(der);
+  return {
+    id, label, der: new Uint8Array(der), serialHex: f.serialHex, subject: f.subject, issuer: f.issuer,
+    notBefore: f.notBefore, notAfter: f.notAfter, hasKey,
+  };
+}
+
+function integerDer(magnitude: Buffer): Buffer {
+  if (magnitude.length > 126) throw new UkeyError("DER_MALFORMED", { params: { reason: "serial number too long" } });
+  return Buffer.concat([Buffer.from([0x02, magnitude.length]), magnitude]);
+}
+
+/** "C=CN, O=Example Bank, CN=Zhang San", in encoding order (as the CA package renders names). */
+export function nameToString(name: Name): string {
+  return name.map((rdn) => rdn.map((atv) => {
+    const k = shortNames[atv.type] ?? atv.type;
+    const v = atv.value.anyValue ? `#${Buffer.from(atv.value.anyValue).toString("hex")}` : atv.value.toString();
+    return `${k}=${v.replace(/([,+\\])/g, "\\$1")}`;
+  }).join("+")).join(", ");
+}
+
+/**
+ * A Name from "CN=Zhang San, O=Example Bank" (RFC 4514 style, written in
+ * encoding order; "\," escapes a comma) or OpenSSL's "/CN=Zhang San/O=Example
+ * Bank"; "" is the empty Name. Country and serialNumber are
+ * PrintableString, emailAddress IA5String, the rest UTF8String. Throws
+ * REQUEST_INVALID for an unknown attribute type or an empty value.
+ */
+export function parseSubject(text: string): Name {
+  const s = text.trim();
+  if (s === "") return new Name();
+  const parts = s.startsWith("/") ? s.slice(1).split("/") : s.split(/(?<!\\),/);
+  return new Name(parts.map((part) => {
+    const eq = part.indexOf("=");
+    const key = part.slice(0, eq).trim();
+    const value = part.slice(eq + 1).trim().replace(/\\([,+\\])/g, "$1");
+    const type = attributeOids[key] ?? (/^\d+(\.\d+)+$/.test(key) ? key : undefined);
+    if (eq < 0 || !type) throw new UkeyError("REQUEST_INVALID", { params: { reason: `unknown attribute in subject: ${part.trim()}` } });
+    if (value === "") throw new UkeyError("REQUEST_INVALID", { params: { reason: `empty ${key} in subject` } });
+    const v = type === attributeOids.C || type === attributeOids.serialNumber
+      ? new AttributeValue({ printableString: value })
+      : type === attributeOids.emailAddress ? new AttributeValue({ ia5String: value }) : new AttributeValue({ utf8String: value });
+    return new RelativeDistinguishedName([new AttributeTypeAndValue({ type, value: v })]);
+  }));
+}
+
+/** The key algorithm of a DER SubjectPublicKeyInfo. Throws KEY_ALGORITHM_UNSUPPORTED. */
+export function keyAlgorithmOfSpki(spki: Uint8Array): KeyAlgorithm {
+  const key = publicKeyOf(spki);
+  const d = key.asymmetricKeyDetails;
+  if (key.asymmetricKeyType === "ec" && d?.namedCurve === "prime256v1") return "p256";
+  if (key.asymmetricKeyType === "ec" && d?.namedCurve === "secp384r1") return "p384";
+  if (key.asymmetricKeyType === "rsa" && (d?.modulusLength === 2048 || d?.modulusLength === 3072 || d?.modulusLength === 4096)) {
+    return `rsa${d.modulusLength}` as KeyAlgorithm;
+  }
+  throw new UkeyError("KEY_ALGORITHM_UNSUPPORTED", {
+    params: { algorithm: `${key.asymmetricKeyType ?? "unknown"} ${d?.namedCurve ?? d?.modulusLength ?? ""}`.trim() },
+  });
+}
+
+/** A public KeyObject from DER SubjectPublicKeyInfo. Throws DER_MALFORMED. */
+export function publicKeyOf(spki: Uint8Array): KeyObject {
+  try {
+    return createPublicKey({ key: Buffer.from(spki), format: "der", type: "spki" });
+  } catch (e) {
+    throw new UkeyError("DER_MALFORMED", { params: { reason: "not a SubjectPublicKeyInfo" }, cause: e });
+  }
+}
+
+/** True when both SubjectPublicKeyInfos hold the same key, whatever their encoding details. */
+export function samePublicKey(a: Uint8Array, b: Uint8Array): boolean {
+  try {
+    const x = publicKeyOf(a).export({ format: "der", type: "spki" });
+    const y = publicKeyOf(b).export({ format: "der", type: "spki" });
+    return x.equals(y);
+  } catch {
+    return false;
+  }
+}
+
+/** The hash an ECDSA signature of this key is made over, and the size of its raw r||s form. */
+export function ecdsaParameters(algorithm: KeyAlgorithm): { hash: "sha256" | "sha384"; rawSize: number } | undefined {
+  return algorithm === "p256" || algorithm === "p384" ? sigAlg[algorithm] : undefined;
+}
+
+/** ECDSA-Sig-Value (DER) from the raw r||s a PKCS#11 CKM_ECDSA signature gives. */
+export function ecdsaRawToDer(raw: Uint8Array): Buffer {
+  const half = raw.length / 2;
+  const int = (v: Uint8Array): Buffer => {
+    let i = 0;
+    while (i < v.length - 1 && v[i] === 0) i++;
+    const m = Buffer.from(v.subarray(i));
+    const body = m[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), m]) : m;
+    return Buffer.concat([Buffer.from([0x02, body.length]), body]);
+  };
+  const body = Buffer.concat([int(raw.subarray(0, half)), int(raw.subarray(half))]);
+  const len = body.length < 0x80 ? Buffer.from([body.length]) : Buffer.from([0x81, body.length]);
+  return Buffer.concat([Buffer.from([0x30]), len, body]);
+}
+
+/**
+ * A PKCS#10 request (PEM) for the key `spki`, built with the asn1-csr
+ * schemas; `sign` signs the DER CertificationRequestInfo the way
+ * TokenSession.sign does (ECDSA DER signature, or RSA PKCS#1 v1.5 SHA-256).
+ */
+export async function buildCsr(spki: Uint8Array, subject: string, sign: (data: Buffer) => Promise<Uint8Array>): Promise<string> {
+  const algorithm = keyAlgorithmOfSpki(spki);
+  const ec = ecdsaParameters(algorithm);
+  const info = new CertificationRequestInfo({
+    version: 0,
+    subject: parseSubject(subject),
+    subjectPKInfo: AsnConvert.parse(Buffer.from(spki), SubjectPublicKeyInfo),
+  });
+  const infoDer = Buffer.from(AsnConvert.serialize(info));
+  const signature = await sign(infoDer);
+  const csr = new CertificationRequest({
+    certificationRequestInfo: info,
+    signatureAlgorithm: ec
+      ? new AlgorithmIdentifier({ algorithm: sigAlg[algorithm as "p256" | "p384"].oid })
+      : new AlgorithmIdentifier({ algorithm: sha256WithRsa, parameters: null }),
+    signature: new Uint8Array(signature).buffer,
+  });
+  const der = Buffer.from(AsnConvert.serialize(csr));
+  const b64 = der.toString("base64").replace(/.{1,64}/g, "$&\n");
+  return `-----BEGIN CERTIFICATE REQUEST-----\n${b64}-----END CERTIFICATE REQUEST-----\n`;
+}

@@ -1,0 +1,697 @@
+import { createHash, createPublicKey, randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import pkcs11js from "pkcs11js";
+import type { KeyAlgorithm } from "@ukey/policy";
+import { UkeyError, isUkeyError } from "@ukey/policy";
+import {
+  buildCsr, ecdsaParameters, ecdsaRawToDer, keyAlgorithmOfSpki, readCertificate, samePublicKey, tokenCertificate,
+} from "./certificate-fields.js";
+import type { KeyStoreBackend, TokenCertificate, TokenInfo, TokenKey, TokenSession } from "./key-store.js";
+import { checkNewUserPin } from "./pin-rule.js";
+import { acquireTokenLock, OperationQueue, withTokenLock } from "./token-lock.js";
+
+type Handle = Buffer;
+type Lib = pkcs11js.PKCS11;
+
+/**
+ * One loaded library per path and process: C_Initialize and C_Finalize are
+ * per process, so every backend on the same path shares one, and the last
+ * to close finalises it.
+ */
+const modules = new Map<string, { lib: Lib; users: number }>();
+
+function p11Code(e: unknown): number | undefined {
+  return typeof (e as { code?: unknown } | null)?.code === "number" ? (e as { code: number }).code : undefined;
+}
+
+function acquireModule(path: string): Lib {
+  const hit = modules.get(path);
+  if (hit) {
+    hit.users++;
+    return hit.lib;
+  }
+  if (!existsSync(path)) throw new UkeyError("TOKEN_DRIVER_MISSING", { params: { module: path }, detail: `no file ${path}` });
+  const lib = new pkcs11js.PKCS11();
+  try {
+    lib.load(path);
+  } catch (e) {
+    throw new UkeyError("HSM_MODULE_LOAD_FAILED", { params: { module: path }, detail: (e as Error).message, cause: e });
+  }
+  try {
+    lib.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
+  } catch (e) {
+    if (p11Code(e) !== pkcs11js.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+      try { lib.close(); } catch { /* already failing */ }
+      throw new UkeyError("HSM_MODULE_LOAD_FAILED", { params: { module: path }, detail: (e as Error).message, cause: e });
+    }
+  }
+  modules.set(path, { lib, users: 1 });
+  return lib;
+}
+
+function releaseModule(path: string): void {
+  const m = modules.get(path);
+  if (!m || --m.users > 0) return;
+  modules.delete(path);
+  try { m.lib.C_Finalize(); } catch { /* finalising a broken module: nothing left to do */ }
+  try { m.lib.close(); } catch { /* idem */ }
+}
+
+const removedCodes = new Set([
+  pkcs11js.CKR_DEVICE_REMOVED, pkcs11js.CKR_TOKEN_NOT_PRESENT, pkcs11js.CKR_SESSION_HANDLE_INVALID,
+  pkcs11js.CKR_SESSION_CLOSED, pkcs11js.CKR_SLOT_ID_INVALID,
+]);
+const weakPinCodes = new Set([pkcs11js.CKR_PIN_LEN_RANGE, pkcs11js.CKR_PIN_INVALID, pkcs11js.CKR_PIN_TOO_WEAK]);
+
+/**
+ * A catalogue error for a failed PKCS#11 call: a pulled token is
+ * TOKEN_REMOVED_DURING_OPERATION, a full one TOKEN_STORAGE_FULL, anything
+ * else `fallback` (TOKEN_KEYGEN_FAILED for key generation and CSRs,
+ * TOKEN_OPERATION_FAILED otherwise).
+ */
+function mapError(e: unknown, op: string, fallback: "TOKEN_KEYGEN_FAILED" | "TOKEN_OPERATION_FAILED" = "TOKEN_OPERATION_FAILED"): UkeyError {
+  if (isUkeyError(e)) return e;
+  const code = p11Code(e);
+  const detail = `${op}: ${(e as Error)?.message ?? String(e)}`;
+  if (code !== undefined && removedCodes.has(code)) return new UkeyError("TOKEN_REMOVED_DURING_OPERATION", { detail, cause: e });
+  if (code === pkcs11js.CKR_DEVICE_MEMORY) return new UkeyError("TOKEN_STORAGE_FULL", { detail, cause: e });
+  if (fallback === "TOKEN_KEYGEN_FAILED") return new UkeyError(fallback, { detail, cause: e });
+  return new UkeyError(fallback, { params: { reason: op }, detail, cause: e });
+}
+
+/** The error of a refused C_Login, with what the token tells of the tries left. */
+function loginError(lib: Lib, slot: Handle, e: unknown, who: "user" | "so"): UkeyError {
+  const code = p11Code(e);
+  if (code === pkcs11js.CKR_PIN_LOCKED) return new UkeyError("TOKEN_PIN_LOCKED", { params: { pin: who }, cause: e });
+  if (code === pkcs11js.CKR_PIN_INCORRECT || code === pkcs11js.CKR_PIN_LEN_RANGE || code === pkcs11js.CKR_PIN_INVALID) {
+    let flags = 0;
+    try { flags = lib.C_GetTokenInfo(slot).flags; } catch { /* the flags are only a hint */ }
+    const f = who === "so"
+      ? { locked: pkcs11js.CKF_SO_PIN_LOCKED, low: pkcs11js.CKF_SO_PIN_COUNT_LOW, final: pkcs11js.CKF_SO_PIN_FINAL_TRY }
+      : { locked: pkcs11js.CKF_USER_PIN_LOCKED, low: pkcs11js.CKF_USER_PIN_COUNT_LOW, final: pkcs11js.CKF_USER_PIN_FINAL_TRY };
+    if (flags & f.locked) return new UkeyError("TOKEN_PIN_LOCKED", { params: { pin: who }, cause: e });
+    const params: Record<string, string | number> = { pin: who };
+    // PKCS#11 tells no number, only "low" and "one left".
+    if (flags & f.final) params.triesLeft = 1;
+    if (flags & f.low) params.countLow = 1;
+    return new UkeyError("TOKEN_PIN_INCORRECT", { params, cause: e });
+  }
+  return mapError(e, "login");
+}
+
+/** CK_ULONG memory sizes: CK_UNAVAILABLE_INFORMATION (all ones, 32 or 64 bits) is "not told". */
+function memory(v: number | bigint): number | undefined {
+  const b = BigInt(v);
+  return b >= 0xffffffffn ? undefined : Number(b);
+}
+
+function tokenInfoOf(i: pkcs11js.TokenInfo): TokenInfo {
+  const info: TokenInfo = {
+    serial: i.serialNumber.trim(),
+    label: i.label.trim(),
+    manufacturer: i.manufacturerID.trim(),
+    model: i.model.trim(),
+    backend: "pkcs11",
+    pin: {
+      initialized: (i.flags & pkcs11js.CKF_USER_PIN_INITIALIZED) !== 0,
+      locked: (i.flags & pkcs11js.CKF_USER_PIN_LOCKED) !== 0,
+      countLow: (i.flags & pkcs11js.CKF_USER_PIN_COUNT_LOW) !== 0,
+      finalTry: (i.flags & pkcs11js.CKF_USER_PIN_FINAL_TRY) !== 0,
+      toBeChanged: (i.flags & pkcs11js.CKF_USER_PIN_TO_BE_CHANGED) !== 0,
+    },
+  };
+  const freePublic = memory(i.freePublicMemory as number | bigint);
+  const freePrivate = memory(i.freePrivateMemory as number | bigint);
+  if (freePublic !== undefined) info.freePublicMemory = freePublic;
+  if (freePrivate !== undefined) info.freePrivateMemory = freePrivate;
+  const min = memory(i.minPinLen as number | bigint);
+  const max = memory(i.maxPinLen as number | bigint);
+  if (min !== undefined) info.pin.minLength = min;
+  if (max !== undefined) info.pin.maxLength = max;
+  return info;
+}
+
+function idBytes(id: string): Buffer {
+  if (typeof id !== "string" || !/^(?:[0-9a-fA-F]{2}){1,64}$/.test(id)) {
+    throw new UkeyError("REQUEST_INVALID", { params: { reason: `object id must be hexadecimal: ${String(id).slice(0, 40)}` } });
+  }
+  return Buffer.from(id, "hex");
+}
+
+function checkLabel(label: string, max: number): void {
+  if (typeof label !== "string" || Buffer.byteLength(label) > max || [...label].some((c) => c.charCodeAt(0) < 0x20)) {
+    throw new UkeyError("REQUEST_INVALID", { params: { reason: `a label is text of at most ${max} bytes` } });
+  }
+}
+
+const curveParams = {
+  p256: Buffer.from("06082a8648ce3d030107", "hex"),
+  p384: Buffer.from("06052b81040022", "hex"),
+} as const;
+const curveJwk = { p256: { crv: "P-256", size: 32 }, p384: { crv: "P-384", size: 48 } } as const;
+
+const b64url = (b: Buffer) => b.toString("base64url");
+
+/**
+ * Tokens behind one PKCS#11 module: a holder's UKey through its vendor's
+ * library (SoftHSM2 in tests). Tokens are named by serial and found again
+ * on every call, never by slot id: SoftHSM2 and others renumber slots when
+ * a token is re-initialised or reconnected. Throws TOKEN_DRIVER_MISSING
+ * when the module file does not exist and HSM_MODULE_LOAD_FAILED when it is
+ * not a loadable PKCS#11 library.
+ */
+export class Pkcs11Backend implements KeyStoreBackend {
+  readonly kind = "pkcs11" as const;
+  readonly location: string;
+  readonly #lib: Lib;
+  readonly #sessions = new Set<Pkcs11Session>();
+  #closed = false;
+
+  constructor(modulePath: string) {
+    this.location = resolve(modulePath);
+    this.#lib = acquireModule(this.location);
+  }
+
+  #live(): Lib {
+    if (this.#closed) throw new UkeyError("TOKEN_OPERATION_FAILED", { params: { reason: "the key store is closed" } });
+    return this.#lib;
+  }
+
+  #lockKey(serial: string): string {
+    return `pkcs11\0${this.location}\0${serial}`;
+  }
+
+  /** The tokens present now, each with a serial number (an empty SoftHSM2 slot has none and is left out). */
+  async listTokens(): Promise<TokenInfo[]> {
+    const lib = this.#live();
+    try {
+      return this.#slots(lib).map((s) => s.info).filter((t) => t.serial !== "");
+    } catch (e) {
+      throw mapError(e, "list tokens");
+    }
+  }
+
+  #slots(lib: Lib): { slot: Handle; info: TokenInfo }[] {
+    const out: { slot: Handle; info: TokenInfo }[] = [];
+    for (const slot of lib.C_GetSlotList(true)) {
+      try {
+        out.push({ slot, info: tokenInfoOf(lib.C_GetTokenInfo(slot)) });
+      } catch (e) {
+        // Pulled between the two calls: it is simply not present.
+        if (!removedCodes.has(p11Code(e) ?? -1)) throw e;
+      }
+    }
+    return out;
+  }
+
+  /** The slot holding token `serial` now. Throws TOKEN_NOT_PRESENT, TOKEN_MULTIPLE_PRESENT. */
+  #findSlot(lib: Lib, serial: string): { slot: Handle; info: TokenInfo } {
+    if (typeof serial !== "string" || serial.trim() === "") throw new UkeyError("TOKEN_NOT_PRESENT", { detail: "no token serial given" });
+    let matches;
+    try {
+      matches = this.#slots(lib).filter((s) => s.info.serial === serial.trim());
+    } catch (e) {
+      throw mapError(e, "find token");
+    }
+    if (matches.length === 0) throw new UkeyError("TOKEN_NOT_PRESENT", { params: { serial }, detail: `no token with serial ${serial} in ${this.location}` });
+    if (matches.length > 1) throw new UkeyError("TOKEN_MULTIPLE_PRESENT", { params: { count: matches.length } });
+    return matches[0]!;
+  }
+
+  /**
+   * Logs in to token `tokenSerial` with the user PIN. Waits while another
+   * session of this process is open on the token. Throws TOKEN_NOT_PRESENT,
+   * TOKEN_PIN_INCORRECT (params.triesLeft 1 on the final try, countLow 1
+   * when the token says few are left), TOKEN_PIN_LOCKED.
+   */
+  async open(tokenSerial: string, pin: string): Promise<TokenSession> {
+    const lib = this.#live();
+    const release = await acquireTokenLock(this.#lockKey(tokenSerial));
+    let handle: Handle | undefined;
+    try {
+      this.#live();
+      const { slot, info } = this.#findSlot(lib, tokenSerial);
+      try {
+        handle = lib.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
+      } catch (e) {
+        throw mapError(e, "open session");
+      }
+      login(lib, handle, slot, pkcs11js.CKU_USER, pin, "user");
+      const session = new Pkcs11Session(lib, handle, info, () => {
+        this.#sessions.delete(session);
+        release();
+      });
+      this.#sessions.add(session);
+      return session;
+    } catch (e) {
+      if (handle) {
+        try { lib.C_CloseSession(handle); } catch { /* already failing */ }
+      }
+      release();
+      throw e;
+    }
+  }
+
+  /**
+   * Certificates on the token. Without `pin`: public objects only, read in
+   * a session of its own, and hasKey means the public key object of the
+   * same id holds the certificate's key (private keys are not visible
+   * without the PIN). With `pin`: as TokenSession.listCertificates.
+   */
+  async listCertificates(tokenSerial: string, pin?: string): Promise<TokenCertificate[]> {
+    if (pin !== undefined) {
+      const session = await this.open(tokenSerial, pin);
+      try {
+        return await session.listCertificates();
+      } finally {
+        await session.close();
+      }
+    }
+    const lib = this.#live();
+    const { slot } = this.#findSlot(lib, tokenSerial);
+    let handle: Handle;
+    try {
+      handle = lib.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION);
+    } catch (e) {
+      throw mapError(e, "open session");
+    }
+    try {
+      return readCertificates(lib, handle, false);
+    } catch (e) {
+      throw mapError(e, "read certificates");
+    } finally {
+      try { lib.C_CloseSession(handle); } catch { /* the token may be gone */ }
+    }
+  }
+
+  /**
+   * C_InitToken with the SO PIN and the label (default: the current one),
+   * then C_InitPIN of the new user PIN as SO. Throws PIN_TOO_WEAK before
+   * anything changes, TOKEN_PIN_INCORRECT / TOKEN_PIN_LOCKED (params.pin
+   * "so") for the SO PIN, TOKEN_NOT_PRESENT.
+   */
+  async initToken(tokenSerial: string, soPin: string, newUserPin: string, label?: string): Promise<TokenInfo> {
+    checkNewUserPin(newUserPin);
+    if (label !== undefined) checkLabel(label, 32);
+    const lib = this.#live();
+    return withTokenLock(this.#lockKey(tokenSerial), () => {
+      const { slot, info } = this.#findSlot(lib, tokenSerial);
+      const newLabel = label ?? info.label;
+      try {
+        lib.C_InitToken(slot, soPin, newLabel + " ".repeat(32 - Buffer.byteLength(newLabel)));
+      } catch (e) {
+        throw loginError(lib, slot, e, "so");
+      }
+      // The re-initialised token may sit in another slot now.
+      const again = this.#findSlot(lib, tokenSerial).slot;
+      let handle: Handle | undefined;
+      try {
+        handle = lib.C_OpenSession(again, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
+        login(lib, handle, again, pkcs11js.CKU_SO, soPin, "so");
+        try {
+          lib.C_InitPIN(handle, newUserPin);
+        } catch (e) {
+          if (weakPinCodes.has(p11Code(e) ?? -1)) throw new UkeyError("PIN_TOO_WEAK", { detail: (e as Error).message, cause: e });
+          throw mapError(e, "set the user PIN");
+        }
+        try { lib.C_Logout(handle); } catch { /* closing the session logs out too */ }
+      } catch (e) {
+        throw mapError(e, "initialise the token");
+      } finally {
+        if (handle) {
+          try { lib.C_CloseSession(handle); } catch { /* the token may be gone */ }
+        }
+      }
+      return this.#findSlot(lib, tokenSerial).info;
+    });
+  }
+
+  /** Closes open sessions and releases the module (C_Finalize when this was its last user). Safe to call twice. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    for (const s of [...this.#sessions]) await s.close();
+    this.#closed = true;
+    releaseModule(this.location);
+  }
+}
+
+function login(lib: Lib, handle: Handle, slot: Handle, userType: number, pin: string, who: "user" | "so"): void {
+  if (typeof pin !== "string") throw new UkeyError("TOKEN_PIN_INCORRECT", { params: { pin: who } });
+  try {
+    lib.C_Login(handle, userType, pin);
+  } catch (e) {
+    if (p11Code(e) !== pkcs11js.CKR_USER_ALREADY_LOGGED_IN) throw loginError(lib, slot, e, who);
+    // Logged in by an earlier user of this process that did not log out:
+    // the PIN must still be checked, so log out and in again.
+    try {
+      lib.C_Logout(handle);
+      lib.C_Login(handle, userType, pin);
+    } catch (e2) {
+      throw loginError(lib, slot, e2, who);
+    }
+  }
+}
+
+function findObjects(lib: Lib, session: Handle, template: pkcs11js.Template): Handle[] {
+  lib.C_FindObjectsInit(session, template);
+  const out: Handle[] = [];
+  try {
+    for (;;) {
+      const batch = lib.C_FindObjects(session, 64);
+      if (batch.length === 0) break;
+      out.push(...batch);
+    }
+  } finally {
+    lib.C_FindObjectsFinal(session);
+  }
+  return out;
+}
+
+function attr(lib: Lib, session: Handle, h: Handle, type: number): Buffer | undefined {
+  try {
+    const [a] = lib.C_GetAttributeValue(session, h, [{ type }]);
+    return a?.value as Buffer | undefined;
+  } catch (e) {
+    if (p11Code(e) === pkcs11js.CKR_ATTRIBUTE_TYPE_INVALID || p11Code(e) === pkcs11js.CKR_ATTRIBUTE_SENSITIVE) return undefined;
+    throw e;
+  }
+}
+
+function readUlong(v: Buffer | undefined): number | undefined {
+  if (!v || (v.length !== 4 && v.length !== 8)) return undefined;
+  return v.length === 8 ? Number(v.readBigUInt64LE(0) & 0xffffffffn) : v.readUInt32LE(0);
+}
+
+/** The DER SPKI of a public key object, or of an RSA private key object (which carries its modulus). */
+function spkiOf(lib: Lib, session: Handle, h: Handle): Buffer | undefined {
+  const type = readUlong(attr(lib, session, h, pkcs11js.CKA_KEY_TYPE));
+  if (type === pkcs11js.CKK_RSA) {
+    const n = attr(lib, session, h, pkcs11js.CKA_MODULUS);
+    const e = attr(lib, session, h, pkcs11js.CKA_PUBLIC_EXPONENT);
+    if (!n?.length || !e?.length) return undefined;
+    return jwkSpki({ kty: "RSA", n: b64url(n), e: b64url(e) });
+  }
+  if (type === pkcs11js.CKK_EC) {
+    const params = attr(lib, session, h, pkcs11js.CKA_EC_PARAMS);
+    const point = attr(lib, session, h, pkcs11js.CKA_EC_POINT);
+    const curve = params?.equals(curveParams.p256) ? "p256" : params?.equals(curveParams.p384) ? "p384" : undefined;
+    if (!curve || !point) return undefined;
+    const size = curveJwk[curve].size;
+    const raw = ecPoint(point, 1 + 2 * size);
+    if (!raw) return undefined;
+    return jwkSpki({ kty: "EC", crv: curveJwk[curve].crv, x: b64url(raw.subarray(1, 1 + size)), y: b64url(raw.subarray(1 + size)) });
+  }
+  return undefined;
+}
+
+/** DER SPKI from a JWK public key, through node:crypto. */
+function jwkSpki(jwk: Record<string, string>): Buffer {
+  return createPublicKey({ key: jwk, format: "jwk" }).export({ format: "der", type: "spki" });
+}
+
+/** The uncompressed point, whether the token gives it raw or (as PKCS#11 says) wrapped in an OCTET STRING. */
+function ecPoint(value: Buffer, expected: number): Buffer | undefined {
+  if (value.length === expected && value[0] === 4) return value;
+  if (value.length === expected + 2 && value[0] === 0x04 && value[1] === expected && value[2] === 4) return value.subarray(2);
+  if (value.length === expected + 3 && value[0] === 0x04 && value[1] === 0x81 && value[2] === expected && value[3] === 4) return value.subarray(3);
+  return undefined;
+}
+
+/** The certificates of a session; hasKey needs a private key of the same id (when `privateVisible`) and a matching public key. */
+function readCertificates(lib: Lib, session: Handle, privateVisible: boolean): TokenCertificate[] {
+  const out: TokenCertificate[] = [];
+  for (const h of findObjects(lib, session, [
+    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_CERTIFICATE },
+    { type: pkcs11js.CKA_CERTIFICATE_TYPE, value: pkcs11js.CKC_X_509 },
+  ])) {
+    const value = attr(lib, session, h, pkcs11js.CKA_VALUE);
+    const id = attr(lib, session, h, pkcs11js.CKA_ID) ?? Buffer.alloc(0);
+    const label = (attr(lib, session, h, pkcs11js.CKA_LABEL) ?? Buffer.alloc(0)).toString("utf8");
+    if (!value) continue;
+    let fields;
+    try {
+      fields = readCertificate(value);
+    } catch {
+      // Not an X.509 certificate the agent can read: leave it alone.
+      continue;
+    }
+    const hasKey = id.length > 0 && keyMatches(lib, session, id, fields.spki, privateVisible);
+    out.push(tokenCertificate(value, id.toString("hex"), label, hasKey));
+  }
+  return out;
+}
+
+function keyMatches(lib: Lib, session: Handle, id: Buffer, spki: Buffer, privateVisible: boolean): boolean {
+  const byId = (cls: number) => findObjects(lib, session, [{ type: pkcs11js.CKA_CLASS, value: cls }, { type: pkcs11js.CKA_ID, value: id }]);
+  const publics = byId(pkcs11js.CKO_PUBLIC_KEY).map((h) => spkiOf(lib, session, h)).filter((s): s is Buffer => !!s);
+  if (!privateVisible) return publics.some((s) => samePublicKey(s, spki));
+  const privates = byId(pkcs11js.CKO_PRIVATE_KEY);
+  if (privates.length === 0) return false;
+  // An RSA private key carries its modulus; an EC one needs its public half.
+  return privates.some((h) => {
+    const own = spkiOf(lib, session, h);
+    return own ? samePublicKey(own, spki) : publics.some((s) => samePublicKey(s, spki));
+  });
+}
+
+/** One logged-in session on a token; its operations run one at a time. */
+class Pkcs11Session implements TokenSession {
+  readonly token: TokenInfo;
+  readonly #lib: Lib;
+  #handle: Handle | undefined;
+  readonly #queue = new OperationQueue();
+  readonly #onClose: () => void;
+
+  constructor(lib: Lib, handle: Handle, token: TokenInfo, onClose: () => void) {
+    this.#lib = lib;
+    this.#handle = handle;
+    this.token = token;
+    this.#onClose = onClose;
+  }
+
+  #run<T>(op: string, fn: (lib: Lib, session: Handle) => Promise<T> | T, fallback?: "TOKEN_KEYGEN_FAILED"): Promise<T> {
+    return this.#queue.run(async () => {
+      const session = this.#handle;
+      if (!session) throw new UkeyError("TOKEN_OPERATION_FAILED", { params: { reason: `${op}: the session is closed` } });
+      try {
+        return await fn(this.#lib, session);
+      } catch (e) {
+        throw mapError(e, op, fallback);
+      }
+    });
+  }
+
+  listCertificates(): Promise<TokenCertificate[]> {
+    return this.#run("read certificates", (lib, s) => readCertificates(lib, s, true));
+  }
+
+  listKeys(): Promise<TokenKey[]> {
+    return this.#run("read keys", (lib, s) => this.#keys(lib, s));
+  }
+
+  /** Key pairs whose public key is known (from the public key object, or an RSA private key's modulus). */
+  #keys(lib: Lib, s: Handle): TokenKey[] {
+    const out: TokenKey[] = [];
+    for (const h of findObjects(lib, s, [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY }])) {
+      const id = attr(lib, s, h, pkcs11js.CKA_ID) ?? Buffer.alloc(0);
+      const label = (attr(lib, s, h, pkcs11js.CKA_LABEL) ?? Buffer.alloc(0)).toString("utf8");
+      const spki = this.#keySpki(lib, s, id, h);
+      if (!spki) continue;
+      let algorithm: KeyAlgorithm;
+      try {
+        algorithm = keyAlgorithmOfSpki(spki);
+      } catch {
+        continue;
+      }
+      out.push({ id: id.toString("hex"), label, algorithm, spki: new Uint8Array(spki) });
+    }
+    return out;
+  }
+
+  #keySpki(lib: Lib, s: Handle, id: Buffer, priv: Handle): Buffer | undefined {
+    const own = spkiOf(lib, s, priv);
+    if (own) return own;
+    if (id.length === 0) return undefined;
+    for (const h of findObjects(lib, s, [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY }, { type: pkcs11js.CKA_ID, value: id }])) {
+      const spki = spkiOf(lib, s, h);
+      if (spki) return spki;
+    }
+    return undefined;
+  }
+
+  /** The private key of `id` and its public key. Throws TOKEN_KEY_NOT_FOUND. */
+  #key(lib: Lib, s: Handle, keyId: string): { priv: Handle; spki: Buffer; algorithm: KeyAlgorithm } {
+    const id = idBytes(keyId);
+    for (const priv of findObjects(lib, s, [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY }, { type: pkcs11js.CKA_ID, value: id }])) {
+      const spki = this.#keySpki(lib, s, id, priv);
+      if (spki) return { priv, spki, algorithm: keyAlgorithmOfSpki(spki) };
+    }
+    throw new UkeyError("TOKEN_KEY_NOT_FOUND", { params: { id: keyId } });
+  }
+
+  generateKeyPair(algorithm: KeyAlgorithm, label: string, id?: string): Promise<TokenKey> {
+    return this.#run("generate a key pair", async (lib, s) => {
+      checkLabel(label, 255);
+      const ckaId = id === undefined ? randomBytes(20) : idBytes(id);
+      const ec = algorithm === "p256" || algorithm === "p384";
+      if (!ec && algorithm !== "rsa2048" && algorithm !== "rsa3072" && algorithm !== "rsa4096") {
+        throw new UkeyError("KEY_ALGORITHM_UNSUPPORTED", { params: { algorithm: String(algorithm) } });
+      }
+      if (findObjects(lib, s, [{ type: pkcs11js.CKA_ID, value: ckaId }]).length > 0) {
+        throw new UkeyError("TOKEN_OPERATION_FAILED", { params: { reason: `an object with id ${ckaId.toString("hex")} is already on the token` } });
+      }
+      const common = [
+        { type: pkcs11js.CKA_TOKEN, value: true },
+        { type: pkcs11js.CKA_LABEL, value: label },
+        { type: pkcs11js.CKA_ID, value: ckaId },
+      ];
+      const publicTemplate = [
+        ...common,
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY },
+        { type: pkcs11js.CKA_PRIVATE, value: false },
+        { type: pkcs11js.CKA_VERIFY, value: true },
+        ...(ec
+          ? [{ type: pkcs11js.CKA_EC_PARAMS, value: curveParams[algorithm] }]
+          : [
+            { type: pkcs11js.CKA_MODULUS_BITS, value: Number(algorithm.slice(3)) },
+            { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
+          ]),
+      ];
+      const privateTemplate = [
+        ...common,
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY },
+        { type: pkcs11js.CKA_PRIVATE, value: true },
+        { type: pkcs11js.CKA_SENSITIVE, value: true },
+        { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+        { type: pkcs11js.CKA_SIGN, value: true },
+      ];
+      const mechanism = { mechanism: ec ? pkcs11js.CKM_EC_KEY_PAIR_GEN : pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN };
+      const pair = await lib.C_GenerateKeyPairAsync(s, mechanism, publicTemplate, privateTemplate);
+      const spki = spkiOf(lib, s, pair.publicKey);
+      if (!spki) throw new UkeyError("TOKEN_KEYGEN_FAILED", { detail: "the new public key cannot be read" });
+      return { id: ckaId.toString("hex"), label, algorithm, spki: new Uint8Array(spki) };
+    }, "TOKEN_KEYGEN_FAILED");
+  }
+
+  sign(keyId: string, data: Uint8Array): Promise<Uint8Array> {
+    return this.#run("sign", (lib, s) => this.#sign(lib, s, keyId, data));
+  }
+
+  async #sign(lib: Lib, s: Handle, keyId: string, data: Uint8Array): Promise<Uint8Array> {
+    const { priv, algorithm } = this.#key(lib, s, keyId);
+    const ec = ecdsaParameters(algorithm);
+    // ECDSA: hash here, so the token does only the private-key step
+    // (CKM_ECDSA); RSA: CKM_SHA256_RSA_PKCS does hash and padding.
+    if (ec) {
+      lib.C_SignInit(s, { mechanism: pkcs11js.CKM_ECDSA }, priv);
+      const raw = await lib.C_SignAsync(s, createHash(ec.hash).update(data).digest(), Buffer.alloc(ec.rawSize));
+      return new Uint8Array(ecdsaRawToDer(raw));
+    }
+    lib.C_SignInit(s, { mechanism: pkcs11js.CKM_SHA256_RSA_PKCS }, priv);
+    const sig = await lib.C_SignAsync(s, Buffer.from(data), Buffer.alloc(Number(algorithm.slice(3)) / 8));
+    return new Uint8Array(sig);
+  }
+
+  createCsr(keyId: string, subject = ""): Promise<string> {
+    return this.#run("make the certificate request", async (lib, s) => {
+      const { spki } = this.#key(lib, s, keyId);
+      return buildCsr(spki, subject, (info) => this.#sign(lib, s, keyId, info));
+    }, "TOKEN_KEYGEN_FAILED");
+  }
+
+  installCertificate(der: Uint8Array, keyId: string, label: string): Promise<TokenCertificate> {
+    return this.#run("store the certificate", (lib, s) => {
+      checkLabel(label, 255);
+      const value = Buffer.from(der);
+      const fields = readCertificate(value);
+      const id = idBytes(keyId);
+      const { spki } = this.#key(lib, s, keyId);
+      if (!samePublicKey(spki, fields.spki)) throw new UkeyError("CERT_KEY_MISMATCH", { detail: `certificate ${fields.serialHex} is not for key ${keyId}` });
+      const certTemplate = (extra: pkcs11js.Template = []) => [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_CERTIFICATE },
+        { type: pkcs11js.CKA_CERTIFICATE_TYPE, value: pkcs11js.CKC_X_509 },
+        { type: pkcs11js.CKA_ID, value: id },
+        ...extra,
+      ];
+      let stored = findObjects(lib, s, certTemplate([{ type: pkcs11js.CKA_VALUE, value: value }]));
+      let created: Handle | undefined;
+      if (stored.length === 0) {
+        created = lib.C_CreateObject(s, certTemplate([
+          { type: pkcs11js.CKA_TOKEN, value: true },
+          { type: pkcs11js.CKA_PRIVATE, value: false },
+          { type: pkcs11js.CKA_LABEL, value: label },
+          { type: pkcs11js.CKA_VALUE, value: value },
+          { type: pkcs11js.CKA_SUBJECT, value: fields.subjectDer },
+          { type: pkcs11js.CKA_ISSUER, value: fields.issuerDer },
+          { type: pkcs11js.CKA_SERIAL_NUMBER, value: fields.serialDer },
+        ]));
+        stored = findObjects(lib, s, certTemplate([{ type: pkcs11js.CKA_VALUE, value: value }]));
+      } else {
+        for (const h of stored) lib.C_SetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL, value: label }]);
+      }
+      // Read back what the token holds now, as a relying application will.
+      const back = stored.map((h) => attr(lib, s, h, pkcs11js.CKA_VALUE));
+      if (stored.length === 0 || !back.every((b) => b?.equals(value)) || !samePublicKey(readCertificate(back[0]!).spki, spki)) {
+        if (created) {
+          try { lib.C_DestroyObject(s, created); } catch { /* reported below */ }
+        }
+        throw new UkeyError("TOKEN_OPERATION_FAILED", { params: { reason: "the certificate read back from the token differs from the one written" } });
+      }
+      return tokenCertificate(value, keyId.toLowerCase(), label, true);
+    });
+  }
+
+  relabel(id: string, label: string): Promise<void> {
+    return this.#run("relabel", (lib, s) => {
+      checkLabel(label, 255);
+      const objects = findObjects(lib, s, [{ type: pkcs11js.CKA_ID, value: idBytes(id) }]);
+      if (objects.length === 0) throw new UkeyError("TOKEN_KEY_NOT_FOUND", { params: { id } });
+      for (const h of objects) lib.C_SetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL, value: label }]);
+    });
+  }
+
+  deleteObjects(ids: string[]): Promise<void> {
+    return this.#run("delete objects", (lib, s) => {
+      const bytes = ids.map(idBytes);
+      for (const id of bytes) {
+        // Certificate first, private key last: an interruption never leaves a certificate whose key is gone.
+        for (const cls of [pkcs11js.CKO_CERTIFICATE, pkcs11js.CKO_PUBLIC_KEY, pkcs11js.CKO_PRIVATE_KEY]) {
+          for (const h of findObjects(lib, s, [{ type: pkcs11js.CKA_CLASS, value: cls }, { type: pkcs11js.CKA_ID, value: id }])) {
+            lib.C_DestroyObject(s, h);
+          }
+        }
+      }
+    });
+  }
+
+  changePin(oldPin: string, newPin: string): Promise<void> {
+    return this.#run("change the PIN", (lib, s) => {
+      checkNewUserPin(newPin);
+      try {
+        lib.C_SetPIN(s, oldPin, newPin);
+      } catch (e) {
+        const code = p11Code(e);
+        if (code === pkcs11js.CKR_PIN_INCORRECT || code === pkcs11js.CKR_PIN_LOCKED) throw loginError(lib, this.#slotOf(lib, s), e, "user");
+        if (weakPinCodes.has(code ?? -1)) throw new UkeyError("PIN_TOO_WEAK", { detail: (e as Error).message, cause: e });
+        throw e;
+      }
+    });
+  }
+
+  #slotOf(lib: Lib, s: Handle): Handle {
+    return lib.C_GetSessionInfo(s).slotID;
+  }
+
+  /** Logs out, closes the session and lets the next session of the token start. Safe to call twice. */
+  async close(): Promise<void> {
+    await this.#queue.run(() => {
+      const handle = this.#handle;
+      this.#handle = undefined;
+      if (!handle) return;
+      try { this.#lib.C_Logout(handle); } catch { /* closing logs out as well */ }
+      try { this.#lib.C_CloseSession(handle); } catch { /* the token may be gone */ }
+      this.#onClose();
+    });
+  }
+}
