@@ -1,0 +1,51 @@
+import { UkeyError, type KeyAlgorithm } from "@ukey/policy";
+import { objectLabels } from "../keys/key-store.js";
+import { ServerClient } from "../server-client.js";
+import { derOfPem } from "./certificate-id.js";
+import { maybeCrash } from "./fault.js";
+import type { DownloadRequest, FlowContext, IssuedCertificate } from "./flow-types.js";
+import { openSession, report } from "./token-access.js";
+
+/**
+ * Downloads a certificate with a reference number and an authorization
+ * code onto a token (empty, freshly initialised, or holding others): a new
+ * key on the token labelled pending(download-REF), its CSR with both codes,
+ * the certificate installed beside it and both labelled current(serial).
+ * An interrupted download is finished by running it again with the same
+ * codes: the pending key is reused and the server delivers the same
+ * certificate again.
+ * @throws UkeyError CODE_INVALID, CODE_EXPIRED, CODE_ALREADY_USED, CODE_ATTEMPTS_EXCEEDED, CODE_REVOKED, TOKEN_*, SERVER_*.
+ */
+export async function downloadFlow(ctx: FlowContext, request: DownloadRequest & { algorithm?: KeyAlgorithm }): Promise<{ certificate: IssuedCertificate }> {
+  const ref = request.referenceNumber.replace(/[\s-]/g, "");
+  if (!/^\d{10}$/.test(ref)) throw new UkeyError("CODE_INVALID", { detail: "a reference number has 10 digits" });
+  const code = request.authorizationCode.trim();
+  if (code === "") throw new UkeyError("CODE_INVALID", { detail: "no authorization code" });
+  const client = new ServerClient(ctx.server);
+  const p = ctx.prompter;
+  report(p, "read-token", "正在读取 UKey", "Reading the key");
+  const session = await openSession(ctx.backend, p, request.tokenSerial, "download");
+  try {
+    const label = objectLabels.pending(`download-${ref}`);
+    let key = (await session.listKeys()).find((k) => k.label === label);
+    if (!key) {
+      report(p, "generate-key", "正在 UKey 中生成新的密钥对（私钥不会离开 UKey）", "Generating the new key pair on the key (the private key never leaves it)");
+      key = await session.generateKeyPair(request.algorithm ?? "p256", label);
+      maybeCrash(ctx.fault, "after-keygen");
+    }
+    report(p, "submit-csr", "正在用参考号和授权码下载证书", "Downloading the certificate with the reference number and authorization code");
+    const csr = await session.createCsr(key.id, "");
+    const answer = await client.download(ref, code, csr, request.tokenSerial, () => maybeCrash(ctx.fault, "after-csr"));
+    maybeCrash(ctx.fault, "after-issue");
+    report(p, "install", "正在把证书写入 UKey", "Writing the certificate to the key");
+    const installed = await session.installCertificate(derOfPem(answer.pem), key.id, objectLabels.current(answer.serial));
+    maybeCrash(ctx.fault, "after-install");
+    await session.relabel(key.id, objectLabels.current(installed.serialHex));
+    report(p, "done", `下载完成：证书 ${installed.serialHex}，有效期至 ${answer.notAfter.slice(0, 10)}`, `Downloaded: certificate ${installed.serialHex}, valid until ${answer.notAfter.slice(0, 10)}`);
+    return {
+      certificate: { serialHex: installed.serialHex, subject: installed.subject, notBefore: answer.notBefore, notAfter: answer.notAfter, pem: answer.pem + answer.chainPem },
+    };
+  } finally {
+    await session.close();
+  }
+}

@@ -1,0 +1,317 @@
+import { UkeyError, isUkeyError, keyAlgorithms, type ErrorCode, type KeyAlgorithm } from "@ukey/policy";
+import { objectLabels, type TokenCertificate, type TokenKey, type TokenSession } from "../keys/key-store.js";
+import { ServerClient, type OrderView } from "../server-client.js";
+import { certIdOf, derOfPem, spkiOf } from "./certificate-id.js";
+import { orderStateOf, planCleanUp, removeInvalid, serverViewOf } from "./clean-up.js";
+import { maybeCrash } from "./fault.js";
+import type { FlowContext, RenewRequest, RenewResult } from "./flow-types.js";
+import { openSession, report, sameSerial, sameSpki } from "./token-access.js";
+
+/** The exact bytes the server checks for proof of possession (renewal-order-service.ts possessionMessage). */
+export function possessionMessage(orderId: string, challenge: string): Uint8Array {
+  return new Uint8Array(Buffer.from(`ukey-renew possession v1\n${orderId}\n${challenge}`, "utf8"));
+}
+
+const openStates = new Set(["created", "verified", "key-submitted", "issued", "installed"]);
+const maxSteps = 40;
+
+/**
+ * Renews one certificate on a token through a renewal order, or finishes
+ * the order an earlier run left (found by the pending label on the token,
+ * or returned by the server as the certificate's open order):
+ * proof of possession with the current key → step-up / ID number /
+ * one-time code as the order asks → a new key on the token labelled
+ * pending(order) → CSR with an empty subject → install beside its key →
+ * installed → complete → clean-up of invalid objects → the new objects
+ * labelled current(serial). The pending label stays until the very end,
+ * so every interruption is found again; the old certificate stays until
+ * the new one is installed and the order complete.
+ * @throws UkeyError NO_CERTIFICATE_FOUND, CERT_NOT_ON_TOKEN, CERT_CHOICE_REQUIRED, the server's refusals
+ *   (RENEWAL_NOT_YET_OPEN with its date, RENEWAL_WINDOW_CLOSED, CERT_REVOKED, ...), TOKEN_*, SERVER_*.
+ */
+export async function renewFlow(ctx: FlowContext, request: RenewRequest): Promise<RenewResult> {
+  const client = new ServerClient(ctx.server);
+  const p = ctx.prompter;
+  report(p, "read-token", "正在读取 UKey", "Reading the key");
+  const session = await openSession(ctx.backend, p, request.tokenSerial, "renew");
+  try {
+    const certs = await session.listCertificates();
+    let order: OrderView;
+    let resumed: boolean;
+    const pending = await findPendingOrder(client, certs, await session.listKeys(), request.certSerialHex);
+    if (pending) {
+      order = pending;
+      resumed = true;
+      report(p, "resume", `继续上次未完成的更新（${order.state}）`, `Resuming the renewal an earlier run left (${order.state})`);
+    } else {
+      const target = await chooseCertificate(client, ctx.channel, certs, request.certSerialHex);
+      report(p, "start-order", `正在为证书 ${target.serialHex} 申请更新`, `Starting the renewal of certificate ${target.serialHex}`);
+      ({ order, resumed } = await client.startOrder(certIdOf(target.der), ctx.channel));
+      if (resumed) report(p, "resume", `继续已有的更新申请（${order.state}）`, `Resuming the open order (${order.state})`);
+    }
+    const run = new RenewalRun(ctx, client, session, request.tokenSerial);
+    return await run.drive(order, resumed);
+  } finally {
+    await session.close();
+  }
+}
+
+/** An order an earlier run left: its id is on a pending label; the open ones first, then completed ones whose clean-up may be unfinished. */
+async function findPendingOrder(client: ServerClient, certs: TokenCertificate[], keys: TokenKey[], serial?: string): Promise<OrderView | undefined> {
+  const ids = [...new Set([...certs, ...keys].map((o) => objectLabels.pendingOrder(o.label)).filter((x): x is string => !!x && !x.startsWith("download-")))];
+  const found: OrderView[] = [];
+  for (const id of ids) {
+    try {
+      const o = await client.getOrder(id);
+      if (serial && !sameSerial(o.certificate.serial, serial) && !(o.newCertificate && sameSerial(o.newCertificate.serial, serial))) continue;
+      if (openStates.has(o.state) || o.state === "completed") found.push(o);
+    } catch (e) {
+      if (!isUkeyError(e, "ORDER_NOT_FOUND")) throw e;
+    }
+  }
+  return found.find((o) => openStates.has(o.state)) ?? found[0];
+}
+
+/**
+ * The certificate to renew: the one named, else the only one with its key,
+ * else the only one the server says is open for renewal now, else the only
+ * one it still knows as live (so that its refusal gives the dates).
+ */
+async function chooseCertificate(client: ServerClient, channel: "web" | "cli", certs: TokenCertificate[], serial?: string): Promise<TokenCertificate> {
+  if (serial) {
+    const c = certs.find((x) => sameSerial(x.serialHex, serial));
+    if (!c) throw new UkeyError("CERT_NOT_ON_TOKEN", { params: { serial } });
+    return c;
+  }
+  const candidates = certs.filter((c) => c.hasKey && !objectLabels.pendingOrder(c.label));
+  if (candidates.length === 0) throw new UkeyError("NO_CERTIFICATE_FOUND");
+  if (candidates.length === 1) return candidates[0]!;
+  const states: { c: TokenCertificate; state: string }[] = [];
+  for (const c of candidates) {
+    try {
+      states.push({ c, state: (await client.renewalInfo(certIdOf(c.der), channel)).state });
+    } catch (e) {
+      if (!isUkeyError(e, "CERT_NOT_FOUND", "DER_MALFORMED")) throw e;
+    }
+  }
+  const live = states.filter((s) => s.state !== "superseded" && s.state !== "revoked");
+  const open = live.filter((s) => s.state === "open" || s.state === "open-step-up");
+  if (open.length === 1) return open[0]!.c;
+  if (open.length === 0 && live.length === 1) return live[0]!.c;
+  if (live.length === 0) throw new UkeyError("NO_CERTIFICATE_FOUND");
+  throw new UkeyError("CERT_CHOICE_REQUIRED", { params: { serials: (open.length ? open : live).map((s) => s.c.serialHex).join(", ") } });
+}
+
+class RenewalRun {
+  constructor(
+    private readonly ctx: FlowContext,
+    private readonly client: ServerClient,
+    private readonly session: TokenSession,
+    private readonly tokenSerial: string,
+  ) {}
+
+  private get p() {
+    return this.ctx.prompter;
+  }
+
+  async drive(start: OrderView, resumed: boolean): Promise<RenewResult> {
+    let order = start;
+    for (let i = 0; i < maxSteps; i++) {
+      if (order.state === "failed") throw new UkeyError(failureCode(order.failure));
+      if (order.state === "cancelled") throw new UkeyError("OPERATION_CANCELLED");
+      if (order.state === "completed") return this.finish(order, resumed);
+      switch (order.nextStep) {
+        case "possession": order = await this.possession(order); break;
+        case "step-up": order = await this.stepUp(order); break;
+        case "id-number": order = await this.idNumber(order); break;
+        case "one-time-code": order = await this.oneTimeCode(order); break;
+        case "csr": order = await this.submitKey(order, false); break;
+        case "install": order = await this.install(order); break;
+        case "complete":
+          report(this.p, "confirm", "正在确认更新完成", "Confirming the renewal");
+          order = await this.client.complete(order.id);
+          break;
+        default:
+          throw new UkeyError("SERVER_RESPONSE_INVALID", { params: { server: this.client.url }, detail: `order ${order.id} in state ${order.state} has no next step` });
+      }
+    }
+    throw new UkeyError("SERVER_RESPONSE_INVALID", { params: { server: this.client.url }, detail: `order ${order.id} did not finish in ${maxSteps} steps` });
+  }
+
+  private async possession(order: OrderView): Promise<OrderView> {
+    const old = (await this.session.listCertificates()).find((c) => sameSerial(c.serialHex, order.certificate.serial) && c.hasKey);
+    if (!old) throw new UkeyError("CERT_NOT_ON_TOKEN", { params: { serial: order.certificate.serial } });
+    report(this.p, "prove-possession", "正在用 UKey 中的当前密钥签名，证明持有该证书", "Signing with the current key to prove possession");
+    let challenge = order.challenge?.value ?? (await this.client.challenge(order.id)).challenge;
+    for (let attempt = 1; ; attempt++) {
+      const signature = await this.session.sign(old.id, possessionMessage(order.id, challenge));
+      try {
+        return await this.client.provePossession(order.id, signature);
+      } catch (e) {
+        // A challenge is used once; one another run or an old view spent is replaced once.
+        if (!isUkeyError(e, "CHALLENGE_INVALID") || attempt >= 2) throw e;
+        challenge = (await this.client.challenge(order.id)).challenge;
+      }
+    }
+  }
+
+  private async stepUp(order: OrderView): Promise<OrderView> {
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      report(this.p, "step-up", "证书已过期较长时间，需要在另一台设备上确认身份", "The certificate expired a while ago: confirm on a second device");
+      const s = await this.client.startStepUp(order.id);
+      await this.p.stepUp({ approvalUrl: s.approvalUrl, expiresAt: new Date(s.expiresAt) });
+      order = await this.client.getOrder(order.id);
+      if (order.nextStep !== "step-up") return order;
+    }
+    throw new UkeyError("STEP_UP_REQUIRED");
+  }
+
+  private async idNumber(order: OrderView): Promise<OrderView> {
+    let retry: { code: string } | undefined;
+    for (;;) {
+      report(this.p, "verify-identity", "请输入登记的证件号码", "Enter the ID number on record");
+      const idNumber = await this.p.idNumber({ idType: "resident-id", ...(retry ? { retry } : {}) });
+      try {
+        return await this.client.proveIdentity(order.id, "resident-id", idNumber.trim());
+      } catch (e) {
+        // The server counts the attempts and fails the order after five.
+        if (!isUkeyError(e, "IDENTITY_MISMATCH")) throw e;
+        retry = { code: e.code };
+      }
+    }
+  }
+
+  private async oneTimeCode(order: OrderView): Promise<OrderView> {
+    const channel = order.requirements.oneTimeCode ?? "sms";
+    if (!order.codeSentTo) order = await this.sendCode(order);
+    let retry: { code: string } | undefined;
+    for (let attempt = 1; attempt <= 12; attempt++) {
+      report(this.p, "verify-code", `验证码已发送到 ${order.codeSentTo ?? ""}`, `A code was sent to ${order.codeSentTo ?? ""}`);
+      const resendAt = order.codeResendAt ? new Date(order.codeResendAt) : new Date();
+      const answer = await this.p.oneTimeCode({
+        channel, maskedTo: order.codeSentTo ?? "", resendAfter: resendAt,
+        // The code lives five minutes from when it was sent, one minute before it may be sent again.
+        expiresAt: new Date(resendAt.getTime() - 60_000 + 5 * 60_000), ...(retry ? { retry } : {}),
+      });
+      if (answer === "resend") {
+        try {
+          order = await this.sendCode(order);
+          retry = undefined;
+        } catch (e) {
+          if (!isUkeyError(e, "CODE_RESEND_TOO_SOON")) throw e;
+          retry = { code: e.code };
+        }
+        continue;
+      }
+      try {
+        return await this.client.verifyCode(order.id, answer.trim());
+      } catch (e) {
+        if (isUkeyError(e, "CODE_INVALID")) retry = { code: e.code };
+        else if (isUkeyError(e, "CODE_EXPIRED")) {
+          order = await this.sendCode(order);
+          retry = { code: e.code };
+        } else throw e;
+      }
+    }
+    throw new UkeyError("CODE_ATTEMPTS_EXCEEDED");
+  }
+
+  private async sendCode(order: OrderView): Promise<OrderView> {
+    try {
+      return await this.client.sendCode(order.id);
+    } catch (e) {
+      // Sent a moment ago (by an earlier run): that code is still good.
+      if (isUkeyError(e, "CODE_RESEND_TOO_SOON") && order.codeSentTo) return order;
+      throw e;
+    }
+  }
+
+  /**
+   * The new key: the pending key of this order if it is still on the token
+   * (the server then delivers the same certificate again), else a new one
+   * (`fresh`, or none left: the server revokes an undelivered certificate).
+   */
+  private async submitKey(order: OrderView, fresh: boolean): Promise<OrderView> {
+    const label = objectLabels.pending(order.id);
+    const keys = await this.session.listKeys();
+    let key = fresh ? undefined : keys.find((k) => k.label === label);
+    if (fresh) {
+      const stale = keys.filter((k) => k.label === label).map((k) => k.id);
+      if (stale.length) await this.session.deleteObjects(stale);
+    }
+    if (!key) {
+      report(this.p, "generate-key", "正在 UKey 中生成新的密钥对（私钥不会离开 UKey）", "Generating the new key pair on the key (the private key never leaves it)");
+      key = await this.session.generateKeyPair(await this.algorithmFor(order), label);
+      maybeCrash(this.ctx.fault, "after-keygen");
+    }
+    report(this.p, "submit-csr", "正在提交证书请求", "Sending the certificate request");
+    const csr = await this.session.createCsr(key.id, "");
+    const issued = await this.client.submitCsr(order.id, csr, this.tokenSerial, () => maybeCrash(this.ctx.fault, "after-csr"));
+    maybeCrash(this.ctx.fault, "after-issue");
+    return issued;
+  }
+
+  /** The old key's algorithm when the profile still allows it, else the profile's first. */
+  private async algorithmFor(order: OrderView): Promise<KeyAlgorithm> {
+    const old = (await this.session.listCertificates()).find((c) => sameSerial(c.serialHex, order.certificate.serial));
+    const oldKey = old && (await this.session.listKeys()).find((k) => k.id === old.id);
+    const allowed = order.keyAlgorithms.filter((a): a is KeyAlgorithm => (keyAlgorithms as readonly string[]).includes(a));
+    if (oldKey && allowed.includes(oldKey.algorithm)) return oldKey.algorithm;
+    return allowed[0] ?? "p256";
+  }
+
+  /** Installs the issued certificate beside its key; re-keys when that key is gone. */
+  private async install(order: OrderView): Promise<OrderView> {
+    const nc = order.newCertificate;
+    if (!nc) throw new UkeyError("SERVER_RESPONSE_INVALID", { params: { server: this.client.url }, detail: `order ${order.id} is issued without a certificate` });
+    const der = derOfPem(nc.pem);
+    const key = await this.keyOf(der);
+    if (!key) {
+      report(this.p, "generate-key", "已签发证书的密钥不在 UKey 中，重新生成密钥", "The issued certificate's key is not on the key: making a new one");
+      return this.submitKey(order, true);
+    }
+    report(this.p, "install", "正在把新证书写入 UKey", "Writing the new certificate to the key");
+    await this.session.installCertificate(der, key.id, objectLabels.pending(order.id));
+    maybeCrash(this.ctx.fault, "after-install");
+    return this.client.installed(order.id);
+  }
+
+  private async keyOf(der: Uint8Array): Promise<TokenKey | undefined> {
+    const spki = spkiOf(der);
+    return (await this.session.listKeys()).find((k) => sameSpki(k.spki, spki));
+  }
+
+  /** After completion: the certificate is on the token, invalid objects go, the new objects get their final label. */
+  private async finish(order: OrderView, resumed: boolean): Promise<RenewResult> {
+    const nc = order.newCertificate;
+    if (!nc) throw new UkeyError("SERVER_RESPONSE_INVALID", { params: { server: this.client.url }, detail: `order ${order.id} is completed without a certificate` });
+    const der = derOfPem(nc.pem);
+    let installed = (await this.session.listCertificates()).find((c) => sameSerial(c.serialHex, nc.serial));
+    if (!installed) {
+      const key = await this.keyOf(der);
+      if (!key) throw new UkeyError("CERT_NOT_ON_TOKEN", { params: { serial: nc.serial } });
+      report(this.p, "install", "正在把新证书写入 UKey", "Writing the new certificate to the key");
+      installed = await this.session.installCertificate(der, key.id, objectLabels.pending(order.id));
+    }
+    report(this.p, "clean-up", "正在清理 UKey 中已失效的证书和密钥", "Removing expired and superseded objects from the key");
+    const certs = await this.session.listCertificates();
+    const plan = await planCleanUp(certs, await this.session.listKeys(), new Date(), {
+      keep: new Set([installed.id]),
+      serverView: serverViewOf(this.client, this.ctx.channel),
+      orderState: orderStateOf(this.client),
+    });
+    const removed = await removeInvalid(this.session, plan, this.ctx.fault);
+    await this.session.relabel(installed.id, objectLabels.current(installed.serialHex));
+    report(this.p, "done", `更新完成：新证书 ${installed.serialHex}，有效期至 ${nc.notAfter.slice(0, 10)}`, `Renewed: certificate ${installed.serialHex}, valid until ${nc.notAfter.slice(0, 10)}`);
+    return {
+      orderId: order.id, resumed,
+      certificate: { serialHex: installed.serialHex, subject: installed.subject, notBefore: nc.notBefore, notAfter: nc.notAfter, pem: nc.pem + nc.chainPem },
+      removed,
+    };
+  }
+}
+
+/** A failed order failed on wrong answers (the only way an order fails). */
+function failureCode(_failure: string | undefined): ErrorCode {
+  return "CODE_ATTEMPTS_EXCEEDED";
+}

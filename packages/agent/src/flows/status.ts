@@ -1,0 +1,90 @@
+import { detectKeyVendor, isUkeyError, policyDay } from "@ukey/policy";
+import type { TokenCertificate } from "../keys/key-store.js";
+import { ServerClient, type RenewalInfo } from "../server-client.js";
+import { certIdOf } from "./certificate-id.js";
+import { planCleanUp } from "./clean-up.js";
+import type { CertificateStatus, FlowContext, TokenStatus } from "./flow-types.js";
+
+const adviceWindow: Record<RenewalInfo["state"], NonNullable<CertificateStatus["advice"]>["window"]> = {
+  "not-yet": "not-yet-open", open: "open", "open-step-up": "open-step-up", closed: "closed", revoked: "closed", superseded: "closed",
+};
+
+/**
+ * Every token present with its certificates: state in words, whole CST
+ * days to expiry (the policy calendar the server uses), the server's
+ * renewal advice when it answers, and how many objects a clean-up would
+ * remove. Without a PIN only public objects are read (no keys: orphan keys
+ * are not counted). The server being unreachable is not an error here: the
+ * advice is left out.
+ * @throws UkeyError TOKEN_* from the backend.
+ */
+export async function statusFlow(ctx: Omit<FlowContext, "prompter" | "channel"> & { pin?: string; tokenSerial?: string; now?: Date }): Promise<TokenStatus[]> {
+  const now = ctx.now ?? new Date();
+  // Without a server (none configured) the token's own dates still answer.
+  const client = ctx.server.url ? new ServerClient(ctx.server) : undefined;
+  let reachable = client !== undefined;
+  const tokens = (await ctx.backend.listTokens()).filter((t) => ctx.tokenSerial === undefined || t.serial === ctx.tokenSerial);
+  const out: TokenStatus[] = [];
+  for (const token of tokens) {
+    let keys = undefined;
+    let certs: TokenCertificate[];
+    if (ctx.pin !== undefined) {
+      const s = await ctx.backend.open(token.serial, ctx.pin);
+      try {
+        certs = await s.listCertificates();
+        keys = await s.listKeys();
+      } finally {
+        await s.close();
+      }
+    } else {
+      certs = await ctx.backend.listCertificates(token.serial);
+    }
+    const views = new Map<string, "superseded" | "revoked" | "live" | "unknown" | undefined>();
+    const certificates: CertificateStatus[] = [];
+    for (const c of certs) {
+      let info: RenewalInfo | undefined;
+      let unknown = false;
+      if (reachable) {
+        try {
+          info = await client!.renewalInfo(certIdOf(c.der), "cli");
+        } catch (e) {
+          if (isUkeyError(e, "CERT_NOT_FOUND", "DER_MALFORMED", "CERT_ID_MALFORMED")) unknown = true;
+          else if (isUkeyError(e, "SERVER_UNREACHABLE", "SERVER_RESPONSE_INVALID", "SERVER_CERT_UNTRUSTED")) reachable = false;
+          else throw e;
+        }
+      }
+      const state = stateOf(c, info, unknown, now);
+      views.set(c.id, state === "superseded" || state === "revoked" ? state : info ? "live" : unknown ? "unknown" : undefined);
+      const { der: _der, ...certificate } = c;
+      const s: CertificateStatus = { certificate, state, daysLeft: policyDay(c.notAfter) - policyDay(now) };
+      if (info) {
+        s.advice = {
+          window: adviceWindow[info.state],
+          ...(info.opensAt ? { opensAt: info.opensAt } : {}),
+          ...(info.closesAt ? { closesAt: info.closesAt } : {}),
+          explanation: { zh: info.explanation["zh-CN"], en: info.explanation.en },
+        };
+      }
+      certificates.push(s);
+    }
+    const invalid = await planCleanUp(certs, keys ?? [], now, { serverView: async (c) => views.get(c.id) });
+    const vendor = detectKeyVendor({ serial: token.serial, manufacturerId: token.manufacturer, model: token.model, label: token.label });
+    out.push({
+      token,
+      ...(vendor ? { vendor: { name: vendor.vendor, ...(vendor.generation !== undefined ? { generation: String(vendor.generation) } : {}) } } : {}),
+      certificates,
+      invalidObjects: invalid.length,
+    });
+  }
+  return out;
+}
+
+function stateOf(c: TokenCertificate, info: RenewalInfo | undefined, unknown: boolean, now: Date): CertificateStatus["state"] {
+  if (info?.state === "revoked") return "revoked";
+  if (info?.state === "superseded") return "superseded";
+  if (now.getTime() < c.notBefore.getTime()) return "not-yet-valid";
+  if (now.getTime() > c.notAfter.getTime()) return "expired";
+  if (unknown) return "unknown";
+  if (info && now.getTime() >= Date.parse(info.noticeFrom)) return "expiring";
+  return "valid";
+}

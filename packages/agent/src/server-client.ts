@@ -1,0 +1,257 @@
+import { request as httpRequest, type IncomingMessage } from "node:http";
+import { request as httpsRequest } from "node:https";
+import { z } from "zod";
+import { UkeyError, catalogue, type ErrorCode, type ErrorParams } from "@ukey/policy";
+import type { ServerConnection } from "./flows/flow-types.js";
+
+/** The steps of a renewal order, as the server names them (renewal-order-service.ts). */
+export type OrderStep = "possession" | "id-number" | "one-time-code" | "step-up" | "csr" | "install" | "complete";
+
+const isoDate = z.string().refine((s) => !Number.isNaN(Date.parse(s)), "not a date");
+
+const newCertificateSchema = z.object({
+  serial: z.string(), certId: z.string(), notBefore: isoDate, notAfter: isoDate, pem: z.string(), chainPem: z.string(),
+});
+
+const orderSchema = z.object({
+  id: z.string().min(1),
+  state: z.enum(["created", "verified", "key-submitted", "issued", "installed", "completed", "failed", "cancelled"]),
+  channel: z.string(),
+  nextStep: z.enum(["possession", "id-number", "one-time-code", "step-up", "csr", "install", "complete"]).nullable(),
+  certificate: z.object({ serial: z.string(), certId: z.string(), subject: z.string(), notAfter: isoDate }),
+  requirements: z.object({ possession: z.literal(true), idNumber: z.boolean(), oneTimeCode: z.enum(["sms", "email"]).nullable(), stepUp: z.boolean() }),
+  done: z.array(z.string()),
+  subject: z.string(),
+  keyAlgorithms: z.array(z.enum(["p256", "p384", "rsa2048", "rsa3072", "rsa4096"])).min(1),
+  challenge: z.object({ value: z.string(), expiresAt: isoDate }).optional(),
+  codeSentTo: z.string().optional(),
+  codeResendAt: isoDate.optional(),
+  newCertificate: newCertificateSchema.optional(),
+  failure: z.string().optional(),
+});
+
+/** A renewal order as the server shows it (GET /api/v1/orders/{id}). */
+export type OrderView = z.infer<typeof orderSchema>;
+
+const challengeSchema = z.object({ challenge: z.string().min(1), expiresAt: isoDate, message: z.string() });
+const stepUpSchema = z.object({ approvalUrl: z.string().min(1), expiresAt: isoDate });
+
+const renewalInfoSchema = z.object({
+  suggestedWindow: z.object({ start: isoDate, end: isoDate }),
+  state: z.enum(["not-yet", "open", "open-step-up", "closed", "revoked", "superseded"]),
+  channel: z.string(),
+  opensAt: isoDate.nullable().optional(),
+  closesAt: isoDate.nullable().optional(),
+  noticeFrom: isoDate,
+  stepUpFrom: isoDate.nullable().optional(),
+  explanation: z.object({ "zh-CN": z.string(), en: z.string() }),
+  certificate: z.object({ serial: z.string(), subject: z.string(), notBefore: isoDate, notAfter: isoDate, status: z.string() }).passthrough(),
+}).passthrough();
+
+/** The server's renewal advice for one certificate (GET /api/v1/renewal-info/{certId}). */
+export type RenewalInfo = z.infer<typeof renewalInfoSchema>;
+
+const downloadSchema = newCertificateSchema.extend({ subject: z.string() });
+
+/** What a download with two codes returns. */
+export type DownloadAnswer = z.infer<typeof downloadSchema>;
+
+const problemSchema = z.object({ code: z.string(), message: z.object({ "zh-CN": z.string(), en: z.string() }).optional(), detail: z.string().optional() }).passthrough();
+
+/** Called when the answer's headers have arrived and before its body is read (fault injection for tests). */
+export type OnAnswer = () => void;
+
+/**
+ * A small typed client of the server's renewal API (docs/renewal-api.md).
+ * HTTP or HTTPS (an extra CA PEM trusted besides the system's); answers are
+ * checked against their schema. Every method throws UkeyError: the
+ * server's own code for a problem document (params recovered from its
+ * message), SERVER_UNREACHABLE when no answer came, SERVER_CERT_UNTRUSTED
+ * for a TLS certificate that does not verify, SERVER_RESPONSE_INVALID for
+ * an answer that is not what the API promises.
+ */
+export class ServerClient {
+  private readonly base: URL;
+  /** The server's Date header of the last answer, and the local time it arrived (for the clock check). */
+  lastDate: { server: Date; local: Date } | undefined;
+
+  constructor(private readonly connection: ServerConnection, private readonly timeoutMs = 30_000) {
+    let base: URL;
+    try {
+      base = new URL(connection.url);
+    } catch (cause) {
+      throw new UkeyError("CLI_USAGE", { params: { reason: `the server address is not a URL: ${connection.url}` }, cause });
+    }
+    if (base.protocol !== "http:" && base.protocol !== "https:") {
+      throw new UkeyError("CLI_USAGE", { params: { reason: `the server address must start with https:// or http:// (got ${connection.url})` } });
+    }
+    this.base = base;
+  }
+
+  /** The server's address, as shown to the holder. */
+  get url(): string {
+    return this.base.origin;
+  }
+
+  /** Starts the renewal of a certificate or returns its open order (`resumed` when the server answered 200). */
+  async startOrder(certId: string, channel: "web" | "cli"): Promise<{ order: OrderView; resumed: boolean }> {
+    const r = await this.call("POST", "/api/v1/orders", { certId, channel });
+    return { order: this.parse(orderSchema, r.body), resumed: r.status === 200 };
+  }
+
+  async getOrder(id: string): Promise<OrderView> {
+    return this.parse(orderSchema, (await this.call("GET", `/api/v1/orders/${encodeURIComponent(id)}`)).body);
+  }
+
+  async challenge(id: string): Promise<z.infer<typeof challengeSchema>> {
+    return this.parse(challengeSchema, (await this.call("POST", `/api/v1/orders/${encodeURIComponent(id)}/challenge`, {})).body);
+  }
+
+  async provePossession(id: string, signature: Uint8Array): Promise<OrderView> {
+    return this.order(id, "possession", { signature: Buffer.from(signature).toString("base64") });
+  }
+
+  async proveIdentity(id: string, idType: string, idNumber: string): Promise<OrderView> {
+    return this.order(id, "identity", { idType, idNumber });
+  }
+
+  async sendCode(id: string): Promise<OrderView> {
+    return this.order(id, "code", {});
+  }
+
+  async verifyCode(id: string, code: string): Promise<OrderView> {
+    return this.order(id, "code/verify", { code });
+  }
+
+  async startStepUp(id: string): Promise<z.infer<typeof stepUpSchema>> {
+    return this.parse(stepUpSchema, (await this.call("POST", `/api/v1/orders/${encodeURIComponent(id)}/step-up`, {})).body);
+  }
+
+  async submitCsr(id: string, csr: string, tokenSerial: string, onAnswer?: OnAnswer): Promise<OrderView> {
+    return this.order(id, "csr", { csr, tokenSerial }, onAnswer);
+  }
+
+  async installed(id: string): Promise<OrderView> {
+    return this.order(id, "installed", {});
+  }
+
+  async complete(id: string): Promise<OrderView> {
+    return this.order(id, "complete", {});
+  }
+
+  async renewalInfo(certId: string, channel: "web" | "cli"): Promise<RenewalInfo> {
+    const r = await this.call("GET", `/api/v1/renewal-info/${encodeURIComponent(certId)}?channel=${channel}`);
+    return this.parse(renewalInfoSchema, r.body);
+  }
+
+  async download(referenceNumber: string, authorizationCode: string, csr: string, tokenSerial: string, onAnswer?: OnAnswer): Promise<DownloadAnswer> {
+    const r = await this.call("POST", "/api/v1/downloads", { referenceNumber, authorizationCode, csr, tokenSerial }, onAnswer);
+    return this.parse(downloadSchema, r.body);
+  }
+
+  /** Fetches the OpenAPI document: proves the address is a ukey-renew server and records its Date header. */
+  async ping(): Promise<void> {
+    const r = await this.call("GET", "/api/v1/openapi.json");
+    this.parse(z.object({ openapi: z.string(), paths: z.record(z.string(), z.unknown()) }).passthrough(), r.body);
+  }
+
+  private async order(id: string, step: string, body: unknown, onAnswer?: OnAnswer): Promise<OrderView> {
+    const r = await this.call("POST", `/api/v1/orders/${encodeURIComponent(id)}/${step}`, body, onAnswer);
+    return this.parse(orderSchema, r.body);
+  }
+
+  private parse<S extends z.ZodType>(schema: S, body: unknown): z.infer<S> {
+    const r = schema.safeParse(body);
+    if (!r.success) {
+      const issue = r.error.issues[0];
+      throw this.invalid(`unexpected answer${issue ? ` at ${issue.path.join(".") || "(root)"}: ${issue.message}` : ""}`);
+    }
+    return r.data;
+  }
+
+  private invalid(detail: string): UkeyError {
+    return new UkeyError("SERVER_RESPONSE_INVALID", { params: { server: this.url }, detail });
+  }
+
+  private call(method: "GET" | "POST", path: string, body?: unknown, onAnswer?: OnAnswer): Promise<{ status: number; body: unknown }> {
+    const url = new URL(path, this.base);
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const send = url.protocol === "https:" ? httpsRequest : httpRequest;
+    return new Promise((resolve, reject) => {
+      const req = send(url, {
+        method,
+        headers: { accept: "application/json", ...(payload ? { "content-type": "application/json", "content-length": payload.length } : {}) },
+        ...(url.protocol === "https:" && this.connection.caPem ? { ca: this.connection.caPem } : {}),
+        timeout: this.timeoutMs,
+      }, (res) => {
+        onAnswer?.();
+        this.read(res).then(resolve, reject);
+      });
+      req.on("timeout", () => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)));
+      req.on("error", (err: NodeJS.ErrnoException) => reject(this.networkError(err)));
+      req.end(payload);
+    });
+  }
+
+  private async read(res: IncomingMessage): Promise<{ status: number; body: unknown }> {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const c of res) {
+      size += (c as Buffer).length;
+      // No answer of the API comes near this; a server streaming without end is not ours.
+      if (size > 4 * 1024 * 1024) throw this.invalid("answer larger than 4 MiB");
+      chunks.push(c as Buffer);
+    }
+    const date = res.headers.date ? new Date(res.headers.date) : undefined;
+    if (date && !Number.isNaN(date.getTime())) this.lastDate = { server: date, local: new Date() };
+    const status = res.statusCode ?? 0;
+    const text = Buffer.concat(chunks).toString("utf8");
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      throw this.invalid(`HTTP ${status}, ${res.headers["content-type"] ?? "no content type"}, not JSON: ${JSON.stringify(text.slice(0, 80))}`);
+    }
+    if (status >= 200 && status < 300) return { status, body: json };
+    const problem = problemSchema.safeParse(json);
+    if (!problem.success) throw this.invalid(`HTTP ${status} without a problem document`);
+    throw this.fromProblem(problem.data, status);
+  }
+
+  /** The server's problem document as our UkeyError: same code, params read back from the server's rendered message. */
+  private fromProblem(p: z.infer<typeof problemSchema>, status: number): UkeyError {
+    if (!(p.code in catalogue)) return this.invalid(`HTTP ${status} with unknown code ${p.code}`);
+    const code = p.code as ErrorCode;
+    const params = p.message ? paramsFromMessage(catalogue[code].en, p.message.en) : {};
+    return new UkeyError(code, { params, ...(p.detail ? { detail: p.detail } : {}) });
+  }
+
+  private networkError(err: NodeJS.ErrnoException): UkeyError {
+    if (err instanceof UkeyError) return err;
+    const code = err.code ?? "";
+    if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|HOSTNAME|ALTNAME/.test(code)) {
+      return new UkeyError("SERVER_CERT_UNTRUSTED", { params: { server: this.url, reason: code }, cause: err });
+    }
+    return new UkeyError("SERVER_UNREACHABLE", { params: { server: this.url }, detail: code || err.message, cause: err });
+  }
+}
+
+/**
+ * Recovers a catalogue message's parameters from its rendered text, so that
+ * the holder sees the server's dates ("opens on 2031-09-04") in either
+ * language. Returns {} when the text does not follow the template.
+ */
+export function paramsFromMessage(template: string, rendered: string): ErrorParams {
+  const names: string[] = [];
+  const pattern = template.split(/(\{\w+\})/).map((part) => {
+    const m = /^\{(\w+)\}$/.exec(part);
+    if (!m) return part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    names.push(m[1]!);
+    return "(.*?)";
+  }).join("");
+  const m = new RegExp(`^${pattern}$`, "s").exec(rendered);
+  if (!m) return {};
+  const params: ErrorParams = {};
+  names.forEach((n, i) => { params[n] = m[i + 1]!; });
+  return params;
+}
