@@ -62,11 +62,19 @@ export type OperationInput =
   | { kind: "step-up"; approvalUrl: string; expiresAt?: string }
   | { kind: "confirm"; question: string; consequences: string[] };
 
-/** GET /v1/operations/{id}; long-poll with ?after=<progress length>&wait=25 (seconds). */
+/**
+ * GET /v1/operations/{id}; long-poll with ?after=<progress length>&wait=25 (seconds).
+ * The answer comes at once when the operation has more progress than
+ * `after` or has ended; add &revision=<the last view's revision> to wait
+ * also through a pending input (the answer comes when anything changes).
+ * Without `revision`, an operation waiting for input answers at once.
+ */
 export interface OperationView {
   id: string;
   kind: OperationRequest["kind"];
   state: "running" | "needs-input" | "done" | "failed";
+  /** Grows by one at every change (progress, input asked or answered, end); for ?revision=. The agent always sends it (optional only so that views written before it still type-check). */
+  revision?: number;
   /** ProgressEvents so far (see prompter.ts), oldest first. */
   progress: { step: string; zh: string; en: string; at: string }[];
   input?: OperationInput;

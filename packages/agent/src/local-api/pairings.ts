@@ -1,0 +1,202 @@
+import { createHash, randomBytes, randomInt, randomUUID, timingSafeEqual } from "node:crypto";
+import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { z } from "zod";
+import { UkeyError } from "@ukey/policy";
+
+/** How long a pairing code can be typed. */
+export const pairingLifetimeMs = 2 * 60 * 1000;
+/** Wrong codes that end a pairing. */
+export const pairingMaxTries = 5;
+
+/** One origin's bearer token, as stored: never the token, only its SHA-256. */
+export interface StoredPairing {
+  id: string;
+  origin: string;
+  /** SHA-256 of the bearer token, lower-case hex. */
+  tokenSha256: string;
+  createdAt: string;
+}
+
+const pairingsFileSchema = z.strictObject({
+  version: z.literal(1),
+  pairings: z.array(z.strictObject({
+    id: z.string().min(1),
+    origin: z.string().min(1),
+    tokenSha256: z.string().regex(/^[0-9a-f]{64}$/),
+    createdAt: z.string().min(1),
+  })),
+});
+
+/**
+ * Normalises an origin as browsers send it (scheme://host[:port], no path,
+ * default ports dropped, lower case). Accepts a whole URL and keeps only its
+ * origin, so a server URL with a path names its site.
+ * @throws UkeyError CONFIG_INVALID (`what` names the source) for anything but an http(s) URL.
+ */
+export function normaliseOrigin(value: string, what = "origin"): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new UkeyError("CONFIG_INVALID", { params: { reason: `${what} ${JSON.stringify(value)} is not a URL such as https://portal.example.com` } });
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:") {
+    throw new UkeyError("CONFIG_INVALID", { params: { reason: `${what} ${JSON.stringify(value)} must be an http or https URL` } });
+  }
+  return url.origin;
+}
+
+/** The SHA-256 of a bearer token, as stored. */
+export function hashBearerToken(token: string): string {
+  return createHash("sha256").update(token, "utf8").digest("hex");
+}
+
+/**
+ * The paired origins of one agent home, in `<home>/pairings.json` (mode
+ * 0600, the home directory 0700). Read on every check, so `ukey agent
+ * unpair` takes effect on a running agent at once; written whole to a
+ * temporary file and renamed, so a crash never leaves half a file.
+ */
+export class PairingFile {
+  readonly path: string;
+
+  constructor(readonly home: string) {
+    this.path = join(home, "pairings.json");
+  }
+
+  /**
+   * The stored pairings; none when the file does not exist.
+   * @throws UkeyError CONFIG_INVALID when the file is not ours (it is never overwritten then).
+   */
+  list(): StoredPairing[] {
+    let text: string;
+    try {
+      text = readFileSync(this.path, "utf8");
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw new UkeyError("FILE_UNREADABLE", { params: { path: this.path }, cause: e });
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw new UkeyError("CONFIG_INVALID", { params: { reason: `${this.path} is not valid JSON; remove it to unpair every site` } });
+    }
+    const r = pairingsFileSchema.safeParse(parsed);
+    if (!r.success) throw new UkeyError("CONFIG_INVALID", { params: { reason: `${this.path}: ${r.error.issues[0]?.message ?? "unexpected content"}; remove it to unpair every site` } });
+    return r.data.pairings;
+  }
+
+  /** Stores a new bearer token for `origin` (an origin may hold several: one per browser). */
+  add(origin: string, token: string, now: Date): StoredPairing {
+    const p: StoredPairing = { id: randomUUID(), origin, tokenSha256: hashBearerToken(token), createdAt: now.toISOString() };
+    this.write([...this.list(), p]);
+    return p;
+  }
+
+  /** Removes every pairing of `origin`; returns how many were removed. */
+  remove(origin: string): number {
+    const all = this.list();
+    const kept = all.filter((p) => p.origin !== origin);
+    if (kept.length !== all.length) this.write(kept);
+    return all.length - kept.length;
+  }
+
+  /** The pairing a bearer token belongs to, if it was issued to `origin`. */
+  find(origin: string, token: string): StoredPairing | undefined {
+    const presented = Buffer.from(hashBearerToken(token), "hex");
+    let found: StoredPairing | undefined;
+    // Every entry is compared, each in constant time, so the answer's timing tells nothing.
+    for (const p of this.list()) {
+      if (timingSafeEqual(presented, Buffer.from(p.tokenSha256, "hex")) && p.origin === origin) found = p;
+    }
+    return found;
+  }
+
+  private write(pairings: StoredPairing[]): void {
+    mkdirSync(this.home, { recursive: true, mode: 0o700 });
+    const tmp = `${this.path}.${process.pid}.tmp`;
+    writeFileSync(tmp, JSON.stringify({ version: 1, pairings }, null, 2) + "\n", { mode: 0o600 });
+    chmodSync(tmp, 0o600);
+    renameSync(tmp, this.path);
+  }
+}
+
+interface PendingPairing {
+  id: string;
+  origin: string;
+  code: string;
+  expiresAt: number;
+  tries: number;
+}
+
+/**
+ * Pairings being confirmed: a 6-digit code (crypto.randomInt) shown only
+ * by the agent, valid for two minutes and five tries, compared in constant
+ * time. Starting again while a pairing of the origin is open replaces its
+ * code but keeps its count of wrong codes, and after five wrong codes the
+ * origin cannot start another until that pairing's two minutes are over:
+ * a page gets at most five guesses in two minutes, never a fresh set by
+ * starting over.
+ */
+export class PendingPairings {
+  private readonly pending = new Map<string, PendingPairing>();
+
+  constructor(private readonly now: () => Date) {}
+
+  /**
+   * Starts a pairing; the caller shows `code` to the holder, never to the page.
+   * @throws UkeyError CODE_ATTEMPTS_EXCEEDED while a pairing of the origin that ended after five wrong codes has not expired.
+   */
+  start(origin: string): { id: string; code: string; expiresAt: Date } {
+    this.sweep();
+    let tries = 0;
+    for (const [id, p] of this.pending) {
+      if (p.origin !== origin) continue;
+      if (p.tries >= pairingMaxTries) {
+        throw new UkeyError("CODE_ATTEMPTS_EXCEEDED", { detail: `a new pairing can start after ${new Date(p.expiresAt).toISOString()}` });
+      }
+      tries = p.tries;
+      this.pending.delete(id);
+    }
+    const p: PendingPairing = {
+      id: randomBytes(16).toString("base64url"),
+      origin,
+      code: String(randomInt(0, 1_000_000)).padStart(6, "0"),
+      expiresAt: this.now().getTime() + pairingLifetimeMs,
+      tries,
+    };
+    this.pending.set(p.id, p);
+    return { id: p.id, code: p.code, expiresAt: new Date(p.expiresAt) };
+  }
+
+  /**
+   * Checks a typed code. Returns the origin on success (the pairing ends).
+   * @throws UkeyError PAIRING_EXPIRED (unknown, expired, or started by another origin),
+   *   CODE_INVALID (wrong, tries left), CODE_ATTEMPTS_EXCEEDED (the fifth wrong code, and every try after it).
+   */
+  confirm(id: string, origin: string, code: string): string {
+    const p = this.pending.get(id);
+    if (!p || p.origin !== origin) throw new UkeyError("PAIRING_EXPIRED");
+    if (this.now().getTime() > p.expiresAt) {
+      this.pending.delete(id);
+      throw new UkeyError("PAIRING_EXPIRED");
+    }
+    if (p.tries >= pairingMaxTries) throw new UkeyError("CODE_ATTEMPTS_EXCEEDED");
+    const typed = Buffer.from(code, "utf8");
+    const expected = Buffer.from(p.code, "utf8");
+    if (typed.length === expected.length && timingSafeEqual(typed, expected)) {
+      this.pending.delete(id);
+      return p.origin;
+    }
+    p.tries++;
+    if (p.tries >= pairingMaxTries) throw new UkeyError("CODE_ATTEMPTS_EXCEEDED", { detail: "pairing ended after 5 wrong codes" });
+    throw new UkeyError("CODE_INVALID", { params: { triesLeft: pairingMaxTries - p.tries } });
+  }
+
+  private sweep(): void {
+    const t = this.now().getTime();
+    for (const [id, p] of this.pending) if (t > p.expiresAt) this.pending.delete(id);
+  }
+}
