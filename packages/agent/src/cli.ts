@@ -1,0 +1,328 @@
+import { readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { z } from "zod";
+import { UkeyError, describeError, isUkeyError, lookupError, type ErrorCode, type ErrorProblem } from "@ukey/policy";
+import type { KeyStoreBackend } from "./keys/key-store.js";
+import { findModules } from "./keys/module-paths.js";
+import { Pkcs11Backend } from "./keys/pkcs11-backend.js";
+import { faultFromEnv } from "./flows/fault.js";
+import type { DoctorCheck, FlowContext, ServerConnection, TokenStatus } from "./flows/flow-types.js";
+import { cleanUpFlow, doctorFlow, downloadFlow, changePinFlow, initialiseFlow, renewFlow, statusFlow } from "./flows/index.js";
+import { resolveToken } from "./flows/token-access.js";
+import { TerminalPrompter, readSecretLine, type TerminalIo } from "./terminal-prompter.js";
+
+/** Where a `ukey` run reads and writes; the bin passes the process's, tests may pass others. */
+export interface UkeyCliIo extends TerminalIo {
+  out(text: string): void;
+  env: Record<string, string | undefined>;
+}
+
+/** Exit codes, as the help text and docs/agent-cli.md document them. */
+export const exitCodes = { ok: 0, other: 1, usage: 2, refused: 3, token: 4, server: 5 } as const;
+
+const usage = `ukey: renew, download and manage the certificates on your UKey (or .pfx file)
+
+  ukey status                         certificates on the key, their state, days left and renewal advice
+  ukey renew [--cert SERIAL]          renew (or finish an interrupted renewal)
+  ukey download --ref R --code C      download a certificate with a reference number and authorization code
+  ukey init [--label L]               initialise the key (erases it; SO PIN, then a new PIN twice)
+  ukey pin change                     change the PIN
+  ukey clean-up                       remove expired and superseded certificates and orphan keys
+  ukey explain CODE                   what an error code means (ours, or a legacy one: 0116, 9002, 403.7 ...)
+  ukey doctor                         check the driver, key, PIN, server, trust, clock and pairings
+
+Common options:
+  --server URL       the renewal server (default: UKEY_SERVER, or "server" in ~/.ukey/agent.json)
+  --ca-file PEM      an extra root certificate to trust for the server's HTTPS
+  --module PATH      the key's PKCS#11 driver (default: "module" in ~/.ukey/agent.json)
+  --pkcs12 FILE      a .pfx / .p12 certificate file instead of a key
+  --token SERIAL     which key, when several are connected
+  --pin-file F       read the PIN from a file (else it is asked with echo off; never give it as an argument)
+  --so-pin-file F    the SO PIN, for init;  --new-pin-file F  the new PIN, for init and pin change
+  --yes              do not ask before init erases the key
+  --json             print the result (or the error) as one JSON line on stdout
+  --lang zh|en       language (default zh, en when LANG starts with en)
+
+Progress goes to stderr, the result to stdout. Exit codes: 0 done; 1 other failure;
+2 wrong usage; 3 refused by the renewal policy or a verification (too early, window
+closed, wrong code...); 4 a problem with the key (not present, wrong or locked PIN, full);
+5 the server cannot be reached or answers wrongly.`;
+
+const commonOptions = {
+  server: { type: "string" }, "ca-file": { type: "string" }, module: { type: "string" }, pkcs12: { type: "string" },
+  token: { type: "string" }, json: { type: "boolean" }, lang: { type: "string" }, help: { type: "boolean" },
+  "pin-file": { type: "string" }, "so-pin-file": { type: "string" }, "new-pin-file": { type: "string" }, yes: { type: "boolean" },
+  cert: { type: "string" }, ref: { type: "string" }, code: { type: "string" }, label: { type: "string" }, algorithm: { type: "string" },
+} as const;
+
+const agentConfigSchema = z.strictObject({
+  server: z.string().optional(),
+  caFile: z.string().optional(),
+  module: z.string().optional(),
+  pkcs12: z.string().optional(),
+});
+
+/** The exit code for an error: see `exitCodes`. */
+export function exitCodeFor(code: ErrorCode): number {
+  if (code === "CLI_USAGE" || code === "CERT_CHOICE_REQUIRED" || code === "FILE_UNREADABLE" || code === "CONFIG_INVALID") return exitCodes.usage;
+  if (/^(SERVER_|CA_UNREACHABLE|DATABASE_UNAVAILABLE)/.test(code)) return exitCodes.server;
+  if (/^(TOKEN_|PIN_|PFX_|HSM_MODULE_LOAD_FAILED|NO_CERTIFICATE_FOUND|CERT_NOT_ON_TOKEN|CERT_KEY_MISMATCH)/.test(code)) return exitCodes.token;
+  if (/^(RENEWAL_|CERT_|CODE_|CSR_|KEY_|ORDER_|IDENTITY_MISMATCH|POSSESSION_PROOF_FAILED|CHALLENGE_INVALID|STEP_UP_REQUIRED|ENROLMENT_)/.test(code)) return exitCodes.refused;
+  return exitCodes.other;
+}
+
+function languageOf(flag: string | undefined, env: Record<string, string | undefined>): "zh" | "en" {
+  if (flag !== undefined) {
+    if (flag === "zh" || flag === "zh-CN") return "zh";
+    if (flag === "en") return "en";
+    throw new UkeyError("CLI_USAGE", { params: { reason: `--lang must be zh or en (got ${flag})` } });
+  }
+  return (env.LANG ?? "").startsWith("en") ? "en" : "zh";
+}
+
+function agentHome(env: Record<string, string | undefined>): string {
+  return env.UKEY_AGENT_HOME ?? join(env.HOME ?? homedir(), ".ukey");
+}
+
+function readAgentConfig(home: string): z.infer<typeof agentConfigSchema> {
+  const path = join(home, "agent.json");
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return {};
+    throw new UkeyError("FILE_UNREADABLE", { params: { path }, cause: e });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new UkeyError("CONFIG_INVALID", { params: { reason: `${path} is not valid JSON` } });
+  }
+  const r = agentConfigSchema.safeParse(json);
+  if (!r.success) throw new UkeyError("CONFIG_INVALID", { params: { reason: `${path}: ${r.error.issues[0]?.path.join(".") ?? ""} ${r.error.issues[0]?.message ?? ""}` } });
+  return r.data;
+}
+
+/**
+ * Runs one `ukey` command and returns its exit code (see `exitCodes`).
+ * Errors are printed with their catalogue code, message and remedy in the
+ * chosen language (stderr; and as {"error": ...} on stdout with --json).
+ */
+export async function runUkeyCli(argv: string[], io: UkeyCliIo): Promise<number> {
+  const jsonWanted = argv.includes("--json");
+  let lang: "zh" | "en" = (io.env.LANG ?? "").startsWith("en") ? "en" : "zh";
+  let prompter: TerminalPrompter | undefined;
+  let backend: KeyStoreBackend | undefined;
+  try {
+    if (argv.some((a) => a === "--pin" || a.startsWith("--pin=") || a === "--so-pin" || a.startsWith("--so-pin=") || a === "--new-pin" || a.startsWith("--new-pin="))) {
+      throw new UkeyError("CLI_USAGE", { params: { reason: "a PIN given as an argument is visible to other users of this computer (process list, shell history); type it at the prompt or use --pin-file" } });
+    }
+    let parsed;
+    try {
+      parsed = parseArgs({ args: argv, options: commonOptions, allowPositionals: true, strict: true });
+    } catch (cause) {
+      throw new UkeyError("CLI_USAGE", { params: { reason: (cause as Error).message }, cause });
+    }
+    const v = parsed.values;
+    lang = languageOf(v.lang, io.env);
+    const [cmd, ...rest] = parsed.positionals;
+    if (!cmd || cmd === "help" || v.help) {
+      io.out(usage + "\n");
+      return cmd || v.help ? exitCodes.ok : exitCodes.usage;
+    }
+    const print = (human: string, data: unknown) => io.out(v.json ? JSON.stringify(data) + "\n" : human + "\n");
+    const t = (zh: string, en: string) => (lang === "zh" ? zh : en);
+
+    if (cmd === "explain") {
+      const query = rest.join(" ").trim();
+      if (!query) throw new UkeyError("CLI_USAGE", { params: { reason: "ukey explain CODE" } });
+      const results = lookupError(query);
+      if (results.length === 0) {
+        print(t(`没有找到与“${query}”相符的错误码。`, `No error code matches "${query}".`), { query, results: [] });
+        return exitCodes.usage;
+      }
+      print(results.slice(0, 3).map((r) => explainText(r.ours, r.legacy?.legacyCode, r.legacy ? (lang === "zh" ? r.legacy.meaningZh : r.legacy.meaningEn) : undefined, lang)).join("\n\n"), { query, results });
+      return exitCodes.ok;
+    }
+
+    const home = agentHome(io.env);
+    const cfg = readAgentConfig(home);
+    const serverUrl = v.server ?? io.env.UKEY_SERVER ?? cfg.server;
+    const caFile = v["ca-file"] ?? cfg.caFile;
+    const server: ServerConnection = { url: serverUrl ?? "", ...(caFile ? { caPem: readCaFile(caFile) } : {}) };
+    const needServer = () => {
+      if (!serverUrl) throw new UkeyError("CLI_USAGE", { params: { reason: "no server: give --server URL, set UKEY_SERVER, or put \"server\" in ~/.ukey/agent.json" } });
+    };
+    const modulePath = v.module ?? (v.pkcs12 ? undefined : cfg.module);
+    const pkcs12 = v.pkcs12 ?? (v.module ? undefined : cfg.pkcs12);
+    const files = {
+      ...(v["pin-file"] ? { pin: readSecretLine(v["pin-file"]) } : {}),
+      ...(v["so-pin-file"] ? { soPin: readSecretLine(v["so-pin-file"]) } : {}),
+      ...(v["new-pin-file"] ? { newPin: readSecretLine(v["new-pin-file"]) } : {}),
+    };
+    prompter = new TerminalPrompter(io, lang, files, v.yes === true);
+    const fault = faultFromEnv(io.env);
+    const open = async (): Promise<KeyStoreBackend> => {
+      const b = await openKeyBackend({ ...(modulePath ? { module: modulePath } : {}), ...(pkcs12 ? { pkcs12 } : {}) }, io.env);
+      backend = b;
+      return b;
+    };
+
+    if (cmd === "doctor") {
+      let b: KeyStoreBackend | { error: unknown; location: string };
+      try {
+        b = await open();
+      } catch (error) {
+        b = { error, location: modulePath ?? pkcs12 ?? "PKCS#11" };
+      }
+      if (!serverUrl) server.url = "";
+      const checks = await doctorFlow({ backend: b, server, ...(v.token ? { tokenSerial: v.token } : {}), pairingsFile: join(home, "pairings.json") });
+      const failed = checks.filter((c) => !c.ok);
+      print(doctorText(checks, lang), { checks: checks.map((c) => ({ ...c, ...(c.code ? { problem: describeError(c.code as ErrorCode) } : {}) })) });
+      const first = failed[0]?.code;
+      return first ? exitCodeFor(first as ErrorCode) : exitCodes.ok;
+    }
+
+    const b = await open();
+    const ctx = (): FlowContext => ({ backend: b, server, prompter: prompter!, channel: "cli", ...(fault ? { fault } : {}) });
+    switch (cmd) {
+      case "status": {
+        if (v.token) await resolveToken(b, v.token);
+        const pin = files.pin;
+        const status = await statusFlow({ backend: b, server, ...(pin !== undefined ? { pin } : {}), ...(v.token ? { tokenSerial: v.token } : {}) });
+        if (status.length === 0) throw new UkeyError("TOKEN_NOT_PRESENT");
+        print(statusText(status, lang), { tokens: status });
+        return exitCodes.ok;
+      }
+      case "renew": {
+        needServer();
+        const token = await resolveToken(b, v.token);
+        const r = await renewFlow(ctx(), { tokenSerial: token.serial, ...(v.cert ? { certSerialHex: v.cert } : {}) });
+        print(t(
+          `更新完成${r.resumed ? "（继续了上次未完成的更新）" : ""}：\n  新证书序列号 ${r.certificate.serialHex}\n  主题 ${r.certificate.subject}\n  有效期 ${r.certificate.notBefore.slice(0, 10)} 至 ${r.certificate.notAfter.slice(0, 10)}\n  已清理失效对象 ${r.removed} 个`,
+          `Renewed${r.resumed ? " (finished an earlier interrupted renewal)" : ""}:\n  new certificate ${r.certificate.serialHex}\n  subject ${r.certificate.subject}\n  valid ${r.certificate.notBefore.slice(0, 10)} to ${r.certificate.notAfter.slice(0, 10)}\n  invalid objects removed: ${r.removed}`), r);
+        return exitCodes.ok;
+      }
+      case "download": {
+        needServer();
+        if (!v.ref || !v.code) throw new UkeyError("CLI_USAGE", { params: { reason: "ukey download --ref REFERENCE --code AUTHORIZATION-CODE" } });
+        const algorithm = v.algorithm as "p256" | "p384" | "rsa2048" | "rsa3072" | undefined;
+        if (algorithm !== undefined && !["p256", "p384", "rsa2048", "rsa3072"].includes(algorithm)) throw new UkeyError("CLI_USAGE", { params: { reason: "--algorithm p256, p384, rsa2048 or rsa3072" } });
+        const token = await resolveToken(b, v.token);
+        const r = await downloadFlow(ctx(), { tokenSerial: token.serial, referenceNumber: v.ref, authorizationCode: v.code, ...(algorithm ? { algorithm } : {}) });
+        print(t(
+          `下载完成：\n  证书序列号 ${r.certificate.serialHex}\n  主题 ${r.certificate.subject}\n  有效期 ${r.certificate.notBefore.slice(0, 10)} 至 ${r.certificate.notAfter.slice(0, 10)}`,
+          `Downloaded:\n  certificate ${r.certificate.serialHex}\n  subject ${r.certificate.subject}\n  valid ${r.certificate.notBefore.slice(0, 10)} to ${r.certificate.notAfter.slice(0, 10)}`), r);
+        return exitCodes.ok;
+      }
+      case "init": {
+        const token = await resolveToken(b, v.token);
+        const r = await initialiseFlow(ctx(), { tokenSerial: token.serial, ...(v.label ? { label: v.label } : {}) });
+        print(t(`UKey ${r.token.label}（${r.token.serial}）已初始化。请用 ukey download 重新下载证书。`, `Key ${r.token.label} (${r.token.serial}) initialised. Download the certificate again with ukey download.`), r);
+        return exitCodes.ok;
+      }
+      case "pin": {
+        if (rest[0] !== "change") throw new UkeyError("CLI_USAGE", { params: { reason: "ukey pin change" } });
+        const token = await resolveToken(b, v.token);
+        await changePinFlow(ctx(), { tokenSerial: token.serial });
+        print(t("PIN 已修改。", "PIN changed."), { changed: true });
+        return exitCodes.ok;
+      }
+      case "clean-up": {
+        const token = await resolveToken(b, v.token);
+        const r = await cleanUpFlow(ctx(), { tokenSerial: token.serial });
+        print(t(`已清理失效对象 ${r.removed} 个。`, `Invalid objects removed: ${r.removed}.`), r);
+        return exitCodes.ok;
+      }
+      default:
+        throw new UkeyError("CLI_USAGE", { params: { reason: `unknown command ${cmd}; see ukey --help` } });
+    }
+  } catch (e) {
+    const err = isUkeyError(e) ? e : new UkeyError("INTERNAL", { cause: e, detail: e instanceof Error ? e.message : String(e) });
+    const problem = err.toProblem();
+    io.err(problemText(problem, lang));
+    if (jsonWanted) io.out(JSON.stringify({ error: problem }) + "\n");
+    return exitCodeFor(err.code);
+  } finally {
+    prompter?.close();
+    await backend?.close().catch(() => undefined);
+  }
+}
+
+/**
+ * The key backend: the PKCS#11 module named (--module), else UKEY_PKCS11_MODULE, else the first well-known one installed.
+ * @throws UkeyError TOKEN_DRIVER_MISSING, HSM_MODULE_LOAD_FAILED; CLI_USAGE for --pkcs12 (not in this build yet).
+ */
+async function openKeyBackend(o: { module?: string; pkcs12?: string }, env: Record<string, string | undefined>): Promise<KeyStoreBackend> {
+  if (o.pkcs12) throw new UkeyError("CLI_USAGE", { params: { reason: "--pkcs12 is not available in this build yet" } });
+  const [path] = findModules({ ...(o.module ? { explicit: o.module } : {}), env });
+  if (!path) throw new UkeyError("TOKEN_DRIVER_MISSING", { params: { module: "" }, detail: "no PKCS#11 module found; give --module PATH" });
+  return new Pkcs11Backend(path);
+}
+
+function readCaFile(path: string): string {
+  let pem: string;
+  try {
+    pem = readFileSync(path, "utf8");
+  } catch (cause) {
+    throw new UkeyError("FILE_UNREADABLE", { params: { path }, cause });
+  }
+  if (!pem.includes("-----BEGIN CERTIFICATE-----")) throw new UkeyError("PEM_MALFORMED", { params: { reason: `${path} holds no certificate` } });
+  return pem;
+}
+
+function problemText(p: ErrorProblem, lang: "zh" | "en"): string {
+  const l = lang === "zh" ? "zh-CN" : "en";
+  return `${lang === "zh" ? "错误" : "Error"} ${p.code}: ${p.message[l]}\n${lang === "zh" ? "怎么办" : "What to do"}: ${p.remedy[l]}\n${p.detail ? `(${p.detail})\n` : ""}`;
+}
+
+function explainText(ours: ErrorProblem[], legacyCode: string | undefined, meaning: string | undefined, lang: "zh" | "en"): string {
+  const l = lang === "zh" ? "zh-CN" : "en";
+  const head = legacyCode ? `${legacyCode}: ${meaning ?? ""}\n` : meaning ? `${meaning}\n` : "";
+  return head + ours.map((p) => `${p.code}: ${p.message[l]}\n  ${lang === "zh" ? "怎么办" : "What to do"}: ${p.remedy[l]}`).join("\n");
+}
+
+const stateWords: Record<string, { zh: string; en: string }> = {
+  valid: { zh: "有效", en: "valid" }, expiring: { zh: "即将到期", en: "expiring soon" }, expired: { zh: "已过期", en: "expired" },
+  "not-yet-valid": { zh: "尚未生效", en: "not yet valid" }, revoked: { zh: "已注销", en: "revoked" },
+  superseded: { zh: "已被新证书替代", en: "superseded by a newer certificate" }, unknown: { zh: "本机构服务器不认识", en: "not known to the server" },
+};
+
+function statusText(tokens: TokenStatus[], lang: "zh" | "en"): string {
+  const zh = lang === "zh";
+  return tokens.map((s) => {
+    const lines = [`UKey ${s.token.label} (${zh ? "序列号" : "serial"} ${s.token.serial}, ${s.token.manufacturer} ${s.token.model}${s.vendor ? `, ${zh ? s.vendor.name.zh : s.vendor.name.en}` : ""})`];
+    if (s.certificates.length === 0) lines.push(zh ? "  没有证书（文件证书需要 --pin-file 才能读取）" : "  no certificates (a file needs --pin-file to be read)");
+    for (const c of s.certificates) {
+      const days = c.daysLeft >= 0 ? (zh ? `还有 ${c.daysLeft} 天` : `${c.daysLeft} days left`) : (zh ? `已过期 ${-c.daysLeft} 天` : `expired ${-c.daysLeft} days ago`);
+      lines.push(`  ${c.certificate.serialHex}  ${c.certificate.subject}`);
+      lines.push(`    ${zh ? stateWords[c.state]!.zh : stateWords[c.state]!.en}, ${zh ? "有效期至" : "valid until"} ${c.certificate.notAfter.toISOString().slice(0, 10)} (${days})`);
+      if (c.advice?.explanation) lines.push(`    ${zh ? c.advice.explanation.zh : c.advice.explanation.en}`);
+    }
+    lines.push(zh ? `  可清理的失效对象：${s.invalidObjects} 个` : `  invalid objects a clean-up would remove: ${s.invalidObjects}`);
+    return lines.join("\n");
+  }).join("\n");
+}
+
+function doctorText(checks: DoctorCheck[], lang: "zh" | "en"): string {
+  return checks.map((c) => {
+    const line = `${c.ok ? "✓" : "✗"} ${c.id.padEnd(11)} ${lang === "zh" ? c.zh : c.en}`;
+    if (c.ok || !c.code) return line;
+    const p = describeError(c.code as ErrorCode);
+    return `${line}\n    ${c.code}: ${lang === "zh" ? p.remedy["zh-CN"] : p.remedy.en}`;
+  }).join("\n");
+}
+
+/** The `ukey` bin's entry: the process's streams and environment. */
+export async function main(): Promise<void> {
+  const code = await runUkeyCli(process.argv.slice(2), {
+    out: (s) => process.stdout.write(s),
+    err: (s) => process.stderr.write(s),
+    env: process.env,
+    stdin: process.stdin,
+  });
+  process.exitCode = code;
+}
