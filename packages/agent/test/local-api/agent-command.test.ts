@@ -1,0 +1,166 @@
+import { test, after, before } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { runAgentCommand } from "../../src/local-api/agent-command.js";
+import { PairingFile } from "../../src/local-api/pairings.js";
+
+const main = resolve(import.meta.dirname, "agent-command-main.ts");
+const portal = "https://portal.example.com";
+const consoleSite = "https://console.example.org";
+
+let home: string;
+before(() => {
+  home = mkdtempSync(join(tmpdir(), "ukey-agent-cmd-"));
+  writeFileSync(join(home, "agent.json"), JSON.stringify({ origins: [consoleSite], server: "http://127.0.0.1:9/api" }));
+});
+after(() => rmSync(home, { recursive: true, force: true }));
+
+/** Runs `ukey agent ARGS` in this process and collects what it prints. */
+async function agent(args: string[], env: NodeJS.ProcessEnv = { UKEY_AGENT_HOME: home }, signal?: AbortSignal) {
+  let stdout = "";
+  let stderr = "";
+  const status = await runAgentCommand(args, {
+    stdout: { write: (t: string) => { stdout += t; } },
+    stderr: { write: (t: string) => { stderr += t; } },
+    env, ...(signal ? { signal } : {}),
+  });
+  return { status, stdout, stderr };
+}
+
+/** `ukey agent start ...` as its own process, with its stdout as JSON events. */
+function spawnAgent(args: string[]): { child: ChildProcess; events: AsyncIterator<Record<string, unknown>>; stderr: () => string } {
+  const child = spawn(process.execPath, ["--import", "tsx", main, ...args], {
+    env: { PATH: process.env.PATH ?? "", HOME: home, UKEY_AGENT_HOME: home },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let err = "";
+  child.stderr!.on("data", (d) => { err += String(d); });
+  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+  const events: AsyncIterator<Record<string, unknown>> = {
+    async next() {
+      const r = await lines.next();
+      if (r.done) return { done: true, value: undefined };
+      return { done: false, value: JSON.parse(r.value) as Record<string, unknown> };
+    },
+  };
+  return { child, events, stderr: () => err };
+}
+
+async function nextEvent(events: AsyncIterator<Record<string, unknown>>, stderr: () => string): Promise<Record<string, unknown>> {
+  const r = await events.next();
+  assert.ok(!r.done, `the agent ended early: ${stderr()}`);
+  return r.value;
+}
+
+test("ukey agent start --json: listens, prints each pairing code as an event, and stops on SIGTERM", async () => {
+  const { child, events, stderr } = spawnAgent(["start", "--port", "0", "--origin", portal, "--json"]);
+  try {
+    const listening = await nextEvent(events, stderr);
+    assert.equal(listening.event, "listening");
+    const url = listening.url as string;
+    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/);
+    assert.deepEqual([...(listening.origins as string[])].sort(), [consoleSite, "http://127.0.0.1:9", portal].sort());
+
+    const hello = await fetch(`${url}/v1/hello`, { headers: { origin: consoleSite } });
+    assert.equal(hello.status, 200);
+    assert.equal((await fetch(`${url}/v1/hello`, { headers: { origin: "https://elsewhere.example" } })).status, 403);
+
+    const started = await (await fetch(`${url}/v1/pairings`, { method: "POST", headers: { origin: portal } })).json() as { id: string };
+    const shown = await nextEvent(events, stderr);
+    assert.equal(shown.event, "pairing-code");
+    assert.equal(shown.origin, portal);
+    assert.match(shown.code as string, /^\d{6}$/);
+    const confirmed = await fetch(`${url}/v1/pairings/${started.id}/confirm`, {
+      method: "POST", headers: { origin: portal, "content-type": "application/json" }, body: JSON.stringify({ code: shown.code }),
+    });
+    assert.equal(confirmed.status, 200);
+    const { token } = await confirmed.json() as { token: string };
+    const paired = async () => ((await (await fetch(`${url}/v1/hello`, { headers: { origin: portal, authorization: `Bearer ${token}` } })).json()) as { paired: boolean }).paired;
+    assert.equal(await paired(), true);
+
+    const list = await agent(["pairings", "--json"]);
+    assert.equal(list.status, 0);
+    assert.deepEqual((JSON.parse(list.stdout) as { pairings: { origin: string }[] }).pairings.map((p) => p.origin), [portal]);
+    const human = await agent(["pairings"]);
+    assert.match(human.stdout, /https:\/\/portal\.example\.com/);
+
+    // Unpairing names the site by any URL of it, and the running agent forgets it at once.
+    const un = await agent(["unpair", `${portal}/renew?x=1`, "--json"]);
+    assert.equal(un.status, 0, un.stderr);
+    assert.deepEqual(JSON.parse(un.stdout), { origin: portal, removed: 1 });
+    assert.equal(await paired(), false);
+    assert.deepEqual(new PairingFile(home).list(), []);
+    const again = await agent(["unpair", portal]);
+    assert.equal(again.status, 0);
+    assert.match(again.stdout, /was not paired/);
+
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    child.kill("SIGTERM");
+    assert.equal((await nextEvent(events, stderr)).event, "stopped");
+    assert.equal(await exited, 0);
+    assert.match(stderr(), /listening on http:\/\/127\.0\.0\.1/);
+    assert.doesNotMatch(stderr(), new RegExp(String(shown.code)), "the pairing code is shown once, as the event");
+  } finally {
+    if (child.exitCode === null) child.kill("SIGKILL");
+  }
+});
+
+test("ukey agent start in words: the address, the sites and each pairing code for the holder", async () => {
+  const stop = new AbortController();
+  let stdout = "";
+  let stderr = "";
+  let listening: (url: string) => void = () => {};
+  const url = new Promise<string>((r) => { listening = r; });
+  const running = runAgentCommand(["start", "--port", "0", "--server", "http://127.0.0.1:9"], {
+    stdout: { write: (t: string) => { stdout += t; const m = /http:\/\/127\.0\.0\.1:\d+/.exec(stdout); if (m) listening(m[0]); } },
+    stderr: { write: (t: string) => { stderr += t; } },
+    env: { UKEY_AGENT_HOME: home },
+    signal: stop.signal,
+  });
+  const base = await Promise.race([url, running.then((code) => { throw new Error(`agent ended with ${code}: ${stderr}`); })]);
+  assert.equal((await fetch(`${base}/v1/pairings`, { method: "POST", headers: { origin: consoleSite } })).status, 201);
+  stop.abort();
+  assert.equal(await running, 0, stderr);
+  assert.match(stdout, /ukey 代理正在运行：http:\/\/127\.0\.0\.1:\d+（允许的网站：https:\/\/console\.example\.org、http:\/\/127\.0\.0\.1:9）/);
+  assert.match(stdout, /ukey agent listening on http:\/\/127\.0\.0\.1:\d+ for https:\/\/console\.example\.org, http:\/\/127\.0\.0\.1:9/);
+  assert.match(stdout, /配对码 \d{6} +—— 网站 https:\/\/console\.example\.org 请求使用您的 UKey/);
+  assert.match(stdout, /Pairing code \d{6} — the site https:\/\/console\.example\.org asks to use your UKey/);
+  assert.match(stdout, /ukey agent stopped/);
+});
+
+test("ukey agent refuses wrong usage and configuration with catalogue codes and exit 2", async () => {
+  const noServer = mkdtempSync(join(tmpdir(), "ukey-agent-cmd-"));
+  const badConfig = mkdtempSync(join(tmpdir(), "ukey-agent-cmd-"));
+  writeFileSync(join(badConfig, "agent.json"), JSON.stringify({ server: "http://127.0.0.1:9", origin: [portal] }));
+  try {
+    const cases: [string[], string, string][] = [
+      [["start", "--port", "0", "--json"], noServer, "CLI_USAGE"],
+      [["start", "--port", "0", "--json"], badConfig, "CONFIG_INVALID"],
+      [["start", "--port", "http", "--json"], home, "CLI_USAGE"],
+      [["start", "--port", "0", "--origin", "ftp://files.example", "--json"], home, "CONFIG_INVALID"],
+      [["start", "--port", "0", "--pkcs12", "a.pfx", "--json"], home, "CLI_USAGE"],
+      [["unpair", "--json"], home, "CLI_USAGE"],
+      [["unpair", "not a url", "--json"], home, "CONFIG_INVALID"],
+      [["frobnicate", "--json"], home, "CLI_USAGE"],
+      [["start", "--bogus", "--json"], home, "CLI_USAGE"],
+    ];
+    for (const [args, h, code] of cases) {
+      const r = await agent(args, { UKEY_AGENT_HOME: h });
+      assert.equal(r.status, 2, `${args.join(" ")}: ${r.stderr}`);
+      const p = (JSON.parse(r.stdout) as { error: { code: string; message: { en: string }; remedy: { "zh-CN": string } } }).error;
+      assert.equal(p.code, code, args.join(" "));
+      assert.match(r.stderr, new RegExp(`错误 ${code}`));
+      assert.match(r.stderr, new RegExp(`Error ${code}`));
+    }
+    const help = await agent(["--help"]);
+    assert.equal(help.status, 0);
+    assert.match(help.stdout, /ukey agent start/);
+  } finally {
+    rmSync(noServer, { recursive: true, force: true });
+    rmSync(badConfig, { recursive: true, force: true });
+  }
+});
