@@ -1,0 +1,150 @@
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import type { RenewResult, TokenStatus } from "../src/flows/flow-types.js";
+import { objectLabels } from "../src/keys/key-store.js";
+import { createAgentWorld, type AgentWorld, type TokenObjects } from "./support/agent-world.js";
+
+// The real `ukey` CLI against the real server process and real SoftHSM2
+// tokens, each holding a certificate that server issued (or imported) for
+// a key generated on the token; checked afterwards with OpenSC's
+// pkcs11-tool and the server's own API.
+const day = 86_400_000;
+let w: AgentWorld;
+const tokens: Record<string, { serial: string; label: string; cert: string; certId?: string }> = {};
+
+before(async () => {
+  w = createAgentWorld("ukey-agent-e2e-");
+  const add = async (name: string, holder: string, profile: string, alg: "p256" | "rsa2048") => {
+    const serial = name === "p256" ? w.hsm.tokenSerial : w.addToken(name);
+    const c = await w.issueOnToken(holder, profile, alg, serial);
+    tokens[name] = { serial, label: name === "p256" ? w.hsm.tokenLabel : name, cert: c.serial, certId: c.certId };
+  };
+  await add("p256", "H1", "e2e", "p256");
+  await add("rsa", "H2", "e2e", "rsa2048");
+  await add("long", "H1", "long", "p256");
+  await add("otp", "H3", "otp", "p256");
+  const expired = w.addToken("expired");
+  const imported = await w.importOnToken("OLD1", "e2e", "p256", new Date(Date.now() - 400 * day), new Date(Date.now() - 10 * day), expired);
+  tokens.expired = { serial: expired, label: "expired", cert: imported.serial };
+  await w.start();
+});
+after(async () => {
+  await w?.cleanup();
+});
+
+async function api<T>(path: string): Promise<T> {
+  const r = await fetch(`${w.server!.url}${path}`);
+  return await r.json() as T;
+}
+
+/** Exactly one certificate on the token, with its key pair, labelled as current, and no other object. */
+function assertOneCurrent(o: TokenObjects, serialHex: string): void {
+  assert.equal(o.certificates.length, 1, o.raw);
+  assert.equal(o.privateKeys.length, 1, o.raw);
+  assert.equal(o.publicKeys.length, 1, o.raw);
+  const [c] = o.certificates;
+  assert.equal(c!.serialHex, serialHex.replace(/^0+/, ""));
+  assert.equal(c!.label, objectLabels.current(serialHex));
+  assert.equal(o.privateKeys[0]!.id, c!.id, "the key beside the certificate");
+  assert.equal(o.publicKeys[0]!.id, c!.id);
+}
+
+for (const name of ["p256", "rsa"] as const) {
+  test(`renews a ${name === "p256" ? "P-256" : "RSA-2048"} certificate end to end, new key on the token, old one removed`, async () => {
+    const tk = tokens[name]!;
+    const before = w.objects(tk.label);
+    assert.equal(before.certificates.length, 1);
+    const r = w.ukey(["renew", "--token", tk.serial, "--json"]);
+    assert.equal(r.status, 0, r.stderr);
+    const out = r.json<RenewResult>();
+    assert.equal(out.resumed, false);
+    assert.equal(out.removed, 1, "the superseded certificate and its key");
+    assert.notEqual(out.certificate.serialHex, tk.cert);
+    assert.match(out.certificate.subject, /CN=Holder H[12]/);
+    assert.match(r.stderr, /Signing with the current key/);
+    const after = w.objects(tk.label);
+    assertOneCurrent(after, out.certificate.serialHex);
+    assert.notEqual(after.privateKeys[0]!.id, before.privateKeys[0]!.id, "a new key pair");
+    assert.match(after.raw, name === "p256" ? /Private Key Object; EC/ : /Private Key Object; RSA/);
+    assert.match(after.raw, /never extractable/);
+    const order = await api<{ state: string; newCertificate: { serial: string } }>(`/api/v1/orders/${out.orderId}`);
+    assert.equal(order.state, "completed");
+    assert.equal(order.newCertificate.serial.replace(/^0+/, ""), out.certificate.serialHex);
+    const old = await api<{ state: string }>(`/api/v1/renewal-info/${tk.certId}`);
+    assert.equal(old.state, "superseded", "the profile revokes the old certificate as superseded");
+    tk.cert = out.certificate.serialHex;
+
+    const s = w.ukey(["status", "--token", tk.serial, "--json"]);
+    assert.equal(s.status, 0, s.stderr);
+    const [st] = s.json<{ tokens: TokenStatus[] }>().tokens;
+    assert.equal(st!.certificates.length, 1);
+    assert.equal(st!.certificates[0]!.certificate.serialHex, out.certificate.serialHex);
+    assert.equal(st!.certificates[0]!.state, "expiring", "a 30-day certificate is inside the notice period at once");
+    assert.ok(st!.certificates[0]!.daysLeft >= 29 && st!.certificates[0]!.daysLeft <= 30);
+    assert.equal(st!.certificates[0]!.advice?.window, "open");
+    assert.equal(st!.invalidObjects, 0);
+  });
+}
+
+test("renews a certificate that expired 10 days ago, inside the window", () => {
+  const tk = tokens.expired!;
+  const s = w.ukey(["status", "--token", tk.serial, "--json"]);
+  assert.equal(s.status, 0, s.stderr);
+  const c = s.json<{ tokens: TokenStatus[] }>().tokens[0]!.certificates[0]!;
+  assert.equal(c.state, "expired");
+  assert.ok(c.daysLeft <= -9 && c.daysLeft >= -11, String(c.daysLeft));
+  const r = w.ukey(["renew", "--token", tk.serial, "--json"]);
+  assert.equal(r.status, 0, r.stderr);
+  const out = r.json<RenewResult>();
+  assert.match(out.certificate.subject, /CN=Holder OLD1/, "the new certificate says what the record says");
+  assert.ok(Date.parse(out.certificate.notAfter) > Date.now() + 29 * day);
+  assertOneCurrent(w.objects(tk.label), out.certificate.serialHex);
+});
+
+test("refuses outside the window with the date it opens, and changes nothing", () => {
+  const tk = tokens.long!;
+  const before = w.objects(tk.label);
+  const r = w.ukey(["renew", "--token", tk.serial]);
+  assert.equal(r.status, 3, r.stderr);
+  assert.match(r.stderr, /RENEWAL_NOT_YET_OPEN/);
+  assert.match(r.stderr, /online renewal opens on \d{4}-\d{2}-\d{2}/);
+  assert.match(r.stderr, /What to do: .*Come back on or after \d{4}-\d{2}-\d{2}/);
+  const zh = w.ukey(["renew", "--token", tk.serial, "--lang", "zh", "--json"]);
+  assert.equal(zh.status, 3);
+  assert.match(zh.stderr, /在线更新将于 \d{4}-\d{2}-\d{2} 开放/);
+  assert.equal(zh.json<{ error: { code: string } }>().error.code, "RENEWAL_NOT_YET_OPEN");
+  assert.deepEqual(w.objects(tk.label).certificates, before.certificates);
+  assert.deepEqual(w.objects(tk.label).privateKeys, before.privateKeys);
+});
+
+test("with an ID number and a one-time code asked at the terminal (the code read from the outbox)", async () => {
+  const tk = tokens.otp!;
+  const outbox = `${w.dataDir}/outbox.jsonl`;
+  let idAsked = 0;
+  const r = await w.ukeyInteractive(["renew", "--token", tk.serial, "--json"], (err) => {
+    if (/ID number on record: $/.test(err)) {
+      idAsked++;
+      return idAsked === 1 ? "110101199003071230" : "11010119900307123X";
+    }
+    if (/type the 6 digits \(or r to send it again\): $/.test(err)) {
+      const lines = readFileSync(outbox, "utf8").trim().split("\n");
+      const last = JSON.parse(lines[lines.length - 1]!) as { text: string };
+      return /(\d{6})/.exec(last.text)![1]!;
+    }
+    return undefined;
+  });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(idAsked, 2, "a wrong ID number is asked again");
+  assert.match(r.stderr, /does not match the record/);
+  assert.match(r.stderr, /A code was sent to 159\*+005/);
+  assertOneCurrent(w.objects(tk.label), r.json<RenewResult>().certificate.serialHex);
+});
+
+test("several tokens and none named: TOKEN_MULTIPLE_PRESENT, exit 4", () => {
+  const r = w.ukey(["renew"]);
+  assert.equal(r.status, 4, r.stderr);
+  assert.match(r.stderr, /TOKEN_MULTIPLE_PRESENT/);
+  assert.match(r.stderr, /--token SERIAL/);
+  assert.match(r.stderr, new RegExp(tokens.rsa!.serial), "the serials are listed");
+});
