@@ -2,7 +2,8 @@
 # Installs the Debian packages the tests need when they are missing:
 # openssl and curl (clients of our endpoints), softhsm2 and opensc (a real
 # PKCS#11 token), postgresql (the second storage engine), strongswan-pki
-# (a third-party EST client, `pki --est`).
+# (a third-party EST client, `pki --est`), chromium (the portal's browser
+# tests).
 set -euo pipefail
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
@@ -12,6 +13,8 @@ command -v softhsm2-util >/dev/null || missing+=(softhsm2)
 command -v pkcs11-tool >/dev/null || missing+=(opensc)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v pki >/dev/null || missing+=(strongswan-pki)
+# The portal's browser tests drive Debian's Chromium (headless) with playwright-core.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 # pki --est fetches over HTTPS with the curl plugin and needs openssl's EC keys.
 ls /usr/lib/ipsec/plugins/libstrongswan-curl.so >/dev/null 2>&1 || missing+=(libstrongswan-extra-plugins)
 ls /usr/lib/ipsec/plugins/libstrongswan-openssl.so >/dev/null 2>&1 || missing+=(libstrongswan-standard-plugins)

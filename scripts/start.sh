@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-node-modules.sh
+bash scripts/build-web.sh
 DATA="${UKEY_DATA_DIR:-.data}"
 SECRETS="${DATA}.secrets"
 PORT="${UKEY_PORT:-8080}"

@@ -4,9 +4,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-system-deps.sh
 bash scripts/ensure-node-modules.sh
+bash scripts/build-web.sh
 echo "== lint"
 npx eslint .
 echo "== typecheck"
 npx tsc -p tsconfig.json
+npx tsc -p packages/web/tsconfig.json
 echo "== tests"
 node scripts/run-tests.mjs "$@"

@@ -1,0 +1,299 @@
+import { useEffect, useState } from "preact/hooks";
+import { day, dayTime } from "../shared/format.js";
+import { pick, t, useLang } from "../shared/i18n.js";
+import { asProblem, type Problem } from "../shared/problem.js";
+import { Busy, ProblemView } from "../shared/ui.js";
+import {
+  admin, certificateStatuses, orderStates, revocationReasons,
+  type AuditEntry, type Certificate, type Enrolment, type Expiries, type Holder, type Order, type OutboxMessage, type ProfileView,
+} from "./admin-client.js";
+import { ExpiryChart, Funnel } from "./charts.js";
+
+/** Loads once per `deps` change; problems are shown, never thrown. */
+function useLoad<T>(load: () => Promise<T>, deps: unknown[]): { data: T | null; problem: Problem | null; reload: () => void } {
+  const [data, setData] = useState<T | null>(null);
+  const [problem, setProblem] = useState<Problem | null>(null);
+  const [n, setN] = useState(0);
+  useEffect(() => {
+    let live = true;
+    setProblem(null);
+    load().then((d) => { if (live) setData(d); }, (e: unknown) => { if (live) setProblem(asProblem(e)); });
+    return () => { live = false; };
+  }, [...deps, n]);
+  return { data, problem, reload: () => setN((x) => x + 1) };
+}
+
+const Problemish = (p: { problem: Problem | null }) => (p.problem ? <ProblemView problem={p.problem} /> : null);
+
+export function DashboardPage() {
+  useLang();
+  const ex = useLoad(() => admin<Expiries>("GET", "/stats/expiries"), []);
+  const orders = useLoad(() => admin<{ byState: Record<string, number> }>("GET", "/stats/orders"), []);
+  return (
+    <div class="page" data-page="dashboard">
+      <h1>{t("dash.title")}</h1>
+      <Problemish problem={ex.problem ?? orders.problem} />
+      <section><h2>{t("dash.expiries")}</h2>{ex.data ? <ExpiryChart data={ex.data} /> : <Busy />}</section>
+      <section><h2>{t("dash.funnel")}</h2>{orders.data ? <Funnel byState={orders.data.byState} /> : <Busy />}</section>
+    </div>
+  );
+}
+
+function CertTable(props: { certs: Certificate[]; onChanged: () => void }) {
+  useLang();
+  const [revoking, setRevoking] = useState<string | null>(null);
+  const [reason, setReason] = useState<string>("unspecified");
+  const [problem, setProblem] = useState<Problem | null>(null);
+  const now = Date.now();
+  return (
+    <>
+      <Problemish problem={problem} />
+      <table class="data" data-table="certificates">
+        <thead><tr><th>{t("cert.serial")}</th><th>{t("cert.subject")}</th><th>{t("con.holder")}</th><th>{t("con.profile")}</th><th>{t("cert.validity")}</th><th>{t("con.status")}</th><th /></tr></thead>
+        <tbody>
+          {props.certs.map((c) => (
+            <tr data-serial={c.serial} data-status={c.status} class={c.status === "active" && c.notAfter - now < 30 * 86_400_000 ? "warn" : ""}>
+              <td><code>{c.serial}</code></td><td>{c.subjectDn}</td><td><a href={`#/holders/${encodeURIComponent(c.holderId)}`}>{c.holderId}</a></td><td>{c.profileId}</td>
+              <td>{day(c.notBefore)} — {day(c.notAfter)}</td>
+              <td>{t(`cstatus.${c.status as (typeof certificateStatuses)[number]}`)}{c.revocationReason ? ` (${c.revocationReason})` : ""}</td>
+              <td>
+                {c.status === "active" && revoking !== c.serial ? <button type="button" class="danger" data-action="revoke" onClick={() => { setRevoking(c.serial); setProblem(null); }}>{t("con.revoke")}</button> : null}
+                {revoking === c.serial ? (
+                  <form class="inline" onSubmit={async (e) => {
+                    e.preventDefault();
+                    try { await admin("POST", `/certificates/${c.serial}/revoke`, { reason }); setRevoking(null); props.onChanged(); } catch (x) { setProblem(asProblem(x)); }
+                  }}>
+                    <label>{t("con.reason")} <select name="reason" value={reason} onChange={(e) => setReason(e.currentTarget.value)}>
+                      {revocationReasons.map((r) => <option value={r}>{r}</option>)}
+                    </select></label>
+                    <button type="submit" class="danger" data-action="confirm-revoke">{t("con.confirmRevoke")}</button>
+                    <button type="button" onClick={() => setRevoking(null)}>{t("common.cancel")}</button>
+                  </form>
+                ) : null}
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {props.certs.length === 0 ? <p>{t("con.none")}</p> : null}
+    </>
+  );
+}
+
+export function CertificatesPage(props: { query: URLSearchParams }) {
+  useLang();
+  const [q, setQ] = useState({ holderId: props.query.get("holderId") ?? "", status: "", subject: "", expiringBefore: "" });
+  const [applied, setApplied] = useState(q);
+  const params = new URLSearchParams();
+  if (applied.holderId) params.set("holderId", applied.holderId);
+  if (applied.status) params.set("status", applied.status);
+  if (applied.subject) params.set("subject", applied.subject);
+  if (applied.expiringBefore) params.set("expiringBefore", new Date(`${applied.expiringBefore}T00:00:00+08:00`).toISOString());
+  const list = useLoad(() => admin<{ certificates: Certificate[] }>("GET", `/certificates?${params.toString()}`), [params.toString()]);
+  return (
+    <div class="page" data-page="certificates">
+      <h1>{t("con.certificates")}</h1>
+      <form class="filters" role="search" onSubmit={(e) => { e.preventDefault(); setApplied({ ...q }); }}>
+        <label>{t("con.holder")} <input name="holderId" value={q.holderId} onInput={(e) => setQ({ ...q, holderId: e.currentTarget.value.trim() })} /></label>
+        <label>{t("con.status")} <select name="status" value={q.status} onChange={(e) => setQ({ ...q, status: e.currentTarget.value })}>
+          <option value="">{t("con.any")}</option>{certificateStatuses.map((s) => <option value={s}>{t(`cstatus.${s}`)}</option>)}
+        </select></label>
+        <label>{t("cert.subject")} <input name="subject" value={q.subject} onInput={(e) => setQ({ ...q, subject: e.currentTarget.value })} /></label>
+        <label>{t("con.expiringBefore")} <input name="expiringBefore" type="date" value={q.expiringBefore} onInput={(e) => setQ({ ...q, expiringBefore: e.currentTarget.value })} /></label>
+        <button type="submit" class="primary">{t("con.search")}</button>
+      </form>
+      <Problemish problem={list.problem} />
+      {list.data ? <CertTable certs={list.data.certificates} onChanged={list.reload} /> : list.problem ? null : <Busy />}
+    </div>
+  );
+}
+
+export function HoldersPage(props: { id?: string | undefined }) {
+  useLang();
+  const [idType, setIdType] = useState("resident-id");
+  const [idNumber, setIdNumber] = useState("");
+  const [found, setFound] = useState<Holder[] | null>(null);
+  const [problem, setProblem] = useState<Problem | null>(null);
+  const list = useLoad(() => (props.id ? admin<Holder>("GET", `/holders/${encodeURIComponent(props.id)}`).then((h) => [h]) : admin<{ holders: Holder[] }>("GET", "/holders").then((r) => r.holders)), [props.id]);
+  const certs = useLoad(() => (props.id ? admin<{ certificates: Certificate[] }>("GET", `/certificates?holderId=${encodeURIComponent(props.id)}`) : Promise.resolve({ certificates: [] })), [props.id]);
+  const shown = found ?? list.data;
+  return (
+    <div class="page" data-page="holders">
+      <h1>{props.id ? `${t("con.holder")} ${props.id}` : t("con.holders")}</h1>
+      <form class="filters" role="search" onSubmit={async (e) => {
+        e.preventDefault(); setProblem(null);
+        // POST, so that the ID number is in no URL and no access log.
+        try { setFound((await admin<{ holders: Holder[] }>("POST", "/holders/search", { idType, idNumber: idNumber.trim() })).holders); } catch (x) { setProblem(asProblem(x)); }
+      }}>
+        <label>{t("con.idType")} <input value={idType} onInput={(e) => setIdType(e.currentTarget.value.trim())} /></label>
+        <label>{t("con.idNumber")} <input name="idNumber" autoComplete="off" value={idNumber} onInput={(e) => setIdNumber(e.currentTarget.value)} /></label>
+        <button type="submit" class="primary">{t("con.searchById")}</button>
+        {found ? <button type="button" onClick={() => { setFound(null); setIdNumber(""); }}>{t("con.clear")}</button> : null}
+      </form>
+      <Problemish problem={problem ?? list.problem} />
+      {shown ? (
+        <table class="data" data-table="holders">
+          <thead><tr><th>ID</th><th>{t("con.name")}</th><th>{t("con.kind")}</th><th>{t("con.idNumber")}</th><th>{t("con.phone")}</th><th>{t("con.org")}</th></tr></thead>
+          <tbody>{shown.map((h) => (
+            <tr data-holder={h.id}><td><a href={`#/holders/${encodeURIComponent(h.id)}`}>{h.id}</a></td><td>{h.name}</td><td>{h.kind}</td><td>{h.idMasked}</td><td>{h.phone ?? "—"}</td><td>{h.organisationId ?? "—"}</td></tr>
+          ))}</tbody>
+        </table>
+      ) : <Busy />}
+      {found && found.length === 0 ? <p role="status">{t("con.none")}</p> : null}
+      {props.id && certs.data ? <><h2>{t("con.certificates")}</h2><CertTable certs={certs.data.certificates} onChanged={certs.reload} /></> : null}
+    </div>
+  );
+}
+
+export function EnrolmentsPage() {
+  useLang();
+  const [holderId, setHolderId] = useState("");
+  const [profileId, setProfileId] = useState("personal");
+  const [ttlDays, setTtlDays] = useState("14");
+  const [created, setCreated] = useState<{ enrolment: Enrolment; referenceNumber: string; authorizationCode: string } | null>(null);
+  const [problem, setProblem] = useState<Problem | null>(null);
+  const list = useLoad(() => admin<{ enrolments: Enrolment[] }>("GET", "/enrolments"), []);
+  const profiles = useLoad(() => admin<{ profiles: ProfileView[] }>("GET", "/profiles"), []);
+  return (
+    <div class="page" data-page="enrolments">
+      <h1>{t("con.enrolments")}</h1>
+      <form class="filters no-print" onSubmit={async (e) => {
+        e.preventDefault(); setProblem(null); setCreated(null);
+        const ttl = Number.parseInt(ttlDays, 10);
+        try {
+          setCreated(await admin("POST", "/enrolments", { holderId: holderId.trim(), profileId, ...(Number.isFinite(ttl) ? { ttlDays: ttl } : {}) }));
+          list.reload();
+        } catch (x) { setProblem(asProblem(x)); }
+      }}>
+        <label>{t("con.holder")} <input name="holderId" required value={holderId} onInput={(e) => setHolderId(e.currentTarget.value)} /></label>
+        <label>{t("con.profile")} <select name="profileId" value={profileId} onChange={(e) => setProfileId(e.currentTarget.value)}>
+          {(profiles.data?.profiles ?? [{ id: "personal", name: { "zh-CN": "personal", en: "personal" } }]).map((p) => <option value={p.id}>{pick(p.name)} ({p.id})</option>)}
+        </select></label>
+        <label>{t("con.ttlDays")} <input name="ttlDays" inputMode="numeric" value={ttlDays} onInput={(e) => setTtlDays(e.currentTarget.value)} /></label>
+        <button type="submit" class="primary">{t("con.createEnrolment")}</button>
+      </form>
+      <Problemish problem={problem} />
+      {created ? (
+        <section class="card print-slip" data-enrolment={created.enrolment.id}>
+          <h2>{t("con.slipTitle")}</h2>
+          <dl>
+            <dt>{t("con.holder")}</dt><dd>{created.enrolment.holderId}</dd>
+            <dt>{t("download.reference")}</dt><dd><code data-field="reference">{created.referenceNumber}</code></dd>
+            <dt>{t("download.code")}</dt><dd><code data-field="code">{created.authorizationCode}</code></dd>
+            <dt>{t("con.expires")}</dt><dd>{dayTime(created.enrolment.expiresAt)}</dd>
+          </dl>
+          <p class="hint">{t("con.slipHint")}</p>
+          <p class="no-print"><button type="button" onClick={() => print()}>{t("con.print")}</button> <span class="warn">{t("con.shownOnce")}</span></p>
+        </section>
+      ) : null}
+      <h2 class="no-print">{t("con.enrolmentList")}</h2>
+      {list.data ? (
+        <table class="data no-print" data-table="enrolments">
+          <thead><tr><th>{t("download.reference")}</th><th>{t("con.holder")}</th><th>{t("con.profile")}</th><th>{t("con.status")}</th><th>{t("con.attempts")}</th><th>{t("con.expires")}</th><th /></tr></thead>
+          <tbody>{list.data.enrolments.map((en) => (
+            <tr data-enrolment={en.id}><td><code>{en.referenceNumber}</code></td><td>{en.holderId}</td><td>{en.profileId}</td><td>{en.status}</td><td>{en.attempts}/{en.maxAttempts}</td><td>{dayTime(en.expiresAt)}</td>
+              <td>{en.status === "open" ? <button type="button" onClick={async () => { try { await admin("POST", `/enrolments/${en.id}/revoke`); list.reload(); } catch (x) { setProblem(asProblem(x)); } }}>{t("con.withdraw")}</button> : null}</td></tr>
+          ))}</tbody>
+        </table>
+      ) : <Busy />}
+    </div>
+  );
+}
+
+export function OrdersPage() {
+  useLang();
+  const [state, setState] = useState("");
+  const list = useLoad(() => admin<{ orders: Order[] }>("GET", `/orders${state ? `?state=${state}` : ""}`), [state]);
+  return (
+    <div class="page" data-page="orders">
+      <h1>{t("con.orders")}</h1>
+      <label>{t("con.status")} <select value={state} onChange={(e) => setState(e.currentTarget.value)}><option value="">{t("con.any")}</option>
+        {orderStates.map((s) => <option value={s}>{t(`order.${s}`)}</option>)}</select></label>
+      <Problemish problem={list.problem} />
+      {list.data ? (
+        <table class="data" data-table="orders">
+          <thead><tr><th>ID</th><th>{t("con.holder")}</th><th>{t("con.status")}</th><th>{t("con.channel")}</th><th>{t("con.oldSerial")}</th><th>{t("con.newSerial")}</th><th>{t("con.updated")}</th></tr></thead>
+          <tbody>{list.data.orders.map((o) => (
+            <tr data-order={o.id}><td><code>{o.id}</code></td><td>{o.holderId}</td><td>{t(`order.${o.state as (typeof orderStates)[number]}`)}</td><td>{o.channel}</td><td><code>{o.certificateSerial ?? "—"}</code></td><td><code>{o.newSerial ?? "—"}</code></td><td>{dayTime(o.updatedAt)}</td></tr>
+          ))}</tbody>
+        </table>
+      ) : null}
+    </div>
+  );
+}
+
+export function OutboxPage() {
+  useLang();
+  const list = useLoad(() => admin<{ messages: OutboxMessage[] }>("GET", "/outbox"), []);
+  return (
+    <div class="page" data-page="outbox">
+      <h1>{t("con.outbox")}</h1>
+      <p class="hint">{t("con.outboxHint")}</p>
+      <Problemish problem={list.problem} />
+      {list.data ? (
+        <table class="data" data-table="outbox">
+          <thead><tr><th>{t("con.created")}</th><th>{t("con.channel")}</th><th>{t("con.recipient")}</th><th>{t("con.purpose")}</th><th>{t("con.text")}</th><th>{t("con.status")}</th><th>{t("con.lastError")}</th></tr></thead>
+          <tbody>{list.data.messages.map((m) => (
+            <tr><td>{dayTime(m.createdAt)}</td><td>{m.channel}/{m.transport}</td><td>{m.recipient}</td><td>{m.purpose}</td><td>{m.redactedText}</td><td>{m.status} ({m.attempts})</td><td>{m.lastError ?? ""}</td></tr>
+          ))}</tbody>
+        </table>
+      ) : null}
+    </div>
+  );
+}
+
+export function AuditPage() {
+  useLang();
+  const [fromSeq, setFromSeq] = useState(1);
+  const page = useLoad(() => admin<{ entries: AuditEntry[]; nextSeq: number | null }>("GET", `/audit?fromSeq=${fromSeq}&limit=100`), [fromSeq]);
+  const [verify, setVerify] = useState<{ ok: boolean; entries: number; head?: string; firstBadSeq?: number; reason?: string } | null>(null);
+  const [problem, setProblem] = useState<Problem | null>(null);
+  return (
+    <div class="page" data-page="audit">
+      <h1>{t("con.audit")}</h1>
+      <p><button type="button" class="primary" data-action="verify" onClick={async () => {
+        setProblem(null);
+        try { setVerify(await admin("GET", "/audit/verify")); } catch (x) { setProblem(asProblem(x)); }
+      }}>{t("con.verify")}</button></p>
+      {verify ? (
+        <p class={verify.ok ? "ok" : "bad"} role="status" data-verify={verify.ok ? "ok" : "broken"}>
+          {verify.ok ? t("con.verifyOk", { n: verify.entries, head: (verify.head ?? "").slice(0, 16) }) : t("con.verifyBroken", { seq: verify.firstBadSeq ?? "?", reason: verify.reason ?? "" })}
+        </p>
+      ) : null}
+      <Problemish problem={problem ?? page.problem} />
+      {page.data ? (
+        <>
+          <table class="data" data-table="audit">
+            <thead><tr><th>#</th><th>{t("con.time")}</th><th>{t("con.actor")}</th><th>{t("con.action")}</th><th>{t("con.subject")}</th><th>{t("con.data")}</th></tr></thead>
+            <tbody>{page.data.entries.map((e) => (
+              <tr><td>{e.seq}</td><td>{dayTime(e.at)}</td><td>{e.actor}</td><td><code>{e.action}</code></td><td>{e.subjectType}:{e.subjectId}</td><td><code class="json">{JSON.stringify(e.data)}</code></td></tr>
+            ))}</tbody>
+          </table>
+          <p>
+            <button type="button" disabled={fromSeq <= 1} onClick={() => setFromSeq(Math.max(1, fromSeq - 100))}>{t("con.prev")}</button>{" "}
+            <button type="button" disabled={!page.data.nextSeq} onClick={() => setFromSeq(page.data?.nextSeq ?? fromSeq)}>{t("con.next")}</button>
+          </p>
+        </>
+      ) : null}
+    </div>
+  );
+}
+
+export function ProfilesPage() {
+  useLang();
+  const list = useLoad(() => admin<{ profiles: ProfileView[] }>("GET", "/profiles"), []);
+  return (
+    <div class="page" data-page="profiles">
+      <h1>{t("con.profiles")}</h1>
+      <Problemish problem={list.problem} />
+      {list.data?.profiles.map((p) => (
+        <section class="card" data-profile={p.id}>
+          <h2>{pick(p.name)} <small>({p.id})</small></h2>
+          <p>{t("con.profileFacts", { kind: p.certificateKind, anchor: p.validityAnchor, validity: JSON.stringify(p.validity) })}</p>
+          {/* SVG as an image, never as markup: it cannot run anything. */}
+          <img class="timeline" alt={t("con.timelineAlt", { name: pick(p.name) })} src={`data:image/svg+xml;charset=utf-8,${encodeURIComponent(p.timelineSvg)}`} />
+        </section>
+      )) ?? <Busy />}
+    </div>
+  );
+}

@@ -1,0 +1,132 @@
+import { render } from "preact";
+import { useCallback, useEffect, useState } from "preact/hooks";
+import "../shared/styles.css";
+import { t, useLang } from "../shared/i18n.js";
+import { asProblem, problemOf, type Problem } from "../shared/problem.js";
+import { Busy, LangSwitch, ProblemView, parseHash } from "../shared/ui.js";
+import { AGENT_PROTOCOL, AgentClient, MIN_AGENT_VERSION, needsPairing, versionBelow, type HelloResponse } from "./agent-client.js";
+import { AgentAbsentPage, AgentOutdatedPage, NotAllowedPage, PairingPage } from "./agent-pages.js";
+import { DiagnosticsPage, DownloadPage, InitialisePage, RenewChoosePage } from "./action-pages.js";
+import { HelpPage } from "./help-page.js";
+import { OperationPage } from "./operation-page.js";
+import { OrganisationPage, useBell } from "./org-page.js";
+import { StatusPage } from "./status-page.js";
+
+/** Where the agent stands for this page. */
+export type AgentState =
+  | { kind: "checking" }
+  | { kind: "absent"; problem: Problem }
+  | { kind: "not-allowed"; problem: Problem }
+  | { kind: "outdated"; hello: HelloResponse; problem: Problem }
+  | { kind: "unpaired"; hello: HelloResponse }
+  | { kind: "ready"; hello: HelloResponse };
+
+const agent = new AgentClient();
+
+function useHashRoute() {
+  const [hash, setHash] = useState(location.hash);
+  useEffect(() => {
+    const f = () => setHash(location.hash);
+    addEventListener("hashchange", f);
+    return () => removeEventListener("hashchange", f);
+  }, []);
+  return parseHash(hash);
+}
+
+function useServerHealth(): Problem | null {
+  const [down, setDown] = useState<Problem | null>(null);
+  useEffect(() => {
+    fetch("/healthz", { cache: "no-store" }).then((r) => { if (!r.ok) throw new TypeError("unhealthy"); setDown(null); })
+      .catch((e: unknown) => setDown(asProblem(e)));
+  }, []);
+  return down;
+}
+
+function App() {
+  useLang();
+  const route = useHashRoute();
+  const [state, setState] = useState<AgentState>({ kind: "checking" });
+  const serverDown = useServerHealth();
+  const bell = useBell();
+
+  const check = useCallback(async () => {
+    setState({ kind: "checking" });
+    try {
+      const hello = await agent.hello();
+      if (hello.protocol !== AGENT_PROTOCOL || versionBelow(hello.version, MIN_AGENT_VERSION)) {
+        setState({ kind: "outdated", hello, problem: problemOf("AGENT_OUTDATED", { version: hello.version, required: MIN_AGENT_VERSION }) });
+        return;
+      }
+      if (!hello.paired) agent.token = null;
+      setState(hello.paired ? { kind: "ready", hello } : { kind: "unpaired", hello });
+    } catch (e) {
+      const p = asProblem(e, "AGENT_NOT_RUNNING");
+      setState(p.code === "ORIGIN_NOT_PAIRED" ? { kind: "not-allowed", problem: p } : { kind: "absent", problem: p });
+    }
+  }, []);
+  useEffect(() => { void check(); }, [check]);
+
+  /** A page reports that the pairing is gone (expired token, agent restarted): pair again, then the same page carries on. */
+  const lostPairing = useCallback((e: unknown) => {
+    if (!needsPairing(e)) return false;
+    agent.token = null;
+    setState((s) => ("hello" in s ? { kind: "unpaired", hello: s.hello } : s));
+    return true;
+  }, []);
+
+  const [page = "status", arg] = route.path;
+  const needsAgent = !["help", "org"].includes(page);
+  let body;
+  if (needsAgent && state.kind !== "ready") {
+    switch (state.kind) {
+      case "checking": body = <Busy label={t("agent.looking")} />; break;
+      case "absent": body = <AgentAbsentPage problem={state.problem} agentBase={agent.base} onRetry={check} />; break;
+      case "not-allowed": body = <NotAllowedPage problem={state.problem} onRetry={check} />; break;
+      case "outdated": body = <AgentOutdatedPage problem={state.problem} onRetry={check} />; break;
+      case "unpaired": body = <PairingPage agent={agent} onPaired={check} />; break;
+    }
+  } else {
+    const ctx = { agent, lostPairing };
+    switch (page) {
+      case "status": body = <StatusPage {...ctx} />; break;
+      case "renew": body = <RenewChoosePage {...ctx} query={route.query} />; break;
+      case "download": body = <DownloadPage {...ctx} query={route.query} />; break;
+      case "initialise": body = <InitialisePage {...ctx} query={route.query} />; break;
+      case "diagnostics": body = <DiagnosticsPage {...ctx} hello={"hello" in state ? state.hello : undefined} />; break;
+      case "op": body = <OperationPage {...ctx} id={arg ?? ""} />; break;
+      case "help": body = <HelpPage key={arg ?? ""} code={arg} />; break;
+      case "org": body = <OrganisationPage bell={bell} />; break;
+      default: body = <ProblemView problem={problemOf("ROUTE_NOT_FOUND")} />;
+    }
+  }
+
+  const nav: [string, string][] = [
+    ["#/", t("nav.status")], ["#/renew", t("nav.renew")], ["#/download", t("nav.download")], ["#/initialise", t("nav.initialise")],
+    ["#/org", t("nav.org")], ["#/diagnostics", t("nav.diagnostics")], ["#/help", t("nav.help")],
+  ];
+  const current = `#/${page === "status" ? "" : page}`;
+  return (
+    <>
+      <a class="skip" href="#main">{t("common.skip")}</a>
+      <header class="top">
+        <div class="brand"><img src="/favicon.svg" alt="" width="28" height="28" /> <span>{t("portal.title")}</span></div>
+        <nav aria-label={t("nav.label")}>
+          {nav.map(([href, label]) => <a href={href} aria-current={href === current ? "page" : undefined}>{label}</a>)}
+        </nav>
+        <div class="tools">
+          <a class="bell" href="#/org" aria-label={t("bell.label", { n: bell.count })} title={t("bell.label", { n: bell.count })}>
+            <span aria-hidden="true">🔔</span>{bell.count > 0 ? <span class="badge">{bell.count}</span> : null}
+          </a>
+          <LangSwitch />
+        </div>
+      </header>
+      {serverDown ? <div class="banner"><ProblemView problem={serverDown} helpHref={`#/help/${serverDown.code}`} /></div> : null}
+      <main id="main" tabIndex={-1}>{body}</main>
+      <footer class="foot">
+        <p>{t("portal.footer")}</p>
+      </footer>
+    </>
+  );
+}
+
+render(<App />, document.getElementById("app")!);

@@ -1,0 +1,340 @@
+import { useEffect, useRef, useState } from "preact/hooks";
+import type { DoctorCheck, IssuedCertificate, RenewResult } from "../../../agent/src/flows/flow-types.js";
+import type { OperationInput } from "../../../agent/src/local-api/protocol.js";
+import { day, dayTime } from "../shared/format.js";
+import { pick, t, useLang } from "../shared/i18n.js";
+import { asProblem, problemOf, readProblem, type Problem } from "../shared/problem.js";
+import { Busy, ProblemView } from "../shared/ui.js";
+import type { OperationAnswer, OperationRequest, OperationView } from "./agent-client.js";
+import { Steps } from "./agent-pages.js";
+import type { PageCtx } from "./status-page.js";
+
+const OPS_KEY = "ukey.operations";
+
+function rememberedOps(): Record<string, OperationRequest> {
+  try { return JSON.parse(localStorage.getItem(OPS_KEY) ?? "{}") as Record<string, OperationRequest>; } catch { return {}; }
+}
+function remember(id: string, req: OperationRequest) {
+  // Never the codes of a download: only what is needed to start the same kind of operation again.
+  const safe: OperationRequest = req.kind === "download" ? { ...req, authorizationCode: "" } : req;
+  const all = { ...rememberedOps(), [id]: safe };
+  try { localStorage.setItem(OPS_KEY, JSON.stringify(Object.fromEntries(Object.entries(all).slice(-10)))); } catch { /* the page still works */ }
+}
+
+/** Starts an operation in the agent and opens its page (which survives a reload: the id is in the address). */
+export async function startOperation(ctx: PageCtx, req: OperationRequest): Promise<void> {
+  const v = await ctx.agent.start(req);
+  remember(v.id, req);
+  location.hash = `#/op/${encodeURIComponent(v.id)}`;
+}
+
+/** A button that starts an operation, showing any refusal next to it. */
+export function StartButton(props: { ctx: PageCtx; request: OperationRequest; label: string; primary?: boolean; disabled?: boolean }) {
+  useLang();
+  const [busy, setBusy] = useState(false);
+  const [problem, setProblem] = useState<Problem | null>(null);
+  return (
+    <>
+      <button type="button" class={props.primary ? "primary" : ""} disabled={busy || props.disabled} onClick={async () => {
+        setBusy(true); setProblem(null);
+        try { await startOperation(props.ctx, props.request); } catch (e) { if (!props.ctx.lostPairing(e)) setProblem(asProblem(e, "AGENT_NOT_RUNNING")); } finally { setBusy(false); }
+      }}>{props.label}</button>
+      {problem ? <ProblemView problem={problem} helpHref={`#/help/${problem.code}`} /> : null}
+    </>
+  );
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * One operation of the agent, followed to its end: the wizard's steps,
+ * what the agent asks for (PIN in the agent's own window; ID number;
+ * one-time code with the masked phone and a resend countdown; step-up;
+ * confirmation), visible progress, then the result or the error with its
+ * remedy. A reload, a lost pairing or a lost connection come back to the
+ * same operation.
+ */
+export function OperationPage(props: PageCtx & { id: string }) {
+  useLang();
+  const [view, setView] = useState<OperationView | null>(null);
+  const [problem, setProblem] = useState<Problem | null>(null);
+  const [round, setRound] = useState(0);
+
+  useEffect(() => {
+    let live = true;
+    void (async () => {
+      let after = 0;
+      let last = "";
+      let revision: number | undefined;
+      for (let first = true; live; first = false) {
+        const began = Date.now();
+        try {
+          const v = await props.agent.operation(props.id, after, first ? 0 : 25, first ? undefined : revision);
+          if (!live) return;
+          setProblem(null);
+          setView(v);
+          after = v.progress.length;
+          revision = v.revision;
+          if (v.state === "done" || v.state === "failed") return;
+          const sig = `${v.state}|${after}|${JSON.stringify(v.input ?? null)}`;
+          // An agent that answers at once without news is not spun against.
+          if (sig === last && Date.now() - began < 500) await sleep(1000);
+          last = sig;
+        } catch (e) {
+          if (!live || props.lostPairing(e)) return;
+          const p = asProblem(e, "AGENT_NOT_RUNNING");
+          setProblem(p);
+          if (p.code !== "AGENT_NOT_RUNNING") return;
+          await sleep(3000);
+        }
+      }
+    })();
+    return () => { live = false; };
+  }, [props.id, round]);
+
+  const answer = async (a: OperationAnswer) => {
+    try { setView(await props.agent.answer(props.id, a)); } catch (e) { if (!props.lostPairing(e)) setProblem(asProblem(e, "AGENT_NOT_RUNNING")); }
+  };
+  const again = rememberedOps()[props.id];
+
+  if (!view) {
+    return problem ? <div class="page" data-page="operation"><ProblemView problem={problem} helpHref={`#/help/${problem.code}`} />
+      <Actions ctx={props} again={again} onRetry={() => setRound((n) => n + 1)} /></div> : <Busy />;
+  }
+  const isWizard = view.kind === "renew";
+  const step = view.state === "done" ? 5 : view.state === "needs-input" ? 3 : 4;
+  return (
+    <div class="page" data-page="operation" data-kind={view.kind} data-state={view.state}>
+      {isWizard ? <Steps current={step} /> : null}
+      <h1>{t(`op.${view.kind}`)}</h1>
+      {problem ? <ProblemView problem={problem} helpHref={`#/help/${problem.code}`} /> : null}
+      {view.state === "needs-input" && view.input ? <InputForm input={view.input} agentBase={props.agent.base} onAnswer={answer} /> : null}
+      <ProgressView view={view} />
+      {view.state === "done" ? <ResultView kind={view.kind} result={view.result} /> : null}
+      {view.state === "failed" ? (() => {
+        const p = readProblem(view.error);
+        return <><ProblemView problem={p} helpHref={`#/help/${p.code}`} /><Actions ctx={props} again={again} /></>;
+      })() : null}
+    </div>
+  );
+}
+
+function Actions(props: { ctx: PageCtx; again?: OperationRequest; onRetry?: () => void }) {
+  useLang();
+  const again = props.again;
+  return (
+    <p class="actions">
+      {props.onRetry ? <button type="button" onClick={props.onRetry}>{t("common.retry")}</button> : null}
+      {again && !(again.kind === "download" && !again.authorizationCode)
+        ? <StartButton ctx={props.ctx} request={again} label={t("op.startAgain")} primary /> : null}
+      {again?.kind === "download" ? <a class="button" href={`#/download?token=${encodeURIComponent(again.tokenSerial)}`}>{t("op.startAgain")}</a> : null}
+      {" "}<a class="button" href="#/">{t("op.backToStatus")}</a>
+    </p>
+  );
+}
+
+function ProgressView(props: { view: OperationView }) {
+  useLang();
+  const v = props.view;
+  const pct = v.state === "done" ? 100 : Math.min(90, 8 + v.progress.length * 12);
+  return (
+    <section class="progress" aria-label={t("op.progress")}>
+      <progress max={100} value={pct} aria-label={t("op.progress")} />
+      <ol class="progress-log" aria-live="polite">
+        {v.progress.map((p, i) => (
+          <li class={i === v.progress.length - 1 && v.state === "running" ? "current" : "done"} data-step={p.step}>
+            <time>{dayTime(p.at).slice(11)}</time> {pick({ zh: p.zh, en: p.en })}
+          </li>
+        ))}
+      </ol>
+      {v.state === "running" ? <p class="hint" role="status">{t("op.running")}</p> : null}
+    </section>
+  );
+}
+
+function InputForm(props: { input: OperationInput; agentBase: string; onAnswer: (a: OperationAnswer) => Promise<void> }) {
+  useLang();
+  const input = props.input;
+  const retry: { code: string; triesLeft?: number } | undefined = "retry" in input && input.retry ? input.retry : undefined;
+  const triesLeft = retry?.triesLeft;
+  const retryProblem = retry ? problemOf(retry.code, triesLeft !== undefined ? { triesLeft } : {}) : null;
+  return (
+    <section class="card input" data-input={input.kind}>
+      {retryProblem ? <ProblemView problem={retryProblem} helpHref={`#/help/${retryProblem.code}`}>
+        {triesLeft !== undefined ? <p class="warn">{t("verify.triesLeft", { n: triesLeft })}</p> : null}
+      </ProblemView> : null}
+      {input.kind === "pin" ? <PinInput input={input} agentBase={props.agentBase} /> : null}
+      {input.kind === "id-number" ? <IdNumberInput idType={input.idType} onAnswer={props.onAnswer} /> : null}
+      {input.kind === "one-time-code" ? <OneTimeCodeInput input={input} onAnswer={props.onAnswer} /> : null}
+      {input.kind === "step-up" ? <StepUpInput input={input} onAnswer={props.onAnswer} /> : null}
+      {input.kind === "confirm" ? <ConfirmInput input={input} onAnswer={props.onAnswer} /> : null}
+    </section>
+  );
+}
+
+/** The PIN is typed only in the agent's own page (its origin, not ours); a page at any other address is refused. */
+function PinInput(props: { input: Extract<OperationInput, { kind: "pin" }>; agentBase: string }) {
+  useLang();
+  const [blocked, setBlocked] = useState(false);
+  let url: URL | null = null;
+  try { url = new URL(props.input.promptUrl); } catch { url = null; }
+  if (!url || url.origin !== new URL(props.agentBase).origin) {
+    const p = problemOf("REQUEST_INVALID", { reason: "the PIN page is not the agent's own" });
+    return <ProblemView problem={p} />;
+  }
+  const which = props.input.so ? t("verify.soPin") : props.input.newPin ? t("verify.newPin") : t("verify.pin");
+  return (
+    <>
+      <h2>{t("verify.pinTitle", { which })}</h2>
+      <p>{t("verify.pinExplain")}</p>
+      <button type="button" class="primary" data-action="open-pin" onClick={() => {
+        const w = window.open(url.href, "ukey-pin", "popup,width=460,height=560");
+        setBlocked(!w);
+      }}>{t("verify.openPin")}</button>
+      {blocked ? <p class="warn">{t("verify.popupBlocked")} <a href={url.href} target="_blank" rel="noopener">{t("verify.openPinLink")}</a></p> : null}
+    </>
+  );
+}
+
+function IdNumberInput(props: { idType: string; onAnswer: (a: OperationAnswer) => Promise<void> }) {
+  useLang();
+  const [v, setV] = useState("");
+  const [busy, setBusy] = useState(false);
+  const typeName = props.idType === "resident-id" ? t("verify.residentId") : props.idType;
+  return (
+    <form onSubmit={async (e) => { e.preventDefault(); setBusy(true); await props.onAnswer({ idNumber: v.trim() }); setBusy(false); setV(""); }}>
+      <h2>{t("verify.idTitle")}</h2>
+      <label for="id-number">{t("verify.idLabel", { type: typeName })}</label>
+      <input id="id-number" name="id-number" autoComplete="off" required minLength={4} maxLength={40} value={v} onInput={(e) => setV(e.currentTarget.value)} />
+      <button type="submit" class="primary" disabled={busy || v.trim().length < 4}>{t("common.continue")}</button>
+    </form>
+  );
+}
+
+function useCountdown(untilIso: string): number {
+  const until = Date.parse(untilIso);
+  const [now, setNow] = useState(Date.now());
+  useEffect(() => {
+    const timer = setInterval(() => setNow(Date.now()), 1000);
+    return () => clearInterval(timer);
+  }, [untilIso]);
+  return Number.isFinite(until) ? Math.max(0, Math.ceil((until - now) / 1000)) : 0;
+}
+
+function OneTimeCodeInput(props: { input: Extract<OperationInput, { kind: "one-time-code" }>; onAnswer: (a: OperationAnswer) => Promise<void> }) {
+  useLang();
+  const [code, setCode] = useState("");
+  const [busy, setBusy] = useState(false);
+  const wait = useCountdown(props.input.resendAfter);
+  const ref = useRef<HTMLInputElement>(null);
+  useEffect(() => { ref.current?.focus(); }, [props.input.maskedTo]);
+  return (
+    <form onSubmit={async (e) => { e.preventDefault(); setBusy(true); await props.onAnswer({ code: code.trim() }); setBusy(false); setCode(""); }}>
+      <h2>{t("verify.otpTitle")}</h2>
+      <p>{t(props.input.channel === "sms" ? "verify.otpSentSms" : "verify.otpSentEmail", { to: props.input.maskedTo })}
+        {" "}<span class="hint">{t("verify.otpExpires", { at: dayTime(props.input.expiresAt).slice(11) })}</span></p>
+      <label for="otp">{t("verify.otpLabel")}</label>
+      <input id="otp" ref={ref} name="one-time-code" inputMode="numeric" autoComplete="one-time-code" required maxLength={8}
+        value={code} onInput={(e) => setCode(e.currentTarget.value.replace(/\s/g, ""))} />
+      <button type="submit" class="primary" disabled={busy || code.length < 4}>{t("common.continue")}</button>{" "}
+      <button type="button" data-action="resend" disabled={wait > 0 || busy} onClick={() => props.onAnswer({ resend: true })}>
+        {wait > 0 ? t("verify.resendIn", { n: wait }) : t("verify.resend")}
+      </button>
+    </form>
+  );
+}
+
+function StepUpInput(props: { input: Extract<OperationInput, { kind: "step-up" }>; onAnswer: (a: OperationAnswer) => Promise<void> }) {
+  useLang();
+  const ok = /^https?:\/\//.test(props.input.approvalUrl);
+  return (
+    <div>
+      <h2>{t("verify.stepUpTitle")}</h2>
+      <p>{t("verify.stepUpExplain")}</p>
+      {ok ? <p><a class="button" href={props.input.approvalUrl} target="_blank" rel="noopener noreferrer">{t("verify.stepUpOpen")}</a></p> : null}
+      {props.input.expiresAt ? <p class="hint">{t("verify.stepUpUntil", { at: dayTime(props.input.expiresAt) })}</p> : null}
+      <button type="button" class="primary" onClick={() => props.onAnswer({ stepUpDone: true })}>{t("verify.stepUpDone")}</button>
+    </div>
+  );
+}
+
+function ConfirmInput(props: { input: Extract<OperationInput, { kind: "confirm" }>; onAnswer: (a: OperationAnswer) => Promise<void> }) {
+  useLang();
+  return (
+    <div>
+      <h2>{props.input.question}</h2>
+      {props.input.consequences.length ? <ul class="consequences">{props.input.consequences.map((c) => <li>{c}</li>)}</ul> : null}
+      <button type="button" class="danger" data-action="confirm-yes" onClick={() => props.onAnswer({ confirm: true })}>{t("common.yes")}</button>{" "}
+      <button type="button" data-action="confirm-no" onClick={() => props.onAnswer({ confirm: false })}>{t("common.no")}</button>
+    </div>
+  );
+}
+
+function CertificateResult(props: { c: IssuedCertificate }) {
+  useLang();
+  return (
+    <dl class="result-cert">
+      <dt>{t("cert.serial")}</dt><dd><code data-field="serial">{props.c.serialHex}</code></dd>
+      <dt>{t("cert.subject")}</dt><dd data-field="subject">{props.c.subject}</dd>
+      <dt>{t("cert.validity")}</dt><dd data-field="validity">{day(props.c.notBefore)} — {day(props.c.notAfter)}</dd>
+    </dl>
+  );
+}
+
+function ResultView(props: { kind: OperationView["kind"]; result: unknown }) {
+  useLang();
+  const r = (props.result ?? {}) as Record<string, unknown>;
+  switch (props.kind) {
+    case "renew": {
+      const rr = r as unknown as RenewResult;
+      return (
+        <section class="result ok" role="status" data-result="renew">
+          <h2>{t("result.renewed")}</h2>
+          {rr.certificate ? <CertificateResult c={rr.certificate} /> : null}
+          {rr.resumed ? <p class="hint">{t("result.resumed")}</p> : null}
+          {rr.removed ? <p class="hint">{t("result.removed", { n: rr.removed })}</p> : null}
+          <p><a class="button" href="#/">{t("op.backToStatus")}</a></p>
+        </section>
+      );
+    }
+    case "download": {
+      const c = r.certificate as IssuedCertificate | undefined;
+      return <section class="result ok" role="status" data-result="download"><h2>{t("result.downloaded")}</h2>{c ? <CertificateResult c={c} /> : null}
+        <p><a class="button" href="#/">{t("op.backToStatus")}</a></p></section>;
+    }
+    case "initialise": {
+      const token = r.token as { serial?: string; label?: string } | undefined;
+      return (
+        <section class="result ok" role="status" data-result="initialise">
+          <h2>{t("result.initialised")}</h2>
+          <p>{t("result.initialisedNext")}</p>
+          <p><a class="button primary" href={`#/download?token=${encodeURIComponent(token?.serial ?? "")}`}>{t("nav.download")}</a></p>
+        </section>
+      );
+    }
+    case "clean-up":
+      return <section class="result ok" role="status" data-result="clean-up"><h2>{t("result.removed", { n: Number(r.removed ?? 0) })}</h2><p><a class="button" href="#/">{t("op.backToStatus")}</a></p></section>;
+    case "doctor":
+      return <DoctorChecks checks={(Array.isArray(props.result) ? props.result : (r.checks as DoctorCheck[] | undefined) ?? []) as DoctorCheck[]} />;
+    default:
+      return <section class="result ok" role="status"><h2>{t("result.done")}</h2><p><a class="button" href="#/">{t("op.backToStatus")}</a></p></section>;
+  }
+}
+
+/** The agent's doctor: each check with what was found and, on failure, the remedy of its code. */
+export function DoctorChecks(props: { checks: DoctorCheck[] }) {
+  useLang();
+  return (
+    <section class="doctor" data-result="doctor">
+      <h2>{t("diag.results")}</h2>
+      <ul class="checks">
+        {props.checks.map((c) => (
+          <li class={c.ok ? "ok" : "bad"} data-check={c.id}>
+            <strong>{c.ok ? "✓" : "✗"} {t(`diag.check.${c.id}`)}</strong> — {pick({ zh: c.zh, en: c.en })}
+            {!c.ok && c.code ? <p class="hint">{pick(problemOf(c.code).remedy)} <a href={`#/help/${c.code}`}>{c.code}</a></p> : null}
+          </li>
+        ))}
+      </ul>
+    </section>
+  );
+}

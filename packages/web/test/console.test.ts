@@ -1,0 +1,128 @@
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { totpCodeAt } from "../../server/src/admin/operator-credentials.js";
+import {
+  addHolder, initialisedDataDir, keyArgs, opensslCsr, runUkeyServer, startUkeyServer, tempDir, type RunningServer, type TempDir,
+} from "../../server/test/support/fixtures.js";
+import { buildWeb, cspViolations, launchChromium, type RunningBrowser } from "./support/browser.js";
+
+// The operator console in real Chromium against the real server process on
+// a real data directory: sign in with password and TOTP, the dashboard,
+// holder and certificate search, revocation, an enrolment's two codes, the
+// audit log and its verification, and what bad input and a lost session show.
+let t: TempDir;
+let server: RunningServer;
+let b: RunningBrowser;
+let serial: string;
+let totpSecret: string;
+const password = "operator's long passphrase 7";
+
+before(async () => {
+  buildWeb();
+  t = tempDir("ukey-console-");
+  const { dataDir, env } = initialisedDataDir(t);
+  assert.equal(addHolder(t, dataDir, env, "H1", ["--phone", "13800000001"]).status, 0);
+  const { csr } = opensslCsr(t, "h1", keyArgs.p256);
+  const issued = runUkeyServer(["issue", "--data-dir", dataDir, "--holder", "H1", "--profile", "personal", "--csr", csr, "--json"], env);
+  assert.equal(issued.status, 0, issued.stdout + issued.stderr);
+  serial = issued.json<{ serial: string }>().serial;
+  const pw = t.write("root.pw", `${password}\n`);
+  const op = runUkeyServer(["operator", "add", "--data-dir", dataDir, "--id", "root", "--role", "admin", "--password-file", pw, "--json"], env);
+  assert.equal(op.status, 0, op.stdout + op.stderr);
+  totpSecret = op.json<{ totpSecret: string }>().totpSecret;
+  server = await startUkeyServer(dataDir, env);
+  b = await launchChromium();
+});
+after(async () => {
+  await b?.close();
+  await server?.stop();
+  t?.cleanup();
+});
+
+test("the console is served with a strict content security policy", async () => {
+  const r = await fetch(`${server.url}/console/`);
+  assert.equal(r.status, 200);
+  const csp = r.headers.get("content-security-policy") ?? "";
+  assert.match(csp, /script-src 'self'(;|$)/);
+  assert.match(csp, /frame-ancestors 'none'/);
+  assert.doesNotMatch(csp, /unsafe-eval|unsafe-inline/);
+  assert.equal(r.headers.get("x-frame-options"), "DENY");
+  const html = await r.text();
+  assert.doesNotMatch(html, /<script(?![^>]*\bsrc=)[^>]*>/, "no inline script");
+});
+
+test("a wrong password is refused with the catalogue's words, in zh-CN and then in English", async () => {
+  const { page } = b;
+  await page.goto(`${server.url}/console/`);
+  await page.fill("#op-id", "root");
+  await page.fill("#op-pw", "not the password at all");
+  await page.fill("#op-totp", "000000");
+  await page.click("button[type=submit]");
+  const problem = page.locator(".problem[data-code=OPERATOR_SIGN_IN_FAILED]");
+  await problem.waitFor();
+  assert.match(await problem.innerText(), /怎么办/);
+  await page.click("button.lang");
+  assert.match(await problem.innerText(), /What to do/);
+  await page.click("button.lang");
+});
+
+test("signs in, shows the expiry chart and the funnel, finds the holder by ID number, revokes, enrols, verifies the audit log", async () => {
+  const { page } = b;
+  await page.goto(`${server.url}/console/`);
+  await page.fill("#op-id", "root");
+  await page.fill("#op-pw", password);
+  await page.fill("#op-totp", totpCodeAt(totpSecret, new Date()));
+  await page.click("button[type=submit]");
+  await page.locator("[data-page=dashboard]").waitFor();
+  await page.locator("[data-chart=expiries] svg").waitFor();
+  assert.equal(await page.locator("[data-chart=expiries] g").count(), 53, "overdue plus 52 weeks");
+  await page.locator("[data-chart=funnel] tr[data-state=completed]").waitFor();
+
+  await page.click("a[href='#/holders']");
+  await page.fill("input[name=idNumber]", "11010119900307123X");
+  await page.click("form[role=search] button[type=submit]");
+  await page.locator("[data-table=holders] tr[data-holder=H1]").waitFor();
+  await page.click("[data-table=holders] tr[data-holder=H1] a");
+  const row = page.locator(`[data-table=certificates] tr[data-serial='${serial}']`);
+  await row.waitFor();
+  assert.equal(await row.getAttribute("data-status"), "active");
+
+  await page.click("a[href='#/certificates']");
+  await page.fill("input[name=holderId]", "H1");
+  await page.click("form[role=search] button[type=submit]");
+  await row.waitFor();
+  await row.locator("[data-action=revoke]").click();
+  await row.locator("select[name=reason]").selectOption("keyCompromise");
+  await row.locator("[data-action=confirm-revoke]").click();
+  await page.locator(`[data-table=certificates] tr[data-serial='${serial}'][data-status=revoked]`).waitFor();
+
+  await page.click("a[href='#/enrolments']");
+  await page.fill("input[name=holderId]", "H1");
+  await page.click("form.filters button[type=submit]");
+  const slip = page.locator(".print-slip");
+  await slip.waitFor();
+  const reference = await slip.locator("[data-field=reference]").innerText();
+  const code = await slip.locator("[data-field=code]").innerText();
+  assert.ok(reference.length >= 6 && code.length >= 6, `${reference} ${code}`);
+  await page.locator(`[data-table=enrolments] td code:text-is('${reference}')`).waitFor();
+
+  await page.click("a[href='#/audit']");
+  await page.click("[data-action=verify]");
+  await page.locator("[data-verify=ok]").waitFor();
+  const auditText = await page.locator("[data-table=audit]").innerText();
+  for (const action of ["certificate.revoked", "enrolment.created", "operator.signed-in"]) assert.match(auditText, new RegExp(action.replace(".", "\\.")));
+  assert.doesNotMatch(auditText, new RegExp(code), "the authorization code is in no audit entry");
+
+  await page.click("a[href='#/profiles']");
+  await page.locator("[data-profile=personal] img.timeline").waitFor();
+  assert.ok(await page.locator("[data-profile=personal] img.timeline").evaluate((img) => (img as unknown as { naturalWidth: number }).naturalWidth > 0), "the timeline image renders");
+  assert.deepEqual(cspViolations(b.consoleErrors), []);
+});
+
+test("a lost session brings the sign-in page back with SESSION_INVALID, never a blank page", async () => {
+  const { page } = b;
+  await page.evaluate(() => { (globalThis as unknown as { sessionStorage: { setItem(k: string, v: string): void } }).sessionStorage.setItem("ukey.adminToken", "uks1.forged.token"); });
+  await page.goto(`${server.url}/console/#/certificates`);
+  await page.reload();
+  await page.locator("[data-page=sign-in] .problem[data-code=SESSION_INVALID]").waitFor();
+});
