@@ -1,0 +1,109 @@
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import type { FaultPoint, RenewResult } from "../src/flows/flow-types.js";
+import { objectLabels } from "../src/keys/key-store.js";
+import { createAgentWorld, type AgentWorld, type TokenObjects } from "./support/agent-world.js";
+
+// Issue 5.4: the agent killed (SIGKILL, UKEY_AGENT_FAULT) at each point of
+// a renewal, then run again. The token's labels and the server's order are
+// the only state; the second run finishes the same order, and at every
+// moment the holder has a usable certificate with its key on the token.
+let w: AgentWorld;
+const tokens: Record<string, { serial: string; label: string; cert: string; certId: string }> = {};
+const faults: FaultPoint[] = ["after-keygen", "after-csr", "after-issue", "after-install", "during-cleanup"];
+
+before(async () => {
+  w = createAgentWorld("ukey-agent-faults-");
+  for (const name of [...faults, "rekey"]) {
+    const serial = w.addToken(name);
+    const c = await w.issueOnToken("H1", "e2e", "p256", serial);
+    tokens[name] = { serial, label: name, cert: c.serial, certId: c.certId };
+  }
+  // A stray key pair with no certificate: the clean-up has two things to remove, so it can be interrupted halfway.
+  const r = spawnSync("pkcs11-tool", ["--module", w.hsm.module, "--token-label", "during-cleanup", "--login", "--pin", w.hsm.pin,
+    "--keypairgen", "--key-type", "EC:prime256v1", "--label", "stray", "--id", "0badc0de"], { env: { ...process.env, SOFTHSM2_CONF: w.hsm.conf }, encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  await w.start();
+});
+after(async () => {
+  await w?.cleanup();
+});
+
+async function api<T>(path: string): Promise<T> {
+  return await (await fetch(`${w.server!.url}${path}`)).json() as T;
+}
+
+/** Some certificate on the token has its private key beside it: the holder can still sign in (and renew). */
+function assertUsable(o: TokenObjects): void {
+  assert.ok(o.certificates.some((c) => o.privateKeys.some((k) => k.id === c.id)), `no certificate with its key:\n${o.raw}`);
+}
+
+function pendingOrderOf(o: TokenObjects): string {
+  const id = [...o.privateKeys, ...o.certificates].map((x) => objectLabels.pendingOrder(x.label)).find(Boolean);
+  assert.ok(id, `a pending label on the token:\n${o.raw}`);
+  return id;
+}
+
+function assertFinal(o: TokenObjects, serialHex: string): void {
+  assert.equal(o.certificates.length, 1, o.raw);
+  assert.equal(o.privateKeys.length, 1, o.raw);
+  assert.equal(o.publicKeys.length, 1, o.raw);
+  assert.equal(o.certificates[0]!.serialHex, serialHex.replace(/^0+/, ""));
+  assert.equal(o.certificates[0]!.label, objectLabels.current(serialHex));
+  assert.equal(o.privateKeys[0]!.id, o.certificates[0]!.id);
+}
+
+for (const fault of faults) {
+  test(`killed ${fault}: the next run finishes the same order`, async () => {
+    const tk = tokens[fault]!;
+    const killed = w.ukey(["renew", "--token", tk.serial, "--json"], { env: { UKEY_AGENT_FAULT: fault } });
+    assert.equal(killed.signal, "SIGKILL", `the run was to die ${fault}: ${killed.status} ${killed.stderr}`);
+    const mid = w.objects(tk.label);
+    assertUsable(mid);
+    const orderId = pendingOrderOf(mid);
+    const midOrder = await api<{ state: string; newCertificate?: { serial: string } }>(`/api/v1/orders/${orderId}`);
+    const expectState: Record<FaultPoint, string[]> = {
+      "after-keygen": ["verified"], "after-csr": ["issued"], "after-issue": ["issued"], "after-install": ["issued"], "during-cleanup": ["completed"],
+    };
+    assert.ok(expectState[fault].includes(midOrder.state), `${fault}: order ${midOrder.state}`);
+    if (fault === "after-keygen") assert.ok(mid.privateKeys.some((k) => k.label === objectLabels.pending(orderId)), "the pending key is on the token");
+    if (fault === "after-install") assert.ok(mid.certificates.some((c) => c.label === objectLabels.pending(orderId)), "the new certificate is installed, still pending");
+    if (fault === "during-cleanup") assert.equal(mid.certificates.length + mid.privateKeys.length, 3, `one of two invalid objects removed:\n${mid.raw}`);
+
+    const again = w.ukey(["renew", "--token", tk.serial, "--json"]);
+    assert.equal(again.status, 0, again.stderr);
+    const out = again.json<RenewResult>();
+    assert.equal(out.orderId, orderId, "the same order, not a second one");
+    assert.equal(out.resumed, true);
+    assert.match(again.stderr, /Resuming/);
+    if (midOrder.newCertificate) assert.equal(out.certificate.serialHex, midOrder.newCertificate.serial.replace(/^0+/, ""), "the same key gets the same certificate");
+    assertFinal(w.objects(tk.label), out.certificate.serialHex);
+    assert.equal((await api<{ state: string }>(`/api/v1/orders/${orderId}`)).state, "completed");
+    assert.equal((await api<{ state: string }>(`/api/v1/renewal-info/${tk.certId}`)).state, "superseded");
+  });
+}
+
+test("the pending key lost after issuance (token re-initialised, key deleted): re-keyed, the undelivered certificate revoked", async () => {
+  const tk = tokens.rekey!;
+  const killed = w.ukey(["renew", "--token", tk.serial], { env: { UKEY_AGENT_FAULT: "after-issue" } });
+  assert.equal(killed.signal, "SIGKILL", killed.stderr);
+  const mid = w.objects(tk.label);
+  const orderId = pendingOrderOf(mid);
+  const undelivered = (await api<{ newCertificate: { serial: string; certId: string } }>(`/api/v1/orders/${orderId}`)).newCertificate;
+  const pendingKey = mid.privateKeys.find((k) => k.label === objectLabels.pending(orderId))!;
+  for (const type of ["privkey", "pubkey"]) {
+    const d = spawnSync("pkcs11-tool", ["--module", w.hsm.module, "--token-label", tk.label, "--login", "--pin", w.hsm.pin, "--delete-object", "--type", type, "--id", pendingKey.id],
+      { env: { ...process.env, SOFTHSM2_CONF: w.hsm.conf }, encoding: "utf8" });
+    assert.equal(d.status, 0, d.stderr);
+  }
+  // The pending label is gone with the key: the server returns the open order for the old certificate.
+  const again = w.ukey(["renew", "--token", tk.serial, "--json"]);
+  assert.equal(again.status, 0, again.stderr);
+  const out = again.json<RenewResult>();
+  assert.equal(out.orderId, orderId);
+  assert.equal(out.resumed, true);
+  assert.notEqual(out.certificate.serialHex, undelivered.serial.replace(/^0+/, ""));
+  assert.equal((await api<{ state: string }>(`/api/v1/renewal-info/${undelivered.certId}`)).state, "revoked", "the certificate whose key is gone can never be used");
+  assertFinal(w.objects(tk.label), out.certificate.serialHex);
+});
