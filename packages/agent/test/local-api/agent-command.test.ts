@@ -1,14 +1,12 @@
 import { test, after, before } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { createInterface } from "node:readline";
+import { join } from "node:path";
 import { runAgentCommand } from "../../src/local-api/agent-command.js";
 import { PairingFile } from "../../src/local-api/pairings.js";
+import { nextEvent, spawnAgent } from "./support.js";
 
-const main = resolve(import.meta.dirname, "agent-command-main.ts");
 const portal = "https://portal.example.com";
 const consoleSite = "https://console.example.org";
 
@@ -31,33 +29,8 @@ async function agent(args: string[], env: NodeJS.ProcessEnv = { UKEY_AGENT_HOME:
   return { status, stdout, stderr };
 }
 
-/** `ukey agent start ...` as its own process, with its stdout as JSON events. */
-function spawnAgent(args: string[]): { child: ChildProcess; events: AsyncIterator<Record<string, unknown>>; stderr: () => string } {
-  const child = spawn(process.execPath, ["--import", "tsx", main, ...args], {
-    env: { PATH: process.env.PATH ?? "", HOME: home, UKEY_AGENT_HOME: home },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let err = "";
-  child.stderr!.on("data", (d) => { err += String(d); });
-  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
-  const events: AsyncIterator<Record<string, unknown>> = {
-    async next() {
-      const r = await lines.next();
-      if (r.done) return { done: true, value: undefined };
-      return { done: false, value: JSON.parse(r.value) as Record<string, unknown> };
-    },
-  };
-  return { child, events, stderr: () => err };
-}
-
-async function nextEvent(events: AsyncIterator<Record<string, unknown>>, stderr: () => string): Promise<Record<string, unknown>> {
-  const r = await events.next();
-  assert.ok(!r.done, `the agent ended early: ${stderr()}`);
-  return r.value;
-}
-
 test("ukey agent start --json: listens, prints each pairing code as an event, and stops on SIGTERM", async () => {
-  const { child, events, stderr } = spawnAgent(["start", "--port", "0", "--origin", portal, "--json"]);
+  const { child, events, stderr } = spawnAgent(home, ["start", "--port", "0", "--origin", portal, "--json"]);
   try {
     const listening = await nextEvent(events, stderr);
     assert.equal(listening.event, "listening");

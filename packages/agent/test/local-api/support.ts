@@ -1,7 +1,10 @@
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
 import { UkeyError } from "@ukey/policy";
 import type { Flows } from "../../src/flows/flow-types.js";
 import type { KeyStoreBackend } from "../../src/keys/key-store.js";
@@ -121,4 +124,32 @@ export function scriptedFlows(script: (ctx: Parameters<Flows["renew"]>[0], kind:
     cleanUp: (ctx) => script(ctx, "clean-up") as never,
     doctor: notHere,
   };
+}
+
+const agentCommandMain = resolve(import.meta.dirname, "agent-command-main.ts");
+
+/** `ukey agent ARGS` as its own process with UKEY_AGENT_HOME=home, its stdout read as JSON events (give --json). */
+export function spawnAgent(home: string, args: string[]): { child: ChildProcess; events: AsyncIterator<Record<string, unknown>>; stderr: () => string } {
+  const child = spawn(process.execPath, ["--import", "tsx", agentCommandMain, ...args], {
+    env: { PATH: process.env.PATH ?? "", HOME: home, UKEY_AGENT_HOME: home },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let err = "";
+  child.stderr!.on("data", (d) => { err += String(d); });
+  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+  const events: AsyncIterator<Record<string, unknown>> = {
+    async next() {
+      const r = await lines.next();
+      if (r.done) return { done: true, value: undefined };
+      return { done: false, value: JSON.parse(r.value) as Record<string, unknown> };
+    },
+  };
+  return { child, events, stderr: () => err };
+}
+
+/** The next JSON event of a spawned agent; fails with its stderr when it ended instead. */
+export async function nextEvent(events: AsyncIterator<Record<string, unknown>>, stderr: () => string): Promise<Record<string, unknown>> {
+  const r = await events.next();
+  assert.ok(!r.done, `the agent ended early: ${stderr()}`);
+  return r.value;
 }

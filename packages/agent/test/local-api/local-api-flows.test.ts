@@ -1,0 +1,116 @@
+import { test, after, before } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync, readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { flows } from "../../src/flows/index.js";
+import type { RenewResult, TokenStatus } from "../../src/flows/flow-types.js";
+import { Pkcs11Backend } from "../../src/keys/pkcs11-backend.js";
+import type { OperationView } from "../../src/local-api/protocol.js";
+import { createAgentWorld, type AgentWorld } from "../support/agent-world.js";
+import { postPin, rawRequest, startTestAgent, type TestAgent } from "./support.js";
+
+// The real flows through the local API: a real ukey-server with its
+// embedded database, a SoftHSM2 token holding a certificate it issued, and
+// the agent's PKCS#11 backend, driven over HTTP as the portal does.
+
+let world: AgentWorld;
+let agent: TestAgent;
+let issued: { serial: string; certId: string; notAfter: string };
+let token: string;
+
+before(async () => {
+  world = createAgentWorld("ukey-local-api-");
+  issued = await world.issueOnToken("H1", "e2e", "p256");
+  const server = await world.start();
+  agent = await startTestAgent(flows, {
+    backendFactory: async () => new Pkcs11Backend(world.hsm.module),
+    server: { url: server.url },
+    now: () => new Date(),
+  });
+  token = await agent.pair();
+});
+after(async () => {
+  await agent?.close();
+  await world?.cleanup();
+});
+
+async function until(id: string, pred: (v: OperationView) => boolean): Promise<OperationView> {
+  let v = (await agent.call(`/v1/operations/${id}`, { token })).json as unknown as OperationView;
+  for (let i = 0; i < 60 && !pred(v); i++) {
+    v = (await agent.call(`/v1/operations/${id}?after=${v.progress.length}&revision=${v.revision}&wait=25`, { token })).json as unknown as OperationView;
+  }
+  assert.ok(pred(v), JSON.stringify(v));
+  return v;
+}
+
+const norm = (hex: string) => hex.toLowerCase().replace(/[^0-9a-f]/g, "").replace(/^0+/, "");
+
+test("GET /v1/tokens: the token, its certificate and the server's advice, without a PIN", async () => {
+  const r = await agent.call("/v1/tokens", { token });
+  assert.equal(r.status, 200, r.text);
+  const tokens = r.json as unknown as TokenStatus[];
+  const mine = tokens.find((t) => t.token.serial === world.hsm.tokenSerial);
+  assert.ok(mine, r.text);
+  assert.equal(mine.token.label, world.hsm.tokenLabel);
+  const cert = mine.certificates.find((c) => norm(c.certificate.serialHex) === norm(issued.serial));
+  assert.ok(cert, JSON.stringify(mine.certificates));
+  assert.equal(cert.state, "expiring");
+  assert.equal(cert.advice?.window, "open");
+  assert.ok(!("der" in cert.certificate));
+});
+
+test("renew through the local API: the PIN typed in the agent's page (a wrong one first), a new certificate on the token", async () => {
+  const started = await agent.call("/v1/operations", { token, body: { kind: "renew", tokenSerial: world.hsm.tokenSerial } });
+  assert.equal(started.status, 202, started.text);
+  const id = started.json.id as string;
+
+  let v = await until(id, (x) => x.state !== "running");
+  assert.equal(v.input?.kind, "pin", JSON.stringify(v));
+  const promptUrl = (v.input as { promptUrl: string }).promptUrl;
+  const page = await rawRequest(promptUrl, { headers: {} });
+  assert.equal(page.status, 200);
+  assert.ok(page.body.includes(world.hsm.tokenSerial));
+  assert.ok(page.body.includes(world.hsm.tokenLabel));
+
+  const wrong = await postPin(promptUrl, { pin: "999999" });
+  assert.equal(wrong.status, 303, wrong.body);
+  const retryUrl = String(wrong.headers.location);
+  const retryPage = await rawRequest(retryUrl, { headers: {} });
+  assert.match(retryPage.body, /Wrong UKey PIN/);
+  v = (await agent.call(`/v1/operations/${id}`, { token })).json as unknown as OperationView;
+  assert.equal((v.input as { retry?: { code: string } }).retry?.code, "TOKEN_PIN_INCORRECT");
+
+  const right = await postPin(retryUrl, { pin: world.hsm.pin });
+  assert.ok(right.status === 200, right.body);
+
+  v = await until(id, (x) => x.state === "done" || x.state === "failed");
+  assert.equal(v.state, "done", JSON.stringify(v.error));
+  const result = v.result as RenewResult;
+  assert.equal(result.resumed, false);
+  assert.notEqual(norm(result.certificate.serialHex), norm(issued.serial));
+  assert.match(result.certificate.pem, /BEGIN CERTIFICATE/);
+  const steps = v.progress.map((p) => p.step);
+  for (const step of ["prove-possession", "generate-key", "install", "done"]) assert.ok(steps.includes(step as never), steps.join());
+
+  // The token holds the new certificate, and the status says so.
+  const objects = world.objects();
+  assert.ok(objects.certificates.some((c) => c.serialHex === norm(result.certificate.serialHex)), objects.raw);
+  const tokens = (await agent.call("/v1/tokens", { token })).json as unknown as TokenStatus[];
+  const certs = tokens.find((t) => t.token.serial === world.hsm.tokenSerial)!.certificates;
+  assert.ok(certs.some((c) => norm(c.certificate.serialHex) === norm(result.certificate.serialHex) && c.state === "expiring"), JSON.stringify(certs));
+
+  // The PIN is in no log line, no answer and no file of the agent's home.
+  assert.ok(!agent.logs.some((l) => l.includes(world.hsm.pin)), agent.logs.join("\n"));
+  assert.ok(!JSON.stringify(v).includes(world.hsm.pin));
+  for (const name of readdirSync(agent.home, { recursive: true }) as string[]) {
+    const p = join(agent.home, name);
+    if (statSync(p).isFile()) assert.ok(!readFileSync(p, "utf8").includes(world.hsm.pin), name);
+  }
+});
+
+test("a renewal for a token that is not there fails cleanly with TOKEN_NOT_PRESENT", async () => {
+  const started = await agent.call("/v1/operations", { token, body: { kind: "renew", tokenSerial: "no-such-token" } });
+  const v = await until(started.json.id as string, (x) => x.state === "failed");
+  assert.equal(v.error?.code, "TOKEN_NOT_PRESENT");
+  assert.ok(v.error?.remedy.zh);
+});
