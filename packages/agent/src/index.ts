@@ -7,3 +7,5 @@ export * from "./flows/flow-types.js";
 export * from "./flows/index.js";
 export * from "./server-client.js";
 export { runUkeyCli, exitCodes, exitCodeFor, type UkeyCliIo } from "./cli.js";
+export * from "./keys/pkcs12-backend.js";
+export * from "./keys/open-backend.js";

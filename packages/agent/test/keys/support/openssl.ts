@@ -4,16 +4,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 /** Runs a command and returns its stdout; throws with its output when it fails (loudly: these tools are required). */
-export function run(cmd: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv } = {}): string {
+export function run(cmd: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv; stderr?: boolean } = {}): string {
   const r = spawnSync(cmd, args, { encoding: "utf8", input: opts.input, env: opts.env ?? process.env });
   if (r.error || r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${r.status}): ${r.error?.message ?? ""}${r.stderr}${r.stdout}`);
-  return r.stdout;
-}
-
-/** Like run, but returns status and output instead of throwing. */
-export function tryRun(cmd: string, args: string[]): { status: number | null; out: string } {
-  const r = spawnSync(cmd, args, { encoding: "utf8" });
-  return { status: r.status, out: `${r.stdout}${r.stderr}` };
+  return opts.stderr ? `${r.stdout}${r.stderr}` : r.stdout;
 }
 
 /** A throw-away directory, removed by cleanup(). */

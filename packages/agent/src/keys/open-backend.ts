@@ -1,0 +1,52 @@
+import { UkeyError, isUkeyError } from "@ukey/policy";
+import type { KeyStoreBackend } from "./key-store.js";
+import { findModules } from "./module-paths.js";
+import { Pkcs11Backend } from "./pkcs11-backend.js";
+import { agentHome, defaultFileTokenPath, Pkcs12Backend } from "./pkcs12-backend.js";
+
+/** What openBackend opens. */
+export interface OpenBackendOptions {
+  /** A PKCS#11 module path (--module). */
+  module?: string;
+  /** A PKCS#12 file (--file); it wins over everything else. */
+  pkcs12?: string;
+  /** The agent's home directory for the default file token (default: UKEY_AGENT_HOME, else ~/.ukey). */
+  home?: string;
+  /** Environment for UKEY_PKCS11_MODULE and UKEY_AGENT_HOME (default process.env). */
+  env?: NodeJS.ProcessEnv;
+  /** Well-known module paths to try (default: findModules' list for this platform); for tests. */
+  discovered?: string[];
+}
+
+/**
+ * The key store to use, in this order:
+ * 1. `pkcs12`: that file;
+ * 2. `module`, else UKEY_PKCS11_MODULE: that module, which must load
+ *    (TOKEN_DRIVER_MISSING, HSM_MODULE_LOAD_FAILED otherwise);
+ * 3. the first well-known module (module-paths.ts) that loads and has a
+ *    token present now; modules without a token are closed again;
+ * 4. the agent's default file token (defaultFileTokenPath), which may not
+ *    exist yet (listTokens is then empty until it is initialised).
+ * The caller closes what it gets.
+ */
+export async function openBackend(opts: OpenBackendOptions = {}): Promise<KeyStoreBackend> {
+  const env = opts.env ?? process.env;
+  if (opts.pkcs12 !== undefined) {
+    if (opts.pkcs12.trim() === "") throw new UkeyError("CLI_USAGE", { params: { reason: "the PKCS#12 file path is empty" } });
+    return new Pkcs12Backend(opts.pkcs12);
+  }
+  const named = opts.module?.trim() || env.UKEY_PKCS11_MODULE?.trim();
+  if (named) return new Pkcs11Backend(named);
+  for (const path of opts.discovered ?? findModules({ env: {} })) {
+    let backend: Pkcs11Backend | undefined;
+    try {
+      backend = new Pkcs11Backend(path);
+      if ((await backend.listTokens()).length > 0) return backend;
+    } catch (e) {
+      // A broken or foreign library in a well-known place is not the holder's choice: try the next.
+      if (!isUkeyError(e)) throw e;
+    }
+    await backend?.close();
+  }
+  return new Pkcs12Backend(defaultFileTokenPath(opts.home ?? agentHome(env)));
+}
