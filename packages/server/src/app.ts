@@ -8,6 +8,9 @@ import { registerOpenApi } from "./openapi.js";
 import { registerOrderRoutes } from "./order-routes.js";
 import { registerEstRoutes } from "./est/est-routes.js";
 import type { ServerContext } from "./server-context.js";
+import { registerHolderRoutes } from "./holder-session/holder-routes.js";
+import { createMetrics, registerMetricsRoute } from "./metrics.js";
+import { registerReminderAdminRoutes } from "./reminders/reminder-admin-routes.js";
 import { registerWebRoutes } from "./web-routes.js";
 
 /**
@@ -88,6 +91,12 @@ export async function buildApp(ctx: ServerContext, opts: { logger?: boolean; htt
 
   await registerAdminRoutes(app, ctx);
   registerAdminStatsRoutes(app, ctx);
+  // The holder's sign-in, bell and certificate list; the operators' view of reminders; Prometheus metrics.
+  const holder = registerHolderRoutes(app, ctx);
+  registerReminderAdminRoutes(app, ctx, holder.bell);
+  registerMetricsRoute(app, createMetrics({ store: ctx.store, clock: ctx.clock, reminders: ctx.reminders }));
+  // Reminders run in a server that listens: never in a CLI command, nor in a test that only injects requests.
+  app.addHook("onListen", async () => { ctx.reminders.start(); });
   // The portal at / and the operator console at /console/, with strict security headers.
   await registerWebRoutes(app);
 

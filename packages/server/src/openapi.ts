@@ -23,10 +23,13 @@ export async function registerOpenApi(app: FastifyInstance, info: { version?: st
         { name: "renewal", description: "Renewal orders for the agent and the portal" },
         { name: "admin", description: "Operator API: sign in first, then send Authorization: Bearer <token>" },
         { name: "pki", description: "CA certificates, CRLs and OCSP" },
+        { name: "holder", description: "The holder's own pages: sign in with the customer number and a one-time code, then Authorization: Bearer <token>; the bell, certificates, reminder channels" },
+        { name: "metrics", description: "Prometheus metrics" },
       ],
       components: {
         securitySchemes: {
           operatorSession: { type: "http", scheme: "bearer", description: "Token from POST /api/v1/admin/sign-in (30 minutes)" },
+          holderSession: { type: "http", scheme: "bearer", description: "Token from POST /api/v1/holder/sign-in/verify (30 minutes from its last use; each answer carries a renewed one in X-Ukey-Session-Token)" },
         },
       },
     },

@@ -64,6 +64,19 @@ export const serverConfigSchema = z.strictObject({
     /** Most certificates committed in one group commit. */
     batchSize: z.number().int().min(1).max(4096).default(256),
   }).prefault({}),
+  /** Expiry reminders (docs/reminders.md): the scheduler's period, retries and batch. */
+  reminders: z.strictObject({
+    /** false: this instance neither scans nor sends (another may). */
+    enabled: z.boolean().default(true),
+    /** Seconds between runs, each delayed by up to a tenth more at random so that instances spread out. */
+    intervalSeconds: z.number().int().min(10).max(86_400).default(300),
+    /** Sending rounds per reminder before it is marked failed. */
+    maxAttempts: z.number().int().min(1).max(20).default(5),
+    /** Wait before the second round, doubled before each further one (at most a day). */
+    retryBaseSeconds: z.number().int().min(1).max(86_400).default(300),
+    /** Reminders claimed at once by one sender. */
+    batchSize: z.number().int().min(1).max(1000).default(200),
+  }).prefault({}),
 });
 
 export type ServerConfig = Readonly<Omit<z.output<typeof serverConfigSchema>, "profiles"> & { profiles: readonly CertificateProfile[] }>;

@@ -14,6 +14,7 @@ import { enrolmentServiceFor, type EnrolmentService } from "./enrolment-service.
 import { derToPem } from "@ukey/ca";
 import { RevocationService } from "./revocation-service.js";
 import { loadServerConfig, readSecretFile, type ServerConfig } from "./server-config.js";
+import { ReminderScheduler } from "./reminders/reminder-scheduler.js";
 
 /** The environment variables the server reads; everything else is in config.json. */
 export interface ServerEnv {
@@ -41,6 +42,8 @@ export interface ServerContext {
   downloads: DownloadService;
   /** The built-in key vendor table with the operator's entries applied. */
   keyVendors: KeyVendorTable;
+  /** Expiry reminders: started by a listening server (buildApp), never by a CLI command. */
+  reminders: ReminderScheduler;
   close(): Promise<void>;
 }
 
@@ -109,10 +112,13 @@ export async function openServerContext(dataDir: string, env: ServerEnv, clock: 
   const orders = new RenewalOrderService({ store, issuance, clock, idKey, institution: config.institution, publicUrl: config.publicUrl, chainPem, senders, profiles });
   const enrolments = enrolmentServiceFor({ store, clock, layout });
   const downloads = new DownloadService({ store, enrolments, issuance, institution: config.institution, chainPem });
+  const reminders = new ReminderScheduler({ store, senders, clock, profiles, institution: config.institution, publicUrl: config.publicUrl, settings: config.reminders });
   return {
     layout, config, store, ca, clock, idKey, issuance, revocation, renewalInfo, orders, senders, enrolments, downloads,
     keyVendors: mergeKeyVendorTables(defaultKeyVendors, config.keyVendors),
+    reminders,
     async close() {
+      await reminders.stop();
       await issuance.drain();
       await store.close();
       await ca.close();

@@ -118,6 +118,13 @@ export interface ReminderRepository {
    * `liveOnly`: active or expired and not renewed. `notAfterFrom`/`notAfterTo` bound the expiry.
    */
   certificatesOf(holderId: string, q: { withMembers: boolean; liveOnly?: boolean; notAfterFrom?: Millis; notAfterTo?: Millis; limit?: number; offset?: number }): Promise<HolderCertificateRow[]>;
+  /**
+   * Every certificate counted by status and by expiry bucket, in one
+   * aggregate query (a full scan: callers cache it): bucket i counts
+   * notAfter < bounds[i] (and not in an earlier bucket); bucket
+   * bounds.length counts the rest. Bounds ascending.
+   */
+  census(bounds: readonly Millis[]): Promise<Array<{ status: string; bucket: number; count: number }>>;
 }
 
 const COLUMNS = "id, certificate_serial, threshold, holder_id, recipient_id, not_after, status, delivered, attempts, next_attempt_at, last_error, read_at, sent_at, created_at, updated_at";
@@ -294,6 +301,13 @@ export function reminderRepository(x: Executor): ReminderRepository {
          ON CONFLICT (id) DO UPDATE SET
            through_day = CASE WHEN excluded.through_day > reminder_scan.through_day THEN excluded.through_day ELSE reminder_scan.through_day END,
            updated_at = excluded.updated_at`, [day, at]));
+    },
+
+    async census(bounds) {
+      const cases = bounds.map((_, i) => `WHEN not_after < ? THEN ${i}`).join(" ");
+      const rows = await x.sql.query<{ status: string; bucket: unknown; n: unknown }>(
+        `SELECT status, CASE ${cases} ELSE ${bounds.length} END AS bucket, COUNT(*) AS n FROM certificates GROUP BY status, bucket`, [...bounds]);
+      return rows.map((r) => ({ status: r.status, bucket: toNumber(r.bucket), count: toNumber(r.n) }));
     },
 
     async certificatesOf(holderId, q) {
