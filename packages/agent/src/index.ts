@@ -9,3 +9,4 @@ export * from "./server-client.js";
 export { runUkeyCli, exitCodes, exitCodeFor, type UkeyCliIo } from "./cli.js";
 export * from "./keys/pkcs12-backend.js";
 export * from "./keys/open-backend.js";
+export * from "./local-api/index.js";
