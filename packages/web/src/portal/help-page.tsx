@@ -1,6 +1,6 @@
 import { useMemo, useState } from "preact/hooks";
 import { pick, t, useLang } from "../shared/i18n.js";
-import { catalogue, describeError, errorCodes, legacyErrors, lookupError, type ErrorCode, type ErrorLookupResult } from "../shared/policy.js";
+import { describeError, errorCodes, legacyErrors, lookupError, type ErrorCode, type ErrorLookupResult } from "../shared/policy.js";
 import { isCatalogueCode } from "../shared/problem.js";
 
 function CodeEntry(props: { code: ErrorCode; open?: boolean }) {
@@ -56,7 +56,7 @@ export function HelpPage(props: { code?: string | undefined }) {
       {focus ? null : (
         <>
           <h2>{t("help.allCodes", { n: errorCodes.length })}</h2>
-          <div class="help-list">{errorCodes.filter((c) => catalogue[c].kind !== "internal" || c === "INTERNAL").map((c) => <CodeEntry code={c} />)}</div>
+          <div class="help-list">{errorCodes.map((c) => <CodeEntry code={c} />)}</div>
           <h2>{t("help.legacyCodes", { n: legacyErrors.length })}</h2>
           <table class="legacy-table">
             <thead><tr><th>{t("help.legacyCode")}</th><th>{t("help.legacyMessage")}</th><th>{t("help.ours")}</th></tr></thead>

@@ -1,0 +1,134 @@
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { createServer } from "node:net";
+import { errorCodes, legacyErrors } from "@ukey/policy";
+import { initialisedDataDir, startUkeyServer, tempDir, type RunningServer, type TempDir } from "../../server/test/support/fixtures.js";
+import { buildWeb, cspViolations, launchChromium, type RunningBrowser } from "./support/browser.js";
+
+// The holder's portal in real Chromium, served by the real server, for what
+// needs no agent: the page when no agent answers (with how to install it on
+// each OS), help for every catalogue and legacy code, the language switch,
+// a server that cannot be reached, and a link that tries to point the
+// portal at a non-local "agent".
+let t: TempDir;
+let server: RunningServer;
+let b: RunningBrowser;
+let closedPort: number;
+
+/** A port nothing listens on (taken, then released). */
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+before(async () => {
+  buildWeb();
+  t = tempDir("ukey-portal-");
+  const { dataDir, env } = initialisedDataDir(t);
+  server = await startUkeyServer(dataDir, env);
+  closedPort = await freePort();
+  b = await launchChromium();
+});
+after(async () => {
+  await b?.close();
+  await server?.stop();
+  t?.cleanup();
+});
+
+test("the portal is served with a strict content security policy and no inline script", async () => {
+  const r = await fetch(`${server.url}/`);
+  assert.equal(r.status, 200);
+  const csp = r.headers.get("content-security-policy") ?? "";
+  assert.match(csp, /script-src 'self'(;|$)/);
+  assert.match(csp, /frame-ancestors 'none'/);
+  assert.doesNotMatch(csp, /unsafe-eval|unsafe-inline/);
+  assert.doesNotMatch(await r.text(), /<script(?![^>]*\bsrc=)[^>]*>/);
+  const asset = /src="(\/assets\/[^"]+\.js)"/.exec(await (await fetch(`${server.url}/`)).text())?.[1];
+  assert.ok(asset);
+  const a = await fetch(`${server.url}${asset}`);
+  assert.match(a.headers.get("cache-control") ?? "", /immutable/);
+});
+
+test("no agent: says what happened and how to install and start it on each OS, in zh-CN by default", async () => {
+  const { page } = b;
+  await page.goto(`${server.url}/?agent=http://127.0.0.1:${closedPort}`);
+  const absent = page.locator("[data-page=agent-absent]");
+  await absent.waitFor();
+  await absent.locator(".problem[data-code=AGENT_NOT_RUNNING]").waitFor();
+  assert.equal(await page.evaluate(() => (globalThis as unknown as { document: { documentElement: { lang: string } } }).document.documentElement.lang), "zh-CN");
+  const text = await absent.innerText();
+  assert.match(text, /怎么办/);
+  assert.match(text, new RegExp(`ukey agent start --origin ${server.url.replace(/[.]/g, "\\.")}`));
+  for (const [os, words] of [["Windows", /winget|nodejs\.org/], ["macOS", /brew install node/], ["Linux", /apt install nodejs/]] as const) {
+    await absent.locator("[role=tab]", { hasText: os }).click();
+    assert.match(await absent.locator("[role=tabpanel]").innerText(), words, os);
+  }
+  assert.equal(await page.locator("input[inputmode=numeric]").inputValue(), String(closedPort));
+  assert.deepEqual(cspViolations(b.consoleErrors), []);
+});
+
+test("a link cannot point the portal at an agent that is not on this computer", async () => {
+  const { page } = b;
+  await page.goto(`${server.url}/?agent=https://agent.attacker.example`);
+  await page.locator("[data-page=agent-absent]").waitFor();
+  // The remembered loopback address stays; the foreign one is ignored.
+  assert.equal(await page.locator("input[inputmode=numeric]").inputValue(), String(closedPort));
+  await page.locator("details summary").click();
+  await page.fill("input[inputmode=numeric]", "80abc");
+  await page.click("form button[type=submit]");
+  await page.locator("[role=alert]", { hasText: "127.0.0.1" }).waitFor();
+});
+
+test("help for every catalogue code and every legacy code: 0116, a pasted message, a code", async () => {
+  const { page } = b;
+  await page.goto(`${server.url}/#/help`);
+  const help = page.locator("[data-page=help]");
+  await help.waitFor();
+  assert.equal(await help.locator(".help-list .help-entry").count(), errorCodes.length, "every code has an entry");
+  assert.equal(await help.locator(".legacy-table tbody tr").count(), legacyErrors.length);
+
+  await page.goto(`${server.url}/#/help/0116`);
+  const first = page.locator(".lookup-results li").first();
+  await first.waitFor();
+  assert.match(await first.locator(".legacy").innerText(), /0116/);
+  assert.ok(await first.locator(".help-entry[open]").count() >= 1, "our code's remedy is open");
+
+  await page.fill("#help-q", "证书不存在");
+  await page.locator(".lookup-results li").first().waitFor();
+  await page.fill("#help-q", "token pin locked");
+  await page.locator(".lookup-results .help-entry[data-code=TOKEN_PIN_LOCKED]").first().waitFor();
+  await page.fill("#help-q", "zzzz-nothing-like-this");
+  await page.locator("[data-page=help] [role=status]").waitFor();
+});
+
+test("the English switch changes every page's words and is remembered", async () => {
+  const { page } = b;
+  await page.goto(`${server.url}/#/help`);
+  await page.locator("[data-page=help]").waitFor();
+  assert.match(await page.locator("h1").innerText(), /帮助/);
+  await page.click("button.lang");
+  assert.match(await page.locator("h1").innerText(), /Help/);
+  assert.match(await page.locator("header nav").innerText(), /My certificates/);
+  await page.reload();
+  await page.locator("[data-page=help]").waitFor();
+  assert.match(await page.locator("h1").innerText(), /Help/);
+  assert.equal(await page.evaluate(() => (globalThis as unknown as { document: { documentElement: { lang: string } } }).document.documentElement.lang), "en");
+  await page.click("button.lang");
+});
+
+test("a server that cannot be reached gets its page: what happened and what to do", async () => {
+  const { page } = b;
+  await page.route("**/healthz", (r) => r.abort("connectionrefused"));
+  try {
+    await page.goto(`${server.url}/#/help`);
+    await page.reload();
+    await page.locator(".banner .problem[data-code=SERVER_UNREACHABLE]").waitFor();
+    // Help still works: the catalogue is part of the page.
+    await page.locator("[data-page=help] .help-entry").first().waitFor();
+  } finally {
+    await page.unroute("**/healthz");
+  }
+});

@@ -1,0 +1,60 @@
+// The real agent (`ukey agent start`) for the portal's browser tests, on the
+// SoftHSM2 token of an AgentWorld, with its JSON events read from stdout.
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { ukeyBin, type AgentWorld } from "../../../agent/test/support/agent-world.js";
+
+export interface RunningAgent {
+  child: ChildProcess;
+  /** http://127.0.0.1:PORT */
+  url: string;
+  /** The next pairing code the agent shows (the holder reads it in the agent's window). */
+  nextPairingCode(): Promise<{ origin: string; code: string }>;
+  stderr(): string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `ukey agent start --port 0 --json --server <world's server>` with the
+ * world's PKCS#11 module; the server's own origin is allowed, and so is each
+ * of `origins`. Resolves on its "listening" event.
+ */
+export async function startAgent(world: AgentWorld, origins: string[] = []): Promise<RunningAgent> {
+  if (!world.server) throw new Error("start the world's server first");
+  const home = mkdtempSync(join(world.t.dir, "agent-home-"));
+  const child = spawn(process.execPath, [ukeyBin, "agent", "start", "--port", "0", "--json", "--server", world.server.url, "--module", world.hsm.module,
+    ...origins.flatMap((o) => ["--origin", o])], {
+    env: { PATH: process.env.PATH ?? "", HOME: home, UKEY_AGENT_HOME: home, SOFTHSM2_CONF: world.hsm.conf, LANG: "en_US.UTF-8" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let err = "";
+  child.stderr!.on("data", (d) => { err += String(d); });
+  const codes: { origin: string; code: string }[] = [];
+  const waiters: ((c: { origin: string; code: string }) => void)[] = [];
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the agent did not start: ${err}`)), 60_000);
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      let ev: { event?: string; url?: string; origin?: string; code?: string };
+      try { ev = JSON.parse(line) as typeof ev; } catch { return; }
+      if (ev.event === "listening" && ev.url) { clearTimeout(timer); resolve(ev.url); }
+      if (ev.event === "pairing-code" && ev.code) {
+        const c = { origin: ev.origin ?? "", code: ev.code };
+        const w = waiters.shift();
+        if (w) w(c); else codes.push(c);
+      }
+    });
+    child.once("exit", (code) => { clearTimeout(timer); reject(new Error(`the agent exited ${code}: ${err}`)); });
+  });
+  return {
+    child, url, stderr: () => err,
+    nextPairingCode: () => new Promise((resolve, reject) => {
+      const c = codes.shift();
+      if (c) return resolve(c);
+      const timer = setTimeout(() => reject(new Error(`no pairing code shown: ${err}`)), 60_000);
+      waiters.push((x) => { clearTimeout(timer); resolve(x); });
+    }),
+    stop: () => new Promise((r) => { if (child.exitCode !== null) return r(); child.once("exit", () => r()); child.kill("SIGTERM"); }),
+  };
+}
