@@ -65,12 +65,13 @@ const removedCodes = new Set([
 const weakPinCodes = new Set([pkcs11js.CKR_PIN_LEN_RANGE, pkcs11js.CKR_PIN_INVALID, pkcs11js.CKR_PIN_TOO_WEAK]);
 
 /**
- * A catalogue error for a failed PKCS#11 call: a pulled token is
- * TOKEN_REMOVED_DURING_OPERATION, a full one TOKEN_STORAGE_FULL, anything
- * else `fallback` (TOKEN_KEYGEN_FAILED for key generation and CSRs,
+ * A catalogue error for a failed PKCS#11 call `op`: a UkeyError as it is,
+ * a pulled token TOKEN_REMOVED_DURING_OPERATION, a full one
+ * TOKEN_STORAGE_FULL (CKR_DEVICE_MEMORY), anything else `fallback`
+ * (TOKEN_KEYGEN_FAILED for key generation and CSRs, legacy 0124;
  * TOKEN_OPERATION_FAILED otherwise).
  */
-function mapError(e: unknown, op: string, fallback: "TOKEN_KEYGEN_FAILED" | "TOKEN_OPERATION_FAILED" = "TOKEN_OPERATION_FAILED"): UkeyError {
+export function pkcs11ErrorToUkey(e: unknown, op: string, fallback: "TOKEN_KEYGEN_FAILED" | "TOKEN_OPERATION_FAILED" = "TOKEN_OPERATION_FAILED"): UkeyError {
   if (isUkeyError(e)) return e;
   const code = p11Code(e);
   const detail = `${op}: ${(e as Error)?.message ?? String(e)}`;
@@ -97,7 +98,7 @@ function loginError(lib: Lib, slot: Handle, e: unknown, who: "user" | "so"): Uke
     if (flags & f.low) params.countLow = 1;
     return new UkeyError("TOKEN_PIN_INCORRECT", { params, cause: e });
   }
-  return mapError(e, "login");
+  return pkcs11ErrorToUkey(e, "login");
 }
 
 /** CK_ULONG memory sizes: CK_UNAVAILABLE_INFORMATION (all ones, 32 or 64 bits) is "not told". */
@@ -179,7 +180,7 @@ export class Pkcs11Backend implements KeyStoreBackend {
   }
 
   #lockKey(serial: string): string {
-    return `pkcs11\0${this.location}\0${serial}`;
+    return `pkcs11\0${this.location}\0${String(serial).trim()}`;
   }
 
   /** The tokens present now, each with a serial number (an empty SoftHSM2 slot has none and is left out). */
@@ -188,7 +189,7 @@ export class Pkcs11Backend implements KeyStoreBackend {
     try {
       return this.#slots(lib).map((s) => s.info).filter((t) => t.serial !== "");
     } catch (e) {
-      throw mapError(e, "list tokens");
+      throw pkcs11ErrorToUkey(e, "list tokens");
     }
   }
 
@@ -212,7 +213,7 @@ export class Pkcs11Backend implements KeyStoreBackend {
     try {
       matches = this.#slots(lib).filter((s) => s.info.serial === serial.trim());
     } catch (e) {
-      throw mapError(e, "find token");
+      throw pkcs11ErrorToUkey(e, "find token");
     }
     if (matches.length === 0) throw new UkeyError("TOKEN_NOT_PRESENT", { params: { serial }, detail: `no token with serial ${serial} in ${this.location}` });
     if (matches.length > 1) throw new UkeyError("TOKEN_MULTIPLE_PRESENT", { params: { count: matches.length } });
@@ -235,7 +236,7 @@ export class Pkcs11Backend implements KeyStoreBackend {
       try {
         handle = lib.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
       } catch (e) {
-        throw mapError(e, "open session");
+        throw pkcs11ErrorToUkey(e, "open session");
       }
       login(lib, handle, slot, pkcs11js.CKU_USER, pin, "user");
       const session = new Pkcs11Session(lib, handle, info, () => {
@@ -274,12 +275,12 @@ export class Pkcs11Backend implements KeyStoreBackend {
     try {
       handle = lib.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION);
     } catch (e) {
-      throw mapError(e, "open session");
+      throw pkcs11ErrorToUkey(e, "open session");
     }
     try {
       return readCertificates(lib, handle, false);
     } catch (e) {
-      throw mapError(e, "read certificates");
+      throw pkcs11ErrorToUkey(e, "read certificates");
     } finally {
       try { lib.C_CloseSession(handle); } catch { /* the token may be gone */ }
     }
@@ -313,11 +314,11 @@ export class Pkcs11Backend implements KeyStoreBackend {
           lib.C_InitPIN(handle, newUserPin);
         } catch (e) {
           if (weakPinCodes.has(p11Code(e) ?? -1)) throw new UkeyError("PIN_TOO_WEAK", { detail: (e as Error).message, cause: e });
-          throw mapError(e, "set the user PIN");
+          throw pkcs11ErrorToUkey(e, "set the user PIN");
         }
         try { lib.C_Logout(handle); } catch { /* closing the session logs out too */ }
       } catch (e) {
-        throw mapError(e, "initialise the token");
+        throw pkcs11ErrorToUkey(e, "initialise the token");
       } finally {
         if (handle) {
           try { lib.C_CloseSession(handle); } catch { /* the token may be gone */ }
@@ -477,7 +478,7 @@ class Pkcs11Session implements TokenSession {
       try {
         return await fn(this.#lib, session);
       } catch (e) {
-        throw mapError(e, op, fallback);
+        throw pkcs11ErrorToUkey(e, op, fallback);
       }
     });
   }

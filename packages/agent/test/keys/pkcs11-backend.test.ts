@@ -5,7 +5,8 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { isUkeyError } from "@ukey/policy";
 import { createSoftHsmToken, type SoftHsmToken } from "../../../ca/test/support/softhsm.js";
-import { Pkcs11Backend } from "../../src/keys/pkcs11-backend.js";
+import pkcs11js from "pkcs11js";
+import { Pkcs11Backend, pkcs11ErrorToUkey } from "../../src/keys/pkcs11-backend.js";
 import { vendorOf } from "../../src/keys/token-vendor.js";
 import { objectLabels, type TokenSession } from "../../src/keys/key-store.js";
 import { OpenSslCa, run, tempDir } from "./support/openssl.js";
@@ -144,6 +145,7 @@ describe("PKCS#11 backend on SoftHSM2", () => {
         ["p256", "CN=Zhang San, O=Example Bank", /subject=CN = Zhang San, O = Example Bank/],
         ["p384", "/CN=Li Si", /subject=CN = Li Si/],
         ["rsa2048", "", /subject=\s*$/m],
+        ["rsa3072", "CN=Zhao Liu, serialNumber=110101199001011234, C=CN", /subject=CN = Zhao Liu, serialNumber = 110101199001011234, C = CN/],
       ] as const) {
         const key = await s.generateKeyPair(algorithm, `csr-${algorithm}`);
         const pem = await s.createCsr(key.id, subject);
@@ -261,6 +263,27 @@ describe("PKCS#11 backend on SoftHSM2", () => {
       await rejectsWith(backend.initToken("ffffffffffffffff", "654321", "newpin99"), "TOKEN_NOT_PRESENT");
     } finally {
       await backend.close();
+    }
+  });
+
+  test("PKCS#11 failures the token cannot be made to show here map to holder-facing codes", () => {
+    // SoftHSM2 has no storage limit and cannot be pulled out, so these
+    // return values are given to the mapping as the binding reports them.
+    const p11 = (name: string) => new pkcs11js.Pkcs11Error(`${name}:${(pkcs11js as unknown as Record<string, number>)[name]}`, 0, "C_Test");
+    for (const [name, op, code] of [
+      ["CKR_DEVICE_MEMORY", undefined, "TOKEN_STORAGE_FULL"],
+      ["CKR_DEVICE_MEMORY", "TOKEN_KEYGEN_FAILED", "TOKEN_STORAGE_FULL"],
+      ["CKR_DEVICE_REMOVED", undefined, "TOKEN_REMOVED_DURING_OPERATION"],
+      ["CKR_TOKEN_NOT_PRESENT", "TOKEN_KEYGEN_FAILED", "TOKEN_REMOVED_DURING_OPERATION"],
+      ["CKR_SESSION_HANDLE_INVALID", undefined, "TOKEN_REMOVED_DURING_OPERATION"],
+      ["CKR_FUNCTION_FAILED", "TOKEN_KEYGEN_FAILED", "TOKEN_KEYGEN_FAILED"],
+      ["CKR_FUNCTION_FAILED", undefined, "TOKEN_OPERATION_FAILED"],
+    ] as const) {
+      const e = p11(name);
+      assert.equal((e as unknown as { code: number }).code, (pkcs11js as unknown as Record<string, number>)[name], name);
+      const mapped = pkcs11ErrorToUkey(e, "generate a key pair", op);
+      assert.equal(mapped.code, code, `${name} ${op ?? ""}`);
+      assert.match(mapped.detail ?? "", new RegExp(name));
     }
   });
 
