@@ -4,9 +4,7 @@ import { UkeyError, isUkeyError, type ErrorProblem } from "@ukey/policy";
 import { faultFromEnv } from "../flows/fault.js";
 import type { ServerConnection } from "../flows/flow-types.js";
 import { flows } from "../flows/index.js";
-import type { KeyStoreBackend } from "../keys/key-store.js";
-import { findModules } from "../keys/module-paths.js";
-import { Pkcs11Backend } from "../keys/pkcs11-backend.js";
+import { openBackend } from "../keys/open-backend.js";
 import { readAgentConfig } from "./agent-config.js";
 import { defaultAgentHome, startLocalApi } from "./local-api-server.js";
 import { PairingFile, normaliseOrigin } from "./pairings.js";
@@ -89,14 +87,13 @@ export async function runAgentCommand(argv: string[], io: AgentCommandIo): Promi
         }
         const module = v.module ?? config.module;
         const pkcs12 = v.pkcs12 ?? config.pkcs12;
-        if (pkcs12) throw new UkeyError("CLI_USAGE", { params: { reason: "--pkcs12 is not available in this build yet" } });
         const fault = faultFromEnv(env);
         const api = await startLocalApi({
           port,
           home,
           allowedOrigins: [...(config.origins ?? []), ...(v.origin ?? [])],
           flows,
-          backendFactory: async () => openKeyBackend(module, env),
+          backendFactory: () => openBackend({ ...(module ? { module } : {}), ...(pkcs12 ? { pkcs12 } : {}), home, env }),
           server,
           version: packageVersion,
           log: (line) => io.stderr.write(`ukey agent: ${line}\n`),
@@ -157,17 +154,6 @@ export async function runAgentCommand(argv: string[], io: AgentCommandIo): Promi
     io.stderr.write(`错误 ${p.code}：${p.message["zh-CN"]}\n  处理：${p.remedy["zh-CN"]}\nError ${p.code}: ${p.message.en}\n  Remedy: ${p.remedy.en}\n${p.detail ? `  Detail: ${p.detail}\n` : ""}`);
     return u.code === "CLI_USAGE" || u.code === "CONFIG_INVALID" ? 2 : 1;
   }
-}
-
-/**
- * The key backend of the agent: the PKCS#11 module named (--module or
- * agent.json), else UKEY_PKCS11_MODULE, else the first well-known one installed.
- * @throws UkeyError TOKEN_DRIVER_MISSING, HSM_MODULE_LOAD_FAILED.
- */
-async function openKeyBackend(module: string | undefined, env: NodeJS.ProcessEnv): Promise<KeyStoreBackend> {
-  const [path] = findModules({ ...(module ? { explicit: module } : {}), env });
-  if (!path) throw new UkeyError("TOKEN_DRIVER_MISSING", { detail: "no PKCS#11 module found; give --module PATH" });
-  return new Pkcs11Backend(path);
 }
 
 function readCaFile(path: string): string {

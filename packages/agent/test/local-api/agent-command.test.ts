@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runAgentCommand } from "../../src/local-api/agent-command.js";
 import { PairingFile } from "../../src/local-api/pairings.js";
+import { createSoftHsmToken } from "../../../ca/test/support/softhsm.js";
 import { nextEvent, spawnAgent } from "./support.js";
 
 const portal = "https://portal.example.com";
@@ -105,6 +106,27 @@ test("ukey agent start in words: the address, the sites and each pairing code fo
   assert.match(stdout, /ukey agent stopped/);
 });
 
+test("ukey agent start --module: the page lists the keys of that PKCS#11 module (SoftHSM2)", async () => {
+  const hsm = createSoftHsmToken("agent-cmd-key", "123456", "87654321");
+  const { child, events, stderr } = spawnAgent(home, ["start", "--port", "0", "--module", hsm.module, "--json"], { SOFTHSM2_CONF: hsm.conf });
+  try {
+    const { url } = await nextEvent(events, stderr) as { url: string };
+    const started = await (await fetch(`${url}/v1/pairings`, { method: "POST", headers: { origin: consoleSite } })).json() as { id: string };
+    const { code } = await nextEvent(events, stderr) as { code: string };
+    const { token } = await (await fetch(`${url}/v1/pairings/${started.id}/confirm`, {
+      method: "POST", headers: { origin: consoleSite, "content-type": "application/json" }, body: JSON.stringify({ code }),
+    })).json() as { token: string };
+    const r = await fetch(`${url}/v1/tokens`, { headers: { origin: consoleSite, authorization: `Bearer ${token}` } });
+    const text = await r.text();
+    assert.equal(r.status, 200, text);
+    const tokens = JSON.parse(text) as { token: { serial: string; label: string; backend: string }; certificates: unknown[] }[];
+    assert.deepEqual(tokens.map((t) => [t.token.serial, t.token.label, t.token.backend, t.certificates.length]), [[hsm.tokenSerial, "agent-cmd-key", "pkcs11", 0]]);
+  } finally {
+    child.kill("SIGKILL");
+    hsm.cleanup();
+  }
+});
+
 test("ukey agent refuses wrong usage and configuration with catalogue codes and exit 2", async () => {
   const noServer = mkdtempSync(join(tmpdir(), "ukey-agent-cmd-"));
   const badConfig = mkdtempSync(join(tmpdir(), "ukey-agent-cmd-"));
@@ -115,7 +137,6 @@ test("ukey agent refuses wrong usage and configuration with catalogue codes and 
       [["start", "--port", "0", "--json"], badConfig, "CONFIG_INVALID"],
       [["start", "--port", "http", "--json"], home, "CLI_USAGE"],
       [["start", "--port", "0", "--origin", "ftp://files.example", "--json"], home, "CONFIG_INVALID"],
-      [["start", "--port", "0", "--pkcs12", "a.pfx", "--json"], home, "CLI_USAGE"],
       [["unpair", "--json"], home, "CLI_USAGE"],
       [["unpair", "not a url", "--json"], home, "CONFIG_INVALID"],
       [["frobnicate", "--json"], home, "CLI_USAGE"],

@@ -129,9 +129,9 @@ export function scriptedFlows(script: (ctx: Parameters<Flows["renew"]>[0], kind:
 const agentCommandMain = resolve(import.meta.dirname, "agent-command-main.ts");
 
 /** `ukey agent ARGS` as its own process with UKEY_AGENT_HOME=home, its stdout read as JSON events (give --json). */
-export function spawnAgent(home: string, args: string[]): { child: ChildProcess; events: AsyncIterator<Record<string, unknown>>; stderr: () => string } {
+export function spawnAgent(home: string, args: string[], env: Record<string, string> = {}): { child: ChildProcess; events: AsyncIterator<Record<string, unknown>>; stderr: () => string } {
   const child = spawn(process.execPath, ["--import", "tsx", agentCommandMain, ...args], {
-    env: { PATH: process.env.PATH ?? "", HOME: home, UKEY_AGENT_HOME: home },
+    env: { PATH: process.env.PATH ?? "", HOME: home, UKEY_AGENT_HOME: home, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let err = "";
