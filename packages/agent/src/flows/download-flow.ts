@@ -1,4 +1,4 @@
-import { UkeyError, type KeyAlgorithm } from "@ukey/policy";
+import { UkeyError, isUkeyError, type KeyAlgorithm } from "@ukey/policy";
 import { objectLabels } from "../keys/key-store.js";
 import { ServerClient } from "../server-client.js";
 import { derOfPem } from "./certificate-id.js";
@@ -28,6 +28,7 @@ export async function downloadFlow(ctx: FlowContext, request: DownloadRequest & 
   try {
     const label = objectLabels.pending(`download-${ref}`);
     let key = (await session.listKeys()).find((k) => k.label === label);
+    const generated = !key;
     if (!key) {
       report(p, "generate-key", "正在 UKey 中生成新的密钥对（私钥不会离开 UKey）", "Generating the new key pair on the key (the private key never leaves it)");
       key = await session.generateKeyPair(request.algorithm ?? "p256", label);
@@ -35,7 +36,15 @@ export async function downloadFlow(ctx: FlowContext, request: DownloadRequest & 
     }
     report(p, "submit-csr", "正在用参考号和授权码下载证书", "Downloading the certificate with the reference number and authorization code");
     const csr = await session.createCsr(key.id, "");
-    const answer = await client.download(ref, code, csr, request.tokenSerial, () => maybeCrash(ctx.fault, "after-csr"));
+    let answer;
+    try {
+      answer = await client.download(ref, code, csr, request.tokenSerial, () => maybeCrash(ctx.fault, "after-csr"));
+    } catch (e) {
+      // Refused for good (wrong or spent code, unfit key): the key made for it goes, and the token is as it was.
+      // Unanswered (network, server down): it stays, so the same codes with the same key finish the download later.
+      if (generated && isUkeyError(e) && !/^(SERVER_|CA_UNREACHABLE|DATABASE_UNAVAILABLE|INTERNAL)/.test(e.code)) await session.deleteObjects([key.id]);
+      throw e;
+    }
     maybeCrash(ctx.fault, "after-issue");
     report(p, "install", "正在把证书写入 UKey", "Writing the certificate to the key");
     const installed = await session.installCertificate(derOfPem(answer.pem), key.id, objectLabels.current(answer.serial));

@@ -246,7 +246,14 @@ class RenewalRun {
     }
     report(this.p, "submit-csr", "正在提交证书请求", "Sending the certificate request");
     const csr = await this.session.createCsr(key.id, "");
-    const issued = await this.client.submitCsr(order.id, csr, this.tokenSerial, () => maybeCrash(this.ctx.fault, "after-csr"));
+    let issued: OrderView;
+    try {
+      issued = await this.client.submitCsr(order.id, csr, this.tokenSerial, () => maybeCrash(this.ctx.fault, "after-csr"));
+    } catch (e) {
+      // The server will never take this key (its algorithm or strength, or the old key again): drop it, so the next run makes a fitting one.
+      if (isUkeyError(e) && e.kind === "invalid" && /^(KEY_|CSR_)/.test(e.code)) await this.session.deleteObjects([key.id]);
+      throw e;
+    }
     maybeCrash(this.ctx.fault, "after-issue");
     return issued;
   }

@@ -53,7 +53,7 @@ export interface AgentWorld {
   addToken(label: string): string;
   start(): Promise<RunningServer>;
   stop(): Promise<void>;
-  /** Runs `ukey ARGS --module M --pin-file P [--server URL]` with SOFTHSM2_CONF; stdin fed from `input`. */
+  /** Runs `ukey ARGS --module M --pin-file P [--server URL]` (each unless ARGS has it) with SOFTHSM2_CONF; stdin fed from `input`. */
   ukey(args: string[], opts?: { input?: string; env?: Record<string, string>; noDefaults?: boolean }): UkeyRun;
   /** Like ukey, answering on stdin as stderr shows each question: `answer(stderrSoFar)` returns a line to write, or undefined to wait. */
   ukeyInteractive(args: string[], answer: (stderr: string) => string | undefined): Promise<UkeyRun>;
@@ -88,6 +88,12 @@ export function createAgentWorld(prefix = "ukey-agent-"): AgentWorld {
   must(addHolder(t, dataDir, env, "H3", ["--phone", "15900000005"]), "holder H3");
   const hsm = createSoftHsmToken("ukey-holder", "123456", "87654321");
   const pinFile = t.write("pin", `${hsm.pin}\n`);
+  /** --module, --pin-file and --server, each unless the test gave its own. */
+  const defaultArgs = (args: string[]) => [
+    ...(args.includes("--module") ? [] : ["--module", hsm.module]),
+    ...(args.includes("--pin-file") ? [] : ["--pin-file", pinFile]),
+    ...(args.includes("--server") || !world.server ? [] : ["--server", world.server.url]),
+  ];
   const world: AgentWorld = {
     t, dataDir, env, hsm, pinFile, server: undefined,
     async issueOnToken(holder, profile, algorithm, tokenSerial = hsm.tokenSerial) {
@@ -168,7 +174,7 @@ export function createAgentWorld(prefix = "ukey-agent-"): AgentWorld {
       world.server = undefined;
     },
     ukey(args, opts = {}) {
-      const defaults = opts.noDefaults ? [] : ["--module", hsm.module, "--pin-file", pinFile, ...(world.server ? ["--server", world.server.url] : [])];
+      const defaults = opts.noDefaults ? [] : defaultArgs(args);
       const r = spawnSync(process.execPath, [ukeyBin, ...args, ...defaults], {
         env: { PATH: process.env.PATH ?? "", HOME: t.dir, SOFTHSM2_CONF: hsm.conf, LANG: "en_US.UTF-8", ...opts.env },
         input: opts.input ?? "",
@@ -188,7 +194,7 @@ export function createAgentWorld(prefix = "ukey-agent-"): AgentWorld {
       };
     },
     ukeyInteractive(args, answer) {
-      const defaults = ["--module", hsm.module, "--pin-file", pinFile, ...(world.server ? ["--server", world.server.url] : [])];
+      const defaults = defaultArgs(args);
       const child = spawn(process.execPath, [ukeyBin, ...args, ...defaults], {
         env: { PATH: process.env.PATH ?? "", HOME: t.dir, SOFTHSM2_CONF: hsm.conf, LANG: "en_US.UTF-8" },
         stdio: ["pipe", "pipe", "pipe"],
