@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-node-modules.sh
-exec node --import tsx bench/run-bench.ts "$@"
+node --import tsx bench/run-bench.ts "$@"
+# The reminder scan over a million certificates (UKEY_BENCH_REMINDER_* in bench/reminder-scan-bench.ts; PostgreSQL opt-in).
+exec node --expose-gc --import tsx bench/reminder-scan-bench.ts

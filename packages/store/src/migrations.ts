@@ -276,6 +276,15 @@ export const migrations: readonly Migration[] = [
       "CREATE INDEX holder_sign_ins_holder ON holder_sign_ins (holder_id, created_at)",
     ],
   },
+  {
+    version: 5,
+    name: "newer certificate of a holder and profile",
+    statements: () => [
+      // "Already renewed" asks, for each certificate due, whether its holder has a newer one of the
+      // same profile: without this index SQLite walks the profile's later expiries instead.
+      "CREATE INDEX certificates_holder_profile ON certificates (holder_id, profile_id, not_after)",
+    ],
+  },
 ];
 
 /** The newest schema version this code knows. */
