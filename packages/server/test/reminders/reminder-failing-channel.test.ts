@@ -21,7 +21,15 @@ let gateway: Server;
 const requests: Array<{ to: string; status: number }> = [];
 /** Phones the gateway refuses with 500, and how many more times. */
 const refuse = new Map<string, number>();
-let totpSecret = "";
+const totpSecrets: Record<string, string> = {};
+const passwords = { audrey: "audrey reads the audit log", olga: "olga's long passphrase 42" } as const;
+
+async function operatorToken(id: keyof typeof passwords): Promise<string> {
+  w.clock.advance(30_000);
+  const r = await app.inject({ method: "POST", url: "/api/v1/admin/sign-in", payload: { operatorId: id, password: passwords[id], totp: totpCodeAt(totpSecrets[id]!, w.clock.now()) } });
+  assert.equal(r.statusCode, 200, r.body);
+  return r.json<{ token: string }>().token;
+}
 
 before(async () => {
   gateway = createServer((req, res) => {
@@ -47,11 +55,13 @@ before(async () => {
     beforeOpen: (dataDir, env) => {
       mkdirSync(`${dataDir}/secrets`, { recursive: true });
       writeFileSync(`${dataDir}/secrets/sms-webhook.key`, "gateway shared secret\n", { mode: 0o600 });
-      const pw = `${dataDir}/../audrey.password`;
-      writeFileSync(pw, "audrey reads the audit log\n", { mode: 0o600 });
-      const r = runUkeyServer(["operator", "add", "--data-dir", dataDir, "--id", "audrey", "--role", "auditor", "--password-file", pw, "--json"], env);
-      assert.equal(r.status, 0, r.stdout + r.stderr);
-      totpSecret = r.json<{ totpSecret: string }>().totpSecret;
+      for (const [id, role] of [["audrey", "auditor"], ["olga", "operator"]] as const) {
+        const pw = `${dataDir}/../${id}.password`;
+        writeFileSync(pw, `${passwords[id]}\n`, { mode: 0o600 });
+        const r = runUkeyServer(["operator", "add", "--data-dir", dataDir, "--id", id, "--role", role, "--password-file", pw, "--json"], env);
+        assert.equal(r.status, 0, r.stdout + r.stderr);
+        totpSecrets[id] = r.json<{ totpSecret: string }>().totpSecret;
+      }
     },
   });
   app = await buildApp(w.ctx);
@@ -108,10 +118,7 @@ test("a failing channel is retried with backoff, the working one is not resent, 
   assert.ok(audit.some((a) => a.action === "reminder.sent" && a.subjectId === c1.serial));
 
   // The operator console lists it.
-  clock.advance(30_000);
-  const signIn = await app.inject({ method: "POST", url: "/api/v1/admin/sign-in", payload: { operatorId: "audrey", password: "audrey reads the audit log", totp: totpCodeAt(totpSecret, clock.now()) } });
-  assert.equal(signIn.statusCode, 200, signIn.body);
-  const token = signIn.json<{ token: string }>().token;
+  const token = await operatorToken("audrey");
   const failed = await app.inject({ method: "GET", url: "/api/v1/admin/reminders?status=failed", headers: { authorization: `Bearer ${token}` } });
   assert.equal(failed.statusCode, 200, failed.body);
   const listed = failed.json<{ reminders: Array<{ certificateSerial: string; attempts: number; lastError: string; status: string }> }>().reminders;
@@ -170,3 +177,23 @@ function parseMetrics(text: string): Map<string, number> {
   }
   return out;
 }
+
+test("operators read and change a holder's reminder channels (operator role to change), audited", async () => {
+  const { ctx } = w;
+  const h = await holder(ctx.store, { phone: "15900000013", email: "h13@example.cn" });
+  const auditor = await operatorToken("audrey");
+  const operator = await operatorToken("olga");
+  const url = `/api/v1/admin/holders/${h.id}/preferences`;
+  const read = await app.inject({ method: "GET", url, headers: { authorization: `Bearer ${auditor}` } });
+  assert.deepEqual(read.json(), { holderId: h.id, sms: true, email: true, updatedAt: null });
+  const refused = await app.inject({ method: "PUT", url, payload: { sms: false, email: true }, headers: { authorization: `Bearer ${auditor}` } });
+  assert.deepEqual([refused.statusCode, refused.json<{ code: string }>().code], [403, "ROLE_FORBIDDEN"]);
+  const changed = await app.inject({ method: "PUT", url, payload: { sms: false, email: true }, headers: { authorization: `Bearer ${operator}` } });
+  assert.equal(changed.statusCode, 200, changed.body);
+  assert.deepEqual((await ctx.store.holderPreferences.get(h.id)).smsReminders, false);
+  const unknown = await app.inject({ method: "GET", url: "/api/v1/admin/holders/nobody/preferences", headers: { authorization: `Bearer ${auditor}` } });
+  assert.deepEqual([unknown.statusCode, unknown.json<{ code: string }>().code], [404, "HOLDER_NOT_FOUND"]);
+  const audit = await ctx.store.audit.list(1, 100_000);
+  assert.ok(audit.some((a) => a.action === "holder.preferences-changed" && a.actor === "operator:olga" && a.subjectId === h.id));
+  assert.ok(audit.some((a) => a.action === "admin.refused" && a.actor === "operator:audrey"));
+});

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { policyDay } from "@ukey/policy";
 import type { ReminderRecord } from "@ukey/store";
 import { scanReminders } from "../../src/reminders/reminder-scan.js";
+import { ReminderScheduler } from "../../src/reminders/reminder-scheduler.js";
 import type { ServerContext } from "../../src/server-context.js";
 import { certificate, holder, nineAm, reminderWorld, type ReminderWorld } from "./support.js";
 
@@ -156,5 +157,29 @@ describe("reminder thresholds with a fixed clock", () => {
     assert.deepEqual(linesTo(m1.id), []);
     assert.deepEqual(linesTo(m2.id), []);
     for (const c of [certs[0]!, certs[2]!, certs[3]!]) assert.equal((await remindersOf(c.serial))[0]?.recipientId, org.id);
+  });
+
+  test("started, the scheduler runs rounds on its own until stopped", async () => {
+    const E6 = E0 + 800;
+    const h = await holder(ctx.store);
+    const c = await certificate(ctx.store, h.id, E6);
+    at(E6 - 1);
+    const events: string[] = [];
+    // Its own scheduler with a 20 ms interval (the configuration allows 10 s at least).
+    const s = new ReminderScheduler({
+      store: ctx.store, senders: ctx.senders, clock: w.clock, profiles: ctx.reminders.profiles, institution: { name: "Demo" }, publicUrl: "https://renew.example",
+      settings: { enabled: true, intervalSeconds: 0.02, maxAttempts: 5, retryBaseSeconds: 60, batchSize: 10 }, random: () => 0.5,
+    });
+    s.observe((e) => events.push(`${e.channel} ${e.outcome}`));
+    s.start();
+    s.start();
+    try {
+      for (let i = 0; i < 3000 && (await remindersOf(c.serial))[0]?.status !== "sent"; i++) await new Promise((r) => setTimeout(r, 10));
+    } finally {
+      await s.stop();
+    }
+    assert.deepEqual((await remindersOf(c.serial)).map((r) => [r.threshold, r.status]), [[1, "sent"]]);
+    assert.deepEqual(events, ["sms sent"]);
+    assert.match(linesTo(h.id)[0]!.text, /https:\/\/renew\.example\/#\/renew/);
   });
 });
