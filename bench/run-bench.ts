@@ -10,7 +10,8 @@ import { webcrypto } from "node:crypto";
 import * as x509 from "@peculiar/x509";
 import { verifyCsr } from "@ukey/ca";
 import { systemClock } from "@ukey/policy";
-import { buildApp, formatCertId, hashIdNumber, maskIdNumber, openServerContext, runCli } from "@ukey/server";
+import { buildApp, hashIdNumber, maskIdNumber, openServerContext, runCli } from "@ukey/server";
+import { benchProfile, measureRenewals, prepareRenewalJobs, renewalLine } from "./renewal-bench.js";
 
 const seconds = Number(process.env.UKEY_BENCH_SECONDS ?? 3);
 const concurrency = Number(process.env.UKEY_BENCH_CONCURRENCY ?? 256);
@@ -39,7 +40,7 @@ try {
   // A possession-only profile (as seed 004's) for the renewal bench.
   const cfgFile = join(dataDir, "config.json");
   const cfg = JSON.parse(readFileSync(cfgFile, "utf8"));
-  cfg.profiles.push({ id: "bench", preset: "gov-supervision", keyAlgorithms: ["p256"] });
+  cfg.profiles.push(benchProfile);
   writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));
   const ctx = await openServerContext(dataDir, env, systemClock);
   const at = Date.now();
@@ -123,38 +124,14 @@ try {
   console.log(`${"OCSP responses over HTTP (keep-alive, 32 conns)".padEnd(48)} ${ocsp.toFixed(0).padStart(8)} /s   ratio to raw sign ${(ocsp / sign).toFixed(2)}   failed ${result.failed}`);
   await app.close();
 
-  // Renewals over HTTP through the whole order path: start (policy; the first challenge comes with the order),
-  // proof of possession (verified), CSR (verified), issuance with durable commit, complete (old one superseded), all audited.
+  // Renewals over HTTP through the whole order path (see renewal-bench.ts).
   const renewals = Number(process.env.UKEY_BENCH_RENEWALS ?? 3000);
   // Holders renewing at once; each waits for its answers, so throughput is agents / latency until the CPU is full.
   const agents = Number(process.env.UKEY_BENCH_AGENTS ?? 256);
-  const jobs: Array<{ certId: string; oldKey: string; csr: string }> = [];
-  const ecAlg = { name: "ECDSA", namedCurve: "P-256" };
-  const csrFor = async () => {
-    const k = await webcrypto.subtle.generateKey(ecAlg, true, ["sign", "verify"]) as webcrypto.CryptoKeyPair;
-    const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: "", keys: k, signingAlgorithm: { name: "ECDSA", hash: "SHA-256" } });
-    const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey("pkcs8", k.privateKey));
-    return { csr: csr.toString("pem"), key: `-----BEGIN PRIVATE KEY-----\n${pkcs8.toString("base64")}\n-----END PRIVATE KEY-----\n` };
-  };
-  const nowMs = Date.now();
-  for (let i = 0; i < renewals; i++) {
-    const old = await csrFor();
-    const fresh = await csrFor();
-    const c = await ctx.issuance.issue({ holderId: "B1", profileId: "bench", csr: old.csr, actor: "bench", notAfter: new Date(nowMs + 30 * 86_400_000) });
-    jobs.push({ certId: formatCertId(c.issuerKeyId, c.serial), oldKey: old.key, csr: fresh.csr });
-  }
-  const jobsFile = join(dir, "renewal-jobs.json");
-  writeFileSync(jobsFile, JSON.stringify(jobs));
-  const app2 = await buildApp(ctx);
-  await app2.listen({ host: "127.0.0.1", port: 0 });
-  const port2 = (app2.server.address() as { port: number }).port;
-  const renewalClient = fork(join(import.meta.dirname, "renewal-load-client.mjs"), [String(port2), jobsFile, String(Math.max(seconds, 5)), String(agents)], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
-  const rr = await new Promise<{ done: number; failed: number; firstError?: string; elapsed: number }>((resolve) => renewalClient.on("message", (m) => resolve(m as { done: number; failed: number; elapsed: number })));
-  const renewalRate = rr.done / rr.elapsed;
+  const jobsFile = await prepareRenewalJobs(ctx, "B1", renewals, dir);
+  const rr = await measureRenewals(ctx, jobsFile, agents, Math.max(seconds, 5));
   // A renewal verifies two signatures (possession, CSR) and makes one.
-  const renewalBound = 1 / (2 / verify + 1 / sign);
-  console.log(`${`renewals over HTTP (4 requests each, ${agents} agents)`.padEnd(48)} ${renewalRate.toFixed(0).padStart(8)} /s   raw bound ${renewalBound.toFixed(0)} /s, ratio ${(renewalRate / renewalBound).toFixed(2)} (target >= 1000/s)   done ${rr.done} failed ${rr.failed}${rr.firstError ? ` first error: ${rr.firstError}` : ""}`);
-  await app2.close();
+  console.log(renewalLine(rr, agents, 1 / (2 / verify + 1 / sign)));
   await ctx.close();
   if (issuance / bound < 0.5) process.exitCode = 1;
 } finally {

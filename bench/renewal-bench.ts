@@ -1,0 +1,186 @@
+// Renewals over HTTP through the whole order path: start (policy; the first
+// challenge comes with the order), proof of possession (verified), CSR
+// (verified), issuance with durable commit, complete (old one superseded),
+// all audited. run-bench.ts calls measureRenewals; run alone
+// (`node --import tsx bench/renewal-bench.ts`, add --cpu-prof to profile the
+// server) it sets up its own data directory and measures only this.
+import "reflect-metadata";
+import { fork } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { webcrypto } from "node:crypto";
+import { Session } from "node:inspector";
+import * as x509 from "@peculiar/x509";
+import { systemClock } from "@ukey/policy";
+import { buildApp, formatCertId, hashIdNumber, maskIdNumber, openServerContext, runCli, type ServerContext } from "@ukey/server";
+
+/** What one renewal run measured; CPU figures are seconds of CPU per second of wall time (1.0 = one core). */
+export interface RenewalResult {
+  rate: number;
+  done: number;
+  failed: number;
+  firstError?: string;
+  elapsed: number;
+  serverCpu: number;
+  clientCpu: number;
+  /** Of serverCpu, what the main thread (event loop) used; undefined where /proc is missing. */
+  mainThreadCpu?: number;
+  /** Bytes the server process wrote to the disk per renewal (WAL, checkpoints); undefined where /proc is missing. */
+  diskBytesPerRenewal?: number;
+}
+
+/** CPU ticks of this process's main thread, from /proc (Linux); undefined elsewhere. */
+function mainThreadTicks(): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(f[11]) + Number(f[12]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Bytes this process has caused to be written to the disk, from /proc (Linux); undefined elsewhere. */
+function diskWriteBytes(): number | undefined {
+  try {
+    const m = /^write_bytes: (\d+)$/m.exec(readFileSync("/proc/self/io", "utf8"));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The profile the renewal bench uses: possession only (as seed 004's), P-256. */
+export const benchProfile = { id: "bench", preset: "gov-supervision", keyAlgorithms: ["p256"] };
+
+/**
+ * Issues `renewals` certificates on the bench profile to holder `holderId`
+ * and writes, for each, the agent's side of a renewal (certId, the old key,
+ * a CSR for a new key) to a JSON file in `dir`. Nothing here is timed.
+ */
+export async function prepareRenewalJobs(ctx: ServerContext, holderId: string, renewals: number, dir: string): Promise<string> {
+  const ecAlg = { name: "ECDSA", namedCurve: "P-256" };
+  x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+  const csrFor = async () => {
+    const k = await webcrypto.subtle.generateKey(ecAlg, true, ["sign", "verify"]) as webcrypto.CryptoKeyPair;
+    const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: "", keys: k, signingAlgorithm: { name: "ECDSA", hash: "SHA-256" } });
+    const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey("pkcs8", k.privateKey));
+    return { csr: csr.toString("pem"), key: `-----BEGIN PRIVATE KEY-----\n${pkcs8.toString("base64")}\n-----END PRIVATE KEY-----\n` };
+  };
+  const notAfter = new Date(Date.now() + 30 * 86_400_000);
+  const jobs: Array<{ certId: string; oldKey: string; csr: string }> = [];
+  // Chunks of concurrent issuance share group commits: setup stays short.
+  for (let i = 0; i < renewals; i += 256) {
+    const chunk = await Promise.all(Array.from({ length: Math.min(256, renewals - i) }, async () => {
+      const old = await csrFor();
+      const fresh = await csrFor();
+      const c = await ctx.issuance.issue({ holderId, profileId: benchProfile.id, csr: old.csr, actor: "bench", notAfter });
+      return { certId: formatCertId(c.issuerKeyId, c.serial), oldKey: old.key, csr: fresh.csr };
+    }));
+    jobs.push(...chunk);
+  }
+  const file = join(dir, "renewal-jobs.json");
+  writeFileSync(file, JSON.stringify(jobs));
+  return file;
+}
+
+/**
+ * Serves the real app on loopback and lets `agents` concurrent agents (a
+ * load client in one child process) renew the prepared certificates until
+ * the list is done or `seconds` are up. The server's and the client's CPU
+ * are measured over the same window: both share this machine's cores.
+ */
+export async function measureRenewals(ctx: ServerContext, jobsFile: string, agents: number, seconds: number): Promise<RenewalResult> {
+  const app = await buildApp(ctx);
+  await app.listen({ host: "127.0.0.1", port: 0 });
+  try {
+    const port = (app.server.address() as { port: number }).port;
+    const client = fork(join(import.meta.dirname, "renewal-load-client.mjs"), [String(port), jobsFile, String(seconds), String(agents)], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    let cpuAtStart: NodeJS.CpuUsage | undefined;
+    let ticksAtStart: number | undefined;
+    let diskAtStart: number | undefined;
+    const rr = await new Promise<{ done: number; failed: number; firstError?: string; elapsed: number; cpuMicros: number }>((resolve, reject) => {
+      client.on("message", (m: { ready?: true } & Record<string, unknown>) => {
+        if (m.ready) {
+          cpuAtStart = process.cpuUsage();
+          ticksAtStart = mainThreadTicks();
+          diskAtStart = diskWriteBytes();
+        }
+        else resolve(m as unknown as { done: number; failed: number; elapsed: number; cpuMicros: number });
+      });
+      client.on("exit", (code) => reject(new Error(`renewal load client exited with ${code}`)));
+    });
+    const used = process.cpuUsage(cpuAtStart);
+    const ticks = mainThreadTicks();
+    const disk = diskWriteBytes();
+    return {
+      rate: rr.done / rr.elapsed, done: rr.done, failed: rr.failed, firstError: rr.firstError, elapsed: rr.elapsed,
+      serverCpu: (used.user + used.system) / 1e6 / rr.elapsed, clientCpu: rr.cpuMicros / 1e6 / rr.elapsed,
+      // Clock ticks are 1/100 s on Linux.
+      mainThreadCpu: ticks === undefined || ticksAtStart === undefined ? undefined : (ticks - ticksAtStart) / 100 / rr.elapsed,
+      diskBytesPerRenewal: disk === undefined || diskAtStart === undefined || rr.done === 0 ? undefined : (disk - diskAtStart) / rr.done,
+    };
+  } finally {
+    await app.close();
+  }
+}
+
+/** One line for the bench output: the rate, its ratio to the raw bound, and the CPU each side used. */
+export function renewalLine(r: RenewalResult, agents: number, bound?: number): string {
+  const label = `renewals over HTTP (4 requests each, ${agents} agents)`.padEnd(48);
+  const ratio = bound ? `   raw bound ${bound.toFixed(0)} /s, ratio ${(r.rate / bound).toFixed(2)}` : "";
+  return `${label} ${r.rate.toFixed(0).padStart(8)} /s${ratio} (target >= 1000/s)   done ${r.done} failed ${r.failed}`
+    + `\n${"".padEnd(49)}CPU (cores): server ${r.serverCpu.toFixed(2)}${r.mainThreadCpu === undefined ? "" : ` (main thread ${r.mainThreadCpu.toFixed(2)})`}, load client ${r.clientCpu.toFixed(2)}`
+    + `; per renewal: server ${(r.serverCpu * r.elapsed * 1000 / Math.max(1, r.done)).toFixed(2)} ms, client ${(r.clientCpu * r.elapsed * 1000 / Math.max(1, r.done)).toFixed(2)} ms`
+    + `${r.diskBytesPerRenewal === undefined ? "" : `, disk writes ${(r.diskBytesPerRenewal / 1024).toFixed(0)} KB`}${r.firstError ? `   first error: ${r.firstError}` : ""}`;
+}
+
+async function main(): Promise<void> {
+  const seconds = Number(process.env.UKEY_BENCH_SECONDS ?? 5);
+  const renewals = Number(process.env.UKEY_BENCH_RENEWALS ?? 3000);
+  const agents = Number(process.env.UKEY_BENCH_AGENTS ?? 256);
+  const dir = mkdtempSync(join(tmpdir(), "ukey-renewal-bench-"));
+  try {
+    const pass = join(dir, "pass");
+    writeFileSync(pass, "benchmark passphrase 0123456789\n");
+    const env = { UKEY_CA_PASSPHRASE_FILE: pass };
+    const quiet = { out: () => {}, err: (s: string) => process.stderr.write(s), env, clock: systemClock };
+    const dataDir = join(dir, "data");
+    if (await runCli(["init", "--data-dir", dataDir, "--algorithm", "p256"], quiet) !== 0) throw new Error("init failed");
+    const cfgFile = join(dataDir, "config.json");
+    const cfg = JSON.parse(readFileSync(cfgFile, "utf8"));
+    cfg.profiles.push(benchProfile);
+    writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));
+    const ctx = await openServerContext(dataDir, env, systemClock);
+    try {
+      const at = Date.now();
+      await ctx.store.transaction(async (r) => {
+        await r.holders.insert({ id: "B1", kind: "person", name: "Bench Holder", idType: "resident-id", idHash: hashIdNumber(ctx.idKey, "resident-id", "110101199003071234"), idMasked: maskIdNumber("110101199003071234"), phone: null, email: "b1@example.com", organisationId: null, createdAt: at });
+      });
+      const jobsFile = await prepareRenewalJobs(ctx, "B1", renewals, dir);
+      // UKEY_BENCH_CPU_PROFILE=<file>: a CPU profile of the server's main thread over the timed part only.
+      const profileFile = process.env.UKEY_BENCH_CPU_PROFILE;
+      const session = profileFile ? new Session() : undefined;
+      const post = (method: string) => new Promise<unknown>((resolve, reject) => session!.post(method, (e, v) => (e ? reject(e) : resolve(v))));
+      if (session) {
+        session.connect();
+        await post("Profiler.enable");
+        await post("Profiler.start");
+      }
+      const r = await measureRenewals(ctx, jobsFile, agents, seconds);
+      if (session) {
+        const { profile } = await post("Profiler.stop") as { profile: unknown };
+        writeFileSync(profileFile!, JSON.stringify(profile));
+        session.disconnect();
+      }
+      console.log(renewalLine(r, agents));
+    } finally {
+      await ctx.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] && import.meta.filename === process.argv[1]) await main();
