@@ -62,7 +62,7 @@ test("the PIN page renders under its CSP without violations and its own form del
   const errors: string[] = [];
   page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
   await page.goto(url);
-  assert.equal(await page.locator("main").evaluate((el) => getComputedStyle(el).borderTopLeftRadius), "8px", "the hashed style applies");
+  assert.equal(await page.locator("main").evaluate((el) => (globalThis as unknown as { getComputedStyle(e: unknown): { borderTopLeftRadius: string } }).getComputedStyle(el).borderTopLeftRadius), "8px", "the hashed style applies");
   assert.match(await page.locator("body").innerText(), /网站看不到您输入的 PIN/);
   await page.fill("#pin", "483920");
   await Promise.all([page.waitForLoadState("load"), page.click("button[type=submit]")]);
@@ -82,7 +82,7 @@ test("another page can neither frame the PIN page nor post a PIN to it", async (
 
   hostilePage = `<!doctype html><iframe id="f" src="${url}" width="600" height="400" onload="window.framed = true"></iframe>`;
   await page.goto(hostileUrl);
-  await page.waitForFunction(() => (window as unknown as { framed?: boolean }).framed === true);
+  await page.waitForFunction("window.framed === true");
   const frame = page.frames().find((f) => f !== page.mainFrame());
   assert.ok(frame, "the iframe exists");
   assert.equal(await frame.locator("#pin").count(), 0, `the PIN form never shows inside another page (frame at ${frame.url()})`);
@@ -92,7 +92,7 @@ test("another page can neither frame the PIN page nor post a PIN to it", async (
   for (const referrer of ["", `<meta name="referrer" content="no-referrer">`]) {
     hostilePage = `<!doctype html>${referrer}<form id="x" method="post" action="${url}"><input name="pin" value="000000"></form>`;
     await page.goto(hostileUrl);
-    const [res] = await Promise.all([page.waitForNavigation(), page.evaluate(() => (document.getElementById("x") as HTMLFormElement).submit())]);
+    const [res] = await Promise.all([page.waitForNavigation(), page.locator("#x").evaluate((form) => (form as unknown as { submit(): void }).submit())]);
     assert.equal(res?.status(), 403, referrer || "with referrer");
     await stillAsking(id, url);
   }
