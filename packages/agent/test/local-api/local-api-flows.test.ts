@@ -16,11 +16,14 @@ import { postPin, rawRequest, startTestAgent, type TestAgent } from "./support.j
 let world: AgentWorld;
 let agent: TestAgent;
 let issued: { serial: string; certId: string; notAfter: string };
+let otpToken: string;
 let token: string;
 
 before(async () => {
   world = createAgentWorld("ukey-local-api-");
   issued = await world.issueOnToken("H1", "e2e", "p256");
+  otpToken = world.addToken("otp");
+  await world.issueOnToken("H3", "otp", "p256", otpToken);
   const server = await world.start();
   agent = await startTestAgent(flows, {
     backendFactory: async () => new Pkcs11Backend(world.hsm.module),
@@ -106,6 +109,37 @@ test("renew through the local API: the PIN typed in the agent's page (a wrong on
     const p = join(agent.home, name);
     if (statSync(p).isFile()) assert.ok(!readFileSync(p, "utf8").includes(world.hsm.pin), name);
   }
+});
+
+test("renew with an ID number (a wrong one first) and a one-time code answered through the API, the PIN in the page", async () => {
+  const started = await agent.call("/v1/operations", { token, body: { kind: "renew", tokenSerial: otpToken } });
+  assert.equal(started.status, 202, started.text);
+  const id = started.json.id as string;
+  let v = await until(id, (x) => x.state !== "running");
+  assert.equal(v.input?.kind, "pin", JSON.stringify(v));
+  assert.equal((await postPin((v.input as { promptUrl: string }).promptUrl, { pin: world.hsm.pin })).status, 200);
+
+  v = await until(id, (x) => x.input?.kind === "id-number" || x.state === "failed");
+  assert.deepEqual(v.input, { kind: "id-number", idType: "resident-id" }, JSON.stringify(v));
+  assert.equal((await agent.call(`/v1/operations/${id}/input`, { token, body: { idNumber: "110101199003071230" } })).status, 202);
+  v = await until(id, (x) => (x.input?.kind === "id-number" && "retry" in x.input) || x.state === "failed");
+  assert.deepEqual(v.input, { kind: "id-number", idType: "resident-id", retry: { code: "IDENTITY_MISMATCH" } }, JSON.stringify(v));
+  assert.equal((await agent.call(`/v1/operations/${id}/input`, { token, body: { idNumber: "11010119900307123X" } })).status, 202);
+
+  v = await until(id, (x) => x.input?.kind === "one-time-code" || x.state === "failed");
+  const asked = v.input as { kind: string; channel: string; maskedTo: string; expiresAt: string; resendAfter: string };
+  assert.equal(asked.channel, "sms");
+  assert.match(asked.maskedTo, /^159\*+005$/);
+  assert.ok(Date.parse(asked.expiresAt) > Date.parse(asked.resendAfter), JSON.stringify(asked));
+  const lines = readFileSync(join(world.dataDir, "outbox.jsonl"), "utf8").trim().split("\n");
+  const code = /(\d{6})/.exec((JSON.parse(lines.at(-1)!) as { text: string }).text)![1]!;
+  assert.equal((await agent.call(`/v1/operations/${id}/input`, { token, body: { code } })).status, 202);
+
+  v = await until(id, (x) => x.state === "done" || x.state === "failed");
+  assert.equal(v.state, "done", JSON.stringify(v.error));
+  const steps = v.progress.map((p) => p.step);
+  assert.ok(steps.includes("verify-identity") && steps.includes("verify-code"), steps.join());
+  assert.ok(!agent.logs.some((l) => l.includes("11010119900307123X") || l.includes(code)), agent.logs.join("\n"));
 });
 
 test("a renewal for a token that is not there fails cleanly with TOKEN_NOT_PRESENT", async () => {
