@@ -1,5 +1,5 @@
 import { UkeyError, evaluate, type Clock } from "@ukey/policy";
-import type { AuditEntryInput, CertificateRecord, ReminderOutcome, ReminderRecord, Store } from "@ukey/store";
+import type { AuditEntryInput, CertificateRecord, HolderRecord, ReminderOutcome, ReminderRecord, Store } from "@ukey/store";
 import type { DeliveryChannel, Senders } from "../delivery/index.js";
 import type { ProfileCache } from "../profile-cache.js";
 import { composeReminder, type ReminderItem } from "./reminder-message.js";
@@ -98,13 +98,21 @@ export class ReminderSender {
       certificates.set(r.certificateSerial, c);
     }
     const live = claimed.filter((r) => certificates.has(r.certificateSerial));
+    const holders = new Map<string, HolderRecord | undefined>();
+    const holderOf = async (id: string) => {
+      if (!holders.has(id)) holders.set(id, await store.holders.get(id));
+      return holders.get(id);
+    };
+    // An organisation that no longer exists: each member is told itself, never about another's certificates.
     const byRecipient = new Map<string, ReminderRecord[]>();
-    for (const r of live) byRecipient.set(r.recipientId, [...(byRecipient.get(r.recipientId) ?? []), r]);
+    for (const r of live) {
+      const key = (await holderOf(r.recipientId)) ? r.recipientId : r.holderId;
+      byRecipient.set(key, [...(byRecipient.get(key) ?? []), r]);
+    }
     const prefs = await store.holderPreferences.getMany([...byRecipient.keys()]);
 
     for (const [recipientId, group] of byRecipient) {
-      // An organisation that no longer exists: its members are told themselves.
-      const recipient = await store.holders.get(recipientId) ?? await store.holders.get(group[0]!.holderId);
+      const recipient = await holderOf(recipientId);
       const pref = prefs.get(recipientId);
       const channels: DeliveryChannel[] = [];
       if (recipient?.phone && pref?.smsReminders !== false) channels.push("sms");

@@ -159,8 +159,24 @@ describe("reminder thresholds with a fixed clock", () => {
     for (const c of [certs[0]!, certs[2]!, certs[3]!]) assert.equal((await remindersOf(c.serial))[0]?.recipientId, org.id);
   });
 
+  test("members of an organisation that is not on record are each told of their own certificate only", async () => {
+    const E7 = E0 + 750;
+    const a = await holder(ctx.store, { organisationId: "ORG-NOT-ON-RECORD", phone: "15900000031" });
+    const b = await holder(ctx.store, { organisationId: "ORG-NOT-ON-RECORD", phone: "15900000032" });
+    const ca = await certificate(ctx.store, a.id, E7);
+    const cb = await certificate(ctx.store, b.id, E7);
+    at(E7 - 7);
+    await ctx.reminders.runOnce();
+    for (const [h, mine, theirs] of [[a, ca, cb], [b, cb, ca]] as const) {
+      const got = linesTo(h.id);
+      assert.equal(got.length, 1, h.id);
+      assert.ok(got[0]!.text.includes(mine.serial.slice(-6).toUpperCase()));
+      assert.ok(!got[0]!.text.includes(theirs.serial.slice(-6).toUpperCase()));
+    }
+  });
+
   test("started, the scheduler runs rounds on its own until stopped", async () => {
-    const E6 = E0 + 800;
+    const E6 = E0 + 900;
     const h = await holder(ctx.store);
     const c = await certificate(ctx.store, h.id, E6);
     at(E6 - 1);
