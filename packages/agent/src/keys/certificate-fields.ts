@@ -148,6 +148,21 @@ export function samePublicKey(a: Uint8Array, b: Uint8Array): boolean {
   }
 }
 
+/**
+ * How TokenSession.sign signs with a key: ECDSA on P-256 (SHA-256) or
+ * P-384 (SHA-384), or RSA PKCS#1 v1.5 with SHA-256 for an RSA key of any
+ * size (old certificates on keys in the field are RSA 1024, and proving
+ * possession of them must still work). Throws KEY_ALGORITHM_UNSUPPORTED.
+ */
+export function signatureScheme(spki: Uint8Array): { kind: "ecdsa"; hash: "sha256" | "sha384"; rawSize: number } | { kind: "rsa"; bytes: number } {
+  const key = publicKeyOf(spki);
+  const d = key.asymmetricKeyDetails;
+  if (key.asymmetricKeyType === "rsa" && d?.modulusLength) return { kind: "rsa", bytes: Math.ceil(d.modulusLength / 8) };
+  if (key.asymmetricKeyType === "ec" && d?.namedCurve === "prime256v1") return { kind: "ecdsa", ...sigAlg.p256 };
+  if (key.asymmetricKeyType === "ec" && d?.namedCurve === "secp384r1") return { kind: "ecdsa", ...sigAlg.p384 };
+  throw new UkeyError("KEY_ALGORITHM_UNSUPPORTED", { params: { algorithm: `${key.asymmetricKeyType ?? "unknown"} ${d?.namedCurve ?? ""}`.trim() } });
+}
+
 /** The hash an ECDSA signature of this key is made over, and the size of its raw r||s form. */
 export function ecdsaParameters(algorithm: KeyAlgorithm): { hash: "sha256" | "sha384"; rawSize: number } | undefined {
   return algorithm === "p256" || algorithm === "p384" ? sigAlg[algorithm] : undefined;

@@ -1,11 +1,11 @@
 import { createHash, createPublicKey, randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, realpathSync } from "node:fs";
 import { resolve } from "node:path";
 import pkcs11js from "pkcs11js";
 import type { KeyAlgorithm } from "@ukey/policy";
 import { UkeyError, isUkeyError } from "@ukey/policy";
 import {
-  buildCsr, ecdsaParameters, ecdsaRawToDer, keyAlgorithmOfSpki, readCertificate, samePublicKey, tokenCertificate,
+  buildCsr, ecdsaRawToDer, keyAlgorithmOfSpki, readCertificate, samePublicKey, signatureScheme, tokenCertificate,
 } from "./certificate-fields.js";
 import type { KeyStoreBackend, TokenCertificate, TokenInfo, TokenKey, TokenSession } from "./key-store.js";
 import { checkNewUserPin } from "./pin-rule.js";
@@ -165,13 +165,16 @@ const b64url = (b: Buffer) => b.toString("base64url");
 export class Pkcs11Backend implements KeyStoreBackend {
   readonly kind = "pkcs11" as const;
   readonly location: string;
+  readonly #module: string;
   readonly #lib: Lib;
   readonly #sessions = new Set<Pkcs11Session>();
   #closed = false;
 
   constructor(modulePath: string) {
     this.location = resolve(modulePath);
-    this.#lib = acquireModule(this.location);
+    // Loaded under its real path, so that two names of one library (a symlink) share one C_Initialize.
+    this.#module = existsSync(this.location) ? realpathSync(this.location) : this.location;
+    this.#lib = acquireModule(this.#module);
   }
 
   #live(): Lib {
@@ -180,7 +183,7 @@ export class Pkcs11Backend implements KeyStoreBackend {
   }
 
   #lockKey(serial: string): string {
-    return `pkcs11\0${this.location}\0${String(serial).trim()}`;
+    return `pkcs11\0${this.#module}\0${String(serial).trim()}`;
   }
 
   /** The tokens present now, each with a serial number (an empty SoftHSM2 slot has none and is left out). */
@@ -333,7 +336,7 @@ export class Pkcs11Backend implements KeyStoreBackend {
     if (this.#closed) return;
     for (const s of [...this.#sessions]) await s.close();
     this.#closed = true;
-    releaseModule(this.location);
+    releaseModule(this.#module);
   }
 }
 
@@ -522,11 +525,11 @@ class Pkcs11Session implements TokenSession {
   }
 
   /** The private key of `id` and its public key. Throws TOKEN_KEY_NOT_FOUND. */
-  #key(lib: Lib, s: Handle, keyId: string): { priv: Handle; spki: Buffer; algorithm: KeyAlgorithm } {
+  #key(lib: Lib, s: Handle, keyId: string): { priv: Handle; spki: Buffer } {
     const id = idBytes(keyId);
     for (const priv of findObjects(lib, s, [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY }, { type: pkcs11js.CKA_ID, value: id }])) {
       const spki = this.#keySpki(lib, s, id, priv);
-      if (spki) return { priv, spki, algorithm: keyAlgorithmOfSpki(spki) };
+      if (spki) return { priv, spki };
     }
     throw new UkeyError("TOKEN_KEY_NOT_FOUND", { params: { id: keyId } });
   }
@@ -580,17 +583,17 @@ class Pkcs11Session implements TokenSession {
   }
 
   async #sign(lib: Lib, s: Handle, keyId: string, data: Uint8Array): Promise<Uint8Array> {
-    const { priv, algorithm } = this.#key(lib, s, keyId);
-    const ec = ecdsaParameters(algorithm);
+    const { priv, spki } = this.#key(lib, s, keyId);
+    const scheme = signatureScheme(spki);
     // ECDSA: hash here, so the token does only the private-key step
     // (CKM_ECDSA); RSA: CKM_SHA256_RSA_PKCS does hash and padding.
-    if (ec) {
+    if (scheme.kind === "ecdsa") {
       lib.C_SignInit(s, { mechanism: pkcs11js.CKM_ECDSA }, priv);
-      const raw = await lib.C_SignAsync(s, createHash(ec.hash).update(data).digest(), Buffer.alloc(ec.rawSize));
+      const raw = await lib.C_SignAsync(s, createHash(scheme.hash).update(data).digest(), Buffer.alloc(scheme.rawSize));
       return new Uint8Array(ecdsaRawToDer(raw));
     }
     lib.C_SignInit(s, { mechanism: pkcs11js.CKM_SHA256_RSA_PKCS }, priv);
-    const sig = await lib.C_SignAsync(s, Buffer.from(data), Buffer.alloc(Number(algorithm.slice(3)) / 8));
+    const sig = await lib.C_SignAsync(s, Buffer.from(data), Buffer.alloc(scheme.bytes));
     return new Uint8Array(sig);
   }
 
@@ -615,7 +618,9 @@ class Pkcs11Session implements TokenSession {
         { type: pkcs11js.CKA_ID, value: id },
         ...extra,
       ];
-      let stored = findObjects(lib, s, certTemplate([{ type: pkcs11js.CKA_VALUE, value: value }]));
+      // Found by class and id and compared here: not every token can search on CKA_VALUE.
+      const sameValue = () => findObjects(lib, s, certTemplate()).filter((h) => attr(lib, s, h, pkcs11js.CKA_VALUE)?.equals(value));
+      let stored = sameValue();
       let created: Handle | undefined;
       if (stored.length === 0) {
         created = lib.C_CreateObject(s, certTemplate([
@@ -627,7 +632,7 @@ class Pkcs11Session implements TokenSession {
           { type: pkcs11js.CKA_ISSUER, value: fields.issuerDer },
           { type: pkcs11js.CKA_SERIAL_NUMBER, value: fields.serialDer },
         ]));
-        stored = findObjects(lib, s, certTemplate([{ type: pkcs11js.CKA_VALUE, value: value }]));
+        stored = sameValue();
       } else {
         for (const h of stored) lib.C_SetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL, value: label }]);
       }

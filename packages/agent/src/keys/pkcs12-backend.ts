@@ -4,7 +4,7 @@ import { homedir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import type { KeyAlgorithm } from "@ukey/policy";
 import { UkeyError } from "@ukey/policy";
-import { buildCsr, ecdsaParameters, readCertificate, samePublicKey, tokenCertificate } from "./certificate-fields.js";
+import { buildCsr, readCertificate, samePublicKey, signatureScheme, tokenCertificate } from "./certificate-fields.js";
 import type { KeyStoreBackend, TokenCertificate, TokenInfo, TokenKey, TokenSession } from "./key-store.js";
 import { checkNewUserPin } from "./pin-rule.js";
 import {
@@ -238,9 +238,8 @@ class Pkcs12Session implements TokenSession {
 
   #sign(keyId: string, data: Uint8Array): Uint8Array {
     const k = this.#key(keyId);
-    if (!k.algorithm) throw new UkeyError("KEY_ALGORITHM_UNSUPPORTED", { params: { algorithm: k.key.asymmetricKeyType ?? "unknown" } });
-    const ec = ecdsaParameters(k.algorithm);
-    return new Uint8Array(cryptoSign(ec ? ec.hash : "sha256", data, k.key));
+    const scheme = signatureScheme(k.spki);
+    return new Uint8Array(cryptoSign(scheme.kind === "ecdsa" ? scheme.hash : "sha256", data, k.key));
   }
 
   sign(keyId: string, data: Uint8Array): Promise<Uint8Array> {

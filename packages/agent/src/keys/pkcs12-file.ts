@@ -81,7 +81,7 @@ export function decodePkcs12(bytes: Buffer, password: string, path: string): Pkc
     throw new UkeyError("PFX_MALFORMED", { params: { path }, detail: (e as Error).message, cause: e });
   }
   try {
-    p12 = forge.pkcs12.pkcs12FromAsn1(asn1, false, password);
+    p12 = fromAsn1(asn1, password);
   } catch (e) {
     const message = (e as Error).message ?? "";
     if (/MAC could not be verified|password|decrypt/i.test(message)) {
@@ -94,6 +94,25 @@ export function decodePkcs12(bytes: Buffer, password: string, path: string): Pkc
   } catch (e) {
     if (isUkeyError(e)) throw e;
     throw new UkeyError("PFX_MALFORMED", { params: { path }, detail: (e as Error).message, cause: e });
+  }
+}
+
+/**
+ * node-forge's PKCS#12 reading, with non-ASCII passwords as OpenSSL and
+ * Windows write them: the MAC and the legacy PBEs take the password as
+ * UTF-16 (which forge does), PBES2 takes its UTF-8 bytes (forge passes the
+ * string's code units). When the MAC holds but a PBES2 part does not
+ * decrypt, the MAC has proved the password, and the parts are decrypted
+ * again with its UTF-8 bytes.
+ */
+function fromAsn1(asn1: forge.asn1.Asn1, password: string): forge.pkcs12.Pkcs12Pfx {
+  try {
+    return forge.pkcs12.pkcs12FromAsn1(asn1, false, password);
+  } catch (e) {
+    const ascii = [...password].every((c) => c.charCodeAt(0) < 0x80);
+    if (ascii || /MAC could not be verified/.test((e as Error).message) || !Array.isArray(asn1.value) || asn1.value.length !== 3) throw e;
+    const withoutMac = { ...asn1, value: (asn1.value as forge.asn1.Asn1[]).slice(0, 2) };
+    return forge.pkcs12.pkcs12FromAsn1(withoutMac, false, forge.util.encodeUtf8(password));
   }
 }
 

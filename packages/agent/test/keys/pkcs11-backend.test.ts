@@ -1,7 +1,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createPublicKey, verify } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { isUkeyError } from "@ukey/policy";
 import { createSoftHsmToken, type SoftHsmToken } from "../../../ca/test/support/softhsm.js";
@@ -345,6 +345,13 @@ describe("PKCS#11 backend on SoftHSM2", () => {
     await two.close();
     await rejectsWith(two.listTokens(), "TOKEN_OPERATION_FAILED");
     const three = new Pkcs11Backend(hsm.module);
+    assert.ok((await three.listTokens()).some((t) => t.serial === hsm.tokenSerial));
+    // Another name of the same library shares its one initialisation: closing it does not finalise the other.
+    const link = join(tmp.dir, "module-link.so");
+    symlinkSync(hsm.module, link);
+    const four = new Pkcs11Backend(link);
+    assert.equal(four.location, link);
+    await four.close();
     assert.ok((await three.listTokens()).some((t) => t.serial === hsm.tokenSerial));
     await three.close();
   });

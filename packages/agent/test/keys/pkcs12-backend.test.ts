@@ -36,6 +36,10 @@ before(() => {
   opensslPkcs12("rsa-legacy", rsa, "legacy1", ["-legacy"], "rsa2048");
   opensslPkcs12("ec-3des", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"], "3despass", ["-keypbe", "PBE-SHA1-3DES", "-certpbe", "PBE-SHA1-3DES", "-macalg", "sha1"], "p384");
   opensslPkcs12("ec-chain", ec, "chain12", ["-certfile", join(tmp.dir, "ca.pem")], "p256");
+  // Windows and OpenSSL users set passwords in Chinese too.
+  opensslPkcs12("utf8-aes", ec, "证书密码Abc1", [], "p256");
+  opensslPkcs12("utf8-legacy", rsa, "证书密码Abc1", ["-legacy"], "rsa2048");
+  opensslPkcs12("rsa-1024", ["-newkey", "rsa:1024"], "old1024", [], "rsa1024");
 });
 after(() => tmp.cleanup());
 
@@ -62,7 +66,7 @@ function opensslDump(path: string, password: string): { keys: string[]; certs: s
 
 describe("PKCS#12 backend", () => {
   test("reads files made by openssl: EC and RSA, AES, 3DES and legacy RC2", async () => {
-    for (const name of ["ec-aes", "rsa-aes", "rsa-legacy", "ec-3des"]) {
+    for (const name of ["ec-aes", "rsa-aes", "rsa-legacy", "ec-3des", "utf8-aes", "utf8-legacy"]) {
       const f = files[name]!;
       const backend = new Pkcs12Backend(f.path);
       const [token] = await backend.listTokens();
@@ -90,6 +94,36 @@ describe("PKCS#12 backend", () => {
       } finally {
         await s.close();
       }
+    }
+  });
+
+  test("a file with a non-ASCII password is rewritten so that openssl and the agent still open it with that password", async () => {
+    const f = files["utf8-aes"]!;
+    const backend = new Pkcs12Backend(f.path);
+    await rejectsWith(backend.open(fileTokenSerial(f.path), "证书密码Abc2"), "PFX_PASSWORD_INCORRECT");
+    const s = await backend.open(fileTokenSerial(f.path), f.password);
+    const [key] = await s.listKeys();
+    await s.relabel(key!.id, "改名");
+    await s.close();
+    assert.equal(opensslDump(f.path, f.password).keys.length, 1);
+    const again = await backend.open(fileTokenSerial(f.path), f.password);
+    assert.deepEqual((await again.listCertificates()).map((c) => [c.label, c.hasKey]), [["改名", true]]);
+    await again.close();
+  });
+
+  test("an old RSA-1024 certificate still proves possession, though its key is not offered for new use", async () => {
+    const f = files["rsa-1024"]!;
+    const backend = new Pkcs12Backend(f.path);
+    const s = await backend.open(fileTokenSerial(f.path), f.password);
+    try {
+      assert.deepEqual(await s.listKeys(), []);
+      const [cert] = await s.listCertificates();
+      assert.equal(cert!.hasKey, true);
+      const data = Buffer.from("challenge");
+      assert.ok(verify("sha256", data, new X509Certificate(f.certPem).publicKey, await s.sign(cert!.id, data)));
+      await rejectsWith(s.createCsr(cert!.id), "KEY_ALGORITHM_UNSUPPORTED");
+    } finally {
+      await s.close();
     }
   });
 
