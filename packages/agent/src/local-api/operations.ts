@@ -187,14 +187,19 @@ export class Operations {
 
   /**
    * After a PIN was handed over: waits (up to `waitMs`) until the operation
-   * moved on (asks again, progressed or ended) and returns what the PIN
-   * page should say next.
+   * asks something again or ends, and returns what the PIN page should say
+   * next (a following PIN, a wrong one's retry included, is shown in the
+   * same window).
    */
   async afterPin(operationId: string, waitMs: number): Promise<{ state: OperationView["state"]; nextPin?: { url: string }; error?: OperationView["error"]; input?: OperationInput }> {
     const op = this.ops.get(operationId);
     if (!op) return { state: "failed" };
-    const before = op.revision;
-    await this.get(op.origin, op.id, { revision: before, waitMs });
+    const deadline = Date.now() + waitMs;
+    while (op.state === "running" && !this.closed) {
+      const left = deadline - Date.now();
+      if (left <= 0) break;
+      await this.get(op.origin, op.id, { revision: op.revision, waitMs: left });
+    }
     const next = op.pending?.input;
     return {
       state: op.state,

@@ -83,8 +83,11 @@ test("renew through the local API: the PIN typed in the agent's page (a wrong on
   v = (await agent.call(`/v1/operations/${id}`, { token })).json as unknown as OperationView;
   assert.equal((v.input as { retry?: { code: string } }).retry?.code, "TOKEN_PIN_INCORRECT");
 
+  // The page waits for the renewal to finish and says so.
   const right = await postPin(retryUrl, { pin: world.hsm.pin });
-  assert.ok(right.status === 200, right.body);
+  assert.equal(right.status, 200, right.body);
+  assert.match(right.body, /已完成/);
+  assert.match(right.body, /Done\. Go back to the page for the result/);
 
   v = await until(id, (x) => x.state === "done" || x.state === "failed");
   assert.equal(v.state, "done", JSON.stringify(v.error));
