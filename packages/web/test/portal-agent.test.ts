@@ -1,5 +1,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import type { Page } from "playwright-core";
 import { totpCodeAt } from "../../server/src/admin/operator-credentials.js";
 import { runUkeyServer } from "../../server/test/support/fixtures.js";
@@ -20,6 +22,7 @@ let h1: { serial: string };
 let long: { serial: string };
 let tok2: string;
 let tok3: string;
+let otpCert: { serial: string };
 let adminToken: string;
 let renewedSerial = "";
 const opPassword = "operator's long passphrase 9";
@@ -55,6 +58,7 @@ before(async () => {
   tok2 = world.addToken("second");
   long = await world.issueOnToken("H2", "long", "p256", tok2);
   tok3 = world.addToken("fresh");
+  otpCert = await world.issueOnToken("H3", "otp", "p256", world.addToken("otp-key"));
   const pw = world.t.write("op.pw", `${opPassword}\n`);
   const op = runUkeyServer(["operator", "add", "--data-dir", world.dataDir, "--id", "olga", "--role", "operator", "--password-file", pw, "--json"], world.env);
   assert.equal(op.status, 0, op.stdout + op.stderr);
@@ -190,6 +194,33 @@ test("initialise a key, then download with two codes; a wrong code gets its page
   assert.match(await result.locator("[data-field=subject]").innerText(), /H3/);
   assert.ok(world.objects("fresh", newPin).certificates.some((c) => c.serialHex === serial));
   assert.deepEqual(cspViolations(b.consoleErrors), []);
+});
+
+test("verification as the profile asks: ID number (a wrong one first), then the one-time code to the masked phone with a resend countdown", async () => {
+  await page.goto(`${world.server!.url}/?agent=${agent.url}#/`);
+  await page.locator(`article.cert[data-serial='${otpCert.serial}'] a.button`).click();
+  await page.click("[data-page=renew] button.primary");
+  await enterPins([world.hsm.pin]);
+  const idForm = page.locator("[data-input=id-number]");
+  await idForm.waitFor({ timeout: 120_000 });
+  assert.match(await idForm.innerText(), /居民身份证/);
+  await page.fill("#id-number", "110101199001011111");
+  await page.click("[data-input=id-number] button[type=submit]");
+  await page.locator("[data-input=id-number] .problem[data-code=IDENTITY_MISMATCH]").waitFor();
+  await page.fill("#id-number", "11010119900307123X");
+  await page.click("[data-input=id-number] button[type=submit]");
+  const otp = page.locator("[data-input=one-time-code]");
+  await otp.waitFor({ timeout: 120_000 });
+  assert.match(await otp.innerText(), /159\*+005/, "the phone is masked");
+  assert.match(await otp.locator("[data-action=resend]").innerText(), /\d+ 秒后可重新发送/);
+  assert.equal(await otp.locator("[data-action=resend]").isDisabled(), true);
+  const lines = readFileSync(join(world.dataDir, "outbox.jsonl"), "utf8").trim().split("\n");
+  const code = /(\d{6})/.exec((JSON.parse(lines.at(-1)!) as { text: string }).text)![1]!;
+  await page.fill("#otp", code);
+  await page.click("[data-input=one-time-code] button[type=submit]");
+  const result = page.locator("[data-result=renew]");
+  await result.waitFor({ timeout: 120_000 });
+  assert.notEqual(await result.locator("[data-field=serial]").innerText(), otpCert.serial);
 });
 
 test("a hostile origin cannot use the agent, not even with a token stolen from the portal", async () => {

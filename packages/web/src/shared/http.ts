@@ -6,8 +6,8 @@ import type { ErrorCode } from "./policy.js";
  * an error answer, or `unreachable` (SERVER_UNREACHABLE by default) when
  * nothing answered at all.
  */
-export async function fetchJson<T>(url: string, init: RequestInit & { json?: unknown } = {}, unreachable: ErrorCode = "SERVER_UNREACHABLE"): Promise<T> {
-  const { json, ...rest } = init;
+export async function fetchJson<T>(url: string, init: RequestInit & { json?: unknown; onHeaders?: (h: Headers) => void } = {}, unreachable: ErrorCode = "SERVER_UNREACHABLE"): Promise<T> {
+  const { json, onHeaders, ...rest } = init;
   const headers = new Headers(rest.headers);
   if (json !== undefined) headers.set("content-type", "application/json");
   let res: Response;
@@ -16,6 +16,7 @@ export async function fetchJson<T>(url: string, init: RequestInit & { json?: unk
   } catch {
     throw new ProblemError(problemOf(unreachable));
   }
+  onHeaders?.(res.headers);
   const text = await res.text();
   let body: unknown;
   try { body = text ? JSON.parse(text) : undefined; } catch { body = undefined; }
