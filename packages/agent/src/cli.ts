@@ -1,12 +1,12 @@
 import { readFileSync } from "node:fs";
-import { homedir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { z } from "zod";
 import { UkeyError, describeError, isUkeyError, lookupError, type ErrorCode, type ErrorProblem } from "@ukey/policy";
 import type { KeyStoreBackend } from "./keys/key-store.js";
-import { findModules } from "./keys/module-paths.js";
-import { Pkcs11Backend } from "./keys/pkcs11-backend.js";
+import { openBackend } from "./keys/open-backend.js";
+import { readAgentConfig } from "./local-api/agent-config.js";
+import { runAgentCommand } from "./local-api/agent-command.js";
+import { defaultAgentHome } from "./local-api/local-api-server.js";
 import { faultFromEnv } from "./flows/fault.js";
 import type { DoctorCheck, FlowContext, ServerConnection, TokenStatus } from "./flows/flow-types.js";
 import { cleanUpFlow, doctorFlow, downloadFlow, changePinFlow, initialiseFlow, renewFlow, statusFlow } from "./flows/index.js";
@@ -32,6 +32,7 @@ const usage = `ukey: renew, download and manage the certificates on your UKey (o
   ukey clean-up                       remove expired and superseded certificates and orphan keys
   ukey explain CODE                   what an error code means (ours, or a legacy one: 0116, 9002, 403.7 ...)
   ukey doctor                         check the driver, key, PIN, server, trust, clock and pairings
+  ukey agent start|pairings|unpair    the local service for your institution's web page (ukey agent --help)
 
 Common options:
   --server URL       the renewal server (default: UKEY_SERVER, or "server" in ~/.ukey/agent.json)
@@ -57,13 +58,6 @@ const commonOptions = {
   cert: { type: "string" }, ref: { type: "string" }, code: { type: "string" }, label: { type: "string" }, algorithm: { type: "string" },
 } as const;
 
-const agentConfigSchema = z.strictObject({
-  server: z.string().optional(),
-  caFile: z.string().optional(),
-  module: z.string().optional(),
-  pkcs12: z.string().optional(),
-});
-
 /** The exit code for an error: see `exitCodes`. */
 export function exitCodeFor(code: ErrorCode): number {
   if (code === "CLI_USAGE" || code === "CERT_CHOICE_REQUIRED" || code === "FILE_UNREADABLE" || code === "CONFIG_INVALID") return exitCodes.usage;
@@ -82,30 +76,6 @@ function languageOf(flag: string | undefined, env: Record<string, string | undef
   return (env.LANG ?? "").startsWith("en") ? "en" : "zh";
 }
 
-function agentHome(env: Record<string, string | undefined>): string {
-  return env.UKEY_AGENT_HOME ?? join(env.HOME ?? homedir(), ".ukey");
-}
-
-function readAgentConfig(home: string): z.infer<typeof agentConfigSchema> {
-  const path = join(home, "agent.json");
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return {};
-    throw new UkeyError("FILE_UNREADABLE", { params: { path }, cause: e });
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    throw new UkeyError("CONFIG_INVALID", { params: { reason: `${path} is not valid JSON` } });
-  }
-  const r = agentConfigSchema.safeParse(json);
-  if (!r.success) throw new UkeyError("CONFIG_INVALID", { params: { reason: `${path}: ${r.error.issues[0]?.path.join(".") ?? ""} ${r.error.issues[0]?.message ?? ""}` } });
-  return r.data;
-}
-
 /**
  * Runs one `ukey` command and returns its exit code (see `exitCodes`).
  * Errors are printed with their catalogue code, message and remedy in the
@@ -119,6 +89,9 @@ export async function runUkeyCli(argv: string[], io: UkeyCliIo): Promise<number>
   try {
     if (argv.some((a) => a === "--pin" || a.startsWith("--pin=") || a === "--so-pin" || a.startsWith("--so-pin=") || a === "--new-pin" || a.startsWith("--new-pin="))) {
       throw new UkeyError("CLI_USAGE", { params: { reason: "a PIN given as an argument is visible to other users of this computer (process list, shell history); type it at the prompt or use --pin-file" } });
+    }
+    if (argv[0] === "agent") {
+      return await runAgentCommand(argv.slice(1), { stdout: { write: (s: string) => io.out(s) }, stderr: { write: (s: string) => io.err(s) }, stdin: io.stdin, env: io.env });
     }
     let parsed;
     try {
@@ -148,7 +121,7 @@ export async function runUkeyCli(argv: string[], io: UkeyCliIo): Promise<number>
       return exitCodes.ok;
     }
 
-    const home = agentHome(io.env);
+    const home = defaultAgentHome(io.env);
     const cfg = readAgentConfig(home);
     const serverUrl = v.server ?? io.env.UKEY_SERVER ?? cfg.server;
     const caFile = v["ca-file"] ?? cfg.caFile;
@@ -166,7 +139,7 @@ export async function runUkeyCli(argv: string[], io: UkeyCliIo): Promise<number>
     prompter = new TerminalPrompter(io, lang, files, v.yes === true);
     const fault = faultFromEnv(io.env);
     const open = async (): Promise<KeyStoreBackend> => {
-      const b = await openKeyBackend({ ...(modulePath ? { module: modulePath } : {}), ...(pkcs12 ? { pkcs12 } : {}) }, io.env);
+      const b = await openBackend({ ...(modulePath ? { module: modulePath } : {}), ...(pkcs12 ? { pkcs12 } : {}), home, env: io.env });
       backend = b;
       return b;
     };
@@ -250,17 +223,6 @@ export async function runUkeyCli(argv: string[], io: UkeyCliIo): Promise<number>
     prompter?.close();
     await backend?.close().catch(() => undefined);
   }
-}
-
-/**
- * The key backend: the PKCS#11 module named (--module), else UKEY_PKCS11_MODULE, else the first well-known one installed.
- * @throws UkeyError TOKEN_DRIVER_MISSING, HSM_MODULE_LOAD_FAILED; CLI_USAGE for --pkcs12 (not in this build yet).
- */
-async function openKeyBackend(o: { module?: string; pkcs12?: string }, env: Record<string, string | undefined>): Promise<KeyStoreBackend> {
-  if (o.pkcs12) throw new UkeyError("CLI_USAGE", { params: { reason: "--pkcs12 is not available in this build yet" } });
-  const [path] = findModules({ ...(o.module ? { explicit: o.module } : {}), env });
-  if (!path) throw new UkeyError("TOKEN_DRIVER_MISSING", { params: { module: "" }, detail: "no PKCS#11 module found; give --module PATH" });
-  return new Pkcs11Backend(path);
 }
 
 function readCaFile(path: string): string {

@@ -105,6 +105,9 @@ test("a PIN on the command line is refused (CLI_USAGE, exit 2); so are unknown c
     assert.match(r.stderr, /CLI_USAGE/);
   }
   assert.match(w.ukey(["renew", "--pin", "123456"]).stderr, /--pin-file/);
+  const agent = w.ukey(["agent", "pairings", "--json"], { noDefaults: true });
+  assert.equal(agent.status, 0, `ukey agent is the local service's command: ${agent.stderr}`);
+  assert.deepEqual(agent.json(), { pairings: [] });
   const help = w.ukey(["--help"], { noDefaults: true });
   assert.equal(help.status, 0);
   assert.match(help.stdout, /Exit codes: 0 done; 1 other failure;\s+2 wrong usage; 3 refused/);

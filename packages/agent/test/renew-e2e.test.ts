@@ -1,8 +1,10 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import type { RenewResult, TokenStatus } from "../src/flows/flow-types.js";
 import { objectLabels } from "../src/keys/key-store.js";
+import { Pkcs12Backend, fileTokenSerial } from "../src/keys/pkcs12-backend.js";
 import { createAgentWorld, type AgentWorld, type TokenObjects } from "./support/agent-world.js";
 
 // The real `ukey` CLI against the real server process and real SoftHSM2
@@ -12,6 +14,7 @@ import { createAgentWorld, type AgentWorld, type TokenObjects } from "./support/
 const day = 86_400_000;
 let w: AgentWorld;
 const tokens: Record<string, { serial: string; label: string; cert: string; certId?: string }> = {};
+let pfx: string;
 
 before(async () => {
   w = createAgentWorld("ukey-agent-e2e-");
@@ -27,6 +30,9 @@ before(async () => {
   const expired = w.addToken("expired");
   const imported = await w.importOnToken("OLD1", "e2e", "p256", new Date(Date.now() - 400 * day), new Date(Date.now() - 10 * day), expired);
   tokens.expired = { serial: expired, label: "expired", cert: imported.serial };
+  pfx = w.t.path("holder.p12");
+  const filed = await w.issueInFile("H2", "e2e", pfx);
+  tokens.pfx = { serial: fileTokenSerial(pfx), label: "", cert: filed.serial, certId: filed.certId };
   await w.start();
 });
 after(async () => {
@@ -147,4 +153,28 @@ test("several tokens and none named: TOKEN_MULTIPLE_PRESENT, exit 4", () => {
   assert.match(r.stderr, /TOKEN_MULTIPLE_PRESENT/);
   assert.match(r.stderr, /--token SERIAL/);
   assert.match(r.stderr, new RegExp(tokens.rsa!.serial), "the serials are listed");
+});
+
+test("renews a certificate in a PKCS#12 file: the file then holds the new certificate and key only", async () => {
+  const tk = tokens.pfx!;
+  const r = w.ukey(["renew", "--pkcs12", pfx, "--json"]);
+  assert.equal(r.status, 0, r.stderr);
+  const out = r.json<RenewResult>();
+  assert.notEqual(out.certificate.serialHex, tk.cert);
+  assert.equal(out.removed, 1);
+  const backend = new Pkcs12Backend(pfx);
+  const s = await backend.open(tk.serial, w.hsm.pin);
+  try {
+    const certs = await s.listCertificates();
+    assert.deepEqual(certs.map((c) => [c.serialHex, c.hasKey, c.label]), [[out.certificate.serialHex, true, objectLabels.current(out.certificate.serialHex)]]);
+    assert.equal((await s.listKeys()).length, 1);
+  } finally {
+    await s.close();
+  }
+  // A standard file: openssl reads one certificate and one key with the same password.
+  const o = spawnSync("openssl", ["pkcs12", "-in", pfx, "-passin", `pass:${w.hsm.pin}`, "-nodes"], { encoding: "utf8" });
+  assert.equal(o.status, 0, o.stderr);
+  assert.equal(o.stdout.match(/BEGIN CERTIFICATE/g)?.length, 1);
+  assert.equal(o.stdout.match(/BEGIN PRIVATE KEY/g)?.length, 1);
+  assert.equal((await (await fetch(`${w.server!.url}/api/v1/renewal-info/${tk.certId}`)).json() as { state: string }).state, "superseded");
 });

@@ -5,7 +5,9 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import * as x509 from "@peculiar/x509";
 import type { KeyAlgorithm } from "@ukey/policy";
+import type { KeyStoreBackend } from "../../src/keys/key-store.js";
 import { Pkcs11Backend } from "../../src/keys/pkcs11-backend.js";
+import { Pkcs12Backend, fileTokenSerial } from "../../src/keys/pkcs12-backend.js";
 import { objectLabels } from "../../src/keys/key-store.js";
 import { derOfPem } from "../../src/flows/certificate-id.js";
 import { createSoftHsmToken, type SoftHsmToken } from "../../../ca/test/support/softhsm.js";
@@ -43,7 +45,9 @@ export interface AgentWorld {
   pinFile: string;
   server: RunningServer | undefined;
   /** Generates a key on the token, has the server issue a certificate for it (server stopped), installs it labelled current(serial). */
-  issueOnToken(holder: string, profile: string, algorithm: KeyAlgorithm, tokenSerial?: string): Promise<{ serial: string; certId: string; notAfter: string }>;
+  issueOnToken(holder: string, profile: string, algorithm: KeyAlgorithm, tokenSerial?: string, backend?: KeyStoreBackend): Promise<{ serial: string; certId: string; notAfter: string }>;
+  /** A new PKCS#12 file protected by the world's PIN, holding a certificate issued as issueOnToken does. */
+  issueInFile(holder: string, profile: string, path: string): Promise<{ serial: string; certId: string; notAfter: string }>;
   /**
    * Like issueOnToken, but the certificate comes from an earlier CA with the
    * dates given (e.g. already expired) and is imported (`ukey-server import`,
@@ -92,14 +96,19 @@ export function createAgentWorld(prefix = "ukey-agent-"): AgentWorld {
   const pinFile = t.write("pin", `${hsm.pin}\n`);
   /** --module, --pin-file and --server, each unless the test gave its own. */
   const defaultArgs = (args: string[]) => [
-    ...(args.includes("--module") ? [] : ["--module", hsm.module]),
+    ...(args.includes("--module") || args.includes("--pkcs12") ? [] : ["--module", hsm.module]),
     ...(args.includes("--pin-file") ? [] : ["--pin-file", pinFile]),
     ...(args.includes("--server") || !world.server ? [] : ["--server", world.server.url]),
   ];
   const world: AgentWorld = {
     t, dataDir, env, hsm, pinFile, server: undefined,
-    async issueOnToken(holder, profile, algorithm, tokenSerial = hsm.tokenSerial) {
-      const backend = new Pkcs11Backend(hsm.module);
+    async issueInFile(holder, profile, path) {
+      const backend = new Pkcs12Backend(path);
+      await backend.initToken(fileTokenSerial(path), "", hsm.pin);
+      return world.issueOnToken(holder, profile, "p256", fileTokenSerial(path), backend);
+    },
+    async issueOnToken(holder, profile, algorithm, tokenSerial = hsm.tokenSerial, given) {
+      const backend = given ?? new Pkcs11Backend(hsm.module);
       try {
         const s = await backend.open(tokenSerial, hsm.pin);
         try {
