@@ -1,6 +1,6 @@
 import { createHash, createPrivateKey, createPublicKey, randomBytes, webcrypto, X509Certificate, type KeyObject } from "node:crypto";
 import {
-  closeSync, existsSync, fsyncSync, linkSync, copyFileSync, openSync, readFileSync, renameSync, rmSync, writeSync,
+  closeSync, existsSync, fsyncSync, linkSync, copyFileSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync,
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import * as asn1js from "asn1js";
@@ -253,6 +253,7 @@ function fsyncDir(dir: string): void {
  */
 export function writeFileAtomic(path: string, bytes: Buffer, faults: AtomicWriteFaults = {}): void {
   const dir = dirname(path);
+  removeStaleTemporaryFiles(path);
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
   const bak = backupPath(path);
   let keptBackup = false;
@@ -285,6 +286,30 @@ export function writeFileAtomic(path: string, bytes: Buffer, faults: AtomicWrite
     throw new UkeyError("PFX_CREATION_FAILED", { params: { path }, detail: (e as Error).message, cause: e });
   }
   rmSync(bak, { force: true });
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Removes the temporary files of writes to `path` whose process is gone (killed in the middle of a write). */
+function removeStaleTemporaryFiles(path: string): void {
+  const prefix = `.${basename(path)}.`;
+  let names: string[];
+  try {
+    names = readdirSync(dirname(path));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = name.startsWith(prefix) ? /^(\d+)\.[0-9a-f]{12}\.tmp$/.exec(name.slice(prefix.length)) : null;
+    if (m && Number(m[1]) !== process.pid && !processAlive(Number(m[1]))) rmSync(join(dirname(path), name), { force: true });
+  }
 }
 
 /**

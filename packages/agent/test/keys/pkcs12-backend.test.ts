@@ -1,8 +1,8 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createPublicKey, verify, X509Certificate } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { isUkeyError } from "@ukey/policy";
 import { objectLabels } from "../../src/keys/key-store.js";
@@ -286,6 +286,16 @@ describe("PKCS#12 backend", () => {
       assert.deepEqual(readFileSync(path), original, fault);
       assert.deepEqual(readdirSync(tmp.dir).filter((n) => n.includes("atomic")), ["atomic.p12"], fault);
     }
+    // Temporary files of a killed writer are removed by the next write; those of a live one are left to it.
+    const dead = spawnSync(process.execPath, ["-e", "0"]).pid!;
+    const deadTmp = join(tmp.dir, `.atomic.p12.${dead}.0123456789ab.tmp`);
+    const liveTmp = join(tmp.dir, `.atomic.p12.${process.ppid}.0123456789ab.tmp`);
+    writeFileSync(deadTmp, "half a file");
+    writeFileSync(liveTmp, "being written");
+    writeFileAtomic(path, original);
+    assert.ok(!existsSync(deadTmp));
+    assert.ok(existsSync(liveTmp));
+    rmSync(liveTmp);
     // A write cut off after the backup was kept and before the new file was in place leaves only the .bak: it is read.
     renameSync(path, `${path}.bak`);
     const backend = new Pkcs12Backend(path);
@@ -330,6 +340,11 @@ describe("PKCS#12 backend", () => {
       }
       assert.ok(opened, `killed after ${seen * 20} writes or more: the file opens with one of the passwords`);
     }
+    // The next write clears what the killed writers left behind.
+    const k = await backend.open(fileTokenSerial(path), "pinAAA11");
+    await k.relabel(key.id, "after the kills");
+    await k.close();
+    assert.deepEqual(readdirSync(tmp.dir).filter((n) => n.includes("killed.p12")), ["killed.p12"]);
   });
 
   test("overlapping changes in one session are applied one after another, and a second open waits", async () => {
