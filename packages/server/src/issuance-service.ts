@@ -44,6 +44,15 @@ export interface IssueRequest {
    * all. It must not throw for ordinary reasons: a throw fails the whole batch.
    */
   onCommit?: (r: Repositories, cert: CertificateRecord) => Promise<void>;
+  /**
+   * Runs inside the transaction that records this certificate's intent,
+   * before the intent: what it records (an order taking the CSR) commits
+   * with the intent or not at all, in one commit instead of two. Returning
+   * an error refuses this request alone: no intent, nothing signed, and
+   * `issue` rejects with that error; so it must decide before it writes
+   * (a conditional update first). A throw fails the whole batch.
+   */
+  onIntent?: (r: Repositories) => Promise<UkeyError | undefined>;
 }
 
 interface Pending {
@@ -52,6 +61,7 @@ interface Pending {
   actor: string;
   auditData: Record<string, unknown>;
   onCommit: IssueRequest["onCommit"];
+  onIntent: IssueRequest["onIntent"];
   resolve(r: CertificateRecord): void;
   reject(e: unknown): void;
 }
@@ -129,7 +139,7 @@ export class IssuanceService {
       updatedAt: at,
     };
     return new Promise<CertificateRecord>((resolve, reject) => {
-      this.queue.push({ record, tbs, actor: req.actor, auditData: req.auditData ?? {}, onCommit: req.onCommit, resolve, reject });
+      this.queue.push({ record, tbs, actor: req.actor, auditData: req.auditData ?? {}, onCommit: req.onCommit, onIntent: req.onIntent, resolve, reject });
       if (!this.flushing) void this.flush();
     });
   }
@@ -153,10 +163,15 @@ export class IssuanceService {
         const next = this.queue.splice(0, this.deps.batchSize ?? 256);
         const at = this.deps.clock.now().getTime();
         const done = signed;
+        const refused = new Map<Pending, UkeyError>();
         try {
           await this.deps.store.transaction(async (r) => {
             if (done) await this.completeIn(r, done.batch, done.results, at);
-            for (const p of next) await r.certificates.insertIntent(p.record);
+            for (const p of next) {
+              const refusal = p.onIntent ? await p.onIntent(r) : undefined;
+              if (refusal) refused.set(p, refusal);
+              else await r.certificates.insertIntent(p.record);
+            }
           });
         } catch (e) {
           // Nothing of this round committed: its intents are not there, its certificates were never delivered.
@@ -165,7 +180,9 @@ export class IssuanceService {
           continue;
         }
         if (done) this.settle(done.batch, done.results, at);
-        signed = next.length ? { batch: next, results: await this.signAll(next) } : undefined;
+        for (const [p, e] of refused) p.reject(e);
+        const accepted = refused.size ? next.filter((p) => !refused.has(p)) : next;
+        signed = accepted.length ? { batch: accepted, results: await this.signAll(accepted) } : undefined;
       }
     } finally {
       this.flushing = false;

@@ -1,5 +1,5 @@
-import { createHash, createHmac, createPublicKey, randomBytes, randomInt, randomUUID, timingSafeEqual, verify as cryptoVerify } from "node:crypto";
-import { derToPem, encodeName, nameToString, verifyCsr, type SubjectSpec, type VerifiedCsr } from "@ukey/ca";
+import { createHash, createHmac, randomBytes, randomInt, randomUUID, timingSafeEqual } from "node:crypto";
+import { derToPem, encodeName, nameToString, type SubjectSpec, type VerifiedCsr } from "@ukey/ca";
 import {
   UkeyError, evaluate, renewalRefusal, validityFor,
   type CertificateProfile, type Clock, type RenewalChannel,
@@ -10,6 +10,7 @@ import { formatDn } from "./ca-runtime.js";
 import { hashIdNumber } from "./holder-identity.js";
 import type { IssuanceService } from "./issuance-service.js";
 import type { ProfileCache } from "./profile-cache.js";
+import { SignatureVerifier } from "./signature-verifier.js";
 import { subjectFor } from "./issuance-service.js";
 
 /** A message to the holder's phone or e-mail; the delivery channels implement it. */
@@ -108,6 +109,8 @@ type OrderStore = Pick<Store, "transaction" | "certificates" | "holders" | "prof
  * certificate and issues anew.
  */
 export class RenewalOrderService {
+  private readonly verifier: SignatureVerifier;
+
   constructor(private readonly deps: {
     store: OrderStore;
     issuance: IssuanceService;
@@ -119,7 +122,11 @@ export class RenewalOrderService {
     /** Base URL of the portal, for step-up approval links. */
     publicUrl: string;
     profiles: ProfileCache;
-  }) {}
+    /** Checks possession proofs and CSRs; one that never leaves this thread when not given. */
+    verifier?: SignatureVerifier;
+  }) {
+    this.verifier = deps.verifier ?? new SignatureVerifier({ offloadAbove: Infinity });
+  }
 
   /**
    * Starts (or resumes) the renewal of a certificate on a channel.
@@ -189,21 +196,22 @@ export class RenewalOrderService {
    */
   async provePossession(orderId: string, signatureB64: string): Promise<OrderView> {
     const signature = Buffer.from(signatureB64, "base64");
+    // The signature is checked before the step's transaction, against the challenge as read now, so
+    // that no transaction waits for it; the step then takes the result only if that challenge is
+    // still the order's (single use: a newer challenge makes this proof worthless).
+    const before = await this.load(orderId);
+    const asked = (before.data as unknown as OrderData).challenge;
+    let valid = false;
+    if (asked && asked.expiresAt >= this.deps.clock.now().getTime() && before.state === "created") {
+      const cert = await this.certificateOf(before);
+      valid = await this.verifier.possessionValid(cert.der!, possessionMessage(before.id, asked.value), signature);
+    }
     return this.step(orderId, "possession", async (o, d, cert, at) => {
       if (cert.revokedAt !== null) throw new UkeyError("CERT_REVOKED", { params: { serial: cert.serial } });
       const c = d.challenge;
       delete d.challenge; // single use, whatever the outcome
       if (!c || c.expiresAt < at) return new UkeyError("CHALLENGE_INVALID");
-      // Node takes the public key straight from the certificate: one parse, no export.
-      const key = createPublicKey(derToPem(cert.der!, "CERTIFICATE"));
-      const hash = key.asymmetricKeyDetails?.namedCurve === "secp384r1" ? "sha384" : "sha256";
-      let ok = false;
-      try {
-        ok = cryptoVerify(hash, possessionMessage(o.id, c.value), { key, dsaEncoding: "der" }, signature);
-      } catch {
-        ok = false;
-      }
-      if (!ok) return new UkeyError("POSSESSION_PROOF_FAILED");
+      if (c.value !== asked?.value || o.certificateSerial !== before.certificateSerial || !valid) return new UkeyError("POSSESSION_PROOF_FAILED");
       d.done.possession = at;
       return undefined;
     });
@@ -334,7 +342,7 @@ export class RenewalOrderService {
     const cert = await this.certificateOf(order);
     const holder = await this.holder(order.holderId);
     const profile = await this.profile(order.profileId);
-    const verified = verifyCsr(csr);
+    const verified = await this.verifier.verifyCsr(csr);
     const spkiSha = createHash("sha256").update(verified.spki).digest("hex");
     if (spkiSha === cert.spkiSha256) throw new UkeyError("KEY_NOT_RENEWED");
     checkRequestedSubject(verified, encodeName(subjectFor(holder, profile, this.deps.institution).rdns));
@@ -342,27 +350,44 @@ export class RenewalOrderService {
       const issued = await this.deps.store.certificates.get(order.newSerial);
       if (issued && issued.spkiSha256 === spkiSha) return this.view(order);
     }
+    if (order.state !== "verified" && order.state !== "key-submitted" && order.state !== "issued") throw this.outOfOrder(order);
     const at = this.deps.clock.now().getTime();
-    await this.deps.store.transaction(async (r) => {
-      const o = await r.orders.getForUpdate(orderId);
-      if (!o) throw new UkeyError("ORDER_NOT_FOUND", { params: { order: orderId } });
+    // The order takes the CSR in the transaction that records the certificate's intent (one commit);
+    // only a new key after issuance, which revokes the undelivered certificate first, takes its own.
+    const takeCsr = async (r: Repositories, o: RenewalOrderRecord): Promise<boolean> => {
       const d = o.data as unknown as OrderData;
-      if (o.state === "issued" && o.newSerial) {
-        // A new key after issuance: the certificate for the old one can never be installed.
-        await r.certificates.revoke(o.newSerial, "superseded", at, "revoked");
-        await r.audit.append({ at, actor, action: "certificate.revoked", subjectType: "certificate", subjectId: o.newSerial, data: { reason: "superseded", order: o.id, why: "re-keyed before installation" } });
-      } else if (o.state !== "verified" && o.state !== "key-submitted") {
-        throw this.outOfOrder(o);
-      }
       d.csrSpkiSha256 = spkiSha;
-      if (!(await r.orders.transition(o.id, o.state, "key-submitted", at, { data: d as unknown as Record<string, unknown> }))) throw this.outOfOrder(o);
+      if (!(await r.orders.transition(o.id, o.state, "key-submitted", at, { data: d as unknown as Record<string, unknown> }))) return false;
       await r.audit.append({ at, actor, action: "order.key-submitted", subjectType: "order", subjectId: o.id, data: { spkiSha256: spkiSha } });
-    });
+      return true;
+    };
+    let onIntent: ((r: Repositories) => Promise<UkeyError | undefined>) | undefined = async (r) => {
+      const o = await r.orders.getForUpdate(orderId);
+      if (!o) return new UkeyError("ORDER_NOT_FOUND", { params: { order: orderId } });
+      if (o.state !== "verified" && o.state !== "key-submitted") return this.outOfOrder(o);
+      return (await takeCsr(r, o)) ? undefined : this.outOfOrder(o);
+    };
+    if (order.state === "issued") {
+      await this.deps.store.transaction(async (r) => {
+        const o = await r.orders.getForUpdate(orderId);
+        if (!o) throw new UkeyError("ORDER_NOT_FOUND", { params: { order: orderId } });
+        if (o.state === "issued" && o.newSerial) {
+          // A new key after issuance: the certificate for the old one can never be installed.
+          await r.certificates.revoke(o.newSerial, "superseded", at, "revoked");
+          await r.audit.append({ at, actor, action: "certificate.revoked", subjectType: "certificate", subjectId: o.newSerial, data: { reason: "superseded", order: o.id, why: "re-keyed before installation" } });
+        } else if (o.state !== "verified" && o.state !== "key-submitted") {
+          throw this.outOfOrder(o);
+        }
+        if (!(await takeCsr(r, o))) throw this.outOfOrder(o);
+      });
+      onIntent = undefined;
+    }
     const { notAfter } = validityFor(profile, { now: new Date(at), oldNotAfter: new Date(cert.notAfter) });
     let moved = false;
     const issued = await this.deps.issuance.issue({
       holderId: holder.id, holder, profileId: profile.id, csr: verified, actor, tokenSerial, notAfter,
       auditData: { order: orderId, renews: cert.serial },
+      onIntent,
       onCommit: async (r, c) => {
         moved = await r.orders.transition(orderId, "key-submitted", "issued", at, { newSerial: c.serial });
         await r.audit.append({ at, actor, action: moved ? "order.issued" : "order.issue-raced", subjectType: "order", subjectId: orderId, data: { serial: c.serial } });

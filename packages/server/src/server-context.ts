@@ -13,6 +13,7 @@ import { DownloadService } from "./download-service.js";
 import { enrolmentServiceFor, type EnrolmentService } from "./enrolment-service.js";
 import { derToPem } from "@ukey/ca";
 import { RevocationService } from "./revocation-service.js";
+import { SignatureVerifier } from "./signature-verifier.js";
 import { loadServerConfig, readSecretFile, type ServerConfig } from "./server-config.js";
 import { ReminderScheduler } from "./reminders/reminder-scheduler.js";
 
@@ -109,7 +110,8 @@ export async function openServerContext(dataDir: string, env: ServerEnv, clock: 
     await ca.close();
     throw e;
   }
-  const orders = new RenewalOrderService({ store, issuance, clock, idKey, institution: config.institution, publicUrl: config.publicUrl, chainPem, senders, profiles });
+  const verifier = new SignatureVerifier();
+  const orders = new RenewalOrderService({ store, issuance, clock, idKey, institution: config.institution, publicUrl: config.publicUrl, chainPem, senders, profiles, verifier });
   const enrolments = enrolmentServiceFor({ store, clock, layout });
   const downloads = new DownloadService({ store, enrolments, issuance, institution: config.institution, chainPem });
   const reminders = new ReminderScheduler({ store, senders, clock, profiles, institution: config.institution, publicUrl: config.publicUrl, settings: config.reminders });
@@ -119,6 +121,7 @@ export async function openServerContext(dataDir: string, env: ServerEnv, clock: 
     reminders,
     async close() {
       await reminders.stop();
+      await verifier.close();
       await issuance.drain();
       await store.close();
       await ca.close();

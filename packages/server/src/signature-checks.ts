@@ -1,0 +1,57 @@
+import { createPublicKey, verify as cryptoVerify } from "node:crypto";
+import { derToPem, nameToString, verifyCsr, type VerifiedCsr } from "@ukey/ca";
+
+/**
+ * Whether `signature` (DER ECDSA, or PKCS#1 v1.5 for RSA) over `message` was
+ * made by the key of the certificate `certDer`. ECDSA on P-384 is checked
+ * with SHA-384, every other key with SHA-256. A signature that cannot be
+ * parsed is simply not valid; this never throws for bad input.
+ */
+export function possessionSignatureValid(certDer: Buffer, message: Buffer, signature: Buffer): boolean {
+  try {
+    // Node takes the public key straight from the certificate: one parse, no export.
+    const key = createPublicKey(derToPem(certDer, "CERTIFICATE"));
+    const hash = key.asymmetricKeyDetails?.namedCurve === "secp384r1" ? "sha384" : "sha256";
+    return cryptoVerify(hash, message, { key, dsaEncoding: "der" }, signature);
+  } catch {
+    return false;
+  }
+}
+
+/** What crosses the thread boundary for a verified CSR (its getter does not). */
+export interface VerifiedCsrData {
+  spki: Uint8Array;
+  algorithm: VerifiedCsr["algorithm"];
+  der: Uint8Array;
+  requestedSubjectDer: Uint8Array;
+}
+
+/** verifyCsr, with the result as plain data. @throws what verifyCsr throws. */
+export function verifyCsrData(csr: Buffer | string): VerifiedCsrData {
+  const v = verifyCsr(csr);
+  return { spki: v.spki, algorithm: v.algorithm, der: v.der, requestedSubjectDer: v.requestedSubjectDer };
+}
+
+/** A VerifiedCsr again from its data, with the subject rendered on first read as verifyCsr's is. */
+export function verifiedCsrFrom(d: VerifiedCsrData): VerifiedCsr {
+  const subjectDer = asBuffer(d.requestedSubjectDer);
+  let rendered: string | undefined;
+  return {
+    spki: asBuffer(d.spki), algorithm: d.algorithm, der: asBuffer(d.der), requestedSubjectDer: subjectDer,
+    get requestedSubject() {
+      if (rendered === undefined) {
+        try {
+          rendered = subjectDer.length <= 2 ? "" : nameToString(subjectDer);
+        } catch {
+          rendered = "";
+        }
+      }
+      return rendered;
+    },
+  };
+}
+
+/** A Buffer over the same memory (structured clone turns Buffers into plain Uint8Arrays). */
+export function asBuffer(u: Uint8Array): Buffer {
+  return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+}

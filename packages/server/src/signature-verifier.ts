@@ -1,0 +1,162 @@
+import { Worker } from "node:worker_threads";
+import type { VerifiedCsr } from "@ukey/ca";
+import { UkeyError, type ErrorCode, type ErrorParams } from "@ukey/policy";
+import { possessionSignatureValid, verifiedCsrFrom, verifyCsrData, type VerifiedCsrData } from "./signature-checks.js";
+
+/** One check, as it crosses to the worker. */
+export type SignatureJob =
+  | { kind: "possession"; certDer: Uint8Array; message: Uint8Array; signature: Uint8Array }
+  | { kind: "csr"; csr: Uint8Array | string };
+
+/** A check's outcome, as it comes back: a value, or the catalogue code of the error it threw. */
+export type SignatureOutcome =
+  | { ok: true; value: boolean | VerifiedCsrData }
+  | { ok: false; code: string; params: ErrorParams; detail?: string };
+
+interface Pending {
+  job: SignatureJob;
+  resolve(o: SignatureOutcome): void;
+}
+
+/** Default checks per second above which they move to the worker. */
+const OFFLOAD_ABOVE = 50;
+
+/**
+ * Checks the signatures a renewal brings: the proof of possession and the
+ * CSR. Parsing a public key and verifying a signature cost about as much
+ * as the rest of a renewal step on the event loop, so under load (more than
+ * `offloadAbove` checks within one second; default 50) they move to one
+ * worker thread, where they run on another core while the event loop serves
+ * requests. The worker runs the very same functions (signature-checks.ts)
+ * and the same errors come back (their cause stays in the worker). Until
+ * the worker is up, after it failed, and below the threshold, checks run on
+ * the calling thread. `close` stops the worker.
+ */
+export class SignatureVerifier {
+  private worker: Worker | undefined;
+  private ready = false;
+  private failed = false;
+  private closed = false;
+  private queue: Pending[] = [];
+  private flushScheduled = false;
+  private readonly inFlight = new Map<number, Pending[]>();
+  private nextId = 1;
+  private windowStart = 0;
+  private windowCount = 0;
+
+  constructor(private readonly opts: { offloadAbove?: number } = {}) {}
+
+  /** verifyCsr of @ukey/ca. @throws UkeyError REQUEST_TOO_LARGE, CSR_MALFORMED, KEY_TOO_WEAK, KEY_ALGORITHM_UNSUPPORTED, CSR_SIGNATURE_INVALID. */
+  async verifyCsr(csr: Buffer | string): Promise<VerifiedCsr> {
+    if (!this.offload()) return verifiedCsrFrom(verifyCsrData(csr));
+    const o = await this.submit({ kind: "csr", csr });
+    if (!o.ok) throw errorOf(o);
+    return verifiedCsrFrom(o.value as VerifiedCsrData);
+  }
+
+  /** Whether `signature` over `message` was made by the key of certificate `certDer` (see possessionSignatureValid). Never throws for bad input. */
+  async possessionValid(certDer: Buffer, message: Buffer, signature: Buffer): Promise<boolean> {
+    if (!this.offload()) return possessionSignatureValid(certDer, message, signature);
+    const o = await this.submit({ kind: "possession", certDer, message, signature });
+    if (!o.ok) throw errorOf(o);
+    return o.value as boolean;
+  }
+
+  /** Whether checks go to the worker now (it is up). */
+  get offloaded(): boolean {
+    return this.ready;
+  }
+
+  /** Stops the worker; checks still asked for run on the calling thread. Idempotent. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const w = this.worker;
+    this.lost(w);
+    await w?.terminate();
+  }
+
+  /** Whether this check goes to the worker; counts checks and starts the worker when they pass the threshold. */
+  private offload(): boolean {
+    if (this.ready) return true;
+    if (this.closed || this.failed || this.worker) return false;
+    const now = performance.now();
+    if (now - this.windowStart >= 1000) {
+      this.windowStart = now;
+      this.windowCount = 0;
+    }
+    this.windowCount += 1;
+    if (this.windowCount > (this.opts.offloadAbove ?? OFFLOAD_ABOVE)) this.start();
+    return false;
+  }
+
+  private start(): void {
+    const w = new Worker(new URL("./signature-worker.mjs", import.meta.url));
+    // Never what keeps the process alive: requests waiting for it are held by the server.
+    w.unref();
+    w.on("message", (m: { ready?: true; id?: number; outcomes?: SignatureOutcome[] }) => {
+      if (m.ready) {
+        this.ready = !this.closed;
+        return;
+      }
+      const batch = this.inFlight.get(m.id!);
+      this.inFlight.delete(m.id!);
+      batch?.forEach((p, i) => p.resolve(m.outcomes![i]!));
+    });
+    w.on("error", () => {
+      this.failed = true;
+      this.lost(w);
+    });
+    w.on("exit", () => this.lost(w));
+    this.worker = w;
+  }
+
+  /** The worker is gone (or closing): whatever it had not answered is checked here. */
+  private lost(w: Worker | undefined): void {
+    if (!w || this.worker !== w) return;
+    this.worker = undefined;
+    this.ready = false;
+    const left = [...this.inFlight.values()].flat().concat(this.queue);
+    this.inFlight.clear();
+    this.queue = [];
+    for (const p of left) p.resolve(runHere(p.job));
+  }
+
+  private submit(job: SignatureJob): Promise<SignatureOutcome> {
+    return new Promise((resolve) => {
+      this.queue.push({ job, resolve });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        // Checks asked for by the requests of one turn of the event loop cross to the worker in one message.
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const jobs = this.queue;
+    this.queue = [];
+    if (jobs.length === 0) return;
+    if (!this.worker || !this.ready) {
+      for (const p of jobs) p.resolve(runHere(p.job));
+      return;
+    }
+    const id = this.nextId++;
+    this.inFlight.set(id, jobs);
+    this.worker.postMessage({ id, jobs: jobs.map((p) => p.job) });
+  }
+}
+
+function runHere(job: SignatureJob): SignatureOutcome {
+  try {
+    if (job.kind === "possession") return { ok: true, value: possessionSignatureValid(Buffer.from(job.certDer), Buffer.from(job.message), Buffer.from(job.signature)) };
+    return { ok: true, value: verifyCsrData(typeof job.csr === "string" ? job.csr : Buffer.from(job.csr)) };
+  } catch (e) {
+    if (e instanceof UkeyError) return { ok: false, code: e.code, params: e.params, detail: e.detail };
+    return { ok: false, code: "INTERNAL", params: {}, detail: String(e) };
+  }
+}
+
+function errorOf(o: Extract<SignatureOutcome, { ok: false }>): UkeyError {
+  return new UkeyError(o.code as ErrorCode, { params: o.params, detail: o.detail });
+}
