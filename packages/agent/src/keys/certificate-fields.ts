@@ -107,6 +107,11 @@ export function parseSubject(text: string): Name {
     const type = attributeOids[key] ?? (/^\d+(\.\d+)+$/.test(key) ? key : undefined);
     if (eq < 0 || !type) throw new UkeyError("REQUEST_INVALID", { params: { reason: `unknown attribute in subject: ${part.trim()}` } });
     if (value === "") throw new UkeyError("REQUEST_INVALID", { params: { reason: `empty ${key} in subject` } });
+    if (type === attributeOids.C && !/^[A-Z]{2}$/.test(value)) throw new UkeyError("REQUEST_INVALID", { params: { reason: `country must be two capital letters: ${value}` } });
+    if (type === attributeOids.serialNumber && !/^[A-Za-z0-9 '()+,\-./:=?]+$/.test(value)) {
+      throw new UkeyError("REQUEST_INVALID", { params: { reason: `serialNumber must be printable ASCII: ${value}` } });
+    }
+    if (type === attributeOids.emailAddress && !/^[\x20-\x7e]+$/.test(value)) throw new UkeyError("REQUEST_INVALID", { params: { reason: `emailAddress must be ASCII: ${value}` } });
     const v = type === attributeOids.C || type === attributeOids.serialNumber
       ? new AttributeValue({ printableString: value })
       : type === attributeOids.emailAddress ? new AttributeValue({ ia5String: value }) : new AttributeValue({ utf8String: value });
@@ -163,11 +168,6 @@ export function signatureScheme(spki: Uint8Array): { kind: "ecdsa"; hash: "sha25
   throw new UkeyError("KEY_ALGORITHM_UNSUPPORTED", { params: { algorithm: `${key.asymmetricKeyType ?? "unknown"} ${d?.namedCurve ?? ""}`.trim() } });
 }
 
-/** The hash an ECDSA signature of this key is made over, and the size of its raw r||s form. */
-export function ecdsaParameters(algorithm: KeyAlgorithm): { hash: "sha256" | "sha384"; rawSize: number } | undefined {
-  return algorithm === "p256" || algorithm === "p384" ? sigAlg[algorithm] : undefined;
-}
-
 /** ECDSA-Sig-Value (DER) from the raw r||s a PKCS#11 CKM_ECDSA signature gives. */
 export function ecdsaRawToDer(raw: Uint8Array): Buffer {
   const half = raw.length / 2;
@@ -190,7 +190,7 @@ export function ecdsaRawToDer(raw: Uint8Array): Buffer {
  */
 export async function buildCsr(spki: Uint8Array, subject: string, sign: (data: Buffer) => Promise<Uint8Array>): Promise<string> {
   const algorithm = keyAlgorithmOfSpki(spki);
-  const ec = ecdsaParameters(algorithm);
+  const ec = algorithm === "p256" || algorithm === "p384" ? sigAlg[algorithm] : undefined;
   const info = new CertificationRequestInfo({
     version: 0,
     subject: parseSubject(subject),
@@ -201,7 +201,7 @@ export async function buildCsr(spki: Uint8Array, subject: string, sign: (data: B
   const csr = new CertificationRequest({
     certificationRequestInfo: info,
     signatureAlgorithm: ec
-      ? new AlgorithmIdentifier({ algorithm: sigAlg[algorithm as "p256" | "p384"].oid })
+      ? new AlgorithmIdentifier({ algorithm: ec.oid })
       : new AlgorithmIdentifier({ algorithm: sha256WithRsa, parameters: null }),
     signature: new Uint8Array(signature).buffer,
   });

@@ -177,6 +177,7 @@ describe("PKCS#12 backend", () => {
       writeFileSync(csr, await s.createCsr(key.id, subject));
       run("openssl", ["req", "-in", csr, "-verify", "-noout"]);
     }
+    for (const bad of ["garbage", "CN=", "XX=1", "C=中国", "serialNumber=身份证", "/CN=a/O"]) await rejectsWith(s.createCsr(ec.id, bad), "REQUEST_INVALID");
     const der = ca.issue(await s.createCsr(ec.id), "5a5a01");
     const installed = await s.installCertificate(der, ec.id, objectLabels.current("5a5a01"));
     assert.equal(installed.hasKey, true);
