@@ -23,6 +23,12 @@ export interface HolderSignInRecord {
 export interface HolderSignInRepository {
   /** Throws UkeyError HOLDER_NOT_FOUND for an unknown holder, RECORD_DUPLICATE for an existing id. */
   insert(r: HolderSignInRecord): Promise<void>;
+  /**
+   * Inserts unless the holder was sent a code less than `quietMs` before `r.createdAt`; then returns that
+   * latest one instead. Checked and inserted under a lock of the holder's row, so two requests at once
+   * cannot both send a code. Throws as `insert`.
+   */
+  insertUnlessRecent(r: HolderSignInRecord, quietMs: number): Promise<{ inserted: true } | { inserted: false; latest: HolderSignInRecord }>;
   /** The holder's latest sign-in code, for the resend limit. */
   latestFor(holderId: string): Promise<HolderSignInRecord | undefined>;
   /** Reads one and locks its row until the transaction ends (PostgreSQL), so that two checks of one code queue. */
@@ -56,6 +62,25 @@ export function holderSignInRepository(x: Executor): HolderSignInRepository {
         ]));
       } catch (e) {
         if (foreignKeyViolation(e)) throw new UkeyError("HOLDER_NOT_FOUND", { params: { holder: r.holderId }, cause: e });
+        if (uniqueViolation(e) !== undefined) throw new UkeyError("RECORD_DUPLICATE", { params: { record: `sign-in ${r.id}` }, cause: e });
+        throw e;
+      }
+    },
+    async insertUnlessRecent(r, quietMs) {
+      try {
+        return await x.atomic(async (tx) => {
+          // FOR UPDATE queues concurrent sign-ins of one holder on PostgreSQL; SQLite has one writer anyway.
+          const holder = await tx.query<{ id: string }>("SELECT id FROM holders WHERE id = ? FOR UPDATE", [r.holderId]);
+          if (holder.length === 0) throw new UkeyError("HOLDER_NOT_FOUND", { params: { holder: r.holderId } });
+          const rows = await tx.query<SignInRow>(`SELECT ${COLUMNS} FROM holder_sign_ins WHERE holder_id = ? ORDER BY created_at DESC, id DESC LIMIT 1`, [r.holderId]);
+          const latest = rows[0] && toSignIn(rows[0]);
+          if (latest && r.createdAt - latest.createdAt < quietMs) return { inserted: false as const, latest };
+          await tx.run(`INSERT INTO holder_sign_ins (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, [
+            r.id, r.holderId, r.channel, r.sentTo, r.codeHash, r.expiresAt, r.attempts, r.status, r.createdAt, r.updatedAt,
+          ]);
+          return { inserted: true as const };
+        });
+      } catch (e) {
         if (uniqueViolation(e) !== undefined) throw new UkeyError("RECORD_DUPLICATE", { params: { record: `sign-in ${r.id}` }, cause: e });
         throw e;
       }

@@ -67,20 +67,22 @@ export class HolderSignInService {
     const ch: DeliveryChannel = channel ?? (holder?.phone ? "sms" : "email");
     const to = ch === "sms" ? holder?.phone : holder?.email;
     if (!holder || !to) throw new UkeyError("HOLDER_SIGN_IN_UNAVAILABLE", { detail: holder ? `no ${ch} on record` : "unknown holder" });
-    const last = await store.holderSignIns.latestFor(holder.id);
-    if (last && at - last.createdAt < RESEND_MS) {
-      throw new UkeyError("CODE_RESEND_TOO_SOON", { params: { seconds: Math.ceil((last.createdAt + RESEND_MS - at) / 1000) } });
-    }
     const id = randomUUID();
     const code = String(randomInt(0, 1_000_000)).padStart(6, "0");
     const sentTo = ch === "sms" ? maskPhone(to) : maskEmail(to);
-    await store.transaction(async (r) => {
-      await r.holderSignIns.insert({
+    const added = await store.transaction(async (r) => {
+      const result = await r.holderSignIns.insertUnlessRecent({
         id, holderId: holder.id, channel: ch, sentTo, codeHash: this.hash(id, code), expiresAt: at + CODE_TTL_MS, attempts: 0, status: "open",
         createdAt: at, updatedAt: at,
-      });
-      await r.audit.append({ at, actor: `holder:${holder.id}`, action: "holder.sign-in.code-sent", subjectType: "holder", subjectId: holder.id, data: { channel: ch, sentTo } });
+      }, RESEND_MS);
+      if (result.inserted) {
+        await r.audit.append({ at, actor: `holder:${holder.id}`, action: "holder.sign-in.code-sent", subjectType: "holder", subjectId: holder.id, data: { channel: ch, sentTo } });
+      }
+      return result;
     });
+    if (!added.inserted) {
+      throw new UkeyError("CODE_RESEND_TOO_SOON", { params: { seconds: Math.ceil((added.latest.createdAt + RESEND_MS - at) / 1000) } });
+    }
     const text = (c: string) => `【${this.deps.institution.name}】登录验证码 ${c}，5 分钟内有效，请勿告诉他人。Your sign-in code is ${c}, valid for 5 minutes; never share it.`;
     await this.deps.senders[ch].send({
       channel: ch, to, subject: { "zh-CN": "登录验证码", en: "Sign-in code" }, text: text(code), redactedText: text("******"), purpose: "otp", holderId: holder.id,

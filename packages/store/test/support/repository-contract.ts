@@ -676,6 +676,28 @@ export function repositoryContract(engineName: string, factory: () => Promise<En
         await assert.rejects(store.holderSignIns.update("missing", { attempts: 1, status: "open" }, T0), rejectsWith("RECORD_NOT_FOUND"));
         assert.equal(await store.holderSignIns.latestFor("no-such-holder"), undefined);
       });
+
+      test("a new sign-in code only after the quiet time, even when several ask at once", async () => {
+        const x = holder();
+        await store.holders.insert(x);
+        const rec = (at: number): HolderSignInRecord => ({
+          id: uid("S"), holderId: x.id, channel: "sms", sentTo: "138*****000", codeHash: "cd".repeat(32), expiresAt: at + 300_000,
+          attempts: 0, status: "open", createdAt: at, updatedAt: at,
+        });
+        const stores = [store];
+        if (engine.sharedByInstances) stores.push(await engine.open(), await engine.open());
+        let results: Array<{ inserted: boolean }>;
+        try {
+          results = await Promise.all([...stores, ...stores].map((s) => s.holderSignIns.insertUnlessRecent(rec(T0), 60_000)));
+        } finally {
+          for (const s of stores.slice(1)) await s.close();
+        }
+        assert.equal(results.filter((r) => r.inserted).length, 1);
+        const quiet = await store.holderSignIns.insertUnlessRecent(rec(T0 + 59_999), 60_000);
+        assert.ok(!quiet.inserted && quiet.latest.createdAt === T0);
+        assert.equal((await store.holderSignIns.insertUnlessRecent(rec(T0 + 60_000), 60_000)).inserted, true);
+        await assert.rejects(store.holderSignIns.insertUnlessRecent({ ...rec(T0), holderId: "no-such-holder" }, 60_000), rejectsWith("HOLDER_NOT_FOUND"));
+      });
     });
 
     describe("outbox", () => {
