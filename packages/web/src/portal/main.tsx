@@ -115,7 +115,7 @@ function App() {
         </nav>
         <div class="tools">
           <a class="bell" href="#/org" aria-label={t("bell.label", { n: bell.count })} title={t("bell.label", { n: bell.count })}>
-            <span aria-hidden="true">🔔</span>{bell.count > 0 ? <span class="badge">{bell.count}</span> : null}
+            <svg aria-hidden="true" viewBox="0 0 24 24" width="22" height="22"><path fill="currentColor" d="M12 22a2.5 2.5 0 0 0 2.45-2h-4.9A2.5 2.5 0 0 0 12 22Zm7-6V11a7 7 0 0 0-5.5-6.84V3.5a1.5 1.5 0 0 0-3 0v.66A7 7 0 0 0 5 11v5l-2 2v1h18v-1Z" /></svg>{bell.count > 0 ? <span class="badge">{bell.count}</span> : null}
           </a>
           <LangSwitch />
         </div>

@@ -1,0 +1,120 @@
+// Writes docs/screenshots/*.png: the portal's and the console's main pages,
+// in real Chromium against the real server and the real agent on SoftHSM2,
+// with demo data. Run by hand after changing the pages:
+//   node --import tsx scripts/screenshots.ts
+// Needs Chromium and a CJK font (Debian: fonts-wqy-microhei or fonts-noto-cjk).
+import "reflect-metadata";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { join, resolve } from "node:path";
+import type { Page } from "playwright-core";
+import { systemClock } from "@ukey/policy";
+import { openServerContext } from "@ukey/server";
+import { totpCodeAt } from "../packages/server/src/admin/operator-credentials.js";
+import { runUkeyServer } from "../packages/server/test/support/fixtures.js";
+import { createAgentWorld } from "../packages/agent/test/support/agent-world.js";
+import { startAgent } from "../packages/web/test/support/agent.js";
+import { buildWeb, launchChromium } from "../packages/web/test/support/browser.js";
+
+const out = resolve(import.meta.dirname, "../docs/screenshots");
+const DAY = 86_400_000;
+
+const fonts = execFileSync("fc-list", [":lang=zh"], { encoding: "utf8" });
+if (!fonts.trim()) throw new Error("no CJK font: install fonts-wqy-microhei (or fonts-noto-cjk) so that the zh-CN pages are legible");
+
+buildWeb();
+mkdirSync(out, { recursive: true });
+const world = createAgentWorld("ukey-screenshots-");
+try {
+  const h1 = await world.issueOnToken("H1", "e2e", "p256");
+  await world.issueOnToken("H2", "long", "p256", world.addToken("office-key"));
+  const pw = world.t.write("op.pw", "screenshot operator passphrase\n");
+  const op = runUkeyServer(["operator", "add", "--data-dir", world.dataDir, "--id", "olga", "--role", "admin", "--password-file", pw, "--json"], world.env);
+  assert.equal(op.status, 0, op.stderr);
+
+  // Demo certificates over the coming year (and a few overdue) for the expiry chart.
+  const ctx = await openServerContext(world.dataDir, world.env, systemClock);
+  const now = Date.now();
+  for (let i = 0; i < 400; i++) {
+    const notAfter = now + Math.floor((Math.random() ** 1.6) * 380 - 20) * DAY;
+    await ctx.store.certificates.insertImported({
+      serial: `5${randomBytes(9).toString("hex")}`, issuerKeyId: "aa11", issuerDn: "CN=Earlier CA", subjectDn: `CN=Demo ${i}`, sans: [],
+      notBefore: notAfter - 1825 * DAY, notAfter, status: notAfter < now ? "expired" : "active", revocationReason: null, revokedAt: null,
+      spkiSha256: randomBytes(32).toString("hex"), kind: "hardware", tokenSerial: null, holderId: "H2", profileId: "personal",
+      der: Buffer.from([0x30, 0x00]), createdAt: now, updatedAt: now,
+    });
+  }
+  await ctx.close();
+
+  const server = await world.start();
+  const agent = await startAgent(world);
+  const b = await launchChromium();
+  const page = b.page;
+  const shot = async (p: Page, name: string) => {
+    await p.waitForTimeout(300);
+    await p.screenshot({ path: join(out, `${name}.png`), fullPage: false });
+    console.log(`docs/screenshots/${name}.png`);
+  };
+  try {
+    await page.goto(`${server.url}/?agent=http://127.0.0.1:9`);
+    await page.locator("[data-page=agent-absent]").waitFor();
+    await shot(page, "portal-agent-absent");
+
+    await page.goto(`${server.url}/?agent=${agent.url}`);
+    await page.locator("[data-page=pairing]").waitFor();
+    await shot(page, "portal-pairing");
+    await page.fill("#pair-code", (await agent.nextPairingCode()).code);
+    await page.click("[data-page=pairing] button[type=submit]");
+    await page.locator(`article.cert[data-serial='${h1.serial}']`).waitFor();
+    await shot(page, "portal-status");
+
+    await page.locator(`article.cert[data-serial='${h1.serial}'] a.button`).click();
+    await page.click("[data-page=renew] button.primary");
+    await page.locator("[data-input=pin]").waitFor();
+    await shot(page, "portal-renewal-pin");
+    const [popup] = await Promise.all([page.waitForEvent("popup"), page.click("[data-action=open-pin]")]);
+    await popup.setViewportSize({ width: 520, height: 640 });
+    await popup.locator("#pin").waitFor();
+    await shot(popup, "agent-pin-window");
+    await popup.fill("#pin", world.hsm.pin);
+    await popup.click("button[type=submit]");
+    await page.locator("[data-result=renew]").waitFor({ timeout: 120_000 });
+    await popup.close().catch(() => undefined);
+    await shot(page, "portal-renewal-result");
+
+    await page.goto(`${server.url}/?agent=${agent.url}#/help/0116`);
+    await page.locator(".lookup-results li").first().waitFor();
+    await shot(page, "portal-help");
+
+    await page.goto(`${server.url}/console/`);
+    await page.fill("#op-id", "olga");
+    await page.fill("#op-pw", "screenshot operator passphrase");
+    await page.fill("#op-totp", totpCodeAt(op.json<{ totpSecret: string }>().totpSecret, new Date()));
+    await page.click("button[type=submit]");
+    await page.locator("[data-chart=expiries] svg").waitFor();
+    await page.locator("[data-chart=funnel]").waitFor();
+    await shot(page, "console-dashboard");
+    await page.goto(`${server.url}/console/#/certificates`);
+    await page.locator("[data-table=certificates]").waitFor();
+    await shot(page, "console-certificates");
+    await page.goto(`${server.url}/console/#/enrolments`);
+    await page.fill("input[name=holderId]", "H3");
+    await page.click("form.filters button[type=submit]");
+    await page.locator(".print-slip").waitFor();
+    await shot(page, "console-enrolment");
+    await page.goto(`${server.url}/console/#/profiles`);
+    await page.locator("[data-profile] img.timeline").first().waitFor();
+    await shot(page, "console-profiles");
+    await page.goto(`${server.url}/console/#/audit`);
+    await page.click("[data-action=verify]");
+    await page.locator("[data-verify=ok]").waitFor();
+    await shot(page, "console-audit");
+  } finally {
+    await b.close();
+    await agent.stop();
+  }
+} finally {
+  await world.cleanup();
+}
