@@ -630,6 +630,21 @@ export function repositoryContract(engineName: string, factory: () => Promise<En
         assert.equal(certs[0]!.renewed, false);
       });
 
+      test("the census counts certificates by status and expiry bucket in one query", async () => {
+        const far = T0 + 50_000 * DAY;
+        const bounds = [far, far + DAY, far + 2 * DAY];
+        const before = await store.reminders.census(bounds);
+        const c = [imported(h.id, { notAfter: far - 1 }), imported(h.id, { notAfter: far + 1 }), imported(h.id, { notAfter: far + DAY + 1 }),
+          imported(h.id, { notAfter: far + 5 * DAY }), imported(h.id, { notAfter: far + 1, status: "revoked", revokedAt: T0 })];
+        for (const x of c) await store.certificates.insertImported(x);
+        const after = await store.reminders.census(bounds);
+        const count = (rows: typeof after, status: string, bucket: number) => rows.find((r) => r.status === status && r.bucket === bucket)?.count ?? 0;
+        // Every certificate of the suite expires before `far`: only these five reach the later buckets.
+        assert.deepEqual([1, 2, 3].map((b) => count(after, "active", b) - count(before, "active", b)), [1, 1, 1]);
+        assert.equal(count(after, "revoked", 1) - count(before, "revoked", 1), 1);
+        assert.equal(count(after, "active", 0) - count(before, "active", 0), 1);
+      });
+
       test("the scan mark only moves forward", async () => {
         const before = await store.reminders.scanMark();
         const day = (before ?? 20_000) + 5;
