@@ -130,6 +130,7 @@ export function auditLog(x: Executor): AuditLog {
       // Classifies an entry whose link to its predecessor is broken.
       const brokenLink = async (r: AuditRow, selfValid: boolean): Promise<Bad> => {
         const seq = Number(r.seq);
+        // No index on hash (migration 6): a scan, once, and only for a log already found broken.
         const found = await x.sql.query<{ seq: number | string }>("SELECT seq FROM audit_log WHERE hash = ? ORDER BY seq LIMIT 1", [r.prev_hash]);
         const at = found[0] === undefined ? undefined : Number(found[0].seq);
         if (at !== undefined && at > seq) return bad(seq, "reordered");
