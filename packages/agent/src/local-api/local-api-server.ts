@@ -17,6 +17,8 @@ import {
 export const localApiHost = "127.0.0.1";
 /** Largest JSON body the API accepts. */
 const bodyLimit = 16 * 1024;
+/** The PIN page's route: the agent's own page, outside the origin rules of the API. */
+const promptRoute = "/prompt/:op/:nonce";
 /** Longest long-poll, in seconds. */
 const maxWaitSeconds = 25;
 /** How long the PIN page waits, after a PIN was posted, to tell the holder whether it was accepted. */
@@ -204,7 +206,8 @@ export async function startLocalApi(o: LocalApiOptions): Promise<LocalApi> {
       log(`refused a request for host ${JSON.stringify(hostHeader.slice(0, 100))}`);
       return sendProblem(reply, new UkeyError("ORIGIN_NOT_PAIRED", { params: { origin: `http://${hostHeader.slice(0, 100)}` } }));
     }
-    if (req.url.startsWith("/prompt/")) return;
+    // By the route matched, not the raw URL, so no spelling of a path escapes the origin check.
+    if (req.routeOptions.url === promptRoute && req.method !== "OPTIONS") return;
     const origin = req.headers.origin;
     if (origin === undefined || !origins.includes(origin)) {
       log(`refused origin ${JSON.stringify(String(origin ?? "(none)").slice(0, 200))}`);
@@ -307,12 +310,12 @@ export async function startLocalApi(o: LocalApiOptions): Promise<LocalApi> {
     });
     const html = (reply: FastifyReply, status: number, body: string) => reply.status(status).headers(pinPageHeaders).send(body);
 
-    prompt.get<{ Params: { op: string; nonce: string } }>("/prompt/:op/:nonce", async (req, reply) => {
+    prompt.get<{ Params: { op: string; nonce: string } }>(promptRoute, async (req, reply) => {
       const p = operations.pinPrompt(req.params.op, req.params.nonce);
       return p ? html(reply, 200, renderPinPage(p, agentOrigin())) : html(reply, 410, renderPromptExpiredPage(agentOrigin()));
     });
 
-    prompt.post<{ Params: { op: string; nonce: string }; Body: Record<string, string> }>("/prompt/:op/:nonce", async (req, reply) => {
+    prompt.post<{ Params: { op: string; nonce: string }; Body: Record<string, string> }>(promptRoute, async (req, reply) => {
       // Only the page itself posts here. With Referrer-Policy no-referrer a browser sends "Origin: null" for its own form.
       const origin = req.headers.origin;
       const site = req.headers["sec-fetch-site"];

@@ -210,6 +210,12 @@ test("a Host header other than 127.0.0.1:PORT or localhost:PORT is refused (DNS 
   }
   const ok = await rawRequest(`${a.api.url}/v1/hello`, { headers: { host: `localhost:${port}`, origin: portal } });
   assert.equal(ok.status, 200);
+  // No spelling of a path under /prompt/ escapes the origin check of the API.
+  for (const path of ["/prompt/a/../../v1/hello", "/prompt/%2e%2e/%2e%2e/v1/hello", "/prompt//v1/hello", "/prompt/a/b/../../../v1/hello"]) {
+    const r = await rawRequest(`${a.api.url}${path}`, { headers: { origin: "https://evil.example" } });
+    assert.notEqual(r.status, 200, path);
+    assert.doesNotMatch(r.body, /ukey-agent/, path);
+  }
 });
 
 test("bodies that are not small JSON are refused with a catalogue code", async () => {
