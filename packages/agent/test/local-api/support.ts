@@ -126,11 +126,12 @@ export function scriptedFlows(script: (ctx: Parameters<Flows["renew"]>[0], kind:
   };
 }
 
-const agentCommandMain = resolve(import.meta.dirname, "agent-command-main.ts");
+/** The real `ukey` bin. */
+const ukeyBin = resolve(import.meta.dirname, "../../bin/ukey.js");
 
-/** `ukey agent ARGS` as its own process with UKEY_AGENT_HOME=home, its stdout read as JSON events (give --json). */
+/** `ukey agent ARGS` (the real bin) as its own process with UKEY_AGENT_HOME=home, its stdout read as JSON events (give --json). */
 export function spawnAgent(home: string, args: string[], env: Record<string, string> = {}): { child: ChildProcess; events: AsyncIterator<Record<string, unknown>>; stderr: () => string } {
-  const child = spawn(process.execPath, ["--import", "tsx", agentCommandMain, ...args], {
+  const child = spawn(process.execPath, [ukeyBin, "agent", ...args], {
     env: { PATH: process.env.PATH ?? "", HOME: home, UKEY_AGENT_HOME: home, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
