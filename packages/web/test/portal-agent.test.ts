@@ -23,6 +23,7 @@ let long: { serial: string };
 let tok2: string;
 let tok3: string;
 let otpCert: { serial: string };
+let resumeCert: { serial: string };
 let adminToken: string;
 let renewedSerial = "";
 const opPassword = "operator's long passphrase 9";
@@ -59,6 +60,7 @@ before(async () => {
   long = await world.issueOnToken("H2", "long", "p256", tok2);
   tok3 = world.addToken("fresh");
   otpCert = await world.issueOnToken("H3", "otp", "p256", world.addToken("otp-key"));
+  resumeCert = await world.issueOnToken("H1", "e2e", "p256", world.addToken("resume-key"));
   const pw = world.t.write("op.pw", `${opPassword}\n`);
   const op = runUkeyServer(["operator", "add", "--data-dir", world.dataDir, "--id", "olga", "--role", "operator", "--password-file", pw, "--json"], world.env);
   assert.equal(op.status, 0, op.stdout + op.stderr);
@@ -221,6 +223,26 @@ test("verification as the profile asks: ID number (a wrong one first), then the 
   const result = page.locator("[data-result=renew]");
   await result.waitFor({ timeout: 120_000 });
   assert.notEqual(await result.locator("[data-field=serial]").innerText(), otpCert.serial);
+});
+
+test("the pairing is withdrawn mid-renewal: the portal pairs again and the same renewal carries on to its result", async () => {
+  await page.goto(`${world.server!.url}/?agent=${agent.url}#/`);
+  await page.locator(`article.cert[data-serial='${resumeCert.serial}'] a.button`).click();
+  await page.click("[data-page=renew] button.primary");
+  await page.locator("[data-input=pin] [data-action=open-pin]").waitFor();
+  const opUrl = page.url();
+  assert.match(opUrl, /#\/op\//);
+  const unpaired = agent.command(["unpair", world.server!.url]);
+  assert.equal(unpaired.status, 0, unpaired.stdout + unpaired.stderr);
+  await page.reload();
+  await page.locator("[data-page=pairing]").waitFor();
+  await page.fill("#pair-code", (await agent.nextPairingCode()).code);
+  await page.click("[data-page=pairing] button[type=submit]");
+  assert.equal(page.url(), opUrl, "back on the same operation");
+  await enterPins([world.hsm.pin]);
+  const result = page.locator("[data-result=renew]");
+  await result.waitFor({ timeout: 120_000 });
+  assert.notEqual(await result.locator("[data-field=serial]").innerText(), resumeCert.serial);
 });
 
 test("a hostile origin cannot use the agent, not even with a token stolen from the portal", async () => {

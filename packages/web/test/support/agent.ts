@@ -1,6 +1,6 @@
 // The real agent (`ukey agent start`) for the portal's browser tests, on the
 // SoftHSM2 token of an AgentWorld, with its JSON events read from stdout.
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { join, resolve } from "node:path";
@@ -13,6 +13,8 @@ export interface RunningAgent {
   child: ChildProcess;
   /** http://127.0.0.1:PORT */
   url: string;
+  /** Runs `ukey agent ARGS` (e.g. unpair ORIGIN) against this agent's home, as the holder would in a terminal. */
+  command(args: string[]): { status: number | null; stdout: string; stderr: string };
   /** The next pairing code the agent shows (the holder reads it in the agent's window). */
   nextPairingCode(): Promise<{ origin: string; code: string }>;
   stderr(): string;
@@ -52,6 +54,12 @@ export async function startAgent(world: AgentWorld, origins: string[] = []): Pro
   });
   return {
     child, url, stderr: () => err,
+    command(args) {
+      const r = spawnSync(process.execPath, ["--import", "tsx", agentMain, ...args], {
+        env: { PATH: process.env.PATH ?? "", HOME: home, UKEY_AGENT_HOME: home, LANG: "en_US.UTF-8" }, encoding: "utf8", timeout: 60_000,
+      });
+      return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+    },
     nextPairingCode: () => new Promise((resolve, reject) => {
       const c = codes.shift();
       if (c) return resolve(c);
