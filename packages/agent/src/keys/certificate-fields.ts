@@ -51,10 +51,9 @@ export function readCertificate(der: Uint8Array): CertificateFields {
   }
   const tbs = cert.tbsCertificate;
   const serial = Buffer.from(tbs.serialNumber);
-  let i = 0;
-  while (i < serial.length - 1 && serial[i] === 0) i++;
   return {
-    serialHex: serial.subarray(i).toString("hex"),
+    // Without any leading zero, as key-store.ts defines it ("0a1b" is "a1b"); "0" for zero.
+    serialHex: serial.toString("hex").replace(/^0+(?=.)/, ""),
     subject: nameToString(tbs.subject),
     issuer: nameToString(tbs.issuer),
     notBefore: tbs.validity.notBefore.getTime(),
