@@ -334,7 +334,7 @@ export async function startLocalApi(o: LocalApiOptions): Promise<LocalApi> {
       if (p.newPin && body.pin2 !== pin) {
         return html(reply, 400, renderPinPage(p, agentOrigin(), { zh: "两次输入的新 PIN 不一致，请重新输入。", en: "The two new PINs differ; type them again." }));
       }
-      if (!operations.submitPin(req.params.op, req.params.nonce, pin)) return html(reply, 410, renderPromptExpiredPage(agentOrigin()));
+      if (!operations.submitPin(req.params.op, req.params.nonce, pin, p.newPin ? body.pin2 : undefined)) return html(reply, 410, renderPromptExpiredPage(agentOrigin()));
       const next = await operations.afterPin(req.params.op, afterPinWaitMs);
       // Another PIN is asked (a wrong one, or the new PIN after the SO PIN): the same window goes on to it.
       if (next.nextPin) return reply.status(303).headers(pinPageHeaders).header("location", next.nextPin.url).send("");

@@ -62,6 +62,12 @@ interface Operation {
   revision: number;
   endedAt?: number;
   waiters: Set<() => void>;
+  /**
+   * The new PIN's second entry, typed in the same page as the first: it
+   * answers the flow's confirming ask that follows at once, and is dropped
+   * at anything else the flow does.
+   */
+  newPinAgain?: string;
 }
 
 /**
@@ -174,13 +180,17 @@ export class Operations {
 
   /**
    * Hands a PIN typed in the PIN page to the waiting flow. The nonce is
-   * spent whatever follows. Returns false when it was not the current one.
+   * spent whatever follows. For a new PIN the page asks it twice; the
+   * second entry (`again`, equal to `pin`) answers the flow's own
+   * confirming ask, so the holder types it twice, not four times.
+   * Returns false when the nonce was not the current one.
    */
-  submitPin(operationId: string, nonce: string, pin: string): boolean {
+  submitPin(operationId: string, nonce: string, pin: string, again?: string): boolean {
     const ask = this.pinAsk(operationId, nonce);
     const op = this.ops.get(operationId);
     if (!ask || !op) return false;
     this.settle(op, ask);
+    if (ask.pin?.prompt.newPin && again !== undefined) op.newPinAgain = again;
     ask.resolve(pin);
     return true;
   }
@@ -281,6 +291,7 @@ export class Operations {
       };
       op.state = "failed";
     } finally {
+      op.newPinAgain = undefined;
       if (op.pending) {
         // A flow that ends without waiting for its own question leaves nothing to answer.
         clearTimeout(op.pending.timer);
@@ -294,6 +305,9 @@ export class Operations {
   private prompter(op: Operation, request: OperationRequest): Prompter {
     return {
       pin: (r) => {
+        const again = op.newPinAgain;
+        op.newPinAgain = undefined;
+        if (r.newPin && again !== undefined) return Promise.resolve(again);
         const nonce = randomBytes(24).toString("base64url");
         const input: OperationInput = {
           kind: "pin",
@@ -318,6 +332,7 @@ export class Operations {
       stepUp: (r) => this.ask<void>(op, { kind: "step-up", approvalUrl: r.approvalUrl, ...(r.expiresAt ? { expiresAt: r.expiresAt.toISOString() } : {}) }),
       confirm: (r) => this.ask<boolean>(op, { kind: "confirm", question: r.question, consequences: [...r.consequences] }),
       progress: (event: ProgressEvent) => {
+        op.newPinAgain = undefined;
         op.progress.push({ step: event.step, zh: event.zh, en: event.en, at: this.o.now().toISOString() });
         this.changed(op);
       },
@@ -325,6 +340,7 @@ export class Operations {
   }
 
   private ask<T>(op: Operation, input: OperationInput, pin?: PendingAsk["pin"]): Promise<T> {
+    op.newPinAgain = undefined;
     if (this.closed) return Promise.reject(new UkeyError("SESSION_EXPIRED", { detail: "the agent stopped" }));
     if (op.pending) return Promise.reject(new UkeyError("INTERNAL", { detail: `the flow asked for ${input.kind} while ${op.pending.input.kind} was open` }));
     return new Promise<T>((resolve, reject) => {

@@ -17,6 +17,7 @@ let world: AgentWorld;
 let agent: TestAgent;
 let issued: { serial: string; certId: string; notAfter: string };
 let otpToken: string;
+let freshToken: string;
 let token: string;
 
 before(async () => {
@@ -24,6 +25,7 @@ before(async () => {
   issued = await world.issueOnToken("H1", "e2e", "p256");
   otpToken = world.addToken("otp");
   await world.issueOnToken("H3", "otp", "p256", otpToken);
+  freshToken = world.addToken("fresh");
   const server = await world.start();
   agent = await startTestAgent(flows, {
     backendFactory: async () => new Pkcs11Backend(world.hsm.module),
@@ -143,6 +145,43 @@ test("renew with an ID number (a wrong one first) and a one-time code answered t
   const steps = v.progress.map((p) => p.step);
   assert.ok(steps.includes("verify-identity") && steps.includes("verify-code"), steps.join());
   assert.ok(!agent.logs.some((l) => l.includes("11010119900307123X") || l.includes(code)), agent.logs.join("\n"));
+});
+
+test("initialise through the API: confirm, then the SO PIN and the new PIN (typed twice in one page) in the same window", async () => {
+  const cancel = await agent.call("/v1/operations", { token, body: { kind: "initialise", tokenSerial: freshToken } });
+  let v = await until(cancel.json.id as string, (x) => x.state !== "running");
+  assert.equal(v.input?.kind, "confirm", JSON.stringify(v));
+  assert.equal((await agent.call(`/v1/operations/${v.id}/input`, { token, body: { confirm: false } })).status, 202);
+  v = await until(v.id, (x) => x.state === "failed");
+  assert.equal(v.error?.code, "OPERATION_CANCELLED");
+
+  const started = await agent.call("/v1/operations", { token, body: { kind: "initialise", tokenSerial: freshToken, label: "renamed" } });
+  const id = started.json.id as string;
+  v = await until(id, (x) => x.state !== "running");
+  const asked = v.input as { kind: string; question: string; consequences: string[] };
+  assert.equal(asked.kind, "confirm");
+  assert.ok(asked.question.includes(freshToken), asked.question);
+  assert.ok(asked.consequences.length >= 1);
+  assert.equal((await agent.call(`/v1/operations/${id}/input`, { token, body: { confirm: true } })).status, 202);
+
+  v = await until(id, (x) => x.input?.kind === "pin" || x.state === "failed");
+  assert.equal((v.input as { so?: boolean }).so, true, JSON.stringify(v));
+  const soUrl = (v.input as { promptUrl: string }).promptUrl;
+  assert.match((await rawRequest(soUrl, { headers: {} })).body, /SO PIN/);
+  const so = await postPin(soUrl, { pin: world.hsm.soPin });
+  assert.equal(so.status, 303, so.body);
+  const newUrl = String(so.headers.location);
+  const newPage = await rawRequest(newUrl, { headers: {} });
+  assert.match(newPage.body, /name="pin2"/);
+  const set = await postPin(newUrl, { pin: "135792", pin2: "135792" });
+  assert.equal(set.status, 200, set.body);
+  assert.match(set.body, /已完成/);
+
+  v = await until(id, (x) => x.state === "done" || x.state === "failed");
+  assert.equal(v.state, "done", JSON.stringify(v.error));
+  assert.equal((v.result as { token: { serial: string; label: string } }).token.label, "renamed");
+  // The new PIN opens the key (pkcs11-tool logs in with it).
+  assert.deepEqual(world.objects("renamed", "135792").certificates, []);
 });
 
 test("a renewal for a token that is not there fails cleanly with TOKEN_NOT_PRESENT", async () => {
