@@ -43,11 +43,13 @@ async function enterPins(pins: string[]): Promise<void> {
   await page.locator("[data-input=pin] [data-action=open-pin]").waitFor();
   const [popup] = await Promise.all([page.waitForEvent("popup"), page.click("[data-action=open-pin]")]);
   assert.equal(new URL(popup.url()).origin, agent.url, "the PIN page is the agent's own");
-  for (const pin of pins) {
+  for (const [i, pin] of pins.entries()) {
+    // After a PIN the window shows the next question or says to go back; a new PIN may be asked in one page (two fields) or two.
+    if (i > 0 && !(await popup.locator("#pin").count())) break;
     await popup.locator("#pin").waitFor();
     await popup.fill("#pin", pin);
     if (await popup.locator("#pin2").count()) await popup.fill("#pin2", pin);
-    await Promise.all([popup.waitForLoadState("load"), popup.click("button[type=submit]")]);
+    await Promise.all([popup.waitForEvent("load"), popup.click("button[type=submit]")]);
   }
   await popup.close();
 }
@@ -169,7 +171,7 @@ test("initialise a key, then download with two codes; a wrong code gets its page
   await page.locator("[data-page=initialise] .warn").waitFor();
   await page.click("[data-page=initialise] .card button");
   await page.locator("[data-input=confirm] [data-action=confirm-yes]").click();
-  // The SO PIN, then the new PIN, which the agent asks twice.
+  // The SO PIN, then the new PIN (twice).
   await enterPins([world.hsm.soPin, newPin, newPin]);
   await page.locator("[data-result=initialise]").waitFor({ timeout: 120_000 });
   await page.click("[data-result=initialise] a.button");
@@ -243,6 +245,18 @@ test("the pairing is withdrawn mid-renewal: the portal pairs again and the same 
   const result = page.locator("[data-result=renew]");
   await result.waitFor({ timeout: 120_000 });
   assert.notEqual(await result.locator("[data-field=serial]").innerText(), resumeCert.serial);
+});
+
+test("diagnostics: the agent's doctor, each check with what it found", async () => {
+  await page.goto(`${world.server!.url}/?agent=${agent.url}#/diagnostics`);
+  const diag = page.locator("[data-page=diagnostics]");
+  await diag.waitFor();
+  assert.match(await diag.innerText(), new RegExp(agent.url.replace(/[.]/g, "\\.")));
+  await diag.locator("button.primary").click();
+  const checks = page.locator("[data-result=doctor] li[data-check]");
+  await checks.first().waitFor({ timeout: 120_000 });
+  assert.ok(await checks.count() >= 3, await page.locator("main").innerText());
+  assert.equal(await page.locator("[data-result=doctor] li[data-check=server].ok").count(), 1, await page.locator("main").innerText());
 });
 
 test("a hostile origin cannot use the agent, not even with a token stolen from the portal", async () => {

@@ -1,5 +1,6 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { createServer as createHttpServer } from "node:http";
 import { createServer } from "node:net";
 import { errorCodes, legacyErrors } from "@ukey/policy";
 import { initialisedDataDir, startUkeyServer, tempDir, type RunningServer, type TempDir } from "../../server/test/support/fixtures.js";
@@ -68,6 +69,40 @@ test("no agent: says what happened and how to install and start it on each OS, i
   }
   assert.equal(await page.locator("input[inputmode=numeric]").inputValue(), String(closedPort));
   assert.deepEqual(cspViolations(b.consoleErrors), []);
+});
+
+test("an agent too old for the portal gets its page, with both versions", async () => {
+  // No agent older than this portal exists to run here: a stand-in answers hello as version 0.0.9 would.
+  const old = createHttpServer((req, res) => {
+    res.setHeader("access-control-allow-origin", server.url);
+    res.setHeader("content-type", "application/json");
+    res.end(JSON.stringify({ agent: "ukey-agent", version: "0.0.9", protocol: 1, paired: false }));
+  });
+  await new Promise<void>((r) => old.listen(0, "127.0.0.1", r));
+  try {
+    const { page } = b;
+    await page.goto(`${server.url}/?agent=http://127.0.0.1:${(old.address() as { port: number }).port}`);
+    const p = page.locator("[data-page=agent-outdated] .problem[data-code=AGENT_OUTDATED]");
+    await p.waitFor();
+    assert.match(await p.innerText(), /0\.0\.9[\s\S]*0\.1\.0/);
+  } finally {
+    await new Promise((r) => old.close(r));
+    await b.page.goto(`${server.url}/?agent=http://127.0.0.1:${closedPort}`);
+  }
+});
+
+test("every form control has a label, on the pages a holder meets first", async () => {
+  const { page } = b;
+  for (const hash of ["#/", "#/help"]) {
+    await page.goto(`${server.url}/?agent=http://127.0.0.1:${closedPort}${hash}`);
+    await page.locator("[data-page]").first().waitFor();
+    await page.locator("details summary").first().click().catch(() => undefined);
+    const unlabelled = await page.evaluate(`[...document.querySelectorAll("input, select, textarea")]
+      .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute("aria-label") && !el.getAttribute("aria-labelledby"))
+      .map((el) => el.outerHTML)`) as string[];
+    assert.deepEqual(unlabelled, [], hash);
+    assert.equal(await page.locator("main h1").count(), 1, `${hash}: one heading`);
+  }
 });
 
 test("a link cannot point the portal at an agent that is not on this computer", async () => {
