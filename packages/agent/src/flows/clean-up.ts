@@ -29,13 +29,24 @@ type ServerView = (cert: TokenCertificate) => Promise<"superseded" | "revoked" |
  */
 export async function planCleanUp(
   certs: TokenCertificate[], keys: TokenKey[], now: Date,
-  opts: { keep?: Set<string>; serverView?: ServerView; orderState?: (orderId: string) => Promise<string | undefined | "unreachable"> } = {},
+  opts: {
+    keep?: Set<string>;
+    /** Serials the caller knows the server has superseded. */
+    superseded?: string[];
+    serverView?: ServerView;
+    orderState?: (orderId: string) => Promise<string | undefined | "unreachable">;
+  } = {},
 ): Promise<InvalidObject[]> {
   const keep = opts.keep ?? new Set<string>();
   const out: InvalidObject[] = [];
   const removed = new Set<string>();
   const views = new Map<string, Awaited<ReturnType<ServerView>>>();
-  for (const c of certs) views.set(c.id, opts.serverView ? await opts.serverView(c) : undefined);
+  for (const c of certs) {
+    // What is kept needs no question; what the caller already knows (the certificate an order just superseded) neither.
+    if (keep.has(c.id) || objectLabels.pendingOrder(c.label)) continue;
+    const known = opts.superseded?.some((serial) => sameSerial(serial, c.serialHex));
+    views.set(c.id, known ? "superseded" : opts.serverView ? await opts.serverView(c) : undefined);
+  }
   for (const c of certs) {
     if (keep.has(c.id) || objectLabels.pendingOrder(c.label)) continue;
     const v = views.get(c.id);

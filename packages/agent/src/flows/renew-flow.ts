@@ -304,6 +304,7 @@ class RenewalRun {
     const certs = await this.session.listCertificates();
     const plan = await planCleanUp(certs, await this.session.listKeys(), new Date(), {
       keep: new Set([installed.id]),
+      superseded: [order.certificate.serial],
       serverView: serverViewOf(this.client, this.ctx.channel),
       orderState: orderStateOf(this.client),
     });

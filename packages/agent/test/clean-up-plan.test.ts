@@ -1,0 +1,49 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { planCleanUp } from "../src/flows/clean-up.js";
+import { objectLabels, type TokenCertificate, type TokenKey } from "../src/keys/key-store.js";
+
+// What the clean-up may remove, decided over plain objects: table-driven,
+// one rule per case. The current certificate, the only certificate of a
+// subject and the pending key of an open order are never on the list.
+const now = new Date("2026-06-01T00:00:00Z");
+const day = 86_400_000;
+const cert = (id: string, serialHex: string, daysLeft: number, label = objectLabels.current(serialHex), subject = "CN=Holder H1"): TokenCertificate => ({
+  id, label, der: new Uint8Array(), serialHex, subject, issuer: "CN=Issuing CA",
+  notBefore: new Date(now.getTime() - 400 * day), notAfter: new Date(now.getTime() + daysLeft * day), hasKey: true,
+});
+const key = (id: string, label = "k"): TokenKey => ({ id, label, algorithm: "p256", spki: new Uint8Array() });
+
+type View = "superseded" | "revoked" | "live" | "unknown" | undefined;
+const cases: { name: string; certs: TokenCertificate[]; keys: TokenKey[]; views?: Record<string, View>; orders?: Record<string, string | undefined | "unreachable">; keep?: string[]; superseded?: string[]; want: string[] }[] = [
+  { name: "a valid certificate alone stays", certs: [cert("a", "01", 100)], keys: [key("a")], want: [] },
+  { name: "an expired certificate alone stays (it may still be renewable)", certs: [cert("a", "01", -10)], keys: [key("a")], want: [] },
+  { name: "an expired certificate replaced by a valid one of the same subject goes", certs: [cert("a", "01", -10), cert("b", "02", 300)], keys: [key("a"), key("b")], want: ["a"] },
+  { name: "an expired certificate of another subject stays", certs: [cert("a", "01", -10, undefined, "CN=Someone Else"), cert("b", "02", 300)], keys: [key("a"), key("b")], want: [] },
+  { name: "a certificate the server says is superseded goes", certs: [cert("a", "01", 20), cert("b", "02", 300)], keys: [key("a"), key("b")], views: { a: "superseded", b: "live" }, want: ["a"] },
+  { name: "a revoked certificate goes", certs: [cert("a", "01", 20)], keys: [key("a")], views: { a: "revoked" }, want: ["a"] },
+  { name: "what the caller keeps stays even when the server says superseded", certs: [cert("a", "01", 20)], keys: [key("a")], views: { a: "superseded" }, keep: ["a"], want: [] },
+  { name: "a serial the caller knows is superseded goes without asking", certs: [cert("a", "01", 20), cert("b", "02", 300)], keys: [key("a"), key("b")], superseded: ["0001"], want: ["a"] },
+  { name: "an installed certificate still pending stays", certs: [cert("a", "01", 20), cert("n", "02", 300, objectLabels.pending("o1"))], keys: [key("a"), key("n", objectLabels.pending("o1"))], views: { a: "live" }, orders: { o1: "installed" }, want: [] },
+  { name: "an orphan key goes", certs: [cert("a", "01", 20)], keys: [key("a"), key("z", "stray")], want: ["z"] },
+  { name: "the pending key of an open order stays", certs: [cert("a", "01", 20)], keys: [key("a"), key("p", objectLabels.pending("o1"))], orders: { o1: "verified" }, want: [] },
+  { name: "the pending key of a failed or cancelled order goes", certs: [cert("a", "01", 20)], keys: [key("a"), key("p", objectLabels.pending("o1")), key("q", objectLabels.pending("o2"))], orders: { o1: "failed", o2: "cancelled" }, want: ["p", "q"] },
+  { name: "the pending key of an order the server does not know goes", certs: [cert("a", "01", 20)], keys: [key("a"), key("p", objectLabels.pending("o9"))], orders: { o9: undefined }, want: ["p"] },
+  { name: "the pending key stays while the server cannot be asked", certs: [cert("a", "01", 20)], keys: [key("a"), key("p", objectLabels.pending("o1"))], orders: { o1: "unreachable" }, want: [] },
+  { name: "the pending key of a download stays", certs: [], keys: [key("d", objectLabels.pending("download-4992739872"))], orders: {}, want: [] },
+];
+
+for (const c of cases) {
+  test(c.name, async () => {
+    const plan = await planCleanUp(c.certs, c.keys, now, {
+      ...(c.keep ? { keep: new Set(c.keep) } : {}),
+      ...(c.superseded ? { superseded: c.superseded } : {}),
+      serverView: async (x) => {
+        if (c.superseded?.some((s) => s.replace(/^0+/, "") === x.serialHex.replace(/^0+/, ""))) assert.fail("a known serial is not asked about");
+        return c.views?.[x.id];
+      },
+      orderState: async (id) => (c.orders && id in c.orders ? c.orders[id] : assert.fail(`order ${id} asked`)),
+    });
+    assert.deepEqual(plan.map((p) => p.id).sort(), c.want);
+  });
+}
