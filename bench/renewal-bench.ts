@@ -85,18 +85,22 @@ export async function prepareRenewalJobs(ctx: ServerContext, holderId: string, r
   return file;
 }
 
+/** Renewals before the measured ones (not counted): the server reaches its steady state first. */
+export const RENEWAL_WARM_UP_SECONDS = 1;
+
 /**
  * Serves the real app on loopback and lets `agents` concurrent agents (a
  * load client in one child process) renew the prepared certificates until
- * the list is done or `seconds` are up. The server's and the client's CPU
+ * the list is done or `seconds` are up, after `warmUpSeconds` of renewals
+ * that are not counted. The server's and the client's CPU
  * are measured over the same window: both share this machine's cores.
  */
-export async function measureRenewals(ctx: ServerContext, jobsFile: string, agents: number, seconds: number): Promise<RenewalResult> {
+export async function measureRenewals(ctx: ServerContext, jobsFile: string, agents: number, seconds: number, warmUpSeconds = RENEWAL_WARM_UP_SECONDS): Promise<RenewalResult> {
   const app = await buildApp(ctx);
   await app.listen({ host: "127.0.0.1", port: 0 });
   try {
     const port = (app.server.address() as { port: number }).port;
-    const client = fork(join(import.meta.dirname, "renewal-load-client.mjs"), [String(port), jobsFile, String(seconds), String(agents)], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    const client = fork(join(import.meta.dirname, "renewal-load-client.mjs"), [String(port), jobsFile, String(seconds), String(agents), String(warmUpSeconds)], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
     let cpuAtStart: NodeJS.CpuUsage | undefined;
     let ticksAtStart: number | undefined;
     let diskAtStart: number | undefined;
@@ -129,10 +133,11 @@ export async function measureRenewals(ctx: ServerContext, jobsFile: string, agen
 /** One line for the bench output: the rate, its ratio to the raw bound, and the CPU each side used. */
 export function renewalLine(r: RenewalResult, agents: number, bound?: number): string {
   const label = `renewals over HTTP (4 requests each, ${agents} agents)`.padEnd(48);
+  const perRenewal = (cores: number) => (cores * r.elapsed * 1000 / Math.max(1, r.done)).toFixed(2);
   const ratio = bound ? `   raw bound ${bound.toFixed(0)} /s, ratio ${(r.rate / bound).toFixed(2)}` : "";
-  return `${label} ${r.rate.toFixed(0).padStart(8)} /s${ratio} (target >= 1000/s)   done ${r.done} failed ${r.failed}`
+  return `${label} ${r.rate.toFixed(0).padStart(8)} /s${ratio} (target >= 1000/s)   done ${r.done} failed ${r.failed} in ${r.elapsed.toFixed(1)} s after ${RENEWAL_WARM_UP_SECONDS} s warm-up`
     + `\n${"".padEnd(49)}CPU (cores): server ${r.serverCpu.toFixed(2)}${r.mainThreadCpu === undefined ? "" : ` (main thread ${r.mainThreadCpu.toFixed(2)})`}, load client ${r.clientCpu.toFixed(2)}`
-    + `; per renewal: server ${(r.serverCpu * r.elapsed * 1000 / Math.max(1, r.done)).toFixed(2)} ms, client ${(r.clientCpu * r.elapsed * 1000 / Math.max(1, r.done)).toFixed(2)} ms`
+    + `; per renewal: server ${perRenewal(r.serverCpu)} ms${r.mainThreadCpu === undefined ? "" : ` (main thread ${perRenewal(r.mainThreadCpu)} ms)`}, client ${perRenewal(r.clientCpu)} ms`
     + `${r.diskBytesPerRenewal === undefined ? "" : `, disk writes ${(r.diskBytesPerRenewal / 1024).toFixed(0)} KB`}${r.firstError ? `   first error: ${r.firstError}` : ""}`;
 }
 

@@ -13,7 +13,7 @@ import { createPrivateKey, sign } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { connect } from "node:net";
 
-const [port, jobsFile, secs, conns] = process.argv.slice(2);
+const [port, jobsFile, secs, conns, warmUp = "0"] = process.argv.slice(2);
 // Keys are loaded once, as an agent holds its token session open.
 const jobs = JSON.parse(readFileSync(jobsFile, "utf8")).map((j) => ({
   startBody: JSON.stringify({ certId: j.certId, channel: "web" }),
@@ -90,11 +90,24 @@ await Promise.all(connections.map((c) => new Promise((resolve, reject) => {
   c.socket.once("connect", resolve);
   c.socket.once("error", reject);
 })));
-// The parent starts counting its own CPU now; ours is counted from here too.
-process.send({ ready: true });
-const cpuAtStart = process.cpuUsage();
-const start = Date.now();
-const end = start + Number(secs) * 1000;
+// A warm-up (not counted) lets the server reach its steady state first: compiled code, and the
+// signature worker it starts under load.
+const warmUpMs = Number(warmUp) * 1000;
+let measuring = false;
+let start = Date.now();
+let end = start + warmUpMs + Number(secs) * 1000;
+let cpuAtStart = process.cpuUsage();
+const warmUpTimer = setTimeout(() => {
+  measuring = true;
+  done = 0;
+  failed = 0;
+  firstError = undefined;
+  // The parent starts counting its own CPU now; ours is counted from here too.
+  process.send({ ready: true });
+  cpuAtStart = process.cpuUsage();
+  start = Date.now();
+  end = start + Number(secs) * 1000;
+}, warmUpMs);
 await Promise.all(connections.map(async (c) => {
   while (Date.now() < end && next < jobs.length) {
     const job = jobs[next++];
@@ -113,6 +126,14 @@ await Promise.all(connections.map(async (c) => {
     }
   }
 }));
+if (!measuring) {
+  // The list ran out during the warm-up: nothing was measured.
+  clearTimeout(warmUpTimer);
+  process.send({ ready: true });
+  cpuAtStart = process.cpuUsage();
+  start = Date.now();
+  done = 0;
+}
 const elapsed = (Date.now() - start) / 1000;
 const cpu = process.cpuUsage(cpuAtStart);
 process.send({ done, failed, firstError, elapsed, cpuMicros: cpu.user + cpu.system });
