@@ -2,7 +2,8 @@
  * The agent's local API, as the portal sees it. HTTP on 127.0.0.1 only
  * (default port 24817, `ukey agent --port`), JSON bodies, errors as the
  * server's problem documents ({type, title, status, code, message: {zh, en},
- * remedy: {zh, en}, params}).
+ * remedy: {zh, en}, params}; message and remedy also carry "zh-CN", the key
+ * the server's own problem documents use, so one reader serves both).
  *
  * Who may call:
  * - An origin not in the agent's configured list gets 403 ORIGIN_NOT_PAIRED
