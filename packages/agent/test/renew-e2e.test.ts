@@ -30,6 +30,9 @@ before(async () => {
   const expired = w.addToken("expired");
   const imported = await w.importOnToken("OLD1", "e2e", "p256", new Date(Date.now() - 400 * day), new Date(Date.now() - 10 * day), expired);
   tokens.expired = { serial: expired, label: "expired", cert: imported.serial };
+  const longExpired = w.addToken("stepup");
+  const old2 = await w.importOnToken("OLD2", "stepup", "p256", new Date(Date.now() - 400 * day), new Date(Date.now() - 20 * day), longExpired);
+  tokens.stepup = { serial: longExpired, label: "stepup", cert: old2.serial };
   pfx = w.t.path("holder.p12");
   const filed = await w.issueInFile("H2", "e2e", pfx);
   tokens.pfx = { serial: fileTokenSerial(pfx), label: "", cert: filed.serial, certId: filed.certId };
@@ -177,4 +180,23 @@ test("renews a certificate in a PKCS#12 file: the file then holds the new certif
   assert.equal(o.stdout.match(/BEGIN CERTIFICATE/g)?.length, 1);
   assert.equal(o.stdout.match(/BEGIN PRIVATE KEY/g)?.length, 1);
   assert.equal((await (await fetch(`${w.server!.url}/api/v1/renewal-info/${tk.certId}`)).json() as { state: string }).state, "superseded");
+});
+
+test("expired longer than the profile allows without step-up: approved on a second device, then renewed", async () => {
+  const tk = tokens.stepup!;
+  let approved = 0;
+  const r = await w.ukeyInteractive(["renew", "--token", tk.serial, "--json"], (err) => {
+    if (!/Press Enter when it is approved: $/.test(err)) return undefined;
+    const link = /\/step-up\/(\S+)/.exec(err)![1]!;
+    // The second device: the holder opens the link and confirms with the ID number on record.
+    const c = spawnSync("curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", "content-type: application/json",
+      "-d", JSON.stringify({ idType: "resident-id", idNumber: "11010119900307123X" }), `${w.server!.url}/api/v1/step-up/${link}`], { encoding: "utf8" });
+    assert.equal(c.stdout, "200", c.stderr);
+    approved++;
+    return "";
+  });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(approved, 1);
+  assert.match(r.stderr, /Open this link on a second device/);
+  assertOneCurrent(w.objects(tk.label), r.json<RenewResult>().certificate.serialHex);
 });

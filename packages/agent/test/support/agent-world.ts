@@ -35,6 +35,7 @@ export interface UkeyRun {
  * - "e2e-leave": the same, old certificate left to expire;
  * - "long": possession only, 1825 days (renewal not yet open);
  * - "p256only": as "e2e", P-256 keys only;
+ * - "stepup": as "e2e", with step-up once expired more than 5 days;
  * - "otp": ID number and a one-time code by SMS (to the outbox).
  */
 export interface AgentWorld {
@@ -79,6 +80,7 @@ const profiles = [
   { id: "e2e-leave", preset: "gov-supervision", validity: { days: 30 }, keyAlgorithms: ["p256", "rsa2048"], renewal: { onCompletion: "leave-to-expire" } },
   { id: "long", preset: "gov-supervision", validity: { days: 1825 }, keyAlgorithms: ["p256", "rsa2048"] },
   { id: "p256only", preset: "gov-supervision", validity: { days: 30 }, keyAlgorithms: ["p256"] },
+  { id: "stepup", preset: "gov-supervision", validity: { days: 30 }, keyAlgorithms: ["p256"], renewal: { stepUp: { afterDaysExpired: 5 } } },
   { id: "otp", preset: "gov-supervision", validity: { days: 30 }, keyAlgorithms: ["p256"], verification: { idNumber: true, oneTimeCode: "sms" } },
 ];
 
