@@ -11,6 +11,7 @@ import { createAgentWorld, type AgentWorld, type TokenObjects } from "./support/
 let w: AgentWorld;
 let fresh: string;
 let forgot: string;
+let interrupted: string;
 const enrolments: { referenceNumber: string; authorizationCode: string }[] = [];
 
 before(async () => {
@@ -18,7 +19,8 @@ before(async () => {
   fresh = w.addToken("fresh");
   forgot = w.addToken("forgot");
   await w.issueOnToken("H1", "e2e", "p256", forgot);
-  for (let i = 0; i < 2; i++) {
+  interrupted = w.addToken("interrupted");
+  for (let i = 0; i < 3; i++) {
     const r = runUkeyServer(["enrol", "--data-dir", w.dataDir, "--holder", "H2", "--profile", "e2e", "--json"], w.env);
     assert.equal(r.status, 0, r.stderr);
     enrolments.push(r.json());
@@ -114,4 +116,20 @@ test("PIN change: the current PIN, then the new one twice; a mismatch changes no
   const r = w.ukey(["pin", "change", "--token", forgot, "--pin-file", cur, "--new-pin-file", next]);
   assert.equal(r.status, 0, r.stderr);
   assert.equal(w.objects("forgot", "135791").certificates.length, 1);
+});
+
+test("a download killed after the server answered: the same codes with the same key finish it (the server delivers again)", () => {
+  const e = enrolments[2]!;
+  const killed = w.ukey(["download", "--token", interrupted, "--ref", e.referenceNumber, "--code", e.authorizationCode], { env: { UKEY_AGENT_FAULT: "after-csr" } });
+  assert.equal(killed.signal, "SIGKILL", killed.stderr);
+  const mid = w.objects("interrupted");
+  assert.equal(mid.certificates.length, 0, "nothing installed yet");
+  assert.equal(mid.privateKeys.length, 1);
+  assert.equal(mid.privateKeys[0]!.label, objectLabels.pending(`download-${e.referenceNumber}`));
+  const again = w.ukey(["download", "--token", interrupted, "--ref", e.referenceNumber, "--code", e.authorizationCode, "--json"]);
+  assert.equal(again.status, 0, again.stderr);
+  const cert = again.json<{ certificate: IssuedCertificate }>().certificate;
+  const after = w.objects("interrupted");
+  assertOneCurrent(after, cert.serialHex);
+  assert.equal(after.privateKeys[0]!.id, mid.privateKeys[0]!.id, "the pending key was used, the code not spent twice");
 });
