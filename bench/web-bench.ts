@@ -1,7 +1,7 @@
 // The portal's two targets, measured in the bench's run: its JavaScript
 // gzipped (target at most 200 KB) and its first render on localhost in
 // Chromium (target at most 1 s), served by the real app.
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createServer } from "node:net";
 import { gzipSync } from "node:zlib";
@@ -46,6 +46,10 @@ export async function measurePortal(ctx: ServerContext): Promise<boolean> {
   const consoleJs = pageJsGzipBytes(readFileSync(join(dist, "console/index.html"), "utf8"));
   const kb = (n: number) => (n / 1024).toFixed(1);
   console.log(`${"portal JavaScript, gzipped".padEnd(48)} ${kb(portal.gzip).padStart(8)} KB  target <= ${JS_BUDGET_KB} KB  (${kb(portal.raw)} KB raw, ${portal.files.length} files)`);
+  // Chunks loaded later (the QR code of step-up) count too: everything but the console's own entry.
+  const all = readdirSync(join(dist, "assets")).filter((f) => f.endsWith(".js") && !consoleJs.files.some((c) => c.endsWith(f) && !portal.files.some((p) => p.endsWith(f))));
+  const allGzip = all.reduce((n, f) => n + gzipSync(readFileSync(join(dist, "assets", f)), { level: 9 }).length, 0);
+  console.log(`${"portal JavaScript with lazy chunks, gzipped".padEnd(48)} ${kb(allGzip).padStart(8)} KB  target <= ${JS_BUDGET_KB} KB  (${all.length} files)`);
   console.log(`${"console JavaScript, gzipped".padEnd(48)} ${kb(consoleJs.gzip).padStart(8)} KB  target <= ${JS_BUDGET_KB} KB`);
 
   const app = await buildApp(ctx);
@@ -79,5 +83,5 @@ export async function measurePortal(ctx: ServerContext): Promise<boolean> {
   paints.sort((a, c) => a - c);
   const median = paints[2]!;
   console.log(`${"portal first render (FCP), Chromium, localhost".padEnd(48)} ${median.toFixed(0).padStart(8)} ms  target <= ${RENDER_BUDGET_MS} ms  (5 cold loads: ${paints.map((p) => p.toFixed(0)).join(", ")})`);
-  return portal.gzip <= JS_BUDGET_KB * 1024 && consoleJs.gzip <= JS_BUDGET_KB * 1024 && median <= RENDER_BUDGET_MS;
+  return allGzip <= JS_BUDGET_KB * 1024 && consoleJs.gzip <= JS_BUDGET_KB * 1024 && median <= RENDER_BUDGET_MS;
 }

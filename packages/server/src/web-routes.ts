@@ -36,7 +36,8 @@ const securityHeaders: Record<string, string> = {
 };
 
 /**
- * Serves the built portal at `/` and the operator console at `/console/`
+ * Serves the built portal at `/` (and at `/step-up/{link}`, the approval
+ * page of a step-up link) and the operator console at `/console/`
  * from `dist` (default packages/web/dist), with the security headers above
  * on every file. Hashed assets are cached for a year; pages are revalidated
  * each time. When `dist` has not been built, nothing is served and the
@@ -54,5 +55,7 @@ export async function registerWebRoutes(app: FastifyInstance, dist: string = def
       return payload;
     });
     await web.register(fastifyStatic, { root: dist, prefix: "/", index: "index.html", redirect: true, cacheControl: false, dotfiles: "deny" });
+    // The step-up link a holder opens on a second device (renewal-order-service startStepUp) is a portal page.
+    web.get<{ Params: { link: string } }>("/step-up/:link", { schema: { hide: true } as Record<string, unknown> }, (_req, reply) => reply.sendFile("index.html"));
   });
 }

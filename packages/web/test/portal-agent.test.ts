@@ -24,6 +24,8 @@ let tok2: string;
 let tok3: string;
 let otpCert: { serial: string };
 let resumeCert: { serial: string };
+let stepUpCert: { serial: string };
+let stepUpToken: string;
 let adminToken: string;
 let renewedSerial = "";
 const opPassword = "operator's long passphrase 9";
@@ -63,6 +65,8 @@ before(async () => {
   tok3 = world.addToken("fresh");
   otpCert = await world.issueOnToken("H3", "otp", "p256", world.addToken("otp-key"));
   resumeCert = await world.issueOnToken("H1", "e2e", "p256", world.addToken("resume-key"));
+  stepUpToken = world.addToken("stepup-key");
+  stepUpCert = await world.importOnToken("OLD1", "stepup", "p256", new Date(Date.now() - 400 * 86_400_000), new Date(Date.now() - 20 * 86_400_000), stepUpToken);
   const pw = world.t.write("op.pw", `${opPassword}\n`);
   const op = runUkeyServer(["operator", "add", "--data-dir", world.dataDir, "--id", "olga", "--role", "operator", "--password-file", pw, "--json"], world.env);
   assert.equal(op.status, 0, op.stdout + op.stderr);
@@ -225,6 +229,40 @@ test("verification as the profile asks: ID number (a wrong one first), then the 
   const result = page.locator("[data-result=renew]");
   await result.waitFor({ timeout: 120_000 });
   assert.notEqual(await result.locator("[data-field=serial]").innerText(), otpCert.serial);
+});
+
+test("step-up for a long-expired certificate: a QR code and link, approved on a second device with the ID number, then renewed", async () => {
+  await page.goto(`${world.server!.url}/?agent=${agent.url}#/`);
+  const card = page.locator(`article.cert[data-serial='${stepUpCert.serial}']`);
+  await card.waitFor();
+  assert.equal(await card.getAttribute("data-state"), "expired");
+  assert.equal(await card.locator(".window").getAttribute("data-window"), "open-step-up");
+  await card.locator("a.button").click();
+  await page.click("[data-page=renew] button.primary");
+  await enterPins([world.hsm.pin]);
+  const stepUp = page.locator("[data-input=step-up]");
+  await stepUp.waitFor({ timeout: 120_000 });
+  await stepUp.locator("img[data-qr=step-up]").waitFor();
+  const link = await stepUp.locator("[data-action=step-up-link]").getAttribute("href");
+  assert.match(link ?? "", /\/step-up\/[^/]+$/);
+
+  // The second device: its own browser, the link from the QR code.
+  const phone = await b.browser.newContext({ locale: "zh-CN", viewport: { width: 390, height: 800 } });
+  const second = await phone.newPage();
+  await second.goto(new URL(new URL(link!).pathname, world.server!.url).href);
+  await second.locator("[data-page=step-up-approval]").waitFor();
+  await second.fill("#su-number", "110101199001011111");
+  await second.click("[data-page=step-up-approval] button[type=submit]");
+  await second.locator(".problem[data-code=IDENTITY_MISMATCH]").waitFor();
+  await second.fill("#su-number", "11010119900307123X");
+  await second.click("[data-page=step-up-approval] button[type=submit]");
+  await second.locator("[data-result=step-up]").waitFor();
+  await phone.close();
+
+  await stepUp.locator("button.primary").click();
+  const result = page.locator("[data-result=renew]");
+  await result.waitFor({ timeout: 120_000 });
+  assert.notEqual(await result.locator("[data-field=serial]").innerText(), stepUpCert.serial);
 });
 
 test("the pairing is withdrawn mid-renewal: the portal pairs again and the same renewal carries on to its result", async () => {

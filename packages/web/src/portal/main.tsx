@@ -11,6 +11,7 @@ import { HelpPage } from "./help-page.js";
 import { OperationPage } from "./operation-page.js";
 import { OrganisationPage, useBell } from "./org-page.js";
 import { StatusPage } from "./status-page.js";
+import { StepUpApprovalPage } from "./step-up-page.js";
 
 /** Where the agent stands for this page. */
 export type AgentState =
@@ -129,4 +130,19 @@ function App() {
   );
 }
 
-render(<App />, document.getElementById("app")!);
+/** A step-up link opened on a second device: its own page, no agent needed. */
+function StepUpShell(props: { link: string }) {
+  useLang();
+  return (
+    <>
+      <header class="top">
+        <div class="brand"><img src="/favicon.svg" alt="" width="28" height="28" /> <span>{t("portal.title")}</span></div>
+        <div class="tools"><LangSwitch /></div>
+      </header>
+      <main id="main"><StepUpApprovalPage link={props.link} /></main>
+    </>
+  );
+}
+
+const stepUp = /^\/step-up\/([^/]+)$/.exec(location.pathname);
+render(stepUp ? <StepUpShell link={decodeURIComponent(stepUp[1]!)} /> : <App />, document.getElementById("app")!);

@@ -8,6 +8,7 @@ import { Busy, ProblemView } from "../shared/ui.js";
 import type { OperationAnswer, OperationRequest, OperationView } from "./agent-client.js";
 import { Steps } from "./agent-pages.js";
 import type { PageCtx } from "./status-page.js";
+import { QrCode } from "./step-up-page.js";
 
 const OPS_KEY = "ukey.operations";
 
@@ -251,7 +252,10 @@ function StepUpInput(props: { input: Extract<OperationInput, { kind: "step-up" }
     <div>
       <h2>{t("verify.stepUpTitle")}</h2>
       <p>{t("verify.stepUpExplain")}</p>
-      {ok ? <p><a class="button" href={props.input.approvalUrl} target="_blank" rel="noopener noreferrer">{t("verify.stepUpOpen")}</a></p> : null}
+      {ok ? <>
+        <QrCode text={props.input.approvalUrl} label={t("verify.stepUpQr")} />
+        <p><a class="button" href={props.input.approvalUrl} target="_blank" rel="noopener noreferrer" data-action="step-up-link">{t("verify.stepUpOpen")}</a></p>
+      </> : null}
       {props.input.expiresAt ? <p class="hint">{t("verify.stepUpUntil", { at: dayTime(props.input.expiresAt) })}</p> : null}
       <button type="button" class="primary" onClick={() => props.onAnswer({ stepUpDone: true })}>{t("verify.stepUpDone")}</button>
     </div>
