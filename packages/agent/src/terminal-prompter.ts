@@ -48,9 +48,18 @@ export class TerminalPrompter implements Prompter {
     return this.io.stdin.isTTY === true;
   }
 
-  /** The next line of stdin; OPERATION_CANCELLED (or `onEnd`) when stdin ends first. */
+  /** The next line of stdin; OPERATION_CANCELLED (or `onEnd`) when stdin ends first. From a pipe, lines are queued as they come. */
   private readLine(question: string, onEnd: ErrorCode = "OPERATION_CANCELLED"): Promise<string> {
     this.io.err(question);
+    if (this.tty) {
+      // One interface per question on a terminal: none may stay attached while a PIN is read in raw mode.
+      return new Promise((resolve, reject) => {
+        const rl = createInterface({ input: this.io.stdin, terminal: false });
+        let answered = false;
+        rl.once("line", (l) => { answered = true; rl.close(); resolve(l); });
+        rl.once("close", () => { if (!answered) reject(new UkeyError(onEnd, { detail: "no more input" })); });
+      });
+    }
     if (!this.rl) {
       this.rl = createInterface({ input: this.io.stdin, terminal: false });
       this.rl.on("line", (l) => {
@@ -77,6 +86,8 @@ export class TerminalPrompter implements Prompter {
   private async readHidden(question: string): Promise<string> {
     const stdin = this.io.stdin;
     if (!this.tty || !stdin.setRawMode) return this.readLine(question, "TOKEN_PIN_PROMPT_FAILED");
+    // Echo off before the prompt shows: a PIN typed the moment the prompt appears is never echoed.
+    stdin.setRawMode(true);
     this.io.err(question);
     return new Promise((resolve, reject) => {
       let value = "";
@@ -96,7 +107,6 @@ export class TerminalPrompter implements Prompter {
           else value += ch;
         }
       };
-      stdin.setRawMode!(true);
       stdin.resume();
       stdin.on("data", onData);
     });
