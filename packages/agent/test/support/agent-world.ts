@@ -192,7 +192,7 @@ export function createAgentWorld(prefix = "ukey-agent-"): AgentWorld {
         env: { PATH: process.env.PATH ?? "", HOME: t.dir, SOFTHSM2_CONF: hsm.conf, LANG: "en_US.UTF-8", ...opts.env },
         input: opts.input ?? "",
         encoding: "utf8",
-        timeout: 120_000,
+        timeout: 300_000,
       });
       return {
         status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr,
