@@ -113,6 +113,12 @@ test("signs in, shows the expiry chart and the funnel, finds the holder by ID nu
   for (const action of ["certificate.revoked", "enrolment.created", "operator.signed-in"]) assert.match(auditText, new RegExp(action.replace(".", "\\.")));
   assert.doesNotMatch(auditText, new RegExp(code), "the authorization code is in no audit entry");
 
+  await page.click("a[href='#/orders']");
+  await page.locator("[data-page=orders] [data-table=orders]").waitFor();
+  await page.click("a[href='#/outbox']");
+  await page.locator("[data-page=outbox] [data-table=outbox]").waitFor();
+  assert.doesNotMatch(await page.locator("[data-page=outbox]").innerText(), new RegExp(code), "no code in the outbox view");
+
   await page.click("a[href='#/profiles']");
   await page.locator("[data-profile=personal] img.timeline").waitFor();
   assert.ok(await page.locator("[data-profile=personal] img.timeline").evaluate((img) => (img as unknown as { naturalWidth: number }).naturalWidth > 0), "the timeline image renders");
@@ -121,8 +127,8 @@ test("signs in, shows the expiry chart and the funnel, finds the holder by ID nu
 
 test("a lost session brings the sign-in page back with SESSION_INVALID, never a blank page", async () => {
   const { page } = b;
+  // The token in this tab no longer holds (expired, forged, or the account disabled); nothing runs before the reload.
   await page.evaluate(() => { (globalThis as unknown as { sessionStorage: { setItem(k: string, v: string): void } }).sessionStorage.setItem("ukey.adminToken", "uks1.forged.token"); });
-  await page.goto(`${server.url}/console/#/certificates`);
   await page.reload();
   await page.locator("[data-page=sign-in] .problem[data-code=SESSION_INVALID]").waitFor();
 });
