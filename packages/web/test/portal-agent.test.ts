@@ -31,6 +31,14 @@ let renewedSerial = "";
 const opPassword = "operator's long passphrase 9";
 const newPin = "246810";
 
+/** The code of the last message of `purpose` in the server's outbox file (reminders may be written there too). */
+function lastCode(dataDir: string, purpose: string): string {
+  const lines = readFileSync(join(dataDir, "outbox.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { text: string; purpose: string });
+  const m = lines.filter((l) => l.purpose === purpose).at(-1);
+  assert.ok(m, `no ${purpose} message in the outbox`);
+  return /(\d{6})/.exec(m.text)![1]!;
+}
+
 async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
   const r = await fetch(`${world.server!.url}/api/v1/admin${path}`, {
     method, headers: { authorization: `Bearer ${adminToken}`, ...(body ? { "content-type": "application/json" } : {}) }, ...(body ? { body: JSON.stringify(body) } : {}),
@@ -222,8 +230,7 @@ test("verification as the profile asks: ID number (a wrong one first), then the 
   assert.match(await otp.innerText(), /159\*+005/, "the phone is masked");
   assert.match(await otp.locator("[data-action=resend]").innerText(), /\d+ 秒后可重新发送/);
   assert.equal(await otp.locator("[data-action=resend]").isDisabled(), true);
-  const lines = readFileSync(join(world.dataDir, "outbox.jsonl"), "utf8").trim().split("\n");
-  const code = /(\d{6})/.exec((JSON.parse(lines.at(-1)!) as { text: string }).text)![1]!;
+  const code = lastCode(world.dataDir, "otp");
   await page.fill("#otp", code);
   await page.click("[data-input=one-time-code] button[type=submit]");
   const result = page.locator("[data-result=renew]");
