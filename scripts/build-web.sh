@@ -4,6 +4,9 @@
 # build (or there is no build). `--force` builds anyway.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# One build at a time (test files running in parallel each ask for one): the later one then finds it done.
+exec 9<"scripts/build-web.sh"
+flock 9
 web=packages/web
 stamp="$web/dist/index.html"
 if [ "${1:-}" != "--force" ] && [ -f "$stamp" ]; then

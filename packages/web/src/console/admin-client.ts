@@ -42,7 +42,7 @@ export interface Order { id: string; certificateSerial: string | null; holderId:
 export interface OutboxMessage { id: string; channel: string; transport: string; recipient: string; purpose: string; holderId: string | null; redactedText: string; status: string; attempts: number; lastError: string | null; createdAt: number; sentAt: number | null }
 export interface AuditEntry { seq: number; at: number; actor: string; action: string; subjectType: string; subjectId: string; data: Record<string, unknown>; hash: string }
 export interface Expiries { from: number; weekMs: number; overdue: number; overdueSinceDays: number; total: number; weeks: { start: number; count: number }[] }
-export interface ProfileView { id: string; name: { "zh-CN": string; en: string }; certificateKind: string; validityAnchor: string; validity: Record<string, unknown>; timelineSvg: string }
+export interface ProfileView { id: string; name: { "zh-CN": string; en: string }; certificateKind: string; validityAnchor: string; validity: { days: number } | { years: number }; timelineSvg: string }
 
 export const revocationReasons = ["unspecified", "keyCompromise", "affiliationChanged", "superseded", "cessationOfOperation", "certificateHold", "privilegeWithdrawn"] as const;
 export const orderStates = ["created", "verified", "key-submitted", "issued", "installed", "completed", "failed", "cancelled", "expired"] as const;

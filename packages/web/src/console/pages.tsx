@@ -289,7 +289,11 @@ export function ProfilesPage() {
       {list.data?.profiles.map((p) => (
         <section class="card" data-profile={p.id}>
           <h2>{pick(p.name)} <small>({p.id})</small></h2>
-          <p>{t("con.profileFacts", { kind: p.certificateKind, anchor: p.validityAnchor, validity: JSON.stringify(p.validity) })}</p>
+          <p>{t("con.profileFacts", {
+            kind: t(p.certificateKind === "file" ? "con.kindFile" : "con.kindHardware"),
+            anchor: t(p.validityAnchor === "carry-over" ? "con.anchorCarryOver" : "con.anchorIssuance"),
+            validity: "years" in p.validity ? t("con.years", { n: Number(p.validity.years) }) : t("con.days", { n: Number(p.validity.days) }),
+          })}</p>
           {/* SVG as an image, never as markup: it cannot run anything. */}
           <img class="timeline" alt={t("con.timelineAlt", { name: pick(p.name) })} src={`data:image/svg+xml;charset=utf-8,${encodeURIComponent(p.timelineSvg)}`} />
         </section>
