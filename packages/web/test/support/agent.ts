@@ -3,11 +3,8 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { createInterface } from "node:readline";
-import { join, resolve } from "node:path";
-import type { AgentWorld } from "../../../agent/test/support/agent-world.js";
-
-/** `ukey agent ARGS` as a program (runAgentCommand), until the `ukey` bin routes its `agent` command. */
-const agentMain = resolve(import.meta.dirname, "../../../agent/test/local-api/agent-command-main.ts");
+import { join } from "node:path";
+import { ukeyBin, type AgentWorld } from "../../../agent/test/support/agent-world.js";
 
 export interface RunningAgent {
   child: ChildProcess;
@@ -29,7 +26,7 @@ export interface RunningAgent {
 export async function startAgent(world: AgentWorld, origins: string[] = []): Promise<RunningAgent> {
   if (!world.server) throw new Error("start the world's server first");
   const home = mkdtempSync(join(world.t.dir, "agent-home-"));
-  const child = spawn(process.execPath, ["--import", "tsx", agentMain, "start", "--port", "0", "--json", "--server", world.server.url, "--module", world.hsm.module,
+  const child = spawn(process.execPath, [ukeyBin, "agent", "start", "--port", "0", "--json", "--server", world.server.url, "--module", world.hsm.module,
     ...origins.flatMap((o) => ["--origin", o])], {
     env: { PATH: process.env.PATH ?? "", HOME: home, UKEY_AGENT_HOME: home, SOFTHSM2_CONF: world.hsm.conf, LANG: "en_US.UTF-8" },
     stdio: ["ignore", "pipe", "pipe"],
@@ -55,7 +52,7 @@ export async function startAgent(world: AgentWorld, origins: string[] = []): Pro
   return {
     child, url, stderr: () => err,
     command(args) {
-      const r = spawnSync(process.execPath, ["--import", "tsx", agentMain, ...args], {
+      const r = spawnSync(process.execPath, [ukeyBin, "agent", ...args], {
         env: { PATH: process.env.PATH ?? "", HOME: home, UKEY_AGENT_HOME: home, LANG: "en_US.UTF-8" }, encoding: "utf8", timeout: 60_000,
       });
       return { status: r.status, stdout: r.stdout, stderr: r.stderr };
