@@ -90,7 +90,14 @@ export class SignatureVerifier {
   }
 
   private start(): void {
-    const w = new Worker(new URL("./signature-worker.mjs", import.meta.url));
+    let w: Worker;
+    try {
+      w = new Worker(new URL("./signature-worker.mjs", import.meta.url));
+    } catch {
+      // No worker here (threads unavailable): checks stay on this thread; the request goes on.
+      this.failed = true;
+      return;
+    }
     // Never what keeps the process alive: requests waiting for it are held by the server.
     w.unref();
     w.on("message", (m: { ready?: true; id?: number; outcomes?: SignatureOutcome[] }) => {
