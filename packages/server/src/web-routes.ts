@@ -54,7 +54,7 @@ export async function registerWebRoutes(app: FastifyInstance, dist: string = def
       reply.header("cache-control", req.url.startsWith("/assets/") ? "public, max-age=31536000, immutable" : "no-cache");
       return payload;
     });
-    await web.register(fastifyStatic, { root: dist, prefix: "/", index: "index.html", redirect: true, cacheControl: false, dotfiles: "deny" });
+    await web.register(fastifyStatic, { root: dist, prefix: "/", index: "index.html", redirect: true, cacheControl: false, dotfiles: "ignore" });
     // The step-up link a holder opens on a second device (renewal-order-service startStepUp) is a portal page.
     web.get<{ Params: { link: string } }>("/step-up/:link", { schema: { hide: true } as Record<string, unknown> }, (_req, reply) => reply.sendFile("index.html"));
   });

@@ -53,6 +53,14 @@ test("the portal is served with a strict content security policy and no inline s
   assert.match(a.headers.get("cache-control") ?? "", /immutable/);
 });
 
+test("a dot-path the portal does not have is a catalogue 404, never a 500 (/.well-known on the plain HTTP port, /.env)", async () => {
+  for (const path of ["/.well-known/est/cacerts", "/.env", "/assets/.hidden"]) {
+    const r = await fetch(`${server.url}${path}`);
+    assert.equal(r.status, 404, path);
+    assert.equal(((await r.json()) as { code: string }).code, "ROUTE_NOT_FOUND", path);
+  }
+});
+
 test("no agent: says what happened and how to install and start it on each OS, in zh-CN by default", async () => {
   const { page } = b;
   await page.goto(`${server.url}/?agent=http://127.0.0.1:${closedPort}`);
