@@ -86,7 +86,7 @@ export async function prepareRenewalJobs(ctx: ServerContext, holderId: string, r
 }
 
 /** Renewals before the measured ones (not counted): the server reaches its steady state first. */
-export const RENEWAL_WARM_UP_SECONDS = 1;
+export const RENEWAL_WARM_UP_SECONDS = 2;
 
 /**
  * Serves the real app on loopback and lets `agents` concurrent agents (a
@@ -143,7 +143,7 @@ export function renewalLine(r: RenewalResult, agents: number, bound?: number): s
 
 async function main(): Promise<void> {
   const seconds = Number(process.env.UKEY_BENCH_SECONDS ?? 5);
-  const renewals = Number(process.env.UKEY_BENCH_RENEWALS ?? 3000);
+  const renewals = Number(process.env.UKEY_BENCH_RENEWALS ?? 4000);
   const agents = Number(process.env.UKEY_BENCH_AGENTS ?? 256);
   const dir = mkdtempSync(join(tmpdir(), "ukey-renewal-bench-"));
   try {
