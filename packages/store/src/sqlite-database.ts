@@ -97,6 +97,8 @@ export class SqliteDatabase implements Database {
   readonly engine = "sqlite" as const;
   private readonly statements = new Map<string, Statement>();
   private readonly mutex = new AsyncMutex();
+  /** Callers holding or waiting for the mutex. */
+  private inMutex = 0;
   private readonly waiting: Waiting[] = [];
   private draining = false;
   private closed = false;
@@ -113,12 +115,40 @@ export class SqliteDatabase implements Database {
 
   /** Runs a SELECT (or a statement with RETURNING) after any running transaction. */
   query<T = Record<string, unknown>>(sql: string, params: readonly unknown[] = []): Promise<T[]> {
-    return this.guarded(this.mutex.run(() => this.queryNow<T>(sql, params)));
+    return this.locked(() => this.queryNow<T>(sql, params));
   }
 
   /** Runs a statement after any running transaction; returns the rows changed. */
   run(sql: string, params: readonly unknown[] = []): Promise<number> {
-    return this.guarded(this.mutex.run(() => this.runNow(sql, params)));
+    return this.locked(() => this.runNow(sql, params));
+  }
+
+  /**
+   * Runs `fn` under the mutex. When nothing holds or waits for it, `fn` runs
+   * at once: nothing is ahead of it, so the order is the mutex's, without a
+   * chain of promises for every statement a request makes on the bare database.
+   */
+  private locked<T>(fn: () => T): Promise<T> {
+    if (this.inMutex === 0) {
+      try {
+        return Promise.resolve(fn());
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    return this.guarded(this.exclusive(fn));
+  }
+
+  /** The mutex, counting who holds it or waits for it (see locked). */
+  private exclusive<T>(fn: () => T | Promise<T>): Promise<T> {
+    this.inMutex += 1;
+    return this.mutex.run(async () => {
+      try {
+        return await fn();
+      } finally {
+        this.inMutex -= 1;
+      }
+    });
   }
 
   /**
@@ -166,7 +196,7 @@ export class SqliteDatabase implements Database {
     try {
       while (this.waiting.length) {
         const batch = this.waiting.splice(0, GROUP_COMMIT_MAX);
-        await this.mutex.run(() => this.runBatch(batch));
+        await this.exclusive(() => this.runBatch(batch));
       }
     } finally {
       this.draining = false;
@@ -259,7 +289,7 @@ export class SqliteDatabase implements Database {
 
   /** Waits for running work, then closes the connection and releases the lock. Idempotent. */
   async close(): Promise<void> {
-    await this.mutex.run(async () => {
+    await this.exclusive(async () => {
       if (this.closed) return;
       await Promise.allSettled([...this.syncing]);
       this.closed = true;
