@@ -244,7 +244,9 @@ function problemText(p: ErrorProblem, lang: "zh" | "en"): string {
 function explainText(ours: ErrorProblem[], legacyCode: string | undefined, meaning: string | undefined, lang: "zh" | "en"): string {
   const l = lang === "zh" ? "zh-CN" : "en";
   const head = legacyCode ? `${legacyCode}: ${meaning ?? ""}\n` : meaning ? `${meaning}\n` : "";
-  return head + ours.map((p) => `${p.code}: ${p.message[l]}\n  ${lang === "zh" ? "怎么办" : "What to do"}: ${p.remedy[l]}`).join("\n");
+  // Without a concrete error there are no dates or serials to show: an ellipsis stands for each.
+  const fill = (text: string) => text.replace(/\{\w+\}/g, "…");
+  return head + ours.map((p) => `${p.code}: ${fill(p.message[l])}\n  ${lang === "zh" ? "怎么办" : "What to do"}: ${fill(p.remedy[l])}`).join("\n");
 }
 
 const stateWords: Record<string, { zh: string; en: string }> = {
