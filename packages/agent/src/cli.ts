@@ -38,7 +38,7 @@ Common options:
   --server URL       the renewal server (default: UKEY_SERVER, or "server" in ~/.ukey/agent.json)
   --ca-file PEM      an extra root certificate to trust for the server's HTTPS
   --module PATH      the key's PKCS#11 driver (default: "module" in ~/.ukey/agent.json)
-  --pkcs12 FILE      a .pfx / .p12 certificate file instead of a key
+  --pkcs12 FILE      a .pfx / .p12 certificate file instead of a key (also --file FILE)
   --token SERIAL     which key, when several are connected
   --pin-file F       read the PIN from a file (else it is asked with echo off; never give it as an argument)
   --so-pin-file F    the SO PIN, for init;  --new-pin-file F  the new PIN, for init and pin change
@@ -52,7 +52,7 @@ closed, wrong code...); 4 a problem with the key (not present, wrong or locked P
 5 the server cannot be reached or answers wrongly.`;
 
 const commonOptions = {
-  server: { type: "string" }, "ca-file": { type: "string" }, module: { type: "string" }, pkcs12: { type: "string" },
+  server: { type: "string" }, "ca-file": { type: "string" }, module: { type: "string" }, pkcs12: { type: "string" }, file: { type: "string" },
   token: { type: "string" }, json: { type: "boolean" }, lang: { type: "string" }, help: { type: "boolean" },
   "pin-file": { type: "string" }, "so-pin-file": { type: "string" }, "new-pin-file": { type: "string" }, yes: { type: "boolean" },
   cert: { type: "string" }, ref: { type: "string" }, code: { type: "string" }, label: { type: "string" }, algorithm: { type: "string" },
@@ -129,8 +129,9 @@ export async function runUkeyCli(argv: string[], io: UkeyCliIo): Promise<number>
     const needServer = () => {
       if (!serverUrl) throw new UkeyError("CLI_USAGE", { params: { reason: "no server: give --server URL, set UKEY_SERVER, or put \"server\" in ~/.ukey/agent.json" } });
     };
-    const modulePath = v.module ?? (v.pkcs12 ? undefined : cfg.module);
-    const pkcs12 = v.pkcs12 ?? (v.module ? undefined : cfg.pkcs12);
+    const modulePath = v.module ?? (v.pkcs12 || v.file ? undefined : cfg.module);
+    // --file is the name the catalogue's remedies give holders for a .pfx ("ukey renew --file").
+    const pkcs12 = v.pkcs12 ?? v.file ?? (v.module ? undefined : cfg.pkcs12);
     const files = {
       ...(v["pin-file"] ? { pin: readSecretLine(v["pin-file"]) } : {}),
       ...(v["so-pin-file"] ? { soPin: readSecretLine(v["so-pin-file"]) } : {}),

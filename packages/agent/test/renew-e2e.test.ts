@@ -160,7 +160,7 @@ test("several tokens and none named: TOKEN_MULTIPLE_PRESENT, exit 4", () => {
 
 test("renews a certificate in a PKCS#12 file: the file then holds the new certificate and key only", async () => {
   const tk = tokens.pfx!;
-  const r = w.ukey(["renew", "--pkcs12", pfx, "--json"]);
+  const r = w.ukey(["renew", "--file", pfx, "--json"]);
   assert.equal(r.status, 0, r.stderr);
   const out = r.json<RenewResult>();
   assert.notEqual(out.certificate.serialHex, tk.cert);

@@ -98,7 +98,7 @@ export function createAgentWorld(prefix = "ukey-agent-"): AgentWorld {
   const pinFile = t.write("pin", `${hsm.pin}\n`);
   /** --module, --pin-file and --server, each unless the test gave its own. */
   const defaultArgs = (args: string[]) => [
-    ...(args.includes("--module") || args.includes("--pkcs12") ? [] : ["--module", hsm.module]),
+    ...(args.includes("--module") || args.includes("--pkcs12") || args.includes("--file") ? [] : ["--module", hsm.module]),
     ...(args.includes("--pin-file") ? [] : ["--pin-file", pinFile]),
     ...(args.includes("--server") || !world.server ? [] : ["--server", world.server.url]),
   ];
