@@ -52,8 +52,9 @@ export function readCertificate(der: Uint8Array): CertificateFields {
   const tbs = cert.tbsCertificate;
   const serial = Buffer.from(tbs.serialNumber);
   return {
-    // Without any leading zero, as key-store.ts defines it ("0a1b" is "a1b"); "0" for zero.
-    serialHex: serial.toString("hex").replace(/^0+(?=.)/, ""),
+    // The server's canonical form (packages/ca serial.ts serialHex): minimal
+    // even-length hex of the integer, so "0a1b" keeps its zero and "000a1b" is "0a1b".
+    serialHex: serial.subarray(Math.min(serial.findIndex((b) => b !== 0) >>> 0, serial.length - 1)).toString("hex"),
     subject: nameToString(tbs.subject),
     issuer: nameToString(tbs.issuer),
     notBefore: tbs.validity.notBefore.getTime(),

@@ -72,7 +72,7 @@ export interface TokenCertificate {
   id: string;
   label: string;
   der: Uint8Array;
-  /** Serial number in lower-case hex without leading zeros (as the server stores it). */
+  /** Serial number as the server writes it: minimal even-length lower-case hex of the integer ("0a1b", never "a1b" or "000a1b"). */
   serialHex: string;
   subject: string;
   issuer: string;

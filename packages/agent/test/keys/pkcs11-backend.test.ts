@@ -164,31 +164,31 @@ describe("PKCS#11 backend on SoftHSM2", () => {
   test("installs a certificate beside its key, reads it back, and stores it once", async () => {
     await withSession(hsm.tokenSerial, "123456", async (s, backend) => {
       const key = await s.generateKeyPair("p256", objectLabels.pending("order-1"));
-      // A serial whose first digit is 0: serialHex has no leading zero at all.
+      // A serial whose first digit is 0: serialHex keeps it, as the server writes serials (whole bytes).
       const der = ca.issue(await s.createCsr(key.id), "0a1b2c3d4e5f");
-      const cert = await s.installCertificate(der, key.id, objectLabels.current("a1b2c3d4e5f"));
-      assert.equal(cert.serialHex, "a1b2c3d4e5f");
+      const cert = await s.installCertificate(der, key.id, objectLabels.current("0a1b2c3d4e5f"));
+      assert.equal(cert.serialHex, "0a1b2c3d4e5f");
       assert.equal(cert.subject, "CN=Zhang San, O=Example Bank");
       assert.equal(cert.issuer, "CN=Test Agent CA");
       assert.equal(cert.hasKey, true);
       assert.equal(cert.id, key.id);
       assert.ok(cert.notAfter > cert.notBefore);
-      const again = await s.installCertificate(der, key.id, objectLabels.current("a1b2c3d4e5f"));
+      const again = await s.installCertificate(der, key.id, objectLabels.current("0a1b2c3d4e5f"));
       assert.deepEqual(again.der, cert.der);
-      const listed = (await s.listCertificates()).filter((c) => c.serialHex === "a1b2c3d4e5f");
+      const listed = (await s.listCertificates()).filter((c) => c.serialHex === "0a1b2c3d4e5f");
       assert.equal(listed.length, 1, "stored once");
       assert.equal(listed[0]!.hasKey, true);
       assert.deepEqual(Buffer.from(listed[0]!.der), der);
-      assert.equal(listed[0]!.label, "ukey-renew a1b2c3d4e5f");
+      assert.equal(listed[0]!.label, "ukey-renew 0a1b2c3d4e5f");
       // pkcs11-tool sees the certificate object with the key's id.
       const dump = run("pkcs11-tool", ["--module", hsm.module, "--token-label", "agent-keys", "-O", "--type", "cert"]);
       assert.match(dump, new RegExp(`ID:\\s+${key.id}`));
       // Without the PIN: public objects only, the public key matches.
       await s.close();
-      const pub = (await backend.listCertificates(hsm.tokenSerial)).filter((c) => c.serialHex === "a1b2c3d4e5f");
+      const pub = (await backend.listCertificates(hsm.tokenSerial)).filter((c) => c.serialHex === "0a1b2c3d4e5f");
       assert.equal(pub.length, 1);
       assert.equal(pub[0]!.hasKey, true);
-      const withPin = (await backend.listCertificates(hsm.tokenSerial, "123456")).filter((c) => c.serialHex === "a1b2c3d4e5f");
+      const withPin = (await backend.listCertificates(hsm.tokenSerial, "123456")).filter((c) => c.serialHex === "0a1b2c3d4e5f");
       assert.equal(withPin[0]!.hasKey, true);
     });
   });
@@ -211,10 +211,10 @@ describe("PKCS#11 backend on SoftHSM2", () => {
     await withSession(hsm.tokenSerial, "123456", async (s) => {
       const key = await s.generateKeyPair("p256", objectLabels.pending("order-2"));
       const c = await s.installCertificate(ca.issue(await s.createCsr(key.id), "0102"), key.id, objectLabels.pending("order-2"));
-      assert.equal(c.serialHex, "102");
+      assert.equal(c.serialHex, "0102");
       await s.relabel(key.id, objectLabels.current(c.serialHex));
-      assert.equal((await s.listKeys()).find((k) => k.id === key.id)?.label, "ukey-renew 102");
-      assert.equal((await s.listCertificates()).find((x) => x.id === key.id)?.label, "ukey-renew 102");
+      assert.equal((await s.listKeys()).find((k) => k.id === key.id)?.label, "ukey-renew 0102");
+      assert.equal((await s.listCertificates()).find((x) => x.id === key.id)?.label, "ukey-renew 0102");
       await rejectsWith(s.relabel("eeeeee", "x"), "TOKEN_KEY_NOT_FOUND");
       await s.deleteObjects([key.id, "eeeeee"]);
       assert.equal((await s.listKeys()).find((k) => k.id === key.id), undefined);

@@ -82,7 +82,7 @@ describe("PKCS#12 backend", () => {
         const [cert, ...more] = await s.listCertificates();
         assert.equal(more.length, 0);
         const x = new X509Certificate(f.certPem);
-        assert.equal(cert!.serialHex, x.serialNumber.toLowerCase().replace(/^0+(?=.)/, ""), name);
+        assert.equal(cert!.serialHex, x.serialNumber.toLowerCase().replace(/^(00)+(?=.)/, ""), name);
         assert.equal(cert!.subject, `CN=${name} holder, O=Example Bank`);
         assert.equal(cert!.hasKey, true, name);
         assert.equal(cert!.id, key!.id);
