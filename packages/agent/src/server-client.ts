@@ -56,7 +56,12 @@ const downloadSchema = newCertificateSchema.extend({ subject: z.string() });
 /** What a download with two codes returns. */
 export type DownloadAnswer = z.infer<typeof downloadSchema>;
 
-const problemSchema = z.object({ code: z.string(), message: z.object({ "zh-CN": z.string(), en: z.string() }).optional(), detail: z.string().optional() }).passthrough();
+const problemSchema = z.object({
+  code: z.string(),
+  message: z.object({ "zh-CN": z.string(), en: z.string() }).optional(),
+  params: z.record(z.string(), z.union([z.string(), z.number()])).optional(),
+  detail: z.string().optional(),
+}).passthrough();
 
 /** Called when the answer's headers have arrived and before its body is read (fault injection for tests). */
 export type OnAnswer = () => void;
@@ -218,11 +223,14 @@ export class ServerClient {
     throw this.fromProblem(problem.data, status);
   }
 
-  /** The server's problem document as our UkeyError: same code, params read back from the server's rendered message. */
+  /**
+   * The server's problem document as our UkeyError: same code and params
+   * (read back from the rendered message when an older server sends none).
+   */
   private fromProblem(p: z.infer<typeof problemSchema>, status: number): UkeyError {
     if (!(p.code in catalogue)) return this.invalid(`HTTP ${status} with unknown code ${p.code}`);
     const code = p.code as ErrorCode;
-    const params = p.message ? paramsFromMessage(catalogue[code].en, p.message.en) : {};
+    const params = p.params ?? (p.message ? paramsFromMessage(catalogue[code].en, p.message.en) : {});
     return new UkeyError(code, { params, ...(p.detail ? { detail: p.detail } : {}) });
   }
 

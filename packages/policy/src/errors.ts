@@ -51,6 +51,13 @@ export interface ErrorProblem {
   kind: ErrorKind;
   message: { "zh-CN": string; en: string };
   remedy: { "zh-CN": string; en: string };
+  /**
+   * The values substituted into the message (dates, serials, masked phone
+   * numbers), for programs that act on them (the agent, the portal). Only
+   * the names the catalogue's texts use, so nothing reaches a client that
+   * the rendered message does not already say.
+   */
+  params?: ErrorParams;
   detail?: string;
 }
 
@@ -63,6 +70,9 @@ export function describeError(code: ErrorCode, params: ErrorParams = {}, detail?
     message: { "zh-CN": render(e.zh, params), en: render(e.en, params) },
     remedy: { "zh-CN": render(e.remedyZh, params), en: render(e.remedyEn, params) },
   };
+  const used = Object.fromEntries(Object.entries(params).filter(([k]) =>
+    [e.en, e.zh, e.remedyEn, e.remedyZh].some((t) => t.includes(`{${k}}`))));
+  if (Object.keys(used).length > 0) p.params = used;
   if (detail !== undefined) p.detail = detail;
   return p;
 }

@@ -25,6 +25,14 @@ test("placeholders are filled from params and left visible when missing", () => 
   assert.equal(describeError("CERT_NOT_FOUND").message.en, "No certificate with serial {serial}.");
 });
 
+test("a problem carries the params its texts use, and no other", () => {
+  const p = new UkeyError("RENEWAL_NOT_YET_OPEN", { params: { opensAt: "2027-01-05", secret: "110101199003077777" } }).toProblem();
+  const used = describeError("RENEWAL_NOT_YET_OPEN", { opensAt: "x" }).message.en.includes("x");
+  assert.ok(used, "RENEWAL_NOT_YET_OPEN names the date it opens");
+  assert.deepEqual(p.params, { opensAt: "2027-01-05" });
+  assert.equal(new UkeyError("INTERNAL", { params: { any: "thing" } }).toProblem().params, undefined);
+});
+
 test("internal errors never show their detail to users", () => {
   const err = new UkeyError("INTERNAL", { detail: "stack secrets" });
   assert.equal(err.toProblem().detail, undefined);

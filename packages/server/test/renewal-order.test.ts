@@ -55,6 +55,10 @@ test("outside the window the refusal gives the date it opens", async () => {
   assert.equal(r.status, 409);
   assert.equal(r.body.code, "RENEWAL_NOT_YET_OPEN");
   assert.match(r.body.message!.en, /\d{4}-\d{2}-\d{2}/);
+  // The date also as a value, for the agent and the portal to act on.
+  const opensAt = (r.body as { params?: { opensAt?: string } }).params?.opensAt ?? "";
+  assert.match(opensAt, /^\d{4}-\d{2}-\d{2}/);
+  assert.ok(r.body.message!.en.includes(opensAt));
 });
 
 test("a renewal from start to completion, resumable and idempotent at each step", async () => {
