@@ -23,6 +23,7 @@ const orderSchema = z.object({
   done: z.array(z.string()),
   subject: z.string(),
   keyAlgorithms: z.array(z.enum(["p256", "p384", "rsa2048", "rsa3072", "rsa4096"])).min(1),
+  idType: z.string().optional(),
   challenge: z.object({ value: z.string(), expiresAt: isoDate }).optional(),
   codeSentTo: z.string().optional(),
   codeResendAt: isoDate.optional(),

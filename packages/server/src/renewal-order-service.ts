@@ -55,6 +55,8 @@ export interface OrderView {
   done: string[];
   /** The subject the new certificate will have; a CSR must ask for this or for nothing. */
   subject: string;
+  /** The type of ID on record (resident-id, passport ...), when the ID number or step-up is asked: the number alone is asked of the holder. */
+  idType?: string;
   keyAlgorithms: readonly string[];
   /** The challenge to sign for proof of possession, while one is outstanding (see possessionMessage). */
   challenge?: { value: string; expiresAt: string };
@@ -548,6 +550,7 @@ export class RenewalOrderService {
       subject: formatDn(subject.rdns),
       keyAlgorithms: profile.keyAlgorithms,
     };
+    if ((d.requirements.idNumber || d.requirements.stepUp) && holder.idType) v.idType = holder.idType;
     if (d.challenge && d.challenge.expiresAt > this.deps.clock.now().getTime() && o.state === "created") {
       v.challenge = { value: d.challenge.value, expiresAt: new Date(d.challenge.expiresAt).toISOString() };
     }

@@ -66,6 +66,8 @@ test("a renewal from start to completion, resumable and idempotent at each step"
   const started = await call("POST", "/api/v1/orders", { certId: old.certId });
   assert.equal(started.status, 201);
   assert.equal(started.body.nextStep, "possession");
+  assert.equal(started.body.requirements.idNumber, false);
+  assert.equal(started.body.idType, undefined, "the ID type is shown only when the ID number is asked");
   const id = started.body.id;
   const again = await call("POST", "/api/v1/orders", { certId: old.certId });
   assert.equal(again.body.id, id, "starting again resumes the open order");

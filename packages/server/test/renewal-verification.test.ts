@@ -56,6 +56,7 @@ async function startAndProve(i: number): Promise<string> {
   const signature = signPossession(order.id, challenge, key);
   const proved = (await call(`/api/v1/orders/${order.id}/possession`, { signature })).body;
   assert.equal(proved.nextStep, "id-number");
+  assert.equal(proved.idType, "resident-id", "the ID type on record, so the holder is asked only for the number");
   return order.id;
 }
 

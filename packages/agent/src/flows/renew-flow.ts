@@ -170,9 +170,11 @@ class RenewalRun {
     let retry: { code: string } | undefined;
     for (;;) {
       report(this.p, "verify-identity", "请输入登记的证件号码", "Enter the ID number on record");
-      const idNumber = await this.p.idNumber({ idType: "resident-id", ...(retry ? { retry } : {}) });
+      // The record's ID type; a server too old to say has only resident IDs.
+      const idType = order.idType ?? "resident-id";
+      const idNumber = await this.p.idNumber({ idType, ...(retry ? { retry } : {}) });
       try {
-        return await this.client.proveIdentity(order.id, "resident-id", idNumber.trim());
+        return await this.client.proveIdentity(order.id, idType, idNumber.trim());
       } catch (e) {
         // The server counts the attempts and fails the order after five.
         if (!isUkeyError(e, "IDENTITY_MISMATCH")) throw e;
