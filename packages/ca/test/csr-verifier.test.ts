@@ -114,12 +114,3 @@ test("refuses a signature algorithm that does not fit the key", () => {
   const other = generateKeyPairSync("ec", { namedCurve: "P-256" });
   assert.throws(() => verifyCsr(handMadeCsr(spki, seq(oid("1.2.840.10045.4.3.2")), (d) => sign("sha256", d, other.privateKey))), code("CSR_SIGNATURE_INVALID"));
 });
-
-test("verifies a thousand P-256 requests quickly (hot path, no WebCrypto)", () => {
-  const der = csr("p256");
-  const start = process.hrtime.bigint();
-  for (let i = 0; i < 1000; i++) verifyCsr(der);
-  const ms = Number(process.hrtime.bigint() - start) / 1e6;
-  // About 0.1 ms each on one core; 10x headroom for a loaded CI machine.
-  assert.ok(ms < 1500, `1000 verifications took ${ms.toFixed(0)} ms`);
-});
