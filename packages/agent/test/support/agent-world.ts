@@ -147,7 +147,8 @@ export function createAgentWorld(prefix = "ukey-agent-"): AgentWorld {
         try {
           const key = await s.generateKeyPair(algorithm, "importing");
           const csr = new x509.Pkcs10CertificateRequest(await s.createCsr(key.id, ""));
-          const serial = `7${randomBytes(9).toString("hex")}`;
+          // Ten whole bytes, top bit clear: already the canonical form the server and the agent write.
+          const serial = `7${randomBytes(9).toString("hex")}f`;
           const leaf = await x509.X509CertificateGenerator.create({
             serialNumber: serial, issuer: ca.subject, subject: `C=CN, O=Earlier CA, CN=${holder}`, notBefore, notAfter,
             signingAlgorithm: alg, publicKey: csr.publicKey, signingKey: caKeys.privateKey,
