@@ -1,10 +1,9 @@
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { UkeyError, describeError, isUkeyError, lookupError, type ErrorCode, type ErrorProblem } from "@ukey/policy";
 import type { KeyStoreBackend } from "./keys/key-store.js";
 import { openBackend } from "./keys/open-backend.js";
-import { readAgentConfig } from "./local-api/agent-config.js";
+import { readAgentConfig, readCaFile } from "./local-api/agent-config.js";
 import { runAgentCommand } from "./local-api/agent-command.js";
 import { defaultAgentHome } from "./local-api/local-api-server.js";
 import { faultFromEnv } from "./flows/fault.js";
@@ -224,17 +223,6 @@ export async function runUkeyCli(argv: string[], io: UkeyCliIo): Promise<number>
     prompter?.close();
     await backend?.close().catch(() => undefined);
   }
-}
-
-function readCaFile(path: string): string {
-  let pem: string;
-  try {
-    pem = readFileSync(path, "utf8");
-  } catch (cause) {
-    throw new UkeyError("FILE_UNREADABLE", { params: { path }, cause });
-  }
-  if (!pem.includes("-----BEGIN CERTIFICATE-----")) throw new UkeyError("PEM_MALFORMED", { params: { reason: `${path} holds no certificate` } });
-  return pem;
 }
 
 function problemText(p: ErrorProblem, lang: "zh" | "en"): string {

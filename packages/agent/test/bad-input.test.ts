@@ -69,6 +69,16 @@ test("wrong PIN from a file: TOKEN_PIN_INCORRECT, exit 4, not retried, nothing c
   assert.match(zh.stderr, /怎么办: /);
 });
 
+test("a --ca-file that is missing or holds no certificate", () => {
+  const notPem = w.t.write("not-a-ca.pem", "hello\n");
+  const bad = w.ukey(["status", "--ca-file", notPem]);
+  assert.equal(bad.status, 1, bad.stderr);
+  assert.match(bad.stderr, /PEM_MALFORMED/);
+  const missing = w.ukey(["status", "--ca-file", w.t.path("no-such-ca.pem")]);
+  assert.equal(missing.status, 2, `a file named on the command line that cannot be read is a usage error: ${missing.stderr}`);
+  assert.match(missing.stderr, /FILE_UNREADABLE/);
+});
+
 test("a module path that is not a PKCS#11 library, or no file at all", () => {
   const notLib = w.t.write("not-a-module.so", "this is not a shared library\n");
   const r = w.ukey(["status", "--module", notLib]);

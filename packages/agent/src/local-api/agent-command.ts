@@ -5,7 +5,7 @@ import { faultFromEnv } from "../flows/fault.js";
 import type { ServerConnection } from "../flows/flow-types.js";
 import { flows } from "../flows/index.js";
 import { openBackend } from "../keys/open-backend.js";
-import { readAgentConfig } from "./agent-config.js";
+import { readAgentConfig, readCaFile } from "./agent-config.js";
 import { defaultAgentHome, startLocalApi } from "./local-api-server.js";
 import { PairingFile, normaliseOrigin } from "./pairings.js";
 import { defaultAgentPort } from "./protocol.js";
@@ -156,13 +156,3 @@ export async function runAgentCommand(argv: string[], io: AgentCommandIo): Promi
   }
 }
 
-function readCaFile(path: string): string {
-  let pem: string;
-  try {
-    pem = readFileSync(path, "utf8");
-  } catch (cause) {
-    throw new UkeyError("FILE_UNREADABLE", { params: { path }, cause });
-  }
-  if (!pem.includes("-----BEGIN CERTIFICATE-----")) throw new UkeyError("PEM_MALFORMED", { params: { reason: `${path} holds no certificate` } });
-  return pem;
-}

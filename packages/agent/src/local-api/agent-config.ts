@@ -49,3 +49,15 @@ export function readAgentConfig(home: string): AgentConfig {
   }
   return Object.freeze(r.data);
 }
+
+/** The CA certificates (PEM) of `--ca-file` / agent.json `caFile`. Throws FILE_UNREADABLE, or PEM_MALFORMED when it holds no certificate. */
+export function readCaFile(path: string): string {
+  let pem: string;
+  try {
+    pem = readFileSync(path, "utf8");
+  } catch (cause) {
+    throw new UkeyError("FILE_UNREADABLE", { params: { path }, cause });
+  }
+  if (!pem.includes("-----BEGIN CERTIFICATE-----")) throw new UkeyError("PEM_MALFORMED", { params: { reason: `${path} holds no certificate` } });
+  return pem;
+}
