@@ -125,13 +125,22 @@ export function verifyCsr(input: Buffer | string, opts: VerifyCsrOptions = {}): 
   }
   if (!ok) throw new UkeyError("CSR_SIGNATURE_INVALID");
 
+  return withRequestedSubject({ spki, algorithm, der, requestedSubjectDer: subjectDer });
+}
+
+/**
+ * A VerifiedCsr from its parts, the requested subject rendered on first
+ * read (most callers never look at it). For a CSR verified elsewhere, e.g.
+ * in a worker thread. Never throws.
+ */
+export function withRequestedSubject(parts: Omit<VerifiedCsr, "requestedSubject">): VerifiedCsr {
   let rendered: string | undefined;
   return {
-    spki, algorithm, der, requestedSubjectDer: subjectDer,
+    ...parts,
     get requestedSubject() {
       if (rendered === undefined) {
         try {
-          rendered = subjectDer.length <= 2 ? "" : nameToString(subjectDer);
+          rendered = parts.requestedSubjectDer.length <= 2 ? "" : nameToString(parts.requestedSubjectDer);
         } catch {
           // Informational only: a subject we cannot render is not a reason to refuse.
           rendered = "";

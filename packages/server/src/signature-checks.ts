@@ -1,5 +1,5 @@
 import { createPublicKey, verify as cryptoVerify } from "node:crypto";
-import { derToPem, nameToString, verifyCsr, type VerifiedCsr } from "@ukey/ca";
+import { derToPem, verifyCsr, withRequestedSubject, type VerifiedCsr } from "@ukey/ca";
 
 /**
  * Whether `signature` (DER ECDSA, or PKCS#1 v1.5 for RSA) over `message` was
@@ -34,21 +34,7 @@ export function verifyCsrData(csr: Buffer | string): VerifiedCsrData {
 
 /** A VerifiedCsr again from its data, with the subject rendered on first read as verifyCsr's is. */
 export function verifiedCsrFrom(d: VerifiedCsrData): VerifiedCsr {
-  const subjectDer = asBuffer(d.requestedSubjectDer);
-  let rendered: string | undefined;
-  return {
-    spki: asBuffer(d.spki), algorithm: d.algorithm, der: asBuffer(d.der), requestedSubjectDer: subjectDer,
-    get requestedSubject() {
-      if (rendered === undefined) {
-        try {
-          rendered = subjectDer.length <= 2 ? "" : nameToString(subjectDer);
-        } catch {
-          rendered = "";
-        }
-      }
-      return rendered;
-    },
-  };
+  return withRequestedSubject({ spki: asBuffer(d.spki), algorithm: d.algorithm, der: asBuffer(d.der), requestedSubjectDer: asBuffer(d.requestedSubjectDer) });
 }
 
 /** A Buffer over the same memory (structured clone turns Buffers into plain Uint8Arrays). */
