@@ -85,6 +85,29 @@ export async function prepareRenewalJobs(ctx: ServerContext, holderId: string, r
   return file;
 }
 
+/**
+ * A fresh data directory in `dir` (P-256 CA, the possession-only bench
+ * profile, holder B1) and the server context on it. Close the context.
+ */
+export async function openBenchContext(dir: string): Promise<ServerContext> {
+  const pass = join(dir, "pass");
+  writeFileSync(pass, "benchmark passphrase 0123456789\n");
+  const env = { UKEY_CA_PASSPHRASE_FILE: pass };
+  const quiet = { out: () => {}, err: (s: string) => process.stderr.write(s), env, clock: systemClock };
+  const dataDir = join(dir, "data");
+  if (await runCli(["init", "--data-dir", dataDir, "--algorithm", "p256"], quiet) !== 0) throw new Error("init failed");
+  const cfgFile = join(dataDir, "config.json");
+  const cfg = JSON.parse(readFileSync(cfgFile, "utf8"));
+  cfg.profiles.push(benchProfile);
+  writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));
+  const ctx = await openServerContext(dataDir, env, systemClock);
+  const at = Date.now();
+  await ctx.store.transaction(async (r) => {
+    await r.holders.insert({ id: "B1", kind: "person", name: "Bench Holder", idType: "resident-id", idHash: hashIdNumber(ctx.idKey, "resident-id", "110101199003071234"), idMasked: maskIdNumber("110101199003071234"), phone: null, email: "b1@example.com", organisationId: null, createdAt: at });
+  });
+  return ctx;
+}
+
 /** Renewals before the measured ones (not counted): the server reaches its steady state first. */
 export const RENEWAL_WARM_UP_SECONDS = 2;
 
@@ -147,22 +170,8 @@ async function main(): Promise<void> {
   const agents = Number(process.env.UKEY_BENCH_AGENTS ?? 256);
   const dir = mkdtempSync(join(tmpdir(), "ukey-renewal-bench-"));
   try {
-    const pass = join(dir, "pass");
-    writeFileSync(pass, "benchmark passphrase 0123456789\n");
-    const env = { UKEY_CA_PASSPHRASE_FILE: pass };
-    const quiet = { out: () => {}, err: (s: string) => process.stderr.write(s), env, clock: systemClock };
-    const dataDir = join(dir, "data");
-    if (await runCli(["init", "--data-dir", dataDir, "--algorithm", "p256"], quiet) !== 0) throw new Error("init failed");
-    const cfgFile = join(dataDir, "config.json");
-    const cfg = JSON.parse(readFileSync(cfgFile, "utf8"));
-    cfg.profiles.push(benchProfile);
-    writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));
-    const ctx = await openServerContext(dataDir, env, systemClock);
+    const ctx = await openBenchContext(dir);
     try {
-      const at = Date.now();
-      await ctx.store.transaction(async (r) => {
-        await r.holders.insert({ id: "B1", kind: "person", name: "Bench Holder", idType: "resident-id", idHash: hashIdNumber(ctx.idKey, "resident-id", "110101199003071234"), idMasked: maskIdNumber("110101199003071234"), phone: null, email: "b1@example.com", organisationId: null, createdAt: at });
-      });
       const jobsFile = await prepareRenewalJobs(ctx, "B1", renewals, dir);
       // UKEY_BENCH_CPU_PROFILE=<file>: a CPU profile of the server's main thread over the timed part only.
       const profileFile = process.env.UKEY_BENCH_CPU_PROFILE;

@@ -9,9 +9,8 @@ import { join } from "node:path";
 import { webcrypto } from "node:crypto";
 import * as x509 from "@peculiar/x509";
 import { verifyCsr } from "@ukey/ca";
-import { systemClock } from "@ukey/policy";
-import { buildApp, hashIdNumber, maskIdNumber, openServerContext, runCli } from "@ukey/server";
-import { benchProfile, measureRenewals, prepareRenewalJobs, renewalLine } from "./renewal-bench.js";
+import { buildApp } from "@ukey/server";
+import { measureRenewals, openBenchContext, prepareRenewalJobs, renewalLine } from "./renewal-bench.js";
 import { measurePortal } from "./web-bench.js";
 
 const seconds = Number(process.env.UKEY_BENCH_SECONDS ?? 3);
@@ -32,22 +31,8 @@ async function rate(label: string, fn: () => unknown | Promise<unknown>, secs = 
 
 const dir = mkdtempSync(join(tmpdir(), "ukey-bench-"));
 try {
-  const pass = join(dir, "pass");
-  writeFileSync(pass, "benchmark passphrase 0123456789\n");
-  const env = { UKEY_CA_PASSPHRASE_FILE: pass };
-  const quiet = { out: () => {}, err: (s: string) => process.stderr.write(s), env, clock: systemClock };
-  const dataDir = join(dir, "data");
-  if (await runCli(["init", "--data-dir", dataDir, "--algorithm", "p256"], quiet) !== 0) throw new Error("init failed");
-  // A possession-only profile (as seed 004's) for the renewal bench.
-  const cfgFile = join(dataDir, "config.json");
-  const cfg = JSON.parse(readFileSync(cfgFile, "utf8"));
-  cfg.profiles.push(benchProfile);
-  writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));
-  const ctx = await openServerContext(dataDir, env, systemClock);
-  const at = Date.now();
-  await ctx.store.transaction(async (r) => {
-    await r.holders.insert({ id: "B1", kind: "person", name: "Bench Holder", idType: "resident-id", idHash: hashIdNumber(ctx.idKey, "resident-id", "110101199003071234"), idMasked: maskIdNumber("110101199003071234"), phone: null, email: "b1@example.com", organisationId: null, createdAt: at });
-  });
+  // A possession-only profile (as seed 004's) and holder B1 for the renewal bench.
+  const ctx = await openBenchContext(dir);
 
   // 64 distinct P-256 CSRs from openssl, cycled: verification cost does not depend on which.
   const csrs: Buffer[] = [];
