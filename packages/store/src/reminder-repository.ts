@@ -206,10 +206,12 @@ export function reminderRepository(x: Executor): ReminderRepository {
         const params: unknown[] = [];
         for (const c of chunk) params.push(reminderId(c.serial, threshold), c.serial, threshold, c.holderId, c.recipientId, c.notAfter, at, at, at);
         try {
+          // No conflict target: both the id and (serial, threshold) are unique, and two
+          // stores inserting at once on PostgreSQL must skip a clash on either.
           added += await x.atomic((tx) => tx.run(
             `INSERT INTO reminders (${COLUMNS}) VALUES
              ${chunk.map(() => "(?, ?, ?, ?, ?, ?, 'pending', '', 0, ?, NULL, NULL, NULL, ?, ?)").join(", ")}
-             ON CONFLICT (certificate_serial, threshold) DO NOTHING`, params));
+             ON CONFLICT DO NOTHING`, params));
         } catch (e) {
           if (foreignKeyViolation(e)) throw new UkeyError("CERT_NOT_FOUND", { params: { serial: chunk.map((c) => c.serial).join(", ").slice(0, 200) }, cause: e });
           throw e;
