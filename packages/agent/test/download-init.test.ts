@@ -35,7 +35,7 @@ function assertOneCurrent(o: TokenObjects, serialHex: string): void {
   assert.equal(o.certificates.length, 1, o.raw);
   assert.equal(o.privateKeys.length, 1, o.raw);
   assert.equal(o.publicKeys.length, 1, o.raw);
-  assert.equal(o.certificates[0]!.serialHex, serialHex.replace(/^0+/, ""));
+  assert.equal(o.certificates[0]!.serialHex, serialHex);
   assert.equal(o.certificates[0]!.label, objectLabels.current(serialHex));
   assert.equal(o.privateKeys[0]!.label, objectLabels.current(serialHex));
   assert.equal(o.privateKeys[0]!.id, o.certificates[0]!.id);

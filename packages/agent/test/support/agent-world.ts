@@ -258,7 +258,7 @@ export function parseObjects(out: string): TokenObjects {
     const id = /ID:\s*([0-9a-f]+)/i.exec(b)?.[1]?.toLowerCase() ?? "";
     if (/^Certificate Object/.test(b)) {
       const serial = /serial:\s*([0-9A-Fa-f]+)/.exec(b)?.[1];
-      objects.certificates.push({ label, id, ...(serial ? { serialHex: serial.toLowerCase().replace(/^0+/, "") } : {}) });
+      objects.certificates.push({ label, id, ...(serial ? { serialHex: serial.toLowerCase().replace(/^(00)+(?=.)/, "") } : {}) });
     } else if (/^Private Key Object/.test(b)) objects.privateKeys.push({ label, id });
     else if (/^Public Key Object/.test(b)) objects.publicKeys.push({ label, id });
   }
