@@ -1,9 +1,10 @@
-import { createPublicKey, verify as cryptoVerify, constants, type KeyObject } from "node:crypto";
+import { verify as cryptoVerify, constants, type KeyObject } from "node:crypto";
 import { UkeyError, isUkeyError } from "@ukey/policy";
 import { algorithmName, keyAlgorithmOfSpki, Oid } from "./algorithms.js";
 import { children, contents, oidToString, readNode, readWhole, Tag, type DerNode } from "./der.js";
 import { nameToString } from "./names.js";
 import { pemToDer } from "./pem.js";
+import { publicKeyFromSpki } from "./public-key.js";
 import type { VerifiedCsr } from "./types.js";
 
 /** Options of verifyCsr. */
@@ -101,7 +102,7 @@ export function verifyCsr(input: Buffer | string, opts: VerifyCsrOptions = {}): 
   }
   let key: KeyObject;
   try {
-    key = createPublicKey({ key: spki, format: "der", type: "spki" });
+    key = publicKeyFromSpki(spki, algorithm);
   } catch (e) {
     throw malformed("the public key is not a valid point or modulus", e);
   }

@@ -2,6 +2,7 @@ export * from "./types.js";
 export { newSerial, serialHex, normaliseSerial, serialBytes } from "./serial.js";
 export { pemToDer, derToPem, splitPemBundle, type PemBlock } from "./pem.js";
 export { keyAlgorithmOfSpki, signatureAlgorithmFor } from "./algorithms.js";
+export { certificateSpki, publicKeyFromSpki } from "./public-key.js";
 export { verifyCsr, withRequestedSubject, type VerifyCsrOptions } from "./csr-verifier.js";
 export { FileKeyStore } from "./file-key-store.js";
 export { Pkcs11KeyStore, ecdsaRawToDer, type Pkcs11KeyStoreOptions } from "./pkcs11-key-store.js";

@@ -1,5 +1,6 @@
-import { createPublicKey, verify as cryptoVerify } from "node:crypto";
-import { derToPem, verifyCsr, withRequestedSubject, type VerifiedCsr } from "@ukey/ca";
+import { verify as cryptoVerify } from "node:crypto";
+import type { KeyAlgorithm } from "@ukey/policy";
+import { certificateSpki, keyAlgorithmOfSpki, publicKeyFromSpki, verifyCsr, withRequestedSubject, type VerifiedCsr } from "@ukey/ca";
 
 /**
  * Whether `signature` (DER ECDSA, or PKCS#1 v1.5 for RSA) over `message` was
@@ -9,10 +10,16 @@ import { derToPem, verifyCsr, withRequestedSubject, type VerifiedCsr } from "@uk
  */
 export function possessionSignatureValid(certDer: Buffer, message: Buffer, signature: Buffer): boolean {
   try {
-    // Node takes the public key straight from the certificate: one parse, no export.
-    const key = createPublicKey(derToPem(certDer, "CERTIFICATE"));
-    const hash = key.asymmetricKeyDetails?.namedCurve === "secp384r1" ? "sha384" : "sha256";
-    return cryptoVerify(hash, message, { key, dsaEncoding: "der" }, signature);
+    // The key is read from the certificate's SPKI bytes alone: no certificate object, no PEM.
+    const spki = certificateSpki(certDer);
+    // A key this server would not issue for (an imported RSA-1024, say) can still prove possession.
+    let alg: KeyAlgorithm | undefined;
+    try {
+      alg = keyAlgorithmOfSpki(spki);
+    } catch {
+      alg = undefined;
+    }
+    return cryptoVerify(alg === "p384" ? "sha384" : "sha256", message, { key: publicKeyFromSpki(spki, alg), dsaEncoding: "der" }, signature);
   } catch {
     return false;
   }

@@ -16,6 +16,8 @@ export type SignatureOutcome =
 interface Pending {
   job: SignatureJob;
   resolve(o: SignatureOutcome): void;
+  /** Answered already (a message's outcomes come back in parts). */
+  settled?: boolean;
 }
 
 /** Default checks per second above which they move to the worker. */
@@ -100,14 +102,21 @@ export class SignatureVerifier {
     }
     // Never what keeps the process alive: requests waiting for it are held by the server.
     w.unref();
-    w.on("message", (m: { ready?: true; id?: number; outcomes?: SignatureOutcome[] }) => {
+    w.on("message", (m: { ready?: true; id?: number; from?: number; outcomes?: SignatureOutcome[] }) => {
       if (m.ready) {
         this.ready = !this.closed;
         return;
       }
+      // A message's outcomes come back in parts, in order (see the worker's ANSWER_EVERY_MS).
       const batch = this.inFlight.get(m.id!);
-      this.inFlight.delete(m.id!);
-      batch?.forEach((p, i) => p.resolve(m.outcomes![i]!));
+      if (!batch) return;
+      const from = m.from ?? 0;
+      m.outcomes!.forEach((o, i) => {
+        const p = batch[from + i]!;
+        p.settled = true;
+        p.resolve(o);
+      });
+      if (from + m.outcomes!.length >= batch.length) this.inFlight.delete(m.id!);
     });
     w.on("error", () => {
       this.failed = true;
@@ -122,7 +131,7 @@ export class SignatureVerifier {
     if (!w || this.worker !== w) return;
     this.worker = undefined;
     this.ready = false;
-    const left = [...this.inFlight.values()].flat().concat(this.queue);
+    const left = [...this.inFlight.values()].flat().filter((p) => !p.settled).concat(this.queue);
     this.inFlight.clear();
     this.queue = [];
     for (const p of left) p.resolve(runHere(p.job));

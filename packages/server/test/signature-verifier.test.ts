@@ -30,6 +30,20 @@ const tampered = (() => {
 })();
 const p256Cert = selfSigned("holder256", keyArgs.p256);
 const p384Cert = selfSigned("holder384", keyArgs.p384);
+const rsa2048Cert = selfSigned("holder-rsa2048", keyArgs.rsa2048);
+// An imported legacy certificate: a key too weak to issue for still proves possession.
+const rsa1024Cert = selfSigned("holder-rsa1024", keyArgs.rsa1024);
+// A compressed EC point in the certificate (read through the DER decoder, not as coordinates).
+const compressedCert = (() => {
+  const key = t.path("compressed.key");
+  assert.equal(openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", t.path("plain.key")]).status, 0);
+  assert.equal(openssl(["ec", "-in", t.path("plain.key"), "-conv_form", "compressed", "-out", key]).status, 0);
+  const r = openssl(["req", "-x509", "-key", key, "-out", t.path("compressed.crt"), "-subj", "/CN=compressed", "-days", "2"]);
+  assert.equal(r.status, 0, r.out);
+  const der = pemToDer(readFileSync(t.path("compressed.crt"), "utf8"), "CERTIFICATE");
+  assert.equal(der.indexOf(Buffer.from([0x03, 0x22, 0x00])) > 0, true, "the certificate carries a 33-byte (compressed) point");
+  return { der, key: createPrivateKey(readFileSync(key)) };
+})();
 const message = Buffer.from("ukey-renew possession v1\norder\nchallenge");
 const signed = (key: ReturnType<typeof createPrivateKey>, hash = "sha256", m = message) => sign(hash, m, { key, dsaEncoding: "der" });
 
@@ -81,6 +95,10 @@ for (const [place, make] of places) {
       assert.equal(await v.possessionValid(p256Cert.der, message, signed(p256Cert.key)), true);
       assert.equal(await v.possessionValid(p384Cert.der, message, signed(p384Cert.key, "sha384")), true, "P-384 proofs use SHA-384");
       assert.equal(await v.possessionValid(p256Cert.der, message, signed(p384Cert.key)), false, "another key");
+      for (const [name, c] of [["RSA-2048", rsa2048Cert], ["RSA-1024", rsa1024Cert], ["compressed P-256", compressedCert]] as const) {
+        assert.equal(await v.possessionValid(c.der, message, signed(c.key)), true, name);
+        assert.equal(await v.possessionValid(c.der, message, signed(p256Cert.key)), false, `${name}: another key`);
+      }
       assert.equal(await v.possessionValid(p256Cert.der, message, signed(p256Cert.key, "sha256", Buffer.from("another message"))), false);
       assert.equal(await v.possessionValid(p256Cert.der, message, Buffer.from("not a signature")), false);
       assert.equal(await v.possessionValid(Buffer.from("not a certificate"), message, signed(p256Cert.key)), false);
