@@ -142,10 +142,8 @@ export class RenewalOrderService {
     const open = await this.deps.store.orders.findOpenForCertificate(serial);
     if (open) return this.view(open);
     // An order that failed on wrong answers locks its certificate for a day: five guesses a day, not per order.
-    const lastFailure = (await this.deps.store.orders.list({ holderId: cert.holderId, state: "failed", limit: 200 }))
-      .filter((o) => o.certificateSerial === serial && now.getTime() - o.updatedAt < failureLockMs)
-      .reduce((max, o) => Math.max(max, o.updatedAt), 0);
-    if (lastFailure) throw new UkeyError("RENEWAL_LOCKED", { params: { until: new Date(lastFailure + failureLockMs).toISOString() } });
+    const lastFailure = await this.deps.store.orders.lastFailedAt(serial);
+    if (lastFailure !== undefined && now.getTime() - lastFailure < failureLockMs) throw new UkeyError("RENEWAL_LOCKED", { params: { until: new Date(lastFailure + failureLockMs).toISOString() } });
     const profile = await this.profile(cert.profileId);
     const e = evaluate({ notBefore: cert.notBefore, notAfter: cert.notAfter, status: cert.status, revokedAt: cert.revokedAt }, profile, channel, now);
     const refusal = renewalRefusal(e, { serial, stepUpVerified: true });

@@ -63,6 +63,13 @@ export function orderRepository(x: Executor): OrderRepository {
         `SELECT ${COLUMNS} FROM renewal_orders WHERE certificate_serial = ? AND state IN (${OPEN})`, [serial]);
       return rows[0] && toOrder(rows[0]);
     },
+    async lastFailedAt(serial) {
+      // Served by renewal_orders_certificate (certificate_serial, state).
+      const rows = await x.sql.query<{ at: number | string | null }>(
+        "SELECT MAX(updated_at) AS at FROM renewal_orders WHERE certificate_serial = ? AND state = 'failed'", [serial]);
+      const at = rows[0]?.at;
+      return at === null || at === undefined ? undefined : Number(at);
+    },
     async transition(id, from, to, at, patch = {}) {
       const sets = ["state = ?", "updated_at = ?"];
       const params: unknown[] = [to, at];

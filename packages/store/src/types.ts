@@ -12,6 +12,21 @@ export interface Sql {
   query<T = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<T[]>;
   /** Runs a statement; returns the number of rows changed. */
   run(sql: string, params?: readonly unknown[]): Promise<number>;
+  /** Present on a transaction that shares its commit with others (SQLite's group commit); see CommitState. */
+  readonly commitState?: CommitState;
+}
+
+/**
+ * Values the transactions of one commit hand on to each other, so that a
+ * hot row (the audit head) is read once and written once per commit instead
+ * of once per transaction. A value set by a transaction that rolls back is
+ * undone with it. Before the commit, `flush` writes the last value of each
+ * key that was set; a transaction that runs later in the same commit sees
+ * the value, never the row. Read the row through `get` first.
+ */
+export interface CommitState {
+  get<T>(key: string): T | undefined;
+  set<T>(key: string, value: T, flush: (sql: Sql, value: T) => Promise<unknown>): void;
 }
 
 export interface Database extends Sql {
@@ -226,6 +241,8 @@ export interface OrderRepository {
   insert(o: RenewalOrderRecord): Promise<void>;
   get(id: string): Promise<RenewalOrderRecord | undefined>;
   findOpenForCertificate(serial: string): Promise<RenewalOrderRecord | undefined>;
+  /** When the newest failed order of this certificate failed (its updatedAt), if one ever did. */
+  lastFailedAt(serial: string): Promise<Millis | undefined>;
   /** Reads an order and locks its row until the transaction ends (use inside store.transaction). */
   getForUpdate(id: string): Promise<RenewalOrderRecord | undefined>;
   /** Compare-and-set on state; returns false when the order was not in `from`. */

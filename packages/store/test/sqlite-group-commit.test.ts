@@ -34,3 +34,35 @@ test("a body that throws rolls back only its own writes; the others in the same 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("audit appends in one commit chain through one head; a body that rolls back takes its entries and its head with it", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "ukey-group-audit-"));
+  try {
+    const store = await openStore({ dataDir: dir });
+    await store.audit.append({ at: 1, actor: "t", action: "before", subjectType: "t", subjectId: "0" });
+    const entry = (n: number) => ({ at: n, actor: "t", action: `a${n}`, subjectType: "t", subjectId: String(n) });
+    const results = await Promise.allSettled([
+      store.transaction((r) => r.audit.append(entry(1))),
+      store.transaction(async (r) => { await r.audit.appendMany([entry(2), entry(3)]); throw new Error("rolls back"); }),
+      store.transaction((r) => r.audit.appendMany([entry(4), entry(5)])),
+      store.audit.append(entry(6)),
+      store.transaction(async (r) => { await r.audit.append(entry(7)); await r.holders.insert(holder("X")); await r.holders.insert(holder("X")); }),
+      store.transaction((r) => r.audit.append(entry(8))),
+    ]);
+    assert.deepEqual(results.map((x) => x.status), ["fulfilled", "rejected", "fulfilled", "fulfilled", "rejected", "fulfilled"]);
+    const list = await store.audit.list(1, 100);
+    assert.deepEqual(list.map((e) => [e.seq, e.action]), [[1, "before"], [2, "a1"], [3, "a4"], [4, "a5"], [5, "a6"], [6, "a8"]]);
+    const head = (await store.db.query<{ seq: number; hash: string }>("SELECT seq, hash FROM audit_head WHERE id = 1"))[0]!;
+    assert.equal(Number(head.seq), 6, "the head row was written once, with the last entry of the commit");
+    assert.equal(head.hash, list.at(-1)!.hash);
+    assert.deepEqual(await store.audit.verify(), { ok: true, entries: 6, head: head.hash });
+    await store.close();
+    const reopened = await openStore({ dataDir: dir });
+    assert.equal((await reopened.audit.verify()).ok, true);
+    await reopened.audit.append(entry(9));
+    assert.equal((await reopened.audit.list(7, 1))[0]!.prevHash, head.hash, "the next commit links to the head written");
+    await reopened.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

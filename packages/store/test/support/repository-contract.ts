@@ -3,10 +3,10 @@
 // database, so every test makes its own ids.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { defaultProfile, isUkeyError, type ErrorCode } from "@ukey/policy";
 import {
-  auditEntryHash, GENESIS_HASH, LATEST_SCHEMA_VERSION, reminderId,
+  auditEntryHash, canonicalJson, GENESIS_HASH, LATEST_SCHEMA_VERSION, reminderId,
   type CertificateRecord, type HolderRecord, type HolderSignInRecord, type OperatorRecord, type OutboxRecord, type ReminderCandidate,
   type ReminderRecord, type RenewalOrderRecord, type Store,
 } from "../../src/index.js";
@@ -368,6 +368,21 @@ export function repositoryContract(engineName: string, factory: () => Promise<En
         // Download orders have no certificate and never collide.
         await store.orders.insert(order(h.id, null));
         await store.orders.insert(order(h.id, null));
+      });
+
+      test("tells when a certificate's last order failed", async () => {
+        const c = imported(h.id);
+        await store.certificates.insertImported(c);
+        const other = imported(h.id);
+        await store.certificates.insertImported(other);
+        assert.equal(await store.orders.lastFailedAt(c.serial), undefined);
+        await store.orders.insert(order(h.id, c.serial, { state: "failed", updatedAt: T0 + 5 }));
+        await store.orders.insert(order(h.id, c.serial, { state: "failed", updatedAt: T0 + 9 }));
+        await store.orders.insert(order(h.id, c.serial, { state: "completed", updatedAt: T0 + 20 }));
+        await store.orders.insert(order(h.id, other.serial, { state: "failed", updatedAt: T0 + 30 }));
+        assert.equal(await store.orders.lastFailedAt(c.serial), T0 + 9, "the newest failure of this certificate, whatever came after");
+        assert.equal(await store.orders.lastFailedAt(other.serial), T0 + 30);
+        assert.equal(await store.orders.lastFailedAt("00"), undefined);
       });
 
       test("lets exactly one of several concurrent inserts open an order", async () => {
@@ -858,6 +873,11 @@ export function repositoryContract(engineName: string, factory: () => Promise<En
         assert.deepEqual([a.seq, a.prevHash, a.data], [1, GENESIS_HASH, {}]);
         assert.deepEqual([b.seq, b.prevHash], [2, a.hash]);
         assert.equal(b.hash, auditEntryHash(2, a.hash, b));
+        // The documented formula, spelled out: anyone with an export can recompute it.
+        const body = canonicalJson({ at: b.at, actor: b.actor, action: b.action, subjectType: b.subjectType, subjectId: b.subjectId, data: b.data });
+        assert.equal(b.hash, createHash("sha256").update(`2\n${a.hash}\n${body}`, "utf8").digest("hex"));
+        const odd = { at: 1.5e12, actor: "holder:\"引号\"\n", action: "a\u2028b", subjectType: "t\\", subjectId: "\ud83d\ude00", data: { z: [1, { b: null, a: true }], "": "x" } };
+        assert.equal(auditEntryHash(7, GENESIS_HASH, odd), createHash("sha256").update(`7\n${GENESIS_HASH}\n${canonicalJson(odd)}`, "utf8").digest("hex"));
         assert.match(b.hash, /^[0-9a-f]{64}$/);
         assert.deepEqual(await store.audit.list(), [a, b]);
         assert.deepEqual(await store.audit.list(2), [b]);
