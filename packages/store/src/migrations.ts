@@ -4,11 +4,12 @@ import type { Database, Millis } from "./types.js";
 /** Column types that differ between the engines; everything else is written once. */
 interface TypeNames {
   blob: string;
+  engine: Database["engine"];
 }
 
 const typeNames: Record<Database["engine"], TypeNames> = {
-  sqlite: { blob: "BLOB" },
-  postgres: { blob: "BYTEA" },
+  sqlite: { blob: "BLOB", engine: "sqlite" },
+  postgres: { blob: "BYTEA", engine: "postgres" },
 };
 
 /** One schema step. Never edit a published migration: add the next one. */
@@ -293,6 +294,36 @@ export const migrations: readonly Migration[] = [
       // (seven per renewal, a quarter of a renewal's disk writes). Only `audit verify` looked an
       // entry up by hash, and only to name the kind of a break it had already found: it scans then.
       "DROP INDEX audit_log_hash",
+    ],
+  },
+  {
+    version: 7,
+    name: "fewer index writes per renewal",
+    statements: (t) => [
+      // certificates_holder_profile (holder_id, profile_id, not_after) serves every lookup by holder and
+      // certificates_pending (status, created_at) every lookup by status: these two only cost writes.
+      "DROP INDEX certificates_holder",
+      "DROP INDEX certificates_status",
+      // On SQLite a BIGINT PRIMARY KEY is an index beside the table's rowid: every audit entry was
+      // written twice. As INTEGER PRIMARY KEY the seq is the rowid. (PostgreSQL has one index either way.)
+      ...(t.engine === "sqlite" ? [
+        `CREATE TABLE audit_log_v7 (
+          seq INTEGER PRIMARY KEY,
+          at BIGINT NOT NULL,
+          actor TEXT NOT NULL,
+          action TEXT NOT NULL,
+          subject_type TEXT NOT NULL,
+          subject_id TEXT NOT NULL,
+          data TEXT NOT NULL,
+          prev_hash TEXT NOT NULL,
+          hash TEXT NOT NULL
+        )`,
+        `INSERT INTO audit_log_v7 (seq, at, actor, action, subject_type, subject_id, data, prev_hash, hash)
+          SELECT seq, at, actor, action, subject_type, subject_id, data, prev_hash, hash FROM audit_log ORDER BY seq`,
+        "DROP TABLE audit_log",
+        "ALTER TABLE audit_log_v7 RENAME TO audit_log",
+        "CREATE INDEX audit_log_subject ON audit_log (subject_type, subject_id)",
+      ] : []),
     ],
   },
 ];
