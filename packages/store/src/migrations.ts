@@ -332,7 +332,7 @@ export const migrations: readonly Migration[] = [
 export const LATEST_SCHEMA_VERSION = migrations.reduce((max, m) => Math.max(max, m.version), 0);
 
 /**
- * Brings the schema to LATEST_SCHEMA_VERSION: every missing migration in one
+ * Brings the schema to LATEST_SCHEMA_VERSION (or `upTo`, for upgrade tests): every missing migration in one
  * transaction, recorded in `schema_version`. Several processes may call it at
  * once on PostgreSQL: the version-0 row is locked, so they run one at a time
  * and the later ones find nothing to do. Returns the version found before.
@@ -340,7 +340,7 @@ export const LATEST_SCHEMA_VERSION = migrations.reduce((max, m) => Math.max(max,
  * Throws UkeyError DATABASE_SCHEMA_NEWER when the database was written by a
  * newer version of this program (nothing is changed then).
  */
-export async function migrate(db: Database, at: Millis): Promise<number> {
+export async function migrate(db: Database, at: Millis, upTo = LATEST_SCHEMA_VERSION): Promise<number> {
   await bootstrap(db, at);
   return db.transaction(async (tx) => {
     await tx.query("SELECT version FROM schema_version WHERE version = 0 FOR UPDATE");
@@ -350,7 +350,7 @@ export async function migrate(db: Database, at: Millis): Promise<number> {
       throw new UkeyError("DATABASE_SCHEMA_NEWER", { params: { found, supported: LATEST_SCHEMA_VERSION } });
     }
     for (const m of migrations) {
-      if (m.version <= found) continue;
+      if (m.version <= found || m.version > upTo) continue;
       for (const statement of m.statements(typeNames[db.engine])) await tx.run(statement);
       await tx.run("INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)", [m.version, m.name, at]);
     }
