@@ -1,4 +1,4 @@
-import { createHash, createHmac, randomBytes, randomInt, randomUUID, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, randomBytes, randomInt, timingSafeEqual } from "node:crypto";
 import { derToPem, encodeName, nameToString, type SubjectSpec, type VerifiedCsr } from "@ukey/ca";
 import {
   UkeyError, evaluate, renewalRefusal, validityFor,
@@ -8,6 +8,7 @@ import type { CertificateRecord, HolderRecord, OrderState, Repositories, Renewal
 import { formatCertId } from "./cert-id.js";
 import { formatDn } from "./ca-runtime.js";
 import { hashIdNumber } from "./holder-identity.js";
+import { newOrderId } from "./order-id.js";
 import type { IssuanceService } from "./issuance-service.js";
 import type { ProfileCache } from "./profile-cache.js";
 import { SignatureVerifier } from "./signature-verifier.js";
@@ -157,7 +158,7 @@ export class RenewalOrderService {
       challenge: { value: randomBytes(32).toString("base64url"), expiresAt: at + challengeTtlMs },
     };
     const order: RenewalOrderRecord = {
-      id: randomUUID(), certificateSerial: serial, holderId: cert.holderId, profileId: cert.profileId, state: "created",
+      id: newOrderId(at), certificateSerial: serial, holderId: cert.holderId, profileId: cert.profileId, state: "created",
       channel, newSerial: null, data: data as unknown as Record<string, unknown>, createdAt: at, updatedAt: at,
     };
     try {

@@ -304,6 +304,12 @@ export const migrations: readonly Migration[] = [
       // certificates_pending (status, created_at) every lookup by status: these two only cost writes.
       "DROP INDEX certificates_holder",
       "DROP INDEX certificates_status",
+      // Nothing looks a certificate up by its key hash; each issuance wrote a random leaf of this index.
+      "DROP INDEX certificates_spki",
+      // Only revoked certificates are looked up by issuer (the CRL's walk in serial order, its stamp):
+      // a partial index is written on revocation, not on every issuance.
+      "DROP INDEX certificates_issuer_serial",
+      "CREATE INDEX certificates_revoked_issuer_serial ON certificates (issuer_key_id, serial) WHERE revoked_at IS NOT NULL",
       // On SQLite a BIGINT PRIMARY KEY is an index beside the table's rowid: every audit entry was
       // written twice. As INTEGER PRIMARY KEY the seq is the rowid. (PostgreSQL has one index either way.)
       ...(t.engine === "sqlite" ? [

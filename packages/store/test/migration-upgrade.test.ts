@@ -58,8 +58,17 @@ async function checkUpgraded(db: Database): Promise<void> {
   assert.deepEqual((await s.certificates.search({ status: "revoked" })).map((c) => c.serial), ["0b"]);
   assert.deepEqual(await s.certificates.countByStatus(), { active: 1, revoked: 1, pending: 1 });
   const idx = await indexes(db);
-  for (const gone of ["certificates_holder", "certificates_status"]) assert.ok(!idx.includes(gone), `${gone} dropped`);
-  for (const kept of ["audit_log_subject", "certificates_holder_profile", "certificates_pending"]) assert.ok(idx.includes(kept), `${kept} kept: ${idx}`);
+  for (const gone of ["certificates_holder", "certificates_status", "certificates_spki", "certificates_issuer_serial"]) assert.ok(!idx.includes(gone), `${gone} dropped`);
+  for (const kept of ["audit_log_subject", "certificates_holder_profile", "certificates_pending", "certificates_revoked_issuer_serial"]) {
+    assert.ok(idx.includes(kept), `${kept} there: ${idx}`);
+  }
+  // The CRL's walk still finds the revoked certificate by issuer, through the partial index.
+  assert.deepEqual(await s.certificates.revocationStamp("k1"), { count: 0, latestAt: null }, "0b was inserted revoked without a time");
+  assert.equal(await s.certificates.revoke("0a", "keyCompromise", 50), true);
+  assert.deepEqual(await s.certificates.revocationStamp("k1"), { count: 1, latestAt: 50 });
+  const revoked = [];
+  for await (const r of s.certificates.listRevoked("k1")) revoked.push(r.serial);
+  assert.deepEqual(revoked, ["0a"]);
   if (db.engine === "sqlite") {
     const plan = await db.query<{ detail: string }>("EXPLAIN QUERY PLAN SELECT * FROM audit_log WHERE seq = 3");
     assert.match(plan[0]!.detail, /INTEGER PRIMARY KEY/, "the seq is the rowid");
