@@ -28,6 +28,9 @@ export interface RenewalResult {
   mainThreadCpu?: number;
   /** Bytes the server process wrote to the disk per renewal (WAL, checkpoints); undefined where /proc is missing. */
   diskBytesPerRenewal?: number;
+  /** One renewal's time, first request to last answer, in milliseconds: median and 99th percentile. */
+  p50: number;
+  p99: number;
 }
 
 /** CPU ticks of this process's main thread, from /proc (Linux); undefined elsewhere. */
@@ -59,7 +62,7 @@ export const benchProfile = { id: "bench", preset: "gov-supervision", keyAlgorit
  * and writes, for each, the agent's side of a renewal (certId, the old key,
  * a CSR for a new key) to a JSON file in `dir`. Nothing here is timed.
  */
-export async function prepareRenewalJobs(ctx: ServerContext, holderId: string, renewals: number, dir: string): Promise<string> {
+export async function prepareRenewalJobs(ctx: ServerContext, holderId: string, renewals: number, dir: string, name = "renewal-jobs"): Promise<string> {
   const ecAlg = { name: "ECDSA", namedCurve: "P-256" };
   x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
   const csrFor = async () => {
@@ -80,7 +83,7 @@ export async function prepareRenewalJobs(ctx: ServerContext, holderId: string, r
     }));
     jobs.push(...chunk);
   }
-  const file = join(dir, "renewal-jobs.json");
+  const file = join(dir, `${name}.json`);
   writeFileSync(file, JSON.stringify(jobs));
   return file;
 }
@@ -112,6 +115,26 @@ export async function openBenchContext(dir: string): Promise<ServerContext> {
 export const RENEWAL_WARM_UP_SECONDS = 2;
 
 /**
+ * Holders renewing at once, one measurement each (UKEY_BENCH_AGENTS, e.g.
+ * "256,512"). Each agent waits for every answer, so throughput is agents
+ * divided by the time of one renewal until the server's event loop is full:
+ * at 256 it still waits for commits now and then, at 512 it is saturated.
+ * Both are printed, each with the time one renewal takes.
+ */
+export function benchAgents(): number[] {
+  const list = (process.env.UKEY_BENCH_AGENTS ?? "256,512").split(",").map(Number).filter((n) => Number.isInteger(n) && n > 0);
+  if (!list.length) throw new Error("UKEY_BENCH_AGENTS: give agent counts such as 256,512");
+  return list;
+}
+
+/** Certificates prepared per measurement (UKEY_BENCH_RENEWALS): enough for the warm-up and the measured seconds at about 1,000/s. */
+export function benchRenewals(): number {
+  const n = Number(process.env.UKEY_BENCH_RENEWALS ?? 6000);
+  if (!Number.isInteger(n) || n < 100) throw new Error("UKEY_BENCH_RENEWALS: at least 100");
+  return n;
+}
+
+/**
  * Serves the real app on loopback and lets `agents` concurrent agents (a
  * load client in one child process) renew the prepared certificates until
  * the list is done or `seconds` are up, after `warmUpSeconds` of renewals
@@ -127,14 +150,14 @@ export async function measureRenewals(ctx: ServerContext, jobsFile: string, agen
     let cpuAtStart: NodeJS.CpuUsage | undefined;
     let ticksAtStart: number | undefined;
     let diskAtStart: number | undefined;
-    const rr = await new Promise<{ done: number; failed: number; firstError?: string; elapsed: number; cpuMicros: number }>((resolve, reject) => {
+    const rr = await new Promise<{ done: number; failed: number; firstError?: string; elapsed: number; cpuMicros: number; p50: number; p99: number }>((resolve, reject) => {
       client.on("message", (m: { ready?: true } & Record<string, unknown>) => {
         if (m.ready) {
           cpuAtStart = process.cpuUsage();
           ticksAtStart = mainThreadTicks();
           diskAtStart = diskWriteBytes();
         }
-        else resolve(m as unknown as { done: number; failed: number; elapsed: number; cpuMicros: number });
+        else resolve(m as unknown as { done: number; failed: number; elapsed: number; cpuMicros: number; p50: number; p99: number });
       });
       client.on("exit", (code) => reject(new Error(`renewal load client exited with ${code}`)));
     });
@@ -142,7 +165,7 @@ export async function measureRenewals(ctx: ServerContext, jobsFile: string, agen
     const ticks = mainThreadTicks();
     const disk = diskWriteBytes();
     return {
-      rate: rr.done / rr.elapsed, done: rr.done, failed: rr.failed, firstError: rr.firstError, elapsed: rr.elapsed,
+      rate: rr.done / rr.elapsed, done: rr.done, failed: rr.failed, firstError: rr.firstError, elapsed: rr.elapsed, p50: rr.p50, p99: rr.p99,
       serverCpu: (used.user + used.system) / 1e6 / rr.elapsed, clientCpu: rr.cpuMicros / 1e6 / rr.elapsed,
       // Clock ticks are 1/100 s on Linux.
       mainThreadCpu: ticks === undefined || ticksAtStart === undefined ? undefined : (ticks - ticksAtStart) / 100 / rr.elapsed,
@@ -159,6 +182,7 @@ export function renewalLine(r: RenewalResult, agents: number, bound?: number): s
   const perRenewal = (cores: number) => (cores * r.elapsed * 1000 / Math.max(1, r.done)).toFixed(2);
   const ratio = bound ? `   raw bound ${bound.toFixed(0)} /s, ratio ${(r.rate / bound).toFixed(2)}` : "";
   return `${label} ${r.rate.toFixed(0).padStart(8)} /s${ratio} (target >= 1000/s)   done ${r.done} failed ${r.failed} in ${r.elapsed.toFixed(1)} s after ${RENEWAL_WARM_UP_SECONDS} s warm-up`
+    + `; one renewal p50 ${r.p50.toFixed(0)} ms, p99 ${r.p99.toFixed(0)} ms`
     + `\n${"".padEnd(49)}CPU (cores): server ${r.serverCpu.toFixed(2)}${r.mainThreadCpu === undefined ? "" : ` (main thread ${r.mainThreadCpu.toFixed(2)})`}, load client ${r.clientCpu.toFixed(2)}`
     + `; per renewal: server ${perRenewal(r.serverCpu)} ms${r.mainThreadCpu === undefined ? "" : ` (main thread ${perRenewal(r.mainThreadCpu)} ms)`}, client ${perRenewal(r.clientCpu)} ms`
     + `${r.diskBytesPerRenewal === undefined ? "" : `, disk writes ${(r.diskBytesPerRenewal / 1024).toFixed(0)} KB`}${r.firstError ? `   first error: ${r.firstError}` : ""}`;
@@ -166,29 +190,29 @@ export function renewalLine(r: RenewalResult, agents: number, bound?: number): s
 
 async function main(): Promise<void> {
   const seconds = Number(process.env.UKEY_BENCH_SECONDS ?? 5);
-  const renewals = Number(process.env.UKEY_BENCH_RENEWALS ?? 4000);
-  const agents = Number(process.env.UKEY_BENCH_AGENTS ?? 256);
   const dir = mkdtempSync(join(tmpdir(), "ukey-renewal-bench-"));
   try {
     const ctx = await openBenchContext(dir);
     try {
-      const jobsFile = await prepareRenewalJobs(ctx, "B1", renewals, dir);
-      // UKEY_BENCH_CPU_PROFILE=<file>: a CPU profile of the server's main thread over the timed part only.
-      const profileFile = process.env.UKEY_BENCH_CPU_PROFILE;
-      const session = profileFile ? new Session() : undefined;
-      const post = (method: string) => new Promise<unknown>((resolve, reject) => session!.post(method, (e, v) => (e ? reject(e) : resolve(v))));
-      if (session) {
-        session.connect();
-        await post("Profiler.enable");
-        await post("Profiler.start");
+      for (const agents of benchAgents()) {
+        const jobsFile = await prepareRenewalJobs(ctx, "B1", benchRenewals(), dir, `jobs-${agents}`);
+        // UKEY_BENCH_CPU_PROFILE=<file>: a CPU profile of the server's main thread over the timed part only (of the last measurement).
+        const profileFile = process.env.UKEY_BENCH_CPU_PROFILE;
+        const session = profileFile ? new Session() : undefined;
+        const post = (method: string) => new Promise<unknown>((resolve, reject) => session!.post(method, (e, v) => (e ? reject(e) : resolve(v))));
+        if (session) {
+          session.connect();
+          await post("Profiler.enable");
+          await post("Profiler.start");
+        }
+        const r = await measureRenewals(ctx, jobsFile, agents, seconds);
+        if (session) {
+          const { profile } = await post("Profiler.stop") as { profile: unknown };
+          writeFileSync(profileFile!, JSON.stringify(profile));
+          session.disconnect();
+        }
+        console.log(renewalLine(r, agents));
       }
-      const r = await measureRenewals(ctx, jobsFile, agents, seconds);
-      if (session) {
-        const { profile } = await post("Profiler.stop") as { profile: unknown };
-        writeFileSync(profileFile!, JSON.stringify(profile));
-        session.disconnect();
-      }
-      console.log(renewalLine(r, agents));
     } finally {
       await ctx.close();
     }

@@ -83,6 +83,8 @@ class Connection {
 
 let done = 0;
 let failed = 0;
+/** Milliseconds from a measured renewal's first request to its last answer. */
+let latencies = [];
 let firstError;
 let next = 0;
 const connections = Array.from({ length: Number(conns) }, () => new Connection());
@@ -101,6 +103,7 @@ const warmUpTimer = setTimeout(() => {
   measuring = true;
   done = 0;
   failed = 0;
+  latencies = [];
   firstError = undefined;
   // The parent starts counting its own CPU now; ours is counted from here too.
   process.send({ ready: true });
@@ -111,6 +114,7 @@ const warmUpTimer = setTimeout(() => {
 await Promise.all(connections.map(async (c) => {
   while (Date.now() < end && next < jobs.length) {
     const job = jobs[next++];
+    const began = performance.now();
     try {
       const order = JSON.parse((await c.request("POST", "/api/v1/orders", job.startBody)).toString("utf8"));
       const challenge = order.challenge?.value ?? JSON.parse((await c.request("POST", `/api/v1/orders/${order.id}/challenge`)).toString("utf8")).challenge;
@@ -120,6 +124,7 @@ await Promise.all(connections.map(async (c) => {
       await c.request("POST", `/api/v1/orders/${order.id}/csr`, job.csrBody);
       await c.request("POST", `/api/v1/orders/${order.id}/complete`);
       done++;
+      if (measuring) latencies.push(performance.now() - began);
     } catch (e) {
       failed++;
       firstError ??= String(e);
@@ -136,5 +141,7 @@ if (!measuring) {
 }
 const elapsed = (Date.now() - start) / 1000;
 const cpu = process.cpuUsage(cpuAtStart);
-process.send({ done, failed, firstError, elapsed, cpuMicros: cpu.user + cpu.system });
+latencies.sort((a, b) => a - b);
+const percentile = (q) => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] : NaN);
+process.send({ done, failed, firstError, elapsed, cpuMicros: cpu.user + cpu.system, p50: percentile(0.5), p99: percentile(0.99) });
 for (const c of connections) c.close();

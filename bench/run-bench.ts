@@ -10,7 +10,7 @@ import { webcrypto } from "node:crypto";
 import * as x509 from "@peculiar/x509";
 import { verifyCsr } from "@ukey/ca";
 import { buildApp } from "@ukey/server";
-import { measureRenewals, openBenchContext, prepareRenewalJobs, renewalLine } from "./renewal-bench.js";
+import { benchAgents, benchRenewals, measureRenewals, openBenchContext, prepareRenewalJobs, renewalLine } from "./renewal-bench.js";
 import { measurePortal } from "./web-bench.js";
 
 const seconds = Number(process.env.UKEY_BENCH_SECONDS ?? 3);
@@ -112,13 +112,13 @@ try {
 
   // Renewals over HTTP through the whole order path (see renewal-bench.ts).
   // The warm-up takes some; when the list runs out before the time, the rate is over the renewals measured.
-  const renewals = Number(process.env.UKEY_BENCH_RENEWALS ?? 4000);
-  // Holders renewing at once; each waits for its answers, so throughput is agents / latency until the CPU is full.
-  const agents = Number(process.env.UKEY_BENCH_AGENTS ?? 256);
-  const jobsFile = await prepareRenewalJobs(ctx, "B1", renewals, dir);
-  const rr = await measureRenewals(ctx, jobsFile, agents, Math.max(seconds, 5));
-  // A renewal verifies two signatures (possession, CSR) and makes one.
-  console.log(renewalLine(rr, agents, 1 / (2 / verify + 1 / sign)));
+  // Holders renewing at once (benchAgents): each waits for its answers, so throughput is agents / latency until the event loop is full.
+  for (const agents of benchAgents()) {
+    const jobsFile = await prepareRenewalJobs(ctx, "B1", benchRenewals(), dir, `jobs-${agents}`);
+    const rr = await measureRenewals(ctx, jobsFile, agents, Math.max(seconds, 5));
+    // A renewal verifies two signatures (possession, CSR) and makes one.
+    console.log(renewalLine(rr, agents, 1 / (2 / verify + 1 / sign)));
+  }
   // The portal: JavaScript gzipped and first render in Chromium, against their targets (web-bench.ts).
   if (!(await measurePortal(ctx))) process.exitCode = 1;
   await ctx.close();
