@@ -12,6 +12,7 @@
 import { createPrivateKey, sign } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { connect } from "node:net";
+import { performance } from "node:perf_hooks";
 
 const [port, jobsFile, secs, conns, warmUp = "0"] = process.argv.slice(2);
 // Keys are loaded once, as an agent holds its token session open.
