@@ -11,6 +11,7 @@ export const GENESIS_HASH = "0".repeat(64);
 const VERIFY_PAGE = 500;
 
 const COLUMNS = "seq, at, actor, action, subject_type, subject_id, data, prev_hash, hash";
+const INSERT = `INSERT INTO audit_log (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`;
 
 interface AuditRow {
   seq: number | string; at: number | string; actor: string; action: string; subject_type: string;
@@ -116,7 +117,7 @@ export function auditLog(x: Executor): AuditLog {
       for (const { entry, dataText } of entries) {
         seq += 1;
         const hash = auditEntryHash(seq, prevHash, entry, dataText);
-        await tx.run(`INSERT INTO audit_log (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, [
+        await tx.run(INSERT, [
           seq, entry.at, entry.actor, entry.action, entry.subjectType, entry.subjectId, dataText, prevHash, hash,
         ]);
         out.push({ ...entry, seq, prevHash, hash });

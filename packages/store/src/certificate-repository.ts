@@ -37,10 +37,15 @@ function toCertificate(r: CertificateRow): CertificateRecord {
  * unknown serial, CERT_INTENT_NOT_PENDING when completing an intent that is
  * not pending.
  */
+// Hot statements as constants: the statement cache is keyed by the text, which is then not rebuilt per call.
+const INSERT = `INSERT INTO certificates (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+const BY_SERIAL = `SELECT ${COLUMNS} FROM certificates WHERE serial = ?`;
+const BY_SERIAL_AND_ISSUER = `SELECT ${COLUMNS} FROM certificates WHERE serial = ? AND issuer_key_id = ?`;
+
 export function certificateRepository(x: Executor): CertificateRepository {
   async function insert(c: CertificateRecord): Promise<void> {
     try {
-      await x.sql.run(`INSERT INTO certificates (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, [
+      await x.sql.run(INSERT, [
         c.serial, c.issuerKeyId, c.issuerDn, c.subjectDn, JSON.stringify(c.sans), c.notBefore, c.notAfter, c.status,
         c.revocationReason, c.revokedAt, c.spkiSha256, c.kind, c.tokenSerial, c.holderId, c.profileId, c.der,
         c.imported ? 1 : 0, c.createdAt, c.updatedAt,
@@ -79,8 +84,8 @@ export function certificateRepository(x: Executor): CertificateRepository {
     },
     async get(serial, issuerKeyId) {
       const rows = issuerKeyId === undefined
-        ? await x.sql.query<CertificateRow>(`SELECT ${COLUMNS} FROM certificates WHERE serial = ?`, [serial])
-        : await x.sql.query<CertificateRow>(`SELECT ${COLUMNS} FROM certificates WHERE serial = ? AND issuer_key_id = ?`, [serial, issuerKeyId]);
+        ? await x.sql.query<CertificateRow>(BY_SERIAL, [serial])
+        : await x.sql.query<CertificateRow>(BY_SERIAL_AND_ISSUER, [serial, issuerKeyId]);
       return rows[0] && toCertificate(rows[0]);
     },
     async revoke(serial, reason, at, status = "revoked") {

@@ -22,6 +22,9 @@ function toHolder(r: HolderRow): HolderRecord {
  * lookup) and a masked form (for display).
  * insert throws UkeyError RECORD_DUPLICATE when the holder ID exists.
  */
+/** The hot read as a constant: the statement cache is keyed by the text. */
+const BY_ID = `SELECT ${COLUMNS} FROM holders WHERE id = ?`;
+
 export function holderRepository(x: Executor): HolderRepository {
   return {
     async insert(h) {
@@ -35,7 +38,7 @@ export function holderRepository(x: Executor): HolderRepository {
       }
     },
     async get(id) {
-      const rows = await x.sql.query<HolderRow>(`SELECT ${COLUMNS} FROM holders WHERE id = ?`, [id]);
+      const rows = await x.sql.query<HolderRow>(BY_ID, [id]);
       return rows[0] && toHolder(rows[0]);
     },
     async findByIdHash(idHash) {

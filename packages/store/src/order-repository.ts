@@ -6,6 +6,14 @@ import type { OrderRepository, OrderState, RenewalOrderRecord } from "./types.js
 
 const COLUMNS = "id, certificate_serial, holder_id, profile_id, state, channel, new_serial, data, created_at, updated_at";
 const OPEN = OPEN_ORDER_STATES.map((s) => `'${s}'`).join(", ");
+// Hot statements as constants: the statement cache is keyed by the text, which is then not rebuilt per call.
+const INSERT = `INSERT INTO renewal_orders (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+const BY_ID = `SELECT ${COLUMNS} FROM renewal_orders WHERE id = ?`;
+const BY_ID_FOR_UPDATE = `SELECT ${COLUMNS} FROM renewal_orders WHERE id = ? FOR UPDATE`;
+const OPEN_FOR_CERTIFICATE = `SELECT ${COLUMNS} FROM renewal_orders WHERE certificate_serial = ? AND state IN (${OPEN})`;
+/** The compare-and-set update, by which columns it also sets: [neither, new_serial, data, both]. */
+const TRANSITION = [[], ["new_serial = ?"], ["data = ?"], ["new_serial = ?", "data = ?"]]
+  .map((extra) => `UPDATE renewal_orders SET ${["state = ?", "updated_at = ?", ...extra].join(", ")} WHERE id = ? AND state = ?`);
 
 interface OrderRow {
   id: string; certificate_serial: string | null; holder_id: string; profile_id: string; state: string; channel: string;
@@ -42,7 +50,7 @@ export function orderRepository(x: Executor): OrderRepository {
   return {
     async insert(o) {
       try {
-        await x.sql.run(`INSERT INTO renewal_orders (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, [
+        await x.sql.run(INSERT, [
           o.id, o.certificateSerial, o.holderId, o.profileId, o.state, o.channel, o.newSerial, JSON.stringify(o.data),
           o.createdAt, o.updatedAt,
         ]);
@@ -51,16 +59,15 @@ export function orderRepository(x: Executor): OrderRepository {
       }
     },
     async get(id) {
-      const rows = await x.sql.query<OrderRow>(`SELECT ${COLUMNS} FROM renewal_orders WHERE id = ?`, [id]);
+      const rows = await x.sql.query<OrderRow>(BY_ID, [id]);
       return rows[0] && toOrder(rows[0]);
     },
     async getForUpdate(id) {
-      const rows = await x.sql.query<OrderRow>(`SELECT ${COLUMNS} FROM renewal_orders WHERE id = ? FOR UPDATE`, [id]);
+      const rows = await x.sql.query<OrderRow>(BY_ID_FOR_UPDATE, [id]);
       return rows[0] && toOrder(rows[0]);
     },
     async findOpenForCertificate(serial) {
-      const rows = await x.sql.query<OrderRow>(
-        `SELECT ${COLUMNS} FROM renewal_orders WHERE certificate_serial = ? AND state IN (${OPEN})`, [serial]);
+      const rows = await x.sql.query<OrderRow>(OPEN_FOR_CERTIFICATE, [serial]);
       return rows[0] && toOrder(rows[0]);
     },
     async lastFailedAt(serial) {
@@ -71,13 +78,13 @@ export function orderRepository(x: Executor): OrderRepository {
       return at === null || at === undefined ? undefined : Number(at);
     },
     async transition(id, from, to, at, patch = {}) {
-      const sets = ["state = ?", "updated_at = ?"];
       const params: unknown[] = [to, at];
-      if (patch.newSerial !== undefined) { sets.push("new_serial = ?"); params.push(patch.newSerial); }
-      if (patch.data !== undefined) { sets.push("data = ?"); params.push(JSON.stringify(patch.data)); }
+      if (patch.newSerial !== undefined) params.push(patch.newSerial);
+      if (patch.data !== undefined) params.push(JSON.stringify(patch.data));
       params.push(id, from);
+      const sql = TRANSITION[(patch.newSerial !== undefined ? 1 : 0) + (patch.data !== undefined ? 2 : 0)]!;
       try {
-        return (await x.sql.run(`UPDATE renewal_orders SET ${sets.join(", ")} WHERE id = ? AND state = ?`, params)) === 1;
+        return (await x.sql.run(sql, params)) === 1;
       } catch (e) {
         throw orderConflict(e, id, null);
       }
