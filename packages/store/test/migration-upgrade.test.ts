@@ -34,8 +34,8 @@ async function fillSchema6(db: Database): Promise<void> {
 
 async function indexes(db: Database): Promise<string[]> {
   const rows = db.engine === "sqlite"
-    ? await db.query<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('certificates', 'audit_log') AND name NOT LIKE 'sqlite_%'")
-    : await db.query<{ name: string }>("SELECT indexname AS name FROM pg_indexes WHERE tablename IN ('certificates', 'audit_log')");
+    ? await db.query<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('certificates', 'audit_log', 'renewal_orders') AND name NOT LIKE 'sqlite_%'")
+    : await db.query<{ name: string }>("SELECT indexname AS name FROM pg_indexes WHERE tablename IN ('certificates', 'audit_log', 'renewal_orders')");
   return rows.map((r) => r.name).sort();
 }
 
@@ -58,8 +58,9 @@ async function checkUpgraded(db: Database): Promise<void> {
   assert.deepEqual((await s.certificates.search({ status: "revoked" })).map((c) => c.serial), ["0b"]);
   assert.deepEqual(await s.certificates.countByStatus(), { active: 1, revoked: 1, pending: 1 });
   const idx = await indexes(db);
-  for (const gone of ["certificates_holder", "certificates_status", "certificates_spki", "certificates_issuer_serial"]) assert.ok(!idx.includes(gone), `${gone} dropped`);
-  for (const kept of ["audit_log_subject", "certificates_holder_profile", "certificates_pending", "certificates_revoked_issuer_serial"]) {
+  for (const gone of ["certificates_holder", "certificates_status", "certificates_spki", "certificates_issuer_serial", "renewal_orders_certificate"]) assert.ok(!idx.includes(gone), `${gone} dropped`);
+  for (const kept of ["audit_log_subject", "certificates_holder_profile", "certificates_pending", "certificates_revoked_issuer_serial",
+    "renewal_orders_certificate_serial", "renewal_orders_one_open"]) {
     assert.ok(idx.includes(kept), `${kept} there: ${idx}`);
   }
   // The CRL's walk still finds the revoked certificate by issuer, through the partial index.
