@@ -24,6 +24,14 @@ export const OPEN_ORDER_STATES = ["created", "verified", "key-submitted", "issue
 
 const openStates = OPEN_ORDER_STATES.map((s) => `'${s}'`).join(", ");
 
+/**
+ * "The order is open" as comparisons joined by OR. SQLite evaluates a
+ * constant IN list of more than two values through a temporary b-tree,
+ * built again on every run of a statement: as the predicate of the one-open
+ * index that was three of them for every order written.
+ */
+export const OPEN_ORDER_CONDITION = `(${OPEN_ORDER_STATES.map((s) => `state = '${s}'`).join(" OR ")})`;
+
 /** The schema, in order. */
 export const migrations: readonly Migration[] = [
   {
@@ -314,6 +322,12 @@ export const migrations: readonly Migration[] = [
       // certificate has a handful of orders, read and filtered by state just as fast.
       "DROP INDEX renewal_orders_certificate",
       "CREATE INDEX renewal_orders_certificate_serial ON renewal_orders (certificate_serial)",
+      // The same one-open rule with its predicate as comparisons (OPEN_ORDER_CONDITION); PostgreSQL
+      // evaluates an IN list in place and keeps its index.
+      ...(t.engine === "sqlite" ? [
+        "DROP INDEX renewal_orders_one_open",
+        `CREATE UNIQUE INDEX renewal_orders_one_open ON renewal_orders (certificate_serial) WHERE ${OPEN_ORDER_CONDITION}`,
+      ] : []),
       // On SQLite a BIGINT PRIMARY KEY is an index beside the table's rowid: every audit entry was
       // written twice. As INTEGER PRIMARY KEY the seq is the rowid. (PostgreSQL has one index either way.)
       ...(t.engine === "sqlite" ? [

@@ -1,16 +1,16 @@
 import { UkeyError } from "@ukey/policy";
 import { pageOffset, pageSize, toNumber, type Executor } from "./executor.js";
-import { OPEN_ORDER_STATES } from "./migrations.js";
+import { OPEN_ORDER_CONDITION } from "./migrations.js";
 import { foreignKeyViolation, uniqueViolation } from "./sql-errors.js";
 import type { OrderRepository, OrderState, RenewalOrderRecord } from "./types.js";
 
 const COLUMNS = "id, certificate_serial, holder_id, profile_id, state, channel, new_serial, data, created_at, updated_at";
-const OPEN = OPEN_ORDER_STATES.map((s) => `'${s}'`).join(", ");
 // Hot statements as constants: the statement cache is keyed by the text, which is then not rebuilt per call.
 const INSERT = `INSERT INTO renewal_orders (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
 const BY_ID = `SELECT ${COLUMNS} FROM renewal_orders WHERE id = ?`;
 const BY_ID_FOR_UPDATE = `SELECT ${COLUMNS} FROM renewal_orders WHERE id = ? FOR UPDATE`;
-const OPEN_FOR_CERTIFICATE = `SELECT ${COLUMNS} FROM renewal_orders WHERE certificate_serial = ? AND state IN (${OPEN})`;
+// The one-open index's own predicate, so that SQLite uses that index (and builds no temporary b-tree for an IN list).
+const OPEN_FOR_CERTIFICATE = `SELECT ${COLUMNS} FROM renewal_orders WHERE certificate_serial = ? AND ${OPEN_ORDER_CONDITION}`;
 /** The compare-and-set update, by which columns it also sets: [neither, new_serial, data, both]. */
 const TRANSITION = [[], ["new_serial = ?"], ["data = ?"], ["new_serial = ?", "data = ?"]]
   .map((extra) => `UPDATE renewal_orders SET ${["state = ?", "updated_at = ?", ...extra].join(", ")} WHERE id = ? AND state = ?`);

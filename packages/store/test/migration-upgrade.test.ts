@@ -7,6 +7,7 @@ import {
   LATEST_SCHEMA_VERSION, migrate, openDatabase, openStore, storeOn,
   type CertificateRecord, type Database, type HolderRecord,
 } from "../src/index.js";
+import { isUkeyError } from "@ukey/policy";
 import { createTestDatabase } from "./support/postgres.js";
 
 // A database written by the previous release (schema 6, with holders,
@@ -70,6 +71,16 @@ async function checkUpgraded(db: Database): Promise<void> {
   const revoked = [];
   for await (const r of s.certificates.listRevoked("k1")) revoked.push(r.serial);
   assert.deepEqual(revoked, ["0a"]);
+  // One open order per certificate, still enforced by the database.
+  const order = (id: string, state: "created" | "issued" | "completed") => ({
+    id, certificateSerial: "0a", holderId: "U1", profileId: "personal", state, channel: "web", newSerial: null, data: {}, createdAt: 1, updatedAt: 1,
+  });
+  await s.orders.insert(order("o-1", "completed"));
+  await s.orders.insert(order("o-2", "created"));
+  await assert.rejects(s.orders.insert(order("o-3", "issued")), (e: unknown) => isUkeyError(e, "ORDER_ALREADY_OPEN"));
+  assert.equal((await s.orders.findOpenForCertificate("0a"))?.id, "o-2");
+  assert.equal(await s.orders.transition("o-2", "created", "completed", 2), true);
+  await s.orders.insert(order("o-4", "issued"));
   if (db.engine === "sqlite") {
     const plan = await db.query<{ detail: string }>("EXPLAIN QUERY PLAN SELECT * FROM audit_log WHERE seq = 3");
     assert.match(plan[0]!.detail, /INTEGER PRIMARY KEY/, "the seq is the rowid");
