@@ -18,14 +18,14 @@ type Statement = BetterSqlite3.Statement<unknown[], unknown>;
 
 /**
  * A cached statement. Rows of a reading statement come back from SQLite as
- * arrays (raw mode) and become objects here: better-sqlite3 builds row
- * objects through V8's API one property at a time, which cost more than
- * the query itself for a certificate row.
+ * arrays (raw mode) and become objects here (see rowMaker): better-sqlite3
+ * builds row objects through V8's API one property at a time, which cost
+ * more than the query itself for a certificate row.
  */
 interface Prepared {
   stmt: Statement;
-  /** Column names of a reading statement; undefined for one that returns no rows. */
-  columns: string[] | undefined;
+  /** Makes a row object from a raw row, for a reading statement; undefined for one that returns no rows. */
+  row: ((raw: unknown[]) => Record<string, unknown>) | undefined;
 }
 
 /** Statements of the group commit, prepared once. */
@@ -354,7 +354,7 @@ export class SqliteDatabase implements Database {
   private queryNow<T>(sql: string, params: readonly unknown[]): T[] {
     const p = this.prepare(sql);
     try {
-      if (p.columns) return toObjects(p.stmt.all(bindAll(params)) as unknown[][], p.columns) as T[];
+      if (p.row) return (p.stmt.all(bindAll(params)) as unknown[][]).map(p.row) as T[];
       p.stmt.run(bindAll(params));
       return [];
     } catch (e) {
@@ -365,7 +365,7 @@ export class SqliteDatabase implements Database {
   private runNow(sql: string, params: readonly unknown[]): number {
     const p = this.prepare(sql);
     try {
-      if (p.columns) return p.stmt.all(bindAll(params)).length;
+      if (p.row) return p.stmt.all(bindAll(params)).length;
       return p.stmt.run(bindAll(params)).changes;
     } catch (e) {
       throw this.translate(e);
@@ -379,7 +379,7 @@ export class SqliteDatabase implements Database {
     try {
       // Row locks are implicit on SQLite: the one writer holds the database.
       const stmt = this.handle.prepare(sql.replace(/\s+FOR\s+UPDATE\b/gi, ""));
-      p = stmt.reader ? { stmt: stmt.raw(true), columns: stmt.columns().map((c) => c.name) } : { stmt, columns: undefined };
+      p = stmt.reader ? { stmt: stmt.raw(true), row: rowMaker(stmt.columns().map((c) => c.name)) } : { stmt, row: undefined };
     } catch (e) {
       throw this.translate(e);
     }
@@ -459,16 +459,18 @@ function bind(v: unknown): unknown {
   return v;
 }
 
-/** Rows from raw mode as objects keyed by column name (a later duplicate name wins, as in better-sqlite3's own objects). */
-function toObjects(rows: unknown[][], columns: string[]): Record<string, unknown>[] {
-  const out: Record<string, unknown>[] = new Array(rows.length);
-  for (let r = 0; r < rows.length; r++) {
-    const row = rows[r]!;
-    const o: Record<string, unknown> = {};
-    for (let i = 0; i < columns.length; i++) o[columns[i]!] = row[i];
-    out[r] = o;
-  }
-  return out;
+/**
+ * A function that makes a statement's row object from its raw row: an
+ * object literal of the statement's column names (a later duplicate name
+ * wins, as in better-sqlite3's own objects). One function per statement
+ * keeps every row of it one shape; filling objects in a shared loop made
+ * those stores megamorphic across statements. The names come from our own
+ * SQL and are quoted as JSON strings.
+ */
+function rowMaker(columns: string[]): (raw: unknown[]) => Record<string, unknown> {
+  // A quoted "__proto__" key would set the prototype; a computed one makes a plain property.
+  const fields = columns.map((c, i) => `${c === "__proto__" ? `[${JSON.stringify(c)}]` : JSON.stringify(c)}: r[${i}]`).join(", ");
+  return new Function("r", `return { ${fields} };`) as (raw: unknown[]) => Record<string, unknown>;
 }
 
 function translateOpenError(e: unknown, dir: string, file: string): unknown {

@@ -66,3 +66,23 @@ test("audit appends in one commit chain through one head; a body that rolls back
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("rows come back as plain objects keyed by column name, whatever the names", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "ukey-rows-"));
+  try {
+    const store = await openStore({ dataDir: dir });
+    const rows = await store.db.query<Record<string, unknown>>(
+      `SELECT 1 AS a, 'x' AS "b c", NULL AS "__proto__", X'0102' AS "it's ""q""", 2 AS a2, 3 AS a`);
+    assert.equal(rows.length, 1);
+    const r = rows[0]!;
+    assert.equal(Object.getPrototypeOf(r), Object.prototype, "a column named __proto__ is a property, not the prototype");
+    assert.ok(Object.hasOwn(r, "__proto__"));
+    assert.deepEqual(Object.keys(r), ["a", "b c", "__proto__", `it's "q"`, "a2"]);
+    assert.equal(r.a, 3, "a later duplicate name wins, as in better-sqlite3's own rows");
+    assert.deepEqual(r[`it's "q"`], Buffer.from([1, 2]));
+    assert.deepEqual(await store.db.query("SELECT 1 AS one WHERE 0"), []);
+    await store.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
