@@ -230,8 +230,14 @@ export class IssuanceService {
   }
 }
 
+/** The stored record of a signed certificate (written out field by field: a spread of the record cost more, twice per certificate). */
 function issuedRecord(p: Pending, der: Buffer, at: number): CertificateRecord {
-  return { ...p.record, status: "active", der, revocationReason: null, revokedAt: null, imported: false, updatedAt: at };
+  const r = p.record;
+  return {
+    serial: r.serial, issuerKeyId: r.issuerKeyId, issuerDn: r.issuerDn, subjectDn: r.subjectDn, sans: r.sans, notBefore: r.notBefore,
+    notAfter: r.notAfter, status: "active", revocationReason: null, revokedAt: null, spkiSha256: r.spkiSha256, kind: r.kind,
+    tokenSerial: r.tokenSerial, holderId: r.holderId, profileId: r.profileId, der, imported: false, createdAt: r.createdAt, updatedAt: at,
+  };
 }
 
 function issuanceAudit(p: Pending, at: number, action: string, extra: Record<string, unknown>): AuditEntryInput {

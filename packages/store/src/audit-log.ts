@@ -99,7 +99,9 @@ export function auditLog(x: Executor): AuditLog {
   const appendMany: AuditLog["appendMany"] = (inputs) => {
     // Reject what the hash could not carry before taking the lock.
     const entries = inputs.map((input) => {
-      const entry: Required<AuditEntryInput> = { ...input, data: input.data ?? {} };
+      const entry: Required<AuditEntryInput> = {
+        at: input.at, actor: input.actor, action: input.action, subjectType: input.subjectType, subjectId: input.subjectId, data: input.data ?? {},
+      };
       return { entry, dataText: canonicalJson(entry.data) };
     });
     if (entries.length === 0) return Promise.resolve([]);
@@ -120,7 +122,10 @@ export function auditLog(x: Executor): AuditLog {
         await tx.run(INSERT, [
           seq, entry.at, entry.actor, entry.action, entry.subjectType, entry.subjectId, dataText, prevHash, hash,
         ]);
-        out.push({ ...entry, seq, prevHash, hash });
+        out.push({
+          at: entry.at, actor: entry.actor, action: entry.action, subjectType: entry.subjectType, subjectId: entry.subjectId,
+          data: entry.data, seq, prevHash, hash,
+        });
         prevHash = hash;
       }
       // One head update for the whole run: the chain is the same as one append at a time.

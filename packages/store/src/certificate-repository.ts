@@ -42,13 +42,19 @@ const INSERT = `INSERT INTO certificates (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 
 const BY_SERIAL = `SELECT ${COLUMNS} FROM certificates WHERE serial = ?`;
 const BY_SERIAL_AND_ISSUER = `SELECT ${COLUMNS} FROM certificates WHERE serial = ? AND issuer_key_id = ?`;
 
+const PENDING = { status: "pending", der: null, revocationReason: null, revokedAt: null, imported: false } as const;
+
 export function certificateRepository(x: Executor): CertificateRepository {
-  async function insert(c: CertificateRecord): Promise<void> {
+  /** Inserts `c` with the given state (no copy of the record is made for it). */
+  async function insert(
+    c: Omit<CertificateRecord, "status" | "der" | "revocationReason" | "revokedAt" | "imported">,
+    s: Pick<CertificateRecord, "status" | "der" | "revocationReason" | "revokedAt" | "imported">,
+  ): Promise<void> {
     try {
       await x.sql.run(INSERT, [
-        c.serial, c.issuerKeyId, c.issuerDn, c.subjectDn, JSON.stringify(c.sans), c.notBefore, c.notAfter, c.status,
-        c.revocationReason, c.revokedAt, c.spkiSha256, c.kind, c.tokenSerial, c.holderId, c.profileId, c.der,
-        c.imported ? 1 : 0, c.createdAt, c.updatedAt,
+        c.serial, c.issuerKeyId, c.issuerDn, c.subjectDn, JSON.stringify(c.sans), c.notBefore, c.notAfter, s.status,
+        s.revocationReason, s.revokedAt, c.spkiSha256, c.kind, c.tokenSerial, c.holderId, c.profileId, s.der,
+        s.imported ? 1 : 0, c.createdAt, c.updatedAt,
       ]);
     } catch (e) {
       if (uniqueViolation(e)) throw new UkeyError("RECORD_DUPLICATE", { params: { record: `certificate ${c.serial}` }, cause: e });
@@ -63,7 +69,7 @@ export function certificateRepository(x: Executor): CertificateRepository {
 
   return {
     insertIntent(c) {
-      return insert({ ...c, status: "pending", der: null, revocationReason: null, revokedAt: null, imported: false });
+      return insert(c, PENDING);
     },
     async completeIntent(serial, der, at) {
       const changed = await x.sql.run(
@@ -80,7 +86,7 @@ export function certificateRepository(x: Executor): CertificateRepository {
       return rows.map((r) => r.serial).sort();
     },
     insertImported(c) {
-      return insert({ ...c, imported: true });
+      return insert(c, { status: c.status, der: c.der, revocationReason: c.revocationReason, revokedAt: c.revokedAt, imported: true });
     },
     async get(serial, issuerKeyId) {
       const rows = issuerKeyId === undefined
