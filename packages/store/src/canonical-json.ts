@@ -17,13 +17,24 @@ export function canonicalJson(value: unknown): string {
       if (!Number.isFinite(value)) throw new TypeError(`canonical JSON cannot carry ${value}`);
       return JSON.stringify(value);
     case "object": {
-      if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+      // Loops rather than entries/filter/sort/map chains: every audit entry goes through here.
+      if (Array.isArray(value)) {
+        let out = "[";
+        for (let i = 0; i < value.length; i++) out += (i ? "," : "") + canonicalJson(value[i]);
+        return `${out}]`;
+      }
       const json = (value as { toJSON?: () => unknown }).toJSON;
       if (typeof json === "function") return canonicalJson(json.call(value));
-      const entries = Object.entries(value as Record<string, unknown>)
-        .filter(([, v]) => v !== undefined)
-        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-      return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+      const o = value as Record<string, unknown>;
+      // The default sort compares UTF-16 code units, as the documented order asks.
+      const keys = Object.keys(o).sort();
+      let out = "{";
+      for (const k of keys) {
+        const v = o[k];
+        if (v === undefined) continue;
+        out += `${out.length > 1 ? "," : ""}${JSON.stringify(k)}:${canonicalJson(v)}`;
+      }
+      return `${out}}`;
     }
     default:
       throw new TypeError(`canonical JSON cannot carry a ${typeof value}`);
