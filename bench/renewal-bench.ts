@@ -129,7 +129,7 @@ export function benchAgents(): number[] {
 
 /** Certificates prepared per measurement (UKEY_BENCH_RENEWALS): enough for the warm-up and the measured seconds at about 1,000/s. */
 export function benchRenewals(): number {
-  const n = Number(process.env.UKEY_BENCH_RENEWALS ?? 6000);
+  const n = Number(process.env.UKEY_BENCH_RENEWALS ?? 8000);
   if (!Number.isInteger(n) || n < 100) throw new Error("UKEY_BENCH_RENEWALS: at least 100");
   return n;
 }
