@@ -64,10 +64,14 @@ function writeHead(sql: Sql, head: { seq: number; hash: string }): Promise<numbe
   return sql.run("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", [head.seq, head.hash]);
 }
 
-async function readHead(sql: Sql): Promise<{ seq: number; hash: string }> {
+/**
+ * The chain's head: the value this group commit already holds (see
+ * CommitState), else the row, locked until the transaction ends when `lock`.
+ */
+async function readHead(sql: Sql, lock = false): Promise<{ seq: number; hash: string }> {
   const pending = sql.commitState?.get<{ seq: number; hash: string }>(HEAD_KEY);
   if (pending) return pending;
-  const rows = await sql.query<{ seq: number | string; hash: string }>("SELECT seq, hash FROM audit_head WHERE id = 1");
+  const rows = await sql.query<{ seq: number | string; hash: string }>(lock ? "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE" : "SELECT seq, hash FROM audit_head WHERE id = 1");
   const head = rows[0];
   if (!head) throw new UkeyError("AUDIT_CHAIN_BROKEN", { params: { seq: 0, reason: "the audit head row is missing" } });
   return { seq: Number(head.seq), hash: head.hash };
@@ -107,12 +111,7 @@ export function auditLog(x: Executor): AuditLog {
     if (entries.length === 0) return Promise.resolve([]);
     return x.atomic(async (tx) => {
       // Within one group commit the head is read once and written once (see CommitState).
-      let head = tx.commitState?.get<{ seq: number; hash: string }>(HEAD_KEY);
-      if (!head) {
-        const rows = await tx.query<{ seq: number | string; hash: string }>("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE");
-        if (!rows[0]) throw new UkeyError("AUDIT_CHAIN_BROKEN", { params: { seq: 0, reason: "the audit head row is missing" } });
-        head = { seq: Number(rows[0].seq), hash: rows[0].hash };
-      }
+      const head = await readHead(tx, true);
       let seq = head.seq;
       let prevHash = head.hash;
       const out: AuditEntry[] = [];

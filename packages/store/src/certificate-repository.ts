@@ -28,6 +28,13 @@ function toCertificate(r: CertificateRow): CertificateRecord {
   };
 }
 
+// Hot statements as constants: the statement cache is keyed by the text, which is then not rebuilt per call.
+const INSERT = `INSERT INTO certificates (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+const BY_SERIAL = `SELECT ${COLUMNS} FROM certificates WHERE serial = ?`;
+const BY_SERIAL_AND_ISSUER = `SELECT ${COLUMNS} FROM certificates WHERE serial = ? AND issuer_key_id = ?`;
+
+const PENDING = { status: "pending", der: null, revocationReason: null, revokedAt: null, imported: false } as const;
+
 /**
  * Certificates, keyed by serial (unique across issuers: ours are random and
  * imported ones are checked on import).
@@ -37,13 +44,6 @@ function toCertificate(r: CertificateRow): CertificateRecord {
  * unknown serial, CERT_INTENT_NOT_PENDING when completing an intent that is
  * not pending.
  */
-// Hot statements as constants: the statement cache is keyed by the text, which is then not rebuilt per call.
-const INSERT = `INSERT INTO certificates (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
-const BY_SERIAL = `SELECT ${COLUMNS} FROM certificates WHERE serial = ?`;
-const BY_SERIAL_AND_ISSUER = `SELECT ${COLUMNS} FROM certificates WHERE serial = ? AND issuer_key_id = ?`;
-
-const PENDING = { status: "pending", der: null, revocationReason: null, revokedAt: null, imported: false } as const;
-
 export function certificateRepository(x: Executor): CertificateRepository {
   /** Inserts `c` with the given state (no copy of the record is made for it). */
   async function insert(

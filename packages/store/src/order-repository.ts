@@ -71,7 +71,7 @@ export function orderRepository(x: Executor): OrderRepository {
       return rows[0] && toOrder(rows[0]);
     },
     async lastFailedAt(serial) {
-      // Served by renewal_orders_certificate (certificate_serial, state).
+      // Served by renewal_orders_certificate_serial: a certificate's few orders, filtered by state.
       const rows = await x.sql.query<{ at: number | string | null }>(
         "SELECT MAX(updated_at) AS at FROM renewal_orders WHERE certificate_serial = ? AND state = 'failed'", [serial]);
       const at = rows[0]?.at;
