@@ -23,7 +23,7 @@ function toCertificate(r: CertificateRow): CertificateRecord {
     sans: JSON.parse(r.sans) as string[], notBefore: Number(r.not_before), notAfter: Number(r.not_after),
     status: r.status as CertificateStatus, revocationReason: r.revocation_reason, revokedAt: toMillisOrNull(r.revoked_at),
     spkiSha256: r.spki_sha256, kind: r.kind as CertificateRecord["kind"], tokenSerial: r.token_serial,
-    holderId: r.holder_id, profileId: r.profile_id, der: r.der === null ? null : Buffer.from(r.der),
+    holderId: r.holder_id, profileId: r.profile_id, der: r.der === null ? null : Buffer.isBuffer(r.der) ? r.der : Buffer.from(r.der),
     imported: Number(r.imported) === 1, createdAt: Number(r.created_at), updatedAt: Number(r.updated_at),
   };
 }
