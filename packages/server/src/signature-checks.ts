@@ -1,5 +1,5 @@
 import { verify as cryptoVerify } from "node:crypto";
-import type { KeyAlgorithm } from "@ukey/policy";
+import { UkeyError, type ErrorParams, type KeyAlgorithm } from "@ukey/policy";
 import { certificateSpki, keyAlgorithmOfSpki, publicKeyFromSpki, verifyCsr, withRequestedSubject, type VerifiedCsr } from "@ukey/ca";
 
 /**
@@ -47,4 +47,27 @@ export function verifiedCsrFrom(d: VerifiedCsrData): VerifiedCsr {
 /** A Buffer over the same memory (structured clone turns Buffers into plain Uint8Arrays). */
 export function asBuffer(u: Uint8Array): Buffer {
   return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+}
+
+/** One check, as it crosses to the worker. */
+export type SignatureJob =
+  | { kind: "possession"; certDer: Uint8Array; message: Uint8Array; signature: Uint8Array }
+  | { kind: "csr"; csr: Uint8Array | string };
+
+/** A check's outcome, as it comes back: a value, or the catalogue code of the error it threw. */
+export type SignatureOutcome =
+  | { ok: true; value: boolean | VerifiedCsrData }
+  | { ok: false; code: string; params: ErrorParams; detail?: string };
+
+/** Runs one check, in the worker or on the calling thread alike, and gives its outcome as plain data. Never throws. */
+export function runSignatureJob(job: SignatureJob): SignatureOutcome {
+  try {
+    if (job.kind === "possession") {
+      return { ok: true, value: possessionSignatureValid(asBuffer(job.certDer), asBuffer(job.message), asBuffer(job.signature)) };
+    }
+    return { ok: true, value: verifyCsrData(typeof job.csr === "string" ? job.csr : asBuffer(job.csr)) };
+  } catch (e) {
+    if (e instanceof UkeyError) return { ok: false, code: e.code, params: e.params, detail: e.detail };
+    return { ok: false, code: "INTERNAL", params: {}, detail: String(e) };
+  }
 }

@@ -1,17 +1,12 @@
 import { Worker } from "node:worker_threads";
 import type { VerifiedCsr } from "@ukey/ca";
-import { UkeyError, type ErrorCode, type ErrorParams } from "@ukey/policy";
-import { possessionSignatureValid, verifiedCsrFrom, verifyCsrData, type VerifiedCsrData } from "./signature-checks.js";
+import { UkeyError, type ErrorCode } from "@ukey/policy";
+import {
+  possessionSignatureValid, runSignatureJob, verifiedCsrFrom, verifyCsrData,
+  type SignatureJob, type SignatureOutcome, type VerifiedCsrData,
+} from "./signature-checks.js";
 
-/** One check, as it crosses to the worker. */
-export type SignatureJob =
-  | { kind: "possession"; certDer: Uint8Array; message: Uint8Array; signature: Uint8Array }
-  | { kind: "csr"; csr: Uint8Array | string };
-
-/** A check's outcome, as it comes back: a value, or the catalogue code of the error it threw. */
-export type SignatureOutcome =
-  | { ok: true; value: boolean | VerifiedCsrData }
-  | { ok: false; code: string; params: ErrorParams; detail?: string };
+export type { SignatureJob, SignatureOutcome } from "./signature-checks.js";
 
 interface Pending {
   job: SignatureJob;
@@ -134,7 +129,7 @@ export class SignatureVerifier {
     const left = [...this.inFlight.values()].flat().filter((p) => !p.settled).concat(this.queue);
     this.inFlight.clear();
     this.queue = [];
-    for (const p of left) p.resolve(runHere(p.job));
+    for (const p of left) p.resolve(runSignatureJob(p.job));
   }
 
   private submit(job: SignatureJob): Promise<SignatureOutcome> {
@@ -154,22 +149,12 @@ export class SignatureVerifier {
     this.queue = [];
     if (jobs.length === 0) return;
     if (!this.worker || !this.ready) {
-      for (const p of jobs) p.resolve(runHere(p.job));
+      for (const p of jobs) p.resolve(runSignatureJob(p.job));
       return;
     }
     const id = this.nextId++;
     this.inFlight.set(id, jobs);
     this.worker.postMessage({ id, jobs: jobs.map((p) => p.job) });
-  }
-}
-
-function runHere(job: SignatureJob): SignatureOutcome {
-  try {
-    if (job.kind === "possession") return { ok: true, value: possessionSignatureValid(Buffer.from(job.certDer), Buffer.from(job.message), Buffer.from(job.signature)) };
-    return { ok: true, value: verifyCsrData(typeof job.csr === "string" ? job.csr : Buffer.from(job.csr)) };
-  } catch (e) {
-    if (e instanceof UkeyError) return { ok: false, code: e.code, params: e.params, detail: e.detail };
-    return { ok: false, code: "INTERNAL", params: {}, detail: String(e) };
   }
 }
 

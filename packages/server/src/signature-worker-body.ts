@@ -1,20 +1,5 @@
 import { parentPort } from "node:worker_threads";
-import { UkeyError } from "@ukey/policy";
-import { asBuffer, possessionSignatureValid, verifyCsrData } from "./signature-checks.js";
-import type { SignatureJob, SignatureOutcome } from "./signature-verifier.js";
-
-/** Runs the jobs of one message in order and answers with their outcomes in one message. */
-function run(job: SignatureJob): SignatureOutcome {
-  try {
-    if (job.kind === "possession") {
-      return { ok: true, value: possessionSignatureValid(asBuffer(job.certDer), asBuffer(job.message), asBuffer(job.signature)) };
-    }
-    return { ok: true, value: verifyCsrData(typeof job.csr === "string" ? job.csr : asBuffer(job.csr)) };
-  } catch (e) {
-    if (e instanceof UkeyError) return { ok: false, code: e.code, params: e.params, detail: e.detail };
-    return { ok: false, code: "INTERNAL", params: {}, detail: String(e) };
-  }
-}
+import { runSignatureJob, type SignatureJob, type SignatureOutcome } from "./signature-checks.js";
 
 /**
  * How long finished outcomes may wait for the rest of their message's jobs.
@@ -28,7 +13,7 @@ parentPort!.on("message", (m: { id: number; jobs: SignatureJob[] }) => {
   let outcomes: SignatureOutcome[] = [];
   let since = performance.now();
   for (const job of m.jobs) {
-    outcomes.push(run(job));
+    outcomes.push(runSignatureJob(job));
     const now = performance.now();
     if (now - since >= ANSWER_EVERY_MS || outcomes.length + from === m.jobs.length) {
       parentPort!.postMessage({ id: m.id, from, outcomes });
