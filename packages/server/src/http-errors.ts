@@ -9,6 +9,7 @@ export const statusOfKind: Record<ErrorKind, number> = {
   "not-found": 404,
   conflict: 409,
   "too-large": 413,
+  "rate-limited": 429,
   unavailable: 503,
   internal: 500,
 };
@@ -44,8 +45,20 @@ export function problemHandler(log: FastifyBaseLogger) {
     if (status >= 500) log.error({ err, url: req.url, code: u.code }, "request failed");
     else log.info({ code: u.code, url: req.url }, "request refused");
     const p = u.toProblem();
+    const retryAfter = retryAfterSeconds(u);
+    if (retryAfter !== undefined) void reply.header("retry-after", String(retryAfter));
     void reply.status(status).type("application/problem+json").send({
       type: `urn:ukey:error:${p.code}`, title: p.message.en, status, ...p,
     });
   };
+}
+
+/**
+ * The Retry-After of an error, in whole seconds: its `retryAfterSeconds`
+ * parameter, else its `seconds` one (the wait its message names), when
+ * either is a positive number; undefined otherwise.
+ */
+export function retryAfterSeconds(u: UkeyError): number | undefined {
+  const v = u.params.retryAfterSeconds ?? u.params.seconds;
+  return typeof v === "number" && Number.isFinite(v) && v > 0 ? Math.ceil(v) : undefined;
 }

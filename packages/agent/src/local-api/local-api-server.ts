@@ -69,7 +69,8 @@ export function defaultAgentHome(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 const statusOfKind: Record<ErrorKind, number> = {
-  invalid: 400, unauthenticated: 401, forbidden: 403, "not-found": 404, conflict: 409, "too-large": 413, unavailable: 503, internal: 500,
+  invalid: 400, unauthenticated: 401, forbidden: 403, "not-found": 404, conflict: 409, "too-large": 413, "rate-limited": 429, unavailable: 503,
+  internal: 500,
 };
 /** Where protocol.ts names another status than the kind's. */
 const statusOverride: Partial<Record<ErrorCode, number>> = { CODE_INVALID: 400 };
