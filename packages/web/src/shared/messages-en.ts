@@ -188,6 +188,7 @@ export const en: Record<MessageKey, string> = {
   "org.title": "Organisation certificates",
   "org.expiringNow": "{n} certificates are expiring or expired.",
   "org.signIn": "Customer sign-in",
+  "org.codeSentIfRegistered": "If this customer number is registered, a code was sent to the phone or e-mail on record. If nothing arrives, check the number and ask again.",
   "org.signInExplain": "Type your customer number; a code is sent to the phone or e-mail on record. Signed in, you see every certificate of your organisation and the ones about to expire.",
   "org.customerNumber": "Customer number",
   "org.sendCode": "Send the code",

@@ -190,6 +190,7 @@ export const zhCN = {
   "org.title": "单位证书",
   "org.expiringNow": "有 {n} 张证书即将到期或已过期。",
   "org.signIn": "单位或个人客户登录",
+  "org.codeSentIfRegistered": "如果该客户号已登记，验证码已发送到登记的手机或邮箱。如未收到，请核对客户号后重新获取。",
   "org.signInExplain": "输入客户号，验证码会发送到登记的手机或邮箱。登录后可看到本单位全部证书和即将到期的证书。",
   "org.customerNumber": "客户号",
   "org.sendCode": "发送验证码",
