@@ -5,6 +5,7 @@ import { registerAdminRoutes } from "./admin/admin-routes.js";
 import { registerAdminStatsRoutes } from "./admin/admin-stats-routes.js";
 import { problemHandler } from "./http-errors.js";
 import { registerOpenApi } from "./openapi.js";
+import { registerRateLimits } from "./rate-limits.js";
 import { registerOrderRoutes } from "./order-routes.js";
 import { registerEstRoutes } from "./est/est-routes.js";
 import type { ServerContext } from "./server-context.js";
@@ -27,6 +28,8 @@ export async function buildApp(ctx: ServerContext, opts: { logger?: boolean; htt
     ajv: { customOptions: { removeAdditional: false } },
     // One line per OCSP request would drown the log; errors are logged by the problem handler.
     logController: new LogController({ disableRequestLogging: true }),
+    // Behind a reverse proxy the client is the forwarded address, for the limits and the audit (docs/configuration.md).
+    trustProxy: trustProxyOption(ctx.config.trustProxy),
   });
   app.setErrorHandler(problemHandler(app.log));
   app.setNotFoundHandler((req, reply) => {
@@ -36,6 +39,8 @@ export async function buildApp(ctx: ServerContext, opts: { logger?: boolean; htt
     app.addContentTypeParser(type, { parseAs: "buffer" }, (_req, body, done) => done(null, body));
   }
 
+  // Before any route: every route gets its per-client limit (rate-limits.ts).
+  await registerRateLimits(app, ctx.config.rateLimits, ctx.refusals);
   // First: the OpenAPI document is built from the routes registered after it.
   await registerOpenApi(app);
 
@@ -101,6 +106,13 @@ export async function buildApp(ctx: ServerContext, opts: { logger?: boolean; htt
   await registerWebRoutes(app);
 
   return app;
+}
+
+/** Fastify's trustProxy for ours: a hop count trusts that many addresses nearest the server, as proxy-addr does. */
+function trustProxyOption(t: ServerContext["config"]["trustProxy"]): false | string[] | ((address: string, hop: number) => boolean) {
+  if (t === false) return false;
+  if (typeof t === "number") return (_address, hop) => hop < t;
+  return [...t];
 }
 
 function sendRenewalInfo(reply: FastifyReply, r: { info: unknown; retryAfterSeconds: number }) {
