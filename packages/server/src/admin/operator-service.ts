@@ -136,9 +136,16 @@ export class OperatorService {
   async signIn(id: string, password: string, totpCode: string, meta: { ip?: string } = {}): Promise<{ token: string; expiresAt: number; operator: OperatorView }> {
     const now = this.deps.clock.now();
     const at = now.getTime();
-    await this.purgeNowAndThen(at);
     const account = this.accountKey(id);
     const client = meta.ip ?? "unknown";
+    try {
+      // A flood is refused before it costs even a database read.
+      this.hashes.refuseWhenFull();
+    } catch (e) {
+      this.refused(undefined, account, { reason: "busy", ip: client });
+      throw e;
+    }
+    await this.purgeNowAndThen(at);
     const op = await this.deps.store.operators.get(id);
     const refuse = async (reason: string, error: UkeyError, counted: boolean): Promise<never> => {
       let pausedUntil: number | null = null;

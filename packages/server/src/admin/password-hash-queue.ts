@@ -26,16 +26,25 @@ export class PasswordHashQueue {
   }
 
   /**
+   * Throws SIGN_IN_BUSY when a hash asked for now would be refused, so that
+   * a caller can refuse before doing any other work for the request.
+   */
+  refuseWhenFull(): void {
+    const concurrency = this.opts.concurrency ?? 1;
+    if (this.running >= concurrency && this.waiting.length >= (this.opts.maxWaiting ?? 16)) {
+      const ahead = this.running + this.waiting.length;
+      throw new UkeyError("SIGN_IN_BUSY", { params: { seconds: Math.max(1, Math.ceil((ahead / concurrency) * this.averageMs / 1000)) } });
+    }
+  }
+
+  /**
    * Runs `hash` when a slot is free.
    * @throws UkeyError SIGN_IN_BUSY when the wait list is full (nothing is run then); whatever `hash` throws.
    */
   async run<T>(hash: () => Promise<T>): Promise<T> {
     const concurrency = this.opts.concurrency ?? 1;
     if (this.running >= concurrency) {
-      if (this.waiting.length >= (this.opts.maxWaiting ?? 16)) {
-        const ahead = this.running + this.waiting.length;
-        throw new UkeyError("SIGN_IN_BUSY", { params: { seconds: Math.max(1, Math.ceil((ahead / concurrency) * this.averageMs / 1000)) } });
-      }
+      this.refuseWhenFull();
       await new Promise<void>((resolve) => this.waiting.push(resolve));
     } else {
       this.running++;
