@@ -89,6 +89,7 @@ test("a flood of bogus operator sign-ins from many clients keeps a renewal withi
     flood.send("stop");
   }
   const { statuses } = await report;
+  flood.kill();
   const ratio = median(flooded) / median(quiet);
   process.stdout.write(`renewal median ${median(quiet).toFixed(1)} ms without, ${median(flooded).toFixed(1)} ms during the flood (x${ratio.toFixed(2)}); flood answers ${JSON.stringify(statuses)}\n`);
   // The flood was real, and the queue refused its overflow at once (503 SIGN_IN_BUSY) while hashing some (401).

@@ -43,11 +43,13 @@ interface RouteSpec {
  * pinned client certificate on the TLS port), holders, certificates
  * (search, revoke), enrolments (create with the code shown once, list,
  * revoke), renewal orders, the outbox, the audit log, and operator accounts.
- * Roles: auditor reads; operator also creates holders and enrolments and
- * revokes; admin also manages operators. Every request that passes the
+ * Roles: auditor reads; operator also creates holders and enrolments,
+ * revokes, and lifts a certificate's renewal pause; admin also manages
+ * operators and lifts their sign-in pauses. Every request that passes the
  * role check is audited as `operator:<id>` (changes in their own
  * transaction, reads as admin.viewed), and every refusal (sign-in, token,
- * role) as well, never with a secret. One service call per handler.
+ * role) as well, counted per window (ctx.refusals), never with a secret.
+ * One service call per handler.
  * @throws UkeyError FILE_UNREADABLE when the RA key files cannot be read or made.
  */
 export async function registerAdminRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {

@@ -147,12 +147,9 @@ export class OperatorService {
     }
     await this.purgeNowAndThen(at);
     const op = await this.deps.store.operators.get(id);
-    const refuse = async (reason: string, error: UkeyError, counted: boolean): Promise<never> => {
-      let pausedUntil: number | null = null;
-      if (counted) {
-        const after = await this.deps.store.signInBackoffs.recordFailure(account, client, at, at - FORGET_FAILURES_MS, (n) => this.pauseAfter(n));
-        pausedUntil = after.pausedUntil;
-      }
+    // Every failure counts, for unknown and disabled accounts as for others: a pause must not tell which exist.
+    const refuse = async (reason: string, error: UkeyError): Promise<never> => {
+      const { pausedUntil } = await this.deps.store.signInBackoffs.recordFailure(account, client, at, at - FORGET_FAILURES_MS, (n) => this.pauseAfter(n));
       this.refused(op, account, { reason, ip: client, ...(pausedUntil !== null ? { pausedUntil } : {}) });
       throw pausedUntil !== null ? this.backedOff(pausedUntil, at) : error;
     };
@@ -170,13 +167,12 @@ export class OperatorService {
       if (e instanceof UkeyError && e.code === "SIGN_IN_BUSY") this.refused(op, account, { reason: "busy", ip: client });
       throw e;
     }
-    // Every refusal below counts, for unknown and disabled accounts as for others: a pause must not tell which exist.
-    if (!op) return refuse("unknown-account", failed, true);
-    if (op.disabled) return refuse("disabled", failed, true);
+    if (!op) return refuse("unknown-account", failed);
+    if (op.disabled) return refuse("disabled", failed);
     const step = matchTotp(openTotpSecret(this.deps.totpKey, op.id, op.totpSealed), totpCode, now);
-    if (!passwordOk) return refuse("wrong-password", failed, true);
-    if (step === null) return refuse("wrong-totp", failed, true);
-    if (!(await this.deps.store.operators.acceptSignIn(op.id, step, at))) return refuse("totp-replayed", failed, true);
+    if (!passwordOk) return refuse("wrong-password", failed);
+    if (step === null) return refuse("wrong-totp", failed);
+    if (!(await this.deps.store.operators.acceptSignIn(op.id, step, at))) return refuse("totp-replayed", failed);
     await this.deps.store.signInBackoffs.clear(account, client);
     return this.issue(op, "pwd+otp", at, meta);
   }

@@ -52,4 +52,4 @@ async function client(i) {
 
 process.send({ started: true });
 await Promise.all(Array.from({ length: clients }, (_, i) => client(i)));
-process.send({ statuses });
+process.send({ statuses }, () => process.disconnect());
