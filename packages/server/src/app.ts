@@ -5,7 +5,7 @@ import { registerAdminRoutes } from "./admin/admin-routes.js";
 import { registerAdminStatsRoutes } from "./admin/admin-stats-routes.js";
 import { problemHandler } from "./http-errors.js";
 import { registerOpenApi } from "./openapi.js";
-import { registerOrderRoutes } from "./order-routes.js";
+import { registerOrderRoutes } from "./renewal/order-routes.js";
 import { registerEstRoutes } from "./est/est-routes.js";
 import type { ServerContext } from "./server-context.js";
 import { registerHolderRoutes } from "./holder-session/holder-routes.js";
