@@ -7,7 +7,7 @@ import { decorateListener } from "./client-certificate.js";
 import { edgeFastifyOptions, nodeServerOptions, registerHttpEdge, securityHeaders } from "./http-edge.js";
 import { problemHandler } from "./http-errors.js";
 import { registerOpenApi } from "./openapi.js";
-import { registerOrderRoutes } from "./order-routes.js";
+import { registerOrderRoutes } from "./renewal/order-routes.js";
 import { registerEstRoutes } from "./est/est-routes.js";
 import { requestLogSerializer } from "./request-log.js";
 import type { ListenerKind } from "./server-config.js";

@@ -7,7 +7,7 @@ import { IssuanceService } from "./issuance-service.js";
 import { ProfileCache } from "./profile-cache.js";
 import { syncProfiles } from "./profile-sync.js";
 import { RenewalInfoService } from "./renewal-info-service.js";
-import { RenewalOrderService } from "./renewal-order-service.js";
+import { RenewalOrderService } from "./renewal/renewal-order-service.js";
 import { createSenders, type Senders } from "./delivery/index.js";
 import { DownloadService } from "./download-service.js";
 import { enrolmentServiceFor, type EnrolmentService } from "./enrolment-service.js";

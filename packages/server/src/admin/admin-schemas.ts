@@ -81,7 +81,18 @@ export const orderSchema = {
   properties: {
     id: str(64), certificateSerial: nullable(str(64)), holderId: str(64), profileId: str(64), state: { type: "string", enum: orderStates },
     channel: str(32), newSerial: nullable(str(64)), createdAt: millis, updatedAt: millis,
-    data: { type: "object", additionalProperties: true, description: "verification progress (never a code or ID number)" },
+    // Listed field by field: the order's secrets (the credential's and codes' hashes, step-up and challenge state) never leave it.
+    data: {
+      type: "object", additionalProperties: false, description: "verification progress (never a code, a credential or an ID number)",
+      properties: {
+        requirements: { type: "object", additionalProperties: true },
+        done: { type: "object", additionalProperties: { type: "integer" } },
+        idAttempts: { type: "integer" },
+        code: { type: "object", additionalProperties: false, properties: { to: str(64), sentAt: millis, expiresAt: millis, attempts: { type: "integer" }, used: { type: "boolean" } } },
+        csrSpkiSha256: str(64),
+        failure: str(64),
+      },
+    },
   },
 } as const;
 

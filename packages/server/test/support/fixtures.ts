@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
-import { possessionMessage } from "../../src/renewal-order-service.js";
+import { possessionMessage } from "../../src/renewal/possession.js";
 
 /** The real bin, as operators run it. */
 export const ukeyServerBin = resolve(import.meta.dirname, "../../bin/ukey-server.js");
@@ -135,4 +135,41 @@ export function addHolder(t: TempDir, dataDir: string, env: Record<string, strin
 export function signPossession(orderId: string, challenge: string, keyFile: string): string {
   const key = createPrivateKey(readFileSync(keyFile));
   return sign("sha256", possessionMessage(orderId, challenge), { key, dsaEncoding: "der" }).toString("base64");
+}
+
+/** An auditor account made by `ukey-server operator add` (server stopped), to read what the admin API shows. */
+export interface Auditor {
+  id: string;
+  password: string;
+  totpSecret: string;
+}
+
+/** Adds auditor `id` to a data directory through the real CLI. */
+export function addAuditor(t: TempDir, dataDir: string, env: Record<string, string>, id = "auditor1"): Auditor {
+  const password = `read only ${id} 7Qx!`;
+  const r = runUkeyServer(["operator", "add", "--data-dir", dataDir, "--id", id, "--role", "auditor", "--password-file", t.write(`${id}.password`, password), "--json"], env);
+  if (r.status !== 0) throw new Error(`operator add failed: ${r.stdout}${r.stderr}`);
+  return { id, password, totpSecret: r.json<{ totpSecret: string }>().totpSecret };
+}
+
+/**
+ * Reads the admin API of a running server as an auditor: signs in once
+ * (password and the TOTP code of now) and keeps the session.
+ */
+export function adminReader(baseUrl: () => string, auditor: Auditor): <T>(path: string) => Promise<T> {
+  let token: string | undefined;
+  return async <T>(path: string) => {
+    if (!token) {
+      const { totpCodeAt } = await import("../../src/admin/operator-credentials.js");
+      const res = await fetch(`${baseUrl()}/api/v1/admin/sign-in`, {
+        method: "POST", headers: { "content-type": "application/json" },
+        body: JSON.stringify({ operatorId: auditor.id, password: auditor.password, totp: totpCodeAt(auditor.totpSecret, new Date()) }),
+      });
+      if (res.status !== 200) throw new Error(`auditor sign-in: ${res.status} ${await res.text()}`);
+      token = ((await res.json()) as { token: string }).token;
+    }
+    const res = await fetch(`${baseUrl()}/api/v1/admin${path}`, { headers: { authorization: `Bearer ${token}` } });
+    if (res.status !== 200) throw new Error(`GET /api/v1/admin${path}: ${res.status} ${await res.text()}`);
+    return await res.json() as T;
+  };
 }
