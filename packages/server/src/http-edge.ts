@@ -110,7 +110,7 @@ function bodyTimeoutGuard(payload: Readable, ms: number): Readable {
     payload.unpipe(guard);
     payload.pause();
     guard.destroy(new UkeyError("REQUEST_TIMEOUT"));
-  }, ms);
+  }, ms).unref();
   const guard = new Transform({
     transform(chunk, _encoding, done) {
       timer.refresh();
