@@ -27,8 +27,11 @@ const httpEdgeSchema = z.strictObject({
   requestTimeoutSeconds: seconds(3600).default(30),
   /** Longest silence, in seconds, while a request body is arriving. */
   bodyTimeoutSeconds: seconds(3600).default(10),
-  /** Seconds an idle kept-alive connection stays open; behind a load balancer, more than its idle timeout. */
-  keepAliveTimeoutSeconds: seconds(3600).default(5),
+  /**
+   * Seconds an idle kept-alive connection stays open: more than a load balancer's idle timeout (60 s on
+   * most), so that it never reuses a connection the server is closing; Fastify's own default.
+   */
+  keepAliveTimeoutSeconds: seconds(3600).default(72),
   /** Open connections per listener; more are closed at once. */
   maxConnections: z.number().int().min(1).max(1_000_000).default(1000),
   /** Strict-Transport-Security max-age on the TLS listeners' answers, in seconds; 0 tells browsers to forget it. */

@@ -14,7 +14,7 @@ test("an empty configuration gets every safe default and is frozen", () => {
   assert.equal(c.limits.bodyBytes, 65536);
   assert.equal(c.listen.clientCertPort, null);
   assert.deepEqual({ ...c.http }, {
-    headersTimeoutSeconds: 10, requestTimeoutSeconds: 30, bodyTimeoutSeconds: 10, keepAliveTimeoutSeconds: 5, maxConnections: 1000,
+    headersTimeoutSeconds: 10, requestTimeoutSeconds: 30, bodyTimeoutSeconds: 10, keepAliveTimeoutSeconds: 72, maxConnections: 1000,
     hstsMaxAgeSeconds: 31_536_000, hstsIncludeSubDomains: false,
   });
   assert.deepEqual({ ...c.metrics, listeners: [...c.metrics.listeners] }, { listeners: ["http"], bearerTokenFile: null });
