@@ -64,8 +64,8 @@ interface Waiting {
  */
 const CHECKPOINT_PAGES_MAX = 20_000;
 const CHECKPOINT_PAGES_MIN = 64;
-/** How often the free space of the database's volume is read again, at most (ms). */
-const SPACE_CHECK_MS = 1000;
+/** How often the free space of the database's volume is read again, at most (ms): a statfs costs a few microseconds. */
+const SPACE_CHECK_MS = 100;
 
 /** Where the WAL is checkpointed, for `free` bytes left on the volume (see CHECKPOINT_PAGES_MAX). */
 export function checkpointPagesFor(free: number, pageSize: number): number {
@@ -190,7 +190,7 @@ export class SqliteDatabase implements Database {
    * checkpointPagesFor), at most once per SPACE_CHECK_MS and at once after a
    * write failed for lack of space. On a small volume the WAL file is also
    * truncated to that size after each checkpoint, so that what it held goes
-   * back to the volume; on a large one nothing changes (one statfs a second).
+   * back to the volume; on a large one nothing changes (ten statfs a second at most).
    */
   tuneCheckpoints(): void {
     const now = Date.now();
