@@ -1,9 +1,11 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync, spawn } from "node:child_process";
 import { createPrivateKey } from "node:crypto";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createInterface } from "node:readline";
 import Database from "better-sqlite3";
-import { initialisedDataDir, openssl, runUkeyServer, tempDir, type TempDir } from "./support/fixtures.js";
+import { initialisedDataDir, openssl, runUkeyServer, tempDir, ukeyServerBin, type TempDir } from "./support/fixtures.js";
 
 // CA key files written by earlier releases (OpenSSL's default PBKDF2, 2,048
 // iterations) are rewritten at 600,000 on the next start, with an audit
@@ -76,5 +78,40 @@ test("a wrong passphrase gives CA_PASSPHRASE_WRONG and leaves an old key file as
   assert.equal(r.status, 1, r.stdout + r.stderr);
   assert.equal(r.json<{ error: { code: string } }>().error.code, "CA_PASSPHRASE_WRONG");
   assert.deepEqual(readFileSync(`${dataDir}/ca/issuing.key.pem`), old);
+  assert.equal(upgradeEntries().length, before);
+});
+
+test("on a read-only ca/ an old key file is used as it is, and start logs a warning", async () => {
+  if (process.getuid?.() !== 0) throw new Error("*** ROOT IS REQUIRED: this test bind-mounts ca/ read-only (CI runs the tests as root). ***");
+  const old = writeAsEarlierRelease("root");
+  const before = upgradeEntries().length;
+  const ca = `${dataDir}/ca`;
+  execFileSync("mount", ["--bind", ca, ca]);
+  try {
+    execFileSync("mount", ["-o", "remount,bind,ro", ca]);
+    const server = spawn(process.execPath, [ukeyServerBin, "start", "--data-dir", dataDir, "--port", "0", "--json"], {
+      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env }, stdio: ["ignore", "pipe", "pipe"],
+    });
+    const lines: string[] = [];
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`the server did not start: ${lines.join("\n")}`)), 60_000);
+        createInterface({ input: server.stdout! }).on("line", (line) => {
+          lines.push(line);
+          if (line.includes('"event":"listening"')) { clearTimeout(timer); resolve(); }
+        });
+        server.once("exit", (code) => { clearTimeout(timer); reject(new Error(`the server exited ${code}: ${lines.join("\n")}`)); });
+      });
+    } finally {
+      await new Promise<void>((resolve) => { server.once("exit", () => resolve()); server.kill("SIGTERM"); });
+    }
+    const warning = lines.find((l) => l.includes("ca/root.key.pem"));
+    assert.ok(warning, lines.join("\n"));
+    assert.match(warning, /"level":40/);
+    assert.match(warning, /EROFS/);
+  } finally {
+    execFileSync("umount", [ca]);
+  }
+  assert.deepEqual(readFileSync(`${dataDir}/ca/root.key.pem`), old);
   assert.equal(upgradeEntries().length, before);
 });
