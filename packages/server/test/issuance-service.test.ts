@@ -140,6 +140,26 @@ test("kill -9 during issuance on PostgreSQL: every certificate reported issued i
   }
 });
 
+test("opening the data directory abandons intents older than abandonAfterSeconds, each with an audit entry", async () => {
+  const orphan = {
+    serial: "7e57ab", issuerKeyId: "k", issuerDn: "CN=Issuing", subjectDn: "CN=H1", sans: [], notBefore: start.getTime(), notAfter: start.getTime() + 1e9,
+    spkiSha256: "s".repeat(64), kind: "hardware" as const, tokenSerial: null, holderId: "H1", profileId: "personal",
+    createdAt: start.getTime() - 301_000, updatedAt: start.getTime() - 301_000,
+  };
+  const young = { ...orphan, serial: "7e57ac", createdAt: start.getTime() - 299_000 };
+  await withContext(async (ctx) => {
+    await ctx.store.certificates.insertIntent(orphan);
+    await ctx.store.certificates.insertIntent(young);
+  });
+  await withContext(async (ctx) => {
+    assert.equal((await ctx.store.certificates.get(orphan.serial))?.status, "abandoned");
+    assert.equal((await ctx.store.certificates.get(young.serial))?.status, "pending");
+    const entries = (await ctx.store.audit.list(1, 10_000)).filter((e) => e.subjectId === orphan.serial);
+    assert.deepEqual(entries.map((e) => [e.action, e.actor]), [["certificate.abandoned", "system"]]);
+    await ctx.store.certificates.setStatus(young.serial, "abandoned", start.getTime());
+  });
+});
+
 test("a signature that comes after a sweep abandoned its intent fails that request alone, and issuance goes on", async () => {
   await withContext(async (ctx) => {
     let release: () => void = () => undefined;
