@@ -3,6 +3,7 @@ import { derToPem } from "@ukey/ca";
 import { UkeyError } from "@ukey/policy";
 import { registerAdminRoutes } from "./admin/admin-routes.js";
 import { registerAdminStatsRoutes } from "./admin/admin-stats-routes.js";
+import { registerHealthRoutes } from "./health-routes.js";
 import { problemHandler } from "./http-errors.js";
 import { registerOpenApi } from "./openapi.js";
 import { registerOrderRoutes } from "./renewal/order-routes.js";
@@ -11,6 +12,7 @@ import type { ServerContext } from "./server-context.js";
 import { registerHolderRoutes } from "./holder-session/holder-routes.js";
 import { createMetrics, registerMetricsRoute } from "./metrics.js";
 import { registerReminderAdminRoutes } from "./reminders/reminder-admin-routes.js";
+import { StorageMonitor } from "./storage-monitor.js";
 import { registerWebRoutes } from "./web-routes.js";
 
 /**
@@ -28,7 +30,9 @@ export async function buildApp(ctx: ServerContext, opts: { logger?: boolean; htt
     // One line per OCSP request would drown the log; errors are logged by the problem handler.
     logController: new LogController({ disableRequestLogging: true }),
   });
-  app.setErrorHandler(problemHandler(app.log));
+  const storage = new StorageMonitor({ db: ctx.store.db, log: app.log, failureLogSeconds: ctx.config.storage.failureLogSeconds });
+  app.addHook("onClose", async () => { storage.close(); });
+  app.setErrorHandler(problemHandler(app.log, (u, req) => storage.noteRefusal(u, req.url)));
   app.setNotFoundHandler((req, reply) => {
     problemHandler(app.log)(new UkeyError("ROUTE_NOT_FOUND"), req, reply);
   });
@@ -39,10 +43,7 @@ export async function buildApp(ctx: ServerContext, opts: { logger?: boolean; htt
   // First: the OpenAPI document is built from the routes registered after it.
   await registerOpenApi(app);
 
-  app.get("/healthz", async () => {
-    await ctx.store.db.query("SELECT 1 AS ok");
-    return { status: "ok" };
-  });
+  registerHealthRoutes(app, storage);
 
   for (const which of ["root", "issuing"] as const) {
     const cert = () => (which === "root" ? ctx.ca.root.der : ctx.ca.issuing.der);
@@ -95,8 +96,9 @@ export async function buildApp(ctx: ServerContext, opts: { logger?: boolean; htt
   const holder = registerHolderRoutes(app, ctx);
   registerReminderAdminRoutes(app, ctx, holder.bell);
   registerMetricsRoute(app, createMetrics({ store: ctx.store, clock: ctx.clock, reminders: ctx.reminders }));
-  // Reminders run in a server that listens: never in a CLI command, nor in a test that only injects requests.
-  app.addHook("onListen", async () => { ctx.reminders.start(); });
+  // Reminders and the sweep of orphaned issuance intents run in a server that listens: never in a CLI
+  // command (which sweeps once when it opens the data directory), nor in a test that only injects requests.
+  app.addHook("onListen", async () => { ctx.reminders.start(); ctx.intentSweeper.start(app.log); });
   // The portal at / and the operator console at /console/, with strict security headers.
   await registerWebRoutes(app);
 

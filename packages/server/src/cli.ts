@@ -284,6 +284,9 @@ async function startServer(dataDir: string, v: Record<string, unknown>, env: Ser
   const port = portOf("port", ctx.config.listen.port)!;
   const tlsPort = portOf("tls-port", ctx.config.listen.tlsPort);
   const app = await buildApp(ctx, { logger: true });
+  for (const f of ctx.ca.keyFiles.notUpgraded) {
+    app.log.warn({ keyFile: `ca/${f.name}.key.pem`, reason: f.reason }, "CA key file left under its earlier, weaker encryption: it could not be rewritten (make ca/ writable for one start)");
+  }
   await app.listen({ host, port });
   const httpAddr = app.server.address();
   let tlsApp: Awaited<ReturnType<typeof buildApp>> | undefined;

@@ -36,13 +36,18 @@ export function toUkeyError(err: unknown): UkeyError {
   return new UkeyError("INTERNAL", { cause: err });
 }
 
-/** Fastify error handler: an RFC 9457 problem document with our catalogue fields. */
-export function problemHandler(log: FastifyBaseLogger) {
+/**
+ * Fastify error handler: an RFC 9457 problem document with our catalogue
+ * fields. `logsItself`, when it returns true for a 5xx, has logged the
+ * failure its own way (storage failures: a count per interval, not a
+ * stack per request).
+ */
+export function problemHandler(log: FastifyBaseLogger, logsItself?: (u: UkeyError, req: FastifyRequest) => boolean) {
   return (err: unknown, req: FastifyRequest, reply: FastifyReply) => {
     const u = toUkeyError(err);
     const status = statusOfKind[u.kind];
-    if (status >= 500) log.error({ err, url: req.url, code: u.code }, "request failed");
-    else log.info({ code: u.code, url: req.url }, "request refused");
+    if (status < 500) log.info({ code: u.code, url: req.url }, "request refused");
+    else if (!logsItself?.(u, req)) log.error({ err, url: req.url, code: u.code }, "request failed");
     const p = u.toProblem();
     void reply.status(status).type("application/problem+json").send({
       type: `urn:ukey:error:${p.code}`, title: p.message.en, status, ...p,
