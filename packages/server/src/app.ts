@@ -4,17 +4,19 @@ import { UkeyError } from "@ukey/policy";
 import { registerAdminRoutes } from "./admin/admin-routes.js";
 import { registerAdminStatsRoutes } from "./admin/admin-stats-routes.js";
 import { decorateListener } from "./client-certificate.js";
+import { registerHealthRoutes } from "./health-routes.js";
 import { edgeFastifyOptions, nodeServerOptions, registerHttpEdge, securityHeaders } from "./http-edge.js";
 import { problemHandler } from "./http-errors.js";
 import { registerOpenApi } from "./openapi.js";
 import { registerOrderRoutes } from "./renewal/order-routes.js";
 import { registerEstRoutes } from "./est/est-routes.js";
-import { requestLogSerializer } from "./request-log.js";
+import { redactUrl, requestLogSerializer } from "./request-log.js";
 import type { ListenerKind } from "./server-config.js";
 import type { ServerContext } from "./server-context.js";
 import { registerHolderRoutes } from "./holder-session/holder-routes.js";
 import { createMetrics, readMetricsToken, registerMetricsRoute } from "./metrics.js";
 import { registerReminderAdminRoutes } from "./reminders/reminder-admin-routes.js";
+import { StorageMonitor } from "./storage-monitor.js";
 import { registerWebRoutes } from "./web-routes.js";
 
 /** How buildApp serves: which listener, and where its log goes. */
@@ -63,7 +65,9 @@ export async function buildApp(ctx: ServerContext, opts: AppOptions = {}): Promi
   });
   decorateListener(app, { kind, clientCertPort: opts.clientCertPort === undefined ? ctx.config.listen.clientCertPort : opts.clientCertPort });
   registerHttpEdge(app, edge, headers);
-  app.setErrorHandler(problemHandler(app.log));
+  const storage = new StorageMonitor({ db: ctx.store.db, log: app.log, failureLogSeconds: ctx.config.storage.failureLogSeconds });
+  app.addHook("onClose", async () => { storage.close(); });
+  app.setErrorHandler(problemHandler(app.log, (u, req) => storage.noteRefusal(u, redactUrl(req.url))));
   app.setNotFoundHandler((req, reply) => {
     problemHandler(app.log)(new UkeyError("ROUTE_NOT_FOUND"), req, reply);
   });
@@ -74,10 +78,7 @@ export async function buildApp(ctx: ServerContext, opts: AppOptions = {}): Promi
   // First: the OpenAPI document is built from the routes registered after it.
   await registerOpenApi(app);
 
-  app.get("/healthz", async () => {
-    await ctx.store.db.query("SELECT 1 AS ok");
-    return { status: "ok" };
-  });
+  registerHealthRoutes(app, storage);
 
   for (const which of ["root", "issuing"] as const) {
     const cert = () => (which === "root" ? ctx.ca.root.der : ctx.ca.issuing.der);
@@ -133,8 +134,9 @@ export async function buildApp(ctx: ServerContext, opts: AppOptions = {}): Promi
   registerReminderAdminRoutes(app, ctx, holder.bell);
   const metricsHere = ctx.config.metrics.listeners.includes(kind);
   registerMetricsRoute(app, metricsHere ? createMetrics({ store: ctx.store, clock: ctx.clock, reminders: ctx.reminders }) : null, metricsToken);
-  // Reminders run in a server that listens: never in a CLI command, nor in a test that only injects requests.
-  app.addHook("onListen", async () => { ctx.reminders.start(); });
+  // Reminders and the sweep of orphaned issuance intents run in a server that listens: never in a CLI
+  // command (which sweeps once when it opens the data directory), nor in a test that only injects requests.
+  app.addHook("onListen", async () => { ctx.reminders.start(); ctx.intentSweeper.start(app.log); });
   // The portal at / and the operator console at /console/, with strict security headers.
   await registerWebRoutes(app);
 

@@ -295,15 +295,20 @@ async function startServer(dataDir: string, v: Record<string, unknown>, env: Ser
     const tlsPort = portOf("tls-port", ctx.config.listen.tlsPort);
     const clientCertPort = portOf("client-cert-port", ctx.config.listen.clientCertPort);
     const tls = tlsPort !== null || clientCertPort !== null ? { key: readFileSync(ctx.layout.tlsKey), cert: readFileSync(ctx.layout.tlsCert) } : undefined;
-    const open = async (opts: Parameters<typeof buildApp>[1], listenPort: number): Promise<number> => {
+    const open = async (opts: Parameters<typeof buildApp>[1], listenPort: number, beforeListening?: (app: FastifyInstance) => void): Promise<number> => {
       const app = await buildApp(ctx, { logger: true, ...opts });
       started.push(app);
+      beforeListening?.(app);
       await app.listen({ host, port: listenPort });
       const a = app.server.address();
       return a && typeof a === "object" ? a.port : listenPort;
     };
     const clientCert = clientCertPort === null ? null : await open({ https: tls!, clientCertificates: true }, clientCertPort);
-    const http = await open({ clientCertPort: clientCert }, port);
+    const http = await open({ clientCertPort: clientCert }, port, (app) => {
+      for (const f of ctx.ca.keyFiles.notUpgraded) {
+        app.log.warn({ keyFile: `ca/${f.name}.key.pem`, reason: f.reason }, "CA key file left under its earlier, weaker encryption: it could not be rewritten (make ca/ writable for one start)");
+      }
+    });
     const https = tlsPort === null ? null : await open({ https: tls!, clientCertPort: clientCert }, tlsPort);
     const urls = [`http://${host}:${http}`, ...(https === null ? [] : [`https://${host}:${https}`]),
       ...(clientCert === null ? [] : [`https://${host}:${clientCert} (client certificates)`])];

@@ -119,16 +119,18 @@ export function toUkeyError(err: unknown, req?: FastifyRequest): UkeyError {
 
 /**
  * Fastify error handler: an RFC 9457 problem document with our catalogue
- * fields. Refusals are logged at info, failures at error with their cause;
- * the URL in the log has its secrets redacted (request-log.ts).
+ * fields. Refusals are logged at info; failures at error with their cause,
+ * unless `logsItself` returns true for one: then it has logged it its own
+ * way (storage failures: a count per interval, not a stack per request).
+ * The URL in the log has its secrets redacted (request-log.ts).
  */
-export function problemHandler(log: FastifyBaseLogger) {
+export function problemHandler(log: FastifyBaseLogger, logsItself?: (u: UkeyError, req: FastifyRequest) => boolean) {
   return (err: unknown, req: FastifyRequest, reply: FastifyReply) => {
     const u = toUkeyError(err, req);
     const status = httpStatusOf(u);
     const url = redactUrl(req.url);
-    if (status >= 500) log.error({ err, url, code: u.code }, "request failed");
-    else log.info({ code: u.code, url }, "request refused");
+    if (status < 500) log.info({ code: u.code, url }, "request refused");
+    else if (!logsItself?.(u, req)) log.error({ err, url, code: u.code }, "request failed");
     void reply.status(status).type("application/problem+json").send(problemDocument(u, status));
   };
 }

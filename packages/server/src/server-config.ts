@@ -109,6 +109,14 @@ export const serverConfigSchema = z.strictObject({
   issuance: z.strictObject({
     /** Most certificates committed in one group commit. */
     batchSize: z.number().int().min(1).max(4096).default(256),
+    /** An issuance intent still pending this many seconds after it was recorded is abandoned (its process stopped). */
+    abandonAfterSeconds: z.number().int().min(60).max(86_400).default(300),
+    /** Seconds between sweeps for such intents in a listening server (also one at every start). */
+    sweepIntervalSeconds: z.number().int().min(5).max(3600).default(60),
+  }).prefault({}),
+  storage: z.strictObject({
+    /** Requests refused because storage failed are logged once, then as one line with a count per this many seconds. */
+    failureLogSeconds: z.number().int().min(1).max(3600).default(10),
   }).prefault({}),
   /** Expiry reminders (docs/reminders.md): the scheduler's period, retries and batch. */
   reminders: z.strictObject({
