@@ -6,6 +6,42 @@ import { ProfileInvalidError, UkeyError, defaultProfile, keyAlgorithms, keyVendo
 
 const port = z.number().int().min(0).max(65535);
 
+/** The listeners a server opens: plain HTTP, HTTPS, and HTTPS that asks for client certificates. */
+export const listenerKinds = ["http", "tls", "clientCert"] as const;
+
+/** One listener kind. */
+export type ListenerKind = (typeof listenerKinds)[number];
+
+const seconds = (max: number) => z.number().int().min(1).max(max);
+
+/**
+ * The `http` section: timeouts that close connections of clients too slow
+ * to be honest, the connection cap, and HSTS. Node checks the header and
+ * request timeouts every second at most, so a connection may outlive them
+ * by up to a second.
+ */
+const httpEdgeSchema = z.strictObject({
+  /** Seconds a client has to send the request line and headers (a connection that sends nothing included). */
+  headersTimeoutSeconds: seconds(300).default(10),
+  /** Seconds a client has to send the whole request, headers and body. */
+  requestTimeoutSeconds: seconds(3600).default(30),
+  /** Longest silence, in seconds, while a request body is arriving. */
+  bodyTimeoutSeconds: seconds(3600).default(10),
+  /**
+   * Seconds an idle kept-alive connection stays open: more than a load balancer's idle timeout (60 s on
+   * most), so that it never reuses a connection the server is closing; Fastify's own default.
+   */
+  keepAliveTimeoutSeconds: seconds(3600).default(72),
+  /** Open connections per listener; more are closed at once. */
+  maxConnections: z.number().int().min(1).max(1_000_000).default(1000),
+  /** Strict-Transport-Security max-age on the TLS listeners' answers, in seconds; 0 tells browsers to forget it. */
+  hstsMaxAgeSeconds: z.number().int().min(0).max(2 * 31_536_000).default(31_536_000),
+  /** Add includeSubDomains to Strict-Transport-Security: only when every subdomain serves HTTPS. */
+  hstsIncludeSubDomains: z.boolean().default(false),
+}).refine((h) => h.headersTimeoutSeconds <= h.requestTimeoutSeconds, {
+  path: ["headersTimeoutSeconds"], message: "must not exceed requestTimeoutSeconds",
+});
+
 /**
  * The server's configuration file (`<data-dir>/config.json`), written by
  * `ukey-server init` and edited by operators. Unknown keys are rejected;
@@ -19,8 +55,10 @@ export const serverConfigSchema = z.strictObject({
   listen: z.strictObject({
     host: z.string().min(1).default("127.0.0.1"),
     port: port.default(8080),
-    /** HTTPS port (EST and client certificates); null for none. */
+    /** HTTPS port; it never asks for a client certificate. null for none. */
     tlsPort: port.nullable().default(null),
+    /** HTTPS port that asks for (but does not require) a client certificate: EST re-enrolment, certificate sign-in. null for none. */
+    clientCertPort: port.nullable().default(null),
   }).prefault({}),
   institution: z.strictObject({
     /** organizationName written into subjects. */
@@ -50,6 +88,14 @@ export const serverConfigSchema = z.strictObject({
   limits: z.strictObject({
     /** Largest request body accepted, in bytes. */
     bodyBytes: z.number().int().min(1024).max(10 * 1024 * 1024).default(64 * 1024),
+  }).prefault({}),
+  /** Every listener's defences against slow and greedy clients, and HSTS on the TLS ones (docs/configuration.md). */
+  http: httpEdgeSchema.prefault({}),
+  /** Who may read GET /metrics: which listeners serve it, and a bearer token (docs/reminders.md). */
+  metrics: z.strictObject({
+    listeners: z.array(z.enum(listenerKinds)).max(listenerKinds.length).refine((l) => new Set(l).size === l.length, "lists a listener twice").default(["http"]),
+    /** File holding the token scrapers send as Authorization: Bearer; relative to the data directory; null: no token asked. */
+    bearerTokenFile: z.string().min(1).nullable().default(null),
   }).prefault({}),
   /**
    * Certificate profiles: `{ "id": ..., "preset": ..., ...overrides }`

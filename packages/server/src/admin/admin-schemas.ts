@@ -29,6 +29,8 @@ export const problemSchema = {
     type: str(), title: str(1000), status: { type: "integer" }, code: str(64), kind: str(32),
     message: { type: "object", properties: { "zh-CN": str(2000), en: str(2000) } },
     remedy: { type: "object", properties: { "zh-CN": str(2000), en: str(2000) } },
+    // The values in the texts (a port, a date), as http-errors.ts writes them: a response schema drops what it does not list.
+    params: { type: "object", additionalProperties: { type: ["string", "number"] } },
     detail: str(2000),
   },
 } as const;

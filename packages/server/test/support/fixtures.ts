@@ -57,6 +57,8 @@ export interface RunningServer {
   child: ChildProcess;
   http: number;
   https: number | null;
+  /** The client-certificate port (start --client-cert-port), or null. */
+  clientCert: number | null;
   url: string;
   stop(): Promise<void>;
 }
@@ -70,11 +72,11 @@ export async function startUkeyServer(dataDir: string, env: Record<string, strin
   let stderr = "";
   child.stderr!.on("data", (d) => { stderr += String(d); });
   const lines = createInterface({ input: child.stdout! });
-  const listening = await new Promise<{ http: number; https: number | null }>((resolveP, reject) => {
+  const listening = await new Promise<{ http: number; https: number | null; clientCert: number | null }>((resolveP, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start: ${stderr}`)), 30_000);
     lines.on("line", (line) => {
       try {
-        const j = JSON.parse(line) as { event?: string; http: number; https: number | null; error?: unknown };
+        const j = JSON.parse(line) as { event?: string; http: number; https: number | null; clientCert: number | null; error?: unknown };
         if (j.event === "listening") { clearTimeout(timer); resolveP(j); }
         if (j.error) { clearTimeout(timer); reject(new Error(line)); }
       } catch { /* log lines of fastify */ }
@@ -82,7 +84,7 @@ export async function startUkeyServer(dataDir: string, env: Record<string, strin
     child.once("exit", (code) => { clearTimeout(timer); reject(new Error(`server exited ${code}: ${stderr}`)); });
   });
   return {
-    child, http: listening.http, https: listening.https, url: `http://127.0.0.1:${listening.http}`,
+    child, http: listening.http, https: listening.https, clientCert: listening.clientCert, url: `http://127.0.0.1:${listening.http}`,
     stop: () => new Promise((r) => { if (child.exitCode !== null) return r(); child.once("exit", () => r()); child.kill("SIGTERM"); }),
   };
 }
