@@ -1,9 +1,9 @@
 // The swagger types add tags and summaries to route schemas (the OpenAPI document is built from them).
 import type {} from "@fastify/swagger";
-import type { TLSSocket } from "node:tls";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { UkeyError, type RenewalChannel } from "@ukey/policy";
 import { parseCertId } from "../cert-id.js";
+import { peerCertificate } from "../client-certificate.js";
 import type { DownloadService } from "../download-service.js";
 import type { RenewalOrderService } from "./renewal-order-service.js";
 
@@ -17,13 +17,6 @@ const credentialed = { security: [{ orderCredential: [] }] } as const;
 export function orderCredentialOf(req: FastifyRequest): string | undefined {
   const m = /^Bearer ([A-Za-z0-9._-]{1,200})$/.exec(req.headers.authorization ?? "");
   return m?.[1];
-}
-
-/** The certificate the client authenticated with on this TLS connection, if it sent one. */
-function peerCertificateOf(req: FastifyRequest): Buffer | undefined {
-  const socket = req.raw.socket as Partial<TLSSocket>;
-  const peer = typeof socket.getPeerCertificate === "function" ? socket.getPeerCertificate(false) : undefined;
-  return peer?.raw && peer.raw.length > 0 ? peer.raw : undefined;
 }
 
 /** Answers that carry a credential or personal data are never stored by a cache. */
@@ -69,8 +62,9 @@ export function registerOrderRoutes(app: FastifyInstance, orders: RenewalOrderSe
       const proof = { challenge, signature: Buffer.from(signature, "base64"), ...(signer ? { signer } : {}) };
       return private_(reply).send(await orders.provePossession(req.params.id, proof));
     }
-    const peer = peerCertificateOf(req);
-    if (!peer) throw new UkeyError("REQUEST_INVALID", { params: { reason: "give challenge and signature, or connect with the certificate as TLS client certificate on the client-certificate port" } });
+    // No signature: the proof is the TLS client certificate, which only the client-certificate port asks for.
+    const peer = peerCertificate(req);
+    if (!peer) throw new UkeyError("REQUEST_INVALID", { params: { reason: "give challenge and signature, or connect with the certificate as TLS client certificate" } });
     return private_(reply).send(await orders.provePossessionByTls(req.params.id, peer, "holder"));
   });
 

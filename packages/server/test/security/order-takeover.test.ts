@@ -120,7 +120,7 @@ test("with the order id alone, no credential, a forged one or one of the attacke
   const c = (await a.call<{ challenge: { value: string } }>("POST", `/api/v1/orders/${id}/challenge`)).body.challenge.value;
   assert.equal((await a.call("POST", `/api/v1/orders/${id}/possession`, { challenge: c, signature: signPossession(id, c, mine.key) })).body.code, "POSSESSION_PROOF_FAILED");
   assert.equal((await a.call("POST", `/api/v1/orders/${id}/possession`, { challenge: c, signature: signPossession(id, c, mine.key), signer: "new-key" })).body.code, "POSSESSION_PROOF_FAILED");
-  assert.equal((await a.call("POST", `/api/v1/orders/${id}/possession`, {})).body.code, "REQUEST_INVALID", "no TLS client certificate on plain HTTP");
+  assert.equal((await a.call("POST", `/api/v1/orders/${id}/possession`, {})).body.code, "CLIENT_CERT_PORT_NOT_CONFIGURED", "no TLS client certificate on plain HTTP");
   // A challenge made for the attacker's own order does not prove for the victim's, even signed by the right key.
   const ownChallenge = (await a.call<{ challenge: { value: string } }>("POST", `/api/v1/orders/${own.id}/challenge`)).body.challenge.value;
   assert.equal((await a.call("POST", `/api/v1/orders/${id}/possession`, { challenge: ownChallenge, signature: signPossession(id, ownChallenge, victim.key) })).body.code, "CHALLENGE_INVALID");
