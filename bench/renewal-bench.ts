@@ -1,5 +1,6 @@
 // Renewals over HTTP through the whole order path: start (policy; the first
-// challenge comes with the order), proof of possession (verified), CSR
+// challenge comes with the order), proof of possession (verified; it answers
+// the order credential the later steps send), CSR
 // (verified), issuance with durable commit, complete (old one superseded),
 // all audited. run-bench.ts calls measureRenewals; run alone
 // (`node --import tsx bench/renewal-bench.ts`, add --cpu-prof to profile the

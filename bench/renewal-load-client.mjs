@@ -7,7 +7,8 @@
 // keep-alive connection per agent speaking plain HTTP/1.1 over a socket
 // (requests written in one piece, answers read by Content-Length), keys
 // loaded and CSR bodies serialised before the clock starts, and JSON parsed
-// only for the answer that carries the order id and challenge. Every answer's
+// only for the answer that carries the order id and challenge (the
+// credential is picked out of the possession answer). Every answer's
 // status is still checked.
 import { createPrivateKey, sign } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -35,10 +36,10 @@ class Connection {
     this.socket.on("close", () => this.fail(new Error("connection closed by the server")));
   }
 
-  request(method, path, body = "") {
+  request(method, path, body = "", credential = undefined) {
     return new Promise((resolve, reject) => {
       this.waiting = { resolve, reject, method, path };
-      const head = `${method} ${path} HTTP/1.1\r\nhost: 127.0.0.1\r\n`
+      const head = `${method} ${path} HTTP/1.1\r\nhost: 127.0.0.1\r\n${credential ? `authorization: Bearer ${credential}\r\n` : ""}`
         + (body ? `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n` : "content-length: 0\r\n\r\n");
       this.socket.write(head + body);
     });
@@ -118,12 +119,14 @@ await Promise.all(connections.map(async (c) => {
     const began = performance.now();
     try {
       const order = JSON.parse((await c.request("POST", "/api/v1/orders", job.startBody)).toString("utf8"));
-      const challenge = order.challenge?.value ?? JSON.parse((await c.request("POST", `/api/v1/orders/${order.id}/challenge`)).toString("utf8")).challenge;
+      const challenge = order.challenge.value;
       const message = Buffer.from(`ukey-renew possession v1\n${order.id}\n${challenge}`, "utf8");
       const signature = sign("sha256", message, { key: job.oldKey, dsaEncoding: "der" }).toString("base64");
-      await c.request("POST", `/api/v1/orders/${order.id}/possession`, `{"signature":"${signature}"}`);
-      await c.request("POST", `/api/v1/orders/${order.id}/csr`, job.csrBody);
-      await c.request("POST", `/api/v1/orders/${order.id}/complete`);
+      const proved = (await c.request("POST", `/api/v1/orders/${order.id}/possession`, `{"challenge":"${challenge}","signature":"${signature}"}`)).toString("utf8");
+      // The credential is the one value read from this answer; the rest of it is not parsed.
+      const credential = /"credential":\{"token":"([^"]+)"/.exec(proved)?.[1];
+      await c.request("POST", `/api/v1/orders/${order.id}/csr`, job.csrBody, credential);
+      await c.request("POST", `/api/v1/orders/${order.id}/complete`, "", credential);
       done++;
       if (measuring) latencies.push(performance.now() - began);
     } catch (e) {

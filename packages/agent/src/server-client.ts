@@ -31,10 +31,30 @@ const orderSchema = z.object({
   failure: z.string().optional(),
 });
 
-/** A renewal order as the server shows it (GET /api/v1/orders/{id}). */
+/** A renewal order as the server shows it to the key's holder (after proof of possession). */
 export type OrderView = z.infer<typeof orderSchema>;
 
-const challengeSchema = z.object({ challenge: z.string().min(1), expiresAt: isoDate, message: z.string() });
+/** The keys that may prove possession for an order: the certificate being renewed, or the order's new certificate once issued. */
+export type PossessionSigner = "certificate" | "new-key";
+
+const challengeSchema = z.object({
+  id: z.string().min(1),
+  open: z.boolean(),
+  certificateSerial: z.string(),
+  signers: z.array(z.enum(["certificate", "new-key"])),
+  challenge: z.object({ value: z.string().min(1), expiresAt: isoDate }),
+  message: z.string(),
+});
+
+/** What anybody who names an order learns: whether it is open, and the proof it takes (POST /api/v1/orders/{id}/challenge). */
+export type OrderChallenge = z.infer<typeof challengeSchema>;
+
+const startedSchema = challengeSchema.extend({ resumed: z.boolean(), nextStep: z.literal("possession") });
+
+/** The answer to starting or resuming a renewal: the order's id and the proof it takes. */
+export type OrderStarted = z.infer<typeof startedSchema>;
+
+const provenSchema = orderSchema.extend({ credential: z.object({ token: z.string().min(1), expiresAt: isoDate }).optional() });
 const stepUpSchema = z.object({ approvalUrl: z.string().min(1), expiresAt: isoDate });
 
 const renewalInfoSchema = z.object({
@@ -78,6 +98,8 @@ export type OnAnswer = () => void;
  */
 export class ServerClient {
   private readonly base: URL;
+  /** The order credentials this client's proofs of possession got, by order id; never written anywhere. */
+  private readonly credentials = new Map<string, string>();
   /** The server's Date header of the last answer, and the local time it arrived (for the clock check). */
   lastDate: { server: Date; local: Date } | undefined;
 
@@ -99,22 +121,36 @@ export class ServerClient {
     return this.base.origin;
   }
 
-  /** Starts the renewal of a certificate or returns its open order (`resumed` when the server answered 200). */
-  async startOrder(certId: string, channel: "web" | "cli"): Promise<{ order: OrderView; resumed: boolean }> {
-    const r = await this.call("POST", "/api/v1/orders", { certId, channel });
-    return { order: this.parse(orderSchema, r.body), resumed: r.status === 200 };
+  /** Starts the renewal of a certificate or finds its open order: its id and the proof of possession it takes. */
+  async startOrder(certId: string, channel: "web" | "cli"): Promise<OrderStarted> {
+    return this.parse(startedSchema, (await this.call("POST", "/api/v1/orders", { certId, channel })).body);
   }
 
+  /** The order, with the credential of this client's last proof of possession. */
   async getOrder(id: string): Promise<OrderView> {
-    return this.parse(orderSchema, (await this.call("GET", `/api/v1/orders/${encodeURIComponent(id)}`)).body);
+    return this.parse(orderSchema, (await this.call("GET", `/api/v1/orders/${encodeURIComponent(id)}`, undefined, undefined, id)).body);
   }
 
-  async challenge(id: string): Promise<z.infer<typeof challengeSchema>> {
+  /** A fresh challenge of an order, whether it is still open, and which keys may sign. */
+  async challenge(id: string): Promise<OrderChallenge> {
     return this.parse(challengeSchema, (await this.call("POST", `/api/v1/orders/${encodeURIComponent(id)}/challenge`, {})).body);
   }
 
-  async provePossession(id: string, signature: Uint8Array): Promise<OrderView> {
-    return this.order(id, "possession", { signature: Buffer.from(signature).toString("base64") });
+  /**
+   * Sends a proof of possession: `signature` over possessionMessage(order, challenge) by `signer`'s key.
+   * The credential the server answers is kept for every later step of this order (and replaces an older one).
+   */
+  async provePossession(id: string, challenge: string, signature: Uint8Array, signer: PossessionSigner = "certificate"): Promise<OrderView> {
+    const r = await this.call("POST", `/api/v1/orders/${encodeURIComponent(id)}/possession`, { challenge, signature: Buffer.from(signature).toString("base64"), signer });
+    const proven = this.parse(provenSchema, r.body);
+    if (proven.credential) this.credentials.set(id, proven.credential.token);
+    const { credential: _secret, ...view } = proven;
+    return view;
+  }
+
+  /** Whether this client holds a credential for the order (proved possession in this run). */
+  hasCredential(id: string): boolean {
+    return this.credentials.has(id);
   }
 
   async proveIdentity(id: string, idType: string, idNumber: string): Promise<OrderView> {
@@ -130,7 +166,7 @@ export class ServerClient {
   }
 
   async startStepUp(id: string): Promise<z.infer<typeof stepUpSchema>> {
-    return this.parse(stepUpSchema, (await this.call("POST", `/api/v1/orders/${encodeURIComponent(id)}/step-up`, {})).body);
+    return this.parse(stepUpSchema, (await this.call("POST", `/api/v1/orders/${encodeURIComponent(id)}/step-up`, {}, undefined, id)).body);
   }
 
   async submitCsr(id: string, csr: string, tokenSerial: string, onAnswer?: OnAnswer): Promise<OrderView> {
@@ -162,7 +198,7 @@ export class ServerClient {
   }
 
   private async order(id: string, step: string, body: unknown, onAnswer?: OnAnswer): Promise<OrderView> {
-    const r = await this.call("POST", `/api/v1/orders/${encodeURIComponent(id)}/${step}`, body, onAnswer);
+    const r = await this.call("POST", `/api/v1/orders/${encodeURIComponent(id)}/${step}`, body, onAnswer, id);
     return this.parse(orderSchema, r.body);
   }
 
@@ -179,14 +215,20 @@ export class ServerClient {
     return new UkeyError("SERVER_RESPONSE_INVALID", { params: { server: this.url }, detail });
   }
 
-  private call(method: "GET" | "POST", path: string, body?: unknown, onAnswer?: OnAnswer): Promise<{ status: number; body: unknown }> {
+  /** `orderId`: the order whose credential authorizes the call (sent as Authorization: Bearer). */
+  private call(method: "GET" | "POST", path: string, body?: unknown, onAnswer?: OnAnswer, orderId?: string): Promise<{ status: number; body: unknown }> {
     const url = new URL(path, this.base);
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const credential = orderId === undefined ? undefined : this.credentials.get(orderId);
     const send = url.protocol === "https:" ? httpsRequest : httpRequest;
     return new Promise((resolve, reject) => {
       const req = send(url, {
         method,
-        headers: { accept: "application/json", ...(payload ? { "content-type": "application/json", "content-length": payload.length } : {}) },
+        headers: {
+          accept: "application/json",
+          ...(payload ? { "content-type": "application/json", "content-length": payload.length } : {}),
+          ...(credential ? { authorization: `Bearer ${credential}` } : {}),
+        },
         ...(url.protocol === "https:" && this.connection.caPem ? { ca: this.connection.caPem } : {}),
         timeout: this.timeoutMs,
       }, (res) => {

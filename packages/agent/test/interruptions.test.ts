@@ -62,7 +62,7 @@ for (const fault of faults) {
     const mid = w.objects(tk.label);
     assertUsable(mid);
     const orderId = pendingOrderOf(mid);
-    const midOrder = await api<{ state: string; newCertificate?: { serial: string } }>(`/api/v1/orders/${orderId}`);
+    const midOrder = await w.order(orderId);
     const expectState: Record<FaultPoint, string[]> = {
       "after-keygen": ["verified"], "after-csr": ["issued"], "after-issue": ["issued"], "after-install": ["issued"], "during-cleanup": ["completed"],
     };
@@ -77,9 +77,9 @@ for (const fault of faults) {
     assert.equal(out.orderId, orderId, "the same order, not a second one");
     assert.equal(out.resumed, true);
     assert.match(again.stderr, /Resuming/);
-    if (midOrder.newCertificate) assert.equal(out.certificate.serialHex, midOrder.newCertificate.serial, "the same key gets the same certificate");
+    if (midOrder.newSerial) assert.equal(out.certificate.serialHex, midOrder.newSerial, "the same key gets the same certificate");
     assertFinal(w.objects(tk.label), out.certificate.serialHex);
-    assert.equal((await api<{ state: string }>(`/api/v1/orders/${orderId}`)).state, "completed");
+    assert.equal((await w.order(orderId)).state, "completed");
     assert.equal((await api<{ state: string }>(`/api/v1/renewal-info/${tk.certId}`)).state, "superseded");
   });
 }
@@ -90,7 +90,7 @@ test("the pending key lost after issuance (token re-initialised, key deleted): r
   assert.equal(killed.signal, "SIGKILL", killed.stderr);
   const mid = w.objects(tk.label);
   const orderId = pendingOrderOf(mid);
-  const undelivered = (await api<{ newCertificate: { serial: string; certId: string } }>(`/api/v1/orders/${orderId}`)).newCertificate;
+  const undelivered = await w.certificate((await w.order(orderId)).newSerial!);
   const pendingKey = mid.privateKeys.find((k) => k.label === objectLabels.pending(orderId))!;
   for (const type of ["privkey", "pubkey"]) {
     const d = spawnSync("pkcs11-tool", ["--module", w.hsm.module, "--token-label", tk.label, "--login", "--pin", w.hsm.pin, "--delete-object", "--type", type, "--id", pendingKey.id],

@@ -77,9 +77,9 @@ for (const name of ["p256", "rsa"] as const) {
     assert.notEqual(after.privateKeys[0]!.id, before.privateKeys[0]!.id, "a new key pair");
     assert.match(after.raw, name === "p256" ? /Private Key Object; EC/ : /Private Key Object; RSA/);
     assert.match(after.raw, /never extractable/);
-    const order = await api<{ state: string; newCertificate: { serial: string } }>(`/api/v1/orders/${out.orderId}`);
+    const order = await w.order(out.orderId);
     assert.equal(order.state, "completed");
-    assert.equal(order.newCertificate.serial, out.certificate.serialHex);
+    assert.equal(order.newSerial, out.certificate.serialHex);
     const old = await api<{ state: string }>(`/api/v1/renewal-info/${tk.certId}`);
     assert.equal(old.state, "superseded", "the profile revokes the old certificate as superseded");
     tk.cert = out.certificate.serialHex;

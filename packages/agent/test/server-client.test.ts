@@ -50,7 +50,7 @@ test("a problem document becomes the server's code, with its params read back fr
   assert.ok(c.lastDate, "the Date header is recorded for the clock check");
   const r = await refusal(c.renewalInfo("AAAA.AQ", "cli"));
   assert.equal(r.code, "CERT_NOT_FOUND");
-  const o = await refusal(c.getOrder("00000000-0000-0000-0000-000000000000"));
+  const o = await refusal(c.challenge("00000000-0000-0000-0000-000000000000"));
   assert.equal(o.code, "ORDER_NOT_FOUND");
   assert.equal(o.params.order, "00000000-0000-0000-0000-000000000000");
 });

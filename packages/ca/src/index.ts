@@ -4,7 +4,7 @@ export { pemToDer, derToPem, splitPemBundle, type PemBlock } from "./pem.js";
 export { keyAlgorithmOfSpki, signatureAlgorithmFor } from "./algorithms.js";
 export { certificateSpki, publicKeyFromSpki } from "./public-key.js";
 export { verifyCsr, withRequestedSubject, type VerifyCsrOptions } from "./csr-verifier.js";
-export { FileKeyStore } from "./file-key-store.js";
+export { FileKeyStore, KEY_FILE_PBKDF2_ITERATIONS, type KeyFileProtection, type KeyFileUpgrade } from "./file-key-store.js";
 export { Pkcs11KeyStore, ecdsaRawToDer, type Pkcs11KeyStoreOptions } from "./pkcs11-key-store.js";
 export { encodeName, nameToString } from "./names.js";
 export { keyIdentifier } from "./extensions.js";

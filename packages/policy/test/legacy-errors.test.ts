@@ -59,7 +59,7 @@ const queries: { name: string; query: string; first: { legacyCode?: string; sect
   { name: "storage full of seed 003", query: "存储空间已满", first: { section: "case 3" }, match: "legacy-message" },
   { name: "our code, exact", query: "TOKEN_PIN_LOCKED", first: { code: "TOKEN_PIN_LOCKED" }, match: "code" },
   { name: "our code, lower case with spaces", query: "token not present", first: { code: "TOKEN_NOT_PRESENT" }, match: "code" },
-  { name: "our code, part of it", query: "storage full", first: { code: "TOKEN_STORAGE_FULL" }, match: "code-partial" },
+  { name: "our code, part of it", query: "pin locked", first: { code: "TOKEN_PIN_LOCKED" }, match: "code-partial" },
   { name: "words of our English text", query: "Bluetooth mode", first: { code: "TOKEN_NOT_PRESENT" }, match: "text" },
   { name: "words apart, in another order", query: "ukey 不识别", first: { section: "3.1" }, match: "legacy-message" },
   { name: "characters spread out: a particle dropped", query: "忘记密码", first: { section: "2.2" }, match: "legacy-message" },
@@ -80,6 +80,11 @@ for (const q of queries) {
     assert.ok(r.ours.length > 0);
   });
 }
+
+test("\"storage full\" finds the server's STORAGE_FULL (the exact code) and then the UKey's TOKEN_STORAGE_FULL", () => {
+  const results = lookupError("storage full");
+  assert.deepEqual(results.slice(0, 2).map((r) => [r.ours[0]!.code, r.match]), [["STORAGE_FULL", "code"], ["TOKEN_STORAGE_FULL", "code-partial"]]);
+});
 
 test("a legacy result carries describeError output for each of our codes", () => {
   const [r] = lookupError("0116");

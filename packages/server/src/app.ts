@@ -3,26 +3,61 @@ import { derToPem } from "@ukey/ca";
 import { UkeyError } from "@ukey/policy";
 import { registerAdminRoutes } from "./admin/admin-routes.js";
 import { registerAdminStatsRoutes } from "./admin/admin-stats-routes.js";
+import { decorateListener } from "./client-certificate.js";
+import { registerHealthRoutes } from "./health-routes.js";
+import { edgeFastifyOptions, nodeServerOptions, registerHttpEdge, securityHeaders } from "./http-edge.js";
 import { problemHandler } from "./http-errors.js";
 import { registerOpenApi } from "./openapi.js";
 import { registerRateLimits } from "./rate-limits.js";
-import { registerOrderRoutes } from "./order-routes.js";
+import { registerOrderRoutes } from "./renewal/order-routes.js";
 import { registerEstRoutes } from "./est/est-routes.js";
+import { redactUrl, requestLogSerializer } from "./request-log.js";
+import type { ListenerKind } from "./server-config.js";
 import type { ServerContext } from "./server-context.js";
 import { registerHolderRoutes } from "./holder-session/holder-routes.js";
-import { createMetrics, registerMetricsRoute } from "./metrics.js";
+import { createMetrics, readMetricsToken, registerMetricsRoute } from "./metrics.js";
 import { registerReminderAdminRoutes } from "./reminders/reminder-admin-routes.js";
+import { StorageMonitor } from "./storage-monitor.js";
 import { registerWebRoutes } from "./web-routes.js";
 
+/** How buildApp serves: which listener, and where its log goes. */
+export interface AppOptions {
+  /** Log to standard output at info. */
+  logger?: boolean;
+  /** Log here at info instead (tests). */
+  logStream?: { write(line: string): void };
+  /** HTTPS with this key and certificate; without it, plain HTTP. */
+  https?: { key: Buffer; cert: Buffer };
+  /** With `https`: ask every client for a certificate, the client-certificate listener. Default false: never ask. */
+  clientCertificates?: boolean;
+  /** The client-certificate listener's port, named in refusals on the others; default `listen.clientCertPort`. */
+  clientCertPort?: number | null;
+}
+
 /**
- * The HTTP application: standard PKI endpoints (CA certificates, CRLs,
- * OCSP) and health. One service call per handler; policy never sits here.
+ * The HTTP application of one listener: standard PKI endpoints (CA
+ * certificates, CRLs, OCSP), health, the renewal, holder and admin APIs,
+ * EST on the TLS listeners, metrics where configured, and the portal. One
+ * service call per handler; policy never sits here. The HTTP edge
+ * (http-edge.ts) comes first: timeouts, connection cap, security headers,
+ * strict JSON, problem documents for every refusal.
+ * @throws UkeyError FILE_UNREADABLE, CONFIG_INVALID for the metrics token file.
  */
-export async function buildApp(ctx: ServerContext, opts: { logger?: boolean; https?: { key: Buffer; cert: Buffer }; logStream?: { write(line: string): void } } = {}): Promise<FastifyInstance> {
+export async function buildApp(ctx: ServerContext, opts: AppOptions = {}): Promise<FastifyInstance> {
+  const kind: ListenerKind = !opts.https ? "http" : opts.clientCertificates ? "clientCert" : "tls";
+  const edge = ctx.config.http;
+  const headers = securityHeaders(edge, kind);
+  const serializers = { req: requestLogSerializer };
+  // Read before anything is built: a bad token file stops the start.
+  const metricsToken = readMetricsToken(ctx.config.metrics.bearerTokenFile, ctx.layout.dir);
   const app = Fastify({
-    // Client certificates are asked for but not required: EST re-enrolment uses them, browsers do not.
-    ...(opts.https ? { https: { ...opts.https, requestCert: true, rejectUnauthorized: false } } : {}),
-    logger: opts.logStream ? { level: "info", stream: opts.logStream } : opts.logger ?? false,
+    // Only the client-certificate listener asks for a certificate (asked, not required): TLS 1.3 cannot ask later,
+    // and asking on the TLS listener would show every browser holding a UKey certificate a picker.
+    ...(opts.https
+      ? { https: { ...nodeServerOptions(edge), ...opts.https, ...(kind === "clientCert" ? { requestCert: true, rejectUnauthorized: false } : {}) } }
+      : { http: nodeServerOptions(edge) }),
+    ...edgeFastifyOptions(edge, headers),
+    logger: opts.logStream ? { level: "info", stream: opts.logStream, serializers } : opts.logger ? { level: "info", serializers } : false,
     bodyLimit: ctx.config.limits.bodyBytes,
     // Unknown fields are an error, not something to drop silently.
     ajv: { customOptions: { removeAdditional: false } },
@@ -31,7 +66,11 @@ export async function buildApp(ctx: ServerContext, opts: { logger?: boolean; htt
     // Behind a reverse proxy the client is the forwarded address, for the limits and the audit (docs/configuration.md).
     trustProxy: trustProxyOption(ctx.config.trustProxy),
   });
-  app.setErrorHandler(problemHandler(app.log));
+  decorateListener(app, { kind, clientCertPort: opts.clientCertPort === undefined ? ctx.config.listen.clientCertPort : opts.clientCertPort });
+  registerHttpEdge(app, edge, headers);
+  const storage = new StorageMonitor({ db: ctx.store.db, log: app.log, failureLogSeconds: ctx.config.storage.failureLogSeconds });
+  app.addHook("onClose", async () => { storage.close(); });
+  app.setErrorHandler(problemHandler(app.log, (u, req) => storage.noteRefusal(u, redactUrl(req.url))));
   app.setNotFoundHandler((req, reply) => {
     problemHandler(app.log)(new UkeyError("ROUTE_NOT_FOUND"), req, reply);
   });
@@ -44,10 +83,7 @@ export async function buildApp(ctx: ServerContext, opts: { logger?: boolean; htt
   // First: the OpenAPI document is built from the routes registered after it.
   await registerOpenApi(app);
 
-  app.get("/healthz", async () => {
-    await ctx.store.db.query("SELECT 1 AS ok");
-    return { status: "ok" };
-  });
+  registerHealthRoutes(app, storage);
 
   for (const which of ["root", "issuing"] as const) {
     const cert = () => (which === "root" ? ctx.ca.root.der : ctx.ca.issuing.der);
@@ -69,7 +105,8 @@ export async function buildApp(ctx: ServerContext, opts: { logger?: boolean; htt
     return sendOcsp(reply, await ctx.revocation.ocsp(req.body));
   });
   app.get<{ Params: { "*": string } }>("/ocsp/*", async (req, reply) => {
-    const b64 = decodeURIComponent(req.params["*"]);
+    // The router has decoded the path once, as RFC 6960 appendix A asks; a second decode would choke on '%'.
+    const b64 = req.params["*"];
     const der = /^[A-Za-z0-9+/=_-]+$/.test(b64) ? Buffer.from(b64, "base64") : Buffer.alloc(0);
     return sendOcsp(reply, await ctx.revocation.ocsp(der));
   });
@@ -79,7 +116,8 @@ export async function buildApp(ctx: ServerContext, opts: { logger?: boolean; htt
   // The institution's key vendor table, for the agent and the portal to name a key and guide its holder.
   app.get("/api/v1/key-vendors", async () => ({ keyVendors: ctx.keyVendors }));
 
-  // EST (RFC 7030) only over TLS: re-enrolment authenticates with the client certificate, enrolment with Basic credentials.
+  // EST (RFC 7030) only over TLS: enrolment authenticates with Basic credentials, re-enrolment with the client
+  // certificate, which only the client-certificate listener asks for.
   if (opts.https) registerEstRoutes(app, ctx);
 
   // Renewal advice (RFC 9773 style) for the portal, the agent and EST clients.
@@ -99,9 +137,11 @@ export async function buildApp(ctx: ServerContext, opts: { logger?: boolean; htt
   // The holder's sign-in, bell and certificate list; the operators' view of reminders; Prometheus metrics.
   const holder = registerHolderRoutes(app, ctx);
   registerReminderAdminRoutes(app, ctx, holder.bell);
-  registerMetricsRoute(app, createMetrics({ store: ctx.store, clock: ctx.clock, reminders: ctx.reminders }));
-  // Reminders run in a server that listens: never in a CLI command, nor in a test that only injects requests.
-  app.addHook("onListen", async () => { ctx.reminders.start(); });
+  const metricsHere = ctx.config.metrics.listeners.includes(kind);
+  registerMetricsRoute(app, metricsHere ? createMetrics({ store: ctx.store, clock: ctx.clock, reminders: ctx.reminders }) : null, metricsToken);
+  // Reminders and the sweep of orphaned issuance intents run in a server that listens: never in a CLI
+  // command (which sweeps once when it opens the data directory), nor in a test that only injects requests.
+  app.addHook("onListen", async () => { ctx.reminders.start(); ctx.intentSweeper.start(app.log); });
   // The portal at / and the operator console at /console/, with strict security headers.
   await registerWebRoutes(app);
 

@@ -1,9 +1,11 @@
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import {
-  CertificateBuilder, FileKeyStore, Pkcs11KeyStore, loadIssuerCertificate, newSerial, pemToDer, serialHex, verifyCsr,
-  type CaKeyStore, type CaSigner, type CaUrls, type IssuerCertificate, type SubjectSpec,
+  CertificateBuilder, FileKeyStore, Pkcs11KeyStore, caKeyNames, loadIssuerCertificate, newSerial, pemToDer, serialHex, verifyCsr,
+  type CaKeyStore, type CaSigner, type CaUrls, type IssuerCertificate, type KeyFileUpgrade, type SubjectSpec,
 } from "@ukey/ca";
 import { UkeyError, type CertificateProfile } from "@ukey/policy";
+import type { CaBinding } from "@ukey/store";
 import type { DataDirLayout } from "./data-dir.js";
 import type { ServerConfig } from "./server-config.js";
 import type { IssuingCa } from "./issuance-service.js";
@@ -18,6 +20,29 @@ export function leafUrls(publicUrl: string): CaUrls {
 export function issuingCaUrls(publicUrl: string): CaUrls {
   const base = publicUrl.replace(/\/+$/, "");
   return { crl: `${base}/crl/root.crl`, ocsp: `${base}/ocsp`, caIssuers: `${base}/ca/root.cer` };
+}
+
+/**
+ * The issuing CA a data directory's database must serve: the key id and
+ * certificate hash of `ca/issuing.cer.pem` (no key is needed to read them).
+ * @throws UkeyError CA_NOT_INITIALISED, PEM_MALFORMED, DER_MALFORMED.
+ */
+export function issuingCaBinding(layout: DataDirLayout): CaBinding {
+  let pem: string;
+  try {
+    pem = readFileSync(layout.issuingCert, "utf8");
+  } catch (cause) {
+    throw new UkeyError("CA_NOT_INITIALISED", { params: { dir: layout.dir }, cause });
+  }
+  const issuing = loadIssuerCertificate(pemToDer(pem, "CERTIFICATE"));
+  return { issuingKeyId: issuing.keyId.toString("hex"), issuingCertSha256: createHash("sha256").update(issuing.der).digest("hex") };
+}
+
+/** What happened to the CA key files at open: rewritten under the current protection, or left as they were and why. */
+export interface KeyFileReport {
+  upgraded: KeyFileUpgrade[];
+  /** Files that should have been rewritten but could not be (a read-only or full volume): the reason, per file. */
+  notUpgraded: Array<{ name: string; reason: string }>;
 }
 
 /** Secrets the key store needs, read from `*_FILE` paths by the caller. */
@@ -59,6 +84,8 @@ export class CaRuntime implements IssuingCa {
     readonly issuingSigner: CaSigner,
     private readonly keyStore: CaKeyStore & { close?(): Promise<void> | void },
     private readonly urls: CaUrls,
+    /** The key files this open rewrote or could not rewrite (file key store); empty lists for an HSM. */
+    readonly keyFiles: KeyFileReport,
   ) {
     this.issuerKeyId = issuing.keyId.toString("hex");
     this.issuerDn = issuing.subjectDn;
@@ -67,7 +94,11 @@ export class CaRuntime implements IssuingCa {
   }
 
   /**
-   * Loads the CA of a data directory.
+   * Loads the CA of a data directory. Key files of the file key store
+   * under a weaker protection than the current one are rewritten (see
+   * FileKeyStore.upgrade) once the issuing key has opened with the
+   * passphrase; one that cannot be rewritten (read-only or full volume) is
+   * used as it is and reported in `keyFiles`.
    * @throws UkeyError CA_NOT_INITIALISED, CA_PASSPHRASE_WRONG, CA_KEY_UNUSABLE, HSM_*.
    */
   static async open(config: ServerConfig, layout: DataDirLayout, secrets: CaSecrets): Promise<CaRuntime> {
@@ -85,7 +116,20 @@ export class CaRuntime implements IssuingCa {
     if (!signer.spki.equals(issuing.spki)) {
       throw new UkeyError("CA_KEY_UNUSABLE", { params: { path: layout.caDir }, detail: "issuing key does not match ca/issuing.cer.pem" });
     }
-    return new CaRuntime(root, issuing, signer, keyStore, leafUrls(config.publicUrl));
+    const keyFiles: KeyFileReport = { upgraded: [], notUpgraded: [] };
+    if (keyStore instanceof FileKeyStore) {
+      for (const name of [caKeyNames.root, caKeyNames.issuing]) {
+        try {
+          const done = await keyStore.upgrade(name);
+          if (done) keyFiles.upgraded.push(done);
+        } catch (e) {
+          const code = (e as NodeJS.ErrnoException).code ?? "";
+          if (!["EROFS", "EACCES", "EPERM", "ENOSPC", "EDQUOT"].includes(code)) throw e;
+          keyFiles.notUpgraded.push({ name, reason: `${code}: ${(e as Error).message}` });
+        }
+      }
+    }
+    return new CaRuntime(root, issuing, signer, keyStore, leafUrls(config.publicUrl), keyFiles);
   }
 
   /** The root key, loaded only when a root CRL must be signed. */

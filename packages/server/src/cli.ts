@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import type { FastifyInstance } from "fastify";
 import { normaliseSerial, derToPem } from "@ukey/ca";
 import { UkeyError, isUkeyError, keyAlgorithms, systemClock, type Clock, type KeyAlgorithm } from "@ukey/policy";
 import { buildApp } from "./app.js";
@@ -22,7 +23,7 @@ const usage = `ukey-server: the ukey-renew server and its operator commands
   ukey-server init   --data-dir DIR [--algorithm p256|p384|rsa2048|rsa3072] [--public-url URL]
                      [--org NAME] [--country CC] [--passphrase-file F]
                      [--hsm-module PATH --hsm-token LABEL|SERIAL [--hsm-pin-file F] [--hsm-label-prefix P]]
-  ukey-server start  --data-dir DIR [--port N] [--tls-port N] [--host ADDR]
+  ukey-server start  --data-dir DIR [--port N] [--tls-port N] [--client-cert-port N] [--host ADDR]
   ukey-server holder add --data-dir DIR --id ID --name NAME --id-type TYPE --id-number-file F
                      [--kind person|organisation] [--phone P] [--email E] [--organisation ID]
   ukey-server issue  --data-dir DIR --holder ID --profile P --csr FILE [--out FILE] [--token-serial S]
@@ -120,7 +121,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         return 0;
       }
       case "start": {
-        const v = parse(rest, { port: { type: "string" }, "tls-port": { type: "string" }, host: { type: "string" } });
+        const v = parse(rest, { port: { type: "string" }, "tls-port": { type: "string" }, "client-cert-port": { type: "string" }, host: { type: "string" } });
         return await startServer(required(v, "data-dir"), v, envWithSecretFlags(io, v), io, print);
       }
       case "holder": {
@@ -271,38 +272,57 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   }
 }
 
+/**
+ * Serves until SIGINT or SIGTERM: plain HTTP, and HTTPS on the TLS port and
+ * on the client-certificate port when given (flags over config.json). The
+ * client-certificate listener opens first, so that the others can name its
+ * port (0 picks a free one) in their refusals. Prints one "listening" line
+ * (with --json an event whose ports tests read).
+ */
 async function startServer(dataDir: string, v: Record<string, unknown>, env: ServerEnv, io: CliIo, print: (h: string, d: unknown) => void): Promise<number> {
   const ctx = await openServerContext(dataDir, env, io.clock);
-  const portOf = (flag: string, dflt: number | null): number | null => {
-    const raw = v[flag];
-    if (raw === undefined) return dflt;
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UkeyError("CLI_USAGE", { params: { reason: `--${flag} must be a port number 0-65535` } });
-    return n;
-  };
-  const host = (v.host as string | undefined) ?? ctx.config.listen.host;
-  const port = portOf("port", ctx.config.listen.port)!;
-  const tlsPort = portOf("tls-port", ctx.config.listen.tlsPort);
-  const app = await buildApp(ctx, { logger: true });
-  await app.listen({ host, port });
-  const httpAddr = app.server.address();
-  let tlsApp: Awaited<ReturnType<typeof buildApp>> | undefined;
-  if (tlsPort !== null) {
-    tlsApp = await buildApp(ctx, { logger: true, https: { key: readFileSync(ctx.layout.tlsKey), cert: readFileSync(ctx.layout.tlsCert) } });
-    await tlsApp.listen({ host, port: tlsPort });
+  const started: FastifyInstance[] = [];
+  try {
+    const portOf = (flag: string, dflt: number | null): number | null => {
+      const raw = v[flag];
+      if (raw === undefined) return dflt;
+      const n = Number(raw);
+      if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UkeyError("CLI_USAGE", { params: { reason: `--${flag} must be a port number 0-65535` } });
+      return n;
+    };
+    const host = (v.host as string | undefined) ?? ctx.config.listen.host;
+    const port = portOf("port", ctx.config.listen.port)!;
+    const tlsPort = portOf("tls-port", ctx.config.listen.tlsPort);
+    const clientCertPort = portOf("client-cert-port", ctx.config.listen.clientCertPort);
+    const tls = tlsPort !== null || clientCertPort !== null ? { key: readFileSync(ctx.layout.tlsKey), cert: readFileSync(ctx.layout.tlsCert) } : undefined;
+    const open = async (opts: Parameters<typeof buildApp>[1], listenPort: number, beforeListening?: (app: FastifyInstance) => void): Promise<number> => {
+      const app = await buildApp(ctx, { logger: true, ...opts });
+      started.push(app);
+      beforeListening?.(app);
+      await app.listen({ host, port: listenPort });
+      const a = app.server.address();
+      return a && typeof a === "object" ? a.port : listenPort;
+    };
+    const clientCert = clientCertPort === null ? null : await open({ https: tls!, clientCertificates: true }, clientCertPort);
+    const http = await open({ clientCertPort: clientCert }, port, (app) => {
+      for (const f of ctx.ca.keyFiles.notUpgraded) {
+        app.log.warn({ keyFile: `ca/${f.name}.key.pem`, reason: f.reason }, "CA key file left under its earlier, weaker encryption: it could not be rewritten (make ca/ writable for one start)");
+      }
+    });
+    const https = tlsPort === null ? null : await open({ https: tls!, clientCertPort: clientCert }, tlsPort);
+    const urls = [`http://${host}:${http}`, ...(https === null ? [] : [`https://${host}:${https}`]),
+      ...(clientCert === null ? [] : [`https://${host}:${clientCert} (client certificates)`])];
+    print(`ukey-server listening on ${urls.slice(0, -1).join(", ")}${urls.length > 1 ? " and " : ""}${urls.at(-1)} (data ${dataDir}, ${ctx.store.db.engine})`,
+      { event: "listening", http, https, clientCert, engine: ctx.store.db.engine });
+    await new Promise<void>((resolve) => {
+      const stop = () => resolve();
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+    });
+  } finally {
+    for (const app of started.reverse()) await app.close();
+    await ctx.close();
   }
-  const tlsAddr = tlsApp?.server.address();
-  const addr = (a: unknown) => (a && typeof a === "object" && "port" in a ? (a as { port: number }).port : a);
-  print(`ukey-server listening on http://${host}:${addr(httpAddr)}${tlsApp ? ` and https://${host}:${addr(tlsAddr)}` : ""} (data ${dataDir}, ${ctx.store.db.engine})`,
-    { event: "listening", http: addr(httpAddr), https: tlsApp ? addr(tlsAddr) : null, engine: ctx.store.db.engine });
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
-  });
-  await app.close();
-  await tlsApp?.close();
-  await ctx.close();
   return 0;
 }
 

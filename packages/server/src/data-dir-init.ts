@@ -1,11 +1,11 @@
 import "reflect-metadata";
-import { randomBytes, webcrypto } from "node:crypto";
+import { createHash, randomBytes, webcrypto } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as x509 from "@peculiar/x509";
 import { createCaHierarchy, derToPem } from "@ukey/ca";
 import { UkeyError, type Clock, type KeyAlgorithm } from "@ukey/policy";
-import { openStore } from "@ukey/store";
+import { openStore, readCaBinding, transactionRepositories, writeCaBinding, type CaBinding } from "@ukey/store";
 import { issuingCaUrls, openKeyStore, type CaSecrets } from "./ca-runtime.js";
 import { dataDirLayout } from "./data-dir.js";
 import { parseServerConfig, type ServerConfig } from "./server-config.js";
@@ -27,11 +27,13 @@ export interface InitOptions {
 /**
  * Creates a data directory: a root CA and an issuing CA (keys in an
  * encrypted PKCS#8 file or the HSM), the ID-hash key, a TLS certificate
- * for the HTTPS port, the database with the default profile, and
- * config.json. Files are prepared in a staging folder and moved into place
- * with config.json last, so an interrupted init leaves nothing that looks
- * initialised and can simply be run again.
- * @throws UkeyError CA_ALREADY_INITIALISED, SECRET_FILE_REQUIRED, HSM_*, DATA_DIR_LOCKED, DATABASE_UNAVAILABLE.
+ * for the HTTPS port, the database with the default profile and the
+ * binding to its issuing CA (every later open checks it), and config.json.
+ * Files are prepared in a staging folder and moved into place with
+ * config.json last, so an interrupted init leaves nothing that looks
+ * initialised and can simply be run again. A database (PostgreSQL) that
+ * already serves a CA is refused.
+ * @throws UkeyError CA_ALREADY_INITIALISED, DATABASE_CA_MISMATCH, SECRET_FILE_REQUIRED, HSM_*, DATA_DIR_LOCKED, DATABASE_UNAVAILABLE.
  */
 export async function initDataDir(o: InitOptions): Promise<{ config: ServerConfig; rootSubject: string; issuingSubject: string }> {
   const layout = dataDirLayout(o.dataDir);
@@ -68,17 +70,30 @@ export async function initDataDir(o: InitOptions): Promise<{ config: ServerConfi
     } finally {
       await (keyStore as { close?(): Promise<void> | void }).close?.();
     }
-    writeFileSync(st.rootCert, derToPem(hierarchy.root.der, "CERTIFICATE"));
-    writeFileSync(st.issuingCert, derToPem(hierarchy.issuing.der, "CERTIFICATE"));
+    writeFileSync(st.rootCert, derToPem(hierarchy.root.der, "CERTIFICATE"), { mode: 0o644 });
+    writeFileSync(st.issuingCert, derToPem(hierarchy.issuing.der, "CERTIFICATE"), { mode: 0o644 });
     writeFileSync(st.idKey, randomBytes(32), { mode: 0o600 });
     const tls = await selfSignedTls(now, new URL(config.publicUrl).hostname);
     writeFileSync(st.tlsKey, tls.key, { mode: 0o600 });
-    writeFileSync(st.tlsCert, tls.cert);
+    writeFileSync(st.tlsCert, tls.cert, { mode: 0o644 });
 
     const store = await openStore(o.databaseUrl ? { databaseUrl: o.databaseUrl } : { dataDir: staging });
     try {
       const at = now.getTime();
-      await store.transaction(async (r) => {
+      const binding: CaBinding = {
+        issuingKeyId: hierarchy.issuing.keyId.toString("hex"),
+        issuingCertSha256: createHash("sha256").update(hierarchy.issuing.der).digest("hex"),
+      };
+      await store.db.transaction(async (tx) => {
+        const r = transactionRepositories(tx);
+        const bound = await readCaBinding(tx);
+        const other = bound?.issuingKeyId ?? (await r.issuers.list()).find((i) => i.role === "issuing")?.keyId;
+        if (other !== undefined) {
+          throw new UkeyError("DATABASE_CA_MISMATCH", {
+            params: { keyId: binding.issuingKeyId, reason: `the database already serves the CA with issuing key id ${other}; init needs an empty database` },
+          });
+        }
+        await writeCaBinding(tx, binding, "init", at);
         await r.issuers.put({ keyId: hierarchy.root.keyId.toString("hex"), subjectDn: hierarchy.root.subjectDn, der: hierarchy.root.der, role: "root", createdAt: at });
         await r.issuers.put({ keyId: hierarchy.issuing.keyId.toString("hex"), subjectDn: hierarchy.issuing.subjectDn, der: hierarchy.issuing.der, role: "issuing", createdAt: at });
         await syncProfiles(r, config.profiles, at, o.actor);

@@ -5,7 +5,7 @@ import type { CertificateRecord, Store } from "@ukey/store";
 import { formatCertId } from "./cert-id.js";
 import { normaliseReferenceNumber, type EnrolmentService } from "./enrolment-service.js";
 import { subjectFor, type IssuanceService } from "./issuance-service.js";
-import { checkRequestedSubject } from "./renewal-order-service.js";
+import { checkRequestedSubject } from "./renewal/renewal-order-service.js";
 
 /** What a holder's agent receives after a download with two codes. */
 export interface DownloadResult {

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { UkeyError, validityFor, type Clock, type CertificateProfile } from "@ukey/policy";
+import { UkeyError, isUkeyError, validityFor, type Clock, type CertificateProfile } from "@ukey/policy";
 import type { AuditEntryInput, CertificateRecord, HolderRecord, Repositories, Store } from "@ukey/store";
 import type { SubjectSpec, VerifiedCsr } from "@ukey/ca";
 import { ProfileCache } from "./profile-cache.js";
@@ -77,7 +77,7 @@ type IssuanceStore = Pick<Store, "transaction" | "holders" | "profiles">;
  * committed before its TBS is signed, and the signed DER is committed with
  * status active and its audit entry in one transaction before the caller
  * hears of it. A crash between the two leaves a pending intent that
- * `abandonStale` closes; no signed certificate ever exists that the
+ * IntentSweeper abandons; no certificate is ever delivered that the
  * database does not know. Concurrent requests share commits (group
  * commit): while one batch commits, the next one queues.
  */
@@ -207,10 +207,18 @@ export class IssuanceService {
       if (der instanceof Error) {
         await r.certificates.setStatus(p.record.serial, "abandoned", at);
         audit.push(issuanceAudit(p, at, "certificate.abandoned", { error: der.message }));
-      } else {
-        await r.certificates.completeIntent(p.record.serial, der, at);
-        audit.push(issuanceAudit(p, at, "certificate.issued", {}));
+        continue;
       }
+      try {
+        await r.certificates.completeIntent(p.record.serial, der, at);
+      } catch (e) {
+        // The signature came so late that a sweep (IntentSweeper) had abandoned the intent and audited
+        // it: this certificate is dropped undelivered and its caller fails; the rest of the batch is kept.
+        if (!isUkeyError(e, "CERT_INTENT_NOT_PENDING")) throw e;
+        signed[i] = e;
+        continue;
+      }
+      audit.push(issuanceAudit(p, at, "certificate.issued", {}));
     }
     // One run of the chain for the batch, then what each request records with its certificate.
     await r.audit.appendMany(audit);
@@ -224,7 +232,8 @@ export class IssuanceService {
     for (let i = 0; i < batch.length; i++) {
       const p = batch[i]!;
       const der = signed[i]!;
-      if (der instanceof Error) p.reject(new UkeyError("HSM_OPERATION_FAILED", { params: { reason: "signing failed" }, cause: der }));
+      if (isUkeyError(der, "CERT_INTENT_NOT_PENDING")) p.reject(der);
+      else if (der instanceof Error) p.reject(new UkeyError("HSM_OPERATION_FAILED", { params: { reason: "signing failed" }, cause: der }));
       else p.resolve(issuedRecord(p, der, at));
     }
   }

@@ -1,7 +1,10 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { isAbsolute, resolve } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import type { Store } from "@ukey/store";
-import type { Clock } from "@ukey/policy";
+import { UkeyError, type Clock } from "@ukey/policy";
 import type { ReminderScheduler } from "./reminders/reminder-scheduler.js";
 
 /** Where Prometheus scrapes. */
@@ -78,8 +81,51 @@ export function createMetrics(deps: { store: Pick<Store, "reminders" | "certific
   return registry;
 }
 
-/** GET /metrics: the Prometheus text format. Counts only, no names or numbers of holders. */
-export function registerMetricsRoute(app: FastifyInstance, registry: Registry): void {
-  app.get(METRICS_PATH, { schema: { tags: ["metrics"], summary: "Prometheus metrics: reminders, certificates by status and time to expiry, process" } },
-    async (_req, reply) => reply.type(registry.contentType).header("cache-control", "no-cache").send(await registry.metrics()));
+/** The shortest bearer token accepted: 128 bits in hex, or more in base64. */
+const MIN_TOKEN_LENGTH = 32;
+
+/**
+ * The metrics bearer token from `file` (relative paths resolve against
+ * `dataDir`), one trailing newline dropped; null when `file` is null.
+ * @throws UkeyError FILE_UNREADABLE, CONFIG_INVALID for a token shorter than 32 characters or holding spaces.
+ */
+export function readMetricsToken(file: string | null, dataDir: string): string | null {
+  if (file === null) return null;
+  const path = isAbsolute(file) ? file : resolve(dataDir, file);
+  let token: string;
+  try {
+    token = readFileSync(path, "utf8").replace(/\r?\n$/, "");
+  } catch (cause) {
+    throw new UkeyError("FILE_UNREADABLE", { params: { path }, cause });
+  }
+  if (token.length < MIN_TOKEN_LENGTH || /\s/.test(token)) {
+    throw new UkeyError("CONFIG_INVALID", { params: { reason: `metrics.bearerTokenFile: the token in ${path} must be at least ${MIN_TOKEN_LENGTH} characters with no spaces (e.g. openssl rand -hex 32)` } });
+  }
+  return token;
+}
+
+const sha256 = (s: string) => createHash("sha256").update(s, "utf8").digest();
+
+/**
+ * GET /metrics: the Prometheus text format of `registry`. Counts only, no
+ * names or numbers of holders. A listener that does not serve metrics
+ * (`registry` null) answers METRICS_NOT_SERVED_HERE (403); given a
+ * `bearerToken`, a request without it answers METRICS_TOKEN_REQUIRED (401
+ * with a Bearer challenge). Tokens are compared as SHA-256 digests, in
+ * constant time.
+ */
+export function registerMetricsRoute(app: FastifyInstance, registry: Registry | null, bearerToken: string | null = null): void {
+  const expected = bearerToken === null ? null : sha256(bearerToken);
+  const schema = { tags: ["metrics"], summary: "Prometheus metrics: reminders, certificates by status and time to expiry, process", hide: registry === null };
+  app.get(METRICS_PATH, { schema }, async (req, reply) => {
+    if (registry === null) throw new UkeyError("METRICS_NOT_SERVED_HERE");
+    if (expected) {
+      const m = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? "");
+      if (!m || !timingSafeEqual(sha256(m[1]!), expected)) {
+        reply.header("www-authenticate", 'Bearer realm="ukey-renew metrics"');
+        throw new UkeyError("METRICS_TOKEN_REQUIRED");
+      }
+    }
+    return reply.type(registry.contentType).header("cache-control", "no-cache").send(await registry.metrics());
+  });
 }

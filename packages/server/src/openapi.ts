@@ -20,14 +20,16 @@ export async function registerOpenApi(app: FastifyInstance, info: { version?: st
         version: info.version ?? "1",
       },
       tags: [
-        { name: "renewal", description: "Renewal orders for the agent and the portal" },
+        { name: "renewal", description: "Renewal orders for the agent and the portal: start, prove possession of the key, then every step with the order credential" },
         { name: "admin", description: "Operator API: sign in first, then send Authorization: Bearer <token>" },
         { name: "pki", description: "CA certificates, CRLs and OCSP" },
         { name: "holder", description: "The holder's own pages: sign in with the customer number and a one-time code, then Authorization: Bearer <token>; the bell, certificates, reminder channels" },
         { name: "metrics", description: "Prometheus metrics" },
+        { name: "health", description: "Liveness (/healthz: the process answers) and readiness (/readyz: the database answers and accepts writes)" },
       ],
       components: {
         securitySchemes: {
+          orderCredential: { type: "http", scheme: "bearer", description: "Order credential from POST /api/v1/orders/{id}/possession (proof of possession of the certificate's key); replaced by each new proof, valid 2 hours and 10 minutes past the order's end" },
           operatorSession: { type: "http", scheme: "bearer", description: "Token from POST /api/v1/admin/sign-in (30 minutes)" },
           holderSession: { type: "http", scheme: "bearer", description: "Token from POST /api/v1/holder/sign-in/verify (30 minutes from its last use; each answer carries a renewed one in X-Ukey-Session-Token)" },
         },

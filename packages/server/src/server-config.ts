@@ -74,6 +74,41 @@ const abuseSchemas = {
     holderWrongCodesPerDay: z.number().int().min(1).max(1000).default(20),
   }).prefault({}),
 };
+/** The listeners a server opens: plain HTTP, HTTPS, and HTTPS that asks for client certificates. */
+export const listenerKinds = ["http", "tls", "clientCert"] as const;
+
+/** One listener kind. */
+export type ListenerKind = (typeof listenerKinds)[number];
+
+const seconds = (max: number) => z.number().int().min(1).max(max);
+
+/**
+ * The `http` section: timeouts that close connections of clients too slow
+ * to be honest, the connection cap, and HSTS. Node checks the header and
+ * request timeouts every second at most, so a connection may outlive them
+ * by up to a second.
+ */
+const httpEdgeSchema = z.strictObject({
+  /** Seconds a client has to send the request line and headers (a connection that sends nothing included). */
+  headersTimeoutSeconds: seconds(300).default(10),
+  /** Seconds a client has to send the whole request, headers and body. */
+  requestTimeoutSeconds: seconds(3600).default(30),
+  /** Longest silence, in seconds, while a request body is arriving. */
+  bodyTimeoutSeconds: seconds(3600).default(10),
+  /**
+   * Seconds an idle kept-alive connection stays open: more than a load balancer's idle timeout (60 s on
+   * most), so that it never reuses a connection the server is closing; Fastify's own default.
+   */
+  keepAliveTimeoutSeconds: seconds(3600).default(72),
+  /** Open connections per listener; more are closed at once. */
+  maxConnections: z.number().int().min(1).max(1_000_000).default(1000),
+  /** Strict-Transport-Security max-age on the TLS listeners' answers, in seconds; 0 tells browsers to forget it. */
+  hstsMaxAgeSeconds: z.number().int().min(0).max(2 * 31_536_000).default(31_536_000),
+  /** Add includeSubDomains to Strict-Transport-Security: only when every subdomain serves HTTPS. */
+  hstsIncludeSubDomains: z.boolean().default(false),
+}).refine((h) => h.headersTimeoutSeconds <= h.requestTimeoutSeconds, {
+  path: ["headersTimeoutSeconds"], message: "must not exceed requestTimeoutSeconds",
+});
 
 /**
  * The server's configuration file (`<data-dir>/config.json`), written by
@@ -88,8 +123,10 @@ export const serverConfigSchema = z.strictObject({
   listen: z.strictObject({
     host: z.string().min(1).default("127.0.0.1"),
     port: port.default(8080),
-    /** HTTPS port (EST and client certificates); null for none. */
+    /** HTTPS port; it never asks for a client certificate. null for none. */
     tlsPort: port.nullable().default(null),
+    /** HTTPS port that asks for (but does not require) a client certificate: EST re-enrolment, certificate sign-in. null for none. */
+    clientCertPort: port.nullable().default(null),
   }).prefault({}),
   institution: z.strictObject({
     /** organizationName written into subjects. */
@@ -120,6 +157,14 @@ export const serverConfigSchema = z.strictObject({
     /** Largest request body accepted, in bytes. */
     bodyBytes: z.number().int().min(1024).max(10 * 1024 * 1024).default(64 * 1024),
   }).prefault({}),
+  /** Every listener's defences against slow and greedy clients, and HSTS on the TLS ones (docs/configuration.md). */
+  http: httpEdgeSchema.prefault({}),
+  /** Who may read GET /metrics: which listeners serve it, and a bearer token (docs/reminders.md). */
+  metrics: z.strictObject({
+    listeners: z.array(z.enum(listenerKinds)).max(listenerKinds.length).refine((l) => new Set(l).size === l.length, "lists a listener twice").default(["http"]),
+    /** File holding the token scrapers send as Authorization: Bearer; relative to the data directory; null: no token asked. */
+    bearerTokenFile: z.string().min(1).nullable().default(null),
+  }).prefault({}),
   /**
    * Certificate profiles: `{ "id": ..., "preset": ..., ...overrides }`
    * (docs/policies.md). Parsed by the policy's own parser after this schema.
@@ -132,6 +177,14 @@ export const serverConfigSchema = z.strictObject({
   issuance: z.strictObject({
     /** Most certificates committed in one group commit. */
     batchSize: z.number().int().min(1).max(4096).default(256),
+    /** An issuance intent still pending this many seconds after it was recorded is abandoned (its process stopped). */
+    abandonAfterSeconds: z.number().int().min(60).max(86_400).default(300),
+    /** Seconds between sweeps for such intents in a listening server (also one at every start). */
+    sweepIntervalSeconds: z.number().int().min(5).max(3600).default(60),
+  }).prefault({}),
+  storage: z.strictObject({
+    /** Requests refused because storage failed are logged once, then as one line with a count per this many seconds. */
+    failureLogSeconds: z.number().int().min(1).max(3600).default(10),
   }).prefault({}),
   /** Expiry reminders (docs/reminders.md): the scheduler's period, retries and batch. */
   reminders: z.strictObject({

@@ -1,13 +1,14 @@
 import { readFileSync } from "node:fs";
 import { UkeyError, defaultKeyVendors, mergeKeyVendorTables, type Clock, type KeyVendorTable } from "@ukey/policy";
 import { openStore, type Store } from "@ukey/store";
-import { CaRuntime } from "./ca-runtime.js";
+import { CaRuntime, issuingCaBinding } from "./ca-runtime.js";
 import { dataDirLayout, type DataDirLayout } from "./data-dir.js";
 import { IssuanceService } from "./issuance-service.js";
+import { IntentSweeper } from "./intent-sweeper.js";
 import { ProfileCache } from "./profile-cache.js";
 import { syncProfiles } from "./profile-sync.js";
 import { RenewalInfoService } from "./renewal-info-service.js";
-import { RenewalOrderService } from "./renewal-order-service.js";
+import { RenewalOrderService } from "./renewal/renewal-order-service.js";
 import { createSenders, type Senders } from "./delivery/index.js";
 import { DownloadService } from "./download-service.js";
 import { enrolmentServiceFor, type EnrolmentService } from "./enrolment-service.js";
@@ -48,6 +49,8 @@ export interface ServerContext {
   reminders: ReminderScheduler;
   /** Refusals (bad tokens, refused sign-ins, failed proofs, limited requests), audited as counts per window. */
   refusals: RefusalLog;
+  /** Closes orphaned issuance intents: once at open, then periodically in a listening server (buildApp). */
+  intentSweeper: IntentSweeper;
   close(): Promise<void>;
 }
 
@@ -60,9 +63,12 @@ export function databaseUrlFrom(env: ServerEnv): string | undefined {
 
 /**
  * Opens a data directory: configuration, database (locked for the embedded
- * engine), CA keys, services. Pending issuance intents older than five
- * minutes are closed as abandoned (a crash between intent and signature).
- * @throws UkeyError CA_NOT_INITIALISED, CONFIG_INVALID, DATA_DIR_LOCKED, DATA_DIR_CORRUPT,
+ * engine; it must serve this directory's issuing CA, see openStore's `ca`),
+ * CA keys (key files under a weaker protection rewritten, with an audit
+ * entry), services. Pending issuance intents older than
+ * `issuance.abandonAfterSeconds` are closed as abandoned, each with an
+ * audit entry (a crash between intent and signature).
+ * @throws UkeyError CA_NOT_INITIALISED, CONFIG_INVALID, DATABASE_CA_MISMATCH, DATA_DIR_LOCKED, DATA_DIR_CORRUPT,
  *   DATABASE_UNAVAILABLE, SECRET_FILE_REQUIRED, CA_PASSPHRASE_WRONG, HSM_*.
  */
 export async function openServerContext(dataDir: string, env: ServerEnv, clock: Clock): Promise<ServerContext> {
@@ -84,7 +90,8 @@ export async function openServerContext(dataDir: string, env: ServerEnv, clock: 
     throw new UkeyError("FILE_UNREADABLE", { params: { path: layout.idKey }, cause });
   }
   const databaseUrl = databaseUrlFrom(env);
-  const store = await openStore(databaseUrl ? { databaseUrl } : { dataDir });
+  const binding = issuingCaBinding(layout);
+  const store = await openStore({ ...(databaseUrl ? { databaseUrl } : { dataDir }), ca: binding, clock });
   let ca: CaRuntime;
   try {
     ca = await CaRuntime.open(config, layout, secrets);
@@ -93,8 +100,21 @@ export async function openServerContext(dataDir: string, env: ServerEnv, clock: 
     throw e;
   }
   const now = clock.now().getTime();
-  await store.certificates.abandonStaleIntents(now - 5 * 60_000, now);
-  await store.transaction((r) => syncProfiles(r, config.profiles, now, "system"));
+  const intentSweeper = new IntentSweeper({ store, clock, settings: config.issuance });
+  try {
+    if (ca.keyFiles.upgraded.length) {
+      await store.audit.appendMany(ca.keyFiles.upgraded.map((u) => ({
+        at: now, actor: "system", action: "ca.key-file-upgraded", subjectType: "ca-key", subjectId: u.name,
+        data: { file: `ca/${u.name}.key.pem`, from: { ...u.from }, to: { ...u.to } },
+      })));
+    }
+    await intentSweeper.runOnce();
+    await store.transaction((r) => syncProfiles(r, config.profiles, now, "system"));
+  } catch (e) {
+    await store.close();
+    await ca.close();
+    throw e;
+  }
   const profiles = new ProfileCache({ store, clock });
   const issuance = new IssuanceService({ store, ca, clock, institution: config.institution, batchSize: config.issuance.batchSize, profiles });
   const revocation = new RevocationService({
@@ -127,8 +147,10 @@ export async function openServerContext(dataDir: string, env: ServerEnv, clock: 
     keyVendors: mergeKeyVendorTables(defaultKeyVendors, config.keyVendors),
     reminders,
     refusals,
+    intentSweeper,
     async close() {
       await reminders.stop();
+      await intentSweeper.stop();
       await verifier.close();
       await issuance.drain();
       await refusals.close();

@@ -7,7 +7,8 @@ import { request } from "node:https";
 import { initialisedDataDir, runUkeyServer, startUkeyServer, tempDir, type RunningServer, type TempDir } from "./support/fixtures.js";
 
 // Operator sign-in with a client certificate whose key is pinned on the
-// account, through the real server's TLS port (the handshake proves the key).
+// account, through the real server's client-certificate port (the handshake
+// proves the key); the TLS port and plain HTTP never see a certificate.
 let t: TempDir;
 let server: RunningServer;
 const certs: Record<string, { cert: Buffer; key: Buffer }> = {};
@@ -28,17 +29,17 @@ before(async () => {
   certs.stranger = clientCert("stranger");
   const r = runUkeyServer(["operator", "add", "--data-dir", dataDir, "--id", "olga", "--role", "operator", "--password-file", t.write("pw", "olga's long passphrase"), "--cert-spki-sha256", pinned.spki], env);
   assert.equal(r.status, 0, r.stdout + r.stderr);
-  server = await startUkeyServer(dataDir, env, ["--tls-port", "0"]);
+  server = await startUkeyServer(dataDir, env, ["--tls-port", "0", "--client-cert-port", "0"]);
 });
 after(async () => {
   await server?.stop();
   t.cleanup();
 });
 
-function tlsPost(path: string, client?: { cert: Buffer; key: Buffer }, headers: Record<string, string> = {}): Promise<{ status: number; body: Record<string, unknown> }> {
+function tlsPost(path: string, client?: { cert: Buffer; key: Buffer }, headers: Record<string, string> = {}, port = server.clientCert!): Promise<{ status: number; body: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
     const req = request({
-      host: "127.0.0.1", port: server.https!, path, method: path.endsWith("sign-in/certificate") ? "POST" : "GET", rejectUnauthorized: false, headers, ...(client ?? {}),
+      host: "127.0.0.1", port, path, method: path.endsWith("sign-in/certificate") ? "POST" : "GET", rejectUnauthorized: false, headers, ...(client ?? {}),
     }, (res) => {
       let data = "";
       res.on("data", (d) => { data += String(d); });
@@ -64,8 +65,14 @@ test("a pinned client certificate signs in; none, an unpinned one, or plain HTTP
       assert.deepEqual([me.body.id, me.body.role], ["olga", "operator"]);
     }
   }
+  // Elsewhere no certificate is asked for: the refusal names the port that asks.
+  const tlsPort = await tlsPost("/api/v1/admin/sign-in/certificate", certs.pinned, {}, server.https!);
+  assert.equal(tlsPort.status, 403, JSON.stringify(tlsPort.body));
+  assert.equal(tlsPort.body.code, "CLIENT_CERT_PORT_REQUIRED");
+  assert.deepEqual(tlsPort.body.params, { port: server.clientCert });
   const plain = await fetch(`${server.url}/api/v1/admin/sign-in/certificate`, { method: "POST" });
-  assert.equal(plain.status, 401);
+  assert.equal(plain.status, 403);
+  assert.equal((await plain.json() as { code: string }).code, "CLIENT_CERT_PORT_REQUIRED");
 });
 
 test("refused password sign-ins pause that address's password sign-ins, never the account's certificate sign-in", async () => {

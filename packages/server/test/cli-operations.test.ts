@@ -37,19 +37,28 @@ test("init refuses an unknown algorithm and a short passphrase", () => {
   assert.equal(errorCode(r2), "CONFIG_INVALID");
 });
 
-test("start --tls-port serves HTTPS and asks for (but does not require) a client certificate", async () => {
+test("start: the TLS port never asks for a client certificate; the client-certificate port asks without requiring one", async () => {
   const sub = tempDir();
   const { dataDir, env } = initialisedDataDir(sub);
-  const tlsPort = 20000 + Math.floor(Math.random() * 20000);
-  const server = await startUkeyServer(dataDir, env, ["--tls-port", String(tlsPort)]);
+  const server = await startUkeyServer(dataDir, env, ["--tls-port", "0", "--client-cert-port", "0"]);
   try {
-    assert.equal(server.https, tlsPort);
-    const out = execFileSync("curl", ["-sS", "--cacert", `${dataDir}/tls/server.cer.pem`, `https://localhost:${tlsPort}/healthz`], { encoding: "utf8" });
-    assert.deepEqual(JSON.parse(out), { status: "ok" });
-    const handshake = openssl(["s_client", "-connect", `127.0.0.1:${tlsPort}`, "-servername", "localhost", "-CAfile", `${dataDir}/tls/server.cer.pem`], Buffer.from("Q\n"));
-    // s_client prints these lines only when the server sent a CertificateRequest.
-    assert.match(handshake.out, /(No client certificate CA names sent|Acceptable client certificate CA names)\nRequested Signature Algorithms/);
-    assert.match(handshake.out, /Verify return code: 0 \(ok\)/);
+    assert.ok(server.https && server.clientCert && server.https !== server.clientCert, JSON.stringify(server));
+    for (const port of [server.https, server.clientCert]) {
+      const out = execFileSync("curl", ["-sS", "--cacert", `${dataDir}/tls/server.cer.pem`, `https://localhost:${port}/healthz`], { encoding: "utf8" });
+      assert.deepEqual(JSON.parse(out), { status: "ok" }, `port ${port} serves without a client certificate`);
+    }
+    const handshake = (port: number, version: string) =>
+      openssl(["s_client", version, "-connect", `127.0.0.1:${port}`, "-servername", "localhost", "-CAfile", `${dataDir}/tls/server.cer.pem`], Buffer.from("Q\n")).out;
+    for (const version of ["-tls1_3", "-tls1_2"]) {
+      // s_client prints the signature algorithms a CertificateRequest asks for (and, in TLS 1.2, its certificate types) only when one came.
+      const asked = /Requested Signature Algorithms|Client Certificate Types|Acceptable client certificate CA names/;
+      const tls = handshake(server.https, version);
+      assert.match(tls, /Verify return code: 0 \(ok\)/, version);
+      assert.doesNotMatch(tls, asked, `${version}: the TLS port sent a CertificateRequest`);
+      const clientCert = handshake(server.clientCert, version);
+      assert.match(clientCert, /Verify return code: 0 \(ok\)/, version);
+      assert.match(clientCert, asked, `${version}: the client-certificate port sent no CertificateRequest`);
+    }
   } finally {
     await server.stop();
     sub.cleanup();

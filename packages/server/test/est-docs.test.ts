@@ -18,9 +18,9 @@ let server: RunningServer | undefined;
 const sh = (script: string): string => runExample(t.dir, script, { UKEY_CA_PASSPHRASE_FILE: t.path("ca-passphrase") });
 
 async function start(): Promise<(block: string) => string> {
-  const port = 20000 + Math.floor(Math.random() * 20000);
-  server = await startUkeyServer(t.path("data"), { UKEY_CA_PASSPHRASE_FILE: t.path("ca-passphrase") }, ["--tls-port", String(port)]);
-  return (block) => sh(block.replaceAll("https://localhost:8443", `https://localhost:${port}`));
+  server = await startUkeyServer(t.path("data"), { UKEY_CA_PASSPHRASE_FILE: t.path("ca-passphrase") }, ["--tls-port", "0", "--client-cert-port", "0"]);
+  const { https, clientCert } = server;
+  return (block) => sh(block.replaceAll("https://localhost:8443", `https://localhost:${https}`).replaceAll("https://localhost:8444", `https://localhost:${clientCert}`));
 }
 
 before(() => { t = tempDir("ukey-est-docs-"); });

@@ -14,7 +14,10 @@ const day = 86_400_000;
 let t: TempDir;
 let dataDir: string;
 let server: RunningServer;
+/** The TLS port, which never asks for a client certificate. */
 let url: string;
+/** The client-certificate port, where re-enrolment goes. */
+let reenrolUrl: string;
 let enrolment: { ref: string; code: string };
 let renewable: { cert: string; key: string };
 
@@ -63,10 +66,10 @@ before(async () => {
   } finally {
     await ctx.close();
   }
-  const tlsPort = 20000 + Math.floor(Math.random() * 20000);
-  server = await startUkeyServer(dataDir, env, ["--tls-port", String(tlsPort)]);
+  server = await startUkeyServer(dataDir, env, ["--tls-port", "0", "--client-cert-port", "0"]);
   // pki appends /.well-known/est/<operation> itself.
-  url = `https://localhost:${tlsPort}`;
+  url = `https://localhost:${server.https}`;
+  reenrolUrl = `https://localhost:${server.clientCert}`;
 });
 
 after(async () => {
@@ -101,9 +104,13 @@ test("pki --est --userpass enrols with the reference number and authorization co
   assert.match(again.out, /HTTP 401/);
 });
 
-test("pki --est --cert --key re-enrols with the current certificate over TLS client authentication", () => {
+test("pki --est --cert --key re-enrols with the current certificate over TLS client authentication, on the client-certificate port", () => {
   const { csr, key } = pkiCsr("sw2-new", "C=CN, O=ukey-renew demo, CN=Holder SW2, serialNumber=SW2");
-  const args = ["--est", "--url", url, ...tlsTrust(), ...caTrust(), "--in", csr, "--cert", renewable.cert, "--key", renewable.key, "--outform", "pem"];
+  // The TLS port asks for no certificate, so pki cannot present one there.
+  const tlsPort = pki(["--est", "--url", url, ...tlsTrust(), ...caTrust(), "--in", csr, "--cert", renewable.cert, "--key", renewable.key]);
+  assert.notEqual(tlsPort.status, 0);
+  assert.match(tlsPort.out, /HTTP 403/, "CLIENT_CERT_PORT_REQUIRED");
+  const args = ["--est", "--url", reenrolUrl, ...tlsTrust(), ...caTrust(), "--in", csr, "--cert", renewable.cert, "--key", renewable.key, "--outform", "pem"];
   const r = spawnSync("pki", args, { encoding: "utf8", timeout: 60_000 });
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stderr, /Issued certificate "C=CN, O=ukey-renew demo, CN=Holder SW2, serialNumber=SW2"/);
@@ -113,7 +120,7 @@ test("pki --est --cert --key re-enrols with the current certificate over TLS cli
   assert.equal(openssl(["x509", "-noout", "-pubkey", "-in", out]).out, openssl(["pkey", "-pubout", "-in", key]).out);
 
   // Once renewed, the old certificate is done with EST.
-  const again = pki(["--est", "--url", url, ...tlsTrust(), ...caTrust(), "--in", pkiCsr("sw2-again", "C=CN, O=ukey-renew demo, CN=Holder SW2, serialNumber=SW2").csr, "--cert", renewable.cert, "--key", renewable.key]);
+  const again = pki(["--est", "--url", reenrolUrl, ...tlsTrust(), ...caTrust(), "--in", pkiCsr("sw2-again", "C=CN, O=ukey-renew demo, CN=Holder SW2, serialNumber=SW2").csr, "--cert", renewable.cert, "--key", renewable.key]);
   assert.notEqual(again.status, 0);
   assert.match(again.out, /HTTP 409/, "CERT_SUPERSEDED");
 });

@@ -9,24 +9,27 @@ import { enrolmentServiceFor } from "../src/enrolment-service.js";
 import { openServerContext } from "../src/server-context.js";
 import { addHolder, initialisedDataDir, keyArgs, openssl, startUkeyServer, tempDir, type RunningServer, type TempDir } from "./support/fixtures.js";
 
-// EST against the real server on its TLS port, driven only by curl and
-// openssl, as an integrator would (docs/est.md). strongSwan's `pki --est`
-// is in est-strongswan.test.ts.
+// EST against the real server on its TLS port and its client-certificate
+// port, driven only by curl and openssl, as an integrator would
+// (docs/est.md). strongSwan's `pki --est` is in est-strongswan.test.ts.
 const day = 86_400_000;
 let t: TempDir;
 let dataDir: string;
 let server: RunningServer;
+/** EST on the TLS port, which never asks for a client certificate. */
 let base: string;
+/** EST on the client-certificate port: simplereenroll. */
+let reenrolBase: string;
 const codes: Record<"curl" | "expired", { ref: string; code: string }> = {} as never;
 /** Certificates issued before the server starts: gateway ones inside the EST window, a personal one whose profile asks for more than EST can prove. */
 const certs: Record<"gateway" | "personal" | "superseding", { pem: string; key: string }> = {} as never;
 
 interface Curl { status: number; headers: string; body: string }
 
-/** curl over TLS to our server; `args` go before the URL. */
-function curl(path: string, args: string[] = []): Curl {
+/** curl over TLS to our server (the TLS port, unless `on` says otherwise); `args` go before the URL. */
+function curl(path: string, args: string[] = [], on = base): Curl {
   const headers = t.path(`headers-${Math.random()}`);
-  const r = spawnSync("curl", ["-sS", "--cacert", `${dataDir}/tls/server.cer.pem`, "-D", headers, ...args, `${base}${path}`], { encoding: "utf8" });
+  const r = spawnSync("curl", ["-sS", "--cacert", `${dataDir}/tls/server.cer.pem`, "-D", headers, ...args, `${on}${path}`], { encoding: "utf8" });
   let h = "";
   try {
     h = readFileSync(headers, "utf8");
@@ -97,9 +100,9 @@ before(async () => {
   } finally {
     await ctx.close();
   }
-  const tlsPort = 20000 + Math.floor(Math.random() * 20000);
-  server = await startUkeyServer(dataDir, env, ["--tls-port", String(tlsPort)]);
-  base = `https://localhost:${tlsPort}/.well-known/est`;
+  server = await startUkeyServer(dataDir, env, ["--tls-port", "0", "--client-cert-port", "0"]);
+  base = `https://localhost:${server.https}/.well-known/est`;
+  reenrolBase = `https://localhost:${server.clientCert}/.well-known/est`;
 });
 
 after(async () => {
@@ -180,10 +183,22 @@ test("simpleenroll: reference number and authorization code as Basic credentials
   assert.equal(problemCode(again), "CODE_ALREADY_USED");
 });
 
+test("simplereenroll on the TLS port: 403 naming the client-certificate port, certificate offered or not", () => {
+  const csr = csrFile("re-tls-port", gatewaySubject).file;
+  for (const extra of [[], ["--cert", certs.gateway.pem, "--key", certs.gateway.key]]) {
+    const r = curl("/simplereenroll", ["--data-binary", `@${csr}`, "-H", "Content-Type: application/pkcs10", ...extra]);
+    assert.equal(r.status, 403, r.body);
+    const p = JSON.parse(r.body) as { code: string; remedy: { en: string; "zh-CN": string } };
+    assert.equal(p.code, "CLIENT_CERT_PORT_REQUIRED");
+    assert.match(p.remedy.en, new RegExp(`port ${server.clientCert} `));
+    assert.match(p.remedy["zh-CN"], new RegExp(`端口 ${server.clientCert}`));
+  }
+});
+
 test("simplereenroll: the client certificate renews itself; same subject, new key, the old one superseded", () => {
   const old = certs.gateway;
   const client = ["--cert", old.pem, "--key", old.key];
-  const send = (file: string, extra: string[]) => curl("/simplereenroll", ["--data-binary", `@${file}`, "-H", "Content-Type: application/pkcs10", ...extra]);
+  const send = (file: string, extra: string[]) => curl("/simplereenroll", ["--data-binary", `@${file}`, "-H", "Content-Type: application/pkcs10", ...extra], reenrolBase);
 
   const noCert = send(csrFile("re-none", gatewaySubject).file, []);
   assert.equal(noCert.status, 401);
@@ -232,7 +247,7 @@ test("simplereenroll: the client certificate renews itself; same subject, new ke
   assert.equal(problemCode(fresh), "RENEWAL_NOT_YET_OPEN");
 });
 
-test("EST answers only on the TLS port", () => {
+test("EST answers only over TLS", () => {
   const r = spawnSync("curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}", `${server.url}/.well-known/est/cacerts`], { encoding: "utf8" });
   assert.equal(r.stdout, "404");
 });

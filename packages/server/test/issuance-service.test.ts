@@ -7,7 +7,9 @@ import { resolve } from "node:path";
 import { fixedClock, UkeyError } from "@ukey/policy";
 import { openServerContext, type ServerContext } from "../src/server-context.js";
 import { IssuanceService } from "../src/issuance-service.js";
-import { addHolder, initialisedDataDir, keyArgs, opensslCsr, tempDir, type TempDir } from "./support/fixtures.js";
+import { IntentSweeper } from "../src/intent-sweeper.js";
+import { createTestDatabase } from "../../store/test/support/postgres.js";
+import { addHolder, initialisedDataDir, keyArgs, opensslCsr, runUkeyServer, tempDir, type TempDir } from "./support/fixtures.js";
 
 let t: TempDir;
 let dataDir: string;
@@ -75,9 +77,16 @@ test("validity never runs past the issuing CA", async () => {
   });
 });
 
-test("kill -9 during issuance: every certificate reported issued is stored, and no intent stays pending", async () => {
+/**
+ * Issues from a child process, SIGKILLs it after 200 certificates were
+ * reported, and opens the data directory ten minutes later (the same
+ * database the child used).
+ */
+async function killDuringIssuance(dir: string, childEnv: Record<string, string>): Promise<void> {
   const loop = resolve(import.meta.dirname, "support/issue-loop.ts");
-  const child = spawn(process.execPath, ["--import", "tsx", loop, dataDir, env.UKEY_CA_PASSPHRASE_FILE!, t.path("k.csr.pem"), start.toISOString()], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(process.execPath, ["--import", "tsx", loop, dir, childEnv.UKEY_CA_PASSPHRASE_FILE!, t.path("k.csr.pem"), start.toISOString()], {
+    stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, ...childEnv },
+  });
   const reported: string[] = [];
   const lines = createInterface({ input: child.stdout! });
   await new Promise<void>((done) => {
@@ -89,7 +98,7 @@ test("kill -9 during issuance: every certificate reported issued is stored, and 
   await new Promise((r) => child.once("exit", r));
   assert.ok(reported.length >= 200);
   const later = fixedClock(new Date(start.getTime() + 10 * 60_000));
-  const ctx = await openServerContext(dataDir, env, later);
+  const ctx = await openServerContext(dir, childEnv, later);
   try {
     for (const serial of reported) {
       const c = await ctx.store.certificates.get(serial);
@@ -98,7 +107,89 @@ test("kill -9 during issuance: every certificate reported issued is stored, and 
     }
     assert.equal((await ctx.store.certificates.search({ status: "pending" })).length, 0, "stale intents are closed at open");
     for (const c of await ctx.store.certificates.search({ status: "active", limit: 100_000 })) assert.ok(c.der, `active ${c.serial} has its DER`);
+    // Each intent the crash left is closed with its own audit entry.
+    const abandoned = (await ctx.store.certificates.search({ status: "abandoned", limit: 100_000 })).map((c) => c.serial);
+    const audited = new Set<string>();
+    for (let from = 1; ; from += 1000) {
+      const page = await ctx.store.audit.list(from, 1000);
+      for (const e of page) if (e.action === "certificate.abandoned") audited.add(e.subjectId);
+      if (page.length < 1000) break;
+    }
+    for (const serial of abandoned) assert.ok(audited.has(serial), `abandoned ${serial} is audited`);
+    assert.equal((await ctx.store.audit.verify()).ok, true);
   } finally {
     await ctx.close();
   }
+}
+
+test("kill -9 during issuance: every certificate reported issued is stored, and no intent stays pending", async () => {
+  await killDuringIssuance(dataDir, env);
+});
+
+test("kill -9 during issuance on PostgreSQL: every certificate reported issued is stored, and no intent stays pending", async () => {
+  const pg = await createTestDatabase();
+  try {
+    const pgEnv = { ...env, UKEY_DATABASE_URL: pg.url };
+    const dir = t.path("pgdata");
+    const init = runUkeyServer(["init", "--data-dir", dir, "--json"], pgEnv);
+    assert.equal(init.status, 0, init.stdout + init.stderr);
+    assert.equal(addHolder(t, dir, pgEnv, "H1").status, 0);
+    await killDuringIssuance(dir, pgEnv);
+  } finally {
+    await pg.drop();
+  }
+});
+
+test("opening the data directory abandons intents older than abandonAfterSeconds, each with an audit entry", async () => {
+  const orphan = {
+    serial: "7e57ab", issuerKeyId: "k", issuerDn: "CN=Issuing", subjectDn: "CN=H1", sans: [], notBefore: start.getTime(), notAfter: start.getTime() + 1e9,
+    spkiSha256: "s".repeat(64), kind: "hardware" as const, tokenSerial: null, holderId: "H1", profileId: "personal",
+    createdAt: start.getTime() - 301_000, updatedAt: start.getTime() - 301_000,
+  };
+  const young = { ...orphan, serial: "7e57ac", createdAt: start.getTime() - 299_000 };
+  await withContext(async (ctx) => {
+    await ctx.store.certificates.insertIntent(orphan);
+    await ctx.store.certificates.insertIntent(young);
+  });
+  await withContext(async (ctx) => {
+    assert.equal((await ctx.store.certificates.get(orphan.serial))?.status, "abandoned");
+    assert.equal((await ctx.store.certificates.get(young.serial))?.status, "pending");
+    const entries = (await ctx.store.audit.list(1, 10_000)).filter((e) => e.subjectId === orphan.serial);
+    assert.deepEqual(entries.map((e) => [e.action, e.actor]), [["certificate.abandoned", "system"]]);
+    await ctx.store.certificates.setStatus(young.serial, "abandoned", start.getTime());
+  });
+});
+
+test("a signature that comes after a sweep abandoned its intent fails that request alone, and issuance goes on", async () => {
+  await withContext(async (ctx) => {
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((r) => { release = r; });
+    const slow = Object.create(ctx.ca) as typeof ctx.ca;
+    let first = true;
+    slow.signTbs = async function (this: typeof ctx.ca, tbs: Buffer) {
+      if (first) { first = false; await held; }
+      return (Object.getPrototypeOf(slow) as typeof ctx.ca).signTbs.call(this, tbs);
+    };
+    const svc = new IssuanceService({ store: ctx.store, ca: slow, clock, institution: ctx.config.institution });
+    const late = svc.issue({ holderId: "H1", profileId: "personal", csr, actor: "test" });
+    let pending: string | undefined;
+    while (!pending) {
+      pending = (await ctx.store.certificates.search({ status: "pending" }))[0]?.serial;
+      await new Promise((r) => setImmediate(r));
+    }
+    // The next request waits in the queue: its intent goes into the round that completes the late one.
+    const queued = svc.issue({ holderId: "H1", profileId: "personal", csr, actor: "test" });
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    const sweeper = new IntentSweeper({ store: ctx.store, clock: fixedClock(new Date(start.getTime() + 301_000)), settings: { abandonAfterSeconds: 300, sweepIntervalSeconds: 60 } });
+    assert.deepEqual((await sweeper.runOnce()).map((c) => c.serial), [pending]);
+    release();
+    await assert.rejects(late, (e: unknown) => e instanceof UkeyError && e.code === "CERT_INTENT_NOT_PENDING");
+    const next = await queued;
+    assert.equal((await ctx.store.certificates.get(next.serial))?.status, "active", "the request behind it is issued");
+    const stored = await ctx.store.certificates.get(pending);
+    assert.equal(stored?.status, "abandoned");
+    assert.equal(stored?.der, null, "the late certificate was neither stored nor delivered");
+    const entries = (await ctx.store.audit.list(1, 10_000)).filter((e) => e.subjectId === pending).map((e) => e.action);
+    assert.deepEqual(entries, ["certificate.abandoned"]);
+  });
 });

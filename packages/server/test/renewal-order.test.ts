@@ -6,7 +6,8 @@ import { fixedClock } from "@ukey/policy";
 import { buildApp } from "../src/app.js";
 import { formatCertId } from "../src/cert-id.js";
 import { openServerContext, type ServerContext } from "../src/server-context.js";
-import type { OrderView } from "../src/renewal-order-service.js";
+import type { OrderView } from "../src/renewal/renewal-order-service.js";
+import { OrderApi } from "./support/order-api.js";
 import { addHolder, initialisedDataDir, keyArgs, openssl, opensslCsr, runUkeyServer, tempDir, type TempDir, signPossession } from "./support/fixtures.js";
 
 // A whole renewal through the HTTP API, with the current key held by the
@@ -35,6 +36,7 @@ before(async () => {
   old = { serial: out.serial, certId: out.certId, notAfter: Date.parse(out.notAfter), keyFile: key };
   ctx = await openServerContext(dataDir, env, clock);
   app = await buildApp(ctx);
+  api = OrderApi.of(app);
 });
 after(async () => {
   await app?.close();
@@ -42,10 +44,8 @@ after(async () => {
   t.cleanup();
 });
 
-async function call<T = OrderView>(method: "GET" | "POST", url: string, payload?: unknown): Promise<{ status: number; body: T & { code?: string; message?: { en: string } } }> {
-  const res = await app.inject({ method, url, ...(payload === undefined ? {} : { payload: payload as object }) });
-  return { status: res.statusCode, body: res.json() };
-}
+let api: OrderApi;
+const call = <T = OrderView>(method: "GET" | "POST", url: string, payload?: unknown) => api.call<T>(method, url, payload);
 
 const proof = (orderId: string, challenge: string, keyFile = old.keyFile) => signPossession(orderId, challenge, keyFile);
 
@@ -63,36 +63,44 @@ test("outside the window the refusal gives the date it opens", async () => {
 
 test("a renewal from start to completion, resumable and idempotent at each step", async () => {
   clock.set(new Date(old.notAfter - 30 * day));
-  const started = await call("POST", "/api/v1/orders", { certId: old.certId });
+  const started = await api.start(old.certId);
   assert.equal(started.status, 201);
   assert.equal(started.body.nextStep, "possession");
-  assert.equal(started.body.requirements.idNumber, false);
-  assert.equal(started.body.idType, undefined, "the ID type is shown only when the ID number is asked");
+  assert.equal(started.body.resumed, false);
+  assert.equal(started.body.certificateSerial, old.serial);
+  assert.deepEqual(started.body.signers, ["certificate"]);
   const id = started.body.id;
-  const again = await call("POST", "/api/v1/orders", { certId: old.certId });
+  const again = await api.start(old.certId);
+  assert.equal(again.status, 200);
   assert.equal(again.body.id, id, "starting again resumes the open order");
+  assert.equal(again.body.resumed, true);
+  assert.notEqual(again.body.challenge.value, started.body.challenge.value, "each answer brings a fresh challenge");
 
-  // Proof of possession: a wrong key, then a replayed challenge, then the right key.
-  const c1 = (await call<{ challenge: string }>("POST", `/api/v1/orders/${id}/challenge`)).body.challenge;
+  // Proof of possession: a wrong key, then the right key; the challenge that proved cannot prove again.
+  const c1 = started.body.challenge.value;
   const { key: otherKey } = opensslCsr(t, "other", keyArgs.p256);
-  const wrong = await call("POST", `/api/v1/orders/${id}/possession`, { signature: proof(id, c1, otherKey) });
+  const wrong = await api.call("POST", `/api/v1/orders/${id}/possession`, { challenge: c1, signature: proof(id, c1, otherKey) });
   assert.equal(wrong.body.code, "POSSESSION_PROOF_FAILED");
-  const replay = await call("POST", `/api/v1/orders/${id}/possession`, { signature: proof(id, c1) });
-  assert.equal(replay.body.code, "CHALLENGE_INVALID", "a challenge is used once, whatever the outcome");
-  const c2 = (await call<{ challenge: string }>("POST", `/api/v1/orders/${id}/challenge`)).body.challenge;
-  const proved = await call("POST", `/api/v1/orders/${id}/possession`, { signature: proof(id, c2) });
+  assert.equal(wrong.body.credential, undefined);
+  const signature = proof(id, c1);
+  const proved = await api.call("POST", `/api/v1/orders/${id}/possession`, { challenge: c1, signature });
   assert.equal(proved.status, 200, JSON.stringify(proved.body));
   assert.equal(proved.body.state, "verified");
   assert.equal(proved.body.nextStep, "csr");
+  assert.match(proved.body.credential!.token, /^uko1\.[A-Za-z0-9_-]{43}$/);
+  assert.equal(proved.headers["cache-control"], "no-store");
+  const replay = await api.call("POST", `/api/v1/orders/${id}/possession`, { challenge: c1, signature });
+  assert.equal(replay.body.code, "CHALLENGE_INVALID", "a challenge proves once");
+  assert.equal(replay.body.credential, undefined);
 
   // The CSR: same key refused, other subject refused, then a new key with an empty subject.
   const sameKey = t.path("same.csr.pem");
   openssl(["req", "-new", "-key", old.keyFile, "-subj", "/", "-out", sameKey]);
-  assert.equal((await call("POST", `/api/v1/orders/${id}/csr`, { csr: readFileSync(sameKey, "utf8") })).body.code, "KEY_NOT_RENEWED");
+  assert.equal((await api.call("POST", `/api/v1/orders/${id}/csr`, { csr: readFileSync(sameKey, "utf8") })).body.code, "KEY_NOT_RENEWED");
   const evil = opensslCsr(t, "evil", keyArgs.p256, "/CN=Someone Else");
-  assert.equal((await call("POST", `/api/v1/orders/${id}/csr`, { csr: readFileSync(evil.csr, "utf8") })).body.code, "CSR_SUBJECT_MISMATCH");
+  assert.equal((await api.call("POST", `/api/v1/orders/${id}/csr`, { csr: readFileSync(evil.csr, "utf8") })).body.code, "CSR_SUBJECT_MISMATCH");
   const fresh = opensslCsr(t, "new", keyArgs.p256, "/");
-  const issued = await call("POST", `/api/v1/orders/${id}/csr`, { csr: readFileSync(fresh.csr, "utf8"), tokenSerial: "PF20FA0001" });
+  const issued = await api.call("POST", `/api/v1/orders/${id}/csr`, { csr: readFileSync(fresh.csr, "utf8"), tokenSerial: "PF20FA0001" });
   assert.equal(issued.status, 200, JSON.stringify(issued.body));
   assert.equal(issued.body.state, "issued");
   const first = issued.body.newCertificate!;
@@ -104,35 +112,51 @@ test("a renewal from start to completion, resumable and idempotent at each step"
   assert.match(openssl(["x509", "-in", t.path("issued.pem"), "-noout", "-subject"]).out, /CN ?= ?Holder G1/);
 
   // Re-delivery: the same CSR gives the same certificate.
-  const redelivered = await call("POST", `/api/v1/orders/${id}/csr`, { csr: readFileSync(fresh.csr, "utf8") });
+  const redelivered = await api.call("POST", `/api/v1/orders/${id}/csr`, { csr: readFileSync(fresh.csr, "utf8") });
   assert.equal(redelivered.body.newCertificate!.serial, first.serial);
 
-  // Re-key before installation (the token was pulled and re-initialised): the undelivered certificate is revoked.
+  // The agent crashed and lost its credential: it proves possession again (now the new key may too) and goes on.
+  api.credentials.delete(id);
+  assert.equal((await api.call("GET", `/api/v1/orders/${id}`)).body.code, "ORDER_CREDENTIAL_REQUIRED");
+  assert.deepEqual((await api.call<{ signers: string[] }>("POST", `/api/v1/orders/${id}/challenge`)).body.signers, ["certificate", "new-key"]);
+  const reproved = await api.prove(id, fresh.key, "new-key");
+  assert.equal(reproved.status, 200, JSON.stringify(reproved.body));
+  assert.equal(reproved.body.state, "issued", "proving again changes nothing but the credential");
+
+  // Re-key before installation (the new key was lost): the undelivered certificate is revoked.
   const rekey = opensslCsr(t, "rekey", keyArgs.p256, "/");
-  const second = await call("POST", `/api/v1/orders/${id}/csr`, { csr: readFileSync(rekey.csr, "utf8") });
+  const second = await api.call("POST", `/api/v1/orders/${id}/csr`, { csr: readFileSync(rekey.csr, "utf8") });
   assert.notEqual(second.body.newCertificate!.serial, first.serial);
   assert.ok((await ctx.store.certificates.get(first.serial))!.revokedAt !== null);
 
   // Complete: the old certificate is superseded (gov-supervision revokes it as superseded).
-  assert.equal((await call("POST", `/api/v1/orders/${id}/installed`)).body.state, "installed");
-  const done = await call("POST", `/api/v1/orders/${id}/complete`);
+  assert.equal((await api.call("POST", `/api/v1/orders/${id}/installed`)).body.state, "installed");
+  const done = await api.call("POST", `/api/v1/orders/${id}/complete`);
   assert.equal(done.body.state, "completed");
-  assert.equal((await call("POST", `/api/v1/orders/${id}/complete`)).body.state, "completed", "complete is idempotent");
+  assert.equal((await api.call("POST", `/api/v1/orders/${id}/complete`)).body.state, "completed", "complete is idempotent");
   const oldRec = await ctx.store.certificates.get(old.serial);
   assert.equal(oldRec!.status, "superseded");
   assert.equal(oldRec!.revocationReason, "superseded");
-  const next = await call("POST", "/api/v1/orders", { certId: old.certId });
+  const next = await api.start(old.certId);
   assert.equal(next.body.code, "CERT_SUPERSEDED");
+  // The old key cannot prove possession any more (its certificate is revoked); the new one reads the completed order.
+  const closed = (await api.call<{ open: boolean; signers: string[] }>("POST", `/api/v1/orders/${id}/challenge`)).body;
+  assert.equal(closed.open, false);
+  assert.deepEqual(closed.signers, ["new-key"]);
+  api.credentials.delete(id);
+  const afterwards = await api.prove(id, rekey.key, "new-key");
+  assert.equal(afterwards.body.state, "completed");
+  assert.equal(afterwards.body.credential, undefined, "an order that ended gives no credential");
   const audit = await ctx.store.audit.verify();
   assert.equal(audit.ok, true);
   const actions = (await ctx.store.audit.list(0, 10_000)).filter((e) => e.subjectId === id).map((e) => e.action);
-  assert.deepEqual(actions.slice(0, 4), ["order.created", "order.possession.refused", "order.possession.refused", "order.possession"]);
+  assert.deepEqual(actions.slice(0, 2), ["order.created", "order.possession"]);
   assert.ok(actions.includes("order.issued") && actions.includes("order.completed"));
   void formatCertId;
 });
 
 test("bad input: unknown order, malformed certId, steps out of order, oversized body", async () => {
-  assert.equal((await call("GET", "/api/v1/orders/00000000-0000-0000-0000-000000000000")).body.code, "ORDER_NOT_FOUND");
+  assert.equal((await call("POST", "/api/v1/orders/00000000-0000-0000-0000-000000000000/challenge")).body.code, "ORDER_NOT_FOUND");
   assert.equal((await call("GET", "/api/v1/orders/../../etc")).status, 404);
   assert.equal((await call("POST", "/api/v1/orders", { certId: "%%%" })).body.code, "CERT_ID_MALFORMED");
   assert.equal((await call("POST", "/api/v1/orders", { certId: old.certId, extra: 1 })).body.code, "REQUEST_INVALID");

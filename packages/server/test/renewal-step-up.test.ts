@@ -4,8 +4,9 @@ import type { FastifyInstance } from "fastify";
 import { fixedClock } from "@ukey/policy";
 import { buildApp } from "../src/app.js";
 import { openServerContext, type ServerContext } from "../src/server-context.js";
-import type { OrderView } from "../src/renewal-order-service.js";
-import { initialisedDataDir, keyArgs, opensslCsr, runUkeyServer, tempDir, type TempDir, signPossession } from "./support/fixtures.js";
+import type { OrderView } from "../src/renewal/renewal-order-service.js";
+import { OrderApi } from "./support/order-api.js";
+import { initialisedDataDir, keyArgs, opensslCsr, runUkeyServer, tempDir, type TempDir } from "./support/fixtures.js";
 
 // Long expired (seed 000: over a year; the built-in profile: over 90 days):
 // proof of possession still works while the window is open, and a second
@@ -31,6 +32,7 @@ before(async () => {
   }
   ctx = await openServerContext(dataDir, env, clock);
   app = await buildApp(ctx);
+  api = OrderApi.of(app);
   clock.set(new Date(certs[0]!.notAfter + 120 * day));
 });
 after(async () => {
@@ -39,21 +41,14 @@ after(async () => {
   t.cleanup();
 });
 
-async function call<T = OrderView>(url: string, payload?: unknown) {
-  const res = await app.inject({ method: "POST", url, ...(payload === undefined ? {} : { payload: payload as object }) });
-  return { status: res.statusCode, body: res.json() as T & { code?: string } };
-}
-
-async function prove(id: string, key: string) {
-  const { challenge } = (await call<{ challenge: string }>(`/api/v1/orders/${id}/challenge`)).body;
-  const signature = signPossession(id, challenge, key);
-  return call(`/api/v1/orders/${id}/possession`, { signature });
-}
+let api: OrderApi;
+const call = <T = OrderView>(url: string, payload?: unknown) => api.call<T>("POST", url, payload);
+const prove = (id: string, key: string) => api.prove(id, key);
 
 test("expired 120 days: possession, then step-up approved on a second device with a one-time link", async () => {
-  const order = (await call("/api/v1/orders", { certId: certs[0]!.certId })).body;
-  assert.equal(order.requirements.stepUp, true);
+  const order = (await api.start(certs[0]!.certId)).body;
   const proved = (await prove(order.id, certs[0]!.key)).body;
+  assert.equal(proved.requirements.stepUp, true);
   assert.equal(proved.nextStep, "step-up");
   const { approvalUrl } = (await call<{ approvalUrl: string }>(`/api/v1/orders/${order.id}/step-up`)).body;
   const link = approvalUrl.split("/step-up/")[1]!;
@@ -65,7 +60,7 @@ test("expired 120 days: possession, then step-up approved on a second device wit
 });
 
 test("a certificate revoked after the order started cannot prove possession", async () => {
-  const order = (await call("/api/v1/orders", { certId: certs[1]!.certId })).body;
+  const order = (await api.start(certs[1]!.certId)).body;
   await ctx.revocation.revoke(certs[1]!.serial, "keyCompromise", "operator:test");
   const r = await prove(order.id, certs[1]!.key);
   assert.equal(r.status, 409);

@@ -5,8 +5,9 @@ import type { FastifyInstance } from "fastify";
 import { fixedClock } from "@ukey/policy";
 import { buildApp } from "../src/app.js";
 import { openServerContext, type ServerContext } from "../src/server-context.js";
-import type { OrderView } from "../src/renewal-order-service.js";
-import { initialisedDataDir, keyArgs, opensslCsr, runUkeyServer, tempDir, type TempDir, signPossession } from "./support/fixtures.js";
+import type { OrderView } from "../src/renewal/renewal-order-service.js";
+import { OrderApi } from "./support/order-api.js";
+import { initialisedDataDir, keyArgs, opensslCsr, runUkeyServer, tempDir, type TempDir } from "./support/fixtures.js";
 
 // Seed 000's verification (ID number, then a code sent to the phone on
 // record) through the HTTP API, with the demo outbox as the phone; then a
@@ -36,6 +37,7 @@ before(async () => {
   }
   ctx = await openServerContext(dataDir, env, clock);
   app = await buildApp(ctx, { logStream: { write: (l: string) => { logLines.push(l); } } });
+  api = OrderApi.of(app);
   clock.set(new Date(certs[0]!.notAfter - 30 * 86_400_000));
 });
 after(async () => {
@@ -44,20 +46,15 @@ after(async () => {
   t.cleanup();
 });
 
-async function call<T = OrderView>(url: string, payload?: unknown) {
-  const res = await app.inject({ method: "POST", url, ...(payload === undefined ? {} : { payload: payload as object }) });
-  return { status: res.statusCode, body: res.json() as T & { code?: string } };
-}
+let api: OrderApi;
+const call = <T = OrderView>(url: string, payload?: unknown) => api.call<T>("POST", url, payload);
 
 async function startAndProve(i: number): Promise<string> {
   const { certId, key } = certs[i]!;
-  const order = (await call("/api/v1/orders", { certId })).body;
-  const { challenge } = (await call<{ challenge: string }>(`/api/v1/orders/${order.id}/challenge`)).body;
-  const signature = signPossession(order.id, challenge, key);
-  const proved = (await call(`/api/v1/orders/${order.id}/possession`, { signature })).body;
-  assert.equal(proved.nextStep, "id-number");
-  assert.equal(proved.idType, "resident-id", "the ID type on record, so the holder is asked only for the number");
-  return order.id;
+  const { id, proved } = await api.startAndProve(certId, key);
+  assert.equal(proved.body.nextStep, "id-number");
+  assert.equal(proved.body.idType, "resident-id", "the ID type on record, so the holder is asked only for the number");
+  return id;
 }
 
 function lastCodeSent(): string {

@@ -12,7 +12,13 @@ test("an empty configuration gets every safe default and is frozen", () => {
   assert.equal(c.listen.tlsPort, null);
   assert.deepEqual(c.ca.keyStore, { type: "file" });
   assert.equal(c.limits.bodyBytes, 65536);
-  assert.ok(Object.isFrozen(c) && Object.isFrozen(c.ca));
+  assert.equal(c.listen.clientCertPort, null);
+  assert.deepEqual({ ...c.http }, {
+    headersTimeoutSeconds: 10, requestTimeoutSeconds: 30, bodyTimeoutSeconds: 10, keepAliveTimeoutSeconds: 72, maxConnections: 1000,
+    hstsMaxAgeSeconds: 31_536_000, hstsIncludeSubDomains: false,
+  });
+  assert.deepEqual({ ...c.metrics, listeners: [...c.metrics.listeners] }, { listeners: ["http"], bearerTokenFile: null });
+  assert.ok(Object.isFrozen(c) && Object.isFrozen(c.ca) && Object.isFrozen(c.http));
 });
 
 const refused: Array<[string, unknown, RegExp]> = [
@@ -23,6 +29,13 @@ const refused: Array<[string, unknown, RegExp]> = [
   ["an unknown algorithm", { ca: { algorithm: "sm2" } }, /ca\.algorithm/],
   ["a PKCS#11 key store without its module", { ca: { keyStore: { type: "pkcs11", token: "t" } } }, /ca\.keyStore\.module/],
   ["a body limit too small", { limits: { bodyBytes: 10 } }, /limits\.bodyBytes/],
+  ["a client-certificate port out of range", { listen: { clientCertPort: -1 } }, /listen\.clientCertPort/],
+  ["no request timeout", { http: { requestTimeoutSeconds: 0 } }, /http\.requestTimeoutSeconds/],
+  ["a headers timeout longer than the request timeout", { http: { headersTimeoutSeconds: 60, requestTimeoutSeconds: 30 } }, /http\.headersTimeoutSeconds: must not exceed requestTimeoutSeconds/],
+  ["no connection cap", { http: { maxConnections: 0 } }, /http\.maxConnections/],
+  ["an unknown http key", { http: { idleTimeout: 5 } }, /http\.idleTimeout/],
+  ["an unknown metrics listener", { metrics: { listeners: ["admin"] } }, /metrics\.listeners/],
+  ["a metrics listener named twice", { metrics: { listeners: ["http", "http"] } }, /metrics\.listeners/],
 ];
 for (const [name, input, where] of refused) {
   test(`refuses ${name}`, () => {

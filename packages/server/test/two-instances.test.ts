@@ -6,7 +6,8 @@ import { fixedClock } from "@ukey/policy";
 import { createTestDatabase } from "../../store/test/support/postgres.js";
 import { buildApp } from "../src/app.js";
 import { openServerContext, type ServerContext } from "../src/server-context.js";
-import type { OrderView } from "../src/renewal-order-service.js";
+import type { OrderStarted, OrderView } from "../src/renewal/renewal-order-service.js";
+import { OrderApi } from "./support/order-api.js";
 import { addHolder, keyArgs, opensslCsr, runUkeyServer, tempDir, type TempDir, signPossession } from "./support/fixtures.js";
 
 // Two server instances on one real PostgreSQL: a renewal whose steps
@@ -53,25 +54,32 @@ after(async () => {
 });
 
 let turn = 0;
+const api = OrderApi.of(() => apps[turn++ % 2]!);
 async function next<T = OrderView>(method: "GET" | "POST", url: string, payload?: unknown): Promise<T> {
-  const app = apps[turn++ % 2]!;
-  const res = await app.inject({ method, url, ...(payload === undefined ? {} : { payload: payload as object }) });
-  assert.ok(res.statusCode < 300, `${url} on instance ${(turn - 1) % 2}: ${res.statusCode} ${res.body}`);
-  return res.json() as T;
+  const r = await api.call<T>(method, url, payload);
+  assert.ok(r.status < 300, `${url} on instance ${(turn - 1) % 2}: ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body;
 }
 
-test("a renewal whose steps alternate between two instances completes", async () => {
+test("a renewal whose steps alternate between two instances completes; a credential from one works on the other", async () => {
   clock.set(new Date(old.notAfter - 20 * day));
-  const order = await next("POST", "/api/v1/orders", { certId: old.certId });
-  const resumed = await next("POST", "/api/v1/orders", { certId: old.certId });
+  const order = await next<OrderStarted>("POST", "/api/v1/orders", { certId: old.certId });
+  const resumed = await next<OrderStarted>("POST", "/api/v1/orders", { certId: old.certId });
   assert.equal(resumed.id, order.id);
-  const { challenge } = await next<{ challenge: string }>("POST", `/api/v1/orders/${order.id}/challenge`);
-  const signature = signPossession(order.id, challenge, old.keyFile);
-  assert.equal((await next("POST", `/api/v1/orders/${order.id}/possession`, { signature })).state, "verified");
+  // The challenge from one instance proves on the other: challenges are not kept in memory.
+  const signature = signPossession(order.id, resumed.challenge.value, old.keyFile);
+  assert.equal((await next("POST", `/api/v1/orders/${order.id}/possession`, { challenge: resumed.challenge.value, signature })).state, "verified");
   const fresh = opensslCsr(t, "new", keyArgs.p256, "/");
   const issued = await next("POST", `/api/v1/orders/${order.id}/csr`, { csr: readFileSync(fresh.csr, "utf8") });
   assert.equal(issued.state, "issued");
   assert.equal((await next("GET", `/api/v1/orders/${order.id}`)).newCertificate?.serial, issued.newCertificate?.serial);
+  // A second proof on the other instance replaces the credential on both.
+  const first = api.credentials.get(order.id)!;
+  await api.prove(order.id, old.keyFile);
+  assert.notEqual(api.credentials.get(order.id), first);
+  for (let i = 0; i < 2; i++) {
+    assert.equal((await api.call("GET", `/api/v1/orders/${order.id}`, undefined, { credential: first })).body.code, "ORDER_CREDENTIAL_INVALID");
+  }
   assert.equal((await next("POST", `/api/v1/orders/${order.id}/installed`)).state, "installed");
   assert.equal((await next("POST", `/api/v1/orders/${order.id}/complete`)).state, "completed");
   assert.ok(turn >= 8);

@@ -25,7 +25,23 @@ interface AuditRow {
  * export of the log can recompute it.
  */
 export function auditEntryHash(seq: number, prevHash: string, e: Required<AuditEntryInput>, dataText = canonicalJson(e.data)): string {
-  return createHash("sha256").update(`${seq}\n${prevHash}\n${entryBody(e, dataText)}`, "utf8").digest("hex");
+  return hashOfBody(seq, prevHash, entryBody(e, dataText));
+}
+
+function hashOfBody(seq: number, prevHash: string, body: string): string {
+  return createHash("sha256").update(`${seq}\n${prevHash}\n${body}`, "utf8").digest("hex");
+}
+
+/**
+ * The entry's text columns, stored as they are: each must be text both
+ * engines keep unchanged (PostgreSQL refuses NUL in text; canonicalJson
+ * refuses unpaired surrogates), so that the same log verifies on either.
+ * @throws UkeyError RECORD_TEXT_MALFORMED naming the field.
+ */
+function checkTextColumns(e: Required<AuditEntryInput>): void {
+  for (const [where, text] of [["actor", e.actor], ["action", e.action], ["subjectType", e.subjectType], ["subjectId", e.subjectId]] as const) {
+    if (typeof text === "string" && (!text.isWellFormed() || text.includes("\0"))) throw new UkeyError("RECORD_TEXT_MALFORMED", { params: { where } });
+  }
 }
 
 /**
@@ -101,12 +117,14 @@ type Bad = Extract<AuditVerification, { ok: false }>;
  */
 export function auditLog(x: Executor): AuditLog {
   const appendMany: AuditLog["appendMany"] = (inputs) => {
-    // Reject what the hash could not carry before taking the lock.
+    // Reject what the hash or the engines could not carry, and make the hashed text, before taking the lock.
     const entries = inputs.map((input) => {
       const entry: Required<AuditEntryInput> = {
         at: input.at, actor: input.actor, action: input.action, subjectType: input.subjectType, subjectId: input.subjectId, data: input.data ?? {},
       };
-      return { entry, dataText: canonicalJson(entry.data) };
+      checkTextColumns(entry);
+      const dataText = canonicalJson(entry.data, "data");
+      return { entry, dataText, body: entryBody(entry, dataText) };
     });
     if (entries.length === 0) return Promise.resolve([]);
     return x.atomic(async (tx) => {
@@ -115,9 +133,9 @@ export function auditLog(x: Executor): AuditLog {
       let seq = head.seq;
       let prevHash = head.hash;
       const out: AuditEntry[] = [];
-      for (const { entry, dataText } of entries) {
+      for (const { entry, dataText, body } of entries) {
         seq += 1;
-        const hash = auditEntryHash(seq, prevHash, entry, dataText);
+        const hash = hashOfBody(seq, prevHash, body);
         await tx.run(INSERT, [
           seq, entry.at, entry.actor, entry.action, entry.subjectType, entry.subjectId, dataText, prevHash, hash,
         ]);

@@ -79,11 +79,19 @@ export function certificateRepository(x: Executor): CertificateRepository {
       if (!(await exists(serial))) throw new UkeyError("CERT_NOT_FOUND", { params: { serial } });
       throw new UkeyError("CERT_INTENT_NOT_PENDING", { params: { serial } });
     },
-    async abandonStaleIntents(olderThan, at) {
-      const rows = await x.sql.query<{ serial: string }>(
-        "UPDATE certificates SET status = 'abandoned', updated_at = ? WHERE status = 'pending' AND created_at < ? RETURNING serial",
-        [at, olderThan]);
-      return rows.map((r) => r.serial).sort();
+    async abandonStaleIntents(olderThan, at, limit = 500) {
+      // The outer status test is the compare-and-set: on PostgreSQL an intent another instance is
+      // abandoning (or completing) at the same moment is skipped (SKIP LOCKED) or found no longer
+      // pending once its lock is released, so each intent is returned by one call only.
+      const rows = await x.sql.query<{ serial: string; holder_id: string; profile_id: string; subject_dn: string; created_at: number | string }>(
+        `UPDATE certificates SET status = 'abandoned', updated_at = ?
+         WHERE status = 'pending' AND serial IN (
+           SELECT serial FROM certificates WHERE status = 'pending' AND created_at < ? ORDER BY created_at LIMIT ? FOR UPDATE SKIP LOCKED)
+         RETURNING serial, holder_id, profile_id, subject_dn, created_at`,
+        [at, olderThan, Math.max(1, Math.floor(limit))]);
+      return rows
+        .map((r) => ({ serial: r.serial, holderId: r.holder_id, profileId: r.profile_id, subjectDn: r.subject_dn, createdAt: Number(r.created_at) }))
+        .sort((a, b) => (a.serial < b.serial ? -1 : a.serial > b.serial ? 1 : 0));
     },
     insertImported(c) {
       return insert(c, { status: c.status, der: c.der, revocationReason: c.revocationReason, revokedAt: c.revokedAt, imported: true });

@@ -351,6 +351,28 @@ export const migrations: readonly Migration[] = [
     ],
   },
   {
+    version: 8,
+    name: "the CA a database serves, and a row for storage probes",
+    statements: () => [
+      // The issuing CA this database serves, written by `ukey-server init` (or on adopting a database
+      // of an earlier release): a CA is never started on an empty database or on another CA's, where
+      // its revocations would be missing and its CRL numbers would start again.
+      `CREATE TABLE ca_binding (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        issuing_key_id TEXT NOT NULL,
+        issuing_cert_sha256 TEXT NOT NULL,
+        how TEXT NOT NULL CHECK (how IN ('init', 'adopted')),
+        bound_at BIGINT NOT NULL
+      )`,
+      // Readiness writes here to tell whether storage accepts writes again after it was full.
+      `CREATE TABLE storage_probe (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        probes BIGINT NOT NULL
+      )`,
+      "INSERT INTO storage_probe (id, probes) VALUES (1, 0)",
+    ],
+  },
+  {
     version: 9,
     name: "abuse limits: operator back-off per client, holder sign-in quotas, renewal unlocks",
     statements: () => [

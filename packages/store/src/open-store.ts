@@ -1,5 +1,6 @@
 import { systemClock, type Clock } from "@ukey/policy";
 import { auditLog } from "./audit-log.js";
+import { adoptDatabase, assertCaBinding, caMismatch, inspectCaBinding, sqliteFileState, type CaBinding } from "./ca-binding.js";
 import { certificateRepository } from "./certificate-repository.js";
 import { crlRepository } from "./crl-repository.js";
 import { enrolmentRepository } from "./enrolment-repository.js";
@@ -16,7 +17,7 @@ import { reminderRepository } from "./reminder-repository.js";
 import { holderPreferenceRepository } from "./holder-preference-repository.js";
 import { holderSignInRepository } from "./holder-sign-in-repository.js";
 import { signInBackoffRepository } from "./sign-in-backoff-repository.js";
-import { openSqliteDatabase } from "./sqlite-database.js";
+import { openSqliteDatabase, sqliteFile } from "./sqlite-database.js";
 import type { Database, OpenStoreOptions, Repositories, Sql, Store } from "./types.js";
 
 /** The data directory used when none is given: `.data` under the working directory. */
@@ -25,14 +26,15 @@ export const DEFAULT_DATA_DIR = ".data";
 /**
  * Opens the engine the options name, without touching the schema:
  * PostgreSQL when `databaseUrl` is set, else the embedded SQLite database
- * in `dataDir` (default `.data`), whose directory lock it takes.
+ * in `dataDir` (default `.data`), whose directory lock it takes; with
+ * `create: false` a missing database file is refused instead of created.
  *
  * Throws UkeyError DATA_DIR_LOCKED, DATA_DIR_CORRUPT (SQLite) or
  * DATABASE_UNAVAILABLE (either).
  */
-export async function openDatabase(options: OpenStoreOptions = {}): Promise<Database> {
+export async function openDatabase(options: OpenStoreOptions & { create?: boolean } = {}): Promise<Database> {
   if (options.databaseUrl) return openPostgresDatabase(options.databaseUrl);
-  return openSqliteDatabase(options.dataDir ?? DEFAULT_DATA_DIR);
+  return openSqliteDatabase(options.dataDir ?? DEFAULT_DATA_DIR, { create: options.create ?? true });
 }
 
 /**
@@ -95,18 +97,38 @@ class LazyRepositories implements Repositories {
  * Opens the store: the database (see `openDatabase`; SQLite in
  * `<dataDir>/db/ukey.sqlite` by default, created on first use), with every
  * pending migration applied in one transaction. `clock` (default the system
- * clock) only stamps the migrations applied.
+ * clock) stamps the migrations applied and an adoption.
  *
- * Throws UkeyError DATA_DIR_LOCKED when another process or another open
- * store holds the data directory, DATA_DIR_CORRUPT when the database file is
- * not an intact database, DATABASE_UNAVAILABLE when PostgreSQL cannot be
- * reached, DATABASE_SCHEMA_NEWER when a newer program wrote the schema. The
+ * With `ca` (every open of an initialised CA) the database must serve that
+ * CA, and is checked before anything is written: an embedded database file
+ * that is missing or empty is refused (never created), as is a database
+ * with no schema, one bound to another CA, or an unbound one (a release
+ * before schema 8) that holds nothing of this CA; an unbound one that
+ * holds this CA's data is migrated and adopted, with an audit entry.
+ *
+ * Throws UkeyError DATABASE_CA_MISMATCH (nothing changed), DATA_DIR_LOCKED
+ * when another process or another open store holds the data directory,
+ * DATA_DIR_CORRUPT when the database file is not an intact database,
+ * DATABASE_UNAVAILABLE when PostgreSQL cannot be reached,
+ * DATABASE_SCHEMA_NEWER when a newer program wrote the schema. The
  * database is closed again when opening fails.
  */
-export async function openStore(options: OpenStoreOptions & { clock?: Clock } = {}): Promise<Store> {
-  const db = await openDatabase(options);
+export async function openStore(options: OpenStoreOptions & { clock?: Clock; ca?: CaBinding } = {}): Promise<Store> {
+  const ca = options.ca;
+  if (ca && !options.databaseUrl) {
+    const state = sqliteFileState(sqliteFile(options.dataDir ?? DEFAULT_DATA_DIR));
+    if (state === "missing") throw caMismatch(ca, "the database file db/ukey.sqlite is missing");
+    if (state === "empty") throw caMismatch(ca, "the database file db/ukey.sqlite is empty (0 bytes)");
+  }
+  const db = await openDatabase({ ...options, create: ca === undefined });
   try {
-    await migrate(db, (options.clock ?? systemClock).now().getTime());
+    const at = (options.clock ?? systemClock).now().getTime();
+    const found = ca ? await inspectCaBinding(db, ca) : undefined;
+    await migrate(db, at);
+    if (ca) {
+      if (found?.state === "adopt") await adoptDatabase(db, ca, found.evidence, at);
+      await assertCaBinding(db, ca);
+    }
   } catch (e) {
     await db.close();
     throw e;

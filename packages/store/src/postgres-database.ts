@@ -1,6 +1,8 @@
 import pg from "pg";
 import { UkeyError } from "@ukey/policy";
+import { storageFull } from "./sql-errors.js";
 import type { Database, Sql } from "./types.js";
+import { WriteHealth } from "./write-health.js";
 
 /** Options for `openPostgresDatabase`. */
 export interface PostgresOptions {
@@ -48,6 +50,7 @@ export async function openPostgresDatabase(url: string, options: PostgresOptions
  */
 export class PostgresDatabase implements Database {
   readonly engine = "postgres" as const;
+  readonly health = new WriteHealth();
 
   constructor(private readonly pool: pg.Pool, private readonly url: string) {}
 
@@ -107,6 +110,7 @@ export class PostgresDatabase implements Database {
       await client.query("COMMIT");
       active = false;
       client.release();
+      this.health.succeeded();
       return result;
     } catch (e) {
       active = false;
@@ -120,6 +124,11 @@ export class PostgresDatabase implements Database {
     }
   }
 
+  /** Commits one small write (see Database.probeWrite). Throws STORAGE_FULL or DATABASE_UNAVAILABLE. */
+  async probeWrite(): Promise<void> {
+    await this.transaction((tx) => tx.run("UPDATE storage_probe SET probes = probes + 1 WHERE id = 1"));
+  }
+
   /** Closes every pooled connection. Idempotent. */
   async close(): Promise<void> {
     if (this.pool.ended) return;
@@ -128,6 +137,12 @@ export class PostgresDatabase implements Database {
 
   private translate(e: unknown): unknown {
     if (e instanceof UkeyError) return e;
+    const full = storageFull(e);
+    if (full !== undefined) {
+      const err = new UkeyError("STORAGE_FULL", { params: { reason: full }, detail: redact(this.url), cause: e });
+      this.health.failed(err);
+      return err;
+    }
     const code = String((e as { code?: unknown } | null)?.code ?? "");
     // Class 08 is connection exceptions, 57P0x the server shutting down,
     // 28xxx authentication, 3D000 a missing database; the rest are the caller's SQL.

@@ -29,3 +29,26 @@ export function foreignKeyViolation(e: unknown): boolean {
   const code = (e as DriverError).code;
   return code === "SQLITE_CONSTRAINT_FOREIGNKEY" || code === "23503";
 }
+
+/** Error numbers of a file write that found no space (disk full, or the user's quota spent). */
+const NO_SPACE_ERRNO = new Set(["ENOSPC", "EDQUOT"]);
+
+/**
+ * When `e` says the storage is full on either engine, returns a short
+ * reason for operators; otherwise undefined. Recognised: SQLite's
+ * SQLITE_FULL (any extended code), ENOSPC or EDQUOT from a file operation
+ * (the WAL's sync, a file the store writes), and PostgreSQL's class 53
+ * "insufficient resources" (53100 disk_full, 53200 out_of_memory, 53300
+ * too_many_connections, 53400 configuration_limit_exceeded).
+ */
+export function storageFull(e: unknown): string | undefined {
+  if (typeof e !== "object" || e === null) return undefined;
+  const d = e as DriverError;
+  const code = typeof d.code === "string" ? d.code : "";
+  if (code.startsWith("SQLITE_FULL")) return "the database's volume is full (SQLITE_FULL)";
+  if (NO_SPACE_ERRNO.has(code)) return `no space left for a file write (${code})`;
+  if (/^53[0-9A-Z]{3}$/.test(code)) {
+    return code === "53100" ? "PostgreSQL's disk is full (53100 disk_full)" : `PostgreSQL lacks resources (${code}: ${String(d.message ?? "")})`;
+  }
+  return undefined;
+}

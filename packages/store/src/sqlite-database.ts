@@ -1,10 +1,12 @@
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, rmSync, statfsSync, writeFileSync } from "node:fs";
 import { open as openFile, type FileHandle } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import BetterSqlite3 from "better-sqlite3";
 import { UkeyError } from "@ukey/policy";
 import { AsyncMutex } from "./async-mutex.js";
+import { storageFull } from "./sql-errors.js";
 import type { CommitState, Database, Sql } from "./types.js";
+import { WriteHealth } from "./write-health.js";
 
 /** Where the embedded database lives inside a data directory. */
 export function sqliteFile(dataDir: string): string {
@@ -52,6 +54,28 @@ interface Waiting {
 }
 
 /**
+ * Checkpoint thresholds, in WAL pages. Checkpoints run inside a COMMIT on
+ * the main thread and sync the database file: on a large volume fewer,
+ * larger ones (every ~80 MB of WAL) leave more time to the requests. On a
+ * small volume the WAL is kept to an eighth of the free space (at least
+ * ~256 KB): a checkpoint needs room in the database file for what it
+ * copies, and a WAL that has taken the whole volume can never be
+ * checkpointed again (nothing could be written, even after space is freed).
+ */
+const CHECKPOINT_PAGES_MAX = 20_000;
+const CHECKPOINT_PAGES_MIN = 64;
+/** How often the free space of the database's volume is read again, at most (ms): a statfs costs a few microseconds. */
+const SPACE_CHECK_MS = 100;
+
+/** Where the WAL is checkpointed, for `free` bytes left on the volume (see CHECKPOINT_PAGES_MAX). */
+export function checkpointPagesFor(free: number, pageSize: number): number {
+  return Math.max(CHECKPOINT_PAGES_MIN, Math.min(CHECKPOINT_PAGES_MAX, Math.floor(free / 8 / pageSize)));
+}
+
+/** The one row readiness writes to tell whether storage accepts writes (migration 8). */
+const PROBE = "UPDATE storage_probe SET probes = probes + 1 WHERE id = 1";
+
+/**
  * How long a call on the bare database may wait behind one and the same
  * running transaction body before it is refused as a self-deadlock (the
  * body using the bare database instead of its transaction's executor). An
@@ -62,29 +86,41 @@ const DEADLOCK_WAIT_MS = 10_000;
 
 /**
  * Opens the embedded database of `dataDir` (file `db/ukey.sqlite`, created
- * with its directory when missing) and takes the data directory's lock for
- * the life of the connection: SQLite's exclusive locking mode keeps the OS
- * file lock once the first write transaction has run, and the OS drops it
- * when the process dies, even by SIGKILL. WAL with an fdatasync of the WAL file (see syncWal) makes a
- * commit durable before `transaction` resolves.
+ * with its directory when missing, unless `create` is false) and takes the
+ * data directory's lock for the life of the connection: SQLite's exclusive
+ * locking mode keeps the OS file lock once the first write transaction has
+ * run, and the OS drops it when the process dies, even by SIGKILL. WAL
+ * with an fdatasync of the WAL file (see syncWal) makes a commit durable
+ * before `transaction` resolves.
+ *
+ * The directory is made (or put back to) mode 0700 and the database file
+ * 0600, whatever the umask: SQLite gives its WAL the database file's mode,
+ * and the side file naming the lock's owner is written 0600 too.
  *
  * Throws UkeyError DATA_DIR_LOCKED when another connection (this process or
  * another) holds the directory, DATA_DIR_CORRUPT when the file is not an
  * intact SQLite database (nothing is written to it then), and
- * DATABASE_UNAVAILABLE when the file cannot be opened at all.
+ * DATABASE_UNAVAILABLE when the file cannot be opened at all (or is
+ * missing, with `create` false).
  */
-export function openSqliteDatabase(dataDir: string): SqliteDatabase {
+export function openSqliteDatabase(dataDir: string, options: { create?: boolean } = {}): SqliteDatabase {
+  const create = options.create ?? true;
   const dir = resolve(dataDir);
   const file = sqliteFile(dir);
+  const dbDir = join(dir, "db");
   try {
-    mkdirSync(join(dir, "db"), { recursive: true });
+    if (create) {
+      mkdirSync(dbDir, { recursive: true, mode: 0o700 });
+      createPrivateFile(file);
+    }
+    for (const [path, mode] of [[dbDir, 0o700], [file, 0o600], [`${file}-wal`, 0o600], [`${file}-shm`, 0o600]] as const) restrictMode(path, mode);
   } catch (e) {
-    throw new UkeyError("DATABASE_UNAVAILABLE", { params: { reason: `cannot create ${join(dir, "db")}` }, detail: String(e), cause: e });
+    throw new UkeyError("DATABASE_UNAVAILABLE", { params: { reason: `cannot create ${file} or make it private` }, detail: String(e), cause: e });
   }
   let handle: BetterSqlite3.Database | undefined;
   try {
     // timeout 0: a held lock must fail at once, not after a busy wait.
-    handle = new BetterSqlite3(file, { timeout: 0 });
+    handle = new BetterSqlite3(file, { timeout: 0, fileMustExist: !create });
     // Order matters: exclusive mode must be set before WAL is first used, so
     // that no shared-memory index exists and the lock is never shared.
     handle.pragma("locking_mode = EXCLUSIVE");
@@ -93,9 +129,8 @@ export function openSqliteDatabase(dataDir: string): SqliteDatabase {
     // NORMAL: a COMMIT writes the WAL without fsync; the commit is made durable by our own
     // fdatasync of the WAL file off the main thread before anyone hears of it (see syncWal).
     handle.pragma("synchronous = NORMAL");
-    // Checkpoints run inside a COMMIT on the main thread and sync the database file: fewer, larger
-    // ones (every ~80 MB of WAL instead of ~4 MB) leave more time to the requests.
-    handle.pragma("wal_autocheckpoint = 20000");
+    // When checkpoints run depends on the volume's free space (see checkpointPagesFor, tuneCheckpoints).
+    handle.pragma(`wal_autocheckpoint = ${CHECKPOINT_PAGES_MAX}`);
     handle.pragma("foreign_keys = ON");
     // Each transaction of a group commit runs in a SAVEPOINT, whose undo journal SQLite otherwise
     // keeps in a temporary file: a pwrite per page a transaction first touches (five in six of the
@@ -110,7 +145,9 @@ export function openSqliteDatabase(dataDir: string): SqliteDatabase {
     throw translateOpenError(e, dir, file);
   }
   writeOwner(file);
-  return new SqliteDatabase(handle, dir, file);
+  const db = new SqliteDatabase(handle, dir, file);
+  db.tuneCheckpoints();
+  return db;
 }
 
 /**
@@ -137,8 +174,58 @@ export class SqliteDatabase implements Database {
   private wal: Promise<FileHandle> | undefined;
   /** Default DEADLOCK_WAIT_MS; tests make it short. */
   deadlockWaitMs = DEADLOCK_WAIT_MS;
+  readonly health = new WriteHealth();
+  /** When the volume's free space was last read (Date.now()); 0 makes the next batch read it. */
+  private spaceCheckedAt = 0;
+  /** The wal_autocheckpoint in force, in pages. */
+  checkpointPages = CHECKPOINT_PAGES_MAX;
+  private readonly pageSize: number;
 
-  constructor(private readonly handle: BetterSqlite3.Database, readonly dataDir: string, readonly file: string) {}
+  constructor(private readonly handle: BetterSqlite3.Database, readonly dataDir: string, readonly file: string) {
+    this.pageSize = Number(handle.pragma("page_size", { simple: true })) || 4096;
+  }
+
+  /**
+   * Sets the checkpoint threshold from the volume's free space (see
+   * checkpointPagesFor), at most once per SPACE_CHECK_MS and at once after a
+   * write failed for lack of space. On a small volume the WAL file is also
+   * truncated to that size after each checkpoint, so that what it held goes
+   * back to the volume; on a large one nothing changes (ten statfs a second at most).
+   */
+  tuneCheckpoints(): void {
+    const now = Date.now();
+    if (now - this.spaceCheckedAt < SPACE_CHECK_MS) return;
+    this.spaceCheckedAt = now;
+    let free: number;
+    try {
+      const s = statfsSync(dirname(this.file));
+      free = s.bavail * s.bsize;
+    } catch {
+      return;
+    }
+    const pages = checkpointPagesFor(free, this.pageSize);
+    if (pages === this.checkpointPages) return;
+    this.handle.pragma(`wal_autocheckpoint = ${pages}`);
+    this.handle.pragma(`journal_size_limit = ${pages < CHECKPOINT_PAGES_MAX ? pages * this.pageSize : -1}`);
+    this.checkpointPages = pages;
+  }
+
+  /**
+   * Gives the WAL back to the database file and truncates it (when the
+   * volume has room for that now), then commits one small write durably.
+   * Throws UkeyError STORAGE_FULL while the volume is still full.
+   */
+  async probeWrite(): Promise<void> {
+    await this.locked(() => {
+      this.assertOpen();
+      try {
+        this.handle.pragma("wal_checkpoint(TRUNCATE)");
+      } catch (e) {
+        throw this.translate(e);
+      }
+    });
+    await this.transaction((tx) => tx.run(PROBE));
+  }
 
   /** Runs a SELECT (or a statement with RETURNING) after any running transaction. */
   query<T = Record<string, unknown>>(sql: string, params: readonly unknown[] = []): Promise<T[]> {
@@ -247,15 +334,22 @@ export class SqliteDatabase implements Database {
     let c: Control;
     try {
       this.assertOpen();
+      this.tuneCheckpoints();
       c = this.controlStatements();
       c.begin.run();
     } catch (e) {
-      for (const w of batch) w.reject(this.translate(e));
+      const err = this.translate(e);
+      for (const w of batch) w.reject(err);
       return;
     }
     const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
     const shared = new BatchState();
+    // Set when the batch's transaction ended inside a body (SQLite rolls a transaction back by itself
+    // on some errors, SQLITE_FULL among them): nothing of the batch is kept, so every body fails with it,
+    // and no later body runs (a SAVEPOINT outside a transaction would start a new one).
+    let ended: unknown;
     for (const w of batch) {
+      if (ended !== undefined) break;
       const state: TxState = { active: true };
       const tx: Sql = {
         query: async <R>(sql: string, params: readonly unknown[] = []) => {
@@ -284,21 +378,26 @@ export class SqliteDatabase implements Database {
         } finally {
           clearTimeout(watchdog);
         }
+        if (!this.handle.inTransaction) throw new UkeyError("INTERNAL", { detail: "the transaction ended inside a body" });
         c.release.run();
         outcomes.push({ ok: true, value });
       } catch (e) {
+        const err = this.translate(e);
         if (this.handle.inTransaction) {
           c.rollbackTo.run();
           c.release.run();
+        } else {
+          ended = err;
         }
         shared.undo();
-        outcomes.push({ ok: false, error: this.translate(e) });
+        outcomes.push({ ok: false, error: err });
       } finally {
         state.active = false;
         this.body = undefined;
       }
     }
     try {
+      if (ended !== undefined) throw ended;
       if (!this.handle.inTransaction) throw new UkeyError("INTERNAL", { detail: "the transaction ended inside a body" });
       await shared.flush({
         query: async <R>(sql: string, params: readonly unknown[] = []) => this.queryNow<R>(sql, params),
@@ -307,18 +406,25 @@ export class SqliteDatabase implements Database {
       c.commit.run();
     } catch (e) {
       if (this.handle.inTransaction) c.rollback.run();
-      for (const w of batch) w.reject(this.translate(e));
+      const err = this.translate(e);
+      for (const w of batch) w.reject(err);
       return;
     }
     // The mutex is released now; the next batch runs while this one's WAL frames reach the disk.
     const settle = this.syncWal().then(
-      () => batch.forEach((w, i) => {
-        const o = outcomes[i]!;
-        if (o.ok) w.resolve(o.value);
-        else w.reject(o.error);
-      }),
+      () => {
+        this.health.succeeded();
+        batch.forEach((w, i) => {
+          const o = outcomes[i]!;
+          if (o.ok) w.resolve(o.value);
+          else w.reject(o.error);
+        });
+      },
       (e: unknown) => {
-        const err = new UkeyError("DATABASE_UNAVAILABLE", { params: { reason: `cannot sync ${this.file}-wal` }, cause: e });
+        const full = this.translate(e);
+        const err = full instanceof UkeyError && full.code === "STORAGE_FULL"
+          ? full
+          : new UkeyError("DATABASE_UNAVAILABLE", { params: { reason: `cannot sync ${this.file}-wal` }, cause: e });
         for (const w of batch) w.reject(err);
       },
     );
@@ -378,7 +484,7 @@ export class SqliteDatabase implements Database {
     if (p) return p;
     try {
       // Row locks are implicit on SQLite: the one writer holds the database.
-      const stmt = this.handle.prepare(sql.replace(/\s+FOR\s+UPDATE\b/gi, ""));
+      const stmt = this.handle.prepare(sql.replace(/\s+FOR\s+UPDATE(\s+SKIP\s+LOCKED)?\b/gi, ""));
       p = stmt.reader ? { stmt: stmt.raw(true), row: rowMaker(stmt.columns().map((c) => c.name)) } : { stmt, row: undefined };
     } catch (e) {
       throw this.translate(e);
@@ -392,9 +498,18 @@ export class SqliteDatabase implements Database {
   }
 
   private translate(e: unknown): unknown {
+    if (e instanceof UkeyError) return e;
     const code = (e as { code?: unknown } | null)?.code;
     if (typeof code === "string" && (code.startsWith("SQLITE_CORRUPT") || code === "SQLITE_NOTADB")) {
       return new UkeyError("DATA_DIR_CORRUPT", { params: { dir: this.dataDir, reason: String((e as Error).message) }, cause: e });
+    }
+    const full = storageFull(e);
+    if (full !== undefined) {
+      const err = new UkeyError("STORAGE_FULL", { params: { reason: full }, detail: this.file, cause: e });
+      this.health.failed(err);
+      // The free space is read again before the next batch: checkpoints come sooner on a fuller volume.
+      this.spaceCheckedAt = 0;
+      return err;
     }
     return e;
   }
@@ -490,9 +605,28 @@ function translateOpenError(e: unknown, dir: string, file: string): unknown {
 /** The pid goes in a side file only so that DATA_DIR_LOCKED can say who holds the lock. */
 function writeOwner(file: string): void {
   try {
-    writeFileSync(`${file}.owner`, `${process.pid}\n`);
+    writeFileSync(`${file}.owner`, `${process.pid}\n`, { mode: 0o600 });
+    restrictMode(`${file}.owner`, 0o600);
   } catch {
     // Only a message depends on it.
+  }
+}
+
+/** Creates an empty file readable by its owner only (the umask cannot widen 0600); an existing one is left as it is. */
+function createPrivateFile(path: string): void {
+  try {
+    closeSync(openSync(path, "wx", 0o600));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+  }
+}
+
+/** Puts `path` to `mode` if it exists (files of an earlier release followed the umask). */
+function restrictMode(path: string, mode: number): void {
+  try {
+    chmodSync(path, mode);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
   }
 }
 

@@ -3,6 +3,7 @@ import type { ReminderRepository } from "./reminder-repository.js";
 import type { HolderPreferenceRepository } from "./holder-preference-repository.js";
 import type { HolderSignInRepository } from "./holder-sign-in-repository.js";
 import type { SignInBackoffRepository } from "./sign-in-backoff-repository.js";
+import type { WriteHealth } from "./write-health.js";
 
 /** Times are stored as epoch milliseconds (BIGINT) on both engines. */
 export type Millis = number;
@@ -39,6 +40,15 @@ export interface Database extends Sql {
    * PostgreSQL; write SQL accordingly (`FOR UPDATE` is stripped on SQLite).
    */
   transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T>;
+  /** Whether writes fail for lack of space (see WriteHealth); kept by the engine. */
+  readonly health: WriteHealth;
+  /**
+   * Tries one small durable write (the storage_probe row of migration 8),
+   * after giving the embedded engine's WAL back to its database file when
+   * the volume lets it: how readiness tells that storage works again.
+   * Throws UkeyError STORAGE_FULL, DATABASE_UNAVAILABLE or DATA_DIR_CORRUPT.
+   */
+  probeWrite(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -196,13 +206,22 @@ export interface ProfileRepository {
   list(): Promise<ProfileRecord[]>;
 }
 
+/** An issuance intent marked abandoned: what its audit entry names. */
+export type AbandonedIntent = Pick<CertificateRecord, "serial" | "holderId" | "profileId" | "subjectDn" | "createdAt">;
+
 export interface CertificateRepository {
   /** Records an issuance intent (status pending, der null) before signing. Throws on duplicate serial. */
   insertIntent(c: Omit<CertificateRecord, "status" | "der" | "revocationReason" | "revokedAt" | "imported">): Promise<void>;
   /** Turns a pending intent into an active certificate with its DER. Throws if the row is not pending. */
   completeIntent(serial: string, der: Buffer, at: Millis): Promise<void>;
-  /** Marks pending intents created before `olderThan` as abandoned; returns their serials. */
-  abandonStaleIntents(olderThan: Millis, at: Millis): Promise<string[]>;
+  /**
+   * Marks up to `limit` (default 500) pending intents created before
+   * `olderThan` as abandoned, oldest first, and returns those this call
+   * changed, in serial order. Compare-and-set: an intent completed or
+   * abandoned meanwhile (by another instance) is not returned, so its
+   * caller alone records it. Call it inside the transaction that audits them.
+   */
+  abandonStaleIntents(olderThan: Millis, at: Millis, limit?: number): Promise<AbandonedIntent[]>;
   /** Inserts a complete certificate (import). */
   insertImported(c: Omit<CertificateRecord, "imported">): Promise<void>;
   get(serial: string, issuerKeyId?: string): Promise<CertificateRecord | undefined>;

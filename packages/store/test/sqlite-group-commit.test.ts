@@ -35,6 +35,29 @@ test("a body that throws rolls back only its own writes; the others in the same 
   }
 });
 
+test("a transaction that ends inside a body (as SQLite ends one on SQLITE_FULL) fails the whole commit and keeps nothing", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "ukey-group-ended-"));
+  try {
+    const store = await openStore({ dataDir: dir });
+    const results = await Promise.allSettled([
+      store.transaction((r) => r.holders.insert(holder("A"))),
+      // What SQLite does by itself on some errors: the whole transaction of the batch is rolled back.
+      store.db.transaction(async (tx) => { await tx.run("ROLLBACK"); }),
+      store.transaction((r) => r.holders.insert(holder("C"))),
+    ]);
+    assert.deepEqual(results.map((x) => x.status), ["rejected", "rejected", "rejected"], "none of the commit is reported written");
+    assert.equal(await store.holders.get("A"), undefined);
+    assert.equal(await store.holders.get("C"), undefined, "nothing after the end runs in a transaction of its own");
+    await store.transaction((r) => r.holders.insert(holder("D")));
+    await store.close();
+    const reopened = await openStore({ dataDir: dir });
+    assert.deepEqual((await reopened.holders.list()).map((h) => h.id), ["D"]);
+    await reopened.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("audit appends in one commit chain through one head; a body that rolls back takes its entries and its head with it", async () => {
   const dir = mkdtempSync(join(tmpdir(), "ukey-group-audit-"));
   try {

@@ -72,7 +72,7 @@ export async function planCleanUp(
       if (orderId.startsWith("download-") || !opts.orderState) continue;
       const state = await opts.orderState(orderId);
       // An open order may still need this key; a server we cannot ask might say so.
-      if (state === "unreachable" || (state !== undefined && !["completed", "failed", "cancelled"].includes(state))) continue;
+      if (state === "unreachable" || (state !== undefined && !["closed", "completed", "failed", "cancelled"].includes(state))) continue;
       out.push({ id: k.id, label: k.label, why: "abandoned-order" });
     } else {
       out.push({ id: k.id, label: k.label, why: "orphan-key" });
@@ -102,11 +102,16 @@ export function serverViewOf(client: ServerClient, channel: "web" | "cli"): Serv
   };
 }
 
-/** The state of an order, "unreachable" when the server cannot be asked, undefined when it does not know the order. */
+/**
+ * Whether an order is "open" or "closed" (completed, failed or cancelled),
+ * "unreachable" when the server cannot be asked, undefined when it does not
+ * know the order. Asks for the order's challenge, which anyone may: no
+ * proof of possession is needed to learn that an order ended.
+ */
 export function orderStateOf(client: ServerClient): (orderId: string) => Promise<string | undefined | "unreachable"> {
   return async (orderId) => {
     try {
-      return (await client.getOrder(orderId)).state;
+      return (await client.challenge(orderId)).open ? "open" : "closed";
     } catch (e) {
       if (isUkeyError(e, "ORDER_NOT_FOUND")) return undefined;
       return "unreachable";

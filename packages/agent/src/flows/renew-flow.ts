@@ -1,6 +1,6 @@
 import { UkeyError, isUkeyError, keyAlgorithms, type ErrorCode, type KeyAlgorithm } from "@ukey/policy";
 import { objectLabels, type TokenCertificate, type TokenKey, type TokenSession } from "../keys/key-store.js";
-import { ServerClient, type OrderView } from "../server-client.js";
+import { ServerClient, type OrderChallenge, type OrderView, type PossessionSigner } from "../server-client.js";
 import { certIdOf, derOfPem, spkiOf } from "./certificate-id.js";
 import { orderStateOf, planCleanUp, removeInvalid, serverViewOf } from "./clean-up.js";
 import { maybeCrash } from "./fault.js";
@@ -12,14 +12,17 @@ export function possessionMessage(orderId: string, challenge: string): Uint8Arra
   return new Uint8Array(Buffer.from(`ukey-renew possession v1\n${orderId}\n${challenge}`, "utf8"));
 }
 
-const openStates = new Set(["created", "verified", "key-submitted", "issued", "installed"]);
 const maxSteps = 40;
+/** Proofs of possession one run makes after its first (a credential that expired or that another run replaced). */
+const maxReproofs = 3;
 
 /**
  * Renews one certificate on a token through a renewal order, or finishes
  * the order an earlier run left (found by the pending label on the token,
  * or returned by the server as the certificate's open order):
- * proof of possession with the current key → step-up / ID number /
+ * proof of possession with the current key (it answers the order
+ * credential every later step sends; an earlier run's order is proved
+ * again, with the new certificate's key once the old one is gone) → step-up / ID number /
  * one-time code as the order asks → a new key on the token labelled
  * pending(order) → CSR with an empty subject → install beside its key →
  * installed → complete → clean-up of invalid objects → the new objects
@@ -36,40 +39,49 @@ export async function renewFlow(ctx: FlowContext, request: RenewRequest): Promis
   const session = await openSession(ctx.backend, p, request.tokenSerial, "renew");
   try {
     const certs = await session.listCertificates();
+    const run = new RenewalRun(ctx, client, session, request.tokenSerial);
     let order: OrderView;
     let resumed: boolean;
     const pending = await findPendingOrder(client, certs, await session.listKeys(), request.certSerialHex);
     if (pending) {
-      order = pending;
       resumed = true;
-      report(p, "resume", `继续上次未完成的更新（${order.state}）`, `Resuming the renewal an earlier run left (${order.state})`);
+      report(p, "resume", "继续上次未完成的更新", "Resuming the renewal an earlier run left");
+      order = await run.prove(pending);
     } else {
       const target = await chooseCertificate(client, ctx.channel, certs, request.certSerialHex);
       report(p, "start-order", `正在为证书 ${target.serialHex} 申请更新`, `Starting the renewal of certificate ${target.serialHex}`);
-      ({ order, resumed } = await client.startOrder(certIdOf(target.der), ctx.channel));
-      if (resumed) report(p, "resume", `继续已有的更新申请（${order.state}）`, `Resuming the open order (${order.state})`);
+      const started = await client.startOrder(certIdOf(target.der), ctx.channel);
+      resumed = started.resumed;
+      if (resumed) report(p, "resume", "继续已有的更新申请", "Resuming the open renewal order");
+      order = await run.prove(started);
     }
-    const run = new RenewalRun(ctx, client, session, request.tokenSerial);
     return await run.drive(order, resumed);
   } finally {
     await session.close();
   }
 }
 
-/** An order an earlier run left: its id is on a pending label; the open ones first, then completed ones whose clean-up may be unfinished. */
-async function findPendingOrder(client: ServerClient, certs: TokenCertificate[], keys: TokenKey[], serial?: string): Promise<OrderView | undefined> {
+/**
+ * An order an earlier run left: its id is on a pending label. The open
+ * ones first, then completed ones whose clean-up may be unfinished (closed
+ * orders that issued a certificate; a failed or cancelled one has nothing
+ * left to finish). Asks only for each order's challenge, which says
+ * whether it is open and which keys may prove possession.
+ */
+async function findPendingOrder(client: ServerClient, certs: TokenCertificate[], keys: TokenKey[], serial?: string): Promise<OrderChallenge | undefined> {
   const ids = [...new Set([...certs, ...keys].map((o) => objectLabels.pendingOrder(o.label)).filter((x): x is string => !!x && !x.startsWith("download-")))];
-  const found: OrderView[] = [];
+  const found: OrderChallenge[] = [];
   for (const id of ids) {
     try {
-      const o = await client.getOrder(id);
-      if (serial && !sameSerial(o.certificate.serial, serial) && !(o.newCertificate && sameSerial(o.newCertificate.serial, serial))) continue;
-      if (openStates.has(o.state) || o.state === "completed") found.push(o);
+      const c = await client.challenge(id);
+      const installed = certs.filter((x) => objectLabels.pendingOrder(x.label) === id);
+      if (serial && !sameSerial(c.certificateSerial, serial) && !installed.some((x) => sameSerial(x.serialHex, serial))) continue;
+      if (c.open || c.signers.includes("new-key")) found.push(c);
     } catch (e) {
       if (!isUkeyError(e, "ORDER_NOT_FOUND")) throw e;
     }
   }
-  return found.find((o) => openStates.has(o.state)) ?? found[0];
+  return found.find((c) => c.open) ?? found[0];
 }
 
 /**
@@ -114,44 +126,73 @@ class RenewalRun {
     return this.ctx.prompter;
   }
 
+  /**
+   * Proves possession for an order with the key the challenge allows: the
+   * certificate's key while the order is open, else (or when that key is
+   * gone) the key this order generated, once its certificate is issued.
+   * The server's answer carries the order credential (kept by the client).
+   * A challenge another run spent is replaced once.
+   * @throws UkeyError CERT_NOT_ON_TOKEN when no key on the token may sign, the server's refusals.
+   */
+  async prove(challenge: OrderChallenge): Promise<OrderView> {
+    report(this.p, "prove-possession", "正在用 UKey 中的当前密钥签名，证明持有该证书", "Signing with the current key to prove possession");
+    let c = challenge;
+    for (let attempt = 1; ; attempt++) {
+      const [signer, keyId] = await this.signerFor(c);
+      const signature = await this.session.sign(keyId, possessionMessage(c.id, c.challenge.value));
+      try {
+        return await this.client.provePossession(c.id, c.challenge.value, signature, signer);
+      } catch (e) {
+        if (!isUkeyError(e, "CHALLENGE_INVALID") || attempt >= 2) throw e;
+        c = await this.client.challenge(c.id);
+      }
+    }
+  }
+
+  private async signerFor(c: OrderChallenge): Promise<[PossessionSigner, string]> {
+    const certs = await this.session.listCertificates();
+    const old = certs.find((x) => sameSerial(x.serialHex, c.certificateSerial) && x.hasKey);
+    const label = objectLabels.pending(c.id);
+    const mine = (await this.session.listKeys()).find((k) => k.label === label) ?? certs.find((x) => x.label === label && x.hasKey);
+    if (c.open && old && c.signers.includes("certificate")) return ["certificate", old.id];
+    if (mine && c.signers.includes("new-key")) return ["new-key", mine.id];
+    if (old && c.signers.includes("certificate")) return ["certificate", old.id];
+    throw new UkeyError("CERT_NOT_ON_TOKEN", { params: { serial: c.certificateSerial } });
+  }
+
+  /** The next step of the order, proving possession again when the credential expired or another run replaced it. */
   async drive(start: OrderView, resumed: boolean): Promise<RenewResult> {
     let order = start;
+    let reproofs = 0;
     for (let i = 0; i < maxSteps; i++) {
-      if (order.state === "failed") throw new UkeyError(failureCode(order.failure));
-      if (order.state === "cancelled") throw new UkeyError("OPERATION_CANCELLED");
-      if (order.state === "completed") return this.finish(order, resumed);
-      switch (order.nextStep) {
-        case "possession": order = await this.possession(order); break;
-        case "step-up": order = await this.stepUp(order); break;
-        case "id-number": order = await this.idNumber(order); break;
-        case "one-time-code": order = await this.oneTimeCode(order); break;
-        case "csr": order = await this.submitKey(order, false); break;
-        case "install": order = await this.install(order); break;
-        case "complete":
-          report(this.p, "confirm", "正在确认更新完成", "Confirming the renewal");
-          order = await this.client.complete(order.id);
-          break;
-        default:
-          throw new UkeyError("SERVER_RESPONSE_INVALID", { params: { server: this.client.url }, detail: `order ${order.id} in state ${order.state} has no next step` });
+      try {
+        order = await this.advance(order);
+      } catch (e) {
+        if (!isUkeyError(e, "ORDER_CREDENTIAL_INVALID", "ORDER_CREDENTIAL_REQUIRED") || ++reproofs > maxReproofs) throw e;
+        order = await this.prove(await this.client.challenge(order.id));
       }
+      if (order.state === "completed") return this.finish(order, resumed);
     }
     throw new UkeyError("SERVER_RESPONSE_INVALID", { params: { server: this.client.url }, detail: `order ${order.id} did not finish in ${maxSteps} steps` });
   }
 
-  private async possession(order: OrderView): Promise<OrderView> {
-    const old = (await this.session.listCertificates()).find((c) => sameSerial(c.serialHex, order.certificate.serial) && c.hasKey);
-    if (!old) throw new UkeyError("CERT_NOT_ON_TOKEN", { params: { serial: order.certificate.serial } });
-    report(this.p, "prove-possession", "正在用 UKey 中的当前密钥签名，证明持有该证书", "Signing with the current key to prove possession");
-    let challenge = order.challenge?.value ?? (await this.client.challenge(order.id)).challenge;
-    for (let attempt = 1; ; attempt++) {
-      const signature = await this.session.sign(old.id, possessionMessage(order.id, challenge));
-      try {
-        return await this.client.provePossession(order.id, signature);
-      } catch (e) {
-        // A challenge is used once; one another run or an old view spent is replaced once.
-        if (!isUkeyError(e, "CHALLENGE_INVALID") || attempt >= 2) throw e;
-        challenge = (await this.client.challenge(order.id)).challenge;
-      }
+  /** Takes one step of an order; answers the order after it. */
+  private async advance(order: OrderView): Promise<OrderView> {
+    if (order.state === "failed") throw new UkeyError(failureCode(order.failure));
+    if (order.state === "cancelled") throw new UkeyError("OPERATION_CANCELLED");
+    if (order.state === "completed") return order;
+    switch (order.nextStep) {
+      case "possession": return this.prove(await this.client.challenge(order.id));
+      case "step-up": return this.stepUp(order);
+      case "id-number": return this.idNumber(order);
+      case "one-time-code": return this.oneTimeCode(order);
+      case "csr": return this.submitKey(order, false);
+      case "install": return this.install(order);
+      case "complete":
+        report(this.p, "confirm", "正在确认更新完成", "Confirming the renewal");
+        return this.client.complete(order.id);
+      default:
+        throw new UkeyError("SERVER_RESPONSE_INVALID", { params: { server: this.client.url }, detail: `order ${order.id} in state ${order.state} has no next step` });
     }
   }
 

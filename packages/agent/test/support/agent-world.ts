@@ -12,7 +12,7 @@ import { objectLabels } from "../../src/keys/key-store.js";
 import { derOfPem } from "../../src/flows/certificate-id.js";
 import { createSoftHsmToken, type SoftHsmToken } from "../../../ca/test/support/softhsm.js";
 import {
-  addHolder, initialisedDataDir, runUkeyServer, startUkeyServer, tempDir, type RunningServer, type TempDir,
+  addAuditor, addHolder, adminReader, initialisedDataDir, runUkeyServer, startUkeyServer, tempDir, type RunningServer, type TempDir,
 } from "../../../server/test/support/fixtures.js";
 
 /** The real `ukey` bin. */
@@ -58,6 +58,14 @@ export interface AgentWorld {
   /** Another token in the same SoftHSM2 configuration (PIN 123456, SO PIN 87654321); returns its serial. */
   addToken(label: string): string;
   start(): Promise<RunningServer>;
+  /**
+   * What the operators see of an order (the admin API, as an auditor): its
+   * state and new certificate's serial. The renewal API shows an order only
+   * to whoever proved possession of its key.
+   */
+  order(id: string): Promise<{ state: string; newSerial: string | null }>;
+  /** What the operators see of a certificate (the admin API, as an auditor). */
+  certificate(serial: string): Promise<{ serial: string; certId: string; status: string; revokedAt: number | null }>;
   stop(): Promise<void>;
   /** Runs `ukey ARGS --module M --pin-file P [--server URL]` (each unless ARGS has it) with SOFTHSM2_CONF; stdin fed from `input`. */
   ukey(args: string[], opts?: { input?: string; env?: Record<string, string>; noDefaults?: boolean }): UkeyRun;
@@ -94,6 +102,7 @@ export function createAgentWorld(prefix = "ukey-agent-"): AgentWorld {
   writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));
   for (const h of ["H1", "H2"]) must(addHolder(t, dataDir, env, h), `holder ${h}`);
   must(addHolder(t, dataDir, env, "H3", ["--phone", "15900000005"]), "holder H3");
+  const admin = adminReader(() => world.server!.url, addAuditor(t, dataDir, env));
   const hsm = createSoftHsmToken("ukey-holder", "123456", "87654321");
   const pinFile = t.write("pin", `${hsm.pin}\n`);
   /** --module, --pin-file and --server, each unless the test gave its own. */
@@ -183,6 +192,8 @@ export function createAgentWorld(prefix = "ukey-agent-"): AgentWorld {
       world.server = await startUkeyServer(dataDir, env);
       return world.server;
     },
+    order: (id) => admin(`/orders/${id}`),
+    certificate: (serial) => admin(`/certificates/${serial}`),
     async stop() {
       await world.server?.stop();
       world.server = undefined;

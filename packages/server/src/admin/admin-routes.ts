@@ -1,12 +1,12 @@
 // The swagger types add tags and summaries to route schemas (the OpenAPI document is built from them).
 import type {} from "@fastify/swagger";
 import { X509Certificate, createHash } from "node:crypto";
-import type { TLSSocket } from "node:tls";
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteShorthandOptions } from "fastify";
 import { derToPem, normaliseSerial } from "@ukey/ca";
 import { UkeyError } from "@ukey/policy";
 import type { CertificateRecord, CertificateStatus, EnrolmentRecord, HolderRecord, OperatorRole, OrderState } from "@ukey/store";
 import { formatCertId } from "../cert-id.js";
+import { peerCertificate } from "../client-certificate.js";
 import { enrolmentServiceFor } from "../enrolment-service.js";
 import { hashIdNumber, maskIdNumber, normaliseIdNumber } from "../holder-identity.js";
 import { operatorRevocationReasons } from "../revocation-service.js";
@@ -40,7 +40,7 @@ interface RouteSpec {
 
 /**
  * The admin API under /api/v1/admin/: sign-in (password + TOTP, or a
- * pinned client certificate on the TLS port), holders, certificates
+ * pinned client certificate on the client-certificate port), holders, certificates
  * (search, revoke), enrolments (create with the code shown once, list,
  * revoke), renewal orders, the outbox, the audit log, and operator accounts.
  * Roles: auditor reads; operator also creates holders and enrolments,
@@ -112,17 +112,16 @@ export async function registerAdminRoutes(app: FastifyInstance, ctx: ServerConte
   }, async (req) => operators.signIn(req.body.operatorId, req.body.password, req.body.totp, { ip: req.ip }));
 
   route("POST", "/sign-in/certificate", {
-    role: null, summary: "Sign in with the client certificate of the TLS connection, pinned on an operator account (TLS port only)",
+    role: null, summary: "Sign in with the client certificate of the TLS connection, pinned on an operator account (client-certificate port only)",
     response: { 200: signedIn },
   }, async (req) => {
-    const socket = req.raw.socket as Partial<TLSSocket>;
-    const peer = typeof socket.getPeerCertificate === "function" ? socket.getPeerCertificate(false) : undefined;
-    if (!peer?.raw) {
+    const der = peerCertificate(req);
+    if (!der) {
       refused(req, "unknown", "no-client-certificate");
-      throw new UkeyError("OPERATOR_SIGN_IN_FAILED", { detail: "no client certificate on this connection (use the TLS port)" });
+      throw new UkeyError("OPERATOR_SIGN_IN_FAILED", { detail: "no client certificate on this connection" });
     }
     // The TLS handshake proved the client holds this key; the pin on the account is what trusts it.
-    const spki = new X509Certificate(peer.raw).publicKey.export({ type: "spki", format: "der" });
+    const spki = new X509Certificate(der).publicKey.export({ type: "spki", format: "der" });
     return operators.signInWithCertificate(createHash("sha256").update(spki).digest("hex"), { ip: req.ip });
   });
 

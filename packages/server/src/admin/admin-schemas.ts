@@ -29,6 +29,8 @@ export const problemSchema = {
     type: str(), title: str(1000), status: { type: "integer" }, code: str(64), kind: str(32),
     message: { type: "object", properties: { "zh-CN": str(2000), en: str(2000) } },
     remedy: { type: "object", properties: { "zh-CN": str(2000), en: str(2000) } },
+    // The values in the texts (a port, a date), as http-errors.ts writes them: a response schema drops what it does not list.
+    params: { type: "object", additionalProperties: { type: ["string", "number"] } },
     detail: str(2000),
   },
 } as const;
@@ -83,7 +85,18 @@ export const orderSchema = {
   properties: {
     id: str(64), certificateSerial: nullable(str(64)), holderId: str(64), profileId: str(64), state: { type: "string", enum: orderStates },
     channel: str(32), newSerial: nullable(str(64)), createdAt: millis, updatedAt: millis,
-    data: { type: "object", additionalProperties: true, description: "verification progress (never a code or ID number)" },
+    // Listed field by field: the order's secrets (the credential's and codes' hashes, step-up and challenge state) never leave it.
+    data: {
+      type: "object", additionalProperties: false, description: "verification progress (never a code, a credential or an ID number)",
+      properties: {
+        requirements: { type: "object", additionalProperties: true },
+        done: { type: "object", additionalProperties: { type: "integer" } },
+        idAttempts: { type: "integer" },
+        code: { type: "object", additionalProperties: false, properties: { to: str(64), sentAt: millis, expiresAt: millis, attempts: { type: "integer" }, used: { type: "boolean" } } },
+        csrSpkiSha256: str(64),
+        failure: str(64),
+      },
+    },
   },
 } as const;
 

@@ -1,8 +1,10 @@
-import type { TLSSocket } from "node:tls";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { UkeyError } from "@ukey/policy";
+import { peerCertificate } from "../client-certificate.js";
 import { enrolmentServiceFor } from "../enrolment-service.js";
-import { problemHandler, toUkeyError } from "../http-errors.js";
+import { problemDocument, problemHandler, toUkeyError } from "../http-errors.js";
+import { redactUrl } from "../request-log.js";
+import { unstorableTextAt } from "../request-text.js";
 import type { ServerContext } from "../server-context.js";
 import { decodeEstBase64, encodeEstBase64 } from "./est-encoding.js";
 import { EstService, profileKeyAlgorithms, type EstCredentials } from "./est-service.js";
@@ -20,8 +22,10 @@ const estBodyLimit = 32 * 1024;
 
 /**
  * EST (RFC 7030, base64 per RFC 8951) under /.well-known/est/. Register it
- * on the HTTPS app only: simplereenroll authenticates with the TLS client
- * certificate, and Basic credentials must never cross plain HTTP.
+ * on the HTTPS apps only: Basic credentials must never cross plain HTTP.
+ * simplereenroll authenticates with the TLS client certificate, so it works
+ * on the client-certificate listener; on the TLS listener it answers
+ * CLIENT_CERT_PORT_REQUIRED (403) naming that port.
  * One service call per route; EstService holds the rules.
  */
 export function registerEstRoutes(app: FastifyInstance, ctx: ServerContext): void {
@@ -35,13 +39,12 @@ export function registerEstRoutes(app: FastifyInstance, ctx: ServerContext): voi
 
   void app.register(async (scope) => {
     scope.setErrorHandler((err, req, reply) => {
-      const u = toUkeyError(err);
+      const u = toUkeyError(err, req);
       if (!credentialCodes.has(u.code)) return problems(u, req, reply);
       // Same problem document as everywhere, but as a 401 with a Basic challenge, whatever the code's kind.
-      req.log.info({ code: u.code, url: req.url }, "EST credentials refused");
-      const p = u.toProblem();
+      req.log.info({ code: u.code, url: redactUrl(req.url) }, "EST credentials refused");
       return reply.status(401).header("www-authenticate", `Basic realm="${estRealm}"`).type("application/problem+json")
-        .send({ type: `urn:ukey:error:${p.code}`, title: p.message.en, status: 401, ...p });
+        .send(problemDocument(u, 401));
     });
 
     scope.get("/cacerts", { schema: { tags: ["pki"], summary: "EST (RFC 7030): the CA certificates as a base64 certs-only PKCS#7" } }, async (_req, reply) => sendBase64(reply, "application/pkcs7-mime", est.caCertificates()));
@@ -58,7 +61,7 @@ export function registerEstRoutes(app: FastifyInstance, ctx: ServerContext): voi
       bodyLimit: estBodyLimit,
       schema: { tags: ["pki"], summary: "EST: renew the TLS client certificate; body a base64 PKCS#10 with its subject" },
     }, async (req, reply) =>
-      sendBase64(reply, "application/pkcs7-mime; smime-type=certs-only", await est.reenroll(clientCertificate(req), csrBody(req))));
+      sendBase64(reply, "application/pkcs7-mime; smime-type=certs-only", await est.reenroll(peerCertificate(req), csrBody(req))));
   }, { prefix: "/.well-known/est" });
 }
 
@@ -79,20 +82,9 @@ function basicCredentials(req: FastifyRequest): EstCredentials | undefined {
   const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(req.headers.authorization ?? "");
   if (!m) return undefined;
   const text = Buffer.from(m[1]!, "base64").toString("utf8");
+  // Credentials are looked up and audited: text no store can keep stops here.
+  if (unstorableTextAt(text) !== undefined) throw new UkeyError("REQUEST_TEXT_MALFORMED", { detail: "the Basic credentials" });
   const colon = text.indexOf(":");
   if (colon < 0) return undefined;
   return { referenceNumber: text.slice(0, colon), authorizationCode: text.slice(colon + 1) };
-}
-
-/**
- * The DER of the TLS client certificate, or undefined without one. The
- * handshake proved the client holds its key; `authorized` is false because
- * our CA is not in Node's store, and EstService checks the certificate
- * against the database instead.
- */
-function clientCertificate(req: FastifyRequest): Buffer | undefined {
-  const socket = req.raw.socket as Partial<TLSSocket>;
-  if (typeof socket.getPeerCertificate !== "function") return undefined;
-  const peer = socket.getPeerCertificate(false);
-  return peer && Buffer.isBuffer(peer.raw) && peer.raw.length > 0 ? peer.raw : undefined;
 }

@@ -8,7 +8,7 @@ import type { CertificateRecord, Repositories, Store } from "@ukey/store";
 import type { EnrolmentService } from "../enrolment-service.js";
 import type { IssuanceService } from "../issuance-service.js";
 import { subjectFor } from "../issuance-service.js";
-import type { RenewalOrderService } from "../renewal-order-service.js";
+import type { OrderView, ProvenOrderView, RenewalOrderService } from "../renewal/renewal-order-service.js";
 import { certsOnlyPkcs7, csrAttributes, requestedSans } from "./est-encoding.js";
 
 /** What EST needs of the rest of the server: each a narrow slice. */
@@ -146,15 +146,17 @@ export class EstService {
       const again = await this.renewedBefore(current, csr.spki);
       if (again) return certsOnlyPkcs7([again]);
     }
-    let order = await this.deps.orders.start(current.serial, "est", actor);
-    if (order.state === "created") order = await this.deps.orders.provePossessionByTls(order.id, clientDer, actor);
+    const started = await this.deps.orders.start(current.serial, "est", actor);
+    // The TLS handshake proved the key: that proof is the order's credential for the steps below.
+    let order: OrderView = await this.deps.orders.provePossessionByTls(started.id, clientDer, actor);
+    const credential = (order as ProvenOrderView).credential?.token;
     if (order.nextStep !== "csr" && order.state !== "issued") {
       // The profile changed between the check above and the order: nothing EST can do now.
       throw new UkeyError("EST_VERIFICATION_NOT_POSSIBLE", { params: { profile: profile.id, requirement: order.nextStep ?? order.state } });
     }
-    order = await this.deps.orders.submitCsr(order.id, csr.der, current.tokenSerial, actor);
-    order = await this.deps.orders.installed(order.id, actor);
-    order = await this.deps.orders.complete(order.id, actor);
+    order = await this.deps.orders.submitCsr(order.id, credential, csr.der, current.tokenSerial, actor);
+    order = await this.deps.orders.installed(order.id, credential, actor);
+    order = await this.deps.orders.complete(order.id, credential, actor);
     const issued = order.newCertificate ? await this.deps.store.certificates.get(order.newCertificate.serial) : undefined;
     if (!issued?.der) throw new UkeyError("INTERNAL", { detail: `order ${order.id} completed without a certificate` });
     return certsOnlyPkcs7([issued.der]);

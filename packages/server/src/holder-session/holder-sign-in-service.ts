@@ -3,7 +3,7 @@ import { UkeyError, type Clock } from "@ukey/policy";
 import type { HolderKind, Store } from "@ukey/store";
 import type { DeliveryChannel, Senders } from "../delivery/index.js";
 import type { RefusalLog } from "../audit/refusal-log.js";
-import { maskEmail, maskPhone } from "../renewal-order-service.js";
+import { maskEmail, maskPhone } from "../holder-contact.js";
 import { HOLDER_SESSION_TTL_MS, signHolderSession, verifyHolderSession, type HolderSessionClaims } from "./holder-session-token.js";
 
 const CODE_TTL_MS = 5 * 60_000;

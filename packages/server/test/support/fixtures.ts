@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
-import { possessionMessage } from "../../src/renewal-order-service.js";
+import { possessionMessage } from "../../src/renewal/possession.js";
 
 /** The real bin, as operators run it. */
 export const ukeyServerBin = resolve(import.meta.dirname, "../../bin/ukey-server.js");
@@ -57,6 +57,8 @@ export interface RunningServer {
   child: ChildProcess;
   http: number;
   https: number | null;
+  /** The client-certificate port (start --client-cert-port), or null. */
+  clientCert: number | null;
   url: string;
   stop(): Promise<void>;
 }
@@ -70,11 +72,11 @@ export async function startUkeyServer(dataDir: string, env: Record<string, strin
   let stderr = "";
   child.stderr!.on("data", (d) => { stderr += String(d); });
   const lines = createInterface({ input: child.stdout! });
-  const listening = await new Promise<{ http: number; https: number | null }>((resolveP, reject) => {
+  const listening = await new Promise<{ http: number; https: number | null; clientCert: number | null }>((resolveP, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start: ${stderr}`)), 30_000);
     lines.on("line", (line) => {
       try {
-        const j = JSON.parse(line) as { event?: string; http: number; https: number | null; error?: unknown };
+        const j = JSON.parse(line) as { event?: string; http: number; https: number | null; clientCert: number | null; error?: unknown };
         if (j.event === "listening") { clearTimeout(timer); resolveP(j); }
         if (j.error) { clearTimeout(timer); reject(new Error(line)); }
       } catch { /* log lines of fastify */ }
@@ -82,7 +84,7 @@ export async function startUkeyServer(dataDir: string, env: Record<string, strin
     child.once("exit", (code) => { clearTimeout(timer); reject(new Error(`server exited ${code}: ${stderr}`)); });
   });
   return {
-    child, http: listening.http, https: listening.https, url: `http://127.0.0.1:${listening.http}`,
+    child, http: listening.http, https: listening.https, clientCert: listening.clientCert, url: `http://127.0.0.1:${listening.http}`,
     stop: () => new Promise((r) => { if (child.exitCode !== null) return r(); child.once("exit", () => r()); child.kill("SIGTERM"); }),
   };
 }
@@ -133,4 +135,41 @@ export function addHolder(t: TempDir, dataDir: string, env: Record<string, strin
 export function signPossession(orderId: string, challenge: string, keyFile: string): string {
   const key = createPrivateKey(readFileSync(keyFile));
   return sign("sha256", possessionMessage(orderId, challenge), { key, dsaEncoding: "der" }).toString("base64");
+}
+
+/** An auditor account made by `ukey-server operator add` (server stopped), to read what the admin API shows. */
+export interface Auditor {
+  id: string;
+  password: string;
+  totpSecret: string;
+}
+
+/** Adds auditor `id` to a data directory through the real CLI. */
+export function addAuditor(t: TempDir, dataDir: string, env: Record<string, string>, id = "auditor1"): Auditor {
+  const password = `read only ${id} 7Qx!`;
+  const r = runUkeyServer(["operator", "add", "--data-dir", dataDir, "--id", id, "--role", "auditor", "--password-file", t.write(`${id}.password`, password), "--json"], env);
+  if (r.status !== 0) throw new Error(`operator add failed: ${r.stdout}${r.stderr}`);
+  return { id, password, totpSecret: r.json<{ totpSecret: string }>().totpSecret };
+}
+
+/**
+ * Reads the admin API of a running server as an auditor: signs in once
+ * (password and the TOTP code of now) and keeps the session.
+ */
+export function adminReader(baseUrl: () => string, auditor: Auditor): <T>(path: string) => Promise<T> {
+  let token: string | undefined;
+  return async <T>(path: string) => {
+    if (!token) {
+      const { totpCodeAt } = await import("../../src/admin/operator-credentials.js");
+      const res = await fetch(`${baseUrl()}/api/v1/admin/sign-in`, {
+        method: "POST", headers: { "content-type": "application/json" },
+        body: JSON.stringify({ operatorId: auditor.id, password: auditor.password, totp: totpCodeAt(auditor.totpSecret, new Date()) }),
+      });
+      if (res.status !== 200) throw new Error(`auditor sign-in: ${res.status} ${await res.text()}`);
+      token = ((await res.json()) as { token: string }).token;
+    }
+    const res = await fetch(`${baseUrl()}/api/v1/admin${path}`, { headers: { authorization: `Bearer ${token}` } });
+    if (res.status !== 200) throw new Error(`GET /api/v1/admin${path}: ${res.status} ${await res.text()}`);
+    return await res.json() as T;
+  };
 }

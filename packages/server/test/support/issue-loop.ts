@@ -6,7 +6,8 @@ import { fixedClock } from "@ukey/policy";
 import { openServerContext } from "../../src/server-context.js";
 
 const [dataDir, passFile, csrFile, at] = process.argv.slice(2) as [string, string, string, string];
-const ctx = await openServerContext(dataDir, { UKEY_CA_PASSPHRASE_FILE: passFile }, fixedClock(at));
+// PostgreSQL when the parent gives a URL; the embedded database of the data directory otherwise.
+const ctx = await openServerContext(dataDir, { UKEY_CA_PASSPHRASE_FILE: passFile, UKEY_DATABASE_URL: process.env.UKEY_DATABASE_URL }, fixedClock(at));
 const csr = readFileSync(csrFile);
 for (;;) {
   await Promise.all(Array.from({ length: 16 }, async () => {

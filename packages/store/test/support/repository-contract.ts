@@ -193,7 +193,7 @@ export function repositoryContract(engineName: string, factory: () => Promise<En
         const done = intent(hx.id, { createdAt: T0 - 10 * DAY });
         for (const c of [old1, old2, fresh, done]) await store.certificates.insertIntent(c);
         await store.certificates.completeIntent(done.serial, Buffer.from([1]), T0);
-        const abandoned = await store.certificates.abandonStaleIntents(T0 - DAY, T0 + 7);
+        const abandoned = (await store.certificates.abandonStaleIntents(T0 - DAY, T0 + 7)).map((c) => c.serial);
         assert.ok(abandoned.includes(old1.serial) && abandoned.includes(old2.serial));
         assert.ok(!abandoned.includes(fresh.serial) && !abandoned.includes(done.serial));
         assert.equal((await store.certificates.get(old1.serial))?.status, "abandoned");

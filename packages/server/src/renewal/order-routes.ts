@@ -1,0 +1,116 @@
+// The swagger types add tags and summaries to route schemas (the OpenAPI document is built from them).
+import type {} from "@fastify/swagger";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { UkeyError, type RenewalChannel } from "@ukey/policy";
+import { parseCertId } from "../cert-id.js";
+import { peerCertificate } from "../client-certificate.js";
+import type { DownloadService } from "../download-service.js";
+import type { RenewalOrderService } from "./renewal-order-service.js";
+
+const orderId = { type: "object", properties: { id: { type: "string", maxLength: 64 } }, required: ["id"] } as const;
+const body = (properties: Record<string, unknown>, required: string[] = []) =>
+  ({ type: "object", additionalProperties: false, properties, required }) as const;
+/** Every step after proof of possession: the order credential that proof answered. */
+const credentialed = { security: [{ orderCredential: [] }] } as const;
+
+/** The order credential of a request (`Authorization: Bearer uko1...`), or undefined. */
+export function orderCredentialOf(req: FastifyRequest): string | undefined {
+  const m = /^Bearer ([A-Za-z0-9._-]{1,200})$/.exec(req.headers.authorization ?? "");
+  return m?.[1];
+}
+
+/** Answers that carry a credential or personal data are never stored by a cache. */
+function private_(reply: FastifyReply): FastifyReply {
+  return reply.header("cache-control", "no-store");
+}
+
+/**
+ * The renewal API for the agent and the portal: one service call per
+ * route; every rule lives in RenewalOrderService. Starting an order and
+ * asking for a challenge need nothing; proof of possession answers the
+ * order credential that every other step requires as
+ * `Authorization: Bearer`. No route takes a PIN: the PIN stays in the agent.
+ */
+export function registerOrderRoutes(app: FastifyInstance, orders: RenewalOrderService, downloads: DownloadService): void {
+  app.post<{ Body: { certId?: string; serial?: string; channel?: RenewalChannel } }>("/api/v1/orders", {
+    schema: {
+      tags: ["renewal"], summary: "Start or resume the renewal of a certificate: answers the order's id and the proof of possession it takes, nothing more",
+      body: body({ certId: { type: "string", maxLength: 200 }, serial: { type: "string", maxLength: 64 }, channel: { type: "string", enum: ["web", "mobile", "cli", "est"] } }),
+    },
+  }, async (req, reply) => {
+    const serial = req.body.certId ? parseCertId(req.body.certId).serial : req.body.serial?.toLowerCase();
+    if (!serial || !/^[0-9a-f]{2,42}$/.test(serial)) throw new UkeyError("REQUEST_INVALID", { params: { reason: "give certId (RFC 9773) or serial (hex)" } });
+    const started = await orders.start(serial, req.body.channel ?? "web", "holder");
+    return private_(reply).status(started.resumed ? 200 : 201).send(started);
+  });
+
+  app.post<{ Params: { id: string } }>("/api/v1/orders/:id/challenge", {
+    schema: { tags: ["renewal"], summary: "A fresh challenge, whether the order is open, and which keys may prove possession", params: orderId },
+  }, async (req, reply) => private_(reply).send(await orders.challenge(req.params.id)));
+
+  app.post<{ Params: { id: string }; Body: { challenge?: string; signature?: string; signer?: "certificate" | "new-key" } }>("/api/v1/orders/:id/possession", {
+    schema: {
+      tags: ["renewal"],
+      summary: "Prove possession of the certificate's key (a signature over the challenge, or this certificate as TLS client certificate on the client-certificate port); answers the order and its credential",
+      params: orderId,
+      body: body({ challenge: { type: "string", maxLength: 200 }, signature: { type: "string", maxLength: 2048 }, signer: { type: "string", enum: ["certificate", "new-key"] } }),
+    },
+  }, async (req, reply) => {
+    const { challenge, signature, signer } = req.body ?? {};
+    if (signature !== undefined || challenge !== undefined) {
+      if (!signature || !challenge) throw new UkeyError("REQUEST_INVALID", { params: { reason: "give both challenge and signature" } });
+      const proof = { challenge, signature: Buffer.from(signature, "base64"), ...(signer ? { signer } : {}) };
+      return private_(reply).send(await orders.provePossession(req.params.id, proof));
+    }
+    // No signature: the proof is the TLS client certificate, which only the client-certificate port asks for.
+    const peer = peerCertificate(req);
+    if (!peer) throw new UkeyError("REQUEST_INVALID", { params: { reason: "give challenge and signature, or connect with the certificate as TLS client certificate" } });
+    return private_(reply).send(await orders.provePossessionByTls(req.params.id, peer, "holder"));
+  });
+
+  app.get<{ Params: { id: string } }>("/api/v1/orders/:id", { schema: { tags: ["renewal"], ...credentialed, params: orderId } }, async (req, reply) =>
+    private_(reply).send(await orders.get(req.params.id, orderCredentialOf(req))));
+
+  app.post<{ Params: { id: string }; Body: { idType: string; idNumber: string } }>("/api/v1/orders/:id/identity", {
+    schema: { tags: ["renewal"], ...credentialed, params: orderId, body: body({ idType: { type: "string", maxLength: 32 }, idNumber: { type: "string", maxLength: 40 } }, ["idType", "idNumber"]) },
+  }, async (req, reply) => private_(reply).send(await orders.proveIdentity(req.params.id, orderCredentialOf(req), req.body.idType, req.body.idNumber)));
+
+  app.post<{ Params: { id: string } }>("/api/v1/orders/:id/code", { schema: { tags: ["renewal"], ...credentialed, params: orderId } }, async (req, reply) =>
+    private_(reply).send(await orders.sendCode(req.params.id, orderCredentialOf(req), "holder")));
+
+  app.post<{ Params: { id: string }; Body: { code: string } }>("/api/v1/orders/:id/code/verify", {
+    schema: { tags: ["renewal"], ...credentialed, params: orderId, body: body({ code: { type: "string", pattern: "^\\s*\\d{6}\\s*$" } }, ["code"]) },
+  }, async (req, reply) => private_(reply).send(await orders.verifyCode(req.params.id, orderCredentialOf(req), req.body.code)));
+
+  app.post<{ Params: { id: string } }>("/api/v1/orders/:id/step-up", { schema: { tags: ["renewal"], ...credentialed, params: orderId } }, async (req, reply) =>
+    private_(reply).send(await orders.startStepUp(req.params.id, orderCredentialOf(req))));
+
+  app.post<{ Params: { link: string }; Body: { idType: string; idNumber: string } }>("/api/v1/step-up/:link", {
+    schema: {
+      tags: ["renewal"], summary: "Approve step-up on a second device: the one-time link is the authority, the ID number the check",
+      params: { type: "object", properties: { link: { type: "string", maxLength: 120 } }, required: ["link"] },
+      body: body({ idType: { type: "string", maxLength: 32 }, idNumber: { type: "string", maxLength: 40 } }, ["idType", "idNumber"]),
+    },
+  }, async (req, reply) => private_(reply).send(await orders.approveStepUp(req.params.link, req.body.idType, req.body.idNumber)));
+
+  app.post<{ Params: { id: string }; Body: { csr: string; tokenSerial?: string } }>("/api/v1/orders/:id/csr", {
+    schema: { tags: ["renewal"], ...credentialed, params: orderId, body: body({ csr: { type: "string", maxLength: 16384 }, tokenSerial: { type: "string", maxLength: 64 } }, ["csr"]) },
+  }, async (req, reply) => private_(reply).send(await orders.submitCsr(req.params.id, orderCredentialOf(req), req.body.csr, req.body.tokenSerial ?? null, "holder")));
+
+  app.post<{ Params: { id: string } }>("/api/v1/orders/:id/installed", { schema: { tags: ["renewal"], ...credentialed, params: orderId } }, async (req, reply) =>
+    private_(reply).send(await orders.installed(req.params.id, orderCredentialOf(req), "holder")));
+  app.post<{ Params: { id: string } }>("/api/v1/orders/:id/complete", { schema: { tags: ["renewal"], ...credentialed, params: orderId } }, async (req, reply) =>
+    private_(reply).send(await orders.complete(req.params.id, orderCredentialOf(req), "holder")));
+  app.post<{ Params: { id: string } }>("/api/v1/orders/:id/cancel", { schema: { tags: ["renewal"], ...credentialed, params: orderId } }, async (req, reply) =>
+    private_(reply).send(await orders.cancel(req.params.id, orderCredentialOf(req), "holder")));
+
+  app.post<{ Body: { referenceNumber: string; authorizationCode: string; csr: string; tokenSerial?: string } }>("/api/v1/downloads", {
+    schema: {
+      tags: ["renewal"], summary: "Download a certificate onto an empty key with a reference number and an authorization code",
+      body: body({
+        referenceNumber: { type: "string", maxLength: 32 }, authorizationCode: { type: "string", maxLength: 32 },
+        csr: { type: "string", maxLength: 16384 }, tokenSerial: { type: "string", maxLength: 64 },
+      }, ["referenceNumber", "authorizationCode", "csr"]),
+    },
+  }, async (req, reply) => private_(reply).status(201).send(await downloads.download(req.body.referenceNumber, req.body.authorizationCode, req.body.csr, req.body.tokenSerial ?? null, "holder")));
+}
