@@ -134,13 +134,13 @@ export async function openServerContext(dataDir: string, env: ServerEnv, clock: 
     throw e;
   }
   const verifier = new SignatureVerifier();
-  const orders = new RenewalOrderService({ store, issuance, clock, idKey, institution: config.institution, publicUrl: config.publicUrl, chainPem, senders, profiles, verifier });
-  const enrolments = enrolmentServiceFor({ store, clock, layout });
-  const downloads = new DownloadService({ store, enrolments, issuance, institution: config.institution, chainPem });
   const refusals = new RefusalLog({
     audit: store.audit, clock, windowMs: config.audit.refusalWindowSeconds * 1000, maxDistinct: config.audit.refusalEntriesPerWindow,
     onError: (e) => process.stderr.write(`refusal audit not written (kept for the next window): ${String(e)}\n`),
   });
+  const orders = new RenewalOrderService({ store, issuance, clock, idKey, institution: config.institution, publicUrl: config.publicUrl, chainPem, senders, profiles, verifier, refusals });
+  const enrolments = enrolmentServiceFor({ store, clock, layout });
+  const downloads = new DownloadService({ store, enrolments, issuance, institution: config.institution, chainPem });
   const reminders = new ReminderScheduler({ store, senders, clock, profiles, institution: config.institution, publicUrl: config.publicUrl, settings: config.reminders });
   return {
     layout, config, store, ca, clock, idKey, issuance, revocation, renewalInfo, orders, senders, enrolments, downloads,
