@@ -8,7 +8,7 @@ import { rateLimitRuleFor, rateLimitRules, type RateLimitRuleName } from "../src
 import { REFUSAL_OVERFLOW_ACTION } from "../src/audit/refusal-log.js";
 import { parseServerConfig } from "../src/server-config.js";
 import { openServerContext, type ServerContext } from "../src/server-context.js";
-import { initialisedDataDir, openssl, tempDir, type TempDir } from "./support/fixtures.js";
+import { initialisedDataDir, keyArgs, openssl, opensslCsr, tempDir, type TempDir } from "./support/fixtures.js";
 
 // Per-client request limits through the real app: every route of the
 // OpenAPI document is limited (the unauthenticated ones by a rule of their
@@ -32,8 +32,9 @@ before(async () => {
   cfg.trustProxy = ["10.0.0.1"];
   cfg.rateLimits = { allowList: ["192.0.2.128/25"], rules: Object.fromEntries(Object.entries(maxOf).map(([k, max]) => [k, { max }])) };
   cfg.audit = { refusalEntriesPerWindow: 10 };
+  (cfg.profiles as unknown[]).push({ id: "gov", preset: "gov-supervision" });
   writeFileSync(file, JSON.stringify(cfg, null, 2));
-  ctx = await openServerContext(dataDir, env, fixedClock(new Date("2026-06-01T02:00:00Z")));
+  ctx = await openServerContext(dataDir, env, fixedClock(new Date()));
   // With a TLS certificate, so that the EST routes are registered (inject needs no handshake).
   const key = t.path("tls.key");
   const cert = t.path("tls.pem");
@@ -127,6 +128,31 @@ describe("refusals in the audit log", () => {
     assert.ok(entries.every((e) => typeof e.data.firstAt === "number" && typeof e.data.lastAt === "number"));
     const verified = await ctx.store.audit.verify();
     assert.deepEqual([verified.ok, verified.entries], [true, before + 3]);
+  });
+
+  test("wrong proofs of possession are counted per window, not written one by one", async () => {
+    const { csr } = opensslCsr(t, "possession", keyArgs.p256);
+    await ctx.store.holders.insert({
+      id: "P1", kind: "person", name: "Possession", idType: "resident-id", idHash: "11".repeat(32), idMasked: "1101**********1234",
+      phone: null, email: null, organisationId: null, createdAt: 0,
+    });
+    const c = await ctx.issuance.issue({ holderId: "P1", profileId: "gov", csr: readFileSync(csr), actor: "test", notAfter: new Date(ctx.clock.now().getTime() + 20 * 86_400_000) });
+    const started = await app.inject({ method: "POST", url: "/api/v1/orders", payload: { serial: c.serial }, remoteAddress: "198.51.100.50" });
+    assert.ok(started.statusCode < 300, started.body);
+    const { id, challenge } = started.json<{ id: string; challenge: { value: string } }>();
+    await ctx.refusals.flush();
+    const before = (await ctx.store.audit.verify()).entries;
+    for (let i = 0; i < 40; i++) {
+      const r = await app.inject({
+        method: "POST", url: `/api/v1/orders/${id}/possession`, remoteAddress: "198.51.100.50",
+        payload: { challenge: challenge.value, signature: Buffer.alloc(64, i).toString("base64") },
+      });
+      assert.ok(r.statusCode >= 400, r.body);
+    }
+    await ctx.refusals.flush();
+    const entries = (await ctx.store.audit.list(before + 1, 1000)).filter((e) => e.action === "order.possession.refused");
+    assert.ok(entries.length >= 1 && entries.length <= 3, JSON.stringify(entries.map((e) => e.data)));
+    assert.equal(entries.reduce((n, e) => n + Number(e.data.count), 0), 40);
   });
 
   test("beyond the distinct refusals kept per window, the rest are counted in one overflow entry", async () => {
