@@ -11,6 +11,7 @@ export type ErrorKind =
   | "unauthenticated"  // who is asking is unknown or the secret is wrong
   | "forbidden"        // known, but not allowed
   | "too-large"        // the input exceeds a limit
+  | "rate-limited"     // too many requests from this client or for this account; retry after the time given
   | "unavailable"      // a dependency is down; retrying later may work
   | "internal";        // a defect: never shown in detail to the user
 

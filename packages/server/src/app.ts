@@ -8,6 +8,7 @@ import { registerHealthRoutes } from "./health-routes.js";
 import { edgeFastifyOptions, nodeServerOptions, registerHttpEdge, securityHeaders } from "./http-edge.js";
 import { problemHandler } from "./http-errors.js";
 import { registerOpenApi } from "./openapi.js";
+import { registerRateLimits } from "./rate-limits.js";
 import { registerOrderRoutes } from "./renewal/order-routes.js";
 import { registerEstRoutes } from "./est/est-routes.js";
 import { redactUrl, requestLogSerializer } from "./request-log.js";
@@ -62,6 +63,8 @@ export async function buildApp(ctx: ServerContext, opts: AppOptions = {}): Promi
     ajv: { customOptions: { removeAdditional: false } },
     // One line per OCSP request would drown the log; errors are logged by the problem handler.
     logController: new LogController({ disableRequestLogging: true }),
+    // Behind a reverse proxy the client is the forwarded address, for the limits and the audit (docs/configuration.md).
+    trustProxy: trustProxyOption(ctx.config.trustProxy),
   });
   decorateListener(app, { kind, clientCertPort: opts.clientCertPort === undefined ? ctx.config.listen.clientCertPort : opts.clientCertPort });
   registerHttpEdge(app, edge, headers);
@@ -75,6 +78,8 @@ export async function buildApp(ctx: ServerContext, opts: AppOptions = {}): Promi
     app.addContentTypeParser(type, { parseAs: "buffer" }, (_req, body, done) => done(null, body));
   }
 
+  // Before any route: every route gets its per-client limit (rate-limits.ts).
+  await registerRateLimits(app, ctx.config.rateLimits, ctx.refusals);
   // First: the OpenAPI document is built from the routes registered after it.
   await registerOpenApi(app);
 
@@ -141,6 +146,13 @@ export async function buildApp(ctx: ServerContext, opts: AppOptions = {}): Promi
   await registerWebRoutes(app);
 
   return app;
+}
+
+/** Fastify's trustProxy for ours: a hop count trusts that many addresses nearest the server, as proxy-addr does. */
+function trustProxyOption(t: ServerContext["config"]["trustProxy"]): false | string[] | ((address: string, hop: number) => boolean) {
+  if (t === false) return false;
+  if (typeof t === "number") return (_address, hop) => hop < t;
+  return [...t];
 }
 
 function sendRenewalInfo(reply: FastifyReply, r: { info: unknown; retryAfterSeconds: number }) {

@@ -11,6 +11,7 @@ export const statusOfKind: Record<ErrorKind, number> = {
   "not-found": 404,
   conflict: 409,
   "too-large": 413,
+  "rate-limited": 429,
   unavailable: 503,
   internal: 500,
 };
@@ -131,6 +132,8 @@ export function problemHandler(log: FastifyBaseLogger, logsItself?: (u: UkeyErro
     const url = redactUrl(req.url);
     if (status < 500) log.info({ code: u.code, url }, "request refused");
     else if (!logsItself?.(u, req)) log.error({ err, url, code: u.code }, "request failed");
+    const retryAfter = retryAfterSeconds(u);
+    if (retryAfter !== undefined) void reply.header("retry-after", String(retryAfter));
     void reply.status(status).type("application/problem+json").send(problemDocument(u, status));
   };
 }
@@ -151,4 +154,14 @@ export function rawProblemResponse(u: UkeyError, headers: Readonly<Record<string
     ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
   ];
   return `${lines.join("\r\n")}\r\n\r\n${body}`;
+}
+
+/**
+ * The Retry-After of an error, in whole seconds: its `retryAfterSeconds`
+ * parameter, else its `seconds` one (the wait its message names), when
+ * either is a positive number; undefined otherwise.
+ */
+export function retryAfterSeconds(u: UkeyError): number | undefined {
+  const v = u.params.retryAfterSeconds ?? u.params.seconds;
+  return typeof v === "number" && Number.isFinite(v) && v > 0 ? Math.ceil(v) : undefined;
 }

@@ -1,11 +1,79 @@
 import { readFileSync } from "node:fs";
 import { findNodeAtLocation, parseTree, printParseErrorCode, type Node, type ParseError } from "jsonc-parser";
 import { z } from "zod";
+import { isIP } from "node:net";
 import { deliveryConfigSchema } from "./delivery/index.js";
+import { rateLimitRuleDefaults, type RateLimitRuleName } from "./rate-limits.js";
 import { ProfileInvalidError, UkeyError, defaultProfile, keyAlgorithms, keyVendorTableSchema, parseProfiles, type CertificateProfile } from "@ukey/policy";
 
 const port = z.number().int().min(0).max(65535);
 
+/** An IPv4 or IPv6 address, or a network in CIDR form ("10.0.0.0/8", "2001:db8::/32"). */
+const addressOrNetwork = z.string().refine((v) => {
+  const [address, bits, ...rest] = v.split("/");
+  const family = isIP(address ?? "");
+  if (!family || rest.length) return false;
+  if (bits === undefined) return true;
+  return /^[0-9]{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128);
+}, { message: "an IP address or a network such as 10.0.0.0/8" });
+
+const rateLimitRule = (d: { max: number; windowSeconds: number }) => z.strictObject({
+  /** Requests one client may make to one route in a window. */
+  max: z.number().int().min(1).max(10_000_000).default(d.max),
+  windowSeconds: z.number().int().min(1).max(86_400).default(d.windowSeconds),
+}).prefault({});
+
+const rateLimitRulesSchema = z.strictObject(Object.fromEntries(
+  Object.entries(rateLimitRuleDefaults).map(([name, d]) => [name, rateLimitRule(d)]),
+) as Record<RateLimitRuleName, ReturnType<typeof rateLimitRule>>).prefault({});
+
+/**
+ * Abuse limits (docs/configuration.md, "Abuse limits"): per-client request
+ * limits of every route, which proxies to believe about the client's
+ * address, the audit of refusals, and the limits of sign-in.
+ */
+const abuseSchemas = {
+  /**
+   * Which reverse proxies' X-Forwarded-For is believed: false (default: the
+   * connection's address is the client), the number of proxy hops in front
+   * of the server, or the proxies' addresses and networks. Never every
+   * address: a client reaching the server directly could then name any
+   * address and escape its limits.
+   */
+  trustProxy: z.union([z.literal(false), z.number().int().min(1).max(10), z.array(addressOrNetwork).min(1).max(256)]).default(false),
+  rateLimits: z.strictObject({
+    /** false: no per-client request limits (only behind a gateway that limits them itself). */
+    enabled: z.boolean().default(true),
+    /** Clients never limited: relying parties' OCSP clients, monitoring. Addresses or networks. */
+    allowList: z.array(addressOrNetwork).max(1024).default([]),
+    /** Clients remembered per route; beyond it the least recently seen is forgotten. */
+    clientsTracked: z.number().int().min(100).max(1_000_000).default(10_000),
+    /** Limits per group of routes (src/rate-limits.ts lists the routes of each). */
+    rules: rateLimitRulesSchema,
+  }).prefault({}),
+  audit: z.strictObject({
+    /** Refusals (bad tokens, refused sign-ins, limited requests) are counted per window, one audit entry each. */
+    refusalWindowSeconds: z.number().int().min(1).max(3600).default(60),
+    /** Distinct refusals kept per window; the rest are counted in one overflow entry. */
+    refusalEntriesPerWindow: z.number().int().min(10).max(100_000).default(1000),
+  }).prefault({}),
+  signIn: z.strictObject({
+    /** Operator password hashes (scrypt, 32 MiB each) computed at once. */
+    concurrentHashes: z.number().int().min(1).max(16).default(1),
+    /** Sign-ins waiting for a hash; beyond it a sign-in is refused at once (SIGN_IN_BUSY). */
+    waitingHashes: z.number().int().min(0).max(10_000).default(16),
+    /** Failed operator sign-ins from one address to one account before that pair pauses. */
+    operatorFailuresBeforePause: z.number().int().min(1).max(100).default(5),
+    /** The first pause, doubled after each further failure. */
+    operatorFirstPauseSeconds: z.number().int().min(1).max(86_400).default(60),
+    /** The longest pause. */
+    operatorMaxPauseSeconds: z.number().int().min(1).max(7 * 86_400).default(3600),
+    /** Sign-in codes sent for one customer number in 24 hours. */
+    holderCodesPerDay: z.number().int().min(1).max(1000).default(10),
+    /** Wrong sign-in codes for one customer number in 24 hours before sign-in pauses. */
+    holderWrongCodesPerDay: z.number().int().min(1).max(1000).default(20),
+  }).prefault({}),
+};
 /** The listeners a server opens: plain HTTP, HTTPS, and HTTPS that asks for client certificates. */
 export const listenerKinds = ["http", "tls", "clientCert"] as const;
 
@@ -131,6 +199,7 @@ export const serverConfigSchema = z.strictObject({
     /** Reminders claimed at once by one sender. */
     batchSize: z.number().int().min(1).max(1000).default(200),
   }).prefault({}),
+  ...abuseSchemas,
 });
 
 export type ServerConfig = Readonly<Omit<z.output<typeof serverConfigSchema>, "profiles"> & { profiles: readonly CertificateProfile[] }>;

@@ -17,6 +17,7 @@ import { RevocationService } from "./revocation-service.js";
 import { SignatureVerifier } from "./signature-verifier.js";
 import { loadServerConfig, readSecretFile, type ServerConfig } from "./server-config.js";
 import { ReminderScheduler } from "./reminders/reminder-scheduler.js";
+import { RefusalLog } from "./audit/refusal-log.js";
 
 /** The environment variables the server reads; everything else is in config.json. */
 export interface ServerEnv {
@@ -46,6 +47,8 @@ export interface ServerContext {
   keyVendors: KeyVendorTable;
   /** Expiry reminders: started by a listening server (buildApp), never by a CLI command. */
   reminders: ReminderScheduler;
+  /** Refusals (bad tokens, refused sign-ins, failed proofs, limited requests), audited as counts per window. */
+  refusals: RefusalLog;
   /** Closes orphaned issuance intents: once at open, then periodically in a listening server (buildApp). */
   intentSweeper: IntentSweeper;
   close(): Promise<void>;
@@ -131,7 +134,11 @@ export async function openServerContext(dataDir: string, env: ServerEnv, clock: 
     throw e;
   }
   const verifier = new SignatureVerifier();
-  const orders = new RenewalOrderService({ store, issuance, clock, idKey, institution: config.institution, publicUrl: config.publicUrl, chainPem, senders, profiles, verifier });
+  const refusals = new RefusalLog({
+    audit: store.audit, clock, windowMs: config.audit.refusalWindowSeconds * 1000, maxDistinct: config.audit.refusalEntriesPerWindow,
+    onError: (e) => process.stderr.write(`refusal audit not written (kept for the next window): ${String(e)}\n`),
+  });
+  const orders = new RenewalOrderService({ store, issuance, clock, idKey, institution: config.institution, publicUrl: config.publicUrl, chainPem, senders, profiles, verifier, refusals });
   const enrolments = enrolmentServiceFor({ store, clock, layout });
   const downloads = new DownloadService({ store, enrolments, issuance, institution: config.institution, chainPem });
   const reminders = new ReminderScheduler({ store, senders, clock, profiles, institution: config.institution, publicUrl: config.publicUrl, settings: config.reminders });
@@ -139,12 +146,14 @@ export async function openServerContext(dataDir: string, env: ServerEnv, clock: 
     layout, config, store, ca, clock, idKey, issuance, revocation, renewalInfo, orders, senders, enrolments, downloads,
     keyVendors: mergeKeyVendorTables(defaultKeyVendors, config.keyVendors),
     reminders,
+    refusals,
     intentSweeper,
     async close() {
       await reminders.stop();
       await intentSweeper.stop();
       await verifier.close();
       await issuance.drain();
+      await refusals.close();
       await store.close();
       await ca.close();
     },

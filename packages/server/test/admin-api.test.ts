@@ -76,7 +76,7 @@ test("signs in with password and TOTP; the token names the operator", async () =
   assert.equal(r.statusCode, 200, r.body);
   const body = r.json<{ token: string; expiresAt: number; operator: Record<string, unknown> }>();
   assert.equal(body.expiresAt, clock.now().getTime() + 30 * 60_000);
-  assert.deepEqual(Object.keys(body.operator).sort(), ["certificatePinned", "createdAt", "disabled", "id", "lockedUntil", "role", "updatedAt"]);
+  assert.deepEqual(Object.keys(body.operator).sort(), ["certificatePinned", "createdAt", "disabled", "id", "role", "updatedAt"]);
   const me = await call(body.token, "GET", "/me");
   assert.deepEqual(me.json(), { id: "root", role: "admin", expiresAt: body.expiresAt });
 });
@@ -101,25 +101,102 @@ test("refuses sign-in with a wrong password, a wrong code, a replayed code or an
     assert.equal(r.statusCode, 401, `${c.name}: ${r.body}`);
     assert.equal(problem(r).code, "OPERATOR_SIGN_IN_FAILED", c.name);
   }
-  // Good sign-in clears the count, so audrey is not locked by these.
+  // Good sign-in clears the count, so audrey is not paused by these.
   assert.equal((await signIn("audrey")).statusCode, 200);
+  await ctx.refusals.flush();
   const refusals = (await ctx.store.audit.list(1, 1000)).filter((e) => e.action === "operator.sign-in-refused").map((e) => e.data.reason);
   for (const reason of ["wrong-password", "wrong-totp", "unknown-account", "totp-replayed"]) assert.ok(refusals.includes(reason), reason);
 });
 
-test("five failures lock the account for 15 minutes, even for the right password and code", async () => {
+/** A sign-in from another client address (inject's remoteAddress). */
+async function signInFrom(ip: string, id: string, over: { password?: string; totp?: string } = {}): Promise<LightMyRequestResponse> {
+  clock.advance(30_000);
+  return app.inject({
+    method: "POST", url: "/api/v1/admin/sign-in", remoteAddress: ip,
+    payload: { operatorId: id, password: over.password ?? passwords[id], totp: over.totp ?? (secrets[id] ? totpCodeAt(secrets[id], clock.now()) : "000000") },
+  });
+}
+
+test("five failures pause that address's sign-ins to that account only, doubling after each further one; the operator signs in from elsewhere", async () => {
   const token = await tokenOf("root");
   const created = await call(token, "POST", "/operators", { id: "lucy", role: "auditor", password: "lucy's long passphrase" });
   assert.equal(created.statusCode, 201, created.body);
   secrets.lucy = created.json<{ totpSecret: string }>().totpSecret;
   passwords.lucy = "lucy's long passphrase";
-  for (let i = 1; i <= 4; i++) assert.equal(problem(await signIn("lucy", { password: "wrong password number " + i })).code, "OPERATOR_SIGN_IN_FAILED");
-  const fifth = await signIn("lucy", { password: "wrong password number 5" });
-  assert.deepEqual([fifth.statusCode, problem(fifth).code], [403, "OPERATOR_LOCKED"]);
-  const right = await signIn("lucy");
-  assert.deepEqual([right.statusCode, problem(right).code], [403, "OPERATOR_LOCKED"]);
-  clock.advance(15 * 60_000);
-  assert.equal((await signIn("lucy")).statusCode, 200);
+  const attacker = "203.0.113.66";
+  for (let i = 1; i <= 4; i++) assert.equal(problem(await signInFrom(attacker, "lucy", { password: "wrong password number " + i })).code, "OPERATOR_SIGN_IN_FAILED");
+  const fifth = await signInFrom(attacker, "lucy", { password: "wrong password number 5" });
+  assert.deepEqual([fifth.statusCode, problem(fifth).code, fifth.headers["retry-after"]], [429, "OPERATOR_SIGN_IN_BACKED_OFF", "60"]);
+  const right = await signInFrom(attacker, "lucy");
+  assert.deepEqual([right.statusCode, problem(right).code], [429, "OPERATOR_SIGN_IN_BACKED_OFF"], "even the right password waits at that address");
+  // Lucy's own address is not paused by what the attacker did.
+  assert.equal((await signInFrom("198.51.100.7", "lucy")).statusCode, 200);
+  clock.advance(60_000);
+  const sixth = await signInFrom(attacker, "lucy", { password: "wrong password number 6" });
+  assert.deepEqual([problem(sixth).code, sixth.headers["retry-after"]], ["OPERATOR_SIGN_IN_BACKED_OFF", "120"], "the pause doubles");
+  clock.advance(120_000);
+  assert.equal((await signInFrom(attacker, "lucy")).statusCode, 200, "the right password works once the pause is over");
+});
+
+test("an id that names no account is paused exactly like an existing one, and audited only as a keyed hash", async () => {
+  const attacker = "203.0.113.67";
+  const typedPassword = "a password typed into the id field";
+  const transcript = async (id: string) => {
+    const out: string[] = [];
+    for (let i = 0; i < 7; i++) {
+      const r = await signInFrom(attacker, id, { password: "wrong", totp: "000000" });
+      out.push(`${r.statusCode} ${problem(r).code} ${r.headers["retry-after"] ?? "-"}`);
+    }
+    return out;
+  };
+  const known = await transcript("audrey");
+  const unknown = await transcript(typedPassword.slice(0, 64));
+  assert.deepEqual(unknown, known);
+  await ctx.refusals.flush();
+  const audit = await ctx.store.audit.list(1, 100_000);
+  assert.ok(!JSON.stringify(audit).includes(typedPassword), "what was typed as the id is nowhere in the audit log");
+  assert.ok(audit.some((e) => e.action === "operator.sign-in-refused" && /^id-hmac:[0-9a-f]{40}$/.test(e.subjectId) && e.data.ip === attacker));
+  assert.equal((await signIn("audrey")).statusCode, 200, "audrey signs in from her own address all along");
+});
+
+test("an admin lifts an operator's pauses, audited; an operator may not; the list shows who is paused", async () => {
+  const attacker = "203.0.113.68";
+  // Seven failures: a four-minute pause, longer than the sign-ins below take on the test clock.
+  for (let i = 0; i < 7; i++) await signInFrom(attacker, "olga", { password: "wrong", totp: "000000" });
+  assert.equal(problem(await signInFrom(attacker, "olga")).code, "OPERATOR_SIGN_IN_BACKED_OFF");
+  const admin = await tokenOf("root");
+  const list = (await call(admin, "GET", "/operators")).json<{ operators: Array<{ id: string; signInPaused: { clients: number; until: number } | null }> }>().operators;
+  assert.equal(list.find((o) => o.id === "olga")?.signInPaused?.clients, 1);
+  assert.equal(list.find((o) => o.id === "root")?.signInPaused, null);
+  const byOperator = await call(await tokenOf("olga"), "POST", "/operators/olga/unlock");
+  assert.deepEqual([byOperator.statusCode, problem(byOperator).code], [403, "ROLE_FORBIDDEN"]);
+  assert.equal(problem(await call(admin, "POST", "/operators/nobody/unlock")).code, "RECORD_NOT_FOUND");
+  const unlocked = await call(admin, "POST", "/operators/olga/unlock");
+  assert.equal(unlocked.statusCode, 200, unlocked.body);
+  assert.equal(unlocked.json<{ clientsCleared: number }>().clientsCleared, 1);
+  assert.equal((await signInFrom(attacker, "olga")).statusCode, 200, "the address may sign in again at once");
+  const audit = await ctx.store.audit.list(1, 100_000);
+  assert.ok(audit.some((e) => e.action === "operator.unlocked" && e.actor === "operator:root" && e.subjectId === "olga" && e.data.clientsCleared === 1));
+});
+
+test("an operator lifts the renewal pause of a certificate, audited; an auditor may not", async () => {
+  const failedAt = clock.now().getTime() - 1000;
+  const c = (await ctx.store.certificates.get(serial))!;
+  await ctx.store.orders.insert({
+    id: "failed-order-1", certificateSerial: serial, holderId: c.holderId, profileId: c.profileId, state: "failed", channel: "web", newSerial: null, data: {},
+    createdAt: failedAt, updatedAt: failedAt,
+  });
+  const start = () => app.inject({ method: "POST", url: "/api/v1/orders", payload: { serial } });
+  assert.equal(problem(await start()).code, "RENEWAL_LOCKED");
+  const auditor = await call(await tokenOf("audrey"), "POST", `/certificates/${serial}/renewal-unlock`);
+  assert.deepEqual([auditor.statusCode, problem(auditor).code], [403, "ROLE_FORBIDDEN"]);
+  assert.equal(problem(await call(await tokenOf("olga"), "POST", "/certificates/00ff/renewal-unlock")).code, "CERT_NOT_FOUND");
+  const r = await call(await tokenOf("olga"), "POST", `/certificates/${serial}/renewal-unlock`);
+  assert.equal(r.statusCode, 200, r.body);
+  assert.equal(r.json<{ lastFailureAt: number }>().lastFailureAt, failedAt);
+  assert.notEqual(problem(await start()).code, "RENEWAL_LOCKED");
+  const audit = await ctx.store.audit.list(1, 100_000);
+  assert.ok(audit.some((e) => e.action === "certificate.renewal-unlocked" && e.actor === "operator:olga" && e.subjectId === serial));
 });
 
 test("refuses a missing, forged, tampered or expired token", async () => {
@@ -170,6 +247,7 @@ test("roles: auditors read, operators also act on holders, enrolments and certif
       if (!allowed) assert.equal(problem(r).code, "ROLE_FORBIDDEN");
     }
   }
+  await ctx.refusals.flush();
   const refused = (await ctx.store.audit.list(1, 10_000)).filter((e) => e.action === "admin.refused" && e.data.reason === "role");
   assert.ok(refused.some((e) => e.actor === "operator:audrey" && e.subjectId === "POST /api/v1/admin/holders"));
   assert.ok(refused.some((e) => e.actor === "operator:olga" && e.subjectId === "GET /api/v1/admin/operators"));
@@ -278,6 +356,7 @@ test("bad bodies are refused before anything happens: unknown fields, wrong type
 
 test("every admin action is in the audit log under operator:<id>, and the chain verifies", async () => {
   const token = await tokenOf("root");
+  await ctx.refusals.flush();
   const page = await call(token, "GET", "/audit?fromSeq=1&limit=1000");
   const entries = page.json<{ entries: { actor: string; action: string }[] }>().entries;
   const by = (actor: string, action: string) => entries.some((e) => e.actor === actor && e.action === action);

@@ -74,3 +74,16 @@ test("a pinned client certificate signs in; none, an unpinned one, or plain HTTP
   assert.equal(plain.status, 403);
   assert.equal((await plain.json() as { code: string }).code, "CLIENT_CERT_PORT_REQUIRED");
 });
+
+test("refused password sign-ins pause that address's password sign-ins, never the account's certificate sign-in", async () => {
+  const codes: string[] = [];
+  for (let i = 0; i < 6; i++) {
+    const r = await fetch(`${server.url}/api/v1/admin/sign-in`, {
+      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ operatorId: "olga", password: `not olga's password ${i}`, totp: "000000" }),
+    });
+    codes.push(((await r.json()) as { code: string }).code);
+  }
+  assert.deepEqual(codes, [...Array(4).fill("OPERATOR_SIGN_IN_FAILED"), "OPERATOR_SIGN_IN_BACKED_OFF", "OPERATOR_SIGN_IN_BACKED_OFF"]);
+  const r = await tlsPost("/api/v1/admin/sign-in/certificate", certs.pinned);
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+});

@@ -99,6 +99,7 @@ test("refuses without a token and records the refusal; bad parameters get REQUES
     assert.equal(r.statusCode, c.status, `${c.name}: ${r.body}`);
     assert.equal(r.json<{ code: string }>().code, c.code, c.name);
   }
+  await ctx.refusals.flush();
   const audit = await ctx.store.audit.list(1, 1000);
   assert.ok(audit.some((e) => e.action === "admin.refused" && e.subjectId === "GET /api/v1/admin/stats/expiries"));
   assert.ok(audit.some((e) => e.action === "admin.viewed" && e.subjectType === "stats" && e.actor === "operator:audrey"));

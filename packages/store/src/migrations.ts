@@ -372,6 +372,57 @@ export const migrations: readonly Migration[] = [
       "INSERT INTO storage_probe (id, probes) VALUES (1, 0)",
     ],
   },
+  {
+    version: 9,
+    name: "abuse limits: operator back-off per client, holder sign-in quotas, renewal unlocks",
+    statements: () => [
+      // A refused operator sign-in pauses that account for that client address only, never for everyone:
+      // keyed by a keyed hash of the id typed (an unknown id is paused like a known one), so a password
+      // typed as an id is never stored.
+      `CREATE TABLE operator_sign_in_backoffs (
+        account TEXT NOT NULL,
+        client TEXT NOT NULL,
+        failures INTEGER NOT NULL,
+        paused_until BIGINT,
+        last_failure_at BIGINT NOT NULL,
+        PRIMARY KEY (account, client)
+      )`,
+      "CREATE INDEX operator_sign_in_backoffs_last ON operator_sign_in_backoffs (last_failure_at)",
+      // Sign-in codes are now issued for any customer number typed, a decoy (no holder, no message) when
+      // it names nobody reachable, so that the answers tell nothing. The rows of version 4 are codes valid
+      // for five minutes: dropping them on upgrade costs a holder at most one new code.
+      "DROP TABLE holder_sign_ins",
+      `CREATE TABLE holder_sign_ins (
+        id TEXT PRIMARY KEY,
+        subject TEXT NOT NULL,
+        holder_id TEXT REFERENCES holders (id),
+        channel TEXT NOT NULL CHECK (channel IN ('sms', 'email')),
+        sent_to TEXT NOT NULL,
+        code_hash TEXT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        attempts INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('open', 'used', 'locked')),
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+      )`,
+      "CREATE INDEX holder_sign_ins_expires ON holder_sign_ins (expires_at)",
+      // Per customer number and 24-hour window: codes sent and wrong codes, shared by every instance.
+      `CREATE TABLE holder_sign_in_quotas (
+        subject TEXT PRIMARY KEY,
+        window_start BIGINT NOT NULL,
+        codes_sent INTEGER NOT NULL,
+        wrong_codes INTEGER NOT NULL,
+        last_sent_at BIGINT,
+        updated_at BIGINT NOT NULL
+      )`,
+      "CREATE INDEX holder_sign_in_quotas_window ON holder_sign_in_quotas (window_start)",
+      // Failures of renewal orders before this time no longer pause the certificate's renewal.
+      `CREATE TABLE renewal_unlocks (
+        certificate_serial TEXT PRIMARY KEY,
+        unlocked_at BIGINT NOT NULL
+      )`,
+    ],
+  },
 ];
 
 /** The newest schema version this code knows. */

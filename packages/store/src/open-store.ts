@@ -16,6 +16,7 @@ import { profileRepository } from "./profile-repository.js";
 import { reminderRepository } from "./reminder-repository.js";
 import { holderPreferenceRepository } from "./holder-preference-repository.js";
 import { holderSignInRepository } from "./holder-sign-in-repository.js";
+import { signInBackoffRepository } from "./sign-in-backoff-repository.js";
 import { openSqliteDatabase, sqliteFile } from "./sqlite-database.js";
 import type { Database, OpenStoreOptions, Repositories, Sql, Store } from "./types.js";
 
@@ -55,6 +56,7 @@ export function createRepositories(sql: Sql, atomic: Executor["atomic"]): Reposi
     reminders: reminderRepository(x),
     holderPreferences: holderPreferenceRepository(x),
     holderSignIns: holderSignInRepository(x),
+    signInBackoffs: signInBackoffRepository(x),
     outbox: outboxRepository(x),
     audit: auditLog(x),
   };
@@ -86,6 +88,7 @@ class LazyRepositories implements Repositories {
   get reminders() { return (this.made.reminders ??= reminderRepository(this.x)); }
   get holderPreferences() { return (this.made.holderPreferences ??= holderPreferenceRepository(this.x)); }
   get holderSignIns() { return (this.made.holderSignIns ??= holderSignInRepository(this.x)); }
+  get signInBackoffs() { return (this.made.signInBackoffs ??= signInBackoffRepository(this.x)); }
   get outbox() { return (this.made.outbox ??= outboxRepository(this.x)); }
   get audit() { return (this.made.audit ??= auditLog(this.x)); }
 }

@@ -11,6 +11,8 @@ const BY_ID = `SELECT ${COLUMNS} FROM renewal_orders WHERE id = ?`;
 const BY_ID_FOR_UPDATE = `SELECT ${COLUMNS} FROM renewal_orders WHERE id = ? FOR UPDATE`;
 // The one-open index's own predicate, so that SQLite uses that index (and builds no temporary b-tree for an IN list).
 const OPEN_FOR_CERTIFICATE = `SELECT ${COLUMNS} FROM renewal_orders WHERE certificate_serial = ? AND ${OPEN_ORDER_CONDITION}`;
+const LAST_FAILED = `SELECT MAX(updated_at) AS at FROM renewal_orders WHERE certificate_serial = ? AND state = 'failed'
+  AND updated_at > COALESCE((SELECT unlocked_at FROM renewal_unlocks WHERE certificate_serial = ?), -1)`;
 /** The compare-and-set update, by which columns it also sets: [neither, new_serial, data, both]. */
 const TRANSITION = [[], ["new_serial = ?"], ["data = ?"], ["new_serial = ?", "data = ?"]]
   .map((extra) => `UPDATE renewal_orders SET ${["state = ?", "updated_at = ?", ...extra].join(", ")} WHERE id = ? AND state = ?`);
@@ -71,11 +73,16 @@ export function orderRepository(x: Executor): OrderRepository {
       return rows[0] && toOrder(rows[0]);
     },
     async lastFailedAt(serial) {
-      // Served by renewal_orders_certificate_serial: a certificate's few orders, filtered by state.
-      const rows = await x.sql.query<{ at: number | string | null }>(
-        "SELECT MAX(updated_at) AS at FROM renewal_orders WHERE certificate_serial = ? AND state = 'failed'", [serial]);
+      // Served by renewal_orders_certificate_serial: a certificate's few orders, filtered by state;
+      // failures up to an operator's unlock (renewal_unlocks) no longer count.
+      const rows = await x.sql.query<{ at: number | string | null }>(LAST_FAILED, [serial, serial]);
       const at = rows[0]?.at;
       return at === null || at === undefined ? undefined : Number(at);
+    },
+    async unlockRenewal(serial, at) {
+      await x.sql.run(
+        "INSERT INTO renewal_unlocks (certificate_serial, unlocked_at) VALUES (?, ?) ON CONFLICT (certificate_serial) DO UPDATE SET unlocked_at = excluded.unlocked_at",
+        [serial, at]);
     },
     async transition(id, from, to, at, patch = {}) {
       const params: unknown[] = [to, at];

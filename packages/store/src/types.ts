@@ -2,6 +2,7 @@ import type { CertificateProfile } from "@ukey/policy";
 import type { ReminderRepository } from "./reminder-repository.js";
 import type { HolderPreferenceRepository } from "./holder-preference-repository.js";
 import type { HolderSignInRepository } from "./holder-sign-in-repository.js";
+import type { SignInBackoffRepository } from "./sign-in-backoff-repository.js";
 import type { WriteHealth } from "./write-health.js";
 
 /** Times are stored as epoch milliseconds (BIGINT) on both engines. */
@@ -156,7 +157,8 @@ export interface EnrolmentRecord {
 
 export type { ReminderRecord, ReminderRepository, ReminderStatus, ReminderCandidate, ReminderOutcome, HolderCertificateRow } from "./reminder-repository.js";
 export type { HolderPreferences, HolderPreferenceRepository } from "./holder-preference-repository.js";
-export type { HolderSignInRecord, HolderSignInRepository } from "./holder-sign-in-repository.js";
+export type { HolderSignInRecord, HolderSignInRepository, HolderSignInQuota } from "./holder-sign-in-repository.js";
+export type { SignInBackoffRecord, SignInBackoffRepository } from "./sign-in-backoff-repository.js";
 
 export interface AuditEntryInput {
   at: Millis;
@@ -260,8 +262,13 @@ export interface OrderRepository {
   insert(o: RenewalOrderRecord): Promise<void>;
   get(id: string): Promise<RenewalOrderRecord | undefined>;
   findOpenForCertificate(serial: string): Promise<RenewalOrderRecord | undefined>;
-  /** When the newest failed order of this certificate failed (its updatedAt), if one ever did. */
+  /**
+   * When the newest failed order of this certificate failed (its updatedAt), if one ever did after
+   * the certificate's last renewal unlock.
+   */
   lastFailedAt(serial: string): Promise<Millis | undefined>;
+  /** Lifts the pause that failed orders put on the certificate's renewal: failures up to `at` stop counting. */
+  unlockRenewal(serial: string, at: Millis): Promise<void>;
   /** Reads an order and locks its row until the transaction ends (use inside store.transaction). */
   getForUpdate(id: string): Promise<RenewalOrderRecord | undefined>;
   /** Compare-and-set on state; returns false when the order was not in `from`. */
@@ -406,6 +413,8 @@ export interface Repositories {
   reminders: ReminderRepository;
   holderPreferences: HolderPreferenceRepository;
   holderSignIns: HolderSignInRepository;
+  /** Operator sign-in back-off per account and client address. */
+  signInBackoffs: SignInBackoffRepository;
   outbox: OutboxRepository;
   audit: AuditLog;
 }

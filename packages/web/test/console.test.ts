@@ -1,5 +1,6 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { request as httpRequest } from "node:http";
 import { totpCodeAt } from "../../server/src/admin/operator-credentials.js";
 import {
   addHolder, initialisedDataDir, keyArgs, opensslCsr, runUkeyServer, startUkeyServer, tempDir, type RunningServer, type TempDir,
@@ -14,6 +15,7 @@ let t: TempDir;
 let server: RunningServer;
 let b: RunningBrowser;
 let serial: string;
+let serial2: string;
 let totpSecret: string;
 const password = "operator's long passphrase 7";
 
@@ -26,6 +28,12 @@ before(async () => {
   const issued = runUkeyServer(["issue", "--data-dir", dataDir, "--holder", "H1", "--profile", "personal", "--csr", csr, "--json"], env);
   assert.equal(issued.status, 0, issued.stdout + issued.stderr);
   serial = issued.json<{ serial: string }>().serial;
+  const { csr: csr2 } = opensslCsr(t, "h1b", keyArgs.p256);
+  const issued2 = runUkeyServer(["issue", "--data-dir", dataDir, "--holder", "H1", "--profile", "personal", "--csr", csr2, "--json"], env);
+  assert.equal(issued2.status, 0, issued2.stdout + issued2.stderr);
+  serial2 = issued2.json<{ serial: string }>().serial;
+  const olga = runUkeyServer(["operator", "add", "--data-dir", dataDir, "--id", "olga", "--role", "operator", "--password-file", t.write("olga.pw", "olga's long passphrase 42\n"), "--json"], env);
+  assert.equal(olga.status, 0, olga.stdout + olga.stderr);
   const pw = t.write("root.pw", `${password}\n`);
   const op = runUkeyServer(["operator", "add", "--data-dir", dataDir, "--id", "root", "--role", "admin", "--password-file", pw, "--json"], env);
   assert.equal(op.status, 0, op.stdout + op.stderr);
@@ -122,6 +130,46 @@ test("signs in, shows the expiry chart and the funnel, finds the holder by ID nu
   await page.click("a[href='#/profiles']");
   await page.locator("[data-profile=personal] img.timeline").waitFor();
   assert.ok(await page.locator("[data-profile=personal] img.timeline").evaluate((img) => (img as unknown as { naturalWidth: number }).naturalWidth > 0), "the timeline image renders");
+  assert.deepEqual(cspViolations(b.consoleErrors), []);
+});
+
+/** A refused sign-in for `id` from the loopback address `from` (not the browser's). */
+function failedSignIn(id: string, from: string): Promise<number> {
+  const body = JSON.stringify({ operatorId: id, password: "certainly not the password", totp: "000000" });
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: "127.0.0.1", port: server.http, path: "/api/v1/admin/sign-in", method: "POST", localAddress: from, headers: { "content-type": "application/json" } }, (res) => {
+      res.resume();
+      res.on("end", () => resolve(res.statusCode ?? 0));
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+test("an admin sees an operator's paused sign-ins and lifts the pause; an operator lifts a certificate's renewal pause", async () => {
+  const { page } = b;
+  const statuses: number[] = [];
+  for (let i = 0; i < 5; i++) statuses.push(await failedSignIn("olga", "127.0.0.2"));
+  assert.deepEqual(statuses, [401, 401, 401, 401, 429]);
+  await page.click("a[href='#/operators']");
+  const olga = page.locator("[data-table=operators] tr[data-operator=olga]");
+  await olga.locator("[data-action=lift-pause]").waitFor();
+  assert.match(await olga.innerText(), /1 个网络地址/);
+  await olga.locator("[data-action=lift-pause]").click();
+  await page.locator("[data-notice=pause-lifted]").waitFor();
+  await page.locator("[data-table=operators] tr[data-operator=olga] [data-action=lift-pause]").waitFor({ state: "detached" });
+  assert.equal(await failedSignIn("olga", "127.0.0.2"), 401, "the address is no longer paused");
+
+  await page.click("a[href='#/certificates']");
+  await page.fill("input[name=holderId]", "H1");
+  await page.click("form[role=search] button[type=submit]");
+  const row = page.locator(`[data-table=certificates] tr[data-serial='${serial2}']`);
+  await row.locator("[data-action=renewal-unlock]").click();
+  await page.locator("[data-notice=renewal-unlocked]").waitFor();
+  const audit = await fetch(`${server.url}/api/v1/admin/audit?limit=1000`, { headers: { authorization: `Bearer ${await page.evaluate(() => (globalThis as unknown as { sessionStorage: { getItem(k: string): string } }).sessionStorage.getItem("ukey.adminToken"))}` } });
+  const actions = (await audit.json() as { entries: { action: string; subjectId: string }[] }).entries;
+  assert.ok(actions.some((e) => e.action === "operator.unlocked" && e.subjectId === "olga"));
+  assert.ok(actions.some((e) => e.action === "certificate.renewal-unlocked" && e.subjectId === serial2));
   assert.deepEqual(cspViolations(b.consoleErrors), []);
 });
 

@@ -6,7 +6,7 @@ import { UkeyError, type ErrorCode, type ErrorKind } from "@ukey/policy";
 import type { FaultPoint, Flows, ServerConnection } from "../flows/flow-types.js";
 import type { KeyStoreBackend } from "../keys/key-store.js";
 import { Operations } from "./operations.js";
-import { PairingFile, PendingPairings, normaliseOrigin } from "./pairings.js";
+import { PairingAttemptFile, PairingFile, PendingPairings, normaliseOrigin } from "./pairings.js";
 import { pinPageHeaders, renderAfterPinPage, renderPinPage, renderPromptExpiredPage } from "./pin-page.js";
 import {
   defaultAgentPort, localApiProtocolVersion,
@@ -69,7 +69,8 @@ export function defaultAgentHome(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 const statusOfKind: Record<ErrorKind, number> = {
-  invalid: 400, unauthenticated: 401, forbidden: 403, "not-found": 404, conflict: 409, "too-large": 413, unavailable: 503, internal: 500,
+  invalid: 400, unauthenticated: 401, forbidden: 403, "not-found": 404, conflict: 409, "too-large": 413, "rate-limited": 429, unavailable: 503,
+  internal: 500,
 };
 /** Where protocol.ts names another status than the kind's. */
 const statusOverride: Partial<Record<ErrorCode, number>> = { CODE_INVALID: 400 };
@@ -159,7 +160,7 @@ export async function startLocalApi(o: LocalApiOptions): Promise<LocalApi> {
     process.stderr.write(`\n  配对码 Pairing code for ${origin}:  ${code}\n  只在您自己打开的该网站页面中输入。Type it only into that site's page that you opened.\n\n`);
   });
   const pairingFile = new PairingFile(home);
-  const pending = new PendingPairings(now);
+  const pending = new PendingPairings(now, new PairingAttemptFile(home));
 
   let backend: Promise<KeyStoreBackend> | undefined;
   const openBackend = () => {
@@ -194,6 +195,8 @@ export async function startLocalApi(o: LocalApiOptions): Promise<LocalApi> {
   const sendProblem = (reply: FastifyReply, u: UkeyError) => {
     const status = statusOverride[u.code] ?? statusOfKind[u.kind];
     if (status >= 500) log(`internal error: ${(u.cause as Error)?.stack ?? u.message}`);
+    const retryAfter = u.params.retryAfterSeconds ?? u.params.seconds;
+    if (typeof retryAfter === "number" && retryAfter > 0) void reply.header("retry-after", String(Math.ceil(retryAfter)));
     return reply.status(status).type("application/problem+json").send(problemBody(u, status));
   };
   app.setErrorHandler((err, req, reply) => sendProblem(reply, toUkeyError(err, String(req.headers["content-type"] ?? ""))));

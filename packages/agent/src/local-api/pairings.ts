@@ -128,7 +128,78 @@ interface PendingPairing {
   origin: string;
   code: string;
   expiresAt: number;
+}
+
+/** Wrong pairing codes one origin may send in 24 hours, whatever the restarts: after them pairing pauses until the day is over. */
+export const pairingMaxWrongPerDay = 20;
+const DAY_MS = 24 * 3_600_000;
+
+/** One origin's wrong pairing codes: those of its current pairing, and those of its current 24-hour window. */
+interface OriginAttempts {
+  /** Wrong codes since its current pairing began (a new pairing started before that one expired keeps them). */
   tries: number;
+  /** When the current pairing's codes stop counting (its expiry), epoch ms. */
+  triesUntil: number;
+  wrongToday: number;
+  /** When the current 24-hour window began, epoch ms. */
+  dayStart: number;
+}
+
+const attemptsFileSchema = z.strictObject({
+  version: z.literal(1),
+  origins: z.record(z.string().min(1), z.strictObject({
+    tries: z.number().int().min(0),
+    triesUntil: z.number().int().min(0),
+    wrongToday: z.number().int().min(0),
+    dayStart: z.number().int().min(0),
+  })),
+});
+
+/**
+ * Wrong pairing codes per origin, in `<home>/pairing-attempts.json` (mode
+ * 0600, written whole to a temporary file and renamed), so that restarting
+ * the agent gives a page no fresh set of guesses. A file that is not ours
+ * is never overwritten and stops pairing (fail closed) until it is removed.
+ */
+export class PairingAttemptFile {
+  readonly path: string;
+
+  constructor(readonly home: string) {
+    this.path = join(home, "pairing-attempts.json");
+  }
+
+  /**
+   * Every origin's attempts; none when the file does not exist.
+   * @throws UkeyError FILE_UNREADABLE, CONFIG_INVALID when the file is not ours.
+   */
+  read(): Record<string, OriginAttempts> {
+    let text: string;
+    try {
+      text = readFileSync(this.path, "utf8");
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return {};
+      throw new UkeyError("FILE_UNREADABLE", { params: { path: this.path }, cause: e });
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    const r = attemptsFileSchema.safeParse(parsed);
+    if (!r.success) throw new UkeyError("CONFIG_INVALID", { params: { reason: `${this.path} is not a pairing attempts file; remove it to allow pairing again` } });
+    return r.data.origins;
+  }
+
+  /** Replaces the file with `origins`, dropping entries that no longer count at `now`. */
+  write(origins: Record<string, OriginAttempts>, now: number): void {
+    const live = Object.fromEntries(Object.entries(origins).filter(([, a]) => a.triesUntil > now || (a.wrongToday > 0 && now - a.dayStart < DAY_MS)));
+    mkdirSync(this.home, { recursive: true, mode: 0o700 });
+    const tmp = `${this.path}.${process.pid}.tmp`;
+    writeFileSync(tmp, JSON.stringify({ version: 1, origins: live }, null, 2) + "\n", { mode: 0o600 });
+    chmodSync(tmp, 0o600);
+    renameSync(tmp, this.path);
+  }
 }
 
 /**
@@ -138,65 +209,93 @@ interface PendingPairing {
  * code but keeps its count of wrong codes, and after five wrong codes the
  * origin cannot start another until that pairing's two minutes are over:
  * a page gets at most five guesses in two minutes, never a fresh set by
- * starting over.
+ * starting over. An origin gets at most `pairingMaxWrongPerDay` wrong codes
+ * in 24 hours. The counts are kept in PairingAttemptFile, so a restart of
+ * the agent resets neither; the codes themselves live only in memory (a
+ * restart ends every pairing in progress).
  */
 export class PendingPairings {
   private readonly pending = new Map<string, PendingPairing>();
 
-  constructor(private readonly now: () => Date) {}
+  constructor(private readonly now: () => Date, private readonly attempts: PairingAttemptFile, private readonly maxWrongPerDay = pairingMaxWrongPerDay) {}
 
   /**
    * Starts a pairing; the caller shows `code` to the holder, never to the page.
-   * @throws UkeyError CODE_ATTEMPTS_EXCEEDED while a pairing of the origin that ended after five wrong codes has not expired.
+   * @throws UkeyError CODE_ATTEMPTS_EXCEEDED while a pairing of the origin that ended after five wrong codes has not expired,
+   *   PAIRING_ATTEMPTS_EXHAUSTED when the origin's wrong codes of the day are used up.
    */
   start(origin: string): { id: string; code: string; expiresAt: Date } {
-    this.sweep();
-    let tries = 0;
-    for (const [id, p] of this.pending) {
-      if (p.origin !== origin) continue;
-      if (p.tries >= pairingMaxTries) {
-        throw new UkeyError("CODE_ATTEMPTS_EXCEEDED", { detail: `a new pairing can start after ${new Date(p.expiresAt).toISOString()}` });
-      }
-      tries = p.tries;
-      this.pending.delete(id);
+    const t = this.now().getTime();
+    this.sweep(t);
+    const all = this.attempts.read();
+    const a = this.current(all[origin], t);
+    this.refuseWhenExhausted(origin, a, t);
+    if (a.tries >= pairingMaxTries) {
+      throw new UkeyError("CODE_ATTEMPTS_EXCEEDED", { detail: `a new pairing can start after ${new Date(a.triesUntil).toISOString()}` });
     }
+    for (const [id, p] of this.pending) if (p.origin === origin) this.pending.delete(id);
     const p: PendingPairing = {
       id: randomBytes(16).toString("base64url"),
       origin,
       code: String(randomInt(0, 1_000_000)).padStart(6, "0"),
-      expiresAt: this.now().getTime() + pairingLifetimeMs,
-      tries,
+      expiresAt: t + pairingLifetimeMs,
     };
     this.pending.set(p.id, p);
+    all[origin] = { ...a, triesUntil: p.expiresAt };
+    this.attempts.write(all, t);
     return { id: p.id, code: p.code, expiresAt: new Date(p.expiresAt) };
   }
 
   /**
    * Checks a typed code. Returns the origin on success (the pairing ends).
    * @throws UkeyError PAIRING_EXPIRED (unknown, expired, or started by another origin),
-   *   CODE_INVALID (wrong, tries left), CODE_ATTEMPTS_EXCEEDED (the fifth wrong code, and every try after it).
+   *   CODE_INVALID (wrong, tries left), CODE_ATTEMPTS_EXCEEDED (the fifth wrong code, and every try after it),
+   *   PAIRING_ATTEMPTS_EXHAUSTED (the origin's wrong codes of the day are used up).
    */
   confirm(id: string, origin: string, code: string): string {
+    const t = this.now().getTime();
     const p = this.pending.get(id);
     if (!p || p.origin !== origin) throw new UkeyError("PAIRING_EXPIRED");
-    if (this.now().getTime() > p.expiresAt) {
+    if (t > p.expiresAt) {
       this.pending.delete(id);
       throw new UkeyError("PAIRING_EXPIRED");
     }
-    if (p.tries >= pairingMaxTries) throw new UkeyError("CODE_ATTEMPTS_EXCEEDED");
+    const all = this.attempts.read();
+    const a = this.current(all[origin], t);
+    if (a.tries >= pairingMaxTries) throw new UkeyError("CODE_ATTEMPTS_EXCEEDED");
+    this.refuseWhenExhausted(origin, a, t);
     const typed = Buffer.from(code, "utf8");
     const expected = Buffer.from(p.code, "utf8");
     if (typed.length === expected.length && timingSafeEqual(typed, expected)) {
       this.pending.delete(id);
+      all[origin] = { ...a, tries: 0, triesUntil: 0 };
+      this.attempts.write(all, t);
       return p.origin;
     }
-    p.tries++;
-    if (p.tries >= pairingMaxTries) throw new UkeyError("CODE_ATTEMPTS_EXCEEDED", { detail: "pairing ended after 5 wrong codes" });
-    throw new UkeyError("CODE_INVALID", { params: { triesLeft: pairingMaxTries - p.tries } });
+    const after = { ...a, tries: a.tries + 1, wrongToday: a.wrongToday + 1 };
+    all[origin] = after;
+    this.attempts.write(all, t);
+    if (after.tries >= pairingMaxTries) throw new UkeyError("CODE_ATTEMPTS_EXCEEDED", { detail: "pairing ended after 5 wrong codes" });
+    throw new UkeyError("CODE_INVALID", { params: { triesLeft: pairingMaxTries - after.tries } });
   }
 
-  private sweep(): void {
-    const t = this.now().getTime();
+  /** An origin's attempts as they count at `t`: a pairing's tries end with it, a day's wrong codes with the day. */
+  private current(a: OriginAttempts | undefined, t: number): OriginAttempts {
+    const x = a ?? { tries: 0, triesUntil: 0, wrongToday: 0, dayStart: t };
+    return {
+      tries: t > x.triesUntil ? 0 : x.tries,
+      triesUntil: x.triesUntil,
+      ...(t - x.dayStart >= DAY_MS ? { wrongToday: 0, dayStart: t } : { wrongToday: x.wrongToday, dayStart: x.dayStart }),
+    };
+  }
+
+  private refuseWhenExhausted(origin: string, a: OriginAttempts, t: number): void {
+    if (a.wrongToday < this.maxWrongPerDay) return;
+    const until = a.dayStart + DAY_MS;
+    throw new UkeyError("PAIRING_ATTEMPTS_EXHAUSTED", { params: { origin, until: new Date(until).toISOString(), retryAfterSeconds: Math.ceil((until - t) / 1000) } });
+  }
+
+  private sweep(t: number): void {
     for (const [id, p] of this.pending) if (t > p.expiresAt) this.pending.delete(id);
   }
 }

@@ -16,6 +16,7 @@ import {
   orderStates, outboxSchema, page, params, problemSchema,
 } from "./admin-schemas.js";
 import { operatorRoles, operatorServiceFor, roleAllows, type OperatorPrincipal } from "./operator-service.js";
+import { RenewalUnlockService } from "./renewal-unlock-service.js";
 
 /** Where the admin API lives. */
 export const ADMIN_PREFIX = "/api/v1/admin";
@@ -24,6 +25,7 @@ export const ADMIN_PREFIX = "/api/v1/admin";
 const ADMIN_BODY_LIMIT = 16 * 1024;
 
 const problems = { "4XX": problemSchema, "5XX": problemSchema } as const;
+const millis = { type: "integer", description: "epoch milliseconds" } as const;
 const certificateStatuses = ["pending", "active", "revoked", "superseded", "expired", "abandoned"] as const;
 
 interface RouteSpec {
@@ -41,23 +43,27 @@ interface RouteSpec {
  * pinned client certificate on the client-certificate port), holders, certificates
  * (search, revoke), enrolments (create with the code shown once, list,
  * revoke), renewal orders, the outbox, the audit log, and operator accounts.
- * Roles: auditor reads; operator also creates holders and enrolments and
- * revokes; admin also manages operators. Every request that passes the
+ * Roles: auditor reads; operator also creates holders and enrolments,
+ * revokes, and lifts a certificate's renewal pause; admin also manages
+ * operators and lifts their sign-in pauses. Every request that passes the
  * role check is audited as `operator:<id>` (changes in their own
  * transaction, reads as admin.viewed), and every refusal (sign-in, token,
- * role) as well, never with a secret. One service call per handler.
+ * role) as well, counted per window (ctx.refusals), never with a secret.
+ * One service call per handler.
  * @throws UkeyError FILE_UNREADABLE when the RA key files cannot be read or made.
  */
 export async function registerAdminRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
   const operators = operatorServiceFor(ctx);
   const enrolments = enrolmentServiceFor(ctx);
+  const renewalUnlocks = new RenewalUnlockService({ store: ctx.store, clock: ctx.clock });
   const principals = new WeakMap<FastifyRequest, OperatorPrincipal>();
   const who = (req: FastifyRequest): OperatorPrincipal => principals.get(req)!;
   const now = () => ctx.clock.now().getTime();
 
-  const refused = async (req: FastifyRequest, actor: string, reason: string, extra: Record<string, unknown> = {}) => {
-    await ctx.store.audit.append({
-      at: now(), actor, action: "admin.refused", subjectType: "route", subjectId: `${req.method} ${req.routeOptions.url ?? req.url}`,
+  // Counted per window (audit/refusal-log.ts), so that a flood of bad tokens costs a handful of rows, not one each.
+  const refused = (req: FastifyRequest, actor: string, reason: string, extra: Record<string, unknown> = {}) => {
+    ctx.refusals.record({
+      actor, action: "admin.refused", subjectType: "route", subjectId: `${req.method} ${req.routeOptions.url ?? "?"}`,
       data: { reason, ip: req.ip, ...extra },
     });
   };
@@ -70,11 +76,11 @@ export async function registerAdminRoutes(app: FastifyInstance, ctx: ServerConte
       if (!m) throw new UkeyError("SESSION_INVALID", { detail: "no Authorization: Bearer token" });
       p = await operators.authenticate(m[1]!);
     } catch (e) {
-      if (e instanceof UkeyError) await refused(req, "unknown", "session-invalid", { detail: e.detail ?? "" });
+      if (e instanceof UkeyError) refused(req, "unknown", "session-invalid", { detail: e.detail ?? "" });
       throw e;
     }
     if (!roleAllows(p.role, required)) {
-      await refused(req, p.actor, "role", { role: p.role, required });
+      refused(req, p.actor, "role", { role: p.role, required });
       throw new UkeyError("ROLE_FORBIDDEN", { params: { role: p.role, required: operatorRoles.filter((r) => roleAllows(r, required)).join(", ") } });
     }
     principals.set(req, p);
@@ -111,7 +117,7 @@ export async function registerAdminRoutes(app: FastifyInstance, ctx: ServerConte
   }, async (req) => {
     const der = peerCertificate(req);
     if (!der) {
-      await refused(req, "unknown", "no-client-certificate");
+      refused(req, "unknown", "no-client-certificate");
       throw new UkeyError("OPERATOR_SIGN_IN_FAILED", { detail: "no client certificate on this connection" });
     }
     // The TLS handshake proved the client holds this key; the pin on the account is what trusts it.
@@ -140,6 +146,11 @@ export async function registerAdminRoutes(app: FastifyInstance, ctx: ServerConte
     role: "admin", summary: "Change an operator's role or disable the account", params: params("id"),
     body: body({ role: { type: "string", enum: operatorRoles }, disabled: { type: "boolean" } }), response: { 200: operatorSchema },
   }, async (req) => operators.update(req.params.id, req.body, who(req).actor));
+
+  route<{ Params: { id: string } }>("POST", "/operators/:id/unlock", {
+    role: "admin", summary: "Lift every pause of an operator's password sign-ins (all addresses); audited", params: params("id"),
+    response: { 200: { type: "object", properties: { operator: operatorSchema, clientsCleared: { type: "integer" } } } },
+  }, async (req) => operators.unlock(req.params.id, who(req).actor));
 
   // ---- holders ----
   route<{ Body: { id: string; kind?: "person" | "organisation"; name: string; idType: string; idNumber: string; phone?: string; email?: string; organisationId?: string } }>("POST", "/holders", {
@@ -213,6 +224,11 @@ export async function registerAdminRoutes(app: FastifyInstance, ctx: ServerConte
     role: "operator", summary: "Revoke a certificate with an RFC 5280 reason", params: params("serial"),
     body: body({ reason: { type: "string", enum: operatorRevocationReasons } }, ["reason"]), response: { 200: certificateSchema },
   }, async (req) => certificateView(await ctx.revocation.revoke(normaliseSerial(req.params.serial), req.body.reason, who(req).actor)));
+
+  route<{ Params: { serial: string } }>("POST", "/certificates/:serial/renewal-unlock", {
+    role: "operator", summary: "Lift the pause that failed renewal orders put on this certificate's online renewal; audited", params: params("serial"),
+    response: { 200: { type: "object", properties: { serial: { type: "string" }, unlockedAt: millis, lastFailureAt: { ...millis, nullable: true } } } },
+  }, async (req) => renewalUnlocks.unlock(normaliseSerial(req.params.serial), who(req).actor));
 
   // ---- enrolments ----
   route<{ Body: { holderId: string; profileId: string; ttlDays?: number; maxAttempts?: number } }>("POST", "/enrolments", {

@@ -39,7 +39,11 @@ export const operatorSchema = {
   type: "object",
   properties: {
     id: str(64), role: { type: "string", enum: ["admin", "operator", "auditor"] }, certificatePinned: { type: "boolean" },
-    disabled: { type: "boolean" }, lockedUntil: nullable(millis), createdAt: millis, updatedAt: millis,
+    disabled: { type: "boolean" }, createdAt: millis, updatedAt: millis,
+    signInPaused: {
+      type: "object", nullable: true, description: "in lists: addresses whose password sign-ins to this account are paused now (POST /operators/{id}/unlock lifts them)",
+      properties: { clients: { type: "integer" }, until: millis },
+    },
   },
 } as const;
 

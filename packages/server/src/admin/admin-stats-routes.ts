@@ -25,19 +25,19 @@ export function registerAdminStatsRoutes(app: FastifyInstance, ctx: ServerContex
 
   const guard = (required: OperatorRole) => async (req: FastifyRequest): Promise<string> => {
     const m = /^Bearer ([A-Za-z0-9._-]{1,2048})$/.exec(req.headers.authorization ?? "");
-    const refuse = (actor: string, reason: string, data: Record<string, unknown>) => ctx.store.audit.append({
-      at: now(), actor, action: "admin.refused", subjectType: "route", subjectId: `${req.method} ${req.routeOptions.url ?? req.url}`, data: { reason, ip: req.ip, ...data },
+    const refuse = (actor: string, reason: string, data: Record<string, unknown>) => ctx.refusals.record({
+      actor, action: "admin.refused", subjectType: "route", subjectId: `${req.method} ${req.routeOptions.url ?? "?"}`, data: { reason, ip: req.ip, ...data },
     });
     let p;
     try {
       if (!m) throw new UkeyError("SESSION_INVALID", { detail: "no Authorization: Bearer token" });
       p = await operators.authenticate(m[1]!);
     } catch (e) {
-      if (e instanceof UkeyError) await refuse("unknown", "session-invalid", { detail: e.detail ?? "" });
+      if (e instanceof UkeyError) refuse("unknown", "session-invalid", { detail: e.detail ?? "" });
       throw e;
     }
     if (!roleAllows(p.role, required)) {
-      await refuse(p.actor, "role", { role: p.role, required });
+      refuse(p.actor, "role", { role: p.role, required });
       throw new UkeyError("ROLE_FORBIDDEN", { params: { role: p.role, required: operatorRoles.filter((r) => roleAllows(r, required)).join(", ") } });
     }
     return p.actor;

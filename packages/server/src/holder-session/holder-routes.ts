@@ -58,8 +58,11 @@ const preferencesView = {
 export function registerHolderRoutes(app: FastifyInstance, ctx: ServerContext): { signIn: HolderSignInService; bell: HolderBellService } {
   const signIn = new HolderSignInService({
     store: ctx.store, senders: ctx.senders, clock: ctx.clock, codeKey: ctx.idKey, sessionKey: readOrCreateKeyFile(holderSessionKeyFile(ctx.layout)),
-    institution: ctx.config.institution,
+    institution: ctx.config.institution, refusals: ctx.refusals,
+    limits: { codesPerDay: ctx.config.signIn.holderCodesPerDay, wrongCodesPerDay: ctx.config.signIn.holderWrongCodesPerDay },
   });
+  // Codes still on their way are delivered (or recorded as failed) before the server stops.
+  app.addHook("onClose", () => signIn.drain());
   const bell = new HolderBellService({ store: ctx.store, clock: ctx.clock, profiles: ctx.reminders.profiles });
   const viewers = new WeakMap<FastifyRequest, BellViewer>();
   const who = (req: FastifyRequest) => viewers.get(req)!;
@@ -75,10 +78,11 @@ export function registerHolderRoutes(app: FastifyInstance, ctx: ServerContext): 
   app.post<{ Body: { holderId: string; channel?: DeliveryChannel } }>(`${HOLDER_PREFIX}/sign-in`, {
     bodyLimit: 4096,
     schema: {
-      tags: ["holder"], summary: "Send a sign-in code to the phone (or e-mail) on record of this customer number",
+      tags: ["holder"],
+      summary: "Send a sign-in code to the phone (or e-mail) on record of this customer number, if it is registered; the answer is the same either way",
       body: body({ holderId: { type: "string", minLength: 1, maxLength: 64 }, channel: { type: "string", enum: ["sms", "email"] } }, ["holderId"]),
       response: {
-        200: { type: "object", properties: { challengeId: str(64), channel: str(8), sentTo: { type: "string", description: "masked" }, expiresAt: dateTime, resendAt: dateTime } },
+        200: { type: "object", properties: { challengeId: str(64), expiresAt: dateTime, resendAt: dateTime } },
         ...problems,
       },
     },

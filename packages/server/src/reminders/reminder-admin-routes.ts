@@ -42,18 +42,18 @@ export function registerReminderAdminRoutes(app: FastifyInstance, ctx: ServerCon
   const guard = (required: OperatorRole) => async (req: FastifyRequest) => {
     const m = /^Bearer ([A-Za-z0-9._-]{1,2048})$/.exec(req.headers.authorization ?? "");
     let p: OperatorPrincipal;
-    const refused = (actor: string, reason: string, data: Record<string, unknown> = {}) => ctx.store.audit.append({
-      at: now(), actor, action: "admin.refused", subjectType: "route", subjectId: `${req.method} ${req.routeOptions.url ?? req.url}`, data: { reason, ip: req.ip, ...data },
+    const refused = (actor: string, reason: string, data: Record<string, unknown> = {}) => ctx.refusals.record({
+      actor, action: "admin.refused", subjectType: "route", subjectId: `${req.method} ${req.routeOptions.url ?? "?"}`, data: { reason, ip: req.ip, ...data },
     });
     try {
       if (!m) throw new UkeyError("SESSION_INVALID", { detail: "no Authorization: Bearer token" });
       p = await operators.authenticate(m[1]!);
     } catch (e) {
-      if (e instanceof UkeyError) await refused("unknown", "session-invalid", { detail: e.detail ?? "" });
+      if (e instanceof UkeyError) refused("unknown", "session-invalid", { detail: e.detail ?? "" });
       throw e;
     }
     if (!roleAllows(p.role, required)) {
-      await refused(p.actor, "role", { role: p.role, required });
+      refused(p.actor, "role", { role: p.role, required });
       throw new UkeyError("ROLE_FORBIDDEN", { params: { role: p.role, required: operatorRoles.filter((r) => roleAllows(r, required)).join(", ") } });
     }
     principals.set(req, p);

@@ -15,7 +15,8 @@ const ids: Record<string, string> = {};
 const serials: Record<string, string> = {};
 
 before(async () => {
-  w = await reminderWorld({ at: nineAm(E - 40) });
+  // The per-address request limits are not what these tests are about: every request here comes from one address.
+  w = await reminderWorld({ at: nineAm(E - 40), config: (c) => { c.rateLimits = { rules: { holderSignInCode: { max: 100_000 }, holderSignInVerify: { max: 100_000 } } }; } });
   const { store } = w.ctx;
   const org = await holder(store, { kind: "organisation", name: "示例证券有限公司", phone: null, email: "pki@org.example.cn" });
   const m1 = await holder(store, { organisationId: org.id, phone: "15900000021" });
@@ -44,27 +45,40 @@ const post = (url: string, payload: object, token?: string) =>
 const get = (url: string, token?: string) => app.inject({ method: "GET", url, headers: token ? { authorization: `Bearer ${token}` } : {} });
 const code = (r: LightMyRequestResponse) => r.json<{ code: string }>().code;
 
-/** The last sign-in code sent to this holder, read from the demo outbox file. */
-function lastCode(holderId: string): string {
-  const sent = w.outbox().filter((l) => l.holderId === holderId && l.purpose === "otp");
-  return /\b(\d{6})\b/.exec(sent[sent.length - 1]!.text)![1]!;
+const codesOf = (holderId: string) => w.outbox().filter((l) => l.holderId === holderId && l.purpose === "otp");
+
+/**
+ * Asks for a sign-in code and waits for it in the demo outbox file (codes
+ * go out after the answer). Returns the answer and the message sent.
+ */
+async function sendCode(holderId: string, channel?: string): Promise<{ started: LightMyRequestResponse; sent: ReturnType<ReminderWorld["outbox"]>[number] }> {
+  const before = codesOf(holderId).length;
+  const started = await post("/api/v1/holder/sign-in", channel ? { holderId, channel } : { holderId });
+  assert.equal(started.statusCode, 200, started.body);
+  for (let i = 0; i < 500 && codesOf(holderId).length === before; i++) await new Promise((r) => setTimeout(r, 10));
+  const sent = codesOf(holderId);
+  assert.equal(sent.length, before + 1, "one message sent");
+  return { started, sent: sent[sent.length - 1]! };
 }
+
+const codeIn = (text: string) => /\b(\d{6})\b/.exec(text)![1]!;
+/** The last sign-in code sent to this holder, read from the demo outbox file. */
+const lastCode = (holderId: string) => codeIn(codesOf(holderId).at(-1)!.text);
 
 async function signIn(holderId: string): Promise<string> {
   w.clock.advance(61_000);
-  const started = await post("/api/v1/holder/sign-in", { holderId });
-  assert.equal(started.statusCode, 200, started.body);
-  const verified = await post("/api/v1/holder/sign-in/verify", { challengeId: started.json<{ challengeId: string }>().challengeId, code: lastCode(holderId) });
+  const { started, sent } = await sendCode(holderId);
+  const verified = await post("/api/v1/holder/sign-in/verify", { challengeId: started.json<{ challengeId: string }>().challengeId, code: codeIn(sent.text) });
   assert.equal(verified.statusCode, 200, verified.body);
   return verified.json<{ token: string }>().token;
 }
 
 describe("holder sign-in", () => {
-  test("a code to the phone on record, masked in the answer; a wrong code five times spends it", async () => {
-    const started = await post("/api/v1/holder/sign-in", { holderId: ids.solo! });
-    assert.equal(started.statusCode, 200, started.body);
-    const s = started.json<{ challengeId: string; channel: string; sentTo: string; expiresAt: string; resendAt: string }>();
-    assert.deepEqual([s.channel, s.sentTo], ["sms", "159*****023"]);
+  test("a code to the phone on record, which the answer does not name; a wrong code five times spends it", async () => {
+    const { started, sent } = await sendCode(ids.solo!);
+    const s = started.json<{ challengeId: string; expiresAt: string; resendAt: string }>();
+    assert.deepEqual(Object.keys(s).sort(), ["challengeId", "expiresAt", "resendAt"]);
+    assert.deepEqual([sent.channel, sent.to], ["sms", "15900000023"]);
     assert.equal(Date.parse(s.expiresAt) - w.clock.now().getTime(), 5 * 60_000);
     assert.equal(code(await post("/api/v1/holder/sign-in", { holderId: ids.solo! })), "CODE_RESEND_TOO_SOON");
     const right = lastCode(ids.solo!);
@@ -82,11 +96,12 @@ describe("holder sign-in", () => {
 
   test("a code expires after 5 minutes, works once, and an e-mail code can be asked for", async () => {
     w.clock.advance(61_000);
-    const s = (await post("/api/v1/holder/sign-in", { holderId: ids.solo!, channel: "email" })).json<{ challengeId: string; sentTo: string }>();
-    assert.equal(s.sentTo, "s***@example.cn");
+    const mail = await sendCode(ids.solo!, "email");
+    const s = mail.started.json<{ challengeId: string }>();
+    assert.deepEqual([mail.sent.channel, mail.sent.to], ["email", "solo@example.cn"]);
     w.clock.advance(5 * 60_000 + 1);
     assert.equal(code(await post("/api/v1/holder/sign-in/verify", { challengeId: s.challengeId, code: lastCode(ids.solo!) })), "CODE_EXPIRED");
-    const s2 = (await post("/api/v1/holder/sign-in", { holderId: ids.solo! })).json<{ challengeId: string }>();
+    const s2 = (await sendCode(ids.solo!)).started.json<{ challengeId: string }>();
     const ok = await post("/api/v1/holder/sign-in/verify", { challengeId: s2.challengeId, code: lastCode(ids.solo!) });
     assert.equal(ok.statusCode, 200, ok.body);
     assert.deepEqual(ok.json<{ holder: unknown }>().holder, { id: ids.solo, kind: "person", name: (await w.ctx.store.holders.get(ids.solo!))!.name });
@@ -94,21 +109,60 @@ describe("holder sign-in", () => {
   });
 
   const refused: Array<{ name: string; body: object; status: number; code: string }> = [
-    { name: "an unknown customer number", body: { holderId: "nobody" }, status: 404, code: "HOLDER_SIGN_IN_UNAVAILABLE" },
-    { name: "a holder with no phone or e-mail", body: { holderId: "MUTE" }, status: 404, code: "HOLDER_SIGN_IN_UNAVAILABLE" },
     { name: "an unknown channel", body: { holderId: "x", channel: "fax" }, status: 400, code: "REQUEST_INVALID" },
     { name: "an unknown field", body: { holderId: "x", password: "1" }, status: 400, code: "REQUEST_INVALID" },
   ];
   for (const c of refused) {
     test(`refuses ${c.name} with ${c.code}, in both languages with a remedy`, async () => {
-      const body = JSON.parse(JSON.stringify(c.body).replace("MUTE", ids.mute!)) as object;
-      const r = await post("/api/v1/holder/sign-in", body);
+      const r = await post("/api/v1/holder/sign-in", c.body);
       assert.equal(r.statusCode, c.status, r.body);
       const p = r.json<{ code: string; message: { "zh-CN": string; en: string }; remedy: { "zh-CN": string; en: string } }>();
       assert.equal(p.code, c.code);
       assert.ok(p.message["zh-CN"] && p.message.en && p.remedy["zh-CN"] && p.remedy.en);
     });
   }
+  test("an unknown customer number, one with nothing on record and a known one get the same answers, limits and refusals", async () => {
+    const known = await holder(w.ctx.store, { phone: "15900000031" });
+    const numbers = { known: known.id, mute: ids.mute!, unknown: `nobody-${known.id}` };
+    const transcripts: Record<string, string[]> = { known: [], mute: [], unknown: [] };
+    const challenges: Record<string, string> = {};
+    const note = (who: string, r: LightMyRequestResponse) => {
+      const body = r.json<Record<string, unknown>>();
+      // The challenge id is random for everyone; everything else must match.
+      transcripts[who]!.push(JSON.stringify([r.statusCode, r.headers["retry-after"] ?? null, Object.keys(body).sort(), body.code ?? null, body.message ?? null, body.expiresAt ?? null]));
+      if (typeof body.challengeId === "string") challenges[who] = body.challengeId;
+    };
+    // In lockstep, so that every time in an answer is the same for the three.
+    const each = async (fn: (who: string, number: string) => Promise<LightMyRequestResponse>) => {
+      for (const [who, number] of Object.entries(numbers)) note(who, await fn(who, number));
+    };
+    const start = () => each((_who, number) => post("/api/v1/holder/sign-in", { holderId: number }));
+    const wrong = () => each((who) => post("/api/v1/holder/sign-in/verify", { challengeId: challenges[who]!, code: "000000" }));
+    const sentBefore = w.outbox().length;
+    for (let round = 0; round < 10; round++) {
+      w.clock.advance(61_000);
+      await start();
+      await start(); // too soon
+      // Four codes of five wrong tries use up the day's 20 wrong codes; later codes meet CODE_GUESSES_EXHAUSTED.
+      for (let i = 0; i < (round < 4 ? 5 : 1); i++) await wrong();
+    }
+    w.clock.advance(61_000);
+    await start(); // the eleventh code of the day
+    for (const who of ["mute", "unknown"]) assert.deepEqual(transcripts[who], transcripts.known, `${who} answers as a registered number does`);
+    const seen = transcripts.known!.map((l) => JSON.parse(l) as [number, string | null, string[], string | null]);
+    assert.deepEqual(seen.slice(0, 7).map((l) => [l[0], l[3]]), [
+      [200, null], [409, "CODE_RESEND_TOO_SOON"], [401, "CODE_INVALID"], [401, "CODE_INVALID"], [401, "CODE_INVALID"], [401, "CODE_INVALID"], [409, "CODE_ATTEMPTS_EXCEEDED"],
+    ]);
+    assert.deepEqual(seen[1]![1], "60", "the resend wait is in Retry-After");
+    assert.deepEqual(seen.filter((l) => l[3] === "CODE_GUESSES_EXHAUSTED").length, 6);
+    assert.deepEqual(seen.at(-1)!.slice(0, 2), [429, String(24 * 3600 - 10 * 61)], "the eleventh code waits for the day's window to end");
+    assert.equal(seen.at(-1)![3], "CODE_DAILY_LIMIT");
+    await new Promise((r) => setTimeout(r, 50));
+    const sent = w.outbox().slice(sentBefore);
+    assert.equal(sent.length, 10, "ten codes went to the registered number's phone, none anywhere else");
+    assert.ok(sent.every((m) => m.holderId === known.id && m.to === "15900000031"));
+  });
+
   test("an unknown sign-in id is a wrong code, telling nothing", async () => {
     assert.equal(code(await post("/api/v1/holder/sign-in/verify", { challengeId: "no-such", code: "123456" })), "CODE_INVALID");
   });

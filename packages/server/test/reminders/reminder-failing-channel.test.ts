@@ -193,6 +193,7 @@ test("operators read and change a holder's reminder channels (operator role to c
   assert.deepEqual((await ctx.store.holderPreferences.get(h.id)).smsReminders, false);
   const unknown = await app.inject({ method: "GET", url: "/api/v1/admin/holders/nobody/preferences", headers: { authorization: `Bearer ${auditor}` } });
   assert.deepEqual([unknown.statusCode, unknown.json<{ code: string }>().code], [404, "HOLDER_NOT_FOUND"]);
+  await ctx.refusals.flush();
   const audit = await ctx.store.audit.list(1, 100_000);
   assert.ok(audit.some((a) => a.action === "holder.preferences-changed" && a.actor === "operator:olga" && a.subjectId === h.id));
   assert.ok(audit.some((a) => a.action === "admin.refused" && a.actor === "operator:audrey"));

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { defaultProfile, isUkeyError, type ErrorCode } from "@ukey/policy";
 import {
-  auditEntryHash, canonicalJson, GENESIS_HASH, LATEST_SCHEMA_VERSION, reminderId,
+  auditEntryHash, canonicalJson, GENESIS_HASH, LATEST_SCHEMA_VERSION, migrations, reminderId,
   type CertificateRecord, type HolderRecord, type HolderSignInRecord, type OperatorRecord, type OutboxRecord, type ReminderCandidate,
   type ReminderRecord, type RenewalOrderRecord, type Store,
 } from "../../src/index.js";
@@ -385,6 +385,18 @@ export function repositoryContract(engineName: string, factory: () => Promise<En
         assert.equal(await store.orders.lastFailedAt("00"), undefined);
       });
 
+      test("an unlock makes earlier failures stop counting, and later ones count again", async () => {
+        const c = imported(h.id);
+        await store.certificates.insertImported(c);
+        await store.orders.insert(order(h.id, c.serial, { state: "failed", updatedAt: T0 + 5 }));
+        await store.orders.unlockRenewal(c.serial, T0 + 6);
+        assert.equal(await store.orders.lastFailedAt(c.serial), undefined);
+        await store.orders.insert(order(h.id, c.serial, { state: "failed", updatedAt: T0 + 8 }));
+        assert.equal(await store.orders.lastFailedAt(c.serial), T0 + 8);
+        await store.orders.unlockRenewal(c.serial, T0 + 8);
+        assert.equal(await store.orders.lastFailedAt(c.serial), undefined, "a second unlock moves the time on");
+      });
+
       test("lets exactly one of several concurrent inserts open an order", async () => {
         const c = imported(h.id);
         await store.certificates.insertImported(c);
@@ -683,18 +695,18 @@ export function repositoryContract(engineName: string, factory: () => Promise<En
         await assert.rejects(store.holderPreferences.put({ holderId: "no-such-holder", smsReminders: true, emailReminders: true }, T0), rejectsWith("HOLDER_NOT_FOUND"));
       });
 
-      test("sign-in codes: insert, latest, lock and update", async () => {
+      test("sign-in codes: insert, lock and update; a decoy has no holder", async () => {
         const x = holder();
         await store.holders.insert(x);
         const rec = (over: Partial<HolderSignInRecord> = {}): HolderSignInRecord => ({
-          id: uid("S"), holderId: x.id, channel: "sms", sentTo: "138*****000", codeHash: "ab".repeat(32), expiresAt: T0 + 300_000,
+          id: uid("S"), subject: uid("subject"), holderId: x.id, channel: "sms", sentTo: "138*****000", codeHash: "ab".repeat(32), expiresAt: T0 + 300_000,
           attempts: 0, status: "open", createdAt: T0, updatedAt: T0, ...over,
         });
         const first = rec();
-        const second = rec({ createdAt: T0 + 60_000, updatedAt: T0 + 60_000 });
+        const decoy = rec({ holderId: null, sentTo: "" });
         await store.holderSignIns.insert(first);
-        await store.holderSignIns.insert(second);
-        assert.deepEqual(await store.holderSignIns.latestFor(x.id), second);
+        await store.holderSignIns.insert(decoy);
+        assert.deepEqual(await store.holderSignIns.getForUpdate(decoy.id), decoy);
         await store.transaction(async (r) => {
           const locked = await r.holderSignIns.getForUpdate(first.id);
           assert.deepEqual(locked, first);
@@ -704,29 +716,100 @@ export function repositoryContract(engineName: string, factory: () => Promise<En
         await assert.rejects(store.holderSignIns.insert(first), rejectsWith("RECORD_DUPLICATE"));
         await assert.rejects(store.holderSignIns.insert(rec({ holderId: "no-such-holder" })), rejectsWith("HOLDER_NOT_FOUND"));
         await assert.rejects(store.holderSignIns.update("missing", { attempts: 1, status: "open" }, T0), rejectsWith("RECORD_NOT_FOUND"));
-        assert.equal(await store.holderSignIns.latestFor("no-such-holder"), undefined);
       });
 
-      test("a new sign-in code only after the quiet time, even when several ask at once", async () => {
-        const x = holder();
-        await store.holders.insert(x);
-        const rec = (at: number): HolderSignInRecord => ({
-          id: uid("S"), holderId: x.id, channel: "sms", sentTo: "138*****000", codeHash: "cd".repeat(32), expiresAt: at + 300_000,
-          attempts: 0, status: "open", createdAt: at, updatedAt: at,
+      test("a quota starts empty, is kept within its window and starts afresh after it", async () => {
+        const subject = uid("subject");
+        const q = await store.transaction((r) => r.holderSignIns.lockQuota(subject, T0, DAY));
+        assert.deepEqual(q, { subject, windowStart: T0, codesSent: 0, wrongCodes: 0, lastSentAt: null, updatedAt: T0 });
+        await store.transaction(async (r) => {
+          const cur = await r.holderSignIns.lockQuota(subject, T0 + 10, DAY);
+          await r.holderSignIns.saveQuota({ ...cur, codesSent: cur.codesSent + 1, wrongCodes: 3, lastSentAt: T0 + 10, updatedAt: T0 + 10 });
         });
+        const kept = await store.transaction((r) => r.holderSignIns.lockQuota(subject, T0 + DAY - 1, DAY));
+        assert.deepEqual([kept.windowStart, kept.codesSent, kept.wrongCodes, kept.lastSentAt], [T0, 1, 3, T0 + 10]);
+        const fresh = await store.transaction((r) => r.holderSignIns.lockQuota(subject, T0 + DAY, DAY));
+        assert.deepEqual([fresh.windowStart, fresh.codesSent, fresh.wrongCodes, fresh.lastSentAt], [T0 + DAY, 0, 0, T0 + 10], "the last send still times the resend");
+      });
+
+      test("one quota counts every code sent at once, on every instance", async () => {
+        const subject = uid("subject");
         const stores = [store];
         if (engine.sharedByInstances) stores.push(await engine.open(), await engine.open());
-        let results: Array<{ inserted: boolean }>;
         try {
-          results = await Promise.all([...stores, ...stores].map((s) => s.holderSignIns.insertUnlessRecent(rec(T0), 60_000)));
+          await Promise.all(Array.from({ length: 12 }, (_, i) => stores[i % stores.length]!.transaction(async (r) => {
+            const q = await r.holderSignIns.lockQuota(subject, T0, DAY);
+            await r.holderSignIns.saveQuota({ ...q, codesSent: q.codesSent + 1, updatedAt: T0 });
+          })));
         } finally {
           for (const s of stores.slice(1)) await s.close();
         }
-        assert.equal(results.filter((r) => r.inserted).length, 1);
-        const quiet = await store.holderSignIns.insertUnlessRecent(rec(T0 + 59_999), 60_000);
-        assert.ok(!quiet.inserted && quiet.latest.createdAt === T0);
-        assert.equal((await store.holderSignIns.insertUnlessRecent(rec(T0 + 60_000), 60_000)).inserted, true);
-        await assert.rejects(store.holderSignIns.insertUnlessRecent({ ...rec(T0), holderId: "no-such-holder" }, 60_000), rejectsWith("HOLDER_NOT_FOUND"));
+        assert.equal((await store.transaction((r) => r.holderSignIns.lockQuota(subject, T0, DAY))).codesSent, 12);
+      });
+
+      test("purge removes expired codes and quotas of past windows only", async () => {
+        const subject = uid("subject");
+        const old = { id: uid("S"), subject, holderId: null, channel: "sms" as const, sentTo: "", codeHash: "cd".repeat(32), expiresAt: T0 - 1, attempts: 0, status: "open" as const, createdAt: T0 - 300_001, updatedAt: T0 };
+        const live = { ...old, id: uid("S"), expiresAt: T0 + 300_000 };
+        await store.holderSignIns.insert(old);
+        await store.holderSignIns.insert(live);
+        await store.transaction((r) => r.holderSignIns.lockQuota(subject, T0 - DAY - 1, DAY));
+        await store.transaction((r) => r.holderSignIns.lockQuota(`${subject}-live`, T0, DAY));
+        assert.ok(await store.holderSignIns.purge(T0, T0 - DAY) >= 2);
+        assert.equal(await store.holderSignIns.getForUpdate(old.id), undefined);
+        assert.deepEqual(await store.holderSignIns.getForUpdate(live.id), live);
+        const kept = await store.transaction((r) => r.holderSignIns.lockQuota(`${subject}-live`, T0 + 1, DAY));
+        assert.equal(kept.windowStart, T0);
+      });
+    });
+
+    describe("operator sign-in back-off", () => {
+      const pauseAfterThree = (failures: number) => (failures >= 3 ? 60_000 * 2 ** (failures - 3) : 0);
+
+      test("counts failures of one account and client, pauses from the third, and forgets them", async () => {
+        const account = uid("acct");
+        const r1 = await store.signInBackoffs.recordFailure(account, "192.0.2.1", T0, T0 - DAY, pauseAfterThree);
+        assert.deepEqual(r1, { account, client: "192.0.2.1", failures: 1, pausedUntil: null, lastFailureAt: T0 });
+        await store.signInBackoffs.recordFailure(account, "192.0.2.1", T0 + 1, T0 - DAY, pauseAfterThree);
+        const r3 = await store.signInBackoffs.recordFailure(account, "192.0.2.1", T0 + 2, T0 - DAY, pauseAfterThree);
+        assert.deepEqual([r3.failures, r3.pausedUntil], [3, T0 + 2 + 60_000]);
+        const r4 = await store.signInBackoffs.recordFailure(account, "192.0.2.1", T0 + 3, T0 - DAY, pauseAfterThree);
+        assert.deepEqual([r4.failures, r4.pausedUntil], [4, T0 + 3 + 120_000]);
+        assert.equal((await store.signInBackoffs.get(account, "192.0.2.2")), undefined, "another client is not paused");
+        const other = await store.signInBackoffs.recordFailure(account, "192.0.2.2", T0 + 4, T0 - DAY, pauseAfterThree);
+        assert.equal(other.failures, 1);
+        assert.deepEqual(await store.signInBackoffs.get(account, "192.0.2.1"), r4);
+        const forgotten = await store.signInBackoffs.recordFailure(account, "192.0.2.1", T0 + DAY, T0 + 10, pauseAfterThree);
+        assert.deepEqual([forgotten.failures, forgotten.pausedUntil], [1, null], "failures older than the forget time start over");
+        await store.signInBackoffs.clear(account, "192.0.2.1");
+        assert.equal(await store.signInBackoffs.get(account, "192.0.2.1"), undefined);
+      });
+
+      test("lists paused accounts, clears one account from every client, and purges old pairs", async () => {
+        const [a, b] = [uid("acct"), uid("acct")];
+        for (const client of ["198.51.100.1", "198.51.100.2"]) {
+          for (let i = 0; i < 3; i++) await store.signInBackoffs.recordFailure(a, client, T0 + i, T0 - DAY, pauseAfterThree);
+        }
+        await store.signInBackoffs.recordFailure(b, "198.51.100.1", T0, T0 - DAY, pauseAfterThree);
+        const paused = (await store.signInBackoffs.paused(T0 + 10)).filter((p) => p.account === a || p.account === b);
+        assert.deepEqual(paused, [{ account: a, clients: 2, until: T0 + 2 + 60_000 }]);
+        assert.equal(await store.signInBackoffs.clearAccount(a), 2);
+        assert.equal(await store.signInBackoffs.get(a, "198.51.100.1"), undefined);
+        assert.ok(await store.signInBackoffs.purge(T0 + 1) >= 1);
+        assert.equal(await store.signInBackoffs.get(b, "198.51.100.1"), undefined);
+      });
+
+      test("failures counted on several instances at once all count", async () => {
+        const account = uid("acct");
+        const stores = [store];
+        if (engine.sharedByInstances) stores.push(await engine.open(), await engine.open());
+        try {
+          await Promise.all(Array.from({ length: 9 }, (_, i) =>
+            stores[i % stores.length]!.signInBackoffs.recordFailure(account, "203.0.113.9", T0 + i, T0 - DAY, pauseAfterThree)));
+        } finally {
+          for (const s of stores.slice(1)) await s.close();
+        }
+        assert.equal((await store.signInBackoffs.get(account, "203.0.113.9"))?.failures, 9);
       });
     });
 
@@ -990,7 +1073,8 @@ export function repositoryContract(engineName: string, factory: () => Promise<En
     describe("schema", () => {
       test("records the applied version, and reopening applies nothing twice", async () => {
         const rows = await store.db.query<{ version: number }>("SELECT version FROM schema_version ORDER BY version");
-        assert.deepEqual(rows.map((r) => Number(r.version)), Array.from({ length: LATEST_SCHEMA_VERSION + 1 }, (_, i) => i));
+        // Every migration this program defines, once each (the bootstrap row is 0).
+        assert.deepEqual(rows.map((r) => Number(r.version)), [0, ...migrations.map((m) => m.version)]);
       });
       // Last: it leaves the database unusable for this program.
       test("refuses a database written by a newer version", async () => {

@@ -37,6 +37,7 @@ export interface Certificate {
   serial: string; certId: string; subjectDn: string; issuerDn: string; notBefore: number; notAfter: number; status: string;
   revocationReason: string | null; revokedAt: number | null; holderId: string; profileId: string; kind: string; tokenSerial: string | null; pem?: string;
 }
+export interface Operator { id: string; role: string; certificatePinned: boolean; disabled: boolean; createdAt: number; updatedAt: number; signInPaused?: { clients: number; until: number } | null }
 export interface Enrolment { id: string; holderId: string; profileId: string; referenceNumber: string; expiresAt: number; attempts: number; maxAttempts: number; status: string; createdAt: number }
 export interface Order { id: string; certificateSerial: string | null; holderId: string; profileId: string; state: string; channel: string; newSerial: string | null; createdAt: number; updatedAt: number }
 export interface OutboxMessage { id: string; channel: string; transport: string; recipient: string; purpose: string; holderId: string | null; redactedText: string; status: string; attempts: number; lastError: string | null; createdAt: number; sentAt: number | null }

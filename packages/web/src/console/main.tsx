@@ -5,7 +5,7 @@ import { t, useLang } from "../shared/i18n.js";
 import { asProblem, problemOf, type Problem } from "../shared/problem.js";
 import { LangSwitch, ProblemView, parseHash } from "../shared/ui.js";
 import { admin, adminToken, onSignedOut, setAdminToken } from "./admin-client.js";
-import { AuditPage, CertificatesPage, DashboardPage, EnrolmentsPage, HoldersPage, OrdersPage, OutboxPage, ProfilesPage } from "./pages.js";
+import { AuditPage, CertificatesPage, DashboardPage, EnrolmentsPage, HoldersPage, OperatorsPage, OrdersPage, OutboxPage, ProfilesPage } from "./pages.js";
 
 function SignIn(props: { problem: Problem | null; onSignedIn: (who: { id: string; role: string }) => void }) {
   useLang();
@@ -62,6 +62,7 @@ function Console() {
   const nav: [string, string][] = [
     ["dashboard", t("dash.title")], ["holders", t("con.holders")], ["certificates", t("con.certificates")], ["enrolments", t("con.enrolments")],
     ["orders", t("con.orders")], ["outbox", t("con.outbox")], ["audit", t("con.audit")], ["profiles", t("con.profiles")],
+    ...(who.role === "admin" ? [["operators", t("con.operators")] as [string, string]] : []),
   ];
   let body;
   switch (page) {
@@ -73,6 +74,7 @@ function Console() {
     case "outbox": body = <OutboxPage />; break;
     case "audit": body = <AuditPage />; break;
     case "profiles": body = <ProfilesPage />; break;
+    case "operators": body = <OperatorsPage />; break;
     default: body = <ProblemView problem={problemOf("ROUTE_NOT_FOUND")} />;
   }
   return (

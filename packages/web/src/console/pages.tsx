@@ -5,7 +5,7 @@ import { asProblem, type Problem } from "../shared/problem.js";
 import { Busy, ProblemView } from "../shared/ui.js";
 import {
   admin, certificateStatuses, orderStates, revocationReasons,
-  type AuditEntry, type Certificate, type Enrolment, type Expiries, type Holder, type Order, type OutboxMessage, type ProfileView,
+  type AuditEntry, type Certificate, type Enrolment, type Expiries, type Holder, type Operator, type Order, type OutboxMessage, type ProfileView,
 } from "./admin-client.js";
 import { ExpiryChart, Funnel } from "./charts.js";
 
@@ -44,10 +44,19 @@ function CertTable(props: { certs: Certificate[]; onChanged: () => void }) {
   const [revoking, setRevoking] = useState<string | null>(null);
   const [reason, setReason] = useState<string>("unspecified");
   const [problem, setProblem] = useState<Problem | null>(null);
+  const [notice, setNotice] = useState<string | null>(null);
   const now = Date.now();
+  const unlockRenewal = async (serial: string) => {
+    setProblem(null); setNotice(null);
+    try {
+      await admin("POST", `/certificates/${serial}/renewal-unlock`);
+      setNotice(t("con.renewalUnlocked", { serial }));
+    } catch (x) { setProblem(asProblem(x)); }
+  };
   return (
     <>
       <Problemish problem={problem} />
+      {notice ? <p class="notice" role="status" data-notice="renewal-unlocked">{notice}</p> : null}
       <table class="data" data-table="certificates">
         <thead><tr><th>{t("cert.serial")}</th><th>{t("cert.subject")}</th><th>{t("con.holder")}</th><th>{t("con.profile")}</th><th>{t("cert.validity")}</th><th>{t("con.status")}</th><th /></tr></thead>
         <tbody>
@@ -58,6 +67,7 @@ function CertTable(props: { certs: Certificate[]; onChanged: () => void }) {
               <td>{t(`cstatus.${c.status as (typeof certificateStatuses)[number]}`)}{c.revocationReason ? ` (${c.revocationReason})` : ""}</td>
               <td>
                 {c.status === "active" && revoking !== c.serial ? <button type="button" class="danger" data-action="revoke" onClick={() => { setRevoking(c.serial); setProblem(null); }}>{t("con.revoke")}</button> : null}
+                {c.status === "active" || c.status === "expired" ? <button type="button" data-action="renewal-unlock" onClick={() => void unlockRenewal(c.serial)}>{t("con.renewalUnlock")}</button> : null}
                 {revoking === c.serial ? (
                   <form class="inline" onSubmit={async (e) => {
                     e.preventDefault();
@@ -298,6 +308,44 @@ export function ProfilesPage() {
           <img class="timeline" alt={t("con.timelineAlt", { name: pick(p.name) })} src={`data:image/svg+xml;charset=utf-8,${encodeURIComponent(p.timelineSvg)}`} />
         </section>
       )) ?? <Busy />}
+    </div>
+  );
+}
+
+/** Operator accounts (admins): who is paused where, and lifting a pause. */
+export function OperatorsPage() {
+  useLang();
+  const list = useLoad(() => admin<{ operators: Operator[] }>("GET", "/operators"), []);
+  const [problem, setProblem] = useState<Problem | null>(null);
+  const [notice, setNotice] = useState<string | null>(null);
+  const lift = async (id: string) => {
+    setProblem(null); setNotice(null);
+    try {
+      const r = await admin<{ clientsCleared: number }>("POST", `/operators/${encodeURIComponent(id)}/unlock`);
+      setNotice(t("con.pauseLifted", { id, n: r.clientsCleared }));
+      list.reload();
+    } catch (x) { setProblem(asProblem(x)); }
+  };
+  return (
+    <div class="page" data-page="operators">
+      <h1>{t("con.operators")}</h1>
+      <p class="hint">{t("con.operatorsHint")}</p>
+      <Problemish problem={problem ?? list.problem} />
+      {notice ? <p class="notice" role="status" data-notice="pause-lifted">{notice}</p> : null}
+      {list.data ? (
+        <table class="data" data-table="operators">
+          <thead><tr><th>{t("con.operatorId")}</th><th>{t("con.role")}</th><th>{t("con.signInPaused")}</th><th /></tr></thead>
+          <tbody>
+            {list.data.operators.map((o) => (
+              <tr data-operator={o.id} class={o.signInPaused ? "warn" : ""}>
+                <td>{o.id}</td><td>{o.role}</td>
+                <td>{o.signInPaused ? t("con.pausedFor", { n: o.signInPaused.clients, at: dayTime(o.signInPaused.until) }) : t("con.notPaused")}</td>
+                <td>{o.signInPaused ? <button type="button" data-action="lift-pause" onClick={() => void lift(o.id)}>{t("con.liftPause")}</button> : null}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      ) : <Busy />}
     </div>
   );
 }

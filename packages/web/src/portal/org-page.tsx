@@ -62,7 +62,7 @@ export function useBell(): { count: number; bell: Bell | null } {
 function SignInForm(props: { onSignedIn: () => void }) {
   useLang();
   const [holderId, setHolderId] = useState("");
-  const [challenge, setChallenge] = useState<{ challengeId: string; sentTo: string; expiresAt: string; resendAt: string } | null>(null);
+  const [challenge, setChallenge] = useState<{ challengeId: string; expiresAt: string; resendAt: string } | null>(null);
   const [code, setCode] = useState("");
   const [problem, setProblem] = useState<Problem | null>(null);
   const [now, setNow] = useState(Date.now());
@@ -92,7 +92,7 @@ function SignInForm(props: { onSignedIn: () => void }) {
             props.onSignedIn();
           } catch (x) { setProblem(asProblem(x)); }
         }}>
-          <p>{t("verify.otpSentSms", { to: challenge.sentTo })} <span class="hint">{t("verify.otpExpires", { at: dayTime(challenge.expiresAt).slice(11) })}</span></p>
+          <p data-text="code-sent">{t("org.codeSentIfRegistered")} <span class="hint">{t("verify.otpExpires", { at: dayTime(challenge.expiresAt).slice(11) })}</span></p>
           <label for="holder-code">{t("verify.otpLabel")}</label>
           <input id="holder-code" name="code" inputMode="numeric" autoComplete="one-time-code" required value={code} onInput={(e) => setCode(e.currentTarget.value)} />
           <button type="submit" class="primary">{t("common.continue")}</button>{" "}
