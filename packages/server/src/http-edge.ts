@@ -155,6 +155,9 @@ export function registerHttpEdge(app: FastifyInstance, http: HttpEdgeConfig, hea
   const bodyMs = http.bodyTimeoutSeconds * 1000;
   app.addHook("preParsing", async (req, _reply, payload) => (hasBody(req) ? bodyTimeoutGuard(payload, bodyMs) : payload));
 
+  // Fastify's own text/plain parser would hand a route a string: a page on any site may send text/plain
+  // across origins without a preflight, so the API takes JSON (and EST and OCSP their own types) only.
+  app.removeContentTypeParser("text/plain");
   app.removeContentTypeParser("application/json");
   app.addContentTypeParser("application/json", { parseAs: "buffer" }, (req, body, done) => {
     try {

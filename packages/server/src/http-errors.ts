@@ -21,6 +21,8 @@ const maxParamLength = 100;
 
 /** Refusals HTTP has a more precise status for than their kind's. */
 const statusOfCode: Partial<Record<ErrorCode, number>> = {
+  // RFC 9110 section 15.5.16: a content type the route does not take is 415, not a generic 400.
+  UNSUPPORTED_MEDIA_TYPE: 415,
   URL_TOO_LONG: 414,
   REQUEST_HEADERS_TOO_LARGE: 431,
   REQUEST_TIMEOUT: 408,

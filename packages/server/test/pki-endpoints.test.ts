@@ -126,7 +126,7 @@ test("oversized bodies, wrong media types and unknown routes get problem documen
   assert.equal(p.code, "REQUEST_TOO_LARGE");
   assert.ok(p.message["zh-CN"] && p.remedy.en);
   const media = await fetch(`${server.url}/ocsp`, { method: "POST", headers: { "content-type": "text/plain" }, body: "x" });
-  assert.equal(media.status, 400);
+  assert.equal(media.status, 415);
   assert.equal((await media.json() as { code: string }).code, "UNSUPPORTED_MEDIA_TYPE");
   const nf = await fetch(`${server.url}/nope`);
   assert.equal(nf.status, 404);
