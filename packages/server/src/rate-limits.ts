@@ -101,6 +101,8 @@ export interface LimitedRequestRecorder {
 export async function registerRateLimits(app: FastifyInstance, config: ServerConfig["rateLimits"], refusals: LimitedRequestRecorder): Promise<void> {
   if (!config.enabled) return;
   const allowed = blockListOf(config.allowList);
+  // Exact addresses are looked up in a set first: BlockList.check builds a SocketAddress on every call.
+  const exactly = new Set(config.allowList.filter((e) => !e.includes("/")));
   // Before the plugin's own onRoute hook, which reads what this one writes.
   app.addHook("onRoute", (route: RouteOptions) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
@@ -115,7 +117,7 @@ export async function registerRateLimits(app: FastifyInstance, config: ServerCon
     allowList: (req: FastifyRequest) => {
       // A dual-stack socket reports IPv4 clients as ::ffff:a.b.c.d.
       const ip = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(req.ip)?.[1] ?? req.ip;
-      return allowed.check(ip, isIP(ip) === 6 ? "ipv6" : "ipv4");
+      return exactly.has(ip) || allowed.check(ip, isIP(ip) === 6 ? "ipv6" : "ipv4");
     },
     errorResponseBuilder: (_req, c) => new UkeyError("RATE_LIMITED", { params: { seconds: Math.max(1, Math.ceil(c.ttl / 1000)) } }),
     onExceeded: (req: FastifyRequest) => {
