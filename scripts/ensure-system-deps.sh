@@ -15,6 +15,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v pki >/dev/null || missing+=(strongswan-pki)
 # The portal's browser tests drive Debian's Chromium (headless) with playwright-core.
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# A CJK font, so that the zh-CN pages Chromium renders (screenshots, the walk of the portal) show Chinese, not boxes.
+[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
 # pki --est fetches over HTTPS with the curl plugin and needs openssl's EC keys.
 ls /usr/lib/ipsec/plugins/libstrongswan-curl.so >/dev/null 2>&1 || missing+=(libstrongswan-extra-plugins)
 ls /usr/lib/ipsec/plugins/libstrongswan-openssl.so >/dev/null 2>&1 || missing+=(libstrongswan-standard-plugins)

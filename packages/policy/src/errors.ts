@@ -1,4 +1,5 @@
 import { catalogue, type ErrorCode } from "./error-catalogue.js";
+import { POLICY_UTC_OFFSET_MS } from "./policy-calendar.js";
 
 /**
  * The closed set of error kinds. Domain code picks a kind through the
@@ -32,7 +33,7 @@ export class UkeyError extends Error {
 
   constructor(code: ErrorCode, options: { params?: ErrorParams; detail?: string; cause?: unknown } = {}) {
     const entry = catalogue[code];
-    super(`${code}: ${render(entry.en, options.params)}${options.detail ? ` (${options.detail})` : ""}`, { cause: options.cause });
+    super(`${code}: ${render(entry.en, options.params, "en")}${options.detail ? ` (${options.detail})` : ""}`, { cause: options.cause });
     this.name = "UkeyError";
     this.code = code;
     this.kind = entry.kind;
@@ -68,8 +69,8 @@ export function describeError(code: ErrorCode, params: ErrorParams = {}, detail?
   const p: ErrorProblem = {
     code,
     kind: e.kind,
-    message: { "zh-CN": render(e.zh, params), en: render(e.en, params) },
-    remedy: { "zh-CN": render(e.remedyZh, params), en: render(e.remedyEn, params) },
+    message: { "zh-CN": render(e.zh, params, "zh-CN"), en: render(e.en, params, "en") },
+    remedy: { "zh-CN": render(e.remedyZh, params, "zh-CN"), en: render(e.remedyEn, params, "en") },
   };
   const used = Object.fromEntries(Object.entries(params).filter(([k]) =>
     [e.en, e.zh, e.remedyEn, e.remedyZh].some((t) => t.includes(`{${k}}`))));
@@ -78,8 +79,26 @@ export function describeError(code: ErrorCode, params: ErrorParams = {}, detail?
   return p;
 }
 
-function render(template: string, params: ErrorParams | undefined): string {
-  return template.replace(/\{(\w+)\}/g, (m, k: string) => (params && k in params ? String(params[k]) : m));
+const isoInstant = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?Z$/;
+
+/**
+ * How a parameter reads in a message. An instant (an ISO 8601 time in UTC,
+ * as params carry them for programs) reads as the wall-clock time in China,
+ * where holders and the policy's days are: "2026-12-04 06:57（北京时间）",
+ * never a raw UTC string. Other values read as they are.
+ */
+export function renderParam(value: string | number, lang: "zh-CN" | "en"): string {
+  const text = String(value);
+  if (!isoInstant.test(text)) return text;
+  const ms = Date.parse(text);
+  if (Number.isNaN(ms)) return text;
+  const local = new Date(ms + POLICY_UTC_OFFSET_MS).toISOString();
+  const wall = `${local.slice(0, 10)} ${local.slice(11, 16)}`;
+  return lang === "zh-CN" ? `${wall}（北京时间）` : `${wall} China time (UTC+8)`;
+}
+
+function render(template: string, params: ErrorParams | undefined, lang: "zh-CN" | "en"): string {
+  return template.replace(/\{(\w+)\}/g, (m, k: string) => (params && k in params ? renderParam(params[k]!, lang) : m));
 }
 
 /** True when `e` is a UkeyError with one of the given codes. */

@@ -38,3 +38,15 @@ test("internal errors never show their detail to users", () => {
   assert.equal(err.toProblem().detail, undefined);
   assert.equal(new UkeyError("PEM_MALFORMED", { params: { reason: "x" }, detail: "d" }).toProblem().detail, "d");
 });
+
+test("a time in a message reads as China's wall-clock time, the params keep the instant for programs", () => {
+  // 22:57 UTC on 3 December is 06:57 on 4 December in Beijing: the day a holder sees must be the Chinese one.
+  const p = new UkeyError("RENEWAL_LOCKED", { params: { until: "2026-12-03T22:57:12.849Z" } }).toProblem();
+  assert.match(p.message["zh-CN"], /至 2026-12-04 06:57（北京时间） ?恢复/);
+  assert.match(p.message.en, /until 2026-12-04 06:57 China time \(UTC\+8\)/);
+  assert.doesNotMatch(p.message["zh-CN"] + p.message.en, /T22:57|Z\b/);
+  assert.deepEqual(p.params, { until: "2026-12-03T22:57:12.849Z" });
+  // Days, serials and other values read as they are.
+  assert.match(new UkeyError("RENEWAL_NOT_YET_OPEN", { params: { opensAt: "2027-01-05" } }).toProblem().message.en, /opens on 2027-01-05\./);
+  assert.match(new UkeyError("CERT_NOT_FOUND", { params: { serial: "2026" } }).toProblem().message.en, /serial 2026\./);
+});

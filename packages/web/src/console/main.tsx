@@ -1,7 +1,7 @@
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import "../shared/styles.css";
-import { t, useLang } from "../shared/i18n.js";
+import { t, useLang, type MessageKey } from "../shared/i18n.js";
 import { asProblem, problemOf, type Problem } from "../shared/problem.js";
 import { LangSwitch, ProblemView, parseHash } from "../shared/ui.js";
 import { admin, adminToken, onSignedOut, setAdminToken } from "./admin-client.js";
@@ -84,7 +84,7 @@ function Console() {
         <div class="brand">{t("con.title")}</div>
         <nav aria-label={t("nav.label")}>{nav.map(([p, label]) => <a href={`#/${p}`} aria-current={p === page ? "page" : undefined}>{label}</a>)}</nav>
         <div class="tools">
-          <span class="who">{who.id} · {who.role}</span>
+          <span class="who">{who.id} · {t(`con.role.${who.role}` as MessageKey)}</span>
           <button type="button" class="link" onClick={() => { setAdminToken(null); setWho(null); }}>{t("con.signOut")}</button>
           <LangSwitch />
         </div>

@@ -1,6 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
 import { day, dayTime } from "../shared/format.js";
-import { pick, t, useLang } from "../shared/i18n.js";
+import { pick, t, useLang, type MessageKey } from "../shared/i18n.js";
 import { asProblem, type Problem } from "../shared/problem.js";
 import { Busy, ProblemView } from "../shared/ui.js";
 import {
@@ -338,7 +338,7 @@ export function OperatorsPage() {
           <tbody>
             {list.data.operators.map((o) => (
               <tr data-operator={o.id} class={o.signInPaused ? "warn" : ""}>
-                <td>{o.id}</td><td>{o.role}</td>
+                <td>{o.id}</td><td>{t(`con.role.${o.role}` as MessageKey)}</td>
                 <td>{o.signInPaused ? t("con.pausedFor", { n: o.signInPaused.clients, at: dayTime(o.signInPaused.until) }) : t("con.notPaused")}</td>
                 <td>{o.signInPaused ? <button type="button" data-action="lift-pause" onClick={() => void lift(o.id)}>{t("con.liftPause")}</button> : null}</td>
               </tr>
