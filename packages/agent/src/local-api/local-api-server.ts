@@ -119,6 +119,7 @@ const operationRequestSchema = {
     { properties: { kind: { const: "change-pin" }, tokenSerial }, required: ["kind", "tokenSerial"], additionalProperties: false },
     { properties: { kind: { const: "clean-up" }, tokenSerial }, required: ["kind", "tokenSerial"], additionalProperties: false },
     { properties: { kind: { const: "doctor" } }, required: ["kind"], additionalProperties: false },
+    { properties: { kind: { const: "read-certificates" }, tokenSerial }, required: ["kind", "tokenSerial"], additionalProperties: false },
   ],
 } as const;
 
@@ -271,7 +272,7 @@ export async function startLocalApi(o: LocalApiOptions): Promise<LocalApi> {
   });
 
   app.get("/v1/tokens", { preHandler: requirePairing }, async () => {
-    return o.flows.status({ backend: await openBackend(), server: o.server });
+    return o.flows.status({ backend: await openBackend(), server: o.server, channel: "web" });
   });
 
   app.post<{ Body: OperationRequest }>("/v1/operations", { preHandler: requirePairing, schema: { body: operationRequestSchema } }, async (req, reply) => {

@@ -44,7 +44,13 @@ export interface PairingStarted { id: string; expiresAt: string }
 /** POST /v1/pairings/{id}/confirm {code} → 200. Wrong code: 400 CODE_INVALID; 5th: CODE_ATTEMPTS_EXCEEDED. */
 export interface PairingConfirmed { token: string; origin: string }
 
-/** GET /v1/tokens → the TokenStatus[] of flows/flow-types.ts (no PIN: public objects; PKCS#12 files listed without certificates). */
+/**
+ * GET /v1/tokens → the TokenStatus[] of flows/flow-types.ts (no PIN: public
+ * objects), with the server's advice for the web channel. A PKCS#12 file
+ * the agent has not opened yet comes with `certificatesHidden: true` and no
+ * certificates; after a "read-certificates" operation its certificates are
+ * listed for as long as the agent runs.
+ */
 
 /** POST /v1/operations → 202 OperationView. */
 export type OperationRequest =
@@ -53,7 +59,9 @@ export type OperationRequest =
   | { kind: "initialise"; tokenSerial: string; label?: string }
   | { kind: "change-pin"; tokenSerial: string }
   | { kind: "clean-up"; tokenSerial: string }
-  | { kind: "doctor" };
+  | { kind: "doctor" }
+  /** Asks the PIN in the agent's window and opens the token once: a PKCS#12 file's certificates are listed (GET /v1/tokens) only after that. */
+  | { kind: "read-certificates"; tokenSerial: string };
 
 /** What the operation waits for. */
 export type OperationInput =

@@ -11,6 +11,15 @@ import type { PageCtx } from "./status-page.js";
 import { QrCode } from "./step-up-page.js";
 
 const OPS_KEY = "ukey.operations";
+const RETURN_KEY = "ukey.operationReturn";
+
+/** Where the portal goes when the operation `id` is done (only "read-certificates" goes back by itself). */
+function returnOf(id: string): string | undefined {
+  try {
+    const r = (JSON.parse(sessionStorage.getItem(RETURN_KEY) ?? "{}") as Record<string, string>)[id];
+    return r && r.startsWith("#/") ? r : undefined;
+  } catch { return undefined; }
+}
 
 function rememberedOps(): Record<string, OperationRequest> {
   try { return JSON.parse(localStorage.getItem(OPS_KEY) ?? "{}") as Record<string, OperationRequest>; } catch { return {}; }
@@ -23,14 +32,17 @@ function remember(id: string, req: OperationRequest) {
 }
 
 /** Starts an operation in the agent and opens its page (which survives a reload: the id is in the address). */
-export async function startOperation(ctx: PageCtx, req: OperationRequest): Promise<void> {
+export async function startOperation(ctx: PageCtx, req: OperationRequest, returnTo?: string): Promise<void> {
   const v = await ctx.agent.start(req);
   remember(v.id, req);
+  if (returnTo) {
+    try { sessionStorage.setItem(RETURN_KEY, JSON.stringify({ [v.id]: returnTo })); } catch { /* the result page links back instead */ }
+  }
   location.hash = `#/op/${encodeURIComponent(v.id)}`;
 }
 
 /** A button that starts an operation, showing any refusal next to it. */
-export function StartButton(props: { ctx: PageCtx; request: OperationRequest; label: string; primary?: boolean; disabled?: boolean }) {
+export function StartButton(props: { ctx: PageCtx; request: OperationRequest; label: string; primary?: boolean; disabled?: boolean; returnTo?: string }) {
   useLang();
   const [busy, setBusy] = useState(false);
   const [problem, setProblem] = useState<Problem | null>(null);
@@ -38,7 +50,7 @@ export function StartButton(props: { ctx: PageCtx; request: OperationRequest; la
     <>
       <button type="button" class={props.primary ? "primary" : ""} disabled={busy || props.disabled} onClick={async () => {
         setBusy(true); setProblem(null);
-        try { await startOperation(props.ctx, props.request); } catch (e) { if (!props.ctx.lostPairing(e)) setProblem(asProblem(e, "AGENT_NOT_RUNNING")); } finally { setBusy(false); }
+        try { await startOperation(props.ctx, props.request, props.returnTo); } catch (e) { if (!props.ctx.lostPairing(e)) setProblem(asProblem(e, "AGENT_NOT_RUNNING")); } finally { setBusy(false); }
       }}>{props.label}</button>
       {problem ? <ProblemView problem={problem} helpHref={`#/help/${problem.code}`} /> : null}
     </>
@@ -97,6 +109,10 @@ export function OperationPage(props: PageCtx & { id: string }) {
     try { setView(await props.agent.answer(props.id, a)); } catch (e) { if (!props.lostPairing(e)) setProblem(asProblem(e, "AGENT_NOT_RUNNING")); }
   };
   const again = rememberedOps()[props.id];
+  // Reading a file's certificates is a means, not an end: once done, the page that asked for it lists them.
+  useEffect(() => {
+    if (view?.state === "done" && view.kind === "read-certificates") location.hash = returnOf(props.id) ?? "#/";
+  }, [view?.state, view?.kind]);
 
   if (!view) {
     return problem ? <div class="page" data-page="operation"><ProblemView problem={problem} helpHref={`#/help/${problem.code}`} />

@@ -76,6 +76,22 @@ export function CertificateCard(props: { c: CertStatus; tokenSerial: string }) {
   );
 }
 
+/**
+ * A certificate file whose certificates the agent cannot list before its
+ * PIN: the PIN is asked in the agent's own window (an operation), never here;
+ * afterwards the page at `returnTo` lists them.
+ */
+export function ReadCertificates(props: { ctx: PageCtx; tokenSerial: string; returnTo: string }) {
+  useLang();
+  return (
+    <div class="card" data-hidden-certs={props.tokenSerial}>
+      <p>{t("status.hidden")}</p>
+      <StartButton ctx={props.ctx} primary label={t("status.readCerts")} returnTo={props.returnTo}
+        request={{ kind: "read-certificates", tokenSerial: props.tokenSerial }} />
+    </div>
+  );
+}
+
 /** The holder's keys and their certificates, in words and dates. */
 export function StatusPage(props: PageCtx) {
   useLang();
@@ -98,7 +114,8 @@ export function StatusPage(props: PageCtx) {
             {tk.token.backend === "pkcs12" ? ` · ${t("status.file")}` : ""}
           </p>
           {tk.token.pin.locked ? <p class="bad" role="alert">{t("status.pinLocked")}</p> : tk.token.pin.finalTry ? <p class="warn">{t("status.pinFinalTry")}</p> : tk.token.pin.countLow ? <p class="warn">{t("status.pinCountLow")}</p> : null}
-          {tk.certificates.length === 0 ? <p>{t("status.noCert")} <a href={`#/download?token=${encodeURIComponent(tk.token.serial)}`}>{t("nav.download")}</a></p> : null}
+          {tk.certificatesHidden ? <ReadCertificates ctx={props} tokenSerial={tk.token.serial} returnTo="#/" />
+            : tk.certificates.length === 0 ? <p>{t("status.noCert")} <a href={`#/download?token=${encodeURIComponent(tk.token.serial)}`}>{t("nav.download")}</a></p> : null}
           <div class="certs">{tk.certificates.map((c) => <CertificateCard c={c} tokenSerial={tk.token.serial} />)}</div>
           {tk.invalidObjects > 0 ? (
             <p class="hint">{t("status.invalidObjects", { n: tk.invalidObjects })}{" "}

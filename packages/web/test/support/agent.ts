@@ -20,13 +20,14 @@ export interface RunningAgent {
 
 /**
  * Starts `ukey agent start --port 0 --json --server <world's server>` with the
- * world's PKCS#11 module; the server's own origin is allowed, and so is each
- * of `origins`. Resolves on its "listening" event.
+ * world's PKCS#11 module (or `opts.pkcs12`, a file token, instead); the
+ * server's own origin is allowed, and so is each of `origins`. Resolves on its "listening" event.
  */
-export async function startAgent(world: AgentWorld, origins: string[] = []): Promise<RunningAgent> {
+export async function startAgent(world: AgentWorld, origins: string[] = [], opts: { pkcs12?: string } = {}): Promise<RunningAgent> {
   if (!world.server) throw new Error("start the world's server first");
   const home = mkdtempSync(join(world.t.dir, "agent-home-"));
-  const child = spawn(process.execPath, [ukeyBin, "agent", "start", "--port", "0", "--json", "--server", world.server.url, "--module", world.hsm.module,
+  const child = spawn(process.execPath, [ukeyBin, "agent", "start", "--port", "0", "--json", "--server", world.server.url,
+    ...(opts.pkcs12 ? ["--pkcs12", opts.pkcs12] : ["--module", world.hsm.module]),
     ...origins.flatMap((o) => ["--origin", o])], {
     env: { PATH: process.env.PATH ?? "", HOME: home, UKEY_AGENT_HOME: home, SOFTHSM2_CONF: world.hsm.conf, LANG: "en_US.UTF-8" },
     stdio: ["ignore", "pipe", "pipe"],
