@@ -39,7 +39,11 @@ export interface CertificateStatus {
   /** Whole CST days to notAfter (negative after expiry). */
   daysLeft: number;
   /** The server's renewal advice (GET /api/v1/renewal-info/{certId}), when reachable. */
-  advice?: { window: "not-yet-open" | "open" | "open-step-up" | "closed"; opensAt?: string; closesAt?: string; explanation?: { zh: string; en: string } };
+  advice?: {
+    window: "not-yet-open" | "open" | "open-step-up" | "closed"; opensAt?: string; closesAt?: string; explanation?: { zh: string; en: string };
+    /** Online renewal is paused until then after an order failed on wrong answers (RENEWAL_LOCKED). */
+    lockedUntil?: string;
+  };
 }
 
 export interface TokenStatus {

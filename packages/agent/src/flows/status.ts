@@ -66,6 +66,7 @@ export async function statusFlow(ctx: Omit<FlowContext, "prompter" | "channel"> 
           window: adviceWindow[info.state],
           ...(info.opensAt ? { opensAt: info.opensAt } : {}),
           ...(info.closesAt ? { closesAt: info.closesAt } : {}),
+          ...(info.lockedUntil ? { lockedUntil: info.lockedUntil } : {}),
           explanation: { zh: info.explanation["zh-CN"], en: info.explanation.en },
         };
       }

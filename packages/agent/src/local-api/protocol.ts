@@ -66,7 +66,7 @@ export type OperationRequest =
 /** What the operation waits for. */
 export type OperationInput =
   | { kind: "pin"; promptUrl: string; so?: boolean; newPin?: boolean; retry?: { code: string; triesLeft?: number } }
-  | { kind: "id-number"; idType: string; retry?: { code: string } }
+  | { kind: "id-number"; idType: string; retry?: { code: string; triesLeft?: number } }
   | { kind: "one-time-code"; channel: "sms" | "email"; maskedTo: string; expiresAt: string; resendAfter: string; retry?: { code: string } }
   | { kind: "step-up"; approvalUrl: string; expiresAt?: string }
   | { kind: "confirm"; question: string; consequences: string[] };

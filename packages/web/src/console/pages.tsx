@@ -214,17 +214,33 @@ export function OrdersPage() {
   useLang();
   const [state, setState] = useState("");
   const list = useLoad(() => admin<{ orders: Order[] }>("GET", `/orders${state ? `?state=${state}` : ""}`), [state]);
+  const [problem, setProblem] = useState<Problem | null>(null);
+  const [notice, setNotice] = useState<string | null>(null);
+  const failure = (o: Order) => {
+    const f = o.data?.failure;
+    if (o.state !== "failed" || !f) return null;
+    if (f === "IDENTITY_MISMATCH") return t("con.failure.IDENTITY_MISMATCH", { n: o.data?.idAttempts ?? 5 });
+    if (f === "CODE_ATTEMPTS_EXCEEDED") return t("con.failure.CODE_ATTEMPTS_EXCEEDED");
+    return t("con.failure.other", { code: f });
+  };
   return (
     <div class="page" data-page="orders">
       <h1>{t("con.orders")}</h1>
+      <Problemish problem={problem} />
+      {notice ? <p class="notice" role="status" data-notice="renewal-unlocked">{notice}</p> : null}
       <label>{t("con.status")} <select value={state} onChange={(e) => setState(e.currentTarget.value)}><option value="">{t("con.any")}</option>
         {orderStates.map((s) => <option value={s}>{t(`order.${s}`)}</option>)}</select></label>
       <Problemish problem={list.problem} />
       {list.data ? (
         <table class="data" data-table="orders">
-          <thead><tr><th>ID</th><th>{t("con.holder")}</th><th>{t("con.status")}</th><th>{t("con.channel")}</th><th>{t("con.oldSerial")}</th><th>{t("con.newSerial")}</th><th>{t("con.updated")}</th></tr></thead>
+          <thead><tr><th>ID</th><th>{t("con.holder")}</th><th>{t("con.status")}</th><th>{t("con.channel")}</th><th>{t("con.oldSerial")}</th><th>{t("con.newSerial")}</th><th>{t("con.updated")}</th><th>{t("con.reason")}</th></tr></thead>
           <tbody>{list.data.orders.map((o) => (
-            <tr data-order={o.id}><td><code>{o.id}</code></td><td>{o.holderId}</td><td>{t(`order.${o.state as (typeof orderStates)[number]}`)}</td><td>{o.channel}</td><td><code>{o.certificateSerial ?? "—"}</code></td><td><code>{o.newSerial ?? "—"}</code></td><td>{dayTime(o.updatedAt)}</td></tr>
+            <tr data-order={o.id}><td><code>{o.id}</code></td><td>{o.holderId}</td><td>{t(`order.${o.state as (typeof orderStates)[number]}`)}</td><td>{o.channel}</td><td><code>{o.certificateSerial ?? "—"}</code></td><td><code>{o.newSerial ?? "—"}</code></td><td>{dayTime(o.updatedAt)}</td>
+              <td data-failure={o.data?.failure ?? ""}>{failure(o)}
+                {failure(o) && o.certificateSerial ? <> <button type="button" data-action="renewal-unlock" onClick={async () => {
+                  setProblem(null); setNotice(null);
+                  try { await admin("POST", `/certificates/${o.certificateSerial}/renewal-unlock`); setNotice(t("con.renewalUnlocked", { serial: o.certificateSerial! })); } catch (x) { setProblem(asProblem(x)); }
+                }}>{t("con.renewalUnlock")}</button></> : null}</td></tr>
           ))}</tbody>
         </table>
       ) : null}

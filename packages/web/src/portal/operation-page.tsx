@@ -178,7 +178,7 @@ function InputForm(props: { input: OperationInput; agentBase: string; onAnswer: 
   return (
     <section class="card input" data-input={input.kind}>
       {retryProblem ? <ProblemView problem={retryProblem} helpHref={`#/help/${retryProblem.code}`}>
-        {triesLeft !== undefined ? <p class="warn">{t("verify.triesLeft", { n: triesLeft })}</p> : null}
+        {triesLeft !== undefined && input.kind === "pin" ? <p class="warn">{t("verify.triesLeft", { n: triesLeft })}</p> : null}
       </ProblemView> : null}
       {input.kind === "pin" ? <PinInput input={input} agentBase={props.agentBase} /> : null}
       {input.kind === "id-number" ? <IdNumberInput idType={input.idType} onAnswer={props.onAnswer} /> : null}

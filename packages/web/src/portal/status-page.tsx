@@ -1,5 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
-import { day } from "../shared/format.js";
+import { day, dayTime } from "../shared/format.js";
 import { pick, t, useLang } from "../shared/i18n.js";
 import { asProblem, type Problem } from "../shared/problem.js";
 import { Busy, ProblemView } from "../shared/ui.js";
@@ -41,9 +41,15 @@ export function stateWords(c: CertStatus): { text: string; cls: string } {
   }
 }
 
-/** True when the server's advice lets this certificate be renewed on the web now. */
+/** The end of a pause on online renewal (RENEWAL_LOCKED) still running now, else undefined. */
+export function lockedUntil(c: CertStatus): string | undefined {
+  const until = c.advice?.lockedUntil;
+  return until && Date.parse(until) > Date.now() ? until : undefined;
+}
+
+/** True when the server's advice lets this certificate be renewed on the web now (its window open, no pause). */
 export function renewable(c: CertStatus): boolean {
-  return c.certificate.hasKey && (c.advice?.window === "open" || c.advice?.window === "open-step-up");
+  return c.certificate.hasKey && (c.advice?.window === "open" || c.advice?.window === "open-step-up") && !lockedUntil(c);
 }
 
 /** One certificate in words and dates: state, validity, and the renewal window's dates. */
@@ -66,6 +72,7 @@ export function CertificateCard(props: { c: CertStatus; tokenSerial: string }) {
             <span>{t(`window.${a.window}`)}</span>
             {a.opensAt || a.closesAt ? <span> · {t("window.dates", { from: day(a.opensAt), to: day(a.closesAt) })}</span> : null}
             {a.explanation ? <p class="hint">{pick(a.explanation)}</p> : null}
+            {lockedUntil(c) ? <p class="bad" role="note" data-locked-until={lockedUntil(c)}>{t("cert.locked", { at: dayTime(lockedUntil(c)) })}</p> : null}
           </> : t("window.unknown")}
         </dd>
       </dl>
