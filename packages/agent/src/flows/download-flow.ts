@@ -1,4 +1,4 @@
-import { UkeyError, isUkeyError, type KeyAlgorithm } from "@ukey/policy";
+import { UkeyError, formatPolicyDate, isUkeyError, type KeyAlgorithm } from "@ukey/policy";
 import { objectLabels } from "../keys/key-store.js";
 import { ServerClient } from "../server-client.js";
 import { derOfPem } from "./certificate-id.js";
@@ -50,7 +50,7 @@ export async function downloadFlow(ctx: FlowContext, request: DownloadRequest & 
     const installed = await session.installCertificate(derOfPem(answer.pem), key.id, objectLabels.current(answer.serial));
     maybeCrash(ctx.fault, "after-install");
     await session.relabel(key.id, objectLabels.current(installed.serialHex));
-    report(p, "done", `下载完成：证书 ${installed.serialHex}，有效期至 ${answer.notAfter.slice(0, 10)}`, `Downloaded: certificate ${installed.serialHex}, valid until ${answer.notAfter.slice(0, 10)}`);
+    report(p, "done", `下载完成：证书 ${installed.serialHex}，有效期至 ${formatPolicyDate(Date.parse(answer.notAfter))}`, `Downloaded: certificate ${installed.serialHex}, valid until ${formatPolicyDate(Date.parse(answer.notAfter))}`);
     return {
       certificate: { serialHex: installed.serialHex, subject: installed.subject, notBefore: answer.notBefore, notAfter: answer.notAfter, pem: answer.pem + answer.chainPem },
     };

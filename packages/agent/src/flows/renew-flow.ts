@@ -1,4 +1,4 @@
-import { UkeyError, isUkeyError, keyAlgorithms, type ErrorCode, type KeyAlgorithm } from "@ukey/policy";
+import { UkeyError, formatPolicyDate, isUkeyError, keyAlgorithms, type ErrorCode, type KeyAlgorithm } from "@ukey/policy";
 import { objectLabels, type TokenCertificate, type TokenKey, type TokenSession } from "../keys/key-store.js";
 import { ServerClient, type OrderChallenge, type OrderView, type PossessionSigner } from "../server-client.js";
 import { certIdOf, derOfPem, spkiOf } from "./certificate-id.js";
@@ -381,7 +381,7 @@ class RenewalRun {
     });
     const removed = await removeInvalid(this.session, plan, this.ctx.fault);
     await this.session.relabel(installed.id, objectLabels.current(installed.serialHex));
-    report(this.p, "done", `更新完成：新证书 ${installed.serialHex}，有效期至 ${nc.notAfter.slice(0, 10)}`, `Renewed: certificate ${installed.serialHex}, valid until ${nc.notAfter.slice(0, 10)}`);
+    report(this.p, "done", `更新完成：新证书 ${installed.serialHex}，有效期至 ${formatPolicyDate(Date.parse(nc.notAfter))}`, `Renewed: certificate ${installed.serialHex}, valid until ${formatPolicyDate(Date.parse(nc.notAfter))}`);
     return {
       orderId: order.id, resumed,
       certificate: { serialHex: installed.serialHex, subject: installed.subject, notBefore: nc.notBefore, notAfter: nc.notAfter, pem: nc.pem + nc.chainPem },
