@@ -139,13 +139,13 @@ export function PairingPage(props: { agent: AgentClient; onPaired: () => void })
 }
 
 /** The renewal wizard's steps, as seed 000 numbers them, with the current one marked. */
-export function Steps(props: { current: number }) {
+export function Steps(props: { current: number; failed?: boolean }) {
   useLang();
   const names = [t("step.find"), t("step.pair"), t("step.choose"), t("step.verify"), t("step.install"), t("step.result")];
   return (
-    <ol class="wizard-steps" aria-label={t("step.label")}>
+    <ol class="wizard-steps" aria-label={t("step.label")} data-failed={props.failed ? "true" : undefined}>
       {names.map((n, i) => (
-        <li class={i < props.current ? "done" : i === props.current ? "current" : ""} aria-current={i === props.current ? "step" : undefined}>
+        <li class={i < props.current ? "done" : i === props.current ? (props.failed ? "current failed" : "current") : ""} aria-current={i === props.current ? "step" : undefined}>
           <span class="n">{i + 1}</span> {n}
         </li>
       ))}

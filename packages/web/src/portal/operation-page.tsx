@@ -119,14 +119,18 @@ export function OperationPage(props: PageCtx & { id: string }) {
       <Actions ctx={props} again={again} onRetry={() => setRound((n) => n + 1)} /></div> : <Busy />;
   }
   const isWizard = view.kind === "renew";
-  const step = view.state === "done" ? 5 : view.state === "needs-input" ? 3 : 4;
+  // The agent no longer knows the operation (it was stopped or restarted): it has ended here too, and can be started again.
+  const lost = problem?.code === "OPERATION_NOT_FOUND";
+  const failed = view.state === "failed" || lost;
+  const step = view.state === "done" ? 5 : failed ? stepOf(view) : view.state === "needs-input" ? 3 : 4;
   return (
-    <div class="page" data-page="operation" data-kind={view.kind} data-state={view.state}>
-      {isWizard ? <Steps current={step} /> : null}
+    <div class="page" data-page="operation" data-kind={view.kind} data-state={lost ? "lost" : view.state}>
+      {isWizard ? <Steps current={step} failed={failed} /> : null}
       <h1>{t(`op.${view.kind}`)}</h1>
       {problem ? <ProblemView problem={problem} helpHref={`#/help/${problem.code}`} /> : null}
-      {view.state === "needs-input" && view.input ? <InputForm input={view.input} agentBase={props.agent.base} onAnswer={answer} /> : null}
-      <ProgressView view={view} />
+      {lost ? <Actions ctx={props} again={again} /> : null}
+      {view.state === "needs-input" && view.input && !lost ? <InputForm input={view.input} agentBase={props.agent.base} onAnswer={answer} /> : null}
+      <ProgressView view={lost ? { ...view, state: "failed" } : view} />
       {view.state === "done" ? <ResultView kind={view.kind} result={view.result} /> : null}
       {view.state === "failed" ? (() => {
         const p = readProblem(view.error);
@@ -134,6 +138,14 @@ export function OperationPage(props: PageCtx & { id: string }) {
       })() : null}
     </div>
   );
+}
+
+/** The wizard's step an operation had reached by its last progress event (where a failure is shown). */
+function stepOf(view: OperationView): number {
+  const last = view.progress.at(-1)?.step ?? "";
+  if (["prove-possession", "step-up", "verify-identity", "verify-code"].includes(last)) return 3;
+  if (["generate-key", "submit-csr", "install", "confirm", "clean-up", "done"].includes(last)) return 4;
+  return 2;
 }
 
 function Actions(props: { ctx: PageCtx; again?: OperationRequest; onRetry?: () => void }) {
