@@ -85,14 +85,22 @@ export async function statusFlow(ctx: Omit<FlowContext, "prompter" | "channel"> 
   return out;
 }
 
+/**
+ * Without the server's advice (unreachable, or none configured) a
+ * certificate this close to its end is called "expiring": the longest
+ * notice period of the presets, so that losing the server never turns a
+ * red state green.
+ */
+export const offlineNoticeDays = 90;
+
 function stateOf(c: TokenCertificate, info: RenewalInfo | undefined, unknown: boolean, now: Date): CertificateStatus["state"] {
   if (info?.state === "revoked") return "revoked";
   if (info?.state === "superseded") return "superseded";
   if (now.getTime() < c.notBefore.getTime()) return "not-yet-valid";
   if (now.getTime() > c.notAfter.getTime()) return "expired";
   if (unknown) return "unknown";
-  if (info && now.getTime() >= Date.parse(info.noticeFrom)) return "expiring";
-  return "valid";
+  if (info) return now.getTime() >= Date.parse(info.noticeFrom) ? "expiring" : "valid";
+  return policyDay(c.notAfter) - policyDay(now) <= offlineNoticeDays ? "expiring" : "valid";
 }
 
 /**
