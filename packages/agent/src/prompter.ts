@@ -22,7 +22,7 @@ export interface Prompter {
 export interface ProgressEvent {
   step:
     | "read-token" | "start-order" | "prove-possession" | "verify-identity" | "verify-code" | "step-up"
-    | "generate-key" | "submit-csr" | "install" | "confirm" | "clean-up" | "done" | "resume";
+    | "generate-key" | "submit-csr" | "install" | "confirm" | "clean-up" | "done" | "resume" | "check-codes";
   /** Short text in zh-CN and en. */
   zh: string;
   en: string;

@@ -187,6 +187,11 @@ export class ServerClient {
     return this.parse(renewalInfoSchema, r.body);
   }
 
+  /** Checks the two codes of a download before the key is used (POST /api/v1/downloads/check); throws the server's refusal. */
+  async checkDownloadCodes(referenceNumber: string, authorizationCode: string): Promise<void> {
+    await this.call("POST", "/api/v1/downloads/check", { referenceNumber, authorizationCode });
+  }
+
   async download(referenceNumber: string, authorizationCode: string, csr: string, tokenSerial: string, onAnswer?: OnAnswer): Promise<DownloadAnswer> {
     const r = await this.call("POST", "/api/v1/downloads", { referenceNumber, authorizationCode, csr, tokenSerial }, onAnswer);
     return this.parse(downloadSchema, r.body);

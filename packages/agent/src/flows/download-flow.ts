@@ -14,7 +14,8 @@ import { openSession, report } from "./token-access.js";
  * An interrupted download is finished by running it again with the same
  * codes: the pending key is reused and the server delivers the same
  * certificate again.
- * @throws UkeyError CODE_INVALID, CODE_EXPIRED, CODE_ALREADY_USED, CODE_ATTEMPTS_EXCEEDED, CODE_REVOKED, TOKEN_*, SERVER_*.
+ * The codes are checked with the server before the PIN is asked.
+ * @throws UkeyError DOWNLOAD_CODE_INVALID, CODE_INVALID, CODE_EXPIRED, CODE_ALREADY_USED, CODE_ATTEMPTS_EXCEEDED, CODE_REVOKED, TOKEN_*, SERVER_*.
  */
 export async function downloadFlow(ctx: FlowContext, request: DownloadRequest & { algorithm?: KeyAlgorithm }): Promise<{ certificate: IssuedCertificate }> {
   const ref = request.referenceNumber.replace(/[\s-]/g, "");
@@ -23,6 +24,13 @@ export async function downloadFlow(ctx: FlowContext, request: DownloadRequest & 
   if (code === "") throw new UkeyError("CODE_INVALID", { detail: "no authorization code" });
   const client = new ServerClient(ctx.server);
   const p = ctx.prompter;
+  report(p, "check-codes", "正在核对参考号和授权码", "Checking the reference number and authorization code");
+  try {
+    await client.checkDownloadCodes(ref, code);
+  } catch (e) {
+    // Spent codes may still finish a download an earlier run left (the same key gets the same certificate): the server decides that below.
+    if (!isUkeyError(e, "CODE_ALREADY_USED")) throw e;
+  }
   report(p, "read-token", "正在读取 UKey", "Reading the key");
   const session = await openSession(ctx.backend, p, request.tokenSerial, "download");
   try {

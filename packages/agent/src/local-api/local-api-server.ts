@@ -73,7 +73,7 @@ const statusOfKind: Record<ErrorKind, number> = {
   internal: 500,
 };
 /** Where protocol.ts names another status than the kind's. */
-const statusOverride: Partial<Record<ErrorCode, number>> = { CODE_INVALID: 400 };
+const statusOverride: Partial<Record<ErrorCode, number>> = { PAIRING_CODE_INVALID: 400 };
 
 function toUkeyError(err: unknown, contentType: string): UkeyError {
   if (err instanceof UkeyError) return err;

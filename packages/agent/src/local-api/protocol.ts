@@ -41,7 +41,7 @@ export interface HelloResponse {
 
 /** POST /v1/pairings → 201. */
 export interface PairingStarted { id: string; expiresAt: string }
-/** POST /v1/pairings/{id}/confirm {code} → 200. Wrong code: 400 CODE_INVALID; 5th: CODE_ATTEMPTS_EXCEEDED. */
+/** POST /v1/pairings/{id}/confirm {code} → 200. Wrong code: 400 PAIRING_CODE_INVALID with params.triesLeft; 5th: 409 PAIRING_ENDED. */
 export interface PairingConfirmed { token: string; origin: string }
 
 /**

@@ -180,6 +180,15 @@ test("issue 16 (3): five wrong ID numbers count down, end with IDENTITY_ATTEMPTS
   assert.match(w.error!.message.zh, /\d{4}-\d{2}-\d{2} \d{2}:\d{2}（北京时间）/);
 });
 
+test("issue 16 (8): a download checks its codes with the server before the PIN is asked", async () => {
+  const started = await agent.call("/v1/operations", { token, body: { kind: "download", tokenSerial: freshToken, referenceNumber: "1234567897", authorizationCode: "ABCD-EFGH-JKLM" } });
+  assert.equal(started.status, 202, started.text);
+  const v = await until(started.json.id as string, (x) => x.state !== "running");
+  assert.equal(v.state, "failed", `refused before any PIN: ${JSON.stringify(v)}`);
+  assert.equal(v.error?.code, "CODE_INVALID");
+  assert.deepEqual(v.progress.map((p) => p.step), ["check-codes"]);
+});
+
 test("initialise through the API: confirm, then the SO PIN and the new PIN (typed twice in one page) in the same window", async () => {
   const cancel = await agent.call("/v1/operations", { token, body: { kind: "initialise", tokenSerial: freshToken } });
   let v = await until(cancel.json.id as string, (x) => x.state !== "running");

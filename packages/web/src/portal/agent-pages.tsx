@@ -107,7 +107,7 @@ export function PairingPage(props: { agent: AgentClient; onPaired: () => void })
   const confirm = async (ev: Event) => {
     ev.preventDefault();
     if (!pairing) return;
-    if (!/^\d{6}$/.test(code)) { setProblem(problemOf("CODE_INVALID")); return; }
+    if (!/^\d{6}$/.test(code)) { setProblem(problemOf("REQUEST_INVALID", { reason: t("pair.sixDigits") })); return; }
     setBusy(true); setProblem(null);
     try {
       await props.agent.confirmPairing(pairing.id, code);
@@ -115,7 +115,7 @@ export function PairingPage(props: { agent: AgentClient; onPaired: () => void })
     } catch (e) {
       const p = asProblem(e, "AGENT_NOT_RUNNING");
       setProblem(p);
-      if (["CODE_ATTEMPTS_EXCEEDED", "PAIRING_EXPIRED"].includes(p.code)) setPairing(null);
+      if (["PAIRING_ENDED", "PAIRING_EXPIRED"].includes(p.code)) setPairing(null);
     } finally { setBusy(false); }
   };
 

@@ -76,6 +76,7 @@ export const zhCN = {
   "status.pinCountLow": "注意：PIN 已输错过，剩余次数不多。",
   "status.noCert": "这把 UKey 中没有证书。",
   "cert.locked": "在线更新已暂停至 {at}（北京时间）：证件号码或验证码多次输错。请在该时间之后再更新；急需办理请本人携带身份证件到柜台。",
+  "pair.sixDigits": "配对码是 6 位数字，请照 ukey 代理窗口中显示的输入",
   "status.hidden": "这是证书文件：要先输入文件的密码（PIN），才能看到其中的证书。PIN 只在本机 ukey 代理弹出的窗口中输入，网页看不到它。",
   "status.readCerts": "输入 PIN 查看证书",
   "status.invalidObjects": "UKey 中有 {n} 个无效对象（过期或已替换的证书、无用的密钥）。",
