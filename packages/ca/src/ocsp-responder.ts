@@ -3,9 +3,9 @@ import { AsnConvert } from "@peculiar/asn1-schema";
 import { OCSPRequest } from "@peculiar/asn1-ocsp";
 import { UkeyError, isUkeyError, revocationReasonCode } from "@ukey/policy";
 import { Oid, subjectPublicKeyBits } from "./algorithms.js";
-import { bitString, children, enumerated, explicit, generalizedTime, octetString, oid, raw, readWhole, seq, tlv, Tag, type DerNode } from "./der.js";
+import { bitString, children, derNull, enumerated, explicit, generalizedTime, octetString, oid, raw, readWhole, seq, tlv, Tag, unsignedInteger, type DerNode } from "./der.js";
 import { extension, ExtOid } from "./extensions.js";
-import { serialHex } from "./serial.js";
+import { serialBytes, serialHex } from "./serial.js";
 import type { CaSigner, IssuerCertificate, OcspCertId, OcspCertStatus, OcspRequestInfo } from "./types.js";
 
 /** Most CertIDs answered in one request; more is refused as malformed. */
@@ -99,6 +99,25 @@ export function matchesIssuer(certId: OcspCertId, issuer: IssuerCertificate): bo
   return h.name.equals(certId.issuerNameHash) && h.key.equals(certId.issuerKeyHash);
 }
 
+const sha1Identifier = seq(oid(Oid.sha1), derNull);
+
+/**
+ * The CertID RFC 5019 clients send for one of `issuer`'s certificates:
+ * SHA-1 hashes (RFC 5019 2.1.1), the algorithm with NULL parameters as
+ * openssl, GnuTLS and Java encode it. Pre-signed responses carry this
+ * CertID; a request naming the same certificate with other encodings or
+ * hashes is still matched by `matchesIssuer` and the serial. Throws
+ * SERIAL_MALFORMED.
+ */
+export function canonicalCertId(issuer: IssuerCertificate, serial: string): OcspCertId {
+  const h = issuerHashes(issuer, "sha1");
+  const bytes = serialBytes(serial);
+  return {
+    hashAlgorithm: "sha1", issuerNameHash: h.name, issuerKeyHash: h.key, serial: serialHex(bytes),
+    der: seq(sha1Identifier, octetString(h.name), octetString(h.key), unsignedInteger(bytes)),
+  };
+}
+
 /** One answer of a response. */
 export interface OcspSingleAnswer {
   certId: OcspCertId;
@@ -127,7 +146,9 @@ function certStatus(s: OcspCertStatus): Buffer {
       if (s.reason !== undefined) {
         const code = revocationReasonCode(s.reason);
         if (code === undefined) throw new UkeyError("REVOCATION_REASON_INVALID", { params: { reason: s.reason } });
-        parts.push(explicit(0, enumerated(code)));
+        // As the CRL does (RFC 5280 5.3.1): "unspecified" is said by leaving the reason out, so that
+        // OCSP and CRL answer a relying party alike.
+        if (code !== 0) parts.push(explicit(0, enumerated(code)));
       }
       return tlv(0xa1, ...parts);
     }
