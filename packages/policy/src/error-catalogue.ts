@@ -119,6 +119,9 @@ export const catalogue = {
     "请检查 HSM 状态后重试。", "Check the HSM's state and try again."),
 
   // ---- storage ----
+  PORT_IN_USE: e("conflict", "端口 {port}（地址 {host}）已被另一个程序占用，服务未启动。", "Port {port} on {host} is already in use by another program; the server did not start.",
+    "请停止占用该端口的程序，或在 config.json 的 listen 中（或用 --port / --tls-port / --client-cert-port）换一个端口。",
+    "Stop the program holding that port, or choose another port in config.json's listen section (or with --port, --tls-port, --client-cert-port)."),
   DATA_DIR_LOCKED: e("conflict", "数据目录 {dir} 正被另一个进程使用。", "The data directory {dir} is in use by another process.",
     "请先停止正在运行的 ukey-server，或在运行中的服务上使用管理接口。", "Stop the running ukey-server first, or use the admin API of the running server."),
   DATA_DIR_CORRUPT: e("unavailable", "数据目录 {dir} 的数据库已损坏：{reason}", "The database in {dir} is corrupt: {reason}",
