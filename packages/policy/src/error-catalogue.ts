@@ -119,6 +119,9 @@ export const catalogue = {
     "请检查 HSM 状态后重试。", "Check the HSM's state and try again."),
 
   // ---- storage ----
+  PORT_IN_USE: e("conflict", "端口 {port}（地址 {host}）已被另一个程序占用，服务未启动。", "Port {port} on {host} is already in use by another program; the server did not start.",
+    "请停止占用该端口的程序，或在 config.json 的 listen 中（或用 --port / --tls-port / --client-cert-port）换一个端口。",
+    "Stop the program holding that port, or choose another port in config.json's listen section (or with --port, --tls-port, --client-cert-port)."),
   DATA_DIR_LOCKED: e("conflict", "数据目录 {dir} 正被另一个进程使用。", "The data directory {dir} is in use by another process.",
     "请先停止正在运行的 ukey-server，或在运行中的服务上使用管理接口。", "Stop the running ukey-server first, or use the admin API of the running server."),
   DATA_DIR_CORRUPT: e("unavailable", "数据目录 {dir} 的数据库已损坏：{reason}", "The database in {dir} is corrupt: {reason}",
@@ -188,7 +191,7 @@ export const catalogue = {
     "请发送 DER 格式证书请求的 base64 编码（可以换行），例如：openssl req -outform DER ... | base64。", "Send the base64 of the DER request (line breaks allowed), for example: openssl req -outform DER ... | base64."),
   EST_CREDENTIALS_REQUIRED: e("unauthenticated", "EST 注册需要参考号和授权码（HTTP Basic 认证）。", "EST enrolment needs the reference number and authorization code (HTTP Basic authentication).",
     "请以参考号为用户名、授权码为密码发送请求，例如 curl --user 参考号:授权码；参考号和授权码由机构提供。", "Send the reference number as user name and the authorization code as password, for example curl --user REFERENCE:CODE; the institution gives you both."),
-  EST_CLIENT_CERT_REQUIRED: e("unauthenticated", "EST 重新注册需要用当前证书进行 TLS 客户端认证。", "EST re-enrolment needs TLS client authentication with the current certificate.",
+  EST_CLIENT_CERT_REQUIRED: e("forbidden", "EST 重新注册需要用当前证书进行 TLS 客户端认证。", "EST re-enrolment needs TLS client authentication with the current certificate.",
     "请在 HTTPS 连接中出示要更新的证书及其私钥，例如 curl --cert cert.pem --key key.pem。", "Present the certificate to renew and its key on the HTTPS connection, for example curl --cert cert.pem --key key.pem."),
   EST_CLIENT_CERT_UNKNOWN: e("forbidden", "出示的客户端证书不是本机构签发或登记的证书。", "The client certificate presented was not issued or registered by this institution.",
     "请出示本机构签发的、要更新的那张证书；首次申请证书请使用参考号和授权码（simpleenroll）。", "Present the certificate from this institution that you want to renew; for a first certificate use the reference number and authorization code (simpleenroll)."),

@@ -299,7 +299,12 @@ async function startServer(dataDir: string, v: Record<string, unknown>, env: Ser
       const app = await buildApp(ctx, { logger: true, ...opts });
       started.push(app);
       beforeListening?.(app);
-      await app.listen({ host, port: listenPort });
+      try {
+        await app.listen({ host, port: listenPort });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === "EADDRINUSE") throw new UkeyError("PORT_IN_USE", { params: { port: listenPort, host }, cause: e });
+        throw e;
+      }
       const a = app.server.address();
       return a && typeof a === "object" ? a.port : listenPort;
     };
