@@ -11,6 +11,7 @@ import type { DoctorCheck, FlowContext, ServerConnection, TokenStatus } from "./
 import { cleanUpFlow, doctorFlow, downloadFlow, changePinFlow, initialiseFlow, renewFlow, statusFlow } from "./flows/index.js";
 import { resolveToken } from "./flows/token-access.js";
 import { TerminalPrompter, readSecretLine, type TerminalIo } from "./terminal-prompter.js";
+import { buildInfo } from "./build-info.js";
 
 /** Where a `ukey` run reads and writes; the bin passes the process's, tests may pass others. */
 export interface UkeyCliIo extends TerminalIo {
@@ -32,6 +33,7 @@ const usage = `ukey: renew, download and manage the certificates on your UKey (o
   ukey explain CODE                   what an error code means (ours, or a legacy one: 0116, 9002, 403.7 ...)
   ukey doctor                         check the driver, key, PIN, server, trust, clock and pairings
   ukey agent start|pairings|unpair    the local service for your institution's web page (ukey agent --help)
+  ukey --version                      version, build and platform of this program
 
 Common options:
   --server URL       the renewal server (default: UKEY_SERVER, or "server" in ~/.ukey/agent.json)
@@ -52,7 +54,7 @@ closed, wrong code...); 4 a problem with the key (not present, wrong or locked P
 
 const commonOptions = {
   server: { type: "string" }, "ca-file": { type: "string" }, module: { type: "string" }, pkcs12: { type: "string" }, file: { type: "string" },
-  token: { type: "string" }, json: { type: "boolean" }, lang: { type: "string" }, help: { type: "boolean" },
+  token: { type: "string" }, json: { type: "boolean" }, lang: { type: "string" }, help: { type: "boolean" }, version: { type: "boolean" },
   "pin-file": { type: "string" }, "so-pin-file": { type: "string" }, "new-pin-file": { type: "string" }, yes: { type: "boolean" },
   cert: { type: "string" }, ref: { type: "string" }, code: { type: "string" }, label: { type: "string" }, algorithm: { type: "string" },
 } as const;
@@ -101,6 +103,11 @@ export async function runUkeyCli(argv: string[], io: UkeyCliIo): Promise<number>
     const v = parsed.values;
     lang = languageOf(v.lang, io.env);
     const [cmd, ...rest] = parsed.positionals;
+    if (v.version || cmd === "version") {
+      const b = buildInfo();
+      io.out(v.json ? `${JSON.stringify(b)}\n` : `ukey ${b.version} (build ${b.build}, ${b.platform}, ${b.kind})\n`);
+      return exitCodes.ok;
+    }
     if (!cmd || cmd === "help" || v.help) {
       io.out(usage + "\n");
       return cmd || v.help ? exitCodes.ok : exitCodes.usage;

@@ -1,6 +1,6 @@
-import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { UkeyError, isUkeyError, type ErrorProblem } from "@ukey/policy";
+import { buildInfo } from "../build-info.js";
 import { faultFromEnv } from "../flows/fault.js";
 import type { ServerConnection } from "../flows/flow-types.js";
 import { flows } from "../flows/index.js";
@@ -32,13 +32,7 @@ const usage = `ukey agent: the local service that lets your institution's web pa
 The agent listens only on 127.0.0.1. The PIN is typed only in the agent's own
 window (http://127.0.0.1:P/prompt/...), never in a website's page.`;
 
-const packageVersion = (() => {
-  try {
-    return (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
-  } catch {
-    return "0.0.0";
-  }
-})();
+const packageVersion = buildInfo().version;
 
 /**
  * Runs `ukey agent ARGS` and returns the exit code: 0 done, 1 failed, 2 wrong
