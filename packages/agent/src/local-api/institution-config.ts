@@ -1,7 +1,7 @@
 import { createHash, createPublicKey, verify } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { UkeyError, isUkeyError, openSignedDocument, type AgentConfigPayload, type Ed25519Verify } from "@ukey/policy";
+import { basename, dirname, join } from "node:path";
+import { UkeyError, isUkeyError, openSignedDocument, type AgentConfigPayload, type DownloadsManifestPayload, type Ed25519Verify } from "@ukey/policy";
 import { ServerClient } from "../server-client.js";
 
 /**
@@ -127,4 +127,64 @@ export async function refreshInstitutionConfig(current: InstitutionConfig, home:
   writeFileSync(tmp, JSON.stringify(raw), { mode: 0o600 });
   renameSync(tmp, path);
   return { key: current.key, config: readSigned(path, current.key) };
+}
+
+/** What `ukey update` found. */
+export interface UpdateCheck {
+  institution: string;
+  running: string;
+  published: string;
+  /** The published installers for this platform (or "any"). */
+  files: DownloadsManifestPayload["files"];
+  /** Every published file, all platforms. */
+  allFiles: DownloadsManifestPayload["files"];
+  updateAvailable: boolean;
+}
+
+/** Compares dotted versions numerically ("0.10.0" > "0.9.1"); non-numeric parts compare as text. */
+export function compareVersions(a: string, b: string): number {
+  const pa = a.split(/[.+-]/);
+  const pb = b.split(/[.+-]/);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const x = pa[i] ?? "0";
+    const y = pb[i] ?? "0";
+    const d = /^\d+$/.test(x) && /^\d+$/.test(y) ? Number(x) - Number(y) : x.localeCompare(y);
+    if (d !== 0) return Math.sign(d);
+  }
+  return 0;
+}
+
+/**
+ * The agent's update check: the server's manifest.json, verified against the
+ * installed key, compared with the running version.
+ * @throws UkeyError AGENT_NOT_CONFIGURED, DOWNLOAD_SIGNATURE_INVALID, INSTITUTION_MISMATCH, or the server's errors.
+ */
+export async function checkForUpdate(current: InstitutionConfig, running: string, platform: string, caPem?: string): Promise<UpdateCheck> {
+  const client = new ServerClient({ url: current.config.server, ...(caPem ? { caPem } : {}) }, 10_000);
+  const manifest = openSignedDocument(await client.distributionDocument("manifest.json"), "downloads-manifest", current.key, nodeVerify);
+  if (manifest.server !== current.config.server) {
+    throw new UkeyError("INSTITUTION_MISMATCH", { params: { file: "manifest.json" }, detail: `names ${manifest.server}, installed for ${current.config.server}` });
+  }
+  const files = manifest.files.filter((f) => f.platform === platform || f.platform === "any");
+  return { institution: manifest.institution, running, published: manifest.version, files, allFiles: manifest.files, updateAvailable: compareVersions(manifest.version, running) > 0 };
+}
+
+/**
+ * Checks a downloaded file against the signed manifest: an entry of that name, the same size and SHA-256.
+ * @throws UkeyError DOWNLOAD_CHECKSUM_MISMATCH (naming the file) when any differs; FILE_UNREADABLE.
+ */
+export function verifyDownloadedFile(path: string, files: DownloadsManifestPayload["files"]): DownloadsManifestPayload["files"][number] {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (cause) {
+    throw new UkeyError("FILE_UNREADABLE", { params: { path }, cause });
+  }
+  const name = basename(path);
+  const entry = files.find((f) => f.name === name);
+  const sha256 = createHash("sha256").update(bytes).digest("hex");
+  if (!entry || entry.size !== bytes.length || entry.sha256 !== sha256) {
+    throw new UkeyError("DOWNLOAD_CHECKSUM_MISMATCH", { params: { file: name }, detail: entry ? `size ${bytes.length} (listed ${entry.size}), sha256 ${sha256}` : "not in the manifest" });
+  }
+  return entry;
 }

@@ -2,11 +2,12 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { generateKeyPairSync, createHash, sign } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import type { ChildProcess } from "node:child_process";
+import { spawnSync, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { makeSignedDocument } from "@ukey/policy";
 import { initialisedDataDir, runUkeyServer, startUkeyServer, tempDir, type RunningServer, type TempDir } from "../../../server/test/support/fixtures.js";
+import { ukeyBin } from "../support/agent-world.js";
 import { nextEvent, spawnAgent } from "./support.js";
 
 // Issue 14, part 2: an agent installed from the institution's download page
@@ -192,5 +193,48 @@ test("a newer configuration on the server is verified and kept; a tampered one (
   } finally {
     setPortals([portalA]);
     await republish();
+  }
+});
+
+test("ukey update: the signed manifest says what is published; --verify checks a download's size and checksum", async () => {
+  const inst = install("update");
+  const installer = t.write("ukey-agent_9.0.0_amd64.deb", "a newer agent");
+  await server.stop();
+  const r = runUkeyServer(["downloads", "publish", "--data-dir", dataDir, "--file", installer, "--agent-version", "9.0.0", "--json"], env);
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  server = await startUkeyServer(dataDir, env, ["--port", String(new URL(server.url).port)]);
+  const ukey = (...args: string[]) => spawnSync(process.execPath, [ukeyBin, ...args], {
+    env: { PATH: process.env.PATH ?? "", HOME: inst.home, UKEY_AGENT_HOME: inst.home, UKEY_INSTITUTION_DIR: inst.dir, LANG: "en_US.UTF-8" }, encoding: "utf8",
+  });
+  const check = ukey("update", "--json");
+  assert.equal(check.status, 0, check.stderr);
+  const found = JSON.parse(check.stdout) as { published: string; updateAvailable: boolean; files: Array<{ name: string }> };
+  assert.equal(found.published, "9.0.0");
+  assert.equal(found.updateAvailable, true);
+  assert.deepEqual(found.files.map((f) => f.name), ["ukey-agent_9.0.0_amd64.deb"]);
+  assert.equal(ukey("update", "--verify", installer, "--json").status, 0);
+  // One byte changed, or a file the institution never published: DOWNLOAD_CHECKSUM_MISMATCH.
+  const altered = t.path("altered");
+  mkdirSync(altered);
+  writeFileSync(join(altered, "ukey-agent_9.0.0_amd64.deb"), "a newer agenT");
+  for (const file of [join(altered, "ukey-agent_9.0.0_amd64.deb"), t.write("ukey-agent_9.9.9_amd64.deb", "x")]) {
+    const bad = ukey("update", "--verify", file, "--json");
+    assert.equal(bad.status, 1);
+    assert.equal((JSON.parse(bad.stdout.trim().split("\n").pop()!) as { error: { code: string } }).error.code, "DOWNLOAD_CHECKSUM_MISMATCH");
+  }
+  // A manifest altered on its way (a hostile mirror): DOWNLOAD_SIGNATURE_INVALID, and no update is offered.
+  const path = join(downloads, "manifest.json");
+  const genuine = readFileSync(path, "utf8");
+  try {
+    const doc = JSON.parse(genuine);
+    const payload = JSON.parse(Buffer.from(doc.payload, "base64").toString("utf8"));
+    payload.files[0].sha256 = "0".repeat(64);
+    doc.payload = Buffer.from(JSON.stringify(payload)).toString("base64");
+    writeFileSync(path, JSON.stringify(doc));
+    const tampered = ukey("update", "--json");
+    assert.equal(tampered.status, 1);
+    assert.equal((JSON.parse(tampered.stdout.trim().split("\n").pop()!) as { error: { code: string } }).error.code, "DOWNLOAD_SIGNATURE_INVALID");
+  } finally {
+    writeFileSync(path, genuine);
   }
 });
