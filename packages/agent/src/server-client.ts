@@ -197,6 +197,11 @@ export class ServerClient {
     return this.parse(downloadSchema, r.body);
   }
 
+  /** A signed document the institution publishes beside its installers (not yet verified: see institution-config.ts). */
+  async distributionDocument(name: "agent-config.json" | "manifest.json"): Promise<unknown> {
+    return (await this.call("GET", `/downloads/${name}`)).body;
+  }
+
   /** Fetches the OpenAPI document: proves the address is a ukey-renew server and records its Date header. */
   async ping(): Promise<void> {
     const r = await this.call("GET", "/api/v1/openapi.json");
