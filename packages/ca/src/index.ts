@@ -16,3 +16,7 @@ export {
   parseOcspRequest, buildOcspResponse, ocspErrorResponse, matchesIssuer, maxOcspCertIds, maxOcspRequestBytes,
   type OcspSingleAnswer, type OcspResponseInput,
 } from "./ocsp-responder.js";
+export {
+  SM2_DEFAULT_ID, Sm2Oid, sm2GenerateKeyPair, sm2PublicKeyOf, sm2Z, sm2Sign, sm2Signer, sm2Verify, sm2Spki, sm2PointOfSpki, sm2Pkcs8,
+  sm2KeyFromPkcs8, sm3, type Sm2KeyPair,
+} from "./sm2.js";
