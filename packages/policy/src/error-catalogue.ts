@@ -97,6 +97,8 @@ export const catalogue = {
     "The CSR's SM2 signature is not valid with the standard ID 1234567812345678: the request is damaged or was signed with another distinguishing ID.",
     "请用对应的私钥和标准标识 1234567812345678 重新生成证书请求；不要修改已生成的请求。",
     "Generate the request again with its own private key and the standard ID 1234567812345678; do not edit a generated request."),
+  ENVELOPE_MALFORMED: e("invalid", "加密密钥信封（数字信封）已损坏或不完整：{reason}", "The encryption key envelope is damaged or incomplete: {reason}",
+    "请重新下载；如仍失败，请联系运营机构，加密密钥仍由密钥管理中心托管，不会丢失。", "Download it again; if it still fails, contact the operator: the encryption key stays escrowed at the key management centre and is not lost."),
   KEY_ALGORITHM_UNSUPPORTED: e("invalid", "不支持的密钥算法：{algorithm}", "Unsupported key algorithm: {algorithm}",
     "请使用 SM2、P-256、P-384 或 RSA（2048 位及以上）密钥。", "Use an SM2, P-256, P-384 or RSA (2048 bits or more) key."),
   KEY_TOO_WEAK: e("invalid", "密钥强度不足：{algorithm}", "The key is too weak: {algorithm}",
