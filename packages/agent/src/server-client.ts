@@ -22,7 +22,7 @@ const orderSchema = z.object({
   requirements: z.object({ possession: z.literal(true), idNumber: z.boolean(), oneTimeCode: z.enum(["sms", "email"]).nullable(), stepUp: z.boolean() }),
   done: z.array(z.string()),
   subject: z.string(),
-  keyAlgorithms: z.array(z.enum(["p256", "p384", "rsa2048", "rsa3072", "rsa4096"])).min(1),
+  keyAlgorithms: z.array(z.enum(["p256", "p384", "rsa2048", "rsa3072", "rsa4096", "sm2"])).min(1),
   idType: z.string().optional(),
   challenge: z.object({ value: z.string(), expiresAt: isoDate }).optional(),
   codeSentTo: z.string().optional(),
