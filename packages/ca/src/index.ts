@@ -13,7 +13,7 @@ export { loadIssuerCertificate } from "./issuer-certificate.js";
 export { createCaHierarchy, caKeyNames, type CaHierarchyOptions } from "./ca-hierarchy.js";
 export { buildCrl, crlPemLabel, type CrlInput } from "./crl-builder.js";
 export {
-  parseOcspRequest, buildOcspResponse, ocspErrorResponse, matchesIssuer, maxOcspCertIds, maxOcspRequestBytes,
+  parseOcspRequest, buildOcspResponse, canonicalCertId, ocspErrorResponse, matchesIssuer, maxOcspCertIds, maxOcspRequestBytes,
   type OcspSingleAnswer, type OcspResponseInput,
 } from "./ocsp-responder.js";
 export {
