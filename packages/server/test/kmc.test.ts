@@ -91,8 +91,8 @@ test("an encryption key: escrowed wrapped and audited, delivered only enveloped,
   assert.deepEqual(rec.spki, issued.spki);
   assert.equal(rec.wrappedKey.includes(d), false);
   const reopened = await openKmcMasterKeyFile(t.path("kmc-master.json"), passphrase);
-  assert.deepEqual(reopened.unwrap(rec.wrappedKey, escrowAad(rec.id, rec.holderId, rec.spki)), d, "the escrow holds the delivered key");
-  assert.throws(() => reopened.unwrap(rec.wrappedKey, escrowAad(rec.id, "K2", rec.spki)), code("KMC_ESCROW_UNREADABLE"), "moved to another holder it does not open");
+  assert.deepEqual(await reopened.unwrap(rec.wrappedKey, escrowAad(rec.id, rec.holderId, rec.spki)), d, "the escrow holds the delivered key");
+  await assert.rejects(reopened.unwrap(rec.wrappedKey, escrowAad(rec.id, "K2", rec.spki)), code("KMC_ESCROW_UNREADABLE"), "moved to another holder it does not open");
 
   // Audited in the same transaction, without key material.
   const entries = (await store.audit.list(1, 10_000)).filter((x) => x.subjectId === issued.escrowId);
