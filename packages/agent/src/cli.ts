@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { UkeyError, describeError, isUkeyError, lookupError, type ErrorCode, type ErrorProblem } from "@ukey/policy";
+import { UkeyError, describeError, formatPolicyDate, isUkeyError, lookupError, type ErrorCode, type ErrorProblem } from "@ukey/policy";
 import type { KeyStoreBackend } from "./keys/key-store.js";
 import { defaultAgentHome, readAgentConfig, readCaFile } from "./local-api/agent-config.js";
 import { faultFromEnv } from "./flows/fault.js";
@@ -211,8 +211,8 @@ export async function runUkeyCli(argv: string[], io: UkeyCliIo): Promise<number>
         const token = await resolveToken(b, v.token);
         const r = await renewFlow(ctx(), { tokenSerial: token.serial, ...(v.cert ? { certSerialHex: v.cert } : {}) });
         print(t(
-          `更新完成${r.resumed ? "（继续了上次未完成的更新）" : ""}：\n  新证书序列号 ${r.certificate.serialHex}\n  主题 ${r.certificate.subject}\n  有效期 ${r.certificate.notBefore.slice(0, 10)} 至 ${r.certificate.notAfter.slice(0, 10)}\n  已清理失效对象 ${r.removed} 个`,
-          `Renewed${r.resumed ? " (finished an earlier interrupted renewal)" : ""}:\n  new certificate ${r.certificate.serialHex}\n  subject ${r.certificate.subject}\n  valid ${r.certificate.notBefore.slice(0, 10)} to ${r.certificate.notAfter.slice(0, 10)}\n  invalid objects removed: ${r.removed}`), r);
+          `更新完成${r.resumed ? "（继续了上次未完成的更新）" : ""}：\n  新证书序列号 ${r.certificate.serialHex}\n  主题 ${r.certificate.subject}\n  有效期 ${formatPolicyDate(Date.parse(r.certificate.notBefore))} 至 ${formatPolicyDate(Date.parse(r.certificate.notAfter))}\n  已清理失效对象 ${r.removed} 个`,
+          `Renewed${r.resumed ? " (finished an earlier interrupted renewal)" : ""}:\n  new certificate ${r.certificate.serialHex}\n  subject ${r.certificate.subject}\n  valid ${formatPolicyDate(Date.parse(r.certificate.notBefore))} to ${formatPolicyDate(Date.parse(r.certificate.notAfter))}\n  invalid objects removed: ${r.removed}`), r);
         return exitCodes.ok;
       }
       case "download": {
@@ -223,8 +223,8 @@ export async function runUkeyCli(argv: string[], io: UkeyCliIo): Promise<number>
         const token = await resolveToken(b, v.token);
         const r = await downloadFlow(ctx(), { tokenSerial: token.serial, referenceNumber: v.ref, authorizationCode: v.code, ...(algorithm ? { algorithm } : {}) });
         print(t(
-          `下载完成：\n  证书序列号 ${r.certificate.serialHex}\n  主题 ${r.certificate.subject}\n  有效期 ${r.certificate.notBefore.slice(0, 10)} 至 ${r.certificate.notAfter.slice(0, 10)}`,
-          `Downloaded:\n  certificate ${r.certificate.serialHex}\n  subject ${r.certificate.subject}\n  valid ${r.certificate.notBefore.slice(0, 10)} to ${r.certificate.notAfter.slice(0, 10)}`), r);
+          `下载完成：\n  证书序列号 ${r.certificate.serialHex}\n  主题 ${r.certificate.subject}\n  有效期 ${formatPolicyDate(Date.parse(r.certificate.notBefore))} 至 ${formatPolicyDate(Date.parse(r.certificate.notAfter))}`,
+          `Downloaded:\n  certificate ${r.certificate.serialHex}\n  subject ${r.certificate.subject}\n  valid ${formatPolicyDate(Date.parse(r.certificate.notBefore))} to ${formatPolicyDate(Date.parse(r.certificate.notAfter))}`), r);
         return exitCodes.ok;
       }
       case "init": {
@@ -288,7 +288,7 @@ function statusText(tokens: TokenStatus[], lang: "zh" | "en"): string {
     for (const c of s.certificates) {
       const days = c.daysLeft >= 0 ? (zh ? `还有 ${c.daysLeft} 天` : `${c.daysLeft} days left`) : (zh ? `已过期 ${-c.daysLeft} 天` : `expired ${-c.daysLeft} days ago`);
       lines.push(`  ${c.certificate.serialHex}  ${c.certificate.subject}`);
-      lines.push(`    ${zh ? stateWords[c.state]!.zh : stateWords[c.state]!.en}, ${zh ? "有效期至" : "valid until"} ${c.certificate.notAfter.toISOString().slice(0, 10)} (${days})`);
+      lines.push(`    ${zh ? stateWords[c.state]!.zh : stateWords[c.state]!.en}, ${zh ? "有效期至" : "valid until"} ${formatPolicyDate(c.certificate.notAfter)} (${days})`);
       if (c.advice?.explanation) lines.push(`    ${zh ? c.advice.explanation.zh : c.advice.explanation.en}`);
     }
     lines.push(zh ? `  可清理的失效对象：${s.invalidObjects} 个` : `  invalid objects a clean-up would remove: ${s.invalidObjects}`);

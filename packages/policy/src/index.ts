@@ -2,6 +2,7 @@ export * from "./errors.js";
 export * from "./error-catalogue.js";
 export * from "./clock.js";
 export * from "./certificate-profile.js";
+export { effectiveKeyUsage } from "./key-usage.js";
 export * from "./legacy-errors.js";
 export * from "./key-vendors.js";
 export * from "./reference-docs.js";

@@ -33,7 +33,7 @@ export interface CliIo {
 
 const usage = `ukey-server: the ukey-renew server and its operator commands
 
-  ukey-server init   --data-dir DIR [--algorithm p256|p384|rsa2048|rsa3072] [--public-url URL]
+  ukey-server init   --data-dir DIR [--algorithm p256|p384|rsa2048|rsa3072|sm2] [--public-url URL]
                      [--org NAME] [--country CC] [--passphrase-file F]
                      [--hsm-module PATH --hsm-token LABEL|SERIAL [--hsm-pin-file F] [--hsm-label-prefix P]]
   ukey-server start  --data-dir DIR [--port N] [--tls-port N] [--client-cert-port N] [--host ADDR]
@@ -111,7 +111,11 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         const dataDir = required(v, "data-dir");
         const algorithm = (v.algorithm ?? "p256") as KeyAlgorithm;
         if (!keyAlgorithms.includes(algorithm) || algorithm === "rsa4096") {
-          throw new UkeyError("CLI_USAGE", { params: { reason: `--algorithm must be one of p256, p384, rsa2048, rsa3072 (got ${algorithm})` } });
+          throw new UkeyError("CLI_USAGE", { params: { reason: `--algorithm must be one of p256, p384, rsa2048, rsa3072, sm2 (got ${algorithm})` } });
+        }
+        if (algorithm === "sm2" && v["hsm-module"] !== undefined) {
+          // Standard PKCS#11 has no SM2 mechanism (docs/hsm.md); checked before anything is written.
+          throw new UkeyError("CLI_USAGE", { params: { reason: "--algorithm sm2 keeps the CA keys in the encrypted key file; it cannot be used with --hsm-module" } });
         }
         const env = envWithSecretFlags(io, v);
         const hsm = v["hsm-module"] !== undefined;
@@ -329,7 +333,12 @@ async function startServer(dataDir: string, v: Record<string, unknown>, env: Ser
       const app = await buildApp(ctx, { logger: true, ...opts });
       started.push(app);
       beforeListening?.(app);
-      await app.listen({ host, port: listenPort });
+      try {
+        await app.listen({ host, port: listenPort });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === "EADDRINUSE") throw new UkeyError("PORT_IN_USE", { params: { port: listenPort, host }, cause: e });
+        throw e;
+      }
       const a = app.server.address();
       return a && typeof a === "object" ? a.port : listenPort;
     };

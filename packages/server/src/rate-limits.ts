@@ -49,7 +49,7 @@ export const rateLimitRules = {
   operatorSignIn: { routes: [exact("POST", "/api/v1/admin/sign-in"), exact("POST", "/api/v1/admin/sign-in/certificate")], max: 30, windowSeconds: 60 },
   holderSignInCode: { routes: [exact("POST", "/api/v1/holder/sign-in")], max: 20, windowSeconds: 60 },
   holderSignInVerify: { routes: [exact("POST", "/api/v1/holder/sign-in/verify")], max: 60, windowSeconds: 60 },
-  codes: { routes: [exact("POST", "/api/v1/downloads"), under("*", "/api/v1/step-up/")], max: 30, windowSeconds: 60 },
+  codes: { routes: [exact("POST", "/api/v1/downloads"), exact("POST", "/api/v1/downloads/check"), under("*", "/api/v1/step-up/")], max: 30, windowSeconds: 60 },
   renewal: { routes: [exact("*", "/api/v1/orders"), under("*", "/api/v1/orders/")], max: 600, windowSeconds: 60 },
   pki: {
     routes: [

@@ -152,6 +152,13 @@ export const serverConfigSchema = z.strictObject({
     crlRefreshMinutes: z.number().int().min(1).max(24 * 60).default(60),
     /** Hours between thisUpdate and nextUpdate of an OCSP response. */
     ocspValidityHours: z.number().int().min(1).max(24 * 7).default(24),
+    /**
+     * "ignore": a request's nonce is left out of the answer, which comes pre-signed from the store (RFC 5019
+     * 2.2.1); "echo": requests with a nonce are signed on the request path and echo it.
+     */
+    ocspNonces: z.enum(["ignore", "echo"]).default("ignore"),
+    /** Longest Cache-Control max-age of an OCSP GET answer, in seconds (never past its nextUpdate). */
+    ocspMaxAgeSeconds: z.number().int().min(0).max(24 * 3600).default(600),
   }).prefault({}),
   limits: z.strictObject({
     /** Largest request body accepted, in bytes. */

@@ -70,7 +70,7 @@ const statusOfKind: Record<ErrorKind, number> = {
   internal: 500,
 };
 /** Where protocol.ts names another status than the kind's. */
-const statusOverride: Partial<Record<ErrorCode, number>> = { CODE_INVALID: 400, UNSUPPORTED_MEDIA_TYPE: 415 };
+const statusOverride: Partial<Record<ErrorCode, number>> = { CODE_INVALID: 400, PAIRING_CODE_INVALID: 400, UNSUPPORTED_MEDIA_TYPE: 415 };
 
 function toUkeyError(err: unknown, contentType: string): UkeyError {
   if (err instanceof UkeyError) return err;
@@ -117,6 +117,7 @@ const operationRequestSchema = {
     { properties: { kind: { const: "change-pin" }, tokenSerial }, required: ["kind", "tokenSerial"], additionalProperties: false },
     { properties: { kind: { const: "clean-up" }, tokenSerial }, required: ["kind", "tokenSerial"], additionalProperties: false },
     { properties: { kind: { const: "doctor" } }, required: ["kind"], additionalProperties: false },
+    { properties: { kind: { const: "read-certificates" }, tokenSerial }, required: ["kind", "tokenSerial"], additionalProperties: false },
   ],
 } as const;
 
@@ -269,7 +270,7 @@ export async function startLocalApi(o: LocalApiOptions): Promise<LocalApi> {
   });
 
   app.get("/v1/tokens", { preHandler: requirePairing }, async () => {
-    return o.flows.status({ backend: await openBackend(), server: o.server });
+    return o.flows.status({ backend: await openBackend(), server: o.server, channel: "web" });
   });
 
   app.post<{ Body: OperationRequest }>("/v1/operations", { preHandler: requirePairing, schema: { body: operationRequestSchema } }, async (req, reply) => {
