@@ -39,15 +39,12 @@ const packageVersion = buildInfo().version;
 // The flows and the key backends (the PKI libraries, the PKCS#11 addon) load at
 // the first operation, not at start: the agent answers /v1/hello sooner and rests smaller.
 const loadFlows = async () => (await import("../flows/index.js")).flows;
-const lazyFlows: Flows = {
-  status: async (ctx) => (await loadFlows()).status(ctx),
-  renew: async (ctx, request) => (await loadFlows()).renew(ctx, request),
-  download: async (ctx, request) => (await loadFlows()).download(ctx, request),
-  initialise: async (ctx, request) => (await loadFlows()).initialise(ctx, request),
-  changePin: async (ctx, request) => (await loadFlows()).changePin(ctx, request),
-  cleanUp: async (ctx, request) => (await loadFlows()).cleanUp(ctx, request),
-  doctor: async (ctx) => (await loadFlows()).doctor(ctx),
-};
+// Every flow, whatever Flows holds, forwarded to the loaded module ("then" excepted: this object is not a promise).
+const lazyFlows = new Proxy({} as Flows, {
+  get: (_target, name) => (name === "then" || typeof name !== "string"
+    ? undefined
+    : async (...args: unknown[]) => ((await loadFlows()) as unknown as Record<string, (...a: unknown[]) => unknown>)[name]!(...args)),
+});
 
 /**
  * Runs `ukey agent ARGS` and returns the exit code: 0 done, 1 failed, 2 wrong
