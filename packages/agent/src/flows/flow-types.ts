@@ -112,7 +112,7 @@ export interface Flows {
   changePin(ctx: FlowContext, request: { tokenSerial: string }): Promise<void>;
   /** Removes expired and superseded certificates and orphan keys; never the current ones. */
   cleanUp(ctx: FlowContext, request: { tokenSerial: string }): Promise<{ removed: number }>;
-  doctor(ctx: Omit<FlowContext, "prompter" | "channel">): Promise<DoctorCheck[]>;
+  doctor(ctx: Omit<FlowContext, "prompter" | "channel"> & { pairingsFile?: string }): Promise<DoctorCheck[]>;
   /** Asks the PIN and opens the token once, so that a file token's certificates are listed afterwards without it; then its status. */
   readCertificates(ctx: FlowContext, request: { tokenSerial: string }): Promise<{ tokens: TokenStatus[] }>;
 }

@@ -217,7 +217,7 @@ function PinInput(props: { input: Extract<OperationInput, { kind: "pin" }>; agen
       <h2>{t("verify.pinTitle", { which })}</h2>
       <p>{t("verify.pinExplain")}</p>
       <button type="button" class="primary" data-action="open-pin" onClick={() => {
-        const w = window.open(url.href, "ukey-pin", "popup,width=460,height=560");
+        const w = window.open(url.href, "ukey-pin", "popup,width=520,height=640");
         setBlocked(!w);
       }}>{t("verify.openPin")}</button>
       {blocked ? <p class="warn">{t("verify.popupBlocked")} <a href={url.href} target="_blank" rel="noopener">{t("verify.openPinLink")}</a></p> : null}
