@@ -88,6 +88,7 @@ export const en: Record<MessageKey, string> = {
   "cert.unknown": "The server does not know this certificate",
   "cert.validity": "Valid",
   "cert.serial": "Serial number",
+  "cert.name": "Certificate holder",
   "cert.subject": "Subject",
   "cert.issuer": "Issuer",
   "cert.window": "Online renewal",

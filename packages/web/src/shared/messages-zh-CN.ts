@@ -91,6 +91,7 @@ export const zhCN = {
   "cert.validity": "有效期",
   "cert.serial": "证书序列号",
   "cert.subject": "证书主题",
+  "cert.name": "证书持有人",
   "cert.issuer": "颁发机构",
   "cert.window": "在线更新",
   "cert.renew": "更新这张证书",
