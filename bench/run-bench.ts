@@ -2,16 +2,16 @@
 // in-process issuance and OCSP over HTTP, each as a ratio to its raw bound,
 // all measured in this one run on this machine (compare ratios, not times).
 import "reflect-metadata";
-import { execFileSync, fork } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { webcrypto } from "node:crypto";
 import * as x509 from "@peculiar/x509";
 import { verifyCsr } from "@ukey/ca";
-import { buildApp } from "@ukey/server";
 import { benchAgents, benchRenewals, measureRenewals, openBenchContext, prepareRenewalJobs, renewalLine } from "./renewal-bench.js";
 import { measurePortal } from "./web-bench.js";
+import { measureOcsp } from "./ocsp-bench.js";
 
 const seconds = Number(process.env.UKEY_BENCH_SECONDS ?? 3);
 const concurrency = Number(process.env.UKEY_BENCH_CONCURRENCY ?? 256);
@@ -95,20 +95,9 @@ try {
   }), Math.min(seconds, 2));
   console.log(`${"issuance / naive generator".padEnd(48)} ${(issuance / naive).toFixed(1).padStart(8)} x`);
 
-  // OCSP over HTTP: the real app on loopback, a client in a child process.
-  const app = await buildApp(ctx);
-  await app.listen({ host: "127.0.0.1", port: 0 });
-  const port = (app.server.address() as { port: number }).port;
-  const leaf = join(dir, "leaf.pem");
-  const c = await ctx.issuance.issue({ holderId: "B1", profileId: "personal", csr: csrs[0]!, actor: "bench" });
-  writeFileSync(leaf, `-----BEGIN CERTIFICATE-----\n${c.der!.toString("base64")}\n-----END CERTIFICATE-----\n`);
-  const reqFile = join(dir, "ocsp-req.der");
-  execFileSync("openssl", ["ocsp", "-issuer", ctx.layout.issuingCert, "-cert", leaf, "-reqout", reqFile, "-no_nonce"], { stdio: "pipe" });
-  const client = fork(join(import.meta.dirname, "ocsp-load-client.mjs"), [String(port), reqFile, String(seconds), "32"], { stdio: ["ignore", "pipe", "inherit", "ipc"] });
-  const result = await new Promise<{ ok: number; failed: number; elapsed: number }>((resolve) => client.on("message", (m) => resolve(m as { ok: number; failed: number; elapsed: number })));
-  const ocsp = result.ok / result.elapsed;
-  console.log(`${"OCSP responses over HTTP (keep-alive, 32 conns)".padEnd(48)} ${ocsp.toFixed(0).padStart(8)} /s   ratio to raw sign ${(ocsp / sign).toFixed(2)}   failed ${result.failed}`);
-  await app.close();
+  // OCSP over HTTP from pre-signed responses, against the HTTP bound of the same server (ocsp-bench.ts);
+  // then with UKEY_BENCH_OCSP_ROWS (1,000,000; 0 to skip) more certificates in the embedded database.
+  await measureOcsp(ctx, dir, seconds, Number(process.env.UKEY_BENCH_OCSP_ROWS ?? 1_000_000));
 
   // Renewals over HTTP through the whole order path (see renewal-bench.ts).
   // The warm-up takes some; when the list runs out before the time, the rate is over the renewals measured.

@@ -11,6 +11,8 @@ import type { DoctorCheck, FlowContext, ServerConnection, TokenStatus } from "./
 import { cleanUpFlow, doctorFlow, downloadFlow, changePinFlow, initialiseFlow, renewFlow, statusFlow } from "./flows/index.js";
 import { resolveToken } from "./flows/token-access.js";
 import { TerminalPrompter, readSecretLine, type TerminalIo } from "./terminal-prompter.js";
+import { buildInfo } from "./build-info.js";
+import { checkForUpdate, loadInstitutionConfig, verifyDownloadedFile } from "./local-api/institution-config.js";
 
 /** Where a `ukey` run reads and writes; the bin passes the process's, tests may pass others. */
 export interface UkeyCliIo extends TerminalIo {
@@ -32,6 +34,9 @@ const usage = `ukey: renew, download and manage the certificates on your UKey (o
   ukey explain CODE                   what an error code means (ours, or a legacy one: 0116, 9002, 403.7 ...)
   ukey doctor                         check the driver, key, PIN, server, trust, clock and pairings
   ukey agent start|pairings|unpair    the local service for your institution's web page (ukey agent --help)
+  ukey update [--verify FILE]         is a newer agent published? (the institution's signed manifest);
+                                      --verify: is FILE exactly an installer the institution published?
+  ukey --version                      version, build and platform of this program
 
 Common options:
   --server URL       the renewal server (default: UKEY_SERVER, or "server" in ~/.ukey/agent.json)
@@ -52,8 +57,9 @@ closed, wrong code...); 4 a problem with the key (not present, wrong or locked P
 
 const commonOptions = {
   server: { type: "string" }, "ca-file": { type: "string" }, module: { type: "string" }, pkcs12: { type: "string" }, file: { type: "string" },
-  token: { type: "string" }, json: { type: "boolean" }, lang: { type: "string" }, help: { type: "boolean" },
+  token: { type: "string" }, json: { type: "boolean" }, lang: { type: "string" }, help: { type: "boolean" }, version: { type: "boolean" },
   "pin-file": { type: "string" }, "so-pin-file": { type: "string" }, "new-pin-file": { type: "string" }, yes: { type: "boolean" },
+  verify: { type: "string" },
   cert: { type: "string" }, ref: { type: "string" }, code: { type: "string" }, label: { type: "string" }, algorithm: { type: "string" },
 } as const;
 
@@ -101,6 +107,11 @@ export async function runUkeyCli(argv: string[], io: UkeyCliIo): Promise<number>
     const v = parsed.values;
     lang = languageOf(v.lang, io.env);
     const [cmd, ...rest] = parsed.positionals;
+    if (v.version || cmd === "version") {
+      const b = buildInfo();
+      io.out(v.json ? `${JSON.stringify(b)}\n` : `ukey ${b.version} (build ${b.build}, ${b.platform}, ${b.kind})\n`);
+      return exitCodes.ok;
+    }
     if (!cmd || cmd === "help" || v.help) {
       io.out(usage + "\n");
       return cmd || v.help ? exitCodes.ok : exitCodes.usage;
@@ -122,7 +133,31 @@ export async function runUkeyCli(argv: string[], io: UkeyCliIo): Promise<number>
 
     const home = defaultAgentHome(io.env);
     const cfg = readAgentConfig(home);
-    const serverUrl = v.server ?? io.env.UKEY_SERVER ?? cfg.server;
+    if (cmd === "update") {
+      const caFileForUpdate = v["ca-file"] ?? cfg.caFile;
+      const b = buildInfo();
+      const r = await checkForUpdate(loadInstitutionConfig(io.env, home), b.version, b.platform, caFileForUpdate ? readCaFile(caFileForUpdate) : undefined);
+      const verified = v.verify ? verifyDownloadedFile(v.verify, r.allFiles) : undefined;
+      const lines = [
+        r.updateAvailable
+          ? t(`${r.institution} 发布了新版 ukey 代理 ${r.published}（本机为 ${r.running}），请从本机构网站的下载页安装。`, `${r.institution} publishes ukey agent ${r.published} (this one is ${r.running}): install it from your institution's download page.`)
+          : t(`本机的 ukey 代理 ${r.running} 已是 ${r.institution} 发布的最新版本。`, `This ukey agent ${r.running} is the latest ${r.institution} publishes.`),
+        ...r.files.map((f) => `  ${f.name}  ${f.size} ${t("字节", "bytes")}  SHA-256 ${f.sha256}`),
+        ...(verified ? [t(`文件 ${verified.name} 与机构签名的清单一致（大小与 SHA-256 均相符）。`, `${verified.name} matches the institution's signed manifest (size and SHA-256).`)] : []),
+      ];
+      print(lines.join("\n"), { ...r, ...(verified ? { verified } : {}) });
+      return exitCodes.ok;
+    }
+    // An installed agent knows its institution's server from the signed configuration its installer brought.
+    const institutionServer = () => {
+      try {
+        return loadInstitutionConfig(io.env, home).config.server;
+      } catch (e) {
+        if (isUkeyError(e) && e.code === "AGENT_NOT_CONFIGURED") return undefined;
+        throw e;
+      }
+    };
+    const serverUrl = v.server ?? io.env.UKEY_SERVER ?? cfg.server ?? institutionServer();
     const caFile = v["ca-file"] ?? cfg.caFile;
     const server: ServerConnection = { url: serverUrl ?? "", ...(caFile ? { caPem: readCaFile(caFile) } : {}) };
     const needServer = () => {

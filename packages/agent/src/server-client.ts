@@ -22,7 +22,7 @@ const orderSchema = z.object({
   requirements: z.object({ possession: z.literal(true), idNumber: z.boolean(), oneTimeCode: z.enum(["sms", "email"]).nullable(), stepUp: z.boolean() }),
   done: z.array(z.string()),
   subject: z.string(),
-  keyAlgorithms: z.array(z.enum(["p256", "p384", "rsa2048", "rsa3072", "rsa4096"])).min(1),
+  keyAlgorithms: z.array(z.enum(["p256", "p384", "rsa2048", "rsa3072", "rsa4096", "sm2"])).min(1),
   idType: z.string().optional(),
   challenge: z.object({ value: z.string(), expiresAt: isoDate }).optional(),
   codeSentTo: z.string().optional(),
@@ -195,6 +195,11 @@ export class ServerClient {
   async download(referenceNumber: string, authorizationCode: string, csr: string, tokenSerial: string, onAnswer?: OnAnswer): Promise<DownloadAnswer> {
     const r = await this.call("POST", "/api/v1/downloads", { referenceNumber, authorizationCode, csr, tokenSerial }, onAnswer);
     return this.parse(downloadSchema, r.body);
+  }
+
+  /** A signed document the institution publishes beside its installers (not yet verified: see institution-config.ts). */
+  async distributionDocument(name: "agent-config.json" | "manifest.json"): Promise<unknown> {
+    return (await this.call("GET", `/downloads/${name}`)).body;
   }
 
   /** Fetches the OpenAPI document: proves the address is a ukey-renew server and records its Date header. */

@@ -1,5 +1,5 @@
 import type { CertificateProfile } from "@ukey/policy";
-import { UkeyError } from "@ukey/policy";
+import { UkeyError, effectiveKeyUsage } from "@ukey/policy";
 import { keyAlgorithmOfSpki } from "./algorithms.js";
 import { bitString, explicit, seq, tlv, Tag, x509Time } from "./der.js";
 import {
@@ -32,7 +32,8 @@ function invalid(reason: string): UkeyError {
  * certificate the database does not know.
  *
  * Extensions, in this order: basicConstraints CA:FALSE (critical), keyUsage
- * (critical), extKeyUsage (when the profile has any), subjectKeyIdentifier,
+ * (critical; the profile's bits that the key's algorithm and the EKU allow,
+ * see effectiveKeyUsage), extKeyUsage (when the profile has any), subjectKeyIdentifier,
  * authorityKeyIdentifier, cRLDistributionPoints, authorityInfoAccess (OCSP,
  * caIssuers), subjectAltName (when there are SANs; critical when the
  * subject is empty).
@@ -46,7 +47,8 @@ export class CertificateBuilder {
   readonly profile: CertificateProfile;
   readonly urls: CaUrls;
   readonly #algorithmAndIssuer: Buffer;
-  readonly #extensionsBeforeSki: Buffer;
+  /** basicConstraints, keyUsage and extKeyUsage, per key algorithm: keyUsage follows the key's (effectiveKeyUsage). */
+  readonly #extensionsBeforeSki = new Map<string, Buffer>();
   readonly #extensionsAfterSki: Buffer;
   readonly #signatureAlgorithm: Buffer;
 
@@ -57,11 +59,13 @@ export class CertificateBuilder {
     this.urls = opts.urls;
     this.#signatureAlgorithm = opts.signer.signatureAlgorithm;
     this.#algorithmAndIssuer = Buffer.concat([opts.signer.signatureAlgorithm, opts.issuer.subjectName]);
-    this.#extensionsBeforeSki = Buffer.concat([
-      basicConstraints(false),
-      keyUsage(opts.profile.keyUsage),
-      ...(opts.profile.extKeyUsage.length ? [extKeyUsage(opts.profile.extKeyUsage)] : []),
-    ]);
+    for (const algorithm of opts.profile.keyAlgorithms) {
+      this.#extensionsBeforeSki.set(algorithm, Buffer.concat([
+        basicConstraints(false),
+        keyUsage(effectiveKeyUsage(opts.profile, algorithm)),
+        ...(opts.profile.extKeyUsage.length ? [extKeyUsage(opts.profile.extKeyUsage)] : []),
+      ]));
+    }
     this.#extensionsAfterSki = Buffer.concat([
       authorityKeyIdentifier(opts.issuer.keyId),
       crlDistributionPoints(opts.urls.crl),
@@ -93,7 +97,7 @@ export class CertificateBuilder {
     const sans = input.subject.sans ?? [];
     if (input.subject.rdns.length === 0 && sans.length === 0) throw invalid("a certificate needs a subject or a subject alternative name");
     const subject = encodeName(input.subject.rdns);
-    const extensions = [this.#extensionsBeforeSki, subjectKeyIdentifier(keyIdentifier(input.spki)), this.#extensionsAfterSki];
+    const extensions = [this.#extensionsBeforeSki.get(algorithm)!, subjectKeyIdentifier(keyIdentifier(input.spki)), this.#extensionsAfterSki];
     if (sans.length) extensions.push(subjectAltName(sans, input.subject.rdns.length === 0));
     return seq(
       version3,

@@ -67,6 +67,23 @@ test("parses openssl's requests, with CertIDs, serials and nonce", () => {
   }
 });
 
+test("the RFC 5019 shape (no nonce) is read as the full parser reads the same CertIDs with a nonce (issue 17)", () => {
+  const cases: Array<[string, string[]]> = [
+    ["one certificate, SHA-1", ["-cert", leaves.good!.path]],
+    ["two certificates, SHA-256", ["-sha256", "-cert", leaves.good!.path, "-cert", leaves.revoked!.path]],
+    ["a serial with the high bit set", ["-serial", "0x80ff"]],
+  ];
+  for (const [name, args] of cases) {
+    const plain = parseOcspRequest(opensslRequest(`plain${name.length}`, [...args, "-no_nonce"]).der);
+    const full = parseOcspRequest(opensslRequest(`full${name.length}`, args).der);
+    assert.ok(full.nonce && !plain.nonce, name);
+    assert.deepEqual(plain.certIds, full.certIds, name);
+  }
+  // Trailing bytes after the plain shape: refused, as the full parser refuses them.
+  const one = opensslRequest("odd", ["-cert", leaves.good!.path, "-no_nonce"]).der;
+  assert.throws(() => parseOcspRequest(Buffer.concat([one, Buffer.from([0])])), code("OCSP_REQUEST_MALFORMED"));
+});
+
 test("openssl verifies good, revoked and unknown answers and sees its nonce echoed", async () => {
   const req = opensslRequest("mixed", ["-cert", leaves.good!.path, "-cert", leaves.revoked!.path, "-serial", "0x0123456789"]);
   const info = parseOcspRequest(req.der);

@@ -19,6 +19,8 @@ import { createMetrics, readMetricsToken, registerMetricsRoute } from "./metrics
 import { registerReminderAdminRoutes } from "./reminders/reminder-admin-routes.js";
 import { StorageMonitor } from "./storage-monitor.js";
 import { registerWebRoutes } from "./web-routes.js";
+import { distributionDir } from "./distribution/distribution-publisher.js";
+import { registerDistributionRoutes } from "./distribution/distribution-routes.js";
 
 /** How buildApp serves: which listener, and where its log goes. */
 export interface AppOptions {
@@ -104,14 +106,28 @@ export async function buildApp(ctx: ServerContext, opts: AppOptions = {}): Promi
     if (!Buffer.isBuffer(req.body)) throw new UkeyError("UNSUPPORTED_MEDIA_TYPE", { params: { type: String(req.headers["content-type"] ?? "none") } });
     return sendOcsp(reply, await ctx.revocation.ocsp(req.body));
   });
+  const ocspMaxAgeMs = ctx.config.ca.ocspMaxAgeSeconds * 1000;
   app.get<{ Params: { "*": string } }>("/ocsp/*", async (req, reply) => {
     // The router has decoded the path once, as RFC 6960 appendix A asks; a second decode would choke on '%'.
     const b64 = req.params["*"];
     const der = /^[A-Za-z0-9+/=_-]+$/.test(b64) ? Buffer.from(b64, "base64") : Buffer.alloc(0);
-    return sendOcsp(reply, await ctx.revocation.ocsp(der));
+    const answer = await ctx.revocation.ocsp(der);
+    const c = answer.cache;
+    if (!c) return sendOcsp(reply, answer);
+    // RFC 5019 6.2: what HTTP caches and CDNs need to serve the pre-signed answer, never past its nextUpdate.
+    const now = ctx.clock.now().getTime();
+    const maxAge = Math.max(0, Math.floor(Math.min(ocspMaxAgeMs, c.nextUpdate - now) / 1000));
+    reply.header("cache-control", `max-age=${maxAge}, public, no-transform, must-revalidate`)
+      .header("last-modified", new Date(c.thisUpdate).toUTCString())
+      .header("expires", new Date(now + maxAge * 1000).toUTCString())
+      .header("etag", c.etag);
+    if (req.headers["if-none-match"] === c.etag) return reply.code(304).send();
+    return reply.type("application/ocsp-response").send(answer.der);
   });
 
   registerOrderRoutes(app, ctx.orders, ctx.downloads);
+  // The agent's installers and the signed configuration that tells an installed agent its server and portal.
+  registerDistributionRoutes(app, distributionDir(ctx));
 
   // The institution's key vendor table, for the agent and the portal to name a key and guide its holder.
   app.get("/api/v1/key-vendors", async () => ({ keyVendors: ctx.keyVendors }));
@@ -141,7 +157,7 @@ export async function buildApp(ctx: ServerContext, opts: AppOptions = {}): Promi
   registerMetricsRoute(app, metricsHere ? createMetrics({ store: ctx.store, clock: ctx.clock, reminders: ctx.reminders }) : null, metricsToken);
   // Reminders and the sweep of orphaned issuance intents run in a server that listens: never in a CLI
   // command (which sweeps once when it opens the data directory), nor in a test that only injects requests.
-  app.addHook("onListen", async () => { ctx.reminders.start(); ctx.intentSweeper.start(app.log); });
+  app.addHook("onListen", async () => { ctx.reminders.start(); ctx.intentSweeper.start(app.log); ctx.ocsp.start(); });
   // The portal at / and the operator console at /console/, with strict security headers.
   await registerWebRoutes(app);
 

@@ -51,17 +51,23 @@ export function problemDocument(u: UkeyError, status = httpStatusOf(u)): Problem
  * plugin may add codes, and what the client sent must never read as a
  * server defect.
  */
-function byClientStatus(status: number, reason: string, cause: unknown): UkeyError {
+function byClientStatus(status: number, reason: string, cause: unknown, req?: FastifyRequest): UkeyError {
   switch (status) {
     case 404: return new UkeyError("ROUTE_NOT_FOUND", { cause });
     case 412: return new UkeyError("PRECONDITION_FAILED", { cause });
-    case 413: return new UkeyError("REQUEST_TOO_LARGE", { params: { limit: "" }, cause });
+    case 413: return new UkeyError("REQUEST_TOO_LARGE", { params: { limit: limitOf(req) }, cause });
     case 414: return new UkeyError("URL_TOO_LONG", { params: { limit: "" }, cause });
     case 415: return new UkeyError("UNSUPPORTED_MEDIA_TYPE", { params: { type: reason }, cause });
     case 416: return new UkeyError("RANGE_NOT_SATISFIABLE", { cause });
     case 431: return new UkeyError("REQUEST_HEADERS_TOO_LARGE", { cause });
     default: return new UkeyError("REQUEST_INVALID", { params: { reason }, cause });
   }
+}
+
+/** The body limit that refused a request: the route's own, else the server's (never an empty placeholder). */
+function limitOf(req: FastifyRequest | undefined): string {
+  const limit = req?.routeOptions?.bodyLimit ?? req?.server?.initialConfig?.bodyLimit;
+  return limit === undefined ? "?" : String(limit);
 }
 
 /**
@@ -92,7 +98,7 @@ export function toUkeyError(err: unknown, req?: FastifyRequest): UkeyError {
   const contentType = String(req?.headers["content-type"] ?? "none").slice(0, 100);
   switch (fe.code) {
     case "FST_ERR_CTP_BODY_TOO_LARGE":
-      return new UkeyError("REQUEST_TOO_LARGE", { params: { limit: String(req?.routeOptions?.bodyLimit ?? "") }, cause: err });
+      return new UkeyError("REQUEST_TOO_LARGE", { params: { limit: limitOf(req) }, cause: err });
     case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
     case "FST_ERR_ROUTE_MISSING_CONTENT_TYPE":
       return new UkeyError("UNSUPPORTED_MEDIA_TYPE", { params: { type: contentType }, cause: err });
@@ -116,7 +122,7 @@ export function toUkeyError(err: unknown, req?: FastifyRequest): UkeyError {
   if (err instanceof SyntaxError) return new UkeyError("REQUEST_INVALID", { params: { reason: "body is not valid JSON" }, cause: err });
   const status = typeof fe.statusCode === "number" ? fe.statusCode : typeof fe.status === "number" ? fe.status : 0;
   const fromClient = (typeof fe.code === "string" && fe.code.startsWith("FST_")) || fe.expose === true;
-  if (fromClient && status >= 400 && status < 500) return byClientStatus(status, String(fe.code ?? fe.message ?? status), err);
+  if (fromClient && status >= 400 && status < 500) return byClientStatus(status, String(fe.code ?? fe.message ?? status), err, req);
   return new UkeyError("INTERNAL", { cause: err });
 }
 

@@ -3,6 +3,14 @@ import { UkeyError, isUkeyError, validityFor, type Clock, type CertificateProfil
 import type { AuditEntryInput, CertificateRecord, HolderRecord, Repositories, Store } from "@ukey/store";
 import type { SubjectSpec, VerifiedCsr } from "@ukey/ca";
 import { ProfileCache } from "./profile-cache.js";
+import type { StoredOcspResponse } from "@ukey/store";
+import type { OcspService } from "./ocsp/ocsp-service.js";
+
+/** A signed certificate, with its first OCSP response when one was signed beside it. */
+interface Signed {
+  der: Buffer;
+  ocsp?: StoredOcspResponse;
+}
 
 /** What the issuance service needs of the CA: build a TBS, sign it. */
 export interface IssuingCa {
@@ -95,6 +103,8 @@ export class IssuanceService {
     batchSize?: number;
     /** Shared profile reads; a private one (5 s) when not given. */
     profiles?: ProfileCache;
+    /** Signs each certificate's first OCSP response beside it, stored in the same commit; without it the refresher does. */
+    ocsp?: Pick<OcspService, "presignGood">;
   }) {
     this.profiles = deps.profiles ?? new ProfileCache({ store: deps.store, clock: deps.clock });
   }
@@ -157,7 +167,7 @@ export class IssuanceService {
    */
   private async flush(): Promise<void> {
     this.flushing = true;
-    let signed: { batch: Pending[]; results: Array<Buffer | Error> } | undefined;
+    let signed: { batch: Pending[]; results: Array<Signed | Error> } | undefined;
     try {
       while (this.queue.length || signed) {
         const next = this.queue.splice(0, this.deps.batchSize ?? 256);
@@ -189,28 +199,38 @@ export class IssuanceService {
     }
   }
 
-  private signAll(batch: Pending[]): Promise<Array<Buffer | Error>> {
-    return Promise.all(batch.map(async (p) => {
+  private signAll(batch: Pending[]): Promise<Array<Signed | Error>> {
+    const ocsp = this.deps.ocsp;
+    const now = this.deps.clock.now();
+    return Promise.all(batch.map(async (p): Promise<Signed | Error> => {
+      let der: Buffer;
       try {
-        return await this.deps.ca.signTbs(p.tbs);
+        der = await this.deps.ca.signTbs(p.tbs);
       } catch (e) {
         return e instanceof Error ? e : new Error(String(e));
+      }
+      if (!ocsp) return { der };
+      // A certificate without its response is still a certificate: the refresher signs it later.
+      try {
+        return { der, ocsp: await ocsp.presignGood(p.record.serial, now) };
+      } catch {
+        return { der };
       }
     }));
   }
 
-  private async completeIn(r: Repositories, batch: Pending[], signed: Array<Buffer | Error>, at: number): Promise<void> {
+  private async completeIn(r: Repositories, batch: Pending[], signed: Array<Signed | Error>, at: number): Promise<void> {
     const audit = [];
     for (let i = 0; i < batch.length; i++) {
       const p = batch[i]!;
-      const der = signed[i]!;
-      if (der instanceof Error) {
+      const s = signed[i]!;
+      if (s instanceof Error) {
         await r.certificates.setStatus(p.record.serial, "abandoned", at);
-        audit.push(issuanceAudit(p, at, "certificate.abandoned", { error: der.message }));
+        audit.push(issuanceAudit(p, at, "certificate.abandoned", { error: s.message }));
         continue;
       }
       try {
-        await r.certificates.completeIntent(p.record.serial, der, at);
+        await r.certificates.completeIntent(p.record.serial, s.der, at, s.ocsp);
       } catch (e) {
         // The signature came so late that a sweep (IntentSweeper) had abandoned the intent and audited
         // it: this certificate is dropped undelivered and its caller fails; the rest of the batch is kept.
@@ -223,18 +243,18 @@ export class IssuanceService {
     // One run of the chain for the batch, then what each request records with its certificate.
     await r.audit.appendMany(audit);
     for (let i = 0; i < batch.length; i++) {
-      const der = signed[i]!;
-      if (!(der instanceof Error)) await batch[i]!.onCommit?.(r, issuedRecord(batch[i]!, der, at));
+      const s = signed[i]!;
+      if (!(s instanceof Error)) await batch[i]!.onCommit?.(r, issuedRecord(batch[i]!, s.der, at));
     }
   }
 
-  private settle(batch: Pending[], signed: Array<Buffer | Error>, at: number): void {
+  private settle(batch: Pending[], signed: Array<Signed | Error>, at: number): void {
     for (let i = 0; i < batch.length; i++) {
       const p = batch[i]!;
-      const der = signed[i]!;
-      if (isUkeyError(der, "CERT_INTENT_NOT_PENDING")) p.reject(der);
-      else if (der instanceof Error) p.reject(new UkeyError("HSM_OPERATION_FAILED", { params: { reason: "signing failed" }, cause: der }));
-      else p.resolve(issuedRecord(p, der, at));
+      const s = signed[i]!;
+      if (isUkeyError(s, "CERT_INTENT_NOT_PENDING")) p.reject(s);
+      else if (s instanceof Error) p.reject(new UkeyError("HSM_OPERATION_FAILED", { params: { reason: "signing failed" }, cause: s }));
+      else p.resolve(issuedRecord(p, s.der, at));
     }
   }
 }

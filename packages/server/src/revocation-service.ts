@@ -1,10 +1,8 @@
-import {
-  buildCrl, buildOcspResponse, matchesIssuer, ocspErrorResponse, parseOcspRequest,
-  type OcspCertStatus, type RevokedEntry,
-} from "@ukey/ca";
-import { UkeyError, revocationReasonCode, type Clock } from "@ukey/policy";
+import { buildCrl, type RevokedEntry } from "@ukey/ca";
+import { UkeyError, type Clock } from "@ukey/policy";
 import type { CertificateRecord, Store } from "@ukey/store";
 import type { CaRuntime } from "./ca-runtime.js";
+import type { OcspAnswer, OcspService } from "./ocsp/ocsp-service.js";
 
 /** Revocations accepted from operators (RFC 5280 names; removeFromCRL and the CA ones are not). */
 export const operatorRevocationReasons = [
@@ -21,7 +19,7 @@ type RevocationStore = Pick<Store, "transaction" | "certificates" | "crls">;
 
 /**
  * Revocation and its publication: revoking a certificate (state and audit
- * in one transaction), the CRLs, and OCSP answers. CRLs are cached per
+ * in one transaction), the CRLs, and OCSP answers (OcspService). CRLs are cached per
  * instance and re-signed when a revocation is seen or the refresh interval
  * passes; the CRL number comes from the database, so several instances
  * never reuse one.
@@ -35,7 +33,8 @@ export class RevocationService {
     clock: Clock;
     crlValidityHours: number;
     crlRefreshMinutes: number;
-    ocspValidityHours: number;
+    /** Pre-signed OCSP answers: re-signed here right after a revocation commits. */
+    ocsp: Pick<OcspService, "answer" | "resign">;
   }) {}
 
   /**
@@ -58,6 +57,9 @@ export class RevocationService {
       return { ...c, status: reason === "superseded" ? "superseded" as const : "revoked" as const, revocationReason: reason, revokedAt: at, updatedAt: at };
     });
     this.crls.delete("issuing");
+    // After the commit: the revocation cleared the stored response in its own statement, so until this
+    // lands (or if the process dies first) OCSP signs from the database, and the refresher re-signs it.
+    await this.deps.ocsp.resign(serial);
     return rec;
   }
 
@@ -89,48 +91,8 @@ export class RevocationService {
     return der;
   }
 
-  /**
-   * Answers an OCSP request (DER). Malformed requests get a malformedRequest
-   * response and CertIDs of another issuer `unauthorized`, as RFC 6960 says;
-   * the result is always an OCSPResponse.
-   */
-  async ocsp(requestDer: Buffer): Promise<{ der: Buffer; error?: UkeyError }> {
-    let req;
-    try {
-      req = parseOcspRequest(requestDer);
-    } catch (e) {
-      return { der: ocspErrorResponse("malformedRequest"), error: e instanceof UkeyError ? e : new UkeyError("OCSP_REQUEST_MALFORMED", { params: { reason: "not an OCSP request" } }) };
-    }
-    const issuer = this.deps.ca.issuing;
-    const issuerKeyId = issuer.keyId.toString("hex");
-    const now = this.deps.clock.now();
-    const responses = [];
-    for (const certId of req.certIds) {
-      if (!matchesIssuer(certId, issuer)) return { der: ocspErrorResponse("unauthorized") };
-      const rec = await this.deps.store.certificates.get(certId.serial, issuerKeyId);
-      responses.push({
-        certId, status: ocspStatusOf(rec), thisUpdate: now,
-        nextUpdate: new Date(now.getTime() + this.deps.ocspValidityHours * 3_600_000),
-      });
-    }
-    const der = await buildOcspResponse({ issuer, signer: this.deps.ca.issuingSigner, responses, producedAt: now, nonce: req.nonce });
-    return { der };
+  /** Answers an OCSP request (DER): see OcspService.answer. */
+  ocsp(requestDer: Buffer): Promise<OcspAnswer> {
+    return this.deps.ocsp.answer(requestDer);
   }
-}
-
-/**
- * What OCSP says of a record: revoked once a revocation time is set
- * (including superseded-by-revocation), good while issued and not revoked
- * (expiry is the relying party's check), unknown for serials we never
- * completed (pending or abandoned intents) or never saw.
- */
-export function ocspStatusOf(rec: CertificateRecord | undefined): OcspCertStatus {
-  if (!rec || rec.der === null || rec.status === "pending" || rec.status === "abandoned") return { status: "unknown" };
-  if (rec.revokedAt !== null) {
-    const reason = rec.revocationReason ?? "unspecified";
-    return revocationReasonCode(reason) !== undefined
-      ? { status: "revoked", revokedAt: new Date(rec.revokedAt), reason }
-      : { status: "revoked", revokedAt: new Date(rec.revokedAt) };
-  }
-  return { status: "good" };
 }

@@ -152,6 +152,13 @@ export const serverConfigSchema = z.strictObject({
     crlRefreshMinutes: z.number().int().min(1).max(24 * 60).default(60),
     /** Hours between thisUpdate and nextUpdate of an OCSP response. */
     ocspValidityHours: z.number().int().min(1).max(24 * 7).default(24),
+    /**
+     * "ignore": a request's nonce is left out of the answer, which comes pre-signed from the store (RFC 5019
+     * 2.2.1); "echo": requests with a nonce are signed on the request path and echo it.
+     */
+    ocspNonces: z.enum(["ignore", "echo"]).default("ignore"),
+    /** Longest Cache-Control max-age of an OCSP GET answer, in seconds (never past its nextUpdate). */
+    ocspMaxAgeSeconds: z.number().int().min(0).max(24 * 3600).default(600),
   }).prefault({}),
   limits: z.strictObject({
     /** Largest request body accepted, in bytes. */
@@ -159,6 +166,13 @@ export const serverConfigSchema = z.strictObject({
   }).prefault({}),
   /** Every listener's defences against slow and greedy clients, and HSTS on the TLS ones (docs/configuration.md). */
   http: httpEdgeSchema.prefault({}),
+  /** The agent's installers and the institution's signed agent configuration, served at /downloads/ (docs/agent-install.md). */
+  downloads: z.strictObject({
+    /** The folder `ukey-server downloads publish` fills; relative to the data directory. */
+    dir: z.string().min(1).default("downloads"),
+    /** Portal origins the agent offers pairing to besides publicUrl's (the holder still pairs each with the agent's code). */
+    portalOrigins: z.array(z.url({ protocol: /^https?$/ })).max(16).default([]),
+  }).prefault({}),
   /** Who may read GET /metrics: which listeners serve it, and a bearer token (docs/reminders.md). */
   metrics: z.strictObject({
     listeners: z.array(z.enum(listenerKinds)).max(listenerKinds.length).refine((l) => new Set(l).size === l.length, "lists a listener twice").default(["http"]),

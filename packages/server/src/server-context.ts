@@ -14,6 +14,7 @@ import { DownloadService } from "./download-service.js";
 import { enrolmentServiceFor, type EnrolmentService } from "./enrolment-service.js";
 import { derToPem } from "@ukey/ca";
 import { RevocationService } from "./revocation-service.js";
+import { OcspService } from "./ocsp/ocsp-service.js";
 import { SignatureVerifier } from "./signature-verifier.js";
 import { loadServerConfig, readSecretFile, type ServerConfig } from "./server-config.js";
 import { ReminderScheduler } from "./reminders/reminder-scheduler.js";
@@ -37,6 +38,8 @@ export interface ServerContext {
   idKey: Buffer;
   issuance: IssuanceService;
   revocation: RevocationService;
+  /** Pre-signed OCSP responses; its refresher is started by a listening server (buildApp). */
+  ocsp: OcspService;
   renewalInfo: RenewalInfoService;
   orders: RenewalOrderService;
   /** Where codes and notices to holders go. */
@@ -116,12 +119,17 @@ export async function openServerContext(dataDir: string, env: ServerEnv, clock: 
     throw e;
   }
   const profiles = new ProfileCache({ store, clock });
-  const issuance = new IssuanceService({ store, ca, clock, institution: config.institution, batchSize: config.issuance.batchSize, profiles });
+  const ocsp = new OcspService({
+    certificates: store.certificates, ca, clock,
+    validityHours: config.ca.ocspValidityHours, nonces: config.ca.ocspNonces,
+    onError: (e) => process.stderr.write(`OCSP refresher: ${String(e)} (retried on its next pass)\n`),
+  });
+  const issuance = new IssuanceService({ store, ca, clock, institution: config.institution, batchSize: config.issuance.batchSize, profiles, ocsp });
   const revocation = new RevocationService({
     store, ca, clock,
     crlValidityHours: config.ca.crlValidityHours,
     crlRefreshMinutes: config.ca.crlRefreshMinutes,
-    ocspValidityHours: config.ca.ocspValidityHours,
+    ocsp,
   });
   const renewalInfo = new RenewalInfoService({ store, clock, publicUrl: config.publicUrl });
   const chainPem = derToPem(ca.issuing.der, "CERTIFICATE") + derToPem(ca.root.der, "CERTIFICATE");
@@ -143,7 +151,7 @@ export async function openServerContext(dataDir: string, env: ServerEnv, clock: 
   const downloads = new DownloadService({ store, enrolments, issuance, institution: config.institution, chainPem });
   const reminders = new ReminderScheduler({ store, senders, clock, profiles, institution: config.institution, publicUrl: config.publicUrl, settings: config.reminders });
   return {
-    layout, config, store, ca, clock, idKey, issuance, revocation, renewalInfo, orders, senders, enrolments, downloads,
+    layout, config, store, ca, clock, idKey, issuance, revocation, ocsp, renewalInfo, orders, senders, enrolments, downloads,
     keyVendors: mergeKeyVendorTables(defaultKeyVendors, config.keyVendors),
     reminders,
     refusals,
@@ -151,6 +159,7 @@ export async function openServerContext(dataDir: string, env: ServerEnv, clock: 
     async close() {
       await reminders.stop();
       await intentSweeper.stop();
+      await ocsp.stop();
       await verifier.close();
       await issuance.drain();
       await refusals.close();

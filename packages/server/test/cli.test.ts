@@ -183,3 +183,31 @@ test("audit verify passes, then reports the first changed entry", () => {
   assert.equal(err.code, "AUDIT_CHAIN_BROKEN");
   assert.match(err.message.en, new RegExp(`entry ${seq}:`));
 });
+
+test("start on a port already in use names the port, not INTERNAL (issue 17)", async () => {
+  const { createServer } = await import("node:net");
+  const holder = createServer();
+  await new Promise<void>((r) => holder.listen(0, "127.0.0.1", () => r()));
+  const port = (holder.address() as { port: number }).port;
+  try {
+    const { spawn } = await import("node:child_process");
+    const { ukeyServerBin } = await import("./support/fixtures.js");
+    // spawn, not spawnSync: the port's holder lives in this process's event loop and must keep it.
+    const child = spawn(process.execPath, [ukeyServerBin, "start", "--data-dir", dataDir, "--host", "127.0.0.1", "--port", String(port), "--json"], {
+      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
+    });
+    let out = "";
+    child.stdout.on("data", (d) => { out += String(d); });
+    child.stderr.on("data", (d) => { out += String(d); });
+    const code = await new Promise<number | null>((r) => child.once("exit", (c) => r(c)));
+    assert.equal(code, 1, out);
+    const line = out.split("\n").find((l) => l.includes('"error"'));
+    assert.ok(line, out);
+    const err = (JSON.parse(line) as { error: { code: string; message: { en: string; "zh-CN": string } } }).error;
+    assert.equal(err.code, "PORT_IN_USE");
+    assert.match(err.message.en, new RegExp(`Port ${port} on 127\\.0\\.0\\.1`));
+    assert.match(err.message["zh-CN"], new RegExp(`端口 ${port}`));
+  } finally {
+    holder.close();
+  }
+});

@@ -123,7 +123,11 @@ test("RFC 8951 base64: line breaks and spaces allowed, anything else refused", (
   const b64 = der.toString("base64");
   assert.deepEqual(decodeEstBase64(`${b64.slice(0, 4)}\r\n${b64.slice(4)}\n`), der);
   assert.deepEqual(decodeEstBase64(Buffer.from(` ${b64} `)), der);
-  assert.equal(encodeEstBase64(der), b64);
+  // One line ended by LF (issue 17): libest's OpenSSL decoder wants the final newline; strongSwan takes no break inside.
+  assert.equal(encodeEstBase64(der), `${b64}\n`);
+  const long = Buffer.alloc(100, 0xab);
+  assert.deepEqual(encodeEstBase64(long).split("\n").map((l) => l.length), [136, 0]);
+  assert.deepEqual(decodeEstBase64(encodeEstBase64(long)), long);
   for (const bad of ["", "\r\n", "MA==MA==", "MAMA!", "-----BEGIN X-----", "M"]) {
     assert.throws(() => decodeEstBase64(bad), (e: UkeyError) => e.code === "EST_BASE64_MALFORMED", JSON.stringify(bad));
   }
@@ -134,7 +138,9 @@ test("certs-only PKCS#7 carries the certificates byte for byte and no signers", 
   const signed = AsnConvert.parse(AsnConvert.parse(p7, ContentInfo).content, SignedData);
   assert.equal(signed.signerInfos.length, 0);
   const got = Array.from(signed.certificates ?? [], (c) => Buffer.from(AsnConvert.serialize(c.certificate!)));
-  assert.deepEqual(got, [ctx.ca.issuing.der, ctx.ca.root.der]);
+  // SET OF in DER order (issue 17): by the certificates' encodings, whichever order they are given in.
+  assert.deepEqual(got, [ctx.ca.issuing.der, ctx.ca.root.der].sort(Buffer.compare));
+  assert.deepEqual(certsOnlyPkcs7([ctx.ca.root.der, ctx.ca.issuing.der]), certsOnlyPkcs7([ctx.ca.issuing.der, ctx.ca.root.der]));
   assert.deepEqual(certsOnlyPkcs7([ctx.ca.root.der]).subarray(-ctx.ca.root.der.length - 2, -2), ctx.ca.root.der, "the certificate set, then an empty signer set");
 });
 
@@ -147,5 +153,9 @@ test("csrattrs follows the profiles' key algorithms", () => {
   const ecOnly = parse(csrAttributes(["p256"]));
   assert.match(ecOnly, /id-ecPublicKey[\s\S]*prime256v1/);
   assert.doesNotMatch(ecOnly, /rsa|secp384r1/);
+  // The curves' SET OF in DER order (issue 17): P-384 (1.3.132.0.34) encodes before P-256 (1.2.840.10045.3.1.7).
+  const both = parse(csrAttributes(["p256", "p384"]));
+  assert.ok(both.indexOf("secp384r1") < both.indexOf("prime256v1"), both);
+  assert.deepEqual(csrAttributes(["p256", "p384"]), csrAttributes(["p384", "p256"]));
   assert.deepEqual(requestedSans(csr("/", ["-addext", "subjectAltName=DNS:b.example,email:a@example.com"])), ["dns:b.example", "email:a@example.com"]);
 });

@@ -114,6 +114,12 @@ test("cacerts: a certs-only PKCS#7 in base64 with the issuing and root CA certif
   const r = curl("/cacerts");
   assert.equal(r.status, 200);
   assert.equal(header(r, "content-type"), "application/pkcs7-mime");
+  // What Cisco libest needs (issue 17): header names in canonical case, base64 ended by a newline.
+  for (const name of ["Content-Type", "Content-Transfer-Encoding", "Cache-Control", "Content-Length", "Strict-Transport-Security", "X-RateLimit-Limit"]) {
+    assert.match(r.headers, new RegExp(`^${name}: `, "m"), `${name} in ${r.headers}`);
+  }
+  assert.doesNotMatch(r.headers, /^[a-z][^:]*:/m, "no header name in lower case");
+  assert.match(r.body, /^[A-Za-z0-9+/]+=*\n$/);
   const got = p7Certificates(r.body).map(subjectOf).sort();
   assert.deepEqual(got, [
     "subject=CN=ukey-renew demo Issuing CA,O=ukey-renew demo,C=CN",
@@ -200,8 +206,10 @@ test("simplereenroll: the client certificate renews itself; same subject, new ke
   const client = ["--cert", old.pem, "--key", old.key];
   const send = (file: string, extra: string[]) => curl("/simplereenroll", ["--data-binary", `@${file}`, "-H", "Content-Type: application/pkcs10", ...extra], reenrolBase);
 
+  // 403, not 401: there is no challenge to answer over HTTP (RFC 9110 wants WWW-Authenticate with a 401; issue 17).
   const noCert = send(csrFile("re-none", gatewaySubject).file, []);
-  assert.equal(noCert.status, 401);
+  assert.equal(noCert.status, 403);
+  assert.equal(header(noCert, "www-authenticate"), undefined);
   assert.equal(problemCode(noCert), "EST_CLIENT_CERT_REQUIRED");
 
   // A certificate we did not issue, with a subject that looks right.
@@ -272,7 +280,11 @@ test("an oversized body is refused with 413 and its catalogue code", async () =>
     req.end(body);
   });
   assert.equal(r.status, 413);
-  assert.equal((JSON.parse(r.text) as { code: string }).code, "REQUEST_TOO_LARGE");
+  const p = JSON.parse(r.text) as { code: string; message: { en: string; "zh-CN": string } };
+  assert.equal(p.code, "REQUEST_TOO_LARGE");
+  // The limit is named (issue 17: it read "limit  bytes").
+  assert.match(p.message.en, /limit 32768 bytes/);
+  assert.match(p.message["zh-CN"], /32768/);
 });
 
 test("afterwards the database holds the outcome and every refused attempt, never a code in clear", async () => {

@@ -1,7 +1,7 @@
 import { UkeyError } from "@ukey/policy";
 import { pageOffset, pageSize, toMillisOrNull, toNumber, type Executor } from "./executor.js";
 import { foreignKeyViolation, uniqueViolation } from "./sql-errors.js";
-import type { CertificateRecord, CertificateRepository, CertificateStatus } from "./types.js";
+import type { CertificateRecord, CertificateRepository, CertificateStatus, OcspState } from "./types.js";
 
 const COLUMNS = `serial, issuer_key_id, issuer_dn, subject_dn, sans, not_before, not_after, status, revocation_reason,
   revoked_at, spki_sha256, kind, token_serial, holder_id, profile_id, der, imported, created_at, updated_at`;
@@ -32,6 +32,31 @@ function toCertificate(r: CertificateRow): CertificateRecord {
 const INSERT = `INSERT INTO certificates (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
 const BY_SERIAL = `SELECT ${COLUMNS} FROM certificates WHERE serial = ?`;
 const BY_SERIAL_AND_ISSUER = `SELECT ${COLUMNS} FROM certificates WHERE serial = ? AND issuer_key_id = ?`;
+
+const OCSP_COLUMNS = `serial, status, CASE WHEN der IS NULL THEN 0 ELSE 1 END AS issued, revoked_at, revocation_reason, not_after`;
+const OCSP_STATE = `SELECT ${OCSP_COLUMNS}, ocsp_der, ocsp_this_update, ocsp_next_update FROM certificates WHERE serial = ? AND issuer_key_id = ?`;
+// A revocation time compared with NULL meaning "not revoked" (-1 never is a time), the same text on both engines.
+const STORE_OCSP = `UPDATE certificates SET ocsp_der = ?, ocsp_this_update = ?, ocsp_next_update = ?, ocsp_refresh_at = ?
+  WHERE serial = ? AND COALESCE(revoked_at, -1) = ? AND status NOT IN ('pending', 'abandoned')`;
+
+interface OcspRow {
+  serial: string; status: string; issued: number | string; revoked_at: number | string | null; revocation_reason: string | null;
+  not_after: number | string; ocsp_der?: Buffer | Uint8Array | null; ocsp_this_update?: number | string | null; ocsp_next_update?: number | string;
+}
+
+function toOcspState(r: OcspRow): OcspState {
+  const s: OcspState = {
+    serial: r.serial, status: r.status as CertificateStatus, issued: Number(r.issued) === 1, revokedAt: toMillisOrNull(r.revoked_at),
+    revocationReason: r.revocation_reason, notAfter: Number(r.not_after),
+  };
+  if (r.ocsp_der) {
+    s.response = {
+      der: Buffer.isBuffer(r.ocsp_der) ? r.ocsp_der : Buffer.from(r.ocsp_der),
+      thisUpdate: Number(r.ocsp_this_update), nextUpdate: Number(r.ocsp_next_update),
+    };
+  }
+  return s;
+}
 
 const PENDING = { status: "pending", der: null, revocationReason: null, revokedAt: null, imported: false } as const;
 
@@ -71,10 +96,12 @@ export function certificateRepository(x: Executor): CertificateRepository {
     insertIntent(c) {
       return insert(c, PENDING);
     },
-    async completeIntent(serial, der, at) {
+    async completeIntent(serial, der, at, ocsp) {
       const changed = await x.sql.run(
-        "UPDATE certificates SET status = 'active', der = ?, updated_at = ? WHERE serial = ? AND status = 'pending'",
-        [der, at, serial]);
+        `UPDATE certificates SET status = 'active', der = ?, updated_at = ?,
+           ocsp_der = ?, ocsp_this_update = ?, ocsp_next_update = ?, ocsp_refresh_at = ?
+         WHERE serial = ? AND status = 'pending'`,
+        [der, at, ocsp?.der ?? null, ocsp?.thisUpdate ?? null, ocsp?.nextUpdate ?? 0, ocsp?.refreshAt ?? 0, serial]);
       if (changed === 1) return;
       if (!(await exists(serial))) throw new UkeyError("CERT_NOT_FOUND", { params: { serial } });
       throw new UkeyError("CERT_INTENT_NOT_PENDING", { params: { serial } });
@@ -104,7 +131,8 @@ export function certificateRepository(x: Executor): CertificateRepository {
     },
     async revoke(serial, reason, at, status = "revoked") {
       const changed = await x.sql.run(
-        `UPDATE certificates SET status = ?, revocation_reason = ?, revoked_at = ?, updated_at = ?
+        `UPDATE certificates SET status = ?, revocation_reason = ?, revoked_at = ?, updated_at = ?,
+           ocsp_der = NULL, ocsp_this_update = NULL, ocsp_next_update = 0, ocsp_refresh_at = 0
          WHERE serial = ? AND revoked_at IS NULL`,
         [status, reason, at, at, serial]);
       if (changed === 1) return true;
@@ -158,6 +186,26 @@ export function certificateRepository(x: Executor): CertificateRepository {
         `SELECT ${COLUMNS} FROM certificates ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
          ORDER BY not_after, serial LIMIT ? OFFSET ?`, params);
       return rows.map(toCertificate);
+    },
+    async ocspState(serial, issuerKeyId) {
+      const rows = await x.sql.query<OcspRow>(OCSP_STATE, [serial, issuerKeyId]);
+      return rows[0] && toOcspState(rows[0]);
+    },
+    async storeOcsp(serial, r, basis) {
+      return (await x.sql.run(STORE_OCSP, [r.der, r.thisUpdate, r.nextUpdate, r.refreshAt, serial, basis ?? -1])) === 1;
+    },
+    async claimOcspDue(issuerKeyId, now, leaseUntil, limit) {
+      const rows = await x.sql.query<OcspRow>(
+        `UPDATE certificates SET ocsp_refresh_at = ?
+         WHERE serial IN (
+           SELECT serial FROM certificates WHERE issuer_key_id = ? AND ocsp_refresh_at < ?
+           ORDER BY ocsp_refresh_at LIMIT ? FOR UPDATE SKIP LOCKED)
+         RETURNING ${OCSP_COLUMNS}`,
+        [leaseUntil, issuerKeyId, now, Math.max(1, Math.floor(limit))]);
+      return rows.map(toOcspState);
+    },
+    async rescheduleOcsp(serial, lease, refreshAt) {
+      await x.sql.run("UPDATE certificates SET ocsp_refresh_at = ? WHERE serial = ? AND ocsp_refresh_at = ?", [refreshAt, serial, lease]);
     },
     async countByStatus() {
       const rows = await x.sql.query<{ status: string; n: number | string }>("SELECT status, COUNT(*) AS n FROM certificates GROUP BY status");

@@ -423,6 +423,39 @@ export const migrations: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    version: 10,
+    name: "pre-signed OCSP responses beside each certificate",
+    statements: (t) => [
+      // Beside the certificate, not in a table of their own: the UPDATE that revokes a certificate clears its
+      // response in the same statement, so no crash can leave a `good` answer standing for a revoked one, and
+      // the request path reads one row by primary key as before. Constant defaults: both engines add these
+      // columns without rewriting the table, however many certificates it holds.
+      `ALTER TABLE certificates ADD COLUMN ocsp_der ${t.blob}`,
+      "ALTER TABLE certificates ADD COLUMN ocsp_this_update BIGINT",
+      "ALTER TABLE certificates ADD COLUMN ocsp_next_update BIGINT NOT NULL DEFAULT 0",
+      // When the background refresher should sign this certificate's response again (0: as soon as it can).
+      "ALTER TABLE certificates ADD COLUMN ocsp_refresh_at BIGINT NOT NULL DEFAULT 0",
+      "CREATE INDEX certificates_ocsp_refresh ON certificates (issuer_key_id, ocsp_refresh_at)",
+    ],
+  },
+  {
+    version: 11,
+    name: "key management centre: escrowed encryption keys",
+    statements: () => [
+      // Only wrapped keys (AES-256-GCM under the KMC master key, which is not in the database); rows are never updated.
+      `CREATE TABLE kmc_escrows (
+        id TEXT PRIMARY KEY,
+        holder_id TEXT NOT NULL REFERENCES holders (id),
+        algorithm TEXT NOT NULL,
+        spki TEXT NOT NULL,
+        wrapped_key TEXT NOT NULL,
+        master_key_id TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+      )`,
+      "CREATE INDEX kmc_escrows_holder ON kmc_escrows (holder_id, created_at)",
+    ],
+  },
 ];
 
 /** The newest schema version this code knows. */

@@ -1,4 +1,5 @@
 import type { CertificateProfile } from "@ukey/policy";
+import type { KmcEscrowRepository } from "./kmc-escrow-repository.js";
 import type { ReminderRepository } from "./reminder-repository.js";
 import type { HolderPreferenceRepository } from "./holder-preference-repository.js";
 import type { HolderSignInRepository } from "./holder-sign-in-repository.js";
@@ -207,13 +208,38 @@ export interface ProfileRepository {
 }
 
 /** An issuance intent marked abandoned: what its audit entry names. */
+/** A signed OCSP response kept beside its certificate. */
+export interface StoredOcspResponse {
+  der: Buffer;
+  thisUpdate: Millis;
+  nextUpdate: Millis;
+  /** When the refresher should sign it again. */
+  refreshAt: Millis;
+}
+
+/** The state of one certificate as OCSP answers it, and its stored response. */
+export interface OcspState {
+  serial: string;
+  status: CertificateStatus;
+  /** False for an intent never signed. */
+  issued: boolean;
+  revokedAt: Millis | null;
+  revocationReason: string | null;
+  notAfter: Millis;
+  /** The stored response, if any (absent after a revocation until it is signed again). */
+  response?: { der: Buffer; thisUpdate: Millis; nextUpdate: Millis };
+}
+
 export type AbandonedIntent = Pick<CertificateRecord, "serial" | "holderId" | "profileId" | "subjectDn" | "createdAt">;
 
 export interface CertificateRepository {
   /** Records an issuance intent (status pending, der null) before signing. Throws on duplicate serial. */
   insertIntent(c: Omit<CertificateRecord, "status" | "der" | "revocationReason" | "revokedAt" | "imported">): Promise<void>;
-  /** Turns a pending intent into an active certificate with its DER. Throws if the row is not pending. */
-  completeIntent(serial: string, der: Buffer, at: Millis): Promise<void>;
+  /**
+   * Turns a pending intent into an active certificate with its DER, and stores its pre-signed `good`
+   * OCSP response when one is given (else the refresher signs one). Throws if the row is not pending.
+   */
+  completeIntent(serial: string, der: Buffer, at: Millis, ocsp?: StoredOcspResponse): Promise<void>;
   /**
    * Marks up to `limit` (default 500) pending intents created before
    * `olderThan` as abandoned, oldest first, and returns those this call
@@ -225,7 +251,10 @@ export interface CertificateRepository {
   /** Inserts a complete certificate (import). */
   insertImported(c: Omit<CertificateRecord, "imported">): Promise<void>;
   get(serial: string, issuerKeyId?: string): Promise<CertificateRecord | undefined>;
-  /** Sets status revoked (or superseded with reason "superseded"), reason and time. Returns false if already revoked. */
+  /**
+   * Sets status revoked (or superseded with reason "superseded"), reason and time, and drops the stored
+   * OCSP response in the same statement. Returns false if already revoked.
+   */
   revoke(serial: string, reason: string, at: Millis, status?: "revoked" | "superseded"): Promise<boolean>;
   setStatus(serial: string, status: CertificateStatus, at: Millis): Promise<void>;
   /** Every revoked or superseded-with-revocation certificate of one issuer, for the CRL. Streams in serial order. */
@@ -236,6 +265,22 @@ export interface CertificateRepository {
   revocationStamp(issuerKeyId: string): Promise<{ count: number; latestAt: Millis | null }>;
   listRevoked(issuerKeyId: string): AsyncIterable<Pick<CertificateRecord, "serial" | "revokedAt" | "revocationReason">>;
   search(q: CertificateSearch): Promise<CertificateRecord[]>;
+  /** What OCSP needs of one certificate of `issuerKeyId` (no certificate DER is read). */
+  ocspState(serial: string, issuerKeyId: string): Promise<OcspState | undefined>;
+  /**
+   * Stores a response signed from `basis` (the revocation time it was signed from, null for not
+   * revoked). Compare-and-set: returns false and stores nothing when the certificate's revocation
+   * time is no longer `basis`, so a response signed before a revocation never lands after it.
+   */
+  storeOcsp(serial: string, response: StoredOcspResponse, basis: Millis | null): Promise<boolean>;
+  /**
+   * Claims up to `limit` certificates of `issuerKeyId` whose response is due (refresh time before
+   * `now`), soonest first, by moving their refresh time to `leaseUntil`; on PostgreSQL rows another
+   * instance is claiming are skipped. Returns what is needed to sign each.
+   */
+  claimOcspDue(issuerKeyId: string, now: Millis, leaseUntil: Millis, limit: number): Promise<OcspState[]>;
+  /** Sets the refresh time of a claimed row, if it still holds `lease` (a concurrent store or revocation wins). */
+  rescheduleOcsp(serial: string, lease: Millis, refreshAt: Millis): Promise<void>;
   countByStatus(): Promise<Record<string, number>>;
   /**
    * Live certificates (active, or expired and never renewed) by when they
@@ -416,6 +461,8 @@ export interface Repositories {
   /** Operator sign-in back-off per account and client address. */
   signInBackoffs: SignInBackoffRepository;
   outbox: OutboxRepository;
+  /** The key management centre's escrowed encryption keys (wrapped). */
+  kmcEscrows: KmcEscrowRepository;
   audit: AuditLog;
 }
 

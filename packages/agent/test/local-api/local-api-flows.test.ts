@@ -51,6 +51,13 @@ async function until(id: string, pred: (v: OperationView) => boolean): Promise<O
   return v;
 }
 
+/** The files of SoftHSM2's token directory with their sizes, for a failure message. */
+function tokenFiles(conf: string): string[] {
+  const dir = /directories\.tokendir\s*=\s*(\S+)/.exec(readFileSync(conf, "utf8"))?.[1];
+  if (!dir) return ["(no tokendir in the configuration)"];
+  return (readdirSync(dir, { recursive: true }) as string[]).sort().map((n) => `${n} ${statSync(join(dir, n)).size}`);
+}
+
 const norm = (hex: string) => hex.toLowerCase().replace(/[^0-9a-f]/g, "").replace(/^0+/, "");
 
 test("GET /v1/tokens: the token, its certificate and the server's advice, without a PIN", async () => {
@@ -103,12 +110,18 @@ test("renew through the local API: the PIN typed in the agent's page (a wrong on
   const steps = v.progress.map((p) => p.step);
   for (const step of ["prove-possession", "generate-key", "install", "done"]) assert.ok(steps.includes(step as never), steps.join());
 
-  // The token holds the new certificate, and the status says so.
-  const objects = world.objects();
-  assert.ok(objects.certificates.some((c) => c.serialHex === norm(result.certificate.serialHex)), objects.raw);
+  // The token holds the new certificate, and the status says so: first as
+  // the agent's own session sees it, then as another process (pkcs11-tool)
+  // reads the token's files. Should the two ever disagree, the message holds
+  // both views and the token directory's files, to tell a SoftHSM2 file
+  // visibility problem from an install the agent never made.
   const tokens = (await agent.call("/v1/tokens", { token })).json as unknown as TokenStatus[];
   const certs = tokens.find((t) => t.token.serial === world.hsm.tokenSerial)!.certificates;
   assert.ok(certs.some((c) => norm(c.certificate.serialHex) === norm(result.certificate.serialHex) && c.state === "expiring"), JSON.stringify(certs));
+  const objects = world.objects();
+  assert.ok(objects.certificates.some((c) => c.serialHex === norm(result.certificate.serialHex)),
+    `pkcs11-tool does not list ${result.certificate.serialHex}; the agent lists ${certs.map((c) => c.certificate.serialHex).join(", ")}\n` +
+    `progress: ${v.progress.map((p) => p.step).join(" → ")}\ntoken files: ${tokenFiles(world.hsm.conf).join(", ")}\n${objects.raw}`);
 
   // The PIN is in no log line, no answer and no file of the agent's home.
   assert.ok(!agent.logs.some((l) => l.includes(world.hsm.pin)), agent.logs.join("\n"));

@@ -225,7 +225,7 @@ test("bodies that are not small JSON are refused with a catalogue code", async (
   assert.equal(big.json.code, "REQUEST_TOO_LARGE");
   for (const type of ["text/plain", "application/x-www-form-urlencoded"]) {
     const r = await a.call("/v1/operations", { token, body: "kind=renew&tokenSerial=T", headers: { "content-type": type } });
-    assert.equal(r.status, 400, type);
+    assert.equal(r.status, 415, type); // RFC 9110 §15.5.16, as the server answers
     assert.equal(r.json.code, "UNSUPPORTED_MEDIA_TYPE");
     assert.equal((r.json.message as Record<string, string>).en, `Unsupported content type: ${type}`);
   }

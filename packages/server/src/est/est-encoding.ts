@@ -23,21 +23,27 @@ export function decodeEstBase64(body: Buffer | string): Buffer {
 }
 
 /**
- * Base64 on one line, no line breaks. RFC 8951 lets a receiver accept both,
- * but strongSwan's `pki --est` (5.9) decodes four characters at a time and
- * turns a line break into garbage, so we send none.
+ * Base64 on one line, ended by a line feed. RFC 8951 lets a receiver take it
+ * with or without line breaks, but real clients differ: strongSwan's
+ * `pki --est` (5.9) decodes four characters at a time and turns a line break
+ * inside the text into garbage (lines of 64 fail: est-strongswan.test.ts),
+ * while decoders built on OpenSSL's base64 BIO, as Cisco libest's is, want
+ * the text ended by a newline. One line with a final LF is what both take;
+ * `base64 -d` takes it too. Never throws.
  */
 export function encodeEstBase64(der: Buffer): string {
-  return der.toString("base64");
+  return `${der.toString("base64")}\n`;
 }
 
 /**
  * A certs-only CMS SignedData (RFC 5652 with no signers, RFC 7030 section
- * 4.1.3) in a ContentInfo, holding `certificates` in the order given.
+ * 4.1.3) in a ContentInfo, holding `certificates` in DER SET OF order.
  * @throws Error when a certificate does not re-encode to its own bytes (never for DER we signed).
  */
 export function certsOnlyPkcs7(certificates: readonly Buffer[]): Buffer {
-  const parsed = certificates.map((der) => {
+  // CertificateSet is a SET OF: DER wants its elements in the order of their encodings (X.690 11.6),
+  // and each CertificateChoices here is the certificate's own DER.
+  const parsed = [...certificates].sort(Buffer.compare).map((der) => {
     const c = AsnConvert.parse(der, Certificate);
     // A certificate must reach the client byte for byte, or its signature breaks.
     if (!Buffer.from(AsnConvert.serialize(c)).equals(der)) throw new Error("certificate does not re-encode to the same DER");
@@ -72,7 +78,10 @@ export function csrAttributes(algorithms: readonly KeyAlgorithm[]): Buffer {
   const id = (value: string) => new ObjectIdentifier({ value });
   const items: (ObjectIdentifier | Sequence)[] = [];
   const curves = algorithms.filter((a) => a === "p256" || a === "p384");
-  if (curves.length) items.push(new Sequence({ value: [id(oids.ecPublicKey), new Asn1Set({ value: curves.map((c) => id(oids.curves[c]!)) })] }));
+  // The curves are a SET OF: in the order of their DER encodings (X.690 11.6), whatever the profiles' order.
+  const curveIds = curves.map((c) => id(oids.curves[c]!))
+    .sort((a, b) => Buffer.compare(Buffer.from(a.toBER()), Buffer.from(b.toBER())));
+  if (curves.length) items.push(new Sequence({ value: [id(oids.ecPublicKey), new Asn1Set({ value: curveIds })] }));
   const rsa = algorithms.some((a) => a.startsWith("rsa"));
   if (rsa) items.push(id(oids.rsaEncryption));
   if (algorithms.includes("p256")) items.push(id(oids.ecdsaWithSha256));

@@ -38,6 +38,10 @@ export function registerEstRoutes(app: FastifyInstance, ctx: ServerContext): voi
   const problems = problemHandler(app.log);
 
   void app.register(async (scope) => {
+    scope.addHook("onRequest", (_req, reply, done) => {
+      canonicalHeaderCase(reply);
+      done();
+    });
     scope.setErrorHandler((err, req, reply) => {
       const u = toUkeyError(err, req);
       if (!credentialCodes.has(u.code)) return problems(u, req, reply);
@@ -68,6 +72,34 @@ export function registerEstRoutes(app: FastifyInstance, ctx: ServerContext): voi
 function sendBase64(reply: FastifyReply, type: string, der: Buffer) {
   // RFC 8951 made the header unnecessary; older RFC 7030 clients still look for it.
   return reply.type(type).header("content-transfer-encoding", "base64").header("cache-control", "no-store").send(encodeEstBase64(der));
+}
+
+/** Header names whose canonical spelling is not each word capitalised. */
+const canonicalNames: Record<string, string> = { "www-authenticate": "WWW-Authenticate", etag: "ETag", "x-ratelimit-limit": "X-RateLimit-Limit",
+  "x-ratelimit-remaining": "X-RateLimit-Remaining", "x-ratelimit-reset": "X-RateLimit-Reset" };
+
+/** "content-type" as "Content-Type". */
+export function canonicalHeaderName(name: string): string {
+  const lower = name.toLowerCase();
+  return canonicalNames[lower] ?? lower.replace(/(^|-)([a-z])/g, (_m, dash: string, c: string) => dash + c.toUpperCase());
+}
+
+/**
+ * Sends this reply's header names in their canonical case ("Content-Type"). HTTP names are
+ * case-insensitive and Fastify writes them in lower case, but Cisco libest matches them
+ * case-sensitively; on the EST routes the canonical case costs nothing. Fastify hands its headers to
+ * writeHead as one object, which Node writes with the names as given.
+ */
+function canonicalHeaderCase(reply: FastifyReply): void {
+  const raw = reply.raw;
+  const writeHead = raw.writeHead.bind(raw) as (status: number, ...rest: unknown[]) => typeof raw;
+  raw.writeHead = ((status: number, ...rest: unknown[]) => {
+    const args = rest.map((a) => {
+      if (!a || typeof a !== "object" || Array.isArray(a)) return a;
+      return Object.fromEntries(Object.entries(a as Record<string, unknown>).map(([k, v]) => [canonicalHeaderName(k), v]));
+    });
+    return writeHead(status, ...args);
+  }) as typeof raw.writeHead;
 }
 
 /** The CSR from an application/pkcs10 body: base64 of DER (RFC 8951), or PEM, which some clients send. */

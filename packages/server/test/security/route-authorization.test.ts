@@ -54,6 +54,7 @@ const unauthenticated: Record<string, Access> = {
   "GET /crl/issuing.pem": { kind: "public", why: "CRLs are public (RFC 5280)" },
   "POST /ocsp": { kind: "public", why: "OCSP is public (RFC 6960); relying parties ask at every login" },
   "GET /ocsp/{rest}": { kind: "public", why: "OCSP is public (RFC 6960)" },
+  "GET /downloads/{file}": { kind: "public", why: "published installers and the institution's signed agent configuration; the agent verifies what it uses against the key its installer brought (distribution.test.ts)" },
   "GET /api/v1/key-vendors": { kind: "public", why: "the institution's vendor table, no personal data" },
   "GET /api/v1/renewal-info/{certId}": { kind: "public", why: "renewal advice (dates a relying party already reads in the certificate), no name or order" },
   "GET /.well-known/est/renewal-info/{certId}": { kind: "public", why: "renewal advice for EST clients" },

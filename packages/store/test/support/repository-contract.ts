@@ -232,6 +232,58 @@ export function repositoryContract(engineName: string, factory: () => Promise<En
         await assert.rejects(store.certificates.revoke(serial(), "keyCompromise", T0), rejectsWith("CERT_NOT_FOUND"));
       });
 
+      test("keeps a pre-signed OCSP response beside the certificate; a revocation clears it in the same statement", async () => {
+        const issuer = uid("ocsp-issuer");
+        const resp = (n: number) => ({ der: Buffer.from([0x30, 0x01, n]), thisUpdate: T0 + n, nextUpdate: T0 + n + DAY, refreshAt: T0 + n + DAY / 2 });
+        const a = intent(h.id, { issuerKeyId: issuer });
+        await store.certificates.insertIntent(a);
+        await store.certificates.completeIntent(a.serial, Buffer.from([1]), T0 + 1, resp(1));
+        const st = await store.certificates.ocspState(a.serial, issuer);
+        assert.deepEqual(st, {
+          serial: a.serial, status: "active", issued: true, revokedAt: null, revocationReason: null, notAfter: a.notAfter,
+          response: { der: resp(1).der, thisUpdate: T0 + 1, nextUpdate: T0 + 1 + DAY },
+        });
+        assert.equal(await store.certificates.ocspState(a.serial, "other"), undefined);
+        // Replaced while the state it was signed from holds; refused once a revocation came in between.
+        assert.equal(await store.certificates.storeOcsp(a.serial, resp(2), null), true);
+        assert.deepEqual((await store.certificates.ocspState(a.serial, issuer))?.response?.der, resp(2).der);
+        assert.equal(await store.certificates.revoke(a.serial, "keyCompromise", T0 + 10), true);
+        const revoked = await store.certificates.ocspState(a.serial, issuer);
+        assert.equal(revoked?.response, undefined);
+        assert.deepEqual([revoked?.revokedAt, revoked?.revocationReason], [T0 + 10, "keyCompromise"]);
+        assert.equal(await store.certificates.storeOcsp(a.serial, resp(3), null), false);
+        assert.equal(await store.certificates.ocspState(a.serial, issuer).then((x) => x?.response), undefined);
+        assert.equal(await store.certificates.storeOcsp(a.serial, resp(4), T0 + 10), true);
+        assert.deepEqual((await store.certificates.ocspState(a.serial, issuer))?.response?.der, resp(4).der);
+        // An intent never takes a response.
+        const p = intent(h.id, { issuerKeyId: issuer });
+        await store.certificates.insertIntent(p);
+        assert.equal(await store.certificates.storeOcsp(p.serial, resp(5), null), false);
+        assert.deepEqual(await store.certificates.ocspState(p.serial, issuer).then((x) => [x?.issued, x?.status]), [false, "pending"]);
+      });
+
+      test("claims due OCSP responses soonest first, once per lease, and reschedules only under its own lease", async () => {
+        const issuer = uid("ocsp-due");
+        const serials: string[] = [];
+        for (let i = 0; i < 5; i++) {
+          const c = intent(h.id, { issuerKeyId: issuer });
+          await store.certificates.insertIntent(c);
+          // Refresh times T0+100 .. T0+500; the pending one (i = 4) keeps 0 until completed.
+          if (i < 4) await store.certificates.completeIntent(c.serial, Buffer.from([1]), T0, { der: Buffer.from([i]), thisUpdate: T0, nextUpdate: T0 + DAY, refreshAt: T0 + (4 - i) * 100 });
+          serials.push(c.serial);
+        }
+        const first = await store.certificates.claimOcspDue(issuer, T0 + 250, T0 + 10_000, 2);
+        assert.deepEqual(new Set(first.map((s) => s.serial)), new Set([serials[4], serials[3]]));
+        const second = await store.certificates.claimOcspDue(issuer, T0 + 250, T0 + 10_000, 10);
+        assert.deepEqual(second.map((s) => s.serial), [serials[2]], "claimed rows are not due again while leased");
+        assert.deepEqual(await store.certificates.claimOcspDue(uid("none"), T0 + 250, T0 + 10_000, 10), []);
+        // Rescheduled under its lease; a row whose lease another write replaced is left alone.
+        await store.certificates.rescheduleOcsp(serials[3]!, T0 + 10_000, T0 + 20_000);
+        await store.certificates.rescheduleOcsp(serials[2]!, T0 + 9_999, T0 + 90_000);
+        const later = await store.certificates.claimOcspDue(issuer, T0 + 15_000, T0 + 30_000, 10);
+        assert.deepEqual(new Set(later.map((s) => s.serial)), new Set([serials[4], serials[2], serials[1], serials[0]]));
+      });
+
       test("sets a status and refuses an unknown serial", async () => {
         const c = imported(h.id);
         await store.certificates.insertImported(c);
@@ -678,6 +730,22 @@ export function repositoryContract(engineName: string, factory: () => Promise<En
         await store.reminders.setScanMark(day, T0);
         await store.reminders.setScanMark(day - 3, T0 + 1);
         assert.equal(await store.reminders.scanMark(), day);
+      });
+    });
+
+    describe("key management centre escrows", () => {
+      test("an escrow is stored as given, listed per holder, and refused for an unknown holder or a reused id", async () => {
+        const x = holder();
+        await store.holders.insert(x);
+        const e = { id: `esc-${x.id}`, holderId: x.id, algorithm: "sm2", spki: Buffer.from([0x30, 1, 2]), wrappedKey: Buffer.from([9, 8, 7, 0]), masterKeyId: "mk1", createdAt: T0 };
+        await store.kmcEscrows.insert(e);
+        await store.kmcEscrows.insert({ ...e, id: `esc2-${x.id}`, createdAt: T0 + 1 });
+        assert.deepEqual(await store.kmcEscrows.get(e.id), e);
+        assert.deepEqual((await store.kmcEscrows.listByHolder(x.id)).map((r) => r.id), [e.id, `esc2-${x.id}`]);
+        assert.equal(await store.kmcEscrows.get("no-such-escrow"), undefined);
+        await assert.rejects(store.kmcEscrows.insert({ ...e, id: "esc-nobody", holderId: "no-such-holder" }), rejectsWith("HOLDER_NOT_FOUND"));
+        await assert.rejects(store.kmcEscrows.insert(e), rejectsWith("REQUEST_INVALID"));
+        assert.equal(await store.kmcEscrows.get("esc-nobody"), undefined);
       });
     });
 

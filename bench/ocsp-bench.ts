@@ -1,0 +1,129 @@
+// OCSP over HTTP (issue 17): GET and POST from pre-signed responses, beside the HTTP bound measured on
+// the same server and connections (a static route answering bytes of the same size), then the same with
+// a million more certificates in the embedded database, to show the rate does not depend on table size.
+import { fork } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { canonicalCertId } from "@ukey/ca";
+import { buildApp, type ServerContext } from "@ukey/server";
+
+interface Totals { ok: number; failed: number; ms: number; bytes: number }
+
+/** DER of an RFC 5019 request for one CertID (no nonce, no extensions). */
+function ocspRequest(certIdDer: Buffer): Buffer {
+  const tlv = (tag: number, body: Buffer): Buffer => {
+    const n = body.length;
+    const len = n < 0x80 ? Buffer.from([n]) : n < 0x100 ? Buffer.from([0x81, n]) : Buffer.from([0x82, n >> 8, n & 0xff]);
+    return Buffer.concat([Buffer.from([tag]), len, body]);
+  };
+  return tlv(0x30, tlv(0x30, tlv(0x30, tlv(0x30, certIdDer))));
+}
+
+const conns = 32;
+
+async function run(port: number, dir: string, name: string, plan: object): Promise<Record<string, Totals>> {
+  const file = join(dir, `${name}.json`);
+  writeFileSync(file, JSON.stringify(plan));
+  const client = fork(join(import.meta.dirname, "ocsp-load-client.mjs"), [String(port), file, String(conns)], { stdio: ["ignore", "pipe", "inherit", "ipc"] });
+  return new Promise((resolve) => client.on("message", (m) => resolve(m as Record<string, Totals>)));
+}
+
+const perSecond = (t: Totals) => t.ok / (t.ms / 1000);
+const line = (label: string, value: string) => console.log(`${label.padEnd(48)} ${value}`);
+
+/** Serials of up to `n` issued certificates of the bench's issuing CA (their responses were signed at issuance). */
+async function sampleSerials(ctx: ServerContext, n: number): Promise<string[]> {
+  const rows = await ctx.store.db.query<{ serial: string }>(
+    "SELECT serial FROM certificates WHERE issuer_key_id = ? AND status = 'active' LIMIT ?", [ctx.ca.issuerKeyId, n]);
+  return rows.map((r) => r.serial);
+}
+
+/** Inserts `count` filler certificates with stored responses, in transactions of 20,000 rows. */
+async function fill(ctx: ServerContext, count: number): Promise<void> {
+  const at = Date.now();
+  const der = Buffer.alloc(64, 1);
+  const resp = Buffer.alloc(250, 2);
+  const batch = 500;
+  for (let done = 0; done < count;) {
+    await ctx.store.db.transaction(async (tx) => {
+      for (let k = 0; k < 40 && done < count; k++) {
+        const n = Math.min(batch, count - done);
+        const values: unknown[] = [];
+        for (let i = 0; i < n; i++) {
+          values.push(`f${randomBytes(15).toString("hex")}`, ctx.ca.issuerKeyId, "CN=Bench", "CN=Filler", "[]", at, at + 3 * 365 * 86_400_000,
+            "active", "0", "H", "B1", "personal", der, 0, at, at, resp, at, at + 86_400_000, at + 43_200_000);
+        }
+        await tx.run(
+          `INSERT INTO certificates (serial, issuer_key_id, issuer_dn, subject_dn, sans, not_before, not_after, status, spki_sha256, kind,
+             holder_id, profile_id, der, imported, created_at, updated_at, ocsp_der, ocsp_this_update, ocsp_next_update, ocsp_refresh_at)
+           VALUES ${Array.from({ length: n }, () => "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)").join(", ")}`, values);
+        done += n;
+      }
+    });
+  }
+}
+
+/**
+ * Prints OCSP GET and POST rates over HTTP and their ratios to the HTTP bound of the same server, then
+ * (when `fillRows` > 0) the GET rate again with that many more certificates in the database.
+ */
+export async function measureOcsp(ctx: ServerContext, dir: string, seconds: number, fillRows: number): Promise<void> {
+  await ctx.ocsp.refreshDue();
+  const app = await buildApp(ctx);
+  let staticBody = Buffer.alloc(0);
+  // The HTTP bound: the same hooks (limits, logging, headers) and connections, no database, no OCSP.
+  app.get("/bench/static", async (_req, reply) => reply.type("application/ocsp-response").header("cache-control", "max-age=600").send(staticBody));
+  await app.listen({ host: "127.0.0.1", port: 0 });
+  try {
+    const port = (app.server.address() as { port: number }).port;
+    const requestsFor = (serials: string[]) => serials.map((s) => ocspRequest(canonicalCertId(ctx.ca.issuing, s).der));
+    const few = requestsFor(await sampleSerials(ctx, 1000));
+    const first = await ctx.ocsp.answer(few[0]!);
+    if (!first.cache) throw new Error("the bench's certificates have no pre-signed response");
+    staticBody = Buffer.alloc(first.der.length, 0x30);
+    const gets = (reqs: Buffer[]) => reqs.map((r) => `/ocsp/${encodeURIComponent(r.toString("base64"))}`);
+    const slices = Math.max(3, Math.round(seconds));
+    const sliceMs = 400;
+    const before = { ...ctx.ocsp.counters };
+    const r = await run(port, dir, "ocsp-few", {
+      slices, sliceMs,
+      modes: [
+        { name: "static", method: "GET", paths: ["/bench/static"] },
+        { name: "get", method: "GET", paths: gets(few) },
+        { name: "post", method: "POST", bodies: few.map((b) => b.toString("base64")) },
+      ],
+    });
+    const bound = perSecond(r.static!);
+    line("raw: static route, same size bytes (HTTP bound)", `${bound.toFixed(0).padStart(8)} /s   ${staticBody.length} bytes, keep-alive, ${conns} conns`);
+    for (const m of ["get", "post"] as const) {
+      line(`OCSP ${m.toUpperCase()} over HTTP (pre-signed, ${few.length} certs)`,
+        `${perSecond(r[m]!).toFixed(0).padStart(8)} /s   ratio to HTTP bound ${(perSecond(r[m]!) / bound).toFixed(2)} (goal >= 0.50)   failed ${r[m]!.failed}`);
+    }
+    const live = ctx.ocsp.counters.signedLive - before.signedLive;
+    line("  of which signed on the request path", `${live.toString().padStart(8)}     (of ${r.get!.ok + r.post!.ok})`);
+    if (fillRows <= 0) return;
+
+    const t0 = performance.now();
+    await fill(ctx, fillRows);
+    const fillSeconds = (performance.now() - t0) / 1000;
+    const total = await ctx.store.db.query<{ n: number | string }>("SELECT COUNT(*) AS n FROM certificates");
+    // Real responses for a sample spread over the big table, so that reads touch pages all over it.
+    const spread = (await ctx.store.db.query<{ serial: string }>(
+      "SELECT serial FROM certificates WHERE serial LIKE 'f%' ORDER BY RANDOM() LIMIT 1000")).map((x) => x.serial);
+    for (const s of spread) await ctx.store.certificates.storeOcsp(s, await ctx.ocsp.sign(s, { status: "good" }, new Date()), null);
+    const r2 = await run(port, dir, "ocsp-many", {
+      slices, sliceMs,
+      modes: [
+        { name: "static", method: "GET", paths: ["/bench/static"] },
+        { name: "many", method: "GET", paths: gets(requestsFor(spread)) },
+      ],
+    });
+    const fewRatio = perSecond(r.get!) / bound;
+    const manyRatio = perSecond(r2.many!) / perSecond(r2.static!);
+    line(`OCSP GET, ${Number(total[0]!.n).toLocaleString("en")} certs in the table`,
+      `${perSecond(r2.many!).toFixed(0).padStart(8)} /s   ratio to HTTP bound ${manyRatio.toFixed(2)} vs ${fewRatio.toFixed(2)} with few: ${(manyRatio / fewRatio).toFixed(2)} (embedded; ${fillRows.toLocaleString("en")} rows added in ${fillSeconds.toFixed(0)} s)`);
+  } finally {
+    await app.close();
+  }
+}
