@@ -120,6 +120,14 @@ test("signs in, shows the expiry chart and the funnel, finds the holder by ID nu
   const auditText = await page.locator("[data-table=audit]").innerText();
   for (const action of ["certificate.revoked", "enrolment.created", "operator.signed-in"]) assert.match(auditText, new RegExp(action.replace(".", "\\.")));
   assert.doesNotMatch(auditText, new RegExp(code), "the authorization code is in no audit entry");
+  // Issue 16 (11): each entry's data as key: value lines beside an action column wide enough to read.
+  assert.ok(await page.locator("[data-table=audit] dl.kv").count() > 0);
+  const enrolled = await page.locator("[data-table=audit] tr", { hasText: "enrolment.created" }).first().locator("dl.kv").innerText();
+  assert.match(enrolled, /expiresAt\s+\d{4}-\d{2}-\d{2} \d{2}:\d{2}/, "instants as China-time dates");
+  assert.match(enrolled, /holderId\s+H1/);
+  const actionWidth = await page.locator("[data-table=audit] td.action").first().evaluate((el) => (el as unknown as { offsetWidth: number }).offsetWidth);
+  assert.ok(actionWidth >= 120, `the action column is ${actionWidth}px wide`);
+  if (process.env.UKEY_TEST_SHOTS) await page.screenshot({ path: `${process.env.UKEY_TEST_SHOTS}/console-audit.png`, fullPage: false });
 
   await page.click("a[href='#/orders']");
   await page.locator("[data-page=orders] [data-table=orders]").waitFor();

@@ -268,6 +268,27 @@ export function OutboxPage() {
   );
 }
 
+/**
+ * An audit entry's data as one "key: value" line each, instants (…At,
+ * notBefore, notAfter) as China-time dates, and a nested value (a profile's
+ * rules) folded away under "details".
+ */
+function AuditData(props: { data: Record<string, unknown> }) {
+  useLang();
+  const entries = Object.entries(props.data ?? {});
+  if (entries.length === 0) return <span class="muted">—</span>;
+  const value = (k: string, v: unknown) => {
+    if (typeof v === "number" && v > 1e12 && /At$|^not(Before|After)$/.test(k)) return dayTime(v);
+    if (v === null || typeof v !== "object") return String(v);
+    return <details><summary>{t("common.details")}</summary><code class="json">{JSON.stringify(v)}</code></details>;
+  };
+  return (
+    <dl class="kv">
+      {entries.map(([k, v]) => <><dt>{k}</dt><dd>{value(k, v)}</dd></>)}
+    </dl>
+  );
+}
+
 export function AuditPage() {
   useLang();
   const [fromSeq, setFromSeq] = useState(1);
@@ -292,7 +313,8 @@ export function AuditPage() {
           <table class="data" data-table="audit">
             <thead><tr><th>#</th><th>{t("con.time")}</th><th>{t("con.actor")}</th><th>{t("con.action")}</th><th>{t("con.subject")}</th><th>{t("con.data")}</th></tr></thead>
             <tbody>{page.data.entries.map((e) => (
-              <tr><td>{e.seq}</td><td>{dayTime(e.at)}</td><td>{e.actor}</td><td><code>{e.action}</code></td><td>{e.subjectType}:{e.subjectId}</td><td><code class="json">{JSON.stringify(e.data)}</code></td></tr>
+              <tr data-seq={e.seq}><td>{e.seq}</td><td class="nowrap">{dayTime(e.at)}</td><td>{e.actor}</td><td class="action"><code>{e.action}</code></td><td class="subject">{e.subjectType}<br /><code>{e.subjectId}</code></td>
+                <td><AuditData data={e.data} /></td></tr>
             ))}</tbody>
           </table>
           <p>
