@@ -181,6 +181,29 @@ test("an admin sees an operator's paused sign-ins and lifts the pause; an operat
   assert.deepEqual(cspViolations(b.consoleErrors), []);
 });
 
+test("issue 16 (11): an operator adds a holder on the holders page; the ID number is shown only masked", async () => {
+  const { page } = b;
+  await page.goto(`${server.url}/console/#/holders`);
+  const form = page.locator("[data-form=add-holder]");
+  await form.locator("summary").click();
+  await page.fill("[name=new-id]", "H9");
+  await page.fill("[name=new-name]", "王五");
+  await page.fill("[name=new-idNumber]", "110101198001011234");
+  await page.fill("[name=new-phone]", "13800000009");
+  await form.locator("button[type=submit]").click();
+  const row = page.locator("[data-page=holders] [data-table=holders] tr[data-holder=H9]");
+  await row.waitFor();
+  assert.match(await row.innerText(), /王五/);
+  assert.doesNotMatch(await page.locator("[data-page=holders]").innerText(), /110101198001011234/);
+  await page.goto(`${server.url}/console/#/holders`);
+  await form.locator("summary").click();
+  await page.fill("[name=new-id]", "H9");
+  await page.fill("[name=new-name]", "重复");
+  await page.fill("[name=new-idNumber]", "110101198001011234");
+  await form.locator("button[type=submit]").click();
+  await form.locator(".problem").waitFor();
+});
+
 test("a lost session brings the sign-in page back with SESSION_INVALID, never a blank page", async () => {
   const { page } = b;
   // The token in this tab no longer holds (expired, forged, or the account disabled); nothing runs before the reload.

@@ -118,6 +118,49 @@ export function CertificatesPage(props: { query: URLSearchParams }) {
   );
 }
 
+/**
+ * Registers a holder (POST /admin/holders, role operator): the ID number
+ * goes in the body only and the server keeps a keyed hash and a masked
+ * form. On success the new holder's page opens.
+ */
+function AddHolderForm() {
+  useLang();
+  const [f, setF] = useState({ id: "", name: "", kind: "person", idType: "resident-id", idNumber: "", phone: "", email: "" });
+  const [problem, setProblem] = useState<Problem | null>(null);
+  const [busy, setBusy] = useState(false);
+  const field = (k: keyof typeof f, label: string, extra: Record<string, unknown> = {}) => (
+    <label>{label} <input name={`new-${k}`} autoComplete="off" value={f[k]} onInput={(e) => setF({ ...f, [k]: e.currentTarget.value })} {...extra} /></label>
+  );
+  return (
+    <details class="card" data-form="add-holder">
+      <summary>{t("con.addHolder")}</summary>
+      <form onSubmit={async (e) => {
+        e.preventDefault(); setProblem(null); setBusy(true);
+        const opt = (v: string) => (v.trim() ? v.trim() : undefined);
+        try {
+          const h = await admin<Holder>("POST", "/holders", {
+            id: f.id.trim(), name: f.name.trim(), kind: f.kind, idType: f.idType, idNumber: f.idNumber.trim(),
+            ...(opt(f.phone) ? { phone: opt(f.phone) } : {}), ...(opt(f.email) ? { email: opt(f.email) } : {}),
+          });
+          location.hash = `#/holders/${encodeURIComponent(h.id)}`;
+        } catch (x) { setProblem(asProblem(x)); } finally { setBusy(false); }
+      }}>
+        {field("id", "ID", { required: true, pattern: "[A-Za-z0-9._-]{1,64}" })}
+        {field("name", t("con.name"), { required: true })}
+        <label>{t("con.kind")} <select name="new-kind" value={f.kind} onChange={(e) => setF({ ...f, kind: e.currentTarget.value })}>
+          <option value="person">{t("con.kindPerson")}</option><option value="organisation">{t("con.kindOrganisation")}</option></select></label>
+        <label>{t("con.idType")} <select name="new-idType" value={f.idType} onChange={(e) => setF({ ...f, idType: e.currentTarget.value })}>
+          <option value="resident-id">{t("con.idResident")}</option><option value="uscc">{t("con.idUscc")}</option><option value="passport">{t("con.idPassport")}</option></select></label>
+        {field("idNumber", t("con.idNumber"), { required: true })}
+        {field("phone", t("con.phone"))}
+        {field("email", "E-mail")}
+        <button type="submit" class="primary" disabled={busy}>{t("con.addHolder")}</button>
+        <Problemish problem={problem} />
+      </form>
+    </details>
+  );
+}
+
 export function HoldersPage(props: { id?: string | undefined }) {
   useLang();
   const [idType, setIdType] = useState("resident-id");
@@ -140,6 +183,7 @@ export function HoldersPage(props: { id?: string | undefined }) {
         <button type="submit" class="primary">{t("con.searchById")}</button>
         {found ? <button type="button" onClick={() => { setFound(null); setIdNumber(""); }}>{t("con.clear")}</button> : null}
       </form>
+      {props.id ? null : <AddHolderForm />}
       <Problemish problem={problem ?? list.problem} />
       {shown ? (
         <table class="data" data-table="holders">
