@@ -43,6 +43,8 @@ export interface CertificateStatus {
     window: "not-yet-open" | "open" | "open-step-up" | "closed"; opensAt?: string; closesAt?: string; explanation?: { zh: string; en: string };
     /** Online renewal is paused until then after an order failed on wrong answers (RENEWAL_LOCKED). */
     lockedUntil?: string;
+    /** Logins with this certificate are refused from then (seed 004's login rule), when the server says so. */
+    loginRefusedFrom?: string;
   };
 }
 

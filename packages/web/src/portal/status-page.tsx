@@ -73,6 +73,7 @@ export function CertificateCard(props: { c: CertStatus; tokenSerial: string; noA
             <span>{t(`window.${a.window}`)}</span>
             {a.opensAt || a.closesAt ? <span> · {t("window.dates", { from: day(a.opensAt), to: day(a.closesAt) })}</span> : null}
             {a.explanation ? <p class="hint">{pick(a.explanation)}</p> : null}
+            {c.state === "expiring" && a.loginRefusedFrom ? <p class="bad" role="note" data-login-refused-from={a.loginRefusedFrom}>{t("cert.loginRefused", { date: day(a.loginRefusedFrom) })}</p> : null}
             {lockedUntil(c) ? <p class="bad" role="note" data-locked-until={lockedUntil(c)}>{t("cert.locked", { at: dayTime(lockedUntil(c)) })}</p> : null}
           </> : t("window.unknown")}
         </dd>

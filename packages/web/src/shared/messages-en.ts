@@ -72,6 +72,7 @@ export const en: Record<MessageKey, string> = {
   "status.pinLocked": "The UKey's PIN is locked: initialise the key to set a new PIN, then download the certificate again.",
   "status.pinFinalTry": "Careful: one PIN try is left; another wrong PIN locks the UKey.",
   "status.pinCountLow": "Careful: a wrong PIN was entered; few tries are left.",
+  "cert.loginRefused": "Renew soon: from {date}, logins with this certificate will be refused.",
   "cert.locked": "Online renewal is paused until {at} (China time): the ID number or a code was wrong too many times. Renew after that time; if it cannot wait, go to the counter with your ID document.",
   "pair.sixDigits": "the pairing code is 6 digits: type the one the ukey agent shows",
   "status.hidden": "This is a certificate file: type its password (PIN) first to see its certificates. The PIN is typed only in the window of the ukey agent on this computer; the web page never sees it.",

@@ -75,6 +75,7 @@ export const zhCN = {
   "status.pinFinalTry": "注意：PIN 只剩最后一次机会，再输错 UKey 将被锁定。",
   "status.pinCountLow": "注意：PIN 已输错过，剩余次数不多。",
   "status.noCert": "这把 UKey 中没有证书。",
+  "cert.loginRefused": "请尽快更新：从 {date} 起，系统将拒绝用这张证书登录。",
   "cert.locked": "在线更新已暂停至 {at}（北京时间）：证件号码或验证码多次输错。请在该时间之后再更新；急需办理请本人携带身份证件到柜台。",
   "pair.sixDigits": "配对码是 6 位数字，请照 ukey 代理窗口中显示的输入",
   "status.hidden": "这是证书文件：要先输入文件的密码（PIN），才能看到其中的证书。PIN 只在本机 ukey 代理弹出的窗口中输入，网页看不到它。",
