@@ -52,6 +52,19 @@ Every command takes --json. Secrets come from files: UKEY_CA_PASSPHRASE_FILE (or
 UKEY_HSM_PIN_FILE (or --hsm-pin-file), UKEY_KMC_PASSPHRASE_FILE (or --kmc-passphrase-file);
 UKEY_DATABASE_URL selects PostgreSQL.`;
 
+/** The usage lines of one command (with their continuation lines), or the whole usage for an unknown one. */
+export function commandUsage(cmd: string): string {
+  const lines = usage.split("\n");
+  const out: string[] = [];
+  let inCmd = false;
+  for (const l of lines) {
+    if (/^ {2}ukey-server /.test(l)) inCmd = l.startsWith(`  ukey-server ${cmd} `);
+    else if (!/^ {20,}/.test(l)) inCmd = false;
+    if (inCmd) out.push(l);
+  }
+  return out.length ? `${out.join("\n")}\n\n${lines.slice(-2).join("\n")}` : usage;
+}
+
 const common = {
   "data-dir": { type: "string" },
   json: { type: "boolean" },
@@ -103,6 +116,11 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     if (!cmd || cmd === "help" || cmd === "--help" || cmd === "-h") {
       io.out(usage + "\n");
       return cmd ? 0 : 2;
+    }
+    // `ukey-server holder add --help`: that command's usage (every command's lines when it has none of its own), before anything is required.
+    if (rest.includes("--help") || rest.includes("-h")) {
+      io.out(commandUsage(cmd) + "\n");
+      return 0;
     }
     switch (cmd) {
       case "init": {

@@ -176,6 +176,7 @@ export async function startLocalApi(o: LocalApiOptions): Promise<LocalApi> {
     backend: openBackend,
     server: o.server,
     promptUrl: (id, nonce) => `${agentOrigin()}/prompt/${id}/${nonce}`,
+    pairingsFile: pairingFile.path,
     now,
     log,
     ...(o.inputTimeoutMs !== undefined ? { inputTimeoutMs: o.inputTimeoutMs } : {}),
