@@ -21,5 +21,6 @@ if (files.length === 0) {
   console.error("no test files matched");
   process.exit(1);
 }
-const r = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-concurrency=2", "--test-reporter=spec", ...files], { stdio: "inherit" });
+// A test that hangs fails after 10 minutes with its name, rather than holding the run until CI's limit.
+const r = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-concurrency=2", "--test-timeout=600000", "--test-reporter=spec", ...files], { stdio: "inherit" });
 process.exit(r.status ?? 1);
