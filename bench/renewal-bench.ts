@@ -90,19 +90,20 @@ export async function prepareRenewalJobs(ctx: ServerContext, holderId: string, r
 }
 
 /**
- * A fresh data directory in `dir` (P-256 CA, the possession-only bench
- * profile, holder B1) and the server context on it. Close the context.
+ * A fresh data directory in `dir` (a CA of `algorithm`, default P-256; the
+ * possession-only bench profile for keys of that algorithm; holder B1) and
+ * the server context on it. Close the context.
  */
-export async function openBenchContext(dir: string): Promise<ServerContext> {
+export async function openBenchContext(dir: string, algorithm: "p256" | "sm2" = "p256"): Promise<ServerContext> {
   const pass = join(dir, "pass");
   writeFileSync(pass, "benchmark passphrase 0123456789\n");
   const env = { UKEY_CA_PASSPHRASE_FILE: pass };
   const quiet = { out: () => {}, err: (s: string) => process.stderr.write(s), env, clock: systemClock };
   const dataDir = join(dir, "data");
-  if (await runCli(["init", "--data-dir", dataDir, "--algorithm", "p256"], quiet) !== 0) throw new Error("init failed");
+  if (await runCli(["init", "--data-dir", dataDir, "--algorithm", algorithm], quiet) !== 0) throw new Error("init failed");
   const cfgFile = join(dataDir, "config.json");
   const cfg = JSON.parse(readFileSync(cfgFile, "utf8"));
-  cfg.profiles.push(benchProfile);
+  cfg.profiles.push({ ...benchProfile, keyAlgorithms: [algorithm] });
   // Thousands of renewals and OCSP requests come from this one loopback client: it is on the allow list,
   // as an institution lists its relying parties' OCSP clients; the limits themselves keep their defaults.
   cfg.rateLimits = { allowList: ["127.0.0.1", "::1"] };

@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-node-modules.sh
 node --import tsx bench/run-bench.ts "$@"
+# SM2 beside P-256 (issue 13): raw sign and verify, CSR verification, issuance and its ratio to the raw bound.
+node --import tsx bench/sm2-bench.ts
 # The agent's whole renewal on SoftHSM2 (issue 5.7), in its own process.
 node --import tsx bench/agent-renewal-bench.ts
 # The reminder scan over a million certificates (UKEY_BENCH_REMINDER_* in bench/reminder-scan-bench.ts; PostgreSQL opt-in).

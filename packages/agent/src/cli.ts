@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { UkeyError, describeError, isUkeyError, lookupError, type ErrorCode, type ErrorProblem } from "@ukey/policy";
+import { UkeyError, describeError, formatPolicyDate, isUkeyError, lookupError, type ErrorCode, type ErrorProblem } from "@ukey/policy";
 import type { KeyStoreBackend } from "./keys/key-store.js";
 import { openBackend } from "./keys/open-backend.js";
 import { readAgentConfig, readCaFile } from "./local-api/agent-config.js";
@@ -11,6 +11,8 @@ import type { DoctorCheck, FlowContext, ServerConnection, TokenStatus } from "./
 import { cleanUpFlow, doctorFlow, downloadFlow, changePinFlow, initialiseFlow, renewFlow, statusFlow } from "./flows/index.js";
 import { resolveToken } from "./flows/token-access.js";
 import { TerminalPrompter, readSecretLine, type TerminalIo } from "./terminal-prompter.js";
+import { buildInfo } from "./build-info.js";
+import { checkForUpdate, loadInstitutionConfig, verifyDownloadedFile } from "./local-api/institution-config.js";
 
 /** Where a `ukey` run reads and writes; the bin passes the process's, tests may pass others. */
 export interface UkeyCliIo extends TerminalIo {
@@ -32,6 +34,9 @@ const usage = `ukey: renew, download and manage the certificates on your UKey (o
   ukey explain CODE                   what an error code means (ours, or a legacy one: 0116, 9002, 403.7 ...)
   ukey doctor                         check the driver, key, PIN, server, trust, clock and pairings
   ukey agent start|pairings|unpair    the local service for your institution's web page (ukey agent --help)
+  ukey update [--verify FILE]         is a newer agent published? (the institution's signed manifest);
+                                      --verify: is FILE exactly an installer the institution published?
+  ukey --version                      version, build and platform of this program
 
 Common options:
   --server URL       the renewal server (default: UKEY_SERVER, or "server" in ~/.ukey/agent.json)
@@ -52,8 +57,9 @@ closed, wrong code...); 4 a problem with the key (not present, wrong or locked P
 
 const commonOptions = {
   server: { type: "string" }, "ca-file": { type: "string" }, module: { type: "string" }, pkcs12: { type: "string" }, file: { type: "string" },
-  token: { type: "string" }, json: { type: "boolean" }, lang: { type: "string" }, help: { type: "boolean" },
+  token: { type: "string" }, json: { type: "boolean" }, lang: { type: "string" }, help: { type: "boolean" }, version: { type: "boolean" },
   "pin-file": { type: "string" }, "so-pin-file": { type: "string" }, "new-pin-file": { type: "string" }, yes: { type: "boolean" },
+  verify: { type: "string" },
   cert: { type: "string" }, ref: { type: "string" }, code: { type: "string" }, label: { type: "string" }, algorithm: { type: "string" },
 } as const;
 
@@ -101,6 +107,11 @@ export async function runUkeyCli(argv: string[], io: UkeyCliIo): Promise<number>
     const v = parsed.values;
     lang = languageOf(v.lang, io.env);
     const [cmd, ...rest] = parsed.positionals;
+    if (v.version || cmd === "version") {
+      const b = buildInfo();
+      io.out(v.json ? `${JSON.stringify(b)}\n` : `ukey ${b.version} (build ${b.build}, ${b.platform}, ${b.kind})\n`);
+      return exitCodes.ok;
+    }
     if (!cmd || cmd === "help" || v.help) {
       io.out(usage + "\n");
       return cmd || v.help ? exitCodes.ok : exitCodes.usage;
@@ -122,7 +133,31 @@ export async function runUkeyCli(argv: string[], io: UkeyCliIo): Promise<number>
 
     const home = defaultAgentHome(io.env);
     const cfg = readAgentConfig(home);
-    const serverUrl = v.server ?? io.env.UKEY_SERVER ?? cfg.server;
+    if (cmd === "update") {
+      const caFileForUpdate = v["ca-file"] ?? cfg.caFile;
+      const b = buildInfo();
+      const r = await checkForUpdate(loadInstitutionConfig(io.env, home), b.version, b.platform, caFileForUpdate ? readCaFile(caFileForUpdate) : undefined);
+      const verified = v.verify ? verifyDownloadedFile(v.verify, r.allFiles) : undefined;
+      const lines = [
+        r.updateAvailable
+          ? t(`${r.institution} 发布了新版 ukey 代理 ${r.published}（本机为 ${r.running}），请从本机构网站的下载页安装。`, `${r.institution} publishes ukey agent ${r.published} (this one is ${r.running}): install it from your institution's download page.`)
+          : t(`本机的 ukey 代理 ${r.running} 已是 ${r.institution} 发布的最新版本。`, `This ukey agent ${r.running} is the latest ${r.institution} publishes.`),
+        ...r.files.map((f) => `  ${f.name}  ${f.size} ${t("字节", "bytes")}  SHA-256 ${f.sha256}`),
+        ...(verified ? [t(`文件 ${verified.name} 与机构签名的清单一致（大小与 SHA-256 均相符）。`, `${verified.name} matches the institution's signed manifest (size and SHA-256).`)] : []),
+      ];
+      print(lines.join("\n"), { ...r, ...(verified ? { verified } : {}) });
+      return exitCodes.ok;
+    }
+    // An installed agent knows its institution's server from the signed configuration its installer brought.
+    const institutionServer = () => {
+      try {
+        return loadInstitutionConfig(io.env, home).config.server;
+      } catch (e) {
+        if (isUkeyError(e) && e.code === "AGENT_NOT_CONFIGURED") return undefined;
+        throw e;
+      }
+    };
+    const serverUrl = v.server ?? io.env.UKEY_SERVER ?? cfg.server ?? institutionServer();
     const caFile = v["ca-file"] ?? cfg.caFile;
     const server: ServerConnection = { url: serverUrl ?? "", ...(caFile ? { caPem: readCaFile(caFile) } : {}) };
     const needServer = () => {
@@ -175,8 +210,8 @@ export async function runUkeyCli(argv: string[], io: UkeyCliIo): Promise<number>
         const token = await resolveToken(b, v.token);
         const r = await renewFlow(ctx(), { tokenSerial: token.serial, ...(v.cert ? { certSerialHex: v.cert } : {}) });
         print(t(
-          `更新完成${r.resumed ? "（继续了上次未完成的更新）" : ""}：\n  新证书序列号 ${r.certificate.serialHex}\n  主题 ${r.certificate.subject}\n  有效期 ${r.certificate.notBefore.slice(0, 10)} 至 ${r.certificate.notAfter.slice(0, 10)}\n  已清理失效对象 ${r.removed} 个`,
-          `Renewed${r.resumed ? " (finished an earlier interrupted renewal)" : ""}:\n  new certificate ${r.certificate.serialHex}\n  subject ${r.certificate.subject}\n  valid ${r.certificate.notBefore.slice(0, 10)} to ${r.certificate.notAfter.slice(0, 10)}\n  invalid objects removed: ${r.removed}`), r);
+          `更新完成${r.resumed ? "（继续了上次未完成的更新）" : ""}：\n  新证书序列号 ${r.certificate.serialHex}\n  主题 ${r.certificate.subject}\n  有效期 ${formatPolicyDate(Date.parse(r.certificate.notBefore))} 至 ${formatPolicyDate(Date.parse(r.certificate.notAfter))}\n  已清理失效对象 ${r.removed} 个`,
+          `Renewed${r.resumed ? " (finished an earlier interrupted renewal)" : ""}:\n  new certificate ${r.certificate.serialHex}\n  subject ${r.certificate.subject}\n  valid ${formatPolicyDate(Date.parse(r.certificate.notBefore))} to ${formatPolicyDate(Date.parse(r.certificate.notAfter))}\n  invalid objects removed: ${r.removed}`), r);
         return exitCodes.ok;
       }
       case "download": {
@@ -187,8 +222,8 @@ export async function runUkeyCli(argv: string[], io: UkeyCliIo): Promise<number>
         const token = await resolveToken(b, v.token);
         const r = await downloadFlow(ctx(), { tokenSerial: token.serial, referenceNumber: v.ref, authorizationCode: v.code, ...(algorithm ? { algorithm } : {}) });
         print(t(
-          `下载完成：\n  证书序列号 ${r.certificate.serialHex}\n  主题 ${r.certificate.subject}\n  有效期 ${r.certificate.notBefore.slice(0, 10)} 至 ${r.certificate.notAfter.slice(0, 10)}`,
-          `Downloaded:\n  certificate ${r.certificate.serialHex}\n  subject ${r.certificate.subject}\n  valid ${r.certificate.notBefore.slice(0, 10)} to ${r.certificate.notAfter.slice(0, 10)}`), r);
+          `下载完成：\n  证书序列号 ${r.certificate.serialHex}\n  主题 ${r.certificate.subject}\n  有效期 ${formatPolicyDate(Date.parse(r.certificate.notBefore))} 至 ${formatPolicyDate(Date.parse(r.certificate.notAfter))}`,
+          `Downloaded:\n  certificate ${r.certificate.serialHex}\n  subject ${r.certificate.subject}\n  valid ${formatPolicyDate(Date.parse(r.certificate.notBefore))} to ${formatPolicyDate(Date.parse(r.certificate.notAfter))}`), r);
         return exitCodes.ok;
       }
       case "init": {
@@ -252,7 +287,7 @@ function statusText(tokens: TokenStatus[], lang: "zh" | "en"): string {
     for (const c of s.certificates) {
       const days = c.daysLeft >= 0 ? (zh ? `还有 ${c.daysLeft} 天` : `${c.daysLeft} days left`) : (zh ? `已过期 ${-c.daysLeft} 天` : `expired ${-c.daysLeft} days ago`);
       lines.push(`  ${c.certificate.serialHex}  ${c.certificate.subject}`);
-      lines.push(`    ${zh ? stateWords[c.state]!.zh : stateWords[c.state]!.en}, ${zh ? "有效期至" : "valid until"} ${c.certificate.notAfter.toISOString().slice(0, 10)} (${days})`);
+      lines.push(`    ${zh ? stateWords[c.state]!.zh : stateWords[c.state]!.en}, ${zh ? "有效期至" : "valid until"} ${formatPolicyDate(c.certificate.notAfter)} (${days})`);
       if (c.advice?.explanation) lines.push(`    ${zh ? c.advice.explanation.zh : c.advice.explanation.en}`);
     }
     lines.push(zh ? `  可清理的失效对象：${s.invalidObjects} 个` : `  invalid objects a clean-up would remove: ${s.invalidObjects}`);

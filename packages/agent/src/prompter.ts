@@ -8,7 +8,7 @@ export interface Prompter {
   /** The token's user PIN (or, with `so: true`, the SO PIN). `triesLeft` when the module told. */
   pin(request: { tokenSerial: string; tokenLabel: string; reason: string; so?: boolean; newPin?: boolean; retry?: { code: string; triesLeft?: number } }): Promise<string>;
   /** The ID number of the holder (the type is the record's, e.g. resident-id). */
-  idNumber(request: { idType: string; retry?: { code: string } }): Promise<string>;
+  idNumber(request: { idType: string; retry?: { code: string; triesLeft?: number } }): Promise<string>;
   /** The one-time code sent to `maskedTo`; may answer "resend" after `resendAfter`. */
   oneTimeCode(request: { channel: "sms" | "email"; maskedTo: string; expiresAt: Date; resendAfter: Date; retry?: { code: string } }): Promise<string | "resend">;
   /** Shows the second-device approval link (as a QR code where possible) and resolves when the holder says it is done. */
@@ -22,7 +22,7 @@ export interface Prompter {
 export interface ProgressEvent {
   step:
     | "read-token" | "start-order" | "prove-possession" | "verify-identity" | "verify-code" | "step-up"
-    | "generate-key" | "submit-csr" | "install" | "confirm" | "clean-up" | "done" | "resume";
+    | "generate-key" | "submit-csr" | "install" | "confirm" | "clean-up" | "done" | "resume" | "check-codes";
   /** Short text in zh-CN and en. */
   zh: string;
   en: string;

@@ -22,7 +22,7 @@ const orderSchema = z.object({
   requirements: z.object({ possession: z.literal(true), idNumber: z.boolean(), oneTimeCode: z.enum(["sms", "email"]).nullable(), stepUp: z.boolean() }),
   done: z.array(z.string()),
   subject: z.string(),
-  keyAlgorithms: z.array(z.enum(["p256", "p384", "rsa2048", "rsa3072", "rsa4096"])).min(1),
+  keyAlgorithms: z.array(z.enum(["p256", "p384", "rsa2048", "rsa3072", "rsa4096", "sm2"])).min(1),
   idType: z.string().optional(),
   challenge: z.object({ value: z.string(), expiresAt: isoDate }).optional(),
   codeSentTo: z.string().optional(),
@@ -65,6 +65,7 @@ const renewalInfoSchema = z.object({
   closesAt: isoDate.nullable().optional(),
   noticeFrom: isoDate,
   stepUpFrom: isoDate.nullable().optional(),
+  lockedUntil: isoDate.nullable().optional(),
   explanation: z.object({ "zh-CN": z.string(), en: z.string() }),
   certificate: z.object({ serial: z.string(), subject: z.string(), notBefore: isoDate, notAfter: isoDate, status: z.string() }).passthrough(),
 }).passthrough();
@@ -186,9 +187,19 @@ export class ServerClient {
     return this.parse(renewalInfoSchema, r.body);
   }
 
+  /** Checks the two codes of a download before the key is used (POST /api/v1/downloads/check); throws the server's refusal. */
+  async checkDownloadCodes(referenceNumber: string, authorizationCode: string): Promise<void> {
+    await this.call("POST", "/api/v1/downloads/check", { referenceNumber, authorizationCode });
+  }
+
   async download(referenceNumber: string, authorizationCode: string, csr: string, tokenSerial: string, onAnswer?: OnAnswer): Promise<DownloadAnswer> {
     const r = await this.call("POST", "/api/v1/downloads", { referenceNumber, authorizationCode, csr, tokenSerial }, onAnswer);
     return this.parse(downloadSchema, r.body);
+  }
+
+  /** A signed document the institution publishes beside its installers (not yet verified: see institution-config.ts). */
+  async distributionDocument(name: "agent-config.json" | "manifest.json"): Promise<unknown> {
+    return (await this.call("GET", `/downloads/${name}`)).body;
   }
 
   /** Fetches the OpenAPI document: proves the address is a ukey-renew server and records its Date header. */

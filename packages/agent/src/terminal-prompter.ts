@@ -132,7 +132,12 @@ export class TerminalPrompter implements Prompter {
   }
 
   async idNumber(request: Parameters<Prompter["idNumber"]>[0]): Promise<string> {
-    if (request.retry) this.io.err(this.t("证件号码与登记记录不符，请重新输入。\n", "The ID number does not match the record; enter it again.\n"));
+    if (request.retry) {
+      const left = request.retry.triesLeft;
+      this.io.err(left !== undefined
+        ? this.t(`证件号码与登记记录不符，请重新输入（还可以再试 ${left} 次）。\n`, `The ID number does not match the record; enter it again (${left} ${left === 1 ? "try" : "tries"} left).\n`)
+        : this.t("证件号码与登记记录不符，请重新输入。\n", "The ID number does not match the record; enter it again.\n"));
+    }
     return this.readLine(this.t("请输入登记的证件号码：", "ID number on record: "));
   }
 

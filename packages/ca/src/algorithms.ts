@@ -9,6 +9,7 @@ export const Oid = {
   p384: "1.3.132.0.34",
   secp256k1: "1.3.132.0.10",
   sm2: "1.2.156.10197.1.301",
+  sm3WithSm2: "1.2.156.10197.1.501",
   rsaEncryption: "1.2.840.113549.1.1.1",
   rsassaPss: "1.2.840.113549.1.1.10",
   sha1WithRsa: "1.2.840.113549.1.1.5",
@@ -66,6 +67,12 @@ export function keyAlgorithmOfSpki(spki: Buffer): KeyAlgorithm {
     const curve = params && params.tag === Tag.oid ? oidToString(contents(spki, params)) : "explicit curve parameters";
     if (curve === Oid.p256) return "p256";
     if (curve === Oid.p384) return "p384";
+    if (curve === Oid.sm2) {
+      const bits = contents(spki, keyNode);
+      // An uncompressed point 04||x||y; whether it lies on the curve is checked where it is used (sm2.ts).
+      if (bits.length !== 66 || bits[0] !== 0 || bits[1] !== 0x04) throw new UkeyError("DER_MALFORMED", { params: { reason: "an SM2 public key is an uncompressed point" } });
+      return "sm2";
+    }
     throw unsupported(algorithmName(curve) === curve ? `EC ${curve}` : algorithmName(curve));
   }
   if (alg === Oid.rsaEncryption) {
@@ -98,9 +105,9 @@ export function subjectPublicKeyBits(spki: Buffer): Buffer {
   return spki.subarray(key.contentStart + 1, key.end);
 }
 
-/** Hash used with signatures made by keys of this algorithm. */
-export function hashFor(alg: KeyAlgorithm): "sha256" | "sha384" {
-  return alg === "p384" ? "sha384" : "sha256";
+/** Hash used with signatures made by keys of this algorithm (SM2 signs with SM3 over Z || M, see sm2.ts). */
+export function hashFor(alg: KeyAlgorithm): "sha256" | "sha384" | "sm3" {
+  return alg === "p384" ? "sha384" : alg === "sm2" ? "sm3" : "sha256";
 }
 
 /** DER AlgorithmIdentifier of the signatures a key of `alg` makes here. */
@@ -108,6 +115,8 @@ export function signatureAlgorithmFor(alg: KeyAlgorithm): Buffer {
   switch (alg) {
     case "p256": return seq(oid(Oid.ecdsaSha256));
     case "p384": return seq(oid(Oid.ecdsaSha384));
+    // GM/T 0015: SM3withSM2 with absent parameters.
+    case "sm2": return seq(oid(Oid.sm3WithSm2));
     default: return seq(oid(Oid.sha256WithRsa), derNull);
   }
 }

@@ -8,6 +8,7 @@ import type { KeyAlgorithm } from "@ukey/policy";
 import { UkeyError } from "@ukey/policy";
 import { hashFor, keyAlgorithmOfSpki, signatureAlgorithmFor } from "./algorithms.js";
 import { derToPem, pemToDer } from "./pem.js";
+import { sm2GenerateKeyPair, sm2KeyFromPkcs8, sm2Pkcs8, sm2Signer, sm2Spki, type Sm2KeyPair } from "./sm2.js";
 import type { CaKeyStore, CaSigner } from "./types.js";
 
 const generateKeyPairAsync = promisify(generateKeyPair);
@@ -76,24 +77,31 @@ export class FileKeyStore implements CaKeyStore {
   async create(name: string, algorithm: KeyAlgorithm): Promise<CaSigner> {
     const path = this.pathOf(name);
     await mkdir(this.#dir, { recursive: true, mode: 0o700 });
-    const { privateKey } = algorithm === "p256" || algorithm === "p384"
-      ? await generateKeyPairAsync("ec", { namedCurve: algorithm === "p256" ? "P-256" : "P-384" })
-      : await generateKeyPairAsync("rsa", { modulusLength: Number(algorithm.slice(3)) });
-    const pem = await this.#encrypt(privateKey);
+    let pkcs8: Buffer;
+    if (algorithm === "sm2") {
+      // SM2 keys are made and used by sm-crypto-v2 (Node's crypto knows only the empty distinguishing ID).
+      pkcs8 = sm2Pkcs8(sm2GenerateKeyPair());
+    } else {
+      const { privateKey } = algorithm === "p256" || algorithm === "p384"
+        ? await generateKeyPairAsync("ec", { namedCurve: algorithm === "p256" ? "P-256" : "P-384" })
+        : await generateKeyPairAsync("rsa", { modulusLength: Number(algorithm.slice(3)) });
+      pkcs8 = privateKey.export({ type: "pkcs8", format: "der" });
+    }
+    const pem = await this.#encrypt(pkcs8);
     try {
       await writeFile(path, pem, { flag: "wx", mode: 0o600 });
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === "EEXIST") throw new UkeyError("CA_ALREADY_INITIALISED", { params: { dir: this.#dir }, detail: path });
       throw e;
     }
-    return fileSigner(privateKey, path);
+    return signerOfPkcs8(pkcs8, path);
   }
 
   /** Reads and decrypts key `name`. Throws CA_NOT_INITIALISED, CA_PASSPHRASE_WRONG or CA_KEY_UNUSABLE. */
   async load(name: string): Promise<CaSigner> {
     const path = this.pathOf(name);
-    const { key } = await this.#read(path);
-    return fileSigner(key, path);
+    const { pkcs8 } = await this.#read(path);
+    return signerOfPkcs8(pkcs8, path);
   }
 
   /** How key `name`'s file is encrypted (nothing is decrypted). Throws CA_NOT_INITIALISED or CA_KEY_UNUSABLE. */
@@ -116,21 +124,21 @@ export class FileKeyStore implements CaKeyStore {
     const path = this.pathOf(name);
     // Only the parameters are read for a current file: no key derivation.
     if (isCurrent(protectionOf(encryptedKeyInfo(await readKeyFile(path), path)))) return undefined;
-    const { key, protection } = await this.#read(path);
+    const { pkcs8, protection } = await this.#read(path);
     if (isCurrent(protection)) return undefined;
-    const pem = await this.#encrypt(key);
+    const pem = await this.#encrypt(pkcs8);
     await replaceFile(path, pem);
     return { name, path, from: protection, to: currentProtection };
   }
 
-  async #encrypt(key: KeyObject): Promise<string> {
+  async #encrypt(pkcs8: Buffer): Promise<string> {
     const enc = new pkijs.EncryptedData();
     await enc.encrypt({
       password: bytes(Buffer.from(this.#passphrase, "utf8")),
       contentEncryptionAlgorithm: { name: "AES-CBC", length: 256 } as pkijs.ContentEncryptionAlgorithm,
       hmacHashAlgorithm: "SHA-256",
       iterationCount: KEY_FILE_PBKDF2_ITERATIONS,
-      contentToEncrypt: bytes(key.export({ type: "pkcs8", format: "der" })),
+      contentToEncrypt: bytes(pkcs8),
     }, engine);
     const info = new pkijs.PKCS8ShroudedKeyBag({
       encryptionAlgorithm: enc.encryptedContentInfo.contentEncryptionAlgorithm,
@@ -140,7 +148,8 @@ export class FileKeyStore implements CaKeyStore {
     return derToPem(Buffer.from(info.toSchema().toBER(false)), "ENCRYPTED PRIVATE KEY");
   }
 
-  async #read(path: string): Promise<{ key: KeyObject; protection: KeyFileProtection }> {
+  /** The decrypted PKCS#8 DER of a key file, checked to parse. */
+  async #read(path: string): Promise<{ pkcs8: Buffer; protection: KeyFileProtection }> {
     const pem = await readKeyFile(path);
     const info = encryptedKeyInfo(pem, path);
     const protection = protectionOf(info);
@@ -148,7 +157,8 @@ export class FileKeyStore implements CaKeyStore {
     if (protection.scheme === "unknown") {
       // A scheme pkijs does not decrypt (PBES1, scrypt): OpenSSL does, then `upgrade` rewrites it.
       try {
-        return { key: createPrivateKey({ key: pem, format: "pem", passphrase: this.#passphrase }), protection };
+        const key = createPrivateKey({ key: pem, format: "pem", passphrase: this.#passphrase });
+        return { pkcs8: key.export({ type: "pkcs8", format: "der" }), protection };
       } catch (e) {
         const code = (e as { code?: string }).code ?? "";
         const reason = (e as { reason?: string }).reason ?? "";
@@ -167,7 +177,8 @@ export class FileKeyStore implements CaKeyStore {
       throw new UkeyError("CA_KEY_UNUSABLE", { params: { path }, cause: e });
     }
     try {
-      return { key: createPrivateKey({ key: der, format: "der", type: "pkcs8" }), protection };
+      if (!sm2KeyFromPkcs8(der)) createPrivateKey({ key: der, format: "der", type: "pkcs8" });
+      return { pkcs8: der, protection };
     } catch (e) {
       throw new UkeyError("CA_KEY_UNUSABLE", { params: { path }, cause: e });
     }
@@ -252,6 +263,33 @@ async function replaceFile(path: string, text: string): Promise<void> {
 /** The bytes of `b` as an ArrayBuffer of their own (pkijs takes ArrayBuffers). */
 function bytes(b: Buffer): ArrayBuffer {
   return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
+}
+
+/** The signer of a decrypted PKCS#8 key: SM2 through sm2.ts, every other key through Node's crypto. Throws CA_KEY_UNUSABLE. */
+function signerOfPkcs8(pkcs8: Buffer, path: string): CaSigner {
+  let sm2: Sm2KeyPair | undefined;
+  try {
+    sm2 = sm2KeyFromPkcs8(pkcs8);
+  } catch (e) {
+    throw new UkeyError("CA_KEY_UNUSABLE", { params: { path }, cause: e });
+  }
+  if (sm2) {
+    const sign = sm2Signer(sm2);
+    return {
+      algorithm: "sm2",
+      spki: sm2Spki(sm2.publicKey),
+      signatureAlgorithm: signatureAlgorithmFor("sm2"),
+      // SM3withSM2 with the standard distinguishing ID; about a millisecond in JavaScript, so synchronous as ECDSA is.
+      sign: (data: Buffer) => Promise.resolve(sign(data)),
+    };
+  }
+  let key: KeyObject;
+  try {
+    key = createPrivateKey({ key: pkcs8, format: "der", type: "pkcs8" });
+  } catch (e) {
+    throw new UkeyError("CA_KEY_UNUSABLE", { params: { path }, cause: e });
+  }
+  return fileSigner(key, path);
 }
 
 function fileSigner(privateKey: KeyObject, path: string): CaSigner {

@@ -174,6 +174,10 @@ export class Pkcs11KeyStore implements CaKeyStore {
       if (this.#find(session, pkcs11js.CKO_PRIVATE_KEY, label) || this.#find(session, pkcs11js.CKO_PUBLIC_KEY, label)) {
         throw new UkeyError("CA_ALREADY_INITIALISED", { params: { dir: `pkcs11:token=${this.#token};object=${label}` } });
       }
+      if (algorithm === "sm2") {
+        // Standard PKCS#11 has no SM2 mechanism; vendor HSMs name their own (docs/hsm.md).
+        throw new UkeyError("KEY_ALGORITHM_UNSUPPORTED", { params: { algorithm: "SM2 in a PKCS#11 HSM (use the encrypted key file; see docs/hsm.md)" } });
+      }
       const id = createHash("sha1").update(label).digest();
       const ec = algorithm === "p256" || algorithm === "p384";
       const common = [

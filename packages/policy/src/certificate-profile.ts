@@ -1,8 +1,8 @@
 import { DAY_MS, addPolicyYears } from "./policy-calendar.js";
 
 /** Key algorithms ukey-renew issues for and signs with. */
-export type KeyAlgorithm = "p256" | "p384" | "rsa2048" | "rsa3072" | "rsa4096";
-export const keyAlgorithms: readonly KeyAlgorithm[] = ["p256", "p384", "rsa2048", "rsa3072", "rsa4096"];
+export type KeyAlgorithm = "p256" | "p384" | "rsa2048" | "rsa3072" | "rsa4096" | "sm2";
+export const keyAlgorithms: readonly KeyAlgorithm[] = ["p256", "p384", "rsa2048", "rsa3072", "rsa4096", "sm2"];
 
 /** RFC 5280 keyUsage bits a profile may set. */
 export type KeyUsageName =

@@ -12,3 +12,4 @@ export * from "./profile-parser.js";
 export * from "./renewal-policy.js";
 export * from "./policy-timeline-svg.js";
 export * from "./policy-table-markdown.js";
+export * from "./signed-document.js";

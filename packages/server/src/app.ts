@@ -19,6 +19,8 @@ import { createMetrics, readMetricsToken, registerMetricsRoute } from "./metrics
 import { registerReminderAdminRoutes } from "./reminders/reminder-admin-routes.js";
 import { StorageMonitor } from "./storage-monitor.js";
 import { registerWebRoutes } from "./web-routes.js";
+import { distributionDir } from "./distribution/distribution-publisher.js";
+import { registerDistributionRoutes } from "./distribution/distribution-routes.js";
 
 /** How buildApp serves: which listener, and where its log goes. */
 export interface AppOptions {
@@ -124,6 +126,8 @@ export async function buildApp(ctx: ServerContext, opts: AppOptions = {}): Promi
   });
 
   registerOrderRoutes(app, ctx.orders, ctx.downloads);
+  // The agent's installers and the signed configuration that tells an installed agent its server and portal.
+  registerDistributionRoutes(app, distributionDir(ctx));
 
   // The institution's key vendor table, for the agent and the portal to name a key and guide its holder.
   app.get("/api/v1/key-vendors", async () => ({ keyVendors: ctx.keyVendors }));

@@ -10,6 +10,19 @@ import { hashIdNumber, maskIdNumber } from "./holder-identity.js";
 import { openServerContext, databaseUrlFrom, type ServerEnv } from "./server-context.js";
 import { readSecretFile } from "./server-config.js";
 
+// Replaced by scripts/build.mjs (esbuild define) in a built bundle; undefined when running the sources.
+declare const __UKEY_BUILD_INFO__: { version: string; build: string } | undefined;
+
+/** The version of this build (the agent's and the server's are released together). */
+function builtVersion(): string {
+  if (typeof __UKEY_BUILD_INFO__ !== "undefined") return __UKEY_BUILD_INFO__.version;
+  try {
+    return (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
+  } catch {
+    return "0.0.0";
+  }
+}
+
 /** Where a CLI run writes; tests pass buffers. */
 export interface CliIo {
   out(text: string): void;
@@ -20,7 +33,7 @@ export interface CliIo {
 
 const usage = `ukey-server: the ukey-renew server and its operator commands
 
-  ukey-server init   --data-dir DIR [--algorithm p256|p384|rsa2048|rsa3072] [--public-url URL]
+  ukey-server init   --data-dir DIR [--algorithm p256|p384|rsa2048|rsa3072|sm2] [--public-url URL]
                      [--org NAME] [--country CC] [--passphrase-file F]
                      [--hsm-module PATH --hsm-token LABEL|SERIAL [--hsm-pin-file F] [--hsm-label-prefix P]]
   ukey-server start  --data-dir DIR [--port N] [--tls-port N] [--client-cert-port N] [--host ADDR]
@@ -30,6 +43,7 @@ const usage = `ukey-server: the ukey-renew server and its operator commands
   ukey-server import --data-dir DIR --certs PATH --holders FILE [--chain FILE ...] [--profile P]
   ukey-server revoke --data-dir DIR --serial S --reason R
   ukey-server audit verify --data-dir DIR
+  ukey-server downloads publish --data-dir DIR [--file INSTALLER ...] [--agent-version V]
   ukey-server enrol  --data-dir DIR --holder ID --profile P [--ttl-days N] [--max-attempts N]
   ukey-server operator add --data-dir DIR --id ID --role admin|operator|auditor --password-file F [--cert-spki-sha256 HEX]
 
@@ -97,7 +111,11 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         const dataDir = required(v, "data-dir");
         const algorithm = (v.algorithm ?? "p256") as KeyAlgorithm;
         if (!keyAlgorithms.includes(algorithm) || algorithm === "rsa4096") {
-          throw new UkeyError("CLI_USAGE", { params: { reason: `--algorithm must be one of p256, p384, rsa2048, rsa3072 (got ${algorithm})` } });
+          throw new UkeyError("CLI_USAGE", { params: { reason: `--algorithm must be one of p256, p384, rsa2048, rsa3072, sm2 (got ${algorithm})` } });
+        }
+        if (algorithm === "sm2" && v["hsm-module"] !== undefined) {
+          // Standard PKCS#11 has no SM2 mechanism (docs/hsm.md); checked before anything is written.
+          throw new UkeyError("CLI_USAGE", { params: { reason: "--algorithm sm2 keeps the CA keys in the encrypted key file; it cannot be used with --hsm-module" } });
         }
         const env = envWithSecretFlags(io, v);
         const hsm = v["hsm-module"] !== undefined;
@@ -185,6 +203,22 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
             { certificates, holders, chain: v.chain ?? [], defaultProfile: v.profile ?? "personal", actor: "cli", now: io.clock.now() },
           );
           print(`imported ${r.holders} holders, ${r.certificates} certificates, ${r.issuers} issuers (${r.skippedExisting} already present)`, r);
+        } finally {
+          await ctx.close();
+        }
+        return 0;
+      }
+      case "downloads": {
+        const [sub, ...more] = rest;
+        if (sub !== "publish") throw new UkeyError("CLI_USAGE", { params: { reason: "use: ukey-server downloads publish ..." } });
+        const v = parse(more, { file: { type: "string", multiple: true }, "agent-version": { type: "string" } });
+        const ctx = await openServerContext(required(v, "data-dir"), envWithSecretFlags(io, v), io.clock);
+        try {
+          const { publishDownloads } = await import("./distribution/distribution-publisher.js");
+          const r = await publishDownloads(ctx, { from: v.file ?? [], version: v["agent-version"] ?? builtVersion(), actor: "cli" });
+          print(`published ${r.dir}\n  server:  ${r.config.server}\n  origins: ${[r.config.server, ...r.config.origins].join(", ")}\n  key:     ${r.keyId}\n`
+            + r.manifest.files.map((f) => `  ${f.name}  ${f.platform}  ${f.size} bytes  sha256 ${f.sha256}`).join("\n"),
+          { dir: r.dir, keyId: r.keyId, config: r.config, manifest: r.manifest });
         } finally {
           await ctx.close();
         }

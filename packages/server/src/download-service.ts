@@ -64,6 +64,17 @@ export class DownloadService {
     return this.result(c);
   }
 
+  /**
+   * Checks the two codes before the holder's key does any work (the agent
+   * asks this before the PIN): the same check and the same count of wrong
+   * tries as `download`, and nothing is consumed.
+   * @throws UkeyError DOWNLOAD_CODE_INVALID (with triesLeft), CODE_INVALID, CODE_EXPIRED, CODE_ALREADY_USED, CODE_ATTEMPTS_EXCEEDED, CODE_REVOKED.
+   */
+  async check(referenceNumber: string, authorizationCode: string, actor: string): Promise<{ valid: true }> {
+    await this.deps.enrolments.verify(referenceNumber, authorizationCode, actor);
+    return { valid: true };
+  }
+
   private result(c: CertificateRecord): DownloadResult {
     return {
       serial: c.serial, certId: formatCertId(c.issuerKeyId, c.serial), subject: c.subjectDn,

@@ -115,7 +115,8 @@ export class EnrolmentService {
    * Checks a reference number and authorization code, in a transaction of
    * its own so that a wrong code is counted even though the caller fails.
    * Does not consume the enrolment: pass the result to `redeemIn`.
-   * @throws UkeyError CODE_INVALID (unknown reference, mistyped check digit or wrong code; the count goes up),
+   * @throws UkeyError DOWNLOAD_CODE_INVALID (wrong code for an open reference: the count goes up, the tries left in params),
+   *   CODE_INVALID (unknown reference, mistyped check digit, or a wrong code for a reference no longer open),
    *   CODE_ATTEMPTS_EXCEEDED (this try reached the limit, or it was reached before), CODE_EXPIRED,
    *   CODE_ALREADY_USED, CODE_REVOKED (the last three only when the code itself is right).
    */
@@ -143,7 +144,7 @@ export class EnrolmentService {
         await r.enrolments.update(e.id, { attempts, ...(locked ? { status: "locked" as const } : {}) }, at);
         return refused(locked ? "wrong-code-locked" : "wrong-code", locked
           ? new UkeyError("CODE_ATTEMPTS_EXCEEDED")
-          : new UkeyError("CODE_INVALID", { detail: `${e.maxAttempts - attempts} attempts left` }), { ...e, attempts });
+          : new UkeyError("DOWNLOAD_CODE_INVALID", { params: { triesLeft: e.maxAttempts - attempts } }), { ...e, attempts });
       }
       if (e.status === "used") return refused("used", new UkeyError("CODE_ALREADY_USED"), e);
       if (e.status === "revoked") return refused("revoked", new UkeyError("CODE_REVOKED"), e);

@@ -25,6 +25,7 @@ export async function registerOpenApi(app: FastifyInstance, info: { version?: st
         { name: "pki", description: "CA certificates, CRLs and OCSP" },
         { name: "holder", description: "The holder's own pages: sign in with the customer number and a one-time code, then Authorization: Bearer <token>; the bell, certificates, reminder channels" },
         { name: "metrics", description: "Prometheus metrics" },
+        { name: "downloads", description: "The agent's installers and the institution's signed agent configuration and manifest" },
         { name: "health", description: "Liveness (/healthz: the process answers) and readiness (/readyz: the database answers and accepts writes)" },
       ],
       components: {

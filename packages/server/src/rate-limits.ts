@@ -41,6 +41,7 @@ const under = (method: string, url: string): RouteMatch => ({ method, url, prefi
  *   relying parties call at every login of their users: high, so that one
  *   relying party's login server never meets it (list the big ones in allowList);
  * - adminApi / holderApi: signed-in pages, limited so that floods of bad tokens stay cheap;
+ * - downloads: the agent's installers and signed configuration (/downloads/), fetched at every agent start;
  * - health / metrics: load balancers and Prometheus;
  * - default: the portal's and console's files and anything else.
  */
@@ -48,7 +49,7 @@ export const rateLimitRules = {
   operatorSignIn: { routes: [exact("POST", "/api/v1/admin/sign-in"), exact("POST", "/api/v1/admin/sign-in/certificate")], max: 30, windowSeconds: 60 },
   holderSignInCode: { routes: [exact("POST", "/api/v1/holder/sign-in")], max: 20, windowSeconds: 60 },
   holderSignInVerify: { routes: [exact("POST", "/api/v1/holder/sign-in/verify")], max: 60, windowSeconds: 60 },
-  codes: { routes: [exact("POST", "/api/v1/downloads"), under("*", "/api/v1/step-up/")], max: 30, windowSeconds: 60 },
+  codes: { routes: [exact("POST", "/api/v1/downloads"), exact("POST", "/api/v1/downloads/check"), under("*", "/api/v1/step-up/")], max: 30, windowSeconds: 60 },
   renewal: { routes: [exact("*", "/api/v1/orders"), under("*", "/api/v1/orders/")], max: 600, windowSeconds: 60 },
   pki: {
     routes: [
@@ -60,6 +61,7 @@ export const rateLimitRules = {
   est: { routes: [under("*", "/.well-known/est/")], max: 60, windowSeconds: 60 },
   adminApi: { routes: [under("*", "/api/v1/admin/")], max: 1200, windowSeconds: 60 },
   holderApi: { routes: [under("*", "/api/v1/holder/")], max: 600, windowSeconds: 60 },
+  downloads: { routes: [under("GET", "/downloads/")], max: 600, windowSeconds: 60 },
   health: { routes: [exact("GET", "/healthz"), exact("GET", "/readyz")], max: 600, windowSeconds: 60 },
   metrics: { routes: [exact("GET", "/metrics")], max: 120, windowSeconds: 60 },
   default: { routes: [under("*", "/")], max: 1200, windowSeconds: 60 },

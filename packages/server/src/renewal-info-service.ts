@@ -1,6 +1,7 @@
 import { UkeyError, evaluate, explainEvaluation, type Clock, type RenewalChannel, type RenewalEvaluation } from "@ukey/policy";
 import type { Store } from "@ukey/store";
 import { parseCertId } from "./cert-id.js";
+import { renewalLockedUntil } from "./renewal/renewal-lock.js";
 
 /** The renewal advice document (RFC 9773's RenewalInfo, with our fields beside). */
 export interface RenewalInfo {
@@ -12,6 +13,12 @@ export interface RenewalInfo {
   closesAt: string | null;
   noticeFrom: string;
   stepUpFrom: string | null;
+  /**
+   * While an order that failed on wrong answers pauses the certificate's
+   * online renewal (RENEWAL_LOCKED): when the pause ends; else null. The
+   * window's state is the policy's and does not change with it.
+   */
+  lockedUntil: string | null;
   explanation: { "zh-CN": string; en: string };
   certificate: { serial: string; issuerKeyId: string; subject: string; notBefore: string; notAfter: string; status: string; imported: boolean };
 }
@@ -27,7 +34,7 @@ const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
  * current time. One call to the shared `evaluate`, nothing decided here.
  */
 export class RenewalInfoService {
-  constructor(private readonly deps: { store: Pick<Store, "certificates" | "profiles">; clock: Clock; publicUrl: string }) {}
+  constructor(private readonly deps: { store: Pick<Store, "certificates" | "profiles" | "orders">; clock: Clock; publicUrl: string }) {}
 
   /**
    * @throws UkeyError CERT_ID_MALFORMED, CERT_NOT_FOUND, PROFILE_NOT_FOUND.
@@ -43,6 +50,8 @@ export class RenewalInfoService {
       { notBefore: new Date(rec.notBefore), notAfter: new Date(rec.notAfter), status: rec.status, revokedAt: rec.revokedAt === null ? null : new Date(rec.revokedAt) },
       profile, channel, now,
     );
+    const lockedUntil = e.state === "open" || e.state === "open-step-up" || e.state === "not-yet"
+      ? renewalLockedUntil(await this.deps.store.orders.lastFailedAt(rec.serial), now.getTime()) : null;
     const untilOpen = e.state === "not-yet" && e.opensAt ? Math.ceil((e.opensAt.getTime() - now.getTime()) / 1000) : Infinity;
     return {
       retryAfterSeconds: Math.max(60, Math.min(defaultRetryAfterSeconds, untilOpen)),
@@ -55,6 +64,7 @@ export class RenewalInfoService {
         closesAt: iso(e.closesAt),
         noticeFrom: e.noticeFrom.toISOString(),
         stepUpFrom: iso(e.stepUpFrom),
+        lockedUntil: iso(lockedUntil),
         explanation: { "zh-CN": explainEvaluation(e, "zh-CN"), en: explainEvaluation(e, "en") },
         certificate: {
           serial: rec.serial, issuerKeyId: rec.issuerKeyId, subject: rec.subjectDn,

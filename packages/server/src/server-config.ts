@@ -166,6 +166,13 @@ export const serverConfigSchema = z.strictObject({
   }).prefault({}),
   /** Every listener's defences against slow and greedy clients, and HSTS on the TLS ones (docs/configuration.md). */
   http: httpEdgeSchema.prefault({}),
+  /** The agent's installers and the institution's signed agent configuration, served at /downloads/ (docs/agent-install.md). */
+  downloads: z.strictObject({
+    /** The folder `ukey-server downloads publish` fills; relative to the data directory. */
+    dir: z.string().min(1).default("downloads"),
+    /** Portal origins the agent offers pairing to besides publicUrl's (the holder still pairs each with the agent's code). */
+    portalOrigins: z.array(z.url({ protocol: /^https?$/ })).max(16).default([]),
+  }).prefault({}),
   /** Who may read GET /metrics: which listeners serve it, and a bearer token (docs/reminders.md). */
   metrics: z.strictObject({
     listeners: z.array(z.enum(listenerKinds)).max(listenerKinds.length).refine((l) => new Set(l).size === l.length, "lists a listener twice").default(["http"]),

@@ -1,11 +1,15 @@
 import { verify as cryptoVerify } from "node:crypto";
 import { UkeyError, type ErrorParams, type KeyAlgorithm } from "@ukey/policy";
-import { certificateSpki, keyAlgorithmOfSpki, publicKeyFromSpki, verifyCsr, withRequestedSubject, type VerifiedCsr } from "@ukey/ca";
+import {
+  certificateSpki, keyAlgorithmOfSpki, publicKeyFromSpki, sm2PointOfSpki, sm2Verify, verifyCsr, withRequestedSubject, type VerifiedCsr,
+} from "@ukey/ca";
 
 /**
- * Whether `signature` (DER ECDSA, or PKCS#1 v1.5 for RSA) over `message` was
- * made by the key of the certificate `certDer`. ECDSA on P-384 is checked
- * with SHA-384, every other key with SHA-256. A signature that cannot be
+ * Whether `signature` (DER ECDSA, PKCS#1 v1.5 for RSA, DER SM2Signature for
+ * SM2) over `message` was made by the key of the certificate `certDer`.
+ * ECDSA on P-384 is checked with SHA-384, SM2 as SM3withSM2 with the
+ * standard distinguishing ID 1234567812345678 (what UKeys sign with), every
+ * other key with SHA-256. A signature that cannot be
  * parsed is simply not valid; this never throws for bad input.
  */
 export function possessionSignatureValid(certDer: Buffer, message: Buffer, signature: Buffer): boolean {
@@ -19,6 +23,7 @@ export function possessionSignatureValid(certDer: Buffer, message: Buffer, signa
     } catch {
       alg = undefined;
     }
+    if (alg === "sm2") return sm2Verify(message, signature, sm2PointOfSpki(spki));
     return cryptoVerify(alg === "p384" ? "sha384" : "sha256", message, { key: publicKeyFromSpki(spki, alg), dsaEncoding: "der" }, signature);
   } catch {
     return false;

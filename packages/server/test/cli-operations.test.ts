@@ -30,7 +30,7 @@ for (const [algorithm, sigAlg] of [["p384", /ecdsa-with-SHA384/], ["rsa2048", /s
 
 test("init refuses an unknown algorithm and a short passphrase", () => {
   const short = t.write("short-pass", "short\n");
-  const r1 = runUkeyServer(["init", "--data-dir", t.path("a"), "--algorithm", "sm2", "--json"], { UKEY_CA_PASSPHRASE_FILE: short });
+  const r1 = runUkeyServer(["init", "--data-dir", t.path("a"), "--algorithm", "ed25519", "--json"], { UKEY_CA_PASSPHRASE_FILE: short });
   assert.equal(r1.status, 2);
   assert.equal(errorCode(r1), "CLI_USAGE");
   const r2 = runUkeyServer(["init", "--data-dir", t.path("b"), "--json"], { UKEY_CA_PASSPHRASE_FILE: short });

@@ -41,7 +41,8 @@ test("download with two codes; the code works once (the same key gets its certif
 
   const wrong = await download({ referenceNumber: e.referenceNumber, authorizationCode: "2222-2222-2222", csr });
   assert.equal(wrong.status, 401);
-  assert.equal(wrong.body.code, "CODE_INVALID");
+  assert.equal(wrong.body.code, "DOWNLOAD_CODE_INVALID");
+  assert.match(String((wrong.body as { message?: { "zh-CN"?: string } }).message?.["zh-CN"]), /还可以再试 \d+ 次/, "issue 16 (8): the tries left");
 
   const ok = await download({ referenceNumber: e.referenceNumber, authorizationCode: e.authorizationCode, csr, tokenSerial: "PF20FA000123" });
   assert.equal(ok.status, 201, JSON.stringify(ok.body));

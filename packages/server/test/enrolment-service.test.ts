@@ -93,8 +93,8 @@ test("redeems once, typed in lower case with spaces; the second time says alread
 test("wrong codes count; the limit locks it and then even the right code is refused", async () => {
   const c = await create({ maxAttempts: 3 });
   const wrong = otherCode(c.authorizationCode);
-  await assert.rejects(svc.redeem(c.referenceNumber, wrong, "holder:H1"), refusedWith("CODE_INVALID"));
-  await assert.rejects(svc.redeem(c.referenceNumber, wrong, "holder:H1"), refusedWith("CODE_INVALID"));
+  await assert.rejects(svc.redeem(c.referenceNumber, wrong, "holder:H1"), refusedWith("DOWNLOAD_CODE_INVALID"));
+  await assert.rejects(svc.redeem(c.referenceNumber, wrong, "holder:H1"), refusedWith("DOWNLOAD_CODE_INVALID"));
   await assert.rejects(svc.redeem(c.referenceNumber, wrong, "holder:H1"), refusedWith("CODE_ATTEMPTS_EXCEEDED"));
   const stored = await store.enrolments.get(c.enrolment.id);
   assert.deepEqual([stored!.attempts, stored!.status], [3, "locked"]);

@@ -154,7 +154,7 @@ test("simpleenroll: reference number and authorization code as Basic credentials
   const wrong = send(csrFile("wrong", "/CN=nobody").file, ["--user", `${ref}:AAAA-BBBB-CCCC`]);
   assert.equal(wrong.status, 401);
   assert.equal(header(wrong, "www-authenticate"), 'Basic realm="ukey-renew EST"');
-  assert.equal(problemCode(wrong), "CODE_INVALID");
+  assert.equal(problemCode(wrong), "DOWNLOAD_CODE_INVALID");
 
   const expired = send(csrFile("late", "/CN=nobody").file, ["--user", `${codes.expired.ref}:${codes.expired.code}`]);
   assert.equal(expired.status, 401);

@@ -28,7 +28,7 @@ before(async () => {
   const idFile = t.write("id", `${idNumber}\n`);
   const added = runUkeyServer(["holder", "add", "--data-dir", dataDir, "--id", "V1", "--name", "李四", "--id-type", "resident-id", "--id-number-file", idFile, "--phone", "15900000005", "--json"], env);
   assert.equal(added.status, 0, added.stdout + added.stderr);
-  for (const name of ["a", "b"]) {
+  for (const name of ["a", "b", "c"]) {
     const { csr, key } = opensslCsr(t, name, keyArgs.p256);
     const r = runUkeyServer(["issue", "--data-dir", dataDir, "--holder", "V1", "--profile", "personal", "--csr", csr, "--json"], env);
     assert.equal(r.status, 0, r.stdout + r.stderr);
@@ -102,6 +102,31 @@ test("a code expires after 5 minutes, and five wrong codes spend it", async () =
   clock.advance(24 * 3_600_000 + 1);
   const again = await call("/api/v1/orders", { certId: certs[1]!.certId });
   assert.equal(again.status, 201, JSON.stringify(again.body));
+});
+
+test("issue 16 (3): wrong ID numbers say the tries left; the fifth ends the order with its own code and when the pause ends, which renewal-info shows", async () => {
+  const id = await startAndProve(2);
+  const wrong = { idType: "resident-id", idNumber: "310104198512310000" };
+  type Problem = { code: string; params?: { triesLeft?: number; until?: string; attempts?: number }; message: { "zh-CN": string } };
+  for (const left of [4, 3, 2, 1]) {
+    const r = (await api.call<Problem>("POST", `/api/v1/orders/${id}/identity`, wrong)).body;
+    assert.equal(r.code, "IDENTITY_MISMATCH");
+    assert.equal(r.params?.triesLeft, left);
+    assert.match(r.message["zh-CN"], new RegExp(`还可以再试 ${left} 次`));
+  }
+  const fifth = (await api.call<Problem>("POST", `/api/v1/orders/${id}/identity`, wrong)).body;
+  assert.equal(fifth.code, "IDENTITY_ATTEMPTS_EXCEEDED", "no code was involved: not CODE_ATTEMPTS_EXCEEDED");
+  const until = new Date(clock.now().getTime() + 24 * 3_600_000).toISOString();
+  assert.equal(fifth.params?.until, until);
+  assert.match(fifth.message["zh-CN"], /\d{4}-\d{2}-\d{2} \d{2}:\d{2}（北京时间）/, "the day the pause ends, in China time");
+  assert.doesNotMatch(fifth.message["zh-CN"], /Z\b|T\d{2}:/);
+  const info = await app.inject({ method: "GET", url: `/api/v1/renewal-info/${certs[2]!.certId}?channel=web` });
+  assert.equal(info.json<{ lockedUntil: string | null }>().lockedUntil, until);
+  const locked = await api.call<Problem>("POST", "/api/v1/orders", { certId: certs[2]!.certId });
+  assert.equal(locked.body.code, "RENEWAL_LOCKED");
+  clock.advance(24 * 3_600_000 + 1);
+  const later = await app.inject({ method: "GET", url: `/api/v1/renewal-info/${certs[2]!.certId}?channel=web` });
+  assert.equal(later.json<{ lockedUntil: string | null }>().lockedUntil, null);
 });
 
 test("no ID number or one-time code in clear in any database file or log line", async () => {

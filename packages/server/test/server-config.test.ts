@@ -26,7 +26,7 @@ const refused: Array<[string, unknown, RegExp]> = [
   ["an unknown nested key", { ca: { algoritm: "p256" } }, /algoritm/],
   ["a port out of range", { listen: { port: 70000 } }, /listen\.port/],
   ["a publicUrl that is not http(s)", { publicUrl: "ftp://x" }, /publicUrl/],
-  ["an unknown algorithm", { ca: { algorithm: "sm2" } }, /ca\.algorithm/],
+  ["an unknown algorithm", { ca: { algorithm: "ed25519" } }, /ca\.algorithm/],
   ["a PKCS#11 key store without its module", { ca: { keyStore: { type: "pkcs11", token: "t" } } }, /ca\.keyStore\.module/],
   ["a body limit too small", { limits: { bodyBytes: 10 } }, /limits\.bodyBytes/],
   ["a client-certificate port out of range", { listen: { clientCertPort: -1 } }, /listen\.clientCertPort/],

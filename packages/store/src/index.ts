@@ -11,3 +11,4 @@ export {
   readCaBinding, writeCaBinding, type CaBinding, type StoredCaBinding, type AdoptionEvidence,
 } from "./ca-binding.js";
 export { reminderId } from "./reminder-repository.js";
+export { kmcEscrowRepository, type KmcEscrow, type KmcEscrowRepository } from "./kmc-escrow-repository.js";

@@ -439,6 +439,23 @@ export const migrations: readonly Migration[] = [
       "CREATE INDEX certificates_ocsp_refresh ON certificates (issuer_key_id, ocsp_refresh_at)",
     ],
   },
+  {
+    version: 11,
+    name: "key management centre: escrowed encryption keys",
+    statements: () => [
+      // Only wrapped keys (AES-256-GCM under the KMC master key, which is not in the database); rows are never updated.
+      `CREATE TABLE kmc_escrows (
+        id TEXT PRIMARY KEY,
+        holder_id TEXT NOT NULL REFERENCES holders (id),
+        algorithm TEXT NOT NULL,
+        spki TEXT NOT NULL,
+        wrapped_key TEXT NOT NULL,
+        master_key_id TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+      )`,
+      "CREATE INDEX kmc_escrows_holder ON kmc_escrows (holder_id, created_at)",
+    ],
+  },
 ];
 
 /** The newest schema version this code knows. */

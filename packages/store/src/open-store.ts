@@ -17,6 +17,7 @@ import { reminderRepository } from "./reminder-repository.js";
 import { holderPreferenceRepository } from "./holder-preference-repository.js";
 import { holderSignInRepository } from "./holder-sign-in-repository.js";
 import { signInBackoffRepository } from "./sign-in-backoff-repository.js";
+import { kmcEscrowRepository } from "./kmc-escrow-repository.js";
 import { openSqliteDatabase, sqliteFile } from "./sqlite-database.js";
 import type { Database, OpenStoreOptions, Repositories, Sql, Store } from "./types.js";
 
@@ -58,6 +59,7 @@ export function createRepositories(sql: Sql, atomic: Executor["atomic"]): Reposi
     holderSignIns: holderSignInRepository(x),
     signInBackoffs: signInBackoffRepository(x),
     outbox: outboxRepository(x),
+    kmcEscrows: kmcEscrowRepository(x),
     audit: auditLog(x),
   };
 }
@@ -90,6 +92,7 @@ class LazyRepositories implements Repositories {
   get holderSignIns() { return (this.made.holderSignIns ??= holderSignInRepository(this.x)); }
   get signInBackoffs() { return (this.made.signInBackoffs ??= signInBackoffRepository(this.x)); }
   get outbox() { return (this.made.outbox ??= outboxRepository(this.x)); }
+  get kmcEscrows() { return (this.made.kmcEscrows ??= kmcEscrowRepository(this.x)); }
   get audit() { return (this.made.audit ??= auditLog(this.x)); }
 }
 

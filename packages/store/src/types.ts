@@ -1,4 +1,5 @@
 import type { CertificateProfile } from "@ukey/policy";
+import type { KmcEscrowRepository } from "./kmc-escrow-repository.js";
 import type { ReminderRepository } from "./reminder-repository.js";
 import type { HolderPreferenceRepository } from "./holder-preference-repository.js";
 import type { HolderSignInRepository } from "./holder-sign-in-repository.js";
@@ -460,6 +461,8 @@ export interface Repositories {
   /** Operator sign-in back-off per account and client address. */
   signInBackoffs: SignInBackoffRepository;
   outbox: OutboxRepository;
+  /** The key management centre's escrowed encryption keys (wrapped). */
+  kmcEscrows: KmcEscrowRepository;
   audit: AuditLog;
 }
 

@@ -103,7 +103,10 @@ test("pairs with the 6-digit code the agent shows; a wrong code gets its page an
   const wrong = shown.code === "000000" ? "111111" : "000000";
   await page.fill("#pair-code", wrong);
   await page.click("[data-page=pairing] button[type=submit]");
-  await page.locator("[data-page=pairing] .problem[data-code=CODE_INVALID]").waitFor();
+  const wrongCode = page.locator("[data-page=pairing] .problem[data-code=PAIRING_CODE_INVALID]");
+  await wrongCode.waitFor();
+  assert.match(await wrongCode.innerText(), /配对码不正确，还可以再试 4 次/, "the pairing code's own words, with the tries left");
+  assert.doesNotMatch(await wrongCode.innerText(), /授权码|短信|序号/);
   await page.fill("#pair-code", shown.code);
   await page.click("[data-page=pairing] button[type=submit]");
   await page.locator("[data-page=status]").waitFor();
@@ -196,7 +199,9 @@ test("initialise a key, then download with two codes; a wrong code gets its page
   await page.locator("[data-page=operation][data-kind=download]").waitFor();
   await Promise.race([page.locator("[data-page=operation][data-state=failed]").waitFor(), page.locator("[data-input=pin]").waitFor()]);
   if (await page.locator("[data-input=pin]").count()) await enterPins([newPin]);
-  await page.locator(".problem[data-code=CODE_INVALID]").waitFor({ timeout: 120_000 });
+  const wrongDownload = page.locator(".problem[data-code=DOWNLOAD_CODE_INVALID]");
+  await wrongDownload.waitFor({ timeout: 120_000 });
+  assert.match(await wrongDownload.innerText(), /参考号或授权码不正确，还可以再试 \d 次/, "the download codes' own words, with the tries left");
 
   await page.goto(`${world.server!.url}/?agent=${agent.url}#/download?token=${tok3}`);
   await page.fill("#dl-ref", created.referenceNumber);

@@ -4,6 +4,7 @@ import { createServer as createHttpServer } from "node:http";
 import { createServer } from "node:net";
 import { errorCodes, legacyErrors } from "@ukey/policy";
 import { initialisedDataDir, startUkeyServer, tempDir, type RunningServer, type TempDir } from "../../server/test/support/fixtures.js";
+import { holderCodes } from "../src/shared/holder-codes.js";
 import { buildWeb, cspViolations, launchChromium, type RunningBrowser } from "./support/browser.js";
 
 // The holder's portal in real Chromium, served by the real server, for what
@@ -130,7 +131,13 @@ test("help for every catalogue code and every legacy code: 0116, a pasted messag
   await page.goto(`${server.url}/#/help`);
   const help = page.locator("[data-page=help]");
   await help.waitFor();
-  assert.equal(await help.locator(".help-list .help-entry").count(), errorCodes.length, "every code has an entry");
+  assert.equal(await help.locator(".help-list .help-entry").count(), holderCodes.length, "every code a holder can meet has an entry");
+  assert.ok(holderCodes.length < errorCodes.length);
+  // Issue 16 (9): no operator's or integrator's code in the holder's list, no raw {placeholder}, and no English in zh-CN.
+  assert.equal(await help.locator(".help-list .help-entry[data-code=DER_MALFORMED]").count(), 0);
+  const listed = await help.locator(".help-list").innerText();
+  assert.doesNotMatch(listed, /\{\w+\}/, "placeholders read as an ellipsis");
+  assert.match(await help.locator(".help-entry[data-code=RENEWAL_NOT_YET_OPEN]").innerText(), /…/);
   assert.equal(await help.locator(".legacy-table tbody tr").count(), legacyErrors.length);
 
   await page.goto(`${server.url}/#/help/0116`);

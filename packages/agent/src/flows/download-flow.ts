@@ -1,4 +1,4 @@
-import { UkeyError, isUkeyError, type KeyAlgorithm } from "@ukey/policy";
+import { UkeyError, formatPolicyDate, isUkeyError, type KeyAlgorithm } from "@ukey/policy";
 import { objectLabels } from "../keys/key-store.js";
 import { ServerClient } from "../server-client.js";
 import { derOfPem } from "./certificate-id.js";
@@ -14,7 +14,8 @@ import { openSession, report } from "./token-access.js";
  * An interrupted download is finished by running it again with the same
  * codes: the pending key is reused and the server delivers the same
  * certificate again.
- * @throws UkeyError CODE_INVALID, CODE_EXPIRED, CODE_ALREADY_USED, CODE_ATTEMPTS_EXCEEDED, CODE_REVOKED, TOKEN_*, SERVER_*.
+ * The codes are checked with the server before the PIN is asked.
+ * @throws UkeyError DOWNLOAD_CODE_INVALID, CODE_INVALID, CODE_EXPIRED, CODE_ALREADY_USED, CODE_ATTEMPTS_EXCEEDED, CODE_REVOKED, TOKEN_*, SERVER_*.
  */
 export async function downloadFlow(ctx: FlowContext, request: DownloadRequest & { algorithm?: KeyAlgorithm }): Promise<{ certificate: IssuedCertificate }> {
   const ref = request.referenceNumber.replace(/[\s-]/g, "");
@@ -23,6 +24,13 @@ export async function downloadFlow(ctx: FlowContext, request: DownloadRequest & 
   if (code === "") throw new UkeyError("CODE_INVALID", { detail: "no authorization code" });
   const client = new ServerClient(ctx.server);
   const p = ctx.prompter;
+  report(p, "check-codes", "正在核对参考号和授权码", "Checking the reference number and authorization code");
+  try {
+    await client.checkDownloadCodes(ref, code);
+  } catch (e) {
+    // Spent codes may still finish a download an earlier run left (the same key gets the same certificate): the server decides that below.
+    if (!isUkeyError(e, "CODE_ALREADY_USED")) throw e;
+  }
   report(p, "read-token", "正在读取 UKey", "Reading the key");
   const session = await openSession(ctx.backend, p, request.tokenSerial, "download");
   try {
@@ -50,7 +58,7 @@ export async function downloadFlow(ctx: FlowContext, request: DownloadRequest & 
     const installed = await session.installCertificate(derOfPem(answer.pem), key.id, objectLabels.current(answer.serial));
     maybeCrash(ctx.fault, "after-install");
     await session.relabel(key.id, objectLabels.current(installed.serialHex));
-    report(p, "done", `下载完成：证书 ${installed.serialHex}，有效期至 ${answer.notAfter.slice(0, 10)}`, `Downloaded: certificate ${installed.serialHex}, valid until ${answer.notAfter.slice(0, 10)}`);
+    report(p, "done", `下载完成：证书 ${installed.serialHex}，有效期至 ${formatPolicyDate(Date.parse(answer.notAfter))}`, `Downloaded: certificate ${installed.serialHex}, valid until ${formatPolicyDate(Date.parse(answer.notAfter))}`);
     return {
       certificate: { serialHex: installed.serialHex, subject: installed.subject, notBefore: answer.notBefore, notAfter: answer.notAfter, pem: answer.pem + answer.chainPem },
     };

@@ -39,7 +39,11 @@ export interface CertificateStatus {
   /** Whole CST days to notAfter (negative after expiry). */
   daysLeft: number;
   /** The server's renewal advice (GET /api/v1/renewal-info/{certId}), when reachable. */
-  advice?: { window: "not-yet-open" | "open" | "open-step-up" | "closed"; opensAt?: string; closesAt?: string; explanation?: { zh: string; en: string } };
+  advice?: {
+    window: "not-yet-open" | "open" | "open-step-up" | "closed"; opensAt?: string; closesAt?: string; explanation?: { zh: string; en: string };
+    /** Online renewal is paused until then after an order failed on wrong answers (RENEWAL_LOCKED). */
+    lockedUntil?: string;
+  };
 }
 
 export interface TokenStatus {
@@ -48,6 +52,13 @@ export interface TokenStatus {
   certificates: CertificateStatus[];
   /** Objects the clean-up would remove: expired or superseded certificates and orphan keys. */
   invalidObjects: number;
+  /**
+   * The certificates cannot be read without the PIN (a PKCS#12 file the
+   * agent has not opened yet): `certificates` is empty for that reason, not
+   * because the token holds none. The portal then offers the
+   * "read-certificates" operation, which asks the PIN in the agent's window.
+   */
+  certificatesHidden?: true;
 }
 
 export interface RenewRequest {
@@ -92,7 +103,8 @@ export interface DoctorCheck {
 
 /** The operations, as implemented in renew-flow.ts, download-flow.ts, init-flow.ts, status.ts, doctor.ts. */
 export interface Flows {
-  status(ctx: Omit<FlowContext, "prompter" | "channel"> & { pin?: string }): Promise<TokenStatus[]>;
+  /** `channel` (default "cli"): whose renewal window the server's advice gives. */
+  status(ctx: Omit<FlowContext, "prompter" | "channel"> & { pin?: string; channel?: FlowContext["channel"] }): Promise<TokenStatus[]>;
   renew(ctx: FlowContext, request: RenewRequest): Promise<RenewResult>;
   download(ctx: FlowContext, request: DownloadRequest): Promise<{ certificate: IssuedCertificate }>;
   /** Asks to confirm (what will be lost), then the SO PIN and the new PIN; wipes and re-initialises. */
@@ -101,4 +113,6 @@ export interface Flows {
   /** Removes expired and superseded certificates and orphan keys; never the current ones. */
   cleanUp(ctx: FlowContext, request: { tokenSerial: string }): Promise<{ removed: number }>;
   doctor(ctx: Omit<FlowContext, "prompter" | "channel">): Promise<DoctorCheck[]>;
+  /** Asks the PIN and opens the token once, so that a file token's certificates are listed afterwards without it; then its status. */
+  readCertificates(ctx: FlowContext, request: { tokenSerial: string }): Promise<{ tokens: TokenStatus[] }>;
 }

@@ -4,7 +4,7 @@ import { downloadFlow } from "./download-flow.js";
 import type { Flows } from "./flow-types.js";
 import { changePinFlow, initialiseFlow } from "./init-flow.js";
 import { renewFlow } from "./renew-flow.js";
-import { statusFlow } from "./status.js";
+import { readCertificatesFlow, statusFlow } from "./status.js";
 
 /** The holder's operations over any key backend, as the CLI and the local API call them. */
 export const flows: Flows = {
@@ -15,6 +15,7 @@ export const flows: Flows = {
   changePin: changePinFlow,
   cleanUp: cleanUpFlow,
   doctor: (ctx) => doctorFlow(ctx),
+  readCertificates: readCertificatesFlow,
 };
 
 export { certIdOf } from "./certificate-id.js";
@@ -22,4 +23,4 @@ export { planCleanUp, type InvalidObject } from "./clean-up.js";
 export { faultFromEnv } from "./fault.js";
 export { possessionMessage } from "./renew-flow.js";
 export { resolveToken } from "./token-access.js";
-export { cleanUpFlow, doctorFlow, downloadFlow, changePinFlow, initialiseFlow, renewFlow, statusFlow };
+export { cleanUpFlow, doctorFlow, downloadFlow, changePinFlow, initialiseFlow, renewFlow, readCertificatesFlow, statusFlow };

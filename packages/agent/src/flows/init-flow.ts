@@ -1,4 +1,4 @@
-import { UkeyError } from "@ukey/policy";
+import { UkeyError, formatPolicyDate } from "@ukey/policy";
 import type { TokenInfo } from "../keys/key-store.js";
 import type { Prompter } from "../prompter.js";
 import type { FlowContext } from "./flow-types.js";
@@ -24,7 +24,7 @@ export async function initialiseFlow(ctx: FlowContext, request: { tokenSerial: s
   const token = await resolveToken(ctx.backend, request.tokenSerial);
   const certs = await ctx.backend.listCertificates(token.serial);
   const consequences = [
-    ...certs.map((c) => `${c.subject} (${c.serialHex}, ${c.notAfter.toISOString().slice(0, 10)})`),
+    ...certs.map((c) => `${c.subject} (${c.serialHex}, ${formatPolicyDate(c.notAfter)})`),
     "PIN / 用户密码",
   ];
   const go = await p.confirm({ question: `初始化 UKey ${token.label} (${token.serial})？其中的证书和密钥将被清除。/ Initialise the key ${token.label} (${token.serial})? Its certificates and keys are erased.`, consequences });

@@ -1,4 +1,4 @@
-import { UkeyError, isUkeyError, keyAlgorithms, type ErrorCode, type KeyAlgorithm } from "@ukey/policy";
+import { UkeyError, formatPolicyDate, isUkeyError, keyAlgorithms, type ErrorCode, type KeyAlgorithm } from "@ukey/policy";
 import { objectLabels, type TokenCertificate, type TokenKey, type TokenSession } from "../keys/key-store.js";
 import { ServerClient, type OrderChallenge, type OrderView, type PossessionSigner } from "../server-client.js";
 import { certIdOf, derOfPem, spkiOf } from "./certificate-id.js";
@@ -36,6 +36,7 @@ export async function renewFlow(ctx: FlowContext, request: RenewRequest): Promis
   const client = new ServerClient(ctx.server);
   const p = ctx.prompter;
   report(p, "read-token", "正在读取 UKey", "Reading the key");
+  await refuseWhileLocked(ctx, client, request);
   const session = await openSession(ctx.backend, p, request.tokenSerial, "renew");
   try {
     const certs = await session.listCertificates();
@@ -59,6 +60,32 @@ export async function renewFlow(ctx: FlowContext, request: RenewRequest): Promis
   } finally {
     await session.close();
   }
+}
+
+/**
+ * Before the PIN is asked: a certificate whose online renewal is paused
+ * (an order failed on wrong answers) is refused at once with the day the
+ * pause ends, rather than after the holder typed the PIN. Only what the
+ * token shows without the PIN is looked at (the certificate named, or the
+ * only one); anything unclear is left to the server's own refusal later.
+ * @throws UkeyError RENEWAL_LOCKED.
+ */
+async function refuseWhileLocked(ctx: FlowContext, client: ServerClient, request: RenewRequest): Promise<void> {
+  let certs: TokenCertificate[];
+  try {
+    certs = await ctx.backend.listCertificates(request.tokenSerial);
+  } catch {
+    return;
+  }
+  const named = request.certSerialHex ? certs.filter((c) => sameSerial(c.serialHex, request.certSerialHex!)) : certs;
+  if (named.length !== 1) return;
+  let lockedUntil: string | null | undefined;
+  try {
+    lockedUntil = (await client.renewalInfo(certIdOf(named[0]!.der), ctx.channel)).lockedUntil;
+  } catch {
+    return;
+  }
+  if (lockedUntil && Date.parse(lockedUntil) > Date.now()) throw new UkeyError("RENEWAL_LOCKED", { params: { until: lockedUntil } });
 }
 
 /**
@@ -208,7 +235,7 @@ class RenewalRun {
   }
 
   private async idNumber(order: OrderView): Promise<OrderView> {
-    let retry: { code: string } | undefined;
+    let retry: { code: string; triesLeft?: number } | undefined;
     for (;;) {
       report(this.p, "verify-identity", "请输入登记的证件号码", "Enter the ID number on record");
       // The record's ID type; a server too old to say has only resident IDs.
@@ -219,7 +246,8 @@ class RenewalRun {
       } catch (e) {
         // The server counts the attempts and fails the order after five.
         if (!isUkeyError(e, "IDENTITY_MISMATCH")) throw e;
-        retry = { code: e.code };
+        const left = e.params.triesLeft;
+        retry = { code: e.code, ...(typeof left === "number" ? { triesLeft: left } : {}) };
       }
     }
   }
@@ -353,7 +381,7 @@ class RenewalRun {
     });
     const removed = await removeInvalid(this.session, plan, this.ctx.fault);
     await this.session.relabel(installed.id, objectLabels.current(installed.serialHex));
-    report(this.p, "done", `更新完成：新证书 ${installed.serialHex}，有效期至 ${nc.notAfter.slice(0, 10)}`, `Renewed: certificate ${installed.serialHex}, valid until ${nc.notAfter.slice(0, 10)}`);
+    report(this.p, "done", `更新完成：新证书 ${installed.serialHex}，有效期至 ${formatPolicyDate(Date.parse(nc.notAfter))}`, `Renewed: certificate ${installed.serialHex}, valid until ${formatPolicyDate(Date.parse(nc.notAfter))}`);
     return {
       orderId: order.id, resumed,
       certificate: { serialHex: installed.serialHex, subject: installed.subject, notBefore: nc.notBefore, notAfter: nc.notAfter, pem: nc.pem + nc.chainPem },

@@ -31,6 +31,12 @@ export interface KeyStoreBackend {
    */
   listCertificates(tokenSerial: string, pin?: string): Promise<TokenCertificate[]>;
   /**
+   * True when listCertificates without a PIN cannot see the token's
+   * certificates (a PKCS#12 file this process has not opened yet): the
+   * portal then asks the PIN in the agent's own window first. Absent: never.
+   */
+  certificatesNeedPin?(tokenSerial: string): boolean;
+  /**
    * Wipes the token with the SO PIN and sets a new label and user PIN (at
    * least 6 letters or digits, else PIN_TOO_WEAK, a new catalogue code). For a file: a new empty file
    * protected by the new PIN (the SO PIN is not asked). Returns the token

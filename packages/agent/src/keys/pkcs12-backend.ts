@@ -84,6 +84,12 @@ export class Pkcs12Backend implements KeyStoreBackend {
   readonly kind = "pkcs12" as const;
   readonly location: string;
   readonly #serial: string;
+  /**
+   * The certificates (public objects) as the last session of this process
+   * left the file; undefined until the holder's PIN opened it once. Only
+   * certificates, never a key or the password.
+   */
+  #seen: TokenCertificate[] | undefined;
 
   constructor(path: string) {
     this.location = resolve(path);
@@ -113,23 +119,34 @@ export class Pkcs12Backend implements KeyStoreBackend {
     const release = await acquireTokenLock(this.#lockKey());
     try {
       const contents = load(this.location, pin);
-      return new Pkcs12Session(this.location, fileTokenInfo(this.location), contents, pin, release);
+      return new Pkcs12Session(this.location, fileTokenInfo(this.location), contents, pin, release, (certs) => { this.#seen = certs; });
     } catch (e) {
       release();
       throw e;
     }
   }
 
-  /** [] without `pin` (the certificates are encrypted too); with it, as TokenSession.listCertificates. */
+  /**
+   * With `pin`, as TokenSession.listCertificates. Without it, the
+   * certificates as this process's last session of the file left them
+   * (they are encrypted too), and [] before the file was ever opened
+   * (certificatesNeedPin tells the two apart).
+   */
   async listCertificates(tokenSerial: string, pin?: string): Promise<TokenCertificate[]> {
     this.#check(tokenSerial);
-    if (pin === undefined) return [];
+    if (pin === undefined) return this.#seen ? [...this.#seen] : [];
     const session = await this.open(tokenSerial, pin);
     try {
       return await session.listCertificates();
     } finally {
       await session.close();
     }
+  }
+
+  /** True until a session of this process has read the file's certificates with its password. */
+  certificatesNeedPin(tokenSerial: string): boolean {
+    this.#check(tokenSerial);
+    return this.#seen === undefined;
   }
 
   /** Replaces the file with an empty one protected by `newUserPin` (PIN_TOO_WEAK first). The SO PIN and label are not used. */
@@ -139,6 +156,7 @@ export class Pkcs12Backend implements KeyStoreBackend {
     return withTokenLock(this.#lockKey(), async () => {
       mkdirSync(dirname(this.location), { recursive: true, mode: 0o700 });
       writeFileAtomic(this.location, await encodePkcs12({ keys: [], certs: [] }, newUserPin));
+      this.#seen = [];
       return fileTokenInfo(this.location);
     });
   }
@@ -169,13 +187,16 @@ class Pkcs12Session implements TokenSession {
   #password: string;
   readonly #queue = new OperationQueue();
   #release: (() => void) | undefined;
+  readonly #onCertificates: (certs: TokenCertificate[]) => void;
 
-  constructor(path: string, token: TokenInfo, contents: Pkcs12Contents, password: string, release: () => void) {
+  constructor(path: string, token: TokenInfo, contents: Pkcs12Contents, password: string, release: () => void, onCertificates: (certs: TokenCertificate[]) => void) {
     this.#path = path;
     this.token = token;
     this.#contents = contents;
     this.#password = password;
     this.#release = release;
+    this.#onCertificates = onCertificates;
+    onCertificates(this.#certificates(contents));
   }
 
   #run<T>(fn: () => Promise<T> | T): Promise<T> {
@@ -190,6 +211,7 @@ class Pkcs12Session implements TokenSession {
     writeFileAtomic(this.#path, await encodePkcs12(next, password));
     this.#contents = next;
     this.#password = password;
+    this.#onCertificates(this.#certificates(next));
   }
 
   #key(keyId: string): FileKey {

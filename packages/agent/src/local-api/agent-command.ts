@@ -1,11 +1,12 @@
-import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { UkeyError, isUkeyError, type ErrorProblem } from "@ukey/policy";
+import { buildInfo } from "../build-info.js";
 import { faultFromEnv } from "../flows/fault.js";
 import type { ServerConnection } from "../flows/flow-types.js";
 import { flows } from "../flows/index.js";
 import { openBackend } from "../keys/open-backend.js";
 import { readAgentConfig, readCaFile } from "./agent-config.js";
+import { loadInstitutionConfig, refreshInstitutionConfig } from "./institution-config.js";
 import { defaultAgentHome, startLocalApi } from "./local-api-server.js";
 import { PairingFile, normaliseOrigin } from "./pairings.js";
 import { defaultAgentPort } from "./protocol.js";
@@ -25,20 +26,16 @@ const usage = `ukey agent: the local service that lets your institution's web pa
 
   ukey agent start [--port P] [--origin URL ...] [--server URL] [--module PATH] [--pkcs12 FILE] [--json]
       serve the local API on http://127.0.0.1:P (default ${defaultAgentPort}) to the server's site and each --origin
-      (also "origins" in ~/.ukey/agent.json); a new site is paired by typing the 6-digit code shown here
+      (also "origins" in ~/.ukey/agent.json); a new site is paired by typing the 6-digit code shown here.
+      Installed from the institution's download page, it needs neither --server nor --origin: the institution's
+      signed agent-config.json names both (docs/agent-install.md)
   ukey agent pairings [--json]        the sites paired with this agent
   ukey agent unpair ORIGIN [--json]   forget a site: its pages must pair again
 
 The agent listens only on 127.0.0.1. The PIN is typed only in the agent's own
 window (http://127.0.0.1:P/prompt/...), never in a website's page.`;
 
-const packageVersion = (() => {
-  try {
-    return (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
-  } catch {
-    return "0.0.0";
-  }
-})();
+const packageVersion = buildInfo().version;
 
 /**
  * Runs `ukey agent ARGS` and returns the exit code: 0 done, 1 failed, 2 wrong
@@ -75,10 +72,24 @@ export async function runAgentCommand(argv: string[], io: AgentCommandIo): Promi
       case "start": {
         if (rest.length > 0) throw new UkeyError("CLI_USAGE", { params: { reason: `unexpected ${rest.join(" ")}` } });
         const config = readAgentConfig(home);
-        const serverUrl = v.server ?? env.UKEY_SERVER ?? config.server;
-        if (!serverUrl) throw new UkeyError("CLI_USAGE", { params: { reason: "no server: give --server URL, set UKEY_SERVER, or put \"server\" in agent.json" } });
-        normaliseOrigin(serverUrl, "--server");
+        const log = (line: string) => io.stderr.write(`ukey agent: ${line}\n`);
         const caFile = v["ca-file"] ?? config.caFile;
+        let serverUrl = v.server ?? env.UKEY_SERVER ?? config.server;
+        const institutionOrigins: string[] = [];
+        if (!serverUrl) {
+          // Installed from the institution's download page: its signed configuration names the server and the portal.
+          let institution = loadInstitutionConfig(env, home, log);
+          try {
+            institution = await refreshInstitutionConfig(institution, home, caFile ? readCaFile(caFile) : undefined);
+          } catch (e) {
+            // The configuration in force stays: a server that is down, or a mirror that serves another file, changes nothing.
+            const p = isUkeyError(e) ? e.toProblem() : undefined;
+            log(`${p ? `${p.code} ${p.message.en}` : String(e)}; keeping the configuration of ${institution.config.issuedAt}`);
+          }
+          serverUrl = institution.config.server;
+          institutionOrigins.push(...institution.config.origins);
+        }
+        normaliseOrigin(serverUrl, "--server");
         const server: ServerConnection = { url: serverUrl.replace(/\/+$/, ""), ...(caFile ? { caPem: readCaFile(caFile) } : {}) };
         let port = config.port ?? defaultAgentPort;
         if (v.port !== undefined) {
@@ -91,12 +102,12 @@ export async function runAgentCommand(argv: string[], io: AgentCommandIo): Promi
         const api = await startLocalApi({
           port,
           home,
-          allowedOrigins: [...(config.origins ?? []), ...(v.origin ?? [])],
+          allowedOrigins: [...(config.origins ?? []), ...institutionOrigins, ...(v.origin ?? [])],
           flows,
           backendFactory: () => openBackend({ ...(module ? { module } : {}), ...(pkcs12 ? { pkcs12 } : {}), home, env }),
           server,
           version: packageVersion,
-          log: (line) => io.stderr.write(`ukey agent: ${line}\n`),
+          log,
           showPairingCode: (code, origin) => out(
             `\n  配对码 ${code}  —— 网站 ${origin} 请求使用您的 UKey。只有这是您自己刚打开的机构网页时，才把配对码输入到该网页中。\n`
             + `  Pairing code ${code} — the site ${origin} asks to use your UKey. Type the code into that page only if you just opened it yourself.\n`,
@@ -152,7 +163,7 @@ export async function runAgentCommand(argv: string[], io: AgentCommandIo): Promi
     const p: ErrorProblem = u.toProblem();
     if (json) io.stdout.write(`${JSON.stringify({ error: p })}\n`);
     io.stderr.write(`错误 ${p.code}：${p.message["zh-CN"]}\n  处理：${p.remedy["zh-CN"]}\nError ${p.code}: ${p.message.en}\n  Remedy: ${p.remedy.en}\n${p.detail ? `  Detail: ${p.detail}\n` : ""}`);
-    return u.code === "CLI_USAGE" || u.code === "CONFIG_INVALID" ? 2 : 1;
+    return u.code === "CLI_USAGE" || u.code === "CONFIG_INVALID" || u.code === "AGENT_NOT_CONFIGURED" ? 2 : 1;
   }
 }
 

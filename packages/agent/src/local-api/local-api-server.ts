@@ -73,7 +73,7 @@ const statusOfKind: Record<ErrorKind, number> = {
   internal: 500,
 };
 /** Where protocol.ts names another status than the kind's. */
-const statusOverride: Partial<Record<ErrorCode, number>> = { CODE_INVALID: 400 };
+const statusOverride: Partial<Record<ErrorCode, number>> = { CODE_INVALID: 400, PAIRING_CODE_INVALID: 400, UNSUPPORTED_MEDIA_TYPE: 415 };
 
 function toUkeyError(err: unknown, contentType: string): UkeyError {
   if (err instanceof UkeyError) return err;
@@ -82,8 +82,9 @@ function toUkeyError(err: unknown, contentType: string): UkeyError {
     case "FST_ERR_CTP_BODY_TOO_LARGE":
       return new UkeyError("REQUEST_TOO_LARGE", { params: { limit: bodyLimit }, cause: err });
     case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
-    case "FST_ERR_CTP_INVALID_CONTENT_LENGTH":
       return new UkeyError("UNSUPPORTED_MEDIA_TYPE", { params: { type: contentType.slice(0, 100) || "none" }, cause: err });
+    case "FST_ERR_CTP_INVALID_CONTENT_LENGTH":
+      return new UkeyError("REQUEST_INVALID", { params: { reason: "the Content-Length does not match the body" }, cause: err });
     case "FST_ERR_CTP_EMPTY_JSON_BODY":
     case "FST_ERR_CTP_INVALID_JSON_BODY":
       return new UkeyError("REQUEST_INVALID", { params: { reason: "body is not valid JSON" }, cause: err });
@@ -119,6 +120,7 @@ const operationRequestSchema = {
     { properties: { kind: { const: "change-pin" }, tokenSerial }, required: ["kind", "tokenSerial"], additionalProperties: false },
     { properties: { kind: { const: "clean-up" }, tokenSerial }, required: ["kind", "tokenSerial"], additionalProperties: false },
     { properties: { kind: { const: "doctor" } }, required: ["kind"], additionalProperties: false },
+    { properties: { kind: { const: "read-certificates" }, tokenSerial }, required: ["kind", "tokenSerial"], additionalProperties: false },
   ],
 } as const;
 
@@ -271,7 +273,7 @@ export async function startLocalApi(o: LocalApiOptions): Promise<LocalApi> {
   });
 
   app.get("/v1/tokens", { preHandler: requirePairing }, async () => {
-    return o.flows.status({ backend: await openBackend(), server: o.server });
+    return o.flows.status({ backend: await openBackend(), server: o.server, channel: "web" });
   });
 
   app.post<{ Body: OperationRequest }>("/v1/operations", { preHandler: requirePairing, schema: { body: operationRequestSchema } }, async (req, reply) => {

@@ -21,6 +21,8 @@ export interface PinPrompt {
   reason: string;
   so: boolean;
   newPin: boolean;
+  /** The token is a PKCS#12 file: its PIN is the file's password. */
+  file?: boolean;
   retry?: { code: string; triesLeft?: number };
 }
 
@@ -251,7 +253,7 @@ export class Operations {
     try {
       const backend = await this.o.backend();
       const base = { backend, server: this.o.server, ...(this.o.fault ? { fault: this.o.fault } : {}) };
-      const ctx: FlowContext = { ...base, prompter: this.prompter(op, request), channel: "web" };
+      const ctx: FlowContext = { ...base, prompter: this.prompter(op, request, backend.kind === "pkcs12"), channel: "web" };
       const { flows } = this.o;
       let result: unknown;
       switch (request.kind) {
@@ -273,6 +275,9 @@ export class Operations {
           break;
         case "doctor":
           result = await flows.doctor(base);
+          break;
+        case "read-certificates":
+          result = await flows.readCertificates(ctx, { tokenSerial: request.tokenSerial });
           break;
       }
       op.result = result;
@@ -302,7 +307,7 @@ export class Operations {
     }
   }
 
-  private prompter(op: Operation, request: OperationRequest): Prompter {
+  private prompter(op: Operation, request: OperationRequest, file: boolean): Prompter {
     return {
       pin: (r) => {
         const again = op.newPinAgain;
@@ -319,7 +324,7 @@ export class Operations {
         const prompt: PinPrompt = {
           operationId: op.id, operationKind: request.kind, origin: op.origin,
           tokenSerial: r.tokenSerial, tokenLabel: r.tokenLabel, reason: r.reason,
-          so: r.so === true, newPin: r.newPin === true, ...(r.retry ? { retry: r.retry } : {}),
+          so: r.so === true, newPin: r.newPin === true, ...(file ? { file: true } : {}), ...(r.retry ? { retry: r.retry } : {}),
         };
         return this.ask<string>(op, input, { nonce, prompt });
       },

@@ -221,7 +221,7 @@ export class PendingPairings {
 
   /**
    * Starts a pairing; the caller shows `code` to the holder, never to the page.
-   * @throws UkeyError CODE_ATTEMPTS_EXCEEDED while a pairing of the origin that ended after five wrong codes has not expired,
+   * @throws UkeyError PAIRING_ENDED while a pairing of the origin that ended after five wrong codes has not expired,
    *   PAIRING_ATTEMPTS_EXHAUSTED when the origin's wrong codes of the day are used up.
    */
   start(origin: string): { id: string; code: string; expiresAt: Date } {
@@ -231,7 +231,7 @@ export class PendingPairings {
     const a = this.current(all[origin], t);
     this.refuseWhenExhausted(origin, a, t);
     if (a.tries >= pairingMaxTries) {
-      throw new UkeyError("CODE_ATTEMPTS_EXCEEDED", { detail: `a new pairing can start after ${new Date(a.triesUntil).toISOString()}` });
+      throw new UkeyError("PAIRING_ENDED", { detail: `a new pairing can start after ${new Date(a.triesUntil).toISOString()}` });
     }
     for (const [id, p] of this.pending) if (p.origin === origin) this.pending.delete(id);
     const p: PendingPairing = {
@@ -249,7 +249,7 @@ export class PendingPairings {
   /**
    * Checks a typed code. Returns the origin on success (the pairing ends).
    * @throws UkeyError PAIRING_EXPIRED (unknown, expired, or started by another origin),
-   *   CODE_INVALID (wrong, tries left), CODE_ATTEMPTS_EXCEEDED (the fifth wrong code, and every try after it),
+   *   PAIRING_CODE_INVALID (wrong, with the tries left), PAIRING_ENDED (the fifth wrong code, and every try after it),
    *   PAIRING_ATTEMPTS_EXHAUSTED (the origin's wrong codes of the day are used up).
    */
   confirm(id: string, origin: string, code: string): string {
@@ -262,7 +262,7 @@ export class PendingPairings {
     }
     const all = this.attempts.read();
     const a = this.current(all[origin], t);
-    if (a.tries >= pairingMaxTries) throw new UkeyError("CODE_ATTEMPTS_EXCEEDED");
+    if (a.tries >= pairingMaxTries) throw new UkeyError("PAIRING_ENDED");
     this.refuseWhenExhausted(origin, a, t);
     const typed = Buffer.from(code, "utf8");
     const expected = Buffer.from(p.code, "utf8");
@@ -275,8 +275,8 @@ export class PendingPairings {
     const after = { ...a, tries: a.tries + 1, wrongToday: a.wrongToday + 1 };
     all[origin] = after;
     this.attempts.write(all, t);
-    if (after.tries >= pairingMaxTries) throw new UkeyError("CODE_ATTEMPTS_EXCEEDED", { detail: "pairing ended after 5 wrong codes" });
-    throw new UkeyError("CODE_INVALID", { params: { triesLeft: pairingMaxTries - after.tries } });
+    if (after.tries >= pairingMaxTries) throw new UkeyError("PAIRING_ENDED", { detail: "pairing ended after 5 wrong codes" });
+    throw new UkeyError("PAIRING_CODE_INVALID", { params: { triesLeft: pairingMaxTries - after.tries } });
   }
 
   /** An origin's attempts as they count at `t`: a pairing's tries end with it, a day's wrong codes with the day. */

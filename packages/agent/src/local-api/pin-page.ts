@@ -53,6 +53,7 @@ const operationWords: Record<OperationRequest["kind"], { zh: string; en: string 
   "change-pin": { zh: "修改 UKey 的 PIN", en: "change the UKey's PIN" },
   "clean-up": { zh: "删除 UKey 中无效的证书", en: "remove invalid certificates from the UKey" },
   doctor: { zh: "检查 UKey 和本机设置", en: "check the UKey and this computer" },
+  "read-certificates": { zh: "读取 UKey 中的证书", en: "read the certificates on the UKey" },
 };
 
 /** Escapes text for HTML element content and quoted attribute values. */
@@ -106,13 +107,14 @@ export function renderPinPage(prompt: PinPrompt, agentOrigin: string, problem?: 
     ? { zh: "UKey 的管理员 PIN（SO PIN）", en: "the UKey's security officer PIN (SO PIN)" }
     : prompt.newPin
       ? { zh: "UKey 的新 PIN", en: "a new PIN for the UKey" }
-      : { zh: "UKey 的密码（PIN）", en: "the UKey's PIN" };
+      : prompt.file
+        ? { zh: "证书文件的密码（PIN）", en: "the certificate file's password (PIN)" }
+        : { zh: "UKey 的密码（PIN）", en: "the UKey's PIN" };
   const parts: string[] = [];
   parts.push(bilingual(`网站 ${prompt.origin} 请求${op.zh}，为此需要${what.zh}。`, `The site ${prompt.origin} asks to ${op.en}; for this the agent needs ${what.en}.`));
   parts.push(`<dl><dt>网站 <span class="en">Site</span></dt><dd class="origin">${escapeHtml(prompt.origin)}</dd>`
     + `<dt>UKey</dt><dd>${escapeHtml(prompt.tokenLabel)}</dd>`
     + `<dt>序列号 <span class="en">Serial</span></dt><dd>${escapeHtml(prompt.tokenSerial)}</dd>`
-    + (prompt.reason ? `<dt>用途 <span class="en">Why</span></dt><dd>${escapeHtml(prompt.reason)}</dd>` : "")
     + `</dl>`);
   if (prompt.retry) {
     const params: Record<string, string | number> = prompt.retry.triesLeft !== undefined ? { triesLeft: prompt.retry.triesLeft } : {};
@@ -136,8 +138,8 @@ export function renderPinPage(prompt: PinPrompt, agentOrigin: string, problem?: 
   }
   parts.push(`<form method="post">${fields}<button type="submit">确定 <span lang="en">OK</span></button></form>`);
   parts.push(safetyNote(agentOrigin));
-  return page(prompt.newPin ? "设置新 PIN" : prompt.so ? "输入管理员 PIN" : "输入 UKey 密码（PIN）",
-    prompt.newPin ? "Set a new PIN" : prompt.so ? "Enter the SO PIN" : "Enter the UKey PIN", parts.join("\n"));
+  return page(prompt.newPin ? "设置新 PIN" : prompt.so ? "输入管理员 PIN" : prompt.file ? "输入证书文件密码（PIN）" : "输入 UKey 密码（PIN）",
+    prompt.newPin ? "Set a new PIN" : prompt.so ? "Enter the SO PIN" : prompt.file ? "Enter the certificate file's PIN" : "Enter the UKey PIN", parts.join("\n"));
 }
 
 /** What the page says once the PIN was handed over and the operation moved on (or did not in time). */

@@ -41,10 +41,16 @@ export interface HelloResponse {
 
 /** POST /v1/pairings → 201. */
 export interface PairingStarted { id: string; expiresAt: string }
-/** POST /v1/pairings/{id}/confirm {code} → 200. Wrong code: 400 CODE_INVALID; 5th: CODE_ATTEMPTS_EXCEEDED. */
+/** POST /v1/pairings/{id}/confirm {code} → 200. Wrong code: 400 PAIRING_CODE_INVALID with params.triesLeft; 5th: 409 PAIRING_ENDED. */
 export interface PairingConfirmed { token: string; origin: string }
 
-/** GET /v1/tokens → the TokenStatus[] of flows/flow-types.ts (no PIN: public objects; PKCS#12 files listed without certificates). */
+/**
+ * GET /v1/tokens → the TokenStatus[] of flows/flow-types.ts (no PIN: public
+ * objects), with the server's advice for the web channel. A PKCS#12 file
+ * the agent has not opened yet comes with `certificatesHidden: true` and no
+ * certificates; after a "read-certificates" operation its certificates are
+ * listed for as long as the agent runs.
+ */
 
 /** POST /v1/operations → 202 OperationView. */
 export type OperationRequest =
@@ -53,12 +59,14 @@ export type OperationRequest =
   | { kind: "initialise"; tokenSerial: string; label?: string }
   | { kind: "change-pin"; tokenSerial: string }
   | { kind: "clean-up"; tokenSerial: string }
-  | { kind: "doctor" };
+  | { kind: "doctor" }
+  /** Asks the PIN in the agent's window and opens the token once: a PKCS#12 file's certificates are listed (GET /v1/tokens) only after that. */
+  | { kind: "read-certificates"; tokenSerial: string };
 
 /** What the operation waits for. */
 export type OperationInput =
   | { kind: "pin"; promptUrl: string; so?: boolean; newPin?: boolean; retry?: { code: string; triesLeft?: number } }
-  | { kind: "id-number"; idType: string; retry?: { code: string } }
+  | { kind: "id-number"; idType: string; retry?: { code: string; triesLeft?: number } }
   | { kind: "one-time-code"; channel: "sms" | "email"; maskedTo: string; expiresAt: string; resendAfter: string; retry?: { code: string } }
   | { kind: "step-up"; approvalUrl: string; expiresAt?: string }
   | { kind: "confirm"; question: string; consequences: string[] };

@@ -18,6 +18,7 @@ let agent: TestAgent;
 let issued: { serial: string; certId: string; notAfter: string };
 let otpToken: string;
 let freshToken: string;
+let lockToken: string;
 let token: string;
 
 before(async () => {
@@ -26,6 +27,8 @@ before(async () => {
   otpToken = world.addToken("otp");
   await world.issueOnToken("H3", "otp", "p256", otpToken);
   freshToken = world.addToken("fresh");
+  lockToken = world.addToken("lock");
+  await world.issueOnToken("H3", "otp", "p256", lockToken);
   const server = await world.start();
   agent = await startTestAgent(flows, {
     backendFactory: async () => new Pkcs11Backend(world.hsm.module),
@@ -46,6 +49,13 @@ async function until(id: string, pred: (v: OperationView) => boolean): Promise<O
   }
   assert.ok(pred(v), JSON.stringify(v));
   return v;
+}
+
+/** The files of SoftHSM2's token directory with their sizes, for a failure message. */
+function tokenFiles(conf: string): string[] {
+  const dir = /directories\.tokendir\s*=\s*(\S+)/.exec(readFileSync(conf, "utf8"))?.[1];
+  if (!dir) return ["(no tokendir in the configuration)"];
+  return (readdirSync(dir, { recursive: true }) as string[]).sort().map((n) => `${n} ${statSync(join(dir, n)).size}`);
 }
 
 const norm = (hex: string) => hex.toLowerCase().replace(/[^0-9a-f]/g, "").replace(/^0+/, "");
@@ -100,12 +110,18 @@ test("renew through the local API: the PIN typed in the agent's page (a wrong on
   const steps = v.progress.map((p) => p.step);
   for (const step of ["prove-possession", "generate-key", "install", "done"]) assert.ok(steps.includes(step as never), steps.join());
 
-  // The token holds the new certificate, and the status says so.
-  const objects = world.objects();
-  assert.ok(objects.certificates.some((c) => c.serialHex === norm(result.certificate.serialHex)), objects.raw);
+  // The token holds the new certificate, and the status says so: first as
+  // the agent's own session sees it, then as another process (pkcs11-tool)
+  // reads the token's files. Should the two ever disagree, the message holds
+  // both views and the token directory's files, to tell a SoftHSM2 file
+  // visibility problem from an install the agent never made.
   const tokens = (await agent.call("/v1/tokens", { token })).json as unknown as TokenStatus[];
   const certs = tokens.find((t) => t.token.serial === world.hsm.tokenSerial)!.certificates;
   assert.ok(certs.some((c) => norm(c.certificate.serialHex) === norm(result.certificate.serialHex) && c.state === "expiring"), JSON.stringify(certs));
+  const objects = world.objects();
+  assert.ok(objects.certificates.some((c) => c.serialHex === norm(result.certificate.serialHex)),
+    `pkcs11-tool does not list ${result.certificate.serialHex}; the agent lists ${certs.map((c) => c.certificate.serialHex).join(", ")}\n` +
+    `progress: ${v.progress.map((p) => p.step).join(" → ")}\ntoken files: ${tokenFiles(world.hsm.conf).join(", ")}\n${objects.raw}`);
 
   // The PIN is in no log line, no answer and no file of the agent's home.
   assert.ok(!agent.logs.some((l) => l.includes(world.hsm.pin)), agent.logs.join("\n"));
@@ -128,7 +144,7 @@ test("renew with an ID number (a wrong one first) and a one-time code answered t
   assert.deepEqual(v.input, { kind: "id-number", idType: "resident-id" }, JSON.stringify(v));
   assert.equal((await agent.call(`/v1/operations/${id}/input`, { token, body: { idNumber: "110101199003071230" } })).status, 202);
   v = await until(id, (x) => (x.input?.kind === "id-number" && "retry" in x.input) || x.state === "failed");
-  assert.deepEqual(v.input, { kind: "id-number", idType: "resident-id", retry: { code: "IDENTITY_MISMATCH" } }, JSON.stringify(v));
+  assert.deepEqual(v.input, { kind: "id-number", idType: "resident-id", retry: { code: "IDENTITY_MISMATCH", triesLeft: 4 } }, JSON.stringify(v));
   assert.equal((await agent.call(`/v1/operations/${id}/input`, { token, body: { idNumber: "11010119900307123X" } })).status, 202);
 
   v = await until(id, (x) => x.input?.kind === "one-time-code" || x.state === "failed");
@@ -145,6 +161,45 @@ test("renew with an ID number (a wrong one first) and a one-time code answered t
   const steps = v.progress.map((p) => p.step);
   assert.ok(steps.includes("verify-identity") && steps.includes("verify-code"), steps.join());
   assert.ok(!agent.logs.some((l) => l.includes("11010119900307123X") || l.includes(code)), agent.logs.join("\n"));
+});
+
+test("issue 16 (3): five wrong ID numbers count down, end with IDENTITY_ATTEMPTS_EXCEEDED, and the next start is refused before any PIN", async () => {
+  const started = await agent.call("/v1/operations", { token, body: { kind: "renew", tokenSerial: lockToken } });
+  const id = started.json.id as string;
+  let v = await until(id, (x) => x.state !== "running");
+  assert.equal((await postPin((v.input as { promptUrl: string }).promptUrl, { pin: world.hsm.pin })).status, 200);
+  const seen: (number | undefined)[] = [];
+  for (let i = 0; i < 5; i++) {
+    v = await until(id, (x) => (x.input?.kind === "id-number" && x.revision !== v.revision) || x.state === "failed");
+    if (v.state === "failed") break;
+    seen.push((v.input as { retry?: { triesLeft?: number } }).retry?.triesLeft);
+    assert.equal((await agent.call(`/v1/operations/${id}/input`, { token, body: { idNumber: "110101199003071230" } })).status, 202);
+  }
+  v = await until(id, (x) => x.state === "failed");
+  assert.deepEqual(seen, [undefined, 4, 3, 2, 1], "each wrong number says how many tries are left");
+  assert.equal(v.error?.code, "IDENTITY_ATTEMPTS_EXCEEDED", JSON.stringify(v.error));
+  assert.match(v.error!.message.zh, /北京时间/);
+  const until24 = Number(new Date(String(v.error!.params?.until)));
+  assert.ok(until24 > Date.now() + 23 * 3_600_000, JSON.stringify(v.error));
+
+  // The listing shows the pause, and starting again is refused before the PIN is asked.
+  const tokens = (await agent.call("/v1/tokens", { token })).json as unknown as TokenStatus[];
+  const cert = tokens.find((t) => t.token.serial === lockToken)!.certificates[0]!;
+  assert.equal(cert.advice?.lockedUntil, v.error!.params?.until);
+  const again = await agent.call("/v1/operations", { token, body: { kind: "renew", tokenSerial: lockToken } });
+  const w = await until(again.json.id as string, (x) => x.state !== "running");
+  assert.equal(w.state, "failed", JSON.stringify(w));
+  assert.equal(w.error?.code, "RENEWAL_LOCKED");
+  assert.match(w.error!.message.zh, /\d{4}-\d{2}-\d{2} \d{2}:\d{2}（北京时间）/);
+});
+
+test("issue 16 (8): a download checks its codes with the server before the PIN is asked", async () => {
+  const started = await agent.call("/v1/operations", { token, body: { kind: "download", tokenSerial: freshToken, referenceNumber: "1234567897", authorizationCode: "ABCD-EFGH-JKLM" } });
+  assert.equal(started.status, 202, started.text);
+  const v = await until(started.json.id as string, (x) => x.state !== "running");
+  assert.equal(v.state, "failed", `refused before any PIN: ${JSON.stringify(v)}`);
+  assert.equal(v.error?.code, "CODE_INVALID");
+  assert.deepEqual(v.progress.map((p) => p.step), ["check-codes"]);
 });
 
 test("initialise through the API: confirm, then the SO PIN and the new PIN (typed twice in one page) in the same window", async () => {

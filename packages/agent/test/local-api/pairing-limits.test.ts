@@ -42,16 +42,16 @@ test("wrong pairing codes still count after the agent restarts", async () => {
   const home = mkdtempSync(join(tmpdir(), "ukey-agent-home-"));
   try {
     let a = await agentOn(home, T0);
-    assert.deepEqual(await wrongCodes(a, 3), ["CODE_INVALID", "CODE_INVALID", "CODE_INVALID"]);
+    assert.deepEqual(await wrongCodes(a, 3), ["PAIRING_CODE_INVALID", "PAIRING_CODE_INVALID", "PAIRING_CODE_INVALID"]);
     await a.api.close();
     assert.equal(statSync(join(home, "pairing-attempts.json")).mode & 0o777, 0o600);
     a = await agentOn(home, T0 + 10_000);
     // The pairing in progress died with the old process; its two wrong codes left carry over to a new one.
-    assert.deepEqual(await wrongCodes(a, 3), ["CODE_INVALID", "CODE_ATTEMPTS_EXCEEDED", "CODE_ATTEMPTS_EXCEEDED"]);
+    assert.deepEqual(await wrongCodes(a, 3), ["PAIRING_CODE_INVALID", "PAIRING_ENDED", "PAIRING_ENDED"]);
     await a.api.close();
     a = await agentOn(home, T0 + 20_000);
     const again = await a.call("/v1/pairings", { origin, method: "POST" });
-    assert.deepEqual([again.status, again.json.code], [409, "CODE_ATTEMPTS_EXCEEDED"], "no fresh pairing after a restart");
+    assert.deepEqual([again.status, again.json.code], [409, "PAIRING_ENDED"], "no fresh pairing after a restart");
     await a.api.close();
   } finally {
     rmSync(home, { recursive: true, force: true });
@@ -70,7 +70,7 @@ test(`an origin gets at most ${pairingMaxWrongPerDay} wrong pairing codes in a d
       await a.api.close();
       at += 2 * 60_000 + 1;
     }
-    assert.equal(answers.filter((c) => c === "CODE_INVALID").length, (pairingMaxWrongPerDay / 5) * 4);
+    assert.equal(answers.filter((c) => c === "PAIRING_CODE_INVALID").length, (pairingMaxWrongPerDay / 5) * 4);
     assert.deepEqual(answers.at(-1), "PAIRING_ATTEMPTS_EXHAUSTED");
     const a = await agentOn(home, at);
     try {

@@ -21,6 +21,8 @@ export const untouchedBackend: KeyStoreBackend = new Proxy({} as KeyStoreBackend
   get(_t, prop) {
     if (prop === "then") return undefined;
     if (prop === "close") return async () => {};
+    // What kind of key it is only words the PIN page ("UKey" or "file"); it uses nothing.
+    if (prop === "kind") return "pkcs11";
     throw new Error(`the stand-in flows must not use the key backend (${String(prop)})`);
   },
 });
@@ -123,6 +125,7 @@ export function scriptedFlows(script: (ctx: Parameters<Flows["renew"]>[0], kind:
     changePin: (ctx) => script(ctx, "change-pin") as never,
     cleanUp: (ctx) => script(ctx, "clean-up") as never,
     doctor: notHere,
+    readCertificates: (ctx) => script(ctx, "read-certificates") as never,
   };
 }
 

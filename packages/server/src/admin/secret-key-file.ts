@@ -14,6 +14,8 @@ export function raKeyFiles(layout: Pick<DataDirLayout, "dir">) {
     operatorTotp: join(secrets, "operator-totp.key"),
     /** HMAC key under which authorization codes are stored. */
     enrolmentCode: join(secrets, "enrolment-code.key"),
+    /** Seed of the Ed25519 key that signs the agent's configuration and the downloads manifest (distribution/). */
+    distributionSigning: join(secrets, "distribution-signing.key"),
   } as const;
 }
 

@@ -14,7 +14,7 @@ export const estRealm = "ukey-renew EST";
 
 /** Codes that mean "these credentials do not work": RFC 7030 section 3.2.3 and RFC 9110 want 401 with a challenge. */
 const credentialCodes = new Set([
-  "EST_CREDENTIALS_REQUIRED", "CODE_INVALID", "CODE_EXPIRED", "CODE_ALREADY_USED", "CODE_REVOKED", "CODE_ATTEMPTS_EXCEEDED",
+  "EST_CREDENTIALS_REQUIRED", "CODE_INVALID", "DOWNLOAD_CODE_INVALID", "CODE_EXPIRED", "CODE_ALREADY_USED", "CODE_REVOKED", "CODE_ATTEMPTS_EXCEEDED",
 ]);
 
 /** A PKCS#10 in base64 is a few kilobytes; 32 KiB leaves room for RSA 4096 with line breaks and refuses the rest early. */

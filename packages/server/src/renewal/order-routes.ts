@@ -113,4 +113,11 @@ export function registerOrderRoutes(app: FastifyInstance, orders: RenewalOrderSe
       }, ["referenceNumber", "authorizationCode", "csr"]),
     },
   }, async (req, reply) => private_(reply).status(201).send(await downloads.download(req.body.referenceNumber, req.body.authorizationCode, req.body.csr, req.body.tokenSerial ?? null, "holder")));
+
+  app.post<{ Body: { referenceNumber: string; authorizationCode: string } }>("/api/v1/downloads/check", {
+    schema: {
+      tags: ["renewal"], summary: "Check a reference number and authorization code before the key is used (a wrong code counts as in a download; nothing is consumed)",
+      body: body({ referenceNumber: { type: "string", maxLength: 32 }, authorizationCode: { type: "string", maxLength: 32 } }, ["referenceNumber", "authorizationCode"]),
+    },
+  }, async (req, reply) => private_(reply).send(await downloads.check(req.body.referenceNumber, req.body.authorizationCode, "holder")));
 }

@@ -14,6 +14,7 @@ import type { IssuanceService } from "../issuance-service.js";
 import type { ProfileCache } from "../profile-cache.js";
 import { SignatureVerifier } from "../signature-verifier.js";
 import { subjectFor } from "../issuance-service.js";
+import { failureLockMs, renewalLockedUntil } from "./renewal-lock.js";
 import {
   closedOrderStates, isVerified, nextStep, orderAfter,
   type OrderData, type OrderStarted, type OrderStep, type OrderView, type PossessionChallengeView, type ProvenOrderView,
@@ -64,7 +65,6 @@ const codeResendMs = 60_000;
 const maxCodeAttempts = 5;
 const maxIdAttempts = 5;
 const stepUpTtlMs = 10 * 60_000;
-const failureLockMs = 24 * 3_600_000;
 const orderIdPattern = /^[0-9a-f-]{36}$/;
 
 type OrderStore = Pick<Store, "transaction" | "certificates" | "holders" | "profiles" | "orders">;
@@ -135,8 +135,8 @@ export class RenewalOrderService {
     const open = await this.deps.store.orders.findOpenForCertificate(serial);
     if (open) return { ...this.challengeView(open, cert, at), resumed: true, nextStep: "possession" };
     // An order that failed on wrong answers locks its certificate for a day: five guesses a day, not per order.
-    const lastFailure = await this.deps.store.orders.lastFailedAt(serial);
-    if (lastFailure !== undefined && at - lastFailure < failureLockMs) throw new UkeyError("RENEWAL_LOCKED", { params: { until: new Date(lastFailure + failureLockMs).toISOString() } });
+    const lockedUntil = renewalLockedUntil(await this.deps.store.orders.lastFailedAt(serial), at);
+    if (lockedUntil) throw new UkeyError("RENEWAL_LOCKED", { params: { until: lockedUntil.toISOString() } });
     const profile = await this.profile(cert.profileId);
     const e = evaluate({ notBefore: cert.notBefore, notAfter: cert.notAfter, status: cert.status, revokedAt: cert.revokedAt }, profile, channel, now);
     const refusal = renewalRefusal(e, { serial, stepUpVerified: true });
@@ -228,18 +228,18 @@ export class RenewalOrderService {
   /**
    * Compares the ID type and number with the record (keyed hashes); five
    * wrong answers fail the order.
-   * @throws UkeyError ORDER_CREDENTIAL_*, IDENTITY_MISMATCH, CODE_ATTEMPTS_EXCEEDED.
+   * @throws UkeyError ORDER_CREDENTIAL_*, IDENTITY_MISMATCH (with triesLeft), IDENTITY_ATTEMPTS_EXCEEDED (the fifth, with the day the pause ends).
    */
   async proveIdentity(orderId: string, credential: string | undefined, idType: string, idNumber: string): Promise<OrderView> {
     this.requireCredential(orderId, "id-number", credential);
-    return this.step(orderId, "id-number", { credential }, async (_o, d, _cert, _at, holder) => {
+    return this.step(orderId, "id-number", { credential }, async (_o, d, _cert, at, holder) => {
       const given = Buffer.from(hashIdNumber(this.deps.idKey, idType, idNumber), "hex");
       const want = Buffer.from(holder.idHash, "hex");
       if (holder.idType === idType && given.length === want.length && timingSafeEqual(given, want)) {
         d.done.idNumber = this.deps.clock.now().getTime();
         return undefined;
       }
-      return this.wrongIdNumber(d);
+      return this.wrongIdNumber(d, at);
     });
   }
 
@@ -308,7 +308,7 @@ export class RenewalOrderService {
 
   /**
    * The second device approves with the one-time link and the ID number.
-   * @throws UkeyError CHALLENGE_INVALID (unknown, used or expired link), IDENTITY_MISMATCH, CODE_ATTEMPTS_EXCEEDED.
+   * @throws UkeyError CHALLENGE_INVALID (unknown, used or expired link), IDENTITY_MISMATCH, IDENTITY_ATTEMPTS_EXCEEDED.
    */
   async approveStepUp(link: string, idType: string, idNumber: string): Promise<OrderView> {
     const [orderId = "", token = "", ...rest] = link.split(".");
@@ -317,7 +317,7 @@ export class RenewalOrderService {
     }
     return this.step(orderId, "step-up", { stepUpToken: token }, async (_o, d, _cert, at, holder) => {
       if (holder.idType !== idType || hashIdNumber(this.deps.idKey, idType, idNumber) !== holder.idHash) {
-        const wrong = this.wrongIdNumber(d);
+        const wrong = this.wrongIdNumber(d, at);
         if (d.failure) delete d.stepUp;
         return wrong;
       }
@@ -547,14 +547,18 @@ export class RenewalOrderService {
     return error;
   }
 
-  /** Counts a wrong ID number; the fifth fails the order (the certificate then rests a day). */
-  private wrongIdNumber(d: OrderData): UkeyError {
+  /**
+   * Counts a wrong ID number: IDENTITY_MISMATCH says how many tries are
+   * left; the fifth fails the order, and the certificate's online renewal
+   * rests a day from `at` (IDENTITY_ATTEMPTS_EXCEEDED says until when).
+   */
+  private wrongIdNumber(d: OrderData, at: number): UkeyError {
     d.idAttempts += 1;
     if (d.idAttempts >= maxIdAttempts) {
       d.failure = "IDENTITY_MISMATCH";
-      return new UkeyError("CODE_ATTEMPTS_EXCEEDED");
+      return new UkeyError("IDENTITY_ATTEMPTS_EXCEEDED", { params: { attempts: maxIdAttempts, until: new Date(at + failureLockMs).toISOString() } });
     }
-    return new UkeyError("IDENTITY_MISMATCH");
+    return new UkeyError("IDENTITY_MISMATCH", { params: { triesLeft: maxIdAttempts - d.idAttempts } });
   }
 
   private codeHash(orderId: string, code: string): string {

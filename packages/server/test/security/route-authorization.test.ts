@@ -54,6 +54,7 @@ const unauthenticated: Record<string, Access> = {
   "GET /crl/issuing.pem": { kind: "public", why: "CRLs are public (RFC 5280)" },
   "POST /ocsp": { kind: "public", why: "OCSP is public (RFC 6960); relying parties ask at every login" },
   "GET /ocsp/{rest}": { kind: "public", why: "OCSP is public (RFC 6960)" },
+  "GET /downloads/{file}": { kind: "public", why: "published installers and the institution's signed agent configuration; the agent verifies what it uses against the key its installer brought (distribution.test.ts)" },
   "GET /api/v1/key-vendors": { kind: "public", why: "the institution's vendor table, no personal data" },
   "GET /api/v1/renewal-info/{certId}": { kind: "public", why: "renewal advice (dates a relying party already reads in the certificate), no name or order" },
   "GET /.well-known/est/renewal-info/{certId}": { kind: "public", why: "renewal advice for EST clients" },
@@ -62,6 +63,7 @@ const unauthenticated: Record<string, Access> = {
   "POST /api/v1/orders/{id}/possession": { kind: "possession", why: "the proof of possession itself: a signature by the certificate's key, or the certificate as TLS client certificate" },
   "POST /api/v1/step-up/{link}": { kind: "step-up-link", why: "the one-time link's token, made by a step that needed the order credential" },
   "POST /api/v1/downloads": { kind: "codes", why: "the reference number and authorization code the institution gave the holder" },
+  "POST /api/v1/downloads/check": { kind: "codes", why: "the same two codes, checked before the holder's key is used; a wrong one counts as in a download" },
   "POST /api/v1/admin/sign-in": { kind: "sign-in", why: "password and TOTP code" },
   "POST /api/v1/admin/sign-in/certificate": { kind: "client-certificate", why: "a client certificate pinned on an operator account" },
   "POST /api/v1/holder/sign-in": { kind: "sign-in", why: "sends a code to the phone on record; answers the same whether the number exists or not" },
@@ -80,6 +82,7 @@ const bodies: Record<string, unknown> = {
   "POST /api/v1/step-up/{link}": { idType: "resident-id", idNumber: "110101190001010000" },
   // The CSR is checked before the codes (a malformed one spends no attempt): a real one, filled in before the tests.
   "POST /api/v1/downloads": { referenceNumber: "1234567897", authorizationCode: "ABCD-EFGH-JKLM", csr: "" },
+  "POST /api/v1/downloads/check": { referenceNumber: "1234567897", authorizationCode: "ABCD-EFGH-JKLM" },
   "POST /api/v1/admin/sign-in": { operatorId: "admin1", password: "not the password at all", totp: "000000" },
   "POST /api/v1/holder/sign-in/verify": { challengeId: "00000000-0000-0000-0000-000000000000", code: "123456" },
   "POST /api/v1/admin/operators": { id: "newcomer", role: "auditor", password: "a long enough passphrase" },

@@ -733,6 +733,22 @@ export function repositoryContract(engineName: string, factory: () => Promise<En
       });
     });
 
+    describe("key management centre escrows", () => {
+      test("an escrow is stored as given, listed per holder, and refused for an unknown holder or a reused id", async () => {
+        const x = holder();
+        await store.holders.insert(x);
+        const e = { id: `esc-${x.id}`, holderId: x.id, algorithm: "sm2", spki: Buffer.from([0x30, 1, 2]), wrappedKey: Buffer.from([9, 8, 7, 0]), masterKeyId: "mk1", createdAt: T0 };
+        await store.kmcEscrows.insert(e);
+        await store.kmcEscrows.insert({ ...e, id: `esc2-${x.id}`, createdAt: T0 + 1 });
+        assert.deepEqual(await store.kmcEscrows.get(e.id), e);
+        assert.deepEqual((await store.kmcEscrows.listByHolder(x.id)).map((r) => r.id), [e.id, `esc2-${x.id}`]);
+        assert.equal(await store.kmcEscrows.get("no-such-escrow"), undefined);
+        await assert.rejects(store.kmcEscrows.insert({ ...e, id: "esc-nobody", holderId: "no-such-holder" }), rejectsWith("HOLDER_NOT_FOUND"));
+        await assert.rejects(store.kmcEscrows.insert(e), rejectsWith("REQUEST_INVALID"));
+        assert.equal(await store.kmcEscrows.get("esc-nobody"), undefined);
+      });
+    });
+
     describe("holder preferences and sign-in codes", () => {
       test("preferences default to every channel, and are replaced", async () => {
         const x = holder();

@@ -39,7 +39,11 @@ export interface Certificate {
 }
 export interface Operator { id: string; role: string; certificatePinned: boolean; disabled: boolean; createdAt: number; updatedAt: number; signInPaused?: { clients: number; until: number } | null }
 export interface Enrolment { id: string; holderId: string; profileId: string; referenceNumber: string; expiresAt: number; attempts: number; maxAttempts: number; status: string; createdAt: number }
-export interface Order { id: string; certificateSerial: string | null; holderId: string; profileId: string; state: string; channel: string; newSerial: string | null; createdAt: number; updatedAt: number }
+export interface Order {
+  id: string; certificateSerial: string | null; holderId: string; profileId: string; state: string; channel: string; newSerial: string | null; createdAt: number; updatedAt: number;
+  /** Verification progress; `failure` is the catalogue code an order failed on. */
+  data?: { failure?: string; idAttempts?: number };
+}
 export interface OutboxMessage { id: string; channel: string; transport: string; recipient: string; purpose: string; holderId: string | null; redactedText: string; status: string; attempts: number; lastError: string | null; createdAt: number; sentAt: number | null }
 export interface AuditEntry { seq: number; at: number; actor: string; action: string; subjectType: string; subjectId: string; data: Record<string, unknown>; hash: string }
 export interface Expiries { from: number; weekMs: number; overdue: number; overdueSinceDays: number; total: number; weeks: { start: number; count: number }[] }

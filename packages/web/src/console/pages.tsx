@@ -64,7 +64,7 @@ function CertTable(props: { certs: Certificate[]; onChanged: () => void }) {
             <tr data-serial={c.serial} data-status={c.status} class={c.status === "active" && c.notAfter - now < 30 * 86_400_000 ? "warn" : ""}>
               <td><code>{c.serial}</code></td><td>{c.subjectDn}</td><td><a href={`#/holders/${encodeURIComponent(c.holderId)}`}>{c.holderId}</a></td><td>{c.profileId}</td>
               <td>{day(c.notBefore)} — {day(c.notAfter)}</td>
-              <td>{t(`cstatus.${c.status as (typeof certificateStatuses)[number]}`)}{c.revocationReason ? ` (${c.revocationReason})` : ""}</td>
+              <td>{t(`cstatus.${c.status as (typeof certificateStatuses)[number]}`)}{c.revocationReason ? `（${t(`reason.${c.revocationReason as (typeof revocationReasons)[number]}`)}）` : ""}</td>
               <td>
                 {c.status === "active" && revoking !== c.serial ? <button type="button" class="danger" data-action="revoke" onClick={() => { setRevoking(c.serial); setProblem(null); }}>{t("con.revoke")}</button> : null}
                 {c.status === "active" || c.status === "expired" ? <button type="button" data-action="renewal-unlock" onClick={() => void unlockRenewal(c.serial)}>{t("con.renewalUnlock")}</button> : null}
@@ -74,7 +74,7 @@ function CertTable(props: { certs: Certificate[]; onChanged: () => void }) {
                     try { await admin("POST", `/certificates/${c.serial}/revoke`, { reason }); setRevoking(null); props.onChanged(); } catch (x) { setProblem(asProblem(x)); }
                   }}>
                     <label>{t("con.reason")} <select name="reason" value={reason} onChange={(e) => setReason(e.currentTarget.value)}>
-                      {revocationReasons.map((r) => <option value={r}>{r}</option>)}
+                      {revocationReasons.map((r) => <option value={r}>{t(`reason.${r}`)}</option>)}
                     </select></label>
                     <button type="submit" class="danger" data-action="confirm-revoke">{t("con.confirmRevoke")}</button>
                     <button type="button" onClick={() => setRevoking(null)}>{t("common.cancel")}</button>
@@ -201,7 +201,7 @@ export function EnrolmentsPage() {
         <table class="data no-print" data-table="enrolments">
           <thead><tr><th>{t("download.reference")}</th><th>{t("con.holder")}</th><th>{t("con.profile")}</th><th>{t("con.status")}</th><th>{t("con.attempts")}</th><th>{t("con.expires")}</th><th /></tr></thead>
           <tbody>{list.data.enrolments.map((en) => (
-            <tr data-enrolment={en.id}><td><code>{en.referenceNumber}</code></td><td>{en.holderId}</td><td>{en.profileId}</td><td>{en.status}</td><td>{en.attempts}/{en.maxAttempts}</td><td>{dayTime(en.expiresAt)}</td>
+            <tr data-enrolment={en.id}><td><code>{en.referenceNumber}</code></td><td>{en.holderId}</td><td>{en.profileId}</td><td data-status={en.status}>{t(`estatus.${en.status as "open" | "used" | "expired" | "revoked" | "locked"}`)}</td><td>{en.attempts}/{en.maxAttempts}</td><td>{dayTime(en.expiresAt)}</td>
               <td>{en.status === "open" ? <button type="button" onClick={async () => { try { await admin("POST", `/enrolments/${en.id}/revoke`); list.reload(); } catch (x) { setProblem(asProblem(x)); } }}>{t("con.withdraw")}</button> : null}</td></tr>
           ))}</tbody>
         </table>
@@ -214,17 +214,33 @@ export function OrdersPage() {
   useLang();
   const [state, setState] = useState("");
   const list = useLoad(() => admin<{ orders: Order[] }>("GET", `/orders${state ? `?state=${state}` : ""}`), [state]);
+  const [problem, setProblem] = useState<Problem | null>(null);
+  const [notice, setNotice] = useState<string | null>(null);
+  const failure = (o: Order) => {
+    const f = o.data?.failure;
+    if (o.state !== "failed" || !f) return null;
+    if (f === "IDENTITY_MISMATCH") return t("con.failure.IDENTITY_MISMATCH", { n: o.data?.idAttempts ?? 5 });
+    if (f === "CODE_ATTEMPTS_EXCEEDED") return t("con.failure.CODE_ATTEMPTS_EXCEEDED");
+    return t("con.failure.other", { code: f });
+  };
   return (
     <div class="page" data-page="orders">
       <h1>{t("con.orders")}</h1>
+      <Problemish problem={problem} />
+      {notice ? <p class="notice" role="status" data-notice="renewal-unlocked">{notice}</p> : null}
       <label>{t("con.status")} <select value={state} onChange={(e) => setState(e.currentTarget.value)}><option value="">{t("con.any")}</option>
         {orderStates.map((s) => <option value={s}>{t(`order.${s}`)}</option>)}</select></label>
       <Problemish problem={list.problem} />
       {list.data ? (
         <table class="data" data-table="orders">
-          <thead><tr><th>ID</th><th>{t("con.holder")}</th><th>{t("con.status")}</th><th>{t("con.channel")}</th><th>{t("con.oldSerial")}</th><th>{t("con.newSerial")}</th><th>{t("con.updated")}</th></tr></thead>
+          <thead><tr><th>ID</th><th>{t("con.holder")}</th><th>{t("con.status")}</th><th>{t("con.channel")}</th><th>{t("con.oldSerial")}</th><th>{t("con.newSerial")}</th><th>{t("con.updated")}</th><th>{t("con.reason")}</th></tr></thead>
           <tbody>{list.data.orders.map((o) => (
-            <tr data-order={o.id}><td><code>{o.id}</code></td><td>{o.holderId}</td><td>{t(`order.${o.state as (typeof orderStates)[number]}`)}</td><td>{o.channel}</td><td><code>{o.certificateSerial ?? "—"}</code></td><td><code>{o.newSerial ?? "—"}</code></td><td>{dayTime(o.updatedAt)}</td></tr>
+            <tr data-order={o.id}><td><code>{o.id}</code></td><td>{o.holderId}</td><td>{t(`order.${o.state as (typeof orderStates)[number]}`)}</td><td>{t(`channel.${o.channel as "web" | "mobile" | "cli" | "est"}`)}</td><td><code>{o.certificateSerial ?? "—"}</code></td><td><code>{o.newSerial ?? "—"}</code></td><td>{dayTime(o.updatedAt)}</td>
+              <td data-failure={o.data?.failure ?? ""}>{failure(o)}
+                {failure(o) && o.certificateSerial ? <> <button type="button" data-action="renewal-unlock" onClick={async () => {
+                  setProblem(null); setNotice(null);
+                  try { await admin("POST", `/certificates/${o.certificateSerial}/renewal-unlock`); setNotice(t("con.renewalUnlocked", { serial: o.certificateSerial! })); } catch (x) { setProblem(asProblem(x)); }
+                }}>{t("con.renewalUnlock")}</button></> : null}</td></tr>
           ))}</tbody>
         </table>
       ) : null}

@@ -5,7 +5,7 @@ import { Busy, ProblemView } from "../shared/ui.js";
 import type { HelloResponse } from "./agent-client.js";
 import { Steps } from "./agent-pages.js";
 import { StartButton, startOperation } from "./operation-page.js";
-import { CertificateCard, renewable, stateWords, useTokens, type PageCtx } from "./status-page.js";
+import { CertificateCard, ReadCertificates, renewable, stateWords, useTokens, type PageCtx } from "./status-page.js";
 
 /** Wizard step 3: choose the key and the certificate to renew (preselected when there is one). */
 export function RenewChoosePage(props: PageCtx & { query: URLSearchParams }) {
@@ -19,11 +19,14 @@ export function RenewChoosePage(props: PageCtx & { query: URLSearchParams }) {
   const open = options.filter((o) => renewable(o.c));
   const selected = choice ?? (options.some((o) => o.key === wanted) ? wanted : open.length === 1 ? open[0]!.key : null);
   const sel = options.find((o) => o.key === selected);
+  const hidden = tokens.filter((tk) => tk.certificatesHidden);
+  const back = `#/renew${props.query.toString() ? `?${props.query.toString()}` : ""}`;
   return (
     <div class="page" data-page="renew">
       <Steps current={2} />
       <h1>{t("renew.title")}</h1>
-      {options.length === 0 ? <p>{t("status.noKey")} <button type="button" onClick={reload}>{t("status.refresh")}</button></p> : (
+      {hidden.map((tk) => <ReadCertificates ctx={props} tokenSerial={tk.token.serial} returnTo={back} />)}
+      {options.length === 0 && hidden.length === 0 ? <p>{t("status.noKey")} <button type="button" onClick={reload}>{t("status.refresh")}</button></p> : options.length === 0 ? null : (
         <fieldset class="choices">
           <legend>{t("renew.choose")}</legend>
           {options.map((o) => {

@@ -107,7 +107,7 @@ export function PairingPage(props: { agent: AgentClient; onPaired: () => void })
   const confirm = async (ev: Event) => {
     ev.preventDefault();
     if (!pairing) return;
-    if (!/^\d{6}$/.test(code)) { setProblem(problemOf("CODE_INVALID")); return; }
+    if (!/^\d{6}$/.test(code)) { setProblem(problemOf("REQUEST_INVALID", { reason: t("pair.sixDigits") })); return; }
     setBusy(true); setProblem(null);
     try {
       await props.agent.confirmPairing(pairing.id, code);
@@ -115,7 +115,7 @@ export function PairingPage(props: { agent: AgentClient; onPaired: () => void })
     } catch (e) {
       const p = asProblem(e, "AGENT_NOT_RUNNING");
       setProblem(p);
-      if (["CODE_ATTEMPTS_EXCEEDED", "PAIRING_EXPIRED"].includes(p.code)) setPairing(null);
+      if (["PAIRING_ENDED", "PAIRING_EXPIRED"].includes(p.code)) setPairing(null);
     } finally { setBusy(false); }
   };
 
@@ -139,13 +139,13 @@ export function PairingPage(props: { agent: AgentClient; onPaired: () => void })
 }
 
 /** The renewal wizard's steps, as seed 000 numbers them, with the current one marked. */
-export function Steps(props: { current: number }) {
+export function Steps(props: { current: number; failed?: boolean }) {
   useLang();
   const names = [t("step.find"), t("step.pair"), t("step.choose"), t("step.verify"), t("step.install"), t("step.result")];
   return (
-    <ol class="wizard-steps" aria-label={t("step.label")}>
+    <ol class="wizard-steps" aria-label={t("step.label")} data-failed={props.failed ? "true" : undefined}>
       {names.map((n, i) => (
-        <li class={i < props.current ? "done" : i === props.current ? "current" : ""} aria-current={i === props.current ? "step" : undefined}>
+        <li class={i < props.current ? "done" : i === props.current ? (props.failed ? "current failed" : "current") : ""} aria-current={i === props.current ? "step" : undefined}>
           <span class="n">{i + 1}</span> {n}
         </li>
       ))}

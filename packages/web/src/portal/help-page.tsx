@@ -1,15 +1,20 @@
 import { useMemo, useState } from "preact/hooks";
 import { pick, t, useLang } from "../shared/i18n.js";
-import { describeError, errorCodes, legacyErrors, lookupError, type ErrorCode, type ErrorLookupResult } from "../shared/policy.js";
+import { describeError, legacyErrors, lookupError, type ErrorCode, type ErrorLookupResult } from "../shared/policy.js";
+import { holderCodes } from "../shared/holder-codes.js";
 import { isCatalogueCode } from "../shared/problem.js";
+
+
+/** A catalogue text with no error behind it: each placeholder reads as an ellipsis, never as {name}. */
+const generic = (text: string) => text.replace(/\{\w+\}/g, "…");
 
 function CodeEntry(props: { code: ErrorCode; open?: boolean }) {
   useLang();
   const p = describeError(props.code);
   return (
     <details class="help-entry" id={`code-${props.code}`} open={props.open} data-code={props.code}>
-      <summary><code>{props.code}</code> {pick(p.message)}</summary>
-      <p><strong>{t("common.whatToDo")}</strong> {pick(p.remedy)}</p>
+      <summary><code>{props.code}</code> {generic(pick(p.message))}</summary>
+      <p><strong>{t("common.whatToDo")}</strong> {generic(pick(p.remedy))}</p>
     </details>
   );
 }
@@ -55,8 +60,8 @@ export function HelpPage(props: { code?: string | undefined }) {
       ) : null}
       {focus ? null : (
         <>
-          <h2>{t("help.allCodes", { n: errorCodes.length })}</h2>
-          <div class="help-list">{errorCodes.map((c) => <CodeEntry code={c} />)}</div>
+          <h2>{t("help.allCodes", { n: holderCodes.length })}</h2>
+          <div class="help-list">{holderCodes.map((c) => <CodeEntry code={c} />)}</div>
           <h2>{t("help.legacyCodes", { n: legacyErrors.length })}</h2>
           <table class="legacy-table">
             <thead><tr><th>{t("help.legacyCode")}</th><th>{t("help.legacyMessage")}</th><th>{t("help.ours")}</th></tr></thead>

@@ -34,11 +34,23 @@ function useHashRoute() {
   return parseHash(hash);
 }
 
+/** How often the server's health is asked again (sooner when the page comes back into view or the network returns). */
+const healthEveryMs = 30_000;
+
+/** The server's reachability, asked at load and again every 30 s, on focus and when the network returns: the banner follows it. */
 function useServerHealth(): Problem | null {
   const [down, setDown] = useState<Problem | null>(null);
   useEffect(() => {
-    fetch("/healthz", { cache: "no-store" }).then((r) => { if (!r.ok) throw new TypeError("unhealthy"); setDown(null); })
-      .catch((e: unknown) => setDown(asProblem(e)));
+    let live = true;
+    const check = () => {
+      fetch("/healthz", { cache: "no-store" }).then((r) => { if (!r.ok) throw new TypeError("unhealthy"); if (live) setDown(null); })
+        .catch((e: unknown) => { if (live) setDown(asProblem(e)); });
+    };
+    check();
+    const timer = setInterval(check, healthEveryMs);
+    addEventListener("focus", check);
+    addEventListener("online", check);
+    return () => { live = false; clearInterval(timer); removeEventListener("focus", check); removeEventListener("online", check); };
   }, []);
   return down;
 }

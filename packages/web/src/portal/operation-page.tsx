@@ -11,6 +11,15 @@ import type { PageCtx } from "./status-page.js";
 import { QrCode } from "./step-up-page.js";
 
 const OPS_KEY = "ukey.operations";
+const RETURN_KEY = "ukey.operationReturn";
+
+/** Where the portal goes when the operation `id` is done (only "read-certificates" goes back by itself). */
+function returnOf(id: string): string | undefined {
+  try {
+    const r = (JSON.parse(sessionStorage.getItem(RETURN_KEY) ?? "{}") as Record<string, string>)[id];
+    return r && r.startsWith("#/") ? r : undefined;
+  } catch { return undefined; }
+}
 
 function rememberedOps(): Record<string, OperationRequest> {
   try { return JSON.parse(localStorage.getItem(OPS_KEY) ?? "{}") as Record<string, OperationRequest>; } catch { return {}; }
@@ -23,14 +32,17 @@ function remember(id: string, req: OperationRequest) {
 }
 
 /** Starts an operation in the agent and opens its page (which survives a reload: the id is in the address). */
-export async function startOperation(ctx: PageCtx, req: OperationRequest): Promise<void> {
+export async function startOperation(ctx: PageCtx, req: OperationRequest, returnTo?: string): Promise<void> {
   const v = await ctx.agent.start(req);
   remember(v.id, req);
+  if (returnTo) {
+    try { sessionStorage.setItem(RETURN_KEY, JSON.stringify({ [v.id]: returnTo })); } catch { /* the result page links back instead */ }
+  }
   location.hash = `#/op/${encodeURIComponent(v.id)}`;
 }
 
 /** A button that starts an operation, showing any refusal next to it. */
-export function StartButton(props: { ctx: PageCtx; request: OperationRequest; label: string; primary?: boolean; disabled?: boolean }) {
+export function StartButton(props: { ctx: PageCtx; request: OperationRequest; label: string; primary?: boolean; disabled?: boolean; returnTo?: string }) {
   useLang();
   const [busy, setBusy] = useState(false);
   const [problem, setProblem] = useState<Problem | null>(null);
@@ -38,7 +50,7 @@ export function StartButton(props: { ctx: PageCtx; request: OperationRequest; la
     <>
       <button type="button" class={props.primary ? "primary" : ""} disabled={busy || props.disabled} onClick={async () => {
         setBusy(true); setProblem(null);
-        try { await startOperation(props.ctx, props.request); } catch (e) { if (!props.ctx.lostPairing(e)) setProblem(asProblem(e, "AGENT_NOT_RUNNING")); } finally { setBusy(false); }
+        try { await startOperation(props.ctx, props.request, props.returnTo); } catch (e) { if (!props.ctx.lostPairing(e)) setProblem(asProblem(e, "AGENT_NOT_RUNNING")); } finally { setBusy(false); }
       }}>{props.label}</button>
       {problem ? <ProblemView problem={problem} helpHref={`#/help/${problem.code}`} /> : null}
     </>
@@ -97,20 +109,28 @@ export function OperationPage(props: PageCtx & { id: string }) {
     try { setView(await props.agent.answer(props.id, a)); } catch (e) { if (!props.lostPairing(e)) setProblem(asProblem(e, "AGENT_NOT_RUNNING")); }
   };
   const again = rememberedOps()[props.id];
+  // Reading a file's certificates is a means, not an end: once done, the page that asked for it lists them.
+  useEffect(() => {
+    if (view?.state === "done" && view.kind === "read-certificates") location.hash = returnOf(props.id) ?? "#/";
+  }, [view?.state, view?.kind]);
 
   if (!view) {
     return problem ? <div class="page" data-page="operation"><ProblemView problem={problem} helpHref={`#/help/${problem.code}`} />
       <Actions ctx={props} again={again} onRetry={() => setRound((n) => n + 1)} /></div> : <Busy />;
   }
   const isWizard = view.kind === "renew";
-  const step = view.state === "done" ? 5 : view.state === "needs-input" ? 3 : 4;
+  // The agent no longer knows the operation (it was stopped or restarted): it has ended here too, and can be started again.
+  const lost = problem?.code === "OPERATION_NOT_FOUND";
+  const failed = view.state === "failed" || lost;
+  const step = view.state === "done" ? 5 : failed ? stepOf(view) : view.state === "needs-input" ? 3 : 4;
   return (
-    <div class="page" data-page="operation" data-kind={view.kind} data-state={view.state}>
-      {isWizard ? <Steps current={step} /> : null}
+    <div class="page" data-page="operation" data-kind={view.kind} data-state={lost ? "lost" : view.state}>
+      {isWizard ? <Steps current={step} failed={failed} /> : null}
       <h1>{t(`op.${view.kind}`)}</h1>
       {problem ? <ProblemView problem={problem} helpHref={`#/help/${problem.code}`} /> : null}
-      {view.state === "needs-input" && view.input ? <InputForm input={view.input} agentBase={props.agent.base} onAnswer={answer} /> : null}
-      <ProgressView view={view} />
+      {lost ? <Actions ctx={props} again={again} /> : null}
+      {view.state === "needs-input" && view.input && !lost ? <InputForm input={view.input} agentBase={props.agent.base} onAnswer={answer} /> : null}
+      <ProgressView view={lost ? { ...view, state: "failed" } : view} />
       {view.state === "done" ? <ResultView kind={view.kind} result={view.result} /> : null}
       {view.state === "failed" ? (() => {
         const p = readProblem(view.error);
@@ -118,6 +138,14 @@ export function OperationPage(props: PageCtx & { id: string }) {
       })() : null}
     </div>
   );
+}
+
+/** The wizard's step an operation had reached by its last progress event (where a failure is shown). */
+function stepOf(view: OperationView): number {
+  const last = view.progress.at(-1)?.step ?? "";
+  if (["prove-possession", "step-up", "verify-identity", "verify-code"].includes(last)) return 3;
+  if (["generate-key", "submit-csr", "install", "confirm", "clean-up", "done"].includes(last)) return 4;
+  return 2;
 }
 
 function Actions(props: { ctx: PageCtx; again?: OperationRequest; onRetry?: () => void }) {
@@ -162,7 +190,7 @@ function InputForm(props: { input: OperationInput; agentBase: string; onAnswer: 
   return (
     <section class="card input" data-input={input.kind}>
       {retryProblem ? <ProblemView problem={retryProblem} helpHref={`#/help/${retryProblem.code}`}>
-        {triesLeft !== undefined ? <p class="warn">{t("verify.triesLeft", { n: triesLeft })}</p> : null}
+        {triesLeft !== undefined && input.kind === "pin" ? <p class="warn">{t("verify.triesLeft", { n: triesLeft })}</p> : null}
       </ProblemView> : null}
       {input.kind === "pin" ? <PinInput input={input} agentBase={props.agentBase} /> : null}
       {input.kind === "id-number" ? <IdNumberInput idType={input.idType} onAnswer={props.onAnswer} /> : null}

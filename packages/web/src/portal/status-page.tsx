@@ -1,5 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
-import { day } from "../shared/format.js";
+import { day, dayTime } from "../shared/format.js";
 import { pick, t, useLang } from "../shared/i18n.js";
 import { asProblem, type Problem } from "../shared/problem.js";
 import { Busy, ProblemView } from "../shared/ui.js";
@@ -41,9 +41,15 @@ export function stateWords(c: CertStatus): { text: string; cls: string } {
   }
 }
 
-/** True when the server's advice lets this certificate be renewed on the web now. */
+/** The end of a pause on online renewal (RENEWAL_LOCKED) still running now, else undefined. */
+export function lockedUntil(c: CertStatus): string | undefined {
+  const until = c.advice?.lockedUntil;
+  return until && Date.parse(until) > Date.now() ? until : undefined;
+}
+
+/** True when the server's advice lets this certificate be renewed on the web now (its window open, no pause). */
 export function renewable(c: CertStatus): boolean {
-  return c.certificate.hasKey && (c.advice?.window === "open" || c.advice?.window === "open-step-up");
+  return c.certificate.hasKey && (c.advice?.window === "open" || c.advice?.window === "open-step-up") && !lockedUntil(c);
 }
 
 /** One certificate in words and dates: state, validity, and the renewal window's dates. */
@@ -66,6 +72,7 @@ export function CertificateCard(props: { c: CertStatus; tokenSerial: string }) {
             <span>{t(`window.${a.window}`)}</span>
             {a.opensAt || a.closesAt ? <span> · {t("window.dates", { from: day(a.opensAt), to: day(a.closesAt) })}</span> : null}
             {a.explanation ? <p class="hint">{pick(a.explanation)}</p> : null}
+            {lockedUntil(c) ? <p class="bad" role="note" data-locked-until={lockedUntil(c)}>{t("cert.locked", { at: dayTime(lockedUntil(c)) })}</p> : null}
           </> : t("window.unknown")}
         </dd>
       </dl>
@@ -73,6 +80,22 @@ export function CertificateCard(props: { c: CertStatus; tokenSerial: string }) {
         ? <a class="button primary" href={`#/renew?token=${encodeURIComponent(props.tokenSerial)}&cert=${encodeURIComponent(c.certificate.serialHex)}`}>{t("cert.renew")}</a>
         : null}
     </article>
+  );
+}
+
+/**
+ * A certificate file whose certificates the agent cannot list before its
+ * PIN: the PIN is asked in the agent's own window (an operation), never here;
+ * afterwards the page at `returnTo` lists them.
+ */
+export function ReadCertificates(props: { ctx: PageCtx; tokenSerial: string; returnTo: string }) {
+  useLang();
+  return (
+    <div class="card" data-hidden-certs={props.tokenSerial}>
+      <p>{t("status.hidden")}</p>
+      <StartButton ctx={props.ctx} primary label={t("status.readCerts")} returnTo={props.returnTo}
+        request={{ kind: "read-certificates", tokenSerial: props.tokenSerial }} />
+    </div>
   );
 }
 
@@ -98,7 +121,8 @@ export function StatusPage(props: PageCtx) {
             {tk.token.backend === "pkcs12" ? ` · ${t("status.file")}` : ""}
           </p>
           {tk.token.pin.locked ? <p class="bad" role="alert">{t("status.pinLocked")}</p> : tk.token.pin.finalTry ? <p class="warn">{t("status.pinFinalTry")}</p> : tk.token.pin.countLow ? <p class="warn">{t("status.pinCountLow")}</p> : null}
-          {tk.certificates.length === 0 ? <p>{t("status.noCert")} <a href={`#/download?token=${encodeURIComponent(tk.token.serial)}`}>{t("nav.download")}</a></p> : null}
+          {tk.certificatesHidden ? <ReadCertificates ctx={props} tokenSerial={tk.token.serial} returnTo="#/" />
+            : tk.certificates.length === 0 ? <p>{t("status.noCert")} <a href={`#/download?token=${encodeURIComponent(tk.token.serial)}`}>{t("nav.download")}</a></p> : null}
           <div class="certs">{tk.certificates.map((c) => <CertificateCard c={c} tokenSerial={tk.token.serial} />)}</div>
           {tk.invalidObjects > 0 ? (
             <p class="hint">{t("status.invalidObjects", { n: tk.invalidObjects })}{" "}

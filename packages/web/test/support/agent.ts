@@ -10,6 +10,8 @@ export interface RunningAgent {
   child: ChildProcess;
   /** http://127.0.0.1:PORT */
   url: string;
+  /** Its UKEY_AGENT_HOME (pairings.json): a restart with the same home and port keeps the pairing. */
+  home: string;
   /** Runs `ukey agent ARGS` (e.g. unpair ORIGIN) against this agent's home, as the holder would in a terminal. */
   command(args: string[]): { status: number | null; stdout: string; stderr: string };
   /** The next pairing code the agent shows (the holder reads it in the agent's window). */
@@ -20,13 +22,15 @@ export interface RunningAgent {
 
 /**
  * Starts `ukey agent start --port 0 --json --server <world's server>` with the
- * world's PKCS#11 module; the server's own origin is allowed, and so is each
- * of `origins`. Resolves on its "listening" event.
+ * world's PKCS#11 module (or `opts.pkcs12`, a file token, instead); the
+ * server's own origin is allowed, and so is each of `origins`. `opts.home`
+ * and `opts.port` restart an agent as it was (same pairing, same address). Resolves on its "listening" event.
  */
-export async function startAgent(world: AgentWorld, origins: string[] = []): Promise<RunningAgent> {
+export async function startAgent(world: AgentWorld, origins: string[] = [], opts: { pkcs12?: string; home?: string; port?: number } = {}): Promise<RunningAgent> {
   if (!world.server) throw new Error("start the world's server first");
-  const home = mkdtempSync(join(world.t.dir, "agent-home-"));
-  const child = spawn(process.execPath, [ukeyBin, "agent", "start", "--port", "0", "--json", "--server", world.server.url, "--module", world.hsm.module,
+  const home = opts.home ?? mkdtempSync(join(world.t.dir, "agent-home-"));
+  const child = spawn(process.execPath, [ukeyBin, "agent", "start", "--port", String(opts.port ?? 0), "--json", "--server", world.server.url,
+    ...(opts.pkcs12 ? ["--pkcs12", opts.pkcs12] : ["--module", world.hsm.module]),
     ...origins.flatMap((o) => ["--origin", o])], {
     env: { PATH: process.env.PATH ?? "", HOME: home, UKEY_AGENT_HOME: home, SOFTHSM2_CONF: world.hsm.conf, LANG: "en_US.UTF-8" },
     stdio: ["ignore", "pipe", "pipe"],
@@ -50,7 +54,7 @@ export async function startAgent(world: AgentWorld, origins: string[] = []): Pro
     child.once("exit", (code) => { clearTimeout(timer); reject(new Error(`the agent exited ${code}: ${err}`)); });
   });
   return {
-    child, url, stderr: () => err,
+    child, url, home, stderr: () => err,
     command(args) {
       const r = spawnSync(process.execPath, [ukeyBin, "agent", ...args], {
         env: { PATH: process.env.PATH ?? "", HOME: home, UKEY_AGENT_HOME: home, LANG: "en_US.UTF-8" }, encoding: "utf8", timeout: 60_000,

@@ -1,0 +1,123 @@
+// npm run bench (after run-bench.ts): SM2 beside P-256, measured in one run
+// in interleaved slices, so that load from elsewhere on this shared machine
+// falls on every figure alike; compare the ratios, not the times.
+//  - raw: the issuing CA key's signature over a TBS-sized message, and one
+//    signature verification (SM2: sm-crypto-v2 with the standard ID, Z
+//    computed per check as for a CSR; P-256: Node's crypto);
+//  - CSR verification (parse + verify) of openssl-made CSRs;
+//  - in-process issuance (verify CSR + build from the DER template + sign +
+//    durable commit) and its ratio to the raw bound (1 CSR verify + 1 sign).
+// Single run: node --import tsx bench/sm2-bench.ts (UKEY_BENCH_SECONDS, UKEY_BENCH_CONCURRENCY).
+import "reflect-metadata";
+import { execFileSync } from "node:child_process";
+import { createPublicKey, verify as cryptoVerify } from "node:crypto";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { sm2PointOfSpki, sm2Verify, verifyCsr } from "@ukey/ca";
+import type { ServerContext } from "@ukey/server";
+import { benchProfile, openBenchContext } from "./renewal-bench.js";
+
+const seconds = Number(process.env.UKEY_BENCH_SECONDS ?? 3);
+const concurrency = Number(process.env.UKEY_BENCH_CONCURRENCY ?? 256);
+
+type Alg = "p256" | "sm2";
+interface Side {
+  ctx: ServerContext;
+  csrs: Buffer[];
+  signature: Buffer;
+  verify: () => boolean;
+}
+
+function opensslCsrs(dir: string, alg: Alg, n: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = 0; i < n; i++) {
+    const key = join(dir, `${alg}-${i}.key.pem`);
+    const csr = join(dir, `${alg}-${i}.csr.der`);
+    if (alg === "sm2") {
+      execFileSync("openssl", ["genpkey", "-algorithm", "SM2", "-out", key], { stdio: "pipe" });
+      execFileSync("openssl", ["req", "-new", "-key", key, "-sm3", "-sigopt", "distid:1234567812345678", "-subj", "/", "-outform", "DER", "-out", csr], { stdio: "pipe" });
+    } else {
+      execFileSync("openssl", ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-subj", "/", "-outform", "DER", "-out", csr], { stdio: "pipe" });
+    }
+    out.push(readFileSync(csr));
+  }
+  return out;
+}
+
+const tbsLike = Buffer.alloc(600, 7);
+const dir = mkdtempSync(join(tmpdir(), "ukey-sm2-bench-"));
+try {
+  const sides = {} as Record<Alg, Side>;
+  for (const alg of ["p256", "sm2"] as const) {
+    mkdirSync(join(dir, alg));
+    const ctx = await openBenchContext(join(dir, alg), alg);
+    const signer = ctx.ca.issuingSigner;
+    const signature = await signer.sign(tbsLike);
+    const verify = alg === "sm2"
+      ? ((point: Buffer) => () => sm2Verify(tbsLike, signature, point))(sm2PointOfSpki(signer.spki))
+      : ((key: ReturnType<typeof createPublicKey>) => () => cryptoVerify("sha256", tbsLike, { key, dsaEncoding: "der" }, signature))(createPublicKey({ key: signer.spki, format: "der", type: "spki" }));
+    if (!verify()) throw new Error(`${alg}: the CA's own signature does not verify`);
+    sides[alg] = { ctx, csrs: opensslCsrs(dir, alg, 32), signature, verify };
+  }
+
+  const slices = Math.max(3, Math.round(seconds * 2));
+  const zero = () => ({ n: 0, ms: 0 });
+  const totals = {
+    p256: { sign: zero(), verify: zero(), csr: zero(), issue: zero() },
+    sm2: { sign: zero(), verify: zero(), csr: zero(), issue: zero() },
+  };
+  const timed = async (into: { n: number; ms: number }, ms: number, fn: () => unknown) => {
+    const start = performance.now();
+    const end = start + ms;
+    while (performance.now() < end) {
+      for (let i = 0; i < 10; i++) await fn();
+      into.n += 10;
+    }
+    into.ms += performance.now() - start;
+  };
+  let k = 0;
+  for (let slice = 0; slice < slices; slice++) {
+    for (const alg of ["p256", "sm2"] as const) {
+      const s = sides[alg];
+      const t = totals[alg];
+      await timed(t.sign, 100, () => s.ctx.ca.issuingSigner.sign(tbsLike));
+      await timed(t.verify, 100, s.verify);
+      await timed(t.csr, 100, () => verifyCsr(s.csrs[k++ % s.csrs.length]!));
+      const start = performance.now();
+      const end = start + 400;
+      let next = 0;
+      await Promise.all(Array.from({ length: concurrency }, async () => {
+        while (performance.now() < end) {
+          await s.ctx.issuance.issue({ holderId: "B1", profileId: benchProfile.id, csr: s.csrs[next++ % s.csrs.length]!, actor: "bench" });
+          t.issue.n++;
+        }
+      }));
+      t.issue.ms += performance.now() - start;
+    }
+  }
+  const per = (x: { n: number; ms: number }) => x.n / (x.ms / 1000);
+  const line = (label: string, value: number, tail = "") => console.log(`${label.padEnd(52)} ${value.toFixed(0).padStart(8)} /s${tail}`);
+  console.log(`ukey-renew SM2 bench (SM2 and P-256 CA keys in encrypted files; ${slices} interleaved slices; concurrency ${concurrency}; node ${process.version})`);
+  const figures = {} as Record<Alg, { sign: number; verify: number; csr: number; bound: number; issue: number }>;
+  for (const alg of ["p256", "sm2"] as const) {
+    const t = totals[alg];
+    const f = { sign: per(t.sign), verify: per(t.verify), csr: per(t.csr), bound: 0, issue: per(t.issue) };
+    f.bound = 1 / (1 / f.sign + 1 / f.csr);
+    figures[alg] = f;
+    const name = alg === "sm2" ? "SM2 (SM3withSM2, ID 1234567812345678)" : "P-256 (ECDSA-SHA256)";
+    line(`raw: CA key sign, ${name}`, f.sign);
+    line(`raw: signature verify, ${name}`, f.verify);
+    line(`raw: CSR verification (parse + verify), ${alg}`, f.csr);
+    line(`raw bound for issuance (1 CSR verify + 1 sign), ${alg}`, f.bound);
+    line(`in-process issuance (durable, group commit), ${alg}`, f.issue, `   ratio to raw bound ${(f.issue / f.bound).toFixed(2)} (target >= 0.50)`);
+  }
+  const r = (a: number, b: number) => (a / b).toFixed(2).padStart(8);
+  console.log(`${"SM2 / P-256: sign".padEnd(52)} ${r(figures.sm2.sign, figures.p256.sign)} x`);
+  console.log(`${"SM2 / P-256: verify".padEnd(52)} ${r(figures.sm2.verify, figures.p256.verify)} x`);
+  console.log(`${"SM2 / P-256: issuance".padEnd(52)} ${r(figures.sm2.issue, figures.p256.issue)} x`);
+  for (const alg of ["p256", "sm2"] as const) await sides[alg].ctx.close();
+  if (figures.sm2.issue / figures.sm2.bound < 0.5) process.exitCode = 1;
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}

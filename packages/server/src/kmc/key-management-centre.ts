@@ -1,0 +1,97 @@
+import { randomUUID } from "node:crypto";
+import type { Clock } from "@ukey/policy";
+import { UkeyError } from "@ukey/policy";
+import { buildEnvelopedKeyBlob, keyAlgorithmOfSpki, sm2GenerateKeyPair, sm2PointOfSpki, sm2Spki } from "@ukey/ca";
+import type { Repositories, Store } from "@ukey/store";
+import type { KmcMasterKey } from "./kmc-master-key.js";
+
+/** What the RA asks the KMC for: an encryption key pair for `holderId`, delivered for the new signing key of its CSR. */
+export interface EncryptionKeyRequest {
+  holderId: string;
+  /** DER SubjectPublicKeyInfo of the holder's new signing key (from the verified CSR): the envelope opens only with its private key. */
+  holderSigningSpki: Buffer;
+  /** Who asks, for the audit log ("holder:H1", "operator:alice", "cli"). */
+  actor: string;
+  /** The renewal or download order this is for, recorded in the audit entry. */
+  orderId?: string;
+}
+
+/** The KMC's answer: the public key to certify, and the private key only inside its envelope. */
+export interface EncryptionKeyIssued {
+  escrowId: string;
+  algorithm: "sm2";
+  /** DER SubjectPublicKeyInfo of the encryption key pair: what the encryption certificate certifies. */
+  spki: Buffer;
+  /** The GM/T 0016 ENVELOPEDKEYBLOB (docs/envelopes.md) for the holder's signing key. */
+  envelope: Buffer;
+  envelopeFormat: "gmt0016-enveloped-key-blob";
+}
+
+/**
+ * A key management centre as the RA sees it (after GM/T 0014's KMC
+ * interface): it makes encryption key pairs, escrows them, and hands out
+ * the private key only enveloped for a holder's key. An external KMC would
+ * implement the same interface over its protocol.
+ */
+export interface KeyManagementCentre {
+  /**
+   * Generates an encryption key pair, escrows its private key and records
+   * the escrow in the audit log, in one transaction; returns the public key
+   * and the envelope. Throws KEY_ALGORITHM_UNSUPPORTED when the holder's
+   * signing key is not SM2 (the envelope is an SM2 one), HOLDER_NOT_FOUND,
+   * and the store's errors; nothing is kept when it throws.
+   */
+  issueEncryptionKey(req: EncryptionKeyRequest): Promise<EncryptionKeyIssued>;
+}
+
+/** What LocalKmc needs: the store's transaction (for the escrow and its audit entry), the master key, the clock. */
+export interface LocalKmcDeps {
+  store: Pick<Store, "transaction">;
+  masterKey: KmcMasterKey;
+  clock: Clock;
+}
+
+/** The additional data bound into an escrow's wrapping: a wrapped key cannot be moved to another record. */
+export function escrowAad(escrowId: string, holderId: string, spki: Buffer): Buffer {
+  return Buffer.from(`ukey-kmc-escrow/1\n${escrowId}\n${holderId}\n${spki.toString("base64")}`, "utf8");
+}
+
+/**
+ * The KMC inside the server: SM2 encryption key pairs from the CSPRNG,
+ * private keys wrapped (AES-256-GCM, the record's id, holder and public key
+ * as additional data) under the master key of its own file and passphrase
+ * (kmc-master-key.ts), stored in kmc_escrows with an audit entry
+ * "kmc.escrowed" in the same transaction. The clear private key exists only
+ * in this call and is zeroed before it returns.
+ */
+export class LocalKmc implements KeyManagementCentre {
+  constructor(private readonly deps: LocalKmcDeps) {}
+
+  async issueEncryptionKey(req: EncryptionKeyRequest): Promise<EncryptionKeyIssued> {
+    let holderPoint: Buffer;
+    try {
+      if (keyAlgorithmOfSpki(req.holderSigningSpki) !== "sm2") throw new Error("not sm2");
+      holderPoint = sm2PointOfSpki(req.holderSigningSpki);
+    } catch (e) {
+      throw new UkeyError("KEY_ALGORITHM_UNSUPPORTED", { params: { algorithm: "an encryption key envelope for a signing key that is not SM2" }, cause: e });
+    }
+    const pair = sm2GenerateKeyPair();
+    try {
+      const escrowId = randomUUID();
+      const spki = sm2Spki(pair.publicKey);
+      const envelope = buildEnvelopedKeyBlob(pair, holderPoint);
+      const wrappedKey = this.deps.masterKey.wrap(pair.privateKey, escrowAad(escrowId, req.holderId, spki));
+      const at = this.deps.clock.now().getTime();
+      await this.deps.store.transaction(async (r: Repositories) => {
+        await r.kmcEscrows.insert({ id: escrowId, holderId: req.holderId, algorithm: "sm2", spki, wrappedKey, masterKeyId: this.deps.masterKey.id, createdAt: at });
+        await r.audit.append({
+          at, actor: req.actor, action: "kmc.escrowed", subjectType: "kmc-escrow", subjectId: escrowId,
+          data: { holderId: req.holderId, algorithm: "sm2", masterKeyId: this.deps.masterKey.id, ...(req.orderId ? { orderId: req.orderId } : {}) },
+        });
+      });
+      return { escrowId, algorithm: "sm2", spki, envelope, envelopeFormat: "gmt0016-enveloped-key-blob" };
+    } finally {
+      pair.privateKey.fill(0);
+    }
+  }
+}

@@ -1,0 +1,159 @@
+// The agent as a program a holder installs: a self-contained Linux x64
+// executable (Node's single-executable application: this Node binary with the
+// agent bundled in by postject, so the holder needs no Node.js) and a .deb
+// that installs it with the institution's key and configuration and starts
+// the agent at login (XDG autostart).
+//
+// The PKCS#11 binding is pkcs11js. Its compiled addon (pkcs11.node) cannot
+// live inside the executable's blob, so it is installed beside it and loaded
+// from there; it was built for this Node's ABI, which is the executable's own.
+// (koffi would remove the compiler from the build machine and give Windows an
+// addon too; it means rewriting the PKCS#11 backend over a raw FFI, which is
+// left for the SKF work.)
+//
+// Usage: node scripts/build-agent-installers.mjs --institution DIR [--out DIR]
+//   --institution  the downloads folder of `ukey-server downloads publish`
+//                  (institution-key.pem and agent-config.json are stamped in)
+//   --out          where the .deb goes (default dist/installers)
+// Cached by content: the executable by the bundle and this Node's version,
+// the .deb additionally by the institution's files; both in
+// UKEY_BUILD_CACHE (default ~/.cache/ukey-renew)/installers.
+// Prints one JSON line: { executable, deb, debSha256, debSize, executableSize, cached }.
+import { createHash } from "node:crypto";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { build as buildBundles } from "./build.mjs";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const require = (await import("node:module")).createRequire(import.meta.url);
+
+const { values } = parseArgs({ options: { institution: { type: "string" }, out: { type: "string" } } });
+if (!values.institution) {
+  process.stderr.write("usage: node scripts/build-agent-installers.mjs --institution DOWNLOADS-DIR [--out DIR]\n");
+  process.exit(2);
+}
+const institution = resolve(values.institution);
+for (const f of ["institution-key.pem", "agent-config.json"]) {
+  if (!existsSync(join(institution, f))) {
+    process.stderr.write(`${join(institution, f)} is missing: run ukey-server downloads publish first\n`);
+    process.exit(2);
+  }
+}
+const out = resolve(values.out ?? join(root, "dist/installers"));
+const cache = join(process.env.UKEY_BUILD_CACHE ?? join(homedir(), ".cache/ukey-renew"), "installers");
+if (process.platform !== "linux" || process.arch !== "x64") {
+  process.stderr.write("the Linux x64 executable is built on Linux x64 (docs/agent-install.md)\n");
+  process.exit(2);
+}
+
+const sha256 = (bytes) => createHash("sha256").update(bytes).digest("hex");
+const info = (await buildBundles({ quiet: true })) && JSON.parse(readFileSync(join(root, "packages/agent/dist/build-info.json"), "utf8"));
+const pkcs11Addon = join(dirname(require.resolve("pkcs11js/package.json")), "build/Release/pkcs11.node");
+
+// 1. The executable: one CommonJS bundle of the agent and everything it uses, injected into a copy of this Node.
+const exeKey = sha256([info.inputHash, process.version, readFileSync(fileURLToPath(import.meta.url)), readFileSync(pkcs11Addon)].join("\0")).slice(0, 16);
+const exeDir = join(cache, `exe-${exeKey}`);
+let cached = true;
+if (!existsSync(join(exeDir, "ukey"))) {
+  cached = false;
+  const esbuild = await import("esbuild");
+  const work = `${exeDir}.tmp-${process.pid}`;
+  rmSync(work, { recursive: true, force: true });
+  mkdirSync(work, { recursive: true });
+  await esbuild.build({
+    entryPoints: [join(root, "packages/agent/src/sea-entry.ts")],
+    outfile: join(work, "ukey.cjs"),
+    bundle: true,
+    platform: "node",
+    target: "node20",
+    format: "cjs",
+    minify: true,
+    legalComments: "none",
+    logLevel: "warning",
+    define: { __UKEY_BUILD_INFO__: JSON.stringify({ version: info.version, build: info.build }), "import.meta.url": "__ukey_import_meta_url" },
+    banner: { js: "const __ukey_import_meta_url = require('node:url').pathToFileURL(process.execPath).href;" },
+    plugins: [{
+      name: "native-addon-beside-executable",
+      setup(b) {
+        // pkcs11js loads ./build/Release/pkcs11.node: the executable loads the copy installed beside it.
+        b.onResolve({ filter: /pkcs11\.node$/ }, () => ({ path: "pkcs11-addon", namespace: "ukey-native" }));
+        b.onLoad({ filter: /.*/, namespace: "ukey-native" }, () => ({
+          contents: "const { createRequire } = require('node:module'); const { join, dirname } = require('node:path');"
+            + "module.exports = createRequire(process.execPath)(join(dirname(process.execPath), 'pkcs11.node'));",
+          loader: "js",
+        }));
+      },
+    }],
+  });
+  writeFileSync(join(work, "sea-config.json"), JSON.stringify({ main: join(work, "ukey.cjs"), output: join(work, "ukey.blob"), disableExperimentalSEAWarning: true, useCodeCache: false, useSnapshot: false }));
+  execFileSync(process.execPath, ["--experimental-sea-config", join(work, "sea-config.json")], { stdio: "pipe" });
+  copyFileSync(process.execPath, join(work, "ukey"));
+  chmodSync(join(work, "ukey"), 0o755);
+  execFileSync(process.execPath, [require.resolve("postject/dist/cli.js"), join(work, "ukey"), "NODE_SEA_BLOB", join(work, "ukey.blob"),
+    "--sentinel-fuse", "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2"], { stdio: "pipe" });
+  copyFileSync(pkcs11Addon, join(work, "pkcs11.node"));
+  rmSync(join(work, "ukey.blob"));
+  rmSync(exeDir, { recursive: true, force: true });
+  renameSync(work, exeDir);
+}
+
+// 2. The .deb: the executable, its addon and the institution's files in /usr/lib/ukey-agent, `ukey` on the PATH, autostart at login.
+const version = info.version;
+const debName = `ukey-agent_${version}_amd64.deb`;
+const debKey = sha256([exeKey, readFileSync(join(institution, "institution-key.pem")), readFileSync(join(institution, "agent-config.json")), readFileSync(fileURLToPath(import.meta.url))].join("\0")).slice(0, 16);
+const debCached = join(cache, `deb-${debKey}`, debName);
+if (!existsSync(debCached)) {
+  cached = false;
+  const work = join(cache, `deb-${debKey}.tmp-${process.pid}`);
+  rmSync(work, { recursive: true, force: true });
+  const tree = join(work, "tree");
+  const lib = join(tree, "usr/lib/ukey-agent");
+  mkdirSync(lib, { recursive: true });
+  mkdirSync(join(tree, "usr/bin"), { recursive: true });
+  mkdirSync(join(tree, "etc/xdg/autostart"), { recursive: true });
+  mkdirSync(join(tree, "usr/share/applications"), { recursive: true });
+  mkdirSync(join(tree, "DEBIAN"), { recursive: true });
+  for (const f of ["ukey", "pkcs11.node"]) copyFileSync(join(exeDir, f), join(lib, f));
+  chmodSync(join(lib, "ukey"), 0o755);
+  chmodSync(join(lib, "pkcs11.node"), 0o644);
+  for (const f of ["institution-key.pem", "agent-config.json"]) {
+    copyFileSync(join(institution, f), join(lib, f));
+    chmodSync(join(lib, f), 0o644);
+  }
+  symlinkSync("../lib/ukey-agent/ukey", join(tree, "usr/bin/ukey"));
+  // The agent at login, as the holder: the XDG autostart entry every desktop (GNOME, KDE, Xfce, deepin, UOS) honours.
+  writeFileSync(join(tree, "etc/xdg/autostart/ukey-agent.desktop"), [
+    "[Desktop Entry]", "Type=Application", "Name=UKey agent", "Name[zh_CN]=UKey 证书代理",
+    "Comment=Lets your institution's web page use your UKey", "Comment[zh_CN]=让本机构的网页使用您的 UKey",
+    "Exec=/usr/lib/ukey-agent/ukey agent start", "Terminal=false", "NoDisplay=true", "X-GNOME-Autostart-enabled=true", "",
+  ].join("\n"));
+  writeFileSync(join(tree, "usr/share/applications/ukey-doctor.desktop"), [
+    "[Desktop Entry]", "Type=Application", "Name=UKey check", "Name[zh_CN]=UKey 检查",
+    "Comment=Check the key, its driver and the connection to your institution", "Comment[zh_CN]=检查 UKey、驱动和与机构的连接",
+    "Exec=/usr/lib/ukey-agent/ukey doctor", "Terminal=true", "Categories=Utility;", "",
+  ].join("\n"));
+  const installedKb = Math.ceil(["ukey", "pkcs11.node"].reduce((n, f) => n + statSync(join(lib, f)).size, 0) / 1024);
+  writeFileSync(join(tree, "DEBIAN/control"), [
+    "Package: ukey-agent", `Version: ${version}`, "Architecture: amd64", "Maintainer: ukey-renew <ukey-renew@localhost>",
+    `Installed-Size: ${installedKb}`, "Section: utils", "Priority: optional",
+    "Description: UKey certificate agent (renewal of certificates on USB keys)",
+    " Renews, downloads and manages the certificates on USB keys (UKey) for the",
+    " institution's web portal. Self-contained: needs no Node.js.", "",
+  ].join("\n"));
+  const deb = join(work, debName);
+  execFileSync("dpkg-deb", ["--root-owner-group", "-Zxz", "--build", tree, deb], { stdio: "pipe" });
+  mkdirSync(dirname(debCached), { recursive: true });
+  renameSync(deb, debCached);
+  rmSync(work, { recursive: true, force: true });
+}
+mkdirSync(out, { recursive: true });
+copyFileSync(debCached, join(out, debName));
+const debBytes = readFileSync(debCached);
+process.stdout.write(`${JSON.stringify({
+  executable: join(exeDir, "ukey"), executableSize: statSync(join(exeDir, "ukey")).size,
+  deb: join(out, debName), debSize: debBytes.length, debSha256: sha256(debBytes), cached,
+})}\n`);

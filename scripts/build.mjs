@@ -1,0 +1,128 @@
+// Production build: the server and the agent bundled by esbuild into plain
+// JavaScript (packages/server/dist, packages/agent/dist), so they run on
+// Node.js 20 with only the production dependencies (`npm ci --omit=dev`):
+// no tsx, no TypeScript at run time.
+//
+// Our own workspace packages (@ukey/*) are bundled in; every third-party
+// package stays an import resolved from node_modules, so the native ones
+// (better-sqlite3, pkcs11js) and packages that read their own files keep
+// working unchanged.
+//
+// The build is cached by content: dist/build-info.json records the hash of
+// every input (sources, package manifests, lockfile, this script) and the
+// build id; a second run with the same inputs does nothing.
+//
+// Usage: node scripts/build.mjs [--force] [--quiet]
+// The build id is UKEY_BUILD_ID when set, else `git describe --always --dirty`,
+// else "unknown".
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+
+/** The programs this build makes: entry (relative to root) → output file. */
+export const targets = [
+  { pkg: "server", entries: { "ukey-server": "packages/server/src/cli-entry.ts", "signature-worker": "packages/server/src/signature-worker-body.ts" } },
+  { pkg: "agent", entries: { ukey: "packages/agent/src/cli-entry.ts" } },
+];
+
+function walk(dir, out) {
+  for (const name of readdirSync(dir).sort()) {
+    if (name === "node_modules" || name === "dist" || name === "test") continue;
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) walk(p, out);
+    else out.push(p);
+  }
+  return out;
+}
+
+/** Hash of every file that goes into the bundles, plus the build id. */
+export function inputHash(buildId) {
+  const h = createHash("sha256");
+  const files = ["package.json", "package-lock.json", "scripts/build.mjs"].map((f) => join(root, f));
+  for (const p of ["policy", "ca", "store", "server", "agent"]) {
+    files.push(join(root, "packages", p, "package.json"));
+    walk(join(root, "packages", p, "src"), files);
+  }
+  for (const f of files) {
+    h.update(relative(root, f));
+    h.update("\0");
+    h.update(readFileSync(f));
+    h.update("\0");
+  }
+  h.update(buildId);
+  return h.digest("hex");
+}
+
+function gitBuildId() {
+  try {
+    return execFileSync("git", ["describe", "--always", "--dirty", "--abbrev=12"], { cwd: root, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+  } catch {
+    return "unknown";
+  }
+}
+
+/**
+ * Builds what is out of date; returns { built: string[], cached: string[], buildId }.
+ * @throws when esbuild is not installed (it is a development dependency) or a bundle fails.
+ */
+export async function build({ force = false, quiet = false } = {}) {
+  const buildId = process.env.UKEY_BUILD_ID || gitBuildId();
+  const hash = inputHash(buildId);
+  const version = JSON.parse(readFileSync(join(root, "packages/agent/package.json"), "utf8")).version;
+  const log = (s) => { if (!quiet) process.stderr.write(`${s}\n`); };
+  const result = { built: [], cached: [], buildId, hash };
+  let esbuild;
+  for (const t of targets) {
+    const dist = join(root, "packages", t.pkg, "dist");
+    const infoPath = join(dist, "build-info.json");
+    if (!force && existsSync(infoPath)) {
+      try {
+        const info = JSON.parse(readFileSync(infoPath, "utf8"));
+        if (info.inputHash === hash && Object.keys(t.entries).every((n) => existsSync(join(dist, `${n}.mjs`)))) {
+          result.cached.push(t.pkg);
+          log(`== build ${t.pkg}: up to date (${hash.slice(0, 12)})`);
+          continue;
+        }
+      } catch { /* rebuild */ }
+    }
+    esbuild ??= await import("esbuild");
+    // Built beside and moved into place, so a program started meanwhile finds the old build or the new one whole.
+    const out = `${dist}.tmp-${process.pid}`;
+    rmSync(out, { recursive: true, force: true });
+    mkdirSync(out, { recursive: true });
+    const info = { version, build: buildId, inputHash: hash };
+    await esbuild.build({
+      entryPoints: t.entries,
+      outdir: out,
+      outExtension: { ".js": ".mjs" },
+      bundle: true,
+      platform: "node",
+      target: "node20",
+      format: "esm",
+      sourcemap: "linked",
+      logLevel: "warning",
+      define: { __UKEY_BUILD_INFO__: JSON.stringify(info) },
+      plugins: [{
+        name: "third-party-external",
+        setup(b) {
+          // Bare specifiers other than our workspace packages stay imports.
+          b.onResolve({ filter: /^[^./]/ }, (a) => (a.path.startsWith("@ukey/") || a.path.startsWith("node:") ? undefined : { path: a.path, external: true }));
+        },
+      }],
+    });
+    writeFileSync(join(out, "build-info.json"), `${JSON.stringify(info, null, 2)}\n`);
+    rmSync(dist, { recursive: true, force: true });
+    renameSync(out, dist);
+    result.built.push(t.pkg);
+    log(`== build ${t.pkg}: packages/${t.pkg}/dist (${buildId}, ${hash.slice(0, 12)})`);
+  }
+  return result;
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  await build({ force: process.argv.includes("--force"), quiet: process.argv.includes("--quiet") });
+}
