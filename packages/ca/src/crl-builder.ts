@@ -38,15 +38,19 @@ export function crlShardRange(shard: number, count: number): { from: string; to?
 /** PEM label of a CRL. */
 export const crlPemLabel = "X509 CRL";
 
+/** crlEntryExtensions holding one reasonCode, by code: the same bytes for every entry with that reason. */
+const reasonExtensions: Array<Buffer | undefined> = [];
+
 /** The revokedCertificates entry for one revocation. */
 function revokedEntry(r: RevokedEntry): Buffer {
   const code = revocationReasonCode(r.reason);
   // removeFromCRL belongs to delta CRLs, which this CA does not publish.
   if (code === undefined || code === 8) throw new UkeyError("REVOCATION_REASON_INVALID", { params: { reason: r.reason } });
-  const parts = [unsignedInteger(serialBytes(r.serial)), x509Time(r.revokedAt)];
   // RFC 5280 5.3.1: the reason code SHOULD be absent rather than "unspecified".
-  if (code !== 0) parts.push(seq(extension(ExtOid.reasonCode, false, enumerated(code))));
-  return seq(...parts);
+  if (code === 0) return seq(unsignedInteger(serialBytes(r.serial)), x509Time(r.revokedAt));
+  let ext = reasonExtensions[code];
+  if (!ext) reasonExtensions[code] = ext = seq(extension(ExtOid.reasonCode, false, enumerated(code)));
+  return seq(unsignedInteger(serialBytes(r.serial)), x509Time(r.revokedAt), ext);
 }
 
 /**
@@ -68,7 +72,8 @@ export async function buildCrl(input: CrlInput): Promise<Buffer> {
     input.issuer.subjectName,
     x509Time(input.thisUpdate),
     x509Time(input.nextUpdate),
-    ...(entries.length ? [seq(...entries)] : []),
+    // One concatenation, never a spread: a million entries are more arguments than a call may take.
+    ...(entries.length ? [tlv(Tag.sequence, Buffer.concat(entries))] : []),
     explicit(0, seq(
       authorityKeyIdentifier(input.issuer.keyId), extension(ExtOid.cRLNumber, false, smallInteger(n)),
       ...(input.distributionPoint ? [issuingDistributionPoint(input.distributionPoint)] : []),
