@@ -68,7 +68,7 @@ export function exitCodeFor(code: ErrorCode): number {
   if (code === "CLI_USAGE" || code === "CERT_CHOICE_REQUIRED" || code === "FILE_UNREADABLE" || code === "CONFIG_INVALID") return exitCodes.usage;
   if (/^(SERVER_|CA_UNREACHABLE|DATABASE_UNAVAILABLE)/.test(code)) return exitCodes.server;
   if (/^(TOKEN_|PIN_|PFX_|HSM_MODULE_LOAD_FAILED|NO_CERTIFICATE_FOUND|CERT_NOT_ON_TOKEN|CERT_KEY_MISMATCH)/.test(code)) return exitCodes.token;
-  if (/^(RENEWAL_|CERT_|CODE_|CSR_|KEY_|ORDER_|IDENTITY_MISMATCH|POSSESSION_PROOF_FAILED|CHALLENGE_INVALID|STEP_UP_REQUIRED|ENROLMENT_)/.test(code)) return exitCodes.refused;
+  if (/^(RENEWAL_|CERT_|CODE_|CSR_|KEY_|ORDER_|IDENTITY_|DOWNLOAD_|PAIRING_|POSSESSION_PROOF_FAILED|CHALLENGE_INVALID|STEP_UP_REQUIRED|ENROLMENT_)/.test(code)) return exitCodes.refused;
   return exitCodes.other;
 }
 

@@ -40,7 +40,7 @@ function toEscrow(r: EscrowRow): KmcEscrow {
   };
 }
 
-/** The KMC's escrow records (migration 10). Rows are only ever added. */
+/** The KMC's escrow records (migration 11). Rows are only ever added. */
 export function kmcEscrowRepository(x: Executor): KmcEscrowRepository {
   return {
     async insert(e) {

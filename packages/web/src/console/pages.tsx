@@ -233,7 +233,7 @@ export function OrdersPage() {
       <Problemish problem={list.problem} />
       {list.data ? (
         <table class="data" data-table="orders">
-          <thead><tr><th>ID</th><th>{t("con.holder")}</th><th>{t("con.status")}</th><th>{t("con.channel")}</th><th>{t("con.oldSerial")}</th><th>{t("con.newSerial")}</th><th>{t("con.updated")}</th><th>{t("con.reason")}</th></tr></thead>
+          <thead><tr><th>ID</th><th>{t("con.holder")}</th><th>{t("con.status")}</th><th>{t("con.channel")}</th><th>{t("con.oldSerial")}</th><th>{t("con.newSerial")}</th><th>{t("con.updated")}</th><th>{t("con.failureReason")}</th></tr></thead>
           <tbody>{list.data.orders.map((o) => (
             <tr data-order={o.id}><td><code>{o.id}</code></td><td>{o.holderId}</td><td>{t(`order.${o.state as (typeof orderStates)[number]}`)}</td><td>{t(`channel.${o.channel as "web" | "mobile" | "cli" | "est"}`)}</td><td><code>{o.certificateSerial ?? "—"}</code></td><td><code>{o.newSerial ?? "—"}</code></td><td>{dayTime(o.updatedAt)}</td>
               <td data-failure={o.data?.failure ?? ""}>{failure(o)}

@@ -275,7 +275,7 @@ export const en: Record<MessageKey, string> = {
   "con.oldSerial": "Old certificate",
   "con.newSerial": "New certificate",
   "con.updated": "Updated",
-  "con.reason": "Why it failed",
+  "con.failureReason": "Why it failed",
   "con.failure.IDENTITY_MISMATCH": "Wrong ID number too many times ({n}); the certificate's online renewal pauses for 24 hours",
   "con.failure.CODE_ATTEMPTS_EXCEEDED": "Wrong one-time code too many times; the certificate's online renewal pauses for 24 hours",
   "con.failure.other": "Failed ({code})",

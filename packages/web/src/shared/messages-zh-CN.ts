@@ -277,7 +277,7 @@ export const zhCN = {
   "con.oldSerial": "原证书",
   "con.newSerial": "新证书",
   "con.updated": "更新时间",
-  "con.reason": "失败原因",
+  "con.failureReason": "失败原因",
   "con.failure.IDENTITY_MISMATCH": "证件号码多次输错（{n} 次），该证书的在线更新暂停 24 小时",
   "con.failure.CODE_ATTEMPTS_EXCEEDED": "验证码多次输错，该证书的在线更新暂停 24 小时",
   "con.failure.other": "失败（{code}）",
