@@ -8,5 +8,7 @@ node --import tsx bench/run-bench.ts "$@"
 node --import tsx bench/sm2-bench.ts
 # The agent's whole renewal on SoftHSM2 (issue 5.7), in its own process.
 node --import tsx bench/agent-renewal-bench.ts
+# The installed agent: executable and .deb size, cold start to /v1/hello, RSS at rest (issue 14.7).
+node --import tsx bench/agent-executable-bench.ts
 # The reminder scan over a million certificates (UKEY_BENCH_REMINDER_* in bench/reminder-scan-bench.ts; PostgreSQL opt-in).
 exec node --expose-gc --import tsx bench/reminder-scan-bench.ts

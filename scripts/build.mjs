@@ -103,6 +103,9 @@ export async function build({ force = false, quiet = false } = {}) {
       platform: "node",
       target: "node20",
       format: "esm",
+      // Modules loaded by import() go into chunks of their own, so what a command does not use is not loaded.
+      splitting: true,
+      chunkNames: "chunks/[name]-[hash]",
       sourcemap: "linked",
       logLevel: "warning",
       define: { __UKEY_BUILD_INFO__: JSON.stringify(info) },

@@ -42,10 +42,22 @@ if [ ! -f "$DATA/config.json" ]; then
   openssl pkcs12 -export -inkey "$SECRETS/demo2.key.pem" -in "$SECRETS/demo2.cert.pem" -certfile "$SECRETS/demo2.chain.pem" \
     -name "ukey-renew demo" -passout "file:$SECRETS/demo-token-pin" -out "$DATA.demo-token.p12"
   rm -f "$SECRETS/demo2.key.pem"
+  # The first operator, so that the console can be used at once: an admin
+  # with a random password; its TOTP secret is kept beside the password
+  # (for the demo only: a real operator adds it to an authenticator app).
+  openssl rand -base64 18 > "$SECRETS/operator-password"
+  npx ukey-server operator add --data-dir "$DATA" --id admin --role admin \
+    --password-file "$SECRETS/operator-password" > "$SECRETS/operator-admin.txt"
+fi
+echo "== portal (holders):    http://localhost:$PORT/"
+echo "== console (operators): http://localhost:$PORT/console/"
+if [ -f "$SECRETS/operator-admin.txt" ]; then
+  echo "   sign in as: admin, password in $SECRETS/operator-password, TOTP secret in $SECRETS/operator-admin.txt"
 fi
 if [ -f "$DATA.demo-token.p12" ]; then
   echo "== demo file token: $DATA.demo-token.p12 (PIN in $SECRETS/demo-token-pin, holder DEMO002, ID number in $SECRETS/demo2-id-number)"
   echo "   renew it:  npx ukey renew --server http://localhost:$PORT --pkcs12 $DATA.demo-token.p12"
+  echo "   or in the portal: npx ukey agent start --server http://localhost:$PORT --pkcs12 $DATA.demo-token.p12"
 fi
 export UKEY_CA_PASSPHRASE_FILE="${UKEY_CA_PASSPHRASE_FILE:-$SECRETS/ca-passphrase}"
 echo "== serving: CRL http://localhost:$PORT/crl/issuing.crl, OCSP http://localhost:$PORT/ocsp, CA http://localhost:$PORT/ca/issuing.pem"

@@ -2,14 +2,9 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { UkeyError, describeError, formatPolicyDate, isUkeyError, lookupError, type ErrorCode, type ErrorProblem } from "@ukey/policy";
 import type { KeyStoreBackend } from "./keys/key-store.js";
-import { openBackend } from "./keys/open-backend.js";
-import { readAgentConfig, readCaFile } from "./local-api/agent-config.js";
-import { runAgentCommand } from "./local-api/agent-command.js";
-import { defaultAgentHome } from "./local-api/local-api-server.js";
+import { defaultAgentHome, readAgentConfig, readCaFile } from "./local-api/agent-config.js";
 import { faultFromEnv } from "./flows/fault.js";
 import type { DoctorCheck, FlowContext, ServerConnection, TokenStatus } from "./flows/flow-types.js";
-import { cleanUpFlow, doctorFlow, downloadFlow, changePinFlow, initialiseFlow, renewFlow, statusFlow } from "./flows/index.js";
-import { resolveToken } from "./flows/token-access.js";
 import { TerminalPrompter, readSecretLine, type TerminalIo } from "./terminal-prompter.js";
 import { buildInfo } from "./build-info.js";
 import { checkForUpdate, loadInstitutionConfig, verifyDownloadedFile } from "./local-api/institution-config.js";
@@ -65,10 +60,12 @@ const commonOptions = {
 
 /** The exit code for an error: see `exitCodes`. */
 export function exitCodeFor(code: ErrorCode): number {
-  if (code === "CLI_USAGE" || code === "CERT_CHOICE_REQUIRED" || code === "FILE_UNREADABLE" || code === "CONFIG_INVALID") return exitCodes.usage;
+  if (code === "CLI_USAGE" || code === "CERT_CHOICE_REQUIRED" || code === "FILE_UNREADABLE" || code === "CONFIG_INVALID" || code === "AGENT_NOT_CONFIGURED") return exitCodes.usage;
+  // The institution's published files do not verify: not a refusal of the holder's answer (docs/agent-install.md).
+  if (code === "DOWNLOAD_SIGNATURE_INVALID" || code === "DOWNLOAD_CHECKSUM_MISMATCH" || code === "INSTITUTION_MISMATCH") return exitCodes.other;
   if (/^(SERVER_|CA_UNREACHABLE|DATABASE_UNAVAILABLE)/.test(code)) return exitCodes.server;
   if (/^(TOKEN_|PIN_|PFX_|HSM_MODULE_LOAD_FAILED|NO_CERTIFICATE_FOUND|CERT_NOT_ON_TOKEN|CERT_KEY_MISMATCH)/.test(code)) return exitCodes.token;
-  if (/^(RENEWAL_|CERT_|CODE_|CSR_|KEY_|ORDER_|IDENTITY_|DOWNLOAD_|PAIRING_|POSSESSION_PROOF_FAILED|CHALLENGE_INVALID|STEP_UP_REQUIRED|ENROLMENT_)/.test(code)) return exitCodes.refused;
+  if (/^(RENEWAL_|CERT_|CODE_|CSR_|KEY_|ORDER_|IDENTITY_|DOWNLOAD_CODE_INVALID|PAIRING_|POSSESSION_PROOF_FAILED|CHALLENGE_INVALID|STEP_UP_REQUIRED|ENROLMENT_)/.test(code)) return exitCodes.refused;
   return exitCodes.other;
 }
 
@@ -96,6 +93,8 @@ export async function runUkeyCli(argv: string[], io: UkeyCliIo): Promise<number>
       throw new UkeyError("CLI_USAGE", { params: { reason: "a PIN given as an argument is visible to other users of this computer (process list, shell history); type it at the prompt or use --pin-file" } });
     }
     if (argv[0] === "agent") {
+      // The local service (fastify) loads only for `ukey agent`.
+      const { runAgentCommand } = await import("./local-api/agent-command.js");
       return await runAgentCommand(argv.slice(1), { stdout: { write: (s: string) => io.out(s) }, stderr: { write: (s: string) => io.err(s) }, stdin: io.stdin, env: io.env });
     }
     let parsed;
@@ -163,6 +162,10 @@ export async function runUkeyCli(argv: string[], io: UkeyCliIo): Promise<number>
     const needServer = () => {
       if (!serverUrl) throw new UkeyError("CLI_USAGE", { params: { reason: "no server: give --server URL, set UKEY_SERVER, or put \"server\" in ~/.ukey/agent.json" } });
     };
+    // Loaded only for the commands that use a key: --version, explain and update start faster without them.
+    const { cleanUpFlow, doctorFlow, downloadFlow, changePinFlow, initialiseFlow, renewFlow, statusFlow } = await import("./flows/index.js");
+    const { resolveToken } = await import("./flows/token-access.js");
+    const { openBackend } = await import("./keys/open-backend.js");
     const modulePath = v.module ?? (v.pkcs12 || v.file ? undefined : cfg.module);
     // --file is the name the catalogue's remedies give holders for a .pfx ("ukey renew --file").
     const pkcs12 = v.pkcs12 ?? v.file ?? (v.module ? undefined : cfg.pkcs12);

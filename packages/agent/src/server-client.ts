@@ -66,6 +66,7 @@ const renewalInfoSchema = z.object({
   noticeFrom: isoDate,
   stepUpFrom: isoDate.nullable().optional(),
   lockedUntil: isoDate.nullable().optional(),
+  login: z.object({ allowed: z.boolean(), refusedFrom: isoDate.nullable() }).optional(),
   explanation: z.object({ "zh-CN": z.string(), en: z.string() }),
   certificate: z.object({ serial: z.string(), subject: z.string(), notBefore: isoDate, notAfter: isoDate, status: z.string() }).passthrough(),
 }).passthrough();

@@ -1,6 +1,5 @@
 import { readFileSync } from "node:fs";
 import { createInterface, type Interface } from "node:readline";
-import QRCode from "qrcode";
 import { UkeyError, type ErrorCode } from "@ukey/policy";
 import type { Prompter, ProgressEvent } from "./prompter.js";
 
@@ -151,7 +150,7 @@ export class TerminalPrompter implements Prompter {
 
   async stepUp(request: Parameters<Prompter["stepUp"]>[0]): Promise<void> {
     let qr = "";
-    if (this.tty) qr = await QRCode.toString(request.approvalUrl, { type: "terminal", small: true });
+    if (this.tty) qr = await (await import("qrcode")).default.toString(request.approvalUrl, { type: "terminal", small: true });
     this.io.err(`${qr}${this.t("请用另一台设备（例如已登记的手机）打开下面的链接并确认身份：", "Open this link on a second device (such as your registered phone) and confirm who you are:")}\n  ${request.approvalUrl}\n`);
     await this.readLine(this.t("确认完成后按回车键继续：", "Press Enter when it is approved: "));
   }

@@ -20,4 +20,7 @@ test("the server's refusals of a holder's answers exit 3, the key's troubles 4, 
   assert.equal(exitCodeFor("SERVER_UNREACHABLE"), exitCodes.server);
   assert.equal(exitCodeFor("CLI_USAGE"), exitCodes.usage);
   assert.equal(exitCodeFor("INTERNAL"), exitCodes.other);
+  // Issue 14: the institution's files that do not verify are failures, not refusals of an answer; no configuration is usage.
+  for (const code of ["DOWNLOAD_SIGNATURE_INVALID", "DOWNLOAD_CHECKSUM_MISMATCH", "INSTITUTION_MISMATCH"] as const) assert.equal(exitCodeFor(code), exitCodes.other, code);
+  assert.equal(exitCodeFor("AGENT_NOT_CONFIGURED"), exitCodes.usage);
 });

@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { sm2 as smSm2, sm4 as smSm4 } from "sm-crypto-v2";
 import { UkeyError } from "@ukey/policy";
-import { seq, octetString, tlv, Tag, unsignedInteger } from "./der.js";
-import { sm2PublicKeyOf, type Sm2KeyPair } from "./sm2.js";
+import { bitString, children, contents, octetString, oid, oidToString, readWhole, seq, tlv, Tag, unsignedInteger } from "./der.js";
+import { Sm2Oid, sm2PublicKeyOf, type Sm2KeyPair } from "./sm2.js";
 
 // GM/T 0016 (SKF) ENVELOPEDKEYBLOB: how an SM2 encryption key pair made by
 // the KMC reaches a UKey, the argument of SKF_ImportECCKeyPair. Every
@@ -168,4 +168,68 @@ export function openEnvelopedKeyBlob(blob: Buffer, holder: Sm2KeyPair): Sm2KeyPa
   }
   if (!pub.equals(e.publicKey)) throw malformed("the decrypted private key does not match PubKey");
   return { privateKey: d, publicKey: pub };
+}
+
+/**
+ * The GM/T 0009 (GB/T 35276) SM2EnvelopedKey of the same key delivery, the
+ * ASN.1 form of the envelope:
+ *
+ *   SM2EnvelopedKey ::= SEQUENCE {
+ *     symAlgID               AlgorithmIdentifier,  -- SM4-ECB, 1.2.156.10197.1.104.1, no parameters
+ *     symEncryptedKey        SM2Cipher,            -- the SM4 key under the holder's signing key
+ *     sm2PublicKey           SM2PublicKey,         -- BIT STRING 04||x||y of the encryption key
+ *     sm2EncryptedPrivateKey BIT STRING }          -- SM4-ECB of the 32-octet private key
+ *
+ * Built from an ENVELOPEDKEYBLOB, so both forms carry the very same
+ * ciphertexts (one SM4 key, one SM2 encryption). Throws ENVELOPE_MALFORMED
+ * for a bad blob.
+ */
+export function sm2EnvelopedKeyFromBlob(blob: Buffer): Buffer {
+  const e = parseEnvelopedKeyBlob(blob);
+  return seq(seq(oid(Sm2Oid.sm4Ecb)), sm2CipherDer(e), bitString(e.publicKey), bitString(e.encryptedPrivateKey));
+}
+
+/**
+ * Reads an SM2EnvelopedKey strictly (DER, SM4-ECB, an on-curve public key,
+ * 32 octets of encrypted private key) into the fields of an
+ * ENVELOPEDKEYBLOB. Throws ENVELOPE_MALFORMED.
+ */
+export function parseSm2EnvelopedKey(der: Buffer): EnvelopedKeyBlob {
+  try {
+    const top = readWhole(der);
+    const parts = children(der, top);
+    const [alg, cipher, pub, priv] = parts;
+    if (top.tag !== Tag.sequence || parts.length !== 4 || !alg || !cipher || !pub || !priv) throw malformed("not an SM2EnvelopedKey");
+    const algParts = children(der, alg);
+    if (algParts.length !== 1 || algParts[0]!.tag !== Tag.oid || oidToString(contents(der, algParts[0]!)) !== Sm2Oid.sm4Ecb) throw malformed("symAlgID is not SM4-ECB");
+    const [x, y, hash, c2, ...rest] = children(der, cipher);
+    if (!x || !y || !hash || !c2 || rest.length || x.tag !== Tag.integer || y.tag !== Tag.integer || hash.tag !== Tag.octetString || c2.tag !== Tag.octetString) {
+      throw malformed("symEncryptedKey is not an SM2Cipher");
+    }
+    const coord = (n: typeof x) => {
+      let v = contents(der, n);
+      while (v.length > 32 && v[0] === 0) v = v.subarray(1);
+      if (v.length > 32) throw malformed("SM2Cipher coordinate");
+      return Buffer.concat([Buffer.alloc(32 - v.length), v]);
+    };
+    const bits = (n: typeof x, size: number, name: string) => {
+      const b = contents(der, n);
+      if (n.tag !== Tag.bitString || b[0] !== 0 || b.length !== size + 1) throw malformed(name);
+      return Buffer.from(b.subarray(1));
+    };
+    const publicKey = bits(pub, 65, "sm2PublicKey");
+    const encryptedPrivateKey = bits(priv, 32, "sm2EncryptedPrivateKey");
+    if (contents(der, hash).length !== 32 || contents(der, c2).length !== 16) throw malformed("SM2Cipher sizes");
+    // Re-encoded as a blob and parsed again, so both forms pass the same point and size checks.
+    const blob = Buffer.concat([
+      ulong(1), ulong(SGD_SM4_ECB), ulong(256), right(encryptedPrivateKey),
+      ulong(256), right(publicKey.subarray(1, 33)), right(publicKey.subarray(33)),
+      right(coord(x)), right(coord(y)), contents(der, hash), ulong(16), contents(der, c2),
+    ]);
+    if (publicKey[0] !== 4) throw malformed("sm2PublicKey is not an uncompressed point");
+    return parseEnvelopedKeyBlob(blob);
+  } catch (e) {
+    if (e instanceof UkeyError && e.code === "ENVELOPE_MALFORMED") throw e;
+    throw malformed("not a DER SM2EnvelopedKey");
+  }
 }

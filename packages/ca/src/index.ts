@@ -22,5 +22,6 @@ export {
 } from "./sm2.js";
 export {
   buildEnvelopedKeyBlob, parseEnvelopedKeyBlob, openEnvelopedKeyBlob, sm2CipherDer, SGD_SM4_ECB, ENVELOPED_KEY_BLOB_SIZE,
+  sm2EnvelopedKeyFromBlob, parseSm2EnvelopedKey,
   type EnvelopedKeyBlob,
 } from "./enveloped-key-blob.js";

@@ -227,11 +227,11 @@ export class Pkcs11KeyStore implements CaKeyStore {
     });
   }
 
-  /** Attributes of the private key `name`, for audits and tests: sensitivity and extractability. */
-  privateKeyAttributes(name: string): Promise<{ sensitive: boolean; extractable: boolean; neverExtractable: boolean }> {
+  /** Attributes of the private key (or, with `kind` "secret", the secret key) `name`, for audits and tests: sensitivity and extractability. */
+  privateKeyAttributes(name: string, kind: "private" | "secret" = "private"): Promise<{ sensitive: boolean; extractable: boolean; neverExtractable: boolean }> {
     const label = this.#prefix + name;
     return this.#serial((session) => {
-      const priv = this.#find(session, pkcs11js.CKO_PRIVATE_KEY, label);
+      const priv = this.#find(session, kind === "secret" ? pkcs11js.CKO_SECRET_KEY : pkcs11js.CKO_PRIVATE_KEY, label);
       if (!priv) throw new UkeyError("HSM_KEY_NOT_FOUND", { params: { label } });
       const attrs = this.#lib.C_GetAttributeValue(session, priv, [
         { type: pkcs11js.CKA_SENSITIVE }, { type: pkcs11js.CKA_EXTRACTABLE }, { type: pkcs11js.CKA_NEVER_EXTRACTABLE },
@@ -291,6 +291,57 @@ export class Pkcs11KeyStore implements CaKeyStore {
         return this.#lib.C_SignAsync(session, data, Buffer.alloc(outSize));
       }),
     };
+  }
+
+  /**
+   * Generates AES-256 secret key `name` on the token (sensitive,
+   * non-extractable, encrypt/decrypt only): the KMC's master key when it
+   * lives in an HSM. Throws CA_ALREADY_INITIALISED when the label is taken,
+   * HSM_OPERATION_FAILED.
+   */
+  createSecretKey(name: string): Promise<void> {
+    const label = this.#prefix + name;
+    return this.#serial((session) => {
+      if (this.#find(session, pkcs11js.CKO_SECRET_KEY, label)) {
+        throw new UkeyError("CA_ALREADY_INITIALISED", { params: { dir: `pkcs11:token=${this.#token};object=${label}` } });
+      }
+      this.#lib.C_GenerateKey(session, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+        { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
+        { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
+        { type: pkcs11js.CKA_TOKEN, value: true },
+        { type: pkcs11js.CKA_PRIVATE, value: true },
+        { type: pkcs11js.CKA_LABEL, value: label },
+        { type: pkcs11js.CKA_ENCRYPT, value: true },
+        { type: pkcs11js.CKA_DECRYPT, value: true },
+        { type: pkcs11js.CKA_WRAP, value: false },
+        { type: pkcs11js.CKA_UNWRAP, value: false },
+        { type: pkcs11js.CKA_SIGN, value: false },
+        { type: pkcs11js.CKA_SENSITIVE, value: true },
+        { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+      ]);
+    });
+  }
+
+  /**
+   * AES-256-GCM (CKM_AES_GCM, 96-bit IV, 128-bit tag) with secret key
+   * `name` on the token: `encrypt` returns ciphertext || tag; `decrypt`
+   * throws HSM_OPERATION_FAILED when the tag does not match (wrong key, IV,
+   * additional data or a changed ciphertext). Throws HSM_KEY_NOT_FOUND.
+   */
+  aesGcm(name: string, op: "encrypt" | "decrypt", iv: Buffer, aad: Buffer, data: Buffer): Promise<Buffer> {
+    const label = this.#prefix + name;
+    return this.#serial(async (session) => {
+      const key = this.#find(session, pkcs11js.CKO_SECRET_KEY, label);
+      if (!key) throw new UkeyError("HSM_KEY_NOT_FOUND", { params: { label } });
+      const mechanism = { mechanism: pkcs11js.CKM_AES_GCM, parameter: { type: pkcs11js.CK_PARAMS_AES_GCM, iv, aad, ivBits: iv.length * 8, tagBits: 128 } };
+      if (op === "encrypt") {
+        this.#lib.C_EncryptInit(session, mechanism, key);
+        return Buffer.from(this.#lib.C_Encrypt(session, data, Buffer.alloc(data.length + 16)));
+      }
+      this.#lib.C_DecryptInit(session, mechanism, key);
+      return Buffer.from(this.#lib.C_Decrypt(session, data, Buffer.alloc(data.length)));
+    });
   }
 
   /** Closes the session and, when it was the last user, finalises the library. Safe to call twice. */

@@ -5,7 +5,7 @@ import { resolve } from "node:path";
 import { isUkeyError } from "@ukey/policy";
 import {
   buildEnvelopedKeyBlob, derToPem, ENVELOPED_KEY_BLOB_SIZE, openEnvelopedKeyBlob, parseEnvelopedKeyBlob, SGD_SM4_ECB, sm2CipherDer,
-  sm2GenerateKeyPair, sm2Pkcs8, sm2PointOfSpki, type Sm2KeyPair,
+  parseSm2EnvelopedKey, sm2EnvelopedKeyFromBlob, sm2GenerateKeyPair, sm2Pkcs8, sm2PointOfSpki, type Sm2KeyPair,
 } from "../src/index.js";
 import { openssl, tempDir } from "./support/openssl.js";
 
@@ -100,4 +100,48 @@ test("a truncated, extended or altered envelope is ENVELOPE_MALFORMED; another h
   for (const [name, bad] of cases) assert.throws(() => openEnvelopedKeyBlob(bad, holder), code("ENVELOPE_MALFORMED"), name);
   assert.throws(() => openEnvelopedKeyBlob(blob, sm2GenerateKeyPair()), code("ENVELOPE_MALFORMED"));
   assert.deepEqual(openEnvelopedKeyBlob(blob, holder), enc);
+});
+
+test("GM/T 0009 SM2EnvelopedKey of the vector: openssl asn1parse reads it, and OpenSSL opens its parts to the encryption key", () => {
+  const blob = Buffer.from(vector.envelopedKeyBlob!, "hex");
+  const der = sm2EnvelopedKeyFromBlob(blob);
+  const path = tmp.write("vector.sm2envelopedkey.der", der);
+  const parsed = openssl(["asn1parse", "-inform", "DER", "-in", path]);
+  assert.equal(parsed.status, 0, parsed.stderr);
+  // The four fields at depth 1, found by openssl itself: AlgorithmIdentifier, SM2Cipher, two BIT STRINGs.
+  const top = [...parsed.stdout.matchAll(/^\s*(\d+):d=1\s+hl=(\d+)\s+l=\s*(\d+) (cons|prim): (\S+)/gm)]
+    .map((m) => ({ offset: Number(m[1]), hl: Number(m[2]), len: Number(m[3]), type: m[5] }));
+  assert.deepEqual(top.map((f) => f.type), ["SEQUENCE", "SEQUENCE", "BIT", "BIT"]);
+  assert.match(parsed.stdout, /OBJECT\s+:(sm4-ecb|SM4-ECB|1\.2\.156\.10197\.1\.104\.1)/);
+  const cut = (f: (typeof top)[number], skip = 0) => der.subarray(f.offset + f.hl + skip, f.offset + f.hl + f.len);
+  const cipherPath = tmp.write("vector.sm2cipher.der", der.subarray(top[1]!.offset, top[1]!.offset + top[1]!.hl + top[1]!.len));
+  const holder = hexKey(vector.holderSigningPrivateKey!, vector.holderSigningPublicKey!);
+  const holderPem = tmp.write("vector-holder-2.pem", derToPem(sm2Pkcs8(holder), "PRIVATE KEY"));
+  const k = `${tmp.dir}/vector2.k`;
+  assert.equal(openssl(["pkeyutl", "-decrypt", "-inkey", holderPem, "-in", cipherPath, "-out", k]).status, 0);
+  const d = `${tmp.dir}/vector2.d`;
+  const enc = openssl(["enc", "-d", "-sm4-ecb", "-nopad", "-K", readFileSync(k).toString("hex"), "-in", tmp.write("vector2.encpriv", cut(top[3]!, 1)), "-out", d]);
+  assert.equal(enc.status, 0, enc.stderr);
+  assert.equal(readFileSync(d).toString("hex"), vector.encryptionPrivateKey);
+  assert.equal(cut(top[2]!, 1).toString("hex"), vector.encryptionPublicKey);
+  // Read back into the same fields, and shown in the docs.
+  assert.deepEqual(parseSm2EnvelopedKey(der), parseEnvelopedKeyBlob(blob));
+  const docs = readFileSync(resolve(import.meta.dirname, "../../../docs/envelopes.md"), "utf8").replace(/\s+/g, "");
+  assert.ok(docs.includes(der.toString("hex")), "docs/envelopes.md shows the SM2EnvelopedKey of the vector");
+});
+
+test("a damaged SM2EnvelopedKey is ENVELOPE_MALFORMED", () => {
+  const der = sm2EnvelopedKeyFromBlob(Buffer.from(vector.envelopedKeyBlob!, "hex"));
+  const flip = (at: number) => { const b = Buffer.from(der); b[at] = b[at]! ^ 0x01; return b; };
+  const sm4At = der.indexOf(Buffer.from("2a811ccf55016801", "hex"));
+  assert.ok(sm4At > 0, "the SM4-ECB OID is in the DER");
+  for (const [name, bad] of [
+    ["truncated", der.subarray(0, der.length - 3)],
+    ["trailing octet", Buffer.concat([der, Buffer.from([0])])],
+    ["another symmetric algorithm", flip(sm4At + 7)],
+    ["public key off the curve", flip(der.length - 40)],
+    ["empty", Buffer.alloc(0)],
+  ] as Array<[string, Buffer]>) {
+    assert.throws(() => parseSm2EnvelopedKey(bad), code("ENVELOPE_MALFORMED"), name);
+  }
 });

@@ -62,12 +62,21 @@ export interface RenewalRules {
   reminders?: readonly number[];
 }
 
-/** The reminder thresholds of a profile that names none: 90, 30, 7 and 1 days before, the expiry day, 30 days after. */
+/** The reminder thresholds of a profile that names none and has the default 90-day notice: 90, 30, 7 and 1 days before, the expiry day, 30 days after (the first follows the notice period: reminderThresholds). */
 export const DEFAULT_REMINDER_DAYS: readonly number[] = Object.freeze([90, 30, 7, 1, 0, -30]);
 
-/** A profile's reminder thresholds, earliest first (largest number first), without repeats. Throws nothing. */
+/**
+ * A profile's reminder thresholds, earliest first (largest number first),
+ * without repeats. A profile that names none is reminded first when its
+ * notice period starts (85 days before for seed 000's preset, 30 for seed
+ * 001's), then at the defaults inside it (30, 7, 1 days before, the expiry
+ * day, 30 days after). Throws nothing.
+ */
 export function reminderThresholds(profile: Pick<CertificateProfile, "renewal">): number[] {
-  return [...new Set(profile.renewal.reminders ?? DEFAULT_REMINDER_DAYS)].sort((a, b) => b - a);
+  const own = profile.renewal.reminders;
+  if (own) return [...new Set(own)].sort((a, b) => b - a);
+  const notice = profile.renewal.noticeDaysBefore;
+  return [...new Set([notice, ...DEFAULT_REMINDER_DAYS.filter((d) => d < notice)])].sort((a, b) => b - a);
 }
 
 /**

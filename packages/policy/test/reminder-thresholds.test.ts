@@ -9,6 +9,13 @@ describe("reminder thresholds of a profile", () => {
     assert.deepEqual(reminderThresholds(profilePresets["gov-supervision"]), [90, 30, 7, 1, 0, -30]);
   });
 
+  test("issue 16: a preset that names none is reminded first when its notice period starts (85 days for seed 000)", () => {
+    assert.equal(profilePresets["bank-personal-ukey"].renewal.noticeDaysBefore, 85);
+    assert.deepEqual(reminderThresholds(profilePresets["bank-personal-ukey"]), [85, 30, 7, 1, 0, -30]);
+    assert.deepEqual(reminderThresholds(profilePresets["bank-netbank-shield"]), [30, 7, 1, 0, -30]);
+    assert.deepEqual(reminderThresholds(profilePresets["securities-gateway"]), [60, 30, 7, 1, 0, -30]);
+  });
+
   test("a profile's own list replaces the default, earliest first; an empty list means no reminders", () => {
     const p = parseCertificateProfile({ id: "p", preset: "bank-ushield", renewal: { reminders: [-10, 60, 0, 14] } });
     assert.deepEqual(p.renewal.reminders, [-10, 60, 0, 14]);

@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import type { FastifyInstance } from "fastify";
 import { normaliseSerial, derToPem } from "@ukey/ca";
@@ -43,12 +43,27 @@ const usage = `ukey-server: the ukey-renew server and its operator commands
   ukey-server import --data-dir DIR --certs PATH --holders FILE [--chain FILE ...] [--profile P]
   ukey-server revoke --data-dir DIR --serial S --reason R
   ukey-server audit verify --data-dir DIR
+  ukey-server kmc init --data-dir DIR [--kmc-passphrase-file F]
   ukey-server downloads publish --data-dir DIR [--file INSTALLER ...] [--agent-version V]
   ukey-server enrol  --data-dir DIR --holder ID --profile P [--ttl-days N] [--max-attempts N]
   ukey-server operator add --data-dir DIR --id ID --role admin|operator|auditor --password-file F [--cert-spki-sha256 HEX]
 
 Every command takes --json. Secrets come from files: UKEY_CA_PASSPHRASE_FILE (or --passphrase-file),
-UKEY_HSM_PIN_FILE (or --hsm-pin-file); UKEY_DATABASE_URL selects PostgreSQL.`;
+UKEY_HSM_PIN_FILE (or --hsm-pin-file), UKEY_KMC_PASSPHRASE_FILE (or --kmc-passphrase-file);
+UKEY_DATABASE_URL selects PostgreSQL.`;
+
+/** The usage lines of one command (with their continuation lines), or the whole usage for an unknown one. */
+export function commandUsage(cmd: string): string {
+  const lines = usage.split("\n");
+  const out: string[] = [];
+  let inCmd = false;
+  for (const l of lines) {
+    if (/^ {2}ukey-server /.test(l)) inCmd = l.startsWith(`  ukey-server ${cmd} `);
+    else if (!/^ {20,}/.test(l)) inCmd = false;
+    if (inCmd) out.push(l);
+  }
+  return out.length ? `${out.join("\n")}\n\n${lines.slice(-2).join("\n")}` : usage;
+}
 
 const common = {
   "data-dir": { type: "string" },
@@ -101,6 +116,11 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     if (!cmd || cmd === "help" || cmd === "--help" || cmd === "-h") {
       io.out(usage + "\n");
       return cmd ? 0 : 2;
+    }
+    // `ukey-server holder add --help`: that command's usage (every command's lines when it has none of its own), before anything is required.
+    if (rest.includes("--help") || rest.includes("-h")) {
+      io.out(commandUsage(cmd) + "\n");
+      return 0;
     }
     switch (cmd) {
       case "init": {
@@ -292,6 +312,36 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         } finally {
           await ctx.close();
         }
+      }
+      case "kmc": {
+        const [sub, ...more] = rest;
+        if (sub !== "init") throw new UkeyError("CLI_USAGE", { params: { reason: "use: ukey-server kmc init --data-dir DIR" } });
+        const v = parse(more, { "kmc-passphrase-file": { type: "string" } });
+        const env = envWithSecretFlags(io, v);
+        const kmcPassphrase = readSecretFile("UKEY_KMC_PASSPHRASE_FILE", v["kmc-passphrase-file"] ?? io.env.UKEY_KMC_PASSPHRASE_FILE);
+        // Separation of duties: whoever holds the CA passphrase must not thereby read escrowed keys.
+        if (env.UKEY_CA_PASSPHRASE_FILE && readSecretFile("UKEY_CA_PASSPHRASE_FILE", env.UKEY_CA_PASSPHRASE_FILE) === kmcPassphrase) {
+          throw new UkeyError("CONFIG_INVALID", { params: { reason: "the KMC master key passphrase must not be the CA passphrase" } });
+        }
+        const dataDir = required(v, "data-dir");
+        const ctx = await openServerContext(dataDir, env, io.clock);
+        try {
+          const { createKmcMasterKeyFile } = await import("./kmc/kmc-master-key.js");
+          mkdirSync(ctx.layout.kmcDir, { recursive: true, mode: 0o700 });
+          const master = await createKmcMasterKeyFile(ctx.layout.kmcMasterKey, kmcPassphrase);
+          await ctx.store.audit.append({
+            at: io.clock.now().getTime(), actor: "cli", action: "kmc.initialised", subjectType: "kmc", subjectId: master.id,
+            data: { masterKeyId: master.id },
+          });
+          print(`key management centre master key created
+  file:   ${ctx.layout.kmcMasterKey}
+  key id: ${master.id}
+  Back up this file and its passphrase apart from the CA's: without both, escrowed encryption keys cannot be recovered.`,
+            { path: ctx.layout.kmcMasterKey, masterKeyId: master.id });
+        } finally {
+          await ctx.close();
+        }
+        return 0;
       }
       default:
         throw new UkeyError("CLI_USAGE", { params: { reason: `unknown command ${cmd}` } });

@@ -11,6 +11,9 @@ export function dataDirLayout(dir: string) {
     idKey: join(dir, "secrets", "id-hmac.key"),
     tlsKey: join(dir, "tls", "server.key.pem"),
     tlsCert: join(dir, "tls", "server.cer.pem"),
+    /** The key management centre's master key (its own passphrase, never the CA's). */
+    kmcDir: join(dir, "kmc"),
+    kmcMasterKey: join(dir, "kmc", "master-key.json"),
   } as const;
 }
 export type DataDirLayout = ReturnType<typeof dataDirLayout>;

@@ -19,6 +19,14 @@ export interface RenewalInfo {
    * window's state is the policy's and does not change with it.
    */
   lockedUntil: string | null;
+  /**
+   * Seed 004's login rule, for the institution's login system: whether a
+   * login with this certificate is allowed now (the policy's loginAllowed),
+   * and from when it will be refused once expired (the instant after
+   * notAfter), or null when the profile lets expired certificates log in or
+   * the refusal has already begun.
+   */
+  login: { allowed: boolean; refusedFrom: string | null };
   explanation: { "zh-CN": string; en: string };
   certificate: { serial: string; issuerKeyId: string; subject: string; notBefore: string; notAfter: string; status: string; imported: boolean };
 }
@@ -65,6 +73,10 @@ export class RenewalInfoService {
         noticeFrom: e.noticeFrom.toISOString(),
         stepUpFrom: iso(e.stepUpFrom),
         lockedUntil: iso(lockedUntil),
+        login: {
+          allowed: e.loginAllowed,
+          refusedFrom: e.loginAllowed && !profile.renewal.loginWhenExpired && rec.status !== "superseded" ? new Date(rec.notAfter + 1).toISOString() : null,
+        },
         explanation: { "zh-CN": explainEvaluation(e, "zh-CN"), en: explainEvaluation(e, "en") },
         certificate: {
           serial: rec.serial, issuerKeyId: rec.issuerKeyId, subject: rec.subjectDn,

@@ -142,6 +142,18 @@ test("usage errors exit 2 with CLI_USAGE; human output is bilingual", () => {
   assert.equal(errorCode(r3), "CLI_USAGE");
 });
 
+test("issue 16 (11): `holder add --help` (and any command's --help) prints that command's usage, exit 0, nothing required", () => {
+  const r = runUkeyServer(["holder", "add", "--help"]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /ukey-server holder add --data-dir DIR --id ID --name NAME/);
+  assert.match(r.stdout, /--id-number-file F/);
+  assert.doesNotMatch(r.stdout, /ukey-server issue/);
+  assert.equal(r.stderr, "");
+  const o = runUkeyServer(["operator", "add", "-h"]);
+  assert.equal(o.status, 0);
+  assert.match(o.stdout, /ukey-server operator add/);
+});
+
 test("a corrupt config.json is refused with the reason", () => {
   const t2 = tempDir();
   try {

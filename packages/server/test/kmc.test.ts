@@ -91,8 +91,8 @@ test("an encryption key: escrowed wrapped and audited, delivered only enveloped,
   assert.deepEqual(rec.spki, issued.spki);
   assert.equal(rec.wrappedKey.includes(d), false);
   const reopened = await openKmcMasterKeyFile(t.path("kmc-master.json"), passphrase);
-  assert.deepEqual(reopened.unwrap(rec.wrappedKey, escrowAad(rec.id, rec.holderId, rec.spki)), d, "the escrow holds the delivered key");
-  assert.throws(() => reopened.unwrap(rec.wrappedKey, escrowAad(rec.id, "K2", rec.spki)), code("KMC_ESCROW_UNREADABLE"), "moved to another holder it does not open");
+  assert.deepEqual(await reopened.unwrap(rec.wrappedKey, escrowAad(rec.id, rec.holderId, rec.spki)), d, "the escrow holds the delivered key");
+  await assert.rejects(reopened.unwrap(rec.wrappedKey, escrowAad(rec.id, "K2", rec.spki)), code("KMC_ESCROW_UNREADABLE"), "moved to another holder it does not open");
 
   // Audited in the same transaction, without key material.
   const entries = (await store.audit.list(1, 10_000)).filter((x) => x.subjectId === issued.escrowId);
@@ -114,4 +114,30 @@ test("a non-SM2 signing key or an unknown holder is refused, and nothing is escr
   await assert.rejects(kmc.issueEncryptionKey({ holderId: "nobody", holderSigningSpki: holderKey("h3").spki, actor: "cli" }), code("HOLDER_NOT_FOUND"));
   assert.deepEqual(await store.kmcEscrows.listByHolder("K2"), []);
   assert.equal((await store.audit.list(1, 10_000)).length, before);
+});
+
+test("ukey-server kmc init: a master key file with its own passphrase, audited; the CA's passphrase and a second init are refused", async (tc) => {
+  const { initialisedDataDir, runUkeyServer } = await import("./support/fixtures.js");
+  const cliDir = tempDir("ukey-kmc-cli-");
+  tc.after(() => cliDir.cleanup());
+  const { dataDir, env } = initialisedDataDir(cliDir);
+  const same = runUkeyServer(["kmc", "init", "--data-dir", dataDir, "--json"], { ...env, UKEY_KMC_PASSPHRASE_FILE: env.UKEY_CA_PASSPHRASE_FILE! });
+  assert.equal(same.status, 1);
+  assert.match(same.stdout, /CONFIG_INVALID/);
+  const none = runUkeyServer(["kmc", "init", "--data-dir", dataDir, "--json"], env);
+  assert.match(none.stdout, /SECRET_FILE_REQUIRED/);
+  const kmcPass = cliDir.write("kmc-pass", "a passphrase of the KMC's own\n");
+  const r = runUkeyServer(["kmc", "init", "--data-dir", dataDir, "--json"], { ...env, UKEY_KMC_PASSPHRASE_FILE: kmcPass });
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  const out = r.json<{ path: string; masterKeyId: string }>();
+  assert.equal(out.path, `${dataDir}/kmc/master-key.json`);
+  assert.equal(statSync(`${dataDir}/kmc`).mode & 0o777, 0o700);
+  assert.equal((await openKmcMasterKeyFile(out.path, "a passphrase of the KMC's own")).id, out.masterKeyId);
+  await assert.rejects(openKmcMasterKeyFile(out.path, readFileSync(env.UKEY_CA_PASSPHRASE_FILE!, "utf8")), code("KMC_PASSPHRASE_WRONG"));
+  const text = readFileSync(out.path, "utf8");
+  const again = runUkeyServer(["kmc", "init", "--data-dir", dataDir, "--json"], { ...env, UKEY_KMC_PASSPHRASE_FILE: kmcPass });
+  assert.match(again.stdout, /KMC_ALREADY_INITIALISED/);
+  assert.equal(readFileSync(out.path, "utf8"), text, "the master key is never replaced");
+  const audit = runUkeyServer(["audit", "verify", "--data-dir", dataDir, "--json"], env);
+  assert.equal(audit.status, 0, audit.stdout);
 });

@@ -18,6 +18,7 @@ type RenewalInfoBody = {
   suggestedWindow: { start: string; end: string };
   explanation: { "zh-CN": string; en: string }; message: { "zh-CN": string; en: string }; remedy: { "zh-CN": string; en: string };
   certificate: { imported: boolean; serial: string };
+  login?: { allowed: boolean; refusedFrom: string | null };
 };
 let t: TempDir;
 let ctx: ServerContext;
@@ -82,6 +83,15 @@ test("a fresh certificate of ours: not yet, with the date the window opens", asy
   assert.match(r.body.explanation["zh-CN"], /\d{4}-\d{2}-\d{2}/);
   assert.match(r.body.explanation.en, /\d{4}-\d{2}-\d{2}/);
   assert.equal(r.body.certificate.imported, false);
+});
+
+test("issue 16 (seed 004's login rule): allowed before expiry with the moment it will be refused, refused after", async () => {
+  clock.set(new Date(ours.notAfter - 10 * day));
+  const before = await info(`/api/v1/renewal-info/${ours.certId}`);
+  assert.deepEqual(before.body.login, { allowed: true, refusedFrom: new Date(ours.notAfter + 1).toISOString() });
+  clock.set(new Date(ours.notAfter + day));
+  const after = await info(`/api/v1/renewal-info/${ours.certId}`);
+  assert.deepEqual(after.body.login, { allowed: false, refusedFrom: null });
 });
 
 const importedCases: Array<[string, number, string, string]> = [

@@ -1,9 +1,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { createInterface } from "node:readline";
+import { totpCodeAt } from "../src/admin/operator-credentials.js";
 import { openssl, tempDir } from "./support/fixtures.js";
 
 // The README's first command, `npm start`, is scripts/start.sh: first run
@@ -62,6 +63,18 @@ test("npm start initialises a demo on first run, serves it, and only serves on t
       assert.ok(daysLeft > 58 && daysLeft <= 61, `demo file certificate expires in ${daysLeft} days`);
       assert.match(openssl(["verify", "-CAfile", `${dataDir}/ca/root.cer.pem`, "-untrusted", `${dataDir}/ca/issuing.cer.pem`, certOut]).out, /: OK/);
       assert.ok(first.output.some((l) => l.includes("ukey renew") && l.includes(token)), "start tells how to renew the demo token");
+      // Issue 16 (11): the portal's and the console's addresses, and a first operator who can sign in with what start wrote down.
+      assert.ok(first.output.some((l) => l.includes(`http://localhost:${port}/`) && /portal/.test(l)), first.output.join("\n"));
+      assert.ok(first.output.some((l) => l.includes(`http://localhost:${port}/console/`)), first.output.join("\n"));
+      assert.ok(first.output.some((l) => l.includes("ukey agent start") && l.includes(token)), "start tells how to use the demo token in the portal");
+      const password = readFileSync(`${dataDir}.secrets/operator-password`, "utf8").trim();
+      const secret = /TOTP secret: (\S+)/.exec(readFileSync(`${dataDir}.secrets/operator-admin.txt`, "utf8"))?.[1];
+      assert.ok(secret, "the TOTP secret is written down for the demo");
+      const signIn = await fetch(`http://127.0.0.1:${port}/api/v1/admin/sign-in`, {
+        method: "POST", headers: { "content-type": "application/json" },
+        body: JSON.stringify({ operatorId: "admin", password, totp: totpCodeAt(secret, new Date()) }),
+      });
+      assert.equal(signIn.status, 200, await signIn.clone().text());
     } finally {
       await first.stop();
     }

@@ -120,6 +120,14 @@ test("signs in, shows the expiry chart and the funnel, finds the holder by ID nu
   const auditText = await page.locator("[data-table=audit]").innerText();
   for (const action of ["certificate.revoked", "enrolment.created", "operator.signed-in"]) assert.match(auditText, new RegExp(action.replace(".", "\\.")));
   assert.doesNotMatch(auditText, new RegExp(code), "the authorization code is in no audit entry");
+  // Issue 16 (11): each entry's data as key: value lines beside an action column wide enough to read.
+  assert.ok(await page.locator("[data-table=audit] dl.kv").count() > 0);
+  const enrolled = await page.locator("[data-table=audit] tr", { hasText: "enrolment.created" }).first().locator("dl.kv").innerText();
+  assert.match(enrolled, /expiresAt\s+\d{4}-\d{2}-\d{2} \d{2}:\d{2}/, "instants as China-time dates");
+  assert.match(enrolled, /holderId\s+H1/);
+  const actionWidth = await page.locator("[data-table=audit] td.action").first().evaluate((el) => (el as unknown as { offsetWidth: number }).offsetWidth);
+  assert.ok(actionWidth >= 120, `the action column is ${actionWidth}px wide`);
+  if (process.env.UKEY_TEST_SHOTS) await page.screenshot({ path: `${process.env.UKEY_TEST_SHOTS}/console-audit.png`, fullPage: false });
 
   await page.click("a[href='#/orders']");
   await page.locator("[data-page=orders] [data-table=orders]").waitFor();
@@ -171,6 +179,29 @@ test("an admin sees an operator's paused sign-ins and lifts the pause; an operat
   assert.ok(actions.some((e) => e.action === "operator.unlocked" && e.subjectId === "olga"));
   assert.ok(actions.some((e) => e.action === "certificate.renewal-unlocked" && e.subjectId === serial2));
   assert.deepEqual(cspViolations(b.consoleErrors), []);
+});
+
+test("issue 16 (11): an operator adds a holder on the holders page; the ID number is shown only masked", async () => {
+  const { page } = b;
+  await page.goto(`${server.url}/console/#/holders`);
+  const form = page.locator("[data-form=add-holder]");
+  await form.locator("summary").click();
+  await page.fill("[name=new-id]", "H9");
+  await page.fill("[name=new-name]", "王五");
+  await page.fill("[name=new-idNumber]", "110101198001011234");
+  await page.fill("[name=new-phone]", "13800000009");
+  await form.locator("button[type=submit]").click();
+  const row = page.locator("[data-page=holders] [data-table=holders] tr[data-holder=H9]");
+  await row.waitFor();
+  assert.match(await row.innerText(), /王五/);
+  assert.doesNotMatch(await page.locator("[data-page=holders]").innerText(), /110101198001011234/);
+  await page.goto(`${server.url}/console/#/holders`);
+  await form.locator("summary").click();
+  await page.fill("[name=new-id]", "H9");
+  await page.fill("[name=new-name]", "重复");
+  await page.fill("[name=new-idNumber]", "110101198001011234");
+  await form.locator("button[type=submit]").click();
+  await form.locator(".problem").waitFor();
 });
 
 test("a lost session brings the sign-in page back with SESSION_INVALID, never a blank page", async () => {

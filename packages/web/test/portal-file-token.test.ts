@@ -67,6 +67,8 @@ test("issue 16 (1): the status page asks for the file's PIN in the agent's windo
   const card = page.locator(`article.cert[data-serial='${issued.serial}']`);
   await card.waitFor({ timeout: 60_000 });
   assert.equal(await card.locator(".window").getAttribute("data-window"), "open");
+  // Seed 004's login rule: inside the notice period the holder is told from which day logins will be refused.
+  assert.match(await card.locator("[data-login-refused-from]").innerText(), /从 \d{4}-\d{2}-\d{2} 起，系统将拒绝用这张证书登录/);
   assert.equal(await page.locator("[data-hidden-certs]").count(), 0);
 });
 

@@ -53,7 +53,8 @@ export async function doctorFlow(ctx: Omit<FlowContext, "prompter" | "channel" |
     }
     if (token) {
       const pin = token.pin;
-      if (pin.locked) checks.push({ id: "pin", ok: false, zh: "PIN 已锁定", en: "The PIN is locked", code: "TOKEN_PIN_LOCKED" });
+      if (token.backend === "pkcs12") checks.push({ id: "pin", ok: true, zh: "证书文件由它的密码（PIN）保护；文件不会因输错而锁定", en: "The certificate file is protected by its password (PIN); a file does not lock after wrong tries" });
+      else if (pin.locked) checks.push({ id: "pin", ok: false, zh: "PIN 已锁定", en: "The PIN is locked", code: "TOKEN_PIN_LOCKED" });
       else if (!pin.initialized) checks.push({ id: "pin", ok: false, zh: "UKey 尚未设置 PIN", en: "The key has no PIN set", code: "TOKEN_PIN_LOCKED" });
       else if (pin.finalTry) checks.push({ id: "pin", ok: true, zh: "PIN 未锁定，但只剩最后一次尝试机会", en: "The PIN is not locked, but one wrong try locks it" });
       else checks.push({ id: "pin", ok: true, zh: pin.countLow ? "PIN 未锁定（已有输错记录）" : "PIN 未锁定", en: pin.countLow ? "The PIN is not locked (earlier wrong tries)" : "The PIN is not locked" });
@@ -67,7 +68,10 @@ export async function doctorFlow(ctx: Omit<FlowContext, "prompter" | "channel" |
       }
       try {
         const certs = await b.listCertificates(token.serial);
-        checks.push(certs.length > 0
+        const hidden = certs.length === 0 && b.certificatesNeedPin?.(token.serial) === true;
+        checks.push(hidden
+          ? { id: "certificate", ok: true, zh: "证书文件中的证书要输入密码后才能读取：请在“我的证书”中点“输入 PIN 查看证书”", en: "The file's certificates are read once its password is typed: on \"My certificates\", press \"Type the PIN to see the certificates\"" }
+          : certs.length > 0
           ? { id: "certificate", ok: true, zh: `找到 ${certs.length} 张证书`, en: `${certs.length} certificate(s) found` }
           : { id: "certificate", ok: false, zh: "没有找到证书（文件证书需要密码才能读取）", en: "No certificate found (a file needs its password to be read)", code: "NO_CERTIFICATE_FOUND" });
       } catch (e) {

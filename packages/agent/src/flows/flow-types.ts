@@ -43,6 +43,8 @@ export interface CertificateStatus {
     window: "not-yet-open" | "open" | "open-step-up" | "closed"; opensAt?: string; closesAt?: string; explanation?: { zh: string; en: string };
     /** Online renewal is paused until then after an order failed on wrong answers (RENEWAL_LOCKED). */
     lockedUntil?: string;
+    /** Logins with this certificate are refused from then (seed 004's login rule), when the server says so. */
+    loginRefusedFrom?: string;
   };
 }
 
@@ -112,7 +114,7 @@ export interface Flows {
   changePin(ctx: FlowContext, request: { tokenSerial: string }): Promise<void>;
   /** Removes expired and superseded certificates and orphan keys; never the current ones. */
   cleanUp(ctx: FlowContext, request: { tokenSerial: string }): Promise<{ removed: number }>;
-  doctor(ctx: Omit<FlowContext, "prompter" | "channel">): Promise<DoctorCheck[]>;
+  doctor(ctx: Omit<FlowContext, "prompter" | "channel"> & { pairingsFile?: string }): Promise<DoctorCheck[]>;
   /** Asks the PIN and opens the token once, so that a file token's certificates are listed afterwards without it; then its status. */
   readCertificates(ctx: FlowContext, request: { tokenSerial: string }): Promise<{ tokens: TokenStatus[] }>;
 }

@@ -67,6 +67,7 @@ export async function statusFlow(ctx: Omit<FlowContext, "prompter" | "channel"> 
           ...(info.opensAt ? { opensAt: info.opensAt } : {}),
           ...(info.closesAt ? { closesAt: info.closesAt } : {}),
           ...(info.lockedUntil ? { lockedUntil: info.lockedUntil } : {}),
+          ...(info.login?.refusedFrom ? { loginRefusedFrom: info.login.refusedFrom } : {}),
           explanation: { zh: info.explanation["zh-CN"], en: info.explanation.en },
         };
       }

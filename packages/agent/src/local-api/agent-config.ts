@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { homedir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
 import { UkeyError } from "@ukey/policy";
@@ -60,4 +61,9 @@ export function readCaFile(path: string): string {
   }
   if (!pem.includes("-----BEGIN CERTIFICATE-----")) throw new UkeyError("PEM_MALFORMED", { params: { reason: `${path} holds no certificate` } });
   return pem;
+}
+
+/** The agent's home directory: $UKEY_AGENT_HOME, else ~/.ukey. */
+export function defaultAgentHome(env: NodeJS.ProcessEnv = process.env): string {
+  return env.UKEY_AGENT_HOME || join(homedir(), ".ukey");
 }

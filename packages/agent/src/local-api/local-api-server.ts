@@ -1,6 +1,4 @@
 import { randomBytes } from "node:crypto";
-import { homedir } from "node:os";
-import { join } from "node:path";
 import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from "fastify";
 import { UkeyError, type ErrorCode, type ErrorKind } from "@ukey/policy";
 import type { FaultPoint, Flows, ServerConnection } from "../flows/flow-types.js";
@@ -63,10 +61,9 @@ export interface LocalApi {
   close(): Promise<void>;
 }
 
-/** The agent's home directory: $UKEY_AGENT_HOME, else ~/.ukey. */
-export function defaultAgentHome(env: NodeJS.ProcessEnv = process.env): string {
-  return env.UKEY_AGENT_HOME || join(homedir(), ".ukey");
-}
+import { defaultAgentHome } from "./agent-config.js";
+
+export { defaultAgentHome };
 
 const statusOfKind: Record<ErrorKind, number> = {
   invalid: 400, unauthenticated: 401, forbidden: 403, "not-found": 404, conflict: 409, "too-large": 413, "rate-limited": 429, unavailable: 503,
@@ -179,6 +176,7 @@ export async function startLocalApi(o: LocalApiOptions): Promise<LocalApi> {
     backend: openBackend,
     server: o.server,
     promptUrl: (id, nonce) => `${agentOrigin()}/prompt/${id}/${nonce}`,
+    pairingsFile: pairingFile.path,
     now,
     log,
     ...(o.inputTimeoutMs !== undefined ? { inputTimeoutMs: o.inputTimeoutMs } : {}),

@@ -39,6 +39,8 @@ export interface OperationsOptions {
   /** One line per event; never receives a PIN, an ID number or a code. */
   log: (line: string) => void;
   fault?: FaultPoint;
+  /** The agent's pairings file, which the doctor checks. */
+  pairingsFile?: string;
 }
 
 interface PendingAsk {
@@ -274,7 +276,7 @@ export class Operations {
           result = await flows.cleanUp(ctx, { tokenSerial: request.tokenSerial });
           break;
         case "doctor":
-          result = await flows.doctor(base);
+          result = await flows.doctor({ ...base, ...(this.o.pairingsFile ? { pairingsFile: this.o.pairingsFile } : {}) });
           break;
         case "read-certificates":
           result = await flows.readCertificates(ctx, { tokenSerial: request.tokenSerial });

@@ -133,7 +133,8 @@ test("ukey agent refuses wrong usage and configuration with catalogue codes and 
   writeFileSync(join(badConfig, "agent.json"), JSON.stringify({ server: "http://127.0.0.1:9", origin: [portal] }));
   try {
     const cases: [string[], string, string][] = [
-      [["start", "--port", "0", "--json"], noServer, "CLI_USAGE"],
+      // neither --server nor an installed institution configuration
+      [["start", "--port", "0", "--json"], noServer, "AGENT_NOT_CONFIGURED"],
       [["start", "--port", "0", "--json"], badConfig, "CONFIG_INVALID"],
       [["start", "--port", "http", "--json"], home, "CLI_USAGE"],
       [["start", "--port", "0", "--origin", "ftp://files.example", "--json"], home, "CONFIG_INVALID"],

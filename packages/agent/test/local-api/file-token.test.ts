@@ -51,6 +51,18 @@ async function until(id: string, pred: (v: OperationView) => boolean): Promise<O
 
 const norm = (hex: string) => hex.toLowerCase().replace(/[^0-9a-f]/g, "").replace(/^0+/, "");
 
+test("issue 16 (10): the doctor, right after pairing, counts the pairing and words a file's PIN and hidden certificates as a file's", async () => {
+  const started = await agent.call("/v1/operations", { token, body: { kind: "doctor" } });
+  const v = await until(started.json.id as string, (x) => x.state === "done" || x.state === "failed");
+  const checks = v.result as { id: string; ok: boolean; zh: string; code?: string }[];
+  const by = (id: string) => checks.find((c) => c.id === id)!;
+  assert.deepEqual([by("pairings").ok, by("pairings").zh], [true, "已配对 1 个网站"]);
+  assert.match(by("pin").zh, /证书文件/);
+  assert.doesNotMatch(by("pin").zh, /未锁定/);
+  assert.equal(by("certificate").ok, true, JSON.stringify(by("certificate")));
+  assert.notEqual(by("certificate").code, "NO_CERTIFICATE_FOUND");
+});
+
 test("issue 16 (1): a file token's certificates are hidden, not absent, until its PIN is typed in the agent's window", async () => {
   const before = (await agent.call("/v1/tokens", { token })).json as unknown as TokenStatus[];
   assert.equal(before.length, 1);

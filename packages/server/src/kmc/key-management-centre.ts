@@ -80,7 +80,7 @@ export class LocalKmc implements KeyManagementCentre {
       const escrowId = randomUUID();
       const spki = sm2Spki(pair.publicKey);
       const envelope = buildEnvelopedKeyBlob(pair, holderPoint);
-      const wrappedKey = this.deps.masterKey.wrap(pair.privateKey, escrowAad(escrowId, req.holderId, spki));
+      const wrappedKey = await this.deps.masterKey.wrap(pair.privateKey, escrowAad(escrowId, req.holderId, spki));
       const at = this.deps.clock.now().getTime();
       await this.deps.store.transaction(async (r: Repositories) => {
         await r.kmcEscrows.insert({ id: escrowId, holderId: req.holderId, algorithm: "sm2", spki, wrappedKey, masterKeyId: this.deps.masterKey.id, createdAt: at });

@@ -27,24 +27,25 @@ const fileSchema = z.strictObject({
  */
 export interface KmcMasterKey {
   readonly id: string;
-  /** AES-256-GCM of `plaintext` with `aad` under the master key: iv (12) || tag (16) || ciphertext. */
-  wrap(plaintext: Buffer, aad: Buffer): Buffer;
+  /** AES-256-GCM of `plaintext` with `aad` under the master key (the layout is the implementation's own). */
+  wrap(plaintext: Buffer, aad: Buffer): Promise<Buffer>;
   /** The plaintext of a `wrap` result. Throws KMC_ESCROW_UNREADABLE when it was not made under this key with this `aad`. */
-  unwrap(wrapped: Buffer, aad: Buffer): Buffer;
+  unwrap(wrapped: Buffer, aad: Buffer): Promise<Buffer>;
 }
 
 function masterKey(key: Buffer): KmcMasterKey {
   const id = createHash("sha256").update(key).digest("hex").slice(0, 16);
   return {
     id,
-    wrap(plaintext, aad) {
+    // iv (12) || tag (16) || ciphertext.
+    async wrap(plaintext, aad) {
       const iv = randomBytes(12);
       const c = createCipheriv("aes-256-gcm", key, iv);
       c.setAAD(aad);
       const ct = Buffer.concat([c.update(plaintext), c.final()]);
       return Buffer.concat([iv, c.getAuthTag(), ct]);
     },
-    unwrap(wrapped, aad) {
+    async unwrap(wrapped, aad) {
       try {
         const d = createDecipheriv("aes-256-gcm", key, wrapped.subarray(0, 12));
         d.setAAD(aad);
@@ -130,4 +131,41 @@ export async function openKmcMasterKeyFile(path: string, passphrase: string): Pr
   const mk = masterKey(key);
   if (key.length !== 32 || mk.id !== file.keyId) throw new UkeyError("KMC_MASTER_KEY_UNUSABLE", { params: { path } });
   return mk;
+}
+
+/** What pkcs11KmcMasterKey needs of a PKCS#11 key store (Pkcs11KeyStore of @ukey/ca). */
+export interface Pkcs11SecretKeys {
+  createSecretKey(name: string): Promise<void>;
+  aesGcm(name: string, op: "encrypt" | "decrypt", iv: Buffer, aad: Buffer, data: Buffer): Promise<Buffer>;
+}
+
+/**
+ * The KMC master key as AES-256 secret key `name` in an HSM (sensitive,
+ * never extractable): wrapping is CKM_AES_GCM on the token, the layout
+ * iv (12) || ciphertext || tag (16). `tokenId` (the token's serial or
+ * label) goes into the key id. With `create`, the key is generated first
+ * (CA_ALREADY_INITIALISED when the label is taken). Throws HSM_*.
+ */
+export async function pkcs11KmcMasterKey(keys: Pkcs11SecretKeys, tokenId: string, name = "kmc-master", create = false): Promise<KmcMasterKey> {
+  if (create) await keys.createSecretKey(name);
+  const id = createHash("sha256").update(`pkcs11:${tokenId}:${name}`).digest("hex").slice(0, 16);
+  // A probe: the key must exist and work before anything is wrapped under it.
+  const probeIv = randomBytes(12);
+  const probe = await keys.aesGcm(name, "encrypt", probeIv, Buffer.alloc(0), Buffer.from("probe"));
+  await keys.aesGcm(name, "decrypt", probeIv, Buffer.alloc(0), probe);
+  return {
+    id,
+    async wrap(plaintext, aad) {
+      const iv = randomBytes(12);
+      return Buffer.concat([iv, await keys.aesGcm(name, "encrypt", iv, aad, plaintext)]);
+    },
+    async unwrap(wrapped, aad) {
+      try {
+        if (wrapped.length < 12 + 16) throw new Error("too short");
+        return await keys.aesGcm(name, "decrypt", wrapped.subarray(0, 12), aad, wrapped.subarray(12));
+      } catch (e) {
+        throw new UkeyError("KMC_ESCROW_UNREADABLE", { params: { keyId: id }, cause: e });
+      }
+    },
+  };
 }

@@ -118,6 +118,49 @@ export function CertificatesPage(props: { query: URLSearchParams }) {
   );
 }
 
+/**
+ * Registers a holder (POST /admin/holders, role operator): the ID number
+ * goes in the body only and the server keeps a keyed hash and a masked
+ * form. On success the new holder's page opens.
+ */
+function AddHolderForm() {
+  useLang();
+  const [f, setF] = useState({ id: "", name: "", kind: "person", idType: "resident-id", idNumber: "", phone: "", email: "" });
+  const [problem, setProblem] = useState<Problem | null>(null);
+  const [busy, setBusy] = useState(false);
+  const field = (k: keyof typeof f, label: string, extra: Record<string, unknown> = {}) => (
+    <label>{label} <input name={`new-${k}`} autoComplete="off" value={f[k]} onInput={(e) => setF({ ...f, [k]: e.currentTarget.value })} {...extra} /></label>
+  );
+  return (
+    <details class="card" data-form="add-holder">
+      <summary>{t("con.addHolder")}</summary>
+      <form onSubmit={async (e) => {
+        e.preventDefault(); setProblem(null); setBusy(true);
+        const opt = (v: string) => (v.trim() ? v.trim() : undefined);
+        try {
+          const h = await admin<Holder>("POST", "/holders", {
+            id: f.id.trim(), name: f.name.trim(), kind: f.kind, idType: f.idType, idNumber: f.idNumber.trim(),
+            ...(opt(f.phone) ? { phone: opt(f.phone) } : {}), ...(opt(f.email) ? { email: opt(f.email) } : {}),
+          });
+          location.hash = `#/holders/${encodeURIComponent(h.id)}`;
+        } catch (x) { setProblem(asProblem(x)); } finally { setBusy(false); }
+      }}>
+        {field("id", "ID", { required: true, pattern: "[A-Za-z0-9._-]{1,64}" })}
+        {field("name", t("con.name"), { required: true })}
+        <label>{t("con.kind")} <select name="new-kind" value={f.kind} onChange={(e) => setF({ ...f, kind: e.currentTarget.value })}>
+          <option value="person">{t("con.kindPerson")}</option><option value="organisation">{t("con.kindOrganisation")}</option></select></label>
+        <label>{t("con.idType")} <select name="new-idType" value={f.idType} onChange={(e) => setF({ ...f, idType: e.currentTarget.value })}>
+          <option value="resident-id">{t("con.idResident")}</option><option value="uscc">{t("con.idUscc")}</option><option value="passport">{t("con.idPassport")}</option></select></label>
+        {field("idNumber", t("con.idNumber"), { required: true })}
+        {field("phone", t("con.phone"))}
+        {field("email", "E-mail")}
+        <button type="submit" class="primary" disabled={busy}>{t("con.addHolder")}</button>
+        <Problemish problem={problem} />
+      </form>
+    </details>
+  );
+}
+
 export function HoldersPage(props: { id?: string | undefined }) {
   useLang();
   const [idType, setIdType] = useState("resident-id");
@@ -140,6 +183,7 @@ export function HoldersPage(props: { id?: string | undefined }) {
         <button type="submit" class="primary">{t("con.searchById")}</button>
         {found ? <button type="button" onClick={() => { setFound(null); setIdNumber(""); }}>{t("con.clear")}</button> : null}
       </form>
+      {props.id ? null : <AddHolderForm />}
       <Problemish problem={problem ?? list.problem} />
       {shown ? (
         <table class="data" data-table="holders">
@@ -268,6 +312,27 @@ export function OutboxPage() {
   );
 }
 
+/**
+ * An audit entry's data as one "key: value" line each, instants (…At,
+ * notBefore, notAfter) as China-time dates, and a nested value (a profile's
+ * rules) folded away under "details".
+ */
+function AuditData(props: { data: Record<string, unknown> }) {
+  useLang();
+  const entries = Object.entries(props.data ?? {});
+  if (entries.length === 0) return <span class="muted">—</span>;
+  const value = (k: string, v: unknown) => {
+    if (typeof v === "number" && v > 1e12 && /At$|^not(Before|After)$/.test(k)) return dayTime(v);
+    if (v === null || typeof v !== "object") return String(v);
+    return <details><summary>{t("common.details")}</summary><code class="json">{JSON.stringify(v)}</code></details>;
+  };
+  return (
+    <dl class="kv">
+      {entries.map(([k, v]) => <><dt>{k}</dt><dd>{value(k, v)}</dd></>)}
+    </dl>
+  );
+}
+
 export function AuditPage() {
   useLang();
   const [fromSeq, setFromSeq] = useState(1);
@@ -292,7 +357,8 @@ export function AuditPage() {
           <table class="data" data-table="audit">
             <thead><tr><th>#</th><th>{t("con.time")}</th><th>{t("con.actor")}</th><th>{t("con.action")}</th><th>{t("con.subject")}</th><th>{t("con.data")}</th></tr></thead>
             <tbody>{page.data.entries.map((e) => (
-              <tr><td>{e.seq}</td><td>{dayTime(e.at)}</td><td>{e.actor}</td><td><code>{e.action}</code></td><td>{e.subjectType}:{e.subjectId}</td><td><code class="json">{JSON.stringify(e.data)}</code></td></tr>
+              <tr data-seq={e.seq}><td>{e.seq}</td><td class="nowrap">{dayTime(e.at)}</td><td>{e.actor}</td><td class="action"><code>{e.action}</code></td><td class="subject">{e.subjectType}<br /><code>{e.subjectId}</code></td>
+                <td><AuditData data={e.data} /></td></tr>
             ))}</tbody>
           </table>
           <p>

@@ -1,4 +1,5 @@
 import { useState } from "preact/hooks";
+import { subjectName } from "../shared/format.js";
 import { t, useLang } from "../shared/i18n.js";
 import { asProblem, type Problem } from "../shared/problem.js";
 import { Busy, ProblemView } from "../shared/ui.js";
@@ -34,7 +35,7 @@ export function RenewChoosePage(props: PageCtx & { query: URLSearchParams }) {
             return (
               <label class="choice">
                 <input type="radio" name="cert" value={o.key} checked={o.key === selected} onChange={() => setChoice(o.key)} />
-                <span><strong>{o.c.certificate.subject}</strong> · {o.tk.token.label} ({o.tk.token.serial}) · <span class={w.cls}>{w.text}</span></span>
+                <span><strong>{subjectName(o.c.certificate.subject)}</strong> · {o.tk.token.label} · <span class={w.cls}>{w.text}</span></span>
               </label>
             );
           })}
@@ -42,7 +43,7 @@ export function RenewChoosePage(props: PageCtx & { query: URLSearchParams }) {
       )}
       {sel ? (
         <>
-          <CertificateCard c={sel.c} tokenSerial={sel.tk.token.serial} />
+          <CertificateCard c={sel.c} tokenSerial={sel.tk.token.serial} noAction />
           {renewable(sel.c) ? null : <p class="warn" role="note">{t("renew.notOpen")}</p>}
           <p>
             <StartButton ctx={props} primary label={t("renew.start")}

@@ -1,7 +1,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import type { DoctorCheck, IssuedCertificate, RenewResult } from "../../../agent/src/flows/flow-types.js";
 import type { OperationInput } from "../../../agent/src/local-api/protocol.js";
-import { day, dayTime } from "../shared/format.js";
+import { day, dayTime, subjectName } from "../shared/format.js";
 import { pick, t, useLang } from "../shared/i18n.js";
 import { asProblem, problemOf, readProblem, type Problem } from "../shared/problem.js";
 import { Busy, ProblemView } from "../shared/ui.js";
@@ -217,7 +217,7 @@ function PinInput(props: { input: Extract<OperationInput, { kind: "pin" }>; agen
       <h2>{t("verify.pinTitle", { which })}</h2>
       <p>{t("verify.pinExplain")}</p>
       <button type="button" class="primary" data-action="open-pin" onClick={() => {
-        const w = window.open(url.href, "ukey-pin", "popup,width=460,height=560");
+        const w = window.open(url.href, "ukey-pin", "popup,width=520,height=640");
         setBlocked(!w);
       }}>{t("verify.openPin")}</button>
       {blocked ? <p class="warn">{t("verify.popupBlocked")} <a href={url.href} target="_blank" rel="noopener">{t("verify.openPinLink")}</a></p> : null}
@@ -306,9 +306,10 @@ function CertificateResult(props: { c: IssuedCertificate }) {
   useLang();
   return (
     <dl class="result-cert">
-      <dt>{t("cert.serial")}</dt><dd><code data-field="serial">{props.c.serialHex}</code></dd>
-      <dt>{t("cert.subject")}</dt><dd data-field="subject">{props.c.subject}</dd>
+      <dt>{t("cert.name")}</dt><dd data-field="name"><strong>{subjectName(props.c.subject)}</strong></dd>
       <dt>{t("cert.validity")}</dt><dd data-field="validity">{day(props.c.notBefore)} — {day(props.c.notAfter)}</dd>
+      <dt>{t("cert.subject")}</dt><dd class="hint" data-field="subject">{props.c.subject}</dd>
+      <dt>{t("cert.serial")}</dt><dd><small><code data-field="serial">{props.c.serialHex}</code></small></dd>
     </dl>
   );
 }

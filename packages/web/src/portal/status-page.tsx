@@ -1,5 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
-import { day, dayTime } from "../shared/format.js";
+import { day, dayTime, subjectName } from "../shared/format.js";
 import { pick, t, useLang } from "../shared/i18n.js";
 import { asProblem, type Problem } from "../shared/problem.js";
 import { Busy, ProblemView } from "../shared/ui.js";
@@ -53,18 +53,19 @@ export function renewable(c: CertStatus): boolean {
 }
 
 /** One certificate in words and dates: state, validity, and the renewal window's dates. */
-export function CertificateCard(props: { c: CertStatus; tokenSerial: string }) {
+export function CertificateCard(props: { c: CertStatus; tokenSerial: string; noAction?: boolean }) {
   useLang();
   const c = props.c;
   const w = stateWords(c);
   const a = c.advice;
   return (
     <article class={`cert ${w.cls}`} data-serial={c.certificate.serialHex} data-state={c.state}>
-      <h3>{c.certificate.subject}</h3>
+      <h3 title={c.certificate.subject}>{subjectName(c.certificate.subject)}</h3>
       <p class={`state ${w.cls}`}><strong>{w.text}</strong></p>
       <dl>
         <dt>{t("cert.validity")}</dt><dd>{day(c.certificate.notBefore)} — {day(c.certificate.notAfter)}</dd>
-        <dt>{t("cert.serial")}</dt><dd><code>{c.certificate.serialHex}</code></dd>
+        <dt>{t("cert.subject")}</dt><dd class="hint">{c.certificate.subject}</dd>
+        <dt>{t("cert.serial")}</dt><dd><small><code>{c.certificate.serialHex}</code></small></dd>
         <dt>{t("cert.issuer")}</dt><dd>{c.certificate.issuer}</dd>
         <dt>{t("cert.window")}</dt>
         <dd class="window" data-window={a?.window ?? "unknown"}>
@@ -72,11 +73,12 @@ export function CertificateCard(props: { c: CertStatus; tokenSerial: string }) {
             <span>{t(`window.${a.window}`)}</span>
             {a.opensAt || a.closesAt ? <span> · {t("window.dates", { from: day(a.opensAt), to: day(a.closesAt) })}</span> : null}
             {a.explanation ? <p class="hint">{pick(a.explanation)}</p> : null}
+            {c.state === "expiring" && a.loginRefusedFrom ? <p class="bad" role="note" data-login-refused-from={a.loginRefusedFrom}>{t("cert.loginRefused", { date: day(a.loginRefusedFrom) })}</p> : null}
             {lockedUntil(c) ? <p class="bad" role="note" data-locked-until={lockedUntil(c)}>{t("cert.locked", { at: dayTime(lockedUntil(c)) })}</p> : null}
           </> : t("window.unknown")}
         </dd>
       </dl>
-      {renewable(c)
+      {renewable(c) && !props.noAction
         ? <a class="button primary" href={`#/renew?token=${encodeURIComponent(props.tokenSerial)}&cert=${encodeURIComponent(c.certificate.serialHex)}`}>{t("cert.renew")}</a>
         : null}
     </article>

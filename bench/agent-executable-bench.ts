@@ -1,0 +1,67 @@
+// The installed agent (issue 14.7): download size, cold start until /v1/hello
+// answers, and memory at rest, for the self-contained executable beside the
+// bundle on node and the sources on tsx, measured side by side in one run.
+// Targets: under 60 MB compressed download, under 1 s to answer, under 80 MB RSS.
+// Usage: node --import tsx bench/agent-executable-bench.ts [runs (default 5)]
+import { execFileSync, spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+
+const repo = resolve(import.meta.dirname, "..");
+const runs = Number(process.argv[2] ?? 5);
+const work = mkdtempSync(join(tmpdir(), "ukey-exe-bench-"));
+
+// A throwaway institution, so the installer script can stamp one in.
+const pass = join(work, "pass");
+writeFileSync(pass, "correct horse battery staple\n");
+const serverEnv = { ...process.env, UKEY_CA_PASSPHRASE_FILE: pass };
+execFileSync(process.execPath, [join(repo, "packages/server/bin/ukey-server.js"), "init", "--data-dir", join(work, "d")], { env: serverEnv, stdio: "ignore" });
+execFileSync(process.execPath, [join(repo, "packages/server/bin/ukey-server.js"), "downloads", "publish", "--data-dir", join(work, "d")], { env: serverEnv, stdio: "ignore" });
+const built = JSON.parse(execFileSync(process.execPath, [join(repo, "scripts/build-agent-installers.mjs"), "--institution", join(work, "d/downloads"), "--out", join(work, "out")], { cwd: repo, encoding: "utf8" }).trim().split("\n").pop()!) as { executable: string; executableSize: number; debSize: number };
+
+const variants: Record<string, string[]> = {
+  executable: [built.executable],
+  bundle: [process.execPath, join(repo, "packages/agent/dist/ukey.mjs")],
+  source: [process.execPath, join(repo, "packages/agent/bin/ukey.js")],
+};
+
+async function once(cmd: string[]): Promise<{ ms: number; rssMb: number }> {
+  const home = mkdtempSync(join(work, "home-"));
+  const t0 = performance.now();
+  const child = spawn(cmd[0]!, [...cmd.slice(1), "agent", "start", "--port", "0", "--json", "--server", "http://127.0.0.1:9"], {
+    env: { PATH: process.env.PATH ?? "", HOME: home, UKEY_AGENT_HOME: home }, stdio: ["ignore", "pipe", "ignore"],
+  });
+  const url = await new Promise<string>((ok, fail) => {
+    createInterface({ input: child.stdout! }).once("line", (l) => ok((JSON.parse(l) as { url: string }).url));
+    child.once("exit", (c) => fail(new Error(`exited ${c}`)));
+  });
+  const hello = await fetch(`${url}/v1/hello`, { headers: { origin: "http://127.0.0.1:9" } });
+  if (hello.status !== 200) throw new Error(`hello ${hello.status}`);
+  const ms = performance.now() - t0;
+  await new Promise((r) => setTimeout(r, 2000));
+  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"))![1]);
+  await new Promise<void>((r) => { child.once("exit", () => r()); child.kill("SIGTERM"); });
+  return { ms, rssMb: rssKb / 1024 };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const results: Record<string, { ms: number[]; rss: number[] }> = {};
+// Warm the page cache for every variant first, then alternate them so that load on the machine falls on each alike.
+for (const cmd of Object.values(variants)) await once(cmd);
+for (let i = 0; i < runs; i++) {
+  for (const [name, cmd] of Object.entries(variants)) {
+    const r = await once(cmd);
+    const slot = (results[name] ??= { ms: [], rss: [] });
+    slot.ms.push(r.ms);
+    slot.rss.push(r.rssMb);
+  }
+}
+console.log(`== agent executable (${runs} runs each, medians; targets: download < 60 MB, answer < 1000 ms, RSS < 80 MB)`);
+console.log(`executable ${(built.executableSize / 1e6).toFixed(1)} MB, .deb download ${(built.debSize / 1e6).toFixed(1)} MB (${(statSync(built.executable).size / built.debSize).toFixed(1)}x compression)`);
+const base = median(results.bundle!.ms);
+for (const [name, s] of Object.entries(results)) {
+  console.log(`${name.padEnd(10)} cold start to /v1/hello ${median(s.ms).toFixed(0)} ms (${(median(s.ms) / base).toFixed(2)}x the bundle)  RSS at rest ${median(s.rss).toFixed(1)} MB`);
+}
+rmSync(work, { recursive: true, force: true });
