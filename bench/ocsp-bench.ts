@@ -39,8 +39,11 @@ async function sampleSerials(ctx: ServerContext, n: number): Promise<string[]> {
   return rows.map((r) => r.serial);
 }
 
-/** Inserts `count` filler certificates with stored responses, in transactions of 20,000 rows. */
-async function fill(ctx: ServerContext, count: number): Promise<void> {
+/**
+ * Inserts `count` filler certificates with stored responses, in transactions of 20,000 rows: active ones
+ * with serials "f..." (easy to sample), or revoked ones with random serials (spread over the CRL shards).
+ */
+export async function fillForBench(ctx: ServerContext, count: number, revoked = false): Promise<void> {
   const at = Date.now();
   const der = Buffer.alloc(64, 1);
   const resp = Buffer.alloc(250, 2);
@@ -51,13 +54,15 @@ async function fill(ctx: ServerContext, count: number): Promise<void> {
         const n = Math.min(batch, count - done);
         const values: unknown[] = [];
         for (let i = 0; i < n; i++) {
-          values.push(`f${randomBytes(15).toString("hex")}`, ctx.ca.issuerKeyId, "CN=Bench", "CN=Filler", "[]", at, at + 3 * 365 * 86_400_000,
-            "active", "0", "H", "B1", "personal", der, 0, at, at, resp, at, at + 86_400_000, at + 43_200_000);
+          const serial = revoked ? randomBytes(16).toString("hex").replace(/^0+/, "").replace(/^(.(..)*)$/, "0$1") : `f${randomBytes(15).toString("hex")}`;
+          values.push(serial, ctx.ca.issuerKeyId, "CN=Bench", "CN=Filler", "[]", at, at + 3 * 365 * 86_400_000,
+            revoked ? "revoked" : "active", revoked ? at : null, revoked ? "keyCompromise" : null,
+            "0", "file", "B1", "personal", der, 0, at, at, resp, at, at + 86_400_000, at + 43_200_000);
         }
         await tx.run(
-          `INSERT INTO certificates (serial, issuer_key_id, issuer_dn, subject_dn, sans, not_before, not_after, status, spki_sha256, kind,
+          `INSERT INTO certificates (serial, issuer_key_id, issuer_dn, subject_dn, sans, not_before, not_after, status, revoked_at, revocation_reason, spki_sha256, kind,
              holder_id, profile_id, der, imported, created_at, updated_at, ocsp_der, ocsp_this_update, ocsp_next_update, ocsp_refresh_at)
-           VALUES ${Array.from({ length: n }, () => "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)").join(", ")}`, values);
+           VALUES ${Array.from({ length: n }, () => "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)").join(", ")}`, values);
         done += n;
       }
     });
@@ -105,7 +110,7 @@ export async function measureOcsp(ctx: ServerContext, dir: string, seconds: numb
     if (fillRows <= 0) return;
 
     const t0 = performance.now();
-    await fill(ctx, fillRows);
+    await fillForBench(ctx, fillRows);
     const fillSeconds = (performance.now() - t0) / 1000;
     const total = await ctx.store.db.query<{ n: number | string }>("SELECT COUNT(*) AS n FROM certificates");
     // Real responses for a sample spread over the big table, so that reads touch pages all over it.

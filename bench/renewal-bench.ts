@@ -32,6 +32,7 @@ export interface RenewalResult {
   /** One renewal's time, first request to last answer, in milliseconds: median and 99th percentile. */
   p50: number;
   p99: number;
+  p999: number;
 }
 
 /** CPU ticks of this process's main thread, from /proc (Linux); undefined elsewhere. */
@@ -155,14 +156,14 @@ export async function measureRenewals(ctx: ServerContext, jobsFile: string, agen
     let cpuAtStart: NodeJS.CpuUsage | undefined;
     let ticksAtStart: number | undefined;
     let diskAtStart: number | undefined;
-    const rr = await new Promise<{ done: number; failed: number; firstError?: string; elapsed: number; cpuMicros: number; p50: number; p99: number }>((resolve, reject) => {
+    const rr = await new Promise<{ done: number; failed: number; firstError?: string; elapsed: number; cpuMicros: number; p50: number; p99: number; p999: number }>((resolve, reject) => {
       client.on("message", (m: { ready?: true } & Record<string, unknown>) => {
         if (m.ready) {
           cpuAtStart = process.cpuUsage();
           ticksAtStart = mainThreadTicks();
           diskAtStart = diskWriteBytes();
         }
-        else resolve(m as unknown as { done: number; failed: number; elapsed: number; cpuMicros: number; p50: number; p99: number });
+        else resolve(m as unknown as { done: number; failed: number; elapsed: number; cpuMicros: number; p50: number; p99: number; p999: number });
       });
       client.on("exit", (code) => reject(new Error(`renewal load client exited with ${code}`)));
     });
@@ -170,7 +171,7 @@ export async function measureRenewals(ctx: ServerContext, jobsFile: string, agen
     const ticks = mainThreadTicks();
     const disk = diskWriteBytes();
     return {
-      rate: rr.done / rr.elapsed, done: rr.done, failed: rr.failed, firstError: rr.firstError, elapsed: rr.elapsed, p50: rr.p50, p99: rr.p99,
+      rate: rr.done / rr.elapsed, done: rr.done, failed: rr.failed, firstError: rr.firstError, elapsed: rr.elapsed, p50: rr.p50, p99: rr.p99, p999: rr.p999,
       serverCpu: (used.user + used.system) / 1e6 / rr.elapsed, clientCpu: rr.cpuMicros / 1e6 / rr.elapsed,
       // Clock ticks are 1/100 s on Linux.
       mainThreadCpu: ticks === undefined || ticksAtStart === undefined ? undefined : (ticks - ticksAtStart) / 100 / rr.elapsed,
@@ -187,7 +188,7 @@ export function renewalLine(r: RenewalResult, agents: number, bound?: number): s
   const perRenewal = (cores: number) => (cores * r.elapsed * 1000 / Math.max(1, r.done)).toFixed(2);
   const ratio = bound ? `   raw bound ${bound.toFixed(0)} /s, ratio ${(r.rate / bound).toFixed(2)}` : "";
   return `${label} ${r.rate.toFixed(0).padStart(8)} /s${ratio} (target >= 1000/s)   done ${r.done} failed ${r.failed} in ${r.elapsed.toFixed(1)} s after ${RENEWAL_WARM_UP_SECONDS} s warm-up`
-    + `; one renewal p50 ${r.p50.toFixed(0)} ms, p99 ${r.p99.toFixed(0)} ms`
+    + `; one renewal p50 ${r.p50.toFixed(0)} ms, p99 ${r.p99.toFixed(0)} ms (${(r.p99 / Math.max(1, r.p50)).toFixed(1)}x p50; target <= 3x), p99.9 ${r.p999.toFixed(0)} ms`
     + `\n${"".padEnd(49)}CPU (cores): server ${r.serverCpu.toFixed(2)}${r.mainThreadCpu === undefined ? "" : ` (main thread ${r.mainThreadCpu.toFixed(2)})`}, load client ${r.clientCpu.toFixed(2)}`
     + `; per renewal: server ${perRenewal(r.serverCpu)} ms${r.mainThreadCpu === undefined ? "" : ` (main thread ${perRenewal(r.mainThreadCpu)} ms)`}, client ${perRenewal(r.clientCpu)} ms`
     + `${r.diskBytesPerRenewal === undefined ? "" : `, disk writes ${(r.diskBytesPerRenewal / 1024).toFixed(0)} KB`}${r.firstError ? `   first error: ${r.firstError}` : ""}`;

@@ -147,5 +147,5 @@ const elapsed = (Date.now() - start) / 1000;
 const cpu = process.cpuUsage(cpuAtStart);
 latencies.sort((a, b) => a - b);
 const percentile = (q) => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] : NaN);
-process.send({ done, failed, firstError, elapsed, cpuMicros: cpu.user + cpu.system, p50: percentile(0.5), p99: percentile(0.99) });
+process.send({ done, failed, firstError, elapsed, cpuMicros: cpu.user + cpu.system, p50: percentile(0.5), p99: percentile(0.99), p999: percentile(0.999) });
 for (const c of connections) c.close();

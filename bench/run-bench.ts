@@ -12,6 +12,7 @@ import { verifyCsr } from "@ukey/ca";
 import { benchAgents, benchRenewals, measureRenewals, openBenchContext, prepareRenewalJobs, renewalLine } from "./renewal-bench.js";
 import { measurePortal } from "./web-bench.js";
 import { measureOcsp } from "./ocsp-bench.js";
+import { measureCrl } from "./crl-bench.js";
 
 const seconds = Number(process.env.UKEY_BENCH_SECONDS ?? 3);
 const concurrency = Number(process.env.UKEY_BENCH_CONCURRENCY ?? 256);
@@ -95,10 +96,6 @@ try {
   }), Math.min(seconds, 2));
   console.log(`${"issuance / naive generator".padEnd(48)} ${(issuance / naive).toFixed(1).padStart(8)} x`);
 
-  // OCSP over HTTP from pre-signed responses, against the HTTP bound of the same server (ocsp-bench.ts);
-  // then with UKEY_BENCH_OCSP_ROWS (1,000,000; 0 to skip) more certificates in the embedded database.
-  await measureOcsp(ctx, dir, seconds, Number(process.env.UKEY_BENCH_OCSP_ROWS ?? 1_000_000));
-
   // Renewals over HTTP through the whole order path (see renewal-bench.ts).
   // The warm-up takes some; when the list runs out before the time, the rate is over the renewals measured.
   // Holders renewing at once (benchAgents): each waits for its answers, so throughput is agents / latency until the event loop is full.
@@ -108,6 +105,12 @@ try {
     // A renewal verifies two signatures (possession, CSR) and makes one.
     console.log(renewalLine(rr, agents, 1 / (2 / verify + 1 / sign)));
   }
+  // After the renewals, whose figures stay comparable with earlier runs: OCSP over HTTP from pre-signed
+  // responses against the HTTP bound of the same server (ocsp-bench.ts), then with UKEY_BENCH_OCSP_ROWS
+  // (1,000,000; 0 to skip) more certificates in the embedded database; then CRL generation with
+  // UKEY_BENCH_CRL_REVOKED (1,000,000; 0 to skip) revoked ones (crl-bench.ts).
+  await measureOcsp(ctx, dir, seconds, Number(process.env.UKEY_BENCH_OCSP_ROWS ?? 1_000_000));
+  await measureCrl(ctx, Number(process.env.UKEY_BENCH_CRL_REVOKED ?? 1_000_000));
   // The portal: JavaScript gzipped and first render in Chromium, against their targets (web-bench.ts).
   if (!(await measurePortal(ctx))) process.exitCode = 1;
   await ctx.close();

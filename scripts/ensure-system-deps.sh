@@ -2,7 +2,7 @@
 # Installs the Debian packages the tests need when they are missing:
 # openssl and curl (clients of our endpoints), softhsm2 and opensc (a real
 # PKCS#11 token), postgresql (the second storage engine), strongswan-pki
-# (a third-party EST client, `pki --est`), chromium (the portal's browser
+# (a third-party EST client, `pki --est`), gnutls-bin (`ocsptool`, a second OCSP client), chromium (the portal's browser
 # tests).
 set -euo pipefail
 missing=()
@@ -17,6 +17,8 @@ command -v pki >/dev/null || missing+=(strongswan-pki)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 # A CJK font, so that the zh-CN pages Chromium renders (screenshots, the walk of the portal) show Chinese, not boxes.
 [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
+# GnuTLS's ocsptool, a second OCSP client: it finds the responder only through a certificate in the response.
+command -v ocsptool >/dev/null || missing+=(gnutls-bin)
 # pki --est fetches over HTTPS with the curl plugin and needs openssl's EC keys.
 ls /usr/lib/ipsec/plugins/libstrongswan-curl.so >/dev/null 2>&1 || missing+=(libstrongswan-extra-plugins)
 ls /usr/lib/ipsec/plugins/libstrongswan-openssl.so >/dev/null 2>&1 || missing+=(libstrongswan-standard-plugins)

@@ -7,6 +7,8 @@ import {
   keyUsage, subjectAltName, subjectKeyIdentifier,
 } from "./extensions.js";
 import { encodeName } from "./names.js";
+import { crlShardOf } from "./crl-builder.js";
+import { serialHex } from "./serial.js";
 import type { CaSigner, CaUrls, IssuanceInput, IssuerCertificate } from "./types.js";
 
 /** What a CertificateBuilder is made for. */
@@ -49,7 +51,8 @@ export class CertificateBuilder {
   readonly #algorithmAndIssuer: Buffer;
   /** basicConstraints, keyUsage and extKeyUsage, per key algorithm: keyUsage follows the key's (effectiveKeyUsage). */
   readonly #extensionsBeforeSki = new Map<string, Buffer>();
-  readonly #extensionsAfterSki: Buffer;
+  /** AKI, CRL distribution point and AIA; one per CRL shard (the shard of the serial is taken). */
+  readonly #extensionsAfterSki: Buffer[];
   readonly #signatureAlgorithm: Buffer;
 
   constructor(opts: CertificateBuilderOptions) {
@@ -66,11 +69,15 @@ export class CertificateBuilder {
         ...(opts.profile.extKeyUsage.length ? [extKeyUsage(opts.profile.extKeyUsage)] : []),
       ]));
     }
-    this.#extensionsAfterSki = Buffer.concat([
+    const afterSki = (crl: string) => Buffer.concat([
       authorityKeyIdentifier(opts.issuer.keyId),
-      crlDistributionPoints(opts.urls.crl),
+      crlDistributionPoints(crl),
       authorityInfoAccess(opts.urls.ocsp, opts.urls.caIssuers),
     ]);
+    const shards = opts.urls.crlShards;
+    this.#extensionsAfterSki = shards && shards.count > 1
+      ? Array.from({ length: shards.count }, (_, k) => afterSki(shards.url(k)))
+      : [afterSki(opts.urls.crl)];
   }
 
   /**
@@ -97,7 +104,8 @@ export class CertificateBuilder {
     const sans = input.subject.sans ?? [];
     if (input.subject.rdns.length === 0 && sans.length === 0) throw invalid("a certificate needs a subject or a subject alternative name");
     const subject = encodeName(input.subject.rdns);
-    const extensions = [this.#extensionsBeforeSki.get(algorithm)!, subjectKeyIdentifier(keyIdentifier(input.spki)), this.#extensionsAfterSki];
+    const after = this.#extensionsAfterSki.length === 1 ? this.#extensionsAfterSki[0]! : this.#extensionsAfterSki[crlShardOf(serialHex(input.serial), this.#extensionsAfterSki.length)]!;
+    const extensions = [this.#extensionsBeforeSki.get(algorithm)!, subjectKeyIdentifier(keyIdentifier(input.spki)), after];
     if (sans.length) extensions.push(subjectAltName(sans, input.subject.rdns.length === 0));
     return seq(
       version3,

@@ -1,6 +1,6 @@
 import { UkeyError, revocationReasonCode } from "@ukey/policy";
 import { bitString, enumerated, explicit, seq, smallInteger, tlv, Tag, unsignedInteger, x509Time } from "./der.js";
-import { authorityKeyIdentifier, extension, ExtOid } from "./extensions.js";
+import { authorityKeyIdentifier, extension, ExtOid, issuingDistributionPoint } from "./extensions.js";
 import { serialBytes } from "./serial.js";
 import type { CaSigner, IssuerCertificate, RevokedEntry } from "./types.js";
 
@@ -12,26 +12,50 @@ export interface CrlInput {
   number: number | bigint;
   thisUpdate: Date;
   nextUpdate: Date;
-  revoked: Iterable<RevokedEntry>;
+  /** The entries, in any order; read once, as they come (a database cursor streams them). */
+  revoked: Iterable<RevokedEntry> | AsyncIterable<RevokedEntry>;
+  /** For a shard of a partitioned CRL: the URL it is published at, as its issuingDistributionPoint. */
+  distributionPoint?: string;
+}
+
+/**
+ * The shard (0..count-1) of a serial (hex, as serialHex gives it): by its
+ * first octet, so that a shard is one range of serials and its revoked
+ * entries one range of an index. Never throws.
+ */
+export function crlShardOf(serial: string, count: number): number {
+  if (count <= 1) return 0;
+  return Math.floor((parseInt(serial.slice(0, 2), 16) * count) / 256);
+}
+
+/** The serials of shard k as a half-open range of hex strings (`to` undefined: no upper end). Never throws. */
+export function crlShardRange(shard: number, count: number): { from: string; to?: string } {
+  const edge = (k: number) => Math.ceil((k * 256) / count);
+  const hex = (b: number) => b.toString(16).padStart(2, "0");
+  return { from: shard === 0 ? "" : hex(edge(shard)), ...(shard + 1 >= count ? {} : { to: hex(edge(shard + 1)) }) };
 }
 
 /** PEM label of a CRL. */
 export const crlPemLabel = "X509 CRL";
+
+/** crlEntryExtensions holding one reasonCode, by code: the same bytes for every entry with that reason. */
+const reasonExtensions: Array<Buffer | undefined> = [];
 
 /** The revokedCertificates entry for one revocation. */
 function revokedEntry(r: RevokedEntry): Buffer {
   const code = revocationReasonCode(r.reason);
   // removeFromCRL belongs to delta CRLs, which this CA does not publish.
   if (code === undefined || code === 8) throw new UkeyError("REVOCATION_REASON_INVALID", { params: { reason: r.reason } });
-  const parts = [unsignedInteger(serialBytes(r.serial)), x509Time(r.revokedAt)];
   // RFC 5280 5.3.1: the reason code SHOULD be absent rather than "unspecified".
-  if (code !== 0) parts.push(seq(extension(ExtOid.reasonCode, false, enumerated(code))));
-  return seq(...parts);
+  if (code === 0) return seq(unsignedInteger(serialBytes(r.serial)), x509Time(r.revokedAt));
+  let ext = reasonExtensions[code];
+  if (!ext) reasonExtensions[code] = ext = seq(extension(ExtOid.reasonCode, false, enumerated(code)));
+  return seq(unsignedInteger(serialBytes(r.serial)), x509Time(r.revokedAt), ext);
 }
 
 /**
- * A signed RFC 5280 v2 CRL (DER) with cRLNumber and authorityKeyIdentifier,
- * and a reasonCode on each entry whose reason is not "unspecified". Throws
+ * A signed RFC 5280 v2 CRL (DER) with cRLNumber and authorityKeyIdentifier
+ * (and issuingDistributionPoint for a shard), and a reasonCode on each entry whose reason is not "unspecified". Throws
  * REQUEST_INVALID (dates, number), SERIAL_MALFORMED, REVOCATION_REASON_INVALID
  * and whatever the signer throws.
  */
@@ -39,16 +63,21 @@ export async function buildCrl(input: CrlInput): Promise<Buffer> {
   if (!(input.thisUpdate < input.nextUpdate)) throw new UkeyError("REQUEST_INVALID", { params: { reason: "thisUpdate must be before nextUpdate" } });
   const n = BigInt(input.number);
   if (n < 0n || n >= 1n << 159n) throw new UkeyError("REQUEST_INVALID", { params: { reason: "cRLNumber must be 0 to 2^159-1" } });
+  // Only the encoded entries are kept (about 40 bytes each): the SEQUENCE needs its length before its contents.
   const entries: Buffer[] = [];
-  for (const r of input.revoked) entries.push(revokedEntry(r));
+  for await (const r of input.revoked) entries.push(revokedEntry(r));
   const tbs = seq(
     tlv(Tag.integer, Buffer.from([1])),
     input.signer.signatureAlgorithm,
     input.issuer.subjectName,
     x509Time(input.thisUpdate),
     x509Time(input.nextUpdate),
-    ...(entries.length ? [seq(...entries)] : []),
-    explicit(0, seq(authorityKeyIdentifier(input.issuer.keyId), extension(ExtOid.cRLNumber, false, smallInteger(n)))),
+    // One concatenation, never a spread: a million entries are more arguments than a call may take.
+    ...(entries.length ? [tlv(Tag.sequence, Buffer.concat(entries))] : []),
+    explicit(0, seq(
+      authorityKeyIdentifier(input.issuer.keyId), extension(ExtOid.cRLNumber, false, smallInteger(n)),
+      ...(input.distributionPoint ? [issuingDistributionPoint(input.distributionPoint)] : []),
+    )),
   );
   return seq(tbs, input.signer.signatureAlgorithm, bitString(await input.signer.sign(tbs)));
 }

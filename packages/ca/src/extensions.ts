@@ -22,6 +22,7 @@ export const ExtOid = {
   cRLNumber: "2.5.29.20",
   reasonCode: "2.5.29.21",
   cRLDistributionPoints: "2.5.29.31",
+  issuingDistributionPoint: "2.5.29.28",
   authorityKeyIdentifier: "2.5.29.35",
   extKeyUsage: "2.5.29.37",
   authorityInfoAccess: "1.3.6.1.5.5.7.1.1",
@@ -91,6 +92,15 @@ function uri(u: string): Buffer {
 /** cRLDistributionPoints with one full-name URI (not critical). */
 export function crlDistributionPoints(url: string): Buffer {
   return extension(ExtOid.cRLDistributionPoints, false, seq(seq(tlv(0xa0, tlv(0xa0, uri(url))))));
+}
+
+/**
+ * issuingDistributionPoint (critical, RFC 5280 5.2.5) naming the one URL a
+ * partitioned CRL covers: a relying party uses it only for certificates
+ * whose cRLDistributionPoints name the same URL.
+ */
+export function issuingDistributionPoint(url: string): Buffer {
+  return extension(ExtOid.issuingDistributionPoint, true, seq(tlv(0xa0, tlv(0xa0, uri(url)))));
 }
 
 /** authorityInfoAccess with an OCSP URL and/or a caIssuers URL (not critical). */

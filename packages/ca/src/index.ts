@@ -11,7 +11,7 @@ export { keyIdentifier } from "./extensions.js";
 export { CertificateBuilder, type CertificateBuilderOptions } from "./certificate-builder.js";
 export { loadIssuerCertificate } from "./issuer-certificate.js";
 export { createCaHierarchy, caKeyNames, type CaHierarchyOptions } from "./ca-hierarchy.js";
-export { buildCrl, crlPemLabel, type CrlInput } from "./crl-builder.js";
+export { buildCrl, crlPemLabel, crlShardOf, crlShardRange, type CrlInput } from "./crl-builder.js";
 export {
   parseOcspRequest, buildOcspResponse, canonicalCertId, ocspErrorResponse, matchesIssuer, maxOcspCertIds, maxOcspRequestBytes,
   type OcspSingleAnswer, type OcspResponseInput,

@@ -182,6 +182,11 @@ export interface OcspResponseInput {
   producedAt: Date;
   /** From OcspRequestInfo.nonce; echoed as is. */
   nonce?: Buffer;
+  /**
+   * Certificates to carry in `certs` (DER), normally the signer's own: a client that looks the
+   * responder up by key id only among the response's certificates (GnuTLS) needs it. Default none.
+   */
+  certs?: Buffer[];
 }
 
 function certStatus(s: OcspCertStatus): Buffer {
@@ -206,8 +211,7 @@ function certStatus(s: OcspCertStatus): Buffer {
  * A successful OCSPResponse (DER) carrying a BasicOCSPResponse signed by
  * the issuing CA's own key (RFC 6960 2.2 allows the CA itself to sign), with
  * responderID byKey, one SingleResponse per answer, and the nonce when one
- * is given. No certificates are included: the signer is the issuer the
- * client already has. Throws REVOCATION_REASON_INVALID, REQUEST_INVALID
+ * is given, and `certs` when given. Throws REVOCATION_REASON_INVALID, REQUEST_INVALID
  * (no answers) and whatever the signer throws.
  */
 export async function buildOcspResponse(input: OcspResponseInput): Promise<Buffer> {
@@ -225,7 +229,8 @@ export async function buildOcspResponse(input: OcspResponseInput): Promise<Buffe
     seq(...singles),
     ...(input.nonce ? [explicit(1, seq(extension(ExtOid.ocspNonce, false, input.nonce)))] : []),
   );
-  const basic = seq(tbs, input.signer.signatureAlgorithm, bitString(await input.signer.sign(tbs)));
+  const certs = input.certs?.length ? [explicit(0, seq(...input.certs))] : [];
+  const basic = seq(tbs, input.signer.signatureAlgorithm, bitString(await input.signer.sign(tbs)), ...certs);
   return seq(enumerated(0), explicit(0, seq(oid("1.3.6.1.5.5.7.48.1.1"), octetString(basic))));
 }
 

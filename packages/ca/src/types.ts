@@ -38,8 +38,13 @@ export interface IssuerCertificate {
 
 /** URLs written into certificates; from configuration (publicBaseUrl). */
 export interface CaUrls {
-  /** CRL distribution point of certificates this issuer signs. */
+  /** CRL distribution point of certificates this issuer signs (when its CRL is not partitioned). */
   crl: string;
+  /**
+   * Partitioned CRLs: how many, and the URL of shard k (0..count-1). A certificate names the shard
+   * of its serial (crlShardOf) instead of `crl`.
+   */
+  crlShards?: { count: number; url(shard: number): string };
   ocsp: string;
   /** AIA caIssuers: where the issuer's certificate can be fetched. */
   caIssuers: string;

@@ -101,6 +101,15 @@ export async function buildApp(ctx: ServerContext, opts: AppOptions = {}): Promi
     });
   }
 
+  // Shards of the partitioned CRL (ca.crlShards): /crl/issuing/3.crl (DER) and /crl/issuing/3.pem.
+  app.get<{ Params: { file: string } }>("/crl/issuing/:file", async (req, reply) => {
+    const m = /^(\d{1,3})\.(crl|pem)$/.exec(req.params.file);
+    if (!m) throw new UkeyError("ROUTE_NOT_FOUND");
+    const der = await ctx.revocation.crlShard(Number(m[1]));
+    if (m[2] === "pem") return reply.type("application/x-pem-file").send(derToPem(der, "X509 CRL"));
+    return reply.type("application/pkix-crl").header("cache-control", "max-age=300").send(der);
+  });
+
   // RFC 6960 appendix A: POST with the DER body, or GET with base64 in the path.
   app.post("/ocsp", async (req, reply) => {
     if (!Buffer.isBuffer(req.body)) throw new UkeyError("UNSUPPORTED_MEDIA_TYPE", { params: { type: String(req.headers["content-type"] ?? "none") } });

@@ -11,9 +11,17 @@ import type { ServerConfig } from "./server-config.js";
 import type { IssuingCa } from "./issuance-service.js";
 
 /** The URLs a certificate of the issuing CA carries, from publicUrl. */
-export function leafUrls(publicUrl: string): CaUrls {
+export function leafUrls(publicUrl: string, crlShards = 1): CaUrls {
   const base = publicUrl.replace(/\/+$/, "");
-  return { crl: `${base}/crl/issuing.crl`, ocsp: `${base}/ocsp`, caIssuers: `${base}/ca/issuing.cer` };
+  return {
+    crl: `${base}/crl/issuing.crl`, ocsp: `${base}/ocsp`, caIssuers: `${base}/ca/issuing.cer`,
+    ...(crlShards > 1 ? { crlShards: { count: crlShards, url: (k: number) => issuingCrlShardUrl(base, k) } } : {}),
+  };
+}
+
+/** Where shard k of the issuing CA's partitioned CRL is published (its certificates' distribution point). */
+export function issuingCrlShardUrl(publicUrl: string, shard: number): string {
+  return `${publicUrl.replace(/\/+$/, "")}/crl/issuing/${shard}.crl`;
 }
 
 /** The URLs the issuing CA's own certificate carries (its issuer is the root). */
@@ -129,7 +137,7 @@ export class CaRuntime implements IssuingCa {
         }
       }
     }
-    return new CaRuntime(root, issuing, signer, keyStore, leafUrls(config.publicUrl), keyFiles);
+    return new CaRuntime(root, issuing, signer, keyStore, leafUrls(config.publicUrl, config.ca.crlShards), keyFiles);
   }
 
   /** The root key, loaded only when a root CRL must be signed. */

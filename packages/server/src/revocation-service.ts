@@ -1,7 +1,7 @@
-import { buildCrl, type RevokedEntry } from "@ukey/ca";
+import { buildCrl, crlShardRange, type RevokedEntry } from "@ukey/ca";
 import { UkeyError, type Clock } from "@ukey/policy";
 import type { CertificateRecord, Store } from "@ukey/store";
-import type { CaRuntime } from "./ca-runtime.js";
+import { issuingCrlShardUrl, type CaRuntime } from "./ca-runtime.js";
 import type { OcspAnswer, OcspService } from "./ocsp/ocsp-service.js";
 
 /** Revocations accepted from operators (RFC 5280 names; removeFromCRL and the CA ones are not). */
@@ -25,7 +25,7 @@ type RevocationStore = Pick<Store, "transaction" | "certificates" | "crls">;
  * never reuse one.
  */
 export class RevocationService {
-  private readonly crls = new Map<"issuing" | "root", CachedCrl>();
+  private readonly crls = new Map<string, CachedCrl>();
 
   constructor(private readonly deps: {
     store: RevocationStore;
@@ -33,6 +33,8 @@ export class RevocationService {
     clock: Clock;
     crlValidityHours: number;
     crlRefreshMinutes: number;
+    /** Shards of the issuing CA's partitioned CRL (1: not partitioned) and the base URL they are published under. */
+    crlShards?: { count: number; publicUrl: string };
     /** Pre-signed OCSP answers: re-signed here right after a revocation commits. */
     ocsp: Pick<OcspService, "answer" | "resign">;
   }) {}
@@ -56,7 +58,8 @@ export class RevocationService {
       await r.audit.append({ at, actor, action: "certificate.revoked", subjectType: "certificate", subjectId: serial, data: { reason, previousStatus: c.status } });
       return { ...c, status: reason === "superseded" ? "superseded" as const : "revoked" as const, revocationReason: reason, revokedAt: at, updatedAt: at };
     });
-    this.crls.delete("issuing");
+    // Every cached issuing CRL (whole or a shard): each one checks its own stamp anyway.
+    for (const k of [...this.crls.keys()]) if (k !== "root") this.crls.delete(k);
     // After the commit: the revocation cleared the stored response in its own statement, so until this
     // lands (or if the process dies first) OCSP signs from the database, and the refresher re-signs it.
     await this.deps.ocsp.resign(serial);
@@ -65,29 +68,49 @@ export class RevocationService {
 
   /** The current CRL of our issuing CA (or of the root, signed by the root key), DER. */
   async crl(which: "issuing" | "root"): Promise<Buffer> {
+    return this.signedCrl(which);
+  }
+
+  /**
+   * Shard `shard` of the issuing CA's partitioned CRL, DER: the revoked certificates whose serials
+   * fall in that shard, with the shard's URL as its issuingDistributionPoint and a CRL number of its own.
+   * @throws UkeyError ROUTE_NOT_FOUND when the CRL is not partitioned or there is no such shard.
+   */
+  async crlShard(shard: number): Promise<Buffer> {
+    const shards = this.deps.crlShards;
+    if (!shards || shards.count <= 1 || !Number.isInteger(shard) || shard < 0 || shard >= shards.count) throw new UkeyError("ROUTE_NOT_FOUND");
+    return this.signedCrl("issuing", shard);
+  }
+
+  private async signedCrl(which: "issuing" | "root", shard?: number): Promise<Buffer> {
     const now = this.deps.clock.now();
     const issuer = which === "issuing" ? this.deps.ca.issuing : this.deps.ca.root;
     const issuerKeyId = issuer.keyId.toString("hex");
-    // One aggregate query decides whether the cached CRL is still complete; the full list is read
-    // only when a new CRL is signed.
-    const s = which === "issuing" ? await this.deps.store.certificates.revocationStamp(issuerKeyId) : { count: 0, latestAt: null };
+    const key = shard === undefined ? which : `issuing/${shard}`;
+    const range = shard === undefined ? undefined : crlShardRange(shard, this.deps.crlShards!.count);
+    // One aggregate query decides whether the cached CRL is still complete; the entries are read
+    // only when a new CRL is signed, streamed from the database in keyset pages into the encoder.
+    const s = which === "issuing" ? await this.deps.store.certificates.revocationStamp(issuerKeyId, range) : { count: 0, latestAt: null };
     const stamp = `${s.count}@${s.latestAt ?? 0}`;
-    const cached = this.crls.get(which);
+    const cached = this.crls.get(key);
     if (cached && cached.stamp === stamp && now.getTime() - cached.thisUpdate < this.deps.crlRefreshMinutes * 60_000) return cached.der;
-    const revoked: RevokedEntry[] = [];
-    if (which === "issuing") {
-      for await (const r of this.deps.store.certificates.listRevoked(issuerKeyId)) {
-        revoked.push({ serial: r.serial, revokedAt: new Date(r.revokedAt ?? 0), reason: r.revocationReason ?? "unspecified" });
+    const store = this.deps.store;
+    async function* revoked(): AsyncIterable<RevokedEntry> {
+      if (which !== "issuing") return;
+      for await (const r of store.certificates.listRevoked(issuerKeyId, range)) {
+        yield { serial: r.serial, revokedAt: new Date(r.revokedAt ?? 0), reason: r.revocationReason ?? "unspecified" };
       }
     }
     const signer = which === "issuing" ? this.deps.ca.issuingSigner : await this.deps.ca.loadRootSigner();
-    const number = await this.deps.store.crls.nextNumber(issuerKeyId, now.getTime());
+    // Each shard is its own CRL scope (RFC 5280 5.2.3): its numbers are its own sequence.
+    const number = await this.deps.store.crls.nextNumber(shard === undefined ? issuerKeyId : `${issuerKeyId}/${shard}`, now.getTime());
     const der = await buildCrl({
       issuer, signer, number, thisUpdate: now,
       nextUpdate: new Date(now.getTime() + this.deps.crlValidityHours * 3_600_000),
-      revoked,
+      revoked: revoked(),
+      ...(shard === undefined ? {} : { distributionPoint: issuingCrlShardUrl(this.deps.crlShards!.publicUrl, shard) }),
     });
-    this.crls.set(which, { der, thisUpdate: now.getTime(), stamp });
+    this.crls.set(key, { der, thisUpdate: now.getTime(), stamp });
     return der;
   }
 

@@ -148,6 +148,11 @@ export const serverConfigSchema = z.strictObject({
     ]).default({ type: "file" }),
     /** Hours between thisUpdate and nextUpdate of a CRL. */
     crlValidityHours: z.number().int().min(1).max(24 * 30).default(24 * 7),
+    /**
+     * Partitioned CRLs: certificates issued from now on name shard k of n (by the first octet of their
+     * serial) at /crl/issuing/k.crl, each shard with its issuingDistributionPoint. 1: one CRL.
+     */
+    crlShards: z.number().int().min(1).max(256).default(1),
     /** CRLs are re-signed at least this often, and at once after a revocation. */
     crlRefreshMinutes: z.number().int().min(1).max(24 * 60).default(60),
     /** Hours between thisUpdate and nextUpdate of an OCSP response. */

@@ -129,6 +129,7 @@ export async function openServerContext(dataDir: string, env: ServerEnv, clock: 
     store, ca, clock,
     crlValidityHours: config.ca.crlValidityHours,
     crlRefreshMinutes: config.ca.crlRefreshMinutes,
+    crlShards: { count: config.ca.crlShards, publicUrl: config.publicUrl },
     ocsp,
   });
   const renewalInfo = new RenewalInfoService({ store, clock, publicUrl: config.publicUrl });

@@ -236,3 +236,26 @@ test("two instances on PostgreSQL: a revocation on one is served by the other fr
     await db.drop();
   }
 });
+
+test("GnuTLS ocsptool finds the signer in the response and verifies good and revoked answers", async () => {
+  const good = issue(dataDir, env, "gnutls-good");
+  const bad = issue(dataDir, env, "gnutls-revoked");
+  assert.equal(runUkeyServer(["revoke", "--data-dir", dataDir, "--serial", bad.serial, "--reason", "keyCompromise"], env).status, 0);
+  const server = await startUkeyServer(dataDir, env);
+  try {
+    const ask = (cert: string) => {
+      // The issuing CA is the responder: it is the trust anchor of its own answers (RFC 6960 4.2.2.2).
+      const r = spawnSync("ocsptool", [`--ask=${server.url}/ocsp`, `--load-issuer=${issuing}`, `--load-cert=${cert}`, `--load-trust=${issuing}`], { encoding: "utf8" });
+      if (r.error) throw new Error(`GnuTLS ocsptool cannot run (${r.error.message}): run scripts/ensure-system-deps.sh (Debian gnutls-bin)`);
+      return `${r.stdout}${r.stderr}`;
+    };
+    const g = ask(good.pem);
+    assert.match(g, /Verifying OCSP Response: Success/, g);
+    assert.match(g, /Certificate Status: good/, g);
+    const b = ask(bad.pem);
+    assert.match(b, /Verifying OCSP Response: Success/, b);
+    assert.match(b, /Certificate Status: revoked/, b);
+  } finally {
+    await server.stop();
+  }
+});

@@ -143,24 +143,28 @@ export function certificateRepository(x: Executor): CertificateRepository {
       const changed = await x.sql.run("UPDATE certificates SET status = ?, updated_at = ? WHERE serial = ?", [status, at, serial]);
       if (changed !== 1) throw new UkeyError("CERT_NOT_FOUND", { params: { serial } });
     },
-    async revocationStamp(issuerKeyId) {
+    async revocationStamp(issuerKeyId, range) {
       const rows = await x.sql.query<{ n: number | string; latest: number | string | null }>(
-        "SELECT COUNT(*) AS n, MAX(revoked_at) AS latest FROM certificates WHERE issuer_key_id = ? AND revoked_at IS NOT NULL", [issuerKeyId]);
+        `SELECT COUNT(*) AS n, MAX(revoked_at) AS latest FROM certificates WHERE issuer_key_id = ? AND revoked_at IS NOT NULL
+           AND serial >= ?${range?.to === undefined ? "" : " AND serial < ?"}`,
+        [issuerKeyId, range?.from ?? "", ...(range?.to === undefined ? [] : [range.to])]);
       const r = rows[0];
       return { count: Number(r?.n ?? 0), latestAt: r?.latest === null || r?.latest === undefined ? null : Number(r.latest) };
     },
 
-    listRevoked(issuerKeyId) {
+    listRevoked(issuerKeyId, range) {
       return {
         async *[Symbol.asyncIterator]() {
-          // Keyset pages: memory stays flat however long the CRL grows.
+          // Keyset pages: memory stays flat however long the CRL grows. A shard is a range of serials.
           let after = "";
+          const first = range?.from ?? "";
+          const upTo = range?.to === undefined ? "" : " AND serial < ?";
           for (;;) {
             const rows = await x.sql.query<{ serial: string; revoked_at: number | string; revocation_reason: string | null }>(
               `SELECT serial, revoked_at, revocation_reason FROM certificates
-               WHERE issuer_key_id = ? AND serial > ? AND revoked_at IS NOT NULL AND status IN ('revoked', 'superseded')
+               WHERE issuer_key_id = ? AND serial > ? AND serial >= ?${upTo} AND revoked_at IS NOT NULL AND status IN ('revoked', 'superseded')
                ORDER BY serial LIMIT ?`,
-              [issuerKeyId, after, REVOKED_PAGE]);
+              [issuerKeyId, after, first, ...(range?.to === undefined ? [] : [range.to]), REVOKED_PAGE]);
             for (const r of rows) {
               yield { serial: r.serial, revokedAt: toMillisOrNull(r.revoked_at), revocationReason: r.revocation_reason };
             }

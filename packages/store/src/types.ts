@@ -208,6 +208,12 @@ export interface ProfileRepository {
 }
 
 /** An issuance intent marked abandoned: what its audit entry names. */
+/** Serials from `from` (inclusive) up to `to` (exclusive; no end when absent), compared as the hex text they are stored as. */
+export interface SerialRange {
+  from: string;
+  to?: string;
+}
+
 /** A signed OCSP response kept beside its certificate. */
 export interface StoredOcspResponse {
   der: Buffer;
@@ -262,8 +268,9 @@ export interface CertificateRepository {
    * How many certificates of one issuer are revoked, and the latest revocation time: a cheap way to
    * tell whether a cached CRL is still complete (revocations are never undone).
    */
-  revocationStamp(issuerKeyId: string): Promise<{ count: number; latestAt: Millis | null }>;
-  listRevoked(issuerKeyId: string): AsyncIterable<Pick<CertificateRecord, "serial" | "revokedAt" | "revocationReason">>;
+  revocationStamp(issuerKeyId: string, range?: SerialRange): Promise<{ count: number; latestAt: Millis | null }>;
+  /** `range` limits both to the serials of one CRL shard. */
+  listRevoked(issuerKeyId: string, range?: SerialRange): AsyncIterable<Pick<CertificateRecord, "serial" | "revokedAt" | "revocationReason">>;
   search(q: CertificateSearch): Promise<CertificateRecord[]>;
   /** What OCSP needs of one certificate of `issuerKeyId` (no certificate DER is read). */
   ocspState(serial: string, issuerKeyId: string): Promise<OcspState | undefined>;

@@ -67,6 +67,13 @@ const NEVER = 9e15;
  * serials, and a certificate whose response is not stored yet — is signed
  * on the request path, from the database's state.
  *
+ * The issuing CA signs, and every response carries its certificate: RFC
+ * 6960 4.2.2.2 lets the CA sign its own responses, and GnuTLS (ocsptool,
+ * and what uses it) finds the responder only among the response's
+ * certificates. A delegated OCSP signing certificate would keep the CA key
+ * off this path but adds a key and its rotation; the pre-signing already
+ * takes the CA key off the request path for known certificates.
+ *
  * Nothing is kept in memory: every answer reads the certificate's row, so
  * every instance on one PostgreSQL serves a revocation from the moment it
  * commits.
@@ -102,7 +109,7 @@ export class OcspService {
     const thisUpdate = now.getTime();
     const nextUpdate = thisUpdate + this.validityMs;
     const der = await buildOcspResponse({
-      issuer: this.deps.ca.issuing, signer: this.deps.ca.issuingSigner, producedAt: now,
+      issuer: this.deps.ca.issuing, signer: this.deps.ca.issuingSigner, producedAt: now, certs: [this.deps.ca.issuing.der],
       responses: [{ certId: canonicalCertId(this.deps.ca.issuing, serial), status, thisUpdate: now, nextUpdate: new Date(nextUpdate) }],
     });
     return { der, thisUpdate, nextUpdate, refreshAt: thisUpdate + Math.floor(this.validityMs / 2) };
@@ -164,7 +171,7 @@ export class OcspService {
       const st = certId === single ? first : await this.deps.certificates.ocspState(certId.serial, this.issuerKeyId);
       responses.push(this.answerFor(certId, st, now));
     }
-    const der = await buildOcspResponse({ issuer, signer: this.deps.ca.issuingSigner, responses, producedAt: now, nonce });
+    const der = await buildOcspResponse({ issuer, signer: this.deps.ca.issuingSigner, responses, producedAt: now, nonce, certs: [issuer.der] });
     return { der };
   }
 

@@ -52,6 +52,7 @@ const unauthenticated: Record<string, Access> = {
   "GET /crl/root.pem": { kind: "public", why: "CRLs are public (RFC 5280)" },
   "GET /crl/issuing.crl": { kind: "public", why: "CRLs are public (RFC 5280)" },
   "GET /crl/issuing.pem": { kind: "public", why: "CRLs are public (RFC 5280)" },
+  "GET /crl/issuing/{file}": { kind: "public", why: "the shards of a partitioned CRL are public (RFC 5280)" },
   "POST /ocsp": { kind: "public", why: "OCSP is public (RFC 6960); relying parties ask at every login" },
   "GET /ocsp/{rest}": { kind: "public", why: "OCSP is public (RFC 6960)" },
   "GET /downloads/{file}": { kind: "public", why: "published installers and the institution's signed agent configuration; the agent verifies what it uses against the key its installer brought (distribution.test.ts)" },

@@ -329,6 +329,18 @@ export function repositoryContract(engineName: string, factory: () => Promise<En
         assert.equal(stamp.count, seen.length);
         assert.equal(stamp.latestAt, Math.max(...seen.map((e) => e.revokedAt!)));
         assert.deepEqual(await store.certificates.revocationStamp(uid("empty")), { count: 0, latestAt: null });
+        // A CRL shard is a range of serials (issue 17): the ranges split the list, each in keyset pages.
+        const ranges = [{ from: "", to: "40" }, { from: "40", to: "c0" }, { from: "c0" }];
+        const parts: string[][] = [];
+        for (const range of ranges) {
+          const part: string[] = [];
+          for await (const e of store.certificates.listRevoked(issuer, range)) part.push(e.serial);
+          assert.ok(part.every((x) => x >= range.from && (range.to === undefined || x < range.to)), JSON.stringify(range));
+          assert.equal((await store.certificates.revocationStamp(issuer, range)).count, part.length);
+          parts.push(part);
+        }
+        assert.deepEqual(parts.flat(), [...expected].sort());
+        assert.ok(parts[1]!.length > 0);
       });
 
       test("searches by holder, status, subject and expiry, with paging", async () => {

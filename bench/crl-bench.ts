@@ -1,0 +1,50 @@
+// CRL generation at scale (issue 17): with UKEY_BENCH_CRL_REVOKED (1,000,000) revoked certificates in the
+// embedded database, the time and peak memory of signing the whole CRL and each shard of a 16-way
+// partition, and the shard sizes. Memory is the process's resident set, sampled every 5 ms, above what
+// it was before (a delta: the rest of the bench's state is not counted).
+import { RevocationService, type ServerContext } from "@ukey/server";
+import { fillForBench } from "./ocsp-bench.js";
+
+const line = (label: string, value: string) => console.log(`${label.padEnd(48)} ${value}`);
+
+async function measured<T>(fn: () => Promise<T>): Promise<{ value: T; ms: number; peakMb: number }> {
+  globalThis.gc?.();
+  const base = process.memoryUsage().rss;
+  let peak = base;
+  const timer = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss); }, 5);
+  const start = performance.now();
+  try {
+    const value = await fn();
+    peak = Math.max(peak, process.memoryUsage().rss);
+    return { value, ms: performance.now() - start, peakMb: (peak - base) / 1048576 };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/** Prints whole-CRL and per-shard generation time, peak memory and sizes with `revoked` revoked rows added. */
+export async function measureCrl(ctx: ServerContext, revoked: number, shards = 16): Promise<void> {
+  if (revoked <= 0) return;
+  const t0 = performance.now();
+  await fillForBench(ctx, revoked, true);
+  const fillSeconds = (performance.now() - t0) / 1000;
+  const service = new RevocationService({
+    store: ctx.store, ca: ctx.ca, clock: ctx.clock, crlValidityHours: 168, crlRefreshMinutes: 60,
+    crlShards: { count: shards, publicUrl: ctx.config.publicUrl }, ocsp: ctx.ocsp,
+  });
+  const whole = await measured(() => service.crl("issuing"));
+  line(`CRL, whole, ${revoked.toLocaleString("en")} revoked`,
+    `${(whole.ms / 1000).toFixed(1).padStart(8)} s    ${(whole.value.length / 1048576).toFixed(1)} MB, peak memory +${whole.peakMb.toFixed(0)} MB (rows added in ${fillSeconds.toFixed(0)} s)`);
+  const sizes: number[] = [];
+  let totalMs = 0;
+  let peakMb = 0;
+  for (let k = 0; k < shards; k++) {
+    const m = await measured(() => service.crlShard(k));
+    sizes.push(m.value.length);
+    totalMs += m.ms;
+    peakMb = Math.max(peakMb, m.peakMb);
+  }
+  const kb = (n: number) => (n / 1024).toFixed(0);
+  line(`CRL, ${shards} shards`,
+    `${(totalMs / 1000 / shards).toFixed(2).padStart(8)} s per shard, peak memory +${peakMb.toFixed(0)} MB; sizes ${kb(Math.min(...sizes))}-${kb(Math.max(...sizes))} KB (whole ${kb(whole.value.length)} KB)`);
+}
