@@ -2,6 +2,8 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer as createHttpServer } from "node:http";
 import { createServer } from "node:net";
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { errorCodes, legacyErrors } from "@ukey/policy";
 import { initialisedDataDir, startUkeyServer, tempDir, type RunningServer, type TempDir } from "../../server/test/support/fixtures.js";
 import { holderCodes } from "../src/shared/holder-codes.js";
@@ -71,7 +73,10 @@ test("no agent: says what happened and how to install and start it on each OS, i
   assert.equal(await page.evaluate(() => (globalThis as unknown as { document: { documentElement: { lang: string } } }).document.documentElement.lang), "zh-CN");
   const text = await absent.innerText();
   assert.match(text, /怎么办/);
-  assert.match(text, new RegExp(`ukey agent start --origin ${server.url.replace(/[.]/g, "\\.")}`));
+  // The command the page gives works as typed: the agent starts and serves this site.
+  const command = /ukey agent start[^\n]*/.exec(text)?.[0] ?? "";
+  assert.equal(command.trim(), `ukey agent start --server ${server.url}`);
+  assert.deepEqual(await originsOfStartedAgent(command.trim().split(/\s+/).slice(1)), [server.url]);
   for (const [os, words] of [["Windows", /winget|nodejs\.org/], ["macOS", /brew install node/], ["Linux", /apt install nodejs/]] as const) {
     await absent.locator("[role=tab]", { hasText: os }).click();
     assert.match(await absent.locator("[role=tabpanel]").innerText(), words, os);
@@ -182,3 +187,31 @@ test("a server that cannot be reached gets its page: what happened and what to d
     await page.unroute("**/healthz");
   }
 });
+
+/** Runs `ukey ARGS --port 0 --json` with an empty agent home and returns the sites it says it serves. */
+async function originsOfStartedAgent(args: string[]): Promise<string[]> {
+  const home = tempDir("ukey-portal-cmd-");
+  const bin = fileURLToPath(new URL("../../agent/bin/ukey.js", import.meta.url));
+  const child = spawn(process.execPath, [bin, ...args, "--port", "0", "--json"], {
+    env: { ...process.env, UKEY_AGENT_HOME: home.dir }, stdio: ["ignore", "pipe", "pipe"],
+  });
+  try {
+    return await new Promise<string[]>((resolve, reject) => {
+      let out = "";
+      let err = "";
+      child.stderr.on("data", (d) => { err += String(d); });
+      child.stdout.on("data", (d) => {
+        out += String(d);
+        for (const line of out.split("\n")) {
+          if (!line.startsWith("{")) continue;
+          const event = JSON.parse(line) as { event?: string; origins?: string[] };
+          if (event.event === "listening") resolve(event.origins ?? []);
+        }
+      });
+      child.on("exit", (code) => reject(new Error(`ukey ${args.join(" ")} exited ${code}: ${out}${err}`)));
+    });
+  } finally {
+    child.kill("SIGTERM");
+    home.cleanup();
+  }
+}

@@ -42,7 +42,7 @@ export function AgentAbsentPage(props: { problem: Problem; agentBase: string; on
       </div>
       <div role="tabpanel"><ol class="steps-list">
         {steps[os].map((s) => <li>{s}</li>)}
-        <li>{t("install.start")} <code>ukey agent start --origin {origin}</code></li>
+        <li>{t("install.start")} <code>ukey agent start --server {origin}</code></li>
       </ol></div>
       <p><button type="button" class="primary" onClick={props.onRetry}>{t("agent.checkAgain")}</button></p>
       <details>
