@@ -7,7 +7,7 @@ import type { TokenStatus } from "../../src/flows/flow-types.js";
 import { Pkcs12Backend, fileTokenSerial } from "../../src/keys/pkcs12-backend.js";
 import type { OperationView } from "../../src/local-api/protocol.js";
 import { createAgentWorld, type AgentWorld } from "../support/agent-world.js";
-import { postPin, rawRequest, startTestAgent, type TestAgent } from "./support.js";
+import { postPin, rawRequest, startTestAgent, type TestAgent, normSerial, waitForOperation } from "./support.js";
 
 // Issue 16, problems 1 and 4: a PKCS#12 file token (the demo's) through the
 // local API, as the portal drives it. Its certificates are encrypted, so
@@ -40,16 +40,9 @@ after(async () => {
   await world?.cleanup();
 });
 
-async function until(id: string, pred: (v: OperationView) => boolean): Promise<OperationView> {
-  let v = (await agent.call(`/v1/operations/${id}`, { token })).json as unknown as OperationView;
-  for (let i = 0; i < 60 && !pred(v); i++) {
-    v = (await agent.call(`/v1/operations/${id}?after=${v.progress.length}&revision=${v.revision}&wait=25`, { token })).json as unknown as OperationView;
-  }
-  assert.ok(pred(v), JSON.stringify(v));
-  return v;
-}
+const until = (id: string, pred: (v: OperationView) => boolean) => waitForOperation(agent, token, id, pred);
 
-const norm = (hex: string) => hex.toLowerCase().replace(/[^0-9a-f]/g, "").replace(/^0+/, "");
+const norm = normSerial;
 
 test("issue 16 (10): the doctor, right after pairing, counts the pairing and words a file's PIN and hidden certificates as a file's", async () => {
   const started = await agent.call("/v1/operations", { token, body: { kind: "doctor" } });

@@ -7,7 +7,7 @@ import type { RenewResult, TokenStatus } from "../../src/flows/flow-types.js";
 import { Pkcs11Backend } from "../../src/keys/pkcs11-backend.js";
 import type { OperationView } from "../../src/local-api/protocol.js";
 import { createAgentWorld, type AgentWorld } from "../support/agent-world.js";
-import { postPin, rawRequest, startTestAgent, type TestAgent } from "./support.js";
+import { postPin, rawRequest, startTestAgent, type TestAgent, normSerial, waitForOperation } from "./support.js";
 
 // The real flows through the local API: a real ukey-server with its
 // embedded database, a SoftHSM2 token holding a certificate it issued, and
@@ -42,14 +42,7 @@ after(async () => {
   await world?.cleanup();
 });
 
-async function until(id: string, pred: (v: OperationView) => boolean): Promise<OperationView> {
-  let v = (await agent.call(`/v1/operations/${id}`, { token })).json as unknown as OperationView;
-  for (let i = 0; i < 60 && !pred(v); i++) {
-    v = (await agent.call(`/v1/operations/${id}?after=${v.progress.length}&revision=${v.revision}&wait=25`, { token })).json as unknown as OperationView;
-  }
-  assert.ok(pred(v), JSON.stringify(v));
-  return v;
-}
+const until = (id: string, pred: (v: OperationView) => boolean) => waitForOperation(agent, token, id, pred);
 
 /** The files of SoftHSM2's token directory with their sizes, for a failure message. */
 function tokenFiles(conf: string): string[] {
@@ -58,7 +51,7 @@ function tokenFiles(conf: string): string[] {
   return (readdirSync(dir, { recursive: true }) as string[]).sort().map((n) => `${n} ${statSync(join(dir, n)).size}`);
 }
 
-const norm = (hex: string) => hex.toLowerCase().replace(/[^0-9a-f]/g, "").replace(/^0+/, "");
+const norm = normSerial;
 
 test("GET /v1/tokens: the token, its certificate and the server's advice, without a PIN", async () => {
   const r = await agent.call("/v1/tokens", { token });

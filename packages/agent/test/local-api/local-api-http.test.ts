@@ -8,7 +8,7 @@ import { UkeyError, isUkeyError } from "@ukey/policy";
 import { hashBearerToken, PairingFile } from "../../src/local-api/pairings.js";
 import { startLocalApi } from "../../src/local-api/local-api-server.js";
 import type { OperationView } from "../../src/local-api/protocol.js";
-import { otherSite, portal, postPin, rawRequest, scriptedFlows, startTestAgent, type TestAgent } from "./support.js";
+import { otherSite, portal, postPin, rawRequest, scriptedFlows, startTestAgent, type TestAgent, waitForOperation } from "./support.js";
 
 // The flows here are a stand-in written for these tests (scriptedFlows):
 // each drives the real Prompter of the local API through a fixed sequence
@@ -57,17 +57,7 @@ const corsHeaders = (h: Headers) => {
   return names;
 };
 
-/** Long-polls until `pred` holds (each poll waits for a change, never a fixed time). */
-async function until(token: string, id: string, pred: (v: OperationView) => boolean, origin = portal): Promise<OperationView> {
-  let v = (await a.call(`/v1/operations/${id}`, { token, origin })).json as unknown as OperationView;
-  for (let i = 0; i < 40 && !pred(v); i++) {
-    const r = await a.call(`/v1/operations/${id}?after=${v.progress.length}&revision=${v.revision}&wait=25`, { token, origin });
-    assert.equal(r.status, 200, r.text);
-    v = r.json as unknown as OperationView;
-  }
-  assert.ok(pred(v), `operation never reached the expected state: ${JSON.stringify(v)}`);
-  return v;
-}
+const until = (token: string, id: string, pred: (v: OperationView) => boolean, origin = portal) => waitForOperation(a, token, id, pred, { origin, polls: 40 });
 
 test("an origin that is not configured gets 403 ORIGIN_NOT_PAIRED and no CORS headers, preflight included", async () => {
   for (const [method, origin] of [["GET", "https://evil.example"], ["GET", null], ["POST", "https://evil.example"], ["OPTIONS", "https://evil.example"], ["GET", "http://portal.example.com"]] as const) {

@@ -8,6 +8,7 @@ import { createInterface } from "node:readline";
 import { UkeyError } from "@ukey/policy";
 import type { Flows } from "../../src/flows/flow-types.js";
 import type { KeyStoreBackend } from "../../src/keys/key-store.js";
+import type { OperationView } from "../../src/local-api/protocol.js";
 import { startLocalApi, type LocalApi, type LocalApiOptions } from "../../src/local-api/local-api-server.js";
 
 export const portal = "https://portal.example.com";
@@ -40,6 +41,26 @@ export interface TestAgent {
   pair(origin?: string): Promise<string>;
   close(): Promise<void>;
 }
+
+/**
+ * Long-polls an operation of `agent` until `pred` holds (each poll waits for
+ * a change, never a fixed time), at most `polls` times; fails with the last view.
+ */
+export async function waitForOperation(agent: TestAgent, token: string, id: string, pred: (v: OperationView) => boolean,
+  opts: { origin?: string; polls?: number } = {}): Promise<OperationView> {
+  const origin = opts.origin ?? portal;
+  let v = (await agent.call(`/v1/operations/${id}`, { token, origin })).json as unknown as OperationView;
+  for (let i = 0; i < (opts.polls ?? 60) && !pred(v); i++) {
+    const r = await agent.call(`/v1/operations/${id}?after=${v.progress.length}&revision=${v.revision}&wait=25`, { token, origin });
+    assert.equal(r.status, 200, r.text);
+    v = r.json as unknown as OperationView;
+  }
+  assert.ok(pred(v), `operation never reached the expected state: ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** A certificate serial in hex as one comparable form: lower case, no separators, no leading zeros. */
+export const normSerial = (hex: string) => hex.toLowerCase().replace(/[^0-9a-f]/g, "").replace(/^0+/, "");
 
 /** Starts a local API on a free port with a private home, two allowed origins and the given flows. */
 export async function startTestAgent(flows: Flows, extra: Partial<LocalApiOptions> = {}): Promise<TestAgent> {
