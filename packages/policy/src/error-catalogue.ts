@@ -359,7 +359,7 @@ export const catalogue = {
     "请安装并启动 ukey 代理（本网站的下载页提供安装包）；代理启动后，页面会自动继续。不需要安装任何浏览器控件或插件，也不需要更改浏览器安全设置。",
     "Install and start the ukey agent (this site's download page has it); once it runs, the page carries on by itself. No browser control or plug-in is needed and no browser security setting has to change."),
   AGENT_OUTDATED: e("conflict", "本机的 ukey 代理版本 {version} 过旧，需要 {required} 或更新版本。", "The ukey agent on this computer ({version}) is too old; {required} or later is needed.",
-    "请从下载页安装最新版代理后刷新页面；升级不会影响 UKey 中的证书。", "Install the latest agent from the download page and reload the page; upgrading does not touch the certificates on the UKey."),
+    "请用本页的下载按钮下载新版代理，直接覆盖安装；新版本启动后，页面会自动继续。升级不会影响 UKey 中的证书。", "Download the new agent with this page's download button and install it over the old one; once it runs, the page carries on by itself. Upgrading does not touch the certificates on the UKey."),
   LOCAL_NETWORK_BLOCKED: e("forbidden", "浏览器阻止了本网站连接本机的 ukey 代理（本地网络访问权限被拒绝）。", "The browser blocked this site from reaching the ukey agent on this computer (local network access was refused).",
     "点击地址栏左侧的图标，打开“网站设置”，把“本地网络访问”（或“此设备上的应用”）改为“允许”，然后回到本页点“重新检测”。这只允许本网站连接本机的代理，不会降低浏览器的安全设置。",
     "Click the icon left of the address bar, open \"Site settings\", set \"Local network access\" (or \"Apps on device\") to \"Allow\", then come back and press \"Check again\". It only lets this site reach the agent on this computer; no browser security setting is lowered."),

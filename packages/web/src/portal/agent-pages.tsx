@@ -83,6 +83,7 @@ function InstallSteps() {
         ))}
       </ol>
       <p class="busy waiting" role="status" aria-live="polite"><span class="spinner" aria-hidden="true" /> {t("install.waiting")}</p>
+      <p class="hint">{t("install.already")}</p>
     </>
   );
 }
@@ -197,10 +198,9 @@ export function AgentOutdatedPage(props: { problem: Problem; downloads: Download
     <div class="page" data-page="agent-outdated">
       <h1>{t("agent.outdated.title")}</h1>
       <ProblemView problem={props.problem} helpHref={`#/help/${props.problem.code}`} />
-      <p>{t("agent.outdated.text")}</p>
       <InstallerOffer downloads={props.downloads} />
-      <p class="busy waiting" role="status" aria-live="polite"><span class="spinner" aria-hidden="true" /> {t("install.waiting")}</p>
-      <p><button type="button" onClick={props.onRetry}>{t("agent.checkAgain")}</button></p>
+      <p class="busy waiting" role="status" aria-live="polite"><span class="spinner" aria-hidden="true" /> {t("install.waitingUpgrade")}</p>
+      <p><button type="button" onClick={props.onRetry}>{t("agent.checkAgainUpgraded")}</button></p>
     </div>
   );
 }
