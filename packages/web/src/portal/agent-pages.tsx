@@ -3,7 +3,8 @@ import { t, useLang } from "../shared/i18n.js";
 import { asProblem, problemOf, type Problem } from "../shared/problem.js";
 import { Busy, ProblemView } from "../shared/ui.js";
 import { setAgentUrl, type AgentClient } from "./agent-client.js";
-import { detectOs, loopbackPermissionStatus, primaryInstaller, sizeText, type Downloads, type HolderOs } from "./agent-downloads.js";
+import { loopbackPermissionStatus } from "./agent-downloads.js";
+import { detectOs, primaryInstaller, sizeText, type Downloads, type HolderOs } from "./installer-choice.js";
 
 /** The three steps' pictures: a download arrow, an installer box, the browser window. */
 const stepIcons = [
