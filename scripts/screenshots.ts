@@ -7,6 +7,8 @@ import "reflect-metadata";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { randomBytes } from "node:crypto";
 import { join, resolve } from "node:path";
 import type { Page } from "playwright-core";
@@ -48,6 +50,12 @@ try {
   }
   await ctx.close();
 
+  // Installers as an institution publishes them (demo bytes of typical sizes), so the download page has its button.
+  const installers = [["ukey-agent_0.1.0_amd64.deb", 27.4], ["ukey-agent-0.1.0-x64.msi", 31.2], ["ukey-0.1.0-win-x64.exe", 78.5]] as const;
+  const published = runUkeyServer(["downloads", "publish", "--data-dir", world.dataDir, "--agent-version", "0.1.0", "--json",
+    ...installers.flatMap(([name, mb]) => ["--file", world.t.write(name, randomBytes(Math.round(mb * 1_048_576)))])], world.env);
+  assert.equal(published.status, 0, published.stderr);
+
   const server = await world.start();
   const agent = await startAgent(world);
   const b = await launchChromium();
@@ -58,9 +66,42 @@ try {
     console.log(`docs/screenshots/${name}.png`);
   };
   try {
-    await page.goto(`${server.url}/?agent=http://127.0.0.1:9`);
-    await page.locator("[data-page=agent-absent]").waitFor();
-    await shot(page, "portal-agent-absent");
+    // The download page as a Windows holder sees it.
+    const windows = await b.browser.newContext({
+      locale: "zh-CN", viewport: { width: 1200, height: 1000 },
+      userAgent: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36",
+    });
+    const wpage = await windows.newPage();
+    await wpage.goto(`${server.url}/?agent=http://127.0.0.1:9`);
+    await wpage.locator("[data-page=agent-absent] a.button.primary").waitFor();
+    await shot(wpage, "portal-agent-absent");
+    // An agent older than the portal needs: a stand-in answers hello as version 0.0.9 would.
+    const old = createServer((_req, res) => {
+      res.setHeader("access-control-allow-origin", server.url);
+      res.setHeader("content-type", "application/json");
+      res.end(JSON.stringify({ agent: "ukey-agent", version: "0.0.9", protocol: 1, paired: false }));
+    });
+    await new Promise<void>((r) => old.listen(0, "127.0.0.1", r));
+    await wpage.goto(`${server.url}/?agent=http://127.0.0.1:${(old.address() as AddressInfo).port}`);
+    await wpage.locator("[data-page=agent-outdated] a.button.primary").waitFor();
+    await shot(wpage, "portal-agent-outdated");
+    old.close();
+    await windows.close();
+    // Chrome's local network question, for a portal on a public address: explained first, then refused (headless refuses every prompt).
+    const publicOrigin = `http://portal.bank.example:${server.http}`;
+    const lb = await launchChromium({
+      args: ["--host-resolver-rules=MAP portal.bank.example 127.0.0.1", `--ip-address-space-overrides=127.0.0.1:${server.http}=public`, `--unsafely-treat-insecure-origin-as-secure=${publicOrigin}`],
+    });
+    try {
+      await lb.page.goto(`${publicOrigin}/?agent=${agent.url}`);
+      await lb.page.locator("[data-page=lna-explain]").waitFor();
+      await shot(lb.page, "portal-local-network");
+      await lb.page.click("[data-page=lna-explain] button.primary");
+      await lb.page.locator("[data-page=lna-blocked]").waitFor();
+      await shot(lb.page, "portal-local-network-blocked");
+    } finally {
+      await lb.close();
+    }
 
     await page.goto(`${server.url}/?agent=${agent.url}`);
     await page.locator("[data-page=pairing]").waitFor();

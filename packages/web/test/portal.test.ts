@@ -10,10 +10,11 @@ import { holderCodes } from "../src/shared/holder-codes.js";
 import { buildWeb, cspViolations, launchChromium, type RunningBrowser } from "./support/browser.js";
 
 // The holder's portal in real Chromium, served by the real server, for what
-// needs no agent: the page when no agent answers (with how to install it on
-// each OS), help for every catalogue and legacy code, the language switch,
-// a server that cannot be reached, and a link that tries to point the
-// portal at a non-local "agent".
+// needs no agent: the page when no agent answers (here nothing is published
+// for download; portal-downloads.test.ts has the installers), help for
+// every catalogue and legacy code, the language switch, a server that
+// cannot be reached, and a link that tries to point the portal at a
+// non-local "agent".
 let t: TempDir;
 let server: RunningServer;
 let b: RunningBrowser;
@@ -64,23 +65,22 @@ test("a dot-path the portal does not have is a catalogue 404, never a 500 (/.wel
   }
 });
 
-test("no agent: says what happened and how to install and start it on each OS, in zh-CN by default", async () => {
+test("no agent and no installers published: says so plainly, the command only under advanced, in zh-CN by default", async () => {
   const { page } = b;
   await page.goto(`${server.url}/?agent=http://127.0.0.1:${closedPort}`);
-  const absent = page.locator("[data-page=agent-absent]");
+  const absent = page.locator("[data-page=agent-absent][data-code=AGENT_NOT_RUNNING]");
   await absent.waitFor();
-  await absent.locator(".problem[data-code=AGENT_NOT_RUNNING]").waitFor();
   assert.equal(await page.evaluate(() => (globalThis as unknown as { document: { documentElement: { lang: string } } }).document.documentElement.lang), "zh-CN");
-  const text = await absent.innerText();
-  assert.match(text, /怎么办/);
-  // The command the page gives works as typed: the agent starts and serves this site.
-  const command = /ukey agent start[^\n]*/.exec(text)?.[0] ?? "";
-  assert.equal(command.trim(), `ukey agent start --server ${server.url}`);
-  assert.deepEqual(await originsOfStartedAgent(command.trim().split(/\s+/).slice(1)), [server.url]);
-  for (const [os, words] of [["Windows", /winget|nodejs\.org/], ["macOS", /brew install node/], ["Linux", /apt install nodejs/]] as const) {
-    await absent.locator("[role=tab]", { hasText: os }).click();
-    assert.match(await absent.locator("[role=tabpanel]").innerText(), words, os);
-  }
+  await absent.locator("[data-downloads=none]").waitFor();
+  assert.match(await absent.innerText(), /还没有在本网站提供 ukey 代理的安装包[\s\S]*联系您的机构/);
+  assert.equal(await absent.locator("a[download]").count(), 0, "no dead download link");
+  assert.doesNotMatch(await absent.innerText(), /Node\.js|终端|命令/, "nothing technical before advanced is opened");
+  // The command the page gives under "advanced" works as typed: the agent starts and serves this site.
+  await absent.locator("details.advanced summary").click();
+  const command = (await absent.locator("[data-field=command]").innerText()).trim();
+  assert.equal(command, `ukey agent start --server ${server.url}`);
+  assert.deepEqual(await originsOfStartedAgent(command.split(/\s+/).slice(1)), [server.url]);
+  await absent.locator(".problem[data-code=AGENT_NOT_RUNNING]").waitFor();
   assert.equal(await page.locator("input[inputmode=numeric]").inputValue(), String(closedPort));
   assert.deepEqual(cspViolations(b.consoleErrors), []);
 });
@@ -99,6 +99,7 @@ test("an agent too old for the portal gets its page, with both versions", async 
     const p = page.locator("[data-page=agent-outdated] .problem[data-code=AGENT_OUTDATED]");
     await p.waitFor();
     assert.match(await p.innerText(), /0\.0\.9[\s\S]*0\.1\.0/);
+    await page.locator("[data-page=agent-outdated] [data-downloads=none]").waitFor();
   } finally {
     await new Promise((r) => old.close(r));
     await b.page.goto(`${server.url}/?agent=http://127.0.0.1:${closedPort}`);

@@ -1,11 +1,13 @@
 import { render } from "preact";
-import { useCallback, useEffect, useState } from "preact/hooks";
+import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import "../shared/styles.css";
 import { t, useLang } from "../shared/i18n.js";
 import { asProblem, problemOf, type Problem } from "../shared/problem.js";
 import { Busy, LangSwitch, ProblemView, parseHash } from "../shared/ui.js";
 import { AGENT_PROTOCOL, AgentClient, MIN_AGENT_VERSION, needsPairing, versionBelow, type HelloResponse } from "./agent-client.js";
-import { AgentAbsentPage, AgentOutdatedPage, NotAllowedPage, PairingPage } from "./agent-pages.js";
+import { loadDownloads, loopbackPermission } from "./agent-downloads.js";
+import type { Downloads } from "./installer-choice.js";
+import { AgentAbsentPage, AgentOutdatedPage, LocalNetworkBlockedPage, LocalNetworkExplainPage, NotAllowedPage, PairingPage } from "./agent-pages.js";
 import { DiagnosticsPage, DownloadPage, InitialisePage, RenewChoosePage } from "./action-pages.js";
 import { HelpPage } from "./help-page.js";
 import { OperationPage } from "./operation-page.js";
@@ -16,6 +18,8 @@ import { StepUpApprovalPage } from "./step-up-page.js";
 /** Where the agent stands for this page. */
 export type AgentState =
   | { kind: "checking" }
+  | { kind: "lna-explain" }
+  | { kind: "lna-blocked" }
   | { kind: "absent"; problem: Problem }
   | { kind: "not-allowed"; problem: Problem }
   | { kind: "outdated"; hello: HelloResponse; problem: Problem }
@@ -23,6 +27,12 @@ export type AgentState =
   | { kind: "ready"; hello: HelloResponse };
 
 const agent = new AgentClient();
+/** What the server publishes for download, read once per page load. */
+const published = loadDownloads();
+/** How often a page without a (current) agent asks for one. */
+const agentPollMs = 2_000;
+/** The holder has read what the browser's local network question means (this page load). */
+let localNetworkExplained = false;
 
 function useHashRoute() {
   const [hash, setHash] = useState(location.hash);
@@ -62,22 +72,51 @@ function App() {
   const serverDown = useServerHealth();
   const bell = useBell();
 
-  const check = useCallback(async () => {
-    setState({ kind: "checking" });
+  const [downloads, setDownloads] = useState<Downloads | null>(null);
+  const probing = useRef(false);
+
+  /**
+   * Where the agent stands: asks /v1/hello unless the browser would first
+   * ask the holder (explained before) or has refused (how to re-allow).
+   * `quiet` (the polling): no "looking" flash, and the page changes only
+   * when the state's kind does.
+   */
+  const check = useCallback(async (quiet = false) => {
+    if (probing.current) return;
+    probing.current = true;
+    const set = (next: AgentState) => setState((s) => (quiet && s.kind === next.kind ? s : next));
     try {
-      const hello = await agent.hello();
-      if (hello.protocol !== AGENT_PROTOCOL || versionBelow(hello.version, MIN_AGENT_VERSION)) {
-        setState({ kind: "outdated", hello, problem: problemOf("AGENT_OUTDATED", { version: hello.version, required: MIN_AGENT_VERSION }) });
-        return;
+      const dl = await published;
+      setDownloads(dl);
+      const permission = await loopbackPermission();
+      if (permission === "denied") return set({ kind: "lna-blocked" });
+      if (permission === "prompt" && !localNetworkExplained) return set({ kind: "lna-explain" });
+      if (!quiet) setState({ kind: "checking" });
+      try {
+        const hello = await agent.hello();
+        const required = dl.kind === "published" && versionBelow(MIN_AGENT_VERSION, dl.version) ? dl.version : MIN_AGENT_VERSION;
+        if (hello.protocol !== AGENT_PROTOCOL || versionBelow(hello.version, required)) {
+          return set({ kind: "outdated", hello, problem: problemOf("AGENT_OUTDATED", { version: hello.version, required }) });
+        }
+        if (!hello.paired) agent.token = null;
+        set(hello.paired ? { kind: "ready", hello } : { kind: "unpaired", hello });
+      } catch (e) {
+        const p = asProblem(e, "AGENT_NOT_RUNNING");
+        if (p.code === "AGENT_NOT_RUNNING" && (await loopbackPermission()) === "denied") return set({ kind: "lna-blocked" });
+        set(p.code === "ORIGIN_NOT_PAIRED" ? { kind: "not-allowed", problem: p } : { kind: "absent", problem: p });
       }
-      if (!hello.paired) agent.token = null;
-      setState(hello.paired ? { kind: "ready", hello } : { kind: "unpaired", hello });
-    } catch (e) {
-      const p = asProblem(e, "AGENT_NOT_RUNNING");
-      setState(p.code === "ORIGIN_NOT_PAIRED" ? { kind: "not-allowed", problem: p } : { kind: "absent", problem: p });
+    } finally {
+      probing.current = false;
     }
   }, []);
   useEffect(() => { void check(); }, [check]);
+
+  // While the holder installs (or upgrades) the agent, ask again every few seconds: the page moves on by itself.
+  useEffect(() => {
+    if (state.kind !== "absent" && state.kind !== "outdated") return;
+    const timer = setInterval(() => void check(true), agentPollMs);
+    return () => clearInterval(timer);
+  }, [state.kind, check]);
 
   /** A page reports that the pairing is gone (expired token, agent restarted): pair again, then the same page carries on. */
   const lostPairing = useCallback((e: unknown) => {
@@ -93,10 +132,12 @@ function App() {
   if (needsAgent && state.kind !== "ready") {
     switch (state.kind) {
       case "checking": body = <Busy label={t("agent.looking")} />; break;
-      case "absent": body = <AgentAbsentPage problem={state.problem} agentBase={agent.base} onRetry={check} />; break;
-      case "not-allowed": body = <NotAllowedPage problem={state.problem} onRetry={check} />; break;
-      case "outdated": body = <AgentOutdatedPage problem={state.problem} onRetry={check} />; break;
-      case "unpaired": body = <PairingPage agent={agent} onPaired={check} />; break;
+      case "lna-explain": body = <LocalNetworkExplainPage onContinue={() => { localNetworkExplained = true; void check(); }} />; break;
+      case "lna-blocked": body = <LocalNetworkBlockedPage onRetry={() => void check()} />; break;
+      case "absent": body = <AgentAbsentPage problem={state.problem} agentBase={agent.base} downloads={downloads} onRetry={() => void check()} />; break;
+      case "not-allowed": body = <NotAllowedPage problem={state.problem} onRetry={() => void check()} />; break;
+      case "outdated": body = <AgentOutdatedPage problem={state.problem} downloads={downloads} onRetry={() => void check()} />; break;
+      case "unpaired": body = <PairingPage agent={agent} onPaired={() => void check()} />; break;
     }
   } else {
     const ctx = { agent, lostPairing };

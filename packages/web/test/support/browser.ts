@@ -28,10 +28,11 @@ export interface RunningBrowser {
  * Launches headless Chromium with a fresh profile (playwright makes a new
  * temporary one each launch). The flags: no sandbox
  * (tests run as root), and no background networking, component updates or
- * sync, which a closed network refuses.
+ * sync, which a closed network refuses. `opts.args` adds flags (for example
+ * a host name mapped to 127.0.0.1 that Chromium treats as a public site).
  * @throws Error, loudly, when Chromium is not installed.
  */
-export async function launchChromium(): Promise<RunningBrowser> {
+export async function launchChromium(opts: { args?: string[] } = {}): Promise<RunningBrowser> {
   if (!existsSync(chromiumPath)) {
     throw new Error(`\n\n*** CHROMIUM IS REQUIRED: the portal's browser tests drive ${chromiumPath}. Install it: apt-get install chromium (scripts/ensure-system-deps.sh does). ***\n`);
   }
@@ -39,7 +40,7 @@ export async function launchChromium(): Promise<RunningBrowser> {
     executablePath: chromiumPath, headless: true, timeout: 120_000,
     args: [
       "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync",
+      "--disable-component-update", "--disable-sync", ...(opts.args ?? []),
     ],
   });
   const context = await browser.newContext({ locale: "zh-CN", viewport: { width: 1200, height: 900 } });
