@@ -206,6 +206,7 @@ async function launchFirefoxEngine(): Promise<EngineBrowser> {
     },
   });
   const page = (await browser.pages())[0] ?? await browser.newPage();
+  await page.setViewport({ width: 1200, height: 900 }); // the first page predates defaultViewport
   page.setDefaultTimeout(60_000);
   const consoleErrors: string[] = [];
   page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });

@@ -1,4 +1,0 @@
-import { journeyTests } from "./support/journeys.js";
-
-// The holder's journeys in WebKitGTK, through WebKitWebDriver on Xvfb (issue 16): see support/journeys.ts.
-journeyTests("webkit");
