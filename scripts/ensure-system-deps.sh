@@ -15,6 +15,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v pki >/dev/null || missing+=(strongswan-pki)
 # The portal's browser tests drive Debian's Chromium (headless) with playwright-core.
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# Chromium's zh-CN locale, so that the browser's own parts of a page (a date field's 年/月/日) are Chinese as a holder sees them.
+[ -f /usr/lib/chromium/locales/zh-CN.pak ] || missing+=(chromium-l10n)
 # The journeys in the two other engines (packages/web/test/support/engines.ts): Firefox ESR through
 # puppeteer-core over WebDriver BiDi, and WebKitGTK's MiniBrowser through WebKitWebDriver on an Xvfb display.
 [ -x /usr/bin/firefox-esr ] || missing+=(firefox-esr)

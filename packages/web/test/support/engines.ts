@@ -158,6 +158,8 @@ async function launchChromiumEngine(): Promise<EngineBrowser> {
   if (!existsSync(chromiumPath)) throw new Error(`\n\n*** CHROMIUM IS REQUIRED: ${chromiumPath} is missing. apt-get install chromium (scripts/ensure-system-deps.sh does). ***\n`);
   const browser = await chromium.launch({
     executablePath: chromiumPath, headless: true, timeout: 120_000,
+    // The browser's own locale (chromium-l10n): a date field shows 年/月/日, as in a holder's zh-CN Chromium.
+    env: { ...process.env, LANG: "zh_CN.UTF-8", LANGUAGE: "zh_CN:zh" },
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });
   const context = await browser.newContext({ locale: "zh-CN", viewport: { width: 1200, height: 900 } });
