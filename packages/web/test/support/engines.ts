@@ -58,8 +58,14 @@ export interface DriverPage {
 export interface EngineBrowser {
   engine: Engine;
   page: DriverPage;
-  /** Console errors the page logged, where the engine reports them (Chromium, Firefox); WebKit's classic WebDriver has no log. */
+  /**
+   * Console errors the page logged (Chromium, Firefox). Classic WebDriver has
+   * no log: in WebKit these are the Content Security Policy violations a
+   * listener saw after each page load (`securitypolicyviolation`), gathered by collectErrors.
+   */
   consoleErrors: string[];
+  /** Brings what the engine has seen into consoleErrors (WebKit: reads the page's listener); call before checking them. */
+  collectErrors(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -168,7 +174,7 @@ async function launchChromiumEngine(): Promise<EngineBrowser> {
   const consoleErrors: string[] = [];
   page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
   page.on("pageerror", (e) => consoleErrors.push(String(e)));
-  return { engine: "chromium", page: new ChromiumPage(page), consoleErrors, close: () => browser.close() };
+  return { engine: "chromium", page: new ChromiumPage(page), consoleErrors, collectErrors: () => Promise.resolve(), close: () => browser.close() };
 }
 
 // ---------- Firefox ESR (puppeteer-core, WebDriver BiDi) ----------
@@ -213,10 +219,14 @@ async function launchFirefoxEngine(): Promise<EngineBrowser> {
   const consoleErrors: string[] = [];
   page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
   page.on("pageerror", (e) => consoleErrors.push(String(e)));
-  return { engine: "firefox", page: new FirefoxPage(page), consoleErrors, close: () => browser.close() };
+  return { engine: "firefox", page: new FirefoxPage(page), consoleErrors, collectErrors: () => Promise.resolve(), close: () => browser.close() };
 }
 
 // ---------- WebKitGTK (WebKitWebDriver, selenium-webdriver, Xvfb) ----------
+
+/** Keeps the page's Content Security Policy violations from now on (WebKit has no console log over classic WebDriver). */
+const watchCsp = `(() => { if (!window.__ukeyCsp) { window.__ukeyCsp = [];
+  document.addEventListener("securitypolicyviolation", (e) => window.__ukeyCsp.push("Refused to load " + e.blockedURI + ": Content Security Policy " + e.violatedDirective)); } return true; })()`;
 
 class WebKitPage extends BasePage {
   readonly engine = "webkit" as const;
@@ -226,7 +236,10 @@ class WebKitPage extends BasePage {
     if (await this.d.getWindowHandle().catch(() => "") !== this.handle) await this.d.switchTo().window(this.handle);
     return this.d;
   }
-  async goto(url: string) { await (await this.on()).get(url); }
+  async goto(url: string) {
+    await (await this.on()).get(url);
+    await this.evaluate(watchCsp);
+  }
   async url() { return (await this.on()).getCurrentUrl(); }
   async evaluate<T>(expression: string) { return (await this.on()).executeScript<T>(`return (${expression});`); }
   async click(selector: string) {
@@ -318,8 +331,14 @@ async function launchWebKitEngine(): Promise<EngineBrowser> {
     await driver.manage().setTimeouts({ pageLoad: 120_000, script: 60_000 });
     await driver.manage().window().setRect({ width: 1200, height: 900 }).catch(() => undefined);
     const handle = await driver.getWindowHandle();
+    const page = new WebKitPage(driver, handle);
+    const consoleErrors: string[] = [];
     return {
-      engine: "webkit", page: new WebKitPage(driver, handle), consoleErrors: [],
+      engine: "webkit", page, consoleErrors,
+      collectErrors: async () => {
+        const seen = await page.evaluate<string[] | null>("window.__ukeyCsp || null").catch(() => null);
+        for (const e of seen ?? []) if (!consoleErrors.includes(e)) consoleErrors.push(e);
+      },
       close: async () => {
         await driver.quit().catch(() => undefined);
         await stopChild(driverProc);

@@ -112,6 +112,7 @@ export function journeyTests(engines: readonly Engine[]): void {
       }
       assert.equal(await page.value("input[inputmode=numeric]"), String(closedPort));
       await page.screenshot(shot("agent-absent"));
+      await b.collectErrors();
       assert.deepEqual(cspViolations(b.consoleErrors), []);
     });
 
@@ -142,6 +143,7 @@ export function journeyTests(engines: readonly Engine[]): void {
       const objects = world.objects(`renew-${engine}`);
       assert.ok(objects.certificates.some((c) => c.serialHex === serial), objects.raw);
       assert.equal((await api<{ status: string }>("GET", `/certificates/${serial}`)).status, "active");
+      await b.collectErrors();
       assert.deepEqual(cspViolations(b.consoleErrors), []);
     });
 
@@ -174,6 +176,7 @@ export function journeyTests(engines: readonly Engine[]): void {
       await page.screenshot(shot("downloaded"));
       const objects = world.objects(`blank-${engine}`);
       assert.ok(objects.certificates.some((c) => c.serialHex === serial), objects.raw);
+      await b.collectErrors();
       assert.deepEqual(cspViolations(b.consoleErrors), []);
     });
   });
