@@ -1,7 +1,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, statSync } from "node:fs";
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { tempDir, type TempDir } from "../../server/test/support/fixtures.js";
@@ -98,6 +98,9 @@ after(async () => {
 test("README: `npm start` initialises the demo and prints the portal's and the console's addresses the README gives", async () => {
   assert.match(readme, /```sh\nnpm start\n```/, "the README's first command");
   assert.match(readme, /serves it on http:\/\/localhost:8080, the operator console on\s+http:\/\/localhost:8080\/console\//);
+  // npm start reinstalls node_modules (npm ci) when the lockfile is newer: never in the middle of a test run.
+  assert.ok(statSync(join(repo, "node_modules/.package-lock.json")).mtimeMs >= statSync(join(repo, "package-lock.json")).mtimeMs,
+    "node_modules is older than package-lock.json: run bash scripts/ensure-node-modules.sh (npm test does) before this test");
   server = run("npm start", { UKEY_DATA_DIR: dataDir, UKEY_PORT: String(port) }, (s) => { serverOut += s; });
   server.once("exit", (code) => { serverOut += `\n[npm start exited ${code}]`; });
   await until("the server to answer", async () => {
