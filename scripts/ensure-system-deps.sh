@@ -2,8 +2,8 @@
 # Installs the Debian packages the tests need when they are missing:
 # openssl and curl (clients of our endpoints), softhsm2 and opensc (a real
 # PKCS#11 token), postgresql (the second storage engine), strongswan-pki
-# (a third-party EST client, `pki --est`), gnutls-bin (`ocsptool`, a second OCSP client), chromium (the portal's browser
-# tests).
+# (a third-party EST client, `pki --est`), gnutls-bin (`ocsptool`, a second OCSP client), chromium, firefox-esr,
+# webkit2gtk-driver and xvfb (the portal's browser tests in three engines).
 set -euo pipefail
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
@@ -15,6 +15,13 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v pki >/dev/null || missing+=(strongswan-pki)
 # The portal's browser tests drive Debian's Chromium (headless) with playwright-core.
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# Chromium's zh-CN locale, so that the browser's own parts of a page (a date field's 年/月/日) are Chinese as a holder sees them.
+[ -f /usr/lib/chromium/locales/zh-CN.pak ] || missing+=(chromium-l10n)
+# The journeys in the two other engines (packages/web/test/support/engines.ts): Firefox ESR through
+# puppeteer-core over WebDriver BiDi, and WebKitGTK's MiniBrowser through WebKitWebDriver on an Xvfb display.
+[ -x /usr/bin/firefox-esr ] || missing+=(firefox-esr)
+[ -x /usr/bin/WebKitWebDriver ] || missing+=(webkit2gtk-driver)
+[ -x /usr/bin/Xvfb ] || missing+=(xvfb)
 # A CJK font, so that the zh-CN pages Chromium renders (screenshots, the walk of the portal) show Chinese, not boxes.
 [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
 # GnuTLS's ocsptool, a second OCSP client: it finds the responder only through a certificate in the response.

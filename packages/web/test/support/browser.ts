@@ -38,6 +38,8 @@ export async function launchChromium(opts: { args?: string[] } = {}): Promise<Ru
   }
   const browser = await chromium.launch({
     executablePath: chromiumPath, headless: true, timeout: 120_000,
+    // The browser's own locale (chromium-l10n): a date field shows 年/月/日, as in a holder's zh-CN Chromium.
+    env: { ...process.env, LANG: "zh_CN.UTF-8", LANGUAGE: "zh_CN:zh" },
     args: [
       "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
       "--disable-component-update", "--disable-sync", ...(opts.args ?? []),
