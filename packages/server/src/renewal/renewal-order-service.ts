@@ -682,6 +682,10 @@ export class RenewalOrderService {
       v.codeResendAt = new Date(d.code.sentAt + codeResendMs).toISOString();
     }
     if (d.failure) v.failure = d.failure;
+    if (o.state === "failed") {
+      v.failedAttempts = d.failure === "IDENTITY_MISMATCH" ? d.idAttempts : d.code?.attempts ?? 0;
+      v.failedUntil = new Date(o.updatedAt + failureLockMs).toISOString();
+    }
     if (o.newSerial && (o.state === "issued" || o.state === "installed" || o.state === "completed")) {
       const n = known.newCert?.serial === o.newSerial ? known.newCert : await this.deps.store.certificates.get(o.newSerial);
       if (n?.der) {
