@@ -294,6 +294,8 @@ export const catalogue = {
     "A revoked certificate cannot be renewed. For a new one, ask the institution for a reference number and authorization code and fetch it with ukey download, or go to the counter."),
   CERT_ON_HOLD: e("conflict", "证书 {serial} 已被冻结（暂停使用），暂时不能更新。", "Certificate {serial} is on hold (suspended) and cannot be renewed for now.",
     "冻结通常由机构因安全或业务原因设置，只有机构能解除；请向机构询问冻结原因，解除后再更新。", "A hold is set by the institution for security or business reasons and only it can lift it; ask the institution why, then renew once it is lifted."),
+  CERT_NOT_ON_HOLD: e("conflict", "证书 {serial} 没有被冻结，无需解除。", "Certificate {serial} is not on hold; there is nothing to lift.",
+    "请核对证书序列号；已注销（非冻结）的证书不能恢复，如需新证书请另行签发。", "Check the serial; a certificate revoked for any other reason cannot be restored, issue a new one instead."),
   CERT_SUPERSEDED: e("conflict", "证书 {serial} 已经更新过，已有更新的证书替代它。", "Certificate {serial} has already been renewed; a newer certificate replaces it.",
     "无需再次更新。如果新证书不在 UKey 中，请运行 ukey status 或 ukey renew，系统会把已签发的新证书重新写入 UKey。",
     "Nothing more to renew. If the new certificate is not on the UKey, run ukey status or ukey renew and the issued certificate is written to the UKey again."),

@@ -61,6 +61,7 @@ const usage = `ukey-server: the ukey-renew server and its operator commands
   ukey-server issue  --data-dir DIR --holder ID --profile P --csr FILE [--out FILE] [--token-serial S]
   ukey-server import --data-dir DIR --certs PATH --holders FILE [--chain FILE ...] [--profile P]
   ukey-server revoke --data-dir DIR --serial S --reason R
+  ukey-server hold   --data-dir DIR --serial S [--lift]
   ukey-server audit verify --data-dir DIR
   ukey-server kmc init --data-dir DIR [--kmc-passphrase-file F]
   ukey-server downloads publish --data-dir DIR [--file INSTALLER ...] [--agent-version V]
@@ -292,6 +293,23 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         try {
           const c = await ctx.revocation.revoke(serial, reason, "cli");
           print(`revoked ${c.serial} (${reason}) at ${new Date(c.revokedAt!).toISOString()}`, { serial: c.serial, reason, revokedAt: new Date(c.revokedAt!).toISOString() });
+        } finally {
+          await ctx.close();
+        }
+        return 0;
+      }
+      case "hold": {
+        const v = parse(rest, { serial: { type: "string" }, lift: { type: "boolean" } });
+        const serial = normaliseSerial(required(v, "serial"));
+        const ctx = await openContext(io, required(v, "data-dir"), envWithSecretFlags(io, v));
+        try {
+          if (v.lift) {
+            const c = await ctx.revocation.releaseHold(serial, "cli");
+            print(`hold on ${c.serial} lifted: active again (OCSP good; the next CRL leaves it out)`, { serial: c.serial, status: c.status });
+          } else {
+            const c = await ctx.revocation.revoke(serial, "certificateHold", "cli");
+            print(`${c.serial} put on hold at ${new Date(c.revokedAt!).toISOString()} (lift with --lift)`, { serial: c.serial, status: c.status, reason: "certificateHold", heldAt: new Date(c.revokedAt!).toISOString() });
+          }
         } finally {
           await ctx.close();
         }

@@ -55,7 +55,7 @@ export class RenewalInfoService {
     if (!profile) throw new UkeyError("PROFILE_NOT_FOUND", { params: { profile: rec.profileId } });
     const now = this.deps.clock.now();
     const e = evaluate(
-      { notBefore: new Date(rec.notBefore), notAfter: new Date(rec.notAfter), status: rec.status, revokedAt: rec.revokedAt === null ? null : new Date(rec.revokedAt) },
+      { notBefore: new Date(rec.notBefore), notAfter: new Date(rec.notAfter), status: rec.status, revokedAt: rec.revokedAt === null ? null : new Date(rec.revokedAt), revocationReason: rec.revocationReason },
       profile, channel, now,
     );
     const lockedUntil = e.state === "open" || e.state === "open-step-up" || e.state === "not-yet"
