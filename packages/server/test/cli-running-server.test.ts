@@ -67,6 +67,12 @@ async function scenario(t: TempDir, dataDir: string, env: Record<string, string>
     assert.equal((await admin<{ id: string }>("/holders/H2")).id, "H2");
     assert.equal((await admin<{ status: string }>(`/certificates/${serialA}`)).status, "revoked");
     assert.equal((await admin<{ status: string }>(`/certificates/${serialB}`)).status, "active");
+    // A hold and its lifting, through the server, on this engine.
+    ok(await ukeyServer(["hold", "--data-dir", dataDir, "--serial", serialB, "--json"], {}), "hold");
+    const held = await admin<{ status: string; revocationReason: string }>(`/certificates/${serialB}`);
+    assert.deepEqual([held.status, held.revocationReason], ["revoked", "certificateHold"]);
+    ok(await ukeyServer(["hold", "--data-dir", dataDir, "--serial", serialB, "--lift", "--json"], {}), "hold --lift");
+    assert.equal((await admin<{ status: string }>(`/certificates/${serialB}`)).status, "active");
     const root = `${dataDir}/ca/root.cer.pem`;
     const issuing = `${dataDir}/ca/issuing.cer.pem`;
     const revoked = openssl(["ocsp", "-issuer", issuing, "-cert", t.path("leaf0.pem"), "-url", `${server.url}/ocsp`, "-CAfile", root]);
@@ -75,7 +81,7 @@ async function scenario(t: TempDir, dataDir: string, env: Record<string, string>
     const verified = await admin<{ ok: boolean; entries: number }>("/audit/verify");
     assert.equal(verified.ok, true);
     const actions = (await admin<{ entries: Array<{ action: string; subjectId: string }> }>("/audit?limit=500")).entries.map((e) => `${e.action} ${e.subjectId}`);
-    for (const want of ["holder.created H2", "operator.created aud1", `certificate.revoked ${serialA}`]) {
+    for (const want of ["holder.created H2", "operator.created aud1", `certificate.revoked ${serialA}`, `certificate.hold-released ${serialB}`]) {
       assert.ok(actions.includes(want), `${want} in ${actions.join(", ")}`);
     }
 
