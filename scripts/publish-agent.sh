@@ -5,7 +5,7 @@
 # Steps: the signed configuration (ukey-server downloads publish), the
 # self-contained executable and the .deb (scripts/build-agent-installers.mjs,
 # cached by content), then publish again with the .deb in the manifest.
-# With the embedded database, run it while the server is stopped.
+# It works while the server runs (the server runs the publish for it, docs/operator-cli.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "${1:-}" = "--data-dir" ] && [ -n "${2:-}" ] || { echo "usage: bash scripts/publish-agent.sh --data-dir DIR" >&2; exit 2; }

@@ -29,6 +29,8 @@ const orderSchema = z.object({
   codeResendAt: isoDate.optional(),
   newCertificate: newCertificateSchema.optional(),
   failure: z.string().optional(),
+  failedAttempts: z.number().int().optional(),
+  failedUntil: z.string().optional(),
 });
 
 /** A renewal order as the server shows it to the key's holder (after proof of possession). */

@@ -18,6 +18,8 @@ export interface CertificateForPolicy {
   notAfter: Instant;
   status: CertificateStatusForPolicy;
   revokedAt?: Instant | null;
+  /** RFC 5280 reason of a revocation; "certificateHold" is a suspension the institution may lift (seed 003, 冻结). */
+  revocationReason?: string | null;
 }
 
 /**
@@ -28,6 +30,7 @@ export interface CertificateForPolicy {
  */
 export type RenewalReasonCode =
   | "cert-revoked"          // { revokedOn }
+  | "cert-on-hold"          // { heldOn }  (revoked with reason certificateHold: suspended until the institution lifts it)
   | "cert-superseded"       // {}
   | "cert-not-issued"       // {}
   | "channel-not-offered"   // { channel, channels }  (channels: those that do offer renewal; may be "")
@@ -161,7 +164,9 @@ export function evaluate(certificate: CertificateForPolicy, profile: Pick<Certif
   let state: RenewalState;
   if (revoked) {
     state = "revoked";
-    reasons.push({ code: "cert-revoked", params: { revokedOn: revokedAt === null ? "" : formatPolicyDate(revokedAt) } });
+    const on = revokedAt === null ? "" : formatPolicyDate(revokedAt);
+    if (certificate.revocationReason === "certificateHold") reasons.push({ code: "cert-on-hold", params: { heldOn: on } });
+    else reasons.push({ code: "cert-revoked", params: { revokedOn: on } });
   } else if (status === "superseded") {
     state = "superseded";
     reasons.push({ code: "cert-superseded", params: {} });
@@ -241,6 +246,7 @@ export const channelNames: Readonly<Record<RenewalChannel, { "zh-CN": string; en
 /** Sentence templates of each reason; `{name}` is filled from params (channels by their names). */
 export const renewalReasonTexts: Readonly<Record<RenewalReasonCode, { "zh-CN": string; en: string }>> = {
   "cert-revoked": { "zh-CN": "该证书已于 {revokedOn} 注销，不能在线更新，请携带身份证件到柜台办理新证书。", en: "This certificate was revoked on {revokedOn} and cannot be renewed online; take your ID to the counter for a new certificate." },
+  "cert-on-hold": { "zh-CN": "该证书已于 {heldOn} 被机构冻结（暂停使用），冻结期间不能在线更新或下载；请向机构询问原因，解除冻结后即可继续。", en: "This certificate was put on hold (suspended) by the institution on {heldOn}; while the hold lasts it cannot be renewed or downloaded online. Ask the institution why; once it lifts the hold you can go on." },
   "cert-superseded": { "zh-CN": "该证书已被更新后的新证书取代，无需再次更新，请使用新证书。", en: "This certificate has been replaced by a renewed one; there is nothing to renew, use the new certificate." },
   "cert-not-issued": { "zh-CN": "该证书尚未签发完成，不能更新；请继续完成进行中的申请。", en: "This certificate was never completely issued and cannot be renewed; finish the open request instead." },
   "channel-not-offered": { "zh-CN": "{channel}不提供在线更新。", en: "Online renewal is not offered on {channel}." },
@@ -296,7 +302,7 @@ export function explainEvaluation(e: RenewalEvaluation, lang: PolicyLanguage): s
 
 /**
  * The error a renewal attempt gets in the state `e` describes, or null
- * when it may go on: revoked → CERT_REVOKED; superseded → CERT_SUPERSEDED;
+ * when it may go on: on hold → CERT_ON_HOLD; revoked → CERT_REVOKED; superseded → CERT_SUPERSEDED;
  * never issued → CERT_NOT_FOUND; channel without a window →
  * RENEWAL_CHANNEL_NOT_OFFERED (params channel and offered, holder words in
  * `lang`); not-yet → RENEWAL_NOT_YET_OPEN (opensAt as YYYY-MM-DD CST);
@@ -307,7 +313,7 @@ export function renewalRefusal(e: RenewalEvaluation, at: { serial: string; stepU
   const lang = at.lang ?? "zh-CN";
   const first = e.reasons[0];
   switch (e.state) {
-    case "revoked": return new UkeyError("CERT_REVOKED", { params: { serial: at.serial } });
+    case "revoked": return new UkeyError(first?.code === "cert-on-hold" ? "CERT_ON_HOLD" : "CERT_REVOKED", { params: { serial: at.serial } });
     case "superseded": return new UkeyError("CERT_SUPERSEDED", { params: { serial: at.serial } });
     case "not-yet": return new UkeyError("RENEWAL_NOT_YET_OPEN", { params: { opensAt: e.opensAt ? formatPolicyDate(e.opensAt) : "" } });
     case "open-step-up": return at.stepUpVerified ? null : new UkeyError("STEP_UP_REQUIRED", { params: { serial: at.serial } });

@@ -154,6 +154,9 @@ export async function buildApp(ctx: ServerContext, opts: AppOptions = {}): Promi
     }
     return sendRenewalInfo(reply, await ctx.renewalInfo.get(req.params.certId, channel as (typeof channels)[number]));
   });
+  // Seed 004's login rule for the institution's login system: public like OCSP, it says no more than OCSP and the certificate do.
+  app.get<{ Params: { certId: string } }>("/api/v1/login-check/:certId", async (req, reply) =>
+    reply.header("cache-control", "no-store").send(await ctx.renewalInfo.loginCheck(req.params.certId)));
   app.get<{ Params: { certId: string } }>("/.well-known/est/renewal-info/:certId", async (req, reply) =>
     sendRenewalInfo(reply, await ctx.renewalInfo.get(req.params.certId, "est")));
 

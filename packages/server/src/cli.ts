@@ -7,7 +7,8 @@ import { buildApp } from "./app.js";
 import { initDataDir } from "./data-dir-init.js";
 import { formatCertId } from "./cert-id.js";
 import { hashIdNumber, maskIdNumber } from "./holder-identity.js";
-import { openServerContext, databaseUrlFrom, type ServerEnv } from "./server-context.js";
+import { absolutePathArgs, askRunningServer, dataDirArg, forwardedCommands, listenControlChannel, sameDirectory, type ControlChannel } from "./control-channel.js";
+import { openServerContext, databaseUrlFrom, type ServerContext, type ServerEnv } from "./server-context.js";
 import { readSecretFile } from "./server-config.js";
 
 // Replaced by scripts/build.mjs (esbuild define) in a built bundle; undefined when running the sources.
@@ -29,6 +30,24 @@ export interface CliIo {
   err(text: string): void;
   env: ServerEnv & Record<string, string | undefined>;
   clock: Clock;
+  /** Set when a running server runs the command for the CLI (its control socket): the commands use its context. */
+  context?: ServerContext;
+  /** Where relative paths are resolved (default the process's working directory). */
+  cwd?: string;
+}
+
+/**
+ * The context a command works with: the running server's when it runs the
+ * command (never closed here), else the data directory opened for this
+ * command alone (its close releases it).
+ * @throws UkeyError DATA_DIR_LOCKED when the command names another data directory than the server's; what openServerContext throws.
+ */
+async function openContext(io: CliIo, dataDir: string, env: ServerEnv): Promise<ServerContext> {
+  if (!io.context) return openServerContext(dataDir, env, io.clock);
+  if (!sameDirectory(dataDir, io.context.layout.dir)) {
+    throw new UkeyError("DATA_DIR_LOCKED", { params: { dir: dataDir }, detail: `the server on ${io.context.layout.dir} answered for another data directory` });
+  }
+  return { ...io.context, close: async () => undefined };
 }
 
 const usage = `ukey-server: the ukey-renew server and its operator commands
@@ -42,6 +61,7 @@ const usage = `ukey-server: the ukey-renew server and its operator commands
   ukey-server issue  --data-dir DIR --holder ID --profile P --csr FILE [--out FILE] [--token-serial S]
   ukey-server import --data-dir DIR --certs PATH --holders FILE [--chain FILE ...] [--profile P]
   ukey-server revoke --data-dir DIR --serial S --reason R
+  ukey-server hold   --data-dir DIR --serial S [--lift]
   ukey-server audit verify --data-dir DIR
   ukey-server kmc init --data-dir DIR [--kmc-passphrase-file F]
   ukey-server downloads publish --data-dir DIR [--file INSTALLER ...] [--agent-version V]
@@ -122,6 +142,27 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       io.out(commandUsage(cmd) + "\n");
       return 0;
     }
+    if (io.context && !forwardedCommands.has(cmd)) {
+      // init, start and kmc init create or replace keys and need the data directory to themselves.
+      throw new UkeyError("DATA_DIR_LOCKED", { params: { dir: io.context.layout.dir }, detail: `${cmd} cannot run while the server runs` });
+    }
+    if (!io.context && cmd === "kmc") {
+      // Refused before any secret is read: the running server would not load a new master key until restarted.
+      const dataDir = dataDirArg(rest);
+      if (dataDir && await askRunningServer(dataDir, ["--ping"])) {
+        throw new UkeyError("DATA_DIR_LOCKED", { params: { dir: dataDir }, detail: "kmc init cannot run while the server runs" });
+      }
+    }
+    if (!io.context && forwardedCommands.has(cmd)) {
+      // A server running on this data directory runs the command itself (docs/operator-cli.md, "While the server runs").
+      const dataDir = dataDirArg(rest);
+      const reply = dataDir ? await askRunningServer(dataDir, absolutePathArgs(argv, io.cwd ?? process.cwd())) : undefined;
+      if (reply) {
+        io.out(reply.out);
+        io.err(reply.err);
+        return reply.code;
+      }
+    }
     switch (cmd) {
       case "init": {
         const v = parse(rest, {
@@ -173,7 +214,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         if (kind !== "person" && kind !== "organisation") throw new UkeyError("CLI_USAGE", { params: { reason: "--kind must be person or organisation" } });
         const idNumber = readInput(required(v, "id-number-file")).toString("utf8").trim();
         if (!/^[0-9A-Za-z-]{4,40}$/.test(idNumber)) throw new UkeyError("CLI_USAGE", { params: { reason: "the ID number file must hold 4-40 letters or digits" } });
-        const ctx = await openServerContext(required(v, "data-dir"), envWithSecretFlags(io, v), io.clock);
+        const ctx = await openContext(io, required(v, "data-dir"), envWithSecretFlags(io, v));
         try {
           const at = io.clock.now().getTime();
           const idType = required(v, "id-type");
@@ -195,7 +236,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       case "issue": {
         const v = parse(rest, { holder: { type: "string" }, profile: { type: "string" }, csr: { type: "string" }, out: { type: "string" }, "token-serial": { type: "string" } });
         const csr = readInput(required(v, "csr"));
-        const ctx = await openServerContext(required(v, "data-dir"), envWithSecretFlags(io, v), io.clock);
+        const ctx = await openContext(io, required(v, "data-dir"), envWithSecretFlags(io, v));
         try {
           const c = await ctx.issuance.issue({
             holderId: required(v, "holder"), profileId: required(v, "profile"), csr, actor: "cli",
@@ -215,7 +256,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         const v = parse(rest, { certs: { type: "string" }, holders: { type: "string" }, chain: { type: "string", multiple: true }, profile: { type: "string" } });
         const certificates = required(v, "certs");
         const holders = required(v, "holders");
-        const ctx = await openServerContext(required(v, "data-dir"), envWithSecretFlags(io, v), io.clock);
+        const ctx = await openContext(io, required(v, "data-dir"), envWithSecretFlags(io, v));
         try {
           const { importCertificates } = await import("./import-service.js");
           const r = await importCertificates(
@@ -232,7 +273,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         const [sub, ...more] = rest;
         if (sub !== "publish") throw new UkeyError("CLI_USAGE", { params: { reason: "use: ukey-server downloads publish ..." } });
         const v = parse(more, { file: { type: "string", multiple: true }, "agent-version": { type: "string" } });
-        const ctx = await openServerContext(required(v, "data-dir"), envWithSecretFlags(io, v), io.clock);
+        const ctx = await openContext(io, required(v, "data-dir"), envWithSecretFlags(io, v));
         try {
           const { publishDownloads } = await import("./distribution/distribution-publisher.js");
           const r = await publishDownloads(ctx, { from: v.file ?? [], version: v["agent-version"] ?? builtVersion(), actor: "cli" });
@@ -248,10 +289,27 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         const v = parse(rest, { serial: { type: "string" }, reason: { type: "string" } });
         const serial = normaliseSerial(required(v, "serial"));
         const reason = required(v, "reason");
-        const ctx = await openServerContext(required(v, "data-dir"), envWithSecretFlags(io, v), io.clock);
+        const ctx = await openContext(io, required(v, "data-dir"), envWithSecretFlags(io, v));
         try {
           const c = await ctx.revocation.revoke(serial, reason, "cli");
           print(`revoked ${c.serial} (${reason}) at ${new Date(c.revokedAt!).toISOString()}`, { serial: c.serial, reason, revokedAt: new Date(c.revokedAt!).toISOString() });
+        } finally {
+          await ctx.close();
+        }
+        return 0;
+      }
+      case "hold": {
+        const v = parse(rest, { serial: { type: "string" }, lift: { type: "boolean" } });
+        const serial = normaliseSerial(required(v, "serial"));
+        const ctx = await openContext(io, required(v, "data-dir"), envWithSecretFlags(io, v));
+        try {
+          if (v.lift) {
+            const c = await ctx.revocation.releaseHold(serial, "cli");
+            print(`hold on ${c.serial} lifted: active again (OCSP good; the next CRL leaves it out)`, { serial: c.serial, status: c.status });
+          } else {
+            const c = await ctx.revocation.revoke(serial, "certificateHold", "cli");
+            print(`${c.serial} put on hold at ${new Date(c.revokedAt!).toISOString()} (lift with --lift)`, { serial: c.serial, status: c.status, reason: "certificateHold", heldAt: new Date(c.revokedAt!).toISOString() });
+          }
         } finally {
           await ctx.close();
         }
@@ -261,7 +319,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         const v = parse(rest, { holder: { type: "string" }, profile: { type: "string" }, "ttl-days": { type: "string" }, "max-attempts": { type: "string" } });
         const ttlDays = v["ttl-days"] === undefined ? undefined : Number(v["ttl-days"]);
         const maxAttempts = v["max-attempts"] === undefined ? undefined : Number(v["max-attempts"]);
-        const ctx = await openServerContext(required(v, "data-dir"), envWithSecretFlags(io, v), io.clock);
+        const ctx = await openContext(io, required(v, "data-dir"), envWithSecretFlags(io, v));
         try {
           const { enrolmentServiceFor } = await import("./enrolment-service.js");
           const r = await enrolmentServiceFor(ctx).create({
@@ -284,7 +342,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         const role = required(v, "role");
         if (!["admin", "operator", "auditor"].includes(role)) throw new UkeyError("CLI_USAGE", { params: { reason: "--role must be admin, operator or auditor" } });
         const password = readInput(required(v, "password-file")).toString("utf8").replace(/\r?\n$/, "");
-        const ctx = await openServerContext(required(v, "data-dir"), envWithSecretFlags(io, v), io.clock);
+        const ctx = await openContext(io, required(v, "data-dir"), envWithSecretFlags(io, v));
         try {
           const { operatorServiceFor } = await import("./admin/operator-service.js");
           const r = await operatorServiceFor(ctx).create({
@@ -301,7 +359,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         const [sub, ...more] = rest;
         if (sub !== "verify") throw new UkeyError("CLI_USAGE", { params: { reason: "use: ukey-server audit verify --data-dir DIR" } });
         const v = parse(more, {});
-        const ctx = await openServerContext(required(v, "data-dir"), envWithSecretFlags(io, v), io.clock);
+        const ctx = await openContext(io, required(v, "data-dir"), envWithSecretFlags(io, v));
         try {
           const r = await ctx.store.audit.verify();
           if (r.ok) {
@@ -366,6 +424,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
 async function startServer(dataDir: string, v: Record<string, unknown>, env: ServerEnv, io: CliIo, print: (h: string, d: unknown) => void): Promise<number> {
   const ctx = await openServerContext(dataDir, env, io.clock);
   const started: FastifyInstance[] = [];
+  let control: ControlChannel | undefined;
   try {
     const portOf = (flag: string, dflt: number | null): number | null => {
       const raw = v[flag];
@@ -401,14 +460,22 @@ async function startServer(dataDir: string, v: Record<string, unknown>, env: Ser
     const https = tlsPort === null ? null : await open({ https: tls!, clientCertPort: clientCert }, tlsPort);
     const urls = [`http://${host}:${http}`, ...(https === null ? [] : [`https://${host}:${https}`]),
       ...(clientCert === null ? [] : [`https://${host}:${clientCert} (client certificates)`])];
-    print(`ukey-server listening on ${urls.slice(0, -1).join(", ")}${urls.length > 1 ? " and " : ""}${urls.at(-1)} (data ${dataDir}, ${ctx.store.db.engine})`,
-      { event: "listening", http, https, clientCert, engine: ctx.store.db.engine });
+    control = await listenControlChannel(dataDir, async (argv) => {
+      let out = "";
+      let err = "";
+      const code = await runCli(argv, { out: (t) => { out += t; }, err: (t) => { err += t; }, env: {}, clock: io.clock, context: ctx });
+      return { code, out, err };
+    }, (message) => started[0]?.log.warn(message));
+    print(`ukey-server listening on ${urls.slice(0, -1).join(", ")}${urls.length > 1 ? " and " : ""}${urls.at(-1)} (data ${dataDir}, ${ctx.store.db.engine})`
+      + (control ? `\n  operator commands (ukey-server holder add, revoke, ...) run through ${control.path}` : ""),
+      { event: "listening", http, https, clientCert, engine: ctx.store.db.engine, control: control?.path ?? null });
     await new Promise<void>((resolve) => {
       const stop = () => resolve();
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);
     });
   } finally {
+    await control?.close();
     for (const app of started.reverse()) await app.close();
     await ctx.close();
   }

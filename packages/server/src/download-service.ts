@@ -36,7 +36,8 @@ export class DownloadService {
 
   /**
    * @throws UkeyError CODE_INVALID, CODE_EXPIRED, CODE_ALREADY_USED, CODE_ATTEMPTS_EXCEEDED, CODE_REVOKED,
-   *   CSR_*, KEY_*, CSR_SUBJECT_MISMATCH, HOLDER_NOT_FOUND, PROFILE_NOT_FOUND.
+   *   CSR_*, KEY_*, CSR_SUBJECT_MISMATCH, HOLDER_NOT_FOUND, PROFILE_NOT_FOUND, CERT_ON_HOLD (while a certificate of the
+   *   holder's in this profile is on hold; the code is not spent).
    */
   async download(referenceNumber: string, authorizationCode: string, csr: string | Buffer, tokenSerial: string | null, actor: string): Promise<DownloadResult> {
     // The CSR is checked before the code, so that a malformed request never spends an attempt.
@@ -56,6 +57,10 @@ export class DownloadService {
     const profile = (await this.deps.store.profiles.get(verified.profileId))?.profile;
     if (!profile) throw new UkeyError("PROFILE_NOT_FOUND", { params: { profile: verified.profileId } });
     checkRequestedSubject(request, encodeName(subjectFor(holder, profile, this.deps.institution).rdns));
+    // A hold (冻结) suspends the holder's certificate of this profile: a new one by download would step around it.
+    const held = (await this.deps.store.certificates.search({ holderId: holder.id, status: "revoked", limit: 1000 }))
+      .find((c) => c.profileId === profile.id && c.revocationReason === "certificateHold");
+    if (held) throw new UkeyError("CERT_ON_HOLD", { params: { serial: held.serial } });
     const c = await this.deps.issuance.issue({
       holderId: holder.id, profileId: profile.id, csr: request, actor, tokenSerial,
       auditData: { enrolment: verified.id, channel: "download" },

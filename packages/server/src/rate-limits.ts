@@ -37,7 +37,7 @@ const under = (method: string, url: string): RouteMatch => ({ method, url, prefi
  * - renewal: an organisation renewing its keys one after another from one office;
  * - codes: download with two codes and step-up approval, where each try is a guess;
  * - est: EST enrolment (HTTP Basic codes) and re-enrolment;
- * - pki: OCSP, CRLs, CA certificates, renewal advice and the vendor table, which
+ * - pki: OCSP, CRLs, CA certificates, renewal advice, the login check and the vendor table, which
  *   relying parties call at every login of their users: high, so that one
  *   relying party's login server never meets it (list the big ones in allowList);
  * - adminApi / holderApi: signed-in pages, limited so that floods of bad tokens stay cheap;
@@ -54,7 +54,7 @@ export const rateLimitRules = {
   pki: {
     routes: [
       under("GET", "/ca/"), under("GET", "/crl/"), exact("POST", "/ocsp"), under("GET", "/ocsp/"),
-      under("GET", "/api/v1/renewal-info/"), under("GET", "/.well-known/est/renewal-info/"), exact("GET", "/api/v1/key-vendors"),
+      under("GET", "/api/v1/renewal-info/"), under("GET", "/api/v1/login-check/"), under("GET", "/.well-known/est/renewal-info/"), exact("GET", "/api/v1/key-vendors"),
     ],
     max: 60_000, windowSeconds: 60,
   },

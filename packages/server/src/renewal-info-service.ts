@@ -31,6 +31,25 @@ export interface RenewalInfo {
   certificate: { serial: string; issuerKeyId: string; subject: string; notBefore: string; notAfter: string; status: string; imported: boolean };
 }
 
+/**
+ * The answer of the login check (seed 004's login rule) for the
+ * institution's login system: only what decides a login, nothing about
+ * the holder, orders or pauses.
+ */
+export interface LoginCheck {
+  /** Whether a login with this certificate is allowed now (the policy's loginAllowed). */
+  allowed: boolean;
+  /** From when logins will be refused (the instant after notAfter), or null when they will not be or already are. */
+  refusedFrom: string | null;
+  /** Whether the login page should show the red renewal warning now (allowed, and within the profile's notice period). */
+  warn: boolean;
+  /** From when that warning is shown (start of the notice period, China days). */
+  warnFrom: string;
+  /** Why, in one word: valid, expired, revoked, on-hold (certificateHold, may be lifted) or superseded. */
+  reason: "valid" | "expired" | "revoked" | "on-hold" | "superseded";
+  certificate: { serial: string; notAfter: string };
+}
+
 /** Clients poll again after this long, unless the window opens sooner. */
 const defaultRetryAfterSeconds = 6 * 3600;
 
@@ -45,6 +64,26 @@ export class RenewalInfoService {
   constructor(private readonly deps: { store: Pick<Store, "certificates" | "profiles" | "orders">; clock: Clock; publicUrl: string }) {}
 
   /**
+   * Seed 004's login rule for one certificate, decided by the policy's
+   * loginAllowed as the renewal advice is (docs/renewal-info.md, "Login check").
+   * @throws UkeyError CERT_ID_MALFORMED, CERT_NOT_FOUND, PROFILE_NOT_FOUND.
+   */
+  async loginCheck(certId: string): Promise<LoginCheck> {
+    const { info } = await this.get(certId, "web");
+    const now = this.deps.clock.now().getTime();
+    const c = info.certificate;
+    const held = await this.deps.store.certificates.get(c.serial, c.issuerKeyId);
+    const reason: LoginCheck["reason"] = c.status === "superseded" ? "superseded"
+      : info.state === "revoked" ? (held?.revocationReason === "certificateHold" ? "on-hold" : "revoked")
+      : now > Date.parse(c.notAfter) ? "expired" : "valid";
+    return {
+      allowed: info.login.allowed, refusedFrom: info.login.refusedFrom,
+      warn: info.login.allowed && reason === "valid" && now >= Date.parse(info.noticeFrom), warnFrom: info.noticeFrom,
+      reason, certificate: { serial: c.serial, notAfter: c.notAfter },
+    };
+  }
+
+  /**
    * @throws UkeyError CERT_ID_MALFORMED, CERT_NOT_FOUND, PROFILE_NOT_FOUND.
    */
   async get(certId: string, channel: RenewalChannel): Promise<{ info: RenewalInfo; retryAfterSeconds: number }> {
@@ -55,7 +94,7 @@ export class RenewalInfoService {
     if (!profile) throw new UkeyError("PROFILE_NOT_FOUND", { params: { profile: rec.profileId } });
     const now = this.deps.clock.now();
     const e = evaluate(
-      { notBefore: new Date(rec.notBefore), notAfter: new Date(rec.notAfter), status: rec.status, revokedAt: rec.revokedAt === null ? null : new Date(rec.revokedAt) },
+      { notBefore: new Date(rec.notBefore), notAfter: new Date(rec.notAfter), status: rec.status, revokedAt: rec.revokedAt === null ? null : new Date(rec.revokedAt), revocationReason: rec.revocationReason },
       profile, channel, now,
     );
     const lockedUntil = e.state === "open" || e.state === "open-step-up" || e.state === "not-yet"

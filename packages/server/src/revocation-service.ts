@@ -66,6 +66,30 @@ export class RevocationService {
     return rec;
   }
 
+  /**
+   * Lifts a hold (seed 003's 冻结, RFC 5280 certificateHold): the certificate is active again, the
+   * next CRL leaves it out (a complete CRL simply omits it; removeFromCRL belongs to delta CRLs, which
+   * this CA does not issue), and its OCSP response is re-signed `good` right after the commit. Audited
+   * as certificate.hold-released.
+   * @throws UkeyError CERT_NOT_FOUND, CERT_NOT_ON_HOLD (nothing changed).
+   */
+  async releaseHold(serial: string, actor: string): Promise<CertificateRecord> {
+    const at = this.deps.clock.now().getTime();
+    const rec = await this.deps.store.transaction(async (r) => {
+      const c = await r.certificates.get(serial);
+      if (!c || c.status === "pending" || c.status === "abandoned") throw new UkeyError("CERT_NOT_FOUND", { params: { serial } });
+      if (!(await r.certificates.releaseHold(serial, at))) throw new UkeyError("CERT_NOT_ON_HOLD", { params: { serial } });
+      await r.audit.append({
+        at, actor, action: "certificate.hold-released", subjectType: "certificate", subjectId: serial,
+        data: { heldAt: c.revokedAt },
+      });
+      return { ...c, status: "active" as const, revocationReason: null, revokedAt: null, updatedAt: at };
+    });
+    for (const k of [...this.crls.keys()]) if (k !== "root") this.crls.delete(k);
+    await this.deps.ocsp.resign(serial);
+    return rec;
+  }
+
   /** The current CRL of our issuing CA (or of the root, signed by the root key), DER. */
   async crl(which: "issuing" | "root"): Promise<Buffer> {
     return this.signedCrl(which);

@@ -79,3 +79,19 @@ test("a malformed CSR spends no attempt, a CSR for another subject is refused an
   const e2 = await ctx.enrolments.create({ holderId: "D1", profileId: "personal", actor: "operator:test" });
   assert.equal((await download({ referenceNumber: e2.referenceNumber, authorizationCode: e2.authorizationCode, csr: readFileSync(weak.csr, "utf8") })).body.code, "KEY_TOO_WEAK");
 });
+
+test("while the holder's certificate of the profile is on hold (冻结) a download is refused with CERT_ON_HOLD and the code stays usable", async () => {
+  const first = await ctx.enrolments.create({ holderId: "D1", profileId: "personal", actor: "operator:test" });
+  const k = opensslCsr(t, "h1", keyArgs.p256, "/");
+  const got = await download({ referenceNumber: first.referenceNumber, authorizationCode: first.authorizationCode, csr: readFileSync(k.csr, "utf8") });
+  assert.equal(got.status, 201, JSON.stringify(got.body));
+  await ctx.revocation.revoke(got.body.serial!, "certificateHold", "operator:test");
+  const e = await ctx.enrolments.create({ holderId: "D1", profileId: "personal", actor: "operator:test" });
+  const csr = readFileSync(opensslCsr(t, "h2", keyArgs.p256, "/").csr, "utf8");
+  const refused = await download({ referenceNumber: e.referenceNumber, authorizationCode: e.authorizationCode, csr });
+  assert.equal(refused.status, 409);
+  assert.equal(refused.body.code, "CERT_ON_HOLD");
+  await ctx.revocation.releaseHold(got.body.serial!, "operator:test");
+  const ok = await download({ referenceNumber: e.referenceNumber, authorizationCode: e.authorizationCode, csr });
+  assert.equal(ok.status, 201, JSON.stringify(ok.body));
+});

@@ -135,8 +135,11 @@ test("oversized bodies, wrong media types and unknown routes get problem documen
   assert.equal((await nf.json() as { code: string }).code, "ROUTE_NOT_FOUND");
 });
 
-test("a second process cannot open the data directory while the server runs", () => {
+test("while the server runs, audit verify runs through it and kmc init is refused (DATA_DIR_LOCKED)", () => {
   const r = runUkeyServer(["audit", "verify", "--data-dir", dataDir, "--json"], env);
-  assert.equal(r.status, 1);
-  assert.equal((JSON.parse(r.stdout.trim()) as { error: { code: string } }).error.code, "DATA_DIR_LOCKED");
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  assert.equal(r.json<{ ok: boolean }>().ok, true);
+  const kmc = runUkeyServer(["kmc", "init", "--data-dir", dataDir, "--json"], env);
+  assert.equal(kmc.status, 1);
+  assert.equal((JSON.parse(kmc.stdout.trim()) as { error: { code: string } }).error.code, "DATA_DIR_LOCKED");
 });

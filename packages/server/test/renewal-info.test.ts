@@ -149,3 +149,35 @@ test("a revoked certificate is reported as revoked", async () => {
   const r = await info(`/api/v1/renewal-info/${ours.certId}`);
   assert.equal(r.body.state, "revoked");
 });
+
+test("login check (seed 004): allowed, red warning from 90 days before, refused once expired and when on hold; no name or order in the answer", async () => {
+  type LoginCheck = { allowed: boolean; refusedFrom: string | null; warn: boolean; warnFrom: string; reason: string; certificate: { serial: string; notAfter: string } };
+  const check = async () => {
+    const r = await app.inject({ method: "GET", url: `/api/v1/login-check/${imported.certId}` });
+    assert.equal(r.statusCode, 200, r.body);
+    assert.equal(r.headers["cache-control"], "no-store");
+    return r.json<LoginCheck>();
+  };
+  const refusedFrom = new Date(imported.notAfter + 1).toISOString();
+  clock.set(new Date(imported.notAfter - 120 * day));
+  const early = await check();
+  assert.deepEqual([early.allowed, early.warn, early.reason, early.refusedFrom], [true, false, "valid", refusedFrom]);
+  clock.set(new Date(imported.notAfter - 30 * day));
+  const soon = await check();
+  assert.deepEqual([soon.allowed, soon.warn, soon.reason], [true, true, "valid"]);
+  assert.ok(Date.parse(soon.warnFrom) <= clock.now().getTime() && Date.parse(soon.warnFrom) > imported.notAfter - 91 * day, soon.warnFrom);
+  assert.deepEqual(Object.keys(soon).sort(), ["allowed", "certificate", "reason", "refusedFrom", "warn", "warnFrom"]);
+  assert.deepEqual(Object.keys(soon.certificate).sort(), ["notAfter", "serial"]);
+  clock.set(new Date(imported.notAfter + day));
+  const expired = await check();
+  assert.deepEqual([expired.allowed, expired.warn, expired.reason, expired.refusedFrom], [false, false, "expired", null]);
+  // On hold: refused while it lasts, allowed again once lifted.
+  clock.set(new Date(imported.notAfter - 30 * day));
+  await ctx.revocation.revoke("c0ffee", "certificateHold", "test");
+  const held = await check();
+  assert.deepEqual([held.allowed, held.reason], [false, "on-hold"]);
+  await ctx.revocation.releaseHold("c0ffee", "test");
+  assert.deepEqual([(await check()).allowed, (await check()).reason], [true, "valid"]);
+  const bad = await app.inject({ method: "GET", url: "/api/v1/login-check/not-a-cert-id" });
+  assert.equal(bad.json<{ code: string }>().code, "CERT_ID_MALFORMED");
+});

@@ -61,6 +61,14 @@ test("outside the window the refusal gives the date it opens", async () => {
   assert.ok(r.body.message!.en.includes(opensAt));
 });
 
+test("the renewal API refuses the est channel: only EST, authenticated by the certificate over TLS, renews on its window (issue 16, seed 002)", async () => {
+  clock.set(new Date(old.notAfter - 20 * day));
+  const r = await call("POST", "/api/v1/orders", { certId: old.certId, channel: "est" });
+  assert.equal(r.status, 400);
+  assert.equal(r.body.code, "REQUEST_INVALID");
+  assert.deepEqual(await ctx.store.orders.findOpenForCertificate(old.serial), undefined, "no order was made");
+});
+
 test("a renewal from start to completion, resumable and idempotent at each step", async () => {
   clock.set(new Date(old.notAfter - 30 * day));
   const started = await api.start(old.certId);

@@ -120,6 +120,9 @@ test("issue 16 (3): wrong ID numbers say the tries left; the fifth ends the orde
   assert.equal(fifth.params?.until, until);
   assert.match(fifth.message["zh-CN"], /\d{4}-\d{2}-\d{2} \d{2}:\d{2}（北京时间）/, "the day the pause ends, in China time");
   assert.doesNotMatch(fifth.message["zh-CN"], /Z\b|T\d{2}:/);
+  // The failed order says why and until when, so that a client resuming it names the same refusal.
+  const failed = (await api.call<{ state: string; failure?: string; failedAttempts?: number; failedUntil?: string }>("GET", `/api/v1/orders/${id}`)).body;
+  assert.deepEqual([failed.state, failed.failure, failed.failedAttempts, failed.failedUntil], ["failed", "IDENTITY_MISMATCH", 5, until]);
   const info = await app.inject({ method: "GET", url: `/api/v1/renewal-info/${certs[2]!.certId}?channel=web` });
   assert.equal(info.json<{ lockedUntil: string | null }>().lockedUntil, until);
   const locked = await api.call<Problem>("POST", "/api/v1/orders", { certId: certs[2]!.certId });

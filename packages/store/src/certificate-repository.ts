@@ -139,6 +139,14 @@ export function certificateRepository(x: Executor): CertificateRepository {
       if (!(await exists(serial))) throw new UkeyError("CERT_NOT_FOUND", { params: { serial } });
       return false;
     },
+    async releaseHold(serial, at) {
+      const changed = await x.sql.run(
+        `UPDATE certificates SET status = 'active', revocation_reason = NULL, revoked_at = NULL, updated_at = ?,
+           ocsp_der = NULL, ocsp_this_update = NULL, ocsp_next_update = 0, ocsp_refresh_at = 0
+         WHERE serial = ? AND status = 'revoked' AND revocation_reason = 'certificateHold'`,
+        [at, serial]);
+      return changed === 1;
+    },
     async setStatus(serial, status, at) {
       const changed = await x.sql.run("UPDATE certificates SET status = ?, updated_at = ? WHERE serial = ?", [status, at, serial]);
       if (changed !== 1) throw new UkeyError("CERT_NOT_FOUND", { params: { serial } });

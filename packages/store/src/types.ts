@@ -263,6 +263,12 @@ export interface CertificateRepository {
    */
   revoke(serial: string, reason: string, at: Millis, status?: "revoked" | "superseded"): Promise<boolean>;
   setStatus(serial: string, status: CertificateStatus, at: Millis): Promise<void>;
+  /**
+   * Lifts a hold: a certificate revoked with reason certificateHold becomes active again (no revocation
+   * time or reason) and its stored OCSP response is dropped in the same statement, so a `revoked` answer
+   * is never served after the commit. Returns false (nothing changed) when it is not on hold.
+   */
+  releaseHold(serial: string, at: Millis): Promise<boolean>;
   /** Every revoked or superseded-with-revocation certificate of one issuer, for the CRL. Streams in serial order. */
   /**
    * How many certificates of one issuer are revoked, and the latest revocation time: a cheap way to

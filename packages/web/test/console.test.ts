@@ -99,6 +99,12 @@ test("signs in, shows the expiry chart and the funnel, finds the holder by ID nu
   await page.fill("input[name=holderId]", "H1");
   await page.click("form[role=search] button[type=submit]");
   await row.waitFor();
+  // Seed 003's 冻结: hold, then lift; the row says so in Chinese each time.
+  await row.locator("[data-action=hold]").click();
+  await page.locator(`[data-table=certificates] tr[data-serial='${serial}'][data-status=revoked]`).waitFor();
+  assert.match(await row.innerText(), /已冻结（暂停使用）|on hold \(suspended\)/);
+  await row.locator("[data-action=release-hold]").click();
+  await page.locator(`[data-table=certificates] tr[data-serial='${serial}'][data-status=active]`).waitFor();
   await row.locator("[data-action=revoke]").click();
   await row.locator("select[name=reason]").selectOption("keyCompromise");
   await row.locator("[data-action=confirm-revoke]").click();

@@ -1,4 +1,4 @@
-import { UkeyError, formatPolicyDate, isUkeyError, keyAlgorithms, type ErrorCode, type KeyAlgorithm } from "@ukey/policy";
+import { UkeyError, formatPolicyDate, isUkeyError, keyAlgorithms, type KeyAlgorithm } from "@ukey/policy";
 import { objectLabels, type TokenCertificate, type TokenKey, type TokenSession } from "../keys/key-store.js";
 import { ServerClient, type OrderChallenge, type OrderView, type PossessionSigner } from "../server-client.js";
 import { certIdOf, derOfPem, spkiOf } from "./certificate-id.js";
@@ -205,7 +205,7 @@ class RenewalRun {
 
   /** Takes one step of an order; answers the order after it. */
   private async advance(order: OrderView): Promise<OrderView> {
-    if (order.state === "failed") throw new UkeyError(failureCode(order.failure));
+    if (order.state === "failed") throw failedOrderError(order);
     if (order.state === "cancelled") throw new UkeyError("OPERATION_CANCELLED");
     if (order.state === "completed") return order;
     switch (order.nextStep) {
@@ -390,7 +390,16 @@ class RenewalRun {
   }
 }
 
-/** A failed order failed on wrong answers (the only way an order fails). */
-function failureCode(_failure: string | undefined): ErrorCode {
-  return "CODE_ATTEMPTS_EXCEEDED";
+/**
+ * The refusal a failed order stands for. Orders fail only on wrong answers:
+ * ID numbers (IDENTITY_ATTEMPTS_EXCEEDED, with how many and until when online
+ * renewal rests) or one-time codes (CODE_ATTEMPTS_EXCEEDED).
+ */
+export function failedOrderError(order: Pick<OrderView, "failure" | "failedAttempts" | "failedUntil">): UkeyError {
+  if (order.failure === "IDENTITY_MISMATCH") {
+    return new UkeyError("IDENTITY_ATTEMPTS_EXCEEDED", {
+      params: { ...(order.failedAttempts !== undefined ? { attempts: order.failedAttempts } : {}), ...(order.failedUntil ? { until: order.failedUntil } : {}) },
+    });
+  }
+  return new UkeyError("CODE_ATTEMPTS_EXCEEDED");
 }

@@ -225,6 +225,15 @@ export async function registerAdminRoutes(app: FastifyInstance, ctx: ServerConte
     body: body({ reason: { type: "string", enum: operatorRevocationReasons } }, ["reason"]), response: { 200: certificateSchema },
   }, async (req) => certificateView(await ctx.revocation.revoke(normaliseSerial(req.params.serial), req.body.reason, who(req).actor)));
 
+  route<{ Params: { serial: string } }>("POST", "/certificates/:serial/hold", {
+    role: "operator", summary: "Put a certificate on hold (冻结, RFC 5280 certificateHold): OCSP and CRL say revoked with that reason, renewal and download are refused with CERT_ON_HOLD until the hold is lifted; audited",
+    params: params("serial"), response: { 200: certificateSchema },
+  }, async (req) => certificateView(await ctx.revocation.revoke(normaliseSerial(req.params.serial), "certificateHold", who(req).actor)));
+  route<{ Params: { serial: string } }>("POST", "/certificates/:serial/hold/release", {
+    role: "operator", summary: "Lift a hold: the certificate is active again, OCSP answers good and the next CRL leaves it out; audited (CERT_NOT_ON_HOLD when it is not on hold)",
+    params: params("serial"), response: { 200: certificateSchema },
+  }, async (req) => certificateView(await ctx.revocation.releaseHold(normaliseSerial(req.params.serial), who(req).actor)));
+
   route<{ Params: { serial: string } }>("POST", "/certificates/:serial/renewal-unlock", {
     role: "operator", summary: "Lift the pause that failed renewal orders put on this certificate's online renewal; audited", params: params("serial"),
     response: { 200: { type: "object", properties: { serial: { type: "string" }, unlockedAt: millis, lastFailureAt: { ...millis, nullable: true } } } },

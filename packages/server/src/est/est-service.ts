@@ -130,7 +130,7 @@ export class EstService {
     const csr = verifyCsr(csrDer);
     const profile = await this.profile(current.profileId);
     const now = this.deps.clock.now();
-    const e = evaluate({ notBefore: current.notBefore, notAfter: current.notAfter, status: current.status, revokedAt: current.revokedAt }, profile, "est", now);
+    const e = evaluate({ notBefore: current.notBefore, notAfter: current.notAfter, status: current.status, revokedAt: current.revokedAt, revocationReason: current.revocationReason }, profile, "est", now);
     // Only when renewal is otherwise open: a closed window or an unoffered channel is the better answer.
     // Before the CSR's content: no other request would help.
     if (e.state === "open" || e.state === "open-step-up") {

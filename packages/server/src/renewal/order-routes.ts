@@ -31,11 +31,17 @@ function private_(reply: FastifyReply): FastifyReply {
  * order credential that every other step requires as
  * `Authorization: Bearer`. No route takes a PIN: the PIN stays in the agent.
  */
+/*
+ * Channels: "est" is bound to how the client authenticated (only the EST routes, over TLS with the
+ * certificate being renewed, renew on the EST window), so this API refuses it. web, cli and mobile
+ * all reach the server through the holder's own agent with the same proof of possession: the server
+ * cannot tell them apart, so that claim is the holder's (docs/policies.md, "Channels").
+ */
 export function registerOrderRoutes(app: FastifyInstance, orders: RenewalOrderService, downloads: DownloadService): void {
   app.post<{ Body: { certId?: string; serial?: string; channel?: RenewalChannel } }>("/api/v1/orders", {
     schema: {
       tags: ["renewal"], summary: "Start or resume the renewal of a certificate: answers the order's id and the proof of possession it takes, nothing more",
-      body: body({ certId: { type: "string", maxLength: 200 }, serial: { type: "string", maxLength: 64 }, channel: { type: "string", enum: ["web", "mobile", "cli", "est"] } }),
+      body: body({ certId: { type: "string", maxLength: 200 }, serial: { type: "string", maxLength: 64 }, channel: { type: "string", enum: ["web", "mobile", "cli"] } }),
     },
   }, async (req, reply) => {
     const serial = req.body.certId ? parseCertId(req.body.certId).serial : req.body.serial?.toLowerCase();

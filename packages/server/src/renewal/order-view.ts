@@ -40,6 +40,9 @@ export interface OrderView {
   codeResendAt?: string;
   newCertificate?: { serial: string; certId: string; notBefore: string; notAfter: string; pem: string; chainPem: string };
   failure?: string;
+  /** A failed order: how many wrong answers ended it, and until when the certificate's online renewal rests (ISO time). */
+  failedAttempts?: number;
+  failedUntil?: string;
 }
 
 /** The view with the credential a proof of possession gave (none for an order that has ended). */

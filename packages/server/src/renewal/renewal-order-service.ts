@@ -138,7 +138,7 @@ export class RenewalOrderService {
     const lockedUntil = renewalLockedUntil(await this.deps.store.orders.lastFailedAt(serial), at);
     if (lockedUntil) throw new UkeyError("RENEWAL_LOCKED", { params: { until: lockedUntil.toISOString() } });
     const profile = await this.profile(cert.profileId);
-    const e = evaluate({ notBefore: cert.notBefore, notAfter: cert.notAfter, status: cert.status, revokedAt: cert.revokedAt }, profile, channel, now);
+    const e = evaluate({ notBefore: cert.notBefore, notAfter: cert.notAfter, status: cert.status, revokedAt: cert.revokedAt, revocationReason: cert.revocationReason }, profile, channel, now);
     const refusal = renewalRefusal(e, { serial, stepUpVerified: true });
     if (refusal) throw refusal;
     const data: OrderData = {
@@ -468,7 +468,7 @@ export class RenewalOrderService {
   private async signerCertificate(o: RenewalOrderRecord, signer: PossessionSigner): Promise<CertificateRecord> {
     if (signer === "certificate") {
       const cert = await this.certificateOf(o);
-      if (cert.revokedAt !== null) throw new UkeyError("CERT_REVOKED", { params: { serial: cert.serial } });
+      if (cert.revokedAt !== null) throw revokedError(cert);
       return cert;
     }
     const issued = o.newSerial && (o.state === "issued" || o.state === "installed" || o.state === "completed")
@@ -501,7 +501,7 @@ export class RenewalOrderService {
       }
       d.usedChallenges = used;
       const cert = await this.certificateOf(o, r);
-      if (how.signer === "certificate" && cert.revokedAt !== null) throw new UkeyError("CERT_REVOKED", { params: { serial: cert.serial } });
+      if (how.signer === "certificate" && cert.revokedAt !== null) throw revokedError(cert);
       let to: OrderState = o.state;
       if (!closedOrderStates.has(o.state)) {
         if (o.state === "created" && d.done.possession === undefined) {
@@ -682,6 +682,10 @@ export class RenewalOrderService {
       v.codeResendAt = new Date(d.code.sentAt + codeResendMs).toISOString();
     }
     if (d.failure) v.failure = d.failure;
+    if (o.state === "failed") {
+      v.failedAttempts = d.failure === "IDENTITY_MISMATCH" ? d.idAttempts : d.code?.attempts ?? 0;
+      v.failedUntil = new Date(o.updatedAt + failureLockMs).toISOString();
+    }
     if (o.newSerial && (o.state === "issued" || o.state === "installed" || o.state === "completed")) {
       const n = known.newCert?.serial === o.newSerial ? known.newCert : await this.deps.store.certificates.get(o.newSerial);
       if (n?.der) {
@@ -719,4 +723,9 @@ function auditActor(o: RenewalOrderRecord, actor: string): string {
 
 function sha256(s: string): string {
   return createHash("sha256").update(s).digest("hex");
+}
+
+/** The refusal for a revoked certificate: CERT_ON_HOLD while it is only suspended (certificateHold), else CERT_REVOKED. */
+export function revokedError(cert: Pick<CertificateRecord, "serial" | "revocationReason">): UkeyError {
+  return new UkeyError(cert.revocationReason === "certificateHold" ? "CERT_ON_HOLD" : "CERT_REVOKED", { params: { serial: cert.serial } });
 }

@@ -58,6 +58,7 @@ const unauthenticated: Record<string, Access> = {
   "GET /downloads/{file}": { kind: "public", why: "published installers and the institution's signed agent configuration; the agent verifies what it uses against the key its installer brought (distribution.test.ts)" },
   "GET /api/v1/key-vendors": { kind: "public", why: "the institution's vendor table, no personal data" },
   "GET /api/v1/renewal-info/{certId}": { kind: "public", why: "renewal advice (dates a relying party already reads in the certificate), no name or order" },
+  "GET /api/v1/login-check/{certId}": { kind: "public", why: "seed 004's login rule: allowed or not and from when, what OCSP and the certificate's own dates already say; no name, order or pause" },
   "GET /.well-known/est/renewal-info/{certId}": { kind: "public", why: "renewal advice for EST clients" },
   "POST /api/v1/orders": { kind: "public", why: "starts or finds the order: answers its id and the proof it takes, nothing that acts (order-takeover.test.ts)" },
   "POST /api/v1/orders/{id}/challenge": { kind: "public", why: "a fresh challenge and whether the order is open; challenges are not stored, so asking spoils nothing" },

@@ -53,6 +53,14 @@ function CertTable(props: { certs: Certificate[]; onChanged: () => void }) {
       setNotice(t("con.renewalUnlocked", { serial }));
     } catch (x) { setProblem(asProblem(x)); }
   };
+  /** Hold and its release: the certificate's row changes, so the list is read again. */
+  const act = async (path: string) => {
+    setProblem(null); setNotice(null);
+    try {
+      await admin("POST", path);
+      props.onChanged();
+    } catch (x) { setProblem(asProblem(x)); }
+  };
   return (
     <>
       <Problemish problem={problem} />
@@ -64,10 +72,13 @@ function CertTable(props: { certs: Certificate[]; onChanged: () => void }) {
             <tr data-serial={c.serial} data-status={c.status} class={c.status === "active" && c.notAfter - now < 30 * 86_400_000 ? "warn" : ""}>
               <td><code>{c.serial}</code></td><td>{c.subjectDn}</td><td><a href={`#/holders/${encodeURIComponent(c.holderId)}`}>{c.holderId}</a></td><td>{c.profileId}</td>
               <td>{day(c.notBefore)} — {day(c.notAfter)}</td>
-              <td>{t(`cstatus.${c.status as (typeof certificateStatuses)[number]}`)}{c.revocationReason ? `（${t(`reason.${c.revocationReason as (typeof revocationReasons)[number]}`)}）` : ""}</td>
+              <td>{c.status === "revoked" && c.revocationReason === "certificateHold" ? t("cstatus.onHold")
+                : <>{t(`cstatus.${c.status as (typeof certificateStatuses)[number]}`)}{c.revocationReason ? `（${t(`reason.${c.revocationReason as (typeof revocationReasons)[number]}`)}）` : ""}</>}</td>
               <td>
                 {c.status === "active" && revoking !== c.serial ? <button type="button" class="danger" data-action="revoke" onClick={() => { setRevoking(c.serial); setProblem(null); }}>{t("con.revoke")}</button> : null}
                 {c.status === "active" || c.status === "expired" ? <button type="button" data-action="renewal-unlock" onClick={() => void unlockRenewal(c.serial)}>{t("con.renewalUnlock")}</button> : null}
+                {c.status === "active" && revoking !== c.serial ? <button type="button" data-action="hold" onClick={() => void act(`/certificates/${c.serial}/hold`)}>{t("con.hold")}</button> : null}
+                {c.status === "revoked" && c.revocationReason === "certificateHold" ? <button type="button" data-action="release-hold" onClick={() => void act(`/certificates/${c.serial}/hold/release`)}>{t("con.releaseHold")}</button> : null}
                 {revoking === c.serial ? (
                   <form class="inline" onSubmit={async (e) => {
                     e.preventDefault();
