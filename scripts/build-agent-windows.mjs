@@ -126,6 +126,7 @@ if (!existsSync(msiCached)) {
     process.stderr.write(`wixl failed (exit ${made.status}):\n${made.stderr}\n`);
     process.exit(1);
   }
+  localise(msi, work);
   mkdirSync(dirname(msiCached), { recursive: true });
   renameSync(msi, msiCached);
   rmSync(work, { recursive: true, force: true });
@@ -139,12 +140,43 @@ process.stdout.write(`${JSON.stringify({
 })}\n`);
 
 /**
+ * The holder-facing names in Chinese. wixl 0.101 crashes (SIGSEGV) on any non-ASCII text in its source, so the MSI is
+ * made with English names and then given the Chinese (GBK) code page and its Chinese texts by msibuild, which
+ * takes them as UTF-8 table files (.idt) and stores them in the database's code page.
+ */
+function localise(msi, work) {
+  const texts = [
+    ["Property", { "UKey Agent": "UKey 证书代理", "Lets your institution's web page use your UKey": "让本机构的网页使用您的 UKey" }],
+    ["Shortcut", { "UKey doctor": "UKEYCK~1|UKey 检查", "Check the key, its driver and the connection to your institution": "检查 UKey、驱动和与机构的连接" }],
+  ];
+  const msibuild = (idt) => {
+    const r = spawnSync("msibuild", [msi, "-i", idt], { cwd: work, encoding: "utf8" });
+    if (r.status !== 0) {
+      process.stderr.write(`msibuild -i ${idt} failed (exit ${r.status ?? r.signal}):\n${r.stderr}\n`);
+      process.exit(1);
+    }
+  };
+  writeFileSync(join(work, "_ForceCodepage.idt"), "\r\n\r\n936\t_ForceCodepage\r\n");
+  msibuild("_ForceCodepage.idt");
+  for (const [table, map] of texts) {
+    const lines = execFileSync("msiinfo", ["export", msi, table], { encoding: "utf8" }).split("\r\n");
+    // Header (3 lines) as exported; in each row, a cell that is exactly an English text becomes its Chinese one.
+    const rows = lines.map((l, i) => (i < 3 ? l : l.split("\t").map((c) => map[c] ?? c).join("\t")));
+    const changed = rows.join("\r\n");
+    for (const en of Object.keys(map)) {
+      if (!lines.some((l) => l.split("\t").includes(en))) throw new Error(`${table} has no cell "${en}" to translate`);
+    }
+    writeFileSync(join(work, `${table}.idt`), changed);
+    msibuild(`${table}.idt`);
+  }
+}
+
+/**
  * The installer's source. Per-user (InstallScope="perUser": no administrator, no UAC prompt): every component
  * lives in the user's profile and is keyed by a value under HKCU, as Windows Installer requires of per-user
  * components. The MSI version is the agent's (numeric parts only).
  *
- * The tables' texts are English: wixl 0.101 (Debian 12) crashes (SIGSEGV) on any non-ASCII text in the source,
- * with or without a Codepage, so the Start menu entry and the uninstall entry cannot carry Chinese names yet.
+ * Its texts are English here and made Chinese afterwards (localise).
  */
 function wxs(agentVersion) {
   const msiVersion = agentVersion.split(/[^0-9.]/)[0].split(".").slice(0, 3).map((n) => String(Number(n) || 0)).join(".");

@@ -2,7 +2,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { initialisedDataDir, runUkeyServer, startUkeyServer, tempDir, type RunningServer, type TempDir } from "../../../server/test/support/fixtures.js";
@@ -57,8 +57,10 @@ function wine(args: string[], timeout = 180_000): Ran {
   }
 }
 
+// A UTF-8 locale that exists here (Debian's minimal images have only C.UTF-8): without one, Wine cannot create the
+// Start menu entry's file under its Chinese name.
 function wineEnv(): NodeJS.ProcessEnv {
-  return { PATH: "/usr/bin:/bin", HOME: t.path("home"), WINEPREFIX: prefix, WINEDEBUG: "-all", LANG: "en_US.UTF-8", DISPLAY: "" };
+  return { PATH: "/usr/bin:/bin", HOME: t.path("home"), WINEPREFIX: prefix, WINEDEBUG: "-all", LANG: "C.UTF-8", DISPLAY: "" };
 }
 
 /** A Windows path in the prefix (C:\users\...) as a path on this machine. */
@@ -118,12 +120,15 @@ after(async () => {
 
 test("the MSI's tables: per-user, the files, the Run entry, the Start menu's ukey doctor, the upgrade code", () => {
   const props = new Map(msiTable("Property").map(([k, v]) => [k!, v ?? ""]));
-  assert.equal(props.get("ProductName"), "UKey Agent");
+  // Holder-facing names in Chinese (GBK code page; wixl's source is English, scripts/build-agent-windows.mjs localise()).
+  assert.equal(props.get("ProductName"), "UKey 证书代理");
+  assert.equal(props.get("ARPCOMMENTS"), "让本机构的网页使用您的 UKey");
   assert.equal(props.get("ProductVersion"), "0.1.0");
   assert.equal(props.get("UpgradeCode"), "{6F3C1B52-8E0A-4D7B-9A51-2C4E7D90B1A3}");
   assert.equal(props.get("ALLUSERS"), undefined, "a per-user install sets no ALLUSERS");
   assert.equal(props.get("ARPNOMODIFY"), "1");
   // Word count 10: compressed files (2), and no elevated privileges needed (8): no UAC prompt.
+  assert.equal(execFileSync("msiinfo", ["export", built.msi, "_ForceCodepage"], { encoding: "utf8" }).split(/\r?\n/)[2], "936\t_ForceCodepage");
   assert.match(execFileSync("msiinfo", ["suminfo", built.msi], { encoding: "utf8" }), /^Source: 10 /m);
   // The files go to %LOCALAPPDATA%\Programs\UKey Agent.
   const dirs = new Map(msiTable("Directory").map(([id, parent, name]) => [id!, { parent, name }]));
@@ -140,7 +145,7 @@ test("the MSI's tables: per-user, the files, the Run entry, the Start menu's uke
   const run = registry.find((r) => r[2] === "Software\\Microsoft\\Windows\\CurrentVersion\\Run");
   assert.deepEqual(run?.slice(3, 6), ["UKeyAgent", "\"[INSTALLDIR]ukey.exe\" agent start", "Autostart"]);
   const shortcut = msiTable("Shortcut").find((r) => r[0] === "DoctorShortcut");
-  assert.deepEqual(shortcut?.slice(1, 6), ["MenuDir", "UKey doctor", "Menu", "[SystemFolder]cmd.exe", "/k \"\"[INSTALLDIR]ukey.exe\" doctor\""]);
+  assert.deepEqual(shortcut?.slice(1, 6), ["MenuDir", "UKEYCK~1|UKey 检查", "Menu", "[SystemFolder]cmd.exe", "/k \"\"[INSTALLDIR]ukey.exe\" doctor\""]);
   assert.equal(dirs.get("MenuDir")?.parent, "ProgramMenuFolder");
   // The upgrade code finds older versions (replaced) and newer ones (a downgrade is refused).
   assert.deepEqual(msiTable("Upgrade").map((r) => [r[0], r[6]]).sort(), [
@@ -171,11 +176,21 @@ test("under Wine: msiexec installs per user, the installed ukey.exe runs and its
   const parsed = /^"([^"]+\\AppData\\Local\\Programs\\UKey Agent\\ukey\.exe)" agent start$/.exec(command ?? "");
   assert.ok(parsed, `the Run entry: ${runKey.stdout}`);
   const exe = parsed[1]!;
-  for (const f of ["ukey.exe", "institution-key.pem", "agent-config.json"]) assert.ok(existsSync(unixPath(exe.replace(/ukey\.exe$/, f))), f);
-  assert.ok(existsSync(join(unixPath(exe.replace(/\\Local\\Programs\\UKey Agent\\ukey\.exe$/, "")), "Roaming/Microsoft/Windows/Start Menu/Programs/UKey/UKey doctor.lnk")));
-  const arp = (root: string) => wine(["reg", "query", `${root}\\Software\\Microsoft\\Windows\\CurrentVersion\\Uninstall`, "/s"]).stdout;
+  for (const f of ["ukey.exe", "institution-key.pem", "agent-config.json"]) assert.equal(existsSync(unixPath(exe.replace(/ukey\.exe$/, f))), true, f);
+  const menu = join(unixPath(exe.replace(/\\Local\\Programs\\UKey Agent\\ukey\.exe$/, "")), "Roaming/Microsoft/Windows/Start Menu/Programs/UKey");
+  assert.deepEqual(existsSync(menu) ? readdirSync(menu) : [], ["UKey 检查.lnk"]);
+  // reg export writes UTF-16 (reg query's console output would turn the Chinese name into "?").
+  const arp = (root: string) => {
+    const file = t.path(`arp-${runs}.reg`);
+    const r = wine(["reg", "export", `${root}\\Software\\Microsoft\\Windows\\CurrentVersion\\Uninstall`, `Z:${file.replaceAll("/", "\\")}`, "/y"]);
+    return r.status === 0 && existsSync(file) ? readFileSync(file).toString("utf16le") : "";
+  };
   // The standard uninstall entry (Wine keeps it under HKLM, Windows under the user's hive for a per-user MSI).
-  assert.match(arp("HKCU") + arp("HKLM"), /DisplayName\s+REG_SZ\s+UKey Agent[\s\S]*?UninstallString\s+REG_EXPAND_SZ\s+MsiExec\.exe \/X\{/);
+  const entry = arp("HKCU") + arp("HKLM");
+  assert.match(entry, /"DisplayName"="UKey 证书代理"/, entry);
+  assert.match(entry, /"Publisher"="ukey-renew"/);
+  assert.match(entry, /"NoModify"=dword:00000001/);
+  assert.match(entry, /"UninstallString"=/);
 
   const v = wine([exe, "--version", "--json"]);
   assert.equal(v.status, 0, v.stderr);
@@ -237,5 +252,5 @@ test("under Wine: msiexec installs per user, the installed ukey.exe runs and its
   assert.equal(existsSync(unixPath(exe)), false, "ukey.exe is removed");
   assert.equal(existsSync(unixPath(exe.replace(/\\ukey\.exe$/, ""))), false, "its folder is removed");
   assert.notEqual(wine(["reg", "query", "HKCU\\Software\\Microsoft\\Windows\\CurrentVersion\\Run", "/v", "UKeyAgent"]).status, 0, "the Run entry is removed");
-  assert.doesNotMatch(arp("HKCU") + arp("HKLM"), /UKey Agent/);
+  assert.doesNotMatch(arp("HKCU") + arp("HKLM"), /UKey 证书代理|"Publisher"="ukey-renew"/);
 });
