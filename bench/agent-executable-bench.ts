@@ -4,7 +4,7 @@
 // Targets: under 60 MB compressed download, under 1 s to answer, under 80 MB RSS.
 // Usage: node --import tsx bench/agent-executable-bench.ts [runs (default 5)]
 import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -19,6 +19,10 @@ writeFileSync(pass, "correct horse battery staple\n");
 const serverEnv = { ...process.env, UKEY_CA_PASSPHRASE_FILE: pass };
 execFileSync(process.execPath, [join(repo, "packages/server/bin/ukey-server.js"), "init", "--data-dir", join(work, "d")], { env: serverEnv, stdio: "ignore" });
 execFileSync(process.execPath, [join(repo, "packages/server/bin/ukey-server.js"), "downloads", "publish", "--data-dir", join(work, "d")], { env: serverEnv, stdio: "ignore" });
+// The Windows installer's sizes too, when wixl is here (the build is cached like the Linux one).
+const windows = existsSync("/usr/bin/wixl")
+  ? JSON.parse(execFileSync(process.execPath, [join(repo, "scripts/build-agent-windows.mjs"), "--institution", join(work, "d/downloads"), "--out", join(work, "out")], { cwd: repo, encoding: "utf8" }).trim().split("\n").pop()!) as { executableSize: number; msiSize: number }
+  : undefined;
 const built = JSON.parse(execFileSync(process.execPath, [join(repo, "scripts/build-agent-installers.mjs"), "--institution", join(work, "d/downloads"), "--out", join(work, "out")], { cwd: repo, encoding: "utf8" }).trim().split("\n").pop()!) as { executable: string; executableSize: number; debSize: number };
 
 const variants: Record<string, string[]> = {
@@ -60,6 +64,8 @@ for (let i = 0; i < runs; i++) {
 }
 console.log(`== agent executable (${runs} runs each, medians; targets: download < 60 MB, answer < 1000 ms, RSS < 80 MB)`);
 console.log(`executable ${(built.executableSize / 1e6).toFixed(1)} MB, .deb download ${(built.debSize / 1e6).toFixed(1)} MB (${(statSync(built.executable).size / built.debSize).toFixed(1)}x compression)`);
+if (windows) console.log(`ukey.exe ${(windows.executableSize / 1e6).toFixed(1)} MB, .msi download ${(windows.msiSize / 1e6).toFixed(1)} MB (${(windows.executableSize / windows.msiSize).toFixed(1)}x compression)`);
+else console.log("Windows sizes not measured: wixl is missing (bash scripts/ensure-windows-build-deps.sh)");
 const base = median(results.bundle!.ms);
 for (const [name, s] of Object.entries(results)) {
   console.log(`${name.padEnd(10)} cold start to /v1/hello ${median(s.ms).toFixed(0)} ms (${(median(s.ms) / base).toFixed(2)}x the bundle)  RSS at rest ${median(s.rss).toFixed(1)} MB`);

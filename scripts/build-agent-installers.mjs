@@ -9,7 +9,8 @@
 // from there; it was built for this Node's ABI, which is the executable's own.
 // (koffi would remove the compiler from the build machine and give Windows an
 // addon too; it means rewriting the PKCS#11 backend over a raw FFI, which is
-// left for the SKF work.)
+// left for the SKF work. The Windows executable, scripts/build-agent-windows.mjs,
+// is therefore built without PKCS#11.)
 //
 // Usage: node scripts/build-agent-installers.mjs --institution DIR [--out DIR]
 //   --institution  the downloads folder of `ukey-server downloads publish`
@@ -27,6 +28,7 @@ import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { build as buildBundles } from "./build.mjs";
+import { bundleAgent, injectBlob } from "./agent-bundle.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const require = (await import("node:module")).createRequire(import.meta.url);
@@ -55,46 +57,18 @@ const info = (await buildBundles({ quiet: true })) && JSON.parse(readFileSync(jo
 const pkcs11Addon = join(dirname(require.resolve("pkcs11js/package.json")), "build/Release/pkcs11.node");
 
 // 1. The executable: one CommonJS bundle of the agent and everything it uses, injected into a copy of this Node.
-const exeKey = sha256([info.inputHash, process.version, readFileSync(fileURLToPath(import.meta.url)), readFileSync(pkcs11Addon)].join("\0")).slice(0, 16);
+const exeKey = sha256([info.inputHash, process.version, readFileSync(fileURLToPath(import.meta.url)), readFileSync(new URL("./agent-bundle.mjs", import.meta.url)), readFileSync(pkcs11Addon)].join("\0")).slice(0, 16);
 const exeDir = join(cache, `exe-${exeKey}`);
 let cached = true;
 if (!existsSync(join(exeDir, "ukey"))) {
   cached = false;
-  const esbuild = await import("esbuild");
   const work = `${exeDir}.tmp-${process.pid}`;
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
-  await esbuild.build({
-    entryPoints: [join(root, "packages/agent/src/sea-entry.ts")],
-    outfile: join(work, "ukey.cjs"),
-    bundle: true,
-    platform: "node",
-    target: "node20",
-    format: "cjs",
-    minify: true,
-    legalComments: "none",
-    logLevel: "warning",
-    define: { __UKEY_BUILD_INFO__: JSON.stringify({ version: info.version, build: info.build }), "import.meta.url": "__ukey_import_meta_url" },
-    banner: { js: "const __ukey_import_meta_url = require('node:url').pathToFileURL(process.execPath).href;" },
-    plugins: [{
-      name: "native-addon-beside-executable",
-      setup(b) {
-        // pkcs11js loads ./build/Release/pkcs11.node: the executable loads the copy installed beside it.
-        b.onResolve({ filter: /pkcs11\.node$/ }, () => ({ path: "pkcs11-addon", namespace: "ukey-native" }));
-        b.onLoad({ filter: /.*/, namespace: "ukey-native" }, () => ({
-          contents: "const { createRequire } = require('node:module'); const { join, dirname } = require('node:path');"
-            + "module.exports = createRequire(process.execPath)(join(dirname(process.execPath), 'pkcs11.node'));",
-          loader: "js",
-        }));
-      },
-    }],
-  });
-  writeFileSync(join(work, "sea-config.json"), JSON.stringify({ main: join(work, "ukey.cjs"), output: join(work, "ukey.blob"), disableExperimentalSEAWarning: true, useCodeCache: false, useSnapshot: false }));
-  execFileSync(process.execPath, ["--experimental-sea-config", join(work, "sea-config.json")], { stdio: "pipe" });
+  await bundleAgent(work, info, { pkcs11: "beside" });
   copyFileSync(process.execPath, join(work, "ukey"));
   chmodSync(join(work, "ukey"), 0o755);
-  execFileSync(process.execPath, [require.resolve("postject/dist/cli.js"), join(work, "ukey"), "NODE_SEA_BLOB", join(work, "ukey.blob"),
-    "--sentinel-fuse", "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2"], { stdio: "pipe" });
+  injectBlob(require, work, join(work, "ukey"));
   copyFileSync(pkcs11Addon, join(work, "pkcs11.node"));
   rmSync(join(work, "ukey.blob"));
   rmSync(exeDir, { recursive: true, force: true });

@@ -38,3 +38,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# wixl, msitools and Wine for the Windows agent (its own script: Wine is large).
+bash "$(dirname "$0")/ensure-windows-build-deps.sh"

@@ -8,6 +8,7 @@ import {
   buildCsr, ecdsaRawToDer, keyAlgorithmOfSpki, readCertificate, samePublicKey, signatureScheme, tokenCertificate,
 } from "./certificate-fields.js";
 import type { KeyStoreBackend, TokenCertificate, TokenInfo, TokenKey, TokenSession } from "./key-store.js";
+import { buildInfo, pkcs11InBuild } from "../build-info.js";
 import { checkNewUserPin } from "./pin-rule.js";
 import { acquireTokenLock, OperationQueue, withTokenLock } from "./token-lock.js";
 
@@ -31,6 +32,7 @@ function acquireModule(path: string): Lib {
     hit.users++;
     return hit.lib;
   }
+  if (!pkcs11InBuild()) throw new UkeyError("AGENT_PKCS11_NOT_IN_BUILD", { params: { module: path, platform: buildInfo().platform } });
   if (!existsSync(path)) throw new UkeyError("TOKEN_DRIVER_MISSING", { params: { module: path }, detail: `no file ${path}` });
   const lib = new pkcs11js.PKCS11();
   try {
