@@ -57,7 +57,7 @@ function diskWriteBytes(): number | undefined {
 }
 
 /** The profile the renewal bench uses: possession only (as seed 004's), P-256. */
-export const benchProfile = { id: "bench", preset: "gov-supervision", keyAlgorithms: ["p256"] };
+export const benchProfile = { id: "bench", preset: "gov-supervision", certificates: null, keyAlgorithms: ["p256"] };
 
 /**
  * Issues `renewals` certificates on the bench profile to holder `holderId`

@@ -324,7 +324,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
           throw new UkeyError("CONFIG_INVALID", { params: { reason: "the KMC master key passphrase must not be the CA passphrase" } });
         }
         const dataDir = required(v, "data-dir");
-        const ctx = await openServerContext(dataDir, env, io.clock);
+        const ctx = await openServerContext(dataDir, env, io.clock, { kmc: false });
         try {
           const { createKmcMasterKeyFile } = await import("./kmc/kmc-master-key.js");
           mkdirSync(ctx.layout.kmcDir, { recursive: true, mode: 0o700 });

@@ -5,7 +5,9 @@ import type { CertificateRecord, Store } from "@ukey/store";
 import { formatCertId } from "./cert-id.js";
 import { normaliseReferenceNumber, type EnrolmentService } from "./enrolment-service.js";
 import { subjectFor, type IssuanceService } from "./issuance-service.js";
-import { checkRequestedSubject } from "./renewal/renewal-order-service.js";
+import { checkRequestedSubject, prepareEncryptionKey } from "./renewal/renewal-order-service.js";
+import type { KeyManagementCentre } from "./kmc/key-management-centre.js";
+import { isPairProfile, type Clock } from "@ukey/policy";
 
 /** What a holder's agent receives after a download with two codes. */
 export interface DownloadResult {
@@ -16,6 +18,9 @@ export interface DownloadResult {
   notAfter: string;
   pem: string;
   chainPem: string;
+  /** A pair profile's encryption certificate and its private key's envelope for the CSR's key (as OrderView's). */
+  encryptionCertificate?: { serial: string; certId: string; notBefore: string; notAfter: string; pem: string };
+  envelope?: { format: "gmt0016-enveloped-key-blob"; value: string };
 }
 
 /**
@@ -30,6 +35,9 @@ export class DownloadService {
     store: Pick<Store, "holders" | "profiles" | "enrolments" | "certificates">;
     enrolments: EnrolmentService;
     issuance: IssuanceService;
+    /** The key management centre, for pair profiles. */
+    kmc?: KeyManagementCentre;
+    clock: Clock;
     institution: { name: string; country: string };
     chainPem: string;
   }) {}
@@ -56,12 +64,27 @@ export class DownloadService {
     const profile = (await this.deps.store.profiles.get(verified.profileId))?.profile;
     if (!profile) throw new UkeyError("PROFILE_NOT_FOUND", { params: { profile: verified.profileId } });
     checkRequestedSubject(request, encodeName(subjectFor(holder, profile, this.deps.institution).rdns));
+    // A pair: the escrow commits with the intents; the enrolment is redeemed with both certificates.
+    const prepared = isPairProfile(profile) ? await prepareEncryptionKey(this.deps.kmc, profile, request, holder.id, actor) : undefined;
+    let encryption: CertificateRecord | undefined;
     const c = await this.deps.issuance.issue({
       holderId: holder.id, profileId: profile.id, csr: request, actor, tokenSerial,
       auditData: { enrolment: verified.id, channel: "download" },
-      onCommit: async (r, cert) => { await this.deps.enrolments.redeemIn(r, verified, actor, { serial: cert.serial }); },
+      ...(prepared ? {
+        encryption: { spki: prepared.spki, escrowId: prepared.escrowId },
+        onIntent: async (r) => { await this.deps.kmc!.recordIn(r, prepared, this.deps.clock.now().getTime()); return undefined; },
+      } : {}),
+      onCommit: async (r, cert, enc) => {
+        encryption = enc;
+        await this.deps.enrolments.redeemIn(r, verified, actor, { serial: cert.serial, ...(enc ? { encryptionSerial: enc.serial } : {}) });
+      },
     });
-    return this.result(c);
+    const out = this.result(c);
+    if (prepared && encryption) {
+      out.encryptionCertificate = this.certView(encryption);
+      out.envelope = { format: prepared.envelopeFormat, value: prepared.envelope.toString("base64") };
+    }
+    return out;
   }
 
   /**
@@ -73,6 +96,13 @@ export class DownloadService {
   async check(referenceNumber: string, authorizationCode: string, actor: string): Promise<{ valid: true }> {
     await this.deps.enrolments.verify(referenceNumber, authorizationCode, actor);
     return { valid: true };
+  }
+
+  private certView(c: CertificateRecord): NonNullable<DownloadResult["encryptionCertificate"]> {
+    return {
+      serial: c.serial, certId: formatCertId(c.issuerKeyId, c.serial),
+      notBefore: new Date(c.notBefore).toISOString(), notAfter: new Date(c.notAfter).toISOString(), pem: derToPem(c.der!, "CERTIFICATE"),
+    };
   }
 
   private result(c: CertificateRecord): DownloadResult {

@@ -42,6 +42,24 @@ export interface KeyManagementCentre {
    * and the store's errors; nothing is kept when it throws.
    */
   issueEncryptionKey(req: EncryptionKeyRequest): Promise<EncryptionKeyIssued>;
+  /**
+   * `issueEncryptionKey` in two steps, so that the escrow commits in the
+   * caller's transaction (a certificate pair's issuance intent): the key
+   * pair made, wrapped and enveloped, nothing stored. The same throws as
+   * issueEncryptionKey for the holder's key.
+   */
+  prepareEncryptionKey(req: EncryptionKeyRequest): Promise<PreparedEncryptionKey>;
+  /** Stores a prepared escrow and its "kmc.escrowed" audit entry in the transaction `r`. Throws HOLDER_NOT_FOUND and the store's errors. */
+  recordIn(r: Pick<Repositories, "kmcEscrows" | "audit">, prepared: PreparedEncryptionKey, at: number): Promise<void>;
+}
+
+/** An encryption key made and enveloped but not yet escrowed (see prepareEncryptionKey). */
+export interface PreparedEncryptionKey extends EncryptionKeyIssued {
+  holderId: string;
+  actor: string;
+  orderId?: string;
+  wrappedKey: Buffer;
+  masterKeyId: string;
 }
 
 /** What LocalKmc needs: the store's transaction (for the escrow and its audit entry), the master key, the clock. */
@@ -68,6 +86,13 @@ export class LocalKmc implements KeyManagementCentre {
   constructor(private readonly deps: LocalKmcDeps) {}
 
   async issueEncryptionKey(req: EncryptionKeyRequest): Promise<EncryptionKeyIssued> {
+    const prepared = await this.prepareEncryptionKey(req);
+    await this.deps.store.transaction((r: Repositories) => this.recordIn(r, prepared, this.deps.clock.now().getTime()));
+    const { escrowId, algorithm, spki, envelope, envelopeFormat } = prepared;
+    return { escrowId, algorithm, spki, envelope, envelopeFormat };
+  }
+
+  async prepareEncryptionKey(req: EncryptionKeyRequest): Promise<PreparedEncryptionKey> {
     let holderPoint: Buffer;
     try {
       if (keyAlgorithmOfSpki(req.holderSigningSpki) !== "sm2") throw new Error("not sm2");
@@ -81,17 +106,20 @@ export class LocalKmc implements KeyManagementCentre {
       const spki = sm2Spki(pair.publicKey);
       const envelope = buildEnvelopedKeyBlob(pair, holderPoint);
       const wrappedKey = await this.deps.masterKey.wrap(pair.privateKey, escrowAad(escrowId, req.holderId, spki));
-      const at = this.deps.clock.now().getTime();
-      await this.deps.store.transaction(async (r: Repositories) => {
-        await r.kmcEscrows.insert({ id: escrowId, holderId: req.holderId, algorithm: "sm2", spki, wrappedKey, masterKeyId: this.deps.masterKey.id, createdAt: at });
-        await r.audit.append({
-          at, actor: req.actor, action: "kmc.escrowed", subjectType: "kmc-escrow", subjectId: escrowId,
-          data: { holderId: req.holderId, algorithm: "sm2", masterKeyId: this.deps.masterKey.id, ...(req.orderId ? { orderId: req.orderId } : {}) },
-        });
-      });
-      return { escrowId, algorithm: "sm2", spki, envelope, envelopeFormat: "gmt0016-enveloped-key-blob" };
+      return {
+        escrowId, algorithm: "sm2", spki, envelope, envelopeFormat: "gmt0016-enveloped-key-blob",
+        holderId: req.holderId, actor: req.actor, ...(req.orderId ? { orderId: req.orderId } : {}), wrappedKey, masterKeyId: this.deps.masterKey.id,
+      };
     } finally {
       pair.privateKey.fill(0);
     }
+  }
+
+  async recordIn(r: Pick<Repositories, "kmcEscrows" | "audit">, p: PreparedEncryptionKey, at: number): Promise<void> {
+    await r.kmcEscrows.insert({ id: p.escrowId, holderId: p.holderId, algorithm: "sm2", spki: p.spki, wrappedKey: p.wrappedKey, masterKeyId: p.masterKeyId, createdAt: at });
+    await r.audit.append({
+      at, actor: p.actor, action: "kmc.escrowed", subjectType: "kmc-escrow", subjectId: p.escrowId,
+      data: { holderId: p.holderId, algorithm: "sm2", masterKeyId: p.masterKeyId, ...(p.orderId ? { orderId: p.orderId } : {}) },
+    });
   }
 }
