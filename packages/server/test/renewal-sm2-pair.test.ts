@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import type { FastifyInstance } from "fastify";
 import { fixedClock } from "@ukey/policy";
-import { derToPem, parseEnvelopedKeyBlob, sm2CipherDer, sm2Pkcs8 } from "@ukey/ca";
+import { derToPem, parseEnvelopedKeyBlob, parseSm2EnvelopedKey, sm2CipherDer, sm2EnvelopedKeyFromBlob, sm2Pkcs8 } from "@ukey/ca";
+import { isUkeyError } from "@ukey/policy";
 import { buildApp } from "../src/app.js";
 import { openServerContext, type ServerContext } from "../src/server-context.js";
 import { possessionMessage } from "../src/renewal/possession.js";
@@ -146,6 +147,7 @@ test("a pair profile without a KMC, or with a wrong KMC passphrase, refuses the 
   writeConfig((cfg) => { cfg.profiles = (cfg.profiles as Array<{ id: string }>).filter((p) => p.id !== "rsa-pair"); });
 });
 
+let lastEnvelope = "";
 let first: { serial: string; certId: string; encryptionSerial: string; key: string; notAfter: number };
 
 test("a two-code download of a pair: both certificates and the envelope; bad keys refused and nothing changed", async () => {
@@ -169,6 +171,7 @@ test("a two-code download of a pair: both certificates and the envelope; bad key
   assert.equal(r.statusCode, 201, r.body);
   const body = r.json<PairAnswer & { certId: string; notAfter: string }>();
   checkPair("dl", body, k.key);
+  lastEnvelope = body.envelope!.value;
   const pair = await ctx.store.certificatePairs.getBySigning(body.serial);
   assert.equal(pair?.encryptionSerial, body.encryptionCertificate!.serial);
   const escrow = await ctx.store.kmcEscrows.get(pair!.escrowId);
@@ -193,7 +196,9 @@ test("renewing a pair through the order API issues a new pair and supersedes bot
   const escrows = (await ctx.store.kmcEscrows.listByHolder("S1")).length;
   const ec = opensslCsr(t, "renew-ec", keyArgs.p256, "/");
   assert.equal((await api.call("POST", `/api/v1/orders/${id}/csr`, { csr: readFileSync(ec.csr, "utf8") })).body.code, "KEY_ALGORITHM_NOT_ALLOWED");
-  assert.equal((await api.call("POST", `/api/v1/orders/${id}/csr`, { csr: readFileSync(t.write("trunc.csr", readFileSync(sm2Csr("tr").csr, "utf8").slice(0, 200)), "utf8") })).status, 400);
+  const truncated = await api.call("POST", `/api/v1/orders/${id}/csr`, { csr: readFileSync(sm2Csr("tr").csr, "utf8").slice(0, 200) });
+  assert.equal(truncated.status, 400);
+  assert.equal(truncated.body.code, "CSR_MALFORMED");
   assert.equal((await api.call("GET", `/api/v1/orders/${id}`)).body.state, "verified", "refusals change nothing");
   assert.equal((await ctx.store.kmcEscrows.listByHolder("S1")).length, escrows);
 
@@ -224,4 +229,21 @@ test("renewing a pair through the order API issues a new pair and supersedes bot
   assert.ok(audit.includes(`kmc.escrowed ${newPair!.escrowId}`));
   assert.ok(audit.includes(`certificate.superseded ${first.encryptionSerial}`));
   assert.equal((await ctx.store.audit.verify()).ok, true);
+});
+
+test("the OpenAPI document names both certificates and the envelope's format; a corrupt or truncated envelope is refused with ENVELOPE_MALFORMED", async () => {
+  const doc = (await app.inject({ method: "GET", url: "/api/v1/openapi.json" })).json<{ paths: Record<string, Record<string, { responses: Record<string, { content: Record<string, { schema: { properties: Record<string, { properties?: Record<string, { enum?: string[] }> }> } }> }> }>> }>();
+  for (const [path, method, status] of [["/api/v1/downloads", "post", "201"], ["/api/v1/orders/{id}/csr", "post", "200"], ["/api/v1/orders/{id}", "get", "200"]] as const) {
+    const schema = doc.paths[path]![method]!.responses[status]!.content["application/json"]!.schema;
+    assert.deepEqual(schema.properties.envelope!.properties!.format!.enum, ["gmt0016-enveloped-key-blob"], path);
+    assert.ok(schema.properties.encryptionCertificate!.properties!.pem, path);
+  }
+  // What the agent does with a damaged envelope (issue 15 installs it): a catalogue error, never a wrong key.
+  const good = parseEnvelopedKeyBlob(Buffer.from(lastEnvelope, "base64"));
+  assert.equal(good.publicKey.length, 65);
+  for (const bad of [Buffer.from(lastEnvelope, "base64").subarray(0, 200), Buffer.alloc(388), Buffer.concat([Buffer.from(lastEnvelope, "base64"), Buffer.from([0])])]) {
+    assert.throws(() => parseEnvelopedKeyBlob(bad), (e: unknown) => isUkeyError(e, "ENVELOPE_MALFORMED"));
+  }
+  const asn1 = sm2EnvelopedKeyFromBlob(Buffer.from(lastEnvelope, "base64"));
+  assert.throws(() => parseSm2EnvelopedKey(asn1.subarray(0, asn1.length - 5)), (e: unknown) => isUkeyError(e, "ENVELOPE_MALFORMED", "DER_MALFORMED"));
 });
