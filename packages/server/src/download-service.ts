@@ -32,7 +32,7 @@ export interface DownloadResult {
  */
 export class DownloadService {
   constructor(private readonly deps: {
-    store: Pick<Store, "holders" | "profiles" | "enrolments" | "certificates">;
+    store: Pick<Store, "holders" | "profiles" | "enrolments" | "certificates" | "certificatePairs">;
     enrolments: EnrolmentService;
     issuance: IssuanceService;
     /** The key management centre, for pair profiles. */
@@ -55,7 +55,7 @@ export class DownloadService {
     } catch (e) {
       // The right codes, already spent, and the same key: the agent lost the answer (a crash, a pulled key);
       // deliver that certificate again rather than strand the holder.
-      const again = isUkeyError(e, "CODE_ALREADY_USED") ? await this.issuedFor(referenceNumber, request.spki) : undefined;
+      const again = isUkeyError(e, "CODE_ALREADY_USED") ? await this.issuedFor(referenceNumber, request.spki, actor) : undefined;
       if (again) return again;
       throw e;
     }
@@ -114,13 +114,23 @@ export class DownloadService {
   }
 
   /** The active certificate this enrolment's holder got for exactly this key, if any. */
-  private async issuedFor(referenceNumber: string, spki: Buffer): Promise<DownloadResult | undefined> {
+  private async issuedFor(referenceNumber: string, spki: Buffer, actor: string): Promise<DownloadResult | undefined> {
     const ref = normaliseReferenceNumber(referenceNumber);
     const e = ref ? await this.deps.store.enrolments.getByReference(ref) : undefined;
     if (!e || e.status !== "used") return undefined;
     const spkiSha256 = createHash("sha256").update(spki).digest("hex");
     const mine = (await this.deps.store.certificates.search({ holderId: e.holderId, status: "active", limit: 1000 }))
       .find((c) => c.spkiSha256 === spkiSha256 && c.profileId === e.profileId && c.der !== null);
-    return mine && this.result(mine);
+    if (!mine) return undefined;
+    const out = this.result(mine);
+    // A pair: its encryption certificate, and the escrowed key enveloped again for this same signing key.
+    const pair = await this.deps.store.certificatePairs.getBySigning(mine.serial);
+    const enc = pair ? await this.deps.store.certificates.get(pair.encryptionSerial) : undefined;
+    if (pair && enc?.der) {
+      if (!this.deps.kmc) throw new UkeyError("KMC_REQUIRED", { params: { profiles: e.profileId } });
+      out.encryptionCertificate = this.certView(enc);
+      out.envelope = { format: "gmt0016-enveloped-key-blob", value: (await this.deps.kmc.envelopeAgain({ escrowId: pair.escrowId, holderId: e.holderId, holderSigningSpki: spki, actor })).toString("base64") };
+    }
+    return out;
   }
 }

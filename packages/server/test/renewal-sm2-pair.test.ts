@@ -179,6 +179,17 @@ test("a two-code download of a pair: both certificates and the envelope; bad key
   const encRec = await ctx.store.certificates.get(pair!.encryptionSerial);
   assert.equal(encRec?.status, "active");
   assert.equal((await ctx.store.enrolments.getByReference(e.referenceNumber))?.status, "used");
+  // The answer lost: the same codes and the same key get the same pair, the escrowed key enveloped again for that key.
+  const again = await download(readFileSync(k.csr, "utf8"));
+  assert.equal(again.statusCode, 201, again.body);
+  const againBody = again.json<PairAnswer>();
+  assert.equal(againBody.serial, body.serial);
+  assert.equal(againBody.encryptionCertificate?.serial, body.encryptionCertificate!.serial);
+  checkPair("dl-again", againBody, k.key);
+  assert.ok((await ctx.store.audit.list(0, 10_000)).some((a) => a.action === "kmc.re-enveloped" && a.subjectId === pair!.escrowId));
+  const otherKey = sm2Csr("dl-other");
+  assert.equal((await download(readFileSync(otherKey.csr, "utf8"))).json().code, "CODE_ALREADY_USED", "another key gets nothing");
+  assert.equal((await ctx.store.kmcEscrows.listByHolder("S1")).length, escrowsBefore + 1, "one escrow for the download, however often it is asked");
   first = { serial: body.serial, certId: body.certId, encryptionSerial: pair!.encryptionSerial, key: k.key, notAfter: Date.parse(body.notAfter) };
   assert.equal((await ctx.store.audit.verify()).ok, true);
 });

@@ -51,6 +51,14 @@ export interface KeyManagementCentre {
   prepareEncryptionKey(req: EncryptionKeyRequest): Promise<PreparedEncryptionKey>;
   /** Stores a prepared escrow and its "kmc.escrowed" audit entry in the transaction `r`. Throws HOLDER_NOT_FOUND and the store's errors. */
   recordIn(r: Pick<Repositories, "kmcEscrows" | "audit">, prepared: PreparedEncryptionKey, at: number): Promise<void>;
+  /**
+   * The envelope of escrow `escrowId` once more, for the signing key it was
+   * first delivered to (a two-code download whose answer was lost): not a
+   * recovery onto another key, which needs dual control. Audited as
+   * "kmc.re-enveloped". Throws KMC_ESCROW_UNREADABLE, REQUEST_INVALID (no
+   * such escrow of this holder), KEY_ALGORITHM_UNSUPPORTED.
+   */
+  envelopeAgain(req: EncryptionKeyRequest & { escrowId: string }): Promise<Buffer>;
 }
 
 /** An encryption key made and enveloped but not yet escrowed (see prepareEncryptionKey). */
@@ -113,6 +121,31 @@ export class LocalKmc implements KeyManagementCentre {
     } finally {
       pair.privateKey.fill(0);
     }
+  }
+
+  async envelopeAgain(req: EncryptionKeyRequest & { escrowId: string }): Promise<Buffer> {
+    let holderPoint: Buffer;
+    try {
+      holderPoint = sm2PointOfSpki(req.holderSigningSpki);
+    } catch (e) {
+      throw new UkeyError("KEY_ALGORITHM_UNSUPPORTED", { params: { algorithm: "an encryption key envelope for a signing key that is not SM2" }, cause: e });
+    }
+    const at = this.deps.clock.now().getTime();
+    return this.deps.store.transaction(async (r: Repositories) => {
+      const e = await r.kmcEscrows.get(req.escrowId);
+      if (!e || e.holderId !== req.holderId) throw new UkeyError("REQUEST_INVALID", { params: { reason: `no escrow ${req.escrowId} of holder ${req.holderId}` } });
+      const privateKey = await this.deps.masterKey.unwrap(e.wrappedKey, escrowAad(e.id, e.holderId, e.spki));
+      try {
+        const envelope = buildEnvelopedKeyBlob({ privateKey, publicKey: sm2PointOfSpki(e.spki) }, holderPoint);
+        await r.audit.append({
+          at, actor: req.actor, action: "kmc.re-enveloped", subjectType: "kmc-escrow", subjectId: e.id,
+          data: { holderId: e.holderId, ...(req.orderId ? { orderId: req.orderId } : {}) },
+        });
+        return envelope;
+      } finally {
+        privateKey.fill(0);
+      }
+    });
   }
 
   async recordIn(r: Pick<Repositories, "kmcEscrows" | "audit">, p: PreparedEncryptionKey, at: number): Promise<void> {
