@@ -9,6 +9,7 @@ import { buildApp } from "../src/app.js";
 import { openServerContext, type ServerContext } from "../src/server-context.js";
 import { possessionMessage } from "../src/renewal/possession.js";
 import { OrderApi } from "./support/order-api.js";
+import { IssuanceService } from "../src/issuance-service.js";
 import { addHolder, initialisedDataDir, keyArgs, openssl, opensslCsr, runUkeyServer, tempDir, type TempDir } from "./support/fixtures.js";
 
 // Issue 13: SM2 signing + encryption certificate pairs (preset gov-supervision, seed 004) end to end, with a
@@ -257,4 +258,32 @@ test("the OpenAPI document names both certificates and the envelope's format; a 
   }
   const asn1 = sm2EnvelopedKeyFromBlob(Buffer.from(lastEnvelope, "base64"));
   assert.throws(() => parseSm2EnvelopedKey(asn1.subarray(0, asn1.length - 5)), (e: unknown) => isUkeyError(e, "ENVELOPE_MALFORMED", "DER_MALFORMED"));
+});
+
+test("a pair whose second signature fails is abandoned whole: neither certificate, no pair record; the escrow stays, never delivered", async () => {
+  assert.ok(ctx);
+  const failing = Object.create(ctx.ca) as typeof ctx.ca;
+  let calls = 0;
+  failing.signTbs = async (tbs: Buffer) => {
+    if (++calls === 2) throw new Error("token pulled");
+    return ctx!.ca.signTbs(tbs);
+  };
+  const svc = new IssuanceService({ store: ctx.store, ca: failing, clock, institution: ctx.config.institution });
+  const k = sm2Csr("fail");
+  const csr = ctx.ca.verifyCsr(readFileSync(k.csr, "utf8"));
+  const kmc = ctx.kmc!.kmc;
+  const prepared = await kmc.prepareEncryptionKey({ holderId: "S1", holderSigningSpki: csr.spki, actor: "test" });
+  await assert.rejects(svc.issuePair({
+    holderId: "S1", profileId: "gm", csr, actor: "test", encryption: { spki: prepared.spki, escrowId: prepared.escrowId },
+    onIntent: async (r) => { await kmc.recordIn(r, prepared, clock.now().getTime()); return undefined; },
+  }), (e: unknown) => isUkeyError(e, "HSM_OPERATION_FAILED"));
+  assert.equal(calls, 2);
+  const abandoned = await ctx.store.certificates.search({ holderId: "S1", status: "abandoned" });
+  assert.equal(abandoned.length, 2, "both intents abandoned");
+  for (const c of abandoned) assert.equal(await ctx.store.certificatePairs.getBySigning(c.serial), undefined);
+  assert.equal((await ctx.store.certificates.search({ holderId: "S1", status: "pending" })).length, 0);
+  assert.ok(await ctx.store.kmcEscrows.get(prepared.escrowId), "the escrow committed with the intents stays (its key certified by nothing)");
+  // Without the encryption key a pair profile issues nothing.
+  await assert.rejects(ctx.issuance.issue({ holderId: "S1", profileId: "gm", csr, actor: "test" }), (e: unknown) => isUkeyError(e, "REQUEST_INVALID"));
+  assert.equal((await ctx.store.audit.verify()).ok, true);
 });
