@@ -125,6 +125,10 @@ function checkPair(profile: CertificateProfile, at: ProfilePath): void {
       `a signing + encryption certificate pair is issued for SM2 keys only; remove ${other.join(", ")} or drop "certificates"`,
       "PROFILE_PAIR_ALGORITHM_UNSUPPORTED");
   }
+  // EST (RFC 7030) answers a certificate only: it has no place for the encryption certificate and its envelope.
+  if (profile.renewal.windows.est) {
+    throw new ProfileInvalidError([...at, "renewal", "windows", "est"], "EST cannot deliver a certificate pair's encryption key: set it to null for a profile with \"certificates\"");
+  }
 }
 
 function parseIn(input: unknown, at: ProfilePath): CertificateProfile {

@@ -6,7 +6,7 @@ import { effectiveKeyUsage, isPairProfile, pairViewsOf, parseCertificateProfile,
 const pair = { signing: { keyUsage: ["digitalSignature", "nonRepudiation"] }, encryption: { keyUsage: ["keyAgreement", "dataEncipherment"] } };
 
 test("an SM2 profile with a pair: each certificate gets its own key usage, the encryption one no EKU", () => {
-  const p = parseCertificateProfile({ id: "gm", keyAlgorithms: ["sm2"], extKeyUsage: ["clientAuth"], certificates: pair });
+  const p = parseCertificateProfile({ id: "gm", keyAlgorithms: ["sm2"], extKeyUsage: ["clientAuth"], certificates: pair, renewal: { windows: { est: null } } });
   assert.equal(isPairProfile(p), true);
   const v = pairViewsOf(p);
   assert.deepEqual(effectiveKeyUsage(v.signing, "sm2"), ["digitalSignature"], "clientAuth keeps digitalSignature only, as for single certificates");
@@ -33,10 +33,11 @@ test("gov-supervision (seed 004) is an SM2 pair", () => {
 const refusals: Array<[string, unknown, string, string]> = [
   ["refuses an RSA pair (not built)", { id: "r", keyAlgorithms: ["rsa2048"], certificates: pair }, "PROFILE_PAIR_ALGORITHM_UNSUPPORTED", "keyAlgorithms"],
   ["refuses a pair that also accepts P-256", { id: "r", keyAlgorithms: ["sm2", "p256"], certificates: pair }, "PROFILE_PAIR_ALGORITHM_UNSUPPORTED", "keyAlgorithms"],
-  ["refuses keyEncipherment on the signing certificate", { id: "r", keyAlgorithms: ["sm2"], certificates: { ...pair, signing: { keyUsage: ["keyEncipherment"] } } }, "PROFILE_INVALID", "certificates.signing.keyUsage.0"],
+  ["refuses keyEncipherment on the signing certificate", { id: "r", keyAlgorithms: ["sm2"], renewal: { windows: { est: null } }, certificates: { ...pair, signing: { keyUsage: ["keyEncipherment"] } } }, "PROFILE_INVALID", "certificates.signing.keyUsage.0"],
   ["refuses digitalSignature on the encryption certificate", { id: "r", keyAlgorithms: ["sm2"], certificates: { ...pair, encryption: { keyUsage: ["digitalSignature"] } } }, "PROFILE_INVALID", "certificates.encryption.keyUsage.0"],
   ["refuses an empty encryption key usage", { id: "r", keyAlgorithms: ["sm2"], certificates: { ...pair, encryption: { keyUsage: [] } } }, "PROFILE_INVALID", "certificates.encryption.keyUsage"],
   ["refuses a pair without its encryption half", { id: "r", keyAlgorithms: ["sm2"], certificates: { signing: pair.signing } }, "PROFILE_INVALID", "certificates.encryption"],
+  ["refuses EST for a pair (it cannot carry the envelope)", { id: "r", keyAlgorithms: ["sm2"], certificates: pair }, "PROFILE_INVALID", "renewal.windows.est"],
   ["refuses an unknown key in a pair", { id: "r", keyAlgorithms: ["sm2"], certificates: { ...pair, archive: {} } }, "PROFILE_INVALID", "certificates.archive"],
 ];
 for (const [name, input, code, path] of refusals) {
