@@ -167,6 +167,11 @@ test("a two-code download of a pair: both certificates and the envelope; bad key
     assert.equal(r.json().code, "KEY_ALGORITHM_NOT_ALLOWED");
   }
   assert.equal((await ctx.store.kmcEscrows.listByHolder("S1")).length, escrowsBefore, "no escrow for a refused request");
+  // And the reverse: an SM2 key for a profile of RSA and ECDSA keys ("personal"), its code left unused.
+  const rsaProfile = await ctx.enrolments.create({ holderId: "S1", profileId: "personal", actor: "operator:test" });
+  const sm2ForRsa = await app.inject({ method: "POST", url: "/api/v1/downloads", payload: { referenceNumber: rsaProfile.referenceNumber, authorizationCode: rsaProfile.authorizationCode, csr: readFileSync(sm2Csr("sm2-for-rsa").csr, "utf8") } });
+  assert.equal(sm2ForRsa.json().code, "KEY_ALGORITHM_NOT_ALLOWED", sm2ForRsa.body);
+  assert.equal((await ctx.store.enrolments.getByReference(rsaProfile.referenceNumber))?.status, "open");
   const k = sm2Csr("dl");
   const r = await download(readFileSync(k.csr, "utf8"));
   assert.equal(r.statusCode, 201, r.body);
