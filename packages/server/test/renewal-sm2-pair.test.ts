@@ -148,11 +148,22 @@ test("a pair profile without a KMC, or with a wrong KMC passphrase, refuses the 
   writeConfig((cfg) => { cfg.profiles = (cfg.profiles as Array<{ id: string }>).filter((p) => p.id !== "rsa-pair"); });
 });
 
+test("counter issuance of a pair (ukey-server issue): both certificates and the envelope, which opens with the CSR's key", () => {
+  assert.equal(addHolder(t, dataDir, { ...env, ...kmcEnv }, "S1").status, 0);
+  const k = sm2Csr("counter");
+  const files = { encryption: t.path("counter-enc.pem"), envelope: t.path("counter.env") };
+  const r = runUkeyServer(["issue", "--data-dir", dataDir, "--holder", "S1", "--profile", "gm", "--csr", k.csr, "--encryption-out", files.encryption, "--envelope-out", files.envelope, "--json"], { ...env, ...kmcEnv });
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  const out = r.json<PairAnswer>();
+  assert.equal(readFileSync(files.encryption, "utf8"), out.encryptionCertificate!.pem);
+  assert.equal(readFileSync(files.envelope).toString("base64"), out.envelope!.value);
+  checkPair("counter", out, k.key);
+});
+
 let lastEnvelope = "";
 let first: { serial: string; certId: string; encryptionSerial: string; key: string; notAfter: number };
 
 test("a two-code download of a pair: both certificates and the envelope; bad keys refused and nothing changed", async () => {
-  assert.equal(addHolder(t, dataDir, { ...env, ...kmcEnv }, "S1").status, 0);
   ctx = await openServerContext(dataDir, { ...env, ...kmcEnv }, clock);
   app = await buildApp(ctx);
   api = OrderApi.of(app);
