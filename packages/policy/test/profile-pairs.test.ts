@@ -24,10 +24,14 @@ test("single-certificate profiles are unchanged: no pair, their own signing view
   assert.equal(isPairProfile(parseCertificateProfile({ id: "x", keyAlgorithms: ["sm2"], certificates: null })), false);
 });
 
-test("gov-supervision (seed 004) is an SM2 pair", () => {
+test("gov-supervision (seed 004) is an SM2 pair; with certificates null and other algorithms, one certificate as before", () => {
   const p = resolveProfile({ id: "gov", preset: "gov-supervision" });
   assert.deepEqual(p.keyAlgorithms, ["sm2"]);
   assert.deepEqual(p.certificates, pair);
+  assert.equal(p.renewal.windows.est, null);
+  const single = resolveProfile({ id: "gov", preset: "gov-supervision", keyAlgorithms: ["rsa2048", "p256"], certificates: null });
+  assert.equal(isPairProfile(single), false);
+  assert.deepEqual(effectiveKeyUsage(single, "p256"), ["digitalSignature"]);
 });
 
 const refusals: Array<[string, unknown, string, string]> = [
