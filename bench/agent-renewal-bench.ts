@@ -28,7 +28,7 @@ try {
   const cfgFile = `${dataDir}/config.json`;
   const cfg = JSON.parse(readFileSync(cfgFile, "utf8"));
   // 30-day certificates: each new one is inside the renewal window at once, so the next renewal can follow.
-  cfg.profiles.push({ id: "bench-agent", preset: "gov-supervision", validity: { days: 30 }, keyAlgorithms: ["p256", "rsa2048"] });
+  cfg.profiles.push({ id: "bench-agent", preset: "gov-supervision", certificates: null, validity: { days: 30 }, keyAlgorithms: ["p256", "rsa2048"] });
   writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));
   if (addHolder(t, dataDir, env, "A1").status !== 0) throw new Error("holder add failed");
   // A second token for RSA, in the same SoftHSM2 configuration.

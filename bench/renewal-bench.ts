@@ -71,7 +71,7 @@ function diskWriteBytes(): number | undefined {
 }
 
 /** The profile the renewal bench uses: possession only (as seed 004's), P-256. */
-export const benchProfile = { id: "bench", preset: "gov-supervision", keyAlgorithms: ["p256"] };
+export const benchProfile = { id: "bench", preset: "gov-supervision", certificates: null, keyAlgorithms: ["p256"] };
 
 /**
  * Issues `renewals` certificates on the bench profile to holder `holderId`
@@ -109,19 +109,29 @@ export async function prepareRenewalJobs(ctx: ServerContext, holderId: string, r
  * possession-only bench profile for keys of that algorithm; holder B1) and
  * the server context on it. Close the context.
  */
-export async function openBenchContext(dir: string, algorithm: "p256" | "sm2" = "p256"): Promise<ServerContext> {
+/** The SM2 pair profile of the SM2 bench (preset gov-supervision, seed 004), served with a KMC. */
+export const benchPairProfile = { id: "bench-pair", preset: "gov-supervision" };
+
+export async function openBenchContext(dir: string, algorithm: "p256" | "sm2" = "p256", opts: { pairs?: boolean } = {}): Promise<ServerContext> {
   const pass = join(dir, "pass");
   writeFileSync(pass, "benchmark passphrase 0123456789\n");
-  const env = { UKEY_CA_PASSPHRASE_FILE: pass };
+  const kmcPass = join(dir, "kmc-pass");
+  writeFileSync(kmcPass, "benchmark kmc passphrase 9876543210\n");
+  const env = { UKEY_CA_PASSPHRASE_FILE: pass, ...(opts.pairs ? { UKEY_KMC_PASSPHRASE_FILE: kmcPass } : {}) };
   const quiet = { out: () => {}, err: (s: string) => process.stderr.write(s), env, clock: systemClock };
   const dataDir = join(dir, "data");
   if (await runCli(["init", "--data-dir", dataDir, "--algorithm", algorithm], quiet) !== 0) throw new Error("init failed");
   const cfgFile = join(dataDir, "config.json");
   const cfg = JSON.parse(readFileSync(cfgFile, "utf8"));
   cfg.profiles.push({ ...benchProfile, keyAlgorithms: [algorithm] });
+  if (opts.pairs) {
+    cfg.profiles.push(benchPairProfile);
+    cfg.kmc = { masterKey: { type: "file" } };
+  }
   // Thousands of renewals and OCSP requests come from this one loopback client: it is on the allow list,
   // as an institution lists its relying parties' OCSP clients; the limits themselves keep their defaults.
   cfg.rateLimits = { allowList: ["127.0.0.1", "::1"] };
+  if (opts.pairs && await runCli(["kmc", "init", "--data-dir", dataDir], quiet) !== 0) throw new Error("kmc init failed");
   writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));
   const ctx = await openServerContext(dataDir, env, systemClock);
   const at = Date.now();

@@ -6,7 +6,11 @@
 //    computed per check as for a CSR; P-256: Node's crypto);
 //  - CSR verification (parse + verify) of openssl-made CSRs;
 //  - in-process issuance (verify CSR + build from the DER template + sign +
-//    durable commit) and its ratio to the raw bound (1 CSR verify + 1 sign).
+//    durable commit) and its ratio to the raw bound (1 CSR verify + 1 sign);
+//  - the KMC's key pair generation, and SM2 pair issuance as the RA does it
+//    (verify CSR, KMC key pair + envelope + wrap, escrow in the intents'
+//    transaction, two signatures, both certificates and the pair record in
+//    one commit) with its ratio to the pair bound.
 // Single run: node --import tsx bench/sm2-bench.ts (UKEY_BENCH_SECONDS, UKEY_BENCH_CONCURRENCY).
 import "reflect-metadata";
 import { execFileSync } from "node:child_process";
@@ -19,7 +23,7 @@ import type { ServerContext } from "@ukey/server";
 import { systemClock } from "@ukey/policy";
 import { createKmcMasterKeyFile } from "../packages/server/src/kmc/kmc-master-key.js";
 import { LocalKmc } from "../packages/server/src/kmc/key-management-centre.js";
-import { benchProfile, openBenchContext } from "./renewal-bench.js";
+import { benchPairProfile, benchProfile, openBenchContext } from "./renewal-bench.js";
 
 const seconds = Number(process.env.UKEY_BENCH_SECONDS ?? 3);
 const concurrency = Number(process.env.UKEY_BENCH_CONCURRENCY ?? 256);
@@ -54,7 +58,7 @@ try {
   const sides = {} as Record<Alg, Side>;
   for (const alg of ["p256", "sm2"] as const) {
     mkdirSync(join(dir, alg));
-    const ctx = await openBenchContext(join(dir, alg), alg);
+    const ctx = await openBenchContext(join(dir, alg), alg, { pairs: alg === "sm2" });
     const signer = ctx.ca.issuingSigner;
     const signature = await signer.sign(tbsLike);
     const verify = alg === "sm2"
@@ -72,7 +76,8 @@ try {
   };
   // The KMC's share of a pair: a key pair, and the envelope for the holder's key; then the whole KMC call
   // (key pair, envelope, wrap, escrow row and audit entry committed).
-  const kmcTotals = { keygen: zero(), envelope: zero(), issue: zero() };
+  const kmcTotals = { keygen: zero(), envelope: zero(), issue: zero(), pair: zero() };
+  const pairKmc = sides.sm2.ctx.kmc!.kmc;
   const holderPoint = sm2GenerateKeyPair().publicKey;
   const holderSpki = verifyCsr(sides.sm2.csrs[0]!).spki;
   const kmc = new LocalKmc({ store: sides.sm2.ctx.store, masterKey: await createKmcMasterKeyFile(join(dir, "kmc-master.json"), "bench kmc passphrase"), clock: systemClock });
@@ -115,6 +120,23 @@ try {
       }
     }));
     kmcTotals.issue.ms += performance.now() - kStart;
+    // Pairs as the RA issues them (renewal-order-service.ts, download-service.ts), without the order's own rows.
+    const pStart = performance.now();
+    const pEnd = pStart + 400;
+    let p = 0;
+    await Promise.all(Array.from({ length: concurrency }, async () => {
+      while (performance.now() < pEnd) {
+        const csr = verifyCsr(sides.sm2.csrs[p++ % sides.sm2.csrs.length]!);
+        const prepared = await pairKmc.prepareEncryptionKey({ holderId: "B1", holderSigningSpki: csr.spki, actor: "bench" });
+        await sides.sm2.ctx.issuance.issuePair({
+          holderId: "B1", profileId: benchPairProfile.id, csr, actor: "bench",
+          encryption: { spki: prepared.spki, escrowId: prepared.escrowId },
+          onIntent: async (r) => { await pairKmc.recordIn(r, prepared, Date.now()); return undefined; },
+        });
+        kmcTotals.pair.n++;
+      }
+    }));
+    kmcTotals.pair.ms += performance.now() - pStart;
   }
   const per = (x: { n: number; ms: number }) => x.n / (x.ms / 1000);
   const line = (label: string, value: number, tail = "") => console.log(`${label.padEnd(52)} ${value.toFixed(0).padStart(8)} /s${tail}`);
@@ -138,9 +160,11 @@ try {
   line("KMC: SM2 key pair generation", keygen);
   line("KMC: key pair + GM/T 0016 envelope", envelope);
   line("KMC: issueEncryptionKey (+ wrap, escrow, audit; durable)", kmcIssue, `   ratio to key pair + envelope ${(kmcIssue / envelope).toFixed(2)}`);
-  // A pair costs one signing-CSR verification, two CA signatures and one KMC call (not yet one transaction: see docs/envelopes.md).
+  // A pair costs one signing-CSR verification, two CA signatures and the KMC's key pair and envelope.
   const pairBound = 1 / (1 / figures.sm2.csr + 2 / figures.sm2.sign + 1 / envelope);
   line("SM2 pair bound (1 CSR verify + 2 signs + key pair + envelope)", pairBound);
+  const pairs = per(kmcTotals.pair);
+  line("SM2 pair issuance (durable: escrow, 2 certificates, pair)", pairs, `   ratio to pair bound ${(pairs / pairBound).toFixed(2)}; raw SM2 sign ${figures.sm2.sign.toFixed(0)} /s in this run`);
   const r = (a: number, b: number) => (a / b).toFixed(2).padStart(8);
   console.log(`${"SM2 / P-256: sign".padEnd(52)} ${r(figures.sm2.sign, figures.p256.sign)} x`);
   console.log(`${"SM2 / P-256: verify".padEnd(52)} ${r(figures.sm2.verify, figures.p256.verify)} x`);

@@ -117,6 +117,59 @@ export interface CertificateProfile {
   verification: VerificationRules;
   /** Renewal windows per channel, notice, step-up, login and what happens to the old certificate. */
   renewal: RenewalRules;
+  /**
+   * A signing + encryption certificate pair (GM/T 0015 dual certificates)
+   * instead of one certificate; absent or null: one certificate with
+   * `keyUsage`. With a pair the signing certificate certifies the holder's
+   * key from the CSR with `certificates.signing.keyUsage` (and the profile's
+   * extKeyUsage), and the encryption certificate certifies a key pair that
+   * the key management centre makes and escrows, with
+   * `certificates.encryption.keyUsage` and no extKeyUsage; the top-level
+   * `keyUsage` is not used. Only SM2 profiles may have pairs (see
+   * profile-parser.ts).
+   */
+  certificates?: CertificatePairRules | null;
+}
+
+/** The key usages of each certificate of a pair (CertificateProfile.certificates). */
+export interface CertificatePairRules {
+  /** digitalSignature and/or nonRepudiation. */
+  signing: { keyUsage: KeyUsageName[] };
+  /** keyEncipherment, dataEncipherment and/or keyAgreement (SM2: keyAgreement + dataEncipherment, GM/T 0015). */
+  encryption: { keyUsage: KeyUsageName[] };
+}
+
+/** Key usages a pair's signing certificate may carry. */
+export const signingKeyUsages: readonly KeyUsageName[] = ["digitalSignature", "nonRepudiation"];
+/** Key usages a pair's encryption certificate may carry. */
+export const encryptionKeyUsages: readonly KeyUsageName[] = ["keyEncipherment", "dataEncipherment", "keyAgreement"];
+
+/** True when `profile` issues a signing + encryption pair. Throws nothing. */
+export function isPairProfile(profile: Pick<CertificateProfile, "certificates">): boolean {
+  return !!profile.certificates;
+}
+
+const pairViews = new WeakMap<CertificateProfile, { signing: CertificateProfile; encryption: CertificateProfile }>();
+
+/**
+ * The profile as each certificate of its pair sees it (the same object on
+ * every call, so that a CA caching its builders per profile builds each
+ * once): `signing` has the signing key usages, `encryption` the encryption
+ * key usages and no extended key usage. A profile without a pair is its own
+ * signing view and has no encryption view (undefined). Throws nothing.
+ */
+export function pairViewsOf(profile: CertificateProfile): { signing: CertificateProfile; encryption: CertificateProfile | undefined } {
+  const pair = profile.certificates;
+  if (!pair) return { signing: profile, encryption: undefined };
+  let v = pairViews.get(profile);
+  if (!v) {
+    v = {
+      signing: Object.freeze({ ...profile, keyUsage: [...pair.signing.keyUsage] }),
+      encryption: Object.freeze({ ...profile, keyUsage: [...pair.encryption.keyUsage], extKeyUsage: [] }),
+    };
+    pairViews.set(profile, v);
+  }
+  return v;
 }
 
 /** See CertificateProfile.verification. */

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { UkeyError } from "./errors.js";
 import {
-  defaultProfile, extKeyUsageOids, keyAlgorithms,
+  defaultProfile, encryptionKeyUsages, extKeyUsageOids, keyAlgorithms, signingKeyUsages,
   type CertificateProfile, type KeyUsageName, type RenewalChannel, type RenewalWindow,
 } from "./certificate-profile.js";
 import { isPresetName, presetNames, profilePresets, type PresetName, type ProfilePreset } from "./profile-presets.js";
@@ -19,9 +19,9 @@ export type ProfilePath = Array<string | number>;
 export class ProfileInvalidError extends UkeyError {
   readonly path: ProfilePath;
 
-  constructor(path: ProfilePath, message: string) {
+  constructor(path: ProfilePath, message: string, code: "PROFILE_INVALID" | "PROFILE_PAIR_ALGORITHM_UNSUPPORTED" = "PROFILE_INVALID") {
     const where = path.length ? path.join(".") : "(profile)";
-    super("PROFILE_INVALID", { params: { reason: `${where}: ${message}`, path: path.join(".") } });
+    super(code, { params: { reason: `${where}: ${message}`, path: path.join(".") } });
     this.name = "ProfileInvalidError";
     this.path = path;
   }
@@ -86,6 +86,10 @@ export const certificateProfileSchema = z.strictObject({
     onCompletion: z.enum(["revoke-superseded", "leave-to-expire"]),
     reminders: uniqueList(dayCount, "reminder threshold").max(12, "at most 12 reminder thresholds").optional(),
   }),
+  certificates: z.strictObject({
+    signing: z.strictObject({ keyUsage: uniqueList(z.enum(signingKeyUsages as [KeyUsageName, ...KeyUsageName[]], { message: `a signing certificate's key usage is one of ${signingKeyUsages.join(", ")}` }), "key usage").min(1, "at least one key usage is needed") }),
+    encryption: z.strictObject({ keyUsage: uniqueList(z.enum(encryptionKeyUsages as [KeyUsageName, ...KeyUsageName[]], { message: `an encryption certificate's key usage is one of ${encryptionKeyUsages.join(", ")}` }), "key usage").min(1, "at least one key usage is needed") }),
+  }).nullable().optional(),
 });
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -106,6 +110,25 @@ function deepFreeze<T>(o: T): T {
     Object.freeze(o);
   }
   return o;
+}
+
+/**
+ * A pair's encryption key is made by the key management centre and reaches
+ * the key in a GM/T 0016 envelope for the holder's SM2 signing key: only SM2
+ * profiles have one. RSA pairs (CMS EnvelopedData under the signing key, the
+ * form chosen in docs/policies.md) are not built; ECDSA keys cannot encipher.
+ */
+function checkPair(profile: CertificateProfile, at: ProfilePath): void {
+  const other = profile.keyAlgorithms.filter((a) => a !== "sm2");
+  if (other.length) {
+    throw new ProfileInvalidError([...at, "keyAlgorithms"],
+      `a signing + encryption certificate pair is issued for SM2 keys only; remove ${other.join(", ")} or drop "certificates"`,
+      "PROFILE_PAIR_ALGORITHM_UNSUPPORTED");
+  }
+  // EST (RFC 7030) answers a certificate only: it has no place for the encryption certificate and its envelope.
+  if (profile.renewal.windows.est) {
+    throw new ProfileInvalidError([...at, "renewal", "windows", "est"], "EST cannot deliver a certificate pair's encryption key: set it to null for a profile with \"certificates\"");
+  }
 }
 
 function parseIn(input: unknown, at: ProfilePath): CertificateProfile {
@@ -131,7 +154,9 @@ function parseIn(input: unknown, at: ProfilePath): CertificateProfile {
     if (issue.code === "unrecognized_keys" && issue.keys.length) path.push(issue.keys[0]!);
     throw new ProfileInvalidError(path, issue.message);
   }
-  return deepFreeze(r.data as CertificateProfile);
+  const profile = r.data as CertificateProfile;
+  if (profile.certificates) checkPair(profile, at);
+  return deepFreeze(profile);
 }
 
 /**

@@ -109,14 +109,20 @@ const presetTable: Record<PresetName, ProfilePreset> = {
       onCompletion: "leave-to-expire",
     },
   },
-  // Seed 004: a provincial government supervision system.
+  // Seed 004: a provincial government supervision system. Its guide has the holder open the
+  // "签名证书" on the key, so the key holds a signing and an encryption certificate: an SM2 pair
+  // (GM/T 0015), the encryption key made and escrowed by the KMC.
   "gov-supervision": {
     name: { "zh-CN": "事业单位监管业务证书", en: "Public institution supervision certificate" },
-    keyAlgorithms: ["rsa2048", "p256"],
+    keyAlgorithms: ["sm2"],
     validity: { days: 1820 },
     validityAnchor: "issuance",
     keyUsage: ["digitalSignature", "nonRepudiation"],
     extKeyUsage: ["clientAuth"],
+    certificates: {
+      signing: { keyUsage: ["digitalSignature", "nonRepudiation"] },
+      encryption: { keyUsage: ["keyAgreement", "dataEncipherment"] },
+    },
     certificateKind: "hardware",
     verification: { idNumber: false, oneTimeCode: null },
     renewal: {

@@ -2,7 +2,8 @@ import { mkdirSync, readFileSync } from "node:fs";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import type { FastifyInstance } from "fastify";
 import { normaliseSerial, derToPem } from "@ukey/ca";
-import { UkeyError, isUkeyError, keyAlgorithms, systemClock, type Clock, type KeyAlgorithm } from "@ukey/policy";
+import { UkeyError, isPairProfile, isUkeyError, keyAlgorithms, systemClock, type Clock, type KeyAlgorithm } from "@ukey/policy";
+import { prepareEncryptionKey } from "./renewal/renewal-order-service.js";
 import { buildApp } from "./app.js";
 import { initDataDir } from "./data-dir-init.js";
 import { formatCertId } from "./cert-id.js";
@@ -59,6 +60,7 @@ const usage = `ukey-server: the ukey-renew server and its operator commands
   ukey-server holder add --data-dir DIR --id ID --name NAME --id-type TYPE --id-number-file F
                      [--kind person|organisation] [--phone P] [--email E] [--organisation ID]
   ukey-server issue  --data-dir DIR --holder ID --profile P --csr FILE [--out FILE] [--token-serial S]
+                     [--encryption-out FILE] [--envelope-out FILE]   (a pair profile: the encryption certificate, the GM/T 0016 envelope)
   ukey-server import --data-dir DIR --certs PATH --holders FILE [--chain FILE ...] [--profile P]
   ukey-server revoke --data-dir DIR --serial S --reason R
   ukey-server hold   --data-dir DIR --serial S [--lift]
@@ -234,19 +236,42 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         return 0;
       }
       case "issue": {
-        const v = parse(rest, { holder: { type: "string" }, profile: { type: "string" }, csr: { type: "string" }, out: { type: "string" }, "token-serial": { type: "string" } });
+        const v = parse(rest, {
+          holder: { type: "string" }, profile: { type: "string" }, csr: { type: "string" }, out: { type: "string" }, "token-serial": { type: "string" },
+          "encryption-out": { type: "string" }, "envelope-out": { type: "string" },
+        });
         const csr = readInput(required(v, "csr"));
         const ctx = await openContext(io, required(v, "data-dir"), envWithSecretFlags(io, v));
         try {
-          const c = await ctx.issuance.issue({
-            holderId: required(v, "holder"), profileId: required(v, "profile"), csr, actor: "cli",
-            tokenSerial: v["token-serial"] ?? null, auditData: { channel: "counter" },
-          });
+          const holderId = required(v, "holder");
+          const profile = await ctx.store.profiles.get(required(v, "profile"));
+          let pair: { pem: string; serial: string; envelope: string } | undefined;
+          const req = { holderId, profileId: required(v, "profile"), actor: "cli", tokenSerial: v["token-serial"] ?? null, auditData: { channel: "counter" } };
+          let c;
+          if (profile && isPairProfile(profile.profile)) {
+            // A pair at the counter: as a download does it (the escrow commits with the intents).
+            const verified = ctx.ca.verifyCsr(csr);
+            const prepared = await prepareEncryptionKey(ctx.kmc?.kmc, profile.profile, verified, holderId, "cli");
+            const kmc = ctx.kmc!.kmc;
+            const issued = await ctx.issuance.issuePair({
+              ...req, csr: verified, encryption: { spki: prepared.spki, escrowId: prepared.escrowId },
+              onIntent: async (r) => { await kmc.recordIn(r, prepared, io.clock.now().getTime()); return undefined; },
+            });
+            c = issued.signing;
+            pair = { pem: derToPem(issued.encryption.der!, "CERTIFICATE"), serial: issued.encryption.serial, envelope: prepared.envelope.toString("base64") };
+            if (v["encryption-out"]) (await import("node:fs")).writeFileSync(v["encryption-out"], pair.pem);
+            if (v["envelope-out"]) (await import("node:fs")).writeFileSync(v["envelope-out"], prepared.envelope);
+          } else {
+            c = await ctx.issuance.issue({ ...req, csr });
+          }
           const pem = derToPem(c.der!, "CERTIFICATE");
           if (v.out) (await import("node:fs")).writeFileSync(v.out, pem);
           const certId = formatCertId(c.issuerKeyId, c.serial);
           print(`issued ${c.serial}\n  subject:  ${c.subjectDn}\n  valid:    ${new Date(c.notBefore).toISOString()} .. ${new Date(c.notAfter).toISOString()}\n  certID:   ${certId}${v.out ? `\n  written:  ${v.out}` : "\n" + pem.trimEnd()}`,
-            { serial: c.serial, certId, subject: c.subjectDn, notBefore: new Date(c.notBefore).toISOString(), notAfter: new Date(c.notAfter).toISOString(), pem });
+            {
+              serial: c.serial, certId, subject: c.subjectDn, notBefore: new Date(c.notBefore).toISOString(), notAfter: new Date(c.notAfter).toISOString(), pem,
+              ...(pair ? { encryptionCertificate: { serial: pair.serial, pem: pair.pem }, envelope: { format: "gmt0016-enveloped-key-blob", value: pair.envelope } } : {}),
+            });
         } finally {
           await ctx.close();
         }
@@ -382,7 +407,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
           throw new UkeyError("CONFIG_INVALID", { params: { reason: "the KMC master key passphrase must not be the CA passphrase" } });
         }
         const dataDir = required(v, "data-dir");
-        const ctx = await openServerContext(dataDir, env, io.clock);
+        const ctx = await openServerContext(dataDir, env, io.clock, { kmc: false });
         try {
           const { createKmcMasterKeyFile } = await import("./kmc/kmc-master-key.js");
           mkdirSync(ctx.layout.kmcDir, { recursive: true, mode: 0o700 });

@@ -5,7 +5,9 @@ import type { CertificateRecord, Store } from "@ukey/store";
 import { formatCertId } from "./cert-id.js";
 import { normaliseReferenceNumber, type EnrolmentService } from "./enrolment-service.js";
 import { subjectFor, type IssuanceService } from "./issuance-service.js";
-import { checkRequestedSubject } from "./renewal/renewal-order-service.js";
+import { checkRequestedSubject, prepareEncryptionKey } from "./renewal/renewal-order-service.js";
+import type { KeyManagementCentre } from "./kmc/key-management-centre.js";
+import { isPairProfile, type Clock } from "@ukey/policy";
 
 /** What a holder's agent receives after a download with two codes. */
 export interface DownloadResult {
@@ -16,6 +18,9 @@ export interface DownloadResult {
   notAfter: string;
   pem: string;
   chainPem: string;
+  /** A pair profile's encryption certificate and its private key's envelope for the CSR's key (as OrderView's). */
+  encryptionCertificate?: { serial: string; certId: string; notBefore: string; notAfter: string; pem: string };
+  envelope?: { format: "gmt0016-enveloped-key-blob"; value: string };
 }
 
 /**
@@ -27,9 +32,12 @@ export interface DownloadResult {
  */
 export class DownloadService {
   constructor(private readonly deps: {
-    store: Pick<Store, "holders" | "profiles" | "enrolments" | "certificates">;
+    store: Pick<Store, "holders" | "profiles" | "enrolments" | "certificates" | "certificatePairs">;
     enrolments: EnrolmentService;
     issuance: IssuanceService;
+    /** The key management centre, for pair profiles. */
+    kmc?: KeyManagementCentre;
+    clock: Clock;
     institution: { name: string; country: string };
     chainPem: string;
   }) {}
@@ -48,7 +56,7 @@ export class DownloadService {
     } catch (e) {
       // The right codes, already spent, and the same key: the agent lost the answer (a crash, a pulled key);
       // deliver that certificate again rather than strand the holder.
-      const again = isUkeyError(e, "CODE_ALREADY_USED") ? await this.issuedFor(referenceNumber, request.spki) : undefined;
+      const again = isUkeyError(e, "CODE_ALREADY_USED") ? await this.issuedFor(referenceNumber, request.spki, actor) : undefined;
       if (again) return again;
       throw e;
     }
@@ -61,12 +69,27 @@ export class DownloadService {
     const held = (await this.deps.store.certificates.search({ holderId: holder.id, status: "revoked", limit: 1000 }))
       .find((c) => c.profileId === profile.id && c.revocationReason === "certificateHold");
     if (held) throw new UkeyError("CERT_ON_HOLD", { params: { serial: held.serial } });
+    // A pair: the escrow commits with the intents; the enrolment is redeemed with both certificates.
+    const prepared = isPairProfile(profile) ? await prepareEncryptionKey(this.deps.kmc, profile, request, holder.id, actor) : undefined;
+    let encryption: CertificateRecord | undefined;
     const c = await this.deps.issuance.issue({
       holderId: holder.id, profileId: profile.id, csr: request, actor, tokenSerial,
       auditData: { enrolment: verified.id, channel: "download" },
-      onCommit: async (r, cert) => { await this.deps.enrolments.redeemIn(r, verified, actor, { serial: cert.serial }); },
+      ...(prepared ? {
+        encryption: { spki: prepared.spki, escrowId: prepared.escrowId },
+        onIntent: async (r) => { await this.deps.kmc!.recordIn(r, prepared, this.deps.clock.now().getTime()); return undefined; },
+      } : {}),
+      onCommit: async (r, cert, enc) => {
+        encryption = enc;
+        await this.deps.enrolments.redeemIn(r, verified, actor, { serial: cert.serial, ...(enc ? { encryptionSerial: enc.serial } : {}) });
+      },
     });
-    return this.result(c);
+    const out = this.result(c);
+    if (prepared && encryption) {
+      out.encryptionCertificate = this.certView(encryption);
+      out.envelope = { format: prepared.envelopeFormat, value: prepared.envelope.toString("base64") };
+    }
+    return out;
   }
 
   /**
@@ -80,6 +103,13 @@ export class DownloadService {
     return { valid: true };
   }
 
+  private certView(c: CertificateRecord): NonNullable<DownloadResult["encryptionCertificate"]> {
+    return {
+      serial: c.serial, certId: formatCertId(c.issuerKeyId, c.serial),
+      notBefore: new Date(c.notBefore).toISOString(), notAfter: new Date(c.notAfter).toISOString(), pem: derToPem(c.der!, "CERTIFICATE"),
+    };
+  }
+
   private result(c: CertificateRecord): DownloadResult {
     return {
       serial: c.serial, certId: formatCertId(c.issuerKeyId, c.serial), subject: c.subjectDn,
@@ -89,13 +119,23 @@ export class DownloadService {
   }
 
   /** The active certificate this enrolment's holder got for exactly this key, if any. */
-  private async issuedFor(referenceNumber: string, spki: Buffer): Promise<DownloadResult | undefined> {
+  private async issuedFor(referenceNumber: string, spki: Buffer, actor: string): Promise<DownloadResult | undefined> {
     const ref = normaliseReferenceNumber(referenceNumber);
     const e = ref ? await this.deps.store.enrolments.getByReference(ref) : undefined;
     if (!e || e.status !== "used") return undefined;
     const spkiSha256 = createHash("sha256").update(spki).digest("hex");
     const mine = (await this.deps.store.certificates.search({ holderId: e.holderId, status: "active", limit: 1000 }))
       .find((c) => c.spkiSha256 === spkiSha256 && c.profileId === e.profileId && c.der !== null);
-    return mine && this.result(mine);
+    if (!mine) return undefined;
+    const out = this.result(mine);
+    // A pair: its encryption certificate, and the escrowed key enveloped again for this same signing key.
+    const pair = await this.deps.store.certificatePairs.getBySigning(mine.serial);
+    const enc = pair ? await this.deps.store.certificates.get(pair.encryptionSerial) : undefined;
+    if (pair && enc?.der) {
+      if (!this.deps.kmc) throw new UkeyError("KMC_REQUIRED", { params: { profiles: e.profileId } });
+      out.encryptionCertificate = this.certView(enc);
+      out.envelope = { format: "gmt0016-enveloped-key-blob", value: (await this.deps.kmc.envelopeAgain({ escrowId: pair.escrowId, holderId: e.holderId, holderSigningSpki: spki, actor })).toString("base64") };
+    }
+    return out;
   }
 }

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { UkeyError, isUkeyError, validityFor, type Clock, type CertificateProfile } from "@ukey/policy";
+import { UkeyError, isUkeyError, pairViewsOf, validityFor, type Clock, type CertificateProfile } from "@ukey/policy";
 import type { AuditEntryInput, CertificateRecord, HolderRecord, Repositories, Store } from "@ukey/store";
 import type { SubjectSpec, VerifiedCsr } from "@ukey/ca";
 import { ProfileCache } from "./profile-cache.js";
@@ -10,6 +10,8 @@ import type { OcspService } from "./ocsp/ocsp-service.js";
 interface Signed {
   der: Buffer;
   ocsp?: StoredOcspResponse;
+  /** A pair's encryption certificate. */
+  companion?: { der: Buffer; ocsp?: StoredOcspResponse };
 }
 
 /** What the issuance service needs of the CA: build a TBS, sign it. */
@@ -51,7 +53,15 @@ export interface IssueRequest {
    * what it records (an order turning "issued") commits with it or not at
    * all. It must not throw for ordinary reasons: a throw fails the whole batch.
    */
-  onCommit?: (r: Repositories, cert: CertificateRecord) => Promise<void>;
+  onCommit?: (r: Repositories, cert: CertificateRecord, encryption?: CertificateRecord) => Promise<void>;
+  /**
+   * For a pair profile (CertificateProfile.certificates): the encryption key
+   * pair the KMC made, whose certificate is issued beside the signing one:
+   * both intents in one transaction, both signed, both stored with the
+   * pair's record in one transaction, or neither. The escrow itself is the
+   * caller's to record in `onIntent` (so it commits with the intents).
+   */
+  encryption?: { spki: Buffer; escrowId: string };
   /**
    * Runs inside the transaction that records this certificate's intent,
    * before the intent: what it records (an order taking the CSR) commits
@@ -63,14 +73,24 @@ export interface IssueRequest {
   onIntent?: (r: Repositories) => Promise<UkeyError | undefined>;
 }
 
+type PendingRecord = Omit<CertificateRecord, "status" | "der" | "revocationReason" | "revokedAt" | "imported">;
+
+/** A certificate pair's issued certificates. */
+export interface IssuedPair {
+  signing: CertificateRecord;
+  encryption: CertificateRecord;
+}
+
 interface Pending {
-  record: Omit<CertificateRecord, "status" | "der" | "revocationReason" | "revokedAt" | "imported">;
+  record: PendingRecord;
   tbs: Buffer;
+  /** A pair's encryption certificate, issued and stored with this one or not at all. */
+  companion?: { record: PendingRecord; tbs: Buffer; escrowId: string };
   actor: string;
   auditData: Record<string, unknown>;
   onCommit: IssueRequest["onCommit"];
   onIntent: IssueRequest["onIntent"];
-  resolve(r: CertificateRecord): void;
+  resolve(r: CertificateRecord, encryption?: CertificateRecord): void;
   reject(e: unknown): void;
 }
 
@@ -114,6 +134,22 @@ export class IssuanceService {
    * @throws UkeyError HOLDER_NOT_FOUND, PROFILE_NOT_FOUND, CSR_*, KEY_*, and storage errors.
    */
   async issue(req: IssueRequest): Promise<CertificateRecord> {
+    return (await this.enqueue(req)).signing;
+  }
+
+  /**
+   * Issues a pair: the signing certificate for the CSR's key and the
+   * encryption certificate for `req.encryption.spki`, in one order of
+   * commits (see IssueRequest.encryption).
+   * @throws as issue, and REQUEST_INVALID when the profile has no pair.
+   */
+  async issuePair(req: IssueRequest & { encryption: { spki: Buffer; escrowId: string } }): Promise<IssuedPair> {
+    const r = await this.enqueue(req);
+    if (!r.encryption) throw new UkeyError("REQUEST_INVALID", { params: { reason: `profile ${req.profileId} issues one certificate, not a pair` } });
+    return { signing: r.signing, encryption: r.encryption };
+  }
+
+  private async enqueue(req: IssueRequest): Promise<{ signing: CertificateRecord; encryption?: CertificateRecord }> {
     const csr = typeof req.csr === "string" || Buffer.isBuffer(req.csr) ? this.deps.ca.verifyCsr(req.csr) : req.csr;
     const now = this.deps.clock.now();
     const [holder, profile] = await Promise.all([
@@ -130,7 +166,10 @@ export class IssuanceService {
     const notAfter = wanted.getTime() > this.deps.ca.issuerNotAfter.getTime() ? this.deps.ca.issuerNotAfter : wanted;
     const subject = subjectFor(holder, profile, this.deps.institution);
     const serial = this.deps.ca.newSerial();
-    const tbs = this.deps.ca.buildTbs(profile, { serial, subject, spki: csr.spki, csrAlgorithm: csr.algorithm, notBefore, notAfter });
+    const views = pairViewsOf(profile);
+    if (views.encryption && !req.encryption) throw new UkeyError("REQUEST_INVALID", { params: { reason: `profile ${profile.id} issues a certificate pair: the encryption key is missing` } });
+    if (!views.encryption && req.encryption) throw new UkeyError("REQUEST_INVALID", { params: { reason: `profile ${profile.id} issues one certificate, not a pair` } });
+    const tbs = this.deps.ca.buildTbs(views.signing, { serial, subject, spki: csr.spki, csrAlgorithm: csr.algorithm, notBefore, notAfter });
     const at = now.getTime();
     const record: Pending["record"] = {
       serial: this.deps.ca.serialHex(serial),
@@ -148,8 +187,20 @@ export class IssuanceService {
       createdAt: at,
       updatedAt: at,
     };
-    return new Promise<CertificateRecord>((resolve, reject) => {
-      this.queue.push({ record, tbs, actor: req.actor, auditData: req.auditData ?? {}, onCommit: req.onCommit, onIntent: req.onIntent, resolve, reject });
+    let companion: Pending["companion"];
+    if (views.encryption && req.encryption) {
+      const encSerial = this.deps.ca.newSerial();
+      const encTbs = this.deps.ca.buildTbs(views.encryption, { serial: encSerial, subject, spki: req.encryption.spki, csrAlgorithm: "sm2", notBefore, notAfter });
+      companion = {
+        record: { ...record, serial: this.deps.ca.serialHex(encSerial), spkiSha256: createHash("sha256").update(req.encryption.spki).digest("hex") },
+        tbs: encTbs, escrowId: req.encryption.escrowId,
+      };
+    }
+    return new Promise<{ signing: CertificateRecord; encryption?: CertificateRecord }>((resolve, reject) => {
+      this.queue.push({
+        record, tbs, ...(companion ? { companion } : {}), actor: req.actor, auditData: req.auditData ?? {}, onCommit: req.onCommit, onIntent: req.onIntent,
+        resolve: (signing, encryption) => resolve(encryption ? { signing, encryption } : { signing }), reject,
+      });
       if (!this.flushing) void this.flush();
     });
   }
@@ -180,7 +231,10 @@ export class IssuanceService {
             for (const p of next) {
               const refusal = p.onIntent ? await p.onIntent(r) : undefined;
               if (refusal) refused.set(p, refusal);
-              else await r.certificates.insertIntent(p.record);
+              else {
+                await r.certificates.insertIntent(p.record);
+                if (p.companion) await r.certificates.insertIntent(p.companion.record);
+              }
             }
           });
         } catch (e) {
@@ -204,18 +258,30 @@ export class IssuanceService {
     const now = this.deps.clock.now();
     return Promise.all(batch.map(async (p): Promise<Signed | Error> => {
       let der: Buffer;
+      let companionDer: Buffer | undefined;
       try {
         der = await this.deps.ca.signTbs(p.tbs);
+        // A pair is signed whole or not at all: a failure of either abandons both.
+        if (p.companion) companionDer = await this.deps.ca.signTbs(p.companion.tbs);
       } catch (e) {
         return e instanceof Error ? e : new Error(String(e));
       }
-      if (!ocsp) return { der };
       // A certificate without its response is still a certificate: the refresher signs it later.
-      try {
-        return { der, ocsp: await ocsp.presignGood(p.record.serial, now) };
-      } catch {
-        return { der };
+      const presign = async (serial: string) => {
+        try {
+          return ocsp ? await ocsp.presignGood(serial, now) : undefined;
+        } catch {
+          return undefined;
+        }
+      };
+      const out: Signed = { der };
+      const first = await presign(p.record.serial);
+      if (first) out.ocsp = first;
+      if (p.companion && companionDer) {
+        const second = await presign(p.companion.record.serial);
+        out.companion = second ? { der: companionDer, ocsp: second } : { der: companionDer };
       }
+      return out;
     }));
   }
 
@@ -227,6 +293,10 @@ export class IssuanceService {
       if (s instanceof Error) {
         await r.certificates.setStatus(p.record.serial, "abandoned", at);
         audit.push(issuanceAudit(p, at, "certificate.abandoned", { error: s.message }));
+        if (p.companion) {
+          await r.certificates.setStatus(p.companion.record.serial, "abandoned", at);
+          audit.push(issuanceAudit({ ...p, record: p.companion.record }, at, "certificate.abandoned", { error: s.message, pairOf: p.record.serial }));
+        }
         continue;
       }
       try {
@@ -235,16 +305,27 @@ export class IssuanceService {
         // The signature came so late that a sweep (IntentSweeper) had abandoned the intent and audited
         // it: this certificate is dropped undelivered and its caller fails; the rest of the batch is kept.
         if (!isUkeyError(e, "CERT_INTENT_NOT_PENDING")) throw e;
+        // A pair's encryption intent goes with it (the sweep abandons both of one age together; if not, now).
+        if (p.companion) await r.certificates.setStatus(p.companion.record.serial, "abandoned", at);
         signed[i] = e;
         continue;
       }
-      audit.push(issuanceAudit(p, at, "certificate.issued", {}));
+      audit.push(issuanceAudit(p, at, "certificate.issued", p.companion ? { pair: { encryption: p.companion.record.serial } } : {}));
+      if (p.companion && s.companion) {
+        // The signing certificate is stored in this transaction: the encryption one must be too, or the
+        // whole round rolls back (a throw), never one certificate of a pair without the other.
+        await r.certificates.completeIntent(p.companion.record.serial, s.companion.der, at, s.companion.ocsp);
+        await r.certificatePairs.insert({ signingSerial: p.record.serial, encryptionSerial: p.companion.record.serial, escrowId: p.companion.escrowId, createdAt: at });
+        audit.push(issuanceAudit({ ...p, record: p.companion.record }, at, "certificate.issued", { pair: { signing: p.record.serial, escrowId: p.companion.escrowId } }));
+      }
     }
     // One run of the chain for the batch, then what each request records with its certificate.
     await r.audit.appendMany(audit);
     for (let i = 0; i < batch.length; i++) {
       const s = signed[i]!;
-      if (!(s instanceof Error)) await batch[i]!.onCommit?.(r, issuedRecord(batch[i]!, s.der, at));
+      if (s instanceof Error) continue;
+      const p = batch[i]!;
+      await p.onCommit?.(r, issuedRecord(p, s.der, at), p.companion && s.companion ? issuedRecord({ record: p.companion.record }, s.companion.der, at) : undefined);
     }
   }
 
@@ -254,13 +335,13 @@ export class IssuanceService {
       const s = signed[i]!;
       if (isUkeyError(s, "CERT_INTENT_NOT_PENDING")) p.reject(s);
       else if (s instanceof Error) p.reject(new UkeyError("HSM_OPERATION_FAILED", { params: { reason: "signing failed" }, cause: s }));
-      else p.resolve(issuedRecord(p, s.der, at));
+      else p.resolve(issuedRecord(p, s.der, at), p.companion && s.companion ? issuedRecord({ record: p.companion.record }, s.companion.der, at) : undefined);
     }
   }
 }
 
 /** The stored record of a signed certificate (written out field by field: a spread of the record cost more, twice per certificate). */
-function issuedRecord(p: Pending, der: Buffer, at: number): CertificateRecord {
+function issuedRecord(p: Pick<Pending, "record">, der: Buffer, at: number): CertificateRecord {
   const r = p.record;
   return {
     serial: r.serial, issuerKeyId: r.issuerKeyId, issuerDn: r.issuerDn, subjectDn: r.subjectDn, sans: r.sans, notBefore: r.notBefore,
@@ -269,7 +350,7 @@ function issuedRecord(p: Pending, der: Buffer, at: number): CertificateRecord {
   };
 }
 
-function issuanceAudit(p: Pending, at: number, action: string, extra: Record<string, unknown>): AuditEntryInput {
+function issuanceAudit(p: Pick<Pending, "record" | "actor" | "auditData">, at: number, action: string, extra: Record<string, unknown>): AuditEntryInput {
   return {
     at, actor: p.actor, action, subjectType: "certificate", subjectId: p.record.serial,
     data: { holderId: p.record.holderId, profileId: p.record.profileId, subject: p.record.subjectDn, notAfter: p.record.notAfter, ...p.auditData, ...extra },

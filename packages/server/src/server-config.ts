@@ -134,6 +134,27 @@ export const serverConfigSchema = z.strictObject({
     /** countryName written into subjects (ISO 3166 alpha-2). */
     country: z.string().regex(/^[A-Z]{2}$/).default("CN"),
   }).prefault({}),
+  /**
+   * The key management centre (docs/configuration.md): where its master key
+   * is. null (the default): no KMC, and a profile with a certificate pair
+   * refuses the start (KMC_REQUIRED). "file": data/kmc/master-key.json made
+   * by `ukey-server kmc init`, its passphrase in the file
+   * UKEY_KMC_PASSPHRASE_FILE names (never the CA's). "pkcs11": an AES-256
+   * key `label` on an HSM token, its PIN in the file UKEY_KMC_HSM_PIN_FILE names.
+   */
+  kmc: z.strictObject({
+    masterKey: z.discriminatedUnion("type", [
+      z.strictObject({ type: z.literal("file") }),
+      z.strictObject({
+        type: z.literal("pkcs11"),
+        module: z.string().min(1),
+        /** Token label or serial number. */
+        token: z.string().min(1),
+        labelPrefix: z.string().min(1).default("ukey-"),
+        label: z.string().min(1).default("kmc-master"),
+      }),
+    ]),
+  }).nullable().default(null),
   ca: z.strictObject({
     algorithm: z.enum(keyAlgorithms as [string, ...string[]]).default("p256"),
     keyStore: z.discriminatedUnion("type", [
@@ -243,7 +264,11 @@ export function parseServerConfig(input: unknown, source = "config.json", lineOf
   try {
     profiles = parseProfiles(r.data.profiles);
   } catch (e) {
-    if (e instanceof ProfileInvalidError) throw configError(source, ["profiles", ...e.path], String(e.params.reason), lineOf);
+    if (e instanceof ProfileInvalidError) {
+      const c = configError(source, ["profiles", ...e.path], String(e.params.reason), lineOf);
+      // A pair for keys that cannot have one keeps its own code: its remedy says what is built.
+      throw e.code === "PROFILE_PAIR_ALGORITHM_UNSUPPORTED" ? new UkeyError(e.code, { params: c.params }) : c;
+    }
     throw e;
   }
   return deepFreeze({ ...r.data, profiles });

@@ -19,9 +19,10 @@ import { SignatureVerifier } from "./signature-verifier.js";
 import { loadServerConfig, readSecretFile, type ServerConfig } from "./server-config.js";
 import { ReminderScheduler } from "./reminders/reminder-scheduler.js";
 import { RefusalLog } from "./audit/refusal-log.js";
+import { openKmc, type KmcEnv, type KmcRuntime } from "./kmc/kmc-runtime.js";
 
 /** The environment variables the server reads; everything else is in config.json. */
-export interface ServerEnv {
+export interface ServerEnv extends KmcEnv {
   UKEY_DATABASE_URL?: string;
   UKEY_DATABASE_URL_FILE?: string;
   UKEY_CA_PASSPHRASE_FILE?: string;
@@ -54,6 +55,8 @@ export interface ServerContext {
   refusals: RefusalLog;
   /** Closes orphaned issuance intents: once at open, then periodically in a listening server (buildApp). */
   intentSweeper: IntentSweeper;
+  /** The key management centre (config `kmc`); undefined when none is configured (then no profile has a pair). */
+  kmc?: KmcRuntime;
   close(): Promise<void>;
 }
 
@@ -72,9 +75,11 @@ export function databaseUrlFrom(env: ServerEnv): string | undefined {
  * `issuance.abandonAfterSeconds` are closed as abandoned, each with an
  * audit entry (a crash between intent and signature).
  * @throws UkeyError CA_NOT_INITIALISED, CONFIG_INVALID, DATABASE_CA_MISMATCH, DATA_DIR_LOCKED, DATA_DIR_CORRUPT,
- *   DATABASE_UNAVAILABLE, SECRET_FILE_REQUIRED, CA_PASSPHRASE_WRONG, HSM_*.
+ *   DATABASE_UNAVAILABLE, SECRET_FILE_REQUIRED, CA_PASSPHRASE_WRONG, HSM_*; and, unless `opts.kmc` is false
+ *   (`ukey-server kmc init`, which makes the master key), KMC_REQUIRED, KMC_NOT_INITIALISED, KMC_PASSPHRASE_WRONG,
+ *   KMC_MASTER_KEY_UNUSABLE (see openKmc): a server that cannot issue its pairs does not start.
  */
-export async function openServerContext(dataDir: string, env: ServerEnv, clock: Clock): Promise<ServerContext> {
+export async function openServerContext(dataDir: string, env: ServerEnv, clock: Clock, opts: { kmc?: boolean } = {}): Promise<ServerContext> {
   const layout = dataDirLayout(dataDir);
   let config: ServerConfig;
   try {
@@ -102,6 +107,14 @@ export async function openServerContext(dataDir: string, env: ServerEnv, clock: 
     await store.close();
     throw e;
   }
+  let kmc: KmcRuntime | undefined;
+  try {
+    if (opts.kmc !== false) kmc = await openKmc(config, layout, env, { store, clock });
+  } catch (e) {
+    await store.close();
+    await ca.close();
+    throw e;
+  }
   const now = clock.now().getTime();
   const intentSweeper = new IntentSweeper({ store, clock, settings: config.issuance });
   try {
@@ -116,6 +129,7 @@ export async function openServerContext(dataDir: string, env: ServerEnv, clock: 
   } catch (e) {
     await store.close();
     await ca.close();
+    await kmc?.close();
     throw e;
   }
   const profiles = new ProfileCache({ store, clock });
@@ -147,9 +161,9 @@ export async function openServerContext(dataDir: string, env: ServerEnv, clock: 
     audit: store.audit, clock, windowMs: config.audit.refusalWindowSeconds * 1000, maxDistinct: config.audit.refusalEntriesPerWindow,
     onError: (e) => process.stderr.write(`refusal audit not written (kept for the next window): ${String(e)}\n`),
   });
-  const orders = new RenewalOrderService({ store, issuance, clock, idKey, institution: config.institution, publicUrl: config.publicUrl, chainPem, senders, profiles, verifier, refusals });
+  const orders = new RenewalOrderService({ store, issuance, kmc: kmc?.kmc, clock, idKey, institution: config.institution, publicUrl: config.publicUrl, chainPem, senders, profiles, verifier, refusals });
   const enrolments = enrolmentServiceFor({ store, clock, layout });
-  const downloads = new DownloadService({ store, enrolments, issuance, institution: config.institution, chainPem });
+  const downloads = new DownloadService({ store, enrolments, issuance, kmc: kmc?.kmc, clock, institution: config.institution, chainPem });
   const reminders = new ReminderScheduler({ store, senders, clock, profiles, institution: config.institution, publicUrl: config.publicUrl, settings: config.reminders });
   return {
     layout, config, store, ca, clock, idKey, issuance, revocation, ocsp, renewalInfo, orders, senders, enrolments, downloads,
@@ -157,6 +171,7 @@ export async function openServerContext(dataDir: string, env: ServerEnv, clock: 
     reminders,
     refusals,
     intentSweeper,
+    ...(kmc ? { kmc } : {}),
     async close() {
       await reminders.stop();
       await intentSweeper.stop();
@@ -166,6 +181,7 @@ export async function openServerContext(dataDir: string, env: ServerEnv, clock: 
       await refusals.close();
       await store.close();
       await ca.close();
+      await kmc?.close();
     },
   };
 }

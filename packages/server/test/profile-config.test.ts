@@ -59,7 +59,7 @@ for (const [name, profiles, needle, where] of refused) {
 }
 
 test("a changed profile is written with one audit entry, and an unchanged one writes nothing", async () => {
-  withProfiles(`[ { "id": "personal" }, { "id": "gov", "preset": "gov-supervision" } ]`);
+  withProfiles(`[ { "id": "personal" }, { "id": "gov", "preset": "gov-supervision", "certificates": null } ]`);
   const clock = fixedClock(new Date());
   const count = async () => {
     const ctx = await openServerContext(dataDir, env, clock);
@@ -75,7 +75,7 @@ test("a changed profile is written with one audit entry, and an unchanged one wr
   assert.ok(first.changes.includes("profile.created gov"));
   const again = await count();
   assert.deepEqual(again.changes, first.changes);
-  withProfiles(`[ { "id": "personal" }, { "id": "gov", "preset": "gov-supervision", "validity": { "days": 730 } } ]`);
+  withProfiles(`[ { "id": "personal" }, { "id": "gov", "preset": "gov-supervision", "certificates": null, "validity": { "days": 730 } } ]`);
   const changed = await count();
   assert.deepEqual(changed.changes, [...first.changes, "profile.updated gov"]);
   assert.deepEqual(changed.gov?.validity, { days: 730 });

@@ -32,7 +32,7 @@ before(async () => {
   cfg.trustProxy = ["10.0.0.1"];
   cfg.rateLimits = { allowList: ["192.0.2.128/25"], rules: Object.fromEntries(Object.entries(maxOf).map(([k, max]) => [k, { max }])) };
   cfg.audit = { refusalEntriesPerWindow: 10 };
-  (cfg.profiles as unknown[]).push({ id: "gov", preset: "gov-supervision" });
+  (cfg.profiles as unknown[]).push({ id: "gov", preset: "gov-supervision", keyAlgorithms: ["rsa2048", "p256"], certificates: null });
   writeFileSync(file, JSON.stringify(cfg, null, 2));
   ctx = await openServerContext(dataDir, env, fixedClock(new Date()));
   // With a TLS certificate, so that the EST routes are registered (inject needs no handshake).

@@ -32,7 +32,7 @@ before(async () => {
   const { dataDir, env } = initialisedDataDir(t);
   const cfgFile = `${dataDir}/config.json`;
   const cfg = JSON.parse(readFileSync(cfgFile, "utf8"));
-  cfg.profiles.push({ id: "gov", preset: "gov-supervision" });
+  cfg.profiles.push({ id: "gov", preset: "gov-supervision", keyAlgorithms: ["rsa2048", "p256"], certificates: null });
   writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));
 
   assert.equal(addHolder(t, dataDir, env, "R1").status, 0);

@@ -26,7 +26,7 @@ before(async () => {
   let env: Record<string, string>;
   ({ dataDir, env } = initialisedDataDir(t));
   const cfg = JSON.parse(readFileSync(`${dataDir}/config.json`, "utf8"));
-  cfg.profiles.push({ id: "gov", preset: "gov-supervision" });
+  cfg.profiles.push({ id: "gov", preset: "gov-supervision", keyAlgorithms: ["rsa2048", "p256"], certificates: null });
   writeFileSync(`${dataDir}/config.json`, JSON.stringify(cfg, null, 2));
   assert.equal(addHolder(t, dataDir, env, "G1").status, 0);
   const { csr, key } = opensslCsr(t, "old", keyArgs.p256);

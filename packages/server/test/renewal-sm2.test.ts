@@ -57,7 +57,7 @@ before(async () => {
   let env: Record<string, string>;
   ({ dataDir, env } = initialisedDataDir(t, "sm2"));
   const cfg = JSON.parse(readFileSync(`${dataDir}/config.json`, "utf8"));
-  cfg.profiles.push({ id: "gm", preset: "gov-supervision", keyAlgorithms: ["sm2"] });
+  cfg.profiles.push({ id: "gm", preset: "gov-supervision", keyAlgorithms: ["sm2"], certificates: null });
   writeFileSync(`${dataDir}/config.json`, JSON.stringify(cfg, null, 2));
   assert.equal(addHolder(t, dataDir, env, "S1").status, 0);
   const { csr, key } = sm2Csr("old", "/CN=old");

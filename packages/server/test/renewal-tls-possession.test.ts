@@ -19,7 +19,7 @@ before(async () => {
   t = tempDir();
   const { dataDir, env } = initialisedDataDir(t);
   const cfg = JSON.parse(readFileSync(`${dataDir}/config.json`, "utf8"));
-  cfg.profiles.push({ id: "short", preset: "gov-supervision", validity: { days: 20 } });
+  cfg.profiles.push({ id: "short", preset: "gov-supervision", keyAlgorithms: ["rsa2048", "p256"], certificates: null, validity: { days: 20 } });
   writeFileSync(`${dataDir}/config.json`, JSON.stringify(cfg, null, 2));
   assert.equal(addHolder(t, dataDir, env, "T1").status, 0);
   const { csr, key } = opensslCsr(t, "holder", keyArgs.p256);

@@ -31,7 +31,7 @@ before(async () => {
   const file = `${dataDir}/config.json`;
   const cfg = JSON.parse(readFileSync(file, "utf8")) as { profiles: unknown[] } & Record<string, unknown>;
   // Possession only, as seed 004's profile; certificates inside their window at once.
-  cfg.profiles.push({ id: "quick", preset: "gov-supervision", keyAlgorithms: ["p256"] });
+  cfg.profiles.push({ id: "quick", preset: "gov-supervision", certificates: null, keyAlgorithms: ["p256"] });
   cfg.rateLimits = { rules: { operatorSignIn: { max: 10_000_000 } } };
   writeFileSync(file, JSON.stringify(cfg, null, 2));
   ctx = await openServerContext(dataDir, env, systemClock);

@@ -30,7 +30,7 @@ before(async () => {
   const init = runUkeyServer(["init", "--data-dir", pgDir, "--json"], { UKEY_CA_PASSPHRASE_FILE: pass, ...pgEnv });
   assert.equal(init.status, 0, init.stdout + init.stderr);
   const cfg = JSON.parse(readFileSync(`${pgDir}/config.json`, "utf8"));
-  cfg.profiles.push({ id: "gov", preset: "gov-supervision" });
+  cfg.profiles.push({ id: "gov", preset: "gov-supervision", keyAlgorithms: ["rsa2048", "p256"], certificates: null });
   writeFileSync(`${pgDir}/config.json`, JSON.stringify(cfg, null, 2));
   const fullEnv = { UKEY_CA_PASSPHRASE_FILE: pass, ...pgEnv };
   assert.equal(addHolder(t, pgDir, fullEnv, "P1").status, 0);

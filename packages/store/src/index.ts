@@ -11,4 +11,5 @@ export {
   readCaBinding, writeCaBinding, type CaBinding, type StoredCaBinding, type AdoptionEvidence,
 } from "./ca-binding.js";
 export { reminderId } from "./reminder-repository.js";
+export { certificatePairRepository, type CertificatePair, type CertificatePairRepository } from "./certificate-pair-repository.js";
 export { kmcEscrowRepository, type KmcEscrow, type KmcEscrowRepository } from "./kmc-escrow-repository.js";

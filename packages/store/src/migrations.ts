@@ -466,6 +466,19 @@ export const migrations: readonly Migration[] = [
          WHERE revoked_at IS NOT NULL`,
     ],
   },
+  {
+    version: 13,
+    name: "signing + encryption certificate pairs",
+    statements: () => [
+      // A pair is issued and superseded together; the escrow is the encryption key's at the KMC.
+      `CREATE TABLE certificate_pairs (
+        signing_serial TEXT PRIMARY KEY REFERENCES certificates (serial),
+        encryption_serial TEXT NOT NULL UNIQUE REFERENCES certificates (serial),
+        escrow_id TEXT NOT NULL REFERENCES kmc_escrows (id),
+        created_at BIGINT NOT NULL
+      )`,
+    ],
+  },
 ];
 
 /** The newest schema version this code knows. */

@@ -1,5 +1,6 @@
 import type { CertificateProfile } from "@ukey/policy";
 import type { KmcEscrowRepository } from "./kmc-escrow-repository.js";
+import type { CertificatePairRepository } from "./certificate-pair-repository.js";
 import type { ReminderRepository } from "./reminder-repository.js";
 import type { HolderPreferenceRepository } from "./holder-preference-repository.js";
 import type { HolderSignInRepository } from "./holder-sign-in-repository.js";
@@ -476,6 +477,8 @@ export interface Repositories {
   outbox: OutboxRepository;
   /** The key management centre's escrowed encryption keys (wrapped). */
   kmcEscrows: KmcEscrowRepository;
+  /** Signing + encryption certificate pairs. */
+  certificatePairs: CertificatePairRepository;
   audit: AuditLog;
 }
 

@@ -24,7 +24,7 @@ before(async () => {
   dataDir = init.dataDir;
   const cfgFile = join(dataDir, "config.json");
   const cfg = JSON.parse(readFileSync(cfgFile, "utf8")) as { profiles: unknown[] };
-  cfg.profiles.push({ id: "short", preset: "gov-supervision", validity: { days: 30 }, keyAlgorithms: ["p256"] });
+  cfg.profiles.push({ id: "short", preset: "gov-supervision", certificates: null, validity: { days: 30 }, keyAlgorithms: ["p256"] });
   writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));
   assert.equal(addHolder(t, dataDir, init.env, "ORG1", ["--kind", "organisation", "--phone", "13900000009"]).status, 0);
   for (const [id, profile] of [["M1", "short"], ["M2", "personal"]] as const) {

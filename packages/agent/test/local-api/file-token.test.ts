@@ -27,7 +27,7 @@ before(async () => {
   // certificate is renewable now from the command line but not yet on the web.
   const cfgFile = join(world.dataDir, "config.json");
   const cfg = JSON.parse(readFileSync(cfgFile, "utf8")) as { profiles: unknown[] };
-  cfg.profiles.push({ id: "web-late", preset: "gov-supervision", validity: { days: 30 }, keyAlgorithms: ["p256"], renewal: { windows: { web: { opensDaysBefore: 5, closesDaysAfter: 30 } } } });
+  cfg.profiles.push({ id: "web-late", preset: "gov-supervision", certificates: null, validity: { days: 30 }, keyAlgorithms: ["p256"], renewal: { windows: { web: { opensDaysBefore: 5, closesDaysAfter: 30 } } } });
   writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));
   file = world.t.path("demo-token.p12");
   issued = await world.issueInFile("H1", "web-late", file);

@@ -84,12 +84,12 @@ export interface TokenObjects {
 }
 
 const profiles = [
-  { id: "e2e", preset: "gov-supervision", validity: { days: 30 }, keyAlgorithms: ["p256", "rsa2048"] },
-  { id: "e2e-leave", preset: "gov-supervision", validity: { days: 30 }, keyAlgorithms: ["p256", "rsa2048"], renewal: { onCompletion: "leave-to-expire" } },
-  { id: "long", preset: "gov-supervision", validity: { days: 1825 }, keyAlgorithms: ["p256", "rsa2048"] },
-  { id: "p256only", preset: "gov-supervision", validity: { days: 30 }, keyAlgorithms: ["p256"] },
-  { id: "stepup", preset: "gov-supervision", validity: { days: 30 }, keyAlgorithms: ["p256"], renewal: { stepUp: { afterDaysExpired: 5 } } },
-  { id: "otp", preset: "gov-supervision", validity: { days: 30 }, keyAlgorithms: ["p256"], verification: { idNumber: true, oneTimeCode: "sms" } },
+  { id: "e2e", preset: "gov-supervision", certificates: null, validity: { days: 30 }, keyAlgorithms: ["p256", "rsa2048"] },
+  { id: "e2e-leave", preset: "gov-supervision", certificates: null, validity: { days: 30 }, keyAlgorithms: ["p256", "rsa2048"], renewal: { onCompletion: "leave-to-expire" } },
+  { id: "long", preset: "gov-supervision", certificates: null, validity: { days: 1825 }, keyAlgorithms: ["p256", "rsa2048"] },
+  { id: "p256only", preset: "gov-supervision", certificates: null, validity: { days: 30 }, keyAlgorithms: ["p256"] },
+  { id: "stepup", preset: "gov-supervision", certificates: null, validity: { days: 30 }, keyAlgorithms: ["p256"], renewal: { stepUp: { afterDaysExpired: 5 } } },
+  { id: "otp", preset: "gov-supervision", certificates: null, validity: { days: 30 }, keyAlgorithms: ["p256"], verification: { idNumber: true, oneTimeCode: "sms" } },
 ];
 
 /** Builds the world: data directory, profiles, holders H1..H3 (H3 with a phone), one SoftHSM2 token. The server is not started. */

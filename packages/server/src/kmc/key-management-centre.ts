@@ -42,6 +42,32 @@ export interface KeyManagementCentre {
    * and the store's errors; nothing is kept when it throws.
    */
   issueEncryptionKey(req: EncryptionKeyRequest): Promise<EncryptionKeyIssued>;
+  /**
+   * `issueEncryptionKey` in two steps, so that the escrow commits in the
+   * caller's transaction (a certificate pair's issuance intent): the key
+   * pair made, wrapped and enveloped, nothing stored. The same throws as
+   * issueEncryptionKey for the holder's key.
+   */
+  prepareEncryptionKey(req: EncryptionKeyRequest): Promise<PreparedEncryptionKey>;
+  /** Stores a prepared escrow and its "kmc.escrowed" audit entry in the transaction `r`. Throws HOLDER_NOT_FOUND and the store's errors. */
+  recordIn(r: Pick<Repositories, "kmcEscrows" | "audit">, prepared: PreparedEncryptionKey, at: number): Promise<void>;
+  /**
+   * The envelope of escrow `escrowId` once more, for the signing key it was
+   * first delivered to (a two-code download whose answer was lost): not a
+   * recovery onto another key, which needs dual control. Audited as
+   * "kmc.re-enveloped". Throws KMC_ESCROW_UNREADABLE, REQUEST_INVALID (no
+   * such escrow of this holder), KEY_ALGORITHM_UNSUPPORTED.
+   */
+  envelopeAgain(req: EncryptionKeyRequest & { escrowId: string }): Promise<Buffer>;
+}
+
+/** An encryption key made and enveloped but not yet escrowed (see prepareEncryptionKey). */
+export interface PreparedEncryptionKey extends EncryptionKeyIssued {
+  holderId: string;
+  actor: string;
+  orderId?: string;
+  wrappedKey: Buffer;
+  masterKeyId: string;
 }
 
 /** What LocalKmc needs: the store's transaction (for the escrow and its audit entry), the master key, the clock. */
@@ -68,6 +94,13 @@ export class LocalKmc implements KeyManagementCentre {
   constructor(private readonly deps: LocalKmcDeps) {}
 
   async issueEncryptionKey(req: EncryptionKeyRequest): Promise<EncryptionKeyIssued> {
+    const prepared = await this.prepareEncryptionKey(req);
+    await this.deps.store.transaction((r: Repositories) => this.recordIn(r, prepared, this.deps.clock.now().getTime()));
+    const { escrowId, algorithm, spki, envelope, envelopeFormat } = prepared;
+    return { escrowId, algorithm, spki, envelope, envelopeFormat };
+  }
+
+  async prepareEncryptionKey(req: EncryptionKeyRequest): Promise<PreparedEncryptionKey> {
     let holderPoint: Buffer;
     try {
       if (keyAlgorithmOfSpki(req.holderSigningSpki) !== "sm2") throw new Error("not sm2");
@@ -81,17 +114,45 @@ export class LocalKmc implements KeyManagementCentre {
       const spki = sm2Spki(pair.publicKey);
       const envelope = buildEnvelopedKeyBlob(pair, holderPoint);
       const wrappedKey = await this.deps.masterKey.wrap(pair.privateKey, escrowAad(escrowId, req.holderId, spki));
-      const at = this.deps.clock.now().getTime();
-      await this.deps.store.transaction(async (r: Repositories) => {
-        await r.kmcEscrows.insert({ id: escrowId, holderId: req.holderId, algorithm: "sm2", spki, wrappedKey, masterKeyId: this.deps.masterKey.id, createdAt: at });
-        await r.audit.append({
-          at, actor: req.actor, action: "kmc.escrowed", subjectType: "kmc-escrow", subjectId: escrowId,
-          data: { holderId: req.holderId, algorithm: "sm2", masterKeyId: this.deps.masterKey.id, ...(req.orderId ? { orderId: req.orderId } : {}) },
-        });
-      });
-      return { escrowId, algorithm: "sm2", spki, envelope, envelopeFormat: "gmt0016-enveloped-key-blob" };
+      return {
+        escrowId, algorithm: "sm2", spki, envelope, envelopeFormat: "gmt0016-enveloped-key-blob",
+        holderId: req.holderId, actor: req.actor, ...(req.orderId ? { orderId: req.orderId } : {}), wrappedKey, masterKeyId: this.deps.masterKey.id,
+      };
     } finally {
       pair.privateKey.fill(0);
     }
+  }
+
+  async envelopeAgain(req: EncryptionKeyRequest & { escrowId: string }): Promise<Buffer> {
+    let holderPoint: Buffer;
+    try {
+      holderPoint = sm2PointOfSpki(req.holderSigningSpki);
+    } catch (e) {
+      throw new UkeyError("KEY_ALGORITHM_UNSUPPORTED", { params: { algorithm: "an encryption key envelope for a signing key that is not SM2" }, cause: e });
+    }
+    const at = this.deps.clock.now().getTime();
+    return this.deps.store.transaction(async (r: Repositories) => {
+      const e = await r.kmcEscrows.get(req.escrowId);
+      if (!e || e.holderId !== req.holderId) throw new UkeyError("REQUEST_INVALID", { params: { reason: `no escrow ${req.escrowId} of holder ${req.holderId}` } });
+      const privateKey = await this.deps.masterKey.unwrap(e.wrappedKey, escrowAad(e.id, e.holderId, e.spki));
+      try {
+        const envelope = buildEnvelopedKeyBlob({ privateKey, publicKey: sm2PointOfSpki(e.spki) }, holderPoint);
+        await r.audit.append({
+          at, actor: req.actor, action: "kmc.re-enveloped", subjectType: "kmc-escrow", subjectId: e.id,
+          data: { holderId: e.holderId, ...(req.orderId ? { orderId: req.orderId } : {}) },
+        });
+        return envelope;
+      } finally {
+        privateKey.fill(0);
+      }
+    });
+  }
+
+  async recordIn(r: Pick<Repositories, "kmcEscrows" | "audit">, p: PreparedEncryptionKey, at: number): Promise<void> {
+    await r.kmcEscrows.insert({ id: p.escrowId, holderId: p.holderId, algorithm: "sm2", spki: p.spki, wrappedKey: p.wrappedKey, masterKeyId: p.masterKeyId, createdAt: at });
+    await r.audit.append({
+      at, actor: p.actor, action: "kmc.escrowed", subjectType: "kmc-escrow", subjectId: p.escrowId,
+      data: { holderId: p.holderId, algorithm: "sm2", masterKeyId: p.masterKeyId, ...(p.orderId ? { orderId: p.orderId } : {}) },
+    });
   }
 }

@@ -10,6 +10,39 @@ import type { RenewalOrderService } from "./renewal-order-service.js";
 const orderId = { type: "object", properties: { id: { type: "string", maxLength: 64 } }, required: ["id"] } as const;
 const body = (properties: Record<string, unknown>, required: string[] = []) =>
   ({ type: "object", additionalProperties: false, properties, required }) as const;
+// What the agent installs, documented for integrators (docs/renewal-api.md). The answers keep every other
+// property (additionalProperties): these schemas describe the certificates, they do not filter the answer.
+const issuedCertificate = {
+  type: "object", additionalProperties: true,
+  properties: {
+    serial: { type: "string" }, certId: { type: "string" }, notBefore: { type: "string", format: "date-time" },
+    notAfter: { type: "string", format: "date-time" }, pem: { type: "string", description: "the certificate, PEM" },
+  },
+} as const;
+const pairProperties = {
+  encryptionCertificate: { ...issuedCertificate, description: "A pair profile's encryption certificate (the signing one is the main certificate): it certifies the key pair the key management centre made and escrowed" },
+  envelope: {
+    type: "object", additionalProperties: false, description: "A pair profile's encryption private key, enveloped for the new signing key of the CSR: only that key opens it (docs/envelopes.md)",
+    properties: {
+      format: { type: "string", enum: ["gmt0016-enveloped-key-blob"], description: "GM/T 0016 ENVELOPEDKEYBLOB (388 octets, what SKF_ImportECCKeyPair takes)" },
+      value: { type: "string", format: "byte", description: "base64" },
+    },
+    required: ["format", "value"],
+  },
+} as const;
+const orderAnswer = {
+  200: {
+    type: "object", additionalProperties: true, description: "The order and its next step; once issued, the new certificate and, for a pair profile, the encryption certificate and its envelope",
+    properties: { newCertificate: { ...issuedCertificate, properties: { ...issuedCertificate.properties, chainPem: { type: "string" } } }, ...pairProperties },
+  },
+} as const;
+const downloadAnswer = {
+  201: {
+    type: "object", additionalProperties: true, description: "The certificate, with its chain; for a pair profile also the encryption certificate and its envelope",
+    properties: { ...issuedCertificate.properties, subject: { type: "string" }, chainPem: { type: "string" }, ...pairProperties },
+  },
+} as const;
+
 /** Every step after proof of possession: the order credential that proof answered. */
 const credentialed = { security: [{ orderCredential: [] }] } as const;
 
@@ -74,7 +107,7 @@ export function registerOrderRoutes(app: FastifyInstance, orders: RenewalOrderSe
     return private_(reply).send(await orders.provePossessionByTls(req.params.id, peer, "holder"));
   });
 
-  app.get<{ Params: { id: string } }>("/api/v1/orders/:id", { schema: { tags: ["renewal"], ...credentialed, params: orderId } }, async (req, reply) =>
+  app.get<{ Params: { id: string } }>("/api/v1/orders/:id", { schema: { tags: ["renewal"], ...credentialed, params: orderId, response: orderAnswer } }, async (req, reply) =>
     private_(reply).send(await orders.get(req.params.id, orderCredentialOf(req))));
 
   app.post<{ Params: { id: string }; Body: { idType: string; idNumber: string } }>("/api/v1/orders/:id/identity", {
@@ -100,7 +133,7 @@ export function registerOrderRoutes(app: FastifyInstance, orders: RenewalOrderSe
   }, async (req, reply) => private_(reply).send(await orders.approveStepUp(req.params.link, req.body.idType, req.body.idNumber)));
 
   app.post<{ Params: { id: string }; Body: { csr: string; tokenSerial?: string } }>("/api/v1/orders/:id/csr", {
-    schema: { tags: ["renewal"], ...credentialed, params: orderId, body: body({ csr: { type: "string", maxLength: 16384 }, tokenSerial: { type: "string", maxLength: 64 } }, ["csr"]) },
+    schema: { tags: ["renewal"], ...credentialed, params: orderId, body: body({ csr: { type: "string", maxLength: 16384 }, tokenSerial: { type: "string", maxLength: 64 } }, ["csr"]), response: orderAnswer },
   }, async (req, reply) => private_(reply).send(await orders.submitCsr(req.params.id, orderCredentialOf(req), req.body.csr, req.body.tokenSerial ?? null, "holder")));
 
   app.post<{ Params: { id: string } }>("/api/v1/orders/:id/installed", { schema: { tags: ["renewal"], ...credentialed, params: orderId } }, async (req, reply) =>
@@ -117,6 +150,7 @@ export function registerOrderRoutes(app: FastifyInstance, orders: RenewalOrderSe
         referenceNumber: { type: "string", maxLength: 32 }, authorizationCode: { type: "string", maxLength: 32 },
         csr: { type: "string", maxLength: 16384 }, tokenSerial: { type: "string", maxLength: 64 },
       }, ["referenceNumber", "authorizationCode", "csr"]),
+      response: downloadAnswer,
     },
   }, async (req, reply) => private_(reply).status(201).send(await downloads.download(req.body.referenceNumber, req.body.authorizationCode, req.body.csr, req.body.tokenSerial ?? null, "holder")));
 

@@ -7,6 +7,8 @@ export type OrderStep = "possession" | "id-number" | "one-time-code" | "step-up"
 /** What an order keeps in its `data` column. */
 export interface OrderData {
   requirements: { idNumber: boolean; oneTimeCode: "sms" | "email" | null; stepUp: boolean };
+  /** A pair profile: the escrow of the encryption key issued with the CSR, and its envelope for the CSR's key (base64; only that key opens it). */
+  pair?: { escrowId: string; envelope: string; envelopeFormat: "gmt0016-enveloped-key-blob" };
   done: Partial<Record<"possession" | "idNumber" | "oneTimeCode" | "stepUp", number>>;
   /** The SHA-256 of the order credential the last proof of possession gave, and its expiry. */
   credential?: StoredCredential;
@@ -39,6 +41,14 @@ export interface OrderView {
   codeSentTo?: string;
   codeResendAt?: string;
   newCertificate?: { serial: string; certId: string; notBefore: string; notAfter: string; pem: string; chainPem: string };
+  /**
+   * A pair profile's encryption certificate (beside newCertificate, the
+   * signing one) and the envelope of its private key for the new signing
+   * key: `format` "gmt0016-enveloped-key-blob" (docs/envelopes.md), `value`
+   * base64.
+   */
+  encryptionCertificate?: { serial: string; certId: string; notBefore: string; notAfter: string; pem: string };
+  envelope?: { format: "gmt0016-enveloped-key-blob"; value: string };
   failure?: string;
   /** A failed order: how many wrong answers ended it, and until when the certificate's online renewal rests (ISO time). */
   failedAttempts?: number;

@@ -1,7 +1,7 @@
 import { createHash, createHmac, randomBytes, randomInt, timingSafeEqual } from "node:crypto";
 import { derToPem, encodeName, nameToString, type SubjectSpec, type VerifiedCsr } from "@ukey/ca";
 import {
-  UkeyError, evaluate, renewalRefusal, validityFor,
+  UkeyError, evaluate, isPairProfile, renewalRefusal, validityFor,
   type CertificateProfile, type Clock, type RenewalChannel,
 } from "@ukey/policy";
 import type { CertificateRecord, HolderRecord, OrderState, Repositories, RenewalOrderRecord, Store } from "@ukey/store";
@@ -11,6 +11,7 @@ import { maskEmail, maskPhone } from "../holder-contact.js";
 import { hashIdNumber } from "../holder-identity.js";
 import { newOrderId } from "../order-id.js";
 import type { IssuanceService } from "../issuance-service.js";
+import type { KeyManagementCentre, PreparedEncryptionKey } from "../kmc/key-management-centre.js";
 import type { ProfileCache } from "../profile-cache.js";
 import { SignatureVerifier } from "../signature-verifier.js";
 import { subjectFor } from "../issuance-service.js";
@@ -67,7 +68,7 @@ const maxIdAttempts = 5;
 const stepUpTtlMs = 10 * 60_000;
 const orderIdPattern = /^[0-9a-f-]{36}$/;
 
-type OrderStore = Pick<Store, "transaction" | "certificates" | "holders" | "profiles" | "orders">;
+type OrderStore = Pick<Store, "transaction" | "certificates" | "holders" | "profiles" | "orders" | "certificatePairs">;
 
 /**
  * Renewal orders: the RA's decision, step by step, persisted so that any
@@ -103,6 +104,8 @@ export class RenewalOrderService {
   constructor(private readonly deps: {
     store: OrderStore;
     issuance: IssuanceService;
+    /** The key management centre, for pair profiles (CertificateProfile.certificates). */
+    kmc?: KeyManagementCentre;
     clock: Clock;
     idKey: Buffer;
     institution: { name: string; country: string };
@@ -351,12 +354,18 @@ export class RenewalOrderService {
     }
     if (order.state !== "verified" && order.state !== "key-submitted" && order.state !== "issued") throw this.outOfOrder(order);
     const at = this.deps.clock.now().getTime();
+    // A pair: the KMC makes the encryption key and its envelope for this CSR's key now; the escrow commits
+    // with the order taking the CSR, before anything is signed.
+    const prepared = isPairProfile(profile) ? await prepareEncryptionKey(this.deps.kmc, profile, verified, holder.id, auditActor(order, actor), orderId) : undefined;
     // The order takes the CSR in the transaction that records the certificate's intent (one commit);
     // only a new key after issuance, which revokes the undelivered certificate first, takes its own.
     const takeCsr = async (r: Repositories, o: RenewalOrderRecord): Promise<boolean> => {
       const d = o.data as unknown as OrderData;
       d.csrSpkiSha256 = spkiSha;
+      if (prepared) d.pair = { escrowId: prepared.escrowId, envelope: prepared.envelope.toString("base64"), envelopeFormat: prepared.envelopeFormat };
+      else delete d.pair;
       if (!(await r.orders.transition(o.id, o.state, "key-submitted", at, { data: d as unknown as Record<string, unknown> }))) return false;
+      if (prepared) await this.deps.kmc!.recordIn(r, prepared, at);
       await r.audit.append({ at, actor: auditActor(o, actor), action: "order.key-submitted", subjectType: "order", subjectId: o.id, data: { spkiSha256: spkiSha } });
       return true;
     };
@@ -374,6 +383,11 @@ export class RenewalOrderService {
           // A new key after issuance: the certificate for the old one can never be installed.
           await r.certificates.revoke(o.newSerial, "superseded", at, "revoked");
           await r.audit.append({ at, actor: auditActor(o, actor), action: "certificate.revoked", subjectType: "certificate", subjectId: o.newSerial, data: { reason: "superseded", order: o.id, why: "re-keyed before installation" } });
+          const pair = await r.certificatePairs.getBySigning(o.newSerial);
+          if (pair) {
+            await r.certificates.revoke(pair.encryptionSerial, "superseded", at, "revoked");
+            await r.audit.append({ at, actor: auditActor(o, actor), action: "certificate.revoked", subjectType: "certificate", subjectId: pair.encryptionSerial, data: { reason: "superseded", order: o.id, why: "re-keyed before installation", pairOf: o.newSerial } });
+          }
         } else if (o.state !== "verified" && o.state !== "key-submitted") {
           throw this.outOfOrder(o);
         }
@@ -386,13 +400,16 @@ export class RenewalOrderService {
     const issued = await this.deps.issuance.issue({
       holderId: holder.id, holder, profileId: profile.id, csr: verified, actor: auditActor(order, actor), tokenSerial, notAfter,
       auditData: { order: orderId, renews: cert.serial },
+      ...(prepared ? { encryption: { spki: prepared.spki, escrowId: prepared.escrowId } } : {}),
       onIntent,
-      onCommit: async (r, c) => {
+      onCommit: async (r, c, enc) => {
         moved = await r.orders.transition(orderId, "key-submitted", "issued", at, { newSerial: c.serial });
-        await r.audit.append({ at, actor: auditActor(order, actor), action: moved ? "order.issued" : "order.issue-raced", subjectType: "order", subjectId: orderId, data: { serial: c.serial } });
+        await r.audit.append({ at, actor: auditActor(order, actor), action: moved ? "order.issued" : "order.issue-raced", subjectType: "order", subjectId: orderId, data: { serial: c.serial, ...(enc ? { encryptionSerial: enc.serial } : {}) } });
       },
     });
     if (!moved) return this.view(await this.load(orderId));
+    // A pair's envelope is in the order's data as the CSR's transaction wrote it: read it back.
+    if (prepared) return this.view(await this.load(orderId), { cert, holder, newCert: issued });
     return this.view(orderAfter(order, "issued", at, { newSerial: issued.serial }), { cert, holder, newCert: issued });
   }
 
@@ -429,6 +446,15 @@ export class RenewalOrderService {
         if (revoke) await r.certificates.revoke(old.serial, "superseded", at, "superseded");
         else await r.certificates.setStatus(old.serial, "superseded", at);
         audit.push({ at, actor: by, action: "certificate.superseded", subjectType: "certificate", subjectId: old.serial, data: { by: o.newSerial, revoked: revoke } });
+      }
+      // A pair is superseded whole: the old encryption certificate with its signing one (its key stays escrowed).
+      const oldPair = await r.certificatePairs.getBySigning(old.serial);
+      const oldEnc = oldPair ? await r.certificates.get(oldPair.encryptionSerial) : undefined;
+      if (oldEnc && oldEnc.revokedAt === null && oldEnc.status === "active") {
+        const revoke = profile.renewal.onCompletion === "revoke-superseded";
+        if (revoke) await r.certificates.revoke(oldEnc.serial, "superseded", at, "superseded");
+        else await r.certificates.setStatus(oldEnc.serial, "superseded", at);
+        audit.push({ at, actor: by, action: "certificate.superseded", subjectType: "certificate", subjectId: oldEnc.serial, data: { by: o.newSerial, revoked: revoke, pairOf: old.serial } });
       }
       audit.push({ at, actor: by, action: "order.completed", subjectType: "order", subjectId: o.id, data: { newSerial: o.newSerial } });
       await r.audit.appendMany(audit);
@@ -694,6 +720,15 @@ export class RenewalOrderService {
           notBefore: new Date(n.notBefore).toISOString(), notAfter: new Date(n.notAfter).toISOString(),
           pem: derToPem(n.der, "CERTIFICATE"), chainPem: this.deps.chainPem,
         };
+        const pair = d.pair ? await this.deps.store.certificatePairs.getBySigning(n.serial) : undefined;
+        const e = pair ? await this.deps.store.certificates.get(pair.encryptionSerial) : undefined;
+        if (d.pair && e?.der) {
+          v.encryptionCertificate = {
+            serial: e.serial, certId: formatCertId(e.issuerKeyId, e.serial),
+            notBefore: new Date(e.notBefore).toISOString(), notAfter: new Date(e.notAfter).toISOString(), pem: derToPem(e.der, "CERTIFICATE"),
+          };
+          v.envelope = { format: d.pair.envelopeFormat, value: d.pair.envelope };
+        }
       }
     }
     return v;
@@ -728,4 +763,20 @@ function sha256(s: string): string {
 /** The refusal for a revoked certificate: CERT_ON_HOLD while it is only suspended (certificateHold), else CERT_REVOKED. */
 export function revokedError(cert: Pick<CertificateRecord, "serial" | "revocationReason">): UkeyError {
   return new UkeyError(cert.revocationReason === "certificateHold" ? "CERT_ON_HOLD" : "CERT_REVOKED", { params: { serial: cert.serial } });
+}
+
+/**
+ * The KMC's encryption key for a pair profile's CSR. The key's algorithm is
+ * checked first, so that an RSA or ECDSA key for an SM2 pair profile gets the
+ * same KEY_ALGORITHM_NOT_ALLOWED as for one certificate.
+ * @throws UkeyError KEY_ALGORITHM_NOT_ALLOWED, KMC_REQUIRED (no KMC configured), KEY_ALGORITHM_UNSUPPORTED.
+ */
+export async function prepareEncryptionKey(
+  kmc: KeyManagementCentre | undefined, profile: CertificateProfile, csr: VerifiedCsr, holderId: string, actor: string, orderId?: string,
+): Promise<PreparedEncryptionKey> {
+  if (!profile.keyAlgorithms.includes(csr.algorithm)) {
+    throw new UkeyError("KEY_ALGORITHM_NOT_ALLOWED", { params: { profile: profile.id, algorithm: csr.algorithm, allowed: profile.keyAlgorithms.join(", ") } });
+  }
+  if (!kmc) throw new UkeyError("KMC_REQUIRED", { params: { profiles: profile.id } });
+  return kmc.prepareEncryptionKey({ holderId, holderSigningSpki: csr.spki, actor, ...(orderId ? { orderId } : {}) });
 }

@@ -115,7 +115,7 @@ before(async () => {
   t = tempDir();
   const { dataDir, env } = initialisedDataDir(t);
   const cfg = JSON.parse(readFileSync(`${dataDir}/config.json`, "utf8"));
-  cfg.profiles.push({ id: "gov", preset: "gov-supervision" });
+  cfg.profiles.push({ id: "gov", preset: "gov-supervision", keyAlgorithms: ["rsa2048", "p256"], certificates: null });
   // The suite sends hundreds of refused requests from one address: the per-client limits are tested elsewhere (rate-limits.test.ts).
   cfg.rateLimits = { enabled: false };
   writeFileSync(`${dataDir}/config.json`, JSON.stringify(cfg, null, 2));

@@ -759,6 +759,27 @@ export function repositoryContract(engineName: string, factory: () => Promise<En
         await assert.rejects(store.kmcEscrows.insert(e), rejectsWith("REQUEST_INVALID"));
         assert.equal(await store.kmcEscrows.get("esc-nobody"), undefined);
       });
+
+      test("a certificate pair is found from either certificate; each certificate is in one pair, of known certificates and escrow", async () => {
+        const x = holder();
+        await store.holders.insert(x);
+        const signing = intent(x.id);
+        const encryption = intent(x.id);
+        const third = intent(x.id);
+        for (const c of [signing, encryption, third]) await store.certificates.insertIntent(c);
+        const escrowId = `esc-pair-${x.id}`;
+        await store.kmcEscrows.insert({ id: escrowId, holderId: x.id, algorithm: "sm2", spki: Buffer.from([0x30]), wrappedKey: Buffer.from([1]), masterKeyId: "mk1", createdAt: T0 });
+        const pair = { signingSerial: signing.serial, encryptionSerial: encryption.serial, escrowId, createdAt: T0 };
+        await store.certificatePairs.insert(pair);
+        assert.deepEqual(await store.certificatePairs.getBySigning(signing.serial), pair);
+        assert.deepEqual(await store.certificatePairs.getByEncryption(encryption.serial), pair);
+        assert.equal(await store.certificatePairs.getBySigning(encryption.serial), undefined);
+        await assert.rejects(store.certificatePairs.insert({ ...pair, encryptionSerial: third.serial }), "a signing certificate is in one pair");
+        await assert.rejects(store.certificatePairs.insert({ ...pair, signingSerial: third.serial }), "an encryption certificate is in one pair");
+        await assert.rejects(store.certificatePairs.insert({ ...pair, signingSerial: third.serial, encryptionSerial: "00ff", escrowId }), "of known certificates");
+        await assert.rejects(store.certificatePairs.insert({ ...pair, signingSerial: third.serial, encryptionSerial: third.serial, escrowId: "no-such-escrow" }), "of a known escrow");
+        assert.equal(await store.certificatePairs.getBySigning(third.serial), undefined);
+      });
     });
 
     describe("holder preferences and sign-in codes", () => {
