@@ -12,3 +12,6 @@ export {
 } from "./ca-binding.js";
 export { reminderId } from "./reminder-repository.js";
 export { kmcEscrowRepository, type KmcEscrow, type KmcEscrowRepository } from "./kmc-escrow-repository.js";
+export {
+  kmcRecoveryRepository, type KmcRecoveryPatch, type KmcRecoveryRecord, type KmcRecoveryRepository, type KmcRecoveryStatus,
+} from "./kmc-recovery-repository.js";

@@ -18,6 +18,7 @@ import { holderPreferenceRepository } from "./holder-preference-repository.js";
 import { holderSignInRepository } from "./holder-sign-in-repository.js";
 import { signInBackoffRepository } from "./sign-in-backoff-repository.js";
 import { kmcEscrowRepository } from "./kmc-escrow-repository.js";
+import { kmcRecoveryRepository } from "./kmc-recovery-repository.js";
 import { openSqliteDatabase, sqliteFile } from "./sqlite-database.js";
 import type { Database, OpenStoreOptions, Repositories, Sql, Store } from "./types.js";
 
@@ -60,6 +61,7 @@ export function createRepositories(sql: Sql, atomic: Executor["atomic"]): Reposi
     signInBackoffs: signInBackoffRepository(x),
     outbox: outboxRepository(x),
     kmcEscrows: kmcEscrowRepository(x),
+    kmcRecoveries: kmcRecoveryRepository(x),
     audit: auditLog(x),
   };
 }
@@ -93,6 +95,7 @@ class LazyRepositories implements Repositories {
   get signInBackoffs() { return (this.made.signInBackoffs ??= signInBackoffRepository(this.x)); }
   get outbox() { return (this.made.outbox ??= outboxRepository(this.x)); }
   get kmcEscrows() { return (this.made.kmcEscrows ??= kmcEscrowRepository(this.x)); }
+  get kmcRecoveries() { return (this.made.kmcRecoveries ??= kmcRecoveryRepository(this.x)); }
   get audit() { return (this.made.audit ??= auditLog(this.x)); }
 }
 

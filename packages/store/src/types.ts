@@ -1,5 +1,6 @@
 import type { CertificateProfile } from "@ukey/policy";
 import type { KmcEscrowRepository } from "./kmc-escrow-repository.js";
+import type { KmcRecoveryRepository } from "./kmc-recovery-repository.js";
 import type { ReminderRepository } from "./reminder-repository.js";
 import type { HolderPreferenceRepository } from "./holder-preference-repository.js";
 import type { HolderSignInRepository } from "./holder-sign-in-repository.js";
@@ -470,6 +471,8 @@ export interface Repositories {
   outbox: OutboxRepository;
   /** The key management centre's escrowed encryption keys (wrapped). */
   kmcEscrows: KmcEscrowRepository;
+  /** Key recovery requests under dual control. */
+  kmcRecoveries: KmcRecoveryRepository;
   audit: AuditLog;
 }
 
