@@ -158,7 +158,27 @@ test("approved by an auditor: the two codes download every recovered key envelop
   assert.equal((await store.audit.verify()).ok, true);
 });
 
-test("a signing key that is not SM2 gets nothing and leaves the recovery released", async () => {
+test("the clear private keys exist only for the call: every unwrapped key is zeroed before envelopesFor returns", async () => {
+  const unwrapped: Buffer[] = [];
+  const spy: KmcMasterKey = {
+    id: master.id,
+    wrap: (p, aad) => master.wrap(p, aad),
+    unwrap: async (w, aad) => {
+      const k = await master.unwrap(w, aad);
+      unwrapped.push(k);
+      return k;
+    },
+  };
+  const watched = new RecoveredKeyDelivery({ store, masterKey: spy, clock });
+  const rec = await recoveries.open({ holderId: "R1", profileId, reason: "zeroing" }, bob);
+  const approved = await recoveries.approve(rec.id, audrey);
+  const got = await watched.envelopesFor(await enrolments.verify(approved.referenceNumber, approved.authorizationCode, "holder:R1"), signingKey("zero").spki, "holder:R1");
+  assert.equal(got?.keys.length, 2);
+  assert.equal(unwrapped.length, 2);
+  for (const k of unwrapped) assert.ok(k.length === 32 && k.every((x) => x === 0), "zeroed");
+});
+
+test("a signing key that is not SM2, or the wrong master key, gets nothing and leaves the recovery released", async () => {
   const rec = await recoveries.open({ holderId: "R2", profileId, reason: "lost" }, bob);
   const approved = await recoveries.approve(rec.id, alice);
   const verified = await enrolments.verify(approved.referenceNumber, approved.authorizationCode, "holder:R2");
@@ -166,6 +186,11 @@ test("a signing key that is not SM2 gets nothing and leaves the recovery release
   assert.equal(openssl(["pkey", "-in", t.path("p256.pem"), "-pubout", "-outform", "DER", "-out", t.path("p256.der")]).status, 0);
   await assert.rejects(delivery.envelopesFor(verified, readFileSync(t.path("p256.der")), "holder:R2"), refusedWith("KEY_ALGORITHM_UNSUPPORTED"));
   assert.equal((await recoveries.get(rec.id)).status, "released");
+  // Another master key (a server started with the wrong file) opens nothing and records no delivery.
+  const wrong = new RecoveredKeyDelivery({ store, masterKey: await createKmcMasterKeyFile(t.path("other-master.json"), "another master passphrase"), clock });
+  await assert.rejects(wrong.envelopesFor(verified, signingKey("r2").spki, "holder:R2"), refusedWith("KMC_ESCROW_UNREADABLE"));
+  assert.equal((await recoveries.get(rec.id)).status, "released");
+  assert.equal((await auditOf(rec.id)).some((e) => e.action === "kmc.recovery-delivered"), false);
 });
 
 test("chosen escrows only; another holder's escrow, a holder with none, an empty reason, an expired or rejected request are refused", async () => {
