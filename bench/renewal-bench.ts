@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { webcrypto } from "node:crypto";
 import { Session } from "node:inspector";
+import { monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
 import * as x509 from "@peculiar/x509";
 import { systemClock } from "@ukey/policy";
 import { buildApp, formatCertId, hashIdNumber, maskIdNumber, openServerContext, runCli, type ServerContext } from "@ukey/server";
@@ -33,6 +34,19 @@ export interface RenewalResult {
   p50: number;
   p99: number;
   p999: number;
+  /** Where the time went: mean milliseconds of each request (start, possession, csr, complete) over the slowest 1% of renewals, and over the middle ones (45th to 55th percentile). */
+  slowestSteps: number[];
+  middleSteps: number[];
+  /** The server's garbage collections in the measured window: how many, their total and longest pause (ms). */
+  gc: { count: number; totalMs: number; maxMs: number };
+  /** The server's event-loop delay in the measured window (ms): 99th percentile and maximum. */
+  loopDelay: { p99Ms: number; maxMs: number };
+}
+
+/** What the load client sends back at the end of a measurement. */
+interface LoadClientResult {
+  done: number; failed: number; firstError?: string; elapsed: number; cpuMicros: number;
+  p50: number; p99: number; p999: number; slowestSteps: number[]; middleSteps: number[];
 }
 
 /** CPU ticks of this process's main thread, from /proc (Linux); undefined elsewhere. */
@@ -156,22 +170,45 @@ export async function measureRenewals(ctx: ServerContext, jobsFile: string, agen
     let cpuAtStart: NodeJS.CpuUsage | undefined;
     let ticksAtStart: number | undefined;
     let diskAtStart: number | undefined;
-    const rr = await new Promise<{ done: number; failed: number; firstError?: string; elapsed: number; cpuMicros: number; p50: number; p99: number; p999: number }>((resolve, reject) => {
-      client.on("message", (m: { ready?: true } & Record<string, unknown>) => {
-        if (m.ready) {
-          cpuAtStart = process.cpuUsage();
-          ticksAtStart = mainThreadTicks();
-          diskAtStart = diskWriteBytes();
-        }
-        else resolve(m as unknown as { done: number; failed: number; elapsed: number; cpuMicros: number; p50: number; p99: number; p999: number });
-      });
-      client.on("exit", (code) => reject(new Error(`renewal load client exited with ${code}`)));
+    // Pauses and event-loop delay of this (the server's) process, counted from the client's "ready" on.
+    const gc = { count: 0, totalMs: 0, maxMs: 0 };
+    let counting = false;
+    const gcObserver = new PerformanceObserver((list) => {
+      if (!counting) return;
+      for (const e of list.getEntries()) {
+        gc.count++;
+        gc.totalMs += e.duration;
+        gc.maxMs = Math.max(gc.maxMs, e.duration);
+      }
     });
+    gcObserver.observe({ entryTypes: ["gc"] });
+    const loop = monitorEventLoopDelay({ resolution: 5 });
+    let rr: LoadClientResult;
+    try {
+      rr = await new Promise<LoadClientResult>((resolve, reject) => {
+        client.on("message", (m: { ready?: true } & Record<string, unknown>) => {
+          if (m.ready) {
+            cpuAtStart = process.cpuUsage();
+            ticksAtStart = mainThreadTicks();
+            diskAtStart = diskWriteBytes();
+            counting = true;
+            loop.enable();
+          }
+          else resolve(m as unknown as LoadClientResult);
+        });
+        client.on("exit", (code) => reject(new Error(`renewal load client exited with ${code}`)));
+      });
+    } finally {
+      loop.disable();
+      gcObserver.disconnect();
+    }
     const used = process.cpuUsage(cpuAtStart);
     const ticks = mainThreadTicks();
     const disk = diskWriteBytes();
     return {
       rate: rr.done / rr.elapsed, done: rr.done, failed: rr.failed, firstError: rr.firstError, elapsed: rr.elapsed, p50: rr.p50, p99: rr.p99, p999: rr.p999,
+      slowestSteps: rr.slowestSteps, middleSteps: rr.middleSteps, gc,
+      loopDelay: { p99Ms: loop.percentile(99) / 1e6, maxMs: loop.max / 1e6 },
       serverCpu: (used.user + used.system) / 1e6 / rr.elapsed, clientCpu: rr.cpuMicros / 1e6 / rr.elapsed,
       // Clock ticks are 1/100 s on Linux.
       mainThreadCpu: ticks === undefined || ticksAtStart === undefined ? undefined : (ticks - ticksAtStart) / 100 / rr.elapsed,
@@ -191,7 +228,13 @@ export function renewalLine(r: RenewalResult, agents: number, bound?: number): s
     + `; one renewal p50 ${r.p50.toFixed(0)} ms, p99 ${r.p99.toFixed(0)} ms (${(r.p99 / Math.max(1, r.p50)).toFixed(1)}x p50; target <= 3x), p99.9 ${r.p999.toFixed(0)} ms`
     + `\n${"".padEnd(49)}CPU (cores): server ${r.serverCpu.toFixed(2)}${r.mainThreadCpu === undefined ? "" : ` (main thread ${r.mainThreadCpu.toFixed(2)})`}, load client ${r.clientCpu.toFixed(2)}`
     + `; per renewal: server ${perRenewal(r.serverCpu)} ms${r.mainThreadCpu === undefined ? "" : ` (main thread ${perRenewal(r.mainThreadCpu)} ms)`}, client ${perRenewal(r.clientCpu)} ms`
-    + `${r.diskBytesPerRenewal === undefined ? "" : `, disk writes ${(r.diskBytesPerRenewal / 1024).toFixed(0)} KB`}${r.firstError ? `   first error: ${r.firstError}` : ""}`;
+    + `${r.diskBytesPerRenewal === undefined ? "" : `, disk writes ${(r.diskBytesPerRenewal / 1024).toFixed(0)} KB`}${r.firstError ? `   first error: ${r.firstError}` : ""}`
+    + `\n${"".padEnd(49)}where the time went (ms per request start/possession/csr/complete): slowest 1% ${steps(r.slowestSteps)}, middle ${steps(r.middleSteps)}`
+    + `\n${"".padEnd(49)}server GC ${r.gc.count} pauses, ${r.gc.totalMs.toFixed(0)} ms in all, longest ${r.gc.maxMs.toFixed(1)} ms; event-loop delay p99 ${r.loopDelay.p99Ms.toFixed(1)} ms, max ${r.loopDelay.maxMs.toFixed(1)} ms`;
+}
+
+function steps(ms: number[]): string {
+  return ms.map((m) => m.toFixed(0)).join("/");
 }
 
 async function main(): Promise<void> {

@@ -87,6 +87,8 @@ let done = 0;
 let failed = 0;
 /** Milliseconds from a measured renewal's first request to its last answer. */
 let latencies = [];
+/** Per measured renewal, the milliseconds of each of its four requests (start, possession, csr, complete), beside `latencies`. */
+let steps = [];
 let firstError;
 let next = 0;
 const connections = Array.from({ length: Number(conns) }, () => new Connection());
@@ -106,6 +108,7 @@ const warmUpTimer = setTimeout(() => {
   done = 0;
   failed = 0;
   latencies = [];
+  steps = [];
   firstError = undefined;
   // The parent starts counting its own CPU now; ours is counted from here too.
   process.send({ ready: true });
@@ -117,18 +120,26 @@ await Promise.all(connections.map(async (c) => {
   while (Date.now() < end && next < jobs.length) {
     const job = jobs[next++];
     const began = performance.now();
+    const marks = [began];
     try {
       const order = JSON.parse((await c.request("POST", "/api/v1/orders", job.startBody)).toString("utf8"));
+      marks.push(performance.now());
       const challenge = order.challenge.value;
       const message = Buffer.from(`ukey-renew possession v1\n${order.id}\n${challenge}`, "utf8");
       const signature = sign("sha256", message, { key: job.oldKey, dsaEncoding: "der" }).toString("base64");
       const proved = (await c.request("POST", `/api/v1/orders/${order.id}/possession`, `{"challenge":"${challenge}","signature":"${signature}"}`)).toString("utf8");
+      marks.push(performance.now());
       // The credential is the one value read from this answer; the rest of it is not parsed.
       const credential = /"credential":\{"token":"([^"]+)"/.exec(proved)?.[1];
       await c.request("POST", `/api/v1/orders/${order.id}/csr`, job.csrBody, credential);
+      marks.push(performance.now());
       await c.request("POST", `/api/v1/orders/${order.id}/complete`, "", credential);
+      marks.push(performance.now());
       done++;
-      if (measuring) latencies.push(performance.now() - began);
+      if (measuring) {
+        latencies.push(marks[4] - began);
+        steps.push([marks[1] - marks[0], marks[2] - marks[1], marks[3] - marks[2], marks[4] - marks[3]]);
+      }
     } catch (e) {
       failed++;
       firstError ??= String(e);
@@ -145,7 +156,17 @@ if (!measuring) {
 }
 const elapsed = (Date.now() - start) / 1000;
 const cpu = process.cpuUsage(cpuAtStart);
+// Where the time of the slowest renewals went: the mean of each request's time over the slowest 1%
+// of renewals, beside the same over the middle renewals (the 45th to 55th percentile).
+const byLatency = latencies.map((_, i) => i).sort((a, b) => latencies[a] - latencies[b]);
+const meanSteps = (from, to) => {
+  const picked = byLatency.slice(Math.floor(from * byLatency.length), Math.max(Math.floor(from * byLatency.length) + 1, Math.floor(to * byLatency.length)));
+  return [0, 1, 2, 3].map((k) => (picked.length ? picked.reduce((sum, i) => sum + steps[i][k], 0) / picked.length : NaN));
+};
 latencies.sort((a, b) => a - b);
 const percentile = (q) => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] : NaN);
-process.send({ done, failed, firstError, elapsed, cpuMicros: cpu.user + cpu.system, p50: percentile(0.5), p99: percentile(0.99), p999: percentile(0.999) });
+process.send({
+  done, failed, firstError, elapsed, cpuMicros: cpu.user + cpu.system, p50: percentile(0.5), p99: percentile(0.99), p999: percentile(0.999),
+  slowestSteps: meanSteps(0.99, 1), middleSteps: meanSteps(0.45, 0.55),
+});
 for (const c of connections) c.close();
