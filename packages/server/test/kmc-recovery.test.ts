@@ -193,6 +193,23 @@ test("a signing key that is not SM2, or the wrong master key, gets nothing and l
   assert.equal((await auditOf(rec.id)).some((e) => e.action === "kmc.recovery-delivered"), false);
 });
 
+test("two second persons approving at once: one wins, the other is refused and its codes are withdrawn before anyone saw them", async () => {
+  const rec = await recoveries.open({ holderId: "R2", profileId, reason: "race" }, alice);
+  const before = new Set((await enrolments.list({ holderId: "R2" })).map((e) => e.id));
+  const results = await Promise.allSettled([recoveries.approve(rec.id, bob), recoveries.approve(rec.id, audrey)]);
+  const won = results.filter((r) => r.status === "fulfilled");
+  const lost = results.filter((r): r is PromiseRejectedResult => r.status === "rejected");
+  assert.equal(won.length, 1);
+  assert.equal(lost.length, 1);
+  assert.ok(isUkeyError(lost[0]!.reason, "KMC_RECOVERY_NOT_PENDING"), String(lost[0]!.reason));
+  const released = await recoveries.get(rec.id);
+  assert.equal(released.status, "released");
+  const made = (await enrolments.list({ holderId: "R2" })).filter((e) => !before.has(e.id));
+  // The winner's codes are open and tied to the recovery; any the loser made are withdrawn.
+  assert.deepEqual(made.filter((e) => e.status === "open").map((e) => e.id), [released.enrolmentId]);
+  assert.ok(made.every((e) => e.id === released.enrolmentId || e.status === "revoked"));
+});
+
 test("chosen escrows only; another holder's escrow, a holder with none, an empty reason, an expired or rejected request are refused", async () => {
   const one = await recoveries.open({ holderId: "R1", profileId, escrowIds: [escrows.R1[1]!], reason: "only the second key" }, bob);
   assert.deepEqual(one.escrowIds, [escrows.R1[1]]);
