@@ -40,6 +40,7 @@ export interface KmcRecoveryRecord {
 /** Fields a transition may set. */
 export type KmcRecoveryPatch = Partial<Pick<KmcRecoveryRecord, "decidedBy" | "decidedAt" | "enrolmentId" | "deliveredSpkiSha256" | "deliveredAt">>;
 
+/** Storage of key recovery requests; each status change is a compare-and-set. */
 export interface KmcRecoveryRepository {
   /** Records a request. Throws UkeyError HOLDER_NOT_FOUND for an unknown holder, REQUEST_INVALID for an id in use. */
   insert(r: KmcRecoveryRecord): Promise<void>;
