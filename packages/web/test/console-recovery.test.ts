@@ -68,10 +68,14 @@ const chinaTime = (ms: number) => new Date(ms + 8 * 3_600_000).toISOString().sli
 test("the requester cannot approve her own key recovery, in the console or over the API; an auditor in another tab can, and gets the slip", async () => {
   const { page } = b;
   await signIn(page, "olga");
-  await page.click("a[href='#/recoveries']");
+  // The holder's page lists the escrowed keys and leads to a recovery request for that holder.
+  await page.goto(`${server.url}/console/#/holders/H1`);
+  await page.locator("[data-table=escrows] tr[data-escrow]").first().waitFor();
+  assert.equal(await page.locator("[data-table=escrows] tr[data-escrow]").count(), 2);
+  await page.click("[data-action=recover-keys]");
   await page.locator("[data-page=recoveries] h1", { hasText: "密钥恢复" }).waitFor();
   assert.match(await page.locator("[data-page=recoveries] p.hint").first().innerText(), /两个人/);
-  await page.fill("form[data-form=open-recovery] input[name=holderId]", "H1");
+  assert.equal(await page.inputValue("form[data-form=open-recovery] input[name=holderId]"), "H1", "the holder is filled in");
   await page.fill("form[data-form=open-recovery] input[name=reason]", "UKey 丢失，补办新 UKey");
   await page.click("form[data-form=open-recovery] button[type=submit]");
   const row = page.locator("[data-table=recoveries] tr[data-status=pending]");

@@ -72,7 +72,7 @@ function Console() {
     case "holders": body = <HoldersPage key={arg ?? ""} id={arg} />; break;
     case "certificates": body = <CertificatesPage query={parseHash(hash).query} />; break;
     case "enrolments": body = <EnrolmentsPage />; break;
-    case "recoveries": body = <RecoveriesPage />; break;
+    case "recoveries": body = <RecoveriesPage query={parseHash(hash).query} />; break;
     case "orders": body = <OrdersPage />; break;
     case "outbox": body = <OutboxPage />; break;
     case "audit": body = <AuditPage />; break;

@@ -5,7 +5,7 @@ import { asProblem, type Problem } from "../shared/problem.js";
 import { Busy, ProblemView } from "../shared/ui.js";
 import {
   admin, certificateStatuses, orderStates, revocationReasons,
-  type AuditEntry, type Certificate, type Enrolment, type Expiries, type Holder, type KeyRecovery, type Operator, type Order, type OutboxMessage, type ProfileView,
+  type AuditEntry, type Certificate, type Enrolment, type Expiries, type Holder, type KeyRecovery, type KmcEscrow, type Operator, type Order, type OutboxMessage, type ProfileView,
 } from "./admin-client.js";
 import { ExpiryChart, Funnel } from "./charts.js";
 
@@ -169,6 +169,7 @@ export function HoldersPage(props: { id?: string | undefined }) {
   const [problem, setProblem] = useState<Problem | null>(null);
   const list = useLoad(() => (props.id ? admin<Holder>("GET", `/holders/${encodeURIComponent(props.id)}`).then((h) => [h]) : admin<{ holders: Holder[] }>("GET", "/holders").then((r) => r.holders)), [props.id]);
   const certs = useLoad(() => (props.id ? admin<{ certificates: Certificate[] }>("GET", `/certificates?holderId=${encodeURIComponent(props.id)}`) : Promise.resolve({ certificates: [] })), [props.id]);
+  const escrows = useLoad(() => (props.id ? admin<{ escrows: KmcEscrow[] }>("GET", `/holders/${encodeURIComponent(props.id)}/kmc-escrows`) : Promise.resolve({ escrows: [] })), [props.id]);
   const shown = found ?? list.data;
   return (
     <div class="page" data-page="holders">
@@ -195,6 +196,18 @@ export function HoldersPage(props: { id?: string | undefined }) {
       ) : <Busy />}
       {found && found.length === 0 ? <p role="status">{t("con.none")}</p> : null}
       {props.id && certs.data ? <><h2>{t("con.certificates")}</h2><CertTable certs={certs.data.certificates} onChanged={certs.reload} /></> : null}
+      {props.id && escrows.data && escrows.data.escrows.length > 0 ? (
+        <>
+          <h2>{t("con.escrows")}</h2>
+          <table class="data" data-table="escrows">
+            <thead><tr><th>{t("con.escrowId")}</th><th>{t("con.keyAlgorithm")}</th><th>{t("con.publicKeyHash")}</th><th>{t("con.escrowedAt")}</th></tr></thead>
+            <tbody>{escrows.data.escrows.map((e) => (
+              <tr data-escrow={e.id}><td><code>{e.id}</code></td><td>{e.algorithm.toUpperCase()}</td><td><code>{e.spkiSha256.slice(0, 16)}…</code></td><td>{dayTime(e.createdAt)}</td></tr>
+            ))}</tbody>
+          </table>
+          <p><a href={`#/recoveries?holderId=${encodeURIComponent(props.id)}`} data-action="recover-keys">{t("con.recoverKeys")}</a></p>
+        </>
+      ) : null}
     </div>
   );
 }
@@ -255,9 +268,9 @@ export function EnrolmentsPage() {
 }
 
 /** Key recovery under dual control: open a request, and approve or reject someone else's (docs/console.md). */
-export function RecoveriesPage() {
+export function RecoveriesPage(props: { query: URLSearchParams }) {
   useLang();
-  const [holderId, setHolderId] = useState("");
+  const [holderId, setHolderId] = useState(props.query.get("holderId") ?? "");
   const [profileId, setProfileId] = useState("personal");
   const [escrowIds, setEscrowIds] = useState("");
   const [reason, setReason] = useState("");
