@@ -13,3 +13,6 @@ export {
 export { reminderId } from "./reminder-repository.js";
 export { certificatePairRepository, type CertificatePair, type CertificatePairRepository } from "./certificate-pair-repository.js";
 export { kmcEscrowRepository, type KmcEscrow, type KmcEscrowRepository } from "./kmc-escrow-repository.js";
+export {
+  kmcRecoveryRepository, type KmcRecoveryPatch, type KmcRecoveryRecord, type KmcRecoveryRepository, type KmcRecoveryStatus,
+} from "./kmc-recovery-repository.js";

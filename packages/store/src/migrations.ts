@@ -479,6 +479,33 @@ export const migrations: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    version: 14,
+    name: "key management centre: key recovery under dual control",
+    statements: () => [
+      // One row per request; its status moves pending -> released | rejected, released -> delivered, each a
+      // compare-and-set. No key material: the escrows stay wrapped in kmc_escrows.
+      `CREATE TABLE kmc_recoveries (
+        id TEXT PRIMARY KEY,
+        holder_id TEXT NOT NULL REFERENCES holders (id),
+        profile_id TEXT NOT NULL,
+        escrow_ids TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        status TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        requested_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        decided_by TEXT,
+        decided_at BIGINT,
+        enrolment_id TEXT REFERENCES enrolments (id),
+        delivered_spki_sha256 TEXT,
+        delivered_at BIGINT,
+        updated_at BIGINT NOT NULL
+      )`,
+      "CREATE INDEX kmc_recoveries_status ON kmc_recoveries (status, requested_at)",
+      "CREATE UNIQUE INDEX kmc_recoveries_enrolment ON kmc_recoveries (enrolment_id) WHERE enrolment_id IS NOT NULL",
+    ],
+  },
 ];
 
 /** The newest schema version this code knows. */

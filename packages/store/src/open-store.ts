@@ -19,6 +19,7 @@ import { holderSignInRepository } from "./holder-sign-in-repository.js";
 import { signInBackoffRepository } from "./sign-in-backoff-repository.js";
 import { kmcEscrowRepository } from "./kmc-escrow-repository.js";
 import { certificatePairRepository } from "./certificate-pair-repository.js";
+import { kmcRecoveryRepository } from "./kmc-recovery-repository.js";
 import { openSqliteDatabase, sqliteFile } from "./sqlite-database.js";
 import type { Database, OpenStoreOptions, Repositories, Sql, Store } from "./types.js";
 
@@ -62,6 +63,7 @@ export function createRepositories(sql: Sql, atomic: Executor["atomic"]): Reposi
     outbox: outboxRepository(x),
     kmcEscrows: kmcEscrowRepository(x),
     certificatePairs: certificatePairRepository(x),
+    kmcRecoveries: kmcRecoveryRepository(x),
     audit: auditLog(x),
   };
 }
@@ -96,6 +98,7 @@ class LazyRepositories implements Repositories {
   get outbox() { return (this.made.outbox ??= outboxRepository(this.x)); }
   get kmcEscrows() { return (this.made.kmcEscrows ??= kmcEscrowRepository(this.x)); }
   get certificatePairs() { return (this.made.certificatePairs ??= certificatePairRepository(this.x)); }
+  get kmcRecoveries() { return (this.made.kmcRecoveries ??= kmcRecoveryRepository(this.x)); }
   get audit() { return (this.made.audit ??= auditLog(this.x)); }
 }
 

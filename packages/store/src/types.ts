@@ -1,6 +1,7 @@
 import type { CertificateProfile } from "@ukey/policy";
 import type { KmcEscrowRepository } from "./kmc-escrow-repository.js";
 import type { CertificatePairRepository } from "./certificate-pair-repository.js";
+import type { KmcRecoveryRepository } from "./kmc-recovery-repository.js";
 import type { ReminderRepository } from "./reminder-repository.js";
 import type { HolderPreferenceRepository } from "./holder-preference-repository.js";
 import type { HolderSignInRepository } from "./holder-sign-in-repository.js";
@@ -479,6 +480,8 @@ export interface Repositories {
   kmcEscrows: KmcEscrowRepository;
   /** Signing + encryption certificate pairs. */
   certificatePairs: CertificatePairRepository;
+  /** Key recovery requests under dual control. */
+  kmcRecoveries: KmcRecoveryRepository;
   audit: AuditLog;
 }
 

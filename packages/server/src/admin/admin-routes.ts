@@ -4,16 +4,17 @@ import { X509Certificate, createHash } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteShorthandOptions } from "fastify";
 import { derToPem, normaliseSerial } from "@ukey/ca";
 import { UkeyError } from "@ukey/policy";
-import type { CertificateRecord, CertificateStatus, EnrolmentRecord, HolderRecord, OperatorRole, OrderState } from "@ukey/store";
+import type { CertificateRecord, CertificateStatus, EnrolmentRecord, HolderRecord, KmcRecoveryStatus, OperatorRole, OrderState } from "@ukey/store";
 import { formatCertId } from "../cert-id.js";
 import { peerCertificate } from "../client-certificate.js";
 import { enrolmentServiceFor } from "../enrolment-service.js";
 import { hashIdNumber, maskIdNumber, normaliseIdNumber } from "../holder-identity.js";
+import { KeyRecoveryService } from "../kmc/key-recovery-service.js";
 import { operatorRevocationReasons } from "../revocation-service.js";
 import type { ServerContext } from "../server-context.js";
 import {
-  auditEntrySchema, body, certificateSchema, enrolmentSchema, enrolmentStatuses, holderSchema, listOf, operatorSchema, orderSchema,
-  orderStates, outboxSchema, page, params, problemSchema,
+  auditEntrySchema, body, certificateSchema, enrolmentSchema, enrolmentStatuses, holderSchema, kmcEscrowSchema, kmcRecoverySchema, kmcRecoveryStatuses,
+  listOf, operatorSchema, orderSchema, orderStates, outboxSchema, page, params, problemSchema,
 } from "./admin-schemas.js";
 import { operatorRoles, operatorServiceFor, roleAllows, type OperatorPrincipal } from "./operator-service.js";
 import { RenewalUnlockService } from "./renewal-unlock-service.js";
@@ -44,8 +45,9 @@ interface RouteSpec {
  * (search, revoke), enrolments (create with the code shown once, list,
  * revoke), renewal orders, the outbox, the audit log, and operator accounts.
  * Roles: auditor reads; operator also creates holders and enrolments,
- * revokes, and lifts a certificate's renewal pause; admin also manages
- * operators and lifts their sign-in pauses. Every request that passes the
+ * revokes, lifts a certificate's renewal pause and opens key recoveries,
+ * which a different person of any role approves (dual control); admin also
+ * manages operators and lifts their sign-in pauses. Every request that passes the
  * role check is audited as `operator:<id>` (changes in their own
  * transaction, reads as admin.viewed), and every refusal (sign-in, token,
  * role) as well, counted per window (ctx.refusals), never with a secret.
@@ -56,6 +58,7 @@ export async function registerAdminRoutes(app: FastifyInstance, ctx: ServerConte
   const operators = operatorServiceFor(ctx);
   const enrolments = enrolmentServiceFor(ctx);
   const renewalUnlocks = new RenewalUnlockService({ store: ctx.store, clock: ctx.clock });
+  const recoveries = new KeyRecoveryService({ store: ctx.store, clock: ctx.clock, enrolments });
   const principals = new WeakMap<FastifyRequest, OperatorPrincipal>();
   const who = (req: FastifyRequest): OperatorPrincipal => principals.get(req)!;
   const now = () => ctx.clock.now().getTime();
@@ -267,6 +270,49 @@ export async function registerAdminRoutes(app: FastifyInstance, ctx: ServerConte
   route<{ Params: { id: string } }>("POST", "/enrolments/:id/revoke", {
     role: "operator", summary: "Withdraw an open enrolment: its code stops working", params: params("id"), response: { 200: enrolmentSchema },
   }, async (req) => enrolments.revoke(req.params.id, who(req).actor));
+
+  // ---- key recovery (dual control: kmc/key-recovery-service.ts) ----
+  route<{ Params: { id: string } }>("GET", "/holders/:id/kmc-escrows", {
+    role: "auditor", summary: "A holder's escrowed encryption keys (never the keys: id, algorithm, public key hash, date)", params: params("id"),
+    response: { 200: listOf("escrows", kmcEscrowSchema) },
+  }, async (req) => {
+    await viewed(req, "kmc-escrow", "*", { holderId: req.params.id });
+    const escrows = await ctx.store.kmcEscrows.listByHolder(req.params.id);
+    return { escrows: escrows.map((e) => ({ id: e.id, holderId: e.holderId, algorithm: e.algorithm, spkiSha256: createHash("sha256").update(e.spki).digest("hex"), masterKeyId: e.masterKeyId, createdAt: e.createdAt })) };
+  });
+  route<{ Body: { holderId: string; profileId: string; escrowIds?: string[]; reason: string } }>("POST", "/kmc-recoveries", {
+    role: "operator", summary: "Open a key recovery request (all of the holder's escrowed keys, or escrowIds); a different person must approve it",
+    body: body({
+      holderId: { type: "string", minLength: 1, maxLength: 64 }, profileId: { type: "string", minLength: 1, maxLength: 64 },
+      escrowIds: { type: "array", maxItems: 100, items: { type: "string", minLength: 1, maxLength: 64 } }, reason: { type: "string", minLength: 1, maxLength: 500 },
+    }, ["holderId", "profileId", "reason"]),
+    response: { 201: kmcRecoverySchema },
+  }, async (req, reply) => reply.status(201).send(await recoveries.open(req.body, who(req))));
+  route<{ Querystring: { status?: KmcRecoveryStatus; holderId?: string; limit?: number; offset?: number } }>("GET", "/kmc-recoveries", {
+    role: "auditor", summary: "Key recovery requests, newest first, by status or holder",
+    querystring: { type: "object", additionalProperties: false, properties: { status: { type: "string", enum: kmcRecoveryStatuses }, holderId: { type: "string", maxLength: 64 }, ...page } },
+    response: { 200: listOf("recoveries", kmcRecoverySchema) },
+  }, async (req) => {
+    await viewed(req, "kmc-recovery", "*", { ...req.query });
+    return { recoveries: await recoveries.list(req.query) };
+  });
+  route<{ Params: { id: string } }>("GET", "/kmc-recoveries/:id", { role: "auditor", summary: "One key recovery request", params: params("id"), response: { 200: kmcRecoverySchema } }, async (req) => {
+    const r = await recoveries.get(req.params.id);
+    await viewed(req, "kmc-recovery", r.id);
+    return r;
+  });
+  route<{ Params: { id: string } }>("POST", "/kmc-recoveries/:id/approve", {
+    role: "auditor", summary: "Approve a pending key recovery as the second person (never its requester); the two download codes are in this answer only",
+    params: params("id"),
+    response: { 200: { type: "object", properties: { recovery: kmcRecoverySchema, referenceNumber: { type: "string" }, authorizationCode: { type: "string" } } } },
+  }, async (req, reply) => {
+    reply.header("cache-control", "no-store");
+    return recoveries.approve(req.params.id, who(req));
+  });
+  route<{ Params: { id: string }; Body: { note?: string } }>("POST", "/kmc-recoveries/:id/reject", {
+    role: "auditor", summary: "Reject a pending key recovery (anyone signed in, its requester included)", params: params("id"),
+    body: body({ note: { type: "string", maxLength: 500 } }), response: { 200: kmcRecoverySchema },
+  }, async (req) => recoveries.reject(req.params.id, who(req), req.body?.note ?? ""));
 
   // ---- renewal orders ----
   route<{ Querystring: { state?: OrderState; holderId?: string; limit?: number; offset?: number } }>("GET", "/orders", {

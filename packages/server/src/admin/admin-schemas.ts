@@ -78,6 +78,25 @@ export const enrolmentSchema = {
   },
 } as const;
 
+export const kmcRecoveryStatuses = ["pending", "released", "rejected", "delivered"] as const;
+
+export const kmcRecoverySchema = {
+  type: "object",
+  properties: {
+    id: str(64), holderId: str(64), profileId: str(64), escrowIds: { type: "array", items: str(64) }, reason: str(500),
+    status: { type: "string", enum: kmcRecoveryStatuses }, requestedBy: str(64), requestedAt: millis, expiresAt: millis,
+    decidedBy: { ...str(64), nullable: true }, decidedAt: { ...millis, nullable: true }, enrolmentId: { ...str(64), nullable: true },
+    deliveredSpkiSha256: { ...str(64), nullable: true }, deliveredAt: { ...millis, nullable: true }, updatedAt: millis,
+    expired: { type: "boolean", description: "pending and past expiresAt: it can no longer be approved" },
+  },
+} as const;
+
+export const kmcEscrowSchema = {
+  type: "object",
+  description: "An escrowed encryption key as operators see it: never the wrapped key",
+  properties: { id: str(64), holderId: str(64), algorithm: str(16), spkiSha256: str(64), masterKeyId: str(16), createdAt: millis },
+} as const;
+
 export const orderStates = ["created", "verified", "key-submitted", "issued", "installed", "completed", "failed", "cancelled", "expired"] as const;
 
 export const orderSchema = {

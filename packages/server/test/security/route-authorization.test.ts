@@ -93,6 +93,8 @@ const bodies: Record<string, unknown> = {
   "POST /api/v1/admin/holders/search": { idType: "resident-id", idNumber: "11010119900307123X" },
   "POST /api/v1/admin/certificates/{serial}/revoke": { reason: "keyCompromise" },
   "POST /api/v1/admin/enrolments": { holderId: "H1", profileId: "personal" },
+  "POST /api/v1/admin/kmc-recoveries": { holderId: "H1", profileId: "personal", reason: "lost key" },
+  "POST /api/v1/admin/kmc-recoveries/{id}/reject": { note: "no" },
   "POST /api/v1/holder/bell/read": { ids: ["x"] },
   "PUT /api/v1/holder/preferences": { sms: false, email: false },
   "PUT /api/v1/admin/holders/{id}/preferences": { sms: false, email: false },

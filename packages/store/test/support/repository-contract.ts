@@ -782,6 +782,40 @@ export function repositoryContract(engineName: string, factory: () => Promise<En
       });
     });
 
+    describe("key recoveries", () => {
+      test("a request is stored as given, moves only from the status it is in, links one enrolment, and lists by status and holder", async () => {
+        const x = holder();
+        await store.holders.insert(x);
+        const rec = {
+          id: uid("R"), holderId: x.id, profileId: "personal", escrowIds: ["esc-a", "esc-b"], reason: "钥匙丢失 lost key", status: "pending" as const,
+          requestedBy: "alice", requestedAt: T0, expiresAt: T0 + DAY, decidedBy: null, decidedAt: null, enrolmentId: null,
+          deliveredSpkiSha256: null, deliveredAt: null, updatedAt: T0,
+        };
+        await store.kmcRecoveries.insert(rec);
+        assert.deepEqual(await store.kmcRecoveries.get(rec.id), rec);
+        await assert.rejects(store.kmcRecoveries.insert(rec), rejectsWith("REQUEST_INVALID"));
+        await assert.rejects(store.kmcRecoveries.insert({ ...rec, id: uid("R"), holderId: "no-such-holder" }), rejectsWith("HOLDER_NOT_FOUND"));
+        const enr = {
+          id: uid("E"), holderId: x.id, profileId: "personal", referenceNumber: uid("REF"), codeHash: "h",
+          expiresAt: T0 + DAY, attempts: 0, maxAttempts: 5, status: "open" as const, createdAt: T0, updatedAt: T0,
+        };
+        await store.enrolments.insert(enr);
+        await assert.rejects(store.kmcRecoveries.transition(rec.id, "pending", "released", { enrolmentId: "no-such-enrolment" }, T0 + 1), rejectsWith("ENROLMENT_NOT_FOUND"));
+        assert.equal(await store.kmcRecoveries.transition(rec.id, "released", "delivered", {}, T0 + 1), false, "not in that status: nothing moves");
+        assert.equal(await store.kmcRecoveries.transition(rec.id, "pending", "released", { decidedBy: "bob", decidedAt: T0 + 2, enrolmentId: enr.id }, T0 + 2), true);
+        assert.equal(await store.kmcRecoveries.transition(rec.id, "pending", "rejected", { decidedBy: "carol", decidedAt: T0 + 3 }, T0 + 3), false, "of two decisions one wins");
+        const released = { ...rec, status: "released" as const, decidedBy: "bob", decidedAt: T0 + 2, enrolmentId: enr.id, updatedAt: T0 + 2 };
+        assert.deepEqual(await store.kmcRecoveries.getByEnrolment(enr.id), released);
+        assert.deepEqual(await store.transaction((r) => r.kmcRecoveries.lock(rec.id)), released);
+        const other = { ...rec, id: uid("R"), requestedAt: T0 + 5 };
+        await store.kmcRecoveries.insert(other);
+        await assert.rejects(store.kmcRecoveries.transition(other.id, "pending", "released", { enrolmentId: enr.id }, T0 + 6), rejectsWith("REQUEST_INVALID"));
+        assert.deepEqual((await store.kmcRecoveries.list({ holderId: x.id })).map((r) => r.id), [other.id, rec.id]);
+        assert.deepEqual((await store.kmcRecoveries.list({ holderId: x.id, status: "pending" })).map((r) => r.id), [other.id]);
+        assert.equal(await store.kmcRecoveries.get("no-such-recovery"), undefined);
+      });
+    });
+
     describe("holder preferences and sign-in codes", () => {
       test("preferences default to every channel, and are replaced", async () => {
         const x = holder();

@@ -39,6 +39,11 @@ export interface Certificate {
 }
 export interface Operator { id: string; role: string; certificatePinned: boolean; disabled: boolean; createdAt: number; updatedAt: number; signInPaused?: { clients: number; until: number } | null }
 export interface Enrolment { id: string; holderId: string; profileId: string; referenceNumber: string; expiresAt: number; attempts: number; maxAttempts: number; status: string; createdAt: number }
+export interface KmcEscrow { id: string; holderId: string; algorithm: string; spkiSha256: string; masterKeyId: string; createdAt: number }
+export interface KeyRecovery {
+  id: string; holderId: string; profileId: string; escrowIds: string[]; reason: string; status: "pending" | "released" | "rejected" | "delivered";
+  requestedBy: string; requestedAt: number; expiresAt: number; decidedBy: string | null; decidedAt: number | null; enrolmentId: string | null; expired: boolean;
+}
 export interface Order {
   id: string; certificateSerial: string | null; holderId: string; profileId: string; state: string; channel: string; newSerial: string | null; createdAt: number; updatedAt: number;
   /** Verification progress; `failure` is the catalogue code an order failed on. */

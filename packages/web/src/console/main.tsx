@@ -5,7 +5,9 @@ import { t, useLang, type MessageKey } from "../shared/i18n.js";
 import { asProblem, problemOf, type Problem } from "../shared/problem.js";
 import { LangSwitch, ProblemView, parseHash } from "../shared/ui.js";
 import { admin, adminToken, onSignedOut, setAdminToken } from "./admin-client.js";
-import { AuditPage, CertificatesPage, DashboardPage, EnrolmentsPage, HoldersPage, OperatorsPage, OrdersPage, OutboxPage, ProfilesPage } from "./pages.js";
+import {
+  AuditPage, CertificatesPage, DashboardPage, EnrolmentsPage, HoldersPage, OperatorsPage, OrdersPage, OutboxPage, ProfilesPage, RecoveriesPage,
+} from "./pages.js";
 
 function SignIn(props: { problem: Problem | null; onSignedIn: (who: { id: string; role: string }) => void }) {
   useLang();
@@ -61,7 +63,7 @@ function Console() {
   const [page = "dashboard", arg] = path;
   const nav: [string, string][] = [
     ["dashboard", t("dash.title")], ["holders", t("con.holders")], ["certificates", t("con.certificates")], ["enrolments", t("con.enrolments")],
-    ["orders", t("con.orders")], ["outbox", t("con.outbox")], ["audit", t("con.audit")], ["profiles", t("con.profiles")],
+    ["recoveries", t("con.recoveries")], ["orders", t("con.orders")], ["outbox", t("con.outbox")], ["audit", t("con.audit")], ["profiles", t("con.profiles")],
     ...(who.role === "admin" ? [["operators", t("con.operators")] as [string, string]] : []),
   ];
   let body;
@@ -70,6 +72,7 @@ function Console() {
     case "holders": body = <HoldersPage key={arg ?? ""} id={arg} />; break;
     case "certificates": body = <CertificatesPage query={parseHash(hash).query} />; break;
     case "enrolments": body = <EnrolmentsPage />; break;
+    case "recoveries": body = <RecoveriesPage query={parseHash(hash).query} />; break;
     case "orders": body = <OrdersPage />; break;
     case "outbox": body = <OutboxPage />; break;
     case "audit": body = <AuditPage />; break;

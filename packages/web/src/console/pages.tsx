@@ -5,7 +5,7 @@ import { asProblem, type Problem } from "../shared/problem.js";
 import { Busy, ProblemView } from "../shared/ui.js";
 import {
   admin, certificateStatuses, orderStates, revocationReasons,
-  type AuditEntry, type Certificate, type Enrolment, type Expiries, type Holder, type Operator, type Order, type OutboxMessage, type ProfileView,
+  type AuditEntry, type Certificate, type Enrolment, type Expiries, type Holder, type KeyRecovery, type KmcEscrow, type Operator, type Order, type OutboxMessage, type ProfileView,
 } from "./admin-client.js";
 import { ExpiryChart, Funnel } from "./charts.js";
 
@@ -180,6 +180,7 @@ export function HoldersPage(props: { id?: string | undefined }) {
   const [problem, setProblem] = useState<Problem | null>(null);
   const list = useLoad(() => (props.id ? admin<Holder>("GET", `/holders/${encodeURIComponent(props.id)}`).then((h) => [h]) : admin<{ holders: Holder[] }>("GET", "/holders").then((r) => r.holders)), [props.id]);
   const certs = useLoad(() => (props.id ? admin<{ certificates: Certificate[] }>("GET", `/certificates?holderId=${encodeURIComponent(props.id)}`) : Promise.resolve({ certificates: [] })), [props.id]);
+  const escrows = useLoad(() => (props.id ? admin<{ escrows: KmcEscrow[] }>("GET", `/holders/${encodeURIComponent(props.id)}/kmc-escrows`) : Promise.resolve({ escrows: [] })), [props.id]);
   const shown = found ?? list.data;
   return (
     <div class="page" data-page="holders">
@@ -206,6 +207,18 @@ export function HoldersPage(props: { id?: string | undefined }) {
       ) : <Busy />}
       {found && found.length === 0 ? <p role="status">{t("con.none")}</p> : null}
       {props.id && certs.data ? <><h2>{t("con.certificates")}</h2><CertTable certs={certs.data.certificates} onChanged={certs.reload} /></> : null}
+      {props.id && escrows.data && escrows.data.escrows.length > 0 ? (
+        <>
+          <h2>{t("con.escrows")}</h2>
+          <table class="data" data-table="escrows">
+            <thead><tr><th>{t("con.escrowId")}</th><th>{t("con.keyAlgorithm")}</th><th>{t("con.publicKeyHash")}</th><th>{t("con.escrowedAt")}</th></tr></thead>
+            <tbody>{escrows.data.escrows.map((e) => (
+              <tr data-escrow={e.id}><td><code>{e.id}</code></td><td>{e.algorithm.toUpperCase()}</td><td><code>{e.spkiSha256.slice(0, 16)}…</code></td><td>{dayTime(e.createdAt)}</td></tr>
+            ))}</tbody>
+          </table>
+          <p><a href={`#/recoveries?holderId=${encodeURIComponent(props.id)}`} data-action="recover-keys">{t("con.recoverKeys")}</a></p>
+        </>
+      ) : null}
     </div>
   );
 }
@@ -261,6 +274,90 @@ export function EnrolmentsPage() {
           ))}</tbody>
         </table>
       ) : <Busy />}
+    </div>
+  );
+}
+
+/** Key recovery under dual control: open a request, and approve or reject someone else's (docs/console.md). */
+export function RecoveriesPage(props: { query: URLSearchParams }) {
+  useLang();
+  const [holderId, setHolderId] = useState(props.query.get("holderId") ?? "");
+  const [profileId, setProfileId] = useState("personal");
+  const [escrowIds, setEscrowIds] = useState("");
+  const [reason, setReason] = useState("");
+  const [released, setReleased] = useState<{ recovery: KeyRecovery; referenceNumber: string; authorizationCode: string } | null>(null);
+  const [problem, setProblem] = useState<Problem | null>(null);
+  const me = useLoad(() => admin<{ id: string; role: string }>("GET", "/me"), []);
+  const list = useLoad(() => admin<{ recoveries: KeyRecovery[] }>("GET", "/kmc-recoveries"), []);
+  const profiles = useLoad(() => admin<{ profiles: ProfileView[] }>("GET", "/profiles"), []);
+  const decide = async (r: KeyRecovery, what: "approve" | "reject") => {
+    setProblem(null); setReleased(null);
+    try {
+      if (what === "approve") setReleased(await admin("POST", `/kmc-recoveries/${encodeURIComponent(r.id)}/approve`));
+      else await admin("POST", `/kmc-recoveries/${encodeURIComponent(r.id)}/reject`, {});
+    } catch (x) { setProblem(asProblem(x)); }
+    list.reload();
+  };
+  const statusOf = (r: KeyRecovery) => (r.expired ? "expired" : r.status);
+  return (
+    <div class="page" data-page="recoveries">
+      <h1>{t("con.recoveries")}</h1>
+      <p class="hint no-print">{t("con.recoveryRule")}</p>
+      {me.data?.role !== "auditor" ? (
+        <form class="filters no-print" data-form="open-recovery" onSubmit={async (e) => {
+          e.preventDefault(); setProblem(null); setReleased(null);
+          const ids = escrowIds.split(/\s+/).filter(Boolean);
+          try {
+            await admin("POST", "/kmc-recoveries", { holderId: holderId.trim(), profileId, reason, ...(ids.length ? { escrowIds: ids } : {}) });
+            setReason(""); setEscrowIds("");
+            list.reload();
+          } catch (x) { setProblem(asProblem(x)); }
+        }}>
+          <label>{t("con.holder")} <input name="holderId" required value={holderId} onInput={(e) => setHolderId(e.currentTarget.value)} /></label>
+          <label>{t("con.profile")} <select name="profileId" value={profileId} onChange={(e) => setProfileId(e.currentTarget.value)}>
+            {(profiles.data?.profiles ?? [{ id: "personal", name: { "zh-CN": "personal", en: "personal" } }]).map((p) => <option value={p.id}>{pick(p.name)} ({p.id})</option>)}
+          </select></label>
+          <label>{t("con.reason")} <input name="reason" required maxLength={500} value={reason} onInput={(e) => setReason(e.currentTarget.value)} /></label>
+          <label>{t("con.escrowIds")} <textarea name="escrowIds" rows={2} value={escrowIds} onInput={(e) => setEscrowIds(e.currentTarget.value)} /></label>
+          <button type="submit" class="primary">{t("con.openRecovery")}</button>
+        </form>
+      ) : null}
+      <Problemish problem={problem} />
+      {released ? (
+        <section class="card print-slip" data-recovery-slip={released.recovery.id}>
+          <h2>{t("con.recoverySlipTitle")}</h2>
+          <dl>
+            <dt>{t("con.holder")}</dt><dd>{released.recovery.holderId}</dd>
+            <dt>{t("con.keys")}</dt><dd>{released.recovery.escrowIds.length}</dd>
+            <dt>{t("download.reference")}</dt><dd><code data-field="reference">{released.referenceNumber}</code></dd>
+            <dt>{t("download.code")}</dt><dd><code data-field="code">{released.authorizationCode}</code></dd>
+          </dl>
+          <p class="hint">{t("con.recoverySlipHint")}</p>
+          <p class="no-print"><button type="button" onClick={() => print()}>{t("con.print")}</button> <span class="warn">{t("con.shownOnce")}</span></p>
+        </section>
+      ) : null}
+      <h2 class="no-print">{t("con.recoveryList")}</h2>
+      {list.data ? (
+        <table class="data no-print" data-table="recoveries">
+          <thead><tr><th>{t("con.holder")}</th><th>{t("con.keys")}</th><th>{t("con.reason")}</th><th>{t("con.requestedBy")}</th><th>{t("con.requestedAt")}</th><th>{t("con.expires")}</th><th>{t("con.status")}</th><th>{t("con.decidedBy")}</th><th /></tr></thead>
+          <tbody>{list.data.recoveries.map((r) => (
+            <tr data-recovery={r.id} data-status={statusOf(r)}>
+              <td><a href={`#/holders/${encodeURIComponent(r.holderId)}`}>{r.holderId}</a></td><td>{r.escrowIds.length}</td><td>{r.reason}</td>
+              <td>{r.requestedBy}</td><td>{dayTime(r.requestedAt)}</td><td>{dayTime(r.expiresAt)}</td>
+              <td>{t(`rstatus.${statusOf(r)}`)}</td><td>{r.decidedBy ?? "—"}</td>
+              <td>{r.status === "pending" && !r.expired ? (
+                <>
+                  {r.requestedBy === me.data?.id
+                    ? <span class="hint" data-note="own-request">{t("con.ownRequest")}</span>
+                    : <button type="button" class="primary" data-action="approve" onClick={() => void decide(r, "approve")}>{t("con.approve")}</button>}
+                  {" "}<button type="button" class="danger" data-action="reject" onClick={() => void decide(r, "reject")}>{t("con.reject")}</button>
+                </>
+              ) : null}</td>
+            </tr>
+          ))}</tbody>
+        </table>
+      ) : <Busy />}
+      {list.data?.recoveries.length === 0 ? <p>{t("con.none")}</p> : null}
     </div>
   );
 }

@@ -1,0 +1,115 @@
+import { createHash } from "node:crypto";
+import { UkeyError, type Clock } from "@ukey/policy";
+import { buildEnvelopedKeyBlob, keyAlgorithmOfSpki, sm2PointOfSpki } from "@ukey/ca";
+import type { KmcRecoveryRecord, Store } from "@ukey/store";
+import type { VerifiedEnrolment } from "../enrolment-service.js";
+import { escrowAad } from "./key-management-centre.js";
+import type { KmcMasterKey } from "./kmc-master-key.js";
+
+/** One recovered encryption key, only as an envelope for the holder's new signing key. */
+export interface RecoveredKey {
+  escrowId: string;
+  algorithm: "sm2";
+  /** DER SubjectPublicKeyInfo of the recovered key pair (what its old encryption certificate certifies). */
+  spki: Buffer;
+  /** The GM/T 0016 ENVELOPEDKEYBLOB (docs/envelopes.md) for the holder's new signing key. */
+  envelope: Buffer;
+  envelopeFormat: "gmt0016-enveloped-key-blob";
+}
+
+/** The keys of one released recovery, in escrow order. */
+export interface RecoveredKeys {
+  recoveryId: string;
+  keys: RecoveredKey[];
+}
+
+/**
+ * What a two-code download calls to carry recovered keys: after
+ * EnrolmentService.verify has checked the reference number and
+ * authorization code (only it makes a VerifiedEnrolment), with the SPKI of
+ * the new signing key of the download's verified CSR.
+ */
+export interface RecoveredKeySource {
+  /**
+   * The recovered keys of the approved recovery that made `enrolment`, each
+   * enveloped for `holderSigningSpki`; undefined when the enrolment carries
+   * no recovery (an ordinary download). The first call binds the recovery to
+   * that signing key (status delivered, audited kmc.recovery-delivered); a
+   * later call with the same key envelopes them again (a lost answer), with
+   * another key it is refused.
+   * @throws UkeyError KEY_ALGORITHM_UNSUPPORTED (the signing key is not SM2), KMC_RECOVERY_OTHER_KEY,
+   *   KMC_ESCROW_UNREADABLE (an escrow not under this master key), KMC_RECOVERY_NOT_PENDING (rejected meanwhile).
+   *   Nothing changes when it throws.
+   */
+  envelopesFor(enrolment: VerifiedEnrolment, holderSigningSpki: Buffer, actor: string): Promise<RecoveredKeys | undefined>;
+}
+
+/**
+ * The key management centre's side of a recovery's release: escrowed
+ * private keys unwrapped under the master key, each put in an
+ * ENVELOPEDKEYBLOB for the holder's new signing key, and zeroed. No clear
+ * key leaves this call, and none is stored or logged.
+ */
+export class RecoveredKeyDelivery implements RecoveredKeySource {
+  constructor(private readonly deps: {
+    store: Pick<Store, "transaction" | "kmcRecoveries" | "kmcEscrows">;
+    masterKey: KmcMasterKey;
+    clock: Clock;
+  }) {}
+
+  async envelopesFor(enrolment: VerifiedEnrolment, holderSigningSpki: Buffer, actor: string): Promise<RecoveredKeys | undefined> {
+    const rec = await this.deps.store.kmcRecoveries.getByEnrolment(enrolment.id);
+    if (!rec) return undefined;
+    const spkiSha256 = createHash("sha256").update(holderSigningSpki).digest("hex");
+    try {
+      this.deliverable(rec, spkiSha256);
+    } catch (e) {
+      await this.deps.store.transaction((r) => r.audit.append({
+        at: this.deps.clock.now().getTime(), actor, action: "kmc.recovery-refused", subjectType: "kmc-recovery", subjectId: rec.id,
+        data: { reason: rec.status === "delivered" ? "delivered-to-another-key" : `not-released-${rec.status}`, signingSpkiSha256: spkiSha256 },
+      }));
+      throw e;
+    }
+    let holderPoint: Buffer;
+    try {
+      if (keyAlgorithmOfSpki(holderSigningSpki) !== "sm2") throw new Error("not sm2");
+      holderPoint = sm2PointOfSpki(holderSigningSpki);
+    } catch (e) {
+      throw new UkeyError("KEY_ALGORITHM_UNSUPPORTED", { params: { algorithm: "recovered encryption keys for a signing key that is not SM2" }, cause: e });
+    }
+    // Every envelope is made before anything is recorded: a key that does not open leaves the recovery as it was.
+    const keys: RecoveredKey[] = [];
+    for (const escrowId of rec.escrowIds) {
+      const escrow = await this.deps.store.kmcEscrows.get(escrowId);
+      if (!escrow || escrow.holderId !== rec.holderId) throw new UkeyError("KMC_ESCROW_UNREADABLE", { params: { keyId: this.deps.masterKey.id }, detail: `escrow ${escrowId} is missing` });
+      const privateKey = await this.deps.masterKey.unwrap(escrow.wrappedKey, escrowAad(escrow.id, escrow.holderId, escrow.spki));
+      try {
+        const envelope = buildEnvelopedKeyBlob({ privateKey, publicKey: sm2PointOfSpki(escrow.spki) }, holderPoint);
+        keys.push({ escrowId, algorithm: "sm2", spki: escrow.spki, envelope, envelopeFormat: "gmt0016-enveloped-key-blob" });
+      } finally {
+        privateKey.fill(0);
+      }
+    }
+    const at = this.deps.clock.now().getTime();
+    await this.deps.store.transaction(async (r) => {
+      const now = await r.kmcRecoveries.lock(rec.id);
+      if (!now) throw new UkeyError("KMC_RECOVERY_NOT_FOUND", { params: { recovery: rec.id } });
+      this.deliverable(now, spkiSha256);
+      const first = now.status === "released";
+      if (first && !(await r.kmcRecoveries.transition(rec.id, "released", "delivered", { deliveredSpkiSha256: spkiSha256, deliveredAt: at }, at))) {
+        throw new UkeyError("KMC_RECOVERY_NOT_PENDING", { params: { recovery: rec.id, status: "changed" } });
+      }
+      await r.audit.append({
+        at, actor, action: "kmc.recovery-delivered", subjectType: "kmc-recovery", subjectId: rec.id,
+        data: { holderId: rec.holderId, enrolmentId: enrolment.id, escrowIds: rec.escrowIds, signingSpkiSha256: spkiSha256, again: !first },
+      });
+    });
+    return { recoveryId: rec.id, keys };
+  }
+
+  /** Released, or delivered to this very key. */
+  private deliverable(rec: KmcRecoveryRecord, spkiSha256: string): void {
+    if (rec.status === "delivered" && rec.deliveredSpkiSha256 !== spkiSha256) throw new UkeyError("KMC_RECOVERY_OTHER_KEY");
+    if (rec.status !== "released" && rec.status !== "delivered") throw new UkeyError("KMC_RECOVERY_NOT_PENDING", { params: { recovery: rec.id, status: rec.status } });
+  }
+}
