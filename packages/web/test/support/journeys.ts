@@ -99,17 +99,17 @@ export function journeyTests(engines: readonly Engine[]): void {
       await b?.close();
     });
 
-    test(`${engine}: no agent — the page says what happened and how to install and start it on each OS`, async () => {
+    test(`${engine}: no agent — the page says what happened, what to do with nothing published, and the command under advanced`, async () => {
       await page.goto(`${world.server!.url}/?agent=http://127.0.0.1:${closedPort}`);
       await page.waitFor("[data-page=agent-absent] .problem[data-code=AGENT_NOT_RUNNING]");
       assert.equal(await page.evaluate("document.documentElement.lang"), "zh-CN");
+      // This world publishes no installers (portal-downloads.test.ts has them): the page says so and offers no dead link.
+      await page.waitFor("[data-page=agent-absent] [data-downloads=none]");
       const text = await page.text("[data-page=agent-absent]");
-      assert.match(text, /怎么办/);
-      assert.equal(/ukey agent start[^\n]*/.exec(text)?.[0].trim(), `ukey agent start --server ${world.server!.url}`);
-      for (const [os, words] of [["Windows", /winget|nodejs\.org/], ["macOS", /brew install node/], ["Linux", /apt install nodejs/]] as const) {
-        await page.clickText("[data-page=agent-absent] [role=tab]", os);
-        await page.waitForText("[data-page=agent-absent] [role=tabpanel]", words);
-      }
+      assert.match(text, /还没有在本网站提供 ukey 代理的安装包[\s\S]*联系您的机构/);
+      assert.equal(await page.count("[data-page=agent-absent] a[download]"), 0, "no dead download link");
+      await page.click("[data-page=agent-absent] details.advanced summary");
+      assert.equal((await page.text("[data-page=agent-absent] [data-field=command]")).trim(), `ukey agent start --server ${world.server!.url}`);
       assert.equal(await page.value("input[inputmode=numeric]"), String(closedPort));
       await page.screenshot(shot("agent-absent"));
       await b.collectErrors();
