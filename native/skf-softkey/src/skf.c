@@ -446,6 +446,9 @@ static char **seen;
 static int seen_n = -1;
 static volatile int cancel_wait;
 
+/* Events are changes after the library was loaded: the set seen starts as the devices present then. */
+__attribute__((constructor)) static void init_seen(void) { seen_n = list_devices(&seen); }
+
 static int in_list(char **names, int n, const char *name) {
   for (int i = 0; i < n; i++)
     if (strcmp(names[i], name) == 0) return 1;
@@ -1200,7 +1203,6 @@ typedef struct {
 /* 6.4.11: the encryption key pair, its private key SM4-ECB encrypted under a session key that is SM2-encrypted to
  * the container's signing key (docs/envelopes.md). */
 static ULONG import_ecc(void *p, int dry, uint32_t *timeout_ms) {
-  static const unsigned char zero[32];
   import_ecc_args *a = p;
   const ENVELOPEDKEYBLOB *env = a->env;
   const ECCCIPHERBLOB *cb = &env->ECCCipherBlob;
@@ -1226,7 +1228,6 @@ static ULONG import_ecc(void *p, int dry, uint32_t *timeout_ms) {
     OPENSSL_cleanse(k, sizeof k);
     OPENSSL_cleanse(d, sizeof d);
   }
-  (void)zero;
   op_close(&o);
   return r;
 }

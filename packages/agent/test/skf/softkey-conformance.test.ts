@@ -260,3 +260,18 @@ test("unplugged, the key is gone (SAR_DEVICE_REMOVED) and comes back with its ke
   const status = await done;
   assert.deepEqual(sarOf({ status, stdout, stderr: "" }), { code: SAR.DEVICE_REMOVED, step: "sign" });
 });
+
+test("SKF_WaitForDevEvent reports a key plugged in (1) and pulled out (2); SKF_CancelWaitForDevEvent ends a wait", async () => {
+  const child = spawn(keys.build.conformance, ["wait-event", "2"], { env: keys.env });
+  let stdout = "";
+  child.stdout.on("data", (b: Buffer) => { stdout += b.toString(); });
+  const done = new Promise<number>((res) => child.on("close", (code) => res(code ?? -1)));
+  for (let i = 0; i < 300 && !stdout.includes("# waiting"); i++) await new Promise((r) => setTimeout(r, 5));
+  keys.create("hotplug");
+  for (let i = 0; i < 300 && !stdout.includes("event 1"); i++) await new Promise((r) => setTimeout(r, 5));
+  keys.unplug("hotplug");
+  assert.equal(await done, 0, stdout);
+  assert.deepEqual(stdout.split("\n").filter((l) => l.startsWith("event ")), ["event 1 hotplug", "event 2 hotplug"]);
+  const cancelled = conformance(["cancel-wait"]);
+  assert.deepEqual(sarOf(cancelled), { code: 0x0a000022, step: "wait" }, "SAR_NOT_EVENTERR");
+});
