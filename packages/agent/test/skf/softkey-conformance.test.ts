@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as asn1js from "asn1js";
+import { buildEnvelopedKeyBlob, sm2GenerateKeyPair } from "@ukey/ca";
 import { ensureSoftkey, SoftkeyDir } from "./support/softkey.js";
 
 // Issue 15: skf-softkey, the software SKF (GM/T 0016) key the agent's SKF
@@ -175,6 +176,18 @@ test("SKF_ImportECCKeyPair takes an envelope built by the OpenSSL CLI; the impor
   assert.deepEqual(sarOf(dec), { code: SAR.OK, step: "decrypt" }, dec.stdout);
   assert.equal(Buffer.from(field(dec, "plain"), "hex").toString("utf8"), "以 SM2 加密的测试数据");
   assert.equal(keys.show("pair").applications[0]!.containers[0]!.encPublicKey, enc.pub.toString("hex"));
+});
+
+test("the envelope the server sends (packages/ca buildEnvelopedKeyBlob) imports, its public key exported as built", () => {
+  keys.create("server-env");
+  const s = signOnKey("server-env", "pair", "make the signing key");
+  assert.equal(s.run.status, 0, s.run.stdout);
+  const enc = sm2GenerateKeyPair();
+  const blobPath = join(work, "server-envelope.bin");
+  writeFileSync(blobPath, buildEnvelopedKeyBlob(enc, Buffer.from(field(s.run, "pub"), "hex")));
+  const imp = conformance(["import", "server-env", "DEFAULT_APP", USER_PIN, "pair", blobPath]);
+  assert.deepEqual(sarOf(imp), { code: SAR.OK, step: "import" }, imp.stdout);
+  assert.equal(field(imp, "encpub"), enc.publicKey.toString("hex"));
 });
 
 test("an envelope for another key, or whose public key is not its private key's, is refused (SAR_INDATAERR) and nothing is imported", () => {
