@@ -20,7 +20,7 @@ static const char *usage =
     "  create NAME [--label L] [--serial S] [--manufacturer M] [--issuer I] [--hw-version 3.0] [--fw-version 1.0]\n"
     "              [--app APP | --no-app] [--user-pin P] [--admin-pin P] [--user-retries N] [--admin-retries N]\n"
     "              [--storage OCTETS] [--max-containers N] [--button-timeout-ms N] [--dev-auth-key HEX32]\n"
-    "              [--dev-auth-retries N]\n"
+    "              [--dev-auth-retries N] [--envelope-layout right|left]\n"
     "  show NAME          the device as JSON (apps, PIN counters, containers and what they hold, space)\n"
     "  remove NAME        deletes the device and its state\n"
     "  unplug NAME        hides the device, state kept (SKF_EnumDev no longer lists it)\n"
@@ -121,6 +121,9 @@ static int cmd_create(const char *name, int argc, char **argv) {
     } else if (strcmp(opt, "--dev-auth-retries") == 0) {
       if (parse_u32(v, &dev.devauth_max) || dev.devauth_max < 1) return fail("bad retries", v);
       dev.devauth_remain = dev.devauth_max;
+    } else if (strcmp(opt, "--envelope-layout") == 0) {
+      if (strcmp(v, "left") && strcmp(v, "right")) return fail("envelope layout is left or right", v);
+      dev.envelope_left = strcmp(v, "left") == 0;
     } else if (strcmp(opt, "--dev-auth-key") == 0) {
       if (strlen(v) != 32) return fail("device authentication key: 32 hex digits", v);
       for (int k = 0; k < 16; k++) {
@@ -194,9 +197,9 @@ static int cmd_show(const char *name) {
   printf(",\"manufacturer\":");
   json_str(dev.manufacturer);
   printf(",\"hwVersion\":\"%u.%u\",\"fwVersion\":\"%u.%u\",\"totalSpace\":%u,\"usedSpace\":%u,\"devAuthRemain\":%u,"
-         "\"applications\":[",
+         "\"envelopeLayout\":\"%s\",\"applications\":[",
          dev.hw_major, dev.hw_minor, dev.fw_major, dev.fw_minor, dev.total_space, ss_used_space(&dev),
-         dev.devauth_remain);
+         dev.devauth_remain, dev.envelope_left ? "left" : "right");
   for (ss_app *a = dev.apps; a; a = a->next) {
     printf("%s{\"name\":", a == dev.apps ? "" : ",");
     json_str(a->name);

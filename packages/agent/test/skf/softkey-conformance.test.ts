@@ -190,6 +190,25 @@ test("the envelope the server sends (packages/ca buildEnvelopedKeyBlob) imports,
   assert.equal(field(imp, "encpub"), enc.publicKey.toString("hex"));
 });
 
+test("a key made to read the encrypted private key from the first 32 octets (as some vendors' libraries do) refuses the standard layout and takes the left-aligned one", () => {
+  keys.create("left", { envelopeLayout: "left" });
+  assert.equal(keys.show("left").envelopeLayout, "left");
+  const s = signOnKey("left", "pair", "make the signing key");
+  assert.equal(s.run.status, 0, s.run.stdout);
+  const enc = sm2GenerateKeyPair();
+  const standard = buildEnvelopedKeyBlob(enc, Buffer.from(field(s.run, "pub"), "hex"));
+  const left = Buffer.from(standard);
+  standard.copy(left, 12, 44, 76);
+  left.fill(0, 44, 76);
+  const paths = { standard: join(work, "left-standard.bin"), left: join(work, "left-left.bin") };
+  writeFileSync(paths.standard, standard);
+  writeFileSync(paths.left, left);
+  assert.deepEqual(sarOf(conformance(["import", "left", "DEFAULT_APP", USER_PIN, "pair", paths.standard])), { code: SAR.INDATAERR, step: "import" });
+  const imp = conformance(["import", "left", "DEFAULT_APP", USER_PIN, "pair", paths.left]);
+  assert.deepEqual(sarOf(imp), { code: SAR.OK, step: "import" }, imp.stdout);
+  assert.equal(field(imp, "encpub"), enc.publicKey.toString("hex"));
+});
+
 test("an envelope for another key, or whose public key is not its private key's, is refused (SAR_INDATAERR) and nothing is imported", () => {
   keys.create("wrong");
   const s = signOnKey("wrong", "c", "make the signing key");

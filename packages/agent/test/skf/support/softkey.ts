@@ -54,6 +54,8 @@ export interface SoftkeyDeviceOptions {
   buttonTimeoutMs?: number;
   /** 32 hex digits (default the ASCII of 1234567812345678). */
   devAuthKey?: string;
+  /** Where SKF_ImportECCKeyPair reads the encrypted private key: right (the standard's, default) or left (some vendors'). */
+  envelopeLayout?: "right" | "left";
 }
 
 /** A directory of software keys ($SKF_SOFTKEY_DIR) and the admin tool bound to it. */
@@ -84,7 +86,7 @@ export class SoftkeyDir {
     if (o.app === null) args.push("--no-app"); else opt("--app", o.app);
     opt("--user-pin", o.userPin); opt("--admin-pin", o.adminPin); opt("--user-retries", o.userRetries); opt("--admin-retries", o.adminRetries);
     opt("--storage", o.storage); opt("--max-containers", o.maxContainers); opt("--button-timeout-ms", o.buttonTimeoutMs);
-    opt("--dev-auth-key", o.devAuthKey);
+    opt("--dev-auth-key", o.devAuthKey); opt("--envelope-layout", o.envelopeLayout);
     this.admin(args);
   }
 
@@ -113,6 +115,7 @@ export interface SoftkeyContents {
   totalSpace: number;
   usedSpace: number;
   devAuthRemain: number;
+  envelopeLayout: "right" | "left";
   applications: {
     name: string;
     userRetries: { max: number; remain: number; default: boolean };
