@@ -307,3 +307,20 @@ test("SKF_WaitForDevEvent reports a key plugged in (1) and pulled out (2); SKF_C
   const cancelled = conformance(["cancel-wait"]);
   assert.deepEqual(sarOf(cancelled), { code: 0x0a000022, step: "wait" }, "SAR_NOT_EVENTERR");
 });
+
+test("fixtures: skf-softkey-admin gen-key and put-cert leave a key as an earlier session would; the library signs with that key", () => {
+  keys.create("seeded");
+  const pub = keys.genKey("seeded", "DEFAULT_APP", "old");
+  assert.equal(pub.length, 65);
+  const certPem = join(work, "seeded.pem");
+  const certDer = join(work, "seeded.der");
+  assert.equal(openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", join(work, "seeded.key"),
+    "-out", certPem, "-days", "1", "-subj", "/CN=seeded"]).status, 0);
+  assert.equal(openssl(["x509", "-in", certPem, "-outform", "DER", "-out", certDer]).status, 0);
+  keys.putCert("seeded", "DEFAULT_APP", "old", "sign", certDer);
+  const c = keys.show("seeded").applications[0]!.containers[0]!;
+  assert.deepEqual([c.name, c.type, c.signPublicKey, c.signCertificate], ["old", "ECC", pub.toString("hex"), readFileSync(certDer).toString("hex")]);
+  const s = signOnKey("seeded", "old", "signed with the seeded key");
+  assert.equal(field(s.run, "pub"), pub.toString("hex"));
+  assert.equal(opensslVerifies(s.dir, s.msg).status, 0);
+});

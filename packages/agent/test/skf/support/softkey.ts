@@ -101,6 +101,14 @@ export class SoftkeyDir {
   unplug(name: string): void { this.admin(["unplug", name]); }
   plug(name: string): void { this.admin(["plug", name]); }
   remove(name: string): void { this.admin(["remove", name]); }
+  /** Test fixture: an SM2 signing key in the container (made if missing), as an earlier session left it; returns 04||x||y. */
+  genKey(name: string, app: string, container: string): Buffer {
+    return Buffer.from(this.admin(["gen-key", name, app, container]).trim(), "hex");
+  }
+  /** Test fixture: stores a DER certificate (in a file) in the container. */
+  putCert(name: string, app: string, container: string, which: "sign" | "enc", derFile: string): void {
+    this.admin(["put-cert", name, app, container, which, derFile]);
+  }
   cleanup(): void { rmSync(this.dir, { recursive: true, force: true }); }
 }
 
