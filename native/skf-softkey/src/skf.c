@@ -1204,7 +1204,7 @@ static const unsigned char zero32[32];
 
 /* 6.4.11: the encryption key pair, its private key SM4-ECB encrypted under a session key that is SM2-encrypted to
  * the container's signing key (docs/envelopes.md). */
-static ULONG import_ecc(void *p, int dry, uint32_t *timeout_ms) {
+__attribute__((unused)) static ULONG import_ecc(void *p, int dry, uint32_t *timeout_ms) {
   import_ecc_args *a = p;
   const ENVELOPEDKEYBLOB *env = a->env;
   const ECCCIPHERBLOB *cb = &env->ECCCipherBlob;
@@ -1236,6 +1236,8 @@ static ULONG import_ecc(void *p, int dry, uint32_t *timeout_ms) {
   op_close(&o);
   return r;
 }
+/* Built without it (-DSKF_SOFTKEY_WITHOUT_ECC_IMPORT): a library that lacks a function the agent needs. */
+#ifndef SKF_SOFTKEY_WITHOUT_ECC_IMPORT
 ULONG DEVAPI SKF_ImportECCKeyPair(HCONTAINER hContainer, ENVELOPEDKEYBLOB *pEnvelopedKeyBlob) {
   static const unsigned char zero[32];
   import_ecc_args a = {hContainer, pEnvelopedKeyBlob};
@@ -1257,6 +1259,7 @@ ULONG DEVAPI SKF_ImportECCKeyPair(HCONTAINER hContainer, ENVELOPEDKEYBLOB *pEnve
   pthread_mutex_unlock(&mu);
   return r;
 }
+#endif
 
 /* Decryption with the container's encryption key (a vendor extension GmSSL and most vendors' libraries carry). */
 static ULONG ecc_decrypt(HCONTAINER h, ECCCIPHERBLOB *cb, BYTE *out, ULONG *len) {

@@ -324,3 +324,18 @@ test("fixtures: skf-softkey-admin gen-key and put-cert leave a key as an earlier
   assert.equal(field(s.run, "pub"), pub.toString("hex"));
   assert.equal(opensslVerifies(s.dir, s.msg).status, 0);
 });
+
+test("exports the 42 SKF functions docs/skf-softkey.md lists; the -noimport build lacks SKF_ImportECCKeyPair alone", () => {
+  const exported = (lib: string) => {
+    const r = spawnSync("nm", ["-D", "--defined-only", lib], { encoding: "utf8" });
+    if (r.error) throw new Error(`nm cannot run (binutils comes with gcc): ${r.error.message}`);
+    return r.stdout.split("\n").map((l) => l.split(" ")[2]).filter((n): n is string => !!n).sort();
+  };
+  const doc = readFileSync(join(import.meta.dirname, "../../../../docs/skf-softkey.md"), "utf8");
+  const table = doc.slice(doc.indexOf("| group | functions |")).split("\n\n")[0]!;
+  const documented = [...new Set([...table.matchAll(/`(SKF_\w+)`/g)].map((m) => m[1]!))].sort();
+  const all = exported(keys.build.library);
+  assert.equal(all.length, 42);
+  assert.deepEqual(all, documented);
+  assert.deepEqual(exported(keys.build.libraryWithoutImport), all.filter((n) => n !== "SKF_ImportECCKeyPair"));
+});

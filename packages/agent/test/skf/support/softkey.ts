@@ -13,6 +13,8 @@ const script = resolve(dirname(fileURLToPath(import.meta.url)), "../../../../../
 export interface SoftkeyBuild {
   /** libskf-softkey.so: what the agent loads in place of a vendor's SKF library. */
   library: string;
+  /** libskf-softkey-noimport.so: the same without SKF_ImportECCKeyPair, a vendor library that lacks a function. */
+  libraryWithoutImport: string;
   /** skf-softkey-admin: makes, shows, unplugs and removes keys, and works their button. */
   admin: string;
   /** skf-softkey-conformance: the library's own GM/T 0016 checks. */
@@ -30,7 +32,7 @@ export function ensureSoftkey(): SoftkeyBuild {
   }
   const library = r.stdout.trim();
   const dir = dirname(library);
-  built = { library, admin: join(dir, "skf-softkey-admin"), conformance: join(dir, "skf-softkey-conformance") };
+  built = { library, libraryWithoutImport: join(dir, "libskf-softkey-noimport.so"), admin: join(dir, "skf-softkey-admin"), conformance: join(dir, "skf-softkey-conformance") };
   return built;
 }
 
