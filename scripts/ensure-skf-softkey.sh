@@ -53,6 +53,7 @@ cflags=(-std=c11 -O2 -g -Wall -Wextra -Werror -I"$src/include")
   -L"$tmp" -lskf-softkey -Wl,-rpath,'$ORIGIN' -lcrypto -lpthread >&2
 # Another run may have finished the same build meanwhile: keep whichever landed first.
 if ! mv -T "$tmp" "$out" 2>/dev/null; then
+  rm -rf "$tmp"
   [ -f "$out/libskf-softkey.so" ] || { echo "ensure-skf-softkey: cannot install into $out" >&2; exit 1; }
 fi
 trap - EXIT
