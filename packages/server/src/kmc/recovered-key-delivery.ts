@@ -1,8 +1,7 @@
 import { createHash } from "node:crypto";
 import { UkeyError, type Clock } from "@ukey/policy";
 import { buildEnvelopedKeyBlob, keyAlgorithmOfSpki, sm2PointOfSpki } from "@ukey/ca";
-import type { KmcRecoveryRecord, Store } from "@ukey/store";
-import type { VerifiedEnrolment } from "../enrolment-service.js";
+import type { EnrolmentRecord, KmcRecoveryRecord, Store } from "@ukey/store";
 import { escrowAad } from "./key-management-centre.js";
 import type { KmcMasterKey } from "./kmc-master-key.js";
 
@@ -24,10 +23,11 @@ export interface RecoveredKeys {
 }
 
 /**
- * What a two-code download calls to carry recovered keys: after
- * EnrolmentService.verify has checked the reference number and
- * authorization code (only it makes a VerifiedEnrolment), with the SPKI of
- * the new signing key of the download's verified CSR.
+ * What a two-code download calls to carry recovered keys: only after the
+ * reference number and authorization code were checked (a VerifiedEnrolment
+ * from EnrolmentService.verify, or the used enrolment of a lost answer whose
+ * right codes verify answered with CODE_ALREADY_USED), with the SPKI of the
+ * new signing key of the download's verified CSR.
  */
 export interface RecoveredKeySource {
   /**
@@ -41,7 +41,7 @@ export interface RecoveredKeySource {
    *   KMC_ESCROW_UNREADABLE (an escrow not under this master key), KMC_RECOVERY_NOT_PENDING (rejected meanwhile).
    *   Nothing changes when it throws.
    */
-  envelopesFor(enrolment: VerifiedEnrolment, holderSigningSpki: Buffer, actor: string): Promise<RecoveredKeys | undefined>;
+  envelopesFor(enrolment: Pick<EnrolmentRecord, "id">, holderSigningSpki: Buffer, actor: string): Promise<RecoveredKeys | undefined>;
 }
 
 /**
@@ -57,7 +57,7 @@ export class RecoveredKeyDelivery implements RecoveredKeySource {
     clock: Clock;
   }) {}
 
-  async envelopesFor(enrolment: VerifiedEnrolment, holderSigningSpki: Buffer, actor: string): Promise<RecoveredKeys | undefined> {
+  async envelopesFor(enrolment: Pick<EnrolmentRecord, "id">, holderSigningSpki: Buffer, actor: string): Promise<RecoveredKeys | undefined> {
     const rec = await this.deps.store.kmcRecoveries.getByEnrolment(enrolment.id);
     if (!rec) return undefined;
     const spkiSha256 = createHash("sha256").update(holderSigningSpki).digest("hex");

@@ -36,10 +36,23 @@ const orderAnswer = {
     properties: { newCertificate: { ...issuedCertificate, properties: { ...issuedCertificate.properties, chainPem: { type: "string" } } }, ...pairProperties },
   },
 } as const;
+const recoveredKeys = {
+  type: "array", description: "Only for the codes of a key recovery approved by two people: the holder's escrowed old encryption keys, each enveloped like `envelope` for the CSR's key, so that data encrypted to the old encryption certificates stays readable (docs/envelopes.md)",
+  items: {
+    type: "object", additionalProperties: false,
+    properties: {
+      escrowId: { type: "string" },
+      spki: { type: "string", format: "byte", description: "the recovered key pair's public key (DER SubjectPublicKeyInfo, base64)" },
+      envelope: pairProperties.envelope,
+      certificate: { ...issuedCertificate, description: "The old encryption certificate that certifies this key, when the server issued it" },
+    },
+    required: ["escrowId", "spki", "envelope"],
+  },
+} as const;
 const downloadAnswer = {
   201: {
-    type: "object", additionalProperties: true, description: "The certificate, with its chain; for a pair profile also the encryption certificate and its envelope",
-    properties: { ...issuedCertificate.properties, subject: { type: "string" }, chainPem: { type: "string" }, ...pairProperties },
+    type: "object", additionalProperties: true, description: "The certificate, with its chain; for a pair profile also the encryption certificate and its envelope; for a key recovery's codes also the recovered keys",
+    properties: { ...issuedCertificate.properties, subject: { type: "string" }, chainPem: { type: "string" }, ...pairProperties, recoveredKeys },
   },
 } as const;
 
