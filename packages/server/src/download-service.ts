@@ -8,6 +8,7 @@ import { subjectFor, type IssuanceService } from "./issuance-service.js";
 import { checkRequestedSubject, prepareEncryptionKey } from "./renewal/renewal-order-service.js";
 import type { KeyManagementCentre } from "./kmc/key-management-centre.js";
 import type { RecoveredKeys, RecoveredKeySource } from "./kmc/recovered-key-delivery.js";
+import { envelopeFormatFor, type EnvelopeFormat } from "./kmc/key-envelope.js";
 import { isPairProfile, type Clock } from "@ukey/policy";
 
 /** What a holder's agent receives after a download with two codes. */
@@ -21,7 +22,7 @@ export interface DownloadResult {
   chainPem: string;
   /** A pair profile's encryption certificate and its private key's envelope for the CSR's key (as OrderView's). */
   encryptionCertificate?: { serial: string; certId: string; notBefore: string; notAfter: string; pem: string };
-  envelope?: { format: "gmt0016-enveloped-key-blob"; value: string };
+  envelope?: { format: EnvelopeFormat; value: string };
   /**
    * A download that a dual-control key recovery made (kmc/key-recovery-service.ts): the holder's escrowed
    * old encryption keys, each enveloped for the CSR's key like `envelope`, with the old encryption
@@ -35,7 +36,7 @@ export interface RecoveredKeyView {
   escrowId: string;
   /** DER SubjectPublicKeyInfo of the recovered key pair, base64. */
   spki: string;
-  envelope: { format: "gmt0016-enveloped-key-blob"; value: string };
+  envelope: { format: EnvelopeFormat; value: string };
   certificate?: NonNullable<DownloadResult["encryptionCertificate"]>;
 }
 
@@ -186,7 +187,7 @@ export class DownloadService {
     if (pair && enc?.der) {
       if (!this.deps.kmc) throw new UkeyError("KMC_REQUIRED", { params: { profiles: e.profileId } });
       out.encryptionCertificate = this.certView(enc);
-      out.envelope = { format: "gmt0016-enveloped-key-blob", value: (await this.deps.kmc.envelopeAgain({ escrowId: pair.escrowId, holderId: e.holderId, holderSigningSpki: spki, actor })).toString("base64") };
+      out.envelope = { format: envelopeFormatFor(spki), value: (await this.deps.kmc.envelopeAgain({ escrowId: pair.escrowId, holderId: e.holderId, holderSigningSpki: spki, actor })).toString("base64") };
     }
     if (recovered) out.recoveredKeys = await this.recoveredView(recovered);
     return out;

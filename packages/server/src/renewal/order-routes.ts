@@ -24,7 +24,7 @@ const pairProperties = {
   envelope: {
     type: "object", additionalProperties: false, description: "A pair profile's encryption private key, enveloped for the new signing key of the CSR: only that key opens it (docs/envelopes.md)",
     properties: {
-      format: { type: "string", enum: ["gmt0016-enveloped-key-blob"], description: "GM/T 0016 ENVELOPEDKEYBLOB (388 octets, what SKF_ImportECCKeyPair takes)" },
+      format: { type: "string", enum: ["gmt0016-enveloped-key-blob", "cms-enveloped-data"], description: "for an SM2 signing key: GM/T 0016 ENVELOPEDKEYBLOB (388 octets, what SKF_ImportECCKeyPair takes); for an RSA one: CMS EnvelopedData (RFC 5652, DER) of the PKCS#8 private key, RSAES-OAEP to the signing key, AES-256-CBC" },
       value: { type: "string", format: "byte", description: "base64" },
     },
     required: ["format", "value"],
