@@ -8,6 +8,7 @@ import { KeyRecoveryService } from "../src/kmc/key-recovery-service.js";
 import { createKmcMasterKeyFile } from "../src/kmc/kmc-master-key.js";
 import { openServerContext, type ServerContext } from "../src/server-context.js";
 import { initialisedDataDir, keyArgs, openssl, opensslCsr, tempDir, type TempDir } from "./support/fixtures.js";
+import { OrderApi } from "./support/order-api.js";
 
 // Issue 13, RSA pairs: the encryption key reaches the holder's key as a CMS EnvelopedData (RFC 5652) under the
 // new RSA signing key (RSAES-OAEP, AES-256-CBC) over its PKCS#8. A software client stands in for the agent;
@@ -18,7 +19,7 @@ let dataDir: string;
 let ctx: ServerContext;
 let app: FastifyInstance;
 
-interface Cert { serial: string; pem: string }
+interface Cert { serial: string; certId: string; notAfter: string; pem: string }
 interface Answer extends Cert {
   encryptionCertificate: Cert;
   envelope: { format: string; value: string };
@@ -27,7 +28,9 @@ interface Answer extends Cert {
 
 function verify(name: string, pem: string): string {
   const f = t.write(`${name}.cer.pem`, pem);
-  const v = openssl(["verify", "-x509_strict", "-partial_chain", "-CAfile", `${dataDir}/ca/issuing.cer.pem`, f]);
+  // At the test's clock, which the renewal moves years ahead.
+  const at = String(Math.floor(Math.max(clock.now().getTime(), Date.now()) / 1000) + 1);
+  const v = openssl(["verify", "-x509_strict", "-partial_chain", "-attime", at, "-CAfile", `${dataDir}/ca/issuing.cer.pem`, f]);
   assert.equal(v.status, 0, `${name}: ${v.out}`);
   return f;
 }
@@ -52,7 +55,7 @@ before(async () => {
   ({ dataDir, env } = initialisedDataDir(t));
   const cfg = JSON.parse(readFileSync(`${dataDir}/config.json`, "utf8")) as { profiles: unknown[]; kmc?: unknown };
   cfg.profiles.push({
-    id: "rsa-pair", keyAlgorithms: ["rsa2048"], extKeyUsage: ["clientAuth"], renewal: { windows: { est: null } },
+    id: "rsa-pair", keyAlgorithms: ["rsa2048"], extKeyUsage: ["clientAuth"], renewal: { windows: { est: null } }, verification: { idNumber: false, oneTimeCode: null },
     certificates: { signing: { keyUsage: ["digitalSignature", "nonRepudiation"] }, encryption: { keyUsage: ["keyEncipherment", "dataEncipherment"] } },
   });
   cfg.kmc = { masterKey: { type: "file" } };
@@ -69,7 +72,7 @@ after(async () => {
   t?.cleanup();
 });
 
-test("an RSA pair by two codes: keyEncipherment + dataEncipherment, the key in a CMS envelope that openssl cms opens with the signing key alone; recovered the same way", async () => {
+test("an RSA pair by two codes and by renewal: keyEncipherment + dataEncipherment, the key in a CMS envelope that openssl cms opens with the signing key alone; recovered the same way", async () => {
   const download = (ref: { referenceNumber: string; authorizationCode: string }, csr: string) =>
     app.inject({ method: "POST", url: "/api/v1/downloads", payload: { referenceNumber: ref.referenceNumber, authorizationCode: ref.authorizationCode, csr: readFileSync(csr, "utf8") } });
   const e = await ctx.enrolments.create({ holderId: "R1", profileId: "rsa-pair", actor: "operator:test" });
@@ -109,6 +112,21 @@ test("an RSA pair by two codes: keyEncipherment + dataEncipherment, the key in a
   assert.equal(again.encryptionCertificate.serial, got.encryptionCertificate.serial);
   assert.equal(pub(["pkey", "-in", openCms("again", again.envelope, sig, k.key), "-pubout"]), encPub);
 
+  // Renewed through the order API onto a new RSA key: a new pair in the same envelope form, both old ones superseded.
+  clock.set(new Date(Date.parse(got.notAfter) - 30 * 86_400_000));
+  const api = OrderApi.of(app);
+  const { id, proved } = await api.startAndProve(got.certId, k.key);
+  assert.equal(proved.status, 200, JSON.stringify(proved.body));
+  const rk = opensslCsr(t, "renewed", keyArgs.rsa2048, "/");
+  const issued = await api.call<{ newCertificate: Cert; encryptionCertificate: Cert; envelope: Answer["envelope"] }>("POST", `/api/v1/orders/${id}/csr`, { csr: readFileSync(rk.csr, "utf8") });
+  assert.equal(issued.status, 200, JSON.stringify(issued.body));
+  const renewedSig = verify("renewed-sig", issued.body.newCertificate.pem);
+  const renewedEncPub = pub(["x509", "-in", verify("renewed-enc", issued.body.encryptionCertificate.pem), "-noout", "-pubkey"]);
+  assert.equal(pub(["pkey", "-in", openCms("renewed", issued.body.envelope, renewedSig, rk.key), "-pubout"]), renewedEncPub);
+  assert.equal((await api.call("POST", `/api/v1/orders/${id}/installed`)).body.state, "installed");
+  assert.equal((await api.call("POST", `/api/v1/orders/${id}/complete`)).body.state, "completed");
+  for (const serial of [got.serial, got.encryptionCertificate.serial]) assert.equal((await ctx.store.certificates.get(serial))?.status, "superseded", serial);
+
   // Recovered onto a new RSA key (two people), in the same envelope form.
   const recoveries = new KeyRecoveryService({ store: ctx.store, clock, enrolments: ctx.enrolments });
   const rec = await recoveries.open({ holderId: "R1", profileId: "rsa-pair", reason: "UKey 丢失" }, { id: "olga", role: "operator", actor: "operator:olga" });
@@ -118,9 +136,9 @@ test("an RSA pair by two codes: keyEncipherment + dataEncipherment, the key in a
   assert.equal(third.statusCode, 201, third.body);
   const body = third.json<Answer>();
   const newSig = verify("new-sig", body.pem);
-  assert.equal(body.recoveredKeys?.length, 1);
-  assert.equal(body.recoveredKeys![0]!.certificate?.serial, got.encryptionCertificate.serial);
-  assert.equal(pub(["pkey", "-in", openCms("recovered", body.recoveredKeys![0]!.envelope, newSig, n.key), "-pubout"]), encPub, "the old encryption key, recovered");
+  assert.deepEqual(body.recoveredKeys?.map((x) => x.certificate?.serial), [got.encryptionCertificate.serial, issued.body.encryptionCertificate.serial]);
+  assert.equal(pub(["pkey", "-in", openCms("recovered", body.recoveredKeys![0]!.envelope, newSig, n.key), "-pubout"]), encPub, "the first encryption key, recovered");
+  assert.equal(pub(["pkey", "-in", openCms("recovered2", body.recoveredKeys![1]!.envelope, newSig, n.key), "-pubout"]), renewedEncPub, "the renewed one too");
   assert.equal(pub(["pkey", "-in", openCms("new-enc", body.envelope, newSig, n.key), "-pubout"]), pub(["x509", "-in", verify("new-enc", body.encryptionCertificate.pem), "-noout", "-pubkey"]));
   assert.equal((await ctx.store.audit.verify()).ok, true);
 });
