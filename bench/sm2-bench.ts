@@ -10,11 +10,13 @@
 //  - the KMC's key pair generation, and SM2 pair issuance as the RA does it
 //    (verify CSR, KMC key pair + envelope + wrap, escrow in the intents'
 //    transaction, two signatures, both certificates and the pair record in
-//    one commit) with its ratio to the pair bound.
+//    one commit) with its ratio to the pair bound;
+//  - the KMC's RSA-2048 encryption key (an RSA pair's): key pair generation,
+//    and key pair + CMS EnvelopedData for an RSA-2048 signing key.
 // Single run: node --import tsx bench/sm2-bench.ts (UKEY_BENCH_SECONDS, UKEY_BENCH_CONCURRENCY).
 import "reflect-metadata";
 import { execFileSync } from "node:child_process";
-import { createPublicKey, verify as cryptoVerify } from "node:crypto";
+import { createPublicKey, generateKeyPairSync, verify as cryptoVerify } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,6 +24,7 @@ import { buildEnvelopedKeyBlob, sm2GenerateKeyPair, sm2PointOfSpki, sm2Verify, v
 import type { ServerContext } from "@ukey/server";
 import { systemClock } from "@ukey/policy";
 import { createKmcMasterKeyFile } from "../packages/server/src/kmc/kmc-master-key.js";
+import { envelopeKey, generateEncryptionKey } from "../packages/server/src/kmc/key-envelope.js";
 import { LocalKmc } from "../packages/server/src/kmc/key-management-centre.js";
 import { benchPairProfile, benchProfile, openBenchContext } from "./renewal-bench.js";
 
@@ -76,7 +79,8 @@ try {
   };
   // The KMC's share of a pair: a key pair, and the envelope for the holder's key; then the whole KMC call
   // (key pair, envelope, wrap, escrow row and audit entry committed).
-  const kmcTotals = { keygen: zero(), envelope: zero(), issue: zero(), pair: zero() };
+  const kmcTotals = { keygen: zero(), envelope: zero(), issue: zero(), pair: zero(), rsaKeygen: zero(), rsaEnvelope: zero() };
+  const rsaHolderSpki = generateKeyPairSync("rsa", { modulusLength: 2048 }).publicKey.export({ format: "der", type: "spki" });
   const pairKmc = sides.sm2.ctx.kmc!.kmc;
   const holderPoint = sm2GenerateKeyPair().publicKey;
   const holderSpki = verifyCsr(sides.sm2.csrs[0]!).spki;
@@ -120,6 +124,9 @@ try {
       }
     }));
     kmcTotals.issue.ms += performance.now() - kStart;
+    // RSA key generation is slow and uneven: one slice of at least a few keys.
+    await timed(kmcTotals.rsaKeygen, 200, () => generateEncryptionKey(rsaHolderSpki));
+    await timed(kmcTotals.rsaEnvelope, 200, async () => envelopeKey(await generateEncryptionKey(rsaHolderSpki), rsaHolderSpki));
     // Pairs as the RA issues them (renewal-order-service.ts, download-service.ts), without the order's own rows.
     const pStart = performance.now();
     const pEnd = pStart + 400;
@@ -160,6 +167,8 @@ try {
   line("KMC: SM2 key pair generation", keygen);
   line("KMC: key pair + GM/T 0016 envelope", envelope);
   line("KMC: issueEncryptionKey (+ wrap, escrow, audit; durable)", kmcIssue, `   ratio to key pair + envelope ${(kmcIssue / envelope).toFixed(2)}`);
+  line("KMC: RSA-2048 key pair generation (RSA pairs)", per(kmcTotals.rsaKeygen));
+  line("KMC: RSA-2048 key pair + CMS EnvelopedData", per(kmcTotals.rsaEnvelope));
   // A pair costs one signing-CSR verification, two CA signatures and the KMC's key pair and envelope.
   const pairBound = 1 / (1 / figures.sm2.csr + 2 / figures.sm2.sign + 1 / envelope);
   line("SM2 pair bound (1 CSR verify + 2 signs + key pair + envelope)", pairBound);

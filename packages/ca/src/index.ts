@@ -25,3 +25,4 @@ export {
   sm2EnvelopedKeyFromBlob, parseSm2EnvelopedKey,
   type EnvelopedKeyBlob,
 } from "./enveloped-key-blob.js";
+export { buildCmsEnvelopedKey, ID_AES256_CBC } from "./cms-enveloped-key.js";

@@ -114,15 +114,30 @@ function deepFreeze<T>(o: T): T {
 
 /**
  * A pair's encryption key is made by the key management centre and reaches
- * the key in a GM/T 0016 envelope for the holder's SM2 signing key: only SM2
- * profiles have one. RSA pairs (CMS EnvelopedData under the signing key, the
- * form chosen in docs/policies.md) are not built; ECDSA keys cannot encipher.
+ * the key enveloped for the holder's signing key (docs/envelopes.md): a
+ * GM/T 0016 envelope for an SM2 key, a CMS EnvelopedData for an RSA one. So a
+ * pair profile's keys are all SM2 or all RSA (ECDSA keys cannot encipher),
+ * and an RSA pair's encryption certificate has keyEncipherment (RSA keys do
+ * not agree keys: RFC 4055) and at most dataEncipherment beside it.
  */
 function checkPair(profile: CertificateProfile, at: ProfilePath): void {
-  const other = profile.keyAlgorithms.filter((a) => a !== "sm2");
+  const sm2 = profile.keyAlgorithms.filter((a) => a === "sm2");
+  const rsa = profile.keyAlgorithms.filter((a) => a.startsWith("rsa"));
+  const other = profile.keyAlgorithms.filter((a) => a !== "sm2" && !a.startsWith("rsa"));
   if (other.length) {
     throw new ProfileInvalidError([...at, "keyAlgorithms"],
-      `a signing + encryption certificate pair is issued for SM2 keys only; remove ${other.join(", ")} or drop "certificates"`,
+      `a signing + encryption certificate pair is issued for SM2 or RSA keys only (ECDSA keys cannot encipher); remove ${other.join(", ")} or drop "certificates"`,
+      "PROFILE_PAIR_ALGORITHM_UNSUPPORTED");
+  }
+  if (sm2.length && rsa.length) {
+    throw new ProfileInvalidError([...at, "keyAlgorithms"],
+      `a certificate pair's keys are all SM2 or all RSA (the encryption key and its envelope follow the signing key's); make two profiles of ${[...sm2, ...rsa].join(", ")}`,
+      "PROFILE_PAIR_ALGORITHM_UNSUPPORTED");
+  }
+  const enc = profile.certificates!.encryption.keyUsage;
+  if (rsa.length && (!enc.includes("keyEncipherment") || enc.some((u) => u !== "keyEncipherment" && u !== "dataEncipherment"))) {
+    throw new ProfileInvalidError([...at, "certificates", "encryption", "keyUsage"],
+      `an RSA pair's encryption certificate has the key usages keyEncipherment and dataEncipherment (RSA keys do not agree keys), not ${enc.join(", ")}`,
       "PROFILE_PAIR_ALGORITHM_UNSUPPORTED");
   }
   // EST (RFC 7030) answers a certificate only: it has no place for the encryption certificate and its envelope.

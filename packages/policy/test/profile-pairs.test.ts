@@ -34,8 +34,21 @@ test("gov-supervision (seed 004) is an SM2 pair; with certificates null and othe
   assert.deepEqual(effectiveKeyUsage(single, "p256"), ["digitalSignature"]);
 });
 
+const rsaPair = { signing: { keyUsage: ["digitalSignature", "nonRepudiation"] }, encryption: { keyUsage: ["keyEncipherment", "dataEncipherment"] } };
+
+test("an RSA pair: the encryption certificate enciphers keys and data, as RSA keys may (RFC 4055)", () => {
+  const p = parseCertificateProfile({ id: "rsa", keyAlgorithms: ["rsa2048", "rsa3072"], extKeyUsage: ["clientAuth"], certificates: rsaPair, renewal: { windows: { est: null } } });
+  assert.equal(isPairProfile(p), true);
+  const v = pairViewsOf(p);
+  assert.deepEqual(effectiveKeyUsage(v.encryption!, "rsa2048"), ["keyEncipherment", "dataEncipherment"]);
+  assert.deepEqual(effectiveKeyUsage(v.signing, "rsa3072"), ["digitalSignature"]);
+});
+
 const refusals: Array<[string, unknown, string, string]> = [
-  ["refuses an RSA pair (not built)", { id: "r", keyAlgorithms: ["rsa2048"], certificates: pair }, "PROFILE_PAIR_ALGORITHM_UNSUPPORTED", "keyAlgorithms"],
+  ["refuses a pair of SM2 and RSA keys (the envelope follows the signing key)", { id: "r", keyAlgorithms: ["sm2", "rsa2048"], certificates: pair }, "PROFILE_PAIR_ALGORITHM_UNSUPPORTED", "keyAlgorithms"],
+  ["refuses an RSA pair whose encryption certificate agrees keys", { id: "r", keyAlgorithms: ["rsa2048"], certificates: pair }, "PROFILE_PAIR_ALGORITHM_UNSUPPORTED", "certificates.encryption.keyUsage"],
+  ["refuses an RSA pair without keyEncipherment", { id: "r", keyAlgorithms: ["rsa2048"], certificates: { ...rsaPair, encryption: { keyUsage: ["dataEncipherment"] } } }, "PROFILE_PAIR_ALGORITHM_UNSUPPORTED", "certificates.encryption.keyUsage"],
+  ["refuses an ECDSA pair (ECDSA keys cannot encipher)", { id: "r", keyAlgorithms: ["p256"], certificates: pair }, "PROFILE_PAIR_ALGORITHM_UNSUPPORTED", "keyAlgorithms"],
   ["refuses a pair that also accepts P-256", { id: "r", keyAlgorithms: ["sm2", "p256"], certificates: pair }, "PROFILE_PAIR_ALGORITHM_UNSUPPORTED", "keyAlgorithms"],
   ["refuses keyEncipherment on the signing certificate", { id: "r", keyAlgorithms: ["sm2"], renewal: { windows: { est: null } }, certificates: { ...pair, signing: { keyUsage: ["keyEncipherment"] } } }, "PROFILE_INVALID", "certificates.signing.keyUsage.0"],
   ["refuses digitalSignature on the encryption certificate", { id: "r", keyAlgorithms: ["sm2"], certificates: { ...pair, encryption: { keyUsage: ["digitalSignature"] } } }, "PROFILE_INVALID", "certificates.encryption.keyUsage.0"],

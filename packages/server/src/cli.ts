@@ -245,7 +245,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         try {
           const holderId = required(v, "holder");
           const profile = await ctx.store.profiles.get(required(v, "profile"));
-          let pair: { pem: string; serial: string; envelope: string } | undefined;
+          let pair: { pem: string; serial: string; envelope: string; envelopeFormat: string } | undefined;
           const req = { holderId, profileId: required(v, "profile"), actor: "cli", tokenSerial: v["token-serial"] ?? null, auditData: { channel: "counter" } };
           let c;
           if (profile && isPairProfile(profile.profile)) {
@@ -258,7 +258,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
               onIntent: async (r) => { await kmc.recordIn(r, prepared, io.clock.now().getTime()); return undefined; },
             });
             c = issued.signing;
-            pair = { pem: derToPem(issued.encryption.der!, "CERTIFICATE"), serial: issued.encryption.serial, envelope: prepared.envelope.toString("base64") };
+            pair = { pem: derToPem(issued.encryption.der!, "CERTIFICATE"), serial: issued.encryption.serial, envelope: prepared.envelope.toString("base64"), envelopeFormat: prepared.envelopeFormat };
             if (v["encryption-out"]) (await import("node:fs")).writeFileSync(v["encryption-out"], pair.pem);
             if (v["envelope-out"]) (await import("node:fs")).writeFileSync(v["envelope-out"], prepared.envelope);
           } else {
@@ -270,7 +270,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
           print(`issued ${c.serial}\n  subject:  ${c.subjectDn}\n  valid:    ${new Date(c.notBefore).toISOString()} .. ${new Date(c.notAfter).toISOString()}\n  certID:   ${certId}${v.out ? `\n  written:  ${v.out}` : "\n" + pem.trimEnd()}`,
             {
               serial: c.serial, certId, subject: c.subjectDn, notBefore: new Date(c.notBefore).toISOString(), notAfter: new Date(c.notAfter).toISOString(), pem,
-              ...(pair ? { encryptionCertificate: { serial: pair.serial, pem: pair.pem }, envelope: { format: "gmt0016-enveloped-key-blob", value: pair.envelope } } : {}),
+              ...(pair ? { encryptionCertificate: { serial: pair.serial, pem: pair.pem }, envelope: { format: pair.envelopeFormat, value: pair.envelope } } : {}),
             });
         } finally {
           await ctx.close();

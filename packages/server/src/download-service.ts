@@ -1,12 +1,14 @@
 import { derToPem, encodeName, verifyCsr } from "@ukey/ca";
 import { createHash } from "node:crypto";
 import { UkeyError, isUkeyError } from "@ukey/policy";
-import type { CertificateRecord, Store } from "@ukey/store";
+import type { CertificateRecord, EnrolmentRecord, Store } from "@ukey/store";
 import { formatCertId } from "./cert-id.js";
 import { normaliseReferenceNumber, type EnrolmentService } from "./enrolment-service.js";
 import { subjectFor, type IssuanceService } from "./issuance-service.js";
 import { checkRequestedSubject, prepareEncryptionKey } from "./renewal/renewal-order-service.js";
 import type { KeyManagementCentre } from "./kmc/key-management-centre.js";
+import type { RecoveredKeys, RecoveredKeySource } from "./kmc/recovered-key-delivery.js";
+import { envelopeFormatFor, type EnvelopeFormat } from "./kmc/key-envelope.js";
 import { isPairProfile, type Clock } from "@ukey/policy";
 
 /** What a holder's agent receives after a download with two codes. */
@@ -20,7 +22,22 @@ export interface DownloadResult {
   chainPem: string;
   /** A pair profile's encryption certificate and its private key's envelope for the CSR's key (as OrderView's). */
   encryptionCertificate?: { serial: string; certId: string; notBefore: string; notAfter: string; pem: string };
-  envelope?: { format: "gmt0016-enveloped-key-blob"; value: string };
+  envelope?: { format: EnvelopeFormat; value: string };
+  /**
+   * A download that a dual-control key recovery made (kmc/key-recovery-service.ts): the holder's escrowed
+   * old encryption keys, each enveloped for the CSR's key like `envelope`, with the old encryption
+   * certificate that certifies it when the store has it (an escrow made outside a pair has none).
+   */
+  recoveredKeys?: RecoveredKeyView[];
+}
+
+/** One recovered encryption key in a download's answer. */
+export interface RecoveredKeyView {
+  escrowId: string;
+  /** DER SubjectPublicKeyInfo of the recovered key pair, base64. */
+  spki: string;
+  envelope: { format: EnvelopeFormat; value: string };
+  certificate?: NonNullable<DownloadResult["encryptionCertificate"]>;
 }
 
 /**
@@ -32,11 +49,13 @@ export interface DownloadResult {
  */
 export class DownloadService {
   constructor(private readonly deps: {
-    store: Pick<Store, "holders" | "profiles" | "enrolments" | "certificates" | "certificatePairs">;
+    store: Pick<Store, "holders" | "profiles" | "enrolments" | "certificates" | "certificatePairs" | "kmcRecoveries">;
     enrolments: EnrolmentService;
     issuance: IssuanceService;
     /** The key management centre, for pair profiles. */
     kmc?: KeyManagementCentre;
+    /** The key management centre's release of recovered keys; without it a recovery's download is refused (KMC_REQUIRED). */
+    recoveredKeys?: RecoveredKeySource;
     clock: Clock;
     institution: { name: string; country: string };
     chainPem: string;
@@ -45,7 +64,9 @@ export class DownloadService {
   /**
    * @throws UkeyError CODE_INVALID, CODE_EXPIRED, CODE_ALREADY_USED, CODE_ATTEMPTS_EXCEEDED, CODE_REVOKED,
    *   CSR_*, KEY_*, CSR_SUBJECT_MISMATCH, HOLDER_NOT_FOUND, PROFILE_NOT_FOUND, CERT_ON_HOLD (while a certificate of the
-   *   holder's in this profile is on hold; the code is not spent).
+   *   holder's in this profile is on hold; the code is not spent); for a recovery's enrolment also KMC_RECOVERY_OTHER_KEY
+   *   (its keys went to another signing key), KMC_RECOVERY_NOT_PENDING, KMC_ESCROW_UNREADABLE, KEY_ALGORITHM_UNSUPPORTED
+   *   (a signing key that is not SM2), KMC_REQUIRED (no KMC configured); the code is then not spent.
    */
   async download(referenceNumber: string, authorizationCode: string, csr: string | Buffer, tokenSerial: string | null, actor: string): Promise<DownloadResult> {
     // The CSR is checked before the code, so that a malformed request never spends an attempt.
@@ -69,6 +90,9 @@ export class DownloadService {
     const held = (await this.deps.store.certificates.search({ holderId: holder.id, status: "revoked", limit: 1000 }))
       .find((c) => c.profileId === profile.id && c.revocationReason === "certificateHold");
     if (held) throw new UkeyError("CERT_ON_HOLD", { params: { serial: held.serial } });
+    // A recovery's keys are enveloped (and the recovery bound to this signing key) before anything is issued: a
+    // refusal spends no code. Should the issuance fail after, the same key asks again and gets the same keys.
+    const recovered = await this.recoveredFor(verified, request.spki, actor);
     // A pair: the escrow commits with the intents; the enrolment is redeemed with both certificates.
     const prepared = isPairProfile(profile) ? await prepareEncryptionKey(this.deps.kmc, profile, request, holder.id, actor) : undefined;
     let encryption: CertificateRecord | undefined;
@@ -88,6 +112,28 @@ export class DownloadService {
     if (prepared && encryption) {
       out.encryptionCertificate = this.certView(encryption);
       out.envelope = { format: prepared.envelopeFormat, value: prepared.envelope.toString("base64") };
+    }
+    if (recovered) out.recoveredKeys = await this.recoveredView(recovered);
+    return out;
+  }
+
+  /** The recovered keys of the recovery that made `enrolment`, if one did. */
+  private async recoveredFor(enrolment: Pick<EnrolmentRecord, "id">, spki: Buffer, actor: string): Promise<RecoveredKeys | undefined> {
+    if (this.deps.recoveredKeys) return this.deps.recoveredKeys.envelopesFor(enrolment, spki, actor);
+    const rec = await this.deps.store.kmcRecoveries.getByEnrolment(enrolment.id);
+    if (rec) throw new UkeyError("KMC_REQUIRED", { params: { profiles: rec.profileId }, detail: `the enrolment of key recovery ${rec.id}` });
+    return undefined;
+  }
+
+  private async recoveredView(r: RecoveredKeys): Promise<RecoveredKeyView[]> {
+    const out: RecoveredKeyView[] = [];
+    for (const k of r.keys) {
+      const pair = await this.deps.store.certificatePairs.getByEscrow(k.escrowId);
+      const cert = pair ? await this.deps.store.certificates.get(pair.encryptionSerial) : undefined;
+      out.push({
+        escrowId: k.escrowId, spki: k.spki.toString("base64"), envelope: { format: k.envelopeFormat, value: k.envelope.toString("base64") },
+        ...(cert?.der ? { certificate: this.certView(cert) } : {}),
+      });
     }
     return out;
   }
@@ -126,7 +172,14 @@ export class DownloadService {
     const spkiSha256 = createHash("sha256").update(spki).digest("hex");
     const mine = (await this.deps.store.certificates.search({ holderId: e.holderId, status: "active", limit: 1000 }))
       .find((c) => c.spkiSha256 === spkiSha256 && c.profileId === e.profileId && c.der !== null);
-    if (!mine) return undefined;
+    if (!mine) {
+      // A recovery's codes with another key than the one its keys went to: refused as such (and audited).
+      const rec = await this.deps.store.kmcRecoveries.getByEnrolment(e.id);
+      if (rec && rec.deliveredSpkiSha256 !== spkiSha256) await this.recoveredFor(e, spki, actor);
+      return undefined;
+    }
+    // A recovery's keys again, for this same key only (another key is refused with KMC_RECOVERY_OTHER_KEY).
+    const recovered = await this.recoveredFor(e, spki, actor);
     const out = this.result(mine);
     // A pair: its encryption certificate, and the escrowed key enveloped again for this same signing key.
     const pair = await this.deps.store.certificatePairs.getBySigning(mine.serial);
@@ -134,8 +187,9 @@ export class DownloadService {
     if (pair && enc?.der) {
       if (!this.deps.kmc) throw new UkeyError("KMC_REQUIRED", { params: { profiles: e.profileId } });
       out.encryptionCertificate = this.certView(enc);
-      out.envelope = { format: "gmt0016-enveloped-key-blob", value: (await this.deps.kmc.envelopeAgain({ escrowId: pair.escrowId, holderId: e.holderId, holderSigningSpki: spki, actor })).toString("base64") };
+      out.envelope = { format: envelopeFormatFor(spki), value: (await this.deps.kmc.envelopeAgain({ escrowId: pair.escrowId, holderId: e.holderId, holderSigningSpki: spki, actor })).toString("base64") };
     }
+    if (recovered) out.recoveredKeys = await this.recoveredView(recovered);
     return out;
   }
 }

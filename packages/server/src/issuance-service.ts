@@ -190,7 +190,7 @@ export class IssuanceService {
     let companion: Pending["companion"];
     if (views.encryption && req.encryption) {
       const encSerial = this.deps.ca.newSerial();
-      const encTbs = this.deps.ca.buildTbs(views.encryption, { serial: encSerial, subject, spki: req.encryption.spki, csrAlgorithm: "sm2", notBefore, notAfter });
+      const encTbs = this.deps.ca.buildTbs(views.encryption, { serial: encSerial, subject, spki: req.encryption.spki, csrAlgorithm: csr.algorithm, notBefore, notAfter });
       companion = {
         record: { ...record, serial: this.deps.ca.serialHex(encSerial), spkiSha256: createHash("sha256").update(req.encryption.spki).digest("hex") },
         tbs: encTbs, escrowId: req.encryption.escrowId,

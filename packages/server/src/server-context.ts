@@ -163,7 +163,7 @@ export async function openServerContext(dataDir: string, env: ServerEnv, clock: 
   });
   const orders = new RenewalOrderService({ store, issuance, kmc: kmc?.kmc, clock, idKey, institution: config.institution, publicUrl: config.publicUrl, chainPem, senders, profiles, verifier, refusals });
   const enrolments = enrolmentServiceFor({ store, clock, layout });
-  const downloads = new DownloadService({ store, enrolments, issuance, kmc: kmc?.kmc, clock, institution: config.institution, chainPem });
+  const downloads = new DownloadService({ store, enrolments, issuance, kmc: kmc?.kmc, recoveredKeys: kmc?.recoveredKeys, clock, institution: config.institution, chainPem });
   const reminders = new ReminderScheduler({ store, senders, clock, profiles, institution: config.institution, publicUrl: config.publicUrl, settings: config.reminders });
   return {
     layout, config, store, ca, clock, idKey, issuance, revocation, ocsp, renewalInfo, orders, senders, enrolments, downloads,

@@ -178,13 +178,18 @@ test("the clear private keys exist only for the call: every unwrapped key is zer
   for (const k of unwrapped) assert.ok(k.length === 32 && k.every((x) => x === 0), "zeroed");
 });
 
-test("a signing key that is not SM2, or the wrong master key, gets nothing and leaves the recovery released", async () => {
+test("a signing key that is not SM2 (ECDSA, or RSA for SM2 escrows), or the wrong master key, gets nothing and leaves the recovery released", async () => {
   const rec = await recoveries.open({ holderId: "R2", profileId, reason: "lost" }, bob);
   const approved = await recoveries.approve(rec.id, alice);
   const verified = await enrolments.verify(approved.referenceNumber, approved.authorizationCode, "holder:R2");
   assert.equal(openssl(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", t.path("p256.pem")]).status, 0);
   assert.equal(openssl(["pkey", "-in", t.path("p256.pem"), "-pubout", "-outform", "DER", "-out", t.path("p256.der")]).status, 0);
   await assert.rejects(delivery.envelopesFor(verified, readFileSync(t.path("p256.der")), "holder:R2"), refusedWith("KEY_ALGORITHM_UNSUPPORTED"));
+  assert.equal((await recoveries.get(rec.id)).status, "released");
+  // An RSA signing key can open a CMS envelope, but these escrows are SM2 keys: refused, nothing recorded.
+  assert.equal(openssl(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", t.path("rsa.pem")]).status, 0);
+  assert.equal(openssl(["pkey", "-in", t.path("rsa.pem"), "-pubout", "-outform", "DER", "-out", t.path("rsa.der")]).status, 0);
+  await assert.rejects(delivery.envelopesFor(verified, readFileSync(t.path("rsa.der")), "holder:R2"), refusedWith("KEY_ALGORITHM_UNSUPPORTED"));
   assert.equal((await recoveries.get(rec.id)).status, "released");
   // Another master key (a server started with the wrong file) opens nothing and records no delivery.
   const wrong = new RecoveredKeyDelivery({ store, masterKey: await createKmcMasterKeyFile(t.path("other-master.json"), "another master passphrase"), clock });

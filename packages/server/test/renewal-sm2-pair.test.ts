@@ -142,7 +142,7 @@ test("a pair profile without a KMC, or with a wrong KMC passphrase, refuses the 
   assert.equal(startRefusal({ UKEY_KMC_PASSPHRASE_FILE: t.write("wrong-kmc", "not the kmc passphrase\n") }).code, "KMC_PASSPHRASE_WRONG");
   assert.equal(startRefusal({}).code, "SECRET_FILE_REQUIRED");
   assert.deepEqual(readFileSync(`${dataDir}/kmc/master-key.json`), before, "the master key file is untouched");
-  // An RSA pair is refused at load with its own code.
+  // An RSA pair with the SM2 pair's key usages (keyAgreement) is refused at load with its own code.
   writeConfig((cfg) => { (cfg.profiles as unknown[]).push({ id: "rsa-pair", preset: "gov-supervision", keyAlgorithms: ["rsa2048"] }); });
   assert.equal(startRefusal(kmcEnv).code, "PROFILE_PAIR_ALGORITHM_UNSUPPORTED");
   writeConfig((cfg) => { cfg.profiles = (cfg.profiles as Array<{ id: string }>).filter((p) => p.id !== "rsa-pair"); });
@@ -263,7 +263,7 @@ test("the OpenAPI document names both certificates and the envelope's format; a 
   const doc = (await app.inject({ method: "GET", url: "/api/v1/openapi.json" })).json<{ paths: Record<string, Record<string, { responses: Record<string, { content: Record<string, { schema: { properties: Record<string, { properties?: Record<string, { enum?: string[] }> }> } }> }> }>> }>();
   for (const [path, method, status] of [["/api/v1/downloads", "post", "201"], ["/api/v1/orders/{id}/csr", "post", "200"], ["/api/v1/orders/{id}", "get", "200"]] as const) {
     const schema = doc.paths[path]![method]!.responses[status]!.content["application/json"]!.schema;
-    assert.deepEqual(schema.properties.envelope!.properties!.format!.enum, ["gmt0016-enveloped-key-blob"], path);
+    assert.deepEqual(schema.properties.envelope!.properties!.format!.enum, ["gmt0016-enveloped-key-blob", "cms-enveloped-data"], path);
     assert.ok(schema.properties.encryptionCertificate!.properties!.pem, path);
   }
   // What the agent does with a damaged envelope (issue 15 installs it): a catalogue error, never a wrong key.

@@ -20,6 +20,8 @@ export interface CertificatePairRepository {
   getBySigning(serial: string): Promise<CertificatePair | undefined>;
   /** The pair whose encryption certificate is `serial`, if any. */
   getByEncryption(serial: string): Promise<CertificatePair | undefined>;
+  /** The pair whose encryption certificate certifies escrow `escrowId`, if any. */
+  getByEscrow(escrowId: string): Promise<CertificatePair | undefined>;
 }
 
 interface PairRow { signing_serial: string; encryption_serial: string; escrow_id: string; created_at: number | string }
@@ -39,6 +41,10 @@ export function certificatePairRepository(x: Executor): CertificatePairRepositor
     },
     async getByEncryption(serial) {
       const rows = await x.sql.query<PairRow>(`SELECT ${COLUMNS} FROM certificate_pairs WHERE encryption_serial = ?`, [serial]);
+      return rows[0] ? toPair(rows[0]) : undefined;
+    },
+    async getByEscrow(escrowId) {
+      const rows = await x.sql.query<PairRow>(`SELECT ${COLUMNS} FROM certificate_pairs WHERE escrow_id = ?`, [escrowId]);
       return rows[0] ? toPair(rows[0]) : undefined;
     },
   };

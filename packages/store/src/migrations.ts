@@ -506,6 +506,15 @@ export const migrations: readonly Migration[] = [
       "CREATE UNIQUE INDEX kmc_recoveries_enrolment ON kmc_recoveries (enrolment_id) WHERE enrolment_id IS NOT NULL",
     ],
   },
+  {
+    version: 15,
+    name: "certificate pairs found by their escrow",
+    statements: () => [
+      // A recovered key's download names the old encryption certificate its escrow was certified by; each
+      // escrow is certified by one pair only (a renewal escrows a new key).
+      "CREATE UNIQUE INDEX certificate_pairs_escrow ON certificate_pairs (escrow_id)",
+    ],
+  },
 ];
 
 /** The newest schema version this code knows. */

@@ -1,11 +1,11 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { systemClock } from "@ukey/policy";
 import type { Page } from "playwright-core";
 import { totpCodeAt } from "../../server/src/admin/operator-credentials.js";
-import { LocalKmc } from "../../server/src/kmc/key-management-centre.js";
 import { createKmcMasterKeyFile } from "../../server/src/kmc/kmc-master-key.js";
+import { prepareEncryptionKey } from "../../server/src/renewal/renewal-order-service.js";
 import { openServerContext } from "../../server/src/server-context.js";
 import {
   addHolder, initialisedDataDir, openssl, runUkeyServer, startUkeyServer, tempDir, type RunningServer, type TempDir,
@@ -20,24 +20,44 @@ let server: RunningServer;
 let b: RunningBrowser;
 const secrets: Record<string, string> = {};
 const passwords: Record<string, string> = { olga: "olga's long passphrase 42", audrey: "audrey reads the audit log" };
+/** H1's SM2 pair, issued before the server starts. */
+const pair = { signing: "", encryption: "", escrowId: "" };
 
 before(async () => {
   buildWeb();
   t = tempDir("ukey-console-recovery-");
-  const { dataDir, env } = initialisedDataDir(t);
+  const made = initialisedDataDir(t, "sm2");
+  const dataDir = made.dataDir;
+  // An SM2 pair profile (gov-supervision) and the KMC's master key file, so that H1 can hold a pair.
+  const cfg = JSON.parse(readFileSync(`${dataDir}/config.json`, "utf8")) as { profiles: unknown[]; kmc?: unknown };
+  cfg.profiles.push({ id: "gm", preset: "gov-supervision" });
+  cfg.kmc = { masterKey: { type: "file" } };
+  writeFileSync(`${dataDir}/config.json`, JSON.stringify(cfg, null, 2));
+  mkdirSync(`${dataDir}/kmc`, { recursive: true, mode: 0o700 });
+  await createKmcMasterKeyFile(`${dataDir}/kmc/master-key.json`, "the KMC's own passphrase");
+  const env = { ...made.env, UKEY_KMC_PASSPHRASE_FILE: t.write("kmc-pass", "the KMC's own passphrase\n") };
   assert.equal(addHolder(t, dataDir, env, "H1").status, 0);
   for (const [id, role] of [["olga", "operator"], ["audrey", "auditor"]] as const) {
     const r = runUkeyServer(["operator", "add", "--data-dir", dataDir, "--id", id, "--role", role, "--password-file", t.write(`${id}.pw`, `${passwords[id]}\n`), "--json"], env);
     assert.equal(r.status, 0, r.stdout + r.stderr);
     secrets[id] = r.json<{ totpSecret: string }>().totpSecret;
   }
-  // Two encryption keys escrowed for H1 by the KMC, as its earlier SM2 pairs left them.
+  // Two encryption keys escrowed for H1 by the KMC, as its earlier SM2 pairs left them, and a pair of today.
   const ctx = await openServerContext(dataDir, env, systemClock);
   try {
-    const kmc = new LocalKmc({ store: ctx.store, masterKey: await createKmcMasterKeyFile(t.path("kmc.json"), "the KMC's own passphrase"), clock: ctx.clock });
+    const kmc = ctx.kmc!.kmc;
     assert.equal(openssl(["genpkey", "-algorithm", "SM2", "-out", t.path("old.pem")]).status, 0);
     assert.equal(openssl(["pkey", "-in", t.path("old.pem"), "-pubout", "-outform", "DER", "-out", t.path("old.der")]).status, 0);
     for (let i = 0; i < 2; i++) await kmc.issueEncryptionKey({ holderId: "H1", holderSigningSpki: readFileSync(t.path("old.der")), actor: "holder:H1" });
+    assert.equal(openssl(["req", "-new", "-key", t.path("old.pem"), "-sm3", "-sigopt", "distid:1234567812345678", "-subj", "/", "-out", t.path("pair.csr")]).status, 0);
+    const csr = ctx.ca.verifyCsr(readFileSync(t.path("pair.csr"), "utf8"));
+    const profile = (await ctx.store.profiles.get("gm"))!.profile;
+    const prepared = await prepareEncryptionKey(kmc, profile, csr, "H1", "operator:test");
+    const issued = await ctx.issuance.issuePair({
+      holderId: "H1", profileId: "gm", csr, actor: "operator:test", encryption: { spki: prepared.spki, escrowId: prepared.escrowId },
+      onIntent: async (r) => { await kmc.recordIn(r, prepared, ctx.clock.now().getTime()); return undefined; },
+    });
+    Object.assign(pair, { signing: issued.signing.serial, encryption: issued.encryption.serial, escrowId: prepared.escrowId });
   } finally {
     await ctx.close();
   }
@@ -71,7 +91,7 @@ test("the requester cannot approve her own key recovery, in the console or over 
   // The holder's page lists the escrowed keys and leads to a recovery request for that holder.
   await page.goto(`${server.url}/console/#/holders/H1`);
   await page.locator("[data-table=escrows] tr[data-escrow]").first().waitFor();
-  assert.equal(await page.locator("[data-table=escrows] tr[data-escrow]").count(), 2);
+  assert.equal(await page.locator("[data-table=escrows] tr[data-escrow]").count(), 3);
   await page.click("[data-action=recover-keys]");
   await page.locator("[data-page=recoveries] h1", { hasText: "密钥恢复" }).waitFor();
   assert.match(await page.locator("[data-page=recoveries] p.hint").first().innerText(), /两个人/);
@@ -120,4 +140,26 @@ test("the requester cannot approve her own key recovery, in the console or over 
   await other.click("button.lang");
   assert.deepEqual(cspViolations(b.consoleErrors), []);
   await other.close();
+});
+
+test("the console shows a certificate pair: 签名证书 and 加密证书, each naming the other and the escrow, never key material", async () => {
+  // Olga's tab of the first test, still signed in (a TOTP code is good for one sign-in only).
+  const { page } = b;
+  await page.goto(`${server.url}/console/#/holders/H1`);
+  const signing = page.locator(`[data-table=certificates] tr[data-serial='${pair.signing}']`);
+  const encryption = page.locator(`[data-table=certificates] tr[data-serial='${pair.encryption}']`);
+  await signing.waitFor();
+  assert.equal(await signing.locator("td[data-pair=signing]").count(), 1);
+  assert.match(await signing.locator("td[data-pair]").innerText(), new RegExp(`^签名证书\\s+配对证书 ${pair.encryption}\\s+加密密钥托管记录 ${pair.escrowId}$`));
+  assert.match(await encryption.locator("td[data-pair=encryption]").innerText(), new RegExp(`^加密证书\\s+配对证书 ${pair.signing}\\s+加密密钥托管记录 ${pair.escrowId}$`));
+  // The admin API behind it: the pair and the escrow's id, never a wrapped key.
+  const one = await (await fetch(`${server.url}/api/v1/admin/certificates/${pair.encryption}`, { headers: { authorization: `Bearer ${await tokenIn(page)}` } })).json() as Record<string, unknown>;
+  assert.deepEqual(one.pair, { role: "encryption", otherSerial: pair.signing, escrowId: pair.escrowId });
+  assert.doesNotMatch(JSON.stringify(one), /wrapped/i);
+  const shot = process.env.UKEY_SCREENSHOT_DIR;
+  if (shot) await page.locator("[data-table=certificates]").screenshot({ path: `${shot}/console-certificate-pair.png` });
+  await page.click("button.lang");
+  assert.match(await signing.locator("td[data-pair]").innerText(), /^Signing certificate/);
+  await page.click("button.lang");
+  assert.deepEqual(cspViolations(b.consoleErrors), []);
 });

@@ -4,7 +4,7 @@ import { X509Certificate, createHash } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteShorthandOptions } from "fastify";
 import { derToPem, normaliseSerial } from "@ukey/ca";
 import { UkeyError } from "@ukey/policy";
-import type { CertificateRecord, CertificateStatus, EnrolmentRecord, HolderRecord, KmcRecoveryStatus, OperatorRole, OrderState } from "@ukey/store";
+import type { CertificateRecord, CertificateStatus, EnrolmentRecord, HolderRecord, KmcRecoveryStatus, OperatorRole, OrderState, Store } from "@ukey/store";
 import { formatCertId } from "../cert-id.js";
 import { peerCertificate } from "../client-certificate.js";
 import { enrolmentServiceFor } from "../enrolment-service.js";
@@ -214,14 +214,14 @@ export async function registerAdminRoutes(app: FastifyInstance, ctx: ServerConte
       ...(q.holderId ? { holderId: q.holderId } : {}), ...(q.status ? { status: q.status } : {}), ...(q.subject ? { subjectContains: q.subject } : {}),
       ...(q.expiringBefore ? { notAfterBefore: Date.parse(q.expiringBefore) } : {}), limit: q.limit ?? 100, offset: q.offset ?? 0,
     });
-    return { certificates: found.map((c) => certificateView(c)) };
+    return { certificates: await Promise.all(found.map(async (c) => ({ ...certificateView(c), ...(await pairOf(ctx.store, c.serial)) }))) };
   });
   route<{ Params: { serial: string } }>("GET", "/certificates/:serial", { role: "auditor", summary: "One certificate, with its PEM", params: params("serial"), response: { 200: certificateSchema } }, async (req) => {
     const serial = normaliseSerial(req.params.serial);
     const c = await ctx.store.certificates.get(serial);
     if (!c) throw new UkeyError("CERT_NOT_FOUND", { params: { serial } });
     await viewed(req, "certificate", serial);
-    return certificateView(c, true);
+    return { ...certificateView(c, true), ...(await pairOf(ctx.store, c.serial)) };
   });
   route<{ Params: { serial: string }; Body: { reason: string } }>("POST", "/certificates/:serial/revoke", {
     role: "operator", summary: "Revoke a certificate with an RFC 5280 reason", params: params("serial"),
@@ -365,6 +365,15 @@ export async function registerAdminRoutes(app: FastifyInstance, ctx: ServerConte
 function holderView(h: HolderRecord) {
   const { idHash: _hidden, ...view } = h;
   return view;
+}
+
+/** The pair a certificate belongs to, as `{ pair }` (empty for a single certificate). */
+async function pairOf(store: Pick<Store, "certificatePairs">, serial: string): Promise<{ pair?: { role: "signing" | "encryption"; otherSerial: string; escrowId: string } }> {
+  const signing = await store.certificatePairs.getBySigning(serial);
+  if (signing) return { pair: { role: "signing", otherSerial: signing.encryptionSerial, escrowId: signing.escrowId } };
+  const encryption = await store.certificatePairs.getByEncryption(serial);
+  if (encryption) return { pair: { role: "encryption", otherSerial: encryption.signingSerial, escrowId: encryption.escrowId } };
+  return {};
 }
 
 function certificateView(c: CertificateRecord, withPem = false) {

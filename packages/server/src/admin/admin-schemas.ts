@@ -65,6 +65,12 @@ export const certificateSchema = {
     revocationReason: nullable(str(64)), revokedAt: nullable(millis), spkiSha256: str(64), kind: { type: "string", enum: ["hardware", "file"] },
     tokenSerial: nullable(str(64)), holderId: str(64), profileId: str(64), imported: { type: "boolean" }, createdAt: millis, updatedAt: millis,
     pem: { type: "string", description: "only when one certificate is asked for" },
+    pair: {
+      type: "object", additionalProperties: false,
+      description: "A signing + encryption certificate pair's half: this certificate's role, the other's serial, and the escrow (its id only, never key material) of the encryption key",
+      properties: { role: { type: "string", enum: ["signing", "encryption"] }, otherSerial: str(64), escrowId: str(64) },
+      required: ["role", "otherSerial", "escrowId"],
+    },
   },
 } as const;
 

@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto";
 import type { Clock } from "@ukey/policy";
 import { UkeyError } from "@ukey/policy";
-import { buildEnvelopedKeyBlob, keyAlgorithmOfSpki, sm2GenerateKeyPair, sm2PointOfSpki, sm2Spki } from "@ukey/ca";
 import type { Repositories, Store } from "@ukey/store";
 import type { KmcMasterKey } from "./kmc-master-key.js";
+import { envelopeKey, envelopeRecipientOf, escrowAlgorithm, generateEncryptionKey, type EnvelopeFormat, type EscrowAlgorithm } from "./key-envelope.js";
 
 /** What the RA asks the KMC for: an encryption key pair for `holderId`, delivered for the new signing key of its CSR. */
 export interface EncryptionKeyRequest {
@@ -19,12 +19,13 @@ export interface EncryptionKeyRequest {
 /** The KMC's answer: the public key to certify, and the private key only inside its envelope. */
 export interface EncryptionKeyIssued {
   escrowId: string;
-  algorithm: "sm2";
+  /** The signing key's family: SM2, or RSA of the signing key's size. */
+  algorithm: EscrowAlgorithm;
   /** DER SubjectPublicKeyInfo of the encryption key pair: what the encryption certificate certifies. */
   spki: Buffer;
-  /** The GM/T 0016 ENVELOPEDKEYBLOB (docs/envelopes.md) for the holder's signing key. */
+  /** For the holder's signing key (docs/envelopes.md): a GM/T 0016 ENVELOPEDKEYBLOB (SM2) or a CMS EnvelopedData (RSA). */
   envelope: Buffer;
-  envelopeFormat: "gmt0016-enveloped-key-blob";
+  envelopeFormat: EnvelopeFormat;
 }
 
 /**
@@ -38,7 +39,7 @@ export interface KeyManagementCentre {
    * Generates an encryption key pair, escrows its private key and records
    * the escrow in the audit log, in one transaction; returns the public key
    * and the envelope. Throws KEY_ALGORITHM_UNSUPPORTED when the holder's
-   * signing key is not SM2 (the envelope is an SM2 one), HOLDER_NOT_FOUND,
+   * signing key is neither SM2 nor RSA (ECDSA keys cannot open an envelope), HOLDER_NOT_FOUND,
    * and the store's errors; nothing is kept when it throws.
    */
   issueEncryptionKey(req: EncryptionKeyRequest): Promise<EncryptionKeyIssued>;
@@ -83,8 +84,8 @@ export function escrowAad(escrowId: string, holderId: string, spki: Buffer): Buf
 }
 
 /**
- * The KMC inside the server: SM2 encryption key pairs from the CSPRNG,
- * private keys wrapped (AES-256-GCM, the record's id, holder and public key
+ * The KMC inside the server: encryption key pairs from the CSPRNG (SM2 for an
+ * SM2 signing key, RSA of the same size for an RSA one), private keys wrapped (AES-256-GCM, the record's id, holder and public key
  * as additional data) under the master key of its own file and passphrase
  * (kmc-master-key.ts), stored in kmc_escrows with an audit entry
  * "kmc.escrowed" in the same transaction. The clear private key exists only
@@ -101,58 +102,46 @@ export class LocalKmc implements KeyManagementCentre {
   }
 
   async prepareEncryptionKey(req: EncryptionKeyRequest): Promise<PreparedEncryptionKey> {
-    let holderPoint: Buffer;
-    try {
-      if (keyAlgorithmOfSpki(req.holderSigningSpki) !== "sm2") throw new Error("not sm2");
-      holderPoint = sm2PointOfSpki(req.holderSigningSpki);
-    } catch (e) {
-      throw new UkeyError("KEY_ALGORITHM_UNSUPPORTED", { params: { algorithm: "an encryption key envelope for a signing key that is not SM2" }, cause: e });
-    }
-    const pair = sm2GenerateKeyPair();
+    const key = await generateEncryptionKey(req.holderSigningSpki);
     try {
       const escrowId = randomUUID();
-      const spki = sm2Spki(pair.publicKey);
-      const envelope = buildEnvelopedKeyBlob(pair, holderPoint);
-      const wrappedKey = await this.deps.masterKey.wrap(pair.privateKey, escrowAad(escrowId, req.holderId, spki));
+      const { envelope, envelopeFormat } = envelopeKey(key, req.holderSigningSpki);
+      const wrappedKey = await this.deps.masterKey.wrap(key.secret, escrowAad(escrowId, req.holderId, key.spki));
       return {
-        escrowId, algorithm: "sm2", spki, envelope, envelopeFormat: "gmt0016-enveloped-key-blob",
+        escrowId, algorithm: key.algorithm, spki: key.spki, envelope, envelopeFormat,
         holderId: req.holderId, actor: req.actor, ...(req.orderId ? { orderId: req.orderId } : {}), wrappedKey, masterKeyId: this.deps.masterKey.id,
       };
     } finally {
-      pair.privateKey.fill(0);
+      key.secret.fill(0);
     }
   }
 
   async envelopeAgain(req: EncryptionKeyRequest & { escrowId: string }): Promise<Buffer> {
-    let holderPoint: Buffer;
-    try {
-      holderPoint = sm2PointOfSpki(req.holderSigningSpki);
-    } catch (e) {
-      throw new UkeyError("KEY_ALGORITHM_UNSUPPORTED", { params: { algorithm: "an encryption key envelope for a signing key that is not SM2" }, cause: e });
-    }
+    envelopeRecipientOf(req.holderSigningSpki);
     const at = this.deps.clock.now().getTime();
     return this.deps.store.transaction(async (r: Repositories) => {
       const e = await r.kmcEscrows.get(req.escrowId);
       if (!e || e.holderId !== req.holderId) throw new UkeyError("REQUEST_INVALID", { params: { reason: `no escrow ${req.escrowId} of holder ${req.holderId}` } });
-      const privateKey = await this.deps.masterKey.unwrap(e.wrappedKey, escrowAad(e.id, e.holderId, e.spki));
+      const algorithm = escrowAlgorithm(e.algorithm, this.deps.masterKey.id);
+      const secret = await this.deps.masterKey.unwrap(e.wrappedKey, escrowAad(e.id, e.holderId, e.spki));
       try {
-        const envelope = buildEnvelopedKeyBlob({ privateKey, publicKey: sm2PointOfSpki(e.spki) }, holderPoint);
+        const { envelope } = envelopeKey({ algorithm, spki: e.spki, secret }, req.holderSigningSpki);
         await r.audit.append({
           at, actor: req.actor, action: "kmc.re-enveloped", subjectType: "kmc-escrow", subjectId: e.id,
           data: { holderId: e.holderId, ...(req.orderId ? { orderId: req.orderId } : {}) },
         });
         return envelope;
       } finally {
-        privateKey.fill(0);
+        secret.fill(0);
       }
     });
   }
 
   async recordIn(r: Pick<Repositories, "kmcEscrows" | "audit">, p: PreparedEncryptionKey, at: number): Promise<void> {
-    await r.kmcEscrows.insert({ id: p.escrowId, holderId: p.holderId, algorithm: "sm2", spki: p.spki, wrappedKey: p.wrappedKey, masterKeyId: p.masterKeyId, createdAt: at });
+    await r.kmcEscrows.insert({ id: p.escrowId, holderId: p.holderId, algorithm: p.algorithm, spki: p.spki, wrappedKey: p.wrappedKey, masterKeyId: p.masterKeyId, createdAt: at });
     await r.audit.append({
       at, actor: p.actor, action: "kmc.escrowed", subjectType: "kmc-escrow", subjectId: p.escrowId,
-      data: { holderId: p.holderId, algorithm: "sm2", masterKeyId: p.masterKeyId, ...(p.orderId ? { orderId: p.orderId } : {}) },
+      data: { holderId: p.holderId, algorithm: p.algorithm, masterKeyId: p.masterKeyId, ...(p.orderId ? { orderId: p.orderId } : {}) },
     });
   }
 }

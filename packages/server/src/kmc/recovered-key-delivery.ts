@@ -1,20 +1,19 @@
 import { createHash } from "node:crypto";
 import { UkeyError, type Clock } from "@ukey/policy";
-import { buildEnvelopedKeyBlob, keyAlgorithmOfSpki, sm2PointOfSpki } from "@ukey/ca";
-import type { KmcRecoveryRecord, Store } from "@ukey/store";
-import type { VerifiedEnrolment } from "../enrolment-service.js";
+import type { EnrolmentRecord, KmcRecoveryRecord, Store } from "@ukey/store";
 import { escrowAad } from "./key-management-centre.js";
 import type { KmcMasterKey } from "./kmc-master-key.js";
+import { envelopeKey, envelopeRecipientOf, escrowAlgorithm, type EnvelopeFormat, type EscrowAlgorithm } from "./key-envelope.js";
 
 /** One recovered encryption key, only as an envelope for the holder's new signing key. */
 export interface RecoveredKey {
   escrowId: string;
-  algorithm: "sm2";
+  algorithm: EscrowAlgorithm;
   /** DER SubjectPublicKeyInfo of the recovered key pair (what its old encryption certificate certifies). */
   spki: Buffer;
-  /** The GM/T 0016 ENVELOPEDKEYBLOB (docs/envelopes.md) for the holder's new signing key. */
+  /** For the holder's new signing key (docs/envelopes.md): an ENVELOPEDKEYBLOB (SM2) or a CMS EnvelopedData (RSA). */
   envelope: Buffer;
-  envelopeFormat: "gmt0016-enveloped-key-blob";
+  envelopeFormat: EnvelopeFormat;
 }
 
 /** The keys of one released recovery, in escrow order. */
@@ -24,10 +23,11 @@ export interface RecoveredKeys {
 }
 
 /**
- * What a two-code download calls to carry recovered keys: after
- * EnrolmentService.verify has checked the reference number and
- * authorization code (only it makes a VerifiedEnrolment), with the SPKI of
- * the new signing key of the download's verified CSR.
+ * What a two-code download calls to carry recovered keys: only after the
+ * reference number and authorization code were checked (a VerifiedEnrolment
+ * from EnrolmentService.verify, or the used enrolment of a lost answer whose
+ * right codes verify answered with CODE_ALREADY_USED), with the SPKI of the
+ * new signing key of the download's verified CSR.
  */
 export interface RecoveredKeySource {
   /**
@@ -37,17 +37,18 @@ export interface RecoveredKeySource {
    * that signing key (status delivered, audited kmc.recovery-delivered); a
    * later call with the same key envelopes them again (a lost answer), with
    * another key it is refused.
-   * @throws UkeyError KEY_ALGORITHM_UNSUPPORTED (the signing key is not SM2), KMC_RECOVERY_OTHER_KEY,
+   * @throws UkeyError KEY_ALGORITHM_UNSUPPORTED (the signing key is neither SM2 nor RSA, or of another family than a
+   *   recovered key), KMC_RECOVERY_OTHER_KEY,
    *   KMC_ESCROW_UNREADABLE (an escrow not under this master key), KMC_RECOVERY_NOT_PENDING (rejected meanwhile).
    *   Nothing changes when it throws.
    */
-  envelopesFor(enrolment: VerifiedEnrolment, holderSigningSpki: Buffer, actor: string): Promise<RecoveredKeys | undefined>;
+  envelopesFor(enrolment: Pick<EnrolmentRecord, "id">, holderSigningSpki: Buffer, actor: string): Promise<RecoveredKeys | undefined>;
 }
 
 /**
  * The key management centre's side of a recovery's release: escrowed
- * private keys unwrapped under the master key, each put in an
- * ENVELOPEDKEYBLOB for the holder's new signing key, and zeroed. No clear
+ * private keys unwrapped under the master key, each enveloped for the
+ * holder's new signing key (key-envelope.ts), and zeroed. No clear
  * key leaves this call, and none is stored or logged.
  */
 export class RecoveredKeyDelivery implements RecoveredKeySource {
@@ -57,7 +58,7 @@ export class RecoveredKeyDelivery implements RecoveredKeySource {
     clock: Clock;
   }) {}
 
-  async envelopesFor(enrolment: VerifiedEnrolment, holderSigningSpki: Buffer, actor: string): Promise<RecoveredKeys | undefined> {
+  async envelopesFor(enrolment: Pick<EnrolmentRecord, "id">, holderSigningSpki: Buffer, actor: string): Promise<RecoveredKeys | undefined> {
     const rec = await this.deps.store.kmcRecoveries.getByEnrolment(enrolment.id);
     if (!rec) return undefined;
     const spkiSha256 = createHash("sha256").update(holderSigningSpki).digest("hex");
@@ -70,24 +71,19 @@ export class RecoveredKeyDelivery implements RecoveredKeySource {
       }));
       throw e;
     }
-    let holderPoint: Buffer;
-    try {
-      if (keyAlgorithmOfSpki(holderSigningSpki) !== "sm2") throw new Error("not sm2");
-      holderPoint = sm2PointOfSpki(holderSigningSpki);
-    } catch (e) {
-      throw new UkeyError("KEY_ALGORITHM_UNSUPPORTED", { params: { algorithm: "recovered encryption keys for a signing key that is not SM2" }, cause: e });
-    }
+    envelopeRecipientOf(holderSigningSpki);
     // Every envelope is made before anything is recorded: a key that does not open leaves the recovery as it was.
     const keys: RecoveredKey[] = [];
     for (const escrowId of rec.escrowIds) {
       const escrow = await this.deps.store.kmcEscrows.get(escrowId);
       if (!escrow || escrow.holderId !== rec.holderId) throw new UkeyError("KMC_ESCROW_UNREADABLE", { params: { keyId: this.deps.masterKey.id }, detail: `escrow ${escrowId} is missing` });
-      const privateKey = await this.deps.masterKey.unwrap(escrow.wrappedKey, escrowAad(escrow.id, escrow.holderId, escrow.spki));
+      const algorithm = escrowAlgorithm(escrow.algorithm, this.deps.masterKey.id);
+      const secret = await this.deps.masterKey.unwrap(escrow.wrappedKey, escrowAad(escrow.id, escrow.holderId, escrow.spki));
       try {
-        const envelope = buildEnvelopedKeyBlob({ privateKey, publicKey: sm2PointOfSpki(escrow.spki) }, holderPoint);
-        keys.push({ escrowId, algorithm: "sm2", spki: escrow.spki, envelope, envelopeFormat: "gmt0016-enveloped-key-blob" });
+        const { envelope, envelopeFormat } = envelopeKey({ algorithm, spki: escrow.spki, secret }, holderSigningSpki);
+        keys.push({ escrowId, algorithm, spki: escrow.spki, envelope, envelopeFormat });
       } finally {
-        privateKey.fill(0);
+        secret.fill(0);
       }
     }
     const at = this.deps.clock.now().getTime();

@@ -24,7 +24,7 @@ const pairProperties = {
   envelope: {
     type: "object", additionalProperties: false, description: "A pair profile's encryption private key, enveloped for the new signing key of the CSR: only that key opens it (docs/envelopes.md)",
     properties: {
-      format: { type: "string", enum: ["gmt0016-enveloped-key-blob"], description: "GM/T 0016 ENVELOPEDKEYBLOB (388 octets, what SKF_ImportECCKeyPair takes)" },
+      format: { type: "string", enum: ["gmt0016-enveloped-key-blob", "cms-enveloped-data"], description: "for an SM2 signing key: GM/T 0016 ENVELOPEDKEYBLOB (388 octets, what SKF_ImportECCKeyPair takes); for an RSA one: CMS EnvelopedData (RFC 5652, DER) of the PKCS#8 private key, RSAES-OAEP to the signing key, AES-256-CBC" },
       value: { type: "string", format: "byte", description: "base64" },
     },
     required: ["format", "value"],
@@ -36,10 +36,23 @@ const orderAnswer = {
     properties: { newCertificate: { ...issuedCertificate, properties: { ...issuedCertificate.properties, chainPem: { type: "string" } } }, ...pairProperties },
   },
 } as const;
+const recoveredKeys = {
+  type: "array", description: "Only for the codes of a key recovery approved by two people: the holder's escrowed old encryption keys, each enveloped like `envelope` for the CSR's key, so that data encrypted to the old encryption certificates stays readable (docs/envelopes.md)",
+  items: {
+    type: "object", additionalProperties: false,
+    properties: {
+      escrowId: { type: "string" },
+      spki: { type: "string", format: "byte", description: "the recovered key pair's public key (DER SubjectPublicKeyInfo, base64)" },
+      envelope: pairProperties.envelope,
+      certificate: { ...issuedCertificate, description: "The old encryption certificate that certifies this key, when the server issued it" },
+    },
+    required: ["escrowId", "spki", "envelope"],
+  },
+} as const;
 const downloadAnswer = {
   201: {
-    type: "object", additionalProperties: true, description: "The certificate, with its chain; for a pair profile also the encryption certificate and its envelope",
-    properties: { ...issuedCertificate.properties, subject: { type: "string" }, chainPem: { type: "string" }, ...pairProperties },
+    type: "object", additionalProperties: true, description: "The certificate, with its chain; for a pair profile also the encryption certificate and its envelope; for a key recovery's codes also the recovered keys",
+    properties: { ...issuedCertificate.properties, subject: { type: "string" }, chainPem: { type: "string" }, ...pairProperties, recoveredKeys },
   },
 } as const;
 

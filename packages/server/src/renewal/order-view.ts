@@ -1,3 +1,4 @@
+import type { EnvelopeFormat } from "../kmc/key-envelope.js";
 import type { OrderState, RenewalOrderRecord } from "@ukey/store";
 import type { PossessionSigner, StoredCredential } from "./possession.js";
 
@@ -8,7 +9,7 @@ export type OrderStep = "possession" | "id-number" | "one-time-code" | "step-up"
 export interface OrderData {
   requirements: { idNumber: boolean; oneTimeCode: "sms" | "email" | null; stepUp: boolean };
   /** A pair profile: the escrow of the encryption key issued with the CSR, and its envelope for the CSR's key (base64; only that key opens it). */
-  pair?: { escrowId: string; envelope: string; envelopeFormat: "gmt0016-enveloped-key-blob" };
+  pair?: { escrowId: string; envelope: string; envelopeFormat: EnvelopeFormat };
   done: Partial<Record<"possession" | "idNumber" | "oneTimeCode" | "stepUp", number>>;
   /** The SHA-256 of the order credential the last proof of possession gave, and its expiry. */
   credential?: StoredCredential;
@@ -44,11 +45,11 @@ export interface OrderView {
   /**
    * A pair profile's encryption certificate (beside newCertificate, the
    * signing one) and the envelope of its private key for the new signing
-   * key: `format` "gmt0016-enveloped-key-blob" (docs/envelopes.md), `value`
-   * base64.
+   * key: `format` "gmt0016-enveloped-key-blob" (SM2) or "cms-enveloped-data"
+   * (RSA), docs/envelopes.md; `value` base64.
    */
   encryptionCertificate?: { serial: string; certId: string; notBefore: string; notAfter: string; pem: string };
-  envelope?: { format: "gmt0016-enveloped-key-blob"; value: string };
+  envelope?: { format: EnvelopeFormat; value: string };
   failure?: string;
   /** A failed order: how many wrong answers ended it, and until when the certificate's online renewal rests (ISO time). */
   failedAttempts?: number;

@@ -760,7 +760,7 @@ export function repositoryContract(engineName: string, factory: () => Promise<En
         assert.equal(await store.kmcEscrows.get("esc-nobody"), undefined);
       });
 
-      test("a certificate pair is found from either certificate; each certificate is in one pair, of known certificates and escrow", async () => {
+      test("a certificate pair is found from either certificate or its escrow; each certificate and escrow is in one pair, of known certificates and escrow", async () => {
         const x = holder();
         await store.holders.insert(x);
         const signing = intent(x.id);
@@ -774,6 +774,12 @@ export function repositoryContract(engineName: string, factory: () => Promise<En
         assert.deepEqual(await store.certificatePairs.getBySigning(signing.serial), pair);
         assert.deepEqual(await store.certificatePairs.getByEncryption(encryption.serial), pair);
         assert.equal(await store.certificatePairs.getBySigning(encryption.serial), undefined);
+        assert.deepEqual(await store.certificatePairs.getByEscrow(escrowId), pair, "found from its escrow (a recovered key's old certificate)");
+        assert.equal(await store.certificatePairs.getByEscrow("no-such-escrow"), undefined);
+        const fourth = intent(x.id);
+        const fifth = intent(x.id);
+        for (const c of [fourth, fifth]) await store.certificates.insertIntent(c);
+        await assert.rejects(store.certificatePairs.insert({ signingSerial: fourth.serial, encryptionSerial: fifth.serial, escrowId, createdAt: T0 }), "an escrow is certified by one pair");
         await assert.rejects(store.certificatePairs.insert({ ...pair, encryptionSerial: third.serial }), "a signing certificate is in one pair");
         await assert.rejects(store.certificatePairs.insert({ ...pair, signingSerial: third.serial }), "an encryption certificate is in one pair");
         await assert.rejects(store.certificatePairs.insert({ ...pair, signingSerial: third.serial, encryptionSerial: "00ff", escrowId }), "of known certificates");

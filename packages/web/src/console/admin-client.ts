@@ -36,6 +36,8 @@ export interface Holder { id: string; kind: string; name: string; idType: string
 export interface Certificate {
   serial: string; certId: string; subjectDn: string; issuerDn: string; notBefore: number; notAfter: number; status: string;
   revocationReason: string | null; revokedAt: number | null; holderId: string; profileId: string; kind: string; tokenSerial: string | null; pem?: string;
+  /** A signing + encryption pair's half: its role, the other certificate, the encryption key's escrow (no key material). */
+  pair?: { role: "signing" | "encryption"; otherSerial: string; escrowId: string };
 }
 export interface Operator { id: string; role: string; certificatePinned: boolean; disabled: boolean; createdAt: number; updatedAt: number; signInPaused?: { clients: number; until: number } | null }
 export interface Enrolment { id: string; holderId: string; profileId: string; referenceNumber: string; expiresAt: number; attempts: number; maxAttempts: number; status: string; createdAt: number }

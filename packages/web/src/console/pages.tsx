@@ -66,11 +66,16 @@ function CertTable(props: { certs: Certificate[]; onChanged: () => void }) {
       <Problemish problem={problem} />
       {notice ? <p class="notice" role="status" data-notice="renewal-unlocked">{notice}</p> : null}
       <table class="data" data-table="certificates">
-        <thead><tr><th>{t("cert.serial")}</th><th>{t("cert.subject")}</th><th>{t("con.holder")}</th><th>{t("con.profile")}</th><th>{t("cert.validity")}</th><th>{t("con.status")}</th><th /></tr></thead>
+        <thead><tr><th>{t("cert.serial")}</th><th>{t("cert.subject")}</th><th>{t("con.holder")}</th><th>{t("con.profile")}</th><th>{t("con.pairColumn")}</th><th>{t("cert.validity")}</th><th>{t("con.status")}</th><th /></tr></thead>
         <tbody>
           {props.certs.map((c) => (
             <tr data-serial={c.serial} data-status={c.status} class={c.status === "active" && c.notAfter - now < 30 * 86_400_000 ? "warn" : ""}>
               <td><code>{c.serial}</code></td><td>{c.subjectDn}</td><td><a href={`#/holders/${encodeURIComponent(c.holderId)}`}>{c.holderId}</a></td><td>{c.profileId}</td>
+              <td data-pair={c.pair?.role ?? "single"}>{c.pair ? <>
+                {t(c.pair.role === "signing" ? "con.pairSigning" : "con.pairEncryption")}
+                <br /><small class="hint" data-other-serial={c.pair.otherSerial}>{t("con.pairOther", { serial: c.pair.otherSerial })}</small>
+                <br /><small class="hint" data-escrow={c.pair.escrowId}>{t("con.pairEscrow", { id: c.pair.escrowId })}</small>
+              </> : t("con.pairSingle")}</td>
               <td>{day(c.notBefore)} — {day(c.notAfter)}</td>
               <td>{c.status === "revoked" && c.revocationReason === "certificateHold" ? t("cstatus.onHold")
                 : <>{t(`cstatus.${c.status as (typeof certificateStatuses)[number]}`)}{c.revocationReason ? `（${t(`reason.${c.revocationReason as (typeof revocationReasons)[number]}`)}）` : ""}</>}</td>
