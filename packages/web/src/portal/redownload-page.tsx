@@ -53,9 +53,10 @@ export function RedownloadPage(props: PageCtx & { query: URLSearchParams }) {
   const [now, setNow] = useState(Date.now());
   useEffect(() => { const i = setInterval(() => setNow(Date.now()), 1000); return () => clearInterval(i); }, []);
 
-  const run = async (f: () => Promise<void>) => {
+  /** Runs a step; `agent`: it talks to the agent, whose lost pairing sends the page to pairing (the server's 401s do not). */
+  const run = async (f: () => Promise<void>, agent = false) => {
     setBusy(true); setProblem(null);
-    try { await f(); } catch (x) { if (!props.lostPairing(x)) setProblem(asProblem(x)); } finally { setBusy(false); }
+    try { await f(); } catch (x) { if (!(agent && props.lostPairing(x))) setProblem(asProblem(x, agent ? "AGENT_NOT_RUNNING" : "SERVER_UNREACHABLE")); } finally { setBusy(false); }
   };
   const send = () => run(async () => {
     setStarted(await fetchJson<Started>(REDOWNLOAD_API, { method: "POST", json: { holderId: holderId.trim(), idNumber: idNumber.trim() } }));
@@ -101,7 +102,7 @@ export function RedownloadPage(props: PageCtx & { query: URLSearchParams }) {
       <form class="card" data-step="download" onSubmit={(e) => {
         e.preventDefault();
         if (!auth) return;
-        void run(() => startOperation(props, { kind: "download", tokenSerial: chosen, referenceNumber: auth.referenceNumber, authorizationCode: auth.authorizationCode }));
+        void run(() => startOperation(props, { kind: "download", tokenSerial: chosen, referenceNumber: auth.referenceNumber, authorizationCode: auth.authorizationCode }), true);
       }}>
         <fieldset class="choices">
           <legend>{t("redownload.choose")}</legend>
