@@ -23,6 +23,9 @@ const usage = `ukey: renew, download and manage the certificates on your UKey (o
   ukey status                         certificates on the key, their state, days left and renewal advice
   ukey renew [--cert SERIAL]          renew (or finish an interrupted renewal)
   ukey download --ref R --code C      download a certificate with a reference number and authorization code
+  ukey download --self-service --customer N [--cert SERIAL]
+                                      after initialising the key: download your valid certificate again
+                                      with your ID number and a text message code (if your institution offers it)
   ukey init [--label L]               initialise the key (erases it; SO PIN, then a new PIN twice)
   ukey pin change                     change the PIN
   ukey clean-up                       remove expired and superseded certificates and orphan keys
@@ -55,7 +58,7 @@ const commonOptions = {
   token: { type: "string" }, json: { type: "boolean" }, lang: { type: "string" }, help: { type: "boolean" }, version: { type: "boolean" },
   "pin-file": { type: "string" }, "so-pin-file": { type: "string" }, "new-pin-file": { type: "string" }, yes: { type: "boolean" },
   verify: { type: "string" },
-  cert: { type: "string" }, ref: { type: "string" }, code: { type: "string" }, label: { type: "string" }, algorithm: { type: "string" },
+  cert: { type: "string" }, ref: { type: "string" }, code: { type: "string" }, "self-service": { type: "boolean" }, customer: { type: "string" }, label: { type: "string" }, algorithm: { type: "string" },
 } as const;
 
 /** The exit code for an error: see `exitCodes`. */
@@ -219,11 +222,18 @@ export async function runUkeyCli(argv: string[], io: UkeyCliIo): Promise<number>
       }
       case "download": {
         needServer();
-        if (!v.ref || !v.code) throw new UkeyError("CLI_USAGE", { params: { reason: "ukey download --ref REFERENCE --code AUTHORIZATION-CODE" } });
+        const selfService = v["self-service"] === true;
+        if (selfService ? !v.customer || v.ref || v.code : !v.ref || !v.code) {
+          throw new UkeyError("CLI_USAGE", { params: { reason: "ukey download --ref REFERENCE --code AUTHORIZATION-CODE, or ukey download --self-service --customer CUSTOMER-NUMBER" } });
+        }
         const algorithm = v.algorithm as "p256" | "p384" | "rsa2048" | "rsa3072" | undefined;
         if (algorithm !== undefined && !["p256", "p384", "rsa2048", "rsa3072"].includes(algorithm)) throw new UkeyError("CLI_USAGE", { params: { reason: "--algorithm p256, p384, rsa2048 or rsa3072" } });
         const token = await resolveToken(b, v.token);
-        const r = await downloadFlow(ctx(), { tokenSerial: token.serial, referenceNumber: v.ref, authorizationCode: v.code, ...(algorithm ? { algorithm } : {}) });
+        // Self-service: the ID number and the SMS code give the two codes (docs/enrolment.md); the download is the same.
+        const codes = selfService
+          ? await (await import("./flows/redownload-flow.js")).selfServiceAuthorizationFlow(ctx(), { customerNumber: v.customer!, ...(v.cert ? { certSerial: v.cert } : {}) })
+          : { referenceNumber: v.ref!, authorizationCode: v.code! };
+        const r = await downloadFlow(ctx(), { tokenSerial: token.serial, referenceNumber: codes.referenceNumber, authorizationCode: codes.authorizationCode, ...(algorithm ? { algorithm } : {}) });
         print(t(
           `下载完成：\n  证书序列号 ${r.certificate.serialHex}\n  主题 ${r.certificate.subject}\n  有效期 ${formatPolicyDate(Date.parse(r.certificate.notBefore))} 至 ${formatPolicyDate(Date.parse(r.certificate.notAfter))}`,
           `Downloaded:\n  certificate ${r.certificate.serialHex}\n  subject ${r.certificate.subject}\n  valid ${formatPolicyDate(Date.parse(r.certificate.notBefore))} to ${formatPolicyDate(Date.parse(r.certificate.notAfter))}`), r);

@@ -81,6 +81,16 @@ const downloadSchema = newCertificateSchema.extend({ subject: z.string() });
 /** What a download with two codes returns. */
 export type DownloadAnswer = z.infer<typeof downloadSchema>;
 
+const redownloadStartedSchema = z.object({ challengeId: z.string(), expiresAt: z.string(), resendAt: z.string(), sentTo: z.string() });
+const redownloadVerifiedSchema = z.object({
+  authorizations: z.array(z.object({
+    referenceNumber: z.string(), authorizationCode: z.string(), expiresAt: z.string(),
+    certificate: z.object({ serial: z.string(), subjectDn: z.string(), notAfter: z.string(), profileId: z.string() }),
+  })),
+});
+export type RedownloadStarted = z.infer<typeof redownloadStartedSchema>;
+export type RedownloadAuthorization = z.infer<typeof redownloadVerifiedSchema>["authorizations"][number];
+
 const problemSchema = z.object({
   code: z.string(),
   message: z.object({ "zh-CN": z.string(), en: z.string() }).optional(),
@@ -193,6 +203,16 @@ export class ServerClient {
   /** Checks the two codes of a download before the key is used (POST /api/v1/downloads/check); throws the server's refusal. */
   async checkDownloadCodes(referenceNumber: string, authorizationCode: string): Promise<void> {
     await this.call("POST", "/api/v1/downloads/check", { referenceNumber, authorizationCode });
+  }
+
+  /** Self-service re-download, step 1: the same answer whether or not the customer number and ID number match a holder. */
+  async redownloadStart(holderId: string, idNumber: string): Promise<RedownloadStarted> {
+    return this.parse(redownloadStartedSchema, (await this.call("POST", "/api/v1/redownload", { holderId, idNumber })).body);
+  }
+
+  /** Self-service re-download, step 2: the SMS code; the two codes of a download per certificate that may be downloaded again. */
+  async redownloadVerify(challengeId: string, code: string): Promise<RedownloadAuthorization[]> {
+    return this.parse(redownloadVerifiedSchema, (await this.call("POST", "/api/v1/redownload/verify", { challengeId, code })).body).authorizations;
   }
 
   async download(referenceNumber: string, authorizationCode: string, csr: string, tokenSerial: string, onAnswer?: OnAnswer): Promise<DownloadAnswer> {

@@ -129,6 +129,15 @@ export interface CertificateProfile {
    * profile-parser.ts).
    */
   certificates?: CertificatePairRules | null;
+  /**
+   * Whether a holder whose key was initialised (forgotten PIN, a full key:
+   * seed 000's 证书下载) may download a currently valid certificate of this
+   * profile again by themselves, proving the ID number on record and an SMS
+   * code to the phone on record, without an operator's two codes (see
+   * docs/enrolment.md). Absent or false: only operators' two codes; seed 000's
+   * preset turns it on.
+   */
+  selfServiceRedownload?: boolean;
 }
 
 /** The key usages of each certificate of a pair (CertificateProfile.certificates). */

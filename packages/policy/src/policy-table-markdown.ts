@@ -32,6 +32,9 @@ export function renderPolicyTableMarkdown(p: Omit<CertificateProfile, "id">): st
   rows.push(["renewal.onCompletion", `\`${p.renewal.onCompletion}\``, p.renewal.onCompletion === "revoke-superseded"
     ? "更新完成后旧证书注销（原因：被取代） / the old certificate is revoked as superseded"
     : "旧证书保留至自然到期 / the old certificate stays valid until it expires"]);
+  rows.push(["selfServiceRedownload", `\`${p.selfServiceRedownload === true}\``, p.selfServiceRedownload
+    ? "密钥初始化后，持有人可凭证件号码和短信验证码自助重新下载有效证书 / after initialising the key, the holder downloads a valid certificate again with the ID number and an SMS code"
+    : "重新下载需机构发放参考号和授权码 / downloading again needs the institution's reference number and authorization code"]);
   rows.push(["keyAlgorithms", `\`${p.keyAlgorithms.join(", ")}\``, "新密钥可用的算法 / algorithms allowed for the new key"]);
   rows.push(["verification", `ID ${p.verification.idNumber ? "✓" : "—"}, code ${p.verification.oneTimeCode ?? "—"}`,
     `持有证明（总是）${p.verification.idNumber ? "、证件号码" : ""}${p.verification.oneTimeCode ? `、${p.verification.oneTimeCode === "sms" ? "短信" : "邮件"}验证码` : ""} / proof of possession (always)${p.verification.idNumber ? ", ID number" : ""}${p.verification.oneTimeCode ? `, one-time code by ${p.verification.oneTimeCode === "sms" ? "SMS" : "e-mail"}` : ""}`]);

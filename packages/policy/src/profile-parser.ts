@@ -90,6 +90,7 @@ export const certificateProfileSchema = z.strictObject({
     signing: z.strictObject({ keyUsage: uniqueList(z.enum(signingKeyUsages as [KeyUsageName, ...KeyUsageName[]], { message: `a signing certificate's key usage is one of ${signingKeyUsages.join(", ")}` }), "key usage").min(1, "at least one key usage is needed") }),
     encryption: z.strictObject({ keyUsage: uniqueList(z.enum(encryptionKeyUsages as [KeyUsageName, ...KeyUsageName[]], { message: `an encryption certificate's key usage is one of ${encryptionKeyUsages.join(", ")}` }), "key usage").min(1, "at least one key usage is needed") }),
   }).nullable().optional(),
+  selfServiceRedownload: z.boolean().optional(),
 });
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

@@ -39,6 +39,8 @@ const presetTable: Record<PresetName, ProfilePreset> = {
       loginWhenExpired: false,
       onCompletion: "revoke-superseded",
     },
+    // Seed 000: after initialising a key (forgotten PIN, 内存不足) the holder downloads the certificate again online.
+    selfServiceRedownload: true,
   },
   // Seed 001: a bank's 网银盾 (NetBank shield) FAQ.
   "bank-netbank-shield": {

@@ -14,6 +14,7 @@ import { registerEstRoutes } from "./est/est-routes.js";
 import { redactUrl, requestLogSerializer } from "./request-log.js";
 import type { ListenerKind } from "./server-config.js";
 import type { ServerContext } from "./server-context.js";
+import { registerRedownloadRoutes } from "./redownload/redownload-routes.js";
 import { registerHolderRoutes } from "./holder-session/holder-routes.js";
 import { createMetrics, readMetricsToken, registerMetricsRoute } from "./metrics.js";
 import { registerReminderAdminRoutes } from "./reminders/reminder-admin-routes.js";
@@ -164,6 +165,8 @@ export async function buildApp(ctx: ServerContext, opts: AppOptions = {}): Promi
   registerAdminStatsRoutes(app, ctx);
   // The holder's sign-in, bell and certificate list; the operators' view of reminders; Prometheus metrics.
   const holder = registerHolderRoutes(app, ctx);
+  // Self-service re-download after a key was initialised: ID number and an SMS code instead of an operator's two codes.
+  registerRedownloadRoutes(app, ctx, holder.signIn);
   registerReminderAdminRoutes(app, ctx, holder.bell);
   const metricsHere = ctx.config.metrics.listeners.includes(kind);
   registerMetricsRoute(app, metricsHere ? createMetrics({ store: ctx.store, clock: ctx.clock, reminders: ctx.reminders }) : null, metricsToken);

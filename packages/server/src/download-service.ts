@@ -1,7 +1,7 @@
 import { derToPem, encodeName, verifyCsr } from "@ukey/ca";
 import { createHash } from "node:crypto";
 import { UkeyError, isUkeyError } from "@ukey/policy";
-import type { CertificateRecord, EnrolmentRecord, Store } from "@ukey/store";
+import type { CertificateRecord, EnrolmentRecord, Repositories, Store } from "@ukey/store";
 import { formatCertId } from "./cert-id.js";
 import { normaliseReferenceNumber, type EnrolmentService } from "./enrolment-service.js";
 import { subjectFor, type IssuanceService } from "./issuance-service.js";
@@ -90,6 +90,11 @@ export class DownloadService {
     const held = (await this.deps.store.certificates.search({ holderId: holder.id, status: "revoked", limit: 1000 }))
       .find((c) => c.profileId === profile.id && c.revocationReason === "certificateHold");
     if (held) throw new UkeyError("CERT_ON_HOLD", { params: { serial: held.serial } });
+    // A self-service re-download replaces a certificate that must still be valid (checked again, under the row's update, at commit).
+    const replaces = verified.replacesSerial ? await this.deps.store.certificates.get(verified.replacesSerial) : undefined;
+    if (verified.replacesSerial && !(replaces && replaceable(replaces, this.deps.clock.now().getTime()))) {
+      throw new UkeyError("REDOWNLOAD_NOT_AVAILABLE", { detail: `certificate ${verified.replacesSerial} is no longer valid` });
+    }
     // A recovery's keys are enveloped (and the recovery bound to this signing key) before anything is issued: a
     // refusal spends no code. Should the issuance fail after, the same key asks again and gets the same keys.
     const recovered = await this.recoveredFor(verified, request.spki, actor);
@@ -98,7 +103,9 @@ export class DownloadService {
     let encryption: CertificateRecord | undefined;
     const c = await this.deps.issuance.issue({
       holderId: holder.id, profileId: profile.id, csr: request, actor, tokenSerial,
-      auditData: { enrolment: verified.id, channel: "download" },
+      auditData: { enrolment: verified.id, channel: replaces ? "self-service-redownload" : "download" },
+      // A replacement, not a renewal: the certificate keeps the expiry of the one it replaces.
+      ...(replaces ? { notAfter: new Date(replaces.notAfter) } : {}),
       ...(prepared ? {
         encryption: { spki: prepared.spki, escrowId: prepared.escrowId },
         onIntent: async (r) => { await this.deps.kmc!.recordIn(r, prepared, this.deps.clock.now().getTime()); return undefined; },
@@ -106,6 +113,7 @@ export class DownloadService {
       onCommit: async (r, cert, enc) => {
         encryption = enc;
         await this.deps.enrolments.redeemIn(r, verified, actor, { serial: cert.serial, ...(enc ? { encryptionSerial: enc.serial } : {}) });
+        if (replaces) await supersedeIn(r, replaces, cert.serial, actor, this.deps.clock.now().getTime());
       },
     });
     const out = this.result(c);
@@ -191,5 +199,28 @@ export class DownloadService {
     }
     if (recovered) out.recoveredKeys = await this.recoveredView(recovered);
     return out;
+  }
+}
+
+/** True while `c` may be replaced by a self-service re-download: active (not revoked, on hold or superseded) and within its validity. */
+export function replaceable(c: Pick<CertificateRecord, "status" | "notBefore" | "notAfter">, at: number): boolean {
+  return c.status === "active" && c.notBefore <= at && at < c.notAfter;
+}
+
+/**
+ * Inside the issuance transaction of a self-service re-download: the old
+ * certificate (and its pair's encryption certificate) revoked with reason
+ * superseded, audited. Its key went with the key's initialisation, so it is
+ * never left to expire.
+ * @throws UkeyError REDOWNLOAD_NOT_AVAILABLE when it was revoked or put on hold since the check (the issuance rolls back).
+ */
+async function supersedeIn(r: Repositories, old: CertificateRecord, by: string, actor: string, at: number): Promise<void> {
+  if (!(await r.certificates.revoke(old.serial, "superseded", at, "superseded"))) {
+    throw new UkeyError("REDOWNLOAD_NOT_AVAILABLE", { detail: `certificate ${old.serial} was revoked meanwhile` });
+  }
+  await r.audit.append({ at, actor, action: "certificate.superseded", subjectType: "certificate", subjectId: old.serial, data: { by, revoked: true, why: "self-service re-download" } });
+  const pair = await r.certificatePairs.getBySigning(old.serial);
+  if (pair && (await r.certificates.revoke(pair.encryptionSerial, "superseded", at, "superseded"))) {
+    await r.audit.append({ at, actor, action: "certificate.superseded", subjectType: "certificate", subjectId: pair.encryptionSerial, data: { by, revoked: true, pairOf: old.serial, why: "self-service re-download" } });
   }
 }

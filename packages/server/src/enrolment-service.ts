@@ -78,11 +78,16 @@ export class EnrolmentService {
    * Creates an enrolment for a holder and profile.
    * @throws UkeyError HOLDER_NOT_FOUND, PROFILE_NOT_FOUND, REQUEST_INVALID (ttlDays not 1-90, maxAttempts not 1-10).
    */
-  async create(o: { holderId: string; profileId: string; actor: string; ttlDays?: number; maxAttempts?: number }): Promise<CreatedEnrolment> {
+  async create(o: {
+    holderId: string; profileId: string; actor: string; ttlDays?: number; maxAttempts?: number;
+    /** A holder's self-service re-download: the certificate it replaces and how long it lasts (instead of ttlDays). */
+    selfService?: { replacesSerial: string; ttlMs: number };
+  }): Promise<CreatedEnrolment> {
     const ttlDays = o.ttlDays ?? 14;
     const maxAttempts = o.maxAttempts ?? 5;
     if (!Number.isInteger(ttlDays) || ttlDays < 1 || ttlDays > 90) throw new UkeyError("REQUEST_INVALID", { params: { reason: "ttlDays must be a whole number of days, 1 to 90" } });
     if (!Number.isInteger(maxAttempts) || maxAttempts < 1 || maxAttempts > 10) throw new UkeyError("REQUEST_INVALID", { params: { reason: "maxAttempts must be 1 to 10" } });
+    const ttlMs = o.selfService?.ttlMs ?? ttlDays * DAY;
     const at = this.deps.clock.now().getTime();
     for (let attempt = 0; ; attempt++) {
       const referenceNumber = newReferenceNumber();
@@ -90,7 +95,8 @@ export class EnrolmentService {
       const record: EnrolmentRecord = {
         id: `enr-${randomUUID()}`, holderId: o.holderId, profileId: o.profileId, referenceNumber,
         codeHash: this.hash(referenceNumber, normaliseAuthorizationCode(authorizationCode)),
-        expiresAt: at + ttlDays * DAY, attempts: 0, maxAttempts, status: "open", createdAt: at, updatedAt: at,
+        expiresAt: at + ttlMs, attempts: 0, maxAttempts, status: "open", createdAt: at, updatedAt: at,
+        replacesSerial: o.selfService?.replacesSerial ?? null,
       };
       try {
         await this.deps.store.transaction(async (r) => {
@@ -99,7 +105,10 @@ export class EnrolmentService {
           await r.enrolments.insert(record);
           await r.audit.append({
             at, actor: o.actor, action: "enrolment.created", subjectType: "enrolment", subjectId: record.id,
-            data: { holderId: o.holderId, profileId: o.profileId, referenceNumber, expiresAt: record.expiresAt, maxAttempts },
+            data: {
+              holderId: o.holderId, profileId: o.profileId, referenceNumber, expiresAt: record.expiresAt, maxAttempts,
+              ...(o.selfService ? { selfService: true, replaces: o.selfService.replacesSerial } : {}),
+            },
           });
         });
       } catch (e) {

@@ -33,7 +33,8 @@ const under = (method: string, url: string): RouteMatch => ({ method, url, prefi
  * The defaults are set above what an institution's real traffic does,
  * clients behind one NAT included (docs/configuration.md says why each):
  * - operatorSignIn: a whole office of operators signing in at the start of a shift;
- * - holderSignInCode / holderSignInVerify: a carrier-grade NAT shared by many holders;
+ * - holderSignInCode / holderSignInVerify: a carrier-grade NAT shared by many holders (self-service
+ *   re-download's code and its check too: the same kind of request, and the same quotas behind them);
  * - renewal: an organisation renewing its keys one after another from one office;
  * - codes: download with two codes and step-up approval, where each try is a guess;
  * - est: EST enrolment (HTTP Basic codes) and re-enrolment;
@@ -47,8 +48,8 @@ const under = (method: string, url: string): RouteMatch => ({ method, url, prefi
  */
 export const rateLimitRules = {
   operatorSignIn: { routes: [exact("POST", "/api/v1/admin/sign-in"), exact("POST", "/api/v1/admin/sign-in/certificate")], max: 30, windowSeconds: 60 },
-  holderSignInCode: { routes: [exact("POST", "/api/v1/holder/sign-in")], max: 20, windowSeconds: 60 },
-  holderSignInVerify: { routes: [exact("POST", "/api/v1/holder/sign-in/verify")], max: 60, windowSeconds: 60 },
+  holderSignInCode: { routes: [exact("POST", "/api/v1/holder/sign-in"), exact("POST", "/api/v1/redownload")], max: 20, windowSeconds: 60 },
+  holderSignInVerify: { routes: [exact("POST", "/api/v1/holder/sign-in/verify"), exact("POST", "/api/v1/redownload/verify")], max: 60, windowSeconds: 60 },
   codes: { routes: [exact("POST", "/api/v1/downloads"), exact("POST", "/api/v1/downloads/check"), under("*", "/api/v1/step-up/")], max: 30, windowSeconds: 60 },
   renewal: { routes: [exact("*", "/api/v1/orders"), under("*", "/api/v1/orders/")], max: 600, windowSeconds: 60 },
   pki: {

@@ -3,12 +3,12 @@ import { pageOffset, pageSize, type Executor } from "./executor.js";
 import { foreignKeyViolation, uniqueViolation } from "./sql-errors.js";
 import type { EnrolmentRecord, EnrolmentRepository } from "./types.js";
 
-const COLUMNS = "id, holder_id, profile_id, reference_number, code_hash, expires_at, attempts, max_attempts, status, created_at, updated_at";
+const COLUMNS = "id, holder_id, profile_id, reference_number, code_hash, expires_at, attempts, max_attempts, status, created_at, updated_at, replaces_serial";
 
 interface EnrolmentRow {
   id: string; holder_id: string; profile_id: string; reference_number: string; code_hash: string;
   expires_at: number | string; attempts: number | string; max_attempts: number | string; status: string;
-  created_at: number | string; updated_at: number | string;
+  created_at: number | string; updated_at: number | string; replaces_serial: string | null;
 }
 
 function toEnrolment(r: EnrolmentRow): EnrolmentRecord {
@@ -16,6 +16,7 @@ function toEnrolment(r: EnrolmentRow): EnrolmentRecord {
     id: r.id, holderId: r.holder_id, profileId: r.profile_id, referenceNumber: r.reference_number, codeHash: r.code_hash,
     expiresAt: Number(r.expires_at), attempts: Number(r.attempts), maxAttempts: Number(r.max_attempts),
     status: r.status as EnrolmentRecord["status"], createdAt: Number(r.created_at), updatedAt: Number(r.updated_at),
+    replacesSerial: r.replaces_serial ?? null,
   };
 }
 
@@ -29,9 +30,9 @@ export function enrolmentRepository(x: Executor): EnrolmentRepository {
   return {
     async insert(e) {
       try {
-        await x.sql.run(`INSERT INTO enrolments (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, [
+        await x.sql.run(`INSERT INTO enrolments (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, [
           e.id, e.holderId, e.profileId, e.referenceNumber, e.codeHash, e.expiresAt, e.attempts, e.maxAttempts, e.status,
-          e.createdAt, e.updatedAt,
+          e.createdAt, e.updatedAt, e.replacesSerial ?? null,
         ]);
       } catch (err) {
         const violated = uniqueViolation(err);

@@ -515,6 +515,14 @@ export const migrations: readonly Migration[] = [
       "CREATE UNIQUE INDEX certificate_pairs_escrow ON certificate_pairs (escrow_id)",
     ],
   },
+  {
+    version: 16,
+    name: "self-service re-download: the certificate an enrolment replaces",
+    statements: () => [
+      // Set only on the enrolments a holder's own re-download makes (ID number + SMS code); operators' stay NULL.
+      "ALTER TABLE enrolments ADD COLUMN replaces_serial TEXT REFERENCES certificates (serial)",
+    ],
+  },
 ];
 
 /** The newest schema version this code knows. */

@@ -156,6 +156,11 @@ export interface EnrolmentRecord {
   status: "open" | "used" | "revoked" | "expired" | "locked";
   createdAt: Millis;
   updatedAt: Millis;
+  /**
+   * A self-service re-download's: the certificate this enrolment replaces, superseded (revoked, reason
+   * superseded) in the transaction that issues the new one. Absent or null: an operator's enrolment, which replaces nothing.
+   */
+  replacesSerial?: string | null;
 }
 
 export type { ReminderRecord, ReminderRepository, ReminderStatus, ReminderCandidate, ReminderOutcome, HolderCertificateRow } from "./reminder-repository.js";

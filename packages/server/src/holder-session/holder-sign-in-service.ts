@@ -1,6 +1,6 @@
 import { createHmac, randomBytes, randomInt, randomUUID, timingSafeEqual } from "node:crypto";
 import { UkeyError, type Clock } from "@ukey/policy";
-import type { HolderKind, Store } from "@ukey/store";
+import type { HolderKind, HolderRecord, Store } from "@ukey/store";
 import type { DeliveryChannel, Senders } from "../delivery/index.js";
 import type { RefusalLog } from "../audit/refusal-log.js";
 import { maskEmail, maskPhone } from "../holder-contact.js";
@@ -13,6 +13,9 @@ const MAX_ATTEMPTS = 5;
 const QUOTA_WINDOW_MS = 24 * 3_600_000;
 /** How often an instance deletes codes and quotas that can no longer matter. */
 const PURGE_EVERY_MS = 10 * 60_000;
+
+/** What a one-time code is for; each purpose hashes its codes apart. */
+export type CodePurpose = "sign-in" | "redownload";
 
 /**
  * What a started sign-in answers, the same for every customer number typed:
@@ -87,16 +90,44 @@ export class HolderSignInService {
    * @throws UkeyError CODE_RESEND_TOO_SOON, CODE_DAILY_LIMIT.
    */
   async start(holderId: string, channel?: DeliveryChannel): Promise<SignInStarted> {
+    const holder = await this.deps.store.holders.get(holderId);
+    const ch: DeliveryChannel = channel ?? (holder?.phone ? "sms" : "email");
+    const to = (ch === "sms" ? holder?.phone : holder?.email) || null;
+    const text = (c: string) => `【${this.deps.institution.name}】登录验证码 ${c}，5 分钟内有效，请勿告诉他人。Your sign-in code is ${c}, valid for 5 minutes; never share it.`;
+    const { started } = await this.issue({
+      typed: holderId, purpose: "sign-in", channel: ch, recipient: holder && to ? { holder, to } : null,
+      message: { subject: { "zh-CN": "登录验证码", en: "Sign-in code" }, text },
+      decoyReason: holder ? `no ${ch} on record` : "unknown customer number",
+    });
+    return started;
+  }
+
+  /**
+   * Sends a one-time code for `purpose` to `recipient` (a decoy row and no
+   * message when null), against the quotas of the customer number `typed`.
+   * `message.text` null: a notice without a code (the row is a decoy then
+   * too, so nothing typed matches). The answer is the same whichever.
+   * Used by sign-in and by self-service re-download (whose codes are hashed
+   * under their own purpose, so a code of one never passes the other).
+   * @throws UkeyError CODE_RESEND_TOO_SOON, CODE_DAILY_LIMIT.
+   */
+  async issue(o: {
+    typed: string; purpose: CodePurpose; channel: DeliveryChannel;
+    recipient: { holder: HolderRecord; to: string } | null;
+    message: { subject: { "zh-CN": string; en: string }; text: ((code: string) => string) | null; notice?: string };
+    decoyReason: string;
+  }): Promise<{ started: SignInStarted; sentTo: string }> {
     const { store, clock } = this.deps;
     const at = clock.now().getTime();
     await this.purgeNowAndThen(at);
-    const subject = this.subjectOf(holderId);
-    const holder = await store.holders.get(holderId);
-    const ch: DeliveryChannel = channel ?? (holder?.phone ? "sms" : "email");
-    const to = (ch === "sms" ? holder?.phone : holder?.email) || null;
+    const subject = this.subjectOf(o.typed);
+    const ch = o.channel;
+    const holder = o.recipient?.holder;
+    const to = o.recipient?.to ?? null;
+    const real = !!to && o.message.text !== null;
     const id = randomUUID();
     // A decoy's "code" is no 6-digit string, so that nothing typed can match it.
-    const code = to ? String(randomInt(0, 1_000_000)).padStart(6, "0") : randomBytes(16).toString("hex");
+    const code = real ? String(randomInt(0, 1_000_000)).padStart(6, "0") : randomBytes(16).toString("hex");
     const sentTo = to ? (ch === "sms" ? maskPhone(to) : maskEmail(to)) : "";
     const outcome = await store.transaction(async (r) => {
       const q = await r.holderSignIns.lockQuota(subject, at, QUOTA_WINDOW_MS);
@@ -105,29 +136,34 @@ export class HolderSignInService {
       }
       if (q.codesSent >= this.limits.codesPerDay) return { error: this.untilError("CODE_DAILY_LIMIT", q.windowStart + QUOTA_WINDOW_MS, at), quota: true };
       await r.holderSignIns.insert({
-        id, subject, holderId: to ? holder!.id : null, channel: ch, sentTo, codeHash: this.hash(id, code), expiresAt: at + CODE_TTL_MS, attempts: 0,
+        id, subject, holderId: real ? holder!.id : null, channel: ch, sentTo, codeHash: this.hash(id, code, o.purpose), expiresAt: at + CODE_TTL_MS, attempts: 0,
         status: "open", createdAt: at, updatedAt: at,
       });
       await r.holderSignIns.saveQuota({ ...q, codesSent: q.codesSent + 1, lastSentAt: at, updatedAt: at });
-      if (to) await r.audit.append({ at, actor: `holder:${holder!.id}`, action: "holder.sign-in.code-sent", subjectType: "holder", subjectId: holder!.id, data: { channel: ch, sentTo } });
+      if (to) {
+        await r.audit.append({
+          at, actor: `holder:${holder!.id}`, action: o.purpose === "sign-in" ? "holder.sign-in.code-sent" : `holder.${o.purpose}.${real ? "code-sent" : "notice-sent"}`,
+          subjectType: "holder", subjectId: holder!.id, data: { channel: ch, sentTo, ...(o.message.notice ? { notice: o.message.notice } : {}) },
+        });
+      }
       return {};
     });
     if (outcome.error) {
-      if (outcome.quota) this.refused(holder && to ? holder.id : null, subject, outcome.error.code);
+      if (outcome.quota) this.refused(holder && to ? holder.id : null, subject, outcome.error.code, o.purpose);
       throw outcome.error;
     }
     if (!to) {
       this.deps.refusals.record({
-        action: "holder.sign-in.decoy", actor: "unknown", subjectType: "customer-number", subjectId: subject,
-        data: { reason: holder ? `no ${ch} on record` : "unknown customer number" },
+        action: `holder.${o.purpose}.decoy`, actor: "unknown", subjectType: "customer-number", subjectId: subject, data: { reason: o.decoyReason },
       });
     } else {
-      const text = (c: string) => `【${this.deps.institution.name}】登录验证码 ${c}，5 分钟内有效，请勿告诉他人。Your sign-in code is ${c}, valid for 5 minutes; never share it.`;
+      const text = o.message.text;
       this.deliver(() => this.deps.senders[ch].send({
-        channel: ch, to, subject: { "zh-CN": "登录验证码", en: "Sign-in code" }, text: text(code), redactedText: text("******"), purpose: "otp", holderId: holder!.id,
+        channel: ch, to, subject: o.message.subject, text: text ? text(code) : o.message.notice ?? "", redactedText: text ? text("******") : o.message.notice ?? "",
+        purpose: text ? "otp" : "notice", holderId: holder!.id,
       }));
     }
-    return { challengeId: id, expiresAt: new Date(at + CODE_TTL_MS).toISOString(), resendAt: new Date(at + RESEND_MS).toISOString() };
+    return { started: { challengeId: id, expiresAt: new Date(at + CODE_TTL_MS).toISOString(), resendAt: new Date(at + RESEND_MS).toISOString() }, sentTo };
   }
 
   /**
@@ -137,6 +173,17 @@ export class HolderSignInService {
    *   (the customer number's wrong codes of the day are used up).
    */
   async verify(challengeId: string, code: string): Promise<HolderSession> {
+    const { holder: h, at } = await this.check(challengeId, code, "sign-in");
+    const claims: HolderSessionClaims = { sub: h.id, kind: h.kind, iat: at, exp: at + HOLDER_SESSION_TTL_MS };
+    return { token: signHolderSession(this.deps.sessionKey, claims), expiresAt: new Date(claims.exp).toISOString(), holder: { id: h.id, kind: h.kind, name: h.name } };
+  }
+
+  /**
+   * Checks and spends a code sent for `purpose`; returns its holder.
+   * Sign-in's wrong codes answer CODE_INVALID; the others' SMS_CODE_INVALID with the tries left.
+   * @throws UkeyError as `verify`, and SMS_CODE_INVALID.
+   */
+  async check(challengeId: string, code: string, purpose: CodePurpose): Promise<{ holder: HolderRecord; at: number }> {
     const { store, clock } = this.deps;
     const at = clock.now().getTime();
     // Refusals are returned, not thrown, so that the counted attempt is committed.
@@ -149,28 +196,30 @@ export class HolderSignInService {
       if (s.expiresAt < at) return refuse(new UkeyError("CODE_EXPIRED"));
       const q = await r.holderSignIns.lockQuota(s.subject, at, QUOTA_WINDOW_MS);
       if (q.wrongCodes >= this.limits.wrongCodesPerDay) return refuse(this.untilError("CODE_GUESSES_EXHAUSTED", q.windowStart + QUOTA_WINDOW_MS, at));
-      const given = Buffer.from(this.hash(s.id, code.trim()), "hex");
+      const given = Buffer.from(this.hash(s.id, code.trim(), purpose), "hex");
       const matches = timingSafeEqual(given, Buffer.from(s.codeHash, "hex")) && s.holderId !== null;
       if (!matches) {
         const attempts = s.attempts + 1;
         const locked = attempts >= MAX_ATTEMPTS;
         await r.holderSignIns.update(s.id, { attempts, status: locked ? "locked" : "open" }, at);
         await r.holderSignIns.saveQuota({ ...q, wrongCodes: q.wrongCodes + 1, updatedAt: at });
-        return refuse(new UkeyError(locked ? "CODE_ATTEMPTS_EXCEEDED" : "CODE_INVALID"));
+        return refuse(locked ? new UkeyError("CODE_ATTEMPTS_EXCEEDED")
+          : purpose === "sign-in" ? new UkeyError("CODE_INVALID") : new UkeyError("SMS_CODE_INVALID", { params: { triesLeft: MAX_ATTEMPTS - attempts } }));
       }
       await r.holderSignIns.update(s.id, { attempts: s.attempts, status: "used" }, at);
       const holder = await r.holders.get(s.holderId!);
       if (!holder) return { error: new UkeyError("CODE_INVALID", { detail: "holder removed" }) };
-      await r.audit.append({ at, actor: `holder:${holder.id}`, action: "holder.signed-in", subjectType: "holder", subjectId: holder.id, data: { channel: s.channel } });
+      await r.audit.append({
+        at, actor: `holder:${holder.id}`, action: purpose === "sign-in" ? "holder.signed-in" : `holder.${purpose}.code-verified`,
+        subjectType: "holder", subjectId: holder.id, data: { channel: s.channel },
+      });
       return { holder };
     });
     if ("error" in outcome) {
-      if ("signIn" in outcome) this.refused(outcome.signIn.holderId, outcome.signIn.subject, outcome.error.code);
+      if ("signIn" in outcome) this.refused(outcome.signIn.holderId, outcome.signIn.subject, outcome.error.code, purpose);
       throw outcome.error;
     }
-    const h = outcome.holder;
-    const claims: HolderSessionClaims = { sub: h.id, kind: h.kind, iat: at, exp: at + HOLDER_SESSION_TTL_MS };
-    return { token: signHolderSession(this.deps.sessionKey, claims), expiresAt: new Date(claims.exp).toISOString(), holder: { id: h.id, kind: h.kind, name: h.name } };
+    return { holder: outcome.holder, at };
   }
 
   /** Resolves when every message handed to a sender has been delivered or recorded as failed. */
@@ -189,8 +238,9 @@ export class HolderSignInService {
     return { id: c.sub, kind: c.kind, renewed: { token: signHolderSession(this.deps.sessionKey, { ...c, iat: at, exp }), expiresAt: new Date(exp).toISOString() } };
   }
 
-  private hash(id: string, code: string): string {
-    return createHmac("sha256", this.deps.codeKey).update(`holder-sign-in:${id}:${code}`).digest("hex");
+  /** The code's keyed hash, bound to its purpose: a sign-in code is no re-download code. */
+  private hash(id: string, code: string, purpose: CodePurpose): string {
+    return createHmac("sha256", this.deps.codeKey).update(`${purpose === "sign-in" ? "holder-sign-in" : `holder-${purpose}`}:${id}:${code}`).digest("hex");
   }
 
   /** The key of a customer number's quota: keyed, so the table does not list the numbers people typed. */
@@ -203,10 +253,11 @@ export class HolderSignInService {
   }
 
   /** Counts a refusal in the audit (aggregated): a real holder by id, anything else by its keyed hash. */
-  private refused(holderId: string | null, subject: string, code: string): void {
+  private refused(holderId: string | null, subject: string, code: string, purpose: CodePurpose): void {
+    const action = `holder.${purpose}.refused`;
     this.deps.refusals.record(holderId
-      ? { action: "holder.sign-in.refused", actor: `holder:${holderId}`, subjectType: "holder", subjectId: holderId, data: { code } }
-      : { action: "holder.sign-in.refused", actor: "unknown", subjectType: "customer-number", subjectId: subject, data: { code } });
+      ? { action, actor: `holder:${holderId}`, subjectType: "holder", subjectId: holderId, data: { code } }
+      : { action, actor: "unknown", subjectType: "customer-number", subjectId: subject, data: { code } });
   }
 
   /** Sends after the answer; the sender records the outcome (failures included) in the outbox. */

@@ -515,7 +515,7 @@ export function repositoryContract(engineName: string, factory: () => Promise<En
       test("inserts, finds by reference and updates", async () => {
         const e = {
           id: uid("E"), holderId: h.id, profileId: "personal", referenceNumber: uid("REF"), codeHash: "scrypt$abc",
-          expiresAt: T0 + DAY, attempts: 0, maxAttempts: 5, status: "open" as const, createdAt: T0, updatedAt: T0,
+          expiresAt: T0 + DAY, attempts: 0, maxAttempts: 5, status: "open" as const, createdAt: T0, updatedAt: T0, replacesSerial: null,
         };
         await store.enrolments.insert(e);
         assert.deepEqual(await store.enrolments.getByReference(e.referenceNumber), e);
@@ -526,6 +526,12 @@ export function repositoryContract(engineName: string, factory: () => Promise<En
         await assert.rejects(store.enrolments.insert({ ...e, id: uid("E") }), rejectsWith("RECORD_DUPLICATE"));
         await assert.rejects(store.enrolments.insert({ ...e, referenceNumber: uid("REF") }), rejectsWith("RECORD_DUPLICATE"));
         await assert.rejects(store.enrolments.update("missing", { attempts: 2 }, T0), rejectsWith("RECORD_NOT_FOUND"));
+        // A self-service re-download's enrolment names the certificate it replaces (migration 16).
+        const replaced = imported(h.id);
+        await store.certificates.insertImported(replaced);
+        const selfService = { ...e, id: uid("E"), referenceNumber: uid("REF"), replacesSerial: replaced.serial };
+        await store.enrolments.insert(selfService);
+        assert.deepEqual(await store.enrolments.get(selfService.id), selfService);
       });
 
       test("gets by id, locks by reference, moves status only from the state named, lists newest first", async () => {
@@ -533,7 +539,7 @@ export function repositoryContract(engineName: string, factory: () => Promise<En
         await store.holders.insert(h2);
         const make = (at: number, status: "open" | "used" = "open") => ({
           id: uid("E"), holderId: h2.id, profileId: "personal", referenceNumber: uid("REF"), codeHash: "hmac-sha256$00",
-          expiresAt: at + DAY, attempts: 0, maxAttempts: 5, status, createdAt: at, updatedAt: at,
+          expiresAt: at + DAY, attempts: 0, maxAttempts: 5, status, createdAt: at, updatedAt: at, replacesSerial: null,
         });
         const [a, b, c] = [make(T0), make(T0 + 1, "used"), make(T0 + 2)];
         for (const e of [a, b, c]) await store.enrolments.insert(e);

@@ -11,6 +11,7 @@ import { AgentAbsentPage, AgentOutdatedPage, LocalNetworkBlockedPage, LocalNetwo
 import { DiagnosticsPage, DownloadPage, InitialisePage, RenewChoosePage } from "./action-pages.js";
 import { HelpPage } from "./help-page.js";
 import { OperationPage } from "./operation-page.js";
+import { RedownloadPage } from "./redownload-page.js";
 import { OrganisationPage, useBell } from "./org-page.js";
 import { StatusPage } from "./status-page.js";
 import { StepUpApprovalPage } from "./step-up-page.js";
@@ -145,6 +146,7 @@ function App() {
       case "status": body = <StatusPage {...ctx} />; break;
       case "renew": body = <RenewChoosePage {...ctx} query={route.query} />; break;
       case "download": body = <DownloadPage {...ctx} query={route.query} />; break;
+      case "redownload": body = <RedownloadPage {...ctx} query={route.query} />; break;
       case "initialise": body = <InitialisePage {...ctx} query={route.query} />; break;
       case "diagnostics": body = <DiagnosticsPage {...ctx} hello={"hello" in state ? state.hello : undefined} />; break;
       case "op": body = <OperationPage {...ctx} id={arg ?? ""} />; break;

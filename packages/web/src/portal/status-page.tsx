@@ -124,7 +124,11 @@ export function StatusPage(props: PageCtx) {
           </p>
           {tk.token.pin.locked ? <p class="bad" role="alert">{t("status.pinLocked")}</p> : tk.token.pin.finalTry ? <p class="warn">{t("status.pinFinalTry")}</p> : tk.token.pin.countLow ? <p class="warn">{t("status.pinCountLow")}</p> : null}
           {tk.certificatesHidden ? <ReadCertificates ctx={props} tokenSerial={tk.token.serial} returnTo="#/" />
-            : tk.certificates.length === 0 ? <p>{t("status.noCert")} <a href={`#/download?token=${encodeURIComponent(tk.token.serial)}`}>{t("nav.download")}</a></p> : null}
+            : tk.certificates.length === 0 ? (
+              <p data-no-cert={tk.token.serial}>{t("status.noCert")}{" "}
+                <a class="button primary" href={`#/redownload?token=${encodeURIComponent(tk.token.serial)}`}>{t("redownload.link")}</a>{" "}
+                <a href={`#/download?token=${encodeURIComponent(tk.token.serial)}`}>{t("nav.download")}</a></p>
+            ) : null}
           <div class="certs">{tk.certificates.map((c) => <CertificateCard c={c} tokenSerial={tk.token.serial} />)}</div>
           {tk.invalidObjects > 0 ? (
             <p class="hint">{t("status.invalidObjects", { n: tk.invalidObjects })}{" "}
