@@ -2,12 +2,10 @@
 // (used by scripts/build-agent-installers.mjs for Linux and
 // scripts/build-agent-windows.mjs for Windows).
 //
-// pkcs11: "beside" loads pkcs11js's compiled addon from pkcs11.node next to
-// the executable (Linux: the addon was built for this Node's ABI, which is the
-// executable's own). "absent" leaves PKCS#11 out of the build: pkcs11js has no
-// prebuilt Windows binary and no compiler can build one here, so the agent
-// refuses a PKCS#11 module with AGENT_PKCS11_NOT_IN_BUILD and uses PKCS#12
-// files (docs/agent-install.md).
+// The one native part is koffi's FFI binary (koffi.node), which the agent's
+// PKCS#11 and SKF bindings use. koffi's npm package carries it prebuilt for
+// every platform; the build copies the target's copy next to the executable
+// and the bundle loads it from there (`koffiAddon`).
 import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join, resolve, dirname } from "node:path";
@@ -16,13 +14,10 @@ import { fileURLToPath } from "node:url";
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
 /** Bundles the agent into work/ukey.cjs and its SEA blob into work/ukey.blob. */
-export async function bundleAgent(work, info, { pkcs11 }) {
+export async function bundleAgent(work, info) {
   const esbuild = await import("esbuild");
-  const addon = pkcs11 === "beside"
-    ? "const { createRequire } = require('node:module'); const { join, dirname } = require('node:path');"
-      + "module.exports = createRequire(process.execPath)(join(dirname(process.execPath), 'pkcs11.node'));"
-    // No addon: an object whose PKCS11 class cannot load a module (the agent checks the build first and says why).
-    : "module.exports = { PKCS11: class { load() { throw new Error('PKCS#11 is not in this build of the agent'); } } };";
+  const addon = "const { createRequire } = require('node:module'); const { join, dirname } = require('node:path');"
+    + "module.exports = createRequire(process.execPath)(join(dirname(process.execPath), 'koffi.node'));";
   await esbuild.build({
     entryPoints: [join(root, "packages/agent/src/sea-entry.ts")],
     outfile: join(work, "ukey.cjs"),
@@ -34,15 +29,15 @@ export async function bundleAgent(work, info, { pkcs11 }) {
     legalComments: "none",
     logLevel: "warning",
     define: {
-      __UKEY_BUILD_INFO__: JSON.stringify({ version: info.version, build: info.build, pkcs11: pkcs11 === "beside" }),
+      __UKEY_BUILD_INFO__: JSON.stringify({ version: info.version, build: info.build }),
       "import.meta.url": "__ukey_import_meta_url",
     },
     banner: { js: "const __ukey_import_meta_url = require('node:url').pathToFileURL(process.execPath).href;" },
     plugins: [{
       name: "native-addon",
       setup(b) {
-        // pkcs11js loads ./build/Release/pkcs11.node.
-        b.onResolve({ filter: /pkcs11\.node$/ }, () => ({ path: "pkcs11-addon", namespace: "ukey-native" }));
+        // koffi requires ./build/koffi/<platform>_<arch>/koffi.node: each of them is the copy beside the executable.
+        b.onResolve({ filter: /koffi\.node$/ }, () => ({ path: "koffi-addon", namespace: "ukey-native" }));
         b.onLoad({ filter: /.*/, namespace: "ukey-native" }, () => ({ contents: addon, loader: "js" }));
       },
     }],
@@ -59,4 +54,9 @@ export async function bundleAgent(work, info, { pkcs11 }) {
 export function injectBlob(require, work, exe) {
   execFileSync(process.execPath, [require.resolve("postject/dist/cli.js"), exe, "NODE_SEA_BLOB", join(work, "ukey.blob"),
     "--sentinel-fuse", "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2"], { stdio: "pipe" });
+}
+
+/** koffi's prebuilt FFI binary for `triplet` (linux_x64, win32_x64 ...), which the build copies beside the executable as koffi.node. */
+export function koffiAddon(require, triplet) {
+  return join(dirname(require.resolve("koffi/package.json")), "build/koffi", triplet, "koffi.node");
 }

@@ -4,13 +4,10 @@
 // that installs it with the institution's key and configuration and starts
 // the agent at login (XDG autostart).
 //
-// The PKCS#11 binding is pkcs11js. Its compiled addon (pkcs11.node) cannot
-// live inside the executable's blob, so it is installed beside it and loaded
-// from there; it was built for this Node's ABI, which is the executable's own.
-// (koffi would remove the compiler from the build machine and give Windows an
-// addon too; it means rewriting the PKCS#11 backend over a raw FFI, which is
-// left for the SKF work. The Windows executable, scripts/build-agent-windows.mjs,
-// is therefore built without PKCS#11.)
+// The agent reaches PKCS#11 (and SKF) libraries through koffi, whose npm
+// package carries its FFI binary prebuilt for every platform: no compiler on
+// the build machine or the holder's. A native binary cannot live inside the
+// executable's blob, so koffi.node is installed beside it and loaded from there.
 //
 // Usage: node scripts/build-agent-installers.mjs --institution DIR [--out DIR]
 //   --institution  the downloads folder of `ukey-server downloads publish`
@@ -28,7 +25,7 @@ import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { build as buildBundles } from "./build.mjs";
-import { bundleAgent, injectBlob } from "./agent-bundle.mjs";
+import { bundleAgent, injectBlob, koffiAddon } from "./agent-bundle.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const require = (await import("node:module")).createRequire(import.meta.url);
@@ -54,10 +51,10 @@ if (process.platform !== "linux" || process.arch !== "x64") {
 
 const sha256 = (bytes) => createHash("sha256").update(bytes).digest("hex");
 const info = (await buildBundles({ quiet: true })) && JSON.parse(readFileSync(join(root, "packages/agent/dist/build-info.json"), "utf8"));
-const pkcs11Addon = join(dirname(require.resolve("pkcs11js/package.json")), "build/Release/pkcs11.node");
+const ffiAddon = koffiAddon(require, "linux_x64");
 
 // 1. The executable: one CommonJS bundle of the agent and everything it uses, injected into a copy of this Node.
-const exeKey = sha256([info.inputHash, process.version, readFileSync(fileURLToPath(import.meta.url)), readFileSync(new URL("./agent-bundle.mjs", import.meta.url)), readFileSync(pkcs11Addon)].join("\0")).slice(0, 16);
+const exeKey = sha256([info.inputHash, process.version, readFileSync(fileURLToPath(import.meta.url)), readFileSync(new URL("./agent-bundle.mjs", import.meta.url)), readFileSync(ffiAddon)].join("\0")).slice(0, 16);
 const exeDir = join(cache, `exe-${exeKey}`);
 let cached = true;
 if (!existsSync(join(exeDir, "ukey"))) {
@@ -65,11 +62,11 @@ if (!existsSync(join(exeDir, "ukey"))) {
   const work = `${exeDir}.tmp-${process.pid}`;
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
-  await bundleAgent(work, info, { pkcs11: "beside" });
+  await bundleAgent(work, info);
   copyFileSync(process.execPath, join(work, "ukey"));
   chmodSync(join(work, "ukey"), 0o755);
   injectBlob(require, work, join(work, "ukey"));
-  copyFileSync(pkcs11Addon, join(work, "pkcs11.node"));
+  copyFileSync(ffiAddon, join(work, "koffi.node"));
   rmSync(join(work, "ukey.blob"));
   rmSync(exeDir, { recursive: true, force: true });
   renameSync(work, exeDir);
@@ -91,9 +88,9 @@ if (!existsSync(debCached)) {
   mkdirSync(join(tree, "etc/xdg/autostart"), { recursive: true });
   mkdirSync(join(tree, "usr/share/applications"), { recursive: true });
   mkdirSync(join(tree, "DEBIAN"), { recursive: true });
-  for (const f of ["ukey", "pkcs11.node"]) copyFileSync(join(exeDir, f), join(lib, f));
+  for (const f of ["ukey", "koffi.node"]) copyFileSync(join(exeDir, f), join(lib, f));
   chmodSync(join(lib, "ukey"), 0o755);
-  chmodSync(join(lib, "pkcs11.node"), 0o644);
+  chmodSync(join(lib, "koffi.node"), 0o644);
   for (const f of ["institution-key.pem", "agent-config.json"]) {
     copyFileSync(join(institution, f), join(lib, f));
     chmodSync(join(lib, f), 0o644);
@@ -110,7 +107,7 @@ if (!existsSync(debCached)) {
     "Comment=Check the key, its driver and the connection to your institution", "Comment[zh_CN]=检查 UKey、驱动和与机构的连接",
     "Exec=/usr/lib/ukey-agent/ukey doctor", "Terminal=true", "Categories=Utility;", "",
   ].join("\n"));
-  const installedKb = Math.ceil(["ukey", "pkcs11.node"].reduce((n, f) => n + statSync(join(lib, f)).size, 0) / 1024);
+  const installedKb = Math.ceil(["ukey", "koffi.node"].reduce((n, f) => n + statSync(join(lib, f)).size, 0) / 1024);
   writeFileSync(join(tree, "DEBIAN/control"), [
     "Package: ukey-agent", `Version: ${version}`, "Architecture: amd64", "Maintainer: ukey-renew <ukey-renew@localhost>",
     `Installed-Size: ${installedKb}`, "Section: utils", "Priority: optional",

@@ -8,9 +8,9 @@
 // key), a Start menu entry for `ukey doctor`, and the standard uninstall entry
 // (Windows' "Apps" list). No administrator rights are needed.
 //
-// PKCS#11 is not in this build: pkcs11js ships no prebuilt Windows addon and
-// none can be compiled here; the agent says so (AGENT_PKCS11_NOT_IN_BUILD)
-// and works with PKCS#12 files. See docs/agent-install.md.
+// PKCS#11 (and SKF) libraries are reached through koffi, whose npm package
+// carries its prebuilt Windows binary: koffi.node is installed beside
+// ukey.exe. See docs/agent-install.md.
 //
 // Usage: node scripts/build-agent-windows.mjs --institution DIR [--out DIR]
 // Cached by content in UKEY_BUILD_CACHE (default ~/.cache/ukey-renew)/installers:
@@ -25,7 +25,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { build as buildBundles } from "./build.mjs";
-import { bundleAgent, injectBlob } from "./agent-bundle.mjs";
+import { bundleAgent, injectBlob, koffiAddon } from "./agent-bundle.mjs";
 
 // The Windows base binary: the version must be this Node's (the SEA blob's format belongs to the version).
 // Its integrity is the registry's, pinned here so that a different file is refused.
@@ -88,9 +88,10 @@ if (!existsSync(join(baseDir, "node.exe"))) {
   renameSync(work, baseDir);
 }
 
-// 1. ukey.exe: the agent's bundle (without PKCS#11) injected into a copy of the Windows Node.
+// 1. ukey.exe: the agent's bundle injected into a copy of the Windows Node, and koffi's Windows FFI binary beside it.
+const ffiAddon = koffiAddon(require, "win32_x64");
 const exeKey = sha256([info.inputHash, process.version, integrity, readFileSync(fileURLToPath(import.meta.url)),
-  readFileSync(new URL("./agent-bundle.mjs", import.meta.url))].join("\0")).slice(0, 16);
+  readFileSync(new URL("./agent-bundle.mjs", import.meta.url)), readFileSync(ffiAddon)].join("\0")).slice(0, 16);
 const exeDir = join(cache, `win-exe-${exeKey}`);
 let cached = true;
 if (!existsSync(join(exeDir, "ukey.exe"))) {
@@ -98,8 +99,9 @@ if (!existsSync(join(exeDir, "ukey.exe"))) {
   const work = `${exeDir}.tmp-${process.pid}`;
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
-  await bundleAgent(work, info, { pkcs11: "absent" });
+  await bundleAgent(work, info);
   copyFileSync(join(baseDir, "node.exe"), join(work, "ukey.exe"));
+  copyFileSync(ffiAddon, join(work, "koffi.node"));
   injectBlob(require, work, join(work, "ukey.exe"));
   for (const f of ["ukey.blob", "ukey.cjs", "sea-config.json"]) rmSync(join(work, f));
   rmSync(exeDir, { recursive: true, force: true });
@@ -117,7 +119,7 @@ if (!existsSync(msiCached)) {
   const work = join(cache, `msi-${msiKey}.tmp-${process.pid}`);
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
-  copyFileSync(join(exeDir, "ukey.exe"), join(work, "ukey.exe"));
+  for (const f of ["ukey.exe", "koffi.node"]) copyFileSync(join(exeDir, f), join(work, f));
   for (const f of ["institution-key.pem", "agent-config.json"]) copyFileSync(join(institution, f), join(work, f));
   writeFileSync(join(work, "ukey-agent.wxs"), wxs(version));
   const msi = join(work, msiName);
@@ -198,6 +200,7 @@ function wxs(agentVersion) {
             <Component Id="Agent" Guid="8A1D2C3E-4B5F-4A6B-8C7D-9E0F1A2B3C4D">
               <RegistryValue ${reg} Name="InstallDir" Type="string" Value="[INSTALLDIR]" KeyPath="yes" />
               <File Id="UkeyExe" Name="ukey.exe" Source="ukey.exe" />
+              <File Id="KoffiNode" Name="koffi.node" Source="koffi.node" />
               <File Id="InstitutionKey" Name="institution-key.pem" Source="institution-key.pem" />
               <File Id="AgentConfig" Name="agent-config.json" Source="agent-config.json" />
               <RemoveFolder Id="RemoveInstallDir" On="uninstall" />

@@ -109,6 +109,8 @@ export async function build({ force = false, quiet = false } = {}) {
       sourcemap: "linked",
       logLevel: "warning",
       define: { __UKEY_BUILD_INFO__: JSON.stringify(info) },
+      // A CommonJS module of ours that requires a package on first use (koffi-loader.cts) needs a require in ESM output.
+      banner: { js: 'import { createRequire as __ukeyCreateRequire } from "node:module"; const require = __ukeyCreateRequire(import.meta.url);' },
       plugins: [{
         name: "third-party-external",
         setup(b) {

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 
 // Replaced by scripts/build.mjs (esbuild define) in a built bundle; undefined when running the sources.
-declare const __UKEY_BUILD_INFO__: { version: string; build: string; pkcs11?: boolean } | undefined;
+declare const __UKEY_BUILD_INFO__: { version: string; build: string } | undefined;
 
 /** What `ukey --version` prints and the local API's /v1/hello reports. */
 export interface BuildInfo {
@@ -41,13 +41,4 @@ export function buildInfo(): BuildInfo {
     cached = { version, build: "source", platform, kind: "source" };
   }
   return Object.freeze(cached);
-}
-
-/**
- * Whether this build can load PKCS#11 modules. The Windows executable is built
- * without them (scripts/agent-bundle.mjs: pkcs11js has no prebuilt Windows
- * addon); the sources, the bundles and the Linux executable have them.
- */
-export function pkcs11InBuild(): boolean {
-  return typeof __UKEY_BUILD_INFO__ === "undefined" || __UKEY_BUILD_INFO__.pkcs11 !== false;
 }

@@ -1,19 +1,18 @@
 import { createHash, createPublicKey, randomBytes } from "node:crypto";
 import { existsSync, realpathSync } from "node:fs";
 import { resolve } from "node:path";
-import pkcs11js from "pkcs11js";
 import type { KeyAlgorithm } from "@ukey/policy";
 import { UkeyError, isUkeyError } from "@ukey/policy";
 import {
   buildCsr, ecdsaRawToDer, keyAlgorithmOfSpki, readCertificate, samePublicKey, signatureScheme, tokenCertificate,
 } from "./certificate-fields.js";
 import type { KeyStoreBackend, TokenCertificate, TokenInfo, TokenKey, TokenSession } from "./key-store.js";
-import { buildInfo, pkcs11InBuild } from "../build-info.js";
+import { CK, Cryptoki, type Attribute, type CkTokenInfo } from "./cryptoki.js";
 import { checkNewUserPin } from "./pin-rule.js";
 import { acquireTokenLock, OperationQueue, withTokenLock } from "./token-lock.js";
 
-type Handle = Buffer;
-type Lib = pkcs11js.PKCS11;
+type Handle = number;
+type Lib = Cryptoki;
 
 /**
  * One loaded library per path and process: C_Initialize and C_Finalize are
@@ -32,18 +31,23 @@ function acquireModule(path: string): Lib {
     hit.users++;
     return hit.lib;
   }
-  if (!pkcs11InBuild()) throw new UkeyError("AGENT_PKCS11_NOT_IN_BUILD", { params: { module: path, platform: buildInfo().platform } });
   if (!existsSync(path)) throw new UkeyError("TOKEN_DRIVER_MISSING", { params: { module: path }, detail: `no file ${path}` });
-  const lib = new pkcs11js.PKCS11();
+  let lib: Lib;
+  try {
+    lib = new Cryptoki();
+  } catch (e) {
+    // The FFI's own binary: koffi.node beside the executable (an installation with a file missing).
+    throw new UkeyError("AGENT_FFI_MISSING", { params: { file: "koffi.node" }, detail: (e as Error).message, cause: e });
+  }
   try {
     lib.load(path);
   } catch (e) {
     throw new UkeyError("HSM_MODULE_LOAD_FAILED", { params: { module: path }, detail: (e as Error).message, cause: e });
   }
   try {
-    lib.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
+    lib.C_Initialize(CK.CKF_OS_LOCKING_OK);
   } catch (e) {
-    if (p11Code(e) !== pkcs11js.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+    if (p11Code(e) !== CK.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
       try { lib.close(); } catch { /* already failing */ }
       throw new UkeyError("HSM_MODULE_LOAD_FAILED", { params: { module: path }, detail: (e as Error).message, cause: e });
     }
@@ -60,11 +64,11 @@ function releaseModule(path: string): void {
   try { m.lib.close(); } catch { /* idem */ }
 }
 
-const removedCodes = new Set([
-  pkcs11js.CKR_DEVICE_REMOVED, pkcs11js.CKR_TOKEN_NOT_PRESENT, pkcs11js.CKR_SESSION_HANDLE_INVALID,
-  pkcs11js.CKR_SESSION_CLOSED, pkcs11js.CKR_SLOT_ID_INVALID,
+const removedCodes = new Set<number>([
+  CK.CKR_DEVICE_REMOVED, CK.CKR_TOKEN_NOT_PRESENT, CK.CKR_SESSION_HANDLE_INVALID,
+  CK.CKR_SESSION_CLOSED, CK.CKR_SLOT_ID_INVALID,
 ]);
-const weakPinCodes = new Set([pkcs11js.CKR_PIN_LEN_RANGE, pkcs11js.CKR_PIN_INVALID, pkcs11js.CKR_PIN_TOO_WEAK]);
+const weakPinCodes = new Set<number>([CK.CKR_PIN_LEN_RANGE, CK.CKR_PIN_INVALID, CK.CKR_PIN_TOO_WEAK]);
 
 /**
  * A catalogue error for a failed PKCS#11 call `op`: a UkeyError as it is,
@@ -78,7 +82,7 @@ export function pkcs11ErrorToUkey(e: unknown, op: string, fallback: "TOKEN_KEYGE
   const code = p11Code(e);
   const detail = `${op}: ${(e as Error)?.message ?? String(e)}`;
   if (code !== undefined && removedCodes.has(code)) return new UkeyError("TOKEN_REMOVED_DURING_OPERATION", { detail, cause: e });
-  if (code === pkcs11js.CKR_DEVICE_MEMORY) return new UkeyError("TOKEN_STORAGE_FULL", { detail, cause: e });
+  if (code === CK.CKR_DEVICE_MEMORY) return new UkeyError("TOKEN_STORAGE_FULL", { detail, cause: e });
   if (fallback === "TOKEN_KEYGEN_FAILED") return new UkeyError(fallback, { detail, cause: e });
   return new UkeyError(fallback, { params: { reason: op }, detail, cause: e });
 }
@@ -86,13 +90,13 @@ export function pkcs11ErrorToUkey(e: unknown, op: string, fallback: "TOKEN_KEYGE
 /** The error of a refused C_Login, with what the token tells of the tries left. */
 function loginError(lib: Lib, slot: Handle, e: unknown, who: "user" | "so"): UkeyError {
   const code = p11Code(e);
-  if (code === pkcs11js.CKR_PIN_LOCKED) return new UkeyError("TOKEN_PIN_LOCKED", { params: { pin: who }, cause: e });
-  if (code === pkcs11js.CKR_PIN_INCORRECT || code === pkcs11js.CKR_PIN_LEN_RANGE || code === pkcs11js.CKR_PIN_INVALID) {
+  if (code === CK.CKR_PIN_LOCKED) return new UkeyError("TOKEN_PIN_LOCKED", { params: { pin: who }, cause: e });
+  if (code === CK.CKR_PIN_INCORRECT || code === CK.CKR_PIN_LEN_RANGE || code === CK.CKR_PIN_INVALID) {
     let flags = 0;
     try { flags = lib.C_GetTokenInfo(slot).flags; } catch { /* the flags are only a hint */ }
     const f = who === "so"
-      ? { locked: pkcs11js.CKF_SO_PIN_LOCKED, low: pkcs11js.CKF_SO_PIN_COUNT_LOW, final: pkcs11js.CKF_SO_PIN_FINAL_TRY }
-      : { locked: pkcs11js.CKF_USER_PIN_LOCKED, low: pkcs11js.CKF_USER_PIN_COUNT_LOW, final: pkcs11js.CKF_USER_PIN_FINAL_TRY };
+      ? { locked: CK.CKF_SO_PIN_LOCKED, low: CK.CKF_SO_PIN_COUNT_LOW, final: CK.CKF_SO_PIN_FINAL_TRY }
+      : { locked: CK.CKF_USER_PIN_LOCKED, low: CK.CKF_USER_PIN_COUNT_LOW, final: CK.CKF_USER_PIN_FINAL_TRY };
     if (flags & f.locked) return new UkeyError("TOKEN_PIN_LOCKED", { params: { pin: who }, cause: e });
     const params: Record<string, string | number> = { pin: who };
     // PKCS#11 tells no number, only "low" and "one left".
@@ -109,7 +113,7 @@ function memory(v: number | bigint): number | undefined {
   return b >= 0xffffffffn ? undefined : Number(b);
 }
 
-function tokenInfoOf(i: pkcs11js.TokenInfo): TokenInfo {
+function tokenInfoOf(i: CkTokenInfo): TokenInfo {
   const info: TokenInfo = {
     serial: i.serialNumber.trim(),
     label: i.label.trim(),
@@ -117,11 +121,11 @@ function tokenInfoOf(i: pkcs11js.TokenInfo): TokenInfo {
     model: i.model.trim(),
     backend: "pkcs11",
     pin: {
-      initialized: (i.flags & pkcs11js.CKF_USER_PIN_INITIALIZED) !== 0,
-      locked: (i.flags & pkcs11js.CKF_USER_PIN_LOCKED) !== 0,
-      countLow: (i.flags & pkcs11js.CKF_USER_PIN_COUNT_LOW) !== 0,
-      finalTry: (i.flags & pkcs11js.CKF_USER_PIN_FINAL_TRY) !== 0,
-      toBeChanged: (i.flags & pkcs11js.CKF_USER_PIN_TO_BE_CHANGED) !== 0,
+      initialized: (i.flags & CK.CKF_USER_PIN_INITIALIZED) !== 0,
+      locked: (i.flags & CK.CKF_USER_PIN_LOCKED) !== 0,
+      countLow: (i.flags & CK.CKF_USER_PIN_COUNT_LOW) !== 0,
+      finalTry: (i.flags & CK.CKF_USER_PIN_FINAL_TRY) !== 0,
+      toBeChanged: (i.flags & CK.CKF_USER_PIN_TO_BE_CHANGED) !== 0,
     },
   };
   const freePublic = memory(i.freePublicMemory as number | bigint);
@@ -239,11 +243,11 @@ export class Pkcs11Backend implements KeyStoreBackend {
       this.#live();
       const { slot, info } = this.#findSlot(lib, tokenSerial);
       try {
-        handle = lib.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
+        handle = lib.C_OpenSession(slot, CK.CKF_SERIAL_SESSION | CK.CKF_RW_SESSION);
       } catch (e) {
         throw pkcs11ErrorToUkey(e, "open session");
       }
-      login(lib, handle, slot, pkcs11js.CKU_USER, pin, "user");
+      login(lib, handle, slot, CK.CKU_USER, pin, "user");
       const session = new Pkcs11Session(lib, handle, info, () => {
         this.#sessions.delete(session);
         release();
@@ -278,7 +282,7 @@ export class Pkcs11Backend implements KeyStoreBackend {
     const { slot } = this.#findSlot(lib, tokenSerial);
     let handle: Handle;
     try {
-      handle = lib.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION);
+      handle = lib.C_OpenSession(slot, CK.CKF_SERIAL_SESSION);
     } catch (e) {
       throw pkcs11ErrorToUkey(e, "open session");
     }
@@ -313,8 +317,8 @@ export class Pkcs11Backend implements KeyStoreBackend {
       const again = this.#findSlot(lib, tokenSerial).slot;
       let handle: Handle | undefined;
       try {
-        handle = lib.C_OpenSession(again, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
-        login(lib, handle, again, pkcs11js.CKU_SO, soPin, "so");
+        handle = lib.C_OpenSession(again, CK.CKF_SERIAL_SESSION | CK.CKF_RW_SESSION);
+        login(lib, handle, again, CK.CKU_SO, soPin, "so");
         try {
           lib.C_InitPIN(handle, newUserPin);
         } catch (e) {
@@ -347,7 +351,7 @@ function login(lib: Lib, handle: Handle, slot: Handle, userType: number, pin: st
   try {
     lib.C_Login(handle, userType, pin);
   } catch (e) {
-    if (p11Code(e) !== pkcs11js.CKR_USER_ALREADY_LOGGED_IN) throw loginError(lib, slot, e, who);
+    if (p11Code(e) !== CK.CKR_USER_ALREADY_LOGGED_IN) throw loginError(lib, slot, e, who);
     // Logged in by an earlier user of this process that did not log out:
     // the PIN must still be checked, so log out and in again.
     try {
@@ -359,7 +363,7 @@ function login(lib: Lib, handle: Handle, slot: Handle, userType: number, pin: st
   }
 }
 
-function findObjects(lib: Lib, session: Handle, template: pkcs11js.Template): Handle[] {
+function findObjects(lib: Lib, session: Handle, template: Attribute[]): Handle[] {
   lib.C_FindObjectsInit(session, template);
   const out: Handle[] = [];
   try {
@@ -379,7 +383,7 @@ function attr(lib: Lib, session: Handle, h: Handle, type: number): Buffer | unde
     const [a] = lib.C_GetAttributeValue(session, h, [{ type }]);
     return a?.value as Buffer | undefined;
   } catch (e) {
-    if (p11Code(e) === pkcs11js.CKR_ATTRIBUTE_TYPE_INVALID || p11Code(e) === pkcs11js.CKR_ATTRIBUTE_SENSITIVE) return undefined;
+    if (p11Code(e) === CK.CKR_ATTRIBUTE_TYPE_INVALID || p11Code(e) === CK.CKR_ATTRIBUTE_SENSITIVE) return undefined;
     throw e;
   }
 }
@@ -391,16 +395,16 @@ function readUlong(v: Buffer | undefined): number | undefined {
 
 /** The DER SPKI of a public key object, or of an RSA private key object (which carries its modulus). */
 function spkiOf(lib: Lib, session: Handle, h: Handle): Buffer | undefined {
-  const type = readUlong(attr(lib, session, h, pkcs11js.CKA_KEY_TYPE));
-  if (type === pkcs11js.CKK_RSA) {
-    const n = attr(lib, session, h, pkcs11js.CKA_MODULUS);
-    const e = attr(lib, session, h, pkcs11js.CKA_PUBLIC_EXPONENT);
+  const type = readUlong(attr(lib, session, h, CK.CKA_KEY_TYPE));
+  if (type === CK.CKK_RSA) {
+    const n = attr(lib, session, h, CK.CKA_MODULUS);
+    const e = attr(lib, session, h, CK.CKA_PUBLIC_EXPONENT);
     if (!n?.length || !e?.length) return undefined;
     return jwkSpki({ kty: "RSA", n: b64url(n), e: b64url(e) });
   }
-  if (type === pkcs11js.CKK_EC) {
-    const params = attr(lib, session, h, pkcs11js.CKA_EC_PARAMS);
-    const point = attr(lib, session, h, pkcs11js.CKA_EC_POINT);
+  if (type === CK.CKK_EC) {
+    const params = attr(lib, session, h, CK.CKA_EC_PARAMS);
+    const point = attr(lib, session, h, CK.CKA_EC_POINT);
     const curve = params?.equals(curveParams.p256) ? "p256" : params?.equals(curveParams.p384) ? "p384" : undefined;
     if (!curve || !point) return undefined;
     const size = curveJwk[curve].size;
@@ -428,12 +432,12 @@ function ecPoint(value: Buffer, expected: number): Buffer | undefined {
 function readCertificates(lib: Lib, session: Handle, privateVisible: boolean): TokenCertificate[] {
   const out: TokenCertificate[] = [];
   for (const h of findObjects(lib, session, [
-    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_CERTIFICATE },
-    { type: pkcs11js.CKA_CERTIFICATE_TYPE, value: pkcs11js.CKC_X_509 },
+    { type: CK.CKA_CLASS, value: CK.CKO_CERTIFICATE },
+    { type: CK.CKA_CERTIFICATE_TYPE, value: CK.CKC_X_509 },
   ])) {
-    const value = attr(lib, session, h, pkcs11js.CKA_VALUE);
-    const id = attr(lib, session, h, pkcs11js.CKA_ID) ?? Buffer.alloc(0);
-    const label = (attr(lib, session, h, pkcs11js.CKA_LABEL) ?? Buffer.alloc(0)).toString("utf8");
+    const value = attr(lib, session, h, CK.CKA_VALUE);
+    const id = attr(lib, session, h, CK.CKA_ID) ?? Buffer.alloc(0);
+    const label = (attr(lib, session, h, CK.CKA_LABEL) ?? Buffer.alloc(0)).toString("utf8");
     if (!value) continue;
     let fields;
     try {
@@ -449,10 +453,10 @@ function readCertificates(lib: Lib, session: Handle, privateVisible: boolean): T
 }
 
 function keyMatches(lib: Lib, session: Handle, id: Buffer, spki: Buffer, privateVisible: boolean): boolean {
-  const byId = (cls: number) => findObjects(lib, session, [{ type: pkcs11js.CKA_CLASS, value: cls }, { type: pkcs11js.CKA_ID, value: id }]);
-  const publics = byId(pkcs11js.CKO_PUBLIC_KEY).map((h) => spkiOf(lib, session, h)).filter((s): s is Buffer => !!s);
+  const byId = (cls: number) => findObjects(lib, session, [{ type: CK.CKA_CLASS, value: cls }, { type: CK.CKA_ID, value: id }]);
+  const publics = byId(CK.CKO_PUBLIC_KEY).map((h) => spkiOf(lib, session, h)).filter((s): s is Buffer => !!s);
   if (!privateVisible) return publics.some((s) => samePublicKey(s, spki));
-  const privates = byId(pkcs11js.CKO_PRIVATE_KEY);
+  const privates = byId(CK.CKO_PRIVATE_KEY);
   if (privates.length === 0) return false;
   // An RSA private key carries its modulus; an EC one needs its public half.
   return privates.some((h) => {
@@ -499,9 +503,9 @@ class Pkcs11Session implements TokenSession {
   /** Key pairs whose public key is known (from the public key object, or an RSA private key's modulus). */
   #keys(lib: Lib, s: Handle): TokenKey[] {
     const out: TokenKey[] = [];
-    for (const h of findObjects(lib, s, [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY }])) {
-      const id = attr(lib, s, h, pkcs11js.CKA_ID) ?? Buffer.alloc(0);
-      const label = (attr(lib, s, h, pkcs11js.CKA_LABEL) ?? Buffer.alloc(0)).toString("utf8");
+    for (const h of findObjects(lib, s, [{ type: CK.CKA_CLASS, value: CK.CKO_PRIVATE_KEY }])) {
+      const id = attr(lib, s, h, CK.CKA_ID) ?? Buffer.alloc(0);
+      const label = (attr(lib, s, h, CK.CKA_LABEL) ?? Buffer.alloc(0)).toString("utf8");
       const spki = this.#keySpki(lib, s, id, h);
       if (!spki) continue;
       let algorithm: KeyAlgorithm;
@@ -519,7 +523,7 @@ class Pkcs11Session implements TokenSession {
     const own = spkiOf(lib, s, priv);
     if (own) return own;
     if (id.length === 0) return undefined;
-    for (const h of findObjects(lib, s, [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY }, { type: pkcs11js.CKA_ID, value: id }])) {
+    for (const h of findObjects(lib, s, [{ type: CK.CKA_CLASS, value: CK.CKO_PUBLIC_KEY }, { type: CK.CKA_ID, value: id }])) {
       const spki = spkiOf(lib, s, h);
       if (spki) return spki;
     }
@@ -529,7 +533,7 @@ class Pkcs11Session implements TokenSession {
   /** The private key of `id` and its public key. Throws TOKEN_KEY_NOT_FOUND. */
   #key(lib: Lib, s: Handle, keyId: string): { priv: Handle; spki: Buffer } {
     const id = idBytes(keyId);
-    for (const priv of findObjects(lib, s, [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY }, { type: pkcs11js.CKA_ID, value: id }])) {
+    for (const priv of findObjects(lib, s, [{ type: CK.CKA_CLASS, value: CK.CKO_PRIVATE_KEY }, { type: CK.CKA_ID, value: id }])) {
       const spki = this.#keySpki(lib, s, id, priv);
       if (spki) return { priv, spki };
     }
@@ -544,35 +548,35 @@ class Pkcs11Session implements TokenSession {
       if (!ec && algorithm !== "rsa2048" && algorithm !== "rsa3072" && algorithm !== "rsa4096") {
         throw new UkeyError("KEY_ALGORITHM_UNSUPPORTED", { params: { algorithm: String(algorithm) } });
       }
-      if (findObjects(lib, s, [{ type: pkcs11js.CKA_ID, value: ckaId }]).length > 0) {
+      if (findObjects(lib, s, [{ type: CK.CKA_ID, value: ckaId }]).length > 0) {
         throw new UkeyError("TOKEN_OPERATION_FAILED", { params: { reason: `an object with id ${ckaId.toString("hex")} is already on the token` } });
       }
       const common = [
-        { type: pkcs11js.CKA_TOKEN, value: true },
-        { type: pkcs11js.CKA_LABEL, value: label },
-        { type: pkcs11js.CKA_ID, value: ckaId },
+        { type: CK.CKA_TOKEN, value: true },
+        { type: CK.CKA_LABEL, value: label },
+        { type: CK.CKA_ID, value: ckaId },
       ];
       const publicTemplate = [
         ...common,
-        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY },
-        { type: pkcs11js.CKA_PRIVATE, value: false },
-        { type: pkcs11js.CKA_VERIFY, value: true },
+        { type: CK.CKA_CLASS, value: CK.CKO_PUBLIC_KEY },
+        { type: CK.CKA_PRIVATE, value: false },
+        { type: CK.CKA_VERIFY, value: true },
         ...(ec
-          ? [{ type: pkcs11js.CKA_EC_PARAMS, value: curveParams[algorithm] }]
+          ? [{ type: CK.CKA_EC_PARAMS, value: curveParams[algorithm] }]
           : [
-            { type: pkcs11js.CKA_MODULUS_BITS, value: Number(algorithm.slice(3)) },
-            { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
+            { type: CK.CKA_MODULUS_BITS, value: Number(algorithm.slice(3)) },
+            { type: CK.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
           ]),
       ];
       const privateTemplate = [
         ...common,
-        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY },
-        { type: pkcs11js.CKA_PRIVATE, value: true },
-        { type: pkcs11js.CKA_SENSITIVE, value: true },
-        { type: pkcs11js.CKA_EXTRACTABLE, value: false },
-        { type: pkcs11js.CKA_SIGN, value: true },
+        { type: CK.CKA_CLASS, value: CK.CKO_PRIVATE_KEY },
+        { type: CK.CKA_PRIVATE, value: true },
+        { type: CK.CKA_SENSITIVE, value: true },
+        { type: CK.CKA_EXTRACTABLE, value: false },
+        { type: CK.CKA_SIGN, value: true },
       ];
-      const mechanism = { mechanism: ec ? pkcs11js.CKM_EC_KEY_PAIR_GEN : pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN };
+      const mechanism = { mechanism: ec ? CK.CKM_EC_KEY_PAIR_GEN : CK.CKM_RSA_PKCS_KEY_PAIR_GEN };
       const pair = await lib.C_GenerateKeyPairAsync(s, mechanism, publicTemplate, privateTemplate);
       const spki = spkiOf(lib, s, pair.publicKey);
       if (!spki) throw new UkeyError("TOKEN_KEYGEN_FAILED", { detail: "the new public key cannot be read" });
@@ -590,11 +594,11 @@ class Pkcs11Session implements TokenSession {
     // ECDSA: hash here, so the token does only the private-key step
     // (CKM_ECDSA); RSA: CKM_SHA256_RSA_PKCS does hash and padding.
     if (scheme.kind === "ecdsa") {
-      lib.C_SignInit(s, { mechanism: pkcs11js.CKM_ECDSA }, priv);
+      lib.C_SignInit(s, { mechanism: CK.CKM_ECDSA }, priv);
       const raw = await lib.C_SignAsync(s, createHash(scheme.hash).update(data).digest(), Buffer.alloc(scheme.rawSize));
       return new Uint8Array(ecdsaRawToDer(raw));
     }
-    lib.C_SignInit(s, { mechanism: pkcs11js.CKM_SHA256_RSA_PKCS }, priv);
+    lib.C_SignInit(s, { mechanism: CK.CKM_SHA256_RSA_PKCS }, priv);
     const sig = await lib.C_SignAsync(s, Buffer.from(data), Buffer.alloc(scheme.bytes));
     return new Uint8Array(sig);
   }
@@ -614,32 +618,32 @@ class Pkcs11Session implements TokenSession {
       const id = idBytes(keyId);
       const { spki } = this.#key(lib, s, keyId);
       if (!samePublicKey(spki, fields.spki)) throw new UkeyError("CERT_KEY_MISMATCH", { detail: `certificate ${fields.serialHex} is not for key ${keyId}` });
-      const certTemplate = (extra: pkcs11js.Template = []) => [
-        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_CERTIFICATE },
-        { type: pkcs11js.CKA_CERTIFICATE_TYPE, value: pkcs11js.CKC_X_509 },
-        { type: pkcs11js.CKA_ID, value: id },
+      const certTemplate = (extra: Attribute[] = []) => [
+        { type: CK.CKA_CLASS, value: CK.CKO_CERTIFICATE },
+        { type: CK.CKA_CERTIFICATE_TYPE, value: CK.CKC_X_509 },
+        { type: CK.CKA_ID, value: id },
         ...extra,
       ];
       // Found by class and id and compared here: not every token can search on CKA_VALUE.
-      const sameValue = () => findObjects(lib, s, certTemplate()).filter((h) => attr(lib, s, h, pkcs11js.CKA_VALUE)?.equals(value));
+      const sameValue = () => findObjects(lib, s, certTemplate()).filter((h) => attr(lib, s, h, CK.CKA_VALUE)?.equals(value));
       let stored = sameValue();
       let created: Handle | undefined;
       if (stored.length === 0) {
         created = lib.C_CreateObject(s, certTemplate([
-          { type: pkcs11js.CKA_TOKEN, value: true },
-          { type: pkcs11js.CKA_PRIVATE, value: false },
-          { type: pkcs11js.CKA_LABEL, value: label },
-          { type: pkcs11js.CKA_VALUE, value: value },
-          { type: pkcs11js.CKA_SUBJECT, value: fields.subjectDer },
-          { type: pkcs11js.CKA_ISSUER, value: fields.issuerDer },
-          { type: pkcs11js.CKA_SERIAL_NUMBER, value: fields.serialDer },
+          { type: CK.CKA_TOKEN, value: true },
+          { type: CK.CKA_PRIVATE, value: false },
+          { type: CK.CKA_LABEL, value: label },
+          { type: CK.CKA_VALUE, value: value },
+          { type: CK.CKA_SUBJECT, value: fields.subjectDer },
+          { type: CK.CKA_ISSUER, value: fields.issuerDer },
+          { type: CK.CKA_SERIAL_NUMBER, value: fields.serialDer },
         ]));
         stored = sameValue();
       } else {
-        for (const h of stored) lib.C_SetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL, value: label }]);
+        for (const h of stored) lib.C_SetAttributeValue(s, h, [{ type: CK.CKA_LABEL, value: label }]);
       }
       // Read back what the token holds now, as a relying application will.
-      const back = stored.map((h) => attr(lib, s, h, pkcs11js.CKA_VALUE));
+      const back = stored.map((h) => attr(lib, s, h, CK.CKA_VALUE));
       if (stored.length === 0 || !back.every((b) => b?.equals(value)) || !samePublicKey(readCertificate(back[0]!).spki, spki)) {
         if (created) {
           try { lib.C_DestroyObject(s, created); } catch { /* reported below */ }
@@ -653,9 +657,9 @@ class Pkcs11Session implements TokenSession {
   relabel(id: string, label: string): Promise<void> {
     return this.#run("relabel", (lib, s) => {
       checkLabel(label, 255);
-      const objects = findObjects(lib, s, [{ type: pkcs11js.CKA_ID, value: idBytes(id) }]);
+      const objects = findObjects(lib, s, [{ type: CK.CKA_ID, value: idBytes(id) }]);
       if (objects.length === 0) throw new UkeyError("TOKEN_KEY_NOT_FOUND", { params: { id } });
-      for (const h of objects) lib.C_SetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL, value: label }]);
+      for (const h of objects) lib.C_SetAttributeValue(s, h, [{ type: CK.CKA_LABEL, value: label }]);
     });
   }
 
@@ -664,8 +668,8 @@ class Pkcs11Session implements TokenSession {
       const bytes = ids.map(idBytes);
       for (const id of bytes) {
         // Certificate first, private key last: an interruption never leaves a certificate whose key is gone.
-        for (const cls of [pkcs11js.CKO_CERTIFICATE, pkcs11js.CKO_PUBLIC_KEY, pkcs11js.CKO_PRIVATE_KEY]) {
-          for (const h of findObjects(lib, s, [{ type: pkcs11js.CKA_CLASS, value: cls }, { type: pkcs11js.CKA_ID, value: id }])) {
+        for (const cls of [CK.CKO_CERTIFICATE, CK.CKO_PUBLIC_KEY, CK.CKO_PRIVATE_KEY]) {
+          for (const h of findObjects(lib, s, [{ type: CK.CKA_CLASS, value: cls }, { type: CK.CKA_ID, value: id }])) {
             lib.C_DestroyObject(s, h);
           }
         }
@@ -680,7 +684,7 @@ class Pkcs11Session implements TokenSession {
         lib.C_SetPIN(s, oldPin, newPin);
       } catch (e) {
         const code = p11Code(e);
-        if (code === pkcs11js.CKR_PIN_INCORRECT || code === pkcs11js.CKR_PIN_LOCKED) throw loginError(lib, this.#slotOf(lib, s), e, "user");
+        if (code === CK.CKR_PIN_INCORRECT || code === CK.CKR_PIN_LOCKED) throw loginError(lib, this.#slotOf(lib, s), e, "user");
         if (weakPinCodes.has(code ?? -1)) throw new UkeyError("PIN_TOO_WEAK", { detail: (e as Error).message, cause: e });
         throw e;
       }

@@ -2,8 +2,8 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { initialisedDataDir, runUkeyServer, tempDir, type TempDir } from "../../../server/test/support/fixtures.js";
 
@@ -41,12 +41,12 @@ before(() => {
 
 after(() => t?.cleanup());
 
-test("the .deb holds the executable, its PKCS#11 addon, the institution's files, ukey on the PATH and the autostart entry", () => {
+test("the .deb holds the executable, its FFI binary (koffi.node), the institution's files, ukey on the PATH and the autostart entry", () => {
   const control = execFileSync("dpkg-deb", ["-f", built.deb, "Package", "Version", "Architecture"], { encoding: "utf8" });
   assert.match(control, /^Package: ukey-agent$/m);
   assert.match(control, /^Architecture: amd64$/m);
   const contents = execFileSync("dpkg-deb", ["--contents", built.deb], { encoding: "utf8" });
-  for (const path of ["./usr/lib/ukey-agent/ukey", "./usr/lib/ukey-agent/pkcs11.node", "./usr/lib/ukey-agent/institution-key.pem",
+  for (const path of ["./usr/lib/ukey-agent/ukey", "./usr/lib/ukey-agent/koffi.node", "./usr/lib/ukey-agent/institution-key.pem",
     "./usr/lib/ukey-agent/agent-config.json", "./etc/xdg/autostart/ukey-agent.desktop", "./usr/share/applications/ukey-doctor.desktop"]) {
     assert.match(contents, new RegExp(` ${path.replace(/\./g, "\\.")}( |$)`, "m"), path);
   }
@@ -82,7 +82,15 @@ test("the installed executable runs with no Node.js: --version, explain 0116, do
   const wrong = run("doctor", "--json", "--module", "/etc/hostname");
   const wrongChecks = (JSON.parse(wrong.stdout) as { checks: Array<{ id: string; ok: boolean; code?: string }> }).checks;
   assert.equal(wrongChecks.find((c) => c.id === "module")?.ok, false);
-  assert.match(String(wrongChecks.find((c) => c.id === "module")?.code), /^[A-Z_]+$/);
+  assert.equal(wrongChecks.find((c) => c.id === "module")?.code, "HSM_MODULE_LOAD_FAILED");
+  // Without its FFI binary beside it (a damaged installation) the executable says so and asks for a reinstall.
+  const damaged = join(t.path("damaged"), "ukey");
+  mkdirSync(dirname(damaged));
+  copyFileSync(exe, damaged);
+  chmodSync(damaged, 0o755);
+  const noFfi = spawnSync(damaged, ["doctor", "--json", "--module", softhsm], { env: bare, encoding: "utf8" });
+  const noFfiModule = (JSON.parse(noFfi.stdout) as { checks: Array<{ id: string; ok: boolean; code?: string }> }).checks.find((c) => c.id === "module");
+  assert.deepEqual({ ok: noFfiModule?.ok, code: noFfiModule?.code }, { ok: false, code: "AGENT_FFI_MISSING" }, noFfi.stdout);
 });
 
 function statExists(p: string): boolean {

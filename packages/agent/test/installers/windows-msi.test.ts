@@ -2,9 +2,13 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { createServer } from "node:net";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
+
+/** koffi's prebuilt Windows FFI binary, which the MSI installs beside ukey.exe. */
+const koffiWin32 = join(dirname(createRequire(import.meta.url).resolve("koffi/package.json")), "build/koffi/win32_x64/koffi.node");
 import { initialisedDataDir, runUkeyServer, startUkeyServer, tempDir, type RunningServer, type TempDir } from "../../../server/test/support/fixtures.js";
 
 // Issue 14, parts 2, 3 and 6 for Windows: ukey.exe (Node's single-executable
@@ -137,6 +141,7 @@ test("the MSI's tables: per-user, the files, the Run entry, the Start menu's uke
   assert.deepEqual(msiTable("File").map(([, component, name, size]) => [component, name, size]).sort(), [
     ["Agent", "agent-config.json", String(stamped.get("agent-config.json")!.length)],
     ["Agent", "institution-key.pem", String(stamped.get("institution-key.pem")!.length)],
+    ["Agent", "koffi.node", String(statSync(koffiWin32).size)],
     ["Agent", "ukey.exe", String(built.executableSize)],
   ]);
   // Every component is keyed by a value under HKCU (root 1), as per-user components must be.
@@ -158,6 +163,8 @@ test("the MSI's tables: per-user, the files, the Run entry, the Start menu's uke
   const extractedDir = join(x, "Programs/UKey Agent");
   const digest = (b: Buffer) => createHash("sha256").update(b).digest("hex");
   assert.equal(digest(readFileSync(join(extractedDir, "ukey.exe"))), digest(readFileSync(built.executable)));
+  // The FFI binary beside it is koffi's own prebuilt Windows binary.
+  assert.equal(digest(readFileSync(join(extractedDir, "koffi.node"))), digest(readFileSync(koffiWin32)));
   for (const [f, bytes] of stamped) assert.equal(digest(readFileSync(join(extractedDir, f))), digest(bytes), f);
   assert.equal(createHash("sha256").update(readFileSync(built.msi)).digest("hex"), built.msiSha256);
 });
@@ -176,7 +183,7 @@ test("under Wine: msiexec installs per user, the installed ukey.exe runs and its
   const parsed = /^"([^"]+\\AppData\\Local\\Programs\\UKey Agent\\ukey\.exe)" agent start$/.exec(command ?? "");
   assert.ok(parsed, `the Run entry: ${runKey.stdout}`);
   const exe = parsed[1]!;
-  for (const f of ["ukey.exe", "institution-key.pem", "agent-config.json"]) assert.equal(existsSync(unixPath(exe.replace(/ukey\.exe$/, f))), true, f);
+  for (const f of ["ukey.exe", "koffi.node", "institution-key.pem", "agent-config.json"]) assert.equal(existsSync(unixPath(exe.replace(/ukey\.exe$/, f))), true, f);
   const menu = join(unixPath(exe.replace(/\\Local\\Programs\\UKey Agent\\ukey\.exe$/, "")), "Roaming/Microsoft/Windows/Start Menu/Programs/UKey");
   assert.deepEqual(existsSync(menu) ? readdirSync(menu) : [], ["UKey 检查.lnk"]);
   // reg export writes UTF-16 (reg query's console output would turn the Chinese name into "?").
@@ -204,11 +211,19 @@ test("under Wine: msiexec installs per user, the installed ukey.exe runs and its
   const checks = (JSON.parse(doctor.stdout) as { checks: Array<{ id: string; ok: boolean; code?: string }> }).checks;
   assert.deepEqual(checks.map((c) => c.id).slice(0, 1), ["module"], doctor.stdout);
   assert.ok(checks.some((c) => c.id === "server"), doctor.stdout);
-  // PKCS#11 is not in the Windows build: a named driver is refused with its own code, not a crash or a vague load failure.
-  const p11 = wine([exe, "doctor", "--json", "--module", "C:\\Windows\\System32\\eps2003csp11.dll"]);
-  const p11Module = (JSON.parse(p11.stdout) as { checks: Array<{ id: string; ok: boolean; code?: string }> }).checks.find((c) => c.id === "module");
-  assert.deepEqual({ ok: p11Module?.ok, code: p11Module?.code }, { ok: false, code: "AGENT_PKCS11_NOT_IN_BUILD" });
-  assert.notEqual(p11.status, 0);
+  // PKCS#11 goes through koffi's Windows binary: a DLL that is not a PKCS#11 module is refused once koffi has loaded it
+  // and looked for the Cryptoki functions (HSM_MODULE_LOAD_FAILED; had koffi.node not loaded, AGENT_FFI_MISSING), and a
+  // missing one is named. No real Windows PKCS#11 module is available here.
+  const moduleCheck = (module: string) => {
+    const r = wine([exe, "doctor", "--json", "--module", module]);
+    const c = (JSON.parse(r.stdout) as { checks: Array<{ id: string; ok: boolean; code?: string; detail?: string }> }).checks.find((x) => x.id === "module");
+    return { status: r.status, ok: c?.ok, code: c?.code, out: r.stdout };
+  };
+  const notP11 = moduleCheck("C:\\windows\\system32\\kernel32.dll");
+  assert.deepEqual({ ok: notP11.ok, code: notP11.code }, { ok: false, code: "HSM_MODULE_LOAD_FAILED" }, notP11.out);
+  assert.notEqual(notP11.status, 0);
+  const missing = moduleCheck("C:\\windows\\system32\\no-such-pkcs11.dll");
+  assert.deepEqual({ ok: missing.ok, code: missing.code }, { ok: false, code: "TOKEN_DRIVER_MISSING" }, missing.out);
 
   // The update check verifies the downloaded MSI against the institution's signed manifest, and refuses an altered copy.
   const msiWin = `Z:${built.msi.replaceAll("/", "\\")}`;

@@ -5,7 +5,7 @@ import { symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { isUkeyError } from "@ukey/policy";
 import { createSoftHsmToken, type SoftHsmToken } from "../../../ca/test/support/softhsm.js";
-import pkcs11js from "pkcs11js";
+import { CK, Pkcs11Error } from "../../src/keys/cryptoki.js";
 import { Pkcs11Backend, pkcs11ErrorToUkey } from "../../src/keys/pkcs11-backend.js";
 import { vendorOf } from "../../src/keys/token-vendor.js";
 import { objectLabels, type TokenSession } from "../../src/keys/key-store.js";
@@ -271,7 +271,7 @@ describe("PKCS#11 backend on SoftHSM2", () => {
   test("PKCS#11 failures the token cannot be made to show here map to holder-facing codes", () => {
     // SoftHSM2 has no storage limit and cannot be pulled out, so these
     // return values are given to the mapping as the binding reports them.
-    const p11 = (name: string) => new pkcs11js.Pkcs11Error(`${name}:${(pkcs11js as unknown as Record<string, number>)[name]}`, 0, "C_Test");
+    const p11 = (name: keyof typeof CK) => new Pkcs11Error("C_Test", CK[name]);
     for (const [name, op, code] of [
       ["CKR_DEVICE_MEMORY", undefined, "TOKEN_STORAGE_FULL"],
       ["CKR_DEVICE_MEMORY", "TOKEN_KEYGEN_FAILED", "TOKEN_STORAGE_FULL"],
@@ -282,7 +282,7 @@ describe("PKCS#11 backend on SoftHSM2", () => {
       ["CKR_FUNCTION_FAILED", undefined, "TOKEN_OPERATION_FAILED"],
     ] as const) {
       const e = p11(name);
-      assert.equal((e as unknown as { code: number }).code, (pkcs11js as unknown as Record<string, number>)[name], name);
+      assert.equal(e.code, CK[name], name);
       const mapped = pkcs11ErrorToUkey(e, "generate a key pair", op);
       assert.equal(mapped.code, code, `${name} ${op ?? ""}`);
       assert.match(mapped.detail ?? "", new RegExp(name));

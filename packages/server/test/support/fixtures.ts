@@ -73,7 +73,12 @@ export async function startUkeyServer(dataDir: string, env: Record<string, strin
   child.stderr!.on("data", (d) => { stderr += String(d); });
   const lines = createInterface({ input: child.stdout! });
   const listening = await new Promise<{ http: number; https: number | null; clientCert: number | null }>((resolveP, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start: ${stderr}`)), 30_000);
+    // A start from the sources (tsx) on a loaded 2-core machine can take tens of seconds. A server that never says
+    // "listening" is killed: left running, it would keep the test file's process alive until the runner's own timeout.
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`server did not start within 90 s: ${stderr}`));
+    }, 90_000);
     lines.on("line", (line) => {
       try {
         const j = JSON.parse(line) as { event?: string; http: number; https: number | null; clientCert: number | null; error?: unknown };

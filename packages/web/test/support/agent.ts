@@ -40,7 +40,11 @@ export async function startAgent(world: AgentWorld, origins: string[] = [], opts
   const codes: { origin: string; code: string }[] = [];
   const waiters: ((c: { origin: string; code: string }) => void)[] = [];
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the agent did not start: ${err}`)), 60_000);
+    // Killed if it never says "listening": left running, it would hold the test file's process open.
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`the agent did not start within 90 s: ${err}`));
+    }, 90_000);
     createInterface({ input: child.stdout! }).on("line", (line) => {
       let ev: { event?: string; url?: string; origin?: string; code?: string };
       try { ev = JSON.parse(line) as typeof ev; } catch { return; }
