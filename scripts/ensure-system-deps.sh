@@ -3,7 +3,8 @@
 # openssl and curl (clients of our endpoints), softhsm2 and opensc (a real
 # PKCS#11 token), postgresql (the second storage engine), strongswan-pki
 # (a third-party EST client, `pki --est`), gnutls-bin (`ocsptool`, a second OCSP client), chromium, firefox-esr,
-# webkit2gtk-driver and xvfb (the portal's browser tests in three engines).
+# webkit2gtk-driver and xvfb (the portal's browser tests in three engines), gcc and
+# libssl-dev (the software SKF key, native/skf-softkey).
 set -euo pipefail
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
@@ -29,6 +30,9 @@ command -v ocsptool >/dev/null || missing+=(gnutls-bin)
 # pki --est fetches over HTTPS with the curl plugin and needs openssl's EC keys.
 ls /usr/lib/ipsec/plugins/libstrongswan-curl.so >/dev/null 2>&1 || missing+=(libstrongswan-extra-plugins)
 ls /usr/lib/ipsec/plugins/libstrongswan-openssl.so >/dev/null 2>&1 || missing+=(libstrongswan-standard-plugins)
+# The software SKF key (native/skf-softkey, scripts/ensure-skf-softkey.sh) is C on OpenSSL 3.
+command -v gcc >/dev/null || missing+=(gcc)
+[ -f /usr/include/openssl/evp.h ] || missing+=(libssl-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing Debian packages: ${missing[*]}; run as root or install them: apt-get install ${missing[*]}" >&2

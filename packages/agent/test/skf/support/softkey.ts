@@ -1,0 +1,122 @@
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+// skf-softkey, the software SKF (GM/T 0016) key of docs/skf-softkey.md: a test
+// stand-in for a vendor's SKF library, built by scripts/ensure-skf-softkey.sh.
+
+const script = resolve(dirname(fileURLToPath(import.meta.url)), "../../../../../scripts/ensure-skf-softkey.sh");
+
+/** Paths of the built library and its two programs. */
+export interface SoftkeyBuild {
+  /** libskf-softkey.so: what the agent loads in place of a vendor's SKF library. */
+  library: string;
+  /** skf-softkey-admin: makes, shows, unplugs and removes keys, and works their button. */
+  admin: string;
+  /** skf-softkey-conformance: the library's own GM/T 0016 checks. */
+  conformance: string;
+}
+
+let built: SoftkeyBuild | undefined;
+
+/** Builds skf-softkey once (cached by its sources' hash); throws, never skips, when it cannot be built. */
+export function ensureSoftkey(): SoftkeyBuild {
+  if (built) return built;
+  const r = spawnSync("bash", [script], { encoding: "utf8" });
+  if (r.error || r.status !== 0) {
+    throw new Error(`the software SKF key (skf-softkey) is required and could not be built: ${r.error?.message ?? ""}${r.stderr}${r.stdout}`);
+  }
+  const library = r.stdout.trim();
+  const dir = dirname(library);
+  built = { library, admin: join(dir, "skf-softkey-admin"), conformance: join(dir, "skf-softkey-conformance") };
+  return built;
+}
+
+/** Options of `skf-softkey-admin create` (see its help): label, serial, PINs, retries, storage, button timeout... */
+export interface SoftkeyDeviceOptions {
+  label?: string;
+  serial?: string;
+  manufacturer?: string;
+  issuer?: string;
+  hwVersion?: string;
+  fwVersion?: string;
+  /** Application name; null makes a key with no application (to be initialised). Default DEFAULT_APP. */
+  app?: string | null;
+  userPin?: string;
+  adminPin?: string;
+  userRetries?: number;
+  adminRetries?: number;
+  /** Total storage in octets (default 32768). */
+  storage?: number;
+  maxContainers?: number;
+  buttonTimeoutMs?: number;
+  /** 32 hex digits (default the ASCII of 1234567812345678). */
+  devAuthKey?: string;
+}
+
+/** A directory of software keys ($SKF_SOFTKEY_DIR) and the admin tool bound to it. */
+export class SoftkeyDir {
+  readonly dir: string;
+  readonly build: SoftkeyBuild;
+  readonly env: NodeJS.ProcessEnv;
+
+  constructor(build = ensureSoftkey()) {
+    this.build = build;
+    this.dir = mkdtempSync(join(tmpdir(), "ukey-skf-"));
+    this.env = { ...process.env, SKF_SOFTKEY_DIR: this.dir };
+  }
+
+  /** Runs skf-softkey-admin; throws with its output on failure. */
+  admin(args: string[]): string {
+    const r = spawnSync(this.build.admin, args, { encoding: "utf8", env: this.env });
+    if (r.error || r.status !== 0) throw new Error(`skf-softkey-admin ${args.join(" ")} failed (${r.status}): ${r.error?.message ?? ""}${r.stderr}`);
+    return r.stdout;
+  }
+
+  /** Plugs in a new key. */
+  create(name: string, o: SoftkeyDeviceOptions = {}): void {
+    const args = ["create", name];
+    const opt = (flag: string, v: string | number | undefined) => { if (v !== undefined) args.push(flag, String(v)); };
+    opt("--label", o.label); opt("--serial", o.serial); opt("--manufacturer", o.manufacturer); opt("--issuer", o.issuer);
+    opt("--hw-version", o.hwVersion); opt("--fw-version", o.fwVersion);
+    if (o.app === null) args.push("--no-app"); else opt("--app", o.app);
+    opt("--user-pin", o.userPin); opt("--admin-pin", o.adminPin); opt("--user-retries", o.userRetries); opt("--admin-retries", o.adminRetries);
+    opt("--storage", o.storage); opt("--max-containers", o.maxContainers); opt("--button-timeout-ms", o.buttonTimeoutMs);
+    opt("--dev-auth-key", o.devAuthKey);
+    this.admin(args);
+  }
+
+  /** The key's contents as skf-softkey-admin show prints them. */
+  show(name: string): SoftkeyContents {
+    return JSON.parse(this.admin(["show", name])) as SoftkeyContents;
+  }
+
+  /** Sets the key's button: auto, refuse, timeout or wait (then press() answers). */
+  button(name: string, mode: "auto" | "refuse" | "timeout" | "wait"): void { this.admin(["button", name, mode]); }
+  press(name: string, answer: "ok" | "cancel" = "ok"): void { this.admin(["press", name, answer]); }
+  unplug(name: string): void { this.admin(["unplug", name]); }
+  plug(name: string): void { this.admin(["plug", name]); }
+  remove(name: string): void { this.admin(["remove", name]); }
+  cleanup(): void { rmSync(this.dir, { recursive: true, force: true }); }
+}
+
+/** What `skf-softkey-admin show` prints (hex for keys, 04||x||y, and DER certificates). */
+export interface SoftkeyContents {
+  name: string;
+  label: string;
+  serial: string;
+  manufacturer: string;
+  hwVersion: string;
+  fwVersion: string;
+  totalSpace: number;
+  usedSpace: number;
+  devAuthRemain: number;
+  applications: {
+    name: string;
+    userRetries: { max: number; remain: number; default: boolean };
+    adminRetries: { max: number; remain: number; default: boolean };
+    containers: { name: string; type: "ECC" | "RSA" | "empty"; signPublicKey: string; encPublicKey: string; signCertificate: string; encCertificate: string }[];
+  }[];
+}
