@@ -256,8 +256,8 @@ export class SkfBackend implements KeyStoreBackend {
 
   /**
    * The forgotten-PIN path with the admin PIN (the SO PIN of the interface):
-   * verifies the admin PIN, deletes every container of the application,
-   * then sets the new user PIN with SKF_UnblockPIN. PIN_TOO_WEAK before
+   * verifies the admin PIN, sets the new user PIN with SKF_UnblockPIN, then
+   * deletes every container of the application. PIN_TOO_WEAK before
    * anything changes; TOKEN_PIN_INCORRECT / TOKEN_PIN_LOCKED (params.pin
    * "admin") for the admin PIN. SKF has no label to set here: `label` is
    * not used.
@@ -268,12 +268,17 @@ export class SkfBackend implements KeyStoreBackend {
     return withTokenLock(this.#lockKey(tokenSerial), async () => {
       await this.#withApp(lib, tokenSerial, async (app) => {
         await verifyPin(lib, app, PinType.admin, soPin, "admin");
+        // Containers are deleted with the user's rights (GM/T 0016), so the new user PIN comes first;
+        // an interruption in between leaves containers that the next run, with the same admin PIN, deletes.
+        await unblock(lib, app, soPin, newUserPin);
+        await verifyPin(lib, app, PinType.user, newUserPin, "user");
         try {
           for (const name of await lib.enumContainer(app)) await deleteContainer(lib, app, name);
         } catch (e) {
           throw skfError(e, "erase the containers");
+        } finally {
+          await lib.clearSecureState(app).catch(() => undefined);
         }
-        await unblock(lib, app, soPin, newUserPin);
       });
       return this.#tokenInfo(lib, tokenSerial);
     });
@@ -647,7 +652,7 @@ class SkfSession implements TokenSession {
         }
         return { id: containerId(name), label: name, algorithm: "sm2", spki: new Uint8Array(spki) };
       });
-    });
+    }, { kind: "confirm" });
   }
 
   /** Clears the login (SKF_ClearSecureState), closes the application and disconnects. Safe to call twice. */

@@ -57,6 +57,12 @@ export const SAR = {
   NO_ROOM: 0x0a000030,
   FILE_NOT_EXIST: 0x0a000031,
   REACH_MAX_CONTAINER_COUNT: 0x0a000032,
+  /**
+   * The holder refused on the key's own button or PIN pad. Not in GM/T
+   * 0016-2012's appendix A; vendors' libraries (and skf-softkey) return
+   * 0x0B000011 for it.
+   */
+  USER_CANCEL: 0x0b000011,
 } as const;
 
 const names = new Map<number, string>(Object.entries(SAR).map(([k, v]) => [v, `SAR_${k}`]));
@@ -90,7 +96,7 @@ export type SkfContext =
   | { kind: "set-pin" }
   | { kind: "confirm" }
   | { kind: "keygen" }
-  | { kind: "other" };
+  | { kind: "other"; id?: string };
 
 const removed = new Set<number>([SAR.DEVICE_REMOVED, SAR.INVALIDHANDLEERR]);
 const full = new Set<number>([SAR.NO_ROOM, SAR.REACH_MAX_CONTAINER_COUNT, SAR.MEMORYERR]);
@@ -104,6 +110,7 @@ const full = new Set<number>([SAR.NO_ROOM, SAR.REACH_MAX_CONTAINER_COUNT, SAR.ME
  * - SAR_PIN_INVALID, SAR_PIN_LEN_RANGE while setting a PIN: PIN_TOO_WEAK;
  * - SAR_NO_ROOM, SAR_REACH_MAX_CONTAINER_COUNT, SAR_MEMORYERR: TOKEN_STORAGE_FULL;
  * - SAR_TIMEOUTERR while the key waits for its button: TOKEN_CONFIRMATION_TIMEOUT;
+ * - SAR_USER_CANCEL (the button refused): TOKEN_CONFIRMATION_CANCELLED;
  * - SAR_KEYNOTFOUNTERR: TOKEN_KEY_NOT_FOUND;
  * - SAR_APPLICATION_NOT_EXISTS, SAR_USER_PIN_NOT_INITIALIZED: TOKEN_NOT_INITIALISED;
  * - anything else: TOKEN_KEYGEN_FAILED while making a key or request, else TOKEN_OPERATION_FAILED.
@@ -130,7 +137,8 @@ export function skfError(e: unknown, op: string, ctx: SkfContext = { kind: "othe
   if (code === SAR.TIMEOUTERR && (ctx.kind === "confirm" || ctx.kind === "keygen")) {
     return new UkeyError("TOKEN_CONFIRMATION_TIMEOUT", { detail, cause });
   }
-  if (code === SAR.KEYNOTFOUNTERR) return new UkeyError("TOKEN_KEY_NOT_FOUND", { params: { id: op }, detail, cause });
+  if (code === SAR.USER_CANCEL) return new UkeyError("TOKEN_CONFIRMATION_CANCELLED", { detail, cause });
+  if (code === SAR.KEYNOTFOUNTERR) return new UkeyError("TOKEN_KEY_NOT_FOUND", { params: { id: ctx.kind === "other" ? ctx.id ?? "" : "" }, detail, cause });
   if (code === SAR.APPLICATION_NOT_EXISTS || code === SAR.USER_PIN_NOT_INITIALIZED) {
     return new UkeyError("TOKEN_NOT_INITIALISED", { detail, cause });
   }

@@ -1,5 +1,6 @@
 import { existsSync, realpathSync } from "node:fs";
 import { resolve } from "node:path";
+import type * as KoffiNamespace from "koffi";
 import { UkeyError } from "@ukey/policy";
 import { DEVINFO_SIZE, ECC_PUBLIC_KEY_BLOB_SIZE, ECC_SIGNATURE_BLOB_SIZE, parseDevInfo, parseNameList, type DevInfo } from "./skf-blobs.js";
 import { SAR, SkfCallError } from "./skf-codes.js";
@@ -63,7 +64,7 @@ export type SkfFunctionName = keyof typeof prototypes;
 /** Every SKF function the agent calls; a library must export them all. */
 export const skfFunctions = Object.keys(prototypes) as SkfFunctionName[];
 
-type KoffiModule = typeof import("koffi");
+type KoffiModule = typeof KoffiNamespace;
 type AsyncFn = { async: (...args: unknown[]) => void };
 
 let koffiModule: Promise<KoffiModule> | undefined;
