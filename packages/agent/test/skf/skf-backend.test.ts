@@ -296,3 +296,25 @@ test("a full key refuses a new key with TOKEN_STORAGE_FULL and keeps nothing hal
     keys.remove("full");
   }
 });
+
+test("openBackend takes the SKF library named by UKEY_SKF_LIBRARY, or a well-known one with a key present, before the file token", async () => {
+  const { openBackend } = await import("../../src/keys/open-backend.js");
+  const home = join(work, "home");
+  const named = await openBackend({ env: { UKEY_SKF_LIBRARY: keys.build.library }, home, discovered: [] });
+  assert.equal(named.kind, "skf");
+  await named.close();
+  await assert.rejects(openBackend({ env: { UKEY_SKF_LIBRARY: join(work, "absent.so") }, home, discovered: [] }), code("TOKEN_DRIVER_MISSING"));
+  // No key present: the well-known SKF library is passed over.
+  const none = await openBackend({ env: {}, home, discovered: [], discoveredSkf: [keys.build.library] });
+  assert.equal(none.kind, "pkcs12");
+  await none.close();
+  keys.create("found", { serial: "SKFFOUND01" });
+  try {
+    const found = await openBackend({ env: {}, home, discovered: [], discoveredSkf: ["/usr/lib/x86_64-linux-gnu/libc.so.6", keys.build.library] });
+    assert.equal(found.kind, "skf");
+    assert.deepEqual((await found.listTokens()).map((t) => t.serial), ["SKFFOUND01"]);
+    await found.close();
+  } finally {
+    keys.remove("found");
+  }
+});
