@@ -8,6 +8,12 @@
 // prebuilt Windows binary and no compiler can build one here, so the agent
 // refuses a PKCS#11 module with AGENT_PKCS11_NOT_IN_BUILD and uses PKCS#12
 // files (docs/agent-install.md).
+//
+// koffi (the FFI of the SKF key store): "beside" loads koffi.node, the
+// prebuilt binary of koffi's npm package for the target platform, from next
+// to the executable; "absent" leaves it out (SKF libraries are then refused
+// with SKF_LIBRARY_INVALID, saying the FFI is not in this build). koffi is
+// imported lazily, so the executable starts without it either way.
 import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join, resolve, dirname } from "node:path";
@@ -16,13 +22,17 @@ import { fileURLToPath } from "node:url";
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
 /** Bundles the agent into work/ukey.cjs and its SEA blob into work/ukey.blob. */
-export async function bundleAgent(work, info, { pkcs11 }) {
+export async function bundleAgent(work, info, { pkcs11, koffi = "absent" }) {
   const esbuild = await import("esbuild");
   const addon = pkcs11 === "beside"
     ? "const { createRequire } = require('node:module'); const { join, dirname } = require('node:path');"
       + "module.exports = createRequire(process.execPath)(join(dirname(process.execPath), 'pkcs11.node'));"
     // No addon: an object whose PKCS11 class cannot load a module (the agent checks the build first and says why).
     : "module.exports = { PKCS11: class { load() { throw new Error('PKCS#11 is not in this build of the agent'); } } };";
+  const koffiShim = koffi === "beside"
+    ? "const { createRequire } = require('node:module'); const { join, dirname } = require('node:path');"
+      + "module.exports = createRequire(process.execPath)(join(dirname(process.execPath), 'koffi.node'));"
+    : "throw new Error('the FFI (koffi) is not in this build of the agent');";
   await esbuild.build({
     entryPoints: [join(root, "packages/agent/src/sea-entry.ts")],
     outfile: join(work, "ukey.cjs"),
@@ -43,7 +53,9 @@ export async function bundleAgent(work, info, { pkcs11 }) {
       setup(b) {
         // pkcs11js loads ./build/Release/pkcs11.node.
         b.onResolve({ filter: /pkcs11\.node$/ }, () => ({ path: "pkcs11-addon", namespace: "ukey-native" }));
-        b.onLoad({ filter: /.*/, namespace: "ukey-native" }, () => ({ contents: addon, loader: "js" }));
+        // koffi's own loader looks for its binary under node_modules, which the executable has not.
+        b.onResolve({ filter: /^koffi$/ }, () => ({ path: "koffi-addon", namespace: "ukey-native" }));
+        b.onLoad({ filter: /.*/, namespace: "ukey-native" }, (a) => ({ contents: a.path === "koffi-addon" ? koffiShim : addon, loader: "js" }));
       },
     }],
   });

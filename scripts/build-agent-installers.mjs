@@ -8,9 +8,11 @@
 // live inside the executable's blob, so it is installed beside it and loaded
 // from there; it was built for this Node's ABI, which is the executable's own.
 // (koffi would remove the compiler from the build machine and give Windows an
-// addon too; it means rewriting the PKCS#11 backend over a raw FFI, which is
-// left for the SKF work. The Windows executable, scripts/build-agent-windows.mjs,
-// is therefore built without PKCS#11.)
+// addon too; it means rewriting the PKCS#11 backend over a raw FFI, not done
+// yet. The Windows executable, scripts/build-agent-windows.mjs, is therefore
+// built without PKCS#11.) koffi itself, the FFI of the SKF key store, ships
+// prebuilt: its koffi.node for Linux x64 is installed beside the executable
+// as pkcs11.node is.
 //
 // Usage: node scripts/build-agent-installers.mjs --institution DIR [--out DIR]
 //   --institution  the downloads folder of `ukey-server downloads publish`
@@ -55,9 +57,11 @@ if (process.platform !== "linux" || process.arch !== "x64") {
 const sha256 = (bytes) => createHash("sha256").update(bytes).digest("hex");
 const info = (await buildBundles({ quiet: true })) && JSON.parse(readFileSync(join(root, "packages/agent/dist/build-info.json"), "utf8"));
 const pkcs11Addon = join(dirname(require.resolve("pkcs11js/package.json")), "build/Release/pkcs11.node");
+// koffi's prebuilt FFI for Linux x64 (glibc), from its npm package: nothing is compiled for it.
+const koffiAddon = join(dirname(require("node:module").createRequire(require.resolve("koffi")).resolve("@koromix/koffi-linux-x64/package.json")), "linux_x64/koffi.node");
 
 // 1. The executable: one CommonJS bundle of the agent and everything it uses, injected into a copy of this Node.
-const exeKey = sha256([info.inputHash, process.version, readFileSync(fileURLToPath(import.meta.url)), readFileSync(new URL("./agent-bundle.mjs", import.meta.url)), readFileSync(pkcs11Addon)].join("\0")).slice(0, 16);
+const exeKey = sha256([info.inputHash, process.version, readFileSync(fileURLToPath(import.meta.url)), readFileSync(new URL("./agent-bundle.mjs", import.meta.url)), readFileSync(pkcs11Addon), readFileSync(koffiAddon)].join("\0")).slice(0, 16);
 const exeDir = join(cache, `exe-${exeKey}`);
 let cached = true;
 if (!existsSync(join(exeDir, "ukey"))) {
@@ -65,11 +69,12 @@ if (!existsSync(join(exeDir, "ukey"))) {
   const work = `${exeDir}.tmp-${process.pid}`;
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
-  await bundleAgent(work, info, { pkcs11: "beside" });
+  await bundleAgent(work, info, { pkcs11: "beside", koffi: "beside" });
   copyFileSync(process.execPath, join(work, "ukey"));
   chmodSync(join(work, "ukey"), 0o755);
   injectBlob(require, work, join(work, "ukey"));
   copyFileSync(pkcs11Addon, join(work, "pkcs11.node"));
+  copyFileSync(koffiAddon, join(work, "koffi.node"));
   rmSync(join(work, "ukey.blob"));
   rmSync(exeDir, { recursive: true, force: true });
   renameSync(work, exeDir);
@@ -91,9 +96,10 @@ if (!existsSync(debCached)) {
   mkdirSync(join(tree, "etc/xdg/autostart"), { recursive: true });
   mkdirSync(join(tree, "usr/share/applications"), { recursive: true });
   mkdirSync(join(tree, "DEBIAN"), { recursive: true });
-  for (const f of ["ukey", "pkcs11.node"]) copyFileSync(join(exeDir, f), join(lib, f));
+  for (const f of ["ukey", "pkcs11.node", "koffi.node"]) copyFileSync(join(exeDir, f), join(lib, f));
   chmodSync(join(lib, "ukey"), 0o755);
   chmodSync(join(lib, "pkcs11.node"), 0o644);
+  chmodSync(join(lib, "koffi.node"), 0o644);
   for (const f of ["institution-key.pem", "agent-config.json"]) {
     copyFileSync(join(institution, f), join(lib, f));
     chmodSync(join(lib, f), 0o644);
@@ -110,7 +116,7 @@ if (!existsSync(debCached)) {
     "Comment=Check the key, its driver and the connection to your institution", "Comment[zh_CN]=检查 UKey、驱动和与机构的连接",
     "Exec=/usr/lib/ukey-agent/ukey doctor", "Terminal=true", "Categories=Utility;", "",
   ].join("\n"));
-  const installedKb = Math.ceil(["ukey", "pkcs11.node"].reduce((n, f) => n + statSync(join(lib, f)).size, 0) / 1024);
+  const installedKb = Math.ceil(["ukey", "pkcs11.node", "koffi.node"].reduce((n, f) => n + statSync(join(lib, f)).size, 0) / 1024);
   writeFileSync(join(tree, "DEBIAN/control"), [
     "Package: ukey-agent", `Version: ${version}`, "Architecture: amd64", "Maintainer: ukey-renew <ukey-renew@localhost>",
     `Installed-Size: ${installedKb}`, "Section: utils", "Priority: optional",
