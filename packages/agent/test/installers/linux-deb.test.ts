@@ -46,7 +46,7 @@ test("the .deb holds the executable, its PKCS#11 addon, the institution's files,
   assert.match(control, /^Package: ukey-agent$/m);
   assert.match(control, /^Architecture: amd64$/m);
   const contents = execFileSync("dpkg-deb", ["--contents", built.deb], { encoding: "utf8" });
-  for (const path of ["./usr/lib/ukey-agent/ukey", "./usr/lib/ukey-agent/pkcs11.node", "./usr/lib/ukey-agent/institution-key.pem",
+  for (const path of ["./usr/lib/ukey-agent/ukey", "./usr/lib/ukey-agent/pkcs11.node", "./usr/lib/ukey-agent/koffi.node", "./usr/lib/ukey-agent/institution-key.pem",
     "./usr/lib/ukey-agent/agent-config.json", "./etc/xdg/autostart/ukey-agent.desktop", "./usr/share/applications/ukey-doctor.desktop"]) {
     assert.match(contents, new RegExp(` ${path.replace(/\./g, "\\.")}( |$)`, "m"), path);
   }
