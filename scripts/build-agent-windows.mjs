@@ -10,7 +10,10 @@
 //
 // PKCS#11 is not in this build: pkcs11js ships no prebuilt Windows addon and
 // none can be compiled here; the agent says so (AGENT_PKCS11_NOT_IN_BUILD)
-// and works with PKCS#12 files. See docs/agent-install.md.
+// and works with PKCS#12 files. See docs/agent-install.md. koffi, the FFI of
+// the SKF key store, is: its prebuilt koffi.node for Windows x64 comes from
+// the npm package @koromix/koffi-win32-x64 (pinned below like the base
+// binary) and is installed beside ukey.exe.
 //
 // Usage: node scripts/build-agent-windows.mjs --institution DIR [--out DIR]
 // Cached by content in UKEY_BUILD_CACHE (default ~/.cache/ukey-renew)/installers:
@@ -32,6 +35,8 @@ import { bundleAgent, injectBlob } from "./agent-bundle.mjs";
 const baseBinaries = {
   "20.20.2": "sha512-JCwLL25UBIyiXLXUN6dfb/AMZTBtV5LUugV+DpurEn3uAM/GKm7Z/rgR4aV5Z76UHSbzK4n43ox6GTvsOAoNxA==",
 };
+// koffi's prebuilt Windows x64 binary, at the version the agent depends on, with the registry's integrity.
+const koffiWin = { version: "3.3.4", integrity: "sha512-/SpehfYrO9DtkoB0ZOgGyco4GH4zwhEyFqgCm0x8lbzXnrKiwnHXWmPpfuXhFYohFvoSO5jlLQz/hc1fJ5G0AQ==" };
 // The MSI's upgrade code: the same for every version, so that a newer .msi replaces an older one.
 const upgradeCode = "6F3C1B52-8E0A-4D7B-9A51-2C4E7D90B1A3";
 
@@ -88,8 +93,29 @@ if (!existsSync(join(baseDir, "node.exe"))) {
   renameSync(work, baseDir);
 }
 
+// 0b. koffi.node for Windows x64, fetched once with npm and checked against the pinned integrity.
+const koffiDir = join(cache, `koffi-win32-x64-${koffiWin.version}`);
+if (!existsSync(join(koffiDir, "koffi.node"))) {
+  const work = `${koffiDir}.tmp-${process.pid}`;
+  rmSync(work, { recursive: true, force: true });
+  mkdirSync(work, { recursive: true });
+  execFileSync("npm", ["pack", `@koromix/koffi-win32-x64@${koffiWin.version}`, "--silent"], { cwd: work, stdio: ["ignore", "pipe", "inherit"] });
+  const tgz = join(work, `koromix-koffi-win32-x64-${koffiWin.version}.tgz`);
+  const got = `sha512-${createHash("sha512").update(readFileSync(tgz)).digest("base64")}`;
+  if (got !== koffiWin.integrity) {
+    process.stderr.write(`@koromix/koffi-win32-x64@${koffiWin.version} has integrity ${got}, not the pinned ${koffiWin.integrity}: refused\n`);
+    process.exit(1);
+  }
+  execFileSync("tar", ["-xzf", tgz, "-C", work, "package/win32_x64/koffi.node"]);
+  renameSync(join(work, "package/win32_x64/koffi.node"), join(work, "koffi.node"));
+  rmSync(join(work, "package"), { recursive: true, force: true });
+  rmSync(tgz);
+  rmSync(koffiDir, { recursive: true, force: true });
+  renameSync(work, koffiDir);
+}
+
 // 1. ukey.exe: the agent's bundle (without PKCS#11) injected into a copy of the Windows Node.
-const exeKey = sha256([info.inputHash, process.version, integrity, readFileSync(fileURLToPath(import.meta.url)),
+const exeKey = sha256([info.inputHash, process.version, integrity, koffiWin.integrity, readFileSync(fileURLToPath(import.meta.url)),
   readFileSync(new URL("./agent-bundle.mjs", import.meta.url))].join("\0")).slice(0, 16);
 const exeDir = join(cache, `win-exe-${exeKey}`);
 let cached = true;
@@ -98,8 +124,9 @@ if (!existsSync(join(exeDir, "ukey.exe"))) {
   const work = `${exeDir}.tmp-${process.pid}`;
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
-  await bundleAgent(work, info, { pkcs11: "absent" });
+  await bundleAgent(work, info, { pkcs11: "absent", koffi: "beside" });
   copyFileSync(join(baseDir, "node.exe"), join(work, "ukey.exe"));
+  copyFileSync(join(koffiDir, "koffi.node"), join(work, "koffi.node"));
   injectBlob(require, work, join(work, "ukey.exe"));
   for (const f of ["ukey.blob", "ukey.cjs", "sea-config.json"]) rmSync(join(work, f));
   rmSync(exeDir, { recursive: true, force: true });
@@ -118,6 +145,7 @@ if (!existsSync(msiCached)) {
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
   copyFileSync(join(exeDir, "ukey.exe"), join(work, "ukey.exe"));
+  copyFileSync(join(exeDir, "koffi.node"), join(work, "koffi.node"));
   for (const f of ["institution-key.pem", "agent-config.json"]) copyFileSync(join(institution, f), join(work, f));
   writeFileSync(join(work, "ukey-agent.wxs"), wxs(version));
   const msi = join(work, msiName);
@@ -198,6 +226,7 @@ function wxs(agentVersion) {
             <Component Id="Agent" Guid="8A1D2C3E-4B5F-4A6B-8C7D-9E0F1A2B3C4D">
               <RegistryValue ${reg} Name="InstallDir" Type="string" Value="[INSTALLDIR]" KeyPath="yes" />
               <File Id="UkeyExe" Name="ukey.exe" Source="ukey.exe" />
+              <File Id="KoffiNode" Name="koffi.node" Source="koffi.node" />
               <File Id="InstitutionKey" Name="institution-key.pem" Source="institution-key.pem" />
               <File Id="AgentConfig" Name="agent-config.json" Source="agent-config.json" />
               <RemoveFolder Id="RemoveInstallDir" On="uninstall" />

@@ -105,6 +105,13 @@ export interface TokenKey {
 /** A logged-in session on one token. Close it; operations on one token never overlap. */
 export interface TokenSession {
   readonly token: TokenInfo;
+  /**
+   * Called when an operation waits on the key's own button: an SKF
+   * signature, key generation or envelope import still running after
+   * deviceConfirmationDelayMs (a key without a button answers sooner).
+   * Absent where the backend cannot tell.
+   */
+  onDeviceConfirmation?: (() => void) | undefined;
   listCertificates(): Promise<TokenCertificate[]>;
   listKeys(): Promise<TokenKey[]>;
   /**

@@ -10,6 +10,9 @@ import { SAR, SkfCallError, sarName, sarOf, skfError, type SkfContext } from "./
 import { ContainerType, PinType, noObject, openSkfLibrary, type SkfHandle, type SkfLibrary } from "./skf/skf-library.js";
 import { acquireTokenLock, OperationQueue, withTokenLock } from "./token-lock.js";
 
+/** How long an SKF signature, key generation or import may run before the agent says the key waits for its button. */
+export const deviceConfirmationDelayMs = 400;
+
 /** The application the agent creates when it initialises a device, and prefers when a device holds several. */
 export const DEFAULT_SKF_APPLICATION = "UKEY-RENEW";
 
@@ -467,6 +470,7 @@ async function readCertificates(lib: SkfLibrary, app: SkfHandle): Promise<TokenC
 /** One logged-in application on a device; its operations run one at a time. Closing it clears the login and disconnects. */
 class SkfSession implements TokenSession {
   readonly token: TokenInfo;
+  onDeviceConfirmation: (() => void) | undefined;
   readonly #lib: SkfLibrary;
   #dev: SkfHandle | undefined;
   #app: SkfHandle | undefined;
@@ -491,6 +495,16 @@ class SkfSession implements TokenSession {
         throw skfError(e, op, ctx);
       }
     });
+  }
+
+  /** A library call that may wait on the key's button: onDeviceConfirmation once it takes longer than a key without one. */
+  async #onDevice<T>(call: Promise<T>): Promise<T> {
+    const timer = setTimeout(() => this.onDeviceConfirmation?.(), deviceConfirmationDelayMs);
+    try {
+      return await call;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   listCertificates(): Promise<TokenCertificate[]> {
@@ -528,7 +542,7 @@ class SkfSession implements TokenSession {
       const c = await lib.createContainer(app, name);
       let key: TokenKey | undefined;
       try {
-        const point = eccBlobToPoint(await lib.genEccKeyPair(c));
+        const point = eccBlobToPoint(await this.#onDevice(lib.genEccKeyPair(c)));
         key = keyOf(name, publicBlobToSpki(await lib.exportPublicKey(c, true)));
         if (!key || !sm2PointOfSpki(key.spki)?.equals(point)) throw new UkeyError("TOKEN_KEYGEN_FAILED", { detail: "the new public key cannot be read back" });
         return key;
@@ -553,7 +567,7 @@ class SkfSession implements TokenSession {
       const point = sm2PointOfSpki(spki);
       if (!point) throw new UkeyError("KEY_ALGORITHM_UNSUPPORTED", { params: { algorithm: keyAlgorithmOfSpki(spki) } });
       const e = sm2Digest(data, point);
-      const raw = eccSignatureToRaw(await lib.eccSignData(c, e));
+      const raw = eccSignatureToRaw(await this.#onDevice(lib.eccSignData(c, e)));
       // A library that signs with another key, or over something else, is caught here rather than by the CA.
       if (!sm2VerifyDigest(e, raw, point)) throw new UkeyError("TOKEN_OPERATION_FAILED", { params: { reason: "the UKey's signature does not verify" } });
       return new Uint8Array(ecdsaRawToDer(raw));
@@ -638,7 +652,7 @@ class SkfSession implements TokenSession {
       const name = containerName(keyId);
       return withContainer(lib, app, name, async (c) => {
         try {
-          await lib.importEccKeyPair(c, blob);
+          await this.#onDevice(lib.importEccKeyPair(c, blob));
         } catch (e) {
           const code = sarOf(e);
           if (code === SAR.INDATAERR || code === SAR.INDATALENERR || code === SAR.INVALIDPARAMERR || code === SAR.HASHNOTEQUALERR) {

@@ -2,9 +2,9 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { initialisedDataDir, runUkeyServer, startUkeyServer, tempDir, type RunningServer, type TempDir } from "../../../server/test/support/fixtures.js";
 
 // Issue 14, parts 2, 3 and 6 for Windows: ukey.exe (Node's single-executable
@@ -137,6 +137,7 @@ test("the MSI's tables: per-user, the files, the Run entry, the Start menu's uke
   assert.deepEqual(msiTable("File").map(([, component, name, size]) => [component, name, size]).sort(), [
     ["Agent", "agent-config.json", String(stamped.get("agent-config.json")!.length)],
     ["Agent", "institution-key.pem", String(stamped.get("institution-key.pem")!.length)],
+    ["Agent", "koffi.node", String(statSync(join(dirname(built.executable), "koffi.node")).size)],
     ["Agent", "ukey.exe", String(built.executableSize)],
   ]);
   // Every component is keyed by a value under HKCU (root 1), as per-user components must be.

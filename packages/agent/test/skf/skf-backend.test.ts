@@ -318,3 +318,35 @@ test("openBackend takes the SKF library named by UKEY_SKF_LIBRARY, or a well-kno
     keys.remove("found");
   }
 });
+
+test("while the key waits for its button the holder is told \"请在 UKey 上按确认键\"; a key that answers at once says nothing", async () => {
+  const { login } = await import("../../src/flows/token-access.js");
+  keys.create("press", { serial: "SKFPRESS01", buttonTimeoutMs: 5000 });
+  const events: { step: string; zh: string; en: string }[] = [];
+  const holder = {
+    pin: async () => USER_PIN,
+    idNumber: async () => { throw new Error("not asked"); },
+    oneTimeCode: async () => { throw new Error("not asked"); },
+    stepUp: async () => { throw new Error("not asked"); },
+    confirm: async () => false,
+    progress: (e: { step: string; zh: string; en: string }) => { events.push(e); },
+  };
+  try {
+    const { session: s } = await login(backend, holder, "SKFPRESS01", "test");
+    try {
+      const key = await s.generateKeyPair("sm2", "k");
+      await s.sign(key.id, Buffer.from("warm-up"));
+      assert.equal(events.length, 0, "no button, no message");
+      keys.button("press", "wait");
+      const pending = s.sign(key.id, Buffer.from("data"));
+      await new Promise((r) => setTimeout(r, 700));
+      assert.deepEqual(events.map((e) => [e.step, e.zh, e.en]), [["press-button", "请在 UKey 上按确认键", "Press OK on your UKey"]]);
+      keys.press("press", "cancel");
+      await assert.rejects(pending, code("TOKEN_CONFIRMATION_CANCELLED"));
+    } finally {
+      await s.close();
+    }
+  } finally {
+    keys.remove("press");
+  }
+});
