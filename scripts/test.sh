@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 bash scripts/ensure-system-deps.sh
 bash scripts/ensure-node-modules.sh
 bash scripts/build-web.sh
+# The software SKF key, built once here rather than by whichever test file asks first.
+bash scripts/ensure-skf-softkey.sh >/dev/null
 echo "== lint"
 npx eslint .
 echo "== typecheck"

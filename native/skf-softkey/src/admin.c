@@ -20,13 +20,16 @@ static const char *usage =
     "  create NAME [--label L] [--serial S] [--manufacturer M] [--issuer I] [--hw-version 3.0] [--fw-version 1.0]\n"
     "              [--app APP | --no-app] [--user-pin P] [--admin-pin P] [--user-retries N] [--admin-retries N]\n"
     "              [--storage OCTETS] [--max-containers N] [--button-timeout-ms N] [--dev-auth-key HEX32]\n"
-    "              [--dev-auth-retries N]\n"
+    "              [--dev-auth-retries N] [--envelope-layout right|left]\n"
     "  show NAME          the device as JSON (apps, PIN counters, containers and what they hold, space)\n"
     "  remove NAME        deletes the device and its state\n"
     "  unplug NAME        hides the device, state kept (SKF_EnumDev no longer lists it)\n"
     "  plug NAME          shows an unplugged device again\n"
     "  button NAME MODE   auto | refuse | timeout | wait\n"
-    "  press NAME [ok|cancel]  answers a waiting confirmation (button mode wait)\n";
+    "  press NAME [ok|cancel]  answers a waiting confirmation (button mode wait)\n"
+    "  gen-key NAME APP CONTAINER     test fixture: an SM2 signing key in the container (made if missing), no PIN\n"
+    "                                 or button asked; prints its public key 04||x||y in hex\n"
+    "  put-cert NAME APP CONTAINER sign|enc FILE   test fixture: stores the DER certificate in FILE\n";
 
 static int fail(const char *msg, const char *arg) {
   fprintf(stderr, "skf-softkey-admin: %s%s%s\n", msg, arg ? ": " : "", arg ? arg : "");
@@ -121,6 +124,9 @@ static int cmd_create(const char *name, int argc, char **argv) {
     } else if (strcmp(opt, "--dev-auth-retries") == 0) {
       if (parse_u32(v, &dev.devauth_max) || dev.devauth_max < 1) return fail("bad retries", v);
       dev.devauth_remain = dev.devauth_max;
+    } else if (strcmp(opt, "--envelope-layout") == 0) {
+      if (strcmp(v, "left") && strcmp(v, "right")) return fail("envelope layout is left or right", v);
+      dev.envelope_left = strcmp(v, "left") == 0;
     } else if (strcmp(opt, "--dev-auth-key") == 0) {
       if (strlen(v) != 32) return fail("device authentication key: 32 hex digits", v);
       for (int k = 0; k < 16; k++) {
@@ -194,9 +200,9 @@ static int cmd_show(const char *name) {
   printf(",\"manufacturer\":");
   json_str(dev.manufacturer);
   printf(",\"hwVersion\":\"%u.%u\",\"fwVersion\":\"%u.%u\",\"totalSpace\":%u,\"usedSpace\":%u,\"devAuthRemain\":%u,"
-         "\"applications\":[",
+         "\"envelopeLayout\":\"%s\",\"applications\":[",
          dev.hw_major, dev.hw_minor, dev.fw_major, dev.fw_minor, dev.total_space, ss_used_space(&dev),
-         dev.devauth_remain);
+         dev.devauth_remain, dev.envelope_left ? "left" : "right");
   for (ss_app *a = dev.apps; a; a = a->next) {
     printf("%s{\"name\":", a == dev.apps ? "" : ",");
     json_str(a->name);
@@ -257,6 +263,61 @@ static int write_file(const char *name, const char *file, const char *text) {
   return 0;
 }
 
+/* Test fixtures: change the state as the factory or an earlier session would have, without PIN or button. */
+static int cmd_fixture(const char *name, int argc, char **argv, int gen) {
+  ss_device dev;
+  ss_app *app;
+  ss_container *c;
+  int fd, rc = 0;
+  unsigned char d[32], pub[65], *cert = NULL;
+  long certlen = 0;
+  if (argc != (gen ? 2 : 4)) return fail(gen ? "gen-key NAME APP CONTAINER" : "put-cert NAME APP CONTAINER sign|enc FILE", NULL);
+  if (strlen(argv[1]) == 0 || strlen(argv[1]) > MAX_CNTNAME_LEN) return fail("container name of 1 to 64 octets", argv[1]);
+  if (!gen) {
+    FILE *f = fopen(argv[3], "rb");
+    if (strcmp(argv[2], "sign") && strcmp(argv[2], "enc")) return fail("sign or enc", argv[2]);
+    if (!f || fseek(f, 0, SEEK_END) != 0 || (certlen = ftell(f)) <= 0 || fseek(f, 0, SEEK_SET) != 0 ||
+        !(cert = malloc((size_t)certlen)) || fread(cert, 1, (size_t)certlen, f) != (size_t)certlen)
+      return fail("cannot read", argv[3]);
+    fclose(f);
+  }
+  fd = ss_lock(name);
+  if (fd < 0 || ss_load(name, &dev) != 0) {
+    ss_unlock(fd);
+    free(cert);
+    return fail("no such device (or unreadable state)", name);
+  }
+  app = ss_find_app(&dev, argv[0]);
+  c = app ? ss_find_container(app, argv[1]) : NULL;
+  if (!app) {
+    rc = fail("no such application", argv[0]);
+  } else if (!c && !(c = ss_add_container(app))) {
+    rc = fail("out of memory", NULL);
+  } else {
+    snprintf(c->name, sizeof c->name, "%s", argv[1]);
+    if (gen) {
+      if (c->type == 1) {
+        rc = fail("an RSA container", argv[1]);
+      } else if (ss_sm2_keygen(d, pub) != 0 || ss_buf_set(&c->sign_priv, d, 32) || ss_buf_set(&c->sign_pub, pub, 65)) {
+        rc = fail("key generation failed", NULL);
+      } else {
+        c->type = 2;
+      }
+    } else if (ss_buf_set(strcmp(argv[2], "sign") == 0 ? &c->sign_cert : &c->enc_cert, cert, (size_t)certlen)) {
+      rc = fail("out of memory", NULL);
+    }
+    if (!rc && ss_save(name, &dev) != 0) rc = fail("cannot write the state of", name);
+  }
+  ss_unlock(fd);
+  ss_free(&dev);
+  free(cert);
+  if (!rc && gen) {
+    for (int i = 0; i < 65; i++) printf("%02x", pub[i]);
+    putchar('\n');
+  }
+  return rc;
+}
+
 int main(int argc, char **argv) {
   const char *cmd = argc > 1 ? argv[1] : "help", *name = argc > 2 ? argv[2] : NULL;
   if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0) {
@@ -270,6 +331,8 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "remove") == 0) return cmd_remove(name);
   if (strcmp(cmd, "unplug") == 0) return cmd_plug(name, 0);
   if (strcmp(cmd, "plug") == 0) return cmd_plug(name, 1);
+  if (strcmp(cmd, "gen-key") == 0) return cmd_fixture(name, argc - 3, argv + 3, 1);
+  if (strcmp(cmd, "put-cert") == 0) return cmd_fixture(name, argc - 3, argv + 3, 0);
   if (strcmp(cmd, "button") == 0) {
     const char *mode = argc > 3 ? argv[3] : "";
     if (strcmp(mode, "auto") && strcmp(mode, "refuse") && strcmp(mode, "timeout") && strcmp(mode, "wait"))

@@ -446,6 +446,9 @@ static char **seen;
 static int seen_n = -1;
 static volatile int cancel_wait;
 
+/* Events are changes after the library was loaded: the set seen starts as the devices present then. */
+__attribute__((constructor)) static void init_seen(void) { seen_n = list_devices(&seen); }
+
 static int in_list(char **names, int n, const char *name) {
   for (int i = 0; i < n; i++)
     if (strcmp(names[i], name) == 0) return 1;
@@ -1197,10 +1200,11 @@ typedef struct {
   const ENVELOPEDKEYBLOB *env;
 } import_ecc_args;
 
+static const unsigned char zero32[32];
+
 /* 6.4.11: the encryption key pair, its private key SM4-ECB encrypted under a session key that is SM2-encrypted to
  * the container's signing key (docs/envelopes.md). */
-static ULONG import_ecc(void *p, int dry, uint32_t *timeout_ms) {
-  static const unsigned char zero[32];
+__attribute__((unused)) static ULONG import_ecc(void *p, int dry, uint32_t *timeout_ms) {
   import_ecc_args *a = p;
   const ENVELOPEDKEYBLOB *env = a->env;
   const ECCCIPHERBLOB *cb = &env->ECCCipherBlob;
@@ -1210,12 +1214,15 @@ static ULONG import_ecc(void *p, int dry, uint32_t *timeout_ms) {
   r = op_open_con(&o, a->c);
   if (!r && (o.con->type != CONTAINER_TYPE_ECC || o.con->sign_priv.n != 32)) r = SAR_KEYNOTFOUNTERR;
   if (!r && !fits(&o.dev, (o.con->enc_priv.n ? 0 : 32 + 65))) r = SAR_NO_ROOM;
+  /* The half of cbEncryptedPriKey this key does not read must be zero. */
+  if (!r && memcmp(a->env->cbEncryptedPriKey + (o.dev.envelope_left ? 32 : 0), zero32, 32) != 0) r = SAR_INDATAERR;
   *timeout_ms = o.loaded ? o.dev.button_timeout_ms : 0;
   if (!r && !dry) {
     if (ss_sm2_decrypt(o.con->sign_priv.p, o.con->sign_pub.p, cb->XCoordinate + 32, cb->YCoordinate + 32, cb->HASH,
                        cb->Cipher, 16, k) != 0)
       r = SAR_INDATAERR; /* not enveloped for this container's signing key */
-    else if (ss_sm4_ecb(0, k, env->cbEncryptedPriKey + 32, 32, d) != 0 || ss_sm2_pub_from_priv(d, derived) != 0)
+    else if (ss_sm4_ecb(0, k, env->cbEncryptedPriKey + (o.dev.envelope_left ? 0 : 32), 32, d) != 0 ||
+             ss_sm2_pub_from_priv(d, derived) != 0)
       r = SAR_INDATAERR;
     else if (pub_from_blob(&env->PubKey, pub) != 0 || memcmp(pub, derived, 65) != 0)
       r = SAR_INDATAERR; /* the key does not match the public key it comes with */
@@ -1226,10 +1233,11 @@ static ULONG import_ecc(void *p, int dry, uint32_t *timeout_ms) {
     OPENSSL_cleanse(k, sizeof k);
     OPENSSL_cleanse(d, sizeof d);
   }
-  (void)zero;
   op_close(&o);
   return r;
 }
+/* Built without it (-DSKF_SOFTKEY_WITHOUT_ECC_IMPORT): a library that lacks a function the agent needs. */
+#ifndef SKF_SOFTKEY_WITHOUT_ECC_IMPORT
 ULONG DEVAPI SKF_ImportECCKeyPair(HCONTAINER hContainer, ENVELOPEDKEYBLOB *pEnvelopedKeyBlob) {
   static const unsigned char zero[32];
   import_ecc_args a = {hContainer, pEnvelopedKeyBlob};
@@ -1241,7 +1249,7 @@ ULONG DEVAPI SKF_ImportECCKeyPair(HCONTAINER hContainer, ENVELOPEDKEYBLOB *pEnve
   else if (!e)
     r = SAR_INVALIDPARAMERR;
   else if (e->Version != 1 || e->ulSymmAlgID != SGD_SM4_ECB || e->ulBits != 256 || e->ECCCipherBlob.CipherLen != 16 ||
-           memcmp(e->cbEncryptedPriKey, zero, 32) || memcmp(e->ECCCipherBlob.XCoordinate, zero, 32) ||
+           memcmp(e->ECCCipherBlob.XCoordinate, zero, 32) ||
            memcmp(e->ECCCipherBlob.YCoordinate, zero, 32))
     r = SAR_INDATAERR;
   else if (!a.c->app->user)
@@ -1251,6 +1259,7 @@ ULONG DEVAPI SKF_ImportECCKeyPair(HCONTAINER hContainer, ENVELOPEDKEYBLOB *pEnve
   pthread_mutex_unlock(&mu);
   return r;
 }
+#endif
 
 /* Decryption with the container's encryption key (a vendor extension GmSSL and most vendors' libraries carry). */
 static ULONG ecc_decrypt(HCONTAINER h, ECCCIPHERBLOB *cb, BYTE *out, ULONG *len) {

@@ -290,6 +290,8 @@ int ss_load(const char *name, ss_device *dev) {
         rc = -2;
       else
         memcpy(dev->devauth_key, key.p, 16);
+      /* Optional: a vendor's quirk. */
+      if (!rc && field_u32(line, "envelope_left", &dev->envelope_left) != 0) dev->envelope_left = 0;
       ss_buf_clear(&key);
     } else if (strncmp(line, "app ", 4) == 0) {
       app = ss_add_app(dev);
@@ -352,6 +354,7 @@ int ss_save(const char *name, const ss_device *dev) {
           dev->hw_major, dev->hw_minor, dev->fw_major, dev->fw_minor, dev->total_space, dev->max_containers,
           dev->button_timeout_ms, dev->devauth_max, dev->devauth_remain);
   put_hex(f, "devauth_key", dev->devauth_key, 16);
+  if (dev->envelope_left) fprintf(f, " envelope_left=1");
   fputc('\n', f);
   for (const ss_app *a = dev->apps; a; a = a->next) {
     fputs("app", f);

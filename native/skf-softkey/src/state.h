@@ -44,6 +44,9 @@ typedef struct {
   uint32_t button_timeout_ms;
   uint32_t devauth_max, devauth_remain;
   unsigned char devauth_key[16];
+  /* Where SKF_ImportECCKeyPair reads the encrypted private key in cbEncryptedPriKey[64]:
+   * 0 the last 32 octets (the standard's right alignment), 1 the first 32 (as some vendors' libraries do). */
+  uint32_t envelope_left;
   ss_app *apps;
 } ss_device;
 

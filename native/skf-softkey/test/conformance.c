@@ -6,7 +6,9 @@
  * "ok N - ..." / "not ok N - ..."; exit status 1 when a check fails.
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <stdarg.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,6 +212,43 @@ static int cmd_sign(char **a) {
   return 0;
 }
 
+/* ---- device events: plug and unplug ---- */
+
+static int cmd_wait_event(char **a) {
+  int n = atoi(a[0]);
+  puts("# waiting");
+  fflush(stdout);
+  for (int i = 0; i < n; i++) {
+    char name[128];
+    ULONG len = sizeof name, ev = 0, r = SKF_WaitForDevEvent(name, &len, &ev);
+    printf("SAR 0x%08X event\n", r);
+    if (r != SAR_OK) return 3;
+    printf("event %u %s\n", ev, name);
+    fflush(stdout);
+  }
+  return 0;
+}
+
+static void *waiter(void *arg) {
+  char name[128];
+  ULONG len = sizeof name, ev = 0;
+  *(ULONG *)arg = SKF_WaitForDevEvent(name, &len, &ev);
+  return NULL;
+}
+
+static int cmd_cancel_wait(char **a) {
+  pthread_t t;
+  ULONG r = SAR_OK;
+  (void)a;
+  pthread_create(&t, NULL, waiter, &r);
+  struct timespec ts = {0, 200000000L};
+  nanosleep(&ts, NULL);
+  SKF_CancelWaitForDevEvent();
+  pthread_join(t, NULL);
+  printf("SAR 0x%08X wait\n", r);
+  return r == SAR_OK ? 0 : 3;
+}
+
 static int cmd_checks(char **a);
 static int cmd_storage(char **a);
 static int cmd_import(char **a);
@@ -227,6 +266,8 @@ int main(int argc, char **argv) {
       {"sign", 6, cmd_sign, "DEV APP USER-PIN CONTAINER MESSAGE-FILE OUT-DIR"},
       {"import", 5, cmd_import, "DEV APP USER-PIN CONTAINER BLOB-FILE"},
       {"decrypt", 5, cmd_decrypt, "DEV APP USER-PIN CONTAINER SM2CIPHER-DER-FILE"},
+      {"wait-event", 1, cmd_wait_event, "COUNT"},
+      {"cancel-wait", 0, cmd_cancel_wait, ""},
   };
   puts("# skf-softkey: a software stand-in for a vendor's SKF library, not a vendor library");
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)

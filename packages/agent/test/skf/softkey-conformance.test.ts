@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as asn1js from "asn1js";
+import { buildEnvelopedKeyBlob, sm2GenerateKeyPair } from "@ukey/ca";
 import { ensureSoftkey, SoftkeyDir } from "./support/softkey.js";
 
 // Issue 15: skf-softkey, the software SKF (GM/T 0016) key the agent's SKF
@@ -177,6 +178,37 @@ test("SKF_ImportECCKeyPair takes an envelope built by the OpenSSL CLI; the impor
   assert.equal(keys.show("pair").applications[0]!.containers[0]!.encPublicKey, enc.pub.toString("hex"));
 });
 
+test("the envelope the server sends (packages/ca buildEnvelopedKeyBlob) imports, its public key exported as built", () => {
+  keys.create("server-env");
+  const s = signOnKey("server-env", "pair", "make the signing key");
+  assert.equal(s.run.status, 0, s.run.stdout);
+  const enc = sm2GenerateKeyPair();
+  const blobPath = join(work, "server-envelope.bin");
+  writeFileSync(blobPath, buildEnvelopedKeyBlob(enc, Buffer.from(field(s.run, "pub"), "hex")));
+  const imp = conformance(["import", "server-env", "DEFAULT_APP", USER_PIN, "pair", blobPath]);
+  assert.deepEqual(sarOf(imp), { code: SAR.OK, step: "import" }, imp.stdout);
+  assert.equal(field(imp, "encpub"), enc.publicKey.toString("hex"));
+});
+
+test("a key made to read the encrypted private key from the first 32 octets (as some vendors' libraries do) refuses the standard layout and takes the left-aligned one", () => {
+  keys.create("left", { envelopeLayout: "left" });
+  assert.equal(keys.show("left").envelopeLayout, "left");
+  const s = signOnKey("left", "pair", "make the signing key");
+  assert.equal(s.run.status, 0, s.run.stdout);
+  const enc = sm2GenerateKeyPair();
+  const standard = buildEnvelopedKeyBlob(enc, Buffer.from(field(s.run, "pub"), "hex"));
+  const left = Buffer.from(standard);
+  standard.copy(left, 12, 44, 76);
+  left.fill(0, 44, 76);
+  const paths = { standard: join(work, "left-standard.bin"), left: join(work, "left-left.bin") };
+  writeFileSync(paths.standard, standard);
+  writeFileSync(paths.left, left);
+  assert.deepEqual(sarOf(conformance(["import", "left", "DEFAULT_APP", USER_PIN, "pair", paths.standard])), { code: SAR.INDATAERR, step: "import" });
+  const imp = conformance(["import", "left", "DEFAULT_APP", USER_PIN, "pair", paths.left]);
+  assert.deepEqual(sarOf(imp), { code: SAR.OK, step: "import" }, imp.stdout);
+  assert.equal(field(imp, "encpub"), enc.publicKey.toString("hex"));
+});
+
 test("an envelope for another key, or whose public key is not its private key's, is refused (SAR_INDATAERR) and nothing is imported", () => {
   keys.create("wrong");
   const s = signOnKey("wrong", "c", "make the signing key");
@@ -259,4 +291,51 @@ test("unplugged, the key is gone (SAR_DEVICE_REMOVED) and comes back with its ke
   keys.unplug("usb");
   const status = await done;
   assert.deepEqual(sarOf({ status, stdout, stderr: "" }), { code: SAR.DEVICE_REMOVED, step: "sign" });
+});
+
+test("SKF_WaitForDevEvent reports a key plugged in (1) and pulled out (2); SKF_CancelWaitForDevEvent ends a wait", async () => {
+  const child = spawn(keys.build.conformance, ["wait-event", "2"], { env: keys.env });
+  let stdout = "";
+  child.stdout.on("data", (b: Buffer) => { stdout += b.toString(); });
+  const done = new Promise<number>((res) => child.on("close", (code) => res(code ?? -1)));
+  for (let i = 0; i < 300 && !stdout.includes("# waiting"); i++) await new Promise((r) => setTimeout(r, 5));
+  keys.create("hotplug");
+  for (let i = 0; i < 300 && !stdout.includes("event 1"); i++) await new Promise((r) => setTimeout(r, 5));
+  keys.unplug("hotplug");
+  assert.equal(await done, 0, stdout);
+  assert.deepEqual(stdout.split("\n").filter((l) => l.startsWith("event ")), ["event 1 hotplug", "event 2 hotplug"]);
+  const cancelled = conformance(["cancel-wait"]);
+  assert.deepEqual(sarOf(cancelled), { code: 0x0a000022, step: "wait" }, "SAR_NOT_EVENTERR");
+});
+
+test("fixtures: skf-softkey-admin gen-key and put-cert leave a key as an earlier session would; the library signs with that key", () => {
+  keys.create("seeded");
+  const pub = keys.genKey("seeded", "DEFAULT_APP", "old");
+  assert.equal(pub.length, 65);
+  const certPem = join(work, "seeded.pem");
+  const certDer = join(work, "seeded.der");
+  assert.equal(openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", join(work, "seeded.key"),
+    "-out", certPem, "-days", "1", "-subj", "/CN=seeded"]).status, 0);
+  assert.equal(openssl(["x509", "-in", certPem, "-outform", "DER", "-out", certDer]).status, 0);
+  keys.putCert("seeded", "DEFAULT_APP", "old", "sign", certDer);
+  const c = keys.show("seeded").applications[0]!.containers[0]!;
+  assert.deepEqual([c.name, c.type, c.signPublicKey, c.signCertificate], ["old", "ECC", pub.toString("hex"), readFileSync(certDer).toString("hex")]);
+  const s = signOnKey("seeded", "old", "signed with the seeded key");
+  assert.equal(field(s.run, "pub"), pub.toString("hex"));
+  assert.equal(opensslVerifies(s.dir, s.msg).status, 0);
+});
+
+test("exports the 42 SKF functions docs/skf-softkey.md lists; the -noimport build lacks SKF_ImportECCKeyPair alone", () => {
+  const exported = (lib: string) => {
+    const r = spawnSync("nm", ["-D", "--defined-only", lib], { encoding: "utf8" });
+    if (r.error) throw new Error(`nm cannot run (binutils comes with gcc): ${r.error.message}`);
+    return r.stdout.split("\n").map((l) => l.split(" ")[2]).filter((n): n is string => !!n).sort();
+  };
+  const doc = readFileSync(join(import.meta.dirname, "../../../../docs/skf-softkey.md"), "utf8");
+  const table = doc.slice(doc.indexOf("| group | functions |")).split("\n\n")[0]!;
+  const documented = [...new Set([...table.matchAll(/`(SKF_\w+)`/g)].map((m) => m[1]!))].sort();
+  const all = exported(keys.build.library);
+  assert.equal(all.length, 42);
+  assert.deepEqual(all, documented);
+  assert.deepEqual(exported(keys.build.libraryWithoutImport), all.filter((n) => n !== "SKF_ImportECCKeyPair"));
 });

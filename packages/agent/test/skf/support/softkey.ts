@@ -13,6 +13,8 @@ const script = resolve(dirname(fileURLToPath(import.meta.url)), "../../../../../
 export interface SoftkeyBuild {
   /** libskf-softkey.so: what the agent loads in place of a vendor's SKF library. */
   library: string;
+  /** libskf-softkey-noimport.so: the same without SKF_ImportECCKeyPair, a vendor library that lacks a function. */
+  libraryWithoutImport: string;
   /** skf-softkey-admin: makes, shows, unplugs and removes keys, and works their button. */
   admin: string;
   /** skf-softkey-conformance: the library's own GM/T 0016 checks. */
@@ -30,7 +32,7 @@ export function ensureSoftkey(): SoftkeyBuild {
   }
   const library = r.stdout.trim();
   const dir = dirname(library);
-  built = { library, admin: join(dir, "skf-softkey-admin"), conformance: join(dir, "skf-softkey-conformance") };
+  built = { library, libraryWithoutImport: join(dir, "libskf-softkey-noimport.so"), admin: join(dir, "skf-softkey-admin"), conformance: join(dir, "skf-softkey-conformance") };
   return built;
 }
 
@@ -54,6 +56,8 @@ export interface SoftkeyDeviceOptions {
   buttonTimeoutMs?: number;
   /** 32 hex digits (default the ASCII of 1234567812345678). */
   devAuthKey?: string;
+  /** Where SKF_ImportECCKeyPair reads the encrypted private key: right (the standard's, default) or left (some vendors'). */
+  envelopeLayout?: "right" | "left";
 }
 
 /** A directory of software keys ($SKF_SOFTKEY_DIR) and the admin tool bound to it. */
@@ -84,7 +88,7 @@ export class SoftkeyDir {
     if (o.app === null) args.push("--no-app"); else opt("--app", o.app);
     opt("--user-pin", o.userPin); opt("--admin-pin", o.adminPin); opt("--user-retries", o.userRetries); opt("--admin-retries", o.adminRetries);
     opt("--storage", o.storage); opt("--max-containers", o.maxContainers); opt("--button-timeout-ms", o.buttonTimeoutMs);
-    opt("--dev-auth-key", o.devAuthKey);
+    opt("--dev-auth-key", o.devAuthKey); opt("--envelope-layout", o.envelopeLayout);
     this.admin(args);
   }
 
@@ -99,6 +103,14 @@ export class SoftkeyDir {
   unplug(name: string): void { this.admin(["unplug", name]); }
   plug(name: string): void { this.admin(["plug", name]); }
   remove(name: string): void { this.admin(["remove", name]); }
+  /** Test fixture: an SM2 signing key in the container (made if missing), as an earlier session left it; returns 04||x||y. */
+  genKey(name: string, app: string, container: string): Buffer {
+    return Buffer.from(this.admin(["gen-key", name, app, container]).trim(), "hex");
+  }
+  /** Test fixture: stores a DER certificate (in a file) in the container. */
+  putCert(name: string, app: string, container: string, which: "sign" | "enc", derFile: string): void {
+    this.admin(["put-cert", name, app, container, which, derFile]);
+  }
   cleanup(): void { rmSync(this.dir, { recursive: true, force: true }); }
 }
 
@@ -113,6 +125,7 @@ export interface SoftkeyContents {
   totalSpace: number;
   usedSpace: number;
   devAuthRemain: number;
+  envelopeLayout: "right" | "left";
   applications: {
     name: string;
     userRetries: { max: number; remain: number; default: boolean };
