@@ -190,12 +190,13 @@ export async function runUkeyCli(argv: string[], io: UkeyCliIo): Promise<number>
       try {
         b = await open();
       } catch (error) {
-        b = { error, location: modulePath ?? pkcs12 ?? "PKCS#11" };
+        b = { error, location: modulePath ?? pkcs12 ?? (io.env.UKEY_PKCS11_MODULE?.trim() || io.env.UKEY_SKF_LIBRARY?.trim() || "PKCS#11") };
       }
       if (!serverUrl) server.url = "";
-      const checks = await doctorFlow({ backend: b, server, ...(v.token ? { tokenSerial: v.token } : {}), pairingsFile: join(home, "pairings.json") });
+      const fileTokenFallback = !pkcs12 && !("error" in b) && b.kind === "pkcs12";
+      const checks = await doctorFlow({ backend: b, server, ...(v.token ? { tokenSerial: v.token } : {}), pairingsFile: join(home, "pairings.json"), fileTokenFallback });
       const failed = checks.filter((c) => !c.ok);
-      print(doctorText(checks, lang), { checks: checks.map((c) => ({ ...c, ...(c.code ? { problem: describeError(c.code as ErrorCode) } : {}) })) });
+      print(doctorText(checks, lang), { checks: checks.map((c) => ({ ...c, ...(c.code ? { problem: describeError(c.code as ErrorCode, c.params) } : {}) })) });
       const first = failed[0]?.code;
       return first ? exitCodeFor(first as ErrorCode) : exitCodes.ok;
     }
@@ -312,7 +313,7 @@ function doctorText(checks: DoctorCheck[], lang: "zh" | "en"): string {
   return checks.map((c) => {
     const line = `${c.ok ? "✓" : "✗"} ${c.id.padEnd(11)} ${lang === "zh" ? c.zh : c.en}`;
     if (c.ok || !c.code) return line;
-    const p = describeError(c.code as ErrorCode);
+    const p = describeError(c.code as ErrorCode, c.params);
     return `${line}\n    ${c.code}: ${lang === "zh" ? p.remedy["zh-CN"] : p.remedy.en}`;
   }).join("\n");
 }

@@ -22,7 +22,9 @@ export interface Prompter {
 export interface ProgressEvent {
   step:
     | "read-token" | "start-order" | "prove-possession" | "verify-identity" | "verify-code" | "step-up"
-    | "generate-key" | "submit-csr" | "install" | "confirm" | "clean-up" | "done" | "resume" | "check-codes";
+    | "generate-key" | "submit-csr" | "install" | "confirm" | "clean-up" | "done" | "resume" | "check-codes"
+    /** The key waits for its own button (SKF keys with a confirm key): "请在 UKey 上按确认键". */
+    | "press-button";
   /** Short text in zh-CN and en. */
   zh: string;
   en: string;

@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { UkeyError, isUkeyError, type ErrorCode } from "@ukey/policy";
 import type { KeyStoreBackend, TokenInfo } from "../keys/key-store.js";
 import { ServerClient } from "../server-client.js";
@@ -10,7 +10,9 @@ const minFreeBytes = 4096;
 const maxSkewSeconds = 300;
 
 const codeOf = (e: unknown): ErrorCode => (e instanceof UkeyError ? e.code : "INTERNAL");
-const fail = (id: DoctorCheck["id"], e: unknown, zh: string, en: string): DoctorCheck => ({ id, ok: false, zh, en, code: codeOf(e) });
+const fail = (id: DoctorCheck["id"], e: unknown, zh: string, en: string): DoctorCheck => ({
+  id, ok: false, zh, en, code: codeOf(e), ...(e instanceof UkeyError && Object.keys(e.params).length > 0 ? { params: e.params } : {}),
+});
 
 /**
  * Checks, in the order a holder would fix them: the PKCS#11 module (or
@@ -25,11 +27,24 @@ export async function doctorFlow(ctx: Omit<FlowContext, "prompter" | "channel" |
   backend: KeyStoreBackend | { error: unknown; location: string };
   tokenSerial?: string;
   pairingsFile?: string;
+  /**
+   * The backend is the default file token only because no PKCS#11 module
+   * or SKF library was found (the holder did not ask for a file). When that
+   * file does not exist either, the check says no UKey driver is installed
+   * instead of "loaded file-token.p12" and "no key found".
+   */
+  fileTokenFallback?: boolean;
 }): Promise<DoctorCheck[]> {
   const checks: DoctorCheck[] = [];
   const b = ctx.backend;
   let token: TokenInfo | undefined;
-  if ("error" in b) {
+  if (!("error" in b) && b.kind === "pkcs12" && ctx.fileTokenFallback && !existsSync(b.location)) {
+    checks.push({
+      id: "module", ok: false, code: "TOKEN_DRIVER_MISSING",
+      zh: "这台电脑没有安装 UKey 驱动程序（没有找到 PKCS#11 模块或国密 SKF 驱动库）：请安装开户银行或机构提供的 UKey 驱动程序",
+      en: "No UKey driver is installed on this computer (no PKCS#11 module or SKF library was found): install the UKey driver your bank or institution provides",
+    });
+  } else if ("error" in b) {
     checks.push(fail("module", b.error, `无法加载 ${b.location}`, `Cannot load ${b.location}`));
   } else {
     let tokens: TokenInfo[] | undefined;

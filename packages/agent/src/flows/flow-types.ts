@@ -101,6 +101,8 @@ export interface DoctorCheck {
   en: string;
   /** On failure: the catalogue code whose remedy applies. */
   code?: string;
+  /** The code's params (a module path ...), so that its message reads whole. */
+  params?: Record<string, string | number>;
 }
 
 /** The operations, as implemented in renew-flow.ts, download-flow.ts, init-flow.ts, status.ts, doctor.ts. */

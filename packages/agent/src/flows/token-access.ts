@@ -38,7 +38,9 @@ export async function login(backend: KeyStoreBackend, prompter: Prompter, tokenS
   for (let attempt = 1; ; attempt++) {
     const pin = await prompter.pin({ tokenSerial, tokenLabel: token.label, reason, ...(retry ? { retry } : {}) });
     try {
-      return { session: await backend.open(tokenSerial, pin), pin };
+      const session = await backend.open(tokenSerial, pin);
+      if (backend.kind === "skf") session.onDeviceConfirmation = () => report(prompter, "press-button", "请在 UKey 上按确认键", "Press OK on your UKey");
+      return { session, pin };
     } catch (e) {
       if (!isUkeyError(e, "TOKEN_PIN_INCORRECT", "PFX_PASSWORD_INCORRECT") || attempt >= 3) throw e;
       const triesLeft = e.params.triesLeft;

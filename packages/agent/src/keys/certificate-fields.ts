@@ -7,6 +7,7 @@ import {
 import type { KeyAlgorithm } from "@ukey/policy";
 import { UkeyError } from "@ukey/policy";
 import type { TokenCertificate } from "./key-store.js";
+import { SM3_WITH_SM2_OID, sm2PointOfSpki } from "./sm2.js";
 
 /** Short names of the attribute types the agent reads and writes in names. */
 const attributeOids: Readonly<Record<string, string>> = {
@@ -121,6 +122,8 @@ export function parseSubject(text: string): Name {
 
 /** The key algorithm of a DER SubjectPublicKeyInfo. Throws KEY_ALGORITHM_UNSUPPORTED. */
 export function keyAlgorithmOfSpki(spki: Uint8Array): KeyAlgorithm {
+  // Node's crypto reads an SM2 key but tells neither its type nor its curve.
+  if (sm2PointOfSpki(spki)) return "sm2";
   const key = publicKeyOf(spki);
   const d = key.asymmetricKeyDetails;
   if (key.asymmetricKeyType === "ec" && d?.namedCurve === "prime256v1") return "p256";
@@ -144,6 +147,8 @@ export function publicKeyOf(spki: Uint8Array): KeyObject {
 
 /** True when both SubjectPublicKeyInfos hold the same key, whatever their encoding details. */
 export function samePublicKey(a: Uint8Array, b: Uint8Array): boolean {
+  const sm2a = sm2PointOfSpki(a), sm2b = sm2PointOfSpki(b);
+  if (sm2a || sm2b) return !!sm2a && !!sm2b && sm2a.equals(sm2b);
   try {
     const x = publicKeyOf(a).export({ format: "der", type: "spki" });
     const y = publicKeyOf(b).export({ format: "der", type: "spki" });
@@ -186,7 +191,8 @@ export function ecdsaRawToDer(raw: Uint8Array): Buffer {
 /**
  * A PKCS#10 request (PEM) for the key `spki`, built with the asn1-csr
  * schemas; `sign` signs the DER CertificationRequestInfo the way
- * TokenSession.sign does (ECDSA DER signature, or RSA PKCS#1 v1.5 SHA-256).
+ * TokenSession.sign does (ECDSA DER signature, RSA PKCS#1 v1.5 SHA-256, or
+ * SM3withSM2 over SM3(Z || info) with the standard ID for an SM2 key).
  */
 export async function buildCsr(spki: Uint8Array, subject: string, sign: (data: Buffer) => Promise<Uint8Array>): Promise<string> {
   const algorithm = keyAlgorithmOfSpki(spki);
@@ -202,7 +208,9 @@ export async function buildCsr(spki: Uint8Array, subject: string, sign: (data: B
     certificationRequestInfo: info,
     signatureAlgorithm: ec
       ? new AlgorithmIdentifier({ algorithm: ec.oid })
-      : new AlgorithmIdentifier({ algorithm: sha256WithRsa, parameters: null }),
+      : algorithm === "sm2"
+        ? new AlgorithmIdentifier({ algorithm: SM3_WITH_SM2_OID })
+        : new AlgorithmIdentifier({ algorithm: sha256WithRsa, parameters: null }),
     signature: new Uint8Array(signature).buffer,
   });
   const der = Buffer.from(AsnConvert.serialize(csr));

@@ -11,8 +11,8 @@ import type { KeyAlgorithm } from "@ukey/policy";
  * error. No method returns a private key or takes a PIN it keeps.
  */
 export interface KeyStoreBackend {
-  /** "pkcs11" for a module, "pkcs12" for a file. */
-  readonly kind: "pkcs11" | "pkcs12";
+  /** "pkcs11" for a module, "pkcs12" for a file, "skf" for a GM/T 0016 library. */
+  readonly kind: KeyStoreKind;
   /** Where it reads from: the module path, or the file path. */
   readonly location: string;
   /** The tokens present now (none is not an error). */
@@ -48,13 +48,16 @@ export interface KeyStoreBackend {
   close(): Promise<void>;
 }
 
+/** What holds the keys: a PKCS#11 module, a PKCS#12 file, or a vendor's SKF (GM/T 0016) library. */
+export type KeyStoreKind = "pkcs11" | "pkcs12" | "skf";
+
 export interface TokenInfo {
   /** The token's serial number as the module reports it, trimmed. For a file: a stable id of the file (hex of a hash of its path). */
   serial: string;
   label: string;
   manufacturer: string;
   model: string;
-  backend: "pkcs11" | "pkcs12";
+  backend: KeyStoreKind;
   /** Free space in bytes where the module tells it (CK_UNAVAILABLE_INFORMATION: undefined). */
   freePublicMemory?: number;
   freePrivateMemory?: number;
@@ -66,8 +69,10 @@ export interface TokenInfo {
     countLow: boolean;
     /** CKF_USER_PIN_FINAL_TRY */
     finalTry: boolean;
-    /** CKF_USER_PIN_TO_BE_CHANGED */
+    /** CKF_USER_PIN_TO_BE_CHANGED; SKF: the PIN is still the default one. */
     toBeChanged: boolean;
+    /** Tries left before the PIN locks, where the key tells the number (SKF_GetPINInfo); PKCS#11 tells only countLow and finalTry. */
+    triesLeft?: number;
     minLength?: number;
     maxLength?: number;
   };
@@ -100,6 +105,13 @@ export interface TokenKey {
 /** A logged-in session on one token. Close it; operations on one token never overlap. */
 export interface TokenSession {
   readonly token: TokenInfo;
+  /**
+   * Called when an operation waits on the key's own button: an SKF
+   * signature, key generation or envelope import still running after
+   * deviceConfirmationDelayMs (a key without a button answers sooner).
+   * Absent where the backend cannot tell.
+   */
+  onDeviceConfirmation?: (() => void) | undefined;
   listCertificates(): Promise<TokenCertificate[]>;
   listKeys(): Promise<TokenKey[]>;
   /**
@@ -128,6 +140,14 @@ export interface TokenSession {
   deleteObjects(ids: string[]): Promise<void>;
   /** Changes the user PIN (C_SetPIN; for a file: re-encrypts it). PIN_TOO_WEAK, TOKEN_PIN_INCORRECT. */
   changePin(oldPin: string, newPin: string): Promise<void>;
+  /**
+   * Imports an SM2 encryption key pair delivered as a GM/T 0016
+   * ENVELOPEDKEYBLOB into the container of signing key `keyId`, whose
+   * private key opens it, and returns the imported public key. SKF only
+   * (absent elsewhere). ENVELOPE_MALFORMED, TOKEN_KEY_NOT_FOUND, CERT_KEY_MISMATCH
+   * when the key the token then holds is not the envelope's.
+   */
+  importEnvelopedKey?(keyId: string, envelopedKeyBlob: Uint8Array): Promise<TokenKey>;
   close(): Promise<void>;
 }
 

@@ -86,3 +86,38 @@ export function findModules(opts: FindModulesOptions = {}): string[] {
   for (const m of knownModules) if (m.platform === platform && exists(m.path)) add(m.path);
   return out;
 }
+
+/**
+ * Well-known install paths of vendors' SKF (GM/T 0016) libraries, which
+ * most Chinese UKeys ship instead of a PKCS#11 module. Only names seen in
+ * published material are listed: Longmai's GM3000 library, as GmSSL's SKF
+ * documentation names it. No vendor's key is available here, so no entry
+ * is tested; other vendors' keys are reached through UKEY_SKF_LIBRARY or a
+ * path the holder names, until their file names are confirmed.
+ */
+export const knownSkfLibraries: readonly KnownModule[] = [
+  // Longmai GM3000 (龙脉)
+  ...linux("Longmai", "/usr/lib/libgm3000.1.0.so", "/usr/local/lib/libgm3000.1.0.so"),
+  ...win32("Longmai", "C:\\Windows\\System32\\mtoken_gm3000.dll"),
+];
+
+/**
+ * The SKF libraries to try, in order: the explicit path, then
+ * UKEY_SKF_LIBRARY, then the well-known paths of this platform that exist.
+ * An explicit or environment path is returned even when it does not exist
+ * (opening it then says TOKEN_DRIVER_MISSING). No duplicates.
+ */
+export function findSkfLibraries(opts: FindModulesOptions = {}): string[] {
+  const env = opts.env ?? process.env;
+  const exists = opts.exists ?? existsSync;
+  const platform = opts.platform ?? process.platform;
+  const out: string[] = [];
+  const add = (p: string) => {
+    if (!out.includes(p)) out.push(p);
+  };
+  if (opts.explicit) add(resolve(opts.explicit));
+  const fromEnv = env.UKEY_SKF_LIBRARY?.trim();
+  if (fromEnv) add(resolve(fromEnv));
+  for (const m of knownSkfLibraries) if (m.platform === platform && exists(m.path)) add(m.path);
+  return out;
+}

@@ -1,8 +1,9 @@
 import { UkeyError, isUkeyError } from "@ukey/policy";
 import type { KeyStoreBackend } from "./key-store.js";
-import { findModules } from "./module-paths.js";
+import { findModules, findSkfLibraries } from "./module-paths.js";
 import { Pkcs11Backend } from "./pkcs11-backend.js";
 import { agentHome, defaultFileTokenPath, Pkcs12Backend } from "./pkcs12-backend.js";
+import { SkfBackend } from "./skf-backend.js";
 
 /** What openBackend opens. */
 export interface OpenBackendOptions {
@@ -16,6 +17,10 @@ export interface OpenBackendOptions {
   env?: NodeJS.ProcessEnv;
   /** Well-known module paths to try (default: findModules' list for this platform); for tests. */
   discovered?: string[];
+  /** An SKF (GM/T 0016) library path (--skf); UKEY_SKF_LIBRARY otherwise. */
+  skf?: string;
+  /** Well-known SKF library paths to try (default: findSkfLibraries' list for this platform); for tests. */
+  discoveredSkf?: string[];
 }
 
 /**
@@ -23,9 +28,12 @@ export interface OpenBackendOptions {
  * 1. `pkcs12`: that file;
  * 2. `module`, else UKEY_PKCS11_MODULE: that module, which must load
  *    (TOKEN_DRIVER_MISSING, HSM_MODULE_LOAD_FAILED otherwise);
- * 3. the first well-known module (module-paths.ts) that loads and has a
+ * 3. `skf`, else UKEY_SKF_LIBRARY: that SKF library, which must load
+ *    (TOKEN_DRIVER_MISSING, SKF_LIBRARY_INVALID, SKF_FUNCTION_MISSING);
+ * 4. the first well-known module (module-paths.ts) that loads and has a
  *    token present now; modules without a token are closed again;
- * 4. the agent's default file token (defaultFileTokenPath), which may not
+ * 5. the first well-known SKF library that loads and has a device present;
+ * 6. the agent's default file token (defaultFileTokenPath), which may not
  *    exist yet (listTokens is then empty until it is initialised).
  * The caller closes what it gets.
  */
@@ -37,6 +45,8 @@ export async function openBackend(opts: OpenBackendOptions = {}): Promise<KeySto
   }
   const named = opts.module?.trim() || env.UKEY_PKCS11_MODULE?.trim();
   if (named) return new Pkcs11Backend(named);
+  const skf = opts.skf?.trim() || env.UKEY_SKF_LIBRARY?.trim();
+  if (skf) return SkfBackend.open(skf);
   for (const path of opts.discovered ?? findModules({ env: {} })) {
     let backend: Pkcs11Backend | undefined;
     try {
@@ -44,6 +54,16 @@ export async function openBackend(opts: OpenBackendOptions = {}): Promise<KeySto
       if ((await backend.listTokens()).length > 0) return backend;
     } catch (e) {
       // A broken or foreign library in a well-known place is not the holder's choice: try the next.
+      if (!isUkeyError(e)) throw e;
+    }
+    await backend?.close();
+  }
+  for (const path of opts.discoveredSkf ?? findSkfLibraries({ env: {} })) {
+    let backend: SkfBackend | undefined;
+    try {
+      backend = await SkfBackend.open(path);
+      if ((await backend.listTokens()).length > 0) return backend;
+    } catch (e) {
       if (!isUkeyError(e)) throw e;
     }
     await backend?.close();
