@@ -63,6 +63,14 @@ function inRoot(args: string[], opts: { asRoot?: boolean; input?: string } = {})
   return { status: r.status, stdout: r.stdout, stderr: r.stderr, all: `${r.stdout}${r.stderr}${r.error?.message ?? ""}` };
 }
 
+/** How long each step took, on stderr: the warm-cache budget is well under two minutes. */
+let lap = performance.now();
+function phase(what: string): void {
+  const now = performance.now();
+  process.stderr.write(`clean-root: ${what} ${((now - lap) / 1000).toFixed(1)} s\n`);
+  lap = now;
+}
+
 function mount(args: string[], target: string): void {
   execFileSync("mount", [...args, target]);
   mounts.push(target);
@@ -75,6 +83,7 @@ before(async () => {
   // 1. The clean root, fresh from the cached tarball.
   const made = spawnSync("bash", [join(repo, "scripts/ensure-debian-root.sh"), "--include", "opensc,softhsm2", root], { encoding: "utf8", timeout: 900_000 });
   assert.equal(made.status, 0, made.stderr);
+  phase("the clean root unpacked in");
   mount(["-t", "proc", "proc"], join(root, "proc"));
   mount(["--bind", "/dev"], join(root, "dev"));
   for (const node of ["usr/bin/node", "usr/local/bin/node", "usr/bin/nodejs"]) assert.equal(existsSync(join(root, node)), false, `no Node.js in the root (${node})`);
@@ -88,12 +97,14 @@ before(async () => {
   assert.equal(r.status, 0, r.all);
   tokenSerial = /Serial number:\s+(\S+)/.exec(inRoot(["softhsm2-util", "--show-slots"]).stdout)![1]!;
 
+  phase("the holder and their token in");
   // 3. The first certificate, issued by the server here onto that token (the host's SoftHSM2 reads the same token files).
   const hostConf = world.t.write("host-softhsm2.conf", `directories.tokendir = ${tokens()}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n`);
   process.env.SOFTHSM2_CONF = hostConf;
   issued = await world.issueOnToken("H1", "e2e", "p256", tokenSerial, new Pkcs11Backend(world.hsm.module));
   execFileSync("chown", ["-R", `${uid}:${softhsmGid}`, tokens()]);
 
+  phase("the first certificate issued onto it in");
   // 4. The institution: its server, its signed configuration published, the .deb stamped with it. The .deb is built
   //    once: the institution is kept between runs (its key's seed and first published files, in the cache), its server
   //    on a fixed port, so the stamped files, and with them the .deb, are the same every run. Each run publishes anew;
@@ -121,13 +132,12 @@ before(async () => {
     renameSync(work, kept);
   }
   assert.deepEqual(readFileSync(join(world.dataDir, "downloads/institution-key.pem")), readFileSync(join(kept, "downloads/institution-key.pem")), "the kept institution's key");
-  const t0 = performance.now();
   const built = execFileSync(process.execPath, [join(repo, "scripts/build-agent-installers.mjs"), "--institution", join(kept, "downloads"), "--out", world.t.path("out")], {
     cwd: repo, encoding: "utf8", timeout: 900_000, stdio: ["ignore", "pipe", "pipe"],
   });
   const info = JSON.parse(built.trim().split("\n").pop()!) as { deb: string; cached: boolean };
   deb = info.deb;
-  process.stderr.write(`clean-root: .deb ${info.cached ? "from the cache" : "built"} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+  phase(`the institution published and the .deb ${info.cached ? "taken from the cache" : "built"} in`);
   // The institution publishes again after the installer was made (as it does when a portal moves): a newer configuration.
   const again = runUkeyServer(["downloads", "publish", "--data-dir", world.dataDir, "--json"], world.env);
   assert.equal(again.status, 0, again.stdout + again.stderr);
@@ -137,6 +147,7 @@ before(async () => {
     throw new Error(`the institution's server needs port ${port} on 127.0.0.1 (fixed: the .deb's configuration names it): ${e.message}`);
   });
   assert.equal(world.server.url, `http://127.0.0.1:${port}`);
+  phase("the portal built and the server started in");
   admin = adminReader(() => world.server!.url, addAuditor(world.t, world.dataDir, world.env, "auditor-root"));
 });
 
@@ -145,16 +156,20 @@ after(async () => {
   if (agent && agent.exitCode === null) {
     await new Promise<void>((r) => { agent!.once("exit", () => r()); agent!.kill("SIGTERM"); setTimeout(() => { agent!.kill("SIGKILL"); }, 5000).unref(); });
   }
+  lap = performance.now();
   // Unmount always, innermost last mounted first, even when a step above failed.
   for (const target of mounts.reverse()) spawnSync("umount", ["--lazy", target]);
   delete process.env.SOFTHSM2_CONF;
   await world?.cleanup();
+  phase("cleaned up in");
 });
 
 test("dpkg -i installs the institution's .deb in a clean Debian 12 root that has no Node.js", () => {
   copyFileSync(deb, join(root, "tmp/ukey-agent.deb"));
+  lap = performance.now();
   const r = inRoot(["dpkg", "-i", "/tmp/ukey-agent.deb"], { asRoot: true });
   assert.equal(r.status, 0, r.all);
+  phase("dpkg -i in");
   assert.match(inRoot(["dpkg-query", "-W", "-f", "${Status} ${Version}", "ukey-agent"]).stdout, /^install ok installed \d+\.\d+\.\d+$/);
   // The holder's PATH finds it, and it runs with no Node.js anywhere in the root.
   const v = inRoot(["ukey", "--version"]);
@@ -207,6 +222,7 @@ test("started as the holder with the autostart entry's command line, the agent r
     waiting.push((x) => { clearTimeout(timer); ok(x); });
   });
 
+  phase("the agent started in");
   b = await launchChromium();
   const page: Page = b.page;
   await page.goto(`${world.server!.url}/?agent=${agentUrl}`);
@@ -228,6 +244,7 @@ test("started as the holder with the autostart entry's command line, the agent r
   await popup.close();
   const result = page.locator("[data-result=renew]");
   await result.waitFor({ timeout: 120_000 });
+  phase("paired and renewed in Chromium in");
   const renewed = (await result.locator("[data-field=serial]").innerText()).trim();
   assert.match(renewed, /^[0-9a-f]+$/);
   assert.notEqual(renewed, issued.serial);
