@@ -2,7 +2,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -162,6 +162,30 @@ after(async () => {
   delete process.env.SOFTHSM2_CONF;
   await world?.cleanup();
   phase("cleaned up in");
+});
+
+test("a start-at-login folder that cannot be written (a read-only /etc/xdg/autostart): dpkg -i refuses with AUTOSTART_NOT_WRITABLE and changes nothing", () => {
+  copyFileSync(deb, join(root, "tmp/ukey-agent.deb"));
+  const autostart = join(root, "etc/xdg/autostart");
+  mkdirSync(autostart, { recursive: true });
+  const libBefore = readdirSync(join(root, "usr/lib")).sort();
+  mount(["--bind", autostart], autostart);
+  execFileSync("mount", ["-o", "remount,bind,ro", autostart]);
+  try {
+    const r = inRoot(["dpkg", "-i", "/tmp/ukey-agent.deb"], { asRoot: true });
+    assert.notEqual(r.status, 0, r.all);
+    assert.match(r.stderr, /错误 AUTOSTART_NOT_WRITABLE：无法写入登录时自动启动的目录 \/etc\/xdg\/autostart，ukey 代理没有安装。/);
+    assert.match(r.stderr, /处理：请由本机管理员安装/);
+    assert.match(r.stderr, /Error AUTOSTART_NOT_WRITABLE: The start-at-login folder \/etc\/xdg\/autostart cannot be written/);
+    // Nothing installed: no files, no ukey on the PATH, dpkg does not count it as installed.
+    assert.equal(existsSync(join(root, "usr/lib/ukey-agent")), false);
+    assert.equal(existsSync(join(root, "usr/bin/ukey")), false);
+    assert.deepEqual(readdirSync(join(root, "usr/lib")).sort(), libBefore);
+    assert.match(inRoot(["dpkg-query", "-W", "-f", "${Status}", "ukey-agent"]).stdout, /^(|\S+ \S+ not-installed)$/);
+  } finally {
+    execFileSync("umount", [autostart]);
+    mounts.splice(mounts.indexOf(autostart), 1);
+  }
 });
 
 test("dpkg -i installs the institution's .deb in a clean Debian 12 root that has no Node.js", () => {
