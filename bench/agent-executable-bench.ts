@@ -28,10 +28,12 @@ const built = JSON.parse(execFileSync(process.execPath, [join(repo, "scripts/bui
 const variants: Record<string, string[]> = {
   executable: [built.executable],
   bundle: [process.execPath, join(repo, "packages/agent/dist/ukey.mjs")],
+  // What the executable's entry sets (packages/agent/src/sea-entry.ts), on the same bundle: its effect alone, side by side.
+  "bundle+small": [process.execPath, "--optimize-for-size", join(repo, "packages/agent/dist/ukey.mjs")],
   source: [process.execPath, join(repo, "packages/agent/bin/ukey.js")],
 };
 
-async function once(cmd: string[]): Promise<{ ms: number; rssMb: number }> {
+async function once(cmd: string[]): Promise<{ ms: number; rssMb: number; anonMb: number; fileMb: number }> {
   const home = mkdtempSync(join(work, "home-"));
   const t0 = performance.now();
   const child = spawn(cmd[0]!, [...cmd.slice(1), "agent", "start", "--port", "0", "--json", "--server", "http://127.0.0.1:9"], {
@@ -45,21 +47,27 @@ async function once(cmd: string[]): Promise<{ ms: number; rssMb: number }> {
   if (hello.status !== 200) throw new Error(`hello ${hello.status}`);
   const ms = performance.now() - t0;
   await new Promise((r) => setTimeout(r, 2000));
-  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"))![1]);
+  const status = readFileSync(`/proc/${child.pid}/status`, "utf8");
+  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)![1]);
+  // Where it is: the V8 heap and other anonymous memory, and the pages of the program file itself (Node's code and ICU data).
+  const anonKb = Number(/RssAnon:\s+(\d+)/.exec(status)![1]);
+  const fileKb = Number(/RssFile:\s+(\d+)/.exec(status)![1]);
   await new Promise<void>((r) => { child.once("exit", () => r()); child.kill("SIGTERM"); });
-  return { ms, rssMb: rssKb / 1024 };
+  return { ms, rssMb: rssKb / 1024, anonMb: anonKb / 1024, fileMb: fileKb / 1024 };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const results: Record<string, { ms: number[]; rss: number[] }> = {};
+const results: Record<string, { ms: number[]; rss: number[]; anon: number[]; file: number[] }> = {};
 // Warm the page cache for every variant first, then alternate them so that load on the machine falls on each alike.
 for (const cmd of Object.values(variants)) await once(cmd);
 for (let i = 0; i < runs; i++) {
   for (const [name, cmd] of Object.entries(variants)) {
     const r = await once(cmd);
-    const slot = (results[name] ??= { ms: [], rss: [] });
+    const slot = (results[name] ??= { ms: [], rss: [], anon: [], file: [] });
     slot.ms.push(r.ms);
     slot.rss.push(r.rssMb);
+    slot.anon.push(r.anonMb);
+    slot.file.push(r.fileMb);
   }
 }
 console.log(`== agent executable (${runs} runs each, medians; targets: download < 60 MB, answer < 1000 ms, RSS < 80 MB)`);
@@ -68,6 +76,7 @@ if (windows) console.log(`ukey.exe ${(windows.executableSize / 1e6).toFixed(1)} 
 else console.log("Windows sizes not measured: wixl is missing (bash scripts/ensure-windows-build-deps.sh)");
 const base = median(results.bundle!.ms);
 for (const [name, s] of Object.entries(results)) {
-  console.log(`${name.padEnd(10)} cold start to /v1/hello ${median(s.ms).toFixed(0)} ms (${(median(s.ms) / base).toFixed(2)}x the bundle)  RSS at rest ${median(s.rss).toFixed(1)} MB`);
+  console.log(`${name.padEnd(12)} cold start to /v1/hello ${median(s.ms).toFixed(0)} ms (${(median(s.ms) / base).toFixed(2)}x the bundle)  RSS at rest ${median(s.rss).toFixed(1)} MB`
+    + ` (${(median(s.rss) / median(results.bundle!.rss)).toFixed(2)}x the bundle; anonymous ${median(s.anon).toFixed(1)} MB, program file ${median(s.file).toFixed(1)} MB)`);
 }
 rmSync(work, { recursive: true, force: true });

@@ -107,6 +107,19 @@ if (!existsSync(debCached)) {
     "Comment=Check the key, its driver and the connection to your institution", "Comment[zh_CN]=检查 UKey、驱动和与机构的连接",
     "Exec=/usr/lib/ukey-agent/ukey doctor", "Terminal=true", "Categories=Utility;", "",
   ].join("\n"));
+  // Before dpkg unpacks anything: a start-at-login folder that cannot be written (a read-only /etc) gets the
+  // catalogue's refusal, and dpkg then changes nothing. The words are the catalogue's, from the bundle just built.
+  const refusal = JSON.parse(execFileSync(process.execPath, [join(root, "packages/agent/dist/ukey.mjs"), "explain", "AUTOSTART_NOT_WRITABLE", "--json"], { encoding: "utf8" }))
+    .results[0].ours.find((p) => p.code === "AUTOSTART_NOT_WRITABLE");
+  const fill = (text) => text.replaceAll("{dir}", "/etc/xdg/autostart");
+  writeFileSync(join(tree, "DEBIAN/preinst"), [
+    "#!/bin/sh", "set -e", "case \"$1\" in", "  install|upgrade)", "    dir=/etc/xdg/autostart", "    mkdir -p \"$dir\" 2>/dev/null || true",
+    "    probe=\"$dir/.ukey-agent-preinst.$$\"", "    if ! ( : > \"$probe\" ) 2>/dev/null; then", "      cat >&2 <<'EOF'",
+    `错误 AUTOSTART_NOT_WRITABLE：${fill(refusal.message["zh-CN"])}`, `  处理：${fill(refusal.remedy["zh-CN"])}`,
+    `Error AUTOSTART_NOT_WRITABLE: ${fill(refusal.message.en)}`, `  Remedy: ${fill(refusal.remedy.en)}`, "EOF", "      exit 1", "    fi",
+    "    rm -f \"$probe\"", "    ;;", "esac", "exit 0", "",
+  ].join("\n"));
+  chmodSync(join(tree, "DEBIAN/preinst"), 0o755);
   const installedKb = Math.ceil(["ukey", "koffi.node"].reduce((n, f) => n + statSync(join(lib, f)).size, 0) / 1024);
   writeFileSync(join(tree, "DEBIAN/control"), [
     "Package: ukey-agent", `Version: ${version}`, "Architecture: amd64", "Maintainer: ukey-renew <ukey-renew@localhost>",

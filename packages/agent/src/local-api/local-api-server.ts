@@ -350,7 +350,12 @@ export async function startLocalApi(o: LocalApiOptions): Promise<LocalApi> {
   } catch (e) {
     operations.close();
     if ((e as NodeJS.ErrnoException).code === "EADDRINUSE") {
-      throw new UkeyError("CONFIG_INVALID", { params: { reason: `port ${o.port ?? defaultAgentPort} on ${localApiHost} is in use (is another ukey agent running?)` }, cause: e });
+      // A second start (the autostart entry, or the holder by hand): say which agent holds the port, and leave it alone.
+      const taken = o.port ?? defaultAgentPort;
+      const running = await runningAgentVersion(taken, origins);
+      throw running
+        ? new UkeyError("AGENT_ALREADY_RUNNING", { params: { version: running, port: taken }, cause: e })
+        : new UkeyError("AGENT_PORT_IN_USE", { params: { port: taken }, cause: e });
     }
     throw e;
   }
@@ -370,4 +375,23 @@ export async function startLocalApi(o: LocalApiOptions): Promise<LocalApi> {
       await b?.close();
     },
   };
+}
+
+/**
+ * The version of the ukey agent answering /v1/hello on `port`, asked as one of
+ * `origins` (the same institution's agent serves them); undefined when nothing
+ * answers within a second or what answers is not a ukey agent that serves them.
+ */
+async function runningAgentVersion(port: number, origins: readonly string[]): Promise<string | undefined> {
+  for (const origin of origins) {
+    try {
+      const r = await fetch(`http://${localApiHost}:${port}/v1/hello`, { headers: { origin }, signal: AbortSignal.timeout(1000) });
+      if (!r.ok) continue;
+      const hello = await r.json() as Partial<HelloResponse>;
+      if (hello.agent === "ukey-agent" && typeof hello.version === "string" && /^[0-9A-Za-z.+-]{1,40}$/.test(hello.version)) return hello.version;
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
 }

@@ -1,6 +1,7 @@
 import { test, after, before } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { createServer as createNetServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runAgentCommand } from "../../src/local-api/agent-command.js";
@@ -124,6 +125,45 @@ test("ukey agent start --module: the page lists the keys of that PKCS#11 module 
   } finally {
     child.kill("SIGKILL");
     hsm.cleanup();
+  }
+});
+
+test("a second ukey agent start on a taken port says which agent runs there, exits 1 and leaves the first one serving", async () => {
+  const { child, events, stderr } = spawnAgent(home, ["start", "--port", "0", "--origin", portal, "--json"]);
+  const squatter = createNetServer();
+  try {
+    const listening = await nextEvent(events, stderr);
+    const port = listening.port as number;
+    const url = listening.url as string;
+    const pairingsBefore = readdirSync(home).sort().map((f) => [f, readFileSync(join(home, f), "utf8")]);
+
+    const second = await agent(["start", "--port", String(port), "--origin", portal, "--json"]);
+    assert.equal(second.status, 1, second.stderr);
+    const p = (JSON.parse(second.stdout) as { error: { code: string; message: { "zh-CN": string; en: string }; remedy: { "zh-CN": string; en: string } } }).error;
+    assert.equal(p.code, "AGENT_ALREADY_RUNNING");
+    assert.equal(p.message["zh-CN"], `本机已有一个 ukey 代理（版本 ${listening.version as string}）在端口 ${port} 上运行，无需再启动一个。`);
+    assert.match(p.message.en, new RegExp(`version ${String(listening.version).replace(/\./g, "\\.")}\\) is already running on port ${port}`));
+    assert.match(p.remedy["zh-CN"], /回到本机构的网页/);
+    assert.match(second.stderr, /错误 AGENT_ALREADY_RUNNING/);
+    // The first agent still answers, its pairings and files are as they were, and it is not stopped.
+    const hello = await fetch(`${url}/v1/hello`, { headers: { origin: portal } });
+    assert.equal(hello.status, 200);
+    assert.equal((await hello.json() as { agent: string }).agent, "ukey-agent");
+    assert.deepEqual(readdirSync(home).sort().map((f) => [f, readFileSync(join(home, f), "utf8")]), pairingsBefore);
+    assert.equal(child.exitCode, null);
+
+    // Another program on the port (not a ukey agent): said so, with the port, and nothing else done.
+    await new Promise<void>((r) => squatter.listen(0, "127.0.0.1", r));
+    const taken = (squatter.address() as { port: number }).port;
+    squatter.on("connection", (s) => s.end("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n\r\nhello"));
+    const other = await agent(["start", "--port", String(taken), "--json"]);
+    assert.equal(other.status, 1, other.stderr);
+    const q = (JSON.parse(other.stdout) as { error: { code: string; message: { "zh-CN": string } } }).error;
+    assert.equal(q.code, "AGENT_PORT_IN_USE");
+    assert.equal(q.message["zh-CN"], `本机的端口 ${taken} 已被另一个程序占用，ukey 代理无法启动。`);
+  } finally {
+    squatter.close();
+    child.kill("SIGKILL");
   }
 });
 
