@@ -13,3 +13,4 @@ export * from "./renewal-policy.js";
 export * from "./policy-timeline-svg.js";
 export * from "./policy-table-markdown.js";
 export * from "./signed-document.js";
+export * from "./subject-fields.js";
