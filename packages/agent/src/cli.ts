@@ -21,7 +21,7 @@ export const exitCodes = { ok: 0, other: 1, usage: 2, refused: 3, token: 4, serv
 const usage = `ukey: renew, download and manage the certificates on your UKey (or .pfx file)
 
   ukey status                         certificates on the key, their state, days left and renewal advice
-  ukey renew [--cert SERIAL]          renew (or finish an interrupted renewal)
+  ukey renew [--cert SERIAL] [--yes]  show the certificate and the new one, confirm, renew (or finish an interrupted renewal)
   ukey download --ref R --code C      download a certificate with a reference number and authorization code
   ukey init [--label L]               initialise the key (erases it; SO PIN, then a new PIN twice)
   ukey pin change                     change the PIN
@@ -41,7 +41,9 @@ Common options:
   --token SERIAL     which key, when several are connected
   --pin-file F       read the PIN from a file (else it is asked with echo off; never give it as an argument)
   --so-pin-file F    the SO PIN, for init;  --new-pin-file F  the new PIN, for init and pin change
-  --yes              do not ask before init erases the key
+  --yes              do not ask before init erases the key, nor to confirm the certificate a renewal
+                     or download will write (it is still shown); without a terminal renew and
+                     download need it (else CONFIRMATION_REQUIRED)
   --json             print the result (or the error) as one JSON line on stdout
   --lang zh|en       language (default zh, en when LANG starts with en)
 
@@ -60,7 +62,7 @@ const commonOptions = {
 
 /** The exit code for an error: see `exitCodes`. */
 export function exitCodeFor(code: ErrorCode): number {
-  if (code === "CLI_USAGE" || code === "CERT_CHOICE_REQUIRED" || code === "FILE_UNREADABLE" || code === "CONFIG_INVALID" || code === "AGENT_NOT_CONFIGURED") return exitCodes.usage;
+  if (code === "CLI_USAGE" || code === "CONFIRMATION_REQUIRED" || code === "CERT_CHOICE_REQUIRED" || code === "FILE_UNREADABLE" || code === "CONFIG_INVALID" || code === "AGENT_NOT_CONFIGURED") return exitCodes.usage;
   // The institution's published files do not verify: not a refusal of the holder's answer (docs/agent-install.md).
   if (code === "DOWNLOAD_SIGNATURE_INVALID" || code === "DOWNLOAD_CHECKSUM_MISMATCH" || code === "INSTITUTION_MISMATCH") return exitCodes.other;
   if (/^(SERVER_|CA_UNREACHABLE|DATABASE_UNAVAILABLE)/.test(code)) return exitCodes.server;
