@@ -281,6 +281,7 @@ function explainText(ours: ErrorProblem[], legacyCode: string | undefined, meani
 const stateWords: Record<string, { zh: string; en: string }> = {
   valid: { zh: "有效", en: "valid" }, expiring: { zh: "即将到期", en: "expiring soon" }, expired: { zh: "已过期", en: "expired" },
   "not-yet-valid": { zh: "尚未生效", en: "not yet valid" }, revoked: { zh: "已注销", en: "revoked" },
+  "on-hold": { zh: "已冻结（暂停使用）", en: "on hold (suspended)" },
   superseded: { zh: "已被新证书替代", en: "superseded by a newer certificate" }, unknown: { zh: "本机构服务器不认识", en: "not known to the server" },
 };
 
@@ -294,6 +295,7 @@ function statusText(tokens: TokenStatus[], lang: "zh" | "en"): string {
       lines.push(`  ${c.certificate.serialHex}  ${c.certificate.subject}`);
       lines.push(`    ${zh ? stateWords[c.state]!.zh : stateWords[c.state]!.en}, ${zh ? "有效期至" : "valid until"} ${formatPolicyDate(c.certificate.notAfter)} (${days})`);
       if (c.advice?.explanation) lines.push(`    ${zh ? c.advice.explanation.zh : c.advice.explanation.en}`);
+      if (c.state === "on-hold") lines.push(zh ? "    冻结期间不能登录、更新或下载；请联系机构了解原因，机构解除冻结后即可照常使用。" : "    While on hold it cannot log in, be renewed or downloaded; ask the institution why. Once it lifts the hold, it works again.");
     }
     lines.push(zh ? `  可清理的失效对象：${s.invalidObjects} 个` : `  invalid objects a clean-up would remove: ${s.invalidObjects}`);
     return lines.join("\n");
