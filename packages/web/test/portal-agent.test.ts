@@ -64,6 +64,12 @@ async function enterPins(pins: string[]): Promise<void> {
   await popup.close();
 }
 
+/** Issue 16 (seed 004 §3.5, §4.5): a renewal or download first shows the certificate it will write; the holder confirms with the one primary button. */
+async function confirmPreview(kind: "renew" | "download"): Promise<void> {
+  await page.locator(`[data-input=confirm] [data-preview=${kind}]`).waitFor({ timeout: 120_000 });
+  await page.click("[data-input=confirm] [data-action=confirm-yes]");
+}
+
 before(async () => {
   buildWeb();
   world = createAgentWorld("ukey-portal-agent-");
@@ -134,6 +140,18 @@ test("full renewal: choose, PIN in the agent's window, visible progress, then se
   assert.equal(await page.locator(`input[type=radio][value$='/${h1.serial}']`).isChecked(), true);
   await page.click("[data-page=renew] button.primary");
   await page.locator("[data-page=operation][data-kind=renew]").waitFor();
+  const preview = page.locator("[data-input=confirm] [data-preview=renew]");
+  await preview.waitFor({ timeout: 120_000 });
+  assert.equal(await preview.locator("[data-cert=current] [data-field=name]").innerText(), "Holder H1");
+  assert.match(await preview.locator("[data-cert=current] [data-field=name]").getAttribute("title") ?? "", /CN=Holder H1/, "the DN only as a tooltip");
+  const tail = h1.serial.toUpperCase().slice(-8);
+  assert.equal(await preview.locator("[data-cert=current] [data-field=serial]").innerText(), `${tail.slice(0, 4)} ${tail.slice(4)}`);
+  assert.equal(await preview.locator("[data-cert=next] [data-field=algorithm]").innerText(), "ECDSA P-256");
+  assert.match(await preview.innerText(), /以签发当天为准/);
+  assert.doesNotMatch(await preview.innerText(), /CN=|serialNumber=/, "no raw DN on the page");
+  assert.equal(await page.locator("[data-page=operation] .wizard-steps li.current").innerText().then((x) => /选择证书/.test(x)), true, "still the choice of the certificate");
+  assert.equal(await page.locator("[data-input=pin]").count(), 0, "the PIN only after the holder confirmed");
+  await confirmPreview("renew");
   await enterPins([world.hsm.pin]);
   const result = page.locator("[data-result=renew]");
   await result.waitFor({ timeout: 120_000 });
@@ -208,6 +226,8 @@ test("initialise a key, then download with two codes; a wrong code gets its page
   await page.fill("#dl-code", created.authorizationCode);
   await page.click("[data-page=download] button[type=submit]");
   await page.locator("[data-page=operation][data-kind=download]").waitFor();
+  await page.locator("[data-input=confirm] [data-preview=download] [data-cert=next] [data-field=name]", { hasText: "Holder H3" }).waitFor({ timeout: 120_000 });
+  await confirmPreview("download");
   await enterPins([newPin]);
   const result = page.locator("[data-result=download]");
   await result.waitFor({ timeout: 120_000 });
@@ -221,6 +241,7 @@ test("verification as the profile asks: ID number (a wrong one first), then the 
   await page.goto(`${world.server!.url}/?agent=${agent.url}#/`);
   await page.locator(`article.cert[data-serial='${otpCert.serial}'] a.button`).click();
   await page.click("[data-page=renew] button.primary");
+  await confirmPreview("renew");
   await enterPins([world.hsm.pin]);
   const idForm = page.locator("[data-input=id-number]");
   await idForm.waitFor({ timeout: 120_000 });
@@ -251,6 +272,7 @@ test("step-up for a long-expired certificate: a QR code and link, approved on a 
   assert.equal(await card.locator(".window").getAttribute("data-window"), "open-step-up");
   await card.locator("a.button").click();
   await page.click("[data-page=renew] button.primary");
+  await confirmPreview("renew");
   await enterPins([world.hsm.pin]);
   const stepUp = page.locator("[data-input=step-up]");
   await stepUp.waitFor({ timeout: 120_000 });
@@ -281,6 +303,7 @@ test("the pairing is withdrawn mid-renewal: the portal pairs again and the same 
   await page.goto(`${world.server!.url}/?agent=${agent.url}#/`);
   await page.locator(`article.cert[data-serial='${resumeCert.serial}'] a.button`).click();
   await page.click("[data-page=renew] button.primary");
+  await confirmPreview("renew");
   await page.locator("[data-input=pin] [data-action=open-pin]").waitFor();
   const opUrl = page.url();
   assert.match(opUrl, /#\/op\//);

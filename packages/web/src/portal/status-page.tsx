@@ -36,6 +36,7 @@ export function stateWords(c: CertStatus): { text: string; cls: string } {
     case "expired": return { text: t("cert.expired", { n: -c.daysLeft }), cls: "bad" };
     case "not-yet-valid": return { text: t("cert.notYetValid"), cls: "muted" };
     case "revoked": return { text: t("cert.revoked"), cls: "bad" };
+    case "on-hold": return { text: t("cert.onHold"), cls: "bad" };
     case "superseded": return { text: t("cert.superseded"), cls: "muted" };
     default: return { text: t("cert.unknown"), cls: "muted" };
   }
@@ -62,6 +63,7 @@ export function CertificateCard(props: { c: CertStatus; tokenSerial: string; noA
     <article class={`cert ${w.cls}`} data-serial={c.certificate.serialHex} data-state={c.state}>
       <h3 title={c.certificate.subject}>{subjectName(c.certificate.subject)}</h3>
       <p class={`state ${w.cls}`}><strong>{w.text}</strong></p>
+      {c.state === "on-hold" ? <p class="bad" role="note" data-note="on-hold">{t("cert.onHoldRemedy")}</p> : null}
       <dl>
         <dt>{t("cert.validity")}</dt><dd>{day(c.certificate.notBefore)} — {day(c.certificate.notAfter)}</dd>
         <dt>{t("cert.subject")}</dt><dd class="hint">{c.certificate.subject}</dd>
