@@ -36,6 +36,8 @@ export interface Holder { id: string; kind: string; name: string; idType: string
 export interface Certificate {
   serial: string; certId: string; subjectDn: string; issuerDn: string; notBefore: number; notAfter: number; status: string;
   revocationReason: string | null; revokedAt: number | null; holderId: string; profileId: string; kind: string; tokenSerial: string | null; pem?: string;
+  /** In lists: while failed orders pause its online renewal, when the pause ends. */
+  renewalLockedUntil?: number | null;
 }
 export interface Operator { id: string; role: string; certificatePinned: boolean; disabled: boolean; createdAt: number; updatedAt: number; signInPaused?: { clients: number; until: number } | null }
 export interface Enrolment { id: string; holderId: string; profileId: string; referenceNumber: string; expiresAt: number; attempts: number; maxAttempts: number; status: string; createdAt: number }
@@ -46,6 +48,8 @@ export interface KeyRecovery {
 }
 export interface Order {
   id: string; certificateSerial: string | null; holderId: string; profileId: string; state: string; channel: string; newSerial: string | null; createdAt: number; updatedAt: number;
+  /** In lists, for a failed order: while it still pauses its certificate's online renewal, when the pause ends. */
+  renewalLockedUntil?: number | null;
   /** Verification progress; `failure` is the catalogue code an order failed on. */
   data?: { failure?: string; idAttempts?: number };
 }
