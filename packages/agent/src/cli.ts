@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { UkeyError, describeError, formatPolicyDate, isUkeyError, lookupError, type ErrorCode, type ErrorProblem } from "@ukey/policy";
+import { UkeyError, describeError, describeErrorExample, formatPolicyDate, isUkeyError, lookupError, type ErrorCode, type ErrorProblem } from "@ukey/policy";
 import type { KeyStoreBackend } from "./keys/key-store.js";
 import { defaultAgentHome, readAgentConfig, readCaFile } from "./local-api/agent-config.js";
 import { faultFromEnv } from "./flows/fault.js";
@@ -273,9 +273,8 @@ function problemText(p: ErrorProblem, lang: "zh" | "en"): string {
 function explainText(ours: ErrorProblem[], legacyCode: string | undefined, meaning: string | undefined, lang: "zh" | "en"): string {
   const l = lang === "zh" ? "zh-CN" : "en";
   const head = legacyCode ? `${legacyCode}: ${meaning ?? ""}\n` : meaning ? `${meaning}\n` : "";
-  // Without a concrete error there are no dates or serials to show: an ellipsis stands for each.
-  const fill = (text: string) => text.replace(/\{\w+\}/g, "…");
-  return head + ours.map((p) => `${p.code}: ${fill(p.message[l])}\n  ${lang === "zh" ? "怎么办" : "What to do"}: ${fill(p.remedy[l])}`).join("\n");
+  // Without a concrete error there are no dates or serials to show: example values stand for them (error-examples.ts).
+  return head + ours.map((o) => describeErrorExample(o.code)).map((p) => `${p.code}: ${p.message[l]}\n  ${lang === "zh" ? "怎么办" : "What to do"}: ${p.remedy[l]}`).join("\n");
 }
 
 const stateWords: Record<string, { zh: string; en: string }> = {
