@@ -24,6 +24,9 @@ const labels: Record<string, { zh: string; en: string }> = {
   credential: { zh: "凭据", en: "Credential" }, certificatePinned: { zh: "绑定证书", en: "Certificate pinned" }, what: { zh: "内容", en: "What" },
   again: { zh: "重新下发", en: "Again" }, keyStore: { zh: "密钥存储", en: "Key store" }, issuing: { zh: "签发 CA", en: "Issuing CA" }, root: { zh: "根 CA", en: "Root CA" },
   actions: { zh: "操作", en: "Actions" }, imported: { zh: "导入", en: "Imported" }, status: { zh: "状态", en: "Status" }, note: { zh: "备注", en: "Note" },
+  weeks: { zh: "周数", en: "Weeks" }, limit: { zh: "条数上限", en: "Limit" }, offset: { zh: "起始位置", en: "Offset" },
+  idType: { zh: "证件类型", en: "ID type" }, searchedBy: { zh: "查询方式", en: "Searched by" }, expiringBefore: { zh: "到期早于", en: "Expiring before" },
+  fromSeq: { zh: "起始序号", en: "From entry" }, label: { zh: "名称", en: "Label" }, phone: { zh: "手机号", en: "Phone" },
   stepUp: { zh: "加强验证", en: "Step-up" }, resumed: { zh: "继续未完成的申请", en: "Resumed" }, profile: { zh: "证书类型", en: "Profile" },
 };
 
