@@ -68,7 +68,7 @@ test("issue 16: shows the certificate to renew and the new one before the PIN; w
   const r = w.ukey(["renew", "--token", tk.serial, "--no-yes", "--lang", "zh", "--json"]);
   assert.equal(r.status, 2, r.stderr);
   assert.equal(r.json<{ error: { code: string } }>().error.code, "CONFIRMATION_REQUIRED");
-  assert.match(r.stderr, /将要更新的证书：\n  姓名 Holder H1 · 单位 /, "the subject in readable fields, not a DN");
+  assert.match(r.stderr, /将要更新的证书：\n {2}姓名 Holder H1 · 单位 /, "the subject in readable fields, not a DN");
   assert.doesNotMatch(r.stderr, /CN=/);
   const tail = tk.cert.toUpperCase().slice(-8);
   assert.match(r.stderr, new RegExp(`序列号尾号 ${tail.slice(0, 4)} ${tail.slice(4)}`));
