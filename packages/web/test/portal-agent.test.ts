@@ -125,6 +125,9 @@ test("status: each certificate in words and dates, the renewal window's dates, r
   assert.equal(await open.locator(".window").getAttribute("data-window"), "open");
   assert.match(await open.innerText(), /\d{4}-\d{2}-\d{2} — \d{4}-\d{2}-\d{2}/);
   assert.match(await open.innerText(), /更新期：\d{4}-\d{2}-\d{2} 至 \d{4}-\d{2}-\d{2}/);
+  // Issue 16 (10): no raw DN, the serial's last digits (the whole one as a tooltip).
+  assert.doesNotMatch(await open.innerText(), /CN=|serialNumber=/);
+  assert.equal(await open.locator("[data-field=serial]").getAttribute("title"), h1.serial);
   assert.equal(await open.locator("a.button", { hasText: "更新" }).count(), 1);
   if (await open.getAttribute("data-state") === "expiring") assert.match(await open.getAttribute("class") ?? "", /\bwarn\b/, "red inside the notice period");
 
