@@ -113,6 +113,9 @@ try {
 
     await page.locator(`article.cert[data-serial='${h1.serial}'] a.button`).click();
     await page.click("[data-page=renew] button.primary");
+    await page.locator("[data-input=confirm] [data-preview=renew]").waitFor();
+    await shot(page, "portal-renewal-preview");
+    await page.click("[data-input=confirm] [data-action=confirm-yes]");
     await page.locator("[data-input=pin]").waitFor();
     await shot(page, "portal-renewal-pin");
     const [popup] = await Promise.all([page.waitForEvent("popup"), page.click("[data-action=open-pin]")]);

@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { UkeyError, describeError, formatPolicyDate, isUkeyError, lookupError, type ErrorCode, type ErrorProblem } from "@ukey/policy";
+import { UkeyError, describeError, describeErrorExample, formatPolicyDate, isUkeyError, lookupError, type ErrorCode, type ErrorProblem } from "@ukey/policy";
 import type { KeyStoreBackend } from "./keys/key-store.js";
 import { defaultAgentHome, readAgentConfig, readCaFile } from "./local-api/agent-config.js";
 import { faultFromEnv } from "./flows/fault.js";
@@ -21,7 +21,7 @@ export const exitCodes = { ok: 0, other: 1, usage: 2, refused: 3, token: 4, serv
 const usage = `ukey: renew, download and manage the certificates on your UKey (or .pfx file)
 
   ukey status                         certificates on the key, their state, days left and renewal advice
-  ukey renew [--cert SERIAL]          renew (or finish an interrupted renewal)
+  ukey renew [--cert SERIAL] [--yes]  show the certificate and the new one, confirm, renew (or finish an interrupted renewal)
   ukey download --ref R --code C      download a certificate with a reference number and authorization code
   ukey download --self-service --customer N [--cert SERIAL]
                                       after initialising the key: download your valid certificate again
@@ -44,7 +44,9 @@ Common options:
   --token SERIAL     which key, when several are connected
   --pin-file F       read the PIN from a file (else it is asked with echo off; never give it as an argument)
   --so-pin-file F    the SO PIN, for init;  --new-pin-file F  the new PIN, for init and pin change
-  --yes              do not ask before init erases the key
+  --yes              do not ask before init erases the key, nor to confirm the certificate a renewal
+                     or download will write (it is still shown); without a terminal renew and
+                     download need it (else CONFIRMATION_REQUIRED)
   --json             print the result (or the error) as one JSON line on stdout
   --lang zh|en       language (default zh, en when LANG starts with en)
 
@@ -63,7 +65,7 @@ const commonOptions = {
 
 /** The exit code for an error: see `exitCodes`. */
 export function exitCodeFor(code: ErrorCode): number {
-  if (code === "CLI_USAGE" || code === "CERT_CHOICE_REQUIRED" || code === "FILE_UNREADABLE" || code === "CONFIG_INVALID" || code === "AGENT_NOT_CONFIGURED") return exitCodes.usage;
+  if (code === "CLI_USAGE" || code === "CONFIRMATION_REQUIRED" || code === "CERT_CHOICE_REQUIRED" || code === "FILE_UNREADABLE" || code === "CONFIG_INVALID" || code === "AGENT_NOT_CONFIGURED") return exitCodes.usage;
   // The institution's published files do not verify: not a refusal of the holder's answer (docs/agent-install.md).
   if (code === "DOWNLOAD_SIGNATURE_INVALID" || code === "DOWNLOAD_CHECKSUM_MISMATCH" || code === "INSTITUTION_MISMATCH") return exitCodes.other;
   if (/^(SERVER_|CA_UNREACHABLE|DATABASE_UNAVAILABLE)/.test(code)) return exitCodes.server;
@@ -282,14 +284,14 @@ function problemText(p: ErrorProblem, lang: "zh" | "en"): string {
 function explainText(ours: ErrorProblem[], legacyCode: string | undefined, meaning: string | undefined, lang: "zh" | "en"): string {
   const l = lang === "zh" ? "zh-CN" : "en";
   const head = legacyCode ? `${legacyCode}: ${meaning ?? ""}\n` : meaning ? `${meaning}\n` : "";
-  // Without a concrete error there are no dates or serials to show: an ellipsis stands for each.
-  const fill = (text: string) => text.replace(/\{\w+\}/g, "…");
-  return head + ours.map((p) => `${p.code}: ${fill(p.message[l])}\n  ${lang === "zh" ? "怎么办" : "What to do"}: ${fill(p.remedy[l])}`).join("\n");
+  // Without a concrete error there are no dates or serials to show: example values stand for them (error-examples.ts).
+  return head + ours.map((o) => describeErrorExample(o.code)).map((p) => `${p.code}: ${p.message[l]}\n  ${lang === "zh" ? "怎么办" : "What to do"}: ${p.remedy[l]}`).join("\n");
 }
 
 const stateWords: Record<string, { zh: string; en: string }> = {
   valid: { zh: "有效", en: "valid" }, expiring: { zh: "即将到期", en: "expiring soon" }, expired: { zh: "已过期", en: "expired" },
   "not-yet-valid": { zh: "尚未生效", en: "not yet valid" }, revoked: { zh: "已注销", en: "revoked" },
+  "on-hold": { zh: "已冻结（暂停使用）", en: "on hold (suspended)" },
   superseded: { zh: "已被新证书替代", en: "superseded by a newer certificate" }, unknown: { zh: "本机构服务器不认识", en: "not known to the server" },
 };
 
@@ -303,6 +305,7 @@ function statusText(tokens: TokenStatus[], lang: "zh" | "en"): string {
       lines.push(`  ${c.certificate.serialHex}  ${c.certificate.subject}`);
       lines.push(`    ${zh ? stateWords[c.state]!.zh : stateWords[c.state]!.en}, ${zh ? "有效期至" : "valid until"} ${formatPolicyDate(c.certificate.notAfter)} (${days})`);
       if (c.advice?.explanation) lines.push(`    ${zh ? c.advice.explanation.zh : c.advice.explanation.en}`);
+      if (c.state === "on-hold") lines.push(zh ? "    冻结期间不能登录、更新或下载；请联系机构了解原因，机构解除冻结后即可照常使用。" : "    While on hold it cannot log in, be renewed or downloaded; ask the institution why. Once it lifts the hold, it works again.");
     }
     lines.push(zh ? `  可清理的失效对象：${s.invalidObjects} 个` : `  invalid objects a clean-up would remove: ${s.invalidObjects}`);
     return lines.join("\n");

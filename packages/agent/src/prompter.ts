@@ -13,8 +13,13 @@ export interface Prompter {
   oneTimeCode(request: { channel: "sms" | "email"; maskedTo: string; expiresAt: Date; resendAfter: Date; retry?: { code: string } }): Promise<string | "resend">;
   /** Shows the second-device approval link (as a QR code where possible) and resolves when the holder says it is done. */
   stepUp(request: { approvalUrl: string; expiresAt?: Date }): Promise<void>;
-  /** Asks to go on with something that loses data; false stops with nothing changed. */
-  confirm(request: { question: string; consequences: string[] }): Promise<boolean>;
+  /**
+   * Asks to go on with something that loses data, or (with `preview`) to
+   * check the certificate a renewal or download is about to write; false
+   * stops with nothing changed. A prompter that shows `preview` shows it in
+   * its own language; `question` is the same in words, for one that cannot.
+   */
+  confirm(request: { question: string; consequences: string[]; preview?: CertificatePreview }): Promise<boolean>;
   /** Progress of a long step: visible to the holder, never asks anything. */
   progress(event: ProgressEvent): void;
 }
@@ -28,4 +33,19 @@ export interface ProgressEvent {
   /** Short text in zh-CN and en. */
   zh: string;
   en: string;
+}
+
+/**
+ * What the holder checks before a renewal or a download writes the key
+ * (seed 004 §3.5 and §4.5: serial, subject and validity, then 确认): the
+ * certificate on the key now (a renewal) and the one that will be written.
+ * Subjects are DNs as the certificate and the RA's record give them; each
+ * prompter shows them as readable fields (subjectFields of @ukey/policy).
+ */
+export interface CertificatePreview {
+  kind: "renew" | "download";
+  /** The certificate being renewed (renewals only). */
+  current?: { serialHex: string; subject: string; notBefore: string; notAfter: string; algorithm?: string };
+  /** The certificate that will be written: validity as the profile gives it today, the key algorithm, and whether an encryption certificate comes with it. */
+  next: { subject: string; notBefore: string; notAfter: string; algorithm?: string; pair: boolean; profile?: { zh: string; en: string } };
 }

@@ -70,13 +70,32 @@ const renewalInfoSchema = z.object({
   lockedUntil: isoDate.nullable().optional(),
   login: z.object({ allowed: z.boolean(), refusedFrom: isoDate.nullable() }).optional(),
   explanation: z.object({ "zh-CN": z.string(), en: z.string() }),
-  certificate: z.object({ serial: z.string(), subject: z.string(), notBefore: isoDate, notAfter: isoDate, status: z.string() }).passthrough(),
+  /** What a renewal now would issue; absent from a server older than the preview (seed 004 §3.5). */
+  renewal: z.object({
+    notBefore: isoDate, notAfter: isoDate, keyAlgorithms: z.array(z.string()), pair: z.boolean(),
+    profile: z.object({ "zh-CN": z.string(), en: z.string() }),
+  }).nullable().optional(),
+  certificate: z.object({
+    serial: z.string(), subject: z.string(), notBefore: isoDate, notAfter: isoDate, status: z.string(),
+    revocationReason: z.string().nullable().optional(),
+  }).passthrough(),
 }).passthrough();
 
 /** The server's renewal advice for one certificate (GET /api/v1/renewal-info/{certId}). */
 export type RenewalInfo = z.infer<typeof renewalInfoSchema>;
 
 const downloadSchema = newCertificateSchema.extend({ subject: z.string() });
+
+const downloadCheckSchema = z.object({
+  valid: z.literal(true),
+  certificate: z.object({
+    subject: z.string(), notBefore: isoDate, notAfter: isoDate, keyAlgorithms: z.array(z.string()), pair: z.boolean(),
+    profile: z.object({ "zh-CN": z.string(), en: z.string() }),
+  }).optional(),
+}).passthrough();
+
+/** POST /api/v1/downloads/check: the codes are good, and the certificate they authorize. */
+export type DownloadCheck = z.infer<typeof downloadCheckSchema>;
 
 /** What a download with two codes returns. */
 export type DownloadAnswer = z.infer<typeof downloadSchema>;
@@ -201,8 +220,10 @@ export class ServerClient {
   }
 
   /** Checks the two codes of a download before the key is used (POST /api/v1/downloads/check); throws the server's refusal. */
-  async checkDownloadCodes(referenceNumber: string, authorizationCode: string): Promise<void> {
-    await this.call("POST", "/api/v1/downloads/check", { referenceNumber, authorizationCode });
+  /** The codes are good: the certificate they authorize, when the server says (a server older than the preview answers only {valid: true}). */
+  async checkDownloadCodes(referenceNumber: string, authorizationCode: string): Promise<DownloadCheck> {
+    const r = await this.call("POST", "/api/v1/downloads/check", { referenceNumber, authorizationCode });
+    return this.parse(downloadCheckSchema, r.body);
   }
 
   /** Self-service re-download, step 1: the same answer whether or not the customer number and ID number match a holder. */

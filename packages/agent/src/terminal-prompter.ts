@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { createInterface, type Interface } from "node:readline";
 import { UkeyError, type ErrorCode } from "@ukey/policy";
+import { previewText } from "./flows/preview-text.js";
 import type { Prompter, ProgressEvent } from "./prompter.js";
 
 /** Where the terminal prompter reads and writes; the CLI passes the process's streams, tests may pass others. */
@@ -155,7 +156,20 @@ export class TerminalPrompter implements Prompter {
     await this.readLine(this.t("确认完成后按回车键继续：", "Press Enter when it is approved: "));
   }
 
+  /**
+   * A preview (renewal, download) is shown in the chosen language and
+   * answered y/N, No by default; --yes answers yes after showing it. Without
+   * a terminal and without --yes nobody can check it: CONFIRMATION_REQUIRED.
+   */
   async confirm(request: Parameters<Prompter["confirm"]>[0]): Promise<boolean> {
+    if (request.preview) {
+      this.io.err(`${previewText(request.preview, this.lang)}\n`);
+      if (this.assumeYes) return true;
+      if (!this.tty) throw new UkeyError("CONFIRMATION_REQUIRED");
+      const go = request.preview.kind === "renew" ? this.t("确认更新？[y/N] ", "Renew it? [y/N] ") : this.t("确认下载到 UKey？[y/N] ", "Download it onto the key? [y/N] ");
+      const answer = (await this.readLine(go)).trim().toLowerCase();
+      return answer === "y" || answer === "yes" || answer === "是";
+    }
     this.io.err(`${request.question}\n${request.consequences.map((c) => `  - ${c}\n`).join("")}`);
     if (this.assumeYes) return true;
     const answer = (await this.readLine(this.t("输入 yes 继续，其他任意内容取消：", "Type yes to go on, anything else to cancel: "))).trim().toLowerCase();

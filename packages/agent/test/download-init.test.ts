@@ -1,5 +1,6 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { formatPolicyDate } from "@ukey/policy";
 import type { IssuedCertificate, TokenStatus } from "../src/flows/flow-types.js";
 import { objectLabels } from "../src/keys/key-store.js";
 import { runUkeyServer } from "../../server/test/support/fixtures.js";
@@ -48,8 +49,18 @@ test("downloads with a reference number and authorization code onto an empty tok
   assert.match(wrong.stderr, /CODE_INVALID/);
   assert.deepEqual(w.objects("fresh").privateKeys, [], "the key made for a refused download is removed");
 
+  // Issue 16 (seed 004 §4.5): the certificate the codes authorize is shown before the key is touched; no terminal, no --yes: nothing happens.
+  const unconfirmed = w.ukey(["download", "--no-yes", "--token", fresh, "--ref", e.referenceNumber, "--code", e.authorizationCode, "--json"]);
+  assert.equal(unconfirmed.status, 2, unconfirmed.stderr);
+  assert.equal(unconfirmed.json<{ error: { code: string } }>().error.code, "CONFIRMATION_REQUIRED");
+  const now = Date.now();
+  assert.match(unconfirmed.stderr, new RegExp(`The certificate to download onto the key:\n  Name Holder H2 · Organisation [^\n]+ · ID H2\n[\\s\\S]*Valid ${formatPolicyDate(now)} to ${formatPolicyDate(now + 30 * 86_400_000)}`));
+  assert.doesNotMatch(unconfirmed.stderr, /CN=|serialNumber=/, "readable fields, not a DN");
+  assert.deepEqual(w.objects("fresh").privateKeys, [], "no key made before the holder confirmed");
+
   const r = w.ukey(["download", "--token", fresh, "--ref", e.referenceNumber, "--code", e.authorizationCode.toLowerCase(), "--json"]);
   assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /The certificate to download onto the key:/, "--yes still shows it");
   const cert = r.json<{ certificate: IssuedCertificate }>().certificate;
   assert.match(cert.subject, /CN=Holder H2/);
   assertOneCurrent(w.objects("fresh"), cert.serialHex);

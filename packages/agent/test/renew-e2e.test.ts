@@ -3,8 +3,10 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import type { RenewResult, TokenStatus } from "../src/flows/flow-types.js";
+import { formatPolicyDate } from "@ukey/policy";
 import { objectLabels } from "../src/keys/key-store.js";
 import { Pkcs12Backend, fileTokenSerial } from "../src/keys/pkcs12-backend.js";
+import { runUkeyServer } from "../../server/test/support/fixtures.js";
 import { createAgentWorld, type AgentWorld, type TokenObjects } from "./support/agent-world.js";
 
 // The real `ukey` CLI against the real server process and real SoftHSM2
@@ -27,6 +29,7 @@ before(async () => {
   await add("rsa", "H2", "e2e", "rsa2048");
   await add("long", "H1", "long", "p256");
   await add("otp", "H3", "otp", "p256");
+  await add("held", "H2", "e2e", "p256");
   const expired = w.addToken("expired");
   const imported = await w.importOnToken("OLD1", "e2e", "p256", new Date(Date.now() - 400 * day), new Date(Date.now() - 10 * day), expired);
   tokens.expired = { serial: expired, label: "expired", cert: imported.serial };
@@ -59,6 +62,26 @@ function assertOneCurrent(o: TokenObjects, serialHex: string): void {
   assert.equal(o.publicKeys[0]!.id, c!.id);
 }
 
+test("issue 16: shows the certificate to renew and the new one before the PIN; without a terminal or --yes it refuses with CONFIRMATION_REQUIRED and changes nothing", async () => {
+  const tk = tokens.p256!;
+  const before = w.objects(tk.label);
+  const r = w.ukey(["renew", "--token", tk.serial, "--no-yes", "--lang", "zh", "--json"]);
+  assert.equal(r.status, 2, r.stderr);
+  assert.equal(r.json<{ error: { code: string } }>().error.code, "CONFIRMATION_REQUIRED");
+  assert.match(r.stderr, /将要更新的证书：\n {2}姓名 Holder H1 · 单位 /, "the subject in readable fields, not a DN");
+  assert.doesNotMatch(r.stderr, /CN=/);
+  const tail = tk.cert.toUpperCase().slice(-8);
+  assert.match(r.stderr, new RegExp(`序列号尾号 ${tail.slice(0, 4)} ${tail.slice(4)}`));
+  const now = Date.now();
+  // The e2e profile gives 30 days from issuance: the preview says so before anything is issued.
+  assert.match(r.stderr, new RegExp(`更新后的新证书：[\\s\\S]*有效期 ${formatPolicyDate(now)} 至 ${formatPolicyDate(now + 30 * day)}`));
+  assert.match(r.stderr, /算法 ECDSA P-256/);
+  assert.match(r.stderr, /在终端中运行 ukey renew/, "the remedy");
+  assert.doesNotMatch(r.stderr, /正在用 UKey 中的当前密钥签名/, "no proof of possession, no order");
+  assert.deepEqual(w.objects(tk.label).certificates, before.certificates);
+  assert.deepEqual(w.objects(tk.label).privateKeys, before.privateKeys);
+});
+
 for (const name of ["p256", "rsa"] as const) {
   test(`renews a ${name === "p256" ? "P-256" : "RSA-2048"} certificate end to end, new key on the token, old one removed`, async () => {
     const tk = tokens[name]!;
@@ -72,6 +95,7 @@ for (const name of ["p256", "rsa"] as const) {
     assert.notEqual(out.certificate.serialHex, tk.cert);
     assert.match(out.certificate.subject, /CN=Holder H[12]/);
     assert.match(r.stderr, /Signing with the current key/);
+    assert.match(r.stderr, /The certificate to renew:[\s\S]*The new certificate:[\s\S]*Valid \d{4}-\d{2}-\d{2} to \d{4}-\d{2}-\d{2}/, "--yes still shows the preview");
     const after = w.objects(tk.label);
     assertOneCurrent(after, out.certificate.serialHex);
     assert.notEqual(after.privateKeys[0]!.id, before.privateKeys[0]!.id, "a new key pair");
@@ -95,6 +119,32 @@ for (const name of ["p256", "rsa"] as const) {
     assert.equal(st!.invalidObjects, 0);
   });
 }
+
+test("issue 16: a certificate on hold: status says 已冻结 with the remedy, renewal is refused with CERT_ON_HOLD, clean-up keeps it; lifted, it is renewable again", () => {
+  const tk = tokens.held!;
+  const hold = runUkeyServer(["hold", "--data-dir", w.dataDir, "--serial", tk.cert, "--json"], w.env);
+  assert.equal(hold.status, 0, hold.stdout + hold.stderr);
+  const s = w.ukey(["status", "--token", tk.serial, "--lang", "zh"]);
+  assert.equal(s.status, 0, s.stderr);
+  assert.match(s.stdout, /已冻结（暂停使用）/);
+  assert.match(s.stdout, /请联系机构了解原因，机构解除冻结后即可照常使用/);
+  assert.doesNotMatch(s.stdout, /已注销/);
+  assert.match(s.stdout, /可清理的失效对象：0 个/, "a hold may be lifted: nothing to clean up");
+  const before = w.objects(tk.label);
+  const r = w.ukey(["renew", "--token", tk.serial, "--no-yes", "--json"]);
+  assert.equal(r.status, 3, r.stderr);
+  assert.equal(r.json<{ error: { code: string } }>().error.code, "CERT_ON_HOLD");
+  assert.doesNotMatch(r.stderr, /The certificate to renew/, "no preview of a renewal that cannot happen");
+  const c = w.ukey(["clean-up", "--token", tk.serial, "--json"]);
+  assert.equal(c.status, 0, c.stderr);
+  assert.equal(c.json<{ removed: number }>().removed, 0);
+  assert.deepEqual(w.objects(tk.label).certificates, before.certificates);
+  const lift = runUkeyServer(["hold", "--data-dir", w.dataDir, "--serial", tk.cert, "--lift", "--json"], w.env);
+  assert.equal(lift.status, 0, lift.stdout + lift.stderr);
+  const st = w.ukey(["status", "--token", tk.serial, "--json"]).json<{ tokens: TokenStatus[] }>().tokens[0]!.certificates[0]!;
+  assert.equal(st.state, "expiring");
+  assert.equal(st.advice?.window, "open");
+});
 
 test("renews a certificate that expired 10 days ago, inside the window", () => {
   const tk = tokens.expired!;

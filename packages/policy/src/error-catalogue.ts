@@ -385,6 +385,8 @@ export const catalogue = {
     "请重新运行命令，两次输入相同的新 PIN。", "Run the command again and type the same new PIN twice."),
   OPERATION_CANCELLED: e("conflict", "操作已取消，没有改变任何内容。", "Cancelled; nothing was changed.",
     "需要时重新运行命令即可。", "Run the command again when you want to go on."),
+  CONFIRMATION_REQUIRED: e("invalid", "更新前需要您确认将要更新的证书，但当前不是在终端中运行，无法询问。", "The renewal must be confirmed before it starts, but this is not a terminal where you could be asked.",
+    "请在终端中运行 ukey renew，核对显示的证书后输入 y 确认；脚本中请加上 --yes，表示已核对过要更新的证书。", "Run ukey renew in a terminal, check the certificate shown and type y; in a script add --yes to say the certificate has been checked."),
   CERT_CHOICE_REQUIRED: e("conflict", "UKey 中有多张可以更新的证书：{serials}。", "The UKey holds several certificates that can be renewed: {serials}.",
     "请用 ukey renew --cert 序列号 指定要更新的那一张（ukey status 会列出它们）。", "Name the one to renew with ukey renew --cert SERIAL (ukey status lists them)."),
   PFX_CREATION_FAILED: e("unavailable", "无法保存证书文件（.pfx / PKCS#12）。", "The certificate file (.pfx / PKCS#12) could not be saved.",

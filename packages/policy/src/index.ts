@@ -13,3 +13,5 @@ export * from "./renewal-policy.js";
 export * from "./policy-timeline-svg.js";
 export * from "./policy-table-markdown.js";
 export * from "./signed-document.js";
+export * from "./subject-fields.js";
+export * from "./error-examples.js";

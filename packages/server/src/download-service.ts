@@ -1,4 +1,5 @@
 import { derToPem, encodeName, verifyCsr } from "@ukey/ca";
+import { formatDn } from "./ca-runtime.js";
 import { createHash } from "node:crypto";
 import { UkeyError, isUkeyError } from "@ukey/policy";
 import type { CertificateRecord, EnrolmentRecord, Repositories, Store } from "@ukey/store";
@@ -9,7 +10,7 @@ import { checkRequestedSubject, prepareEncryptionKey } from "./renewal/renewal-o
 import type { KeyManagementCentre } from "./kmc/key-management-centre.js";
 import type { RecoveredKeys, RecoveredKeySource } from "./kmc/recovered-key-delivery.js";
 import { envelopeFormatFor, type EnvelopeFormat } from "./kmc/key-envelope.js";
-import { isPairProfile, type Clock } from "@ukey/policy";
+import { isPairProfile, validityFor, type Clock, type KeyAlgorithm } from "@ukey/policy";
 
 /** What a holder's agent receives after a download with two codes. */
 export interface DownloadResult {
@@ -38,6 +39,12 @@ export interface RecoveredKeyView {
   spki: string;
   envelope: { format: EnvelopeFormat; value: string };
   certificate?: NonNullable<DownloadResult["encryptionCertificate"]>;
+}
+
+/** The answer of POST /api/v1/downloads/check: the codes are good, and the certificate they authorize (see DownloadService.check). */
+export interface DownloadCheck {
+  valid: true;
+  certificate: { subject: string; notBefore: string; notAfter: string; keyAlgorithms: KeyAlgorithm[]; pair: boolean; profile: { "zh-CN": string; en: string } };
 }
 
 /**
@@ -86,10 +93,7 @@ export class DownloadService {
     const profile = (await this.deps.store.profiles.get(verified.profileId))?.profile;
     if (!profile) throw new UkeyError("PROFILE_NOT_FOUND", { params: { profile: verified.profileId } });
     checkRequestedSubject(request, encodeName(subjectFor(holder, profile, this.deps.institution).rdns));
-    // A hold (冻结) suspends the holder's certificate of this profile: a new one by download would step around it.
-    const held = (await this.deps.store.certificates.search({ holderId: holder.id, status: "revoked", limit: 1000 }))
-      .find((c) => c.profileId === profile.id && c.revocationReason === "certificateHold");
-    if (held) throw new UkeyError("CERT_ON_HOLD", { params: { serial: held.serial } });
+    await this.refuseWhileHeld(holder.id, profile.id);
     // A self-service re-download replaces a certificate that must still be valid (checked again, under the row's update, at commit).
     const replaces = verified.replacesSerial ? await this.deps.store.certificates.get(verified.replacesSerial) : undefined;
     if (verified.replacesSerial && !(replaces && replaceable(replaces, this.deps.clock.now().getTime()))) {
@@ -149,12 +153,39 @@ export class DownloadService {
   /**
    * Checks the two codes before the holder's key does any work (the agent
    * asks this before the PIN): the same check and the same count of wrong
-   * tries as `download`, and nothing is consumed.
-   * @throws UkeyError DOWNLOAD_CODE_INVALID (with triesLeft), CODE_INVALID, CODE_EXPIRED, CODE_ALREADY_USED, CODE_ATTEMPTS_EXCEEDED, CODE_REVOKED.
+   * tries as `download`, and nothing is consumed. The answer previews the
+   * certificate the codes authorize (seed 004 §4.5, "核对授权证书信息"):
+   * its subject as the RA's record gives it, the validity the profile gives
+   * a certificate issued now, the key algorithms it accepts, whether an
+   * encryption certificate comes with it, and the profile's name. That is
+   * exactly what the download would write onto the key for the same codes;
+   * nothing else about the holder (no ID number, phone or e-mail).
+   * @throws UkeyError DOWNLOAD_CODE_INVALID (with triesLeft), CODE_INVALID, CODE_EXPIRED, CODE_ALREADY_USED, CODE_ATTEMPTS_EXCEEDED, CODE_REVOKED,
+   *   HOLDER_NOT_FOUND, PROFILE_NOT_FOUND, CERT_ON_HOLD (the download would be refused).
    */
-  async check(referenceNumber: string, authorizationCode: string, actor: string): Promise<{ valid: true }> {
-    await this.deps.enrolments.verify(referenceNumber, authorizationCode, actor);
-    return { valid: true };
+  async check(referenceNumber: string, authorizationCode: string, actor: string): Promise<DownloadCheck> {
+    const verified = await this.deps.enrolments.verify(referenceNumber, authorizationCode, actor);
+    const holder = await this.deps.store.holders.get(verified.holderId);
+    if (!holder) throw new UkeyError("HOLDER_NOT_FOUND", { params: { holder: verified.holderId } });
+    const profile = (await this.deps.store.profiles.get(verified.profileId))?.profile;
+    if (!profile) throw new UkeyError("PROFILE_NOT_FOUND", { params: { profile: verified.profileId } });
+    await this.refuseWhileHeld(holder.id, profile.id);
+    const v = validityFor(profile, { now: this.deps.clock.now() });
+    return {
+      valid: true,
+      certificate: {
+        subject: formatDn(subjectFor(holder, profile, this.deps.institution).rdns),
+        notBefore: v.notBefore.toISOString(), notAfter: v.notAfter.toISOString(),
+        keyAlgorithms: [...profile.keyAlgorithms], pair: isPairProfile(profile), profile: { ...profile.name },
+      },
+    };
+  }
+
+  /** A hold (冻结) suspends the holder's certificate of this profile: a new one by download would step around it. @throws UkeyError CERT_ON_HOLD. */
+  private async refuseWhileHeld(holderId: string, profileId: string): Promise<void> {
+    const held = (await this.deps.store.certificates.search({ holderId, status: "revoked", limit: 1000 }))
+      .find((c) => c.profileId === profileId && c.revocationReason === "certificateHold");
+    if (held) throw new UkeyError("CERT_ON_HOLD", { params: { serial: held.serial } });
   }
 
   private certView(c: CertificateRecord): NonNullable<DownloadResult["encryptionCertificate"]> {

@@ -1,4 +1,4 @@
-import { UkeyError, evaluate, explainEvaluation, type Clock, type RenewalChannel, type RenewalEvaluation } from "@ukey/policy";
+import { UkeyError, evaluate, explainEvaluation, isPairProfile, validityFor, type Clock, type KeyAlgorithm, type RenewalChannel, type RenewalEvaluation } from "@ukey/policy";
 import type { Store } from "@ukey/store";
 import { parseCertId } from "./cert-id.js";
 import { renewalLockedUntil } from "./renewal/renewal-lock.js";
@@ -28,7 +28,18 @@ export interface RenewalInfo {
    */
   login: { allowed: boolean; refusedFrom: string | null };
   explanation: { "zh-CN": string; en: string };
-  certificate: { serial: string; issuerKeyId: string; subject: string; notBefore: string; notAfter: string; status: string; imported: boolean };
+  /**
+   * What a renewal now would issue (seed 004 §3.5: the holder checks it
+   * before renewing): the validity the profile gives from this moment
+   * (`validityFor`), the key algorithms it accepts, whether it issues a
+   * signing + encryption pair, and the profile's name. Computed from the
+   * certificate's own dates and the profile alone, so it says nothing the
+   * certificate does not; null once the certificate is revoked, on hold or
+   * superseded.
+   */
+  renewal: { notBefore: string; notAfter: string; keyAlgorithms: KeyAlgorithm[]; pair: boolean; profile: { "zh-CN": string; en: string } } | null;
+  /** `revocationReason` is RFC 5280's, as OCSP and the CRL publish it ("certificateHold": on hold, 冻结, may be lifted); null while not revoked. */
+  certificate: { serial: string; issuerKeyId: string; subject: string; notBefore: string; notAfter: string; status: string; revocationReason: string | null; imported: boolean };
 }
 
 /**
@@ -117,10 +128,14 @@ export class RenewalInfoService {
           refusedFrom: e.loginAllowed && !profile.renewal.loginWhenExpired && rec.status !== "superseded" ? new Date(rec.notAfter + 1).toISOString() : null,
         },
         explanation: { "zh-CN": explainEvaluation(e, "zh-CN"), en: explainEvaluation(e, "en") },
+        renewal: e.state === "revoked" || e.state === "superseded" ? null : (() => {
+          const v = validityFor(profile, { now, oldNotAfter: new Date(rec.notAfter) });
+          return { notBefore: v.notBefore.toISOString(), notAfter: v.notAfter.toISOString(), keyAlgorithms: [...profile.keyAlgorithms], pair: isPairProfile(profile), profile: { ...profile.name } };
+        })(),
         certificate: {
           serial: rec.serial, issuerKeyId: rec.issuerKeyId, subject: rec.subjectDn,
           notBefore: new Date(rec.notBefore).toISOString(), notAfter: new Date(rec.notAfter).toISOString(),
-          status: rec.status, imported: rec.imported,
+          status: rec.status, revocationReason: rec.revocationReason ?? null, imported: rec.imported,
         },
       },
     };

@@ -188,13 +188,21 @@ test("an operator lifts the renewal pause of a certificate, audited; an auditor 
   });
   const start = () => app.inject({ method: "POST", url: "/api/v1/orders", payload: { serial } });
   assert.equal(problem(await start()).code, "RENEWAL_LOCKED");
-  const auditor = await call(await tokenOf("audrey"), "POST", `/certificates/${serial}/renewal-unlock`);
+  // Issue 16: the lists say where a pause runs (the console offers "解除更新暂停" there only).
+  const audrey = await tokenOf("audrey");
+  const pausedUntil = async () => ({
+    cert: (await call(audrey, "GET", `/certificates?holderId=${c.holderId}`)).json<{ certificates: Array<{ serial: string; renewalLockedUntil: number | null }> }>().certificates.find((x) => x.serial === serial)!.renewalLockedUntil,
+    order: (await call(audrey, "GET", "/orders?state=failed")).json<{ orders: Array<{ id: string; renewalLockedUntil: number | null }> }>().orders.find((o) => o.id === "failed-order-1")!.renewalLockedUntil,
+  });
+  assert.deepEqual(await pausedUntil(), { cert: failedAt + 24 * 3_600_000, order: failedAt + 24 * 3_600_000 });
+  const auditor = await call(audrey, "POST", `/certificates/${serial}/renewal-unlock`);
   assert.deepEqual([auditor.statusCode, problem(auditor).code], [403, "ROLE_FORBIDDEN"]);
   assert.equal(problem(await call(await tokenOf("olga"), "POST", "/certificates/00ff/renewal-unlock")).code, "CERT_NOT_FOUND");
   const r = await call(await tokenOf("olga"), "POST", `/certificates/${serial}/renewal-unlock`);
   assert.equal(r.statusCode, 200, r.body);
   assert.equal(r.json<{ lastFailureAt: number }>().lastFailureAt, failedAt);
   assert.notEqual(problem(await start()).code, "RENEWAL_LOCKED");
+  assert.deepEqual(await pausedUntil(), { cert: null, order: null }, "lifted: nothing left to unlock");
   const audit = await ctx.store.audit.list(1, 100_000);
   assert.ok(audit.some((e) => e.action === "certificate.renewal-unlocked" && e.actor === "operator:olga" && e.subjectId === serial));
 });

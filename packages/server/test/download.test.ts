@@ -2,7 +2,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import type { FastifyInstance } from "fastify";
-import { fixedClock } from "@ukey/policy";
+import { fixedClock, formatPolicyDate } from "@ukey/policy";
 import { buildApp } from "../src/app.js";
 import { openServerContext, type ServerContext } from "../src/server-context.js";
 import { addHolder, initialisedDataDir, keyArgs, openssl, opensslCsr, tempDir, type TempDir } from "./support/fixtures.js";
@@ -20,6 +20,7 @@ before(async () => {
   let env: Record<string, string>;
   ({ dataDir, env } = initialisedDataDir(t));
   assert.equal(addHolder(t, dataDir, env, "D1").status, 0);
+  assert.equal(addHolder(t, dataDir, env, "D2", ["--phone", "15900000009", "--email", "d2@example.cn"]).status, 0);
   ctx = await openServerContext(dataDir, env, clock);
   app = await buildApp(ctx);
 });
@@ -94,4 +95,31 @@ test("while the holder's certificate of the profile is on hold (冻结) a downlo
   await ctx.revocation.releaseHold(got.body.serial!, "operator:test");
   const ok = await download({ referenceNumber: e.referenceNumber, authorizationCode: e.authorizationCode, csr });
   assert.equal(ok.status, 201, JSON.stringify(ok.body));
+});
+
+test("issue 16 (seed 004 §4.5): downloads/check previews exactly the certificate the download writes and nothing else of the holder; a wrong code learns nothing", async () => {
+  const e = await ctx.enrolments.create({ holderId: "D2", profileId: "personal", actor: "operator:test" });
+  const check = async (authorizationCode: string) => app.inject({ method: "POST", url: "/api/v1/downloads/check", payload: { referenceNumber: e.referenceNumber, authorizationCode } });
+  const wrong = await check("2222-2222-2222");
+  assert.equal(wrong.statusCode, 401);
+  assert.doesNotMatch(wrong.body, /Holder D2|D2|certificate|1590|example\.cn/, "a wrong code says nothing of whose codes they are");
+
+  const ok = await check(e.authorizationCode);
+  assert.equal(ok.statusCode, 200, ok.body);
+  const preview = ok.json<{ valid: true; certificate: { subject: string; notBefore: string; notAfter: string; keyAlgorithms: string[]; pair: boolean; profile: { "zh-CN": string } } }>();
+  assert.deepEqual(Object.keys(preview).sort(), ["certificate", "valid"]);
+  assert.deepEqual(Object.keys(preview.certificate).sort(), ["keyAlgorithms", "notAfter", "notBefore", "pair", "profile", "subject"]);
+  assert.doesNotMatch(ok.body, /1590|example\.cn|11010119900307123X/, "no phone, e-mail or ID number");
+  assert.equal(preview.certificate.profile["zh-CN"], "个人证书");
+  assert.equal(preview.certificate.pair, false);
+
+  const key = opensslCsr(t, "k-preview", keyArgs.p256, "/");
+  const got = await download({ referenceNumber: e.referenceNumber, authorizationCode: e.authorizationCode, csr: readFileSync(key.csr, "utf8") });
+  assert.equal(got.status, 201, JSON.stringify(got.body));
+  assert.equal(preview.certificate.subject, got.body.subject, "the subject shown is the one written");
+  const issued = got.body as { notBefore?: string; notAfter?: string };
+  // The same days (the CA may clamp the instant to its own validity, as here where it was made after the test's clock was fixed).
+  const day = (iso?: string) => formatPolicyDate(Date.parse(iso ?? ""));
+  assert.equal(day(preview.certificate.notAfter), day(issued.notAfter), "the validity shown is the one issued");
+  assert.equal(day(preview.certificate.notBefore), day(issued.notBefore));
 });

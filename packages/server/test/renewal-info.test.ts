@@ -148,6 +148,24 @@ test("a revoked certificate is reported as revoked", async () => {
   clock.set(new Date(ours.notAfter - 10 * day));
   const r = await info(`/api/v1/renewal-info/${ours.certId}`);
   assert.equal(r.body.state, "revoked");
+  const body = r.body as unknown as { renewal: unknown; certificate: { revocationReason: string | null } };
+  assert.equal(body.certificate.revocationReason, "keyCompromise", "as OCSP and the CRL say it");
+  assert.equal(body.renewal, null, "no preview of a renewal that cannot happen");
+});
+
+test("issue 16 (seed 004 §3.5): what a renewal now would issue: the profile's validity from now, its algorithms, its name; from the certificate and the profile only", async () => {
+  clock.set(new Date(imported.notAfter - 10 * day));
+  const r = await info(`/api/v1/renewal-info/${imported.certId}`);
+  assert.equal(r.body.state, "open");
+  const body = r.body as unknown as { renewal: { notBefore: string; notAfter: string; keyAlgorithms: string[]; pair: boolean; profile: Record<string, string> }; certificate: { revocationReason: string | null } };
+  // The gov-supervision preset (seed 004): 1820 days from the day of renewal.
+  assert.equal(body.renewal.notBefore, clock.now().toISOString());
+  assert.equal(Date.parse(body.renewal.notAfter) - clock.now().getTime(), 1820 * day);
+  assert.deepEqual(body.renewal.keyAlgorithms, ["rsa2048", "p256"]);
+  assert.equal(body.renewal.pair, false);
+  assert.ok(body.renewal.profile["zh-CN"] && body.renewal.profile.en);
+  assert.equal(body.certificate.revocationReason, null);
+  assert.deepEqual(Object.keys(body.renewal).sort(), ["keyAlgorithms", "notAfter", "notBefore", "pair", "profile"], "nothing of the holder or the orders");
 });
 
 test("login check (seed 004): allowed, red warning from 90 days before, refused once expired and when on hold; no name or order in the answer", async () => {

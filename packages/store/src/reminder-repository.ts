@@ -67,6 +67,8 @@ export interface HolderCertificateRow {
   notAfter: Millis;
   status: string;
   revokedAt: Millis | null;
+  /** RFC 5280's reason of a revocation ("certificateHold": on hold, may be lifted); null while not revoked. */
+  revocationReason: string | null;
   kind: string;
   tokenSerial: string | null;
   holderId: string;
@@ -115,9 +117,10 @@ export interface ReminderRepository {
   /**
    * The certificates of a holder, or of an organisation and its members
    * (`withMembers`), in expiry order; never pending or abandoned ones.
-   * `liveOnly`: active or expired and not renewed. `notAfterFrom`/`notAfterTo` bound the expiry.
+   * `liveOnly`: active or expired and not renewed, and (`withHeld`) those on hold
+   * (revoked with reason certificateHold, which the institution may lift). `notAfterFrom`/`notAfterTo` bound the expiry.
    */
-  certificatesOf(holderId: string, q: { withMembers: boolean; liveOnly?: boolean; notAfterFrom?: Millis; notAfterTo?: Millis; limit?: number; offset?: number }): Promise<HolderCertificateRow[]>;
+  certificatesOf(holderId: string, q: { withMembers: boolean; liveOnly?: boolean; withHeld?: boolean; notAfterFrom?: Millis; notAfterTo?: Millis; limit?: number; offset?: number }): Promise<HolderCertificateRow[]>;
   /**
    * Every certificate counted by status and by expiry bucket, in one
    * aggregate query (a full scan: callers cache it): bucket i counts
@@ -154,6 +157,9 @@ const LIVE_NOT_RENEWED = `c.status IN ('active', 'expired')
   AND NOT EXISTS (SELECT 1 FROM certificates n WHERE n.holder_id = c.holder_id AND n.profile_id = c.profile_id
                   AND n.status = 'active' AND n.not_after > c.not_after)
   AND NOT EXISTS (SELECT 1 FROM renewal_orders o WHERE o.certificate_serial = c.serial AND o.state = 'completed')`;
+
+/** On hold (冻结): revoked with reason certificateHold, which the institution may lift. */
+const HELD = `c.status = 'revoked' AND c.revocation_reason = 'certificateHold'`;
 
 const RENEWED = `(EXISTS (SELECT 1 FROM certificates n WHERE n.holder_id = c.holder_id AND n.profile_id = c.profile_id
                   AND n.status = 'active' AND n.not_after > c.not_after)
@@ -316,20 +322,20 @@ export function reminderRepository(x: Executor): ReminderRepository {
       const where: string[] = [q.withMembers ? "c.holder_id IN (SELECT id FROM holders WHERE id = ? OR organisation_id = ?)" : "c.holder_id = ?"];
       const params: unknown[] = q.withMembers ? [holderId, holderId] : [holderId];
       where.push("c.status NOT IN ('pending', 'abandoned')");
-      if (q.liveOnly) where.push(LIVE_NOT_RENEWED);
+      if (q.liveOnly) where.push(q.withHeld ? `((${LIVE_NOT_RENEWED}) OR (${HELD}))` : LIVE_NOT_RENEWED);
       if (q.notAfterFrom !== undefined) { where.push("c.not_after >= ?"); params.push(q.notAfterFrom); }
       if (q.notAfterTo !== undefined) { where.push("c.not_after <= ?"); params.push(q.notAfterTo); }
       params.push(pageSize(q.limit, 100, 1000), pageOffset(q.offset));
       const rows = await x.sql.query<{
         serial: string; issuer_key_id: string; subject_dn: string; not_before: number | string; not_after: number | string; status: string;
-        revoked_at: number | string | null; kind: string; token_serial: string | null; holder_id: string; profile_id: string; renewed: unknown;
+        revoked_at: number | string | null; revocation_reason: string | null; kind: string; token_serial: string | null; holder_id: string; profile_id: string; renewed: unknown;
       }>(
-        `SELECT c.serial, c.issuer_key_id, c.subject_dn, c.not_before, c.not_after, c.status, c.revoked_at, c.kind, c.token_serial,
+        `SELECT c.serial, c.issuer_key_id, c.subject_dn, c.not_before, c.not_after, c.status, c.revoked_at, c.revocation_reason, c.kind, c.token_serial,
                 c.holder_id, c.profile_id, CASE WHEN ${RENEWED} THEN 1 ELSE 0 END AS renewed
          FROM certificates c WHERE ${where.join(" AND ")} ORDER BY c.not_after, c.serial LIMIT ? OFFSET ?`, params);
       return rows.map((r) => ({
         serial: r.serial, issuerKeyId: r.issuer_key_id, subjectDn: r.subject_dn, notBefore: Number(r.not_before), notAfter: Number(r.not_after),
-        status: r.status, revokedAt: toMillisOrNull(r.revoked_at), kind: r.kind, tokenSerial: r.token_serial, holderId: r.holder_id,
+        status: r.status, revokedAt: toMillisOrNull(r.revoked_at), revocationReason: r.revocation_reason ?? null, kind: r.kind, tokenSerial: r.token_serial, holderId: r.holder_id,
         profileId: r.profile_id, renewed: toNumber(r.renewed) === 1,
       }));
     },

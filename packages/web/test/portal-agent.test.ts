@@ -64,6 +64,12 @@ async function enterPins(pins: string[]): Promise<void> {
   await popup.close();
 }
 
+/** Issue 16 (seed 004 §3.5, §4.5): a renewal or download first shows the certificate it will write; the holder confirms with the one primary button. */
+async function confirmPreview(kind: "renew" | "download"): Promise<void> {
+  await page.locator(`[data-input=confirm] [data-preview=${kind}]`).waitFor({ timeout: 120_000 });
+  await page.click("[data-input=confirm] [data-action=confirm-yes]");
+}
+
 before(async () => {
   buildWeb();
   world = createAgentWorld("ukey-portal-agent-");
@@ -119,6 +125,9 @@ test("status: each certificate in words and dates, the renewal window's dates, r
   assert.equal(await open.locator(".window").getAttribute("data-window"), "open");
   assert.match(await open.innerText(), /\d{4}-\d{2}-\d{2} — \d{4}-\d{2}-\d{2}/);
   assert.match(await open.innerText(), /更新期：\d{4}-\d{2}-\d{2} 至 \d{4}-\d{2}-\d{2}/);
+  // Issue 16 (10): no raw DN, the serial's last digits (the whole one as a tooltip).
+  assert.doesNotMatch(await open.innerText(), /CN=|serialNumber=/);
+  assert.equal(await open.locator("[data-field=serial]").getAttribute("title"), h1.serial);
   assert.equal(await open.locator("a.button", { hasText: "更新" }).count(), 1);
   if (await open.getAttribute("data-state") === "expiring") assert.match(await open.getAttribute("class") ?? "", /\bwarn\b/, "red inside the notice period");
 
@@ -134,6 +143,18 @@ test("full renewal: choose, PIN in the agent's window, visible progress, then se
   assert.equal(await page.locator(`input[type=radio][value$='/${h1.serial}']`).isChecked(), true);
   await page.click("[data-page=renew] button.primary");
   await page.locator("[data-page=operation][data-kind=renew]").waitFor();
+  const preview = page.locator("[data-input=confirm] [data-preview=renew]");
+  await preview.waitFor({ timeout: 120_000 });
+  assert.equal(await preview.locator("[data-cert=current] [data-field=name]").innerText(), "Holder H1");
+  assert.match(await preview.locator("[data-cert=current] [data-field=name]").getAttribute("title") ?? "", /CN=Holder H1/, "the DN only as a tooltip");
+  const tail = h1.serial.toUpperCase().slice(-8);
+  assert.equal(await preview.locator("[data-cert=current] [data-field=serial]").innerText(), `${tail.slice(0, 4)} ${tail.slice(4)}`);
+  assert.equal(await preview.locator("[data-cert=next] [data-field=algorithm]").innerText(), "ECDSA P-256");
+  assert.match(await preview.innerText(), /以签发当天为准/);
+  assert.doesNotMatch(await preview.innerText(), /CN=|serialNumber=/, "no raw DN on the page");
+  assert.equal(await page.locator("[data-page=operation] .wizard-steps li.current").innerText().then((x) => /选择证书/.test(x)), true, "still the choice of the certificate");
+  assert.equal(await page.locator("[data-input=pin]").count(), 0, "the PIN only after the holder confirmed");
+  await confirmPreview("renew");
   await enterPins([world.hsm.pin]);
   const result = page.locator("[data-result=renew]");
   await result.waitFor({ timeout: 120_000 });
@@ -167,6 +188,26 @@ test("refused outside the window: the server's reason and the date it opens, and
   const afterObjects = world.objects("second");
   assert.deepEqual(afterObjects.certificates.map((c) => c.serialHex).sort(), before.certificates.map((c) => c.serialHex).sort());
   assert.deepEqual(afterObjects.privateKeys.length, before.privateKeys.length);
+});
+
+test("issue 16 (seed 003, 冻结): a certificate on hold says 已冻结 with the remedy, not 已吊销; its renewal page offers only the way back", async () => {
+  await api("POST", `/certificates/${long.serial}/hold`);
+  try {
+    await page.goto(`${world.server!.url}/?agent=${agent.url}#/`);
+    const card = page.locator(`article.cert[data-serial='${long.serial}']`);
+    await card.waitFor();
+    assert.equal(await card.getAttribute("data-state"), "on-hold");
+    assert.equal(await card.locator(".state").innerText(), "已冻结（暂停使用）");
+    assert.match(await card.locator("[data-note=on-hold]").innerText(), /请联系您的机构了解原因；机构解除冻结后，证书即可照常使用/);
+    assert.doesNotMatch(await card.innerText(), /已吊销/);
+    assert.equal(await card.locator("a.button").count(), 0, "no renewal offered");
+    await page.goto(`${world.server!.url}/?agent=${agent.url}#/renew?token=${tok2}&cert=${long.serial}`);
+    await page.locator("[data-page=renew] [data-note=on-hold]").waitFor();
+    assert.equal(await page.locator("[data-page=renew] button.primary").count(), 0, "no start button for a renewal that would be refused");
+    assert.equal(await page.locator("[data-page=renew] a.button[href='#/']").count(), 1);
+  } finally {
+    await api("POST", `/certificates/${long.serial}/hold/release`);
+  }
 });
 
 test("an operator revokes the renewed certificate and the holder sees it", async () => {
@@ -208,6 +249,8 @@ test("initialise a key, then download with two codes; a wrong code gets its page
   await page.fill("#dl-code", created.authorizationCode);
   await page.click("[data-page=download] button[type=submit]");
   await page.locator("[data-page=operation][data-kind=download]").waitFor();
+  await page.locator("[data-input=confirm] [data-preview=download] [data-cert=next] [data-field=name]", { hasText: "Holder H3" }).waitFor({ timeout: 120_000 });
+  await confirmPreview("download");
   await enterPins([newPin]);
   const result = page.locator("[data-result=download]");
   await result.waitFor({ timeout: 120_000 });
@@ -221,6 +264,7 @@ test("verification as the profile asks: ID number (a wrong one first), then the 
   await page.goto(`${world.server!.url}/?agent=${agent.url}#/`);
   await page.locator(`article.cert[data-serial='${otpCert.serial}'] a.button`).click();
   await page.click("[data-page=renew] button.primary");
+  await confirmPreview("renew");
   await enterPins([world.hsm.pin]);
   const idForm = page.locator("[data-input=id-number]");
   await idForm.waitFor({ timeout: 120_000 });
@@ -251,6 +295,7 @@ test("step-up for a long-expired certificate: a QR code and link, approved on a 
   assert.equal(await card.locator(".window").getAttribute("data-window"), "open-step-up");
   await card.locator("a.button").click();
   await page.click("[data-page=renew] button.primary");
+  await confirmPreview("renew");
   await enterPins([world.hsm.pin]);
   const stepUp = page.locator("[data-input=step-up]");
   await stepUp.waitFor({ timeout: 120_000 });
@@ -281,6 +326,7 @@ test("the pairing is withdrawn mid-renewal: the portal pairs again and the same 
   await page.goto(`${world.server!.url}/?agent=${agent.url}#/`);
   await page.locator(`article.cert[data-serial='${resumeCert.serial}'] a.button`).click();
   await page.click("[data-page=renew] button.primary");
+  await confirmPreview("renew");
   await page.locator("[data-input=pin] [data-action=open-pin]").waitFor();
   const opUrl = page.url();
   assert.match(opUrl, /#\/op\//);

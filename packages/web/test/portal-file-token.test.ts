@@ -77,6 +77,9 @@ test("issue 16 (1, 6): a file token's renewal in the portal; the agent stopped m
   await page.locator("[data-page=renew]").waitFor();
   assert.equal(await page.locator(`input[type=radio][value$='/${issued.serial}']`).isChecked(), true);
   await page.click("[data-page=renew] button.primary");
+  // Issue 16: the file's certificates were read (status page): the preview comes before the PIN.
+  await page.locator("[data-page=operation][data-kind=renew] [data-input=confirm] [data-preview=renew]").waitFor();
+  await page.click("[data-input=confirm] [data-action=confirm-yes]");
   await page.locator("[data-page=operation][data-kind=renew] [data-input=pin]").waitFor();
 
   // The holder's agent stops while it waits for the PIN, and comes back (same address, same pairing).
@@ -93,7 +96,10 @@ test("issue 16 (1, 6): a file token's renewal in the portal; the agent stopped m
   await page.screenshot({ path: shot("operation-lost.png"), fullPage: true });
   await lost.locator("button.primary", { hasText: "重新开始" }).click();
   await page.locator("[data-page=operation][data-state=needs-input][data-kind=renew]").waitFor();
+  // The restarted agent sees the file's certificates only with its password: the preview comes after it, still before anything changes.
   await enterPin(world.hsm.pin);
+  await page.locator("[data-input=confirm] [data-preview=renew]").waitFor({ timeout: 120_000 });
+  await page.click("[data-input=confirm] [data-action=confirm-yes]");
   const result = page.locator("[data-result=renew]");
   await result.waitFor({ timeout: 120_000 });
   const renewed = await result.locator("[data-field=serial]").innerText();

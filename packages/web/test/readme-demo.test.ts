@@ -148,6 +148,11 @@ test("README: the agent command from the README, then the demo's file certificat
   await page.clickText("article.cert a.button", renewButton!);
   await page.waitFor("[data-page=renew]");
   await page.click("[data-page=renew] button.primary");
+  // Issue 16: the README's third button, on the preview of the certificate and the new one.
+  const confirmButton = /press\s+"([^"]+)":/.exec(readme)?.[1];
+  assert.equal(confirmButton, "确认更新");
+  await page.waitFor("[data-input=confirm] [data-preview=renew]", { timeout: 120_000 });
+  await page.clickText("[data-input=confirm] button.primary", confirmButton!);
   await page.waitFor("[data-input=pin], [data-input=id-number]", { timeout: 120_000 });
   if (await page.count("[data-input=pin]")) await enterPin(pin);
   await page.waitFor("[data-input=id-number]", { timeout: 120_000 });

@@ -90,6 +90,8 @@ export function serverViewOf(client: ServerClient, channel: "web" | "cli"): Serv
     try {
       const info = await client.renewalInfo(certIdOf(cert.der), channel);
       if (!sameSerial(info.certificate.serial, cert.serialHex)) return "unknown";
+      // On hold (冻结) is not the end: the institution may lift it, so the certificate and its key stay.
+      if (info.state === "revoked" && info.certificate.revocationReason === "certificateHold") return "live";
       return info.state === "superseded" || info.state === "revoked" ? info.state : "live";
     } catch (e) {
       if (isUkeyError(e, "CERT_NOT_FOUND", "CERT_ID_MALFORMED", "DER_MALFORMED")) return "unknown";

@@ -1,8 +1,10 @@
 import { UkeyError, formatPolicyDate, isUkeyError, type KeyAlgorithm } from "@ukey/policy";
 import { objectLabels } from "../keys/key-store.js";
-import { ServerClient } from "../server-client.js";
+import type { CertificatePreview } from "../prompter.js";
+import { ServerClient, type DownloadCheck } from "../server-client.js";
 import { derOfPem } from "./certificate-id.js";
 import { maybeCrash } from "./fault.js";
+import { previewText } from "./preview-text.js";
 import type { DownloadRequest, FlowContext, IssuedCertificate } from "./flow-types.js";
 import { openSession, report } from "./token-access.js";
 
@@ -14,8 +16,9 @@ import { openSession, report } from "./token-access.js";
  * An interrupted download is finished by running it again with the same
  * codes: the pending key is reused and the server delivers the same
  * certificate again.
- * The codes are checked with the server before the PIN is asked.
- * @throws UkeyError DOWNLOAD_CODE_INVALID, CODE_INVALID, CODE_EXPIRED, CODE_ALREADY_USED, CODE_ATTEMPTS_EXCEEDED, CODE_REVOKED, TOKEN_*, SERVER_*.
+ * The codes are checked with the server before the PIN is asked, and the
+ * certificate they authorize is shown for the holder to confirm (seed 004 §4.5).
+ * @throws UkeyError OPERATION_CANCELLED (the holder said no), CONFIRMATION_REQUIRED (no terminal and no --yes), DOWNLOAD_CODE_INVALID, CODE_INVALID, CODE_EXPIRED, CODE_ALREADY_USED, CODE_ATTEMPTS_EXCEEDED, CODE_REVOKED, TOKEN_*, SERVER_*.
  */
 export async function downloadFlow(ctx: FlowContext, request: DownloadRequest & { algorithm?: KeyAlgorithm }): Promise<{ certificate: IssuedCertificate }> {
   const ref = request.referenceNumber.replace(/[\s-]/g, "");
@@ -25,11 +28,27 @@ export async function downloadFlow(ctx: FlowContext, request: DownloadRequest & 
   const client = new ServerClient(ctx.server);
   const p = ctx.prompter;
   report(p, "check-codes", "正在核对参考号和授权码", "Checking the reference number and authorization code");
+  let check: DownloadCheck | undefined;
   try {
-    await client.checkDownloadCodes(ref, code);
+    check = await client.checkDownloadCodes(ref, code);
   } catch (e) {
     // Spent codes may still finish a download an earlier run left (the same key gets the same certificate): the server decides that below.
     if (!isUkeyError(e, "CODE_ALREADY_USED")) throw e;
+  }
+  // Seed 004 §4.5: the holder checks the authorized certificate before the key is touched.
+  const c = check?.certificate;
+  if (c) {
+    const algorithm = request.algorithm ?? "p256";
+    const preview: CertificatePreview = {
+      kind: "download",
+      next: { subject: c.subject, notBefore: c.notBefore, notAfter: c.notAfter, pair: c.pair, profile: { zh: c.profile["zh-CN"], en: c.profile.en }, algorithm },
+    };
+    const go = await p.confirm({
+      question: "请核对授权下载的证书信息，确认后再输入 PIN。/ Check the certificate these codes authorize, then confirm before the PIN.",
+      consequences: [previewText(preview, "zh"), previewText(preview, "en")],
+      preview,
+    });
+    if (!go) throw new UkeyError("OPERATION_CANCELLED");
   }
   report(p, "read-token", "正在读取 UKey", "Reading the key");
   const session = await openSession(ctx.backend, p, request.tokenSerial, "download");

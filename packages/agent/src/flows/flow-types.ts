@@ -34,8 +34,11 @@ export type FaultPoint =
 
 export interface CertificateStatus {
   certificate: Omit<TokenCertificate, "der">;
-  /** In words: "valid", "expiring" (inside the notice period), "expired", "not-yet-valid", "revoked", "superseded", "unknown" (server does not know it). */
-  state: "valid" | "expiring" | "expired" | "not-yet-valid" | "revoked" | "superseded" | "unknown";
+  /**
+   * In words: "valid", "expiring" (inside the notice period), "expired", "not-yet-valid", "revoked",
+   * "on-hold" (冻结: suspended by the institution, usable again once it lifts the hold), "superseded", "unknown" (server does not know it).
+   */
+  state: "valid" | "expiring" | "expired" | "not-yet-valid" | "revoked" | "on-hold" | "superseded" | "unknown";
   /** Whole CST days to notAfter (negative after expiry). */
   daysLeft: number;
   /** The server's renewal advice (GET /api/v1/renewal-info/{certId}), when reachable. */

@@ -1,9 +1,11 @@
 import { UkeyError, formatPolicyDate, isUkeyError, keyAlgorithms, type KeyAlgorithm } from "@ukey/policy";
 import { objectLabels, type TokenCertificate, type TokenKey, type TokenSession } from "../keys/key-store.js";
-import { ServerClient, type OrderChallenge, type OrderView, type PossessionSigner } from "../server-client.js";
+import { ServerClient, type OrderChallenge, type OrderView, type PossessionSigner, type RenewalInfo } from "../server-client.js";
 import { certIdOf, derOfPem, spkiOf } from "./certificate-id.js";
 import { orderStateOf, planCleanUp, removeInvalid, serverViewOf } from "./clean-up.js";
 import { maybeCrash } from "./fault.js";
+import { renewalPreviewOf } from "./preview.js";
+import { previewText } from "./preview-text.js";
 import type { FlowContext, RenewRequest, RenewResult } from "./flow-types.js";
 import { openSession, report, sameSerial, sameSpki } from "./token-access.js";
 
@@ -36,7 +38,7 @@ export async function renewFlow(ctx: FlowContext, request: RenewRequest): Promis
   const client = new ServerClient(ctx.server);
   const p = ctx.prompter;
   report(p, "read-token", "正在读取 UKey", "Reading the key");
-  await refuseWhileLocked(ctx, client, request);
+  const previewed = await beforePin(ctx, client, request);
   const session = await openSession(ctx.backend, p, request.tokenSerial, "renew");
   try {
     const certs = await session.listCertificates();
@@ -50,6 +52,8 @@ export async function renewFlow(ctx: FlowContext, request: RenewRequest): Promis
       order = await run.prove(pending);
     } else {
       const target = await chooseCertificate(client, ctx.channel, certs, request.certSerialHex);
+      // A file's certificates are seen only with its PIN: their preview comes now, still before anything changes.
+      if (previewed === undefined || !sameSerial(previewed, target.serialHex)) await confirmRenewal(ctx, client, target);
       report(p, "start-order", `正在为证书 ${target.serialHex} 申请更新`, `Starting the renewal of certificate ${target.serialHex}`);
       const started = await client.startOrder(certIdOf(target.der), ctx.channel);
       resumed = started.resumed;
@@ -63,29 +67,62 @@ export async function renewFlow(ctx: FlowContext, request: RenewRequest): Promis
 }
 
 /**
- * Before the PIN is asked: a certificate whose online renewal is paused
- * (an order failed on wrong answers) is refused at once with the day the
- * pause ends, rather than after the holder typed the PIN. Only what the
- * token shows without the PIN is looked at (the certificate named, or the
- * only one); anything unclear is left to the server's own refusal later.
- * @throws UkeyError RENEWAL_LOCKED.
+ * Before the PIN is asked, from what the token shows without it: a
+ * certificate whose online renewal is paused (an order failed on wrong
+ * answers) is refused at once with the day the pause ends; else the
+ * certificate to renew and the new one are shown and the holder confirms
+ * (seed 004 §3.5). A token holding an unfinished renewal (a pending label)
+ * is left to the resumption, and anything unclear (several certificates and
+ * none named, a server that does not answer) to the checks after the PIN.
+ * Answers the serial that was previewed, if one was.
+ * @throws UkeyError RENEWAL_LOCKED, OPERATION_CANCELLED (the holder said no), CONFIRMATION_REQUIRED (no terminal to ask at).
  */
-async function refuseWhileLocked(ctx: FlowContext, client: ServerClient, request: RenewRequest): Promise<void> {
+async function beforePin(ctx: FlowContext, client: ServerClient, request: RenewRequest): Promise<string | undefined> {
   let certs: TokenCertificate[];
   try {
     certs = await ctx.backend.listCertificates(request.tokenSerial);
   } catch {
-    return;
+    return undefined;
   }
-  const named = request.certSerialHex ? certs.filter((c) => sameSerial(c.serialHex, request.certSerialHex!)) : certs;
-  if (named.length !== 1) return;
-  let lockedUntil: string | null | undefined;
+  if (certs.some((c) => objectLabels.pendingOrder(c.label))) return undefined;
+  let target: TokenCertificate;
+  let info: RenewalInfo;
   try {
-    lockedUntil = (await client.renewalInfo(certIdOf(named[0]!.der), ctx.channel)).lockedUntil;
+    target = await chooseCertificate(client, ctx.channel, certs, request.certSerialHex);
+    info = await client.renewalInfo(certIdOf(target.der), ctx.channel);
   } catch {
-    return;
+    return undefined;
   }
-  if (lockedUntil && Date.parse(lockedUntil) > Date.now()) throw new UkeyError("RENEWAL_LOCKED", { params: { until: lockedUntil } });
+  if (info.lockedUntil && Date.parse(info.lockedUntil) > Date.now()) throw new UkeyError("RENEWAL_LOCKED", { params: { until: info.lockedUntil } });
+  return await confirmRenewal(ctx, client, target, info) ? target.serialHex : undefined;
+}
+
+/**
+ * Shows the preview of renewing `target` and asks to go on, when the
+ * server's advice says it may be renewed now; a refusal is left to the
+ * order's start, which gives its reason and dates. Answers whether a
+ * preview was shown.
+ * @throws UkeyError OPERATION_CANCELLED when the holder says no, CONFIRMATION_REQUIRED, and what the prompter throws.
+ */
+async function confirmRenewal(ctx: FlowContext, client: ServerClient, target: TokenCertificate, known?: RenewalInfo): Promise<boolean> {
+  let info = known;
+  if (!info) {
+    try {
+      info = await client.renewalInfo(certIdOf(target.der), ctx.channel);
+    } catch {
+      return false;
+    }
+  }
+  if (info.state !== "open" && info.state !== "open-step-up") return false;
+  const preview = renewalPreviewOf(target, info);
+  if (!preview) return false;
+  const go = await ctx.prompter.confirm({
+    question: "请核对将要更新的证书和更新后的新证书，确认后再输入 PIN。/ Check the certificate to renew and the new one, then confirm before the PIN.",
+    consequences: [previewText(preview, "zh"), previewText(preview, "en")],
+    preview,
+  });
+  if (!go) throw new UkeyError("OPERATION_CANCELLED");
+  return true;
 }
 
 /**

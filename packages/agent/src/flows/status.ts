@@ -58,6 +58,7 @@ export async function statusFlow(ctx: Omit<FlowContext, "prompter" | "channel"> 
         }
       }
       const state = stateOf(c, info, unknown, now);
+      // A certificate on hold stays on the key: the institution may lift the hold.
       views.set(c.id, state === "superseded" || state === "revoked" ? state : info ? "live" : unknown ? "unknown" : undefined);
       const { der: _der, ...certificate } = c;
       const s: CertificateStatus = { certificate, state, daysLeft: policyDay(c.notAfter) - policyDay(now) };
@@ -95,7 +96,7 @@ export async function statusFlow(ctx: Omit<FlowContext, "prompter" | "channel"> 
 export const offlineNoticeDays = 90;
 
 function stateOf(c: TokenCertificate, info: RenewalInfo | undefined, unknown: boolean, now: Date): CertificateStatus["state"] {
-  if (info?.state === "revoked") return "revoked";
+  if (info?.state === "revoked") return info.certificate.revocationReason === "certificateHold" ? "on-hold" : "revoked";
   if (info?.state === "superseded") return "superseded";
   if (now.getTime() < c.notBefore.getTime()) return "not-yet-valid";
   if (now.getTime() > c.notAfter.getTime()) return "expired";

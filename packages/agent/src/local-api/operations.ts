@@ -337,7 +337,7 @@ export class Operations {
         ...(r.retry ? { retry: r.retry } : {}),
       }),
       stepUp: (r) => this.ask<void>(op, { kind: "step-up", approvalUrl: r.approvalUrl, ...(r.expiresAt ? { expiresAt: r.expiresAt.toISOString() } : {}) }),
-      confirm: (r) => this.ask<boolean>(op, { kind: "confirm", question: r.question, consequences: [...r.consequences] }),
+      confirm: (r) => this.ask<boolean>(op, { kind: "confirm", question: r.question, consequences: [...r.consequences], ...(r.preview ? { preview: r.preview } : {}) }),
       progress: (event: ProgressEvent) => {
         op.newPinAgain = undefined;
         op.progress.push({ step: event.step, zh: event.zh, en: event.en, at: this.o.now().toISOString() });

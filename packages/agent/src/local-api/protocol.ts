@@ -26,6 +26,9 @@
  * (http://127.0.0.1:PORT), which cannot be framed (CSP frame-ancestors
  * 'none') and posts the PIN only to the agent.
  */
+
+import type { CertificatePreview } from "../prompter.js";
+
 export const localApiProtocolVersion = 1;
 export const defaultAgentPort = 24817;
 
@@ -69,7 +72,8 @@ export type OperationInput =
   | { kind: "id-number"; idType: string; retry?: { code: string; triesLeft?: number } }
   | { kind: "one-time-code"; channel: "sms" | "email"; maskedTo: string; expiresAt: string; resendAfter: string; retry?: { code: string } }
   | { kind: "step-up"; approvalUrl: string; expiresAt?: string }
-  | { kind: "confirm"; question: string; consequences: string[] };
+  /** With `preview`: the certificate a renewal or download will write, to be checked before the PIN (the portal's "确认更新"). */
+  | { kind: "confirm"; question: string; consequences: string[]; preview?: CertificatePreview };
 
 /**
  * GET /v1/operations/{id}; long-poll with ?after=<progress length>&wait=25 (seconds).

@@ -6,6 +6,7 @@ import { flows } from "../../src/flows/index.js";
 import type { RenewResult, TokenStatus } from "../../src/flows/flow-types.js";
 import { Pkcs11Backend } from "../../src/keys/pkcs11-backend.js";
 import type { OperationView } from "../../src/local-api/protocol.js";
+import type { CertificatePreview } from "../../src/prompter.js";
 import { createAgentWorld, type AgentWorld } from "../support/agent-world.js";
 import { postPin, rawRequest, startTestAgent, type TestAgent, normSerial, waitForOperation } from "./support.js";
 
@@ -72,7 +73,21 @@ test("renew through the local API: the PIN typed in the agent's page (a wrong on
   assert.equal(started.status, 202, started.text);
   const id = started.json.id as string;
 
+  // Issue 16 (seed 004 §3.5): first the certificate and the new one, to confirm; the PIN only after.
   let v = await until(id, (x) => x.state !== "running");
+  assert.equal(v.input?.kind, "confirm", JSON.stringify(v));
+  const preview = (v.input as { preview?: CertificatePreview }).preview;
+  assert.ok(preview, JSON.stringify(v.input));
+  assert.equal(preview.kind, "renew");
+  assert.equal(norm(preview.current!.serialHex), norm(issued.serial));
+  assert.match(preview.current!.subject, /CN=Holder H1/);
+  assert.equal(preview.next.subject, preview.current!.subject, "the RA's record, as on the key");
+  assert.ok(Math.abs(Date.parse(preview.next.notAfter) - (Date.now() + 30 * 86_400_000)) < 120_000, "the e2e profile's 30 days from now");
+  assert.equal(preview.next.algorithm, "p256");
+  assert.equal(preview.next.pair, false);
+  assert.ok(!v.progress.some((p) => p.step === "prove-possession"), "nothing asked of the server yet");
+  assert.equal((await agent.call(`/v1/operations/${id}/input`, { token, body: { confirm: true } })).status, 202);
+  v = await until(id, (x) => x.input?.kind === "pin" || x.state === "failed");
   assert.equal(v.input?.kind, "pin", JSON.stringify(v));
   const promptUrl = (v.input as { promptUrl: string }).promptUrl;
   const page = await rawRequest(promptUrl, { headers: {} });
@@ -130,6 +145,9 @@ test("renew with an ID number (a wrong one first) and a one-time code answered t
   assert.equal(started.status, 202, started.text);
   const id = started.json.id as string;
   let v = await until(id, (x) => x.state !== "running");
+  assert.equal(v.input?.kind, "confirm", JSON.stringify(v));
+  assert.equal((await agent.call(`/v1/operations/${id}/input`, { token, body: { confirm: true } })).status, 202);
+  v = await until(id, (x) => x.input?.kind === "pin" || x.state === "failed");
   assert.equal(v.input?.kind, "pin", JSON.stringify(v));
   assert.equal((await postPin((v.input as { promptUrl: string }).promptUrl, { pin: world.hsm.pin })).status, 200);
 
@@ -160,6 +178,9 @@ test("issue 16 (3): five wrong ID numbers count down, end with IDENTITY_ATTEMPTS
   const started = await agent.call("/v1/operations", { token, body: { kind: "renew", tokenSerial: lockToken } });
   const id = started.json.id as string;
   let v = await until(id, (x) => x.state !== "running");
+  assert.equal(v.input?.kind, "confirm", JSON.stringify(v));
+  assert.equal((await agent.call(`/v1/operations/${id}/input`, { token, body: { confirm: true } })).status, 202);
+  v = await until(id, (x) => x.input?.kind === "pin" || x.state === "failed");
   assert.equal((await postPin((v.input as { promptUrl: string }).promptUrl, { pin: world.hsm.pin })).status, 200);
   const seen: (number | undefined)[] = [];
   for (let i = 0; i < 5; i++) {

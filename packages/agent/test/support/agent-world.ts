@@ -105,8 +105,13 @@ export function createAgentWorld(prefix = "ukey-agent-"): AgentWorld {
   const admin = adminReader(() => world.server!.url, addAuditor(t, dataDir, env));
   const hsm = createSoftHsmToken("ukey-holder", "123456", "87654321");
   const pinFile = t.write("pin", `${hsm.pin}\n`);
-  /** --module, --pin-file and --server, each unless the test gave its own. */
+  /**
+   * --module, --pin-file and --server, each unless the test gave its own, and
+   * --yes for renew and download (their preview is confirmed without a
+   * terminal only so) unless the test gives --no-yes (dropped: it asks).
+   */
   const defaultArgs = (args: string[]) => [
+    ...((args[0] === "renew" || args[0] === "download") && !args.includes("--yes") && !args.includes("--no-yes") ? ["--yes"] : []),
     ...(args.includes("--module") || args.includes("--pkcs12") || args.includes("--file") ? [] : ["--module", hsm.module]),
     ...(args.includes("--pin-file") ? [] : ["--pin-file", pinFile]),
     ...(args.includes("--server") || !world.server ? [] : ["--server", world.server.url]),
@@ -200,7 +205,7 @@ export function createAgentWorld(prefix = "ukey-agent-"): AgentWorld {
     },
     ukey(args, opts = {}) {
       const defaults = opts.noDefaults ? [] : defaultArgs(args);
-      const r = spawnSync(process.execPath, [ukeyBin, ...args, ...defaults], {
+      const r = spawnSync(process.execPath, [ukeyBin, ...args.filter((a) => a !== "--no-yes"), ...defaults], {
         env: { PATH: process.env.PATH ?? "", HOME: t.dir, SOFTHSM2_CONF: hsm.conf, LANG: "en_US.UTF-8", ...opts.env },
         input: opts.input ?? "",
         encoding: "utf8",
@@ -220,7 +225,7 @@ export function createAgentWorld(prefix = "ukey-agent-"): AgentWorld {
     },
     ukeyInteractive(args, answer) {
       const defaults = defaultArgs(args);
-      const child = spawn(process.execPath, [ukeyBin, ...args, ...defaults], {
+      const child = spawn(process.execPath, [ukeyBin, ...args.filter((a) => a !== "--no-yes"), ...defaults], {
         env: { PATH: process.env.PATH ?? "", HOME: t.dir, SOFTHSM2_CONF: hsm.conf, LANG: "en_US.UTF-8" },
         stdio: ["pipe", "pipe", "pipe"],
       });

@@ -18,6 +18,7 @@ import {
 } from "./admin-schemas.js";
 import { operatorRoles, operatorServiceFor, roleAllows, type OperatorPrincipal } from "./operator-service.js";
 import { RenewalUnlockService } from "./renewal-unlock-service.js";
+import { renewalLockedUntil } from "../renewal/renewal-lock.js";
 
 /** Where the admin API lives. */
 export const ADMIN_PREFIX = "/api/v1/admin";
@@ -214,7 +215,15 @@ export async function registerAdminRoutes(app: FastifyInstance, ctx: ServerConte
       ...(q.holderId ? { holderId: q.holderId } : {}), ...(q.status ? { status: q.status } : {}), ...(q.subject ? { subjectContains: q.subject } : {}),
       ...(q.expiringBefore ? { notAfterBefore: Date.parse(q.expiringBefore) } : {}), limit: q.limit ?? 100, offset: q.offset ?? 0,
     });
-    return { certificates: await Promise.all(found.map(async (c) => ({ ...certificateView(c), ...(await pairOf(ctx.store, c.serial)) }))) };
+    const now = ctx.clock.now().getTime();
+    // The console offers "解除更新暂停" only where a pause runs: one lookup per live certificate of the page.
+    return {
+      certificates: await Promise.all(found.map(async (c) => ({
+        ...certificateView(c),
+        ...(await pairOf(ctx.store, c.serial)),
+        renewalLockedUntil: c.status === "active" || c.status === "expired" ? renewalLockedUntil(await ctx.store.orders.lastFailedAt(c.serial), now)?.getTime() ?? null : null,
+      }))),
+    };
   });
   route<{ Params: { serial: string } }>("GET", "/certificates/:serial", { role: "auditor", summary: "One certificate, with its PEM", params: params("serial"), response: { 200: certificateSchema } }, async (req) => {
     const serial = normaliseSerial(req.params.serial);
@@ -321,7 +330,16 @@ export async function registerAdminRoutes(app: FastifyInstance, ctx: ServerConte
     response: { 200: listOf("orders", orderSchema) },
   }, async (req) => {
     await viewed(req, "order", "*", { ...req.query });
-    return { orders: await ctx.store.orders.list(req.query) };
+    const now = ctx.clock.now().getTime();
+    const lockOf = new Map<string, number | null>();
+    const orders = await ctx.store.orders.list(req.query);
+    return {
+      orders: await Promise.all(orders.map(async (o) => {
+        const serial = o.state === "failed" ? o.certificateSerial : null;
+        if (serial && !lockOf.has(serial)) lockOf.set(serial, renewalLockedUntil(await ctx.store.orders.lastFailedAt(serial), now)?.getTime() ?? null);
+        return { ...o, renewalLockedUntil: serial ? lockOf.get(serial) ?? null : null };
+      })),
+    };
   });
   route<{ Params: { id: string } }>("GET", "/orders/:id", { role: "auditor", summary: "One renewal order", params: params("id"), response: { 200: orderSchema } }, async (req) => {
     const o = await ctx.store.orders.get(req.params.id);

@@ -71,6 +71,7 @@ export const certificateSchema = {
       properties: { role: { type: "string", enum: ["signing", "encryption"] }, otherSerial: str(64), escrowId: str(64) },
       required: ["role", "otherSerial", "escrowId"],
     },
+    renewalLockedUntil: { ...nullable(millis), description: "in lists: while failed orders pause its online renewal (RENEWAL_LOCKED), when the pause ends; else null" },
   },
 } as const;
 
@@ -110,6 +111,7 @@ export const orderSchema = {
   properties: {
     id: str(64), certificateSerial: nullable(str(64)), holderId: str(64), profileId: str(64), state: { type: "string", enum: orderStates },
     channel: str(32), newSerial: nullable(str(64)), createdAt: millis, updatedAt: millis,
+    renewalLockedUntil: { ...nullable(millis), description: "in lists, for a failed order: while it still pauses its certificate's online renewal, when the pause ends; else null" },
     // Listed field by field: the order's secrets (the credential's and codes' hashes, step-up and challenge state) never leave it.
     data: {
       type: "object", additionalProperties: false, description: "verification progress (never a code, a credential or an ID number)",

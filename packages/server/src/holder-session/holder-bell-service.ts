@@ -20,6 +20,8 @@ export interface HolderCertificateView {
   notBefore: string;
   notAfter: string;
   status: string;
+  /** On hold (冻结, revoked with reason certificateHold): suspended until the institution lifts it. */
+  onHold: boolean;
   /** The web channel's renewal state (renewal-policy's evaluate). */
   state: string;
   daysToExpiry: number;
@@ -59,17 +61,18 @@ export class HolderBellService {
   /**
    * Unread reminders (newest first, at most 100) and the certificates in
    * their notice period (renewable now or soon, or expired less than a
-   * year ago), earliest expiry first, at most 200.
+   * year ago) or on hold (the holder must hear of a hold: it stops logins
+   * and renewal until the institution lifts it), earliest expiry first, at most 200.
    */
   async bell(v: BellViewer): Promise<{ unreadCount: number; unread: BellReminderView[]; expiring: HolderCertificateView[] }> {
     const now = this.deps.clock.now().getTime();
     const unread = await this.deps.store.reminders.listForViewer(v.id, { unreadOnly: true, limit: 100 });
     const rows = await this.deps.store.reminders.certificatesOf(v.id, {
-      withMembers: v.kind === "organisation", liveOnly: true, notAfterFrom: now - BELL_EXPIRED_DAYS * 86_400_000,
+      withMembers: v.kind === "organisation", liveOnly: true, withHeld: true, notAfterFrom: now - BELL_EXPIRED_DAYS * 86_400_000,
       notAfterTo: now + MAX_NOTICE_DAYS * 86_400_000, limit: 1000,
     });
     const views = await Promise.all(rows.map((r) => this.view(r, now)));
-    const expiring = views.filter((c) => c.inNotice).slice(0, 200);
+    const expiring = views.filter((c) => c.inNotice || c.onHold).slice(0, 200);
     return { unreadCount: unread.length, unread: unread.map(reminderView), expiring };
   }
 
@@ -110,10 +113,11 @@ export class HolderBellService {
   private async view(r: HolderCertificateRow, now: number): Promise<HolderCertificateView> {
     const profile = await this.deps.profiles.get(r.profileId);
     const rules = profile ?? { renewal: { windows: { web: null, mobile: null, cli: null, est: null }, noticeDaysBefore: 0, stepUp: null, loginWhenExpired: false, onCompletion: "leave-to-expire" as const } };
-    const e = evaluate({ notBefore: r.notBefore, notAfter: r.notAfter, status: r.status as never, revokedAt: r.revokedAt }, rules, "web", new Date(now));
+    const e = evaluate({ notBefore: r.notBefore, notAfter: r.notAfter, status: r.status as never, revokedAt: r.revokedAt, revocationReason: r.revocationReason }, rules, "web", new Date(now));
     return {
       serial: r.serial, certId: formatCertId(r.issuerKeyId, r.serial), subjectDn: r.subjectDn, holderId: r.holderId, profileId: r.profileId,
       profileName: profile?.name ?? null, notBefore: new Date(r.notBefore).toISOString(), notAfter: new Date(r.notAfter).toISOString(), status: r.status,
+      onHold: r.status === "revoked" && r.revocationReason === "certificateHold",
       state: e.state, daysToExpiry: e.daysToExpiry, inNotice: e.inNotice && !r.renewed, renewed: r.renewed,
       window: { opensAt: e.opensAt?.toISOString() ?? null, closesAt: e.closesAt?.toISOString() ?? null },
       explanation: { "zh-CN": explainEvaluation(e, "zh-CN"), en: explainEvaluation(e, "en") },

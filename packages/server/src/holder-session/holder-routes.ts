@@ -25,6 +25,7 @@ const certificateView = {
   properties: {
     serial: str(64), certId: str(256), subjectDn: str(1000), holderId: str(64), profileId: str(64),
     profileName: { ...words, nullable: true }, notBefore: dateTime, notAfter: dateTime, status: str(32),
+    onHold: { type: "boolean", description: "on hold (冻结, certificateHold): suspended until the institution lifts it" },
     state: { type: "string", enum: ["not-yet", "open", "open-step-up", "closed", "revoked", "superseded"], description: "renewal state on the web channel" },
     daysToExpiry: { type: "integer", description: "CST days until the expiry day; 0 on it, negative after" },
     inNotice: { type: "boolean" }, renewed: { type: "boolean" },

@@ -228,6 +228,22 @@ describe("the holder's session and bell", () => {
     assert.deepEqual((await post("/api/v1/holder/bell/read", {}, orgToken)).json(), { marked: 1 });
   });
 
+  test("issue 16 (seed 003, 冻结): a certificate on hold is in the bell however far its expiry, marked on hold; lifted, it leaves", async () => {
+    const orgToken = await signIn(ids.org!);
+    type Listed = { serial: string; onHold: boolean; status: string };
+    const bell = async () => (await get("/api/v1/holder/bell", orgToken)).json<{ expiring: Listed[] }>().expiring;
+    assert.ok(!(await bell()).some((c) => c.serial === serials.m2far), "1000 days ahead: not in the bell");
+    await w.ctx.revocation.revoke(serials.m2far!, "certificateHold", "operator:test");
+    try {
+      const held = (await bell()).find((c) => c.serial === serials.m2far);
+      assert.deepEqual(held && [held.onHold, held.status], [true, "revoked"]);
+      assert.ok((await bell()).filter((c) => c.serial !== serials.m2far).every((c) => c.onHold === false));
+    } finally {
+      await w.ctx.revocation.releaseHold(serials.m2far!, "operator:test");
+    }
+    assert.ok(!(await bell()).some((c) => c.serial === serials.m2far), "lifted: works again, out of the bell");
+  });
+
   test("opt-out through the holder's own API is honoured by the next reminder", async () => {
     const token = await signIn(ids.solo!);
     assert.deepEqual((await get("/api/v1/holder/preferences", token)).json(), { sms: true, email: true, updatedAt: null });

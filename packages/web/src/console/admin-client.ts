@@ -38,6 +38,8 @@ export interface Certificate {
   revocationReason: string | null; revokedAt: number | null; holderId: string; profileId: string; kind: string; tokenSerial: string | null; pem?: string;
   /** A signing + encryption pair's half: its role, the other certificate, the encryption key's escrow (no key material). */
   pair?: { role: "signing" | "encryption"; otherSerial: string; escrowId: string };
+  /** In lists: while failed orders pause its online renewal, when the pause ends. */
+  renewalLockedUntil?: number | null;
 }
 export interface Operator { id: string; role: string; certificatePinned: boolean; disabled: boolean; createdAt: number; updatedAt: number; signInPaused?: { clients: number; until: number } | null }
 export interface Enrolment { id: string; holderId: string; profileId: string; referenceNumber: string; expiresAt: number; attempts: number; maxAttempts: number; status: string; createdAt: number }
@@ -48,6 +50,8 @@ export interface KeyRecovery {
 }
 export interface Order {
   id: string; certificateSerial: string | null; holderId: string; profileId: string; state: string; channel: string; newSerial: string | null; createdAt: number; updatedAt: number;
+  /** In lists, for a failed order: while it still pauses its certificate's online renewal, when the pause ends. */
+  renewalLockedUntil?: number | null;
   /** Verification progress; `failure` is the catalogue code an order failed on. */
   data?: { failure?: string; idAttempts?: number };
 }

@@ -1,6 +1,7 @@
 import { useEffect, useState } from "preact/hooks";
-import { day, dayTime } from "../shared/format.js";
-import { pick, t, useLang, type MessageKey } from "../shared/i18n.js";
+import { day, dayTime, subjectName } from "../shared/format.js";
+import { lang, pick, t, useLang, type MessageKey } from "../shared/i18n.js";
+import { auditKeyLabel } from "./audit-labels.js";
 import { asProblem, type Problem } from "../shared/problem.js";
 import { Busy, ProblemView } from "../shared/ui.js";
 import {
@@ -22,6 +23,28 @@ function useLoad<T>(load: () => Promise<T>, deps: unknown[]): { data: T | null; 
   }, [...deps, n]);
   return { data, problem, reload: () => setN((x) => x + 1) };
 }
+
+let profileNames: Promise<Map<string, { "zh-CN": string; en: string }>> | undefined;
+
+/** A profile's name in the page's language (its id as a tooltip), loaded once per console visit; the id until the names are in. */
+function ProfileName(props: { id: string }) {
+  useLang();
+  const [names, setNames] = useState<Map<string, { "zh-CN": string; en: string }> | null>(null);
+  useEffect(() => {
+    profileNames ??= admin<{ profiles: ProfileView[] }>("GET", "/profiles").then((r) => new Map(r.profiles.map((p) => [p.id, p.name])), () => {
+      profileNames = undefined;
+      return new Map();
+    });
+    let live = true;
+    void profileNames.then((m) => { if (live) setNames(m); });
+    return () => { live = false; };
+  }, []);
+  const name = names?.get(props.id);
+  return <span data-profile={props.id} title={props.id}>{name ? pick(name) : props.id}</span>;
+}
+
+/** A subject DN as the holder's name and organisation, the DN as a tooltip. */
+const Subject = (p: { dn: string }) => <span title={p.dn}>{subjectName(p.dn)}</span>;
 
 const Problemish = (p: { problem: Problem | null }) => (p.problem ? <ProblemView problem={p.problem} /> : null);
 
@@ -51,6 +74,7 @@ function CertTable(props: { certs: Certificate[]; onChanged: () => void }) {
     try {
       await admin("POST", `/certificates/${serial}/renewal-unlock`);
       setNotice(t("con.renewalUnlocked", { serial }));
+      props.onChanged();
     } catch (x) { setProblem(asProblem(x)); }
   };
   /** Hold and its release: the certificate's row changes, so the list is read again. */
@@ -70,7 +94,7 @@ function CertTable(props: { certs: Certificate[]; onChanged: () => void }) {
         <tbody>
           {props.certs.map((c) => (
             <tr data-serial={c.serial} data-status={c.status} class={c.status === "active" && c.notAfter - now < 30 * 86_400_000 ? "warn" : ""}>
-              <td><code>{c.serial}</code></td><td>{c.subjectDn}</td><td><a href={`#/holders/${encodeURIComponent(c.holderId)}`}>{c.holderId}</a></td><td>{c.profileId}</td>
+              <td><code>{c.serial}</code></td><td><Subject dn={c.subjectDn} /></td><td><a href={`#/holders/${encodeURIComponent(c.holderId)}`}>{c.holderId}</a></td><td><ProfileName id={c.profileId} /></td>
               <td data-pair={c.pair?.role ?? "single"}>{c.pair ? <>
                 {t(c.pair.role === "signing" ? "con.pairSigning" : "con.pairEncryption")}
                 <br /><small class="hint" data-other-serial={c.pair.otherSerial}>{t("con.pairOther", { serial: c.pair.otherSerial })}</small>
@@ -81,7 +105,9 @@ function CertTable(props: { certs: Certificate[]; onChanged: () => void }) {
                 : <>{t(`cstatus.${c.status as (typeof certificateStatuses)[number]}`)}{c.revocationReason ? `（${t(`reason.${c.revocationReason as (typeof revocationReasons)[number]}`)}）` : ""}</>}</td>
               <td>
                 {c.status === "active" && revoking !== c.serial ? <button type="button" class="danger" data-action="revoke" onClick={() => { setRevoking(c.serial); setProblem(null); }}>{t("con.revoke")}</button> : null}
-                {c.status === "active" || c.status === "expired" ? <button type="button" data-action="renewal-unlock" onClick={() => void unlockRenewal(c.serial)}>{t("con.renewalUnlock")}</button> : null}
+                {/* Only where a pause runs: elsewhere the button would do nothing. */}
+                {c.renewalLockedUntil && c.renewalLockedUntil > now ? <><span class="warn" data-locked-until={c.renewalLockedUntil}>{t("con.renewalPausedUntil", { at: dayTime(c.renewalLockedUntil) })}</span>{" "}
+                  <button type="button" data-action="renewal-unlock" onClick={() => void unlockRenewal(c.serial)}>{t("con.renewalUnlock")}</button></> : null}
                 {c.status === "active" && revoking !== c.serial ? <button type="button" data-action="hold" onClick={() => void act(`/certificates/${c.serial}/hold`)}>{t("con.hold")}</button> : null}
                 {c.status === "revoked" && c.revocationReason === "certificateHold" ? <button type="button" data-action="release-hold" onClick={() => void act(`/certificates/${c.serial}/hold/release`)}>{t("con.releaseHold")}</button> : null}
                 {revoking === c.serial ? (
@@ -250,7 +276,7 @@ export function EnrolmentsPage() {
       }}>
         <label>{t("con.holder")} <input name="holderId" required value={holderId} onInput={(e) => setHolderId(e.currentTarget.value)} /></label>
         <label>{t("con.profile")} <select name="profileId" value={profileId} onChange={(e) => setProfileId(e.currentTarget.value)}>
-          {(profiles.data?.profiles ?? [{ id: "personal", name: { "zh-CN": "personal", en: "personal" } }]).map((p) => <option value={p.id}>{pick(p.name)} ({p.id})</option>)}
+          {(profiles.data?.profiles ?? [{ id: "personal", name: { "zh-CN": "personal", en: "personal" } }]).map((p) => <option value={p.id} title={p.id}>{pick(p.name)}</option>)}
         </select></label>
         <label>{t("con.ttlDays")} <input name="ttlDays" inputMode="numeric" value={ttlDays} onInput={(e) => setTtlDays(e.currentTarget.value)} /></label>
         <button type="submit" class="primary">{t("con.createEnrolment")}</button>
@@ -274,7 +300,7 @@ export function EnrolmentsPage() {
         <table class="data no-print" data-table="enrolments">
           <thead><tr><th>{t("download.reference")}</th><th>{t("con.holder")}</th><th>{t("con.profile")}</th><th>{t("con.status")}</th><th>{t("con.attempts")}</th><th>{t("con.expires")}</th><th /></tr></thead>
           <tbody>{list.data.enrolments.map((en) => (
-            <tr data-enrolment={en.id}><td><code>{en.referenceNumber}</code></td><td>{en.holderId}</td><td>{en.profileId}</td><td data-status={en.status}>{t(`estatus.${en.status as "open" | "used" | "expired" | "revoked" | "locked"}`)}</td><td>{en.attempts}/{en.maxAttempts}</td><td>{dayTime(en.expiresAt)}</td>
+            <tr data-enrolment={en.id}><td><code>{en.referenceNumber}</code></td><td>{en.holderId}</td><td><ProfileName id={en.profileId} /></td><td data-status={en.status}>{t(`estatus.${en.status as "open" | "used" | "expired" | "revoked" | "locked"}`)}</td><td>{en.attempts}/{en.maxAttempts}</td><td>{dayTime(en.expiresAt)}</td>
               <td>{en.status === "open" ? <button type="button" onClick={async () => { try { await admin("POST", `/enrolments/${en.id}/revoke`); list.reload(); } catch (x) { setProblem(asProblem(x)); } }}>{t("con.withdraw")}</button> : null}</td></tr>
           ))}</tbody>
         </table>
@@ -320,7 +346,7 @@ export function RecoveriesPage(props: { query: URLSearchParams }) {
         }}>
           <label>{t("con.holder")} <input name="holderId" required value={holderId} onInput={(e) => setHolderId(e.currentTarget.value)} /></label>
           <label>{t("con.profile")} <select name="profileId" value={profileId} onChange={(e) => setProfileId(e.currentTarget.value)}>
-            {(profiles.data?.profiles ?? [{ id: "personal", name: { "zh-CN": "personal", en: "personal" } }]).map((p) => <option value={p.id}>{pick(p.name)} ({p.id})</option>)}
+            {(profiles.data?.profiles ?? [{ id: "personal", name: { "zh-CN": "personal", en: "personal" } }]).map((p) => <option value={p.id} title={p.id}>{pick(p.name)}</option>)}
           </select></label>
           <label>{t("con.reason")} <input name="reason" required maxLength={500} value={reason} onInput={(e) => setReason(e.currentTarget.value)} /></label>
           <label>{t("con.escrowIds")} <textarea name="escrowIds" rows={2} value={escrowIds} onInput={(e) => setEscrowIds(e.currentTarget.value)} /></label>
@@ -394,10 +420,11 @@ export function OrdersPage() {
           <tbody>{list.data.orders.map((o) => (
             <tr data-order={o.id}><td><code>{o.id}</code></td><td>{o.holderId}</td><td>{t(`order.${o.state as (typeof orderStates)[number]}`)}</td><td>{t(`channel.${o.channel as "web" | "mobile" | "cli" | "est"}`)}</td><td><code>{o.certificateSerial ?? "—"}</code></td><td><code>{o.newSerial ?? "—"}</code></td><td>{dayTime(o.updatedAt)}</td>
               <td data-failure={o.data?.failure ?? ""}>{failure(o)}
-                {failure(o) && o.certificateSerial ? <> <button type="button" data-action="renewal-unlock" onClick={async () => {
-                  setProblem(null); setNotice(null);
-                  try { await admin("POST", `/certificates/${o.certificateSerial}/renewal-unlock`); setNotice(t("con.renewalUnlocked", { serial: o.certificateSerial! })); } catch (x) { setProblem(asProblem(x)); }
-                }}>{t("con.renewalUnlock")}</button></> : null}</td></tr>
+                {failure(o) && o.certificateSerial && o.renewalLockedUntil && o.renewalLockedUntil > Date.now() ? <> <span class="warn" data-locked-until={o.renewalLockedUntil}>{t("con.renewalPausedUntil", { at: dayTime(o.renewalLockedUntil) })}</span>{" "}
+                  <button type="button" data-action="renewal-unlock" onClick={async () => {
+                    setProblem(null); setNotice(null);
+                    try { await admin("POST", `/certificates/${o.certificateSerial}/renewal-unlock`); setNotice(t("con.renewalUnlocked", { serial: o.certificateSerial! })); list.reload(); } catch (x) { setProblem(asProblem(x)); }
+                  }}>{t("con.renewalUnlock")}</button></> : null}</td></tr>
           ))}</tbody>
         </table>
       ) : null}
@@ -436,12 +463,15 @@ function AuditData(props: { data: Record<string, unknown> }) {
   if (entries.length === 0) return <span class="muted">—</span>;
   const value = (k: string, v: unknown) => {
     if (typeof v === "number" && v > 1e12 && /At$|^not(Before|After)$/.test(k)) return dayTime(v);
+    if (k === "subject" && typeof v === "string") return <Subject dn={v} />;
+    if (k === "profileId" && typeof v === "string") return <ProfileName id={v} />;
+    if (typeof v === "boolean") return v ? t("con.yes") : t("con.no");
     if (v === null || typeof v !== "object") return String(v);
     return <details><summary>{t("common.details")}</summary><code class="json">{JSON.stringify(v)}</code></details>;
   };
   return (
     <dl class="kv">
-      {entries.map(([k, v]) => <><dt>{k}</dt><dd>{value(k, v)}</dd></>)}
+      {entries.map(([k, v]) => <><dt title={k} data-key={k}>{auditKeyLabel(k, lang()) ?? k}</dt><dd>{value(k, v)}</dd></>)}
     </dl>
   );
 }

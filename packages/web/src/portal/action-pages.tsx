@@ -44,11 +44,13 @@ export function RenewChoosePage(props: PageCtx & { query: URLSearchParams }) {
       {sel ? (
         <>
           <CertificateCard c={sel.c} tokenSerial={sel.tk.token.serial} noAction />
-          {renewable(sel.c) ? null : <p class="warn" role="note">{t("renew.notOpen")}</p>}
-          <p>
-            <StartButton ctx={props} primary label={t("renew.start")}
-              request={{ kind: "renew", tokenSerial: sel.tk.token.serial, certSerialHex: sel.c.certificate.serialHex }} />
-          </p>
+          {sel.c.state === "on-hold" ? <p><a class="button" href="#/">{t("op.backToStatus")}</a></p> : <>
+            {renewable(sel.c) ? null : <p class="warn" role="note">{t("renew.notOpen")}</p>}
+            <p>
+              <StartButton ctx={props} primary label={t("renew.start")}
+                request={{ kind: "renew", tokenSerial: sel.tk.token.serial, certSerialHex: sel.c.certificate.serialHex }} />
+            </p>
+          </>}
         </>
       ) : null}
     </div>

@@ -1,20 +1,18 @@
 import { useMemo, useState } from "preact/hooks";
 import { pick, t, useLang } from "../shared/i18n.js";
-import { describeError, legacyErrors, lookupError, type ErrorCode, type ErrorLookupResult } from "../shared/policy.js";
+import { describeErrorExample, legacyErrors, lookupError, type ErrorCode, type ErrorLookupResult } from "../shared/policy.js";
 import { holderCodes } from "../shared/holder-codes.js";
 import { isCatalogueCode } from "../shared/problem.js";
 
 
-/** A catalogue text with no error behind it: each placeholder reads as an ellipsis, never as {name}. */
-const generic = (text: string) => text.replace(/\{\w+\}/g, "…");
-
 function CodeEntry(props: { code: ErrorCode; open?: boolean }) {
   useLang();
-  const p = describeError(props.code);
+  // No error behind it: each parameter reads as an example value (error-examples.ts), never as {name} or an ellipsis.
+  const p = describeErrorExample(props.code);
   return (
     <details class="help-entry" id={`code-${props.code}`} open={props.open} data-code={props.code}>
-      <summary><code>{props.code}</code> {generic(pick(p.message))}</summary>
-      <p><strong>{t("common.whatToDo")}</strong> {generic(pick(p.remedy))}</p>
+      <summary><code>{props.code}</code> {pick(p.message)}</summary>
+      <p><strong>{t("common.whatToDo")}</strong> {pick(p.remedy)}</p>
     </details>
   );
 }

@@ -1,7 +1,9 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import type { DoctorCheck, IssuedCertificate, RenewResult } from "../../../agent/src/flows/flow-types.js";
 import type { OperationInput } from "../../../agent/src/local-api/protocol.js";
+import type { CertificatePreview } from "../../../agent/src/prompter.js";
 import { day, dayTime, subjectName } from "../shared/format.js";
+import { keyAlgorithmLabel, shortSerial, subjectFields } from "../shared/policy.js";
 import { pick, t, useLang } from "../shared/i18n.js";
 import { asProblem, problemOf, readProblem, type Problem } from "../shared/problem.js";
 import { Busy, ProblemView } from "../shared/ui.js";
@@ -122,7 +124,8 @@ export function OperationPage(props: PageCtx & { id: string }) {
   // The agent no longer knows the operation (it was stopped or restarted): it has ended here too, and can be started again.
   const lost = problem?.code === "OPERATION_NOT_FOUND";
   const failed = view.state === "failed" || lost;
-  const step = view.state === "done" ? 5 : failed ? stepOf(view) : view.state === "needs-input" ? 3 : 4;
+  // The preview (a confirm before the PIN) is still the choice of the certificate: step 3 of the wizard.
+  const step = view.state === "done" ? 5 : failed ? stepOf(view) : view.state === "needs-input" ? (view.input?.kind === "confirm" ? 2 : 3) : 4;
   return (
     <div class="page" data-page="operation" data-kind={view.kind} data-state={lost ? "lost" : view.state}>
       {isWizard ? <Steps current={step} failed={failed} /> : null}
@@ -134,7 +137,9 @@ export function OperationPage(props: PageCtx & { id: string }) {
       {view.state === "done" ? <ResultView kind={view.kind} result={view.result} /> : null}
       {view.state === "failed" ? (() => {
         const p = readProblem(view.error);
-        return <><ProblemView problem={p} helpHref={`#/help/${p.code}`} /><Actions ctx={props} again={again} /></>;
+        // Starting again cannot help while the certificate is on hold or revoked: only the way back.
+        const hopeless = p.code === "CERT_ON_HOLD" || p.code === "CERT_REVOKED";
+        return <><ProblemView problem={p} helpHref={`#/help/${p.code}`} /><Actions ctx={props} {...(hopeless ? {} : { again })} /></>;
       })() : null}
     </div>
   );
@@ -290,8 +295,58 @@ function StepUpInput(props: { input: Extract<OperationInput, { kind: "step-up" }
   );
 }
 
+/** One certificate of a preview: subject as readable fields (the DN only as a tooltip), short serial, validity, algorithm. */
+function PreviewCertificate(props: { title: string; which: "current" | "next"; subject: string; serialHex?: string; validity: string; algorithm?: string; profile?: { zh: string; en: string }; notes?: string[] }) {
+  useLang();
+  const f = subjectFields(props.subject);
+  return (
+    <section class="preview-cert" data-cert={props.which}>
+      <h3>{props.title}</h3>
+      <dl>
+        {f.name ? <><dt>{t("preview.name")}</dt><dd data-field="name" title={props.subject}><strong>{f.name}</strong></dd></> : null}
+        {f.organisation ? <><dt>{t("preview.organisation")}</dt><dd data-field="organisation">{f.organisation}</dd></> : null}
+        {f.id ? <><dt>{t("preview.id")}</dt><dd data-field="id">{f.id}</dd></> : null}
+        {!f.name && !f.organisation ? <><dt>{t("cert.subject")}</dt><dd data-field="subject">{props.subject}</dd></> : null}
+        {props.profile ? <><dt>{t("preview.profile")}</dt><dd data-field="profile">{pick(props.profile)}</dd></> : null}
+        {props.serialHex ? <><dt>{t("preview.serialTail")}</dt><dd data-field="serial" title={props.serialHex}><code>{shortSerial(props.serialHex)}</code></dd></> : null}
+        <dt>{t("cert.validity")}</dt><dd data-field="validity">{props.validity}</dd>
+        {props.algorithm ? <><dt>{t("preview.algorithm")}</dt><dd data-field="algorithm">{keyAlgorithmLabel(props.algorithm)}</dd></> : null}
+      </dl>
+      {props.notes?.map((n) => <p class="hint">{n}</p>)}
+    </section>
+  );
+}
+
+/** Seed 004 §3.5 / §4.5: the certificate a renewal or download will write, checked before the PIN; one primary button. */
+function PreviewInput(props: { preview: CertificatePreview; onAnswer: (a: OperationAnswer) => Promise<void> }) {
+  useLang();
+  const p = props.preview;
+  const [busy, setBusy] = useState(false);
+  const renew = p.kind === "renew";
+  return (
+    <div data-preview={p.kind}>
+      <h2>{t(renew ? "preview.renewTitle" : "preview.downloadTitle")}</h2>
+      <p>{t("preview.check")}</p>
+      <div class="preview-pair">
+        {p.current ? <PreviewCertificate title={t("preview.current")} which="current" subject={p.current.subject} serialHex={p.current.serialHex}
+          validity={`${day(p.current.notBefore)} — ${day(p.current.notAfter)}`} {...(p.current.algorithm ? { algorithm: p.current.algorithm } : {})} /> : null}
+        <PreviewCertificate title={t(renew ? "preview.next" : "preview.authorized")} which="next" subject={p.next.subject}
+          validity={t("preview.newValidity", { from: day(p.next.notBefore), to: day(p.next.notAfter) })}
+          {...(p.next.algorithm ? { algorithm: p.next.algorithm } : {})} {...(p.next.profile ? { profile: p.next.profile } : {})}
+          notes={[...(p.next.algorithm ? [t("preview.newKey")] : []), ...(p.next.pair ? [t("preview.pair")] : [])]} />
+      </div>
+      <p class="actions">
+        <button type="button" class="primary" data-action="confirm-yes" disabled={busy} onClick={async () => { setBusy(true); await props.onAnswer({ confirm: true }); setBusy(false); }}>
+          {t(renew ? "preview.confirmRenew" : "preview.confirmDownload")}</button>{" "}
+        <button type="button" data-action="confirm-no" disabled={busy} onClick={() => props.onAnswer({ confirm: false })}>{t("common.cancel")}</button>
+      </p>
+    </div>
+  );
+}
+
 function ConfirmInput(props: { input: Extract<OperationInput, { kind: "confirm" }>; onAnswer: (a: OperationAnswer) => Promise<void> }) {
   useLang();
+  if (props.input.preview) return <PreviewInput preview={props.input.preview} onAnswer={props.onAnswer} />;
   return (
     <div>
       <h2>{props.input.question}</h2>

@@ -1,5 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
-import { day, dayTime } from "../shared/format.js";
+import { day, dayTime, subjectName } from "../shared/format.js";
+import { shortSerial } from "../shared/policy.js";
 import { pick, t, useLang } from "../shared/i18n.js";
 import { fetchJson } from "../shared/http.js";
 import { ProblemError, asProblem, type Problem } from "../shared/problem.js";
@@ -12,7 +13,7 @@ const TOKEN_KEY = "ukey.holderToken";
 /** A certificate as GET /api/v1/holder/certificates and the bell list it. */
 export interface HolderCertificate {
   serial: string; subjectDn: string; holderId: string; profileName: { "zh-CN": string; en: string } | null;
-  notBefore: string; notAfter: string; status: string; state: string; daysToExpiry: number; inNotice: boolean; renewed: boolean;
+  notBefore: string; notAfter: string; status: string; onHold?: boolean; state: string; daysToExpiry: number; inNotice: boolean; renewed: boolean;
   window: { opensAt: string | null; closesAt: string | null }; explanation: { "zh-CN": string; en: string };
 }
 interface Bell { unreadCount: number; unread: { id: string; certificateSerial: string; threshold: number; notAfter: string }[]; expiring: HolderCertificate[] }
@@ -104,6 +105,7 @@ function SignInForm(props: { onSignedIn: () => void }) {
 }
 
 function stateOf(c: HolderCertificate): { text: string; cls: string } {
+  if (c.onHold) return { text: t("cert.onHold"), cls: "bad" };
   if (c.status === "revoked") return { text: t("cert.revoked"), cls: "bad" };
   if (c.renewed || c.status === "superseded") return { text: t("cert.superseded"), cls: "muted" };
   if (c.daysToExpiry < 0) return { text: t("cert.expired", { n: -c.daysToExpiry }), cls: "bad" };
@@ -141,7 +143,7 @@ export function OrganisationPage(props: { bell: { count: number; bell: Bell | nu
       {expiring.length > 0 ? (
         <section class="problem" role="alert" data-list="expiring">
           <h2>{t("org.expiringNow", { n: expiring.length })}</h2>
-          <ul>{expiring.map((c) => <li data-serial={c.serial}>{c.subjectDn} — {stateOf(c).text} ({day(c.notAfter)})</li>)}</ul>
+          <ul>{expiring.map((c) => <li data-serial={c.serial} data-on-hold={c.onHold ? "true" : undefined}><span title={c.subjectDn}>{subjectName(c.subjectDn)}</span> — {stateOf(c).text} ({day(c.notAfter)}){c.onHold ? <p class="hint">{t("cert.onHoldRemedy")}</p> : null}</li>)}</ul>
         </section>
       ) : null}
       {!certs && !problem ? <Busy /> : null}
@@ -153,8 +155,8 @@ export function OrganisationPage(props: { bell: { count: number; bell: Bell | nu
               const s = stateOf(c);
               return (
                 <tr class={s.cls === "warn" || s.cls === "bad" ? "warn" : ""} data-serial={c.serial} data-holder={c.holderId}>
-                  <td>{c.subjectDn}</td><td>{c.holderId}</td><td><code>{c.serial}</code></td><td>{day(c.notAfter)}</td>
-                  <td class={s.cls}>{s.text}</td>
+                  <td title={c.subjectDn}>{subjectName(c.subjectDn)}</td><td>{c.holderId}</td><td><code title={c.serial}>{shortSerial(c.serial)}</code></td><td>{day(c.notAfter)}</td>
+                  <td class={s.cls}>{s.text}{c.onHold ? <p class="hint">{t("cert.onHoldRemedy")}</p> : null}</td>
                   <td>{c.window.opensAt || c.window.closesAt ? t("window.dates", { from: day(c.window.opensAt), to: day(c.window.closesAt) }) : ""}<br /><span class="hint">{pick(c.explanation)}</span></td>
                 </tr>
               );

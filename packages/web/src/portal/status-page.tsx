@@ -1,5 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
 import { day, dayTime, subjectName } from "../shared/format.js";
+import { shortSerial, subjectFields } from "../shared/policy.js";
 import { pick, t, useLang } from "../shared/i18n.js";
 import { asProblem, type Problem } from "../shared/problem.js";
 import { Busy, ProblemView } from "../shared/ui.js";
@@ -36,6 +37,7 @@ export function stateWords(c: CertStatus): { text: string; cls: string } {
     case "expired": return { text: t("cert.expired", { n: -c.daysLeft }), cls: "bad" };
     case "not-yet-valid": return { text: t("cert.notYetValid"), cls: "muted" };
     case "revoked": return { text: t("cert.revoked"), cls: "bad" };
+    case "on-hold": return { text: t("cert.onHold"), cls: "bad" };
     case "superseded": return { text: t("cert.superseded"), cls: "muted" };
     default: return { text: t("cert.unknown"), cls: "muted" };
   }
@@ -58,15 +60,20 @@ export function CertificateCard(props: { c: CertStatus; tokenSerial: string; noA
   const c = props.c;
   const w = stateWords(c);
   const a = c.advice;
+  const subject = subjectFields(c.certificate.subject);
   return (
     <article class={`cert ${w.cls}`} data-serial={c.certificate.serialHex} data-state={c.state}>
       <h3 title={c.certificate.subject}>{subjectName(c.certificate.subject)}</h3>
       <p class={`state ${w.cls}`}><strong>{w.text}</strong></p>
+      {c.state === "on-hold" ? <p class="bad" role="note" data-note="on-hold">{t("cert.onHoldRemedy")}</p> : null}
       <dl>
         <dt>{t("cert.validity")}</dt><dd>{day(c.certificate.notBefore)} — {day(c.certificate.notAfter)}</dd>
-        <dt>{t("cert.subject")}</dt><dd class="hint">{c.certificate.subject}</dd>
-        <dt>{t("cert.serial")}</dt><dd><small><code>{c.certificate.serialHex}</code></small></dd>
-        <dt>{t("cert.issuer")}</dt><dd>{c.certificate.issuer}</dd>
+        {/* Issue 16: the subject as the holder reads it, the DN and the whole serial only as tooltips. */}
+        {subject.organisation ? <><dt>{t("preview.organisation")}</dt><dd data-field="organisation" title={c.certificate.subject}>{subject.organisation}</dd></> : null}
+        {subject.id ? <><dt>{t("preview.id")}</dt><dd data-field="id" title={c.certificate.subject}>{subject.id}</dd></> : null}
+        {!subject.name ? <><dt>{t("cert.subject")}</dt><dd class="hint">{c.certificate.subject}</dd></> : null}
+        <dt>{t("preview.serialTail")}</dt><dd data-field="serial" title={c.certificate.serialHex}><code>{shortSerial(c.certificate.serialHex)}</code></dd>
+        <dt>{t("cert.issuer")}</dt><dd title={c.certificate.issuer}>{subjectName(c.certificate.issuer)}</dd>
         <dt>{t("cert.window")}</dt>
         <dd class="window" data-window={a?.window ?? "unknown"}>
           {a ? <>

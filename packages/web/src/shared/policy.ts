@@ -4,3 +4,5 @@ export { catalogue, errorCodes, type ErrorCode } from "../../../policy/src/error
 export { describeError, type ErrorProblem } from "../../../policy/src/errors.js";
 export { legacyErrors, lookupError, type ErrorLookupResult, type LegacyErrorEntry } from "../../../policy/src/legacy-errors.js";
 export { DAY_MS, formatPolicyDate, policyDay } from "../../../policy/src/policy-calendar.js";
+export { keyAlgorithmLabel, shortSerial, subjectFields, type SubjectFields } from "../../../policy/src/subject-fields.js";
+export { describeErrorExample } from "../../../policy/src/error-examples.js";

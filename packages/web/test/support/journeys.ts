@@ -130,6 +130,14 @@ export function journeyTests(engines: readonly Engine[]): void {
       assert.equal(await page.evaluate(`document.querySelector("input[type=radio][value$='/${keys.get(engine)!.issued.serial}']").checked`), true);
       await page.click("[data-page=renew] button.primary");
       await page.waitFor("[data-page=operation][data-kind=renew]");
+      // Issue 16 (seed 004 §3.5): the certificate and the new one are shown before the PIN, with one primary button.
+      await page.waitFor("[data-input=confirm] [data-preview=renew]", { timeout: 120_000 });
+      assert.equal(await page.text("[data-cert=current] [data-field=name]"), "Holder H1");
+      assert.match(await page.text("[data-cert=next] [data-field=validity]"), /^\d{4}-\d{2}-\d{2} — \d{4}-\d{2}-\d{2}（以签发当天为准）$/);
+      assert.equal(await page.count("[data-page=operation] button.primary"), 1);
+      assert.equal(await page.count("[data-input=pin]"), 0, "no PIN before the holder confirmed");
+      await page.screenshot(shot("renew-preview"));
+      await page.click("[data-input=confirm] [data-action=confirm-yes]");
       await enterPin(page, world.hsm.pin);
       await page.waitFor("[data-result=renew]", { timeout: 120_000 });
       const serial = await page.text("[data-result=renew] [data-field=serial]");
@@ -169,6 +177,10 @@ export function journeyTests(engines: readonly Engine[]): void {
       await page.fill("#dl-code", created.authorizationCode);
       await page.click("[data-page=download] button[type=submit]");
       await page.waitFor("[data-page=operation][data-kind=download]");
+      // Seed 004 §4.5: the authorized certificate is shown (H3's) before the PIN.
+      await page.waitFor("[data-input=confirm] [data-preview=download]", { timeout: 120_000 });
+      assert.equal(await page.text("[data-cert=next] [data-field=name]"), "Holder H3");
+      await page.click("[data-input=confirm] [data-action=confirm-yes]");
       await enterPin(page, world.hsm.pin);
       await page.waitFor("[data-result=download]", { timeout: 120_000 });
       const serial = await page.text("[data-result=download] [data-field=serial]");
