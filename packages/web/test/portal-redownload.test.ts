@@ -117,6 +117,11 @@ test("after initialising a key: 证书重新下载 from 我的证书, ID number,
 
   // The agent's download: the PIN in its own window, a new key on the key.
   await page.locator("[data-page=operation][data-kind=download]").waitFor();
+  // First the preview of the certificate the codes authorize (seed 004 §4.5), confirmed with its one primary button.
+  const preview = page.locator("[data-input=confirm] [data-preview=download]");
+  await preview.waitFor({ timeout: 120_000 });
+  assert.match(await preview.locator("[data-field=name]").first().innerText(), /Holder H3/, "the certificate the codes authorize, by its holder's name");
+  await page.click("[data-input=confirm] [data-action=confirm-yes]");
   await page.locator("[data-input=pin] [data-action=open-pin]").waitFor({ timeout: 120_000 });
   const [popup] = await Promise.all([page.waitForEvent("popup"), page.click("[data-action=open-pin]")]);
   assert.equal(new URL(popup.url()).origin, agent.url, "the PIN page is the agent's own");
