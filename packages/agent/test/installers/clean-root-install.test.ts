@@ -259,6 +259,9 @@ test("started as the holder with the autostart entry's command line, the agent r
   await page.locator("[data-page=renew] .wizard-steps li.current", { hasText: "选择证书" }).waitFor();
   await page.click("[data-page=renew] button.primary");
   await page.locator("[data-page=operation][data-kind=renew]").waitFor();
+  // The preview of the certificate now and the one the renewal will write, confirmed with its one primary button.
+  await page.locator("[data-input=confirm] [data-preview=renew]").waitFor({ timeout: 120_000 });
+  await page.click("[data-input=confirm] [data-action=confirm-yes]");
   await page.locator("[data-input=pin] [data-action=open-pin]").waitFor({ timeout: 120_000 });
   const [popup] = await Promise.all([page.waitForEvent("popup"), page.click("[data-action=open-pin]")]);
   assert.equal(new URL(popup.url()).origin, agentUrl, "the PIN is typed in the agent's own page");
