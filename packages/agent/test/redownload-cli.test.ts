@@ -1,6 +1,6 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createAgentWorld, type AgentWorld } from "./support/agent-world.js";
 
 // Issue 16, seed 000 at the terminal: after initialising a key, `ukey download
@@ -31,8 +31,7 @@ test("ukey download --self-service: ID number, a wrong then the right SMS code, 
   const r = await w.ukeyInteractive(["download", "--self-service", "--customer", "H3", "--token", blank, "--json"], (err) => {
     if (/ID number on record: $/.test(err)) return "11010119900307123X";
     if (/type the 6 digits \(or r to send it again\): $/.test(err)) {
-      const lines = readFileSync(outbox, "utf8").trim().split("\n");
-      const code = /(\d{6})/.exec((JSON.parse(lines.at(-1)!) as { text: string }).text)![1]!;
+      const code = smsCode(outbox);
       return ++codes === 1 ? (code === "000000" ? "000001" : "000000") : code;
     }
     return undefined;
@@ -54,3 +53,21 @@ test("ukey download --self-service without --customer, or with codes: wrong usag
     assert.match(r.stderr, /--self-service --customer/);
   }
 });
+
+/**
+ * The code of the last SMS in the outbox file. The SMS leaves through the server's outbox after the answer that
+ * prompts for it, so the file may not hold it yet when the prompt appears: wait for it (up to 15 s) rather than read
+ * an empty file. The prompt's answer is given synchronously, so the wait blocks; the server is another process.
+ */
+function smsCode(outbox: string): string {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const last = existsSync(outbox) ? readFileSync(outbox, "utf8").trim().split("\n").at(-1) ?? "" : "";
+    try {
+      const code = /(\d{6})/.exec((JSON.parse(last) as { text: string }).text)?.[1];
+      if (code) return code;
+    } catch { /* not written yet, or written halfway */ }
+    if (Date.now() > deadline) throw new Error(`no SMS with a code in ${outbox} after 15 s: ${JSON.stringify(last)}`);
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+  }
+}

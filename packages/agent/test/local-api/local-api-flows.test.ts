@@ -127,7 +127,9 @@ test("renew through the local API: the PIN typed in the agent's page (a wrong on
   const certs = tokens.find((t) => t.token.serial === world.hsm.tokenSerial)!.certificates;
   assert.ok(certs.some((c) => norm(c.certificate.serialHex) === norm(result.certificate.serialHex) && c.state === "expiring"), JSON.stringify(certs));
   const objects = world.objects();
-  assert.ok(objects.certificates.some((c) => c.serialHex === norm(result.certificate.serialHex)),
+  // Both sides normalised alike: pkcs11-tool's listing keeps a serial's single leading 0 digit ("0e25…"), which
+  // norm drops; compared raw, one serial in sixteen failed here although the token held it.
+  assert.ok(objects.certificates.some((c) => norm(c.serialHex ?? "") === norm(result.certificate.serialHex)),
     `pkcs11-tool does not list ${result.certificate.serialHex}; the agent lists ${certs.map((c) => c.certificate.serialHex).join(", ")}\n` +
     `progress: ${v.progress.map((p) => p.step).join(" → ")}\ntoken files: ${tokenFiles(world.hsm.conf).join(", ")}\n${objects.raw}`);
 
