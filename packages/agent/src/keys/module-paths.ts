@@ -73,6 +73,11 @@ export interface FindModulesOptions {
  * exist (opening it then says TOKEN_DRIVER_MISSING). No duplicates.
  */
 export function findModules(opts: FindModulesOptions = {}): string[] {
+  return candidates(opts, "UKEY_PKCS11_MODULE", knownModules);
+}
+
+/** The explicit path, then the environment variable's, then the known paths of this platform that exist; no duplicates. */
+function candidates(opts: FindModulesOptions, envVariable: string, known: readonly KnownModule[]): string[] {
   const env = opts.env ?? process.env;
   const exists = opts.exists ?? existsSync;
   const platform = opts.platform ?? process.platform;
@@ -81,9 +86,9 @@ export function findModules(opts: FindModulesOptions = {}): string[] {
     if (!out.includes(p)) out.push(p);
   };
   if (opts.explicit) add(resolve(opts.explicit));
-  const fromEnv = env.UKEY_PKCS11_MODULE?.trim();
+  const fromEnv = env[envVariable]?.trim();
   if (fromEnv) add(resolve(fromEnv));
-  for (const m of knownModules) if (m.platform === platform && exists(m.path)) add(m.path);
+  for (const m of known) if (m.platform === platform && exists(m.path)) add(m.path);
   return out;
 }
 
@@ -108,16 +113,5 @@ export const knownSkfLibraries: readonly KnownModule[] = [
  * (opening it then says TOKEN_DRIVER_MISSING). No duplicates.
  */
 export function findSkfLibraries(opts: FindModulesOptions = {}): string[] {
-  const env = opts.env ?? process.env;
-  const exists = opts.exists ?? existsSync;
-  const platform = opts.platform ?? process.platform;
-  const out: string[] = [];
-  const add = (p: string) => {
-    if (!out.includes(p)) out.push(p);
-  };
-  if (opts.explicit) add(resolve(opts.explicit));
-  const fromEnv = env.UKEY_SKF_LIBRARY?.trim();
-  if (fromEnv) add(resolve(fromEnv));
-  for (const m of knownSkfLibraries) if (m.platform === platform && exists(m.path)) add(m.path);
-  return out;
+  return candidates(opts, "UKEY_SKF_LIBRARY", knownSkfLibraries);
 }
