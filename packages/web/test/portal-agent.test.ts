@@ -190,7 +190,7 @@ test("refused outside the window: the server's reason and the date it opens, and
   assert.deepEqual(afterObjects.privateKeys.length, before.privateKeys.length);
 });
 
-test("issue 16 (seed 003, 冻结): a certificate on hold says 已冻结 with the remedy, not 已吊销; its renewal page offers only the way back", async () => {
+test("issue 16 (seed 003, 冻结): a certificate on hold says 已冻结 with the remedy, not 已注销; its renewal page offers only the way back", async () => {
   await api("POST", `/certificates/${long.serial}/hold`);
   try {
     await page.goto(`${world.server!.url}/?agent=${agent.url}#/`);
@@ -199,7 +199,7 @@ test("issue 16 (seed 003, 冻结): a certificate on hold says 已冻结 with the
     assert.equal(await card.getAttribute("data-state"), "on-hold");
     assert.equal(await card.locator(".state").innerText(), "已冻结（暂停使用）");
     assert.match(await card.locator("[data-note=on-hold]").innerText(), /请联系您的机构了解原因；机构解除冻结后，证书即可照常使用/);
-    assert.doesNotMatch(await card.innerText(), /已吊销/);
+    assert.doesNotMatch(await card.innerText(), /已注销/);
     assert.equal(await card.locator("a.button").count(), 0, "no renewal offered");
     await page.goto(`${world.server!.url}/?agent=${agent.url}#/renew?token=${tok2}&cert=${long.serial}`);
     await page.locator("[data-page=renew] [data-note=on-hold]").waitFor();
@@ -217,7 +217,7 @@ test("an operator revokes the renewed certificate and the holder sees it", async
   const card = page.locator(`article.cert[data-serial='${renewedSerial}']`);
   await card.waitFor();
   assert.equal(await card.getAttribute("data-state"), "revoked");
-  assert.match(await card.innerText(), /已吊销/);
+  assert.match(await card.innerText(), /已注销/);
   assert.equal(await card.locator("a.button").count(), 0);
 });
 
