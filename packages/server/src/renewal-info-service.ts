@@ -38,8 +38,11 @@ export interface RenewalInfo {
    * superseded.
    */
   renewal: { notBefore: string; notAfter: string; keyAlgorithms: KeyAlgorithm[]; pair: boolean; profile: { "zh-CN": string; en: string } } | null;
-  /** `revocationReason` is RFC 5280's, as OCSP and the CRL publish it ("certificateHold": on hold, 冻结, may be lifted); null while not revoked. */
-  certificate: { serial: string; issuerKeyId: string; subject: string; notBefore: string; notAfter: string; status: string; revocationReason: string | null; imported: boolean };
+  /**
+   * `revocationReason` is RFC 5280's, as OCSP and the CRL publish it ("certificateHold": on hold, 冻结, may be lifted); null while not revoked.
+   * No subject: the route answers anyone who knows a serial, and the subject names the holder.
+   */
+  certificate: { serial: string; issuerKeyId: string; notBefore: string; notAfter: string; status: string; revocationReason: string | null; imported: boolean };
 }
 
 /**
@@ -133,7 +136,7 @@ export class RenewalInfoService {
           return { notBefore: v.notBefore.toISOString(), notAfter: v.notAfter.toISOString(), keyAlgorithms: [...profile.keyAlgorithms], pair: isPairProfile(profile), profile: { ...profile.name } };
         })(),
         certificate: {
-          serial: rec.serial, issuerKeyId: rec.issuerKeyId, subject: rec.subjectDn,
+          serial: rec.serial, issuerKeyId: rec.issuerKeyId,
           notBefore: new Date(rec.notBefore).toISOString(), notAfter: new Date(rec.notAfter).toISOString(),
           status: rec.status, revocationReason: rec.revocationReason ?? null, imported: rec.imported,
         },

@@ -83,6 +83,9 @@ test("a fresh certificate of ours: not yet, with the date the window opens", asy
   assert.match(r.body.explanation["zh-CN"], /\d{4}-\d{2}-\d{2}/);
   assert.match(r.body.explanation.en, /\d{4}-\d{2}-\d{2}/);
   assert.equal(r.body.certificate.imported, false);
+  // Anyone who knows a serial may ask: the answer must not name the holder.
+  assert.deepEqual(Object.keys(r.body.certificate).sort(), ["imported", "issuerKeyId", "notAfter", "notBefore", "revocationReason", "serial", "status"]);
+  assert.doesNotMatch(JSON.stringify(r.body), /CN=|subject/i);
 });
 
 test("issue 16 (seed 004's login rule): allowed before expiry with the moment it will be refused, refused after", async () => {
