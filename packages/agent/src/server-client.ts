@@ -75,8 +75,9 @@ const renewalInfoSchema = z.object({
     notBefore: isoDate, notAfter: isoDate, keyAlgorithms: z.array(z.string()), pair: z.boolean(),
     profile: z.object({ "zh-CN": z.string(), en: z.string() }),
   }).nullable().optional(),
+  /** No subject: the route is public, and the agent reads the subject from the certificate on the key. */
   certificate: z.object({
-    serial: z.string(), subject: z.string(), notBefore: isoDate, notAfter: isoDate, status: z.string(),
+    serial: z.string(), notBefore: isoDate, notAfter: isoDate, status: z.string(),
     revocationReason: z.string().nullable().optional(),
   }).passthrough(),
 }).passthrough();
