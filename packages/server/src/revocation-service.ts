@@ -1,6 +1,6 @@
 import { buildCrl, crlShardRange, type RevokedEntry } from "@ukey/ca";
 import { UkeyError, type Clock } from "@ukey/policy";
-import type { CertificateRecord, Store } from "@ukey/store";
+import type { CertificateRecord, Repositories, Store } from "@ukey/store";
 import { issuingCrlShardUrl, type CaRuntime } from "./ca-runtime.js";
 import type { OcspAnswer, OcspService } from "./ocsp/ocsp-service.js";
 
@@ -8,6 +8,13 @@ import type { OcspAnswer, OcspService } from "./ocsp/ocsp-service.js";
 export const operatorRevocationReasons = [
   "unspecified", "keyCompromise", "affiliationChanged", "superseded", "cessationOfOperation", "certificateHold", "privilegeWithdrawn",
 ] as const;
+
+/** The other half of the signing + encryption pair `serial` belongs to, if it is one. */
+async function pairPartner(r: Pick<Repositories, "certificates" | "certificatePairs">, serial: string): Promise<CertificateRecord | undefined> {
+  const p = (await r.certificatePairs.getBySigning(serial)) ?? (await r.certificatePairs.getByEncryption(serial));
+  if (!p) return undefined;
+  return r.certificates.get(p.signingSerial === serial ? p.encryptionSerial : p.signingSerial);
+}
 
 interface CachedCrl {
   der: Buffer;
@@ -40,7 +47,10 @@ export class RevocationService {
   }) {}
 
   /**
-   * Revokes a certificate and records it in the audit log.
+   * Revokes a certificate and records it in the audit log. A signing + encryption pair is one
+   * certificate to its holder (issued, renewed and superseded together): revoking or holding either
+   * half does the same to the other in the same transaction, each half audited, the other's entry
+   * naming the serial asked for (`pairOf`). A half already revoked is left as it is.
    * @throws UkeyError REVOCATION_REASON_INVALID, CERT_NOT_FOUND, CERT_ALREADY_REVOKED.
    */
   async revoke(serial: string, reason: string, actor: string): Promise<CertificateRecord> {
@@ -48,21 +58,30 @@ export class RevocationService {
       throw new UkeyError("REVOCATION_REASON_INVALID", { params: { reason } });
     }
     const at = this.deps.clock.now().getTime();
-    const rec = await this.deps.store.transaction(async (r) => {
+    const status = reason === "superseded" ? "superseded" as const : "revoked" as const;
+    const { rec, partner } = await this.deps.store.transaction(async (r) => {
       const c = await r.certificates.get(serial);
       if (!c || c.status === "pending" || c.status === "abandoned") throw new UkeyError("CERT_NOT_FOUND", { params: { serial } });
       if (c.revokedAt !== null) {
         throw new UkeyError("CERT_ALREADY_REVOKED", { params: { serial, revokedAt: new Date(c.revokedAt).toISOString() } });
       }
-      await r.certificates.revoke(serial, reason, at, reason === "superseded" ? "superseded" : "revoked");
+      await r.certificates.revoke(serial, reason, at, status);
       await r.audit.append({ at, actor, action: "certificate.revoked", subjectType: "certificate", subjectId: serial, data: { reason, previousStatus: c.status } });
-      return { ...c, status: reason === "superseded" ? "superseded" as const : "revoked" as const, revocationReason: reason, revokedAt: at, updatedAt: at };
+      const other = await pairPartner(r, serial);
+      let partner: string | undefined;
+      if (other && other.revokedAt === null && other.status !== "pending" && other.status !== "abandoned") {
+        await r.certificates.revoke(other.serial, reason, at, status);
+        await r.audit.append({ at, actor, action: "certificate.revoked", subjectType: "certificate", subjectId: other.serial, data: { reason, previousStatus: other.status, pairOf: serial } });
+        partner = other.serial;
+      }
+      return { rec: { ...c, status, revocationReason: reason, revokedAt: at, updatedAt: at }, partner };
     });
     // Every cached issuing CRL (whole or a shard): each one checks its own stamp anyway.
     for (const k of [...this.crls.keys()]) if (k !== "root") this.crls.delete(k);
     // After the commit: the revocation cleared the stored response in its own statement, so until this
     // lands (or if the process dies first) OCSP signs from the database, and the refresher re-signs it.
     await this.deps.ocsp.resign(serial);
+    if (partner) await this.deps.ocsp.resign(partner);
     return rec;
   }
 
@@ -83,11 +102,22 @@ export class RevocationService {
         at, actor, action: "certificate.hold-released", subjectType: "certificate", subjectId: serial,
         data: { heldAt: c.revokedAt },
       });
-      return { ...c, status: "active" as const, revocationReason: null, revokedAt: null, updatedAt: at };
+      // The other half of a pair was held with it: lifted with it.
+      const other = await pairPartner(r, serial);
+      let partner: string | undefined;
+      if (other && other.revocationReason === "certificateHold" && (await r.certificates.releaseHold(other.serial, at))) {
+        await r.audit.append({
+          at, actor, action: "certificate.hold-released", subjectType: "certificate", subjectId: other.serial,
+          data: { heldAt: other.revokedAt, pairOf: serial },
+        });
+        partner = other.serial;
+      }
+      return { rec: { ...c, status: "active" as const, revocationReason: null, revokedAt: null, updatedAt: at }, partner };
     });
     for (const k of [...this.crls.keys()]) if (k !== "root") this.crls.delete(k);
     await this.deps.ocsp.resign(serial);
-    return rec;
+    if (rec.partner) await this.deps.ocsp.resign(rec.partner);
+    return rec.rec;
   }
 
   /** The current CRL of our issuing CA (or of the root, signed by the root key), DER. */

@@ -142,3 +142,37 @@ test("an RSA pair by two codes and by renewal: keyEncipherment + dataEnciphermen
   assert.equal(pub(["pkey", "-in", openCms("new-enc", body.envelope, newSig, n.key), "-pubout"]), pub(["x509", "-in", verify("new-enc", body.encryptionCertificate.pem), "-noout", "-pubkey"]));
   assert.equal((await ctx.store.audit.verify()).ok, true);
 });
+
+test("a pair is one certificate to its holder: holding, lifting and revoking either half does the same to the other, each half audited", async () => {
+  const e = await ctx.enrolments.create({ holderId: "R1", profileId: "rsa-pair", actor: "operator:test" });
+  const k = opensslCsr(t, "pair-unit", keyArgs.rsa2048, "/");
+  const r = await app.inject({ method: "POST", url: "/api/v1/downloads", payload: { referenceNumber: e.referenceNumber, authorizationCode: e.authorizationCode, csr: readFileSync(k.csr, "utf8") } });
+  assert.equal(r.statusCode, 201, r.body);
+  const got = r.json<Answer>();
+  const sig = got.serial;
+  const enc = got.encryptionCertificate.serial;
+  const status = async () => [(await ctx.store.certificates.get(sig))?.status, (await ctx.store.certificates.get(enc))?.status];
+  const reasons = async () => [(await ctx.store.certificates.get(sig))?.revocationReason, (await ctx.store.certificates.get(enc))?.revocationReason];
+  const entries = async (action: string) => (await ctx.store.audit.list(0, 100_000)).filter((x) => x.action === action && [sig, enc].includes(x.subjectId ?? ""));
+
+  // Held through the signing half: both held (冻结), the encryption half's entry names the signing one.
+  await ctx.revocation.revoke(sig, "certificateHold", "operator:test");
+  assert.deepEqual(await reasons(), ["certificateHold", "certificateHold"]);
+  const held = await entries("certificate.revoked");
+  assert.deepEqual(held.map((x) => [x.subjectId, (x.data as { pairOf?: string }).pairOf]), [[sig, undefined], [enc, sig]]);
+  // Lifted through the encryption half: both active again.
+  await ctx.revocation.releaseHold(enc, "operator:test");
+  assert.deepEqual(await status(), ["active", "active"]);
+  assert.deepEqual((await entries("certificate.hold-released")).map((x) => [x.subjectId, (x.data as { pairOf?: string }).pairOf]), [[enc, undefined], [sig, enc]]);
+  // Revoked through the encryption half: both revoked with its reason, and both on the CRL.
+  await ctx.revocation.revoke(enc, "keyCompromise", "operator:test");
+  assert.deepEqual(await status(), ["revoked", "revoked"]);
+  assert.deepEqual(await reasons(), ["keyCompromise", "keyCompromise"]);
+  const crl = t.write("pair-unit.crl", await ctx.revocation.crl("issuing"));
+  const text = openssl(["crl", "-inform", "DER", "-in", crl, "-noout", "-text"]).out.toUpperCase();
+  for (const serial of [sig, enc]) assert.ok(text.includes(serial.toUpperCase().replace(/^0+/, "")), `${serial} on the CRL`);
+  // Either half again: already revoked, nothing changes.
+  await assert.rejects(ctx.revocation.revoke(sig, "unspecified", "operator:test"), (err: { code?: string }) => err.code === "CERT_ALREADY_REVOKED");
+  assert.deepEqual(await reasons(), ["keyCompromise", "keyCompromise"]);
+  assert.equal((await ctx.store.audit.verify()).ok, true);
+});
