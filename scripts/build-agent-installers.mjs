@@ -29,6 +29,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { build as buildBundles } from "./build.mjs";
 import { bundleAgent, injectBlob, koffiAddon } from "./agent-bundle.mjs";
+import { runUnderLock } from "./build-lock.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const require = (await import("node:module")).createRequire(import.meta.url);
@@ -51,6 +52,8 @@ if (process.platform !== "linux" || process.arch !== "x64") {
   process.stderr.write("the Linux x64 executable is built on Linux x64 (docs/agent-install.md)\n");
   process.exit(2);
 }
+// One Linux build at a time in this cache (scripts/build-lock.mjs): a second one waits, then takes the first's.
+runUnderLock(join(cache, "linux.lock"), fileURLToPath(import.meta.url));
 
 const sha256 = (bytes) => createHash("sha256").update(bytes).digest("hex");
 const info = (await buildBundles({ quiet: true })) && JSON.parse(readFileSync(join(root, "packages/agent/dist/build-info.json"), "utf8"));

@@ -29,6 +29,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { build as buildBundles } from "./build.mjs";
 import { bundleAgent, injectBlob, koffiAddon } from "./agent-bundle.mjs";
+import { runUnderLock } from "./build-lock.mjs";
 
 // The Windows base binary: the version must be this Node's (the SEA blob's format belongs to the version).
 // Its integrity is the registry's, pinned here so that a different file is refused.
@@ -67,6 +68,8 @@ if (!existsSync("/usr/bin/wixl")) {
 const out = resolve(values.out ?? join(root, "dist/installers"));
 const cache = join(process.env.UKEY_BUILD_CACHE ?? join(homedir(), ".cache/ukey-renew"), "installers");
 mkdirSync(cache, { recursive: true });
+// One Windows build at a time in this cache (scripts/build-lock.mjs): a second one waits, then takes the first's.
+runUnderLock(join(cache, "windows.lock"), fileURLToPath(import.meta.url));
 const sha256 = (bytes) => createHash("sha256").update(bytes).digest("hex");
 const info = (await buildBundles({ quiet: true })) && JSON.parse(readFileSync(join(root, "packages/agent/dist/build-info.json"), "utf8"));
 
