@@ -62,12 +62,18 @@ const first = run(together, 2, "together");
 const second = run(alone, 1, "alone");
 if (alone.length) console.log(`(${alone.length} timing-sensitive file(s) ran on their own after the others: ${alone.join(", ")}; exit ${second})`);
 const times = ["together", "alone"].flatMap((n) => (existsSync(join(timesDir, n)) ? readFileSync(join(timesDir, n), "utf8").split("\n").filter(Boolean) : []));
-// Each file's wall time, for the order of the next run (a file that did not run keeps its earlier time).
+// Each file's wall time, for the order of the next run (a file that did not run keeps its earlier time). Merged into
+// the file as it is now, not as this run read it: another run may have written it meanwhile.
+const measured = {};
 for (const line of times) {
   const m = /\s([\d.]+) s wall\s+(\S.*)$/.exec(line);
-  if (m && parseFloat(m[1]) > 0) lastTimes[m[2]] = parseFloat(m[1]);
+  if (m && parseFloat(m[1]) > 0) measured[m[2]] = parseFloat(m[1]);
 }
 try {
+  try {
+    lastTimes = JSON.parse(readFileSync(timesFile, "utf8"));
+  } catch { lastTimes = {}; }
+  Object.assign(lastTimes, measured);
   mkdirSync(dirname(timesFile), { recursive: true });
   writeFileSync(`${timesFile}.tmp-${process.pid}`, `${JSON.stringify(lastTimes, null, 1)}\n`);
   renameSync(`${timesFile}.tmp-${process.pid}`, timesFile);
