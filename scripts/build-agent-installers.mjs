@@ -13,10 +13,13 @@
 //   --institution  the downloads folder of `ukey-server downloads publish`
 //                  (institution-key.pem and agent-config.json are stamped in)
 //   --out          where the .deb goes (default dist/installers)
-// Cached by content: the executable by the bundle and this Node's version,
-// the .deb additionally by the institution's files; both in
-// UKEY_BUILD_CACHE (default ~/.cache/ukey-renew)/installers.
-// Prints one JSON line: { executable, deb, debSha256, debSize, executableSize, cached }.
+// Cached by content: the executable by the sources (not the build id: a
+// commit that changes no source does not make it again) and this Node's
+// version; the .deb additionally by the build id and the institution's files;
+// both in UKEY_BUILD_CACHE (default ~/.cache/ukey-renew)/installers. The build
+// id reaches the installed executable as build-info.json beside it, which
+// `ukey --version` reads.
+// Prints one JSON line: { executable, deb, debSha256, debSize, executableSize, build, executableCached, cached }.
 import { createHash } from "node:crypto";
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
@@ -26,6 +29,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { build as buildBundles } from "./build.mjs";
 import { bundleAgent, injectBlob, koffiAddon } from "./agent-bundle.mjs";
+import { runUnderLock } from "./build-lock.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const require = (await import("node:module")).createRequire(import.meta.url);
@@ -48,21 +52,25 @@ if (process.platform !== "linux" || process.arch !== "x64") {
   process.stderr.write("the Linux x64 executable is built on Linux x64 (docs/agent-install.md)\n");
   process.exit(2);
 }
+// One Linux build at a time in this cache (scripts/build-lock.mjs): a second one waits, then takes the first's.
+runUnderLock(join(cache, "linux.lock"), fileURLToPath(import.meta.url));
 
 const sha256 = (bytes) => createHash("sha256").update(bytes).digest("hex");
 const info = (await buildBundles({ quiet: true })) && JSON.parse(readFileSync(join(root, "packages/agent/dist/build-info.json"), "utf8"));
 const ffiAddon = koffiAddon(require, "linux_x64");
 
 // 1. The executable: one CommonJS bundle of the agent and everything it uses, injected into a copy of this Node.
+//    Keyed on the sources (info.inputHash has no build id) and built without one: the build id is stamped in the .deb.
 const exeKey = sha256([info.inputHash, process.version, readFileSync(fileURLToPath(import.meta.url)), readFileSync(new URL("./agent-bundle.mjs", import.meta.url)), readFileSync(ffiAddon)].join("\0")).slice(0, 16);
 const exeDir = join(cache, `exe-${exeKey}`);
 let cached = true;
-if (!existsSync(join(exeDir, "ukey"))) {
+const executableCached = existsSync(join(exeDir, "ukey"));
+if (!executableCached) {
   cached = false;
   const work = `${exeDir}.tmp-${process.pid}`;
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
-  await bundleAgent(work, info);
+  await bundleAgent(work, { version: info.version });
   copyFileSync(process.execPath, join(work, "ukey"));
   chmodSync(join(work, "ukey"), 0o755);
   injectBlob(require, work, join(work, "ukey"));
@@ -72,10 +80,12 @@ if (!existsSync(join(exeDir, "ukey"))) {
   renameSync(work, exeDir);
 }
 
-// 2. The .deb: the executable, its addon and the institution's files in /usr/lib/ukey-agent, `ukey` on the PATH, autostart at login.
+// 2. The .deb: the executable, its addon, its build id and the institution's files in /usr/lib/ukey-agent, `ukey` on the
+//    PATH, autostart at login.
 const version = info.version;
 const debName = `ukey-agent_${version}_amd64.deb`;
-const debKey = sha256([exeKey, readFileSync(join(institution, "institution-key.pem")), readFileSync(join(institution, "agent-config.json")), readFileSync(fileURLToPath(import.meta.url))].join("\0")).slice(0, 16);
+const stamp = `${JSON.stringify({ build: info.build })}\n`;
+const debKey = sha256([exeKey, stamp, readFileSync(join(institution, "institution-key.pem")), readFileSync(join(institution, "agent-config.json")), readFileSync(fileURLToPath(import.meta.url))].join("\0")).slice(0, 16);
 const debCached = join(cache, `deb-${debKey}`, debName);
 if (!existsSync(debCached)) {
   cached = false;
@@ -95,6 +105,7 @@ if (!existsSync(debCached)) {
     copyFileSync(join(institution, f), join(lib, f));
     chmodSync(join(lib, f), 0o644);
   }
+  writeFileSync(join(lib, "build-info.json"), stamp, { mode: 0o644 });
   symlinkSync("../lib/ukey-agent/ukey", join(tree, "usr/bin/ukey"));
   // The agent at login, as the holder: the XDG autostart entry every desktop (GNOME, KDE, Xfce, deepin, UOS) honours.
   writeFileSync(join(tree, "etc/xdg/autostart/ukey-agent.desktop"), [
@@ -120,7 +131,7 @@ if (!existsSync(debCached)) {
     "    rm -f \"$probe\"", "    ;;", "esac", "exit 0", "",
   ].join("\n"));
   chmodSync(join(tree, "DEBIAN/preinst"), 0o755);
-  const installedKb = Math.ceil(["ukey", "koffi.node"].reduce((n, f) => n + statSync(join(lib, f)).size, 0) / 1024);
+  const installedKb = Math.ceil(["ukey", "koffi.node", "build-info.json"].reduce((n, f) => n + statSync(join(lib, f)).size, 0) / 1024);
   writeFileSync(join(tree, "DEBIAN/control"), [
     "Package: ukey-agent", `Version: ${version}`, "Architecture: amd64", "Maintainer: ukey-renew <ukey-renew@localhost>",
     `Installed-Size: ${installedKb}`, "Section: utils", "Priority: optional",
@@ -139,5 +150,5 @@ copyFileSync(debCached, join(out, debName));
 const debBytes = readFileSync(debCached);
 process.stdout.write(`${JSON.stringify({
   executable: join(exeDir, "ukey"), executableSize: statSync(join(exeDir, "ukey")).size,
-  deb: join(out, debName), debSize: debBytes.length, debSha256: sha256(debBytes), cached,
+  deb: join(out, debName), debSize: debBytes.length, debSha256: sha256(debBytes), build: info.build, executableCached, cached,
 })}\n`);

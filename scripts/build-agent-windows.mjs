@@ -14,9 +14,12 @@
 //
 // Usage: node scripts/build-agent-windows.mjs --institution DIR [--out DIR]
 // Cached by content in UKEY_BUILD_CACHE (default ~/.cache/ukey-renew)/installers:
-// the executable by the bundle, this Node and the base binary; the .msi
-// additionally by the institution's files.
-// Prints one JSON line: { executable, executableSize, msi, msiSize, msiSha256, cached }.
+// the executable by the sources (not the build id: a commit that changes no
+// source does not make it again), this Node and the base binary; the .msi
+// additionally by the build id and the institution's files. The build id
+// reaches the installed ukey.exe as build-info.json beside it, which
+// `ukey --version` reads.
+// Prints one JSON line: { executable, executableSize, msi, msiSize, msiSha256, build, executableCached, cached }.
 import { createHash } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
@@ -26,6 +29,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { build as buildBundles } from "./build.mjs";
 import { bundleAgent, injectBlob, koffiAddon } from "./agent-bundle.mjs";
+import { runUnderLock } from "./build-lock.mjs";
 
 // The Windows base binary: the version must be this Node's (the SEA blob's format belongs to the version).
 // Its integrity is the registry's, pinned here so that a different file is refused.
@@ -64,6 +68,8 @@ if (!existsSync("/usr/bin/wixl")) {
 const out = resolve(values.out ?? join(root, "dist/installers"));
 const cache = join(process.env.UKEY_BUILD_CACHE ?? join(homedir(), ".cache/ukey-renew"), "installers");
 mkdirSync(cache, { recursive: true });
+// One Windows build at a time in this cache (scripts/build-lock.mjs): a second one waits, then takes the first's.
+runUnderLock(join(cache, "windows.lock"), fileURLToPath(import.meta.url));
 const sha256 = (bytes) => createHash("sha256").update(bytes).digest("hex");
 const info = (await buildBundles({ quiet: true })) && JSON.parse(readFileSync(join(root, "packages/agent/dist/build-info.json"), "utf8"));
 
@@ -94,12 +100,13 @@ const exeKey = sha256([info.inputHash, process.version, integrity, readFileSync(
   readFileSync(new URL("./agent-bundle.mjs", import.meta.url)), readFileSync(ffiAddon)].join("\0")).slice(0, 16);
 const exeDir = join(cache, `win-exe-${exeKey}`);
 let cached = true;
-if (!existsSync(join(exeDir, "ukey.exe"))) {
+const executableCached = existsSync(join(exeDir, "ukey.exe"));
+if (!executableCached) {
   cached = false;
   const work = `${exeDir}.tmp-${process.pid}`;
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
-  await bundleAgent(work, info);
+  await bundleAgent(work, { version: info.version });
   copyFileSync(join(baseDir, "node.exe"), join(work, "ukey.exe"));
   copyFileSync(ffiAddon, join(work, "koffi.node"));
   injectBlob(require, work, join(work, "ukey.exe"));
@@ -108,10 +115,11 @@ if (!existsSync(join(exeDir, "ukey.exe"))) {
   renameSync(work, exeDir);
 }
 
-// 2. The per-user .msi.
+// 2. The per-user .msi, with the build id stamped beside ukey.exe.
 const version = info.version;
 const msiName = `ukey-agent-${version}-x64.msi`;
-const msiKey = sha256([exeKey, readFileSync(join(institution, "institution-key.pem")), readFileSync(join(institution, "agent-config.json")),
+const stamp = `${JSON.stringify({ build: info.build })}\n`;
+const msiKey = sha256([exeKey, stamp, readFileSync(join(institution, "institution-key.pem")), readFileSync(join(institution, "agent-config.json")),
   readFileSync(fileURLToPath(import.meta.url))].join("\0")).slice(0, 16);
 const msiCached = join(cache, `msi-${msiKey}`, msiName);
 if (!existsSync(msiCached)) {
@@ -121,6 +129,7 @@ if (!existsSync(msiCached)) {
   mkdirSync(work, { recursive: true });
   for (const f of ["ukey.exe", "koffi.node"]) copyFileSync(join(exeDir, f), join(work, f));
   for (const f of ["institution-key.pem", "agent-config.json"]) copyFileSync(join(institution, f), join(work, f));
+  writeFileSync(join(work, "build-info.json"), stamp);
   writeFileSync(join(work, "ukey-agent.wxs"), wxs(version));
   const msi = join(work, msiName);
   const made = spawnSync("wixl", ["--arch", "x64", "-o", msi, join(work, "ukey-agent.wxs")], { cwd: work, encoding: "utf8" });
@@ -138,7 +147,7 @@ copyFileSync(msiCached, join(out, msiName));
 const msiBytes = readFileSync(msiCached);
 process.stdout.write(`${JSON.stringify({
   executable: join(exeDir, "ukey.exe"), executableSize: statSync(join(exeDir, "ukey.exe")).size,
-  msi: join(out, msiName), msiSize: msiBytes.length, msiSha256: sha256(msiBytes), cached,
+  msi: join(out, msiName), msiSize: msiBytes.length, msiSha256: sha256(msiBytes), build: info.build, executableCached, cached,
 })}\n`);
 
 /**
@@ -201,6 +210,7 @@ function wxs(agentVersion) {
               <RegistryValue ${reg} Name="InstallDir" Type="string" Value="[INSTALLDIR]" KeyPath="yes" />
               <File Id="UkeyExe" Name="ukey.exe" Source="ukey.exe" />
               <File Id="KoffiNode" Name="koffi.node" Source="koffi.node" />
+              <File Id="BuildInfo" Name="build-info.json" Source="build-info.json" />
               <File Id="InstitutionKey" Name="institution-key.pem" Source="institution-key.pem" />
               <File Id="AgentConfig" Name="agent-config.json" Source="agent-config.json" />
               <RemoveFolder Id="RemoveInstallDir" On="uninstall" />

@@ -10,7 +10,11 @@
 //
 // The build is cached by content: dist/build-info.json records the hash of
 // every input (sources, package manifests, lockfile, this script) and the
-// build id; a second run with the same inputs does nothing.
+// build id; a second run with the same inputs and build id does nothing. The
+// hash is of the sources alone (not the build id), so what is keyed on it (the
+// agent's executables and installers, scripts/build-agent-*.mjs) is not made
+// again for a commit that changes no source: those get the build id stamped
+// beside them instead (a build-info.json the executable reads).
 //
 // Usage: node scripts/build.mjs [--force] [--quiet]
 // The build id is UKEY_BUILD_ID when set, else `git describe --always --dirty`,
@@ -39,8 +43,8 @@ function walk(dir, out) {
   return out;
 }
 
-/** Hash of every file that goes into the bundles, plus the build id. */
-export function inputHash(buildId) {
+/** Hash of every file that goes into the bundles (not the build id, which is stamped separately). */
+export function inputHash() {
   const h = createHash("sha256");
   const files = ["package.json", "package-lock.json", "scripts/build.mjs"].map((f) => join(root, f));
   for (const p of ["policy", "ca", "store", "server", "agent"]) {
@@ -53,7 +57,6 @@ export function inputHash(buildId) {
     h.update(readFileSync(f));
     h.update("\0");
   }
-  h.update(buildId);
   return h.digest("hex");
 }
 
@@ -71,7 +74,7 @@ function gitBuildId() {
  */
 export async function build({ force = false, quiet = false } = {}) {
   const buildId = process.env.UKEY_BUILD_ID || gitBuildId();
-  const hash = inputHash(buildId);
+  const hash = inputHash();
   const version = JSON.parse(readFileSync(join(root, "packages/agent/package.json"), "utf8")).version;
   const log = (s) => { if (!quiet) process.stderr.write(`${s}\n`); };
   const result = { built: [], cached: [], buildId, hash };
@@ -82,7 +85,7 @@ export async function build({ force = false, quiet = false } = {}) {
     if (!force && existsSync(infoPath)) {
       try {
         const info = JSON.parse(readFileSync(infoPath, "utf8"));
-        if (info.inputHash === hash && Object.keys(t.entries).every((n) => existsSync(join(dist, `${n}.mjs`)))) {
+        if (info.inputHash === hash && info.build === buildId && Object.keys(t.entries).every((n) => existsSync(join(dist, `${n}.mjs`)))) {
           result.cached.push(t.pkg);
           log(`== build ${t.pkg}: up to date (${hash.slice(0, 12)})`);
           continue;

@@ -1,7 +1,10 @@
 import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 
-// Replaced by scripts/build.mjs (esbuild define) in a built bundle; undefined when running the sources.
-declare const __UKEY_BUILD_INFO__: { version: string; build: string } | undefined;
+// Replaced by scripts/build.mjs (esbuild define) in a built bundle; undefined when running the sources. The
+// executable's bundle (scripts/agent-bundle.mjs) has no build: it is cached by its sources alone, and the build id is
+// stamped beside it (build-info.json next to the executable, written by scripts/build-agent-*.mjs).
+declare const __UKEY_BUILD_INFO__: { version: string; build?: string } | undefined;
 
 /** What `ukey --version` prints and the local API's /v1/hello reports. */
 export interface BuildInfo {
@@ -25,6 +28,15 @@ function isExecutable(): boolean {
   }
 }
 
+/** The build id stamped beside the executable (its build-info.json); "unknown" when that file is missing or unreadable. */
+function stampedBuild(): string {
+  try {
+    const stamp = JSON.parse(readFileSync(join(dirname(process.execPath), "build-info.json"), "utf8")) as { build?: unknown };
+    if (typeof stamp.build === "string" && stamp.build !== "") return stamp.build;
+  } catch { /* unknown */ }
+  return "unknown";
+}
+
 let cached: BuildInfo | undefined;
 
 /** The running agent's version, build and platform. Never throws (an unreadable package.json gives version "0.0.0"). */
@@ -32,7 +44,7 @@ export function buildInfo(): BuildInfo {
   if (cached) return cached;
   const platform = `${process.platform}-${process.arch}`;
   if (typeof __UKEY_BUILD_INFO__ !== "undefined") {
-    cached = { version: __UKEY_BUILD_INFO__.version, build: __UKEY_BUILD_INFO__.build, platform, kind: isExecutable() ? "executable" : "bundle" };
+    cached = { version: __UKEY_BUILD_INFO__.version, build: __UKEY_BUILD_INFO__.build ?? stampedBuild(), platform, kind: isExecutable() ? "executable" : "bundle" };
   } else {
     let version = "0.0.0";
     try {

@@ -18,7 +18,7 @@ const softhsm = "/usr/lib/softhsm/libsofthsm2.so";
 let t: TempDir;
 let dataDir: string;
 let env: Record<string, string>;
-let built: { executable: string; deb: string; debSize: number; debSha256: string; executableSize: number };
+let built: { executable: string; deb: string; debSize: number; debSha256: string; executableSize: number; build: string };
 let root: string;
 
 before(() => {
@@ -47,7 +47,7 @@ test("the .deb holds the executable, its FFI binary (koffi.node), the institutio
   assert.match(control, /^Architecture: amd64$/m);
   const contents = execFileSync("dpkg-deb", ["--contents", built.deb], { encoding: "utf8" });
   for (const path of ["./usr/lib/ukey-agent/ukey", "./usr/lib/ukey-agent/koffi.node", "./usr/lib/ukey-agent/institution-key.pem",
-    "./usr/lib/ukey-agent/agent-config.json", "./etc/xdg/autostart/ukey-agent.desktop", "./usr/share/applications/ukey-doctor.desktop"]) {
+    "./usr/lib/ukey-agent/agent-config.json", "./usr/lib/ukey-agent/build-info.json", "./etc/xdg/autostart/ukey-agent.desktop", "./usr/share/applications/ukey-doctor.desktop"]) {
     assert.match(contents, new RegExp(` ${path.replace(/\./g, "\\.")}( |$)`, "m"), path);
   }
   assert.match(contents, /^-rwxr-xr-x root\/root .* \.\/usr\/lib\/ukey-agent\/ukey$/m);
@@ -71,7 +71,11 @@ test("the installed executable runs with no Node.js: --version, explain 0116, do
   assert.equal(v.status, 0, v.stderr);
   const info = JSON.parse(v.stdout) as { version: string; build: string; platform: string; kind: string };
   assert.deepEqual({ platform: info.platform, kind: info.kind }, { platform: "linux-x64", kind: "executable" });
-  assert.match(run("--version").stdout, /^ukey \d+\.\d+\.\d+ \(build \S+, linux-x64, executable\)$/m);
+  // The executable is cached by its sources alone; the build id it reports is the one stamped beside it for this build.
+  const bundle = JSON.parse(readFileSync(join(repo, "packages/agent/dist/build-info.json"), "utf8")) as { version: string; build: string };
+  assert.deepEqual({ version: info.version, build: info.build }, { version: bundle.version, build: bundle.build });
+  assert.equal(built.build, bundle.build);
+  assert.equal(run("--version").stdout.trim(), `ukey ${bundle.version} (build ${bundle.build}, linux-x64, executable)`);
   const explain = run("explain", "0116", "--lang", "en");
   assert.equal(explain.status, 0, explain.stderr);
   assert.match(explain.stdout, /^0116: /m);

@@ -31,7 +31,7 @@ let t: TempDir;
 let dataDir: string;
 let env: Record<string, string>;
 let server: RunningServer | undefined;
-let built: { executable: string; executableSize: number; msi: string; msiSize: number; msiSha256: string };
+let built: { executable: string; executableSize: number; msi: string; msiSize: number; msiSha256: string; build: string };
 let prefix: string;
 let manifestFiles: Array<Record<string, unknown>>;
 /** The institution's files as the installer was built with them (publishing again re-signs the configuration). */
@@ -140,6 +140,7 @@ test("the MSI's tables: per-user, the files, the Run entry, the Start menu's uke
   assert.deepEqual(dirs.get("LocalPrograms"), { parent: "LocalAppDataFolder", name: "Programs" });
   assert.deepEqual(msiTable("File").map(([, component, name, size]) => [component, name, size]).sort(), [
     ["Agent", "agent-config.json", String(stamped.get("agent-config.json")!.length)],
+    ["Agent", "build-info.json", String(Buffer.byteLength(`${JSON.stringify({ build: built.build })}\n`))],
     ["Agent", "institution-key.pem", String(stamped.get("institution-key.pem")!.length)],
     ["Agent", "koffi.node", String(statSync(koffiWin32).size)],
     ["Agent", "ukey.exe", String(built.executableSize)],
@@ -166,6 +167,8 @@ test("the MSI's tables: per-user, the files, the Run entry, the Start menu's uke
   // The FFI binary beside it is koffi's own prebuilt Windows binary.
   assert.equal(digest(readFileSync(join(extractedDir, "koffi.node"))), digest(readFileSync(koffiWin32)));
   for (const [f, bytes] of stamped) assert.equal(digest(readFileSync(join(extractedDir, f))), digest(bytes), f);
+  // The executable is cached by its sources alone; this build's id is stamped beside it.
+  assert.deepEqual(JSON.parse(readFileSync(join(extractedDir, "build-info.json"), "utf8")), { build: built.build });
   assert.equal(createHash("sha256").update(readFileSync(built.msi)).digest("hex"), built.msiSha256);
 });
 
@@ -183,7 +186,7 @@ test("under Wine: msiexec installs per user, the installed ukey.exe runs and its
   const parsed = /^"([^"]+\\AppData\\Local\\Programs\\UKey Agent\\ukey\.exe)" agent start$/.exec(command ?? "");
   assert.ok(parsed, `the Run entry: ${runKey.stdout}`);
   const exe = parsed[1]!;
-  for (const f of ["ukey.exe", "koffi.node", "institution-key.pem", "agent-config.json"]) assert.equal(existsSync(unixPath(exe.replace(/ukey\.exe$/, f))), true, f);
+  for (const f of ["ukey.exe", "koffi.node", "institution-key.pem", "agent-config.json", "build-info.json"]) assert.equal(existsSync(unixPath(exe.replace(/ukey\.exe$/, f))), true, f);
   const menu = join(unixPath(exe.replace(/\\Local\\Programs\\UKey Agent\\ukey\.exe$/, "")), "Roaming/Microsoft/Windows/Start Menu/Programs/UKey");
   assert.deepEqual(existsSync(menu) ? readdirSync(menu) : [], ["UKey 检查.lnk"]);
   // reg export writes UTF-16 (reg query's console output would turn the Chinese name into "?").
@@ -201,8 +204,11 @@ test("under Wine: msiexec installs per user, the installed ukey.exe runs and its
 
   const v = wine([exe, "--version", "--json"]);
   assert.equal(v.status, 0, v.stderr);
-  const info = JSON.parse(v.stdout) as { version: string; platform: string; kind: string };
+  const info = JSON.parse(v.stdout) as { version: string; build: string; platform: string; kind: string };
   assert.deepEqual({ version: info.version, platform: info.platform, kind: info.kind }, { version: "0.1.0", platform: "win32-x64", kind: "executable" });
+  const bundle = JSON.parse(readFileSync(join(repo, "packages/agent/dist/build-info.json"), "utf8")) as { build: string };
+  assert.equal(info.build, bundle.build, "the build id stamped beside ukey.exe");
+  assert.equal(built.build, bundle.build);
   const explain = wine([exe, "explain", "0116", "--lang", "en"]);
   assert.equal(explain.status, 0, explain.stderr);
   assert.match(explain.stdout, /^0116: /m);
