@@ -62,7 +62,8 @@ if (!existsSync(join(exeDir, "ukey"))) {
   const work = `${exeDir}.tmp-${process.pid}`;
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
-  await bundleAgent(work, info);
+  // With V8's code cache of the bundle: this Node makes it and this Node is the base binary (memory at rest, agent-bundle.mjs).
+  await bundleAgent(work, info, { codeCache: true });
   copyFileSync(process.execPath, join(work, "ukey"));
   chmodSync(join(work, "ukey"), 0o755);
   injectBlob(require, work, join(work, "ukey"));
