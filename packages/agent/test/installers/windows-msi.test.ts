@@ -296,7 +296,7 @@ test("under Wine: msiexec installs per user, the installed ukey.exe runs and its
       assert.equal(other.status, 1, other.stdout + other.stderr);
       const q = (JSON.parse(other.stdout) as { error: { code: string; message: { en: string } } }).error;
       assert.equal(q.code, "AGENT_PORT_IN_USE", other.stdout);
-      assert.match(q.message.en, new RegExp(`port ${taken}`));
+      assert.match(q.message.en, new RegExp(`^Port ${taken} of this computer is taken by another program`));
     } finally {
       squatter.close();
     }
