@@ -70,7 +70,8 @@ if (!executableCached) {
   const work = `${exeDir}.tmp-${process.pid}`;
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
-  await bundleAgent(work, { version: info.version });
+  // With V8's code cache of the bundle: this Node makes it and this Node is the base binary (memory at rest, agent-bundle.mjs).
+  await bundleAgent(work, { version: info.version }, { codeCache: true });
   copyFileSync(process.execPath, join(work, "ukey"));
   chmodSync(join(work, "ukey"), 0o755);
   injectBlob(require, work, join(work, "ukey"));

@@ -106,7 +106,9 @@ if (!executableCached) {
   const work = `${exeDir}.tmp-${process.pid}`;
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
-  await bundleAgent(work, { version: info.version });
+  // V8's code cache made by this Node (Linux x64) for the Windows x64 Node of the same version: same V8, same
+  // architecture, and V8 checks its version and flags before using it (compiling from source if they differ).
+  await bundleAgent(work, { version: info.version }, { codeCache: true });
   copyFileSync(join(baseDir, "node.exe"), join(work, "ukey.exe"));
   copyFileSync(ffiAddon, join(work, "koffi.node"));
   injectBlob(require, work, join(work, "ukey.exe"));

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { get as httpGet } from "node:http";
 import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from "fastify";
 import { UkeyError, type ErrorCode, type ErrorKind } from "@ukey/policy";
 import type { FaultPoint, Flows, ServerConnection } from "../flows/flow-types.js";
@@ -384,14 +385,47 @@ export async function startLocalApi(o: LocalApiOptions): Promise<LocalApi> {
  */
 async function runningAgentVersion(port: number, origins: readonly string[]): Promise<string | undefined> {
   for (const origin of origins) {
-    try {
-      const r = await fetch(`http://${localApiHost}:${port}/v1/hello`, { headers: { origin }, signal: AbortSignal.timeout(1000) });
-      if (!r.ok) continue;
-      const hello = await r.json() as Partial<HelloResponse>;
-      if (hello.agent === "ukey-agent" && typeof hello.version === "string" && /^[0-9A-Za-z.+-]{1,40}$/.test(hello.version)) return hello.version;
-    } catch {
-      return undefined;
-    }
+    const answer = await helloOnce(port, origin);
+    if (answer === "unreachable") return undefined;
+    const hello = answer as Partial<HelloResponse> | undefined;
+    if (hello?.agent === "ukey-agent" && typeof hello.version === "string" && /^[0-9A-Za-z.+-]{1,40}$/.test(hello.version)) return hello.version;
   }
   return undefined;
+}
+
+/**
+ * One GET /v1/hello on the loopback port: its JSON body when it answers 200, undefined for another answer, "unreachable"
+ * when nothing answers within a second. node:http on a connection of its own, not fetch: fetch turns on TCP
+ * keep-alive with an idle time, which Wine (the Windows executable's tests) cannot set, so fetch never connects there.
+ */
+function helloOnce(port: number, origin: string): Promise<unknown> {
+  return new Promise((resolve) => {
+    const req = httpGet({ host: localApiHost, port, path: "/v1/hello", headers: { origin }, agent: false }, (res) => {
+      if (res.statusCode !== 200) {
+        res.resume();
+        return resolve(undefined);
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on("data", (c: Buffer) => {
+        size += c.length;
+        // A hello is a few dozen bytes: whatever sends more is not a ukey agent.
+        if (size > 4096) { req.destroy(); resolve(undefined); } else chunks.push(c);
+      });
+      res.on("end", () => {
+        try {
+          resolve(JSON.parse(Buffer.concat(chunks).toString("utf8")));
+        } catch {
+          resolve(undefined);
+        }
+      });
+      res.on("error", () => resolve(undefined));
+      // Cut off before its end (more than 4 KB, or past the second): not a ukey agent's hello. After "end" this is a no-op.
+      res.on("close", () => resolve(undefined));
+    });
+    // The whole answer within a second, however it trickles in.
+    const deadline = setTimeout(() => req.destroy(new Error("no answer within a second")), 1000);
+    req.on("close", () => clearTimeout(deadline));
+    req.on("error", () => resolve("unreachable"));
+  });
 }

@@ -61,6 +61,23 @@ function wine(args: string[], timeout = 180_000): Ran {
   }
 }
 
+/** As wine(), without blocking this process: for runs that talk to a server in this process. */
+async function wineAsync(args: string[], timeout = 180_000): Promise<Ran> {
+  const n = runs++;
+  const out = t.path(`wine-${n}.out`);
+  const err = t.path(`wine-${n}.err`);
+  const fo = openSync(out, "w");
+  const fe = openSync(err, "w");
+  try {
+    const child = spawn(wine64, args, { env: wineEnv(), stdio: ["ignore", fo, fe], timeout });
+    const status = await new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    return { status, stdout: readFileSync(out, "utf8"), stderr: readFileSync(err, "utf8") };
+  } finally {
+    closeSync(fo);
+    closeSync(fe);
+  }
+}
+
 // A UTF-8 locale that exists here (Debian's minimal images have only C.UTF-8): without one, Wine cannot create the
 // Start menu entry's file under its Chinese name.
 function wineEnv(): NodeJS.ProcessEnv {
@@ -263,6 +280,32 @@ test("under Wine: msiexec installs per user, the installed ukey.exe runs and its
     const hello = await fetch(`${first.url!}/v1/hello`, { headers: { origin: portal } });
     assert.equal(hello.status, 200);
     assert.deepEqual(await hello.json(), { agent: "ukey-agent", version: "0.1.0", protocol: 1, paired: false });
+
+    // A second start while it runs (the Run entry again at the next login, or the holder by hand): refused with the
+    // catalogue's code, exit 1, and the first agent keeps serving.
+    const port = new URL(first.url!).port;
+    const second = await wineAsync([exe, "agent", "start", "--port", port, "--json"]);
+    assert.equal(second.status, 1, second.stdout + second.stderr);
+    const refusal = (JSON.parse(second.stdout) as { error: { code: string; message: { en: string } } }).error;
+    assert.equal(refusal.code, "AGENT_ALREADY_RUNNING", second.stdout);
+    assert.match(refusal.message.en, new RegExp(`version 0\\.1\\.0\\) is already running on port ${port}`));
+    assert.match(second.stderr, /AGENT_ALREADY_RUNNING/);
+    const still = await fetch(`${first.url!}/v1/hello`, { headers: { origin: portal } });
+    assert.equal(still.status, 200);
+    assert.equal(child.exitCode, null, "the first agent still runs");
+    // Another program on the port, not a ukey agent: AGENT_PORT_IN_USE, with the port.
+    const squatter = createServer((s) => s.end("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n\r\nhello"));
+    await new Promise<void>((r) => squatter.listen(0, "127.0.0.1", r));
+    try {
+      const taken = (squatter.address() as { port: number }).port;
+      const other = await wineAsync([exe, "agent", "start", "--port", String(taken), "--json"]);
+      assert.equal(other.status, 1, other.stdout + other.stderr);
+      const q = (JSON.parse(other.stdout) as { error: { code: string; message: { en: string } } }).error;
+      assert.equal(q.code, "AGENT_PORT_IN_USE", other.stdout);
+      assert.match(q.message.en, new RegExp(`^Port ${taken} of this computer is taken by another program`));
+    } finally {
+      squatter.close();
+    }
   } finally {
     spawnSync("/usr/lib/wine/wineserver64", ["-k"], { env: wineEnv(), timeout: 30_000 });
     await new Promise<void>((r) => { if (child.exitCode !== null || child.signalCode !== null) return r(); child.once("exit", () => r()); });

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { readFileSync, readdirSync, statSync } from "node:fs";
 import { networkInterfaces } from "node:os";
 import { join } from "node:path";
-import { createConnection } from "node:net";
+import { createConnection, createServer, type AddressInfo, type Socket } from "node:net";
 import { UkeyError, isUkeyError } from "@ukey/policy";
 import { hashBearerToken, PairingFile } from "../../src/local-api/pairings.js";
 import { startLocalApi } from "../../src/local-api/local-api-server.js";
@@ -437,4 +437,41 @@ test("listens only on 127.0.0.1 and refuses any other host", async () => {
     .then(async (x) => { await x.close(); return undefined; }, (e: unknown) => e);
   // The port is this test's own agent, which answers /v1/hello: the second start names it (issue 14's refusals).
   assert.ok(isUkeyError(inUse, "AGENT_ALREADY_RUNNING"), String(inUse));
+});
+
+test("a port held by a program that is silent, trickles its answer or sends too much: AGENT_PORT_IN_USE within about a second each", async () => {
+  const start = (port: number) => startLocalApi({ port, allowedOrigins: [portal], flows, backendFactory: async () => { throw new Error("unused"); }, server: { url: "https://ra.example.org" }, version: "0.1.0", log: () => {} })
+    .then(async (x) => { await x.close(); return undefined; }, (e: unknown) => e);
+  const hello = JSON.stringify({ agent: "ukey-agent", version: "9.9.9", protocol: 1, paired: false });
+  const behaviours: Record<string, (s: Socket) => void> = {
+    silent: () => {},
+    // A ukey agent's hello, one byte every 100 ms: it would take seconds to arrive.
+    trickle: (s) => {
+      s.write(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${hello.length}\r\n\r\n`);
+      let i = 0;
+      const timer = setInterval(() => { if (i < hello.length && !s.destroyed) s.write(hello[i++]!); else clearInterval(timer); }, 100);
+      s.on("close", () => clearInterval(timer));
+    },
+    // A hello padded past 4 KB.
+    flood: (s) => {
+      const body = `${hello.slice(0, -1)}, "pad": "${"x".repeat(8192)}"}`;
+      s.end(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`);
+    },
+  };
+  for (const [name, behave] of Object.entries(behaviours)) {
+    const sockets = new Set<Socket>();
+    const squatter = createServer((s) => { sockets.add(s); s.on("error", () => {}); behave(s); });
+    await new Promise<void>((r) => squatter.listen(0, "127.0.0.1", r));
+    try {
+      const t0 = performance.now();
+      const refused = await start((squatter.address() as AddressInfo).port);
+      const ms = performance.now() - t0;
+      assert.ok(isUkeyError(refused, "AGENT_PORT_IN_USE"), `${name}: ${String(refused)}`);
+      // One second per origin asked (the portal and the server), and no more.
+      assert.ok(ms < 2 * 1000 + 1500, `${name} took ${ms.toFixed(0)} ms`);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => squatter.close(() => r()));
+    }
+  }
 });
