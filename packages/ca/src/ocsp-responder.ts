@@ -1,6 +1,5 @@
 import { createHash } from "node:crypto";
 import { AsnConvert } from "@peculiar/asn1-schema";
-import { OCSPRequest } from "@peculiar/asn1-ocsp";
 import { UkeyError, isUkeyError, revocationReasonCode } from "@ukey/policy";
 import { Oid, subjectPublicKeyBits } from "./algorithms.js";
 import {
@@ -8,6 +7,7 @@ import {
   unsignedInteger, type DerNode,
 } from "./der.js";
 import { extension, ExtOid } from "./extensions.js";
+import { OcspRequestSchema } from "./ocsp-request-schema.js";
 import { serialBytes, serialHex } from "./serial.js";
 import type { CaSigner, IssuerCertificate, OcspCertId, OcspCertStatus, OcspRequestInfo } from "./types.js";
 
@@ -78,7 +78,7 @@ function plainRequest(der: Buffer): OcspRequestInfo | undefined {
 }
 
 function parseFull(der: Buffer): OcspRequestInfo {
-  let req: OCSPRequest;
+  let req: OcspRequestSchema;
   let certIdNodes: DerNode[];
   try {
     const top = readWhole(der);
@@ -91,7 +91,7 @@ function parseFull(der: Buffer): OcspRequestInfo {
       if (!c || c.tag !== Tag.sequence) throw malformed("Request without CertID");
       return c;
     });
-    req = AsnConvert.parse(der, OCSPRequest);
+    req = AsnConvert.parse(der, OcspRequestSchema);
   } catch (e) {
     if (isUkeyError(e, "OCSP_REQUEST_MALFORMED")) throw e;
     throw malformed("not a DER OCSPRequest", e);

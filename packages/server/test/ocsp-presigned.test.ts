@@ -259,3 +259,34 @@ test("GnuTLS ocsptool finds the signer in the response and verifies good and rev
     await server.stop();
   }
 });
+
+test("NSS ocspclnt verifies good and revoked answers signed by the issuing CA", async () => {
+  const good = issue(dataDir, env, "nss-good");
+  const bad = issue(dataDir, env, "nss-revoked");
+  assert.equal(runUkeyServer(["revoke", "--data-dir", dataDir, "--serial", bad.serial, "--reason", "keyCompromise"], env).status, 0);
+  // An NSS database as a relying party keeps one: the root trusted, the issuing CA and the two leaves known.
+  const db = `sql:${t.path("nssdb")}`;
+  const nss = (cmd: string, args: string[]) => {
+    const r = spawnSync(cmd, args, { encoding: "utf8" });
+    if (r.error) throw new Error(`NSS ${cmd} cannot run (${r.error.message}): run scripts/ensure-system-deps.sh (Debian libnss3-tools)`);
+    return { status: r.status, out: `${r.stdout}${r.stderr}` };
+  };
+  spawnSync("mkdir", ["-p", t.path("nssdb")]);
+  assert.equal(nss("certutil", ["-N", "-d", db, "--empty-password"]).status, 0);
+  for (const [name, file, trust] of [["root", root, "C,C,C"], ["issuing", issuing, ",,"], ["good", good.pem, ",,"], ["revoked", bad.pem, ",,"]] as const) {
+    const r = nss("certutil", ["-A", "-d", db, "-n", name, "-t", trust, "-a", "-i", file]);
+    assert.equal(r.status, 0, r.out);
+  }
+  const server = await startUkeyServer(dataDir, env);
+  try {
+    // -t issuing: NSS checks the answer's signature against the issuing CA, the responder RFC 6960 4.2.2.2 allows.
+    const ask = (name: string) => nss("ocspclnt", ["-d", db, "-S", name, "-l", `${server.url}/ocsp`, "-t", "issuing"]);
+    const g = ask("good");
+    assert.equal(g.status, 0, g.out);
+    assert.match(g.out, /Check of certificate "good" succeeded/, g.out);
+    const b = ask("revoked");
+    assert.match(b.out, /Check of certificate "revoked" failed\.\s+Reason:\s+Peer's Certificate has been revoked/, b.out);
+  } finally {
+    await server.stop();
+  }
+});
