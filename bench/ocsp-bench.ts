@@ -89,7 +89,8 @@ export async function measureOcsp(ctx: ServerContext, dir: string, seconds: numb
   try {
     const port = (app.server.address() as { port: number }).port;
     const requestsFor = (serials: string[]) => serials.map((s) => ocspRequest(canonicalCertId(ctx.ca.issuing, s).der));
-    const few = requestsFor(await sampleSerials(ctx, 1000));
+    const sampleFew = await sampleSerials(ctx, 1000);
+    const few = requestsFor(sampleFew);
     const first = await ctx.ocsp.answer(few[0]!);
     if (!first.cache) throw new Error("the bench's certificates have no pre-signed response");
     staticBody = Buffer.alloc(first.der.length, 0x30);
@@ -144,6 +145,21 @@ export async function measureOcsp(ctx: ServerContext, dir: string, seconds: numb
     line(`OCSP GET, ${spread.length} certs spread over ${rows} rows`,
       `${perSecond(r2.many!).toFixed(0).padStart(8)} /s   ratio to HTTP bound ${manyRatio.toFixed(2)}   spread/clustered ${(manyRatio / fewRatio).toFixed(2)} (goal >= 0.90)   failed ${r2.many!.failed}`);
     line("  of which signed on the request path", `${live2.toString().padStart(8)}     (of ${r2.few!.ok + r2.many!.ok}; embedded; ${fillRows.toLocaleString("en")} rows added in ${fillSeconds.toFixed(0)} s)`);
+    // The row lookup alone, in CPU time (steadier than rates on a shared machine): the clustered and the
+    // spread sample in alternating slices, each through the store's statement as the request path runs it.
+    const lookup = { few: { n: 0, us: 0 }, many: { n: 0, us: 0 } };
+    for (let slice = 0; slice < 6; slice++) {
+      for (const [name, serials] of [["few", sampleFew], ["many", spread]] as const) {
+        const cpu = process.cpuUsage();
+        for (const s of serials) await ctx.store.certificates.ocspState(s, ctx.ca.issuerKeyId);
+        const used = process.cpuUsage(cpu);
+        lookup[name].n += serials.length;
+        lookup[name].us += used.user + used.system;
+      }
+    }
+    const perLookup = (x: { n: number; us: number }) => x.us / x.n;
+    line("  row lookup (store, CPU per lookup)",
+      `clustered ${perLookup(lookup.few).toFixed(1)} us, spread ${perLookup(lookup.many).toFixed(1)} us: ratio ${(perLookup(lookup.many) / perLookup(lookup.few)).toFixed(2)}`);
     // A sample the cache cannot answer would measure the CA key instead of the table.
     if (live2 > 0) throw new Error(`${live2} OCSP answers of the big-table run were signed on the request path: the sample is not pre-signed`);
   } finally {
