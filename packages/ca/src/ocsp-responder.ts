@@ -29,7 +29,8 @@ function malformed(reason: string, cause?: unknown): UkeyError {
  * echoed in the response; `nonce` is the nonce extension's extnValue
  * contents (the DER OCTET STRING openssl sends), echoed verbatim.
  * Throws OCSP_REQUEST_MALFORMED for garbage, an empty request list, more
- * than 16 CertIDs, an unknown hash algorithm or an over-long nonce, and
+ * than 16 CertIDs, an unknown hash algorithm, a critical extension other
+ * than the nonce (RFC 6960 4.4) or an over-long nonce, and
  * REQUEST_TOO_LARGE above 8 KiB.
  */
 export function parseOcspRequest(der: Buffer): OcspRequestInfo {
@@ -114,6 +115,10 @@ function parseFull(der: Buffer): OcspRequestInfo {
       der: raw(der, certIdNodes[i]!),
     };
   });
+  // RFC 6960 4.4: unrecognised extensions are ignored unless critical. Only the nonce is understood.
+  for (const x of [...(req.tbsRequest.requestExtensions ?? []), ...list.flatMap((r) => r.singleRequestExtensions ?? [])]) {
+    if (x.critical && x.extnID !== ExtOid.ocspNonce) throw malformed(`critical extension ${x.extnID} not understood`);
+  }
   const info: OcspRequestInfo = { certIds };
   const nonceExt = req.tbsRequest.requestExtensions?.find((x) => x.extnID === ExtOid.ocspNonce);
   if (nonceExt) {

@@ -150,6 +150,9 @@ test("parses NSS's request, whose Request carries a Service Locator in its [0] s
   // The CertID's own DER, without the extension that follows it in the Request.
   assert.equal(info.certIds[0]!.der.length, 79);
   assert.equal(info.nonce, undefined);
+  // The same request with its Service Locator marked critical: an extension we do not act on may not be critical (RFC 6960 4.4).
+  const critical = Buffer.from("MIGdMIGaMHgwdjBNMAkGBSsOAwIaBQAEFHEdOXZxyfrPIkIJWSWXmgaY5GsRBBRZXdecKBzmlJ+c28j47CSP8yaeewIUTpOYs91rawY3a4LI6QzXEd9+9vqgJTAjMCEGCSsGAQUFBzABBwEB/wQRMA8wDTELMAkGA1UEAwwCQ0GiHjAcMBoGCSsGAQUFBzABBAQNMAsGCSsGAQUFBzABAQ==", "base64");
+  assert.throws(() => parseOcspRequest(critical), (e: unknown) => code("OCSP_REQUEST_MALFORMED")(e) && /critical extension 1\.3\.6\.1\.5\.5\.7\.48\.1\.7/.test(String((e as Error).message)));
 });
 
 test("refuses malformed requests", () => {
