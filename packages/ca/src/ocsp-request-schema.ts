@@ -7,36 +7,35 @@ import { Extension, GeneralName } from "@peculiar/asn1-x509";
 // refuses every request that carries one, such as NSS's (Firefox, ocspclnt),
 // which names the issuer in a Service Locator extension (RFC 6960 4.4.6) of
 // each Request. These classes are the library's with that tag put right.
+// The schema is declared by calling AsnProp on the prototypes, as the
+// library's compiled code does, not with decorator syntax: the CLI also runs
+// under tsx outside this repository's tsconfig, where decorators compile to
+// the standard form that asn1-schema does not understand.
 
 /** Request ::= SEQUENCE { reqCert CertID, singleRequestExtensions [0] EXPLICIT Extensions OPTIONAL } */
 export class OcspSingleRequest {
-  @AsnProp({ type: CertID })
   reqCert = new CertID();
-
-  @AsnProp({ type: Extension, context: 0, optional: true, repeated: "sequence" })
   singleRequestExtensions?: Extension[];
 }
+AsnProp({ type: CertID })(OcspSingleRequest.prototype, "reqCert");
+AsnProp({ type: Extension, context: 0, optional: true, repeated: "sequence" })(OcspSingleRequest.prototype, "singleRequestExtensions");
 
 /** TBSRequest ::= SEQUENCE { version [0] EXPLICIT Version DEFAULT v1, requestorName [1] EXPLICIT GeneralName OPTIONAL, requestList SEQUENCE OF Request, requestExtensions [2] EXPLICIT Extensions OPTIONAL } */
 export class OcspTbsRequest {
-  @AsnProp({ type: AsnPropTypes.Integer, context: 0, defaultValue: Version.v1 })
   version: Version = Version.v1;
-
-  @AsnProp({ type: GeneralName, context: 1, optional: true })
   requestorName?: GeneralName;
-
-  @AsnProp({ type: OcspSingleRequest, repeated: "sequence" })
   requestList: OcspSingleRequest[] = [];
-
-  @AsnProp({ type: Extension, context: 2, optional: true, repeated: "sequence" })
   requestExtensions?: Extension[];
 }
+AsnProp({ type: AsnPropTypes.Integer, context: 0, defaultValue: Version.v1 })(OcspTbsRequest.prototype, "version");
+AsnProp({ type: GeneralName, context: 1, optional: true })(OcspTbsRequest.prototype, "requestorName");
+AsnProp({ type: OcspSingleRequest, repeated: "sequence" })(OcspTbsRequest.prototype, "requestList");
+AsnProp({ type: Extension, context: 2, optional: true, repeated: "sequence" })(OcspTbsRequest.prototype, "requestExtensions");
 
 /** OCSPRequest ::= SEQUENCE { tbsRequest TBSRequest, optionalSignature [0] EXPLICIT Signature OPTIONAL } */
 export class OcspRequestSchema {
-  @AsnProp({ type: OcspTbsRequest })
   tbsRequest = new OcspTbsRequest();
-
-  @AsnProp({ type: Signature, optional: true, context: 0 })
   optionalSignature?: Signature;
 }
+AsnProp({ type: OcspTbsRequest })(OcspRequestSchema.prototype, "tbsRequest");
+AsnProp({ type: Signature, optional: true, context: 0 })(OcspRequestSchema.prototype, "optionalSignature");
