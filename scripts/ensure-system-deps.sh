@@ -2,7 +2,8 @@
 # Installs the Debian packages the tests need when they are missing:
 # openssl and curl (clients of our endpoints), softhsm2 and opensc (a real
 # PKCS#11 token), postgresql (the second storage engine), strongswan-pki
-# (a third-party EST client, `pki --est`), gnutls-bin (`ocsptool`, a second OCSP client), chromium, firefox-esr,
+# (a third-party EST client, `pki --est`), gnutls-bin (`ocsptool`, a second OCSP client), libnss3-tools
+# (`vfychain`, NSS's OCSP client), chromium, firefox-esr,
 # webkit2gtk-driver and xvfb (the portal's browser tests in three engines), gcc and
 # libssl-dev (the software SKF key, native/skf-softkey).
 set -euo pipefail
@@ -27,6 +28,8 @@ command -v pki >/dev/null || missing+=(strongswan-pki)
 [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
 # GnuTLS's ocsptool, a second OCSP client: it finds the responder only through a certificate in the response.
 command -v ocsptool >/dev/null || missing+=(gnutls-bin)
+# NSS's vfychain and certutil, a third OCSP client (vfychain -g ocsp), as Firefox and Chromium on Linux check certificates.
+command -v vfychain >/dev/null || missing+=(libnss3-tools)
 # pki --est fetches over HTTPS with the curl plugin and needs openssl's EC keys.
 ls /usr/lib/ipsec/plugins/libstrongswan-curl.so >/dev/null 2>&1 || missing+=(libstrongswan-extra-plugins)
 ls /usr/lib/ipsec/plugins/libstrongswan-openssl.so >/dev/null 2>&1 || missing+=(libstrongswan-standard-plugins)

@@ -1,6 +1,5 @@
 import { createHash } from "node:crypto";
 import { AsnConvert } from "@peculiar/asn1-schema";
-import { OCSPRequest } from "@peculiar/asn1-ocsp";
 import { UkeyError, isUkeyError, revocationReasonCode } from "@ukey/policy";
 import { Oid, subjectPublicKeyBits } from "./algorithms.js";
 import {
@@ -8,6 +7,7 @@ import {
   unsignedInteger, type DerNode,
 } from "./der.js";
 import { extension, ExtOid } from "./extensions.js";
+import { OcspRequestSchema } from "./ocsp-request-schema.js";
 import { serialBytes, serialHex } from "./serial.js";
 import type { CaSigner, IssuerCertificate, OcspCertId, OcspCertStatus, OcspRequestInfo } from "./types.js";
 
@@ -29,7 +29,8 @@ function malformed(reason: string, cause?: unknown): UkeyError {
  * echoed in the response; `nonce` is the nonce extension's extnValue
  * contents (the DER OCTET STRING openssl sends), echoed verbatim.
  * Throws OCSP_REQUEST_MALFORMED for garbage, an empty request list, more
- * than 16 CertIDs, an unknown hash algorithm or an over-long nonce, and
+ * than 16 CertIDs, an unknown hash algorithm, a critical extension other
+ * than the nonce (RFC 6960 4.4) or an over-long nonce, and
  * REQUEST_TOO_LARGE above 8 KiB.
  */
 export function parseOcspRequest(der: Buffer): OcspRequestInfo {
@@ -78,7 +79,7 @@ function plainRequest(der: Buffer): OcspRequestInfo | undefined {
 }
 
 function parseFull(der: Buffer): OcspRequestInfo {
-  let req: OCSPRequest;
+  let req: OcspRequestSchema;
   let certIdNodes: DerNode[];
   try {
     const top = readWhole(der);
@@ -91,7 +92,7 @@ function parseFull(der: Buffer): OcspRequestInfo {
       if (!c || c.tag !== Tag.sequence) throw malformed("Request without CertID");
       return c;
     });
-    req = AsnConvert.parse(der, OCSPRequest);
+    req = AsnConvert.parse(der, OcspRequestSchema);
   } catch (e) {
     if (isUkeyError(e, "OCSP_REQUEST_MALFORMED")) throw e;
     throw malformed("not a DER OCSPRequest", e);
@@ -114,6 +115,10 @@ function parseFull(der: Buffer): OcspRequestInfo {
       der: raw(der, certIdNodes[i]!),
     };
   });
+  // RFC 6960 4.4: unrecognised extensions are ignored unless critical. Only the nonce is understood.
+  for (const x of [...(req.tbsRequest.requestExtensions ?? []), ...list.flatMap((r) => r.singleRequestExtensions ?? [])]) {
+    if (x.critical && x.extnID !== ExtOid.ocspNonce) throw malformed(`critical extension ${x.extnID} not understood`);
+  }
   const info: OcspRequestInfo = { certIds };
   const nonceExt = req.tbsRequest.requestExtensions?.find((x) => x.extnID === ExtOid.ocspNonce);
   if (nonceExt) {

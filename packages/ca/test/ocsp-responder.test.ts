@@ -138,6 +138,23 @@ test("openssl notices a missing or wrong nonce", async () => {
   }
 });
 
+test("parses NSS's request, whose Request carries a Service Locator in its [0] singleRequestExtensions", () => {
+  // Captured from NSS 3.87's ocspclnt -S (as Firefox asks): one CertID with a single-request Service Locator
+  // extension (RFC 6960 4.4.6) and an Acceptable Responses request extension; it went in by GET.
+  const der = Buffer.from("MIGaMIGXMHUwczBNMAkGBSsOAwIaBQAEFHEdOXZxyfrPIkIJWSWXmgaY5GsRBBRZXdecKBzmlJ+c28j47CSP8yaeewIUTpOYs91rawY3a4LI6QzXEd9+9vqgIjAgMB4GCSsGAQUFBzABBwQRMA8wDTELMAkGA1UEAwwCQ0GiHjAcMBoGCSsGAQUFBzABBAQNMAsGCSsGAQUFBzABAQ==", "base64");
+  const info = parseOcspRequest(der);
+  assert.equal(info.certIds.length, 1);
+  assert.equal(info.certIds[0]!.hashAlgorithm, "sha1");
+  assert.equal(info.certIds[0]!.serial, "4e9398b3dd6b6b06376b82c8e90cd711df7ef6fa");
+  assert.equal(info.certIds[0]!.issuerNameHash.toString("hex"), "711d397671c9facf2242095925979a0698e46b11");
+  // The CertID's own DER, without the extension that follows it in the Request.
+  assert.equal(info.certIds[0]!.der.length, 79);
+  assert.equal(info.nonce, undefined);
+  // The same request with its Service Locator marked critical: an extension we do not act on may not be critical (RFC 6960 4.4).
+  const critical = Buffer.from("MIGdMIGaMHgwdjBNMAkGBSsOAwIaBQAEFHEdOXZxyfrPIkIJWSWXmgaY5GsRBBRZXdecKBzmlJ+c28j47CSP8yaeewIUTpOYs91rawY3a4LI6QzXEd9+9vqgJTAjMCEGCSsGAQUFBzABBwEB/wQRMA8wDTELMAkGA1UEAwwCQ0GiHjAcMBoGCSsGAQUFBzABBAQNMAsGCSsGAQUFBzABAQ==", "base64");
+  assert.throws(() => parseOcspRequest(critical), (e: unknown) => code("OCSP_REQUEST_MALFORMED")(e) && /critical extension 1\.3\.6\.1\.5\.5\.7\.48\.1\.7/.test(String((e as Error).message)));
+});
+
 test("refuses malformed requests", () => {
   const one = opensslRequest("one", ["-cert", leaves.good!.path, "-no_nonce"]).der;
   const many = opensslRequest("many", [...Array.from({ length: 17 }, (_, i) => ["-serial", String(i + 1)]).flat(), "-no_nonce"]).der;

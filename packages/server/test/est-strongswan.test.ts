@@ -1,7 +1,9 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:https";
+import type { AddressInfo } from "node:net";
 import { systemClock } from "@ukey/policy";
 import { enrolmentServiceFor } from "../src/enrolment-service.js";
 import { openServerContext } from "../src/server-context.js";
@@ -123,4 +125,65 @@ test("pki --est --cert --key re-enrols with the current certificate over TLS cli
   const again = pki(["--est", "--url", reenrolUrl, ...tlsTrust(), ...caTrust(), "--in", pkiCsr("sw2-again", "C=CN, O=ukey-renew demo, CN=Holder SW2, serialNumber=SW2").csr, "--cert", renewable.cert, "--key", renewable.key]);
   assert.notEqual(again.status, 0);
   assert.match(again.out, /HTTP 409/, "CERT_SUPERSEDED");
+});
+
+test("the base64 strongSwan takes: one line, a final line break allowed, none inside (LF or CRLF, any width)", async () => {
+  // What pki --estca 5.9 makes of a /cacerts body, from a stub TLS server sending the same PKCS#7 in each layout.
+  const key = t.path("stub.key.pem");
+  const cert = t.path("stub.cer.pem");
+  assert.equal(openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost", "-days", "2"]).status, 0);
+  const p7 = t.path("stub.p7");
+  assert.equal(openssl(["crl2pkcs7", "-nocrl", "-certfile", cert, "-outform", "DER", "-out", p7]).status, 0);
+  const b64 = readFileSync(p7).toString("base64");
+  const wrap = (n: number, nl: string) => (b64.match(new RegExp(`.{1,${n}}`, "g")) ?? []).join(nl);
+  const layouts: Record<string, string> = {
+    "one line": b64, "one line + LF": `${b64}\n`, "one line + CRLF": `${b64}\r\n`,
+    "64 columns, LF": `${wrap(64, "\n")}\n`, "64 columns, CRLF": `${wrap(64, "\r\n")}\r\n`, "76 columns, CRLF": `${wrap(76, "\r\n")}\r\n`,
+    "64 columns, no final break": wrap(64, "\n"),
+  };
+  const stub = createServer({ key: readFileSync(key), cert: readFileSync(cert) }, (req, res) => {
+    const body = layouts[decodeURIComponent((req.url ?? "").split("/")[1] ?? "")];
+    if (body === undefined) return void res.writeHead(404).end();
+    // pki reads no chunked answer: it wants a Content-Length.
+    res.writeHead(200, { "Content-Type": "application/pkcs7-mime", "Content-Transfer-Encoding": "base64", "Content-Length": Buffer.byteLength(body) }).end(body);
+  });
+  await new Promise<void>((r) => stub.listen(0, "127.0.0.1", r));
+  try {
+    const port = (stub.address() as AddressInfo).port;
+    const taken: Record<string, boolean> = {};
+    for (const [i, name] of Object.keys(layouts).entries()) {
+      // pki is a child process: run it without blocking this process's event loop, where the stub answers.
+      const r = await new Promise<{ status: number | null; out: string }>((resolve) => {
+        const c = spawn("pki", ["--estca", "--url", `https://localhost:${port}/${encodeURIComponent(name)}`, "--cacert", cert, "--caout", t.path(`stub-out-${i}.pem`)]);
+        let out = "";
+        c.stdout.on("data", (d) => { out += String(d); });
+        c.stderr.on("data", (d) => { out += String(d); });
+        c.on("close", (status) => resolve({ status, out }));
+      });
+      taken[name] = r.status === 0 && /Root CA cert is trusted/.test(r.out);
+    }
+    assert.deepEqual(taken, {
+      "one line": true, "one line + LF": true, "one line + CRLF": true,
+      "64 columns, LF": false, "64 columns, CRLF": false, "76 columns, CRLF": false, "64 columns, no final break": false,
+    });
+  } finally {
+    await new Promise((r) => stub.close(r));
+  }
+});
+
+test("what the server sends is one line ended by LF, which OpenSSL's base64 decoder reads in the mode libest chooses for it", () => {
+  // The TLS port's certificate is the data directory's own: ask with curl, which is told to trust it.
+  const body = spawnSync("curl", ["-sf", "--cacert", `${dataDir}/tls/server.cer.pem`, `${url}/.well-known/est/cacerts`], { encoding: "latin1" });
+  assert.equal(body.status, 0, body.stderr);
+  const text = body.stdout;
+  assert.match(text, /^[A-Za-z0-9+/]+=*\n$/, "one line of base64 and a final LF");
+  const der = Buffer.from(text, "base64");
+  // libest's est_base64_decode reads without line breaks (BIO_FLAGS_BASE64_NO_NL, as openssl base64 -A) when no
+  // LF comes before the last character, as here; OpenSSL's line mode would stop at a line longer than its 1 KiB buffer.
+  assert.equal(text.indexOf("\n"), text.length - 1);
+  assert.ok(text.length > 1024, "long enough to show the mode matters");
+  const r = spawnSync("openssl", ["base64", "-d", "-A"], { input: text });
+  assert.equal(r.status, 0);
+  assert.ok(Buffer.from(r.stdout).equals(der), "openssl base64 -d -A");
 });

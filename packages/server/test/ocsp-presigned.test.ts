@@ -1,7 +1,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { fixedClock } from "@ukey/policy";
@@ -237,10 +237,24 @@ test("two instances on PostgreSQL: a revocation on one is served by the other fr
   }
 });
 
-test("GnuTLS ocsptool finds the signer in the response and verifies good and revoked answers", async () => {
-  const good = issue(dataDir, env, "gnutls-good");
-  const bad = issue(dataDir, env, "gnutls-revoked");
+test("GnuTLS ocsptool and NSS ocspclnt verify good and revoked answers signed by the issuing CA", async () => {
+  const good = issue(dataDir, env, "third-party-good");
+  const bad = issue(dataDir, env, "third-party-revoked");
   assert.equal(runUkeyServer(["revoke", "--data-dir", dataDir, "--serial", bad.serial, "--reason", "keyCompromise"], env).status, 0);
+  // An NSS database as a relying party keeps one: the root trusted, the issuing CA and the two leaves known.
+  const nssDir = t.path("nssdb");
+  const db = `sql:${nssDir}`;
+  const nss = (cmd: string, args: string[]) => {
+    const r = spawnSync(cmd, args, { encoding: "utf8" });
+    if (r.error) throw new Error(`NSS ${cmd} cannot run (${r.error.message}): run scripts/ensure-system-deps.sh (Debian libnss3-tools)`);
+    return { status: r.status, out: `${r.stdout}${r.stderr}` };
+  };
+  mkdirSync(nssDir);
+  assert.equal(nss("certutil", ["-N", "-d", db, "--empty-password"]).status, 0);
+  for (const [name, file, trust] of [["root", root, "C,C,C"], ["issuing", issuing, ",,"], ["good", good.pem, ",,"], ["revoked", bad.pem, ",,"]] as const) {
+    const r = nss("certutil", ["-A", "-d", db, "-n", name, "-t", trust, "-a", "-i", file]);
+    assert.equal(r.status, 0, r.out);
+  }
   const server = await startUkeyServer(dataDir, env);
   try {
     const ask = (cert: string) => {
@@ -255,6 +269,15 @@ test("GnuTLS ocsptool finds the signer in the response and verifies good and rev
     const b = ask(bad.pem);
     assert.match(b, /Verifying OCSP Response: Success/, b);
     assert.match(b, /Certificate Status: revoked/, b);
+
+    // NSS asks by GET with a Service Locator in each Request (as Firefox does); -t issuing: the answer's
+    // signature is checked against the issuing CA.
+    const nssAsk = (name: string) => nss("ocspclnt", ["-d", db, "-S", name, "-l", `${server.url}/ocsp`, "-t", "issuing"]);
+    const ng = nssAsk("good");
+    assert.equal(ng.status, 0, ng.out);
+    assert.match(ng.out, /Check of certificate "good" succeeded/, ng.out);
+    const nb = nssAsk("revoked");
+    assert.match(nb.out, /Check of certificate "revoked" failed\.\s+Reason:\s+Peer's Certificate has been revoked/, nb.out);
   } finally {
     await server.stop();
   }

@@ -25,11 +25,12 @@ export function decodeEstBase64(body: Buffer | string): Buffer {
 /**
  * Base64 on one line, ended by a line feed. RFC 8951 lets a receiver take it
  * with or without line breaks, but real clients differ: strongSwan's
- * `pki --est` (5.9) decodes four characters at a time and turns a line break
- * inside the text into garbage (lines of 64 fail: est-strongswan.test.ts),
- * while decoders built on OpenSSL's base64 BIO, as Cisco libest's is, want
- * the text ended by a newline. One line with a final LF is what both take;
- * `base64 -d` takes it too. Never throws.
+ * `pki --est` (5.9.8) decodes four characters at a time and turns any line
+ * break inside the text (LF or CRLF, at any width) into garbage, while a
+ * final LF or CRLF is harmless (est-strongswan.test.ts tries each layout).
+ * Cisco libest reads text with no LF before its last character in OpenSSL's
+ * single-line mode (BIO_FLAGS_BASE64_NO_NL), which takes it. One line with a
+ * final LF is what both take; `base64 -d` takes it too. Never throws.
  */
 export function encodeEstBase64(der: Buffer): string {
   return `${der.toString("base64")}\n`;
