@@ -75,6 +75,7 @@ export async function createBackup(ctx: BackupSource, out: string, passphrase: s
   if (existsSync(out)) throw new UkeyError("CLI_USAGE", { params: { reason: `${out} exists; a backup never replaces a file` } });
   const createdAt = ctx.clock.now();
   // The copy is made beside the backup file (the operator chose that volume), never in /tmp.
+  mkdirSync(dirname(out), { recursive: true, mode: 0o700 });
   const work = mkdtempSync(join(dirname(out), `.${basename(out)}.`));
   try {
     const copy = join(work, "ukey.sqlite");
