@@ -10,6 +10,7 @@ import { openBenchContext, prepareRenewalJobs } from "../../../bench/renewal-ben
 import { issuingCaBinding } from "../src/ca-runtime.js";
 import { parseCertId } from "../src/cert-id.js";
 import { runCli } from "../src/cli.js";
+import { askRunningServer } from "../src/control-channel.js";
 import { dataDirLayout } from "../src/data-dir.js";
 import { initialisedDataDir, startUkeyServer, tempDir, ukeyServerBin, type RunningServer } from "./support/fixtures.js";
 import { OrderApi } from "./support/order-api.js";
@@ -250,6 +251,10 @@ test("a backup taken while renewals run restores every certificate reported befo
     assert.deepEqual(treeDigest(otherCa.dataDir), otherDigest);
     assert.deepEqual(leftovers(restored), []);
     assert.deepEqual(leftovers(otherCa.dataDir), []);
+    // restore is never run by a server for its control socket's callers.
+    const viaSocket = await askRunningServer(dataDir, ["restore", "--data-dir", dataDir, "--in", out, "--backup-passphrase-file", backupPass, "--json"]);
+    assert.equal(viaSocket?.code, 1);
+    assert.equal((JSON.parse(viaSocket!.out.trim()) as { error: { code: string } }).error.code, "DATA_DIR_LOCKED");
     // The running server still serves from its own directory.
     assert.equal((await fetch(`${server.url}/readyz`)).status, 200);
   } finally {
