@@ -118,7 +118,8 @@ export function commandUsage(cmd: string): string {
     else if (!/^ {20,}/.test(l)) inCmd = false;
     if (inCmd) out.push(l);
   }
-  return out.length ? `${out.join("\n")}\n\n${lines.slice(-2).join("\n")}` : usage;
+  // The closing paragraph (--json, where secrets come from) belongs to every command's help.
+  return out.length ? `${out.join("\n")}\n\n${lines.slice(lines.lastIndexOf("") + 1).join("\n")}` : usage;
 }
 
 const common = {
