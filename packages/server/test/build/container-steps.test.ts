@@ -2,6 +2,7 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { chmodSync, chownSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { buildBundles, productionInstall } from "../support/production-install.js";
@@ -37,6 +38,14 @@ function runtimeStage(): string[] {
 const stage = runtimeStage();
 const instruction = (name: string) => stage.filter((l) => l.startsWith(`${name} `)).map((l) => l.slice(name.length + 1).trim());
 const jsonArray = (text: string) => JSON.parse(text) as string[];
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
 
 function inRoot(args: string[], opts: { user?: string; env?: Record<string, string> } = {}) {
   const r = spawnSync("/usr/sbin/chroot", [...(opts.user ? [`--userspec=${opts.user}`] : []), root, ...args], {
@@ -102,8 +111,11 @@ test("the Dockerfile's runtime stage, run in a clean Debian 12 root: no devDepen
   const init = inRoot([...entry, "init", "--data-dir", "/var/lib/ukey", "--json"], { user: "ukey:ukey", env });
   assert.equal(init.status, 0, init.all);
 
-  const port = 8080;
-  server = spawn("/usr/sbin/chroot", ["--userspec=ukey:ukey", root, ...entry, ...cmd, "--json"], {
+  // The root shares this machine's network: a free port stands in for the image's 8080 (the last --port wins).
+  assert.deepEqual(cmd.slice(cmd.indexOf("--port"), cmd.indexOf("--port") + 2), ["--port", "8080"]);
+  const port = await freePort();
+  const probeCmd = healthCmd.map((a) => a.replace("127.0.0.1:8080", `127.0.0.1:${port}`));
+  server = spawn("/usr/sbin/chroot", ["--userspec=ukey:ukey", root, ...entry, ...cmd, "--port", String(port), "--json"], {
     env: { PATH: "/usr/local/bin:/usr/bin:/bin", HOME: "/var/lib/ukey", LANG: "C.UTF-8", ...env }, stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
@@ -116,7 +128,7 @@ test("the Dockerfile's runtime stage, run in a clean Debian 12 root: no devDepen
   });
   assert.match(out, new RegExp(`"http":${port}`));
   // The HEALTHCHECK command, inside the root, as the image's user.
-  const probe = inRoot(healthCmd, { user: "ukey:ukey", env });
+  const probe = inRoot(probeCmd, { user: "ukey:ukey", env });
   assert.equal(probe.status, 0, `HEALTHCHECK failed: ${probe.all}`);
   const ps = inRoot(["/bin/sh", "-c", "stat -c %U /var/lib/ukey/db/ukey.sqlite"]);
   assert.equal(ps.all.trim(), "ukey", "the database belongs to the image's user");
