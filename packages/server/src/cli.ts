@@ -1,4 +1,5 @@
 import { mkdirSync, readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import type { FastifyInstance } from "fastify";
 import { normaliseSerial, derToPem } from "@ukey/ca";
@@ -10,7 +11,11 @@ import { formatCertId } from "./cert-id.js";
 import { hashIdNumber, maskIdNumber } from "./holder-identity.js";
 import { absolutePathArgs, askRunningServer, dataDirArg, forwardedCommands, listenControlChannel, sameDirectory, type ControlChannel } from "./control-channel.js";
 import { openServerContext, databaseUrlFrom, type ServerContext, type ServerEnv } from "./server-context.js";
-import { readSecretFile } from "./server-config.js";
+import { openStore, type Store } from "@ukey/store";
+import { loadServerConfig, readSecretFile } from "./server-config.js";
+import { createBackup, readBackupPassphrase, restoreBackup, type BackupSource } from "./backup/backup-service.js";
+import { issuingCaBinding } from "./ca-runtime.js";
+import { dataDirLayout } from "./data-dir.js";
 
 // Replaced by scripts/build.mjs (esbuild define) in a built bundle; undefined when running the sources.
 declare const __UKEY_BUILD_INFO__: { version: string; build: string } | undefined;
@@ -51,6 +56,32 @@ async function openContext(io: CliIo, dataDir: string, env: ServerEnv): Promise<
   return { ...io.context, close: async () => undefined };
 }
 
+/** The backup passphrase file: --backup-passphrase-file, else UKEY_BACKUP_PASSPHRASE_FILE. @throws UkeyError SECRET_FILE_REQUIRED. */
+function backupPassphraseFile(io: CliIo, v: Record<string, unknown>): string {
+  const f = (v["backup-passphrase-file"] as string | undefined) ?? io.env.UKEY_BACKUP_PASSPHRASE_FILE;
+  if (!f) throw new UkeyError("SECRET_FILE_REQUIRED", { params: { variable: "UKEY_BACKUP_PASSPHRASE_FILE" } });
+  return f;
+}
+
+/**
+ * A stopped server's data directory, opened for a backup: its config and its
+ * database only (no CA key is loaded, so no CA passphrase is needed).
+ * @throws UkeyError CA_NOT_INITIALISED, CONFIG_INVALID, BACKUP_ENGINE_UNSUPPORTED (PostgreSQL), and what openStore throws.
+ */
+async function openBackupSource(dataDir: string, env: ServerEnv, clock: Clock): Promise<BackupSource & { store: Store }> {
+  const layout = dataDirLayout(dataDir);
+  let config;
+  try {
+    config = loadServerConfig(layout.config);
+  } catch (e) {
+    if (e instanceof UkeyError && e.code === "FILE_UNREADABLE") throw new UkeyError("CA_NOT_INITIALISED", { params: { dir: dataDir }, cause: e });
+    throw e;
+  }
+  if (databaseUrlFrom(env)) throw new UkeyError("BACKUP_ENGINE_UNSUPPORTED");
+  const store = await openStore({ dataDir, ca: issuingCaBinding(layout), clock });
+  return { layout, store, clock, downloadsDir: config.downloads.dir };
+}
+
 const usage = `ukey-server: the ukey-renew server and its operator commands
 
   ukey-server init   --data-dir DIR [--algorithm p256|p384|rsa2048|rsa3072|sm2] [--public-url URL]
@@ -65,13 +96,16 @@ const usage = `ukey-server: the ukey-renew server and its operator commands
   ukey-server revoke --data-dir DIR --serial S --reason R
   ukey-server hold   --data-dir DIR --serial S [--lift]
   ukey-server audit verify --data-dir DIR
+  ukey-server backup --data-dir DIR --out FILE [--backup-passphrase-file F]
+  ukey-server restore --data-dir DIR --in FILE [--backup-passphrase-file F]
   ukey-server kmc init --data-dir DIR [--kmc-passphrase-file F]
   ukey-server downloads publish --data-dir DIR [--file INSTALLER ...] [--agent-version V]
   ukey-server enrol  --data-dir DIR --holder ID --profile P [--ttl-days N] [--max-attempts N]
   ukey-server operator add --data-dir DIR --id ID --role admin|operator|auditor --password-file F [--cert-spki-sha256 HEX]
 
 Every command takes --json. Secrets come from files: UKEY_CA_PASSPHRASE_FILE (or --passphrase-file),
-UKEY_HSM_PIN_FILE (or --hsm-pin-file), UKEY_KMC_PASSPHRASE_FILE (or --kmc-passphrase-file);
+UKEY_HSM_PIN_FILE (or --hsm-pin-file), UKEY_KMC_PASSPHRASE_FILE (or --kmc-passphrase-file),
+UKEY_BACKUP_PASSPHRASE_FILE (or --backup-passphrase-file);
 UKEY_DATABASE_URL selects PostgreSQL.`;
 
 /** The usage lines of one command (with their continuation lines), or the whole usage for an unknown one. */
@@ -84,7 +118,8 @@ export function commandUsage(cmd: string): string {
     else if (!/^ {20,}/.test(l)) inCmd = false;
     if (inCmd) out.push(l);
   }
-  return out.length ? `${out.join("\n")}\n\n${lines.slice(-2).join("\n")}` : usage;
+  // The closing paragraph (--json, where secrets come from) belongs to every command's help.
+  return out.length ? `${out.join("\n")}\n\n${lines.slice(lines.lastIndexOf("") + 1).join("\n")}` : usage;
 }
 
 const common = {
@@ -158,7 +193,10 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     if (!io.context && forwardedCommands.has(cmd)) {
       // A server running on this data directory runs the command itself (docs/operator-cli.md, "While the server runs").
       const dataDir = dataDirArg(rest);
-      const reply = dataDir ? await askRunningServer(dataDir, absolutePathArgs(argv, io.cwd ?? process.cwd())) : undefined;
+      // The server has none of this shell's environment: a secret file named there travels as its flag.
+      const withSecret = cmd === "backup" && !argv.some((a) => a === "--backup-passphrase-file" || a.startsWith("--backup-passphrase-file=")) && io.env.UKEY_BACKUP_PASSPHRASE_FILE
+        ? [...argv, "--backup-passphrase-file", io.env.UKEY_BACKUP_PASSPHRASE_FILE] : argv;
+      const reply = dataDir ? await askRunningServer(dataDir, absolutePathArgs(withSecret, io.cwd ?? process.cwd())) : undefined;
       if (reply) {
         io.out(reply.out);
         io.err(reply.err);
@@ -395,6 +433,47 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         } finally {
           await ctx.close();
         }
+      }
+      case "backup": {
+        const v = parse(rest, { out: { type: "string" }, "backup-passphrase-file": { type: "string" } });
+        const out = resolve(io.cwd ?? process.cwd(), required(v, "out"));
+        const passphrase = readBackupPassphrase(backupPassphraseFile(io, v));
+        const dataDir = required(v, "data-dir");
+        const source = io.context
+          ? { layout: io.context.layout, store: io.context.store, clock: io.clock, downloadsDir: io.context.config.downloads.dir }
+          : await openBackupSource(dataDir, envWithSecretFlags(io, v), io.clock);
+        if (io.context && !sameDirectory(dataDir, io.context.layout.dir)) {
+          throw new UkeyError("DATA_DIR_LOCKED", { params: { dir: dataDir }, detail: `the server on ${io.context.layout.dir} answered for another data directory` });
+        }
+        try {
+          const r = await createBackup(source, out, passphrase, builtVersion(), "cli");
+          print(`backup written: ${r.file} (${r.bytes} bytes)
+  taken:        ${r.createdAt}
+  certificates: ${r.database.certificates}
+  audit log:    ${r.database.auditSeq} entries, head ${r.database.auditHead}
+  files:        ${r.files}
+  time:         ${r.totalMs} ms (database copy ${r.copyMs} ms)
+  Keep the passphrase apart from the backup, and the CA passphrase apart from both.`, r);
+        } finally {
+          if (!io.context) await source.store.close();
+        }
+        return 0;
+      }
+      case "restore": {
+        const v = parse(rest, { in: { type: "string" }, "backup-passphrase-file": { type: "string" } });
+        const dataDir = resolve(io.cwd ?? process.cwd(), required(v, "data-dir"));
+        const file = resolve(io.cwd ?? process.cwd(), required(v, "in"));
+        const passphrase = readBackupPassphrase(backupPassphraseFile(io, v));
+        if (await askRunningServer(dataDir, ["--ping"]).catch(() => undefined)) {
+          throw new UkeyError("DATA_DIR_LOCKED", { params: { dir: dataDir }, detail: "restore cannot run while a server runs on the data directory" });
+        }
+        const r = await restoreBackup(file, dataDir, passphrase, io.clock, "cli");
+        print(`restored ${r.dataDir} from the backup taken ${r.backupCreatedAt}
+  certificates: ${r.database.certificates}
+  audit log:    ${r.database.auditSeq} entries, verified (the restore is entry ${r.database.auditSeq + 1})
+  CRL numbers:  ${Object.entries(r.crlNumbers).map(([s, n]) => `${n} (${s.slice(0, 16)})`).join(", ") || "none signed yet"}, moved forward past any CRL signed after the backup
+${r.replaced ? `  the directory that was there is kept in ${r.replaced}\n` : ""}  time:         ${r.totalMs} ms`, r);
+        return 0;
       }
       case "kmc": {
         const [sub, ...more] = rest;

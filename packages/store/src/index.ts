@@ -16,3 +16,4 @@ export { kmcEscrowRepository, type KmcEscrow, type KmcEscrowRepository } from ".
 export {
   kmcRecoveryRepository, type KmcRecoveryPatch, type KmcRecoveryRecord, type KmcRecoveryRepository, type KmcRecoveryStatus,
 } from "./kmc-recovery-repository.js";
+export { summariseDatabase, sealSqliteCopy, type DatabaseSummary } from "./database-summary.js";

@@ -1,12 +1,31 @@
-import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, rmSync, statfsSync, writeFileSync } from "node:fs";
+import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync, statfsSync, writeFileSync } from "node:fs";
 import { open as openFile, type FileHandle } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
+import { createRequire } from "node:module";
 import BetterSqlite3 from "better-sqlite3";
 import { UkeyError } from "@ukey/policy";
 import { AsyncMutex } from "./async-mutex.js";
 import { storageFull } from "./sql-errors.js";
 import type { CommitState, Database, Sql } from "./types.js";
 import { WriteHealth } from "./write-health.js";
+
+/**
+ * better-sqlite3's handle on its native connection. Its public `backup()`
+ * runs SQLite's online backup in steps on its own schedule, and a step
+ * taken while this connection has a write transaction open fails with
+ * SQLITE_LOCKED; `backupTo` takes each step itself, under the database's
+ * mutex, through the same native Backup object (better-sqlite3 12.x,
+ * pinned in package.json; the backup tests fail if it moves).
+ */
+const cppdb = (createRequire(import.meta.url)("better-sqlite3/lib/util.js") as { cppdb: symbol }).cppdb;
+
+interface NativeBackup {
+  transfer(pages: number): { totalPages: number; remainingPages: number };
+  close(): void;
+}
+
+/** Pages one backup step copies (4 KiB each): a step holds the database for about a millisecond. */
+const BACKUP_PAGES_PER_STEP = 256;
 
 /** Where the embedded database lives inside a data directory. */
 export function sqliteFile(dataDir: string): string {
@@ -225,6 +244,53 @@ export class SqliteDatabase implements Database {
       }
     });
     await this.transaction((tx) => tx.run(PROBE));
+  }
+
+  /**
+   * Copies the database into `file` (which must not exist) with SQLite's
+   * online backup API while the database serves: each step copies
+   * `pagesPerStep` pages under the mutex, between transactions, and lets
+   * waiting requests run between steps. Writes this connection commits
+   * meanwhile are carried into the copy by SQLite as they happen, so the
+   * copy is the database as it stands when the last step ends: every
+   * transaction committed before then, none half. The copy is synced to
+   * disk before the promise resolves. Returns the pages copied.
+   * @throws UkeyError STORAGE_FULL when the copy's volume is full; DATABASE_UNAVAILABLE when the file cannot be written.
+   */
+  async backupTo(file: string, pagesPerStep = BACKUP_PAGES_PER_STEP): Promise<{ pages: number; pageSize: number }> {
+    const native = (this.handle as unknown as Record<symbol, { backup(db: unknown, attached: string, file: string, isNew: boolean): NativeBackup }>)[cppdb]!;
+    createPrivateFile(file);
+    const backup = await this.locked(() => {
+      this.assertOpen();
+      return native.backup(this.handle, "main", file, true);
+    });
+    let pages = 0;
+    try {
+      // The first step with 0 pages only starts the backup (as better-sqlite3's own backup does).
+      let rate = 0;
+      for (;;) {
+        const p = await this.locked(() => {
+          this.assertOpen();
+          return backup.transfer(rate);
+        });
+        pages = p.totalPages;
+        if (!p.remainingPages && rate > 0) break;
+        rate = pagesPerStep;
+        await new Promise((r) => setImmediate(r));
+      }
+    } catch (e) {
+      throw storageFull(e) ? new UkeyError("STORAGE_FULL", { params: { reason: `backup copy ${file}` }, cause: e })
+        : new UkeyError("DATABASE_UNAVAILABLE", { params: { reason: `cannot write the backup copy ${file}` }, detail: String(e), cause: e });
+    } finally {
+      backup.close();
+    }
+    const fd = openSync(file, "r+");
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    return { pages, pageSize: this.pageSize };
   }
 
   /** Runs a SELECT (or a statement with RETURNING) after any running transaction. */
