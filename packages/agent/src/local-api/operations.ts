@@ -23,6 +23,8 @@ export interface PinPrompt {
   newPin: boolean;
   /** The token is a PKCS#12 file: its PIN is the file's password. */
   file?: boolean;
+  /** The key has its own PIN pad: the page asks for no PIN (see Prompter.pin). */
+  keyPad?: boolean;
   retry?: { code: string; triesLeft?: number };
 }
 
@@ -205,7 +207,7 @@ export class Operations {
    * next (a following PIN, a wrong one's retry included, is shown in the
    * same window).
    */
-  async afterPin(operationId: string, waitMs: number): Promise<{ state: OperationView["state"]; nextPin?: { url: string }; error?: OperationView["error"]; input?: OperationInput }> {
+  async afterPin(operationId: string, waitMs: number): Promise<{ state: OperationView["state"]; nextPin?: { url: string }; error?: OperationView["error"]; input?: OperationInput; onKey?: { zh: string; en: string } }> {
     const op = this.ops.get(operationId);
     if (!op) return { state: "failed" };
     const deadline = Date.now() + waitMs;
@@ -215,8 +217,12 @@ export class Operations {
       await this.get(op.origin, op.id, { revision: op.revision, waitMs: left });
     }
     const next = op.pending?.input;
+    // The key waits for the holder (its OK button, or its PIN pad): the page says so instead of "running".
+    const last = op.progress.at(-1);
+    const onKey = op.state === "running" && last && (last.step === "press-button" || last.step === "key-pad") ? { zh: last.zh, en: last.en } : undefined;
     return {
       state: op.state,
+      ...(onKey ? { onKey } : {}),
       ...(next?.kind === "pin" ? { nextPin: { url: next.promptUrl } } : {}),
       ...(op.error ? { error: op.error } : {}),
       ...(next ? { input: next } : {}),
@@ -321,12 +327,13 @@ export class Operations {
           promptUrl: this.o.promptUrl(op.id, nonce),
           ...(r.so ? { so: true } : {}),
           ...(r.newPin ? { newPin: true } : {}),
+          ...(r.keyPad ? { keyPad: true } : {}),
           ...(r.retry ? { retry: r.retry } : {}),
         };
         const prompt: PinPrompt = {
           operationId: op.id, operationKind: request.kind, origin: op.origin,
           tokenSerial: r.tokenSerial, tokenLabel: r.tokenLabel, reason: r.reason,
-          so: r.so === true, newPin: r.newPin === true, ...(file ? { file: true } : {}), ...(r.retry ? { retry: r.retry } : {}),
+          so: r.so === true, newPin: r.newPin === true, ...(file ? { file: true } : {}), ...(r.keyPad ? { keyPad: true } : {}), ...(r.retry ? { retry: r.retry } : {}),
         };
         return this.ask<string>(op, input, { nonce, prompt });
       },
@@ -340,7 +347,7 @@ export class Operations {
       confirm: (r) => this.ask<boolean>(op, { kind: "confirm", question: r.question, consequences: [...r.consequences], ...(r.preview ? { preview: r.preview } : {}) }),
       progress: (event: ProgressEvent) => {
         op.newPinAgain = undefined;
-        op.progress.push({ step: event.step, zh: event.zh, en: event.en, at: this.o.now().toISOString() });
+        op.progress.push({ step: event.step, zh: event.zh, en: event.en, at: this.o.now().toISOString(), ...(event.timeoutSeconds !== undefined ? { timeoutSeconds: event.timeoutSeconds } : {}) });
         this.changed(op);
       },
     };
