@@ -116,7 +116,7 @@ const operationRequestSchema = {
     { properties: { kind: { const: "initialise" }, tokenSerial, label: { type: "string", minLength: 1, maxLength: 32 } }, required: ["kind", "tokenSerial"], additionalProperties: false },
     { properties: { kind: { const: "change-pin" }, tokenSerial }, required: ["kind", "tokenSerial"], additionalProperties: false },
     { properties: { kind: { const: "clean-up" }, tokenSerial }, required: ["kind", "tokenSerial"], additionalProperties: false },
-    { properties: { kind: { const: "doctor" } }, required: ["kind"], additionalProperties: false },
+    { properties: { kind: { const: "doctor" }, knownSerial: tokenSerial }, required: ["kind"], additionalProperties: false },
     { properties: { kind: { const: "read-certificates" }, tokenSerial }, required: ["kind", "tokenSerial"], additionalProperties: false },
   ],
 } as const;

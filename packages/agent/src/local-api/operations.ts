@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
 import { UkeyError, isUkeyError } from "@ukey/policy";
 import type { FaultPoint, FlowContext, Flows, ServerConnection } from "../flows/flow-types.js";
+import { institutionKeyVendors } from "../flows/key-vendor-source.js";
 import type { KeyStoreBackend } from "../keys/key-store.js";
 import type { ProgressEvent, Prompter } from "../prompter.js";
 import type { OperationAnswer, OperationInput, OperationRequest, OperationView } from "./protocol.js";
@@ -203,7 +204,7 @@ export class Operations {
 
   /**
    * After a PIN was handed over: waits (up to `waitMs`) until the operation
-   * asks something again or ends, and returns what the PIN page should say
+   * asks something again, ends, or waits on the key (its OK button or PIN pad), and returns what the PIN page should say
    * next (a following PIN, a wrong one's retry included, is shown in the
    * same window).
    */
@@ -211,7 +212,9 @@ export class Operations {
     const op = this.ops.get(operationId);
     if (!op) return { state: "failed" };
     const deadline = Date.now() + waitMs;
-    while (op.state === "running" && !this.closed) {
+    // The key waiting for the holder (its OK button, its PIN pad) is news the page shows at once.
+    const onKeyStep = () => ["press-button", "key-pad"].includes(op.progress.at(-1)?.step ?? "");
+    while (op.state === "running" && !this.closed && !onKeyStep()) {
       const left = deadline - Date.now();
       if (left <= 0) break;
       await this.get(op.origin, op.id, { revision: op.revision, waitMs: left });
@@ -219,7 +222,7 @@ export class Operations {
     const next = op.pending?.input;
     // The key waits for the holder (its OK button, or its PIN pad): the page says so instead of "running".
     const last = op.progress.at(-1);
-    const onKey = op.state === "running" && last && (last.step === "press-button" || last.step === "key-pad") ? { zh: last.zh, en: last.en } : undefined;
+    const onKey = op.state === "running" && last && onKeyStep() ? { zh: last.zh, en: last.en } : undefined;
     return {
       state: op.state,
       ...(onKey ? { onKey } : {}),
@@ -282,7 +285,10 @@ export class Operations {
           result = await flows.cleanUp(ctx, { tokenSerial: request.tokenSerial });
           break;
         case "doctor":
-          result = await flows.doctor({ ...base, ...(this.o.pairingsFile ? { pairingsFile: this.o.pairingsFile } : {}) });
+          result = await flows.doctor({
+            ...base, ...(this.o.pairingsFile ? { pairingsFile: this.o.pairingsFile } : {}),
+            vendors: await institutionKeyVendors(this.o.server), ...(request.knownSerial ? { knownSerial: request.knownSerial } : {}),
+          });
           break;
         case "read-certificates":
           result = await flows.readCertificates(ctx, { tokenSerial: request.tokenSerial });

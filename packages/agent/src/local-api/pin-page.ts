@@ -104,7 +104,9 @@ function safetyNote(agentOrigin: string): string {
 /** The PIN form for one ask; `problem` is a mistake in the last post (the two new PINs differ, nothing typed). */
 export function renderPinPage(prompt: PinPrompt, agentOrigin: string, problem?: { zh: string; en: string }): string {
   const op = operationWords[prompt.operationKind];
-  const what = prompt.so
+  const what = prompt.keyPad
+    ? { zh: "您在 UKey 的密码键盘上输入 PIN", en: "you to type the PIN on the UKey's own keypad" }
+    : prompt.so
     ? { zh: "UKey 的管理员 PIN（SO PIN）", en: "the UKey's security officer PIN (SO PIN)" }
     : prompt.newPin
       ? { zh: "UKey 的新 PIN", en: "a new PIN for the UKey" }

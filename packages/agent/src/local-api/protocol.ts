@@ -62,7 +62,8 @@ export type OperationRequest =
   | { kind: "initialise"; tokenSerial: string; label?: string }
   | { kind: "change-pin"; tokenSerial: string }
   | { kind: "clean-up"; tokenSerial: string }
-  | { kind: "doctor" }
+  /** knownSerial: the holder's key as the server recorded it at the last issuance, for the advice when no key is seen. */
+  | { kind: "doctor"; knownSerial?: string }
   /** Asks the PIN in the agent's window and opens the token once: a PKCS#12 file's certificates are listed (GET /v1/tokens) only after that. */
   | { kind: "read-certificates"; tokenSerial: string };
 

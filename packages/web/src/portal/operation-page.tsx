@@ -437,7 +437,7 @@ export function DoctorChecks(props: { checks: DoctorCheck[] }) {
       <ul class="checks">
         {props.checks.map((c) => (
           <li class={c.ok ? "ok" : "bad"} data-check={c.id}>
-            <strong>{c.ok ? "✓" : "✗"} {t(`diag.check.${c.id}`)}</strong> — {pick({ zh: c.zh, en: c.en })}
+            <strong>{c.id === "advice" ? "•" : c.ok ? "✓" : "✗"} {t(`diag.check.${c.id}`)}</strong> — {pick({ zh: c.zh, en: c.en })}
             {!c.ok && c.code ? <p class="hint">{pick(problemOf(c.code).remedy)} <a href={`#/help/${c.code}`}>{c.code}</a></p> : null}
           </li>
         ))}

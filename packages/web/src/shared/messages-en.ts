@@ -239,6 +239,7 @@ export const en: Record<MessageKey, string> = {
   "diag.results": "Results",
   "diag.check.module": "UKey driver",
   "diag.check.token": "UKey",
+  "diag.check.advice": "If the UKey is not found",
   "diag.check.pin": "PIN state",
   "diag.check.storage": "Free space",
   "diag.check.certificate": "Certificate",

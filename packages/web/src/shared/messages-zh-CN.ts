@@ -241,6 +241,7 @@ export const zhCN = {
   "diag.results": "检测结果",
   "diag.check.module": "UKey 驱动",
   "diag.check.token": "UKey",
+  "diag.check.advice": "检测不到 UKey 时",
   "diag.check.pin": "PIN 状态",
   "diag.check.storage": "存储空间",
   "diag.check.certificate": "证书",
