@@ -86,6 +86,11 @@ test("after the PIN, the page says to press OK on the UKey with the key's 30 s, 
   await page.goto(url);
   assert.match(await page.locator("h1").innerText(), /输入 UKey 密码（PIN）/);
   await page.screenshot({ path: join(shots, "pin-page-zh.png"), fullPage: true });
+  // An ordinary ask takes no post without a PIN (only a pad ask, marked so by the agent itself, does).
+  const empty = await fetch(url, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: "" });
+  assert.equal(empty.status, 400);
+  assert.match(await empty.text(), /请输入 PIN。/);
+  assert.equal(((await agent.call(`/v1/operations/${id}`, { token })).json as unknown as OperationView).state, "needs-input");
   keys.button("timed", "wait");
   await page.fill("#pin", USER_PIN);
   const began = Date.now();

@@ -1,6 +1,8 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { defaultKeyVendors } from "@ukey/policy";
 import { doctorFlow } from "../../src/flows/doctor.js";
 import { forgetKeyVendors, institutionKeyVendors } from "../../src/flows/key-vendor-source.js";
@@ -92,4 +94,24 @@ test("no key seen and no serial known: the advice of each generation, each named
   } finally {
     keys.remove("here");
   }
+});
+
+test("`ukey doctor --token PF20FA000123` on a computer with the SKF library but no key prints that key's advice, from the server's table", () => {
+  const ukeyBin = resolve(import.meta.dirname, "../../bin/ukey.js");
+  const r = spawnSync(process.execPath, [ukeyBin, "doctor", "--token", "PF20FA000123", "--server", server.url, "--json"], {
+    encoding: "utf8",
+    env: { PATH: process.env.PATH ?? "", HOME: t.dir, UKEY_AGENT_HOME: t.path("agent-home"), UKEY_SKF_LIBRARY: ensureSoftkey().library, SKF_SOFTKEY_DIR: keys.dir, LANG: "zh_CN.UTF-8" },
+  });
+  const out = JSON.parse(r.stdout) as { checks: { id: string; ok: boolean; zh: string; code?: string }[] };
+  assert.notEqual(r.status, 0, "a failing check fails the command");
+  assert.equal(out.checks.find((c) => c.id === "token")?.code, "TOKEN_NOT_PRESENT");
+  const advice = out.checks.filter((c) => c.id === "advice");
+  assert.equal(advice.length, 1, r.stdout);
+  assert.match(advice[0]!.zh, /^您的 UKey（四代蓝牙型 UKey，序列号 PF20FA000123）：.*蓝牙模式/);
+  const text = spawnSync(process.execPath, [ukeyBin, "doctor", "--token", "PF12TA000001", "--server", server.url], {
+    encoding: "utf8",
+    env: { PATH: process.env.PATH ?? "", HOME: t.dir, UKEY_AGENT_HOME: t.path("agent-home"), UKEY_SKF_LIBRARY: ensureSoftkey().library, SKF_SOFTKEY_DIR: keys.dir, LANG: "zh_CN.UTF-8" },
+  });
+  // The operator's entry, read from the server by the CLI itself.
+  assert.match(text.stdout + text.stderr, /• advice +您的 UKey（天地融，序列号 PF12TA000001）：二代 UKey 请到柜台更换。/);
 });
