@@ -168,6 +168,7 @@ export async function runUkeyCli(argv: string[], io: UkeyCliIo): Promise<number>
       if (!serverUrl) throw new UkeyError("CLI_USAGE", { params: { reason: "no server: give --server URL, set UKEY_SERVER, or put \"server\" in ~/.ukey/agent.json" } });
     };
     // Loaded only for the commands that use a key: --version, explain and update start faster without them.
+    const { institutionKeyVendors } = await import("./flows/key-vendor-source.js");
     const { cleanUpFlow, doctorFlow, downloadFlow, changePinFlow, initialiseFlow, renewFlow, statusFlow } = await import("./flows/index.js");
     const { resolveToken } = await import("./flows/token-access.js");
     const { openBackend } = await import("./keys/open-backend.js");
@@ -196,7 +197,8 @@ export async function runUkeyCli(argv: string[], io: UkeyCliIo): Promise<number>
       }
       if (!serverUrl) server.url = "";
       const fileTokenFallback = !pkcs12 && !("error" in b) && b.kind === "pkcs12";
-      const checks = await doctorFlow({ backend: b, server, ...(v.token ? { tokenSerial: v.token } : {}), pairingsFile: join(home, "pairings.json"), fileTokenFallback });
+      const vendors = server.url ? await institutionKeyVendors(server) : undefined;
+      const checks = await doctorFlow({ backend: b, server, ...(v.token ? { tokenSerial: v.token } : {}), pairingsFile: join(home, "pairings.json"), fileTokenFallback, ...(vendors ? { vendors } : {}) });
       const failed = checks.filter((c) => !c.ok);
       print(doctorText(checks, lang), { checks: checks.map((c) => ({ ...c, ...(c.code ? { problem: describeError(c.code as ErrorCode, c.params) } : {}) })) });
       const first = failed[0]?.code;
@@ -314,7 +316,7 @@ function statusText(tokens: TokenStatus[], lang: "zh" | "en"): string {
 
 function doctorText(checks: DoctorCheck[], lang: "zh" | "en"): string {
   return checks.map((c) => {
-    const line = `${c.ok ? "✓" : "✗"} ${c.id.padEnd(11)} ${lang === "zh" ? c.zh : c.en}`;
+    const line = `${c.id === "advice" ? "•" : c.ok ? "✓" : "✗"} ${c.id.padEnd(11)} ${lang === "zh" ? c.zh : c.en}`;
     if (c.ok || !c.code) return line;
     const p = describeError(c.code as ErrorCode, c.params);
     return `${line}\n    ${c.code}: ${lang === "zh" ? p.remedy["zh-CN"] : p.remedy.en}`;

@@ -5,8 +5,13 @@
  * agent's own origin, never from the portal's page.
  */
 export interface Prompter {
-  /** The token's user PIN (or, with `so: true`, the SO PIN). `triesLeft` when the module told. */
-  pin(request: { tokenSerial: string; tokenLabel: string; reason: string; so?: boolean; newPin?: boolean; retry?: { code: string; triesLeft?: number } }): Promise<string>;
+  /**
+   * The token's user PIN (or, with `so: true`, the SO PIN). `triesLeft` when the module told.
+   * With `keyPad: true` the key has its own PIN pad: the prompter asks for
+   * nothing typed, tells the holder the PIN goes on the key, resolves ""
+   * when the holder is ready, and never shows a PIN field.
+   */
+  pin(request: { tokenSerial: string; tokenLabel: string; reason: string; so?: boolean; newPin?: boolean; keyPad?: boolean; retry?: { code: string; triesLeft?: number } }): Promise<string>;
   /** The ID number of the holder (the type is the record's, e.g. resident-id). */
   idNumber(request: { idType: string; retry?: { code: string; triesLeft?: number } }): Promise<string>;
   /** The one-time code sent to `maskedTo`; may answer "resend" after `resendAfter`. */
@@ -29,10 +34,14 @@ export interface ProgressEvent {
     | "read-token" | "start-order" | "prove-possession" | "verify-identity" | "verify-code" | "step-up"
     | "generate-key" | "submit-csr" | "install" | "confirm" | "clean-up" | "done" | "resume" | "check-codes"
     /** The key waits for its own button (SKF keys with a confirm key): "请在 UKey 上按确认键". */
-    | "press-button";
+    | "press-button"
+    /** The PIN is being typed on the key's own PIN pad (PKCS#11 CKF_PROTECTED_AUTHENTICATION_PATH). */
+    | "key-pad";
   /** Short text in zh-CN and en. */
   zh: string;
   en: string;
+  /** "press-button": how long the key waits before it cancels, where the vendor table tells it. */
+  timeoutSeconds?: number;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { z } from "zod";
-import { UkeyError, catalogue, type ErrorCode, type ErrorParams } from "@ukey/policy";
+import { UkeyError, catalogue, parseKeyVendorTable, type ErrorCode, type ErrorParams, type KeyVendorTable } from "@ukey/policy";
 import type { ServerConnection } from "./flows/flow-types.js";
 
 /** The steps of a renewal order, as the server names them (renewal-order-service.ts). */
@@ -245,6 +245,22 @@ export class ServerClient {
   /** A signed document the institution publishes beside its installers (not yet verified: see institution-config.ts). */
   async distributionDocument(name: "agent-config.json" | "manifest.json"): Promise<unknown> {
     return (await this.call("GET", `/downloads/${name}`)).body;
+  }
+
+  /**
+   * The institution's key vendor table (GET /api/v1/key-vendors: the
+   * built-in table with the operator's `keyVendors` applied), validated as
+   * the server's own configuration is. SERVER_RESPONSE_INVALID when it does
+   * not parse; SERVER_* when the server cannot be reached.
+   */
+  async keyVendors(): Promise<KeyVendorTable> {
+    const r = await this.call("GET", "/api/v1/key-vendors");
+    const body = this.parse(z.object({ keyVendors: z.array(z.unknown()) }), r.body);
+    try {
+      return parseKeyVendorTable(body.keyVendors, "the server's keyVendors");
+    } catch (e) {
+      throw this.invalid(`keyVendors: ${e instanceof UkeyError ? String(e.params.reason) : String(e)}`);
+    }
   }
 
   /** Fetches the OpenAPI document: proves the address is a ukey-renew server and records its Date header. */

@@ -113,6 +113,12 @@ export class TerminalPrompter implements Prompter {
   }
 
   async pin(request: Parameters<Prompter["pin"]>[0]): Promise<string> {
+    if (request.keyPad) {
+      // The key takes the PIN on its own pad: nothing is read here, not even a PIN file.
+      this.io.err(this.t(`UKey ${request.tokenLabel}（${request.tokenSerial}）带有密码键盘：PIN 不在电脑上输入，请在 UKey 上输入 PIN 并按确认键。\n`,
+        `Key ${request.tokenLabel} (${request.tokenSerial}) has its own PIN pad: the PIN is not typed on the computer; type it on the UKey and press OK.\n`));
+      return "";
+    }
     const file = request.so ? this.files.soPin : request.newPin ? this.files.newPin : this.files.pin;
     if (file !== undefined) {
       // A file cannot be asked again: a wrong PIN in it ends the command (before the token locks).

@@ -38,6 +38,39 @@ export interface KeyVendorEntry {
   product?: LocalisedText;
   /** Advice shown to the holder for this key, in order. */
   guidance?: LocalisedText[];
+  /**
+   * The key cannot be renewed or downloaded onto online (seed 000: "3rd
+   * generation and newer only"): why, in the holder's words. The agent
+   * refuses such a key with TOKEN_UNSUPPORTED before it asks for the PIN.
+   */
+  unsupported?: LocalisedText;
+  /**
+   * How long the key itself waits for its OK button before it cancels, in
+   * seconds, where the vendor documents it. The agent tells the holder
+   * this while it waits; without it the agent says only that the key
+   * cancels after a while.
+   */
+  confirmationTimeoutSeconds?: number;
+  /** PKCS#11 vendor-defined SM2 values of this key's module (see Pkcs11Sm2Mechanisms). */
+  pkcs11Sm2?: Pkcs11Sm2Mechanisms;
+}
+
+/**
+ * The vendor-defined PKCS#11 values under which a module offers SM2, which
+ * PKCS#11 2.40 and 3.0 do not standardise (3.1 does not either): each is
+ * CKM_VENDOR_DEFINED (0x80000000) or CKK_VENDOR_DEFINED plus a number the
+ * vendor chose. Written in configuration as integers or "0x..." strings.
+ * Public values are listed in docs/key-vendors.md with their source.
+ */
+export interface Pkcs11Sm2Mechanisms {
+  /** CKA_KEY_TYPE of SM2 keys. */
+  keyType: number;
+  /** The key pair generation mechanism (C_GenerateKeyPair). */
+  keyPairGen: number;
+  /** SM2 signature over the SM3 digest of Z || M, computed by the module (SM3withSM2). */
+  sm3WithSm2: number;
+  /** Raw SM2 signature over a digest the caller computed, where the module has one. */
+  sm2?: number;
 }
 
 /** A key vendor table, as parsed from configuration. */
@@ -58,6 +91,9 @@ export interface KeyVendorMatch {
   generation?: number;
   product?: LocalisedText;
   guidance: LocalisedText[];
+  unsupported?: LocalisedText;
+  confirmationTimeoutSeconds?: number;
+  pkcs11Sm2?: Pkcs11Sm2Mechanisms;
   matchedOn: (keyof KeyVendorMatchRule)[];
 }
 
@@ -147,6 +183,22 @@ const matchRuleSchema = z.strictObject({
   message: "give at least one of serialPrefix, serialPattern, manufacturerId, model",
 });
 
+/** A CK_ULONG as configuration writes it: an integer, or a "0x..." string (vendor values are read in hex). */
+const ckUlongSchema = z.union([
+  z.number().int().min(0).max(0xffffffff),
+  z.string().regex(/^0x[0-9a-fA-F]{1,8}$/, "an integer or a \"0x...\" hex string of at most 8 digits").transform((h) => Number.parseInt(h.slice(2), 16)),
+]);
+
+/** Vendor-defined values lie at or above CKM_VENDOR_DEFINED / CKK_VENDOR_DEFINED (0x80000000): anything lower is a standard value, not SM2. */
+const vendorDefined = ckUlongSchema.refine((v) => v >= 0x80000000, { message: "must be vendor-defined: at least 0x80000000 (CKM_VENDOR_DEFINED / CKK_VENDOR_DEFINED)" });
+
+const pkcs11Sm2Schema = z.strictObject({
+  keyType: vendorDefined,
+  keyPairGen: vendorDefined,
+  sm3WithSm2: vendorDefined,
+  sm2: vendorDefined.optional(),
+});
+
 const entrySchema = z.strictObject({
   id: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, "lower-case letters, digits and hyphens"),
   match: matchRuleSchema,
@@ -154,6 +206,9 @@ const entrySchema = z.strictObject({
   generation: z.number().int().min(1).max(99).optional(),
   product: localisedTextSchema.optional(),
   guidance: z.array(localisedTextSchema).optional(),
+  unsupported: localisedTextSchema.optional(),
+  confirmationTimeoutSeconds: z.number().int().min(1).max(600).optional(),
+  pkcs11Sm2: pkcs11Sm2Schema.optional(),
 });
 
 /**
@@ -292,6 +347,9 @@ export function detectKeyVendor(token: TokenIdentity, table: KeyVendorTable = de
   const result: KeyVendorMatch = { id: entry.id, vendor: entry.vendor, guidance: entry.guidance ?? [], matchedOn: on };
   if (entry.generation !== undefined) result.generation = entry.generation;
   if (entry.product !== undefined) result.product = entry.product;
+  if (entry.unsupported !== undefined) result.unsupported = entry.unsupported;
+  if (entry.confirmationTimeoutSeconds !== undefined) result.confirmationTimeoutSeconds = entry.confirmationTimeoutSeconds;
+  if (entry.pkcs11Sm2 !== undefined) result.pkcs11Sm2 = entry.pkcs11Sm2;
   return result;
 }
 

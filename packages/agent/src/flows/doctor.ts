@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from "node:fs";
-import { UkeyError, isUkeyError, type ErrorCode } from "@ukey/policy";
+import { UkeyError, defaultKeyVendors, detectKeyVendor, isUkeyError, type ErrorCode, type KeyVendorTable } from "@ukey/policy";
 import type { KeyStoreBackend, TokenInfo } from "../keys/key-store.js";
 import { ServerClient } from "../server-client.js";
 import type { DoctorCheck, FlowContext } from "./flow-types.js";
@@ -34,8 +34,17 @@ export async function doctorFlow(ctx: Omit<FlowContext, "prompter" | "channel" |
    * instead of "loaded file-token.p12" and "no key found".
    */
   fileTokenFallback?: boolean;
+  /** The institution's key vendor table (default: the built-in one), for the advice when no key is seen. */
+  vendors?: KeyVendorTable;
+  /**
+   * The serial of the holder's key as the server recorded it at the last
+   * issuance (or as the holder named it with --token), when known: the
+   * advice is then that key's generation's alone.
+   */
+  knownSerial?: string;
 }): Promise<DoctorCheck[]> {
   const checks: DoctorCheck[] = [];
+  const noKeyAdvice = () => checks.push(...adviceWhenNoKey(ctx.vendors ?? defaultKeyVendors, ctx.knownSerial ?? ctx.tokenSerial));
   const b = ctx.backend;
   let token: TokenInfo | undefined;
   if (!("error" in b) && b.kind === "pkcs12" && ctx.fileTokenFallback && !existsSync(b.location)) {
@@ -44,6 +53,7 @@ export async function doctorFlow(ctx: Omit<FlowContext, "prompter" | "channel" |
       zh: "这台电脑没有安装 UKey 驱动程序（没有找到 PKCS#11 模块或国密 SKF 驱动库）：请安装开户银行或机构提供的 UKey 驱动程序",
       en: "No UKey driver is installed on this computer (no PKCS#11 module or SKF library was found): install the UKey driver your bank or institution provides",
     });
+    noKeyAdvice();
   } else if ("error" in b) {
     checks.push(fail("module", b.error, `无法加载 ${b.location}`, `Cannot load ${b.location}`));
   } else {
@@ -61,6 +71,7 @@ export async function doctorFlow(ctx: Omit<FlowContext, "prompter" | "channel" |
         checks.push({ id: "token", ok: true, zh: `UKey ${token.label}（序列号 ${token.serial}，${token.manufacturer} ${token.model}）`, en: `Key ${token.label} (serial ${token.serial}, ${token.manufacturer} ${token.model})` });
       } else if (chosen.length === 0) {
         checks.push({ id: "token", ok: false, zh: "没有检测到 UKey", en: "No key found", code: "TOKEN_NOT_PRESENT" });
+        noKeyAdvice();
       } else {
         const list = chosen.map((t) => t.serial).join(", ");
         checks.push({ id: "token", ok: false, zh: `插着多把 UKey：${list}；请用 --token 指定`, en: `Several keys: ${list}; name one with --token`, code: "TOKEN_MULTIPLE_PRESENT" });
@@ -97,6 +108,29 @@ export async function doctorFlow(ctx: Omit<FlowContext, "prompter" | "channel" |
   checks.push(...await serverChecks(ctx.server.url, ctx.server.caPem));
   checks.push(pairingsCheck(ctx.pairingsFile));
   return checks;
+}
+
+/**
+ * What the vendor table advises when no key is seen (seed 000: hold C
+ * while plugging in a PF16 key, the up key for PF20, switch a 4th
+ * generation off or it enters Bluetooth mode). With the holder's serial
+ * known: that key's entry alone, named. Otherwise: each generation the
+ * table knows by a printed serial prefix, so the holder finds theirs.
+ */
+export function adviceWhenNoKey(vendors: KeyVendorTable, knownSerial?: string): DoctorCheck[] {
+  const line = (zhHead: string, enHead: string, guidance: { zh: string; en: string }[]): DoctorCheck =>
+    ({ id: "advice", ok: true, zh: `${zhHead}${guidance.map((g) => g.zh).join("")}`, en: `${enHead}${guidance.map((g) => g.en).join(" ")}` });
+  const known = knownSerial ? detectKeyVendor({ serial: knownSerial }, vendors) : undefined;
+  if (known && known.guidance.length > 0) {
+    const product = known.product ?? known.vendor;
+    return [line(`您的 UKey（${product.zh}，序列号 ${knownSerial}）：`, `Your UKey (${product.en}, serial ${knownSerial}): `, known.guidance)];
+  }
+  return vendors
+    .filter((e) => e.generation !== undefined && e.match.serialPrefix !== undefined && (e.guidance?.length ?? 0) > 0)
+    .map((e) => {
+      const product = e.product ?? e.vendor;
+      return line(`${product.zh}（序列号以 ${e.match.serialPrefix} 开头）：`, `${product.en} (serial starting ${e.match.serialPrefix}): `, e.guidance!);
+    });
 }
 
 async function serverChecks(url: string, caPem: string | undefined): Promise<DoctorCheck[]> {

@@ -7,6 +7,8 @@ import { maybeCrash } from "./fault.js";
 import { previewText } from "./preview-text.js";
 import type { DownloadRequest, FlowContext, IssuedCertificate } from "./flow-types.js";
 import { openSession, report } from "./token-access.js";
+import { institutionKeyVendors } from "./key-vendor-source.js";
+import { withRoomOnToken } from "./storage-room.js";
 
 /**
  * Downloads a certificate with a reference number and an authorization
@@ -51,14 +53,14 @@ export async function downloadFlow(ctx: FlowContext, request: DownloadRequest & 
     if (!go) throw new UkeyError("OPERATION_CANCELLED");
   }
   report(p, "read-token", "正在读取 UKey", "Reading the key");
-  const session = await openSession(ctx.backend, p, request.tokenSerial, "download");
+  const session = await openSession(ctx.backend, p, request.tokenSerial, "download", { vendors: await institutionKeyVendors(ctx.server) });
   try {
     const label = objectLabels.pending(`download-${ref}`);
     let key = (await session.listKeys()).find((k) => k.label === label);
     const generated = !key;
     if (!key) {
       report(p, "generate-key", "正在 UKey 中生成新的密钥对（私钥不会离开 UKey）", "Generating the new key pair on the key (the private key never leaves it)");
-      key = await session.generateKeyPair(request.algorithm ?? "p256", label);
+      key = await withRoomOnToken(session, () => session.generateKeyPair(request.algorithm ?? "p256", label), { keep: [], prompter: p, ...(ctx.fault ? { fault: ctx.fault } : {}) });
       maybeCrash(ctx.fault, "after-keygen");
     }
     report(p, "submit-csr", "正在用参考号和授权码下载证书", "Downloading the certificate with the reference number and authorization code");
@@ -74,7 +76,9 @@ export async function downloadFlow(ctx: FlowContext, request: DownloadRequest & 
     }
     maybeCrash(ctx.fault, "after-issue");
     report(p, "install", "正在把证书写入 UKey", "Writing the certificate to the key");
-    const installed = await session.installCertificate(derOfPem(answer.pem), key.id, objectLabels.current(answer.serial));
+    const keyId = key.id;
+    const installed = await withRoomOnToken(session, () => session.installCertificate(derOfPem(answer.pem), keyId, objectLabels.current(answer.serial)),
+      { keep: [keyId], prompter: p, ...(ctx.fault ? { fault: ctx.fault } : {}) });
     maybeCrash(ctx.fault, "after-install");
     await session.relabel(key.id, objectLabels.current(installed.serialHex));
     report(p, "done", `下载完成：证书 ${installed.serialHex}，有效期至 ${formatPolicyDate(Date.parse(answer.notAfter))}`, `Downloaded: certificate ${installed.serialHex}, valid until ${formatPolicyDate(Date.parse(answer.notAfter))}`);

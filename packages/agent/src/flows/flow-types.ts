@@ -1,3 +1,4 @@
+import type { KeyVendorTable } from "@ukey/policy";
 import type { KeyStoreBackend, TokenCertificate, TokenInfo } from "../keys/key-store.js";
 import type { Prompter } from "../prompter.js";
 
@@ -97,7 +98,8 @@ export interface DownloadRequest {
 }
 
 export interface DoctorCheck {
-  id: "module" | "token" | "pin" | "storage" | "certificate" | "server" | "trust" | "clock" | "pairings";
+  /** "advice": no finding, what the vendor table advises for the holder's key when none is seen (always ok). */
+  id: "module" | "token" | "advice" | "pin" | "storage" | "certificate" | "server" | "trust" | "clock" | "pairings";
   ok: boolean;
   /** What was found, zh-CN and en. */
   zh: string;
@@ -119,7 +121,7 @@ export interface Flows {
   changePin(ctx: FlowContext, request: { tokenSerial: string }): Promise<void>;
   /** Removes expired and superseded certificates and orphan keys; never the current ones. */
   cleanUp(ctx: FlowContext, request: { tokenSerial: string }): Promise<{ removed: number }>;
-  doctor(ctx: Omit<FlowContext, "prompter" | "channel"> & { pairingsFile?: string }): Promise<DoctorCheck[]>;
+  doctor(ctx: Omit<FlowContext, "prompter" | "channel"> & { pairingsFile?: string; vendors?: KeyVendorTable; knownSerial?: string }): Promise<DoctorCheck[]>;
   /** Asks the PIN and opens the token once, so that a file token's certificates are listed afterwards without it; then its status. */
   readCertificates(ctx: FlowContext, request: { tokenSerial: string }): Promise<{ tokens: TokenStatus[] }>;
 }

@@ -8,6 +8,8 @@ import { renewalPreviewOf } from "./preview.js";
 import { previewText } from "./preview-text.js";
 import type { FlowContext, RenewRequest, RenewResult } from "./flow-types.js";
 import { openSession, report, sameSerial, sameSpki } from "./token-access.js";
+import { institutionKeyVendors } from "./key-vendor-source.js";
+import { withRoomOnToken, type RoomOptions } from "./storage-room.js";
 
 /** The exact bytes the server checks for proof of possession (renewal-order-service.ts possessionMessage). */
 export function possessionMessage(orderId: string, challenge: string): Uint8Array {
@@ -39,7 +41,7 @@ export async function renewFlow(ctx: FlowContext, request: RenewRequest): Promis
   const p = ctx.prompter;
   report(p, "read-token", "正在读取 UKey", "Reading the key");
   const previewed = await beforePin(ctx, client, request);
-  const session = await openSession(ctx.backend, p, request.tokenSerial, "renew");
+  const session = await openSession(ctx.backend, p, request.tokenSerial, "renew", { vendors: await institutionKeyVendors(ctx.server) });
   try {
     const certs = await session.listCertificates();
     const run = new RenewalRun(ctx, client, session, request.tokenSerial);
@@ -349,7 +351,8 @@ class RenewalRun {
     }
     if (!key) {
       report(this.p, "generate-key", "正在 UKey 中生成新的密钥对（私钥不会离开 UKey）", "Generating the new key pair on the key (the private key never leaves it)");
-      key = await this.session.generateKeyPair(await this.algorithmFor(order), label);
+      const algorithm = await this.algorithmFor(order);
+      key = await withRoomOnToken(this.session, () => this.session.generateKeyPair(algorithm, label), this.room(order));
       maybeCrash(this.ctx.fault, "after-keygen");
     }
     report(this.p, "submit-csr", "正在提交证书请求", "Sending the certificate request");
@@ -364,6 +367,18 @@ class RenewalRun {
     }
     maybeCrash(this.ctx.fault, "after-issue");
     return issued;
+  }
+
+  /** What a full token may lose to make room (withRoomOnToken): never the certificate being renewed nor the new key. */
+  private room(order: OrderView, keyId?: string): RoomOptions {
+    return {
+      keep: keyId ? [keyId] : [],
+      keepSerials: [order.certificate.serial],
+      prompter: this.p,
+      serverView: serverViewOf(this.client, this.ctx.channel),
+      orderState: orderStateOf(this.client),
+      ...(this.ctx.fault ? { fault: this.ctx.fault } : {}),
+    };
   }
 
   /** The old key's algorithm when the profile still allows it, else the profile's first. */
@@ -386,7 +401,7 @@ class RenewalRun {
       return this.submitKey(order, true);
     }
     report(this.p, "install", "正在把新证书写入 UKey", "Writing the new certificate to the key");
-    await this.session.installCertificate(der, key.id, objectLabels.pending(order.id));
+    await withRoomOnToken(this.session, () => this.session.installCertificate(der, key.id, objectLabels.pending(order.id)), this.room(order, key.id));
     maybeCrash(this.ctx.fault, "after-install");
     return this.client.installed(order.id);
   }

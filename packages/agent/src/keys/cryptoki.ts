@@ -145,6 +145,7 @@ const FUNCTIONS = {
   C_GetSessionInfo: "CK_RV C_GetSessionInfo(CK_ULONG hSession, _Out_ CK_SESSION_INFO *pInfo)",
   C_Login: "CK_RV C_Login(CK_ULONG hSession, CK_ULONG userType, uint8_t *pPin, CK_ULONG ulPinLen)",
   C_Logout: "CK_RV C_Logout(CK_ULONG hSession)",
+  C_GetMechanismList: "CK_RV C_GetMechanismList(CK_ULONG slotID, uint8_t *pMechanismList, uint8_t *pulCount)",
   C_InitToken: "CK_RV C_InitToken(CK_ULONG slotID, uint8_t *pPin, CK_ULONG ulPinLen, uint8_t *pLabel)",
   C_InitPIN: "CK_RV C_InitPIN(CK_ULONG hSession, uint8_t *pPin, CK_ULONG ulPinLen)",
   C_SetPIN: "CK_RV C_SetPIN(CK_ULONG hSession, uint8_t *pOldPin, CK_ULONG ulOldLen, uint8_t *pNewPin, CK_ULONG ulNewLen)",
@@ -324,6 +325,24 @@ export class Cryptoki {
   C_Login(session: number, userType: number, pin: string): void {
     const p = Buffer.from(pin, "utf8");
     this.#call("C_Login", session, userType, p, p.length);
+  }
+  /**
+   * C_Login with a NULL PIN: the PIN is entered on the token's own PIN pad
+   * (CKF_PROTECTED_AUTHENTICATION_PATH). On a worker thread, because the
+   * module returns only when the holder has typed it there (or cancelled).
+   */
+  async C_LoginProtectedAsync(session: number, userType: number): Promise<void> {
+    await this.#callAsync("C_Login", session, userType, null, 0);
+  }
+  /** The mechanism types the token in `slot` supports (two calls: the count, then the list). */
+  C_GetMechanismList(slot: number): number[] {
+    const count = this.#ulongs(1);
+    this.#call("C_GetMechanismList", slot, null, count);
+    const n = this.#readUlong(count);
+    if (n === 0) return [];
+    const list = this.#ulongs(n);
+    this.#call("C_GetMechanismList", slot, list, count);
+    return Array.from({ length: this.#readUlong(count) }, (_, i) => this.#readUlong(list, i));
   }
   C_Logout(session: number): void {
     this.#call("C_Logout", session);

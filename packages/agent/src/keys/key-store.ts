@@ -71,6 +71,12 @@ export interface TokenInfo {
     finalTry: boolean;
     /** CKF_USER_PIN_TO_BE_CHANGED; SKF: the PIN is still the default one. */
     toBeChanged: boolean;
+    /**
+     * The PIN is typed on the key's own PIN pad, never on the computer
+     * (PKCS#11 CKF_PROTECTED_AUTHENTICATION_PATH): open() then takes "" and
+     * the module waits for the pad.
+     */
+    keyPad?: boolean;
     /** Tries left before the PIN locks, where the key tells the number (SKF_GetPINInfo); PKCS#11 tells only countLow and finalTry. */
     triesLeft?: number;
     minLength?: number;

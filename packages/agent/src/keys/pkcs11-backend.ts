@@ -83,6 +83,8 @@ export function pkcs11ErrorToUkey(e: unknown, op: string, fallback: "TOKEN_KEYGE
   const detail = `${op}: ${(e as Error)?.message ?? String(e)}`;
   if (code !== undefined && removedCodes.has(code)) return new UkeyError("TOKEN_REMOVED_DURING_OPERATION", { detail, cause: e });
   if (code === CK.CKR_DEVICE_MEMORY) return new UkeyError("TOKEN_STORAGE_FULL", { detail, cause: e });
+  // The holder pressed cancel on the key (its button or PIN pad).
+  if (code === CK.CKR_FUNCTION_CANCELED) return new UkeyError("TOKEN_CONFIRMATION_CANCELLED", { detail, cause: e });
   if (fallback === "TOKEN_KEYGEN_FAILED") return new UkeyError(fallback, { detail, cause: e });
   return new UkeyError(fallback, { params: { reason: op }, detail, cause: e });
 }
@@ -126,6 +128,7 @@ function tokenInfoOf(i: CkTokenInfo): TokenInfo {
       countLow: (i.flags & CK.CKF_USER_PIN_COUNT_LOW) !== 0,
       finalTry: (i.flags & CK.CKF_USER_PIN_FINAL_TRY) !== 0,
       toBeChanged: (i.flags & CK.CKF_USER_PIN_TO_BE_CHANGED) !== 0,
+      ...((i.flags & CK.CKF_PROTECTED_AUTHENTICATION_PATH) !== 0 ? { keyPad: true } : {}),
     },
   };
   const freePublic = memory(i.freePublicMemory as number | bigint);
@@ -233,7 +236,10 @@ export class Pkcs11Backend implements KeyStoreBackend {
    * Logs in to token `tokenSerial` with the user PIN. Waits while another
    * session of this process is open on the token. Throws TOKEN_NOT_PRESENT,
    * TOKEN_PIN_INCORRECT (params.triesLeft 1 on the final try, countLow 1
-   * when the token says few are left), TOKEN_PIN_LOCKED.
+   * when the token says few are left), TOKEN_PIN_LOCKED. On a token with
+   * its own PIN pad (TokenInfo.pin.keyPad) an empty `pin` logs in with a
+   * NULL PIN, which the holder types on the pad: TOKEN_CONFIRMATION_CANCELLED
+   * when cancelled there (CKR_FUNCTION_CANCELED).
    */
   async open(tokenSerial: string, pin: string): Promise<TokenSession> {
     const lib = this.#live();
@@ -247,7 +253,8 @@ export class Pkcs11Backend implements KeyStoreBackend {
       } catch (e) {
         throw pkcs11ErrorToUkey(e, "open session");
       }
-      login(lib, handle, slot, CK.CKU_USER, pin, "user");
+      if (pin === "" && info.pin.keyPad) await loginOnPad(lib, handle, slot);
+      else login(lib, handle, slot, CK.CKU_USER, pin, "user");
       const session = new Pkcs11Session(lib, handle, info, () => {
         this.#sessions.delete(session);
         release();
@@ -260,6 +267,20 @@ export class Pkcs11Backend implements KeyStoreBackend {
       }
       release();
       throw e;
+    }
+  }
+
+  /**
+   * The mechanism types the token offers (C_GetMechanismList), with no
+   * login. TOKEN_NOT_PRESENT; TOKEN_OPERATION_FAILED when the module refuses.
+   */
+  async mechanisms(tokenSerial: string): Promise<number[]> {
+    const lib = this.#live();
+    const { slot } = this.#findSlot(lib, tokenSerial);
+    try {
+      return lib.C_GetMechanismList(slot);
+    } catch (e) {
+      throw pkcs11ErrorToUkey(e, "list mechanisms");
     }
   }
 
@@ -347,7 +368,8 @@ export class Pkcs11Backend implements KeyStoreBackend {
 }
 
 function login(lib: Lib, handle: Handle, slot: Handle, userType: number, pin: string, who: "user" | "so"): void {
-  if (typeof pin !== "string") throw new UkeyError("TOKEN_PIN_INCORRECT", { params: { pin: who } });
+  // An empty PIN is never a PIN (a pad login is loginOnPad): refused before the module counts a try.
+  if (typeof pin !== "string" || pin === "") throw new UkeyError("TOKEN_PIN_INCORRECT", { params: { pin: who } });
   try {
     lib.C_Login(handle, userType, pin);
   } catch (e) {
@@ -360,6 +382,17 @@ function login(lib: Lib, handle: Handle, slot: Handle, userType: number, pin: st
     } catch (e2) {
       throw loginError(lib, slot, e2, who);
     }
+  }
+}
+
+/** C_Login with a NULL PIN, typed on the token's PIN pad (CKF_PROTECTED_AUTHENTICATION_PATH). */
+async function loginOnPad(lib: Lib, handle: Handle, slot: Handle): Promise<void> {
+  try {
+    await lib.C_LoginProtectedAsync(handle, CK.CKU_USER);
+  } catch (e) {
+    if (p11Code(e) === CK.CKR_USER_ALREADY_LOGGED_IN) return;
+    if (p11Code(e) === CK.CKR_FUNCTION_CANCELED) throw new UkeyError("TOKEN_CONFIRMATION_CANCELLED", { detail: "login on the key's PIN pad was cancelled", cause: e });
+    throw loginError(lib, slot, e, "user");
   }
 }
 

@@ -117,7 +117,7 @@ const operationRequestSchema = {
     { properties: { kind: { const: "initialise" }, tokenSerial, label: { type: "string", minLength: 1, maxLength: 32 } }, required: ["kind", "tokenSerial"], additionalProperties: false },
     { properties: { kind: { const: "change-pin" }, tokenSerial }, required: ["kind", "tokenSerial"], additionalProperties: false },
     { properties: { kind: { const: "clean-up" }, tokenSerial }, required: ["kind", "tokenSerial"], additionalProperties: false },
-    { properties: { kind: { const: "doctor" } }, required: ["kind"], additionalProperties: false },
+    { properties: { kind: { const: "doctor" }, knownSerial: tokenSerial }, required: ["kind"], additionalProperties: false },
     { properties: { kind: { const: "read-certificates" }, tokenSerial }, required: ["kind", "tokenSerial"], additionalProperties: false },
   ],
 } as const;
@@ -331,8 +331,8 @@ export async function startLocalApi(o: LocalApiOptions): Promise<LocalApi> {
       const p = operations.pinPrompt(req.params.op, req.params.nonce);
       if (!p) return html(reply, 410, renderPromptExpiredPage(agentOrigin()));
       const body = req.body && typeof req.body === "object" ? req.body : {};
-      const pin = typeof body.pin === "string" ? body.pin : "";
-      if (pin.length === 0) {
+      const pin = p.keyPad ? "" : typeof body.pin === "string" ? body.pin : "";
+      if (pin.length === 0 && !p.keyPad) {
         return html(reply, 400, renderPinPage(p, agentOrigin(), { zh: "请输入 PIN。", en: "Type the PIN." }));
       }
       if (p.newPin && body.pin2 !== pin) {
@@ -342,7 +342,7 @@ export async function startLocalApi(o: LocalApiOptions): Promise<LocalApi> {
       const next = await operations.afterPin(req.params.op, afterPinWaitMs);
       // Another PIN is asked (a wrong one, or the new PIN after the SO PIN): the same window goes on to it.
       if (next.nextPin) return reply.status(303).headers(pinPageHeaders).header("location", next.nextPin.url).send("");
-      return html(reply, 200, renderAfterPinPage(next.state, agentOrigin(), next.error));
+      return html(reply, 200, renderAfterPinPage(next.state, agentOrigin(), next.error, next.onKey));
     });
   });
 

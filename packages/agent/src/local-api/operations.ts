@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
 import { UkeyError, isUkeyError } from "@ukey/policy";
 import type { FaultPoint, FlowContext, Flows, ServerConnection } from "../flows/flow-types.js";
+import { institutionKeyVendors } from "../flows/key-vendor-source.js";
 import type { KeyStoreBackend } from "../keys/key-store.js";
 import type { ProgressEvent, Prompter } from "../prompter.js";
 import type { OperationAnswer, OperationInput, OperationRequest, OperationView } from "./protocol.js";
@@ -23,6 +24,8 @@ export interface PinPrompt {
   newPin: boolean;
   /** The token is a PKCS#12 file: its PIN is the file's password. */
   file?: boolean;
+  /** The key has its own PIN pad: the page asks for no PIN (see Prompter.pin). */
+  keyPad?: boolean;
   retry?: { code: string; triesLeft?: number };
 }
 
@@ -201,22 +204,28 @@ export class Operations {
 
   /**
    * After a PIN was handed over: waits (up to `waitMs`) until the operation
-   * asks something again or ends, and returns what the PIN page should say
+   * asks something again, ends, or waits on the key (its OK button or PIN pad), and returns what the PIN page should say
    * next (a following PIN, a wrong one's retry included, is shown in the
    * same window).
    */
-  async afterPin(operationId: string, waitMs: number): Promise<{ state: OperationView["state"]; nextPin?: { url: string }; error?: OperationView["error"]; input?: OperationInput }> {
+  async afterPin(operationId: string, waitMs: number): Promise<{ state: OperationView["state"]; nextPin?: { url: string }; error?: OperationView["error"]; input?: OperationInput; onKey?: { zh: string; en: string } }> {
     const op = this.ops.get(operationId);
     if (!op) return { state: "failed" };
     const deadline = Date.now() + waitMs;
-    while (op.state === "running" && !this.closed) {
+    // The key waiting for the holder (its OK button, its PIN pad) is news the page shows at once.
+    const onKeyStep = () => ["press-button", "key-pad"].includes(op.progress.at(-1)?.step ?? "");
+    while (op.state === "running" && !this.closed && !onKeyStep()) {
       const left = deadline - Date.now();
       if (left <= 0) break;
       await this.get(op.origin, op.id, { revision: op.revision, waitMs: left });
     }
     const next = op.pending?.input;
+    // The key waits for the holder (its OK button, or its PIN pad): the page says so instead of "running".
+    const last = op.progress.at(-1);
+    const onKey = op.state === "running" && last && onKeyStep() ? { zh: last.zh, en: last.en } : undefined;
     return {
       state: op.state,
+      ...(onKey ? { onKey } : {}),
       ...(next?.kind === "pin" ? { nextPin: { url: next.promptUrl } } : {}),
       ...(op.error ? { error: op.error } : {}),
       ...(next ? { input: next } : {}),
@@ -276,7 +285,10 @@ export class Operations {
           result = await flows.cleanUp(ctx, { tokenSerial: request.tokenSerial });
           break;
         case "doctor":
-          result = await flows.doctor({ ...base, ...(this.o.pairingsFile ? { pairingsFile: this.o.pairingsFile } : {}) });
+          result = await flows.doctor({
+            ...base, ...(this.o.pairingsFile ? { pairingsFile: this.o.pairingsFile } : {}),
+            vendors: await institutionKeyVendors(this.o.server), ...(request.knownSerial ? { knownSerial: request.knownSerial } : {}),
+          });
           break;
         case "read-certificates":
           result = await flows.readCertificates(ctx, { tokenSerial: request.tokenSerial });
@@ -321,12 +333,13 @@ export class Operations {
           promptUrl: this.o.promptUrl(op.id, nonce),
           ...(r.so ? { so: true } : {}),
           ...(r.newPin ? { newPin: true } : {}),
+          ...(r.keyPad ? { keyPad: true } : {}),
           ...(r.retry ? { retry: r.retry } : {}),
         };
         const prompt: PinPrompt = {
           operationId: op.id, operationKind: request.kind, origin: op.origin,
           tokenSerial: r.tokenSerial, tokenLabel: r.tokenLabel, reason: r.reason,
-          so: r.so === true, newPin: r.newPin === true, ...(file ? { file: true } : {}), ...(r.retry ? { retry: r.retry } : {}),
+          so: r.so === true, newPin: r.newPin === true, ...(file ? { file: true } : {}), ...(r.keyPad ? { keyPad: true } : {}), ...(r.retry ? { retry: r.retry } : {}),
         };
         return this.ask<string>(op, input, { nonce, prompt });
       },
@@ -340,7 +353,7 @@ export class Operations {
       confirm: (r) => this.ask<boolean>(op, { kind: "confirm", question: r.question, consequences: [...r.consequences], ...(r.preview ? { preview: r.preview } : {}) }),
       progress: (event: ProgressEvent) => {
         op.newPinAgain = undefined;
-        op.progress.push({ step: event.step, zh: event.zh, en: event.en, at: this.o.now().toISOString() });
+        op.progress.push({ step: event.step, zh: event.zh, en: event.en, at: this.o.now().toISOString(), ...(event.timeoutSeconds !== undefined ? { timeoutSeconds: event.timeoutSeconds } : {}) });
         this.changed(op);
       },
     };

@@ -22,6 +22,7 @@ dd{margin:0;word-break:break-all}
 .origin{font-weight:600}
 .alert{border-left:4px solid #cf222e;background:#ffebe9;padding:.6rem .9rem;margin:1rem 0}
 .ok{border-left:4px solid #1a7f37;background:#dafbe1;padding:.6rem .9rem;margin:1rem 0}
+.key{border:2px solid #bf8700;background:#fff8c5;padding:.8rem 1rem;margin:1rem 0;font-size:1.1rem;font-weight:600}
 .note{border-left:4px solid #0969da;background:#ddf4ff;padding:.6rem .9rem;margin:1rem 0;font-size:.92rem}
 label{display:block;margin:.9rem 0 .3rem;font-weight:600}
 input[type=password]{box-sizing:border-box;width:100%;font-size:1.2rem;padding:.5rem .6rem;border:1px solid #8c959f;border-radius:6px}
@@ -103,7 +104,9 @@ function safetyNote(agentOrigin: string): string {
 /** The PIN form for one ask; `problem` is a mistake in the last post (the two new PINs differ, nothing typed). */
 export function renderPinPage(prompt: PinPrompt, agentOrigin: string, problem?: { zh: string; en: string }): string {
   const op = operationWords[prompt.operationKind];
-  const what = prompt.so
+  const what = prompt.keyPad
+    ? { zh: "您在 UKey 的密码键盘上输入 PIN", en: "you to type the PIN on the UKey's own keypad" }
+    : prompt.so
     ? { zh: "UKey 的管理员 PIN（SO PIN）", en: "the UKey's security officer PIN (SO PIN)" }
     : prompt.newPin
       ? { zh: "UKey 的新 PIN", en: "a new PIN for the UKey" }
@@ -124,6 +127,16 @@ export function renderPinPage(prompt: PinPrompt, agentOrigin: string, problem?: 
     parts.push(bilingual(`还可以再试 ${prompt.retry.triesLeft} 次，之后 UKey 会被锁定。`, `${prompt.retry.triesLeft} ${prompt.retry.triesLeft === 1 ? "try" : "tries"} left before the UKey locks.`, "alert"));
   }
   if (problem) parts.push(bilingual(problem.zh, problem.en, "alert"));
+  if (prompt.keyPad) {
+    // The key takes the PIN on its own pad: no field here, so no PIN can pass through the computer.
+    parts.push(bilingual("这把 UKey 带有密码键盘：PIN 在 UKey 上输入，不在电脑上输入，本页不会要求您输入 PIN。",
+      "This UKey has its own PIN pad: the PIN is typed on the UKey, not on the computer, and this page does not ask for it.", "note"));
+    parts.push(bilingual("点“开始”后，请看 UKey 的屏幕，在 UKey 的键盘上输入 PIN，然后按确认键（OK 键）。",
+      "After you press Start, watch the UKey's screen, type the PIN on the UKey's keypad, then press OK.", "key"));
+    parts.push(`<form method="post"><button type="submit">开始 <span lang="en">Start</span></button></form>`);
+    parts.push(safetyNote(agentOrigin));
+    return page("在 UKey 上输入 PIN", "Type the PIN on the UKey", parts.join("\n"));
+  }
   const field = (name: string, zh: string, en: string, autofocus: boolean) =>
     `<label for="${name}">${escapeHtml(zh)} <span class="en" lang="en">${escapeHtml(en)}</span></label>`
     + `<input type="password" id="${name}" name="${name}" autocomplete="off" maxlength="64" required${autofocus ? " autofocus" : ""}>`;
@@ -142,11 +155,19 @@ export function renderPinPage(prompt: PinPrompt, agentOrigin: string, problem?: 
     prompt.newPin ? "Set a new PIN" : prompt.so ? "Enter the SO PIN" : prompt.file ? "Enter the certificate file's PIN" : "Enter the UKey PIN", parts.join("\n"));
 }
 
-/** What the page says once the PIN was handed over and the operation moved on (or did not in time). */
-export function renderAfterPinPage(state: OperationView["state"], agentOrigin: string, error?: OperationView["error"]): string {
+/**
+ * What the page says once the PIN was handed over and the operation moved
+ * on (or did not in time). `onKey`: the key now waits for the holder (its
+ * OK button, or its PIN pad), which the page then says first.
+ */
+export function renderAfterPinPage(state: OperationView["state"], agentOrigin: string, error?: OperationView["error"], onKey?: { zh: string; en: string }): string {
   if (state === "failed" && error) {
     return page("未能完成", "Not done", problemBlock(error.code, error.params ?? {})
       + bilingual("请回到原页面查看并继续。此窗口可以关闭。", "Go back to the page to see what to do next. You can close this window."));
+  }
+  if (state === "running" && onKey) {
+    return page("请在 UKey 上操作", "Act on the UKey", bilingual(onKey.zh, onKey.en, "key")
+      + bilingual("UKey 确认后操作会继续；结果请回到原页面查看。", "Once the UKey confirms, the operation goes on; see the result on the page you came from.") + safetyNote(agentOrigin));
   }
   const body = state === "done"
     ? bilingual("已完成。请回到原页面查看结果。此窗口可以关闭。", "Done. Go back to the page for the result. You can close this window.", "ok")

@@ -62,13 +62,15 @@ export type OperationRequest =
   | { kind: "initialise"; tokenSerial: string; label?: string }
   | { kind: "change-pin"; tokenSerial: string }
   | { kind: "clean-up"; tokenSerial: string }
-  | { kind: "doctor" }
+  /** knownSerial: the holder's key as the server recorded it at the last issuance, for the advice when no key is seen. */
+  | { kind: "doctor"; knownSerial?: string }
   /** Asks the PIN in the agent's window and opens the token once: a PKCS#12 file's certificates are listed (GET /v1/tokens) only after that. */
   | { kind: "read-certificates"; tokenSerial: string };
 
 /** What the operation waits for. */
 export type OperationInput =
-  | { kind: "pin"; promptUrl: string; so?: boolean; newPin?: boolean; retry?: { code: string; triesLeft?: number } }
+  /** keyPad: the key has its own PIN pad; the agent's page asks for no PIN, only that the holder is ready to type it on the key. */
+  | { kind: "pin"; promptUrl: string; so?: boolean; newPin?: boolean; keyPad?: boolean; retry?: { code: string; triesLeft?: number } }
   | { kind: "id-number"; idType: string; retry?: { code: string; triesLeft?: number } }
   | { kind: "one-time-code"; channel: "sms" | "email"; maskedTo: string; expiresAt: string; resendAfter: string; retry?: { code: string } }
   | { kind: "step-up"; approvalUrl: string; expiresAt?: string }
@@ -89,7 +91,8 @@ export interface OperationView {
   /** Grows by one at every change (progress, input asked or answered, end); for ?revision=. The agent always sends it (optional only so that views written before it still type-check). */
   revision?: number;
   /** ProgressEvents so far (see prompter.ts), oldest first. */
-  progress: { step: string; zh: string; en: string; at: string }[];
+  /** timeoutSeconds: on "press-button", how long the key waits for its OK button before it cancels, when known. */
+  progress: { step: string; zh: string; en: string; at: string; timeoutSeconds?: number }[];
   input?: OperationInput;
   /** On done: RenewResult, {certificate}, {token}, {removed}, DoctorCheck[] ... per kind. */
   result?: unknown;

@@ -319,7 +319,7 @@ test("openBackend takes the SKF library named by UKEY_SKF_LIBRARY, or a well-kno
   }
 });
 
-test("while the key waits for its button the holder is told \"请在 UKey 上按确认键\"; a key that answers at once says nothing", async () => {
+test("while the key waits for its button the holder is told \"请在 UKey 上按确认键（OK 键）\"; a key that answers at once says nothing", async () => {
   const { login } = await import("../../src/flows/token-access.js");
   keys.create("press", { serial: "SKFPRESS01", buttonTimeoutMs: 5000 });
   const events: { step: string; zh: string; en: string }[] = [];
@@ -340,7 +340,8 @@ test("while the key waits for its button the holder is told \"请在 UKey 上按
       keys.button("press", "wait");
       const pending = s.sign(key.id, Buffer.from("data"));
       await new Promise((r) => setTimeout(r, 700));
-      assert.deepEqual(events.map((e) => [e.step, e.zh, e.en]), [["press-button", "请在 UKey 上按确认键", "Press OK on your UKey"]]);
+      // The default table knows no timeout for this key: the holder is told the key cancels by itself after a while.
+      assert.deepEqual(events.map((e) => [e.step, e.zh, e.en]), [["press-button", "请在 UKey 上按确认键（OK 键）：长时间不按，UKey 会取消这次操作", "Press OK on your UKey: if it is not pressed for a while, the UKey cancels the operation"]]);
       keys.press("press", "cancel");
       await assert.rejects(pending, code("TOKEN_CONFIRMATION_CANCELLED"));
     } finally {

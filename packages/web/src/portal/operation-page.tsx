@@ -171,6 +171,8 @@ function ProgressView(props: { view: OperationView }) {
   useLang();
   const v = props.view;
   const pct = v.state === "done" ? 100 : Math.min(90, 8 + v.progress.length * 12);
+  const last = v.progress.at(-1);
+  const onKey = last && (last.step === "press-button" || last.step === "key-pad") ? last : undefined;
   return (
     <section class="progress" aria-label={t("op.progress")}>
       <progress max={100} value={pct} aria-label={t("op.progress")} />
@@ -181,8 +183,24 @@ function ProgressView(props: { view: OperationView }) {
           </li>
         ))}
       </ol>
+      {v.state === "running" && onKey ? <OnKeyNotice event={onKey} /> : null}
       {v.state === "running" ? <p class="hint" role="status">{t("op.running")}</p> : null}
     </section>
+  );
+}
+
+/** The key waits for the holder (its OK button, or its PIN pad): said large, with the key's own timeout counted down when known. */
+function OnKeyNotice(props: { event: OperationView["progress"][number] }) {
+  useLang();
+  const e = props.event;
+  const until = e.timeoutSeconds !== undefined ? new Date(Date.parse(e.at) + e.timeoutSeconds * 1000).toISOString() : "";
+  const left = useCountdown(until);
+  return (
+    <div class="on-key" role="alert" data-step={e.step}>
+      <strong>{t("op.onKey")}</strong>
+      <p>{pick({ zh: e.zh, en: e.en })}</p>
+      {e.timeoutSeconds !== undefined ? <p class="countdown">{t("op.onKeyLeft", { n: left })}</p> : null}
+    </div>
   );
 }
 
@@ -217,14 +235,15 @@ function PinInput(props: { input: Extract<OperationInput, { kind: "pin" }>; agen
     return <ProblemView problem={p} />;
   }
   const which = props.input.so ? t("verify.soPin") : props.input.newPin ? t("verify.newPin") : t("verify.pin");
+  const keyPad = props.input.keyPad === true;
   return (
     <>
-      <h2>{t("verify.pinTitle", { which })}</h2>
-      <p>{t("verify.pinExplain")}</p>
+      <h2>{keyPad ? t("verify.keyPadTitle") : t("verify.pinTitle", { which })}</h2>
+      <p>{keyPad ? t("verify.keyPadExplain") : t("verify.pinExplain")}</p>
       <button type="button" class="primary" data-action="open-pin" onClick={() => {
         const w = window.open(url.href, "ukey-pin", "popup,width=520,height=640");
         setBlocked(!w);
-      }}>{t("verify.openPin")}</button>
+      }}>{keyPad ? t("verify.openKeyPad") : t("verify.openPin")}</button>
       {blocked ? <p class="warn">{t("verify.popupBlocked")} <a href={url.href} target="_blank" rel="noopener">{t("verify.openPinLink")}</a></p> : null}
     </>
   );
@@ -418,7 +437,7 @@ export function DoctorChecks(props: { checks: DoctorCheck[] }) {
       <ul class="checks">
         {props.checks.map((c) => (
           <li class={c.ok ? "ok" : "bad"} data-check={c.id}>
-            <strong>{c.ok ? "✓" : "✗"} {t(`diag.check.${c.id}`)}</strong> — {pick({ zh: c.zh, en: c.en })}
+            <strong>{c.id === "advice" ? "•" : c.ok ? "✓" : "✗"} {t(`diag.check.${c.id}`)}</strong> — {pick({ zh: c.zh, en: c.en })}
             {!c.ok && c.code ? <p class="hint">{pick(problemOf(c.code).remedy)} <a href={`#/help/${c.code}`}>{c.code}</a></p> : null}
           </li>
         ))}
