@@ -30,6 +30,8 @@ export type FaultPoint =
   | "after-csr"             // CSR sent, answer not read
   | "after-issue"           // certificate received, not installed
   | "after-install"         // installed and read back, order not confirmed
+  | "after-enc-key"         // a pair's encryption key imported from its envelope, its certificate not installed
+  | "after-enc-cert"        // a pair's encryption certificate installed, order not confirmed
   | "during-cleanup";       // order completed, old objects half removed
 
 export interface CertificateStatus {
@@ -86,6 +88,8 @@ export interface RenewResult {
   /** True when this run finished an order an earlier run had left open. */
   resumed: boolean;
   certificate: IssuedCertificate;
+  /** A pair profile's encryption certificate, installed beside its key in the signing key's container. */
+  encryptionCertificate?: IssuedCertificate;
   /** How many invalid objects were removed afterwards. */
   removed: number;
 }
