@@ -1,4 +1,5 @@
 import { UkeyError, formatPolicyDate, isUkeyError, keyAlgorithms, type KeyAlgorithm } from "@ukey/policy";
+import { isEncryptionCertificate } from "../keys/certificate-fields.js";
 import { objectLabels, type TokenCertificate, type TokenKey, type TokenSession } from "../keys/key-store.js";
 import { ServerClient, type OrderChallenge, type OrderView, type PossessionSigner, type RenewalInfo } from "../server-client.js";
 import { certIdOf, derOfPem, spkiOf } from "./certificate-id.js";
@@ -160,7 +161,10 @@ async function chooseCertificate(client: ServerClient, channel: "web" | "cli", c
     if (!c) throw new UkeyError("CERT_NOT_ON_TOKEN", { params: { serial } });
     return c;
   }
-  const candidates = certs.filter((c) => c.hasKey && !objectLabels.pendingOrder(c.label));
+  const withKey = certs.filter((c) => c.hasKey && !objectLabels.pendingOrder(c.label));
+  // A pair's encryption certificate is renewed with its signing one: the signing certificates are the choice.
+  const signing = withKey.filter((c) => !isEncryptionCertificate(c.der));
+  const candidates = signing.length ? signing : withKey;
   if (candidates.length === 0) throw new UkeyError("NO_CERTIFICATE_FOUND");
   if (candidates.length === 1) return candidates[0]!;
   const states: { c: TokenCertificate; state: string }[] = [];

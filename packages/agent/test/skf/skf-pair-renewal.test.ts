@@ -1,0 +1,167 @@
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import type { FaultPoint, RenewResult } from "../../src/flows/flow-types.js";
+import { derOfPem } from "../../src/flows/certificate-id.js";
+import { objectLabels } from "../../src/keys/key-store.js";
+import { SkfBackend, skfMarks } from "../../src/keys/skf-backend.js";
+import { runUkeyServer } from "../../../server/test/support/fixtures.js";
+import { createAgentWorld, type AgentWorld } from "../support/agent-world.js";
+import { SoftkeyDir, type SoftkeyContents } from "./support/softkey.js";
+
+// Issue 15 parts 4 and 7: an SM2 signing + encryption pair renewed with `ukey renew` on the software SKF key
+// (skf-softkey, the test stand-in of docs/skf-softkey.md for a vendor's GM/T 0016 library), against the real
+// server with its key management centre. The agent is killed (SIGKILL) at every fault point, the pair's two
+// new ones included, and run again: the same order finishes. Afterwards the key holds exactly the new pair
+// in one container, plus the old pair's container (its encryption key is kept: clean-up never removes an
+// encryption key unasked), and no marks; OpenSSL verifies both new certificates with the SM2 distinguishing ID.
+
+let w: AgentWorld;
+let keys: SoftkeyDir;
+const pin = "123456";
+const faults: FaultPoint[] = ["after-keygen", "after-csr", "after-issue", "after-install", "after-enc-key", "after-enc-cert", "during-cleanup"];
+const devices: Record<string, { serial: string; oldSign: string; oldEnc: string; oldContainer: string }> = {};
+const deviceName = (case_: string) => `k-${case_}`;
+
+before(async () => {
+  keys = new SoftkeyDir();
+  // The library in this process (the counter issuance below) reads its keys where the agent runs will.
+  process.env.SKF_SOFTKEY_DIR = keys.dir;
+  w = createAgentWorld("ukey-skf-pair-", { caAlgorithm: "sm2" });
+  const cfgFile = `${w.dataDir}/config.json`;
+  const cfg = JSON.parse(readFileSync(cfgFile, "utf8")) as { profiles: unknown[]; kmc?: unknown };
+  // The seeds' public institution pair profile (seed 004), 30 days so that renewal is open at once.
+  cfg.profiles.push({ id: "gm", preset: "gov-supervision", validity: { days: 30 } });
+  cfg.kmc = { masterKey: { type: "file" } };
+  writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));
+  w.env.UKEY_KMC_PASSPHRASE_FILE = w.t.write("kmc-passphrase", "the key management centre's own passphrase\n");
+  const init = runUkeyServer(["kmc", "init", "--data-dir", w.dataDir], w.env);
+  assert.equal(init.status, 0, init.stderr);
+  const backend = await SkfBackend.open(keys.build.library);
+  try {
+    let n = 0;
+    for (const c of ["plain", ...faults]) {
+      const serial = `SKFPAIR${String(++n).padStart(9, "0")}`;
+      keys.create(deviceName(c), { serial, userPin: pin, adminPin: "87654321" });
+      devices[c] = { serial, ...await issuePair(backend, serial) };
+    }
+  } finally {
+    await backend.close();
+  }
+  // Two stray signing keys with no certificate on one key: its clean-up has two things to remove and is killed halfway.
+  keys.genKey(deviceName("during-cleanup"), app(deviceName("during-cleanup")), "stray-1");
+  keys.genKey(deviceName("during-cleanup"), app(deviceName("during-cleanup")), "stray-2");
+  await w.start();
+});
+after(async () => {
+  await w?.cleanup();
+  keys?.cleanup();
+});
+
+function app(device: string): string {
+  return keys.show(device).applications[0]!.name;
+}
+
+/** A pair issued at the counter (ukey-server issue) onto the SKF key: signing key made on the key, the envelope imported, both certificates installed. */
+async function issuePair(backend: SkfBackend, serial: string): Promise<{ oldSign: string; oldEnc: string; oldContainer: string }> {
+  const s = await backend.open(serial, pin);
+  try {
+    const key = await s.generateKeyPair("sm2", "issuing");
+    const csr = w.t.write(`csr-${serial}.pem`, await s.createCsr(key.id, ""));
+    const out = w.t.path(`cert-${serial}.pem`);
+    const r = runUkeyServer(["issue", "--data-dir", w.dataDir, "--holder", "H1", "--profile", "gm", "--csr", csr, "--out", out, "--token-serial", serial, "--json"], w.env);
+    assert.equal(r.status, 0, r.stderr);
+    const issued = r.json<{ serial: string; encryptionCertificate: { serial: string; pem: string }; envelope: { format: string; value: string } }>();
+    await s.installCertificate(derOfPem(readFileSync(out, "utf8")), key.id, objectLabels.current(issued.serial));
+    await s.importEnvelopedKey!(key.id, Buffer.from(issued.envelope.value, "base64"));
+    await s.installCertificate(derOfPem(issued.encryptionCertificate.pem), key.id, objectLabels.current(issued.serial));
+    return { oldSign: issued.serial, oldEnc: issued.encryptionCertificate.serial, oldContainer: key.label };
+  } finally {
+    await s.close();
+  }
+}
+
+function renew(serial: string, fault?: FaultPoint) {
+  return w.ukey(["renew", "--token", serial, "--json", "--yes", "--pin-file", w.pinFile, "--server", w.server!.url], {
+    noDefaults: true,
+    env: { UKEY_SKF_LIBRARY: keys.build.library, SKF_SOFTKEY_DIR: keys.dir, ...(fault ? { UKEY_AGENT_FAULT: fault } : {}) },
+  });
+}
+
+type Container = SoftkeyContents["applications"][number]["containers"][number];
+function containers(device: string): Container[] {
+  return keys.show(device).applications[0]!.containers;
+}
+const serialOf = (derHex: string) => new (class {
+  value = derHex === "" ? "" : spawnSync("openssl", ["x509", "-inform", "DER", "-noout", "-serial"], { input: Buffer.from(derHex, "hex") }).stdout.toString().trim().replace(/^serial=/, "").toLowerCase();
+})().value;
+
+/** openssl verify of a DER certificate (hex) against the chain the server returned, with the SM2 distinguishing ID. */
+function verify(derHex: string, chainPem: string): void {
+  const cert = w.t.write(`verify-${Math.random().toString(16).slice(2)}.der`, "");
+  writeFileSync(cert, Buffer.from(derHex, "hex"));
+  const chain = w.t.write(`chain-${Math.random().toString(16).slice(2)}.pem`, chainPem);
+  const r = spawnSync("openssl", ["verify", "-x509_strict", "-vfyopt", "distid:1234567812345678", "-CAfile", chain, "-partial_chain", cert], { encoding: "utf8" });
+  assert.equal(r.status, 0, `openssl verify: ${r.stdout}${r.stderr}`);
+  assert.match(spawnSync("openssl", ["x509", "-inform", "DER", "-in", cert, "-noout", "-text"], { encoding: "utf8" }).stdout, /Signature Algorithm: SM2-with-SM3/);
+}
+
+/** Exactly the new pair in container ukey-renew.ORDER, the old pair kept whole, nothing else (no marks, no strays). */
+function assertFinal(c: string, out: RenewResult): void {
+  const d = devices[c]!;
+  const all = containers(deviceName(c));
+  const names = all.map((x) => x.name).sort();
+  assert.deepEqual(names, [d.oldContainer, skfMarks.keyContainer(out.orderId)].sort(), `containers: ${JSON.stringify(names)}`);
+  const fresh = all.find((x) => x.name === skfMarks.keyContainer(out.orderId))!;
+  assert.equal(fresh.type, "ECC");
+  assert.ok(fresh.signPublicKey && fresh.encPublicKey && fresh.signPublicKey !== fresh.encPublicKey, "both keys of the new pair");
+  assert.equal(serialOf(fresh.signCertificate), out.certificate.serialHex.toLowerCase());
+  assert.ok(out.encryptionCertificate, "the result names the encryption certificate");
+  assert.equal(serialOf(fresh.encCertificate), out.encryptionCertificate.serialHex.toLowerCase());
+  const old = all.find((x) => x.name === d.oldContainer)!;
+  assert.ok(old.encPublicKey && old.encCertificate, "the old encryption key and certificate stay");
+  assert.equal(serialOf(old.encCertificate), d.oldEnc.toLowerCase());
+  const chain = out.certificate.pem.slice(out.certificate.pem.indexOf("-----END CERTIFICATE-----") + 25);
+  verify(fresh.signCertificate, chain);
+  verify(fresh.encCertificate, chain);
+}
+
+test("an SM2 pair renewed on the software SKF key with ukey renew: both certificates and the enveloped key in one container", async () => {
+  const r = renew(devices.plain!.serial);
+  assert.equal(r.status, 0, r.stderr);
+  const out = r.json<RenewResult>();
+  assert.equal(out.resumed, false);
+  assertFinal("plain", out);
+  assert.equal((await w.certificate(devices.plain!.oldSign)).status, "revoked", "the old signing certificate is superseded");
+  assert.match(r.stderr, /encryption key/i);
+});
+
+for (const fault of faults) {
+  test(`SM2 pair on SKF, killed ${fault}: the next run finishes the same order`, async () => {
+    const d = devices[fault]!;
+    const killed = renew(d.serial, fault);
+    assert.equal(killed.signal, "SIGKILL", `the run was to die ${fault}: ${killed.status} ${killed.stderr}`);
+    const mid = containers(deviceName(fault));
+    // The holder can still sign in: the old pair is whole until the new one is complete.
+    const old = mid.find((x) => x.name === d.oldContainer);
+    assert.ok(old?.signCertificate && old.signPublicKey && old.encPublicKey, `the old pair is whole: ${JSON.stringify(mid.map((x) => x.name))}`);
+    const mark = mid.find((x) => skfMarks.isMark(x.name));
+    assert.ok(mark, `a pending mark on the key: ${JSON.stringify(mid.map((x) => x.name))}`);
+    assert.equal(mark.type, "empty");
+    const orderId = mark.name.slice(skfMarks.markPrefix.length);
+    const fresh = mid.find((x) => x.name === skfMarks.keyContainer(orderId));
+    if (fault === "after-keygen") assert.ok(fresh?.signPublicKey && !fresh.signCertificate, "the new key, no certificate yet");
+    if (fault === "after-install") assert.ok(fresh?.signCertificate && !fresh.encPublicKey, "the signing certificate, no encryption key yet");
+    if (fault === "after-enc-key") assert.ok(fresh?.encPublicKey && !fresh.encCertificate, "the encryption key, not its certificate");
+    if (fault === "after-enc-cert") assert.ok(fresh?.encCertificate, "the whole new pair, the order not yet confirmed");
+    if (fault === "during-cleanup") assert.equal(mid.filter((x) => x.name.startsWith("stray-")).length, 1, "one of two strays removed");
+
+    const again = renew(d.serial);
+    assert.equal(again.status, 0, again.stderr);
+    const out = again.json<RenewResult>();
+    assert.equal(out.orderId, orderId, "the same order, not a second one");
+    assert.equal(out.resumed, true);
+    assertFinal(fault, out);
+  });
+}
