@@ -23,6 +23,7 @@ const pin = "123456";
 const faults: FaultPoint[] = ["after-keygen", "after-csr", "after-issue", "after-install", "after-enc-key", "after-enc-cert", "during-cleanup"];
 const devices: Record<string, { serial: string; oldSign: string; oldEnc: string; oldContainer: string }> = {};
 const deviceName = (case_: string) => `k-${case_}`;
+const enrolments: { referenceNumber: string; authorizationCode: string }[] = [];
 
 before(async () => {
   keys = new SoftkeyDir();
@@ -41,13 +42,19 @@ before(async () => {
   const backend = await SkfBackend.open(keys.build.library);
   try {
     let n = 0;
-    for (const c of ["plain", ...faults]) {
+    for (const c of ["plain", ...faults, "forgot"]) {
       const serial = `SKFPAIR${String(++n).padStart(9, "0")}`;
       keys.create(deviceName(c), { serial, userPin: pin, adminPin: "87654321" });
       devices[c] = { serial, ...await issuePair(backend, serial) };
     }
   } finally {
     await backend.close();
+  }
+  // Codes for two downloads of a pair (ukey-server enrol, as the institution's counter does).
+  for (let i = 0; i < 2; i++) {
+    const r = runUkeyServer(["enrol", "--data-dir", w.dataDir, "--holder", "H2", "--profile", "gm", "--json"], w.env);
+    assert.equal(r.status, 0, r.stderr);
+    enrolments.push(r.json());
   }
   // Two stray signing keys with no certificate on one key: its clean-up has two things to remove and is killed halfway.
   keys.genKey(deviceName("during-cleanup"), app(deviceName("during-cleanup")), "stray-1");
@@ -82,11 +89,14 @@ async function issuePair(backend: SkfBackend, serial: string): Promise<{ oldSign
   }
 }
 
-function renew(serial: string, fault?: FaultPoint) {
-  return w.ukey(["renew", "--token", serial, "--json", "--yes", "--pin-file", w.pinFile, "--server", w.server!.url], {
-    noDefaults: true,
-    env: { UKEY_SKF_LIBRARY: keys.build.library, SKF_SOFTKEY_DIR: keys.dir, ...(fault ? { UKEY_AGENT_FAULT: fault } : {}) },
+function ukey(args: string[], opts: { fault?: FaultPoint | undefined; input?: string } = {}) {
+  return w.ukey([...args, "--server", w.server!.url], {
+    noDefaults: true, ...(opts.input ? { input: opts.input } : {}),
+    env: { UKEY_SKF_LIBRARY: keys.build.library, SKF_SOFTKEY_DIR: keys.dir, ...(opts.fault ? { UKEY_AGENT_FAULT: opts.fault } : {}) },
   });
+}
+function renew(serial: string, fault?: FaultPoint) {
+  return ukey(["renew", "--token", serial, "--json", "--yes", "--pin-file", w.pinFile], { fault });
 }
 
 type Container = SoftkeyContents["applications"][number]["containers"][number];
@@ -133,7 +143,7 @@ test("an SM2 pair renewed on the software SKF key with ukey renew: both certific
   const out = r.json<RenewResult>();
   assert.equal(out.resumed, false);
   assertFinal("plain", out);
-  assert.equal((await w.certificate(devices.plain!.oldSign)).status, "revoked", "the old signing certificate is superseded");
+  assert.equal((await w.certificate(devices.plain!.oldSign)).status, "superseded", "the old signing certificate is superseded");
   assert.match(r.stderr, /encryption key/i);
 });
 
@@ -165,3 +175,44 @@ for (const fault of faults) {
     assertFinal(fault, out);
   });
 }
+
+test("forgotten PIN: ukey init with the admin PIN erases the SKF key, then two codes download a pair onto it, finishing after a kill", async () => {
+  const d = devices.forgot!;
+  const name = deviceName("forgot");
+  const adminPin = w.t.write("admin-pin", "87654321\n");
+  const newPin = w.t.write("new-pin", "246810\n");
+  const wrongAdmin = w.t.write("wrong-admin", "00000000\n");
+  const bad = ukey(["init", "--token", d.serial, "--so-pin-file", wrongAdmin, "--new-pin-file", newPin], { input: "yes\n" });
+  assert.equal(bad.status, 4, bad.stderr);
+  assert.match(bad.stderr, /TOKEN_PIN_INCORRECT/);
+  assert.equal(containers(name).length, 1, "a wrong admin PIN changes nothing");
+
+  const init = ukey(["init", "--token", d.serial, "--so-pin-file", adminPin, "--new-pin-file", newPin, "--json"], { input: "yes\n" });
+  assert.equal(init.status, 0, init.stderr);
+  assert.deepEqual(containers(name), [], "erased");
+  const oldPin = ukey(["status", "--token", d.serial, "--pin-file", w.pinFile]);
+  assert.equal(oldPin.status, 4, "the forgotten PIN no longer opens the key");
+
+  const e = enrolments[0]!;
+  const ref = e.referenceNumber.replace(/[\s-]/g, "");
+  const download = (fault?: FaultPoint) => ukey(["download", "--token", d.serial, "--ref", e.referenceNumber, "--code", e.authorizationCode, "--pin-file", newPin, "--yes", "--json"], { fault });
+  const killed = download("after-enc-key");
+  assert.equal(killed.signal, "SIGKILL", `the download was to die after the encryption key: ${killed.status} ${killed.stderr}`);
+  const mid = containers(name);
+  assert.ok(mid.some((x) => x.name === skfMarks.markContainer(`download-${ref}`)), "the download's mark");
+  assert.ok(mid.find((x) => x.name === skfMarks.keyContainer(`download-${ref}`))?.encPublicKey, "the encryption key is in");
+
+  const r = download();
+  assert.equal(r.status, 0, r.stderr);
+  const out = r.json<{ certificate: { serialHex: string; pem: string }; encryptionCertificate?: { serialHex: string } }>();
+  assert.ok(out.encryptionCertificate, "the pair's encryption certificate");
+  const all = containers(name);
+  assert.deepEqual(all.map((x) => x.name), [skfMarks.keyContainer(`download-${ref}`)], "exactly the new pair, no mark");
+  const c = all[0]!;
+  assert.equal(serialOf(c.signCertificate), out.certificate.serialHex.toLowerCase());
+  assert.equal(serialOf(c.encCertificate), out.encryptionCertificate.serialHex.toLowerCase());
+  assert.ok(c.signPublicKey && c.encPublicKey);
+  const chain = out.certificate.pem.slice(out.certificate.pem.indexOf("-----END CERTIFICATE-----") + 25);
+  verify(c.signCertificate, chain);
+  verify(c.encCertificate, chain);
+});
