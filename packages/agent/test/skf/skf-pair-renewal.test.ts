@@ -1,13 +1,10 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
 import type { FaultPoint, RenewResult } from "../../src/flows/flow-types.js";
-import { derOfPem } from "../../src/flows/certificate-id.js";
-import { objectLabels } from "../../src/keys/key-store.js";
 import { SkfBackend, skfMarks } from "../../src/keys/skf-backend.js";
 import { runUkeyServer } from "../../../server/test/support/fixtures.js";
 import { createAgentWorld, type AgentWorld } from "../support/agent-world.js";
+import { enablePairs, issuePair, opensslSerialOf, opensslVerifySm2 } from "./support/pairs.js";
 import { SoftkeyDir, type SoftkeyContents } from "./support/softkey.js";
 
 // Issue 15 parts 4 and 7: an SM2 signing + encryption pair renewed with `ukey renew` on the software SKF key
@@ -30,22 +27,14 @@ before(async () => {
   // The library in this process (the counter issuance below) reads its keys where the agent runs will.
   process.env.SKF_SOFTKEY_DIR = keys.dir;
   w = createAgentWorld("ukey-skf-pair-", { caAlgorithm: "sm2" });
-  const cfgFile = `${w.dataDir}/config.json`;
-  const cfg = JSON.parse(readFileSync(cfgFile, "utf8")) as { profiles: unknown[]; kmc?: unknown };
-  // The seeds' public institution pair profile (seed 004), 30 days so that renewal is open at once.
-  cfg.profiles.push({ id: "gm", preset: "gov-supervision", validity: { days: 30 } });
-  cfg.kmc = { masterKey: { type: "file" } };
-  writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));
-  w.env.UKEY_KMC_PASSPHRASE_FILE = w.t.write("kmc-passphrase", "the key management centre's own passphrase\n");
-  const init = runUkeyServer(["kmc", "init", "--data-dir", w.dataDir], w.env);
-  assert.equal(init.status, 0, init.stderr);
+  enablePairs(w);
   const backend = await SkfBackend.open(keys.build.library);
   try {
     let n = 0;
     for (const c of ["plain", ...faults, "forgot"]) {
       const serial = `SKFPAIR${String(++n).padStart(9, "0")}`;
       keys.create(deviceName(c), { serial, userPin: pin, adminPin: "87654321" });
-      devices[c] = { serial, ...await issuePair(backend, serial) };
+      devices[c] = { serial, ...await issuePair(w, backend, serial, pin) };
     }
   } finally {
     await backend.close();
@@ -70,25 +59,6 @@ function app(device: string): string {
   return keys.show(device).applications[0]!.name;
 }
 
-/** A pair issued at the counter (ukey-server issue) onto the SKF key: signing key made on the key, the envelope imported, both certificates installed. */
-async function issuePair(backend: SkfBackend, serial: string): Promise<{ oldSign: string; oldEnc: string; oldContainer: string }> {
-  const s = await backend.open(serial, pin);
-  try {
-    const key = await s.generateKeyPair("sm2", "issuing");
-    const csr = w.t.write(`csr-${serial}.pem`, await s.createCsr(key.id, ""));
-    const out = w.t.path(`cert-${serial}.pem`);
-    const r = runUkeyServer(["issue", "--data-dir", w.dataDir, "--holder", "H1", "--profile", "gm", "--csr", csr, "--out", out, "--token-serial", serial, "--json"], w.env);
-    assert.equal(r.status, 0, r.stderr);
-    const issued = r.json<{ serial: string; encryptionCertificate: { serial: string; pem: string }; envelope: { format: string; value: string } }>();
-    await s.installCertificate(derOfPem(readFileSync(out, "utf8")), key.id, objectLabels.current(issued.serial));
-    await s.importEnvelopedKey!(key.id, Buffer.from(issued.envelope.value, "base64"));
-    await s.installCertificate(derOfPem(issued.encryptionCertificate.pem), key.id, objectLabels.current(issued.serial));
-    return { oldSign: issued.serial, oldEnc: issued.encryptionCertificate.serial, oldContainer: key.label };
-  } finally {
-    await s.close();
-  }
-}
-
 function ukey(args: string[], opts: { fault?: FaultPoint | undefined; input?: string } = {}) {
   return w.ukey([...args, "--server", w.server!.url], {
     noDefaults: true, ...(opts.input ? { input: opts.input } : {}),
@@ -103,20 +73,6 @@ type Container = SoftkeyContents["applications"][number]["containers"][number];
 function containers(device: string): Container[] {
   return keys.show(device).applications[0]!.containers;
 }
-const serialOf = (derHex: string) => new (class {
-  value = derHex === "" ? "" : spawnSync("openssl", ["x509", "-inform", "DER", "-noout", "-serial"], { input: Buffer.from(derHex, "hex") }).stdout.toString().trim().replace(/^serial=/, "").toLowerCase();
-})().value;
-
-/** openssl verify of a DER certificate (hex) against the chain the server returned, with the SM2 distinguishing ID. */
-function verify(derHex: string, chainPem: string): void {
-  const cert = w.t.write(`verify-${Math.random().toString(16).slice(2)}.der`, "");
-  writeFileSync(cert, Buffer.from(derHex, "hex"));
-  const chain = w.t.write(`chain-${Math.random().toString(16).slice(2)}.pem`, chainPem);
-  const r = spawnSync("openssl", ["verify", "-x509_strict", "-vfyopt", "distid:1234567812345678", "-CAfile", chain, "-partial_chain", cert], { encoding: "utf8" });
-  assert.equal(r.status, 0, `openssl verify: ${r.stdout}${r.stderr}`);
-  assert.match(spawnSync("openssl", ["x509", "-inform", "DER", "-in", cert, "-noout", "-text"], { encoding: "utf8" }).stdout, /Signature Algorithm: SM2-with-SM3/);
-}
-
 /** Exactly the new pair in container ukey-renew.ORDER, the old pair kept whole, nothing else (no marks, no strays). */
 function assertFinal(c: string, out: RenewResult): void {
   const d = devices[c]!;
@@ -126,15 +82,15 @@ function assertFinal(c: string, out: RenewResult): void {
   const fresh = all.find((x) => x.name === skfMarks.keyContainer(out.orderId))!;
   assert.equal(fresh.type, "ECC");
   assert.ok(fresh.signPublicKey && fresh.encPublicKey && fresh.signPublicKey !== fresh.encPublicKey, "both keys of the new pair");
-  assert.equal(serialOf(fresh.signCertificate), out.certificate.serialHex.toLowerCase());
+  assert.equal(opensslSerialOf(fresh.signCertificate), out.certificate.serialHex.toLowerCase());
   assert.ok(out.encryptionCertificate, "the result names the encryption certificate");
-  assert.equal(serialOf(fresh.encCertificate), out.encryptionCertificate.serialHex.toLowerCase());
+  assert.equal(opensslSerialOf(fresh.encCertificate), out.encryptionCertificate.serialHex.toLowerCase());
   const old = all.find((x) => x.name === d.oldContainer)!;
   assert.ok(old.encPublicKey && old.encCertificate, "the old encryption key and certificate stay");
-  assert.equal(serialOf(old.encCertificate), d.oldEnc.toLowerCase());
+  assert.equal(opensslSerialOf(old.encCertificate), d.oldEnc.toLowerCase());
   const chain = out.certificate.pem.slice(out.certificate.pem.indexOf("-----END CERTIFICATE-----") + 25);
-  verify(fresh.signCertificate, chain);
-  verify(fresh.encCertificate, chain);
+  opensslVerifySm2(w, fresh.signCertificate, chain);
+  opensslVerifySm2(w, fresh.encCertificate, chain);
 }
 
 test("an SM2 pair renewed on the software SKF key with ukey renew: both certificates and the enveloped key in one container", async () => {
@@ -209,10 +165,10 @@ test("forgotten PIN: ukey init with the admin PIN erases the SKF key, then two c
   const all = containers(name);
   assert.deepEqual(all.map((x) => x.name), [skfMarks.keyContainer(`download-${ref}`)], "exactly the new pair, no mark");
   const c = all[0]!;
-  assert.equal(serialOf(c.signCertificate), out.certificate.serialHex.toLowerCase());
-  assert.equal(serialOf(c.encCertificate), out.encryptionCertificate.serialHex.toLowerCase());
+  assert.equal(opensslSerialOf(c.signCertificate), out.certificate.serialHex.toLowerCase());
+  assert.equal(opensslSerialOf(c.encCertificate), out.encryptionCertificate.serialHex.toLowerCase());
   assert.ok(c.signPublicKey && c.encPublicKey);
   const chain = out.certificate.pem.slice(out.certificate.pem.indexOf("-----END CERTIFICATE-----") + 25);
-  verify(c.signCertificate, chain);
-  verify(c.encCertificate, chain);
+  opensslVerifySm2(w, c.signCertificate, chain);
+  opensslVerifySm2(w, c.encCertificate, chain);
 });
