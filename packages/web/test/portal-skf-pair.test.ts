@@ -58,6 +58,10 @@ after(async () => {
 test("an SM2 pair on an SKF key renewed in the portal: preview, PIN in the agent's window, the new pair in one container", async () => {
   const card = page.locator(`article.cert[data-serial='${old.oldSign}']`);
   await card.waitFor({ timeout: 60_000 });
+  // The pair's encryption certificate is shown as such, without a renewal of its own.
+  const encCard = page.locator(`article.cert[data-serial='${old.oldEnc}']`);
+  assert.match(await encCard.locator("[data-pair-half=encryption]").innerText(), /加密证书/);
+  assert.equal(await encCard.locator("a.button").count(), 0, "no separate renewal for the encryption half");
   await page.screenshot({ path: shot("skf-pair-status.png"), fullPage: true });
   await card.locator("a.button").click();
   await page.locator("[data-page=renew]").waitFor();

@@ -43,6 +43,8 @@ export interface CertificateStatus {
   state: "valid" | "expiring" | "expired" | "not-yet-valid" | "revoked" | "on-hold" | "superseded" | "unknown";
   /** Whole CST days to notAfter (negative after expiry). */
   daysLeft: number;
+  /** "encryption": a pair's encryption certificate (a signing certificate shares its key's id); it is renewed with its signing one. */
+  pairHalf?: "encryption";
   /** The server's renewal advice (GET /api/v1/renewal-info/{certId}), when reachable. */
   advice?: {
     window: "not-yet-open" | "open" | "open-step-up" | "closed"; opensAt?: string; closesAt?: string; explanation?: { zh: string; en: string };
