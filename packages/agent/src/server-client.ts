@@ -13,6 +13,14 @@ const newCertificateSchema = z.object({
   serial: z.string(), certId: z.string(), notBefore: isoDate, notAfter: isoDate, pem: z.string(), chainPem: z.string(),
 });
 
+/** A pair profile's encryption certificate (beside the signing one). */
+const encryptionCertificateSchema = z.object({ serial: z.string(), certId: z.string(), notBefore: isoDate, notAfter: isoDate, pem: z.string() });
+/** An encryption private key enveloped for the new signing key: "gmt0016-enveloped-key-blob" (SM2) or "cms-enveloped-data" (RSA), base64 (docs/envelopes.md). */
+const envelopeSchema = z.object({ format: z.string(), value: z.string().min(1) });
+
+/** A pair's encryption half as the server delivers it with the signing certificate. */
+export type EncryptionHalf = { encryptionCertificate: z.infer<typeof encryptionCertificateSchema>; envelope: z.infer<typeof envelopeSchema> };
+
 const orderSchema = z.object({
   id: z.string().min(1),
   state: z.enum(["created", "verified", "key-submitted", "issued", "installed", "completed", "failed", "cancelled"]),
@@ -28,6 +36,8 @@ const orderSchema = z.object({
   codeSentTo: z.string().optional(),
   codeResendAt: isoDate.optional(),
   newCertificate: newCertificateSchema.optional(),
+  encryptionCertificate: encryptionCertificateSchema.optional(),
+  envelope: envelopeSchema.optional(),
   failure: z.string().optional(),
   failedAttempts: z.number().int().optional(),
   failedUntil: z.string().optional(),
@@ -85,7 +95,15 @@ const renewalInfoSchema = z.object({
 /** The server's renewal advice for one certificate (GET /api/v1/renewal-info/{certId}). */
 export type RenewalInfo = z.infer<typeof renewalInfoSchema>;
 
-const downloadSchema = newCertificateSchema.extend({ subject: z.string() });
+const downloadSchema = newCertificateSchema.extend({
+  subject: z.string(),
+  encryptionCertificate: encryptionCertificateSchema.optional(),
+  envelope: envelopeSchema.optional(),
+  /** A recovery's old encryption keys, each enveloped for the CSR's key, with their certificates. */
+  recoveredKeys: z.array(z.object({
+    escrowId: z.string(), spki: z.string(), envelope: envelopeSchema, certificate: encryptionCertificateSchema.optional(),
+  }).passthrough()).optional(),
+});
 
 const downloadCheckSchema = z.object({
   valid: z.literal(true),

@@ -1,6 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { planCleanUp } from "../src/flows/clean-up.js";
+import { webcrypto } from "node:crypto";
+import "reflect-metadata";
+import * as x509 from "@peculiar/x509";
+import { planCleanUp, type InvalidObject } from "../src/flows/clean-up.js";
 import { objectLabels, type TokenCertificate, type TokenKey } from "../src/keys/key-store.js";
 
 // What the clean-up may remove, decided over plain objects: table-driven,
@@ -47,3 +50,56 @@ for (const c of cases) {
     assert.deepEqual(plan.map((p) => p.id).sort(), c.want);
   });
 }
+
+// Issue 15: the key usage decides whether an old key may go without asking. An encryption key (a pair's
+// encryption half, a certificate for both uses, or one whose certificate names no usage) goes only when the
+// holder confirms: data encrypted to it is lost with it. Real certificates, so the key usage is read from DER.
+type Usage = "signing" | "encryption" | "both" | "none";
+const usageFlags: Record<Exclude<Usage, "none">, number> = {
+  signing: x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.nonRepudiation,
+  encryption: x509.KeyUsageFlags.keyAgreement | x509.KeyUsageFlags.dataEncipherment,
+  both: x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
+};
+const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
+let signer: webcrypto.CryptoKeyPair | undefined;
+async function realCert(id: string, serialHex: string, usage: Usage, daysLeft: number, subject = "CN=Holder H1"): Promise<TokenCertificate> {
+  x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+  signer ??= await webcrypto.subtle.generateKey(alg, false, ["sign", "verify"]) as webcrypto.CryptoKeyPair;
+  const c = await x509.X509CertificateGenerator.create({
+    serialNumber: serialHex, subject, issuer: "CN=Issuing CA", notBefore: new Date(now.getTime() - 400 * day), notAfter: new Date(now.getTime() + daysLeft * day),
+    signingAlgorithm: alg, publicKey: signer.publicKey, signingKey: signer.privateKey,
+    extensions: usage === "none" ? [] : [new x509.KeyUsagesExtension(usageFlags[usage], true)],
+  });
+  return { ...cert(id, serialHex, daysLeft, undefined, subject), der: new Uint8Array(c.rawData) };
+}
+
+const usages: Usage[] = ["signing", "encryption", "both", "none"];
+const situations: { name: string; views: Record<string, View> | undefined; old: number }[] = [
+  { name: "expired, replaced by a valid one of the same subject and issuer", views: undefined, old: -10 },
+  { name: "still valid, superseded by the server", views: { a: "superseded", b: "live" }, old: 20 },
+];
+for (const usage of usages) {
+  for (const s of situations) {
+    for (const confirm of ["absent", "no", "yes"] as const) {
+      const goes = usage === "signing" || confirm === "yes";
+      test(`${usage} key usage, ${s.name}, holder's confirmation ${confirm}: the old one ${goes ? "goes" : "stays"}`, async () => {
+        const old = await realCert("a", "01", usage, s.old);
+        const fresh = await realCert("b", "02", usage, 300);
+        const asked: string[][] = [];
+        const plan = await planCleanUp([old, fresh], [key("a"), key("b")], now, {
+          serverView: async (x) => s.views?.[x.id],
+          ...(confirm === "absent" ? {} : { confirmEncryption: async (objects: InvalidObject[]) => { asked.push(objects.map((o) => o.id)); return confirm === "yes"; } }),
+        });
+        assert.deepEqual(plan.map((p) => p.id), goes ? ["a"] : []);
+        // The holder is asked exactly when an encryption key would go, and only about it.
+        assert.deepEqual(asked, usage !== "signing" && confirm !== "absent" ? [["a"]] : []);
+        if (goes && usage !== "signing") assert.equal(plan[0]!.encryption, true);
+      });
+    }
+  }
+}
+
+test("a valid encryption certificate alone is never on the plan, asked or not", async () => {
+  const plan = await planCleanUp([await realCert("e", "03", "encryption", 100)], [key("e")], now, { confirmEncryption: async () => assert.fail("nothing to ask") });
+  assert.deepEqual(plan, []);
+});

@@ -64,7 +64,8 @@ for (const fault of faults) {
     const orderId = pendingOrderOf(mid);
     const midOrder = await w.order(orderId);
     const expectState: Record<FaultPoint, string[]> = {
-      "after-keygen": ["verified"], "after-csr": ["issued"], "after-issue": ["issued"], "after-install": ["issued"], "during-cleanup": ["completed"],
+      "after-keygen": ["verified"], "after-csr": ["issued"], "after-issue": ["issued"], "after-install": ["issued"], "after-enc-key": ["issued"], "after-enc-cert": ["issued"],
+      "during-cleanup": ["completed"],
     };
     assert.ok(expectState[fault].includes(midOrder.state), `${fault}: order ${midOrder.state}`);
     if (fault === "after-keygen") assert.ok(mid.privateKeys.some((k) => k.label === objectLabels.pending(orderId)), "the pending key is on the token");

@@ -1,4 +1,5 @@
 import { isUkeyError } from "@ukey/policy";
+import { isEncryptionCertificate } from "../keys/certificate-fields.js";
 import { objectLabels, type TokenCertificate, type TokenKey, type TokenSession } from "../keys/key-store.js";
 import { ServerClient } from "../server-client.js";
 import { certIdOf } from "./certificate-id.js";
@@ -12,6 +13,8 @@ export interface InvalidObject {
   label: string;
   why: "superseded" | "revoked" | "expired-replaced" | "orphan-key" | "abandoned-order";
   serialHex?: string;
+  /** A certificate of this id may encrypt (key usage): removing it loses what was encrypted to its key. */
+  encryption?: true;
 }
 
 /** What the server says of each certificate, or undefined when it cannot be asked. */
@@ -25,7 +28,12 @@ type ServerView = (cert: TokenCertificate) => Promise<"superseded" | "revoked" |
  * open or of a download. Never what `keep` names, never a certificate that
  * is the only one of its subject (an expired certificate may still be
  * renewable), never a pending key whose order the server cannot be asked
- * about. Pure over what it is given.
+ * about. An object with an encryption certificate (key usage
+ * keyEncipherment, dataEncipherment, keyAgreement, or none given: a pair's
+ * encryption half, or one for both uses) is left out unless
+ * `confirmEncryption` answers yes for the encryption objects the plan
+ * would remove: without it, never (the holder's old encrypted data needs
+ * the old key). Pure over what it is given.
  */
 export async function planCleanUp(
   certs: TokenCertificate[], keys: TokenKey[], now: Date,
@@ -35,6 +43,8 @@ export async function planCleanUp(
     superseded?: string[];
     serverView?: ServerView;
     orderState?: (orderId: string) => Promise<string | undefined | "unreachable">;
+    /** Asks the holder whether these encryption objects may go; absent: they stay. */
+    confirmEncryption?: (objects: InvalidObject[]) => Promise<boolean>;
   } = {},
 ): Promise<InvalidObject[]> {
   const keep = opts.keep ?? new Set<string>();
@@ -79,7 +89,11 @@ export async function planCleanUp(
     }
     removed.add(k.id);
   }
-  return out;
+  const encIds = new Set(certs.filter((c) => isEncryptionCertificate(c.der)).map((c) => c.id));
+  for (const o of out) if (encIds.has(o.id)) o.encryption = true;
+  const encryption = out.filter((o) => o.encryption);
+  if (encryption.length === 0 || (opts.confirmEncryption && await opts.confirmEncryption(encryption))) return out;
+  return out.filter((o) => !o.encryption);
 }
 
 /** The server's view of a token's certificates, for planCleanUp; undefined for each when the server is unreachable. */
@@ -149,9 +163,31 @@ export async function cleanUpFlow(ctx: FlowContext, request: { tokenSerial: stri
     report(ctx.prompter, "clean-up", "正在清理 UKey 中已失效的证书和密钥", "Removing expired and superseded objects from the key");
     const plan = await planCleanUp(await session.listCertificates(), await session.listKeys(), new Date(), {
       ...(client ? { serverView: serverViewOf(client, ctx.channel), orderState: orderStateOf(client) } : {}),
+      confirmEncryption: (objects) => confirmEncryptionRemoval(ctx, objects),
     });
     return { removed: await removeInvalid(session, plan, ctx.fault) };
   } finally {
     await session.close();
+  }
+}
+
+/**
+ * Asks the holder whether encryption certificates and their keys may go:
+ * what was encrypted to them cannot be opened afterwards. No answer (no
+ * terminal to ask at) is no.
+ */
+async function confirmEncryptionRemoval(ctx: FlowContext, objects: InvalidObject[]): Promise<boolean> {
+  const serials = objects.map((o) => o.serialHex ?? o.label).join(", ");
+  try {
+    return await ctx.prompter.confirm({
+      question: `要删除加密证书 ${serials} 及其密钥吗？删除后，用它加密的旧文件和数据将无法再解密。/ Delete encryption certificate ${serials} and its key? Files and data encrypted to it can no longer be decrypted afterwards.`,
+      consequences: [
+        "不删除也可以：旧加密密钥留在 UKey 中，不影响新证书的使用。",
+        "Keeping it is fine: the old encryption key stays on the UKey and does not get in the way of the new certificate.",
+      ],
+    });
+  } catch (e) {
+    if (isUkeyError(e, "CONFIRMATION_REQUIRED")) return false;
+    throw e;
   }
 }

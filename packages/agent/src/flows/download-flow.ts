@@ -1,9 +1,10 @@
-import { UkeyError, formatPolicyDate, isUkeyError, type KeyAlgorithm } from "@ukey/policy";
+import { UkeyError, formatPolicyDate, isUkeyError, keyAlgorithms, type KeyAlgorithm } from "@ukey/policy";
 import { objectLabels } from "../keys/key-store.js";
 import type { CertificatePreview } from "../prompter.js";
 import { ServerClient, type DownloadCheck } from "../server-client.js";
 import { derOfPem } from "./certificate-id.js";
 import { maybeCrash } from "./fault.js";
+import { encryptionHalfOf, installEncryptionHalf } from "./pair-install.js";
 import { previewText } from "./preview-text.js";
 import type { DownloadRequest, FlowContext, IssuedCertificate } from "./flow-types.js";
 import { openSession, report } from "./token-access.js";
@@ -22,7 +23,7 @@ import { withRoomOnToken } from "./storage-room.js";
  * certificate they authorize is shown for the holder to confirm (seed 004 §4.5).
  * @throws UkeyError OPERATION_CANCELLED (the holder said no), CONFIRMATION_REQUIRED (no terminal and no --yes), DOWNLOAD_CODE_INVALID, CODE_INVALID, CODE_EXPIRED, CODE_ALREADY_USED, CODE_ATTEMPTS_EXCEEDED, CODE_REVOKED, TOKEN_*, SERVER_*.
  */
-export async function downloadFlow(ctx: FlowContext, request: DownloadRequest & { algorithm?: KeyAlgorithm }): Promise<{ certificate: IssuedCertificate }> {
+export async function downloadFlow(ctx: FlowContext, request: DownloadRequest & { algorithm?: KeyAlgorithm }): Promise<{ certificate: IssuedCertificate; encryptionCertificate?: IssuedCertificate }> {
   const ref = request.referenceNumber.replace(/[\s-]/g, "");
   if (!/^\d{10}$/.test(ref)) throw new UkeyError("CODE_INVALID", { detail: "a reference number has 10 digits" });
   const code = request.authorizationCode.trim();
@@ -39,8 +40,8 @@ export async function downloadFlow(ctx: FlowContext, request: DownloadRequest & 
   }
   // Seed 004 §4.5: the holder checks the authorized certificate before the key is touched.
   const c = check?.certificate;
+  const algorithm = request.algorithm ?? defaultAlgorithm(ctx.backend.kind, c?.keyAlgorithms);
   if (c) {
-    const algorithm = request.algorithm ?? "p256";
     const preview: CertificatePreview = {
       kind: "download",
       next: { subject: c.subject, notBefore: c.notBefore, notAfter: c.notAfter, pair: c.pair, profile: { zh: c.profile["zh-CN"], en: c.profile.en }, algorithm },
@@ -60,7 +61,7 @@ export async function downloadFlow(ctx: FlowContext, request: DownloadRequest & 
     const generated = !key;
     if (!key) {
       report(p, "generate-key", "正在 UKey 中生成新的密钥对（私钥不会离开 UKey）", "Generating the new key pair on the key (the private key never leaves it)");
-      key = await withRoomOnToken(session, () => session.generateKeyPair(request.algorithm ?? "p256", label), { keep: [], prompter: p, ...(ctx.fault ? { fault: ctx.fault } : {}) });
+      key = await withRoomOnToken(session, () => session.generateKeyPair(algorithm, label), { keep: [], prompter: p, ...(ctx.fault ? { fault: ctx.fault } : {}) });
       maybeCrash(ctx.fault, "after-keygen");
     }
     report(p, "submit-csr", "正在用参考号和授权码下载证书", "Downloading the certificate with the reference number and authorization code");
@@ -77,15 +78,36 @@ export async function downloadFlow(ctx: FlowContext, request: DownloadRequest & 
     maybeCrash(ctx.fault, "after-issue");
     report(p, "install", "正在把证书写入 UKey", "Writing the certificate to the key");
     const keyId = key.id;
-    const installed = await withRoomOnToken(session, () => session.installCertificate(derOfPem(answer.pem), keyId, objectLabels.current(answer.serial)),
+    const installed = await withRoomOnToken(session, () => session.installCertificate(derOfPem(answer.pem), keyId, label),
       { keep: [keyId], prompter: p, ...(ctx.fault ? { fault: ctx.fault } : {}) });
     maybeCrash(ctx.fault, "after-install");
+    const half = encryptionHalfOf(answer, client.url);
+    const encryption = half && await installEncryptionHalf(session, key.id, half, { prompter: p, fault: ctx.fault, label });
+    if (answer.recoveredKeys?.length) {
+      // Each recovered key is enveloped for the new signing key, and an SKF key opens an envelope only into the container of the key
+      // it is for, which holds one encryption key: they stay escrowed, and the holder is told.
+      report(p, "install", `有 ${answer.recoveredKeys.length} 把恢复的旧加密密钥未写入这把 UKey，仍由密钥管理中心托管`,
+        `${answer.recoveredKeys.length} recovered old encryption key(s) were not written to this key; they stay escrowed at the key management centre`);
+    }
     await session.relabel(key.id, objectLabels.current(installed.serialHex));
     report(p, "done", `下载完成：证书 ${installed.serialHex}，有效期至 ${formatPolicyDate(Date.parse(answer.notAfter))}`, `Downloaded: certificate ${installed.serialHex}, valid until ${formatPolicyDate(Date.parse(answer.notAfter))}`);
     return {
       certificate: { serialHex: installed.serialHex, subject: installed.subject, notBefore: answer.notBefore, notAfter: answer.notAfter, pem: answer.pem + answer.chainPem },
+      ...(encryption && answer.encryptionCertificate ? {
+        encryptionCertificate: {
+          serialHex: encryption.serialHex, subject: encryption.subject, notBefore: answer.encryptionCertificate.notBefore,
+          notAfter: answer.encryptionCertificate.notAfter, pem: answer.encryptionCertificate.pem + answer.chainPem,
+        },
+      } : {}),
     };
   } finally {
     await session.close();
   }
+}
+
+/** The key to make when none is asked for: SM2 on an SKF key, else P-256 unless the certificate's profile allows only others. */
+function defaultAlgorithm(kind: string, allowed: readonly string[] | undefined): KeyAlgorithm {
+  if (kind === "skf") return "sm2";
+  const known = (allowed ?? []).filter((a): a is KeyAlgorithm => (keyAlgorithms as readonly string[]).includes(a));
+  return known.length === 0 || known.includes("p256") ? "p256" : known[0]!;
 }

@@ -31,6 +31,8 @@ export type FaultPoint =
   | "after-csr"             // CSR sent, answer not read
   | "after-issue"           // certificate received, not installed
   | "after-install"         // installed and read back, order not confirmed
+  | "after-enc-key"         // a pair's encryption key imported from its envelope, its certificate not installed
+  | "after-enc-cert"        // a pair's encryption certificate installed, order not confirmed
   | "during-cleanup";       // order completed, old objects half removed
 
 export interface CertificateStatus {
@@ -42,6 +44,8 @@ export interface CertificateStatus {
   state: "valid" | "expiring" | "expired" | "not-yet-valid" | "revoked" | "on-hold" | "superseded" | "unknown";
   /** Whole CST days to notAfter (negative after expiry). */
   daysLeft: number;
+  /** "encryption": a pair's encryption certificate (a signing certificate shares its key's id); it is renewed with its signing one. */
+  pairHalf?: "encryption";
   /** The server's renewal advice (GET /api/v1/renewal-info/{certId}), when reachable. */
   advice?: {
     window: "not-yet-open" | "open" | "open-step-up" | "closed"; opensAt?: string; closesAt?: string; explanation?: { zh: string; en: string };
@@ -87,6 +91,8 @@ export interface RenewResult {
   /** True when this run finished an order an earlier run had left open. */
   resumed: boolean;
   certificate: IssuedCertificate;
+  /** A pair profile's encryption certificate, installed beside its key in the signing key's container. */
+  encryptionCertificate?: IssuedCertificate;
   /** How many invalid objects were removed afterwards. */
   removed: number;
 }

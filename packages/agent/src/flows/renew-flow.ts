@@ -1,9 +1,11 @@
 import { UkeyError, formatPolicyDate, isUkeyError, keyAlgorithms, type KeyAlgorithm } from "@ukey/policy";
+import { isEncryptionCertificate } from "../keys/certificate-fields.js";
 import { objectLabels, type TokenCertificate, type TokenKey, type TokenSession } from "../keys/key-store.js";
 import { ServerClient, type OrderChallenge, type OrderView, type PossessionSigner, type RenewalInfo } from "../server-client.js";
 import { certIdOf, derOfPem, spkiOf } from "./certificate-id.js";
 import { orderStateOf, planCleanUp, removeInvalid, serverViewOf } from "./clean-up.js";
 import { maybeCrash } from "./fault.js";
+import { encryptionHalfOf, installEncryptionHalf } from "./pair-install.js";
 import { renewalPreviewOf } from "./preview.js";
 import { previewText } from "./preview-text.js";
 import type { FlowContext, RenewRequest, RenewResult } from "./flow-types.js";
@@ -161,7 +163,10 @@ async function chooseCertificate(client: ServerClient, channel: "web" | "cli", c
     if (!c) throw new UkeyError("CERT_NOT_ON_TOKEN", { params: { serial } });
     return c;
   }
-  const candidates = certs.filter((c) => c.hasKey && !objectLabels.pendingOrder(c.label));
+  const withKey = certs.filter((c) => c.hasKey && !objectLabels.pendingOrder(c.label));
+  // A pair's encryption certificate is renewed with its signing one: the signing certificates are the choice.
+  const signing = withKey.filter((c) => !isEncryptionCertificate(c.der));
+  const candidates = signing.length ? signing : withKey;
   if (candidates.length === 0) throw new UkeyError("NO_CERTIFICATE_FOUND");
   if (candidates.length === 1) return candidates[0]!;
   const states: { c: TokenCertificate; state: string }[] = [];
@@ -403,7 +408,15 @@ class RenewalRun {
     report(this.p, "install", "正在把新证书写入 UKey", "Writing the new certificate to the key");
     await withRoomOnToken(this.session, () => this.session.installCertificate(der, key.id, objectLabels.pending(order.id)), this.room(order, key.id));
     maybeCrash(this.ctx.fault, "after-install");
+    await this.installPair(order, key.id);
     return this.client.installed(order.id);
+  }
+
+  /** A pair's encryption key and certificate, in the signing key's container (each step skipped when an earlier run did it). */
+  private async installPair(order: OrderView, keyId: string): Promise<TokenCertificate | undefined> {
+    const half = encryptionHalfOf(order, this.client.url);
+    if (!half) return undefined;
+    return installEncryptionHalf(this.session, keyId, half, { prompter: this.p, fault: this.ctx.fault, label: objectLabels.pending(order.id) });
   }
 
   private async keyOf(der: Uint8Array): Promise<TokenKey | undefined> {
@@ -423,10 +436,11 @@ class RenewalRun {
       report(this.p, "install", "正在把新证书写入 UKey", "Writing the new certificate to the key");
       installed = await this.session.installCertificate(der, key.id, objectLabels.pending(order.id));
     }
+    const encryption = await this.installPair(order, installed.id);
     report(this.p, "clean-up", "正在清理 UKey 中已失效的证书和密钥", "Removing expired and superseded objects from the key");
     const certs = await this.session.listCertificates();
     const plan = await planCleanUp(certs, await this.session.listKeys(), new Date(), {
-      keep: new Set([installed.id]),
+      keep: new Set([installed.id, ...(encryption ? [encryption.id] : [])]),
       superseded: [order.certificate.serial],
       serverView: serverViewOf(this.client, this.ctx.channel),
       orderState: orderStateOf(this.client),
@@ -437,6 +451,12 @@ class RenewalRun {
     return {
       orderId: order.id, resumed,
       certificate: { serialHex: installed.serialHex, subject: installed.subject, notBefore: nc.notBefore, notAfter: nc.notAfter, pem: nc.pem + nc.chainPem },
+      ...(encryption && order.encryptionCertificate ? {
+        encryptionCertificate: {
+          serialHex: encryption.serialHex, subject: encryption.subject, notBefore: order.encryptionCertificate.notBefore,
+          notAfter: order.encryptionCertificate.notAfter, pem: order.encryptionCertificate.pem + nc.chainPem,
+        },
+      } : {}),
       removed,
     };
   }

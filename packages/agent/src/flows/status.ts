@@ -1,4 +1,5 @@
 import { detectKeyVendor, isUkeyError, policyDay } from "@ukey/policy";
+import { isEncryptionCertificate } from "../keys/certificate-fields.js";
 import type { TokenCertificate } from "../keys/key-store.js";
 import { ServerClient, type RenewalInfo } from "../server-client.js";
 import { certIdOf } from "./certificate-id.js";
@@ -62,6 +63,7 @@ export async function statusFlow(ctx: Omit<FlowContext, "prompter" | "channel"> 
       views.set(c.id, state === "superseded" || state === "revoked" ? state : info ? "live" : unknown ? "unknown" : undefined);
       const { der: _der, ...certificate } = c;
       const s: CertificateStatus = { certificate, state, daysLeft: policyDay(c.notAfter) - policyDay(now) };
+      if (isEncryptionCertificate(c.der) && certs.some((o) => o !== c && o.id === c.id && !isEncryptionCertificate(o.der))) s.pairHalf = "encryption";
       if (info) {
         s.advice = {
           window: adviceWindow[info.state],

@@ -2,7 +2,8 @@ import { createPublicKey, type KeyObject } from "node:crypto";
 import { CertificationRequest, CertificationRequestInfo } from "@peculiar/asn1-csr";
 import { AsnConvert } from "@peculiar/asn1-schema";
 import {
-  AlgorithmIdentifier, AttributeTypeAndValue, AttributeValue, Certificate, Name, RelativeDistinguishedName, SubjectPublicKeyInfo,
+  AlgorithmIdentifier, AttributeTypeAndValue, AttributeValue, Certificate, KeyUsage, KeyUsageFlags, Name, RelativeDistinguishedName, SubjectPublicKeyInfo,
+  id_ce_keyUsage,
 } from "@peculiar/asn1-x509";
 import type { KeyAlgorithm } from "@ukey/policy";
 import { UkeyError } from "@ukey/policy";
@@ -65,6 +66,29 @@ export function readCertificate(der: Uint8Array): CertificateFields {
     issuerDer: Buffer.from(AsnConvert.serialize(tbs.issuer)),
     serialDer: integerDer(serial),
   };
+}
+
+/** Key usages that mean the key decrypts or agrees keys: data encrypted to it is lost with it. */
+const encryptionUsages = KeyUsageFlags.keyEncipherment | KeyUsageFlags.dataEncipherment | KeyUsageFlags.keyAgreement
+  | KeyUsageFlags.encipherOnly | KeyUsageFlags.decipherOnly;
+
+/**
+ * True when the certificate's key usage allows encryption or key agreement
+ * (an encryption certificate of a pair, or one for both uses). A
+ * certificate without the extension may be used for anything, so it
+ * counts too; one that cannot be parsed does not (it is not the agent's).
+ */
+export function isEncryptionCertificate(der: Uint8Array): boolean {
+  let cert: Certificate;
+  try {
+    cert = AsnConvert.parse(Buffer.from(der), Certificate);
+  } catch {
+    return false;
+  }
+  const ext = cert.tbsCertificate.extensions?.find((e) => e.extnID === id_ce_keyUsage);
+  if (!ext) return true;
+  const usage = AsnConvert.parse(ext.extnValue.buffer, KeyUsage);
+  return (usage.toNumber() & encryptionUsages) !== 0;
 }
 
 /** The TokenCertificate view of a certificate stored under `id`. */

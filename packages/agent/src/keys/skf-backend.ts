@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { sm4 as smSm4 } from "sm-crypto-v2";
 import { UkeyError, isUkeyError } from "@ukey/policy";
 import { buildCsr, ecdsaRawToDer, keyAlgorithmOfSpki, readCertificate, samePublicKey, tokenCertificate } from "./certificate-fields.js";
-import type { KeyStoreBackend, TokenCertificate, TokenInfo, TokenKey, TokenSession } from "./key-store.js";
+import { objectLabels, type KeyStoreBackend, type TokenCertificate, type TokenInfo, type TokenKey, type TokenSession } from "./key-store.js";
 import { checkNewUserPin } from "./pin-rule.js";
 import { sm2Digest, sm2PointOfSpki, sm2VerifyDigest } from "./sm2.js";
 import { eccBlobToPoint, eccSignatureToRaw, publicBlobToSpki } from "./skf/skf-blobs.js";
@@ -50,6 +50,40 @@ export function containerName(id: string): string {
 }
 
 /**
+ * SKF containers carry no label, so the renewal's marks live in container
+ * names. A key made for a pending operation X (an order id, or
+ * "download-REF") goes into container `ukey-renew.X`; while the operation is
+ * unfinished an empty container `ukey-renew.pending.X` sits beside it (made
+ * before the key, removed last by relabel). Empty containers are what every
+ * SKF library can make, list and delete (SKF_CreateContainer,
+ * SKF_EnumContainer, SKF_DeleteContainer): no file system in the
+ * application, with its vendor-specific access rights, and no server state
+ * that a run without the server could not read. A container name is at most
+ * 64 octets (MAX_CNTNAME_LEN): an order id (36) fits.
+ */
+export const skfMarks = {
+  keyPrefix: "ukey-renew.",
+  markPrefix: "ukey-renew.pending.",
+  /** The key container of pending operation `x`. */
+  keyContainer: (x: string) => `ukey-renew.${x}`,
+  /** The mark container of pending operation `x`. */
+  markContainer: (x: string) => `ukey-renew.pending.${x}`,
+  /** The operation a key container is named for; undefined for a mark or any other name. */
+  operationOf(name: string): string | undefined {
+    if (!name.startsWith("ukey-renew.") || name.startsWith("ukey-renew.pending.")) return undefined;
+    return name.slice("ukey-renew.".length) || undefined;
+  },
+  /** True for a mark container. */
+  isMark: (name: string) => name.startsWith("ukey-renew.pending.") && name.length > "ukey-renew.pending.".length,
+} as const;
+
+/** The label the flows see for container `name`, given every container name of the application: pending(X) while X's mark is there, else the name. */
+export function skfLabelOf(name: string, names: ReadonlySet<string>): string {
+  const x = skfMarks.operationOf(name);
+  return x !== undefined && names.has(skfMarks.markContainer(x)) ? objectLabels.pending(x) : name;
+}
+
+/**
  * The device authentication data of GM/T 0016 (SKF_DevAuth): the device's
  * 8-octet challenge from SKF_GenRandom, padded with zeros to one SM4 block,
  * encrypted with SM4-ECB under the device authentication key.
@@ -59,6 +93,11 @@ export function devAuthResponse(challenge: Uint8Array, devAuthKey: Uint8Array): 
   const block = Buffer.alloc(16);
   Buffer.from(challenge).copy(block, 0, 0, 16);
   return Buffer.from(smSm4.encrypt(block, Buffer.from(devAuthKey), { mode: "ecb", padding: "none", output: "array" }));
+}
+
+/** `name` when it can be an SKF container name (1..64 printable ASCII octets), else REQUEST_INVALID. */
+function checkedName(name: string): string {
+  return containerName(containerId(name));
 }
 
 type Device = { name: string; handle: SkfHandle; info: TokenInfo };
@@ -448,7 +487,10 @@ async function publicKey(lib: SkfLibrary, c: SkfHandle, sign: boolean): Promise<
 
 async function readCertificates(lib: SkfLibrary, app: SkfHandle): Promise<TokenCertificate[]> {
   const out: TokenCertificate[] = [];
-  for (const name of await lib.enumContainer(app)) {
+  const names = await lib.enumContainer(app);
+  const all = new Set(names);
+  for (const name of names) {
+    if (skfMarks.isMark(name)) continue;
     await withContainer(lib, app, name, async (c) => {
       for (const sign of [true, false]) {
         const der = await lib.exportCertificate(c, sign);
@@ -460,7 +502,7 @@ async function readCertificates(lib: SkfLibrary, app: SkfHandle): Promise<TokenC
           continue; // Not an X.509 certificate the agent can read: leave it alone.
         }
         const spki = await publicKey(lib, c, sign);
-        out.push(tokenCertificate(der, containerId(name), name, !!spki && samePublicKey(spki, fields.spki)));
+        out.push(tokenCertificate(der, containerId(name), skfLabelOf(name, all), !!spki && samePublicKey(spki, fields.spki)));
       }
     });
   }
@@ -515,10 +557,13 @@ class SkfSession implements TokenSession {
   listKeys(): Promise<TokenKey[]> {
     return this.#run("read keys", async (lib, app) => {
       const out: TokenKey[] = [];
-      for (const name of await lib.enumContainer(app)) {
+      const names = await lib.enumContainer(app);
+      const all = new Set(names);
+      for (const name of names) {
+        if (skfMarks.isMark(name)) continue;
         const key = await withContainer(lib, app, name, async (c) => {
           if ((await lib.getContainerType(c)) === ContainerType.empty) return undefined;
-          return keyOf(name, await publicKey(lib, c, true));
+          return keyOf(name, await publicKey(lib, c, true), skfLabelOf(name, all));
         });
         if (key) out.push(key);
       }
@@ -529,21 +574,31 @@ class SkfSession implements TokenSession {
   /**
    * SKF_CreateContainer and SKF_GenECCKeyPair(SGD_SM2_1) in it: the new
    * signing key. Only "sm2": SKF keys in the field are SM2 (RSA containers
-   * are read and listed, not made). The container name is `id` decoded
-   * (random "ukey-…" when not given); `label` is not stored (SKF has none).
+   * are read and listed, not made). The container name is `id` decoded;
+   * without an id, a pending label pending(X) names it `ukey-renew.X` and
+   * its mark container is made first (skfMarks), any other label gives a
+   * random "ukey-…". An empty container of that name (a run stopped between
+   * making it and the key) is reused.
    */
-  generateKeyPair(algorithm: Parameters<TokenSession["generateKeyPair"]>[0], _label: string, id?: string): Promise<TokenKey> {
+  generateKeyPair(algorithm: Parameters<TokenSession["generateKeyPair"]>[0], label: string, id?: string): Promise<TokenKey> {
     return this.#run("generate a key pair", async (lib, app) => {
       if (algorithm !== "sm2") throw new UkeyError("KEY_ALGORITHM_UNSUPPORTED", { params: { algorithm: String(algorithm) } });
-      const name = id === undefined ? `ukey-${randomBytes(10).toString("hex")}` : containerName(id);
-      if ((await lib.enumContainer(app)).includes(name)) {
-        throw new UkeyError("TOKEN_OPERATION_FAILED", { params: { reason: `a container ${name} is already on the UKey` } });
+      const pending = id === undefined ? objectLabels.pendingOrder(label) : undefined;
+      const name = id !== undefined ? containerName(id) : pending !== undefined ? checkedName(skfMarks.keyContainer(pending)) : `ukey-${randomBytes(10).toString("hex")}`;
+      const names = await lib.enumContainer(app);
+      if (pending !== undefined && !names.includes(skfMarks.markContainer(pending))) {
+        await lib.closeContainer(await lib.createContainer(app, checkedName(skfMarks.markContainer(pending)))).catch(() => undefined);
+      }
+      if (names.includes(name)) {
+        const empty = await withContainer(lib, app, name, async (c) => (await lib.getContainerType(c)) === ContainerType.empty);
+        if (!empty) throw new UkeyError("TOKEN_CONTAINER_FOREIGN", { params: { container: name }, detail: "the container to make already holds a key" });
+        await deleteContainer(lib, app, name);
       }
       const c = await lib.createContainer(app, name);
       let key: TokenKey | undefined;
       try {
         const point = eccBlobToPoint(await this.#onDevice(lib.genEccKeyPair(c)));
-        key = keyOf(name, publicBlobToSpki(await lib.exportPublicKey(c, true)));
+        key = keyOf(name, publicBlobToSpki(await lib.exportPublicKey(c, true)), pending !== undefined ? label : name);
         if (!key || !sm2PointOfSpki(key.spki)?.equals(point)) throw new UkeyError("TOKEN_KEYGEN_FAILED", { detail: "the new public key cannot be read back" });
         return key;
       } finally {
@@ -606,23 +661,41 @@ class SkfSession implements TokenSession {
         if (!back?.equals(value)) {
           throw new UkeyError("TOKEN_OPERATION_FAILED", { params: { reason: "the certificate read back from the UKey differs from the one written" } });
         }
-        return tokenCertificate(value, keyId.toLowerCase(), name, true);
+        return tokenCertificate(value, keyId.toLowerCase(), skfLabelOf(name, new Set(await lib.enumContainer(app))), true);
       });
     });
   }
 
-  /** SKF containers have no label: a key keeps its container name. */
-  relabel(id: string, _label: string): Promise<void> {
-    return this.#run("relabel", async () => {
-      throw new UkeyError("TOKEN_OPERATION_FAILED", { params: { reason: "SKF containers carry no label" }, detail: `relabel ${id}` });
+  /**
+   * SKF containers have no label: only the pending mark is kept (skfMarks).
+   * pending(X) on container `ukey-renew.X` makes its mark container; any
+   * other label removes the container's mark (the operation is finished);
+   * other containers keep their names.
+   */
+  relabel(id: string, label: string): Promise<void> {
+    return this.#run("relabel", async (lib, app) => {
+      const name = containerName(id);
+      const x = skfMarks.operationOf(name);
+      if (x === undefined) return;
+      const mark = skfMarks.markContainer(x);
+      const names = await lib.enumContainer(app);
+      if (objectLabels.pendingOrder(label) === x) {
+        if (!names.includes(mark)) await lib.closeContainer(await lib.createContainer(app, checkedName(mark))).catch(() => undefined);
+      } else if (names.includes(mark)) {
+        await deleteContainer(lib, app, mark);
+      }
     });
   }
 
-  /** SKF_DeleteContainer for each id: the keys and both certificates go together. Missing containers are not an error. */
+  /** SKF_DeleteContainer for each id, with its pending mark: the keys and both certificates go together. Missing containers are not an error. */
   deleteObjects(ids: string[]): Promise<void> {
     return this.#run("delete objects", async (lib, app) => {
       const names = ids.map(containerName);
-      for (const name of names) await deleteContainer(lib, app, name);
+      for (const name of names) {
+        await deleteContainer(lib, app, name);
+        const x = skfMarks.operationOf(name);
+        if (x !== undefined && x.length + skfMarks.markPrefix.length <= 64) await deleteContainer(lib, app, skfMarks.markContainer(x));
+      }
     });
   }
 
@@ -640,7 +713,10 @@ class SkfSession implements TokenSession {
   /**
    * SKF_ImportECCKeyPair of an ENVELOPEDKEYBLOB (388 octets, SM4-ECB) into
    * the container of `keyId`, then SKF_ExportPublicKey(encryption) to check
-   * the key now there is the envelope's.
+   * the key now there is the envelope's. Idempotent: when the container's
+   * encryption key already is the envelope's (an earlier run imported it),
+   * nothing is written. TOKEN_CONTAINER_FOREIGN when it holds another
+   * encryption key (never overwritten).
    */
   importEnvelopedKey(keyId: string, envelopedKeyBlob: Uint8Array): Promise<TokenKey> {
     return this.#run("import the encryption key", async (lib, app) => {
@@ -651,22 +727,30 @@ class SkfSession implements TokenSession {
       const expected = eccBlobToPoint(blob.subarray(76, 76 + 132));
       const name = containerName(keyId);
       return withContainer(lib, app, name, async (c) => {
-        try {
-          await this.#onDevice(lib.importEccKeyPair(c, blob));
-        } catch (e) {
-          const code = sarOf(e);
-          if (code === SAR.INDATAERR || code === SAR.INDATALENERR || code === SAR.INVALIDPARAMERR || code === SAR.HASHNOTEQUALERR) {
-            throw new UkeyError("ENVELOPE_MALFORMED", { params: { reason: `the UKey refused it (${sarName(code)})` }, cause: e });
-          }
-          throw e;
-        }
+        const before = await publicKey(lib, c, false);
+        const done = !!before && !!sm2PointOfSpki(before)?.equals(expected);
+        if (before && !done) throw new UkeyError("TOKEN_CONTAINER_FOREIGN", { params: { container: name }, detail: "the container already holds another encryption key" });
+        if (!done) await this.#importEnvelope(lib, c, blob);
         const spki = await publicKey(lib, c, false);
         if (!spki || !sm2PointOfSpki(spki)?.equals(expected)) {
           throw new UkeyError("CERT_KEY_MISMATCH", { detail: "the encryption key on the UKey is not the envelope's" });
         }
-        return { id: containerId(name), label: name, algorithm: "sm2", spki: new Uint8Array(spki) };
+        return { id: containerId(name), label: skfLabelOf(name, new Set(await lib.enumContainer(app))), algorithm: "sm2", spki: new Uint8Array(spki) };
       });
     }, { kind: "confirm" });
+  }
+
+  /** SKF_ImportECCKeyPair; a refused envelope (not made for this container's signing key, or damaged) is ENVELOPE_MALFORMED. */
+  async #importEnvelope(lib: SkfLibrary, c: SkfHandle, blob: Buffer): Promise<void> {
+    try {
+      await this.#onDevice(lib.importEccKeyPair(c, blob));
+    } catch (e) {
+      const code = sarOf(e);
+      if (code === SAR.INDATAERR || code === SAR.INDATALENERR || code === SAR.INVALIDPARAMERR || code === SAR.HASHNOTEQUALERR) {
+        throw new UkeyError("ENVELOPE_MALFORMED", { params: { reason: `the UKey refused it (${sarName(code)}): it is not for this key's signing key, or it is damaged` }, cause: e });
+      }
+      throw e;
+    }
   }
 
   /** Clears the login (SKF_ClearSecureState), closes the application and disconnects. Safe to call twice. */
@@ -684,10 +768,10 @@ class SkfSession implements TokenSession {
   }
 }
 
-function keyOf(name: string, spki: Buffer | undefined): TokenKey | undefined {
+function keyOf(name: string, spki: Buffer | undefined, label = name): TokenKey | undefined {
   if (!spki) return undefined;
   try {
-    return { id: containerId(name), label: name, algorithm: keyAlgorithmOfSpki(spki), spki: new Uint8Array(spki) };
+    return { id: containerId(name), label, algorithm: keyAlgorithmOfSpki(spki), spki: new Uint8Array(spki) };
   } catch (e) {
     if (isUkeyError(e)) return undefined;
     throw e;

@@ -92,10 +92,10 @@ const profiles = [
   { id: "otp", preset: "gov-supervision", certificates: null, validity: { days: 30 }, keyAlgorithms: ["p256"], verification: { idNumber: true, oneTimeCode: "sms" } },
 ];
 
-/** Builds the world: data directory, profiles, holders H1..H3 (H3 with a phone), one SoftHSM2 token. The server is not started. */
-export function createAgentWorld(prefix = "ukey-agent-"): AgentWorld {
+/** Builds the world: data directory (a P-256 CA, or SM2 when asked), profiles, holders H1..H3 (H3 with a phone), one SoftHSM2 token. The server is not started. */
+export function createAgentWorld(prefix = "ukey-agent-", opts: { caAlgorithm?: "p256" | "sm2" } = {}): AgentWorld {
   const t = tempDir(prefix);
-  const { dataDir, env } = initialisedDataDir(t);
+  const { dataDir, env } = initialisedDataDir(t, opts.caAlgorithm);
   const cfgFile = `${dataDir}/config.json`;
   const cfg = JSON.parse(readFileSync(cfgFile, "utf8"));
   cfg.profiles.push(...profiles);

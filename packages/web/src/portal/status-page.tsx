@@ -51,7 +51,7 @@ export function lockedUntil(c: CertStatus): string | undefined {
 
 /** True when the server's advice lets this certificate be renewed on the web now (its window open, no pause). */
 export function renewable(c: CertStatus): boolean {
-  return c.certificate.hasKey && (c.advice?.window === "open" || c.advice?.window === "open-step-up") && !lockedUntil(c);
+  return c.certificate.hasKey && c.pairHalf !== "encryption" && (c.advice?.window === "open" || c.advice?.window === "open-step-up") && !lockedUntil(c);
 }
 
 /** One certificate in words and dates: state, validity, and the renewal window's dates. */
@@ -65,6 +65,7 @@ export function CertificateCard(props: { c: CertStatus; tokenSerial: string; noA
     <article class={`cert ${w.cls}`} data-serial={c.certificate.serialHex} data-state={c.state}>
       <h3 title={c.certificate.subject}>{subjectName(c.certificate.subject)}</h3>
       <p class={`state ${w.cls}`}><strong>{w.text}</strong></p>
+      {c.pairHalf === "encryption" ? <p class="hint" data-pair-half="encryption">{t("cert.encryptionHalf")}</p> : null}
       {c.state === "on-hold" ? <p class="bad" role="note" data-note="on-hold">{t("cert.onHoldRemedy")}</p> : null}
       <dl>
         <dt>{t("cert.validity")}</dt><dd>{day(c.certificate.notBefore)} — {day(c.certificate.notAfter)}</dd>

@@ -135,6 +135,7 @@ export const en: Record<MessageKey, string> = {
   "cert.issuer": "Issuer",
   "cert.window": "Online renewal",
   "cert.renew": "Renew this certificate",
+  "cert.encryptionHalf": "Encryption certificate: the pair of the signing certificate in the same key container; it is renewed with it.",
   "window.not-yet-open": "Not open yet",
   "window.open": "Can be renewed online now",
   "window.open-step-up": "Can be renewed online with an extra check",

@@ -137,6 +137,7 @@ export const zhCN = {
   "cert.issuer": "颁发机构",
   "cert.window": "在线更新",
   "cert.renew": "更新这张证书",
+  "cert.encryptionHalf": "加密证书：与上面同一密钥容器中的签名证书成对，更新签名证书时一并更新。",
   "window.not-yet-open": "尚未开放",
   "window.open": "现在可以在线更新",
   "window.open-step-up": "可以在线更新，但需要额外审核",

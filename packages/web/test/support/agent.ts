@@ -22,17 +22,20 @@ export interface RunningAgent {
 
 /**
  * Starts `ukey agent start --port 0 --json --server <world's server>` with the
- * world's PKCS#11 module (or `opts.pkcs12`, a file token, instead); the
+ * world's PKCS#11 module (or `opts.pkcs12`, a file token, or `opts.skf`, an SKF library and its software keys' directory, instead); the
  * server's own origin is allowed, and so is each of `origins`. `opts.home`
  * and `opts.port` restart an agent as it was (same pairing, same address). Resolves on its "listening" event.
  */
-export async function startAgent(world: AgentWorld, origins: string[] = [], opts: { pkcs12?: string; home?: string; port?: number } = {}): Promise<RunningAgent> {
+export async function startAgent(world: AgentWorld, origins: string[] = [], opts: { pkcs12?: string; home?: string; port?: number; skf?: { library: string; dir: string } } = {}): Promise<RunningAgent> {
   if (!world.server) throw new Error("start the world's server first");
   const home = opts.home ?? mkdtempSync(join(world.t.dir, "agent-home-"));
   const child = spawn(process.execPath, [ukeyBin, "agent", "start", "--port", String(opts.port ?? 0), "--json", "--server", world.server.url,
-    ...(opts.pkcs12 ? ["--pkcs12", opts.pkcs12] : ["--module", world.hsm.module]),
+    ...(opts.pkcs12 ? ["--pkcs12", opts.pkcs12] : opts.skf ? [] : ["--module", world.hsm.module]),
     ...origins.flatMap((o) => ["--origin", o])], {
-    env: { PATH: process.env.PATH ?? "", HOME: home, UKEY_AGENT_HOME: home, SOFTHSM2_CONF: world.hsm.conf, LANG: "en_US.UTF-8" },
+    env: {
+      PATH: process.env.PATH ?? "", HOME: home, UKEY_AGENT_HOME: home, SOFTHSM2_CONF: world.hsm.conf, LANG: "en_US.UTF-8",
+      ...(opts.skf ? { UKEY_SKF_LIBRARY: opts.skf.library, SKF_SOFTKEY_DIR: opts.skf.dir } : {}),
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let err = "";

@@ -1,0 +1,60 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { derOfPem } from "../../../src/flows/certificate-id.js";
+import { objectLabels } from "../../../src/keys/key-store.js";
+import type { SkfBackend } from "../../../src/keys/skf-backend.js";
+import { runUkeyServer } from "../../../../server/test/support/fixtures.js";
+import type { AgentWorld } from "../../support/agent-world.js";
+
+/**
+ * Gives a test world (made with an SM2 CA) the seeds' public institution pair profile "gm" (seed 004's
+ * gov-supervision preset, 30 days so renewal is open at once) and a key management centre. Before start().
+ */
+export function enablePairs(w: AgentWorld): void {
+  const cfgFile = `${w.dataDir}/config.json`;
+  const cfg = JSON.parse(readFileSync(cfgFile, "utf8")) as { profiles: unknown[]; kmc?: unknown };
+  cfg.profiles.push({ id: "gm", preset: "gov-supervision", validity: { days: 30 } });
+  cfg.kmc = { masterKey: { type: "file" } };
+  writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));
+  w.env.UKEY_KMC_PASSPHRASE_FILE = w.t.write("kmc-passphrase", "the key management centre's own passphrase\n");
+  const init = runUkeyServer(["kmc", "init", "--data-dir", w.dataDir], w.env);
+  assert.equal(init.status, 0, init.stderr);
+}
+
+/** A pair issued at the counter (ukey-server issue, server stopped) onto an SKF key: signing key made on the key, the envelope imported, both certificates installed. */
+export async function issuePair(w: AgentWorld, backend: SkfBackend, serial: string, pin: string, holder = "H1"): Promise<{ oldSign: string; oldEnc: string; oldContainer: string }> {
+  const s = await backend.open(serial, pin);
+  try {
+    const key = await s.generateKeyPair("sm2", "issuing");
+    const csr = w.t.write(`csr-${serial}.pem`, await s.createCsr(key.id, ""));
+    const out = w.t.path(`cert-${serial}.pem`);
+    const r = runUkeyServer(["issue", "--data-dir", w.dataDir, "--holder", holder, "--profile", "gm", "--csr", csr, "--out", out, "--token-serial", serial, "--json"], w.env);
+    assert.equal(r.status, 0, r.stderr);
+    const issued = r.json<{ serial: string; encryptionCertificate: { serial: string; pem: string }; envelope: { format: string; value: string } }>();
+    await s.installCertificate(derOfPem(readFileSync(out, "utf8")), key.id, objectLabels.current(issued.serial));
+    await s.importEnvelopedKey!(key.id, Buffer.from(issued.envelope.value, "base64"));
+    await s.installCertificate(derOfPem(issued.encryptionCertificate.pem), key.id, objectLabels.current(issued.serial));
+    return { oldSign: issued.serial, oldEnc: issued.encryptionCertificate.serial, oldContainer: key.label };
+  } finally {
+    await s.close();
+  }
+}
+
+/** The serial (lower-case hex) of a DER certificate given in hex, as OpenSSL reads it. */
+export function opensslSerialOf(derHex: string): string {
+  if (derHex === "") return "";
+  const r = spawnSync("openssl", ["x509", "-inform", "DER", "-noout", "-serial"], { input: Buffer.from(derHex, "hex"), encoding: "utf8" });
+  return r.stdout.trim().replace(/^serial=/, "").toLowerCase();
+}
+
+/** openssl verify of a DER certificate (hex) under the chain PEM, with the SM2 distinguishing ID; and it is SM2-with-SM3. */
+export function opensslVerifySm2(w: AgentWorld, derHex: string, chainPem: string): void {
+  const id = Math.random().toString(16).slice(2);
+  const cert = w.t.path(`verify-${id}.der`);
+  writeFileSync(cert, Buffer.from(derHex, "hex"));
+  const chain = w.t.write(`chain-${id}.pem`, chainPem);
+  const r = spawnSync("openssl", ["verify", "-x509_strict", "-vfyopt", "distid:1234567812345678", "-CAfile", chain, "-partial_chain", cert], { encoding: "utf8" });
+  assert.equal(r.status, 0, `openssl verify: ${r.stdout}${r.stderr}`);
+  assert.match(spawnSync("openssl", ["x509", "-inform", "DER", "-in", cert, "-noout", "-text"], { encoding: "utf8" }).stdout, /Signature Algorithm: SM2-with-SM3/);
+}
