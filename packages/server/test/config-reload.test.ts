@@ -1,0 +1,142 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFile, spawnSync } from "node:child_process";
+import { X509Certificate } from "node:crypto";
+import { readFileSync, writeFileSync } from "node:fs";
+import { systemClock } from "@ukey/policy";
+import { openServerContext } from "../src/server-context.js";
+import { addHolder, initialisedDataDir, keyArgs, opensslCsr, startUkeyServer, tempDir, ukeyServerBin } from "./support/fixtures.js";
+
+// Issue 18, part 5: `ukey-server reload` and SIGHUP make a running server
+// take over config.json's profiles and delivery; an invalid file or a
+// change that needs a restart is refused and changes nothing. The real bin
+// runs the server and the commands.
+
+interface Run { status: number; stdout: string; stderr: string }
+
+function ukeyServer(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return new Promise((done) => {
+    execFile(process.execPath, [ukeyServerBin, ...args], {
+      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env }, encoding: "utf8", timeout: 120_000,
+    }, (err, stdout, stderr) => done({ status: err ? (typeof err.code === "number" ? err.code : -1) : 0, stdout, stderr }));
+  });
+}
+
+const lastJson = <T>(r: Run): T => JSON.parse(r.stdout.trim().split("\n").pop()!) as T;
+const errorCode = (r: Run) => lastJson<{ error: { code: string; message: { en: string } } }>(r).error;
+
+test("reload and SIGHUP: profiles change for the next issuance without a restart; invalid and restart-only changes are refused and change nothing", async () => {
+  const t = tempDir();
+  try {
+    const { dataDir, env } = initialisedDataDir(t);
+    assert.equal(addHolder(t, dataDir, env, "H1").status, 0);
+    const configPath = `${dataDir}/config.json`;
+    const original = JSON.parse(readFileSync(configPath, "utf8")) as Record<string, unknown>;
+    const withPersonalDays = (days: number, extra: Record<string, unknown> = {}) =>
+      writeFileSync(configPath, JSON.stringify({ ...original, profiles: [{ id: "personal", validity: { days } }], ...extra }, null, 2));
+
+    // Without a running server there is no configuration in force to reload.
+    const alone = await ukeyServer(["reload", "--data-dir", dataDir, "--json"]);
+    assert.equal(alone.status, 1, alone.stdout + alone.stderr);
+    assert.equal(errorCode(alone).code, "SERVER_NOT_RUNNING");
+
+    const server = await startUkeyServer(dataDir, env);
+    let log = "";
+    server.child.stdout!.on("data", (d) => { log += String(d); });
+    const logLine = (event: string, after: number) => new Promise<Record<string, unknown>>((resolveLine, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no ${event} in the log: ${log}`)), 60_000);
+      const look = () => {
+        for (const l of log.slice(after).split("\n")) {
+          try {
+            const j = JSON.parse(l) as Record<string, unknown>;
+            if (j.event === event) {
+              clearTimeout(timer);
+              server.child.stdout!.off("data", look);
+              resolveLine(j);
+              return;
+            }
+          } catch { /* a partial line */ }
+        }
+      };
+      server.child.stdout!.on("data", look);
+      look();
+    });
+    let n = 0;
+    const issuedDays = async (): Promise<number> => {
+      const c = opensslCsr(t, `k${n}`, keyArgs.p256);
+      const out = t.path(`leaf${n++}.pem`);
+      const r = await ukeyServer(["issue", "--data-dir", dataDir, "--holder", "H1", "--profile", "personal", "--csr", c.csr, "--out", out, "--json"]);
+      assert.equal(r.status, 0, r.stdout + r.stderr);
+      const x = new X509Certificate(readFileSync(out));
+      return Math.round((Date.parse(x.validTo) - Date.parse(x.validFrom)) / 86_400_000);
+    };
+    try {
+      const before = await issuedDays();
+      assert.notEqual(before, 30);
+
+      // A valid change: the next certificate follows it, the server never restarted.
+      withPersonalDays(30);
+      const ok = await ukeyServer(["reload", "--data-dir", dataDir, "--json"]);
+      assert.equal(ok.status, 0, ok.stdout + ok.stderr);
+      assert.deepEqual(lastJson(ok), { reloaded: true, profiles: ["personal"], delivery: false });
+      assert.equal(await issuedDays(), 30);
+
+      // Not JSON: refused with its line; the 30 days stay in force.
+      writeFileSync(configPath, readFileSync(configPath, "utf8").replace(/"days": 30/, `"days": 45,,`));
+      const broken = await ukeyServer(["reload", "--data-dir", dataDir, "--json"]);
+      assert.equal(broken.status, 1);
+      assert.equal(errorCode(broken).code, "CONFIG_INVALID");
+      assert.match(errorCode(broken).message.en, /line \d+/);
+      // Valid JSON, a wrong value.
+      withPersonalDays(-5);
+      const wrong = await ukeyServer(["reload", "--data-dir", dataDir, "--json"]);
+      assert.equal(wrong.status, 1);
+      assert.equal(errorCode(wrong).code, "CONFIG_INVALID");
+      assert.match(errorCode(wrong).message.en, /profiles\.0/);
+      // A port and a profile at once: refused as a whole, naming the field that needs a restart.
+      withPersonalDays(60, { listen: { ...(original.listen as object), port: 18_099 } });
+      const restart = await ukeyServer(["reload", "--data-dir", dataDir, "--json"]);
+      assert.equal(restart.status, 1);
+      assert.equal(errorCode(restart).code, "CONFIG_RELOAD_NEEDS_RESTART");
+      assert.match(errorCode(restart).message.en, /listen\.port/);
+      assert.equal(await issuedDays(), 30);
+
+      // SIGHUP does the same: refused first (the port is still changed), then taken over.
+      let mark = log.length;
+      server.child.kill("SIGHUP");
+      const refused = await logLine("config.reload-refused", mark);
+      assert.equal(refused.code, "CONFIG_RELOAD_NEEDS_RESTART");
+      assert.equal(await issuedDays(), 30);
+      withPersonalDays(60);
+      mark = log.length;
+      server.child.kill("SIGHUP");
+      const reloaded = await logLine("config.reloaded", mark);
+      assert.deepEqual(reloaded.profiles, ["personal"]);
+      assert.equal(await issuedDays(), 60);
+
+      // Another user can neither signal the server nor reach its control socket (0600 in a 0700 directory).
+      const hup = spawnSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "kill", "-HUP", String(server.child.pid)], { encoding: "utf8" });
+      assert.notEqual(hup.status, 0, "a signal from another user must be refused by the kernel");
+      assert.match(hup.stderr, /not permitted/i);
+      const sock = spawnSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, "-e",
+        `require("net").connect(${JSON.stringify(`${dataDir}/run/control.sock`)}).on("connect", () => process.exit(0)).on("error", (e) => { console.error(e.code); process.exit(3); })`], { encoding: "utf8" });
+      assert.equal(sock.status, 3, sock.stdout + sock.stderr);
+      assert.match(sock.stderr, /EACCES/);
+    } finally {
+      await server.stop();
+    }
+
+    // Audited: the two reloads that took effect, each with what changed; refusals wrote nothing.
+    const ctx = await openServerContext(dataDir, env, systemClock);
+    try {
+      const entries = await ctx.store.audit.list(0, 1000);
+      const reloads = entries.filter((e) => e.action === "config.reloaded");
+      assert.deepEqual(reloads.map((e) => [e.actor, e.data]), [["cli", { profiles: ["personal"], delivery: false }], ["signal", { profiles: ["personal"], delivery: false }]]);
+      assert.equal(entries.filter((e) => e.action === "profile.updated" && e.subjectId === "personal").length, 2);
+    } finally {
+      await ctx.close();
+    }
+  } finally {
+    t.cleanup();
+  }
+});
