@@ -16,6 +16,7 @@ import { loadServerConfig, readSecretFile } from "./server-config.js";
 import { createBackup, readBackupPassphrase, restoreBackup, type BackupSource } from "./backup/backup-service.js";
 import { issuingCaBinding } from "./ca-runtime.js";
 import { dataDirLayout } from "./data-dir.js";
+import { schemaGuardFor } from "./schema-guard.js";
 import { reloadServerConfig, type ReloadResult } from "./config-reload.js";
 
 // Replaced by scripts/build.mjs (esbuild define) in a built bundle; undefined when running the sources.
@@ -185,6 +186,8 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       // init, start and kmc init create or replace keys and need the data directory to themselves.
       throw new UkeyError("DATA_DIR_LOCKED", { params: { dir: io.context.layout.dir }, detail: `${cmd} cannot run while the server runs` });
     }
+    // A command sent to an older server left running after a newer one migrated the database is refused like its requests.
+    if (io.context) await schemaGuardFor(io.context).check();
     if (!io.context && cmd === "kmc") {
       // Refused before any secret is read: the running server would not load a new master key until restarted.
       const dataDir = dataDirArg(rest);
