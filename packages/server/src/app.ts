@@ -76,8 +76,9 @@ export async function buildApp(ctx: ServerContext, opts: AppOptions = {}): Promi
   // An older instance left running after a newer one migrated the database refuses every request but /healthz (schema-guard.ts).
   const schema = schemaGuardFor(ctx, (found) => app.log.error({ code: "DATABASE_SCHEMA_NEWER", found, supported: LATEST_SCHEMA_VERSION },
     "the database was migrated by a newer ukey-renew: this instance refuses requests and has stopped its background jobs; replace it with the new release"));
-  app.addHook("onRequest", async (req) => {
-    if (req.url.split("?")[0] !== "/healthz") await schema.check();
+  app.addHook("onRequest", (req, _reply, done) => {
+    if (schema.current() || req.url.split("?")[0] === "/healthz") return done();
+    schema.check().then(() => done(), done);
   });
   const storage = new StorageMonitor({ db: ctx.store.db, log: app.log, failureLogSeconds: ctx.config.storage.failureLogSeconds });
   app.addHook("onClose", async () => { storage.close(); });

@@ -27,6 +27,11 @@ export class SchemaGuard {
     now?: () => number;
   }) {}
 
+  /** Whether the version was read within `ttlMs` and is not newer: then check() has nothing to do (no await on the hot path). */
+  current(): boolean {
+    return this.newer === undefined && (this.deps.now ?? Date.now)() - this.checkedAt < (this.deps.ttlMs ?? 2000);
+  }
+
   /** @throws UkeyError DATABASE_SCHEMA_NEWER once the database's schema is newer than this code; the database's own errors. */
   async check(): Promise<void> {
     const known = this.deps.known ?? LATEST_SCHEMA_VERSION;
