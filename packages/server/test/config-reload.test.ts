@@ -29,11 +29,12 @@ test("reload and SIGHUP: profiles change for the next issuance without a restart
   const t = tempDir();
   try {
     const { dataDir, env } = initialisedDataDir(t);
-    assert.equal(addHolder(t, dataDir, env, "H1").status, 0);
+    assert.equal(addHolder(t, dataDir, env, "H1", ["--phone", "13800138000"]).status, 0);
     const configPath = `${dataDir}/config.json`;
     const original = JSON.parse(readFileSync(configPath, "utf8")) as Record<string, unknown>;
+    let base = original;
     const withPersonalDays = (days: number, extra: Record<string, unknown> = {}) =>
-      writeFileSync(configPath, JSON.stringify({ ...original, profiles: [{ id: "personal", validity: { days } }], ...extra }, null, 2));
+      writeFileSync(configPath, JSON.stringify({ ...base, profiles: [{ id: "personal", validity: { days } }], ...extra }, null, 2));
 
     // Without a running server there is no configuration in force to reload.
     const alone = await ukeyServer(["reload", "--data-dir", dataDir, "--json"]);
@@ -74,12 +75,20 @@ test("reload and SIGHUP: profiles change for the next issuance without a restart
       const before = await issuedDays();
       assert.notEqual(before, 30);
 
-      // A valid change: the next certificate follows it, the server never restarted.
+      // A valid change of a profile and of the SMS channel: the next certificate and the next code follow it, the server never restarted.
+      base = { ...original, delivery: { sms: { type: "outbox", file: "sms-after-reload.jsonl" } } };
       withPersonalDays(30);
       const ok = await ukeyServer(["reload", "--data-dir", dataDir, "--json"]);
       assert.equal(ok.status, 0, ok.stdout + ok.stderr);
-      assert.deepEqual(lastJson(ok), { reloaded: true, profiles: ["personal"], delivery: false });
+      assert.deepEqual(lastJson(ok), { reloaded: true, profiles: ["personal"], delivery: true });
       assert.equal(await issuedDays(), 30);
+      const signIn = await fetch(`${server.url}/api/v1/holder/sign-in`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ holderId: "H1" }) });
+      assert.equal(signIn.status, 200, await signIn.clone().text());
+      const smsFile = `${dataDir}/sms-after-reload.jsonl`;
+      const sent = () => { try { return readFileSync(smsFile, "utf8"); } catch { return ""; } };
+      for (let i = 0; i < 600 && !sent().includes("13800138000"); i++) await new Promise((r) => setTimeout(r, 50));
+      assert.match(sent(), /13800138000/, "the sign-in code went to the reloaded SMS channel");
+      assert.doesNotMatch((() => { try { return readFileSync(`${dataDir}/outbox.jsonl`, "utf8"); } catch { return ""; } })(), /13800138000/);
 
       // Not JSON: refused with its line; the 30 days stay in force.
       writeFileSync(configPath, readFileSync(configPath, "utf8").replace(/"days": 30/, `"days": 45,,`));
@@ -131,7 +140,7 @@ test("reload and SIGHUP: profiles change for the next issuance without a restart
     try {
       const entries = await ctx.store.audit.list(0, 1000);
       const reloads = entries.filter((e) => e.action === "config.reloaded");
-      assert.deepEqual(reloads.map((e) => [e.actor, e.data]), [["cli", { profiles: ["personal"], delivery: false }], ["signal", { profiles: ["personal"], delivery: false }]]);
+      assert.deepEqual(reloads.map((e) => [e.actor, e.data]), [["cli", { profiles: ["personal"], delivery: true }], ["signal", { profiles: ["personal"], delivery: false }]]);
       assert.equal(entries.filter((e) => e.action === "profile.updated" && e.subjectId === "personal").length, 2);
     } finally {
       await ctx.close();
