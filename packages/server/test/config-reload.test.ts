@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { execFile, spawnSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
+import { get as httpsGet } from "node:https";
 import { systemClock } from "@ukey/policy";
 import { openServerContext } from "../src/server-context.js";
 import { addHolder, initialisedDataDir, keyArgs, opensslCsr, startUkeyServer, tempDir, ukeyServerBin } from "./support/fixtures.js";
@@ -34,14 +35,14 @@ test("reload and SIGHUP: profiles change for the next issuance without a restart
     const original = JSON.parse(readFileSync(configPath, "utf8")) as Record<string, unknown>;
     let base = original;
     const withPersonalDays = (days: number, extra: Record<string, unknown> = {}) =>
-      writeFileSync(configPath, JSON.stringify({ ...base, profiles: [{ id: "personal", validity: { days } }], ...extra }, null, 2));
+      writeFileSync(configPath, JSON.stringify({ ...base, profiles: [{ id: "personal", validity: { days }, keyAlgorithms: ["p256", "p384"] }], ...extra }, null, 2));
 
     // Without a running server there is no configuration in force to reload.
     const alone = await ukeyServer(["reload", "--data-dir", dataDir, "--json"]);
     assert.equal(alone.status, 1, alone.stdout + alone.stderr);
     assert.equal(errorCode(alone).code, "SERVER_NOT_RUNNING");
 
-    const server = await startUkeyServer(dataDir, env);
+    const server = await startUkeyServer(dataDir, env, ["--tls-port", "0"]);
     let log = "";
     server.child.stdout!.on("data", (d) => { log += String(d); });
     const logLine = (event: string, after: number) => new Promise<Record<string, unknown>>((resolveLine, reject) => {
@@ -74,6 +75,14 @@ test("reload and SIGHUP: profiles change for the next issuance without a restart
     try {
       const before = await issuedDays();
       assert.notEqual(before, 30);
+      // EST is served on the TLS listener only; its certificate is the server's own, not under test here.
+      const csrattrs = () => new Promise<string>((done, fail) => {
+        httpsGet({ host: "127.0.0.1", port: server.https!, path: "/.well-known/est/csrattrs", rejectUnauthorized: false }, (res) => {
+          let body = "";
+          res.setEncoding("utf8").on("data", (d: string) => { body += d; }).on("end", () => (res.statusCode === 200 ? done(body) : fail(new Error(`${res.statusCode} ${body}`))));
+        }).on("error", fail);
+      });
+      const attrsBefore = await csrattrs();
 
       // A valid change of a profile and of the SMS channel: the next certificate and the next code follow it, the server never restarted.
       base = { ...original, delivery: { sms: { type: "outbox", file: "sms-after-reload.jsonl" } } };
@@ -82,6 +91,8 @@ test("reload and SIGHUP: profiles change for the next issuance without a restart
       assert.equal(ok.status, 0, ok.stdout + ok.stderr);
       assert.deepEqual(lastJson(ok), { reloaded: true, profiles: ["personal"], delivery: true });
       assert.equal(await issuedDays(), 30);
+      // EST's CSR attributes offer the reloaded profiles' key algorithms (P-384 now, RSA no more).
+      assert.notEqual(await csrattrs(), attrsBefore);
       const signIn = await fetch(`${server.url}/api/v1/holder/sign-in`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ holderId: "H1" }) });
       assert.equal(signIn.status, 200, await signIn.clone().text());
       const smsFile = `${dataDir}/sms-after-reload.jsonl`;
