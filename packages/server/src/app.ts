@@ -19,6 +19,8 @@ import { registerHolderRoutes } from "./holder-session/holder-routes.js";
 import { createMetrics, readMetricsToken, registerMetricsRoute } from "./metrics.js";
 import { registerReminderAdminRoutes } from "./reminders/reminder-admin-routes.js";
 import { StorageMonitor } from "./storage-monitor.js";
+import { schemaGuardFor } from "./schema-guard.js";
+import { LATEST_SCHEMA_VERSION } from "@ukey/store";
 import { registerWebRoutes } from "./web-routes.js";
 import { distributionDir } from "./distribution/distribution-publisher.js";
 import { registerDistributionRoutes } from "./distribution/distribution-routes.js";
@@ -71,6 +73,13 @@ export async function buildApp(ctx: ServerContext, opts: AppOptions = {}): Promi
   });
   decorateListener(app, { kind, clientCertPort: opts.clientCertPort === undefined ? ctx.config.listen.clientCertPort : opts.clientCertPort });
   registerHttpEdge(app, edge, headers);
+  // An older instance left running after a newer one migrated the database refuses every request but /healthz (schema-guard.ts).
+  const schema = schemaGuardFor(ctx, (found) => app.log.error({ code: "DATABASE_SCHEMA_NEWER", found, supported: LATEST_SCHEMA_VERSION },
+    "the database was migrated by a newer ukey-renew: this instance refuses requests and has stopped its background jobs; replace it with the new release"));
+  app.addHook("onRequest", (req, _reply, done) => {
+    if (schema.current() || req.url.split("?")[0] === "/healthz") return done();
+    schema.check().then(() => done(), done);
+  });
   const storage = new StorageMonitor({ db: ctx.store.db, log: app.log, failureLogSeconds: ctx.config.storage.failureLogSeconds });
   app.addHook("onClose", async () => { storage.close(); });
   app.setErrorHandler(problemHandler(app.log, (u, req) => storage.noteRefusal(u, redactUrl(req.url))));

@@ -16,6 +16,8 @@ import { loadServerConfig, readSecretFile } from "./server-config.js";
 import { createBackup, readBackupPassphrase, restoreBackup, type BackupSource } from "./backup/backup-service.js";
 import { issuingCaBinding } from "./ca-runtime.js";
 import { dataDirLayout } from "./data-dir.js";
+import { schemaGuardFor } from "./schema-guard.js";
+import { reloadServerConfig, type ReloadResult } from "./config-reload.js";
 
 // Replaced by scripts/build.mjs (esbuild define) in a built bundle; undefined when running the sources.
 declare const __UKEY_BUILD_INFO__: { version: string; build: string } | undefined;
@@ -97,6 +99,7 @@ const usage = `ukey-server: the ukey-renew server and its operator commands
   ukey-server hold   --data-dir DIR --serial S [--lift]
   ukey-server audit verify --data-dir DIR
   ukey-server backup --data-dir DIR --out FILE [--backup-passphrase-file F]
+  ukey-server reload --data-dir DIR   (a running server takes over config.json's profiles and delivery)
   ukey-server restore --data-dir DIR --in FILE [--backup-passphrase-file F]
   ukey-server kmc init --data-dir DIR [--kmc-passphrase-file F]
   ukey-server downloads publish --data-dir DIR [--file INSTALLER ...] [--agent-version V]
@@ -183,6 +186,8 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       // init, start and kmc init create or replace keys and need the data directory to themselves.
       throw new UkeyError("DATA_DIR_LOCKED", { params: { dir: io.context.layout.dir }, detail: `${cmd} cannot run while the server runs` });
     }
+    // A command sent to an older server left running after a newer one migrated the database is refused like its requests.
+    if (io.context) await schemaGuardFor(io.context).check();
     if (!io.context && cmd === "kmc") {
       // Refused before any secret is read: the running server would not load a new master key until restarted.
       const dataDir = dataDirArg(rest);
@@ -237,6 +242,18 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         });
         print(`initialised ${dataDir}\n  root CA:    ${r.rootSubject}\n  issuing CA: ${r.issuingSubject}\n  algorithm:  ${algorithm}\n  key store:  ${r.config.ca.keyStore.type}`,
           { dataDir, root: r.rootSubject, issuing: r.issuingSubject, algorithm, keyStore: r.config.ca.keyStore.type });
+        return 0;
+      }
+      case "reload": {
+        const v = parse(rest, {});
+        const dataDir = required(v, "data-dir");
+        // Only a running server can reload: the command reached here without one when none answers on the data directory.
+        if (!io.context) throw new UkeyError("SERVER_NOT_RUNNING", { params: { dir: dataDir } });
+        if (!sameDirectory(dataDir, io.context.layout.dir)) {
+          throw new UkeyError("DATA_DIR_LOCKED", { params: { dir: dataDir }, detail: `the server on ${io.context.layout.dir} answered for another data directory` });
+        }
+        const r = await reloadServerConfig(io.context, "cli");
+        print(reloadSummary(r), { reloaded: true, ...r });
         return 0;
       }
       case "start": {
@@ -529,6 +546,7 @@ async function startServer(dataDir: string, v: Record<string, unknown>, env: Ser
   const ctx = await openServerContext(dataDir, env, io.clock);
   const started: FastifyInstance[] = [];
   let control: ControlChannel | undefined;
+  let hangup: (() => void) | undefined;
   try {
     const portOf = (flag: string, dflt: number | null): number | null => {
       const raw = v[flag];
@@ -573,17 +591,35 @@ async function startServer(dataDir: string, v: Record<string, unknown>, env: Ser
     print(`ukey-server listening on ${urls.slice(0, -1).join(", ")}${urls.length > 1 ? " and " : ""}${urls.at(-1)} (data ${dataDir}, ${ctx.store.db.engine})`
       + (control ? `\n  operator commands (ukey-server holder add, revoke, ...) run through ${control.path}` : ""),
       { event: "listening", http, https, clientCert, engine: ctx.store.db.engine, control: control?.path ?? null });
+    // SIGHUP: the same reload as `ukey-server reload`, its outcome in the log (docs/configuration.md, "Reloading").
+    hangup = () => {
+      const log = started[0]?.log;
+      reloadServerConfig(ctx, "signal").then(
+        (r) => log?.info({ event: "config.reloaded", ...r }, reloadSummary(r)),
+        (e: unknown) => {
+          const p = isUkeyError(e) ? e.toProblem() : undefined;
+          log?.error({ event: "config.reload-refused", code: p?.code ?? "INTERNAL", reason: p?.message.en ?? String(e) }, "configuration not reloaded; the configuration in force is unchanged");
+        },
+      );
+    };
+    process.on("SIGHUP", hangup);
     await new Promise<void>((resolve) => {
       const stop = () => resolve();
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);
     });
   } finally {
+    if (hangup) process.off("SIGHUP", hangup);
     await control?.close();
     for (const app of started.reverse()) await app.close();
     await ctx.close();
   }
   return 0;
+}
+
+/** One line saying what a reload changed. */
+function reloadSummary(r: ReloadResult): string {
+  return `configuration reloaded: profiles ${r.profiles.length ? `written: ${r.profiles.join(", ")}` : "unchanged"}; delivery ${r.delivery ? "channels rebuilt" : "unchanged"}`;
 }
 
 /** Entry point of the `ukey-server` bin. */

@@ -9,7 +9,7 @@ import { UkeyError } from "@ukey/policy";
  * `kmc init` are not among them: they create or replace CA, database or
  * KMC keys and need the data directory to themselves.
  */
-export const forwardedCommands: ReadonlySet<string> = new Set(["holder", "issue", "import", "revoke", "hold", "enrol", "operator", "audit", "downloads", "backup"]);
+export const forwardedCommands: ReadonlySet<string> = new Set(["holder", "issue", "import", "revoke", "hold", "enrol", "operator", "audit", "downloads", "backup", "reload"]);
 
 /** What the server sends back: the command's exit code and what it printed. */
 export interface ControlReply {

@@ -22,4 +22,9 @@ export class ProfileCache {
     this.entries.set(id, { at: now, profile });
     return profile;
   }
+
+  /** Forgets every entry: the next read of each profile goes to the database (after a configuration reload). */
+  clear(): void {
+    this.entries.clear();
+  }
 }

@@ -33,7 +33,8 @@ export function registerEstRoutes(app: FastifyInstance, ctx: ServerContext): voi
     store: ctx.store, issuance: ctx.issuance, orders: ctx.orders, enrolments: enrolmentServiceFor(ctx), clock: ctx.clock,
     institution: ctx.config.institution,
     caCertificates: [ctx.ca.issuing.der, ctx.ca.root.der],
-    keyAlgorithms: profileKeyAlgorithms(ctx.config.profiles),
+    // Read again when a configuration reload replaced ctx.config.
+    keyAlgorithms: () => profileKeyAlgorithms(ctx.config.profiles),
   });
   const problems = problemHandler(app.log);
 

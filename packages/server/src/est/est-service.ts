@@ -21,8 +21,8 @@ export interface EstDeps {
   institution: { name: string; country: string };
   /** The CA certificates a client should trust, issuing CA first (RFC 7030 section 4.1.3: the current CA and what chains it). */
   caCertificates: readonly Buffer[];
-  /** The key algorithms of the configured profiles; csrattrs offers their union. */
-  keyAlgorithms: readonly KeyAlgorithm[];
+  /** The key algorithms of the configured profiles; csrattrs offers their union. A function: read at each csrattrs (a configuration reload changes them). */
+  keyAlgorithms: readonly KeyAlgorithm[] | (() => readonly KeyAlgorithm[]);
 }
 
 /** Basic-auth credentials of simpleenroll: the enrolment's reference number and authorization code. */
@@ -51,11 +51,10 @@ export interface EstCredentials {
  */
 export class EstService {
   private readonly cacertsDer: Buffer;
-  private readonly csrattrsDer: Buffer;
+  private csrattrs: { key: string; der: Buffer } | undefined;
 
   constructor(private readonly deps: EstDeps) {
     this.cacertsDer = certsOnlyPkcs7(deps.caCertificates);
-    this.csrattrsDer = csrAttributes(deps.keyAlgorithms);
   }
 
   /** The certs-only PKCS#7 of the issuing and root CA certificates (DER). */
@@ -65,7 +64,10 @@ export class EstService {
 
   /** The CSR attributes (DER CsrAttrs): key and signature algorithms we accept, no subject attributes. */
   csrAttributes(): Buffer {
-    return this.csrattrsDer;
+    const algorithms = typeof this.deps.keyAlgorithms === "function" ? this.deps.keyAlgorithms() : this.deps.keyAlgorithms;
+    const key = algorithms.join(",");
+    if (this.csrattrs?.key !== key) this.csrattrs = { key, der: csrAttributes(algorithms) };
+    return this.csrattrs.der;
   }
 
   /**
