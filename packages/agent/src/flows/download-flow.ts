@@ -1,4 +1,4 @@
-import { UkeyError, formatPolicyDate, isUkeyError, keyAlgorithms, type KeyAlgorithm } from "@ukey/policy";
+import { UkeyError, formatPolicyDate, isUkeyError, keyAlgorithms, shortSerial, type KeyAlgorithm } from "@ukey/policy";
 import { objectLabels } from "../keys/key-store.js";
 import type { CertificatePreview } from "../prompter.js";
 import { ServerClient, type DownloadCheck } from "../server-client.js";
@@ -104,7 +104,7 @@ export async function downloadFlow(ctx: FlowContext, request: DownloadRequest & 
       }
     }
     await session.relabel(key.id, objectLabels.current(installed.serialHex));
-    report(p, "done", `下载完成：证书 ${installed.serialHex}，有效期至 ${formatPolicyDate(Date.parse(answer.notAfter))}`, `Downloaded: certificate ${installed.serialHex}, valid until ${formatPolicyDate(Date.parse(answer.notAfter))}`);
+    report(p, "done", `下载完成：证书（序列号尾号 ${shortSerial(installed.serialHex)}），有效期至 ${formatPolicyDate(Date.parse(answer.notAfter))}`, `Downloaded: the certificate (serial ending ${shortSerial(installed.serialHex)}) is valid until ${formatPolicyDate(Date.parse(answer.notAfter))}`);
     return {
       certificate: { serialHex: installed.serialHex, subject: installed.subject, notBefore: answer.notBefore, notAfter: answer.notAfter, pem: answer.pem + answer.chainPem },
       ...(encryption && answer.encryptionCertificate ? {
