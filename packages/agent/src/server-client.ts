@@ -102,6 +102,8 @@ const downloadSchema = newCertificateSchema.extend({
   /** A recovery's old encryption keys, each enveloped for the CSR's key, with their certificates. */
   recoveredKeys: z.array(z.object({
     escrowId: z.string(), spki: z.string(), envelope: envelopeSchema, certificate: encryptionCertificateSchema.optional(),
+    /** The recipient key the envelope is for, when the download gave recipient keys (else it is for the CSR's key). */
+    recipientSpki: z.string().optional(),
   }).passthrough()).optional(),
 });
 
@@ -111,6 +113,8 @@ const downloadCheckSchema = z.object({
     subject: z.string(), notBefore: isoDate, notAfter: isoDate, keyAlgorithms: z.array(z.string()), pair: z.boolean(),
     profile: z.object({ "zh-CN": z.string(), en: z.string() }),
   }).optional(),
+  /** How many recovered old encryption keys the download carries (absent from an older server: none). */
+  recoveredKeys: z.number().int().min(0).max(64).optional(),
 }).passthrough();
 
 /** POST /api/v1/downloads/check: the codes are good, and the certificate they authorize. */
@@ -255,8 +259,11 @@ export class ServerClient {
     return this.parse(redownloadVerifiedSchema, (await this.call("POST", "/api/v1/redownload/verify", { challengeId, code })).body).authorizations;
   }
 
-  async download(referenceNumber: string, authorizationCode: string, csr: string, tokenSerial: string, onAnswer?: OnAnswer): Promise<DownloadAnswer> {
-    const r = await this.call("POST", "/api/v1/downloads", { referenceNumber, authorizationCode, csr, tokenSerial }, onAnswer);
+  async download(referenceNumber: string, authorizationCode: string, csr: string, tokenSerial: string, onAnswer?: OnAnswer,
+    recoveredKeyRecipients?: { spki: string; signature: string }[]): Promise<DownloadAnswer> {
+    const r = await this.call("POST", "/api/v1/downloads", {
+      referenceNumber, authorizationCode, csr, tokenSerial, ...(recoveredKeyRecipients?.length ? { recoveredKeyRecipients } : {}),
+    }, onAnswer);
     return this.parse(downloadSchema, r.body);
   }
 

@@ -9,6 +9,8 @@ import { subjectFor, type IssuanceService } from "./issuance-service.js";
 import { checkRequestedSubject, prepareEncryptionKey } from "./renewal/renewal-order-service.js";
 import type { KeyManagementCentre } from "./kmc/key-management-centre.js";
 import type { RecoveredKeys, RecoveredKeySource } from "./kmc/recovered-key-delivery.js";
+import { checkRecipients, type RecoveredKeyRecipient } from "./kmc/recovered-key-recipients.js";
+import type { VerifiedCsr } from "@ukey/ca";
 import { envelopeFormatFor, type EnvelopeFormat } from "./kmc/key-envelope.js";
 import { isPairProfile, validityFor, type Clock, type KeyAlgorithm } from "@ukey/policy";
 
@@ -38,6 +40,8 @@ export interface RecoveredKeyView {
   /** DER SubjectPublicKeyInfo of the recovered key pair, base64. */
   spki: string;
   envelope: { format: EnvelopeFormat; value: string };
+  /** The recipient key (DER SubjectPublicKeyInfo, base64) the envelope is for, when the download gave recipient keys; otherwise it is for the CSR's key. */
+  recipientSpki?: string;
   certificate?: NonNullable<DownloadResult["encryptionCertificate"]>;
 }
 
@@ -45,6 +49,8 @@ export interface RecoveredKeyView {
 export interface DownloadCheck {
   valid: true;
   certificate: { subject: string; notBefore: string; notAfter: string; keyAlgorithms: KeyAlgorithm[]; pair: boolean; profile: { "zh-CN": string; en: string } };
+  /** How many recovered old encryption keys the download carries (a key recovery's codes), so that the agent can make one recipient key for each; 0 otherwise. */
+  recoveredKeys: number;
 }
 
 /**
@@ -73,9 +79,14 @@ export class DownloadService {
    *   CSR_*, KEY_*, CSR_SUBJECT_MISMATCH, HOLDER_NOT_FOUND, PROFILE_NOT_FOUND, CERT_ON_HOLD (while a certificate of the
    *   holder's in this profile is on hold; the code is not spent); for a recovery's enrolment also KMC_RECOVERY_OTHER_KEY
    *   (its keys went to another signing key), KMC_RECOVERY_NOT_PENDING, KMC_ESCROW_UNREADABLE, KEY_ALGORITHM_UNSUPPORTED
-   *   (a signing key that is not SM2), KMC_REQUIRED (no KMC configured); the code is then not spent.
+   *   (a signing key that is not SM2), KMC_REQUIRED (no KMC configured), KMC_RECOVERY_RECIPIENT_INVALID (`recipients` given
+   *   but not one per recovered key, or one that does not prove possession over this CSR); the code is then not spent.
+   * @param recipients for a recovery's codes: one key per recovered key, each with its signature over
+   *   recipientProofMessage(CSR); each recovered key is then enveloped for its own recipient (an SKF key's extra container)
+   *   instead of the CSR's key.
    */
-  async download(referenceNumber: string, authorizationCode: string, csr: string | Buffer, tokenSerial: string | null, actor: string): Promise<DownloadResult> {
+  async download(referenceNumber: string, authorizationCode: string, csr: string | Buffer, tokenSerial: string | null, actor: string,
+    recipients?: readonly RecoveredKeyRecipient[]): Promise<DownloadResult> {
     // The CSR is checked before the code, so that a malformed request never spends an attempt.
     const request = verifyCsr(csr);
     let verified;
@@ -84,7 +95,7 @@ export class DownloadService {
     } catch (e) {
       // The right codes, already spent, and the same key: the agent lost the answer (a crash, a pulled key);
       // deliver that certificate again rather than strand the holder.
-      const again = isUkeyError(e, "CODE_ALREADY_USED") ? await this.issuedFor(referenceNumber, request.spki, actor) : undefined;
+      const again = isUkeyError(e, "CODE_ALREADY_USED") ? await this.issuedFor(referenceNumber, request, actor, recipients) : undefined;
       if (again) return again;
       throw e;
     }
@@ -101,7 +112,7 @@ export class DownloadService {
     }
     // A recovery's keys are enveloped (and the recovery bound to this signing key) before anything is issued: a
     // refusal spends no code. Should the issuance fail after, the same key asks again and gets the same keys.
-    const recovered = await this.recoveredFor(verified, request.spki, actor);
+    const recovered = await this.recoveredFor(verified, request, actor, recipients);
     // A pair: the escrow commits with the intents; the enrolment is redeemed with both certificates.
     const prepared = isPairProfile(profile) ? await prepareEncryptionKey(this.deps.kmc, profile, request, holder.id, actor) : undefined;
     let encryption: CertificateRecord | undefined;
@@ -130,9 +141,12 @@ export class DownloadService {
   }
 
   /** The recovered keys of the recovery that made `enrolment`, if one did. */
-  private async recoveredFor(enrolment: Pick<EnrolmentRecord, "id">, spki: Buffer, actor: string): Promise<RecoveredKeys | undefined> {
-    if (this.deps.recoveredKeys) return this.deps.recoveredKeys.envelopesFor(enrolment, spki, actor);
+  private async recoveredFor(enrolment: Pick<EnrolmentRecord, "id">, request: Pick<VerifiedCsr, "spki" | "der">, actor: string,
+    recipients?: readonly RecoveredKeyRecipient[]): Promise<RecoveredKeys | undefined> {
     const rec = await this.deps.store.kmcRecoveries.getByEnrolment(enrolment.id);
+    // Recipient keys prove possession before any escrow is opened; none are taken for an enrolment without a recovery.
+    if (recipients) checkRecipients(recipients, rec?.escrowIds.length ?? 0, request);
+    if (this.deps.recoveredKeys) return this.deps.recoveredKeys.envelopesFor(enrolment, request.spki, actor, recipients?.map((r) => r.spki));
     if (rec) throw new UkeyError("KMC_REQUIRED", { params: { profiles: rec.profileId }, detail: `the enrolment of key recovery ${rec.id}` });
     return undefined;
   }
@@ -144,6 +158,7 @@ export class DownloadService {
       const cert = pair ? await this.deps.store.certificates.get(pair.encryptionSerial) : undefined;
       out.push({
         escrowId: k.escrowId, spki: k.spki.toString("base64"), envelope: { format: k.envelopeFormat, value: k.envelope.toString("base64") },
+        ...(k.recipientSpki ? { recipientSpki: k.recipientSpki.toString("base64") } : {}),
         ...(cert?.der ? { certificate: this.certView(cert) } : {}),
       });
     }
@@ -171,6 +186,7 @@ export class DownloadService {
     if (!profile) throw new UkeyError("PROFILE_NOT_FOUND", { params: { profile: verified.profileId } });
     await this.refuseWhileHeld(holder.id, profile.id);
     const v = validityFor(profile, { now: this.deps.clock.now() });
+    const recovery = await this.deps.store.kmcRecoveries.getByEnrolment(verified.id);
     return {
       valid: true,
       certificate: {
@@ -178,6 +194,7 @@ export class DownloadService {
         notBefore: v.notBefore.toISOString(), notAfter: v.notAfter.toISOString(),
         keyAlgorithms: [...profile.keyAlgorithms], pair: isPairProfile(profile), profile: { ...profile.name },
       },
+      recoveredKeys: recovery?.escrowIds.length ?? 0,
     };
   }
 
@@ -204,7 +221,9 @@ export class DownloadService {
   }
 
   /** The active certificate this enrolment's holder got for exactly this key, if any. */
-  private async issuedFor(referenceNumber: string, spki: Buffer, actor: string): Promise<DownloadResult | undefined> {
+  private async issuedFor(referenceNumber: string, request: Pick<VerifiedCsr, "spki" | "der">, actor: string,
+    recipients?: readonly RecoveredKeyRecipient[]): Promise<DownloadResult | undefined> {
+    const spki = request.spki;
     const ref = normaliseReferenceNumber(referenceNumber);
     const e = ref ? await this.deps.store.enrolments.getByReference(ref) : undefined;
     if (!e || e.status !== "used") return undefined;
@@ -214,11 +233,11 @@ export class DownloadService {
     if (!mine) {
       // A recovery's codes with another key than the one its keys went to: refused as such (and audited).
       const rec = await this.deps.store.kmcRecoveries.getByEnrolment(e.id);
-      if (rec && rec.deliveredSpkiSha256 !== spkiSha256) await this.recoveredFor(e, spki, actor);
+      if (rec && rec.deliveredSpkiSha256 !== spkiSha256) await this.recoveredFor(e, request, actor, recipients);
       return undefined;
     }
     // A recovery's keys again, for this same key only (another key is refused with KMC_RECOVERY_OTHER_KEY).
-    const recovered = await this.recoveredFor(e, spki, actor);
+    const recovered = await this.recoveredFor(e, request, actor, recipients);
     const out = this.result(mine);
     // A pair: its encryption certificate, and the escrowed key enveloped again for this same signing key.
     const pair = await this.deps.store.certificatePairs.getBySigning(mine.serial);

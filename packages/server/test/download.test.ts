@@ -107,7 +107,8 @@ test("issue 16 (seed 004 §4.5): downloads/check previews exactly the certificat
   const ok = await check(e.authorizationCode);
   assert.equal(ok.statusCode, 200, ok.body);
   const preview = ok.json<{ valid: true; certificate: { subject: string; notBefore: string; notAfter: string; keyAlgorithms: string[]; pair: boolean; profile: { "zh-CN": string } } }>();
-  assert.deepEqual(Object.keys(preview).sort(), ["certificate", "valid"]);
+  assert.deepEqual(Object.keys(preview).sort(), ["certificate", "recoveredKeys", "valid"]);
+  assert.equal((preview as unknown as { recoveredKeys: number }).recoveredKeys, 0, "an ordinary enrolment carries no recovered keys");
   assert.deepEqual(Object.keys(preview.certificate).sort(), ["keyAlgorithms", "notAfter", "notBefore", "pair", "profile", "subject"]);
   assert.doesNotMatch(ok.body, /1590|example\.cn|11010119900307123X/, "no phone, e-mail or ID number");
   assert.equal(preview.certificate.profile["zh-CN"], "个人证书");

@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type { FastifyInstance } from "fastify";
 import { fixedClock } from "@ukey/policy";
-import { derToPem, parseEnvelopedKeyBlob, sm2CipherDer, sm2Pkcs8 } from "@ukey/ca";
+import { derToPem, parseEnvelopedKeyBlob, sm2CipherDer, sm2Pkcs8, verifyCsr } from "@ukey/ca";
+import { recipientProofMessage } from "../src/kmc/recovered-key-recipients.js";
 import { buildApp } from "../src/app.js";
 import { operatorServiceFor } from "../src/admin/operator-service.js";
 import { raKeyFiles, readOrCreateKeyFile } from "../src/admin/secret-key-file.js";
@@ -219,5 +220,95 @@ test("an SM2 pair issued, renewed, recovered under dual control onto a re-initia
     ["kmc.recovery-delivered", "holder", true],
     ["kmc.recovery-refused", "holder", "delivered-to-another-key"],
   ]);
+  assert.equal((await ctx.store.audit.verify()).ok, true);
+});
+
+/** The DER SubjectPublicKeyInfo of an OpenSSL key file. */
+function spkiDer(key: string): Buffer {
+  const out = `${key}.spki.der`;
+  assert.equal(openssl(["pkey", "-in", key, "-pubout", "-outform", "DER", "-out", out]).status, 0);
+  return readFileSync(out);
+}
+
+let proofs = 0;
+/** A recipient key's proof for a download's CSR, signed by `signer` (SM3withSM2, standard ID) with OpenSSL. */
+function recipientProof(csr: string, signer: string, spkiOf: string = signer): { spki: string; signature: string } {
+  const msg = t.write(`proof-${++proofs}.msg`, recipientProofMessage(verifyCsr(readFileSync(csr, "utf8")).der));
+  assert.equal(openssl(["dgst", "-sm3", "-sign", signer, "-sigopt", distid, "-out", `${msg}.sig`, msg]).status, 0);
+  return { spki: spkiDer(spkiOf).toString("base64"), signature: readFileSync(`${msg}.sig`).toString("base64") };
+}
+
+test("recovered keys enveloped each for its own recipient key (one SKF container each), only when each proves possession over this CSR", async () => {
+  await ctx.store.holders.insert({ id: "G2", kind: "person", name: "赵六", idType: "resident-id", idHash: "b2".repeat(32), idMasked: "1101**********456X", phone: null, email: null, organisationId: null, createdAt: clock.now().getTime() });
+  const a = sm2Key("G2-A");
+  const e1 = await ctx.enrolments.create({ holderId: "G2", profileId: "gm", actor: "operator:olga" });
+  const r1 = await app.inject({ method: "POST", url: "/api/v1/downloads", payload: { referenceNumber: e1.referenceNumber, authorizationCode: e1.authorizationCode, csr: readFileSync(a.csr, "utf8") } });
+  assert.equal(r1.statusCode, 201, r1.body);
+  const oldPub = verified("G2-enc1", r1.json<DownloadAnswer>().encryptionCertificate.pem);
+
+  const opened = await admin("olga", "POST", "/kmc-recoveries", { holderId: "G2", profileId: "gm", reason: "UKey 丢失，补办后读取旧加密数据" });
+  assert.equal(opened.statusCode, 201, opened.body);
+  const rec = opened.json<{ id: string; escrowIds: string[] }>();
+  assert.equal(rec.escrowIds.length, 1);
+  const approved = await admin("audrey", "POST", `/kmc-recoveries/${rec.id}/approve`);
+  assert.equal(approved.statusCode, 200, approved.body);
+  const { referenceNumber, authorizationCode } = approved.json<{ referenceNumber: string; authorizationCode: string }>();
+  const codes = { referenceNumber, authorizationCode };
+
+  // The preview tells the agent how many recipient keys to make; an ordinary enrolment's tells 0.
+  const check = await app.inject({ method: "POST", url: "/api/v1/downloads/check", payload: codes });
+  assert.equal(check.statusCode, 200, check.body);
+  assert.equal(check.json<{ recoveredKeys: number }>().recoveredKeys, 1);
+  const plain = await ctx.enrolments.create({ holderId: "G2", profileId: "gm", actor: "operator:olga" });
+  assert.equal((await app.inject({ method: "POST", url: "/api/v1/downloads/check", payload: { referenceNumber: plain.referenceNumber, authorizationCode: plain.authorizationCode } })).json<{ recoveredKeys: number }>().recoveredKeys, 0);
+
+  const c = sm2Key("G2-C");
+  const r = sm2Key("G2-R");
+  const other = sm2Key("G2-X");
+  const download = (recipients: unknown) => app.inject({ method: "POST", url: "/api/v1/downloads", payload: { ...codes, csr: readFileSync(c.csr, "utf8"), recoveredKeyRecipients: recipients } });
+
+  // Refused, each with its code, and nothing spent or bound: no recipient for the one key; a recipient key whose
+  // signature was made by another key (someone else's public key); a signature over another CSR; the signing key
+  // itself as recipient; two recipients for one key.
+  const refusals: Array<[string, unknown]> = [
+    ["none", []],
+    ["another key's signature", [recipientProof(c.csr, other.key, r.key)]],
+    ["over another CSR", [recipientProof(other.csr, r.key)]],
+    ["the signing key", [recipientProof(c.csr, c.key)]],
+    ["two", [recipientProof(c.csr, r.key), recipientProof(c.csr, other.key)]],
+  ];
+  for (const [what, recipients] of refusals) {
+    const refused = await download(recipients);
+    assert.equal(refused.statusCode, 400, `${what}: ${refused.body}`);
+    assert.equal(refused.json<{ code: string }>().code, "KMC_RECOVERY_RECIPIENT_INVALID", what);
+  }
+  assert.equal((await ctx.store.kmcRecoveries.get(rec.id))?.status, "released", "the refusals neither spent the codes nor bound the recovery");
+  const malformed = await download([{ spki: spkiDer(r.key).toString("base64") }]);
+  assert.equal(malformed.statusCode, 400, malformed.body);
+
+  const good = await download([recipientProof(c.csr, r.key)]);
+  assert.equal(good.statusCode, 201, good.body);
+  const answer = good.json<DownloadAnswer & { recoveredKeys: Array<{ recipientSpki?: string }> }>();
+  const k = answer.recoveredKeys[0]!;
+  assert.equal(k.recipientSpki, spkiDer(r.key).toString("base64"), "the answer names the recipient the envelope is for");
+  const key = openEnvelope("G2-recovered", k.envelope, r.key);
+  assert.equal(openssl(["pkey", "-in", key, "-pubout"]).out, oldPub, "the recipient key opens the old encryption key");
+  assert.ok(readsDataFor("G2-old", oldPub, key));
+  const blob = parseEnvelopedKeyBlob(Buffer.from(k.envelope.value, "base64"));
+  const byC = openssl(["pkeyutl", "-decrypt", "-inkey", c.key, "-in", t.write("G2-c.der", sm2CipherDer(blob)), "-out", t.path("G2-c.bin")]);
+  assert.notEqual(byC.status, 0, "the signing key does not open an envelope made for a recipient key");
+  // The pair's own encryption key still comes enveloped for the signing key.
+  openEnvelope("G2-enc2", answer.envelope, c.key);
+
+  // The answer lost: the same signing key, with a fresh recipient key (the agent made a new container), gets them again.
+  const r2 = sm2Key("G2-R2");
+  const again = await download([recipientProof(c.csr, r2.key)]);
+  assert.equal(again.statusCode, 201, again.body);
+  assert.equal(again.json<DownloadAnswer>().serial, answer.serial);
+  assert.equal(openssl(["pkey", "-in", openEnvelope("G2-again", again.json<DownloadAnswer>().recoveredKeys![0]!.envelope, r2.key), "-pubout"]).out, oldPub);
+
+  const delivered = (await ctx.store.audit.list(0, 100_000)).filter((e) => e.subjectId === rec.id && e.action === "kmc.recovery-delivered")
+    .map((e) => (e.data as { recipientSpkiSha256?: string[] }).recipientSpkiSha256?.length);
+  assert.deepEqual(delivered, [1, 1], "each delivery records the recipient keys it enveloped for");
   assert.equal((await ctx.store.audit.verify()).ok, true);
 });

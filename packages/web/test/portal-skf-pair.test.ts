@@ -8,6 +8,7 @@ import { SkfBackend, skfMarks } from "../../agent/src/keys/skf-backend.js";
 import { SoftkeyDir } from "../../agent/test/skf/support/softkey.js";
 import { enablePairs, issuePair, opensslSerialOf, opensslVerifySm2 } from "../../agent/test/skf/support/pairs.js";
 import { startAgent, type RunningAgent } from "./support/agent.js";
+import { shortSerial } from "@ukey/policy";
 import { buildWeb, cspViolations, launchChromium, type RunningBrowser } from "./support/browser.js";
 
 // Issue 15 part 7: an SM2 signing + encryption pair renewed through the portal in real Chromium, with the real
@@ -62,6 +63,8 @@ test("an SM2 pair on an SKF key renewed in the portal: preview, PIN in the agent
   const encCard = page.locator(`article.cert[data-serial='${old.oldEnc}']`);
   assert.match(await encCard.locator("[data-pair-half=encryption]").innerText(), /加密证书/);
   assert.equal(await encCard.locator("a.button").count(), 0, "no separate renewal for the encryption half");
+  assert.equal(await encCard.locator(".window").count(), 0, "no renewal-window advice on the encryption half: its signing card says when");
+  assert.equal(await card.locator(".window").count(), 1, "the signing card keeps its window");
   await page.screenshot({ path: shot("skf-pair-status.png"), fullPage: true });
   await card.locator("a.button").click();
   await page.locator("[data-page=renew]").waitFor();
@@ -81,6 +84,15 @@ test("an SM2 pair on an SKF key renewed in the portal: preview, PIN in the agent
   await result.waitFor({ timeout: 180_000 });
   const renewed = await result.locator("[data-field=serial]").innerText();
   assert.notEqual(renewed, old.oldSign);
+  // The pair's new encryption certificate is on the result page too, under its own heading.
+  const encResult = result.locator("[data-result-half=encryption]");
+  assert.match(await encResult.locator("h3").innerText(), /加密证书/);
+  const renewedEnc = await encResult.locator("[data-field=encryption-serial]").innerText();
+  assert.notEqual(renewedEnc, renewed);
+  // The progress log names the certificates by their serial's last digits, as the status card does, never in full.
+  const log = await page.locator("ol.progress-log").innerText();
+  assert.ok(!log.includes(renewed) && !log.includes(old.oldSign), `no whole serial in the progress log: ${log}`);
+  assert.match(log, new RegExp(`序列号尾号 ${shortSerial(renewed)}`));
   await page.screenshot({ path: shot("skf-pair-renewed.png"), fullPage: true });
   assert.deepEqual(cspViolations(b.consoleErrors), []);
 
@@ -92,6 +104,7 @@ test("an SM2 pair on an SKF key renewed in the portal: preview, PIN in the agent
   assert.ok(fresh.name.startsWith(skfMarks.keyPrefix));
   assert.equal(opensslSerialOf(fresh.signCertificate), renewed.toLowerCase());
   assert.ok(fresh.encPublicKey && fresh.encCertificate, "the new encryption key and certificate");
+  assert.equal(opensslSerialOf(fresh.encCertificate), renewedEnc.toLowerCase(), "the result page's encryption certificate is the one on the key");
   const kept = containers.find((c) => c.name === old.oldContainer)!;
   assert.equal(opensslSerialOf(kept.encCertificate), old.oldEnc.toLowerCase(), "the old encryption certificate and key stay");
   const issuing = readFileSync(`${world.dataDir}/ca/issuing.cer.pem`, "utf8");

@@ -1,4 +1,4 @@
-import { UkeyError, formatPolicyDate, isUkeyError, keyAlgorithms, type KeyAlgorithm } from "@ukey/policy";
+import { UkeyError, formatPolicyDate, isUkeyError, keyAlgorithms, shortSerial, type KeyAlgorithm } from "@ukey/policy";
 import { objectLabels } from "../keys/key-store.js";
 import type { CertificatePreview } from "../prompter.js";
 import { ServerClient, type DownloadCheck } from "../server-client.js";
@@ -10,6 +10,7 @@ import type { DownloadRequest, FlowContext, IssuedCertificate } from "./flow-typ
 import { openSession, report } from "./token-access.js";
 import { institutionKeyVendors } from "./key-vendor-source.js";
 import { withRoomOnToken } from "./storage-room.js";
+import { installRecoveredKeys, recipientKeys, recipientProofs } from "./recovered-keys.js";
 
 /**
  * Downloads a certificate with a reference number and an authorization
@@ -64,15 +65,23 @@ export async function downloadFlow(ctx: FlowContext, request: DownloadRequest & 
       key = await withRoomOnToken(session, () => session.generateKeyPair(algorithm, label), { keep: [], prompter: p, ...(ctx.fault ? { fault: ctx.fault } : {}) });
       maybeCrash(ctx.fault, "after-keygen");
     }
+    // A key recovery's codes: one receiving key per recovered old encryption key, each in a container of its own.
+    const recipients = algorithm === "sm2"
+      ? await recipientKeys(session, ref, check ? check.recoveredKeys ?? 0 : undefined, { prompter: p, fault: ctx.fault })
+      : { keys: [], made: [] };
     report(p, "submit-csr", "正在用参考号和授权码下载证书", "Downloading the certificate with the reference number and authorization code");
     const csr = await session.createCsr(key.id, "");
     let answer;
     try {
-      answer = await client.download(ref, code, csr, request.tokenSerial, () => maybeCrash(ctx.fault, "after-csr"));
+      const proofs = await recipientProofs(session, recipients.keys, csr);
+      answer = await client.download(ref, code, csr, request.tokenSerial, () => maybeCrash(ctx.fault, "after-csr"), proofs);
     } catch (e) {
-      // Refused for good (wrong or spent code, unfit key): the key made for it goes, and the token is as it was.
-      // Unanswered (network, server down): it stays, so the same codes with the same key finish the download later.
-      if (generated && isUkeyError(e) && !/^(SERVER_|CA_UNREACHABLE|DATABASE_UNAVAILABLE|INTERNAL)/.test(e.code)) await session.deleteObjects([key.id]);
+      // Refused for good (wrong or spent code, unfit key): the keys made for it go, and the token is as it was.
+      // Unanswered (network, server down): they stay, so the same codes with the same keys finish the download later.
+      if (isUkeyError(e) && !/^(SERVER_|CA_UNREACHABLE|DATABASE_UNAVAILABLE|INTERNAL)/.test(e.code)) {
+        const made = [...(generated ? [key.id] : []), ...recipients.made];
+        if (made.length) await session.deleteObjects(made);
+      }
       throw e;
     }
     maybeCrash(ctx.fault, "after-issue");
@@ -84,13 +93,18 @@ export async function downloadFlow(ctx: FlowContext, request: DownloadRequest & 
     const half = encryptionHalfOf(answer, client.url);
     const encryption = half && await installEncryptionHalf(session, key.id, half, { prompter: p, fault: ctx.fault, label });
     if (answer.recoveredKeys?.length) {
-      // Each recovered key is enveloped for the new signing key, and an SKF key opens an envelope only into the container of the key
-      // it is for, which holds one encryption key: they stay escrowed, and the holder is told.
-      report(p, "install", `有 ${answer.recoveredKeys.length} 把恢复的旧加密密钥未写入这把 UKey，仍由密钥管理中心托管`,
-        `${answer.recoveredKeys.length} recovered old encryption key(s) were not written to this key; they stay escrowed at the key management centre`);
+      // Each recovered key enveloped for its own receiving key goes into that key's container. One enveloped for the new signing
+      // key (a key store that cannot import envelopes, or a server that took no receiving keys) cannot be installed beside the
+      // pair's own encryption key: it stays escrowed, and the holder is told.
+      const { installed: n, escrowed } = await installRecoveredKeys(session, recipients.keys, answer.recoveredKeys, { prompter: p });
+      if (n) report(p, "install", `已把 ${n} 把恢复的旧加密密钥写入 UKey，旧的加密数据可以再次读取`, `${n} recovered old encryption key(s) written to the key: the old encrypted data is readable again`);
+      if (escrowed) {
+        report(p, "install", `有 ${escrowed} 把恢复的旧加密密钥未写入这把 UKey，仍由密钥管理中心托管`,
+          `${escrowed} recovered old encryption key(s) were not written to this key; they stay escrowed at the key management centre`);
+      }
     }
     await session.relabel(key.id, objectLabels.current(installed.serialHex));
-    report(p, "done", `下载完成：证书 ${installed.serialHex}，有效期至 ${formatPolicyDate(Date.parse(answer.notAfter))}`, `Downloaded: certificate ${installed.serialHex}, valid until ${formatPolicyDate(Date.parse(answer.notAfter))}`);
+    report(p, "done", `下载完成：证书（序列号尾号 ${shortSerial(installed.serialHex)}），有效期至 ${formatPolicyDate(Date.parse(answer.notAfter))}`, `Downloaded: the certificate (serial ending ${shortSerial(installed.serialHex)}) is valid until ${formatPolicyDate(Date.parse(answer.notAfter))}`);
     return {
       certificate: { serialHex: installed.serialHex, subject: installed.subject, notBefore: answer.notBefore, notAfter: answer.notAfter, pem: answer.pem + answer.chainPem },
       ...(encryption && answer.encryptionCertificate ? {

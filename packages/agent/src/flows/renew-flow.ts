@@ -1,4 +1,4 @@
-import { UkeyError, formatPolicyDate, isUkeyError, keyAlgorithms, type KeyAlgorithm } from "@ukey/policy";
+import { UkeyError, formatPolicyDate, isUkeyError, keyAlgorithms, shortSerial, type KeyAlgorithm } from "@ukey/policy";
 import { isEncryptionCertificate } from "../keys/certificate-fields.js";
 import { objectLabels, type TokenCertificate, type TokenKey, type TokenSession } from "../keys/key-store.js";
 import { ServerClient, type OrderChallenge, type OrderView, type PossessionSigner, type RenewalInfo } from "../server-client.js";
@@ -58,7 +58,7 @@ export async function renewFlow(ctx: FlowContext, request: RenewRequest): Promis
       const target = await chooseCertificate(client, ctx.channel, certs, request.certSerialHex);
       // A file's certificates are seen only with its PIN: their preview comes now, still before anything changes.
       if (previewed === undefined || !sameSerial(previewed, target.serialHex)) await confirmRenewal(ctx, client, target);
-      report(p, "start-order", `正在为证书 ${target.serialHex} 申请更新`, `Starting the renewal of certificate ${target.serialHex}`);
+      report(p, "start-order", `正在为证书（序列号尾号 ${shortSerial(target.serialHex)}）申请更新`, `Starting the renewal of the certificate (serial ending ${shortSerial(target.serialHex)})`);
       const started = await client.startOrder(certIdOf(target.der), ctx.channel);
       resumed = started.resumed;
       if (resumed) report(p, "resume", "继续已有的更新申请", "Resuming the open renewal order");
@@ -447,7 +447,7 @@ class RenewalRun {
     });
     const removed = await removeInvalid(this.session, plan, this.ctx.fault);
     await this.session.relabel(installed.id, objectLabels.current(installed.serialHex));
-    report(this.p, "done", `更新完成：新证书 ${installed.serialHex}，有效期至 ${formatPolicyDate(Date.parse(nc.notAfter))}`, `Renewed: certificate ${installed.serialHex}, valid until ${formatPolicyDate(Date.parse(nc.notAfter))}`);
+    report(this.p, "done", `更新完成：新证书（序列号尾号 ${shortSerial(installed.serialHex)}），有效期至 ${formatPolicyDate(Date.parse(nc.notAfter))}`, `Renewed: the new certificate (serial ending ${shortSerial(installed.serialHex)}) is valid until ${formatPolicyDate(Date.parse(nc.notAfter))}`);
     return {
       orderId: order.id, resumed,
       certificate: { serialHex: installed.serialHex, subject: installed.subject, notBefore: nc.notBefore, notAfter: nc.notAfter, pem: nc.pem + nc.chainPem },

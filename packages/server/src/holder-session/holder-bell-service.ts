@@ -30,6 +30,8 @@ export interface HolderCertificateView {
   renewed: boolean;
   window: { opensAt: string | null; closesAt: string | null };
   explanation: { "zh-CN": string; en: string };
+  /** The serial of the UKey the certificate was issued onto, as the agent reported it at issuance (null when unknown). */
+  tokenSerial: string | null;
 }
 
 /** A reminder as the bell shows it. */
@@ -121,6 +123,7 @@ export class HolderBellService {
       state: e.state, daysToExpiry: e.daysToExpiry, inNotice: e.inNotice && !r.renewed, renewed: r.renewed,
       window: { opensAt: e.opensAt?.toISOString() ?? null, closesAt: e.closesAt?.toISOString() ?? null },
       explanation: { "zh-CN": explainEvaluation(e, "zh-CN"), en: explainEvaluation(e, "en") },
+      tokenSerial: r.tokenSerial,
     };
   }
 }

@@ -31,6 +31,7 @@ const certificateView = {
     inNotice: { type: "boolean" }, renewed: { type: "boolean" },
     window: { type: "object", properties: { opensAt: { ...dateTime, nullable: true }, closesAt: { ...dateTime, nullable: true } } },
     explanation: words,
+    tokenSerial: { ...str(64), nullable: true, description: "the serial of the UKey it was issued onto, as the agent reported it at issuance; the portal's diagnostics name that key when none is seen" },
   },
 } as const;
 

@@ -11,8 +11,10 @@ export interface RecoveredKey {
   algorithm: EscrowAlgorithm;
   /** DER SubjectPublicKeyInfo of the recovered key pair (what its old encryption certificate certifies). */
   spki: Buffer;
-  /** For the holder's new signing key (docs/envelopes.md): an ENVELOPEDKEYBLOB (SM2) or a CMS EnvelopedData (RSA). */
+  /** For the holder's new signing key, or for its own recipient key when the download gave them (docs/envelopes.md): an ENVELOPEDKEYBLOB (SM2) or a CMS EnvelopedData (RSA). */
   envelope: Buffer;
+  /** DER SubjectPublicKeyInfo of the key the envelope is for, when it is a recipient key and not the signing key. */
+  recipientSpki?: Buffer;
   envelopeFormat: EnvelopeFormat;
 }
 
@@ -36,13 +38,14 @@ export interface RecoveredKeySource {
    * no recovery (an ordinary download). The first call binds the recovery to
    * that signing key (status delivered, audited kmc.recovery-delivered); a
    * later call with the same key envelopes them again (a lost answer), with
-   * another key it is refused.
+   * another key it is refused. With `recipientSpkis` (one per escrowed key, in escrow order, each already proven by
+   * the caller: recovered-key-recipients.ts), key i is enveloped for recipient i instead of the signing key.
    * @throws UkeyError KEY_ALGORITHM_UNSUPPORTED (the signing key is neither SM2 nor RSA, or of another family than a
    *   recovered key), KMC_RECOVERY_OTHER_KEY,
-   *   KMC_ESCROW_UNREADABLE (an escrow not under this master key), KMC_RECOVERY_NOT_PENDING (rejected meanwhile).
-   *   Nothing changes when it throws.
+   *   KMC_ESCROW_UNREADABLE (an escrow not under this master key), KMC_RECOVERY_NOT_PENDING (rejected meanwhile),
+   *   KMC_RECOVERY_RECIPIENT_INVALID (not one recipient per escrowed key). Nothing changes when it throws.
    */
-  envelopesFor(enrolment: Pick<EnrolmentRecord, "id">, holderSigningSpki: Buffer, actor: string): Promise<RecoveredKeys | undefined>;
+  envelopesFor(enrolment: Pick<EnrolmentRecord, "id">, holderSigningSpki: Buffer, actor: string, recipientSpkis?: readonly Buffer[]): Promise<RecoveredKeys | undefined>;
 }
 
 /**
@@ -58,9 +61,12 @@ export class RecoveredKeyDelivery implements RecoveredKeySource {
     clock: Clock;
   }) {}
 
-  async envelopesFor(enrolment: Pick<EnrolmentRecord, "id">, holderSigningSpki: Buffer, actor: string): Promise<RecoveredKeys | undefined> {
+  async envelopesFor(enrolment: Pick<EnrolmentRecord, "id">, holderSigningSpki: Buffer, actor: string, recipientSpkis?: readonly Buffer[]): Promise<RecoveredKeys | undefined> {
     const rec = await this.deps.store.kmcRecoveries.getByEnrolment(enrolment.id);
     if (!rec) return undefined;
+    if (recipientSpkis && recipientSpkis.length !== rec.escrowIds.length) {
+      throw new UkeyError("KMC_RECOVERY_RECIPIENT_INVALID", { params: { count: rec.escrowIds.length }, detail: `${recipientSpkis.length} recipient key(s)` });
+    }
     const spkiSha256 = createHash("sha256").update(holderSigningSpki).digest("hex");
     try {
       this.deliverable(rec, spkiSha256);
@@ -72,16 +78,18 @@ export class RecoveredKeyDelivery implements RecoveredKeySource {
       throw e;
     }
     envelopeRecipientOf(holderSigningSpki);
+    for (const r of recipientSpkis ?? []) envelopeRecipientOf(r);
     // Every envelope is made before anything is recorded: a key that does not open leaves the recovery as it was.
     const keys: RecoveredKey[] = [];
-    for (const escrowId of rec.escrowIds) {
+    for (const [i, escrowId] of rec.escrowIds.entries()) {
+      const recipient = recipientSpkis?.[i];
       const escrow = await this.deps.store.kmcEscrows.get(escrowId);
       if (!escrow || escrow.holderId !== rec.holderId) throw new UkeyError("KMC_ESCROW_UNREADABLE", { params: { keyId: this.deps.masterKey.id }, detail: `escrow ${escrowId} is missing` });
       const algorithm = escrowAlgorithm(escrow.algorithm, this.deps.masterKey.id);
       const secret = await this.deps.masterKey.unwrap(escrow.wrappedKey, escrowAad(escrow.id, escrow.holderId, escrow.spki));
       try {
-        const { envelope, envelopeFormat } = envelopeKey({ algorithm, spki: escrow.spki, secret }, holderSigningSpki);
-        keys.push({ escrowId, algorithm, spki: escrow.spki, envelope, envelopeFormat });
+        const { envelope, envelopeFormat } = envelopeKey({ algorithm, spki: escrow.spki, secret }, recipient ?? holderSigningSpki);
+        keys.push({ escrowId, algorithm, spki: escrow.spki, envelope, envelopeFormat, ...(recipient ? { recipientSpki: recipient } : {}) });
       } finally {
         secret.fill(0);
       }
@@ -97,7 +105,8 @@ export class RecoveredKeyDelivery implements RecoveredKeySource {
       }
       await r.audit.append({
         at, actor, action: "kmc.recovery-delivered", subjectType: "kmc-recovery", subjectId: rec.id,
-        data: { holderId: rec.holderId, enrolmentId: enrolment.id, escrowIds: rec.escrowIds, signingSpkiSha256: spkiSha256, again: !first },
+        data: { holderId: rec.holderId, enrolmentId: enrolment.id, escrowIds: rec.escrowIds, signingSpkiSha256: spkiSha256, again: !first,
+          ...(recipientSpkis ? { recipientSpkiSha256: recipientSpkis.map((r) => createHash("sha256").update(r).digest("hex")) } : {}) },
       });
     });
     return { recoveryId: rec.id, keys };

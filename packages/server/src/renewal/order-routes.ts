@@ -44,6 +44,7 @@ const recoveredKeys = {
       escrowId: { type: "string" },
       spki: { type: "string", format: "byte", description: "the recovered key pair's public key (DER SubjectPublicKeyInfo, base64)" },
       envelope: pairProperties.envelope,
+      recipientSpki: { type: "string", format: "byte", description: "when the request gave recoveredKeyRecipients: the recipient key (DER SubjectPublicKeyInfo, base64) this envelope is for; otherwise it is for the CSR's key" },
       certificate: { ...issuedCertificate, description: "The old encryption certificate that certifies this key, when the server issued it" },
     },
     required: ["escrowId", "spki", "envelope"],
@@ -156,16 +157,29 @@ export function registerOrderRoutes(app: FastifyInstance, orders: RenewalOrderSe
   app.post<{ Params: { id: string } }>("/api/v1/orders/:id/cancel", { schema: { tags: ["renewal"], ...credentialed, params: orderId } }, async (req, reply) =>
     private_(reply).send(await orders.cancel(req.params.id, orderCredentialOf(req), "holder")));
 
-  app.post<{ Body: { referenceNumber: string; authorizationCode: string; csr: string; tokenSerial?: string } }>("/api/v1/downloads", {
+  app.post<{ Body: { referenceNumber: string; authorizationCode: string; csr: string; tokenSerial?: string; recoveredKeyRecipients?: { spki: string; signature: string }[] } }>("/api/v1/downloads", {
     schema: {
       tags: ["renewal"], summary: "Download a certificate onto an empty key with a reference number and an authorization code",
       body: body({
         referenceNumber: { type: "string", maxLength: 32 }, authorizationCode: { type: "string", maxLength: 32 },
         csr: { type: "string", maxLength: 16384 }, tokenSerial: { type: "string", maxLength: 64 },
+        recoveredKeyRecipients: {
+          type: "array", maxItems: 64,
+          description: "Only for a key recovery's codes (downloads/check tells how many keys it carries): one key per recovered key, made on the token " +
+            "(an SKF key opens an envelope only into the container of the key it is for), each signing the bytes \"ukey-recovered-key-recipient\" NUL ‖ SHA-256(CSR DER) " +
+            "(SM2 with the standard ID 1234567812345678; RSA PKCS#1 v1.5 SHA-256). Each recovered key is then enveloped for its own recipient instead of the CSR's key.",
+          items: body({
+            spki: { type: "string", format: "byte", maxLength: 2048, description: "DER SubjectPublicKeyInfo, base64" },
+            signature: { type: "string", format: "byte", maxLength: 1024, description: "DER signature, base64" },
+          }, ["spki", "signature"]),
+        },
       }, ["referenceNumber", "authorizationCode", "csr"]),
       response: downloadAnswer,
     },
-  }, async (req, reply) => private_(reply).status(201).send(await downloads.download(req.body.referenceNumber, req.body.authorizationCode, req.body.csr, req.body.tokenSerial ?? null, "holder")));
+  }, async (req, reply) => {
+    const recipients = req.body.recoveredKeyRecipients?.map((r) => ({ spki: Buffer.from(r.spki, "base64"), signature: Buffer.from(r.signature, "base64") }));
+    return private_(reply).status(201).send(await downloads.download(req.body.referenceNumber, req.body.authorizationCode, req.body.csr, req.body.tokenSerial ?? null, "holder", recipients));
+  });
 
   app.post<{ Body: { referenceNumber: string; authorizationCode: string } }>("/api/v1/downloads/check", {
     schema: {

@@ -27,7 +27,7 @@ before(async () => {
   serials.m1 = (await certificate(store, m1.id, E)).serial;
   serials.m2 = (await certificate(store, m2.id, E + 20)).serial;
   serials.m2far = (await certificate(store, m2.id, E + 1000, { profileId: "personal-far" })).serial;
-  serials.solo = (await certificate(store, solo.id, E + 5)).serial;
+  serials.solo = (await certificate(store, solo.id, E + 5, { tokenSerial: "TD0123456789" })).serial;
   serials.soloFar = (await certificate(store, solo.id, E + 1500, { profileId: "other" })).serial;
   app = await buildApp(w.ctx);
   // A first round marks where scans start; the next finds what reached 30 days since.
@@ -207,8 +207,9 @@ describe("the holder's session and bell", () => {
     const read = await post("/api/v1/holder/bell/read", { ids: [bell.unread[0]!.id] }, token);
     assert.deepEqual(read.json(), { marked: 1 });
     assert.equal((await get("/api/v1/holder/bell", token)).json<{ unreadCount: number }>().unreadCount, 0);
-    const list = (await get("/api/v1/holder/certificates", token)).json<{ certificates: Array<{ serial: string; certId: string; window: { closesAt: string | null } }> }>();
+    const list = (await get("/api/v1/holder/certificates", token)).json<{ certificates: Array<{ serial: string; certId: string; window: { closesAt: string | null }; tokenSerial: string | null }> }>();
     assert.deepEqual(list.certificates.map((c) => c.serial), [serials.solo, serials.soloFar]);
+    assert.deepEqual(list.certificates.map((c) => c.tokenSerial), ["TD0123456789", null], "the key each was issued onto, as recorded (for the portal's diagnostics)");
     assert.match(list.certificates[0]!.certId, /\./);
     assert.ok(list.certificates[0]!.window.closesAt);
   });

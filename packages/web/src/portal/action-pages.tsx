@@ -1,4 +1,4 @@
-import { useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import { subjectName } from "../shared/format.js";
 import { t, useLang } from "../shared/i18n.js";
 import { asProblem, type Problem } from "../shared/problem.js";
@@ -6,6 +6,7 @@ import { Busy, ProblemView } from "../shared/ui.js";
 import type { HelloResponse } from "./agent-client.js";
 import { Steps } from "./agent-pages.js";
 import { StartButton, startOperation } from "./operation-page.js";
+import { knownTokenSerial } from "./org-page.js";
 import { CertificateCard, ReadCertificates, renewable, stateWords, useTokens, type PageCtx } from "./status-page.js";
 
 /** Wizard step 3: choose the key and the certificate to renew (preselected when there is one). */
@@ -129,6 +130,9 @@ export function InitialisePage(props: PageCtx & { query: URLSearchParams }) {
 /** The agent's doctor, and where the page finds the agent. */
 export function DiagnosticsPage(props: PageCtx & { hello?: HelloResponse }) {
   useLang();
+  // A signed-in holder's key as the server recorded it: the doctor names its vendor and advice when no key is seen.
+  const [known, setKnown] = useState<string | undefined>(undefined);
+  useEffect(() => { void knownTokenSerial().then(setKnown); }, []);
   return (
     <div class="page" data-page="diagnostics">
       <h1>{t("diag.title")}</h1>
@@ -139,7 +143,7 @@ export function DiagnosticsPage(props: PageCtx & { hello?: HelloResponse }) {
         <dt>{t("diag.browser")}</dt><dd>{navigator.userAgent}</dd>
       </dl>
       <p>{t("diag.explain")}</p>
-      <StartButton ctx={props} primary label={t("diag.run")} request={{ kind: "doctor" }} />
+      <StartButton ctx={props} primary label={t("diag.run")} request={{ kind: "doctor", ...(known ? { knownSerial: known } : {}) }} />
     </div>
   );
 }

@@ -376,16 +376,25 @@ function ConfirmInput(props: { input: Extract<OperationInput, { kind: "confirm" 
   );
 }
 
-function CertificateResult(props: { c: IssuedCertificate }) {
+/** One issued certificate; `field` prefixes its data-field names (the encryption half of a pair: "encryption-"). */
+function CertificateResult(props: { c: IssuedCertificate; field?: string }) {
   useLang();
+  const f = props.field ?? "";
   return (
     <dl class="result-cert">
-      <dt>{t("cert.name")}</dt><dd data-field="name"><strong>{subjectName(props.c.subject)}</strong></dd>
-      <dt>{t("cert.validity")}</dt><dd data-field="validity">{day(props.c.notBefore)} — {day(props.c.notAfter)}</dd>
-      <dt>{t("cert.subject")}</dt><dd class="hint" data-field="subject">{props.c.subject}</dd>
-      <dt>{t("cert.serial")}</dt><dd><small><code data-field="serial">{props.c.serialHex}</code></small></dd>
+      <dt>{t("cert.name")}</dt><dd data-field={`${f}name`}><strong>{subjectName(props.c.subject)}</strong></dd>
+      <dt>{t("cert.validity")}</dt><dd data-field={`${f}validity`}>{day(props.c.notBefore)} — {day(props.c.notAfter)}</dd>
+      <dt>{t("cert.subject")}</dt><dd class="hint" data-field={`${f}subject`}>{props.c.subject}</dd>
+      <dt>{t("cert.serial")}</dt><dd><small><code data-field={`${f}serial`}>{props.c.serialHex}</code></small></dd>
     </dl>
   );
+}
+
+/** A pair's encryption certificate on the result page, under its own heading (it renews with the signing one). */
+function EncryptionResult(props: { c: IssuedCertificate | undefined }) {
+  useLang();
+  if (!props.c) return null;
+  return <div data-result-half="encryption"><h3>{t("result.encryptionCertificate")}</h3><CertificateResult c={props.c} field="encryption-" /></div>;
 }
 
 function ResultView(props: { kind: OperationView["kind"]; result: unknown }) {
@@ -398,6 +407,7 @@ function ResultView(props: { kind: OperationView["kind"]; result: unknown }) {
         <section class="result ok" role="status" data-result="renew">
           <h2>{t("result.renewed")}</h2>
           {rr.certificate ? <CertificateResult c={rr.certificate} /> : null}
+          <EncryptionResult c={rr.encryptionCertificate} />
           {rr.resumed ? <p class="hint">{t("result.resumed")}</p> : null}
           {rr.removed ? <p class="hint">{t("result.removed", { n: rr.removed })}</p> : null}
           <p><a class="button" href="#/">{t("op.backToStatus")}</a></p>
@@ -407,6 +417,7 @@ function ResultView(props: { kind: OperationView["kind"]; result: unknown }) {
     case "download": {
       const c = r.certificate as IssuedCertificate | undefined;
       return <section class="result ok" role="status" data-result="download"><h2>{t("result.downloaded")}</h2>{c ? <CertificateResult c={c} /> : null}
+        <EncryptionResult c={r.encryptionCertificate as IssuedCertificate | undefined} />
         <p><a class="button" href="#/">{t("op.backToStatus")}</a></p></section>;
     }
     case "initialise": {

@@ -15,6 +15,8 @@ export interface HolderCertificate {
   serial: string; subjectDn: string; holderId: string; profileName: { "zh-CN": string; en: string } | null;
   notBefore: string; notAfter: string; status: string; onHold?: boolean; state: string; daysToExpiry: number; inNotice: boolean; renewed: boolean;
   window: { opensAt: string | null; closesAt: string | null }; explanation: { "zh-CN": string; en: string };
+  /** The UKey it was issued onto, as the agent reported it at issuance. */
+  tokenSerial?: string | null;
 }
 interface Bell { unreadCount: number; unread: { id: string; certificateSerial: string; threshold: number; notAfter: string }[]; expiring: HolderCertificate[] }
 
@@ -41,6 +43,22 @@ async function holderCall<T>(method: "GET" | "POST", path: string, json?: unknow
   } catch (e) {
     if (e instanceof ProblemError && e.problem.status === 401 && token) setHolderToken(null);
     throw e;
+  }
+}
+
+/**
+ * The serial of the signed-in holder's UKey as the server recorded it at the last issuance: the one key of its
+ * certificates in force, or undefined (not signed in, none recorded, or several keys, as an organisation has).
+ * The diagnostics pass it to the agent's doctor, which then names that key's vendor and advice when no key is seen.
+ */
+export async function knownTokenSerial(): Promise<string | undefined> {
+  if (!holderToken()) return undefined;
+  try {
+    const { certificates } = await holderCall<{ certificates: HolderCertificate[] }>("GET", "/certificates");
+    const keys = new Set(certificates.filter((c) => c.status === "active" && !c.renewed && c.tokenSerial).map((c) => c.tokenSerial!));
+    return keys.size === 1 ? [...keys][0] : undefined;
+  } catch {
+    return undefined;
   }
 }
 

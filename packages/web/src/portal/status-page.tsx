@@ -75,7 +75,8 @@ export function CertificateCard(props: { c: CertStatus; tokenSerial: string; noA
         {!subject.name ? <><dt>{t("cert.subject")}</dt><dd class="hint">{c.certificate.subject}</dd></> : null}
         <dt>{t("preview.serialTail")}</dt><dd data-field="serial" title={c.certificate.serialHex}><code>{shortSerial(c.certificate.serialHex)}</code></dd>
         <dt>{t("cert.issuer")}</dt><dd title={c.certificate.issuer}>{subjectName(c.certificate.issuer)}</dd>
-        <dt>{t("cert.window")}</dt>
+        {/* A pair's encryption certificate has no renewal of its own: its signing one's card says when. */}
+        {c.pairHalf === "encryption" ? null : <><dt>{t("cert.window")}</dt>
         <dd class="window" data-window={a?.window ?? "unknown"}>
           {a ? <>
             <span>{t(`window.${a.window}`)}</span>
@@ -84,7 +85,7 @@ export function CertificateCard(props: { c: CertStatus; tokenSerial: string; noA
             {c.state === "expiring" && a.loginRefusedFrom ? <p class="bad" role="note" data-login-refused-from={a.loginRefusedFrom}>{t("cert.loginRefused", { date: day(a.loginRefusedFrom) })}</p> : null}
             {lockedUntil(c) ? <p class="bad" role="note" data-locked-until={lockedUntil(c)}>{t("cert.locked", { at: dayTime(lockedUntil(c)) })}</p> : null}
           </> : t("window.unknown")}
-        </dd>
+        </dd></>}
       </dl>
       {renewable(c) && !props.noAction
         ? <a class="button primary" href={`#/renew?token=${encodeURIComponent(props.tokenSerial)}&cert=${encodeURIComponent(c.certificate.serialHex)}`}>{t("cert.renew")}</a>

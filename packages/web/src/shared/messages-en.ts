@@ -195,6 +195,7 @@ export const en: Record<MessageKey, string> = {
   "verify.stepUpDone": "I have completed the check",
   "result.renewed": "The certificate is renewed",
   "result.downloaded": "The certificate is downloaded",
+  "result.encryptionCertificate": "The encryption certificate (paired with the signing one, renewed with it)",
   "result.initialised": "The UKey is initialised",
   "result.initialisedNext": "Now download the certificate with the reference number and authorization code from your institution.",
   "result.removed": "{n} invalid objects removed",

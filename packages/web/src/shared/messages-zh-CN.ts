@@ -197,6 +197,7 @@ export const zhCN = {
   "verify.stepUpDone": "我已完成审核",
   "result.renewed": "证书更新成功",
   "result.downloaded": "证书下载成功",
+  "result.encryptionCertificate": "加密证书（与签名证书成对，随它一起更新）",
   "result.initialised": "UKey 已初始化",
   "result.initialisedNext": "接下来请用机构给您的参考号和授权码下载证书。",
   "result.removed": "已清理 {n} 个无效对象",
