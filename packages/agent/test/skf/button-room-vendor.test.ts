@@ -1,11 +1,11 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { defaultKeyVendors, isUkeyError, mergeKeyVendorTables, parseKeyVendorTable } from "@ukey/policy";
-import { SkfBackend } from "../../src/keys/skf-backend.js";
+import type { SkfBackend } from "../../src/keys/skf-backend.js";
 import { login } from "../../src/flows/token-access.js";
 import { withRoomOnToken } from "../../src/flows/storage-room.js";
 import type { Prompter, ProgressEvent } from "../../src/prompter.js";
-import { ensureSoftkey, SoftkeyDir } from "./support/softkey.js";
+import { openSoftkeyBackend, type SoftkeyDir } from "./support/softkey.js";
 
 // Issue 15 parts 5 and 6 on skf-softkey, the project's software stand-in for
 // a vendor's SKF library: the key's button told with the key's own timeout
@@ -16,16 +16,13 @@ const USER_PIN = "12345678";
 let keys: SoftkeyDir;
 let backend: SkfBackend;
 
+let close: (() => Promise<void>) | undefined;
+
 before(async () => {
-  const build = ensureSoftkey();
-  console.log(`# SKF library under test: ${build.library} — skf-softkey, the project's software stand-in for a vendor's SKF library, not a vendor's`);
-  keys = new SoftkeyDir(build);
-  process.env.SKF_SOFTKEY_DIR = keys.dir;
-  backend = await SkfBackend.open(build.library);
+  ({ keys, backend, close } = await openSoftkeyBackend());
 });
 after(async () => {
-  await backend?.close();
-  keys?.cleanup();
+  await close?.();
 });
 
 /** An institution's table as GET /api/v1/key-vendors gives it: the defaults and two entries of its own. */

@@ -10,7 +10,7 @@ import { isUkeyError } from "@ukey/policy";
 import { buildEnvelopedKeyBlob, sm2GenerateKeyPair } from "@ukey/ca";
 import { SkfBackend } from "../../src/keys/skf-backend.js";
 import { sm2PointOfSpki } from "../../src/keys/sm2.js";
-import { ensureSoftkey, SoftkeyDir } from "./support/softkey.js";
+import { openSoftkeyBackend, type SoftkeyDir } from "./support/softkey.js";
 
 // Issue 15: the agent's SKF (GM/T 0016) key store over koffi, against
 // skf-softkey, the project's software stand-in for a vendor's SKF library.
@@ -24,16 +24,13 @@ let keys: SoftkeyDir;
 let backend: SkfBackend;
 const work = mkdtempSync(join(tmpdir(), "ukey-skf-backend-"));
 
+let close: (() => Promise<void>) | undefined;
+
 before(async () => {
-  const build = ensureSoftkey();
-  console.log(`# SKF library under test: ${build.library} — skf-softkey, the project's software stand-in for a vendor's SKF library, not a vendor's`);
-  keys = new SoftkeyDir(build);
-  process.env.SKF_SOFTKEY_DIR = keys.dir;
-  backend = await SkfBackend.open(build.library);
+  ({ keys, backend, close } = await openSoftkeyBackend());
 });
 after(async () => {
-  await backend?.close();
-  keys?.cleanup();
+  await close?.();
   rmSync(work, { recursive: true, force: true });
 });
 

@@ -3,9 +3,10 @@ import assert from "node:assert/strict";
 import { buildEnvelopedKeyBlob, sm2GenerateKeyPair } from "@ukey/ca";
 import { isUkeyError } from "@ukey/policy";
 import { objectLabels, type TokenSession } from "../../src/keys/key-store.js";
-import { SkfBackend, skfMarks } from "../../src/keys/skf-backend.js";
+import type { SkfBackend} from "../../src/keys/skf-backend.js";
+import { skfMarks } from "../../src/keys/skf-backend.js";
 import { sm2PointOfSpki } from "../../src/keys/sm2.js";
-import { ensureSoftkey, SoftkeyDir } from "./support/softkey.js";
+import { openSoftkeyBackend, type SoftkeyDir } from "./support/softkey.js";
 
 // Issue 15 part 4, bad input: the pending marks an SKF key keeps in container names, and an encryption key
 // that cannot go where it was sent. Each refusal is a catalogue code, leaves the key as it was, and the next
@@ -16,16 +17,13 @@ const ORDER = "0193a5c2-7d1e-7f00-8a11-2c3d4e5f6a7b";
 let keys: SoftkeyDir;
 let backend: SkfBackend;
 
+let close: (() => Promise<void>) | undefined;
+
 before(async () => {
-  const build = ensureSoftkey();
-  console.log(`# SKF library under test: ${build.library} — skf-softkey, the project's software stand-in, not a vendor's`);
-  keys = new SoftkeyDir(build);
-  process.env.SKF_SOFTKEY_DIR = keys.dir;
-  backend = await SkfBackend.open(build.library);
+  ({ keys, backend, close } = await openSoftkeyBackend());
 });
 after(async () => {
-  await backend?.close();
-  keys?.cleanup();
+  await close?.();
 });
 
 const code = (c: string) => (e: unknown) => {

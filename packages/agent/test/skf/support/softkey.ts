@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { SkfBackend } from "../../../src/keys/skf-backend.js";
 
 // skf-softkey, the software SKF (GM/T 0016) key of docs/skf-softkey.md: a test
 // stand-in for a vendor's SKF library, built by scripts/ensure-skf-softkey.sh.
@@ -133,3 +134,18 @@ export interface SoftkeyContents {
     containers: { name: string; type: "ECC" | "RSA" | "empty"; signPublicKey: string; encPublicKey: string; signCertificate: string; encCertificate: string }[];
   }[];
 }
+
+/**
+ * A fresh software-key directory (SKF_SOFTKEY_DIR set to it) and the agent's SKF backend opened on the
+ * built library, with the line every SKF test prints to say the key is the project's stand-in.
+ * `close()` closes the backend and removes the directory.
+ */
+export async function openSoftkeyBackend(): Promise<{ keys: SoftkeyDir; backend: SkfBackend; close(): Promise<void> }> {
+  const build = ensureSoftkey();
+  console.log(`# SKF library under test: ${build.library} — skf-softkey, the project's software stand-in for a vendor's SKF library, not a vendor's`);
+  const keys = new SoftkeyDir(build);
+  process.env.SKF_SOFTKEY_DIR = keys.dir;
+  const backend = await SkfBackend.open(build.library);
+  return { keys, backend, close: async () => { await backend.close(); keys.cleanup(); } };
+}
+
