@@ -22,6 +22,9 @@ import { buildWeb, launchChromium } from "../packages/web/test/support/browser.j
 
 const out = resolve(import.meta.dirname, "../docs/screenshots");
 const DAY = 86_400_000;
+// Names for the console's demo certificates.
+const SURNAMES = ["王", "李", "张", "刘", "陈", "杨", "赵", "黄", "周", "吴", "徐", "孙", "胡", "朱", "高", "林"];
+const GIVEN = ["伟", "芳", "娜", "秀英", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛", "明", "超", "秀兰", "霞"];
 
 const fonts = execFileSync("fc-list", [":lang=zh"], { encoding: "utf8" });
 if (!fonts.trim()) throw new Error("no CJK font: install fonts-wqy-microhei (or fonts-noto-cjk) so that the zh-CN pages are legible");
@@ -30,8 +33,15 @@ buildWeb();
 mkdirSync(out, { recursive: true });
 const world = createAgentWorld("ukey-screenshots-");
 try {
-  const h1 = await world.issueOnToken("H1", "e2e", "p256");
-  await world.issueOnToken("H2", "long", "p256", world.addToken("office-key"));
+  // The holders a Chinese page shows: Chinese names, as the institution's records hold them (the test world's holders
+  // are named "Holder H1", which would put English on every zh-CN screenshot).
+  for (const [id, name, idNumber] of [["P0001", "王晓明", "110101199003071234"], ["P0002", "陈静", "110101198506061228"], ["P0003", "刘洋", "11010119920415123X"]]) {
+    const added = runUkeyServer(["holder", "add", "--data-dir", world.dataDir, "--id", id!, "--name", name!, "--id-type", "resident-id",
+      "--id-number-file", world.t.write(`${id}.idnum`, `${idNumber}\n`), "--phone", "15900000005", "--json"], world.env);
+    assert.equal(added.status, 0, added.stderr);
+  }
+  const h1 = await world.issueOnToken("P0001", "e2e", "p256");
+  await world.issueOnToken("P0002", "long", "p256", world.addToken("office-key"));
   const pw = world.t.write("op.pw", "screenshot operator passphrase\n");
   const op = runUkeyServer(["operator", "add", "--data-dir", world.dataDir, "--id", "olga", "--role", "admin", "--password-file", pw, "--json"], world.env);
   assert.equal(op.status, 0, op.stderr);
@@ -42,9 +52,9 @@ try {
   for (let i = 0; i < 400; i++) {
     const notAfter = now + Math.floor((Math.random() ** 1.6) * 380 - 20) * DAY;
     await ctx.store.certificates.insertImported({
-      serial: `5${randomBytes(9).toString("hex")}`, issuerKeyId: "aa11", issuerDn: "CN=Earlier CA", subjectDn: `CN=Demo ${i}`, sans: [],
+      serial: `5${randomBytes(9).toString("hex")}`, issuerKeyId: "aa11", issuerDn: "CN=Earlier CA", subjectDn: `CN=${SURNAMES[i % SURNAMES.length]}${GIVEN[(i * 7) % GIVEN.length]}`, sans: [],
       notBefore: notAfter - 1825 * DAY, notAfter, status: notAfter < now ? "expired" : "active", revocationReason: null, revokedAt: null,
-      spkiSha256: randomBytes(32).toString("hex"), kind: "hardware", tokenSerial: null, holderId: "H2", profileId: "personal",
+      spkiSha256: randomBytes(32).toString("hex"), kind: "hardware", tokenSerial: null, holderId: "P0002", profileId: "personal",
       der: Buffer.from([0x30, 0x00]), createdAt: now, updatedAt: now,
     });
   }
@@ -144,7 +154,7 @@ try {
     await page.locator("[data-table=certificates]").waitFor();
     await shot(page, "console-certificates");
     await page.goto(`${server.url}/console/#/enrolments`);
-    await page.fill("input[name=holderId]", "H3");
+    await page.fill("input[name=holderId]", "P0003");
     await page.click("form.filters button[type=submit]");
     await page.locator(".print-slip").waitFor();
     await shot(page, "console-enrolment");

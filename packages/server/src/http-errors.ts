@@ -46,6 +46,35 @@ export function problemDocument(u: UkeyError, status = httpStatusOf(u)): Problem
 }
 
 /**
+ * Codes whose parameters describe the server's insides: a database driver's
+ * message (host names, ports, user names), a file path, an HSM's module path
+ * or token. An HTTP answer names the request in their place (the log line of
+ * that request keeps them, with its id), so a caller learns the code and what
+ * to do, never the deployment's layout.
+ */
+const insideParams: Partial<Record<ErrorCode, readonly string[]>> = {
+  DATABASE_UNAVAILABLE: ["reason"],
+  DATA_DIR_CORRUPT: ["dir", "reason"],
+  STORAGE_FULL: ["reason"],
+  HSM_OPERATION_FAILED: ["reason"],
+  HSM_MODULE_LOAD_FAILED: ["module"],
+  HSM_TOKEN_NOT_FOUND: ["token"],
+};
+
+/**
+ * `u` as an HTTP answer may carry it: the parameters insideParams names
+ * replaced by `ref` (the request's id in the log) and no detail. Other codes
+ * pass unchanged.
+ */
+export function publicError(u: UkeyError, ref: string): UkeyError {
+  const names = insideParams[u.code];
+  if (!names) return u;
+  const params = { ...u.params };
+  for (const n of names) if (n in params) params[n] = `log ${ref}`;
+  return new UkeyError(u.code, { params });
+}
+
+/**
  * A request refused by Fastify or a plugin for what the client sent, by its
  * status, when its code has no entry in toUkeyError: a newer Fastify or
  * plugin may add codes, and what the client sent must never read as a
@@ -139,10 +168,10 @@ export function problemHandler(log: FastifyBaseLogger, logsItself?: (u: UkeyErro
     const status = httpStatusOf(u);
     const url = redactUrl(req.url);
     if (status < 500) log.info({ code: u.code, url }, "request refused");
-    else if (!logsItself?.(u, req)) log.error({ err, url, code: u.code }, "request failed");
+    else if (!logsItself?.(u, req)) log.error({ err, url, code: u.code, reqId: req.id }, "request failed");
     const retryAfter = retryAfterSeconds(u);
     if (retryAfter !== undefined) void reply.header("retry-after", String(retryAfter));
-    void reply.status(status).type("application/problem+json").send(problemDocument(u, status));
+    void reply.status(status).type("application/problem+json").send(problemDocument(publicError(u, String(req.id)), status));
   };
 }
 

@@ -155,6 +155,12 @@ test("PostgreSQL gone: /readyz 503 DATABASE_UNAVAILABLE while /healthz stays 200
     const ready = await app.inject({ method: "GET", url: "/readyz" });
     assert.equal(ready.statusCode, 503, ready.body);
     assert.equal(ready.json<{ code: string }>().code, "DATABASE_UNAVAILABLE");
+    // The driver's message names the database's host, port, user and database: the answer names the log line instead.
+    const { hostname, port, pathname } = new URL(pg.url);
+    for (const inside of [hostname, port, pathname.slice(1), "ECONNREFUSED", "does not exist"].filter(Boolean)) {
+      assert.ok(!ready.body.includes(inside), `the answer does not say ${inside}: ${ready.body}`);
+    }
+    assert.match(ready.json<{ params: { reason: string } }>().params.reason, /^log req-\w+$/);
     assert.equal((await app.inject({ method: "GET", url: "/healthz" })).statusCode, 200);
   } finally {
     await app.close();

@@ -93,12 +93,27 @@ function problemBlock(code: string, params: Record<string, string | number> = {}
     + `<p>${escapeHtml(p.remedy["zh-CN"])}<br><span class="en" lang="en">${escapeHtml(p.remedy.en)}</span></p><p class="en">${escapeHtml(code)}</p></div>`;
 }
 
-function safetyNote(agentOrigin: string): string {
-  return bilingual(
-    `此窗口由您电脑上的 ukey 代理（${agentOrigin}）提供，不属于任何网站。PIN 只交给代理和 UKey，网站看不到您输入的 PIN。只在地址以 ${agentOrigin}/prompt/ 开头的窗口中输入 PIN。`,
-    `This window comes from the ukey agent on your computer (${agentOrigin}), not from any website. The PIN goes only to the agent and the UKey; the website cannot see it. Type the PIN only in a window whose address starts with ${agentOrigin}/prompt/.`,
-    "note",
-  );
+/**
+ * Where the window comes from, and where the PIN is typed: in this window ("field"), on the key's own pad ("keypad":
+ * a page that asks for it on the computer is not to be answered), or nothing typed now ("none").
+ */
+function safetyNote(agentOrigin: string, where: "field" | "keypad" | "none" = "field"): string {
+  const from = {
+    zh: `此窗口由您电脑上的 ukey 代理（${agentOrigin}）提供，不属于任何网站。`,
+    en: `This window comes from the ukey agent on your computer (${agentOrigin}), not from any website.`,
+  };
+  const rule = where === "keypad"
+    ? {
+      zh: "这把 UKey 的 PIN 只在 UKey 自己的键盘上输入：任何网页或窗口要求您在电脑上输入它，都不要输入。",
+      en: "This UKey's PIN is typed on the UKey's own keypad only: if any page or window asks you to type it on the computer, do not.",
+    }
+    : where === "none"
+      ? { zh: "网站看不到您的 PIN。", en: "The website cannot see your PIN." }
+      : {
+        zh: `PIN 只交给代理和 UKey，网站看不到您输入的 PIN。只在地址以 ${agentOrigin}/prompt/ 开头的窗口中输入 PIN。`,
+        en: `The PIN goes only to the agent and the UKey; the website cannot see it. Type the PIN only in a window whose address starts with ${agentOrigin}/prompt/.`,
+      };
+  return bilingual(from.zh + rule.zh, `${from.en} ${rule.en}`, "note");
 }
 
 /** The PIN form for one ask; `problem` is a mistake in the last post (the two new PINs differ, nothing typed). */
@@ -134,7 +149,7 @@ export function renderPinPage(prompt: PinPrompt, agentOrigin: string, problem?: 
     parts.push(bilingual("点“开始”后，请看 UKey 的屏幕，在 UKey 的键盘上输入 PIN，然后按确认键（OK 键）。",
       "After you press Start, watch the UKey's screen, type the PIN on the UKey's keypad, then press OK.", "key"));
     parts.push(`<form method="post"><button type="submit">开始 <span lang="en">Start</span></button></form>`);
-    parts.push(safetyNote(agentOrigin));
+    parts.push(safetyNote(agentOrigin, "keypad"));
     return page("在 UKey 上输入 PIN", "Type the PIN on the UKey", parts.join("\n"));
   }
   const field = (name: string, zh: string, en: string, autofocus: boolean) =>
@@ -167,7 +182,7 @@ export function renderAfterPinPage(state: OperationView["state"], agentOrigin: s
   }
   if (state === "running" && onKey) {
     return page("请在 UKey 上操作", "Act on the UKey", bilingual(onKey.zh, onKey.en, "key")
-      + bilingual("UKey 确认后操作会继续；结果请回到原页面查看。", "Once the UKey confirms, the operation goes on; see the result on the page you came from.") + safetyNote(agentOrigin));
+      + bilingual("UKey 确认后操作会继续；结果请回到原页面查看。", "Once the UKey confirms, the operation goes on; see the result on the page you came from.") + safetyNote(agentOrigin, "none"));
   }
   const body = state === "done"
     ? bilingual("已完成。请回到原页面查看结果。此窗口可以关闭。", "Done. Go back to the page for the result. You can close this window.", "ok")

@@ -120,10 +120,15 @@ test("for a key with its own PIN pad the page has no PIN field, says the PIN goe
   await page.goto(url);
   assert.equal(await page.locator("input").count(), 0, "no field: the PIN never passes through the computer");
   assert.match(await page.locator("h1").innerText(), /在 UKey 上输入 PIN/);
-  assert.match(await page.locator("main").innerText(), /这把 UKey 带有密码键盘：PIN 在 UKey 上输入，不在电脑上输入，本页不会要求您输入 PIN。/);
+  const padText = await page.locator("main").innerText();
+  assert.match(padText, /这把 UKey 带有密码键盘：PIN 在 UKey 上输入，不在电脑上输入，本页不会要求您输入 PIN。/);
+  // The safety note agrees with the pad: no "type the PIN only in this window" on a page that takes no PIN.
+  assert.match(padText, /这把 UKey 的 PIN 只在 UKey 自己的键盘上输入：任何网页或窗口要求您在电脑上输入它，都不要输入。/);
+  assert.doesNotMatch(padText, /窗口中输入 PIN|Type the PIN only in a window/);
   await page.screenshot({ path: join(shots, "pin-page-keypad-zh.png"), fullPage: true });
   await Promise.all([page.waitForLoadState("load"), page.click("button[type=submit]")]);
   await page.locator("text=请在 UKey 自带的键盘上输入 PIN").waitFor();
+  assert.doesNotMatch(await page.locator("main").innerText(), /窗口中输入 PIN|Type the PIN only in a window/, "nor once the key waits on its pad");
   await page.screenshot({ path: join(shots, "pin-page-keypad-after-zh.png"), fullPage: true });
   assert.deepEqual(padPins, [""]);
   releasePad();
