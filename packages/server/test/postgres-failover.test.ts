@@ -150,118 +150,129 @@ test("two instances on the two-host URL carry on after the primary is killed and
   }
   const pids = servers.map((s) => s.child.pid);
   try {
-
-  const calls: Array<{ at: number; ok: boolean; code?: string }> = [];
-  const completed: Array<{ serial: string; at: number }> = [];
-  const unexplained: string[] = [];
-  let next = 0;
-  let stop = false;
-  const step = async <T>(what: Promise<{ status: number; body: T & { code?: string } }>) => {
-    let a;
-    try {
-      a = await what;
-    } catch (e) {
-      // No HTTP answer at all: the instance itself failed, which this test forbids.
-      unexplained.push(String(e));
-      calls.push({ at: Date.now(), ok: false, code: "NO_ANSWER" });
-      return undefined;
-    }
-    calls.push({ at: Date.now(), ok: a.status < 300, ...(a.status < 300 ? {} : { code: String(a.body.code) }) });
-    return a.status < 300 ? a : undefined;
-  };
-  const worker = async (w: number) => {
-    const api = httpOrderApi(servers[w % 2]!.url);
-    while (!stop && next < jobs.length) {
-      const job = jobs[next++]!;
-      // As the agent does: a renewal refused for a passing cause is started again (the server resumes the same order).
-      for (let attempt = 0; !stop; attempt++) {
-        if (attempt > 0) await new Promise((r) => setTimeout(r, 100));
-        const started = await step(api.start(job.certId, "web"));
-        if (!started) continue;
-        const { id, challenge } = started.body;
-        const proved = await step(api.call("POST", `/api/v1/orders/${id}/possession`, { challenge: challenge.value, signature: signPossession(id, challenge.value, job.keyFile) }));
-        if (!proved) continue;
-        const issued = await step(api.call<{ newCertificate?: { serial: string } }>("POST", `/api/v1/orders/${started.body.id}/csr`, { csr: job.csr }));
-        if (!issued) continue;
-        if (!await step(api.call("POST", `/api/v1/orders/${started.body.id}/complete`))) continue;
-        completed.push({ serial: issued.body.newCertificate!.serial, at: Date.now() });
-        break;
+    const calls: Array<{ at: number; ok: boolean; code?: string }> = [];
+    const completed: Array<{ serial: string; at: number }> = [];
+    const unexplained: string[] = [];
+    let next = 0;
+    let stop = false;
+    const step = async <T>(what: Promise<{ status: number; body: T & { code?: string } }>) => {
+      let a;
+      try {
+        a = await what;
+      } catch (e) {
+        // No HTTP answer at all: the instance itself failed, which this test forbids.
+        unexplained.push(String(e));
+        calls.push({ at: Date.now(), ok: false, code: "NO_ANSWER" });
+        return undefined;
       }
+      calls.push({ at: Date.now(), ok: a.status < 300, ...(a.status < 300 ? {} : { code: String(a.body.code) }) });
+      return a.status < 300 ? a : undefined;
+    };
+    const worker = async (w: number) => {
+      const api = httpOrderApi(servers[w % 2]!.url);
+      while (!stop && next < jobs.length) {
+        const job = jobs[next++]!;
+        // As the agent does: a step refused for a passing cause is sent again (a CSR for the same key, a completion:
+        // the server answers with the result if it had already done it); a proof needs a fresh challenge, so the
+        // order is resumed (POST /orders answers the same order).
+        let id: string | undefined;
+        let serial: string | undefined;
+        for (let attempt = 0; !stop; attempt++) {
+          if (attempt > 0) await new Promise((r) => setTimeout(r, 100));
+          if (!id) {
+            const started = await step(api.start(job.certId, "web"));
+            if (!started) continue;
+            const { challenge } = started.body;
+            const proved = await step(api.call("POST", `/api/v1/orders/${started.body.id}/possession`, {
+              challenge: challenge.value, signature: signPossession(started.body.id, challenge.value, job.keyFile),
+            }));
+            if (!proved) continue;
+            id = started.body.id;
+          }
+          if (!serial) {
+            const issued = await step(api.call<{ newCertificate?: { serial: string } }>("POST", `/api/v1/orders/${id}/csr`, { csr: job.csr }));
+            if (!issued) continue;
+            serial = issued.body.newCertificate!.serial;
+          }
+          if (!await step(api.call("POST", `/api/v1/orders/${id}/complete`))) continue;
+          completed.push({ serial, at: Date.now() });
+          break;
+        }
+      }
+    };
+    const load = Promise.all(Array.from({ length: 4 }, (_, w) => worker(w)));
+    let killedAt = 0;
+    let promoteAt = 0;
+    let promotedAt = 0;
+    let reportedBefore: string[] = [];
+    try {
+      const waitFor = async (cond: () => boolean, what: string, ms = 60_000) => {
+        const deadline = Date.now() + ms;
+        while (!cond()) {
+          if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      };
+      await waitFor(() => completed.length >= 20, "20 renewals before the failover");
+
+      // The primary's machine dies: the postmaster and every backend, at once.
+      const postmaster = Number(readFileSync(join(pairDir, "primary/postmaster.pid"), "utf8").split("\n")[0]);
+      const children = execFileSync("sh", ["-c", `pgrep -P ${postmaster} || true`], { encoding: "utf8" }).split("\n").filter(Boolean).map(Number);
+      killedAt = Date.now();
+      for (const pid of [postmaster, ...children]) {
+        try { process.kill(pid, "SIGKILL"); } catch { /* already gone */ }
+      }
+      reportedBefore = completed.map((c) => c.serial);
+      // Until a standby is promoted, the instances are not ready, and say why.
+      await waitFor(() => calls.some((c) => c.at > killedAt && !c.ok), "a refusal after the kill", 30_000);
+      const readyDuring = await fetch(`${servers[0]!.url}/readyz`);
+      assert.equal(readyDuring.status, 503);
+      const readyCode = (await readyDuring.json() as { code: string }).code;
+      assert.ok(["DATABASE_READ_ONLY", "DATABASE_UNAVAILABLE"].includes(readyCode), readyCode);
+      // What a cluster manager or an operator takes to decide: a fixed second here, so the window is seen and measured.
+      await new Promise((r) => setTimeout(r, 1000));
+      promoteAt = Date.now();
+      const promote = [pgCtl(), "-D", join(pairDir, "standby"), "-w", "promote"];
+      // The clusters belong to the postgres user when the tests run as root (as the pair script makes them).
+      if (process.getuid?.() === 0) execFileSync("runuser", ["-u", "postgres", "--", ...promote], { stdio: "pipe" });
+      else execFileSync(promote[0]!, promote.slice(1), { stdio: "pipe" });
+      promotedAt = Date.now();
+
+      await waitFor(() => completed.filter((c) => c.at > promotedAt).length >= 20, "20 renewals after the promotion");
+    } finally {
+      stop = true;
+      await load;
     }
-  };
-  const load = Promise.all(Array.from({ length: 4 }, (_, w) => worker(w)));
-  let killedAt = 0;
-  let promoteAt = 0;
-  let promotedAt = 0;
-  let reportedBefore: string[] = [];
-  try {
-  const waitFor = async (cond: () => boolean, what: string, ms = 60_000) => {
-    const deadline = Date.now() + ms;
-    while (!cond()) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 20));
+
+    // Every renewal a client was told had completed is on the new primary.
+    const serials = completed.map((c) => c.serial);
+    const present = await sql<{ serial: string }>(ports.standby, "SELECT serial FROM certificates WHERE serial = ANY($1::text[])", [serials]);
+    assert.equal(present.length, serials.length, "every renewal reported completed is present after the failover");
+    assert.ok(reportedBefore.every((s) => present.some((p) => p.serial === s)));
+
+    // The same processes serve, ready again.
+    assert.deepEqual(servers.map((s) => s.child.pid), pids);
+    assert.ok(servers.every((s) => s.child.exitCode === null), "no instance exited or restarted");
+    for (const s of servers) assert.equal((await fetch(`${s.url}/readyz`)).status, 200);
+
+    // What clients saw: catalogue codes only, each one the agent retries or explains.
+    assert.deepEqual(unexplained, [], "every request got an HTTP answer");
+    const failed = calls.filter((c) => !c.ok);
+    const byCode: Record<string, number> = {};
+    for (const c of failed) byCode[c.code!] = (byCode[c.code!] ?? 0) + 1;
+    for (const code of Object.keys(byCode)) assert.ok((errorCodes as readonly string[]).includes(code), `${code} is a catalogue code`);
+    for (const code of Object.keys(byCode)) {
+      assert.ok(["DATABASE_UNAVAILABLE", "DATABASE_READ_ONLY"].includes(code), `clients saw ${code} (${byCode[code]}x): only the database's unavailability is expected`);
     }
-  };
-  await waitFor(() => completed.length >= 20, "20 renewals before the failover");
-
-  // The primary's machine dies: the postmaster and every backend, at once.
-  const postmaster = Number(readFileSync(join(pairDir, "primary/postmaster.pid"), "utf8").split("\n")[0]);
-  const children = execFileSync("sh", ["-c", `pgrep -P ${postmaster} || true`], { encoding: "utf8" }).split("\n").filter(Boolean).map(Number);
-  killedAt = Date.now();
-  for (const pid of [postmaster, ...children]) {
-    try { process.kill(pid, "SIGKILL"); } catch { /* already gone */ }
-  }
-  reportedBefore = completed.map((c) => c.serial);
-  // Until a standby is promoted, the instances are not ready, and say why.
-  await waitFor(() => calls.some((c) => c.at > killedAt && !c.ok), "a refusal after the kill", 30_000);
-  const readyDuring = await fetch(`${servers[0]!.url}/readyz`);
-  assert.equal(readyDuring.status, 503);
-  const readyCode = (await readyDuring.json() as { code: string }).code;
-  assert.ok(["DATABASE_READ_ONLY", "DATABASE_UNAVAILABLE"].includes(readyCode), readyCode);
-  // What a cluster manager or an operator takes to decide: a fixed second here, so the window is seen and measured.
-  await new Promise((r) => setTimeout(r, 1000));
-  promoteAt = Date.now();
-  const promote = [pgCtl(), "-D", join(pairDir, "standby"), "-w", "promote"];
-  // The clusters belong to the postgres user when the tests run as root (as the pair script makes them).
-  if (process.getuid?.() === 0) execFileSync("runuser", ["-u", "postgres", "--", ...promote], { stdio: "pipe" });
-  else execFileSync(promote[0]!, promote.slice(1), { stdio: "pipe" });
-  promotedAt = Date.now();
-
-  await waitFor(() => completed.some((c) => c.at > promotedAt) && completed.filter((c) => c.at > promotedAt).length >= 20, "20 renewals after the promotion");
-  } finally {
-    stop = true;
-    await load;
-  }
-
-  // Every renewal a client was told had completed is on the new primary.
-  const serials = completed.map((c) => c.serial);
-  const present = await sql<{ serial: string }>(ports.standby, "SELECT serial FROM certificates WHERE serial = ANY($1::text[])", [serials]);
-  assert.equal(present.length, serials.length, "every renewal reported completed is present after the failover");
-  assert.ok(reportedBefore.every((s) => present.some((p) => p.serial === s)));
-
-  // The same processes serve, ready again.
-  assert.deepEqual(servers.map((s) => s.child.pid), pids);
-  assert.ok(servers.every((s) => s.child.exitCode === null), "no instance exited or restarted");
-  for (const s of servers) assert.equal((await fetch(`${s.url}/readyz`)).status, 200);
-
-  // What clients saw: catalogue codes only, each one the agent retries or explains.
-  assert.deepEqual(unexplained, [], "every request got an HTTP answer");
-  const failed = calls.filter((c) => !c.ok);
-  const byCode: Record<string, number> = {};
-  for (const c of failed) byCode[c.code!] = (byCode[c.code!] ?? 0) + 1;
-  for (const code of Object.keys(byCode)) assert.ok((errorCodes as readonly string[]).includes(code), `${code} is a catalogue code`);
-  for (const code of Object.keys(byCode)) {
-    assert.ok(["DATABASE_UNAVAILABLE", "DATABASE_READ_ONLY"].includes(code), `clients saw ${code} (${byCode[code]}x): only the database's unavailability is expected`);
-  }
-  const firstFailure = failed[0]?.at ?? killedAt;
-  const firstSuccessAfter = calls.find((c) => c.ok && c.at > firstFailure)!.at;
-  const outage = (firstSuccessAfter - firstFailure) / 1000;
-  const promoteToService = (firstSuccessAfter - promotedAt) / 1000;
-  assert.ok(promoteToService < 5, `service came back ${promoteToService} s after the promotion`);
-  console.log(`# PostgreSQL failover: ${completed.length} renewals reported completed (${reportedBefore.length} before the kill), ${present.length} present after it; `
-    + `${outage.toFixed(2)} s without service (first failed to first succeeded request; the promotion came ${((promoteAt - killedAt) / 1000).toFixed(2)} s after the kill `
-    + `and took ${((promotedAt - promoteAt) / 1000).toFixed(2)} s; service ${promoteToService.toFixed(2)} s after it); `
-    + `errors seen by clients: ${JSON.stringify(byCode)} of ${calls.length} requests`);
+    const firstFailure = failed[0]?.at ?? killedAt;
+    const firstSuccessAfter = calls.find((c) => c.ok && c.at > firstFailure)!.at;
+    const outage = (firstSuccessAfter - firstFailure) / 1000;
+    const promoteToService = (firstSuccessAfter - promotedAt) / 1000;
+    assert.ok(promoteToService < 5, `service came back ${promoteToService} s after the promotion`);
+    console.log(`# PostgreSQL failover: ${completed.length} renewals reported completed (${reportedBefore.length} before the kill), ${present.length} present after it; `
+      + `${outage.toFixed(2)} s without service (first failed to first succeeded request; the promotion came ${((promoteAt - killedAt) / 1000).toFixed(2)} s after the kill `
+      + `and took ${((promotedAt - promoteAt) / 1000).toFixed(2)} s; service ${promoteToService.toFixed(2)} s after it); `
+      + `errors seen by clients: ${JSON.stringify(byCode)} of ${calls.length} requests`);
   } catch (e) {
     for (const [i, l] of logs.entries()) console.log(`# instance ${i} (exit ${servers[i]!.child.exitCode}) log:\n${l.split("\n").slice(-40).join("\n")}`);
     throw e;
