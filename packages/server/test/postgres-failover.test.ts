@@ -130,7 +130,8 @@ test("two instances on the two-host URL carry on after the primary is killed and
   cpSync(dataDirs[0]!, dataDirs[1]!, { recursive: true });
   const serverEnv = { UKEY_CA_PASSPHRASE_FILE: join(t.dir, "pass"), UKEY_DATABASE_URL: url };
 
-  // "A standby that is behind": an instance whose URL names only the standby is refused at start, and changes nothing.
+  // "A standby that is behind": an instance whose URL names only the standby is refused at start, and changes nothing;
+  // so is a malformed connection string.
   const counts = () => sql<{ a: number; s: number; c: number }>(ports.primary,
     "SELECT (SELECT COUNT(*) FROM audit_log)::int AS a, (SELECT COUNT(*) FROM schema_version)::int AS s, (SELECT COUNT(*) FROM certificates)::int AS c");
   const before = await counts();
@@ -140,6 +141,12 @@ test("two instances on the two-host URL carry on after the primary is killed and
   const problem = (JSON.parse(refused.out.trim().split("\n").pop()!) as { error: { code: string; message: { en: string } } }).error;
   assert.equal(problem.code, "DATABASE_READ_ONLY");
   assert.match(problem.message.en, new RegExp(`no primary that takes writes among 127\\.0\\.0\\.1:${ports.standby}\\. Nothing was written`));
+  // A connection string with more ports than hosts: refused at start, before any connection.
+  const bad = await cli(["start", "--data-dir", dataDirs[1]!, "--port", "0", "--json"],
+    { ...serverEnv, UKEY_DATABASE_URL: `host=127.0.0.1,127.0.0.1 port=${ports.primary},${ports.standby},5432 dbname=postgres user=postgres password=hunter2` });
+  assert.equal(bad.status, 1, bad.out + bad.err);
+  assert.equal((JSON.parse(bad.out.trim().split("\n").pop()!) as { error: { code: string } }).error.code, "DATABASE_URL_INVALID");
+  assert.doesNotMatch(bad.out + bad.err, /hunter2/);
   assert.deepEqual(await counts(), before, "nothing changed");
 
   const logs = ["", ""];
