@@ -107,17 +107,18 @@ export async function prepareRenewalJobs(ctx: ServerContext, holderId: string, r
 /**
  * A fresh data directory in `dir` (a CA of `algorithm`, default P-256; the
  * possession-only bench profile for keys of that algorithm; holder B1) and
- * the server context on it. Close the context.
+ * the server context on it. Close the context. `opts.env` adds to the
+ * environment of init and of the context (e.g. UKEY_DATABASE_URL).
  */
 /** The SM2 pair profile of the SM2 bench (preset gov-supervision, seed 004), served with a KMC. */
 export const benchPairProfile = { id: "bench-pair", preset: "gov-supervision" };
 
-export async function openBenchContext(dir: string, algorithm: "p256" | "sm2" = "p256", opts: { pairs?: boolean } = {}): Promise<ServerContext> {
+export async function openBenchContext(dir: string, algorithm: "p256" | "sm2" = "p256", opts: { pairs?: boolean; env?: Record<string, string> } = {}): Promise<ServerContext> {
   const pass = join(dir, "pass");
   writeFileSync(pass, "benchmark passphrase 0123456789\n");
   const kmcPass = join(dir, "kmc-pass");
   writeFileSync(kmcPass, "benchmark kmc passphrase 9876543210\n");
-  const env = { UKEY_CA_PASSPHRASE_FILE: pass, ...(opts.pairs ? { UKEY_KMC_PASSPHRASE_FILE: kmcPass } : {}) };
+  const env = { UKEY_CA_PASSPHRASE_FILE: pass, ...(opts.pairs ? { UKEY_KMC_PASSPHRASE_FILE: kmcPass } : {}), ...opts.env };
   const quiet = { out: () => {}, err: (s: string) => process.stderr.write(s), env, clock: systemClock };
   const dataDir = join(dir, "data");
   if (await runCli(["init", "--data-dir", dataDir, "--algorithm", algorithm], quiet) !== 0) throw new Error("init failed");

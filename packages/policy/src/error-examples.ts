@@ -13,7 +13,7 @@ type Example = string | number | { "zh-CN": string; en: string };
 export const exampleErrorParams: Readonly<Record<string, Example>> = Object.freeze({
   algorithm: "RSA 1024", allowed: "P-256, RSA 2048", attempts: 5, channel: { "zh-CN": "手机银行", en: "mobile" },
   closedAt: "2027-03-01", container: "ukey-renew.0193a5c2-7d1e-7f00-8a11-2c3d4e5f6a7b", count: 2, dir: "/var/lib/ukey-renew", enrolment: "enr-1a2b3c", expected: "C=CN, O=示例银行, CN=张三",
-  expiredAt: "2026-12-04T02:00:00.000Z", fields: "listen.port, ca.crlShards", file: "ukey-agent-0.1.0-x64.msi", found: 15, function: "SKF_ImportECCKeyPair", holder: "C0001", host: "0.0.0.0", id: "01",
+  expiredAt: "2026-12-04T02:00:00.000Z", fields: "listen.port, ca.crlShards", file: "ukey-agent-0.1.0-x64.msi", found: 15, function: "SKF_ImportECCKeyPair", holder: "C0001", host: "0.0.0.0", hosts: "db1.internal:5432, db2.internal:5432", id: "01",
   issuer: "C=CN, O=示例银行, CN=示例 CA", keyId: "3f2a9b1c", label: "ca-signing", limit: 16384, line: 12, mechanism: "SM3withSM2 (0x80000003)", module: "/usr/lib/libukey.so",
   next: { "zh-CN": "证明持有当前证书", en: "proof of possession" }, notAfter: "2027-03-01", offered: "P-256", opensAt: "2027-03-01",
   operator: "olga", order: "ord-7k2m9q", origin: "https://pki.example.cn", path: "/var/lib/ukey-renew/ca/ca.key",

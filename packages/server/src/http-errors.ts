@@ -47,13 +47,14 @@ export function problemDocument(u: UkeyError, status = httpStatusOf(u)): Problem
 
 /**
  * Codes whose parameters describe the server's insides: a database driver's
- * message (host names, ports, user names), a file path, an HSM's module path
+ * message (host names, ports, user names), the database hosts tried, a file path, an HSM's module path
  * or token. An HTTP answer names the request in their place (the log line of
  * that request keeps them, with its id), so a caller learns the code and what
  * to do, never the deployment's layout.
  */
 const insideParams: Partial<Record<ErrorCode, readonly string[]>> = {
   DATABASE_UNAVAILABLE: ["reason"],
+  DATABASE_READ_ONLY: ["hosts"],
   DATA_DIR_CORRUPT: ["dir", "reason"],
   STORAGE_FULL: ["reason"],
   HSM_OPERATION_FAILED: ["reason"],

@@ -2,7 +2,7 @@ import type { ErrorCode, UkeyError } from "@ukey/policy";
 import type { Database } from "@ukey/store";
 
 /** Codes that say the storage, not the request, failed: logged as a count per interval, not one line (and stack) per request. */
-export const STORAGE_FAILURE_CODES: readonly ErrorCode[] = ["STORAGE_FULL", "DATABASE_UNAVAILABLE", "DATA_DIR_CORRUPT"];
+export const STORAGE_FAILURE_CODES: readonly ErrorCode[] = ["STORAGE_FULL", "DATABASE_UNAVAILABLE", "DATABASE_READ_ONLY", "DATA_DIR_CORRUPT"];
 
 type Log = {
   error(obj: Record<string, unknown>, msg: string): void;

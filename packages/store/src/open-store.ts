@@ -33,7 +33,7 @@ export const DEFAULT_DATA_DIR = ".data";
  * `create: false` a missing database file is refused instead of created.
  *
  * Throws UkeyError DATA_DIR_LOCKED, DATA_DIR_CORRUPT (SQLite) or
- * DATABASE_UNAVAILABLE (either).
+ * DATABASE_UNAVAILABLE (either), DATABASE_URL_INVALID or DATABASE_READ_ONLY (PostgreSQL).
  */
 export async function openDatabase(options: OpenStoreOptions & { create?: boolean } = {}): Promise<Database> {
   if (options.databaseUrl) return openPostgresDatabase(options.databaseUrl);

@@ -78,7 +78,7 @@ export async function downloadFlow(ctx: FlowContext, request: DownloadRequest & 
     } catch (e) {
       // Refused for good (wrong or spent code, unfit key): the keys made for it go, and the token is as it was.
       // Unanswered (network, server down): they stay, so the same codes with the same keys finish the download later.
-      if (isUkeyError(e) && !/^(SERVER_|CA_UNREACHABLE|DATABASE_UNAVAILABLE|INTERNAL)/.test(e.code)) {
+      if (isUkeyError(e) && !/^(SERVER_|CA_UNREACHABLE|DATABASE_UNAVAILABLE|DATABASE_READ_ONLY|INTERNAL)/.test(e.code)) {
         const made = [...(generated ? [key.id] : []), ...recipients.made];
         if (made.length) await session.deleteObjects(made);
       }
