@@ -9,10 +9,10 @@ import { openStore } from "@ukey/store";
 import { openBenchContext, prepareRenewalJobs } from "../../../bench/renewal-bench.js";
 import { issuingCaBinding } from "../src/ca-runtime.js";
 import { parseCertId } from "../src/cert-id.js";
-import { runCli } from "../src/cli.js";
 import { askRunningServer } from "../src/control-channel.js";
 import { dataDirLayout } from "../src/data-dir.js";
 import { startUkeyServer, tempDir, ukeyServerBin, type RunningServer } from "./support/fixtures.js";
+import { runUkeyServerHere } from "./support/in-process-cli.js";
 import { OrderApi } from "./support/order-api.js";
 
 // Issue 18, backup and restore: `ukey-server backup` beside a running server
@@ -40,12 +40,7 @@ function ukeyServer(args: string[], env: Record<string, string>): Promise<Run> {
 }
 
 /** The CLI in this process (no start-up of its own): for the restores and the refusals, which each take a second of scrypt. */
-async function cli(args: string[], env: Record<string, string>): Promise<Run> {
-  let stdout = "";
-  let stderr = "";
-  const status = await runCli(args, { out: (x) => { stdout += x; }, err: (x) => { stderr += x; }, env, clock: systemClock });
-  return { status, stdout, stderr };
-}
+const cli = (args: string[], env: Record<string, string>): Promise<Run> => runUkeyServerHere(args, env);
 
 const ok = (r: Run, what: string) => assert.equal(r.status, 0, `${what}: ${r.stdout}${r.stderr}`);
 const json = <T>(r: Run): T => JSON.parse(r.stdout.trim().split("\n").pop()!) as T;

@@ -5,9 +5,9 @@ import { X509Certificate } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { get as httpsGet } from "node:https";
 import { systemClock } from "@ukey/policy";
-import { runCli } from "../src/cli.js";
 import { openServerContext } from "../src/server-context.js";
 import { addHolder, initialisedDataDir, keyArgs, opensslCsr, startUkeyServer, tempDir, ukeyServerBin } from "./support/fixtures.js";
+import { runUkeyServerHere } from "./support/in-process-cli.js";
 
 // Issue 18, part 5: `ukey-server reload` and SIGHUP make a running server
 // take over config.json's profiles and delivery; an invalid file or a
@@ -28,12 +28,7 @@ function ukeyServer(args: string[], env: Record<string, string> = {}): Promise<R
 }
 
 /** The CLI in this process: forwarded to the running server over its control socket, as from the bin. */
-async function cli(args: string[]): Promise<Run> {
-  let stdout = "";
-  let stderr = "";
-  const status = await runCli(args, { out: (x) => { stdout += x; }, err: (x) => { stderr += x; }, env: {}, clock: systemClock });
-  return { status, stdout, stderr };
-}
+const cli = (args: string[]): Promise<Run> => runUkeyServerHere(args);
 
 const lastJson = <T>(r: Run): T => JSON.parse(r.stdout.trim().split("\n").pop()!) as T;
 const errorCode = (r: Run) => lastJson<{ error: { code: string; message: { en: string } } }>(r).error;

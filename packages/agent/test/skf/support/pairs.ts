@@ -5,9 +5,9 @@ import { systemClock } from "@ukey/policy";
 import { derOfPem } from "../../../src/flows/certificate-id.js";
 import { objectLabels } from "../../../src/keys/key-store.js";
 import type { SkfBackend } from "../../../src/keys/skf-backend.js";
-import { runCli } from "../../../../server/src/cli.js";
 import { openServerContext } from "../../../../server/src/server-context.js";
 import { runUkeyServer, type CliResult } from "../../../../server/test/support/fixtures.js";
+import { runUkeyServerHere } from "../../../../server/test/support/in-process-cli.js";
 import type { AgentWorld } from "../../support/agent-world.js";
 
 /**
@@ -32,20 +32,15 @@ export interface Counter {
 }
 
 /**
- * The counter for a test's setup: ukey-server's own command code (runCli) run in this process against the data
- * directory opened once, as a running server runs the commands its control socket forwards. The CA key is decrypted
+ * The counter for a test's setup: ukey-server's own command code run in this process (runUkeyServerHere) against the
+ * data directory opened once, as a running server runs the commands its control socket forwards. The CA key is decrypted
  * once (scrypt) instead of once per command, and no process starts per command. The real bin's counter commands are
  * tested in packages/server/test (cli, cli-running-server). Before start(); close it first.
  */
 export async function openCounter(w: AgentWorld): Promise<Counter> {
   const context = await openServerContext(w.dataDir, w.env, systemClock);
   return {
-    async run(args) {
-      let stdout = "";
-      let stderr = "";
-      const status = await runCli(args, { out: (x) => { stdout += x; }, err: (x) => { stderr += x; }, env: w.env, clock: systemClock, context });
-      return { status, stdout, stderr, json: <T>() => JSON.parse(stdout.trim().split("\n").pop() ?? "") as T };
-    },
+    run: (args) => runUkeyServerHere(args, w.env, context),
     close: () => context.close(),
   };
 }
