@@ -6,7 +6,7 @@ import type { RenewResult, TokenStatus } from "../src/flows/flow-types.js";
 import { formatPolicyDate } from "@ukey/policy";
 import { objectLabels } from "../src/keys/key-store.js";
 import { Pkcs12Backend, fileTokenSerial } from "../src/keys/pkcs12-backend.js";
-import { runUkeyServer } from "../../server/test/support/fixtures.js";
+import { runUkeyServerHere } from "../../server/test/support/in-process-cli.js";
 import { createAgentWorld, type AgentWorld, type TokenObjects } from "./support/agent-world.js";
 
 // The real `ukey` CLI against the real server process and real SoftHSM2
@@ -120,9 +120,10 @@ for (const name of ["p256", "rsa"] as const) {
   });
 }
 
-test("issue 16: a certificate on hold: status says 已冻结 with the remedy, renewal is refused with CERT_ON_HOLD, clean-up keeps it; lifted, it is renewable again", () => {
+test("issue 16: a certificate on hold: status says 已冻结 with the remedy, renewal is refused with CERT_ON_HOLD, clean-up keeps it; lifted, it is renewable again", async () => {
   const tk = tokens.held!;
-  const hold = runUkeyServer(["hold", "--data-dir", w.dataDir, "--serial", tk.cert, "--json"], w.env);
+  // The operator's hold and lift: ukey-server's commands, run here, through the running server's control socket.
+  const hold = await runUkeyServerHere(["hold", "--data-dir", w.dataDir, "--serial", tk.cert, "--json"], w.env);
   assert.equal(hold.status, 0, hold.stdout + hold.stderr);
   const s = w.ukey(["status", "--token", tk.serial, "--lang", "zh"]);
   assert.equal(s.status, 0, s.stderr);
@@ -139,7 +140,7 @@ test("issue 16: a certificate on hold: status says 已冻结 with the remedy, re
   assert.equal(c.status, 0, c.stderr);
   assert.equal(c.json<{ removed: number }>().removed, 0);
   assert.deepEqual(w.objects(tk.label).certificates, before.certificates);
-  const lift = runUkeyServer(["hold", "--data-dir", w.dataDir, "--serial", tk.cert, "--lift", "--json"], w.env);
+  const lift = await runUkeyServerHere(["hold", "--data-dir", w.dataDir, "--serial", tk.cert, "--lift", "--json"], w.env);
   assert.equal(lift.status, 0, lift.stdout + lift.stderr);
   const st = w.ukey(["status", "--token", tk.serial, "--json"]).json<{ tokens: TokenStatus[] }>().tokens[0]!.certificates[0]!;
   assert.equal(st.state, "expiring");

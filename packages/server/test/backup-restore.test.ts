@@ -9,15 +9,17 @@ import { openStore } from "@ukey/store";
 import { openBenchContext, prepareRenewalJobs } from "../../../bench/renewal-bench.js";
 import { issuingCaBinding } from "../src/ca-runtime.js";
 import { parseCertId } from "../src/cert-id.js";
-import { runCli } from "../src/cli.js";
 import { askRunningServer } from "../src/control-channel.js";
 import { dataDirLayout } from "../src/data-dir.js";
-import { initialisedDataDir, startUkeyServer, tempDir, ukeyServerBin, type RunningServer } from "./support/fixtures.js";
+import { startUkeyServer, tempDir, ukeyServerBin, type RunningServer } from "./support/fixtures.js";
+import { runUkeyServerHere } from "./support/in-process-cli.js";
 import { OrderApi } from "./support/order-api.js";
 
 // Issue 18, backup and restore: `ukey-server backup` beside a running server
 // while renewals go on (through its control socket), `restore` into a new
 // directory, and every refusal of the issue's "bad input" changing nothing.
+// The backup runs the real bin beside the real server; the restores, which
+// no server takes part in, run the CLI's code in this process.
 
 const t = tempDir("ukey-backup-");
 const servers: RunningServer[] = [];
@@ -37,13 +39,8 @@ function ukeyServer(args: string[], env: Record<string, string>): Promise<Run> {
   });
 }
 
-/** The CLI in this process (no start-up of its own): for the refusals, which each take a second of scrypt. */
-async function cli(args: string[], env: Record<string, string>): Promise<Run> {
-  let stdout = "";
-  let stderr = "";
-  const status = await runCli(args, { out: (x) => { stdout += x; }, err: (x) => { stderr += x; }, env, clock: systemClock });
-  return { status, stdout, stderr };
-}
+/** The CLI in this process (no start-up of its own): for the restores and the refusals, which each take a second of scrypt. */
+const cli = (args: string[], env: Record<string, string>): Promise<Run> => runUkeyServerHere(args, env);
 
 const ok = (r: Run, what: string) => assert.equal(r.status, 0, `${what}: ${r.stdout}${r.stderr}`);
 const json = <T>(r: Run): T => JSON.parse(r.stdout.trim().split("\n").pop()!) as T;
@@ -169,7 +166,7 @@ test("a backup taken while renewals run restores every certificate reported befo
 
   // Restore into a new directory (no server there).
   const restored = t.path("restored");
-  const r = await ukeyServer(["restore", "--data-dir", restored, "--in", out, "--json"], backupEnv);
+  const r = await cli(["restore", "--data-dir", restored, "--in", out, "--json"], backupEnv);
   console.log(`# restore: ${r.stdout.length ? json<{ totalMs: number }>(r).totalMs : "?"} ms`);
   ok(r, "restore");
   const rr = json<{ crlNumbers: Record<string, number>; replaced: string | null; database: { auditSeq: number } }>(r);
@@ -217,7 +214,8 @@ test("a backup taken while renewals run restores every certificate reported befo
   const notABackup = t.write("not-a-backup.ukb", "hello, I am not a backup\n");
   const wrongPass = t.write("wrong-passphrase", "not the passphrase of that backup\n");
   const other = tempDir("ukey-backup-other-");
-  const otherCa = initialisedDataDir(other);
+  const otherCa = { dataDir: other.path("data") };
+  ok(await cli(["init", "--data-dir", otherCa.dataDir, "--json"], { UKEY_CA_PASSPHRASE_FILE: other.write("ca-passphrase", "another CA's passphrase\n") }), "init another CA");
   const otherDigest = treeDigest(otherCa.dataDir);
   try {
     const fresh = (n: string) => t.path(`fresh-${n}`);

@@ -8,6 +8,14 @@ import { addHolder, initialisedDataDir, keyArgs, openssl, opensslCsr, runUkeySer
 const t = tempDir();
 after(() => t.cleanup());
 
+/**
+ * One P-256 CA for the start, import and corrupt-database tests, made by the real `init` on first use: they run in
+ * this order, the last one destroys its database, and none reads what an earlier one left (the import's counts are
+ * of holders and imported certificates, which the start adds none of).
+ */
+let p256: { dataDir: string; env: Record<string, string> } | undefined;
+const p256Ca = () => (p256 ??= initialisedDataDir(t));
+
 const errorCode = (r: { stdout: string }) => (JSON.parse(r.stdout.trim().split("\n").pop()!) as { error: { code: string } }).error.code;
 
 for (const [algorithm, sigAlg] of [["p384", /ecdsa-with-SHA384/], ["rsa2048", /sha256WithRSAEncryption/], ["rsa3072", /sha256WithRSAEncryption/]] as const) {
@@ -38,8 +46,7 @@ test("init refuses an unknown algorithm and a short passphrase", () => {
 });
 
 test("start: the TLS port never asks for a client certificate; the client-certificate port asks without requiring one", async () => {
-  const sub = tempDir();
-  const { dataDir, env } = initialisedDataDir(sub);
+  const { dataDir, env } = p256Ca();
   const server = await startUkeyServer(dataDir, env, ["--tls-port", "0", "--client-cert-port", "0"]);
   try {
     assert.ok(server.https && server.clientCert && server.https !== server.clientCert, JSON.stringify(server));
@@ -61,14 +68,13 @@ test("start: the TLS port never asks for a client certificate; the client-certif
     }
   } finally {
     await server.stop();
-    sub.cleanup();
   }
 });
 
 test("import through the CLI: a foreign CA's certificates with their chain, and a bad row that imports nothing", () => {
   const sub = tempDir();
   try {
-    const { dataDir, env } = initialisedDataDir(sub);
+    const { dataDir, env } = p256Ca();
     const o = (args: string[]) => execFileSync("openssl", args, { cwd: sub.dir, stdio: "pipe" });
     o(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "old-ca.key", "-subj", "/C=CN/O=Old Bank CA/CN=Old Root", "-days", "3650", "-out", "old-ca.pem",
       "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
@@ -101,17 +107,12 @@ test("import through the CLI: a foreign CA's certificates with their chain, and 
 });
 
 test("a corrupt database file is refused with DATA_DIR_CORRUPT and left as it was", () => {
-  const sub = tempDir();
-  try {
-    const { dataDir, env } = initialisedDataDir(sub);
-    const file = `${dataDir}/db/ukey.sqlite`;
-    const garbage = Buffer.alloc(8192, 0x5a);
-    writeFileSync(file, garbage);
-    const r = runUkeyServer(["audit", "verify", "--data-dir", dataDir, "--json"], env);
-    assert.equal(r.status, 1);
-    assert.equal(errorCode(r), "DATA_DIR_CORRUPT");
-    assert.deepEqual(readFileSync(file), garbage);
-  } finally {
-    sub.cleanup();
-  }
+  const { dataDir, env } = p256Ca();
+  const file = `${dataDir}/db/ukey.sqlite`;
+  const garbage = Buffer.alloc(8192, 0x5a);
+  writeFileSync(file, garbage);
+  const r = runUkeyServer(["audit", "verify", "--data-dir", dataDir, "--json"], env);
+  assert.equal(r.status, 1);
+  assert.equal(errorCode(r), "DATA_DIR_CORRUPT");
+  assert.deepEqual(readFileSync(file), garbage);
 });

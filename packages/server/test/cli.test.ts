@@ -155,16 +155,16 @@ test("issue 16 (11): `holder add --help` (and any command's --help) prints that 
 });
 
 test("a corrupt config.json is refused with the reason", () => {
-  const t2 = tempDir();
+  // The file's own text is put back afterwards: the later tests use the same CA.
+  const cfg = `${dataDir}/config.json`;
+  const text = readFileSync(cfg, "utf8");
   try {
-    const d = initialisedDataDir(t2);
-    const cfg = `${d.dataDir}/config.json`;
-    writeFileSync(cfg, readFileSync(cfg, "utf8").replace('"version": 1', '"version": 1,\n  "colour": "blue"'));
-    const r = runUkeyServer(["audit", "verify", "--data-dir", d.dataDir, "--json"], d.env);
+    writeFileSync(cfg, text.replace('"version": 1', '"version": 1,\n  "colour": "blue"'));
+    const r = runUkeyServer(["audit", "verify", "--data-dir", dataDir, "--json"], env);
     assert.equal(errorCode(r), "CONFIG_INVALID");
     assert.match(r.stdout, /colour/);
   } finally {
-    t2.cleanup();
+    writeFileSync(cfg, text);
   }
 });
 

@@ -7,11 +7,15 @@ import { get as httpsGet } from "node:https";
 import { systemClock } from "@ukey/policy";
 import { openServerContext } from "../src/server-context.js";
 import { addHolder, initialisedDataDir, keyArgs, opensslCsr, startUkeyServer, tempDir, ukeyServerBin } from "./support/fixtures.js";
+import { runUkeyServerHere } from "./support/in-process-cli.js";
 
 // Issue 18, part 5: `ukey-server reload` and SIGHUP make a running server
 // take over config.json's profiles and delivery; an invalid file or a
 // change that needs a restart is refused and changes nothing. The real bin
-// runs the server and the commands.
+// runs the server and the first reload; the other commands run ukey-server's
+// command code in this process (runCli), which reaches the running server
+// through its control socket exactly as the bin does, without a process
+// start of its own.
 
 interface Run { status: number; stdout: string; stderr: string }
 
@@ -22,6 +26,9 @@ function ukeyServer(args: string[], env: Record<string, string> = {}): Promise<R
     }, (err, stdout, stderr) => done({ status: err ? (typeof err.code === "number" ? err.code : -1) : 0, stdout, stderr }));
   });
 }
+
+/** The CLI in this process: forwarded to the running server over its control socket, as from the bin. */
+const cli = (args: string[]): Promise<Run> => runUkeyServerHere(args);
 
 const lastJson = <T>(r: Run): T => JSON.parse(r.stdout.trim().split("\n").pop()!) as T;
 const errorCode = (r: Run) => lastJson<{ error: { code: string; message: { en: string } } }>(r).error;
@@ -38,7 +45,7 @@ test("reload and SIGHUP: profiles change for the next issuance without a restart
       writeFileSync(configPath, JSON.stringify({ ...base, profiles: [{ id: "personal", validity: { days }, keyAlgorithms: ["p256", "p384"] }], ...extra }, null, 2));
 
     // Without a running server there is no configuration in force to reload.
-    const alone = await ukeyServer(["reload", "--data-dir", dataDir, "--json"]);
+    const alone = await cli(["reload", "--data-dir", dataDir, "--json"]);
     assert.equal(alone.status, 1, alone.stdout + alone.stderr);
     assert.equal(errorCode(alone).code, "SERVER_NOT_RUNNING");
 
@@ -67,7 +74,7 @@ test("reload and SIGHUP: profiles change for the next issuance without a restart
     const issuedDays = async (): Promise<number> => {
       const c = opensslCsr(t, `k${n}`, keyArgs.p256);
       const out = t.path(`leaf${n++}.pem`);
-      const r = await ukeyServer(["issue", "--data-dir", dataDir, "--holder", "H1", "--profile", "personal", "--csr", c.csr, "--out", out, "--json"]);
+      const r = await cli(["issue", "--data-dir", dataDir, "--holder", "H1", "--profile", "personal", "--csr", c.csr, "--out", out, "--json"]);
       assert.equal(r.status, 0, r.stdout + r.stderr);
       const x = new X509Certificate(readFileSync(out));
       return Math.round((Date.parse(x.validTo) - Date.parse(x.validFrom)) / 86_400_000);
@@ -103,19 +110,19 @@ test("reload and SIGHUP: profiles change for the next issuance without a restart
 
       // Not JSON: refused with its line; the 30 days stay in force.
       writeFileSync(configPath, readFileSync(configPath, "utf8").replace(/"days": 30/, `"days": 45,,`));
-      const broken = await ukeyServer(["reload", "--data-dir", dataDir, "--json"]);
+      const broken = await cli(["reload", "--data-dir", dataDir, "--json"]);
       assert.equal(broken.status, 1);
       assert.equal(errorCode(broken).code, "CONFIG_INVALID");
       assert.match(errorCode(broken).message.en, /line \d+/);
       // Valid JSON, a wrong value.
       withPersonalDays(-5);
-      const wrong = await ukeyServer(["reload", "--data-dir", dataDir, "--json"]);
+      const wrong = await cli(["reload", "--data-dir", dataDir, "--json"]);
       assert.equal(wrong.status, 1);
       assert.equal(errorCode(wrong).code, "CONFIG_INVALID");
       assert.match(errorCode(wrong).message.en, /profiles\.0/);
       // A port and a profile at once: refused as a whole, naming the field that needs a restart.
       withPersonalDays(60, { listen: { ...(original.listen as object), port: 18_099 } });
-      const restart = await ukeyServer(["reload", "--data-dir", dataDir, "--json"]);
+      const restart = await cli(["reload", "--data-dir", dataDir, "--json"]);
       assert.equal(restart.status, 1);
       assert.equal(errorCode(restart).code, "CONFIG_RELOAD_NEEDS_RESTART");
       assert.match(errorCode(restart).message.en, /listen\.port/);

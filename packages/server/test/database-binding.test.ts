@@ -5,6 +5,7 @@ import Database from "better-sqlite3";
 import pg from "pg";
 import { createTestDatabase } from "../../store/test/support/postgres.js";
 import { addHolder, initialisedDataDir, keyArgs, opensslCsr, runUkeyServer, tempDir, type CliResult, type TempDir } from "./support/fixtures.js";
+import { runUkeyServerHere } from "./support/in-process-cli.js";
 
 // A CA never runs on a database that is not its own: an emptied, deleted
 // or foreign database stops `start` and every operator command with
@@ -42,15 +43,19 @@ function errorOf(r: CliResult): { code: string; message: { en: string }; remedy:
   return r.json<{ error: { code: string; message: { en: string }; remedy: { en: string } } }>().error;
 }
 
-/** `start` and two operator commands, each refused with DATABASE_CA_MISMATCH (the server never listens). */
-function assertEveryCommandRefused(dataDir: string, env: Record<string, string>, reason: RegExp): void {
+/**
+ * `start` and two operator commands, each refused with DATABASE_CA_MISMATCH (the server never listens). `start` is
+ * the real bin; the operator commands run the bin's command code in this process (runUkeyServerHere), the same
+ * refusal without a process start each.
+ */
+async function assertEveryCommandRefused(dataDir: string, env: Record<string, string>, reason: RegExp): Promise<void> {
   const commands = [
     ["start", "--data-dir", dataDir, "--port", "0", "--json"],
     ["audit", "verify", "--data-dir", dataDir, "--json"],
     ["revoke", "--data-dir", dataDir, "--serial", "0a", "--reason", "keyCompromise", "--json"],
   ];
   for (const args of commands) {
-    const r = runUkeyServer(args, env);
+    const r = args[0] === "start" ? runUkeyServer(args, env) : await runUkeyServerHere(args, env);
     assert.equal(r.status, 1, `${args[0]}: ${r.stdout}${r.stderr}`);
     const e = errorOf(r);
     assert.equal(e.code, "DATABASE_CA_MISMATCH", args[0]);
@@ -59,9 +64,9 @@ function assertEveryCommandRefused(dataDir: string, env: Record<string, string>,
   }
 }
 
-test("a database file truncated to 0 bytes: start and every command refused, the file stays empty; restoring the backup brings the CA back", () => {
+test("a database file truncated to 0 bytes: start and every command refused, the file stays empty; restoring the backup brings the CA back", async () => {
   truncateSync(dbFile, 0);
-  assertEveryCommandRefused(a.dataDir, a.env, /db\/ukey\.sqlite is empty \(0 bytes\)/);
+  await assertEveryCommandRefused(a.dataDir, a.env, /db\/ukey\.sqlite is empty \(0 bytes\)/);
   assert.equal(readFileSync(dbFile).length, 0, "no schema written into the empty file");
   assert.deepEqual(readdirSync(`${a.dataDir}/db`), ["ukey.sqlite"]);
   const human = runUkeyServer(["audit", "verify", "--data-dir", a.dataDir], a.env);
@@ -73,17 +78,17 @@ test("a database file truncated to 0 bytes: start and every command refused, the
   assert.equal(verified.status, 0, verified.stdout + verified.stderr);
 });
 
-test("a deleted database file: refused, and no new database is created", () => {
+test("a deleted database file: refused, and no new database is created", async () => {
   rmSync(dbFile);
-  assertEveryCommandRefused(a.dataDir, a.env, /db\/ukey\.sqlite is missing/);
+  await assertEveryCommandRefused(a.dataDir, a.env, /db\/ukey\.sqlite is missing/);
   assert.deepEqual(readdirSync(`${a.dataDir}/db`), []);
   copyFileSync(backup, dbFile);
 });
 
-test("another CA's database: refused, and left byte for byte as it was", () => {
+test("another CA's database: refused, and left byte for byte as it was", async () => {
   const theirs = readFileSync(`${b.dataDir}/db/ukey.sqlite`);
   writeFileSync(dbFile, theirs);
-  assertEveryCommandRefused(a.dataDir, a.env, /it serves another CA \(issuing key id [0-9a-f]+\)/);
+  await assertEveryCommandRefused(a.dataDir, a.env, /it serves another CA \(issuing key id [0-9a-f]+\)/);
   assert.deepEqual(readFileSync(dbFile), theirs);
   assert.deepEqual(readdirSync(`${a.dataDir}/db`), ["ukey.sqlite"]);
   copyFileSync(backup, dbFile);
@@ -146,11 +151,11 @@ test("PostgreSQL: another CA's database and an empty one are refused and left as
     };
     // D's data directory pointed at C's database.
     const before = await snapshot(x.url);
-    assertEveryCommandRefused(d.dataDir, { ...d.env, UKEY_DATABASE_URL: x.url }, /it serves another CA/);
+    await assertEveryCommandRefused(d.dataDir, { ...d.env, UKEY_DATABASE_URL: x.url }, /it serves another CA/);
     assert.equal(await snapshot(x.url), before);
     // C's data directory on an empty database (dropped and made again, or a wrong URL).
     const none = await snapshot(empty.url);
-    assertEveryCommandRefused(c.dataDir, { ...c.env, UKEY_DATABASE_URL: empty.url }, /the database is empty/);
+    await assertEveryCommandRefused(c.dataDir, { ...c.env, UKEY_DATABASE_URL: empty.url }, /the database is empty/);
     assert.equal(await snapshot(empty.url), none);
     assert.equal(none, JSON.stringify({ tables: [], audit: [] }));
     // A new CA cannot be made on a database that serves one.

@@ -2,22 +2,29 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import type { FaultPoint, RenewResult } from "../../src/flows/flow-types.js";
 import { SkfBackend, skfMarks } from "../../src/keys/skf-backend.js";
-import { runUkeyServer } from "../../../server/test/support/fixtures.js";
 import { createAgentWorld, type AgentWorld } from "../support/agent-world.js";
-import { enablePairs, issuePair, opensslSerialOf, opensslVerifySm2 } from "./support/pairs.js";
+import { enablePairs, issuePair, openCounter, opensslSerialOf, opensslVerifySm2 } from "./support/pairs.js";
 import { SoftkeyDir, type SoftkeyContents } from "./support/softkey.js";
 
 // Issue 15 parts 4 and 7: an SM2 signing + encryption pair renewed with `ukey renew` on the software SKF key
 // (skf-softkey, the test stand-in of docs/skf-softkey.md for a vendor's GM/T 0016 library), against the real
 // server with its key management centre. The agent is killed (SIGKILL) at every fault point, the pair's two
-// new ones included, and run again: the same order finishes. Afterwards the key holds exactly the new pair
+// new ones included, and run again: the same order goes on. Afterwards the key holds exactly the new pair
 // in one container, plus the old pair's container (its encryption key is kept: clean-up never removes an
 // encryption key unasked), and no marks; OpenSSL verifies both new certificates with the SM2 distinguishing ID.
+//
+// The kills come in two chains on two keys, each run after the first resuming the order the run before left
+// and dying at the next point, the last one finishing it: every fault point's state is checked, resumed and
+// left behind. `after-csr` leaves the order issued, so a resumed run never passes `after-issue` or `after-csr`
+// again: it has a key (and chain) of its own.
 
 let w: AgentWorld;
 let keys: SoftkeyDir;
 const pin = "123456";
-const faults: FaultPoint[] = ["after-keygen", "after-csr", "after-issue", "after-install", "after-enc-key", "after-enc-cert", "during-cleanup"];
+const chains: Record<string, FaultPoint[]> = {
+  "after-keygen": ["after-keygen", "after-issue", "after-install", "after-enc-key", "after-enc-cert", "during-cleanup"],
+  "after-csr": ["after-csr"],
+};
 const devices: Record<string, { serial: string; oldSign: string; oldEnc: string; oldContainer: string }> = {};
 const deviceName = (case_: string) => `k-${case_}`;
 const enrolments: { referenceNumber: string; authorizationCode: string }[] = [];
@@ -29,25 +36,27 @@ before(async () => {
   w = createAgentWorld("ukey-skf-pair-", { caAlgorithm: "sm2" });
   enablePairs(w);
   const backend = await SkfBackend.open(keys.build.library);
+  const counter = await openCounter(w);
   try {
     let n = 0;
-    for (const c of ["plain", ...faults, "forgot"]) {
+    for (const c of ["plain", ...Object.keys(chains), "forgot"]) {
       const serial = `SKFPAIR${String(++n).padStart(9, "0")}`;
       keys.create(deviceName(c), { serial, userPin: pin, adminPin: "87654321" });
-      devices[c] = { serial, ...await issuePair(w, backend, serial, pin) };
+      devices[c] = { serial, ...await issuePair(w, backend, serial, pin, "H1", counter) };
+    }
+    // Codes for two downloads of a pair (ukey-server enrol, as the institution's counter does).
+    for (let i = 0; i < 2; i++) {
+      const r = await counter.run(["enrol", "--data-dir", w.dataDir, "--holder", "H2", "--profile", "gm", "--json"]);
+      assert.equal(r.status, 0, r.stderr);
+      enrolments.push(r.json());
     }
   } finally {
+    await counter.close();
     await backend.close();
   }
-  // Codes for two downloads of a pair (ukey-server enrol, as the institution's counter does).
-  for (let i = 0; i < 2; i++) {
-    const r = runUkeyServer(["enrol", "--data-dir", w.dataDir, "--holder", "H2", "--profile", "gm", "--json"], w.env);
-    assert.equal(r.status, 0, r.stderr);
-    enrolments.push(r.json());
-  }
-  // Two stray signing keys with no certificate on one key: its clean-up has two things to remove and is killed halfway.
-  keys.genKey(deviceName("during-cleanup"), app(deviceName("during-cleanup")), "stray-1");
-  keys.genKey(deviceName("during-cleanup"), app(deviceName("during-cleanup")), "stray-2");
+  // Two stray signing keys with no certificate on the key whose chain ends in the clean-up: it has two things to remove and is killed halfway.
+  keys.genKey(deviceName("after-keygen"), app(deviceName("after-keygen")), "stray-1");
+  keys.genKey(deviceName("after-keygen"), app(deviceName("after-keygen")), "stray-2");
   await w.start();
 });
 after(async () => {
@@ -103,32 +112,39 @@ test("an SM2 pair renewed on the software SKF key with ukey renew: both certific
   assert.match(r.stderr, /encryption key/i);
 });
 
-for (const fault of faults) {
-  test(`SM2 pair on SKF, killed ${fault}: the next run finishes the same order`, async () => {
-    const d = devices[fault]!;
-    const killed = renew(d.serial, fault);
-    assert.equal(killed.signal, "SIGKILL", `the run was to die ${fault}: ${killed.status} ${killed.stderr}`);
-    const mid = containers(deviceName(fault));
-    // The holder can still sign in: the old pair is whole until the new one is complete.
-    const old = mid.find((x) => x.name === d.oldContainer);
-    assert.ok(old?.signCertificate && old.signPublicKey && old.encPublicKey, `the old pair is whole: ${JSON.stringify(mid.map((x) => x.name))}`);
-    const mark = mid.find((x) => skfMarks.isMark(x.name));
-    assert.ok(mark, `a pending mark on the key: ${JSON.stringify(mid.map((x) => x.name))}`);
-    assert.equal(mark.type, "empty");
-    const orderId = mark.name.slice(skfMarks.markPrefix.length);
-    const fresh = mid.find((x) => x.name === skfMarks.keyContainer(orderId));
-    if (fault === "after-keygen") assert.ok(fresh?.signPublicKey && !fresh.signCertificate, "the new key, no certificate yet");
-    if (fault === "after-install") assert.ok(fresh?.signCertificate && !fresh.encPublicKey, "the signing certificate, no encryption key yet");
-    if (fault === "after-enc-key") assert.ok(fresh?.encPublicKey && !fresh.encCertificate, "the encryption key, not its certificate");
-    if (fault === "after-enc-cert") assert.ok(fresh?.encCertificate, "the whole new pair, the order not yet confirmed");
-    if (fault === "during-cleanup") assert.equal(mid.filter((x) => x.name.startsWith("stray-")).length, 1, "one of two strays removed");
+for (const [first, chain] of Object.entries(chains)) {
+  test(`SM2 pair on SKF, killed ${chain.join(", then ")}: each next run goes on with the same order and the last finishes it`, async () => {
+    const d = devices[first]!;
+    const name = deviceName(first);
+    let orderId: string | undefined;
+    for (const fault of chain) {
+      const killed = renew(d.serial, fault);
+      assert.equal(killed.signal, "SIGKILL", `the run was to die ${fault}: ${killed.status} ${killed.stderr}`);
+      const mid = containers(name);
+      const seen = `${fault}: ${JSON.stringify(mid.map((x) => x.name))}`;
+      // The holder can still sign in: the old pair is whole until the new one is complete.
+      const old = mid.find((x) => x.name === d.oldContainer);
+      assert.ok(old?.signCertificate && old.signPublicKey && old.encPublicKey, `the old pair is whole, ${seen}`);
+      const mark = mid.find((x) => skfMarks.isMark(x.name));
+      assert.ok(mark, `a pending mark on the key, ${seen}`);
+      assert.equal(mark.type, "empty");
+      const markOrder = mark.name.slice(skfMarks.markPrefix.length);
+      orderId ??= markOrder;
+      assert.equal(markOrder, orderId, `the resumed run went on with the same order, ${seen}`);
+      const fresh = mid.find((x) => x.name === skfMarks.keyContainer(orderId!));
+      if (fault === "after-keygen") assert.ok(fresh?.signPublicKey && !fresh.signCertificate, "the new key, no certificate yet");
+      if (fault === "after-install") assert.ok(fresh?.signCertificate && !fresh.encPublicKey, "the signing certificate, no encryption key yet");
+      if (fault === "after-enc-key") assert.ok(fresh?.encPublicKey && !fresh.encCertificate, "the encryption key, not its certificate");
+      if (fault === "after-enc-cert") assert.ok(fresh?.encCertificate, "the whole new pair, the order not yet confirmed");
+      if (fault === "during-cleanup") assert.equal(mid.filter((x) => x.name.startsWith("stray-")).length, 1, "one of two strays removed");
+    }
 
     const again = renew(d.serial);
     assert.equal(again.status, 0, again.stderr);
     const out = again.json<RenewResult>();
     assert.equal(out.orderId, orderId, "the same order, not a second one");
     assert.equal(out.resumed, true);
-    assertFinal(fault, out);
+    assertFinal(first, out);
   });
 }
 

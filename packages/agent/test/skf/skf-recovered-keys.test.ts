@@ -4,9 +4,8 @@ import { spawnSync } from "node:child_process";
 import type { FaultPoint } from "../../src/flows/flow-types.js";
 import { SkfBackend, skfMarks } from "../../src/keys/skf-backend.js";
 import { totpCodeAt } from "../../../server/src/admin/operator-credentials.js";
-import { runUkeyServer } from "../../../server/test/support/fixtures.js";
 import { createAgentWorld, type AgentWorld } from "../support/agent-world.js";
-import { enablePairs, issuePair, opensslSerialOf, opensslVerifySm2 } from "./support/pairs.js";
+import { enablePairs, issuePair, openCounter, opensslSerialOf, opensslVerifySm2 } from "./support/pairs.js";
 import { SoftkeyDir, type SoftkeyContents } from "./support/softkey.js";
 
 // Issue 15 part 4, "Recovered old encryption keys are installed beside the new pair": a holder's old SM2 pair
@@ -33,15 +32,17 @@ before(async () => {
   keys.create("old", { serial: serials.old, userPin: pin, adminPin: "87654321" });
   keys.create("fresh", { serial: serials.fresh, userPin: pin, adminPin: "87654321" });
   const backend = await SkfBackend.open(keys.build.library);
+  const counter = await openCounter(w);
   try {
-    old = await issuePair(w, backend, serials.old, pin);
+    old = await issuePair(w, backend, serials.old, pin, "H1", counter);
+    for (const [id, role] of [["olga", "operator"], ["audrey", "auditor"]] as const) {
+      const r = await counter.run(["operator", "add", "--data-dir", w.dataDir, "--id", id, "--role", role, "--password-file", w.t.write(`${id}.pw`, `${passwords[id]}\n`), "--json"]);
+      assert.equal(r.status, 0, r.stdout + r.stderr);
+      totp[id] = r.json<{ totpSecret: string }>().totpSecret;
+    }
   } finally {
+    await counter.close();
     await backend.close();
-  }
-  for (const [id, role] of [["olga", "operator"], ["audrey", "auditor"]] as const) {
-    const r = runUkeyServer(["operator", "add", "--data-dir", w.dataDir, "--id", id, "--role", role, "--password-file", w.t.write(`${id}.pw`, `${passwords[id]}\n`), "--json"], w.env);
-    assert.equal(r.status, 0, r.stdout + r.stderr);
-    totp[id] = r.json<{ totpSecret: string }>().totpSecret;
   }
   await w.start();
 });

@@ -1,10 +1,13 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
+import { systemClock } from "@ukey/policy";
 import { derOfPem } from "../../../src/flows/certificate-id.js";
 import { objectLabels } from "../../../src/keys/key-store.js";
 import type { SkfBackend } from "../../../src/keys/skf-backend.js";
-import { runUkeyServer } from "../../../../server/test/support/fixtures.js";
+import { openServerContext } from "../../../../server/src/server-context.js";
+import { runUkeyServer, type CliResult } from "../../../../server/test/support/fixtures.js";
+import { runUkeyServerHere } from "../../../../server/test/support/in-process-cli.js";
 import type { AgentWorld } from "../../support/agent-world.js";
 
 /**
@@ -22,14 +25,35 @@ export function enablePairs(w: AgentWorld): void {
   assert.equal(init.status, 0, init.stderr);
 }
 
-/** A pair issued at the counter (ukey-server issue, server stopped) onto an SKF key: signing key made on the key, the envelope imported, both certificates installed. */
-export async function issuePair(w: AgentWorld, backend: SkfBackend, serial: string, pin: string, holder = "H1"): Promise<{ oldSign: string; oldEnc: string; oldContainer: string }> {
+/** ukey-server's commands run in this process on one opened data directory; close() releases it. */
+export interface Counter {
+  run(args: string[]): Promise<CliResult>;
+  close(): Promise<void>;
+}
+
+/**
+ * The counter for a test's setup: ukey-server's own command code run in this process (runUkeyServerHere) against the
+ * data directory opened once, as a running server runs the commands its control socket forwards. The CA key is decrypted
+ * once (scrypt) instead of once per command, and no process starts per command. The real bin's counter commands are
+ * tested in packages/server/test (cli, cli-running-server). Before start(); close it first.
+ */
+export async function openCounter(w: AgentWorld): Promise<Counter> {
+  const context = await openServerContext(w.dataDir, w.env, systemClock);
+  return {
+    run: (args) => runUkeyServerHere(args, w.env, context),
+    close: () => context.close(),
+  };
+}
+
+/** A pair issued at the counter (ukey-server issue, server stopped; the real bin, or `counter` when given) onto an SKF key: signing key made on the key, the envelope imported, both certificates installed. */
+export async function issuePair(w: AgentWorld, backend: SkfBackend, serial: string, pin: string, holder = "H1", counter?: Counter): Promise<{ oldSign: string; oldEnc: string; oldContainer: string }> {
   const s = await backend.open(serial, pin);
   try {
     const key = await s.generateKeyPair("sm2", "issuing");
     const csr = w.t.write(`csr-${serial}.pem`, await s.createCsr(key.id, ""));
     const out = w.t.path(`cert-${serial}.pem`);
-    const r = runUkeyServer(["issue", "--data-dir", w.dataDir, "--holder", holder, "--profile", "gm", "--csr", csr, "--out", out, "--token-serial", serial, "--json"], w.env);
+    const args = ["issue", "--data-dir", w.dataDir, "--holder", holder, "--profile", "gm", "--csr", csr, "--out", out, "--token-serial", serial, "--json"];
+    const r = counter ? await counter.run(args) : runUkeyServer(args, w.env);
     assert.equal(r.status, 0, r.stderr);
     const issued = r.json<{ serial: string; encryptionCertificate: { serial: string; pem: string }; envelope: { format: string; value: string } }>();
     await s.installCertificate(derOfPem(readFileSync(out, "utf8")), key.id, objectLabels.current(issued.serial));
