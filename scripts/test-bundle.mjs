@@ -1,0 +1,89 @@
+// The server and the agent bundled for the tests: the same esbuild bundle as the production build
+// (scripts/build.mjs), made once per content of its inputs, so a test file starts `ukey-server` and `ukey` in
+// about half the CPU that a start from the TypeScript sources through tsx takes.
+//
+// Keyed by inputHash() of scripts/build.mjs (every file under packages/{policy,ca,store,server,agent}/src, their
+// package.json files, the root package.json and lockfile, scripts/build.mjs), plus this script: an edited source
+// gives a new key, so no test ever runs a stale bundle. Bundles are kept in UKEY_BUILD_CACHE (default
+// ~/.cache/ukey-renew)/test-bundles/<key>, made under a lock (flock), and copied into the checkout as
+// packages/server/dist-test and packages/agent/dist-test: beside dist/, at the same depth, so that what the
+// programs find relative to their own file (packages/web/dist, package.json, the signature worker) is where the
+// production bundle finds it, and so that their third-party imports resolve from this checkout's node_modules.
+//
+// Usage: node scripts/test-bundle.mjs   prints {"server": <ukey-server.mjs path>, "agent": <ukey.mjs path>, "key"}
+// Test support (packages/server/test/support/fixtures.ts, packages/agent/test/support/agent-world.ts) runs it.
+import { createHash } from "node:crypto";
+import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { bundle, inputHash, targets } from "./build.mjs";
+import { runUnderLock } from "./build-lock.mjs";
+
+const script = fileURLToPath(import.meta.url);
+const root = resolve(dirname(script), "..");
+const cache = join(process.env.UKEY_BUILD_CACHE ?? join(homedir(), ".cache/ukey-renew"), "test-bundles");
+/** Bundles kept in the cache, newest first; older ones are removed. */
+const KEEP = 12;
+/** A checkout's replaced dist-test is removed this long after it was replaced (a program started from it may still run). */
+const STALE_MS = 60 * 60 * 1000;
+
+const key = createHash("sha256").update(inputHash()).update(readFileSync(script)).digest("hex").slice(0, 24);
+const entryOf = (pkg) => join(root, "packages", pkg, "dist-test", `${Object.keys(targets.find((t) => t.pkg === pkg).entries)[0]}.mjs`);
+const stampOf = (dir) => {
+  try {
+    return JSON.parse(readFileSync(join(dir, "build-info.json"), "utf8")).testKey;
+  } catch {
+    return undefined;
+  }
+};
+const inCheckout = () => targets.every((t) => stampOf(join(root, "packages", t.pkg, "dist-test")) === key);
+const answer = () => process.stdout.write(`${JSON.stringify({ server: entryOf("server"), agent: entryOf("agent"), key })}\n`);
+
+if (inCheckout()) {
+  answer();
+  process.exit(0);
+}
+runUnderLock(join(cache, "build.lock"), script);
+// From here on this process holds the lock: no other test-bundle run builds or copies meanwhile.
+if (!inCheckout()) {
+  const made = join(cache, key);
+  if (!targets.every((t) => stampOf(join(made, t.pkg)) === key)) {
+    const esbuild = await import("esbuild");
+    const version = JSON.parse(readFileSync(join(root, "packages/agent/package.json"), "utf8")).version;
+    const tmp = `${made}.tmp-${process.pid}`;
+    rmSync(tmp, { recursive: true, force: true });
+    const started = Date.now();
+    for (const t of targets) {
+      const out = join(tmp, t.pkg);
+      mkdirSync(out, { recursive: true });
+      const info = { version, build: `test-${key.slice(0, 12)}`, inputHash: key };
+      await bundle(esbuild, t, out, info, { hashbang: true });
+      for (const n of Object.keys(t.entries)) chmodSync(join(out, `${n}.mjs`), 0o755);
+      writeFileSync(join(out, "build-info.json"), `${JSON.stringify({ ...info, testKey: key }, null, 2)}\n`);
+    }
+    rmSync(made, { recursive: true, force: true });
+    renameSync(tmp, made);
+    process.stderr.write(`== test bundles built (${key.slice(0, 12)}, ${((Date.now() - started) / 1000).toFixed(1)} s): ${made}\n`);
+    // The oldest bundles go; the one just made is the newest.
+    const kept = readdirSync(cache).filter((n) => /^[0-9a-f]{24}$/.test(n))
+      .map((n) => ({ n, t: statSync(join(cache, n)).mtimeMs })).sort((a, b) => b.t - a.t);
+    for (const { n } of kept.slice(KEEP)) rmSync(join(cache, n), { recursive: true, force: true });
+  }
+  for (const t of targets) {
+    const dest = join(root, "packages", t.pkg, "dist-test");
+    if (stampOf(dest) === key) continue;
+    const tmp = `${dest}.tmp-${process.pid}`;
+    rmSync(tmp, { recursive: true, force: true });
+    cpSync(join(made, t.pkg), tmp, { recursive: true });
+    // The replaced copy is moved aside, not removed: a program started from it may still load its chunks.
+    if (existsSync(dest)) renameSync(dest, `${dest}.old-${Date.now()}`);
+    renameSync(tmp, dest);
+    const pkgDir = join(root, "packages", t.pkg);
+    for (const n of readdirSync(pkgDir)) {
+      const m = /^dist-test\.old-(\d+)$/.exec(n);
+      if (m && Date.now() - Number(m[1]) > STALE_MS) rmSync(join(pkgDir, n), { recursive: true, force: true });
+    }
+  }
+}
+answer();
