@@ -43,15 +43,20 @@ function walk(dir, out) {
   return out;
 }
 
-/** Hash of every file that goes into the bundles (not the build id, which is stamped separately). */
-export function inputHash() {
-  const h = createHash("sha256");
+/** Every file that goes into the bundles (absolute paths): what inputHash() hashes. */
+export function inputFiles() {
   const files = ["package.json", "package-lock.json", "scripts/build.mjs"].map((f) => join(root, f));
   for (const p of ["policy", "ca", "store", "server", "agent"]) {
     files.push(join(root, "packages", p, "package.json"));
     walk(join(root, "packages", p, "src"), files);
   }
-  for (const f of files) {
+  return files;
+}
+
+/** Hash of every file that goes into the bundles (not the build id, which is stamped separately). */
+export function inputHash() {
+  const h = createHash("sha256");
+  for (const f of inputFiles()) {
     h.update(relative(root, f));
     h.update("\0");
     h.update(readFileSync(f));
@@ -75,12 +80,15 @@ function gitBuildId() {
  * @param {{ entries: Record<string, string> }} t a target of `targets`
  * @param {string} outDir
  * @param {Record<string, unknown>} info
- * @param {{ hashbang?: boolean }} [opts] hashbang: start every output file with `#!/usr/bin/env node`
+ * @param {{ hashbang?: boolean, metafile?: boolean }} [opts] hashbang: start every output file with `#!/usr/bin/env node`;
+ *   metafile: the result's metafile lists every input
+ * @returns esbuild's result
  * @throws when esbuild reports an error
  */
-export async function bundle(esbuild, t, outDir, info, { hashbang = false } = {}) {
+export async function bundle(esbuild, t, outDir, info, { hashbang = false, metafile = false } = {}) {
   const requireShim = 'import { createRequire as __ukeyCreateRequire } from "node:module"; const require = __ukeyCreateRequire(import.meta.url);';
-  await esbuild.build({
+  return esbuild.build({
+    metafile,
     entryPoints: Object.fromEntries(Object.entries(t.entries).map(([n, e]) => [n, join(root, e)])),
     outdir: outDir,
     outExtension: { ".js": ".mjs" },

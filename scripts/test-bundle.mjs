@@ -6,14 +6,16 @@
 // package.json files, the root package.json and lockfile, scripts/build.mjs), plus this script: an edited source
 // gives a new key, so no test ever runs a stale bundle. Bundles are kept in UKEY_BUILD_CACHE (default
 // ~/.cache/ukey-renew)/test-bundles/<key>, made under a lock (flock), and copied into the checkout as
-// packages/server/dist-test and packages/agent/dist-test: beside dist/, at the same depth, so that what the
-// programs find relative to their own file (packages/web/dist, package.json, the signature worker) is where the
+// packages/server/dist-test-<key> and packages/agent/dist-test-<key>: beside dist/, at the same depth, so that what
+// the programs find relative to their own file (packages/web/dist, package.json, the signature worker) is where the
 // production bundle finds it, and so that their third-party imports resolve from this checkout's node_modules.
+// A directory is never replaced: a program started from an older one keeps loading its chunks from it. Those
+// superseded more than an hour ago are removed.
 //
 // Usage: node scripts/test-bundle.mjs   prints {"server": <ukey-server.mjs path>, "agent": <ukey.mjs path>, "key"}
-// Test support (packages/server/test/support/fixtures.ts, packages/agent/test/support/agent-world.ts) runs it.
+// Test support (packages/server/test/support/test-bundle.ts) runs it.
 import { createHash } from "node:crypto";
-import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -25,11 +27,12 @@ const root = resolve(dirname(script), "..");
 const cache = join(process.env.UKEY_BUILD_CACHE ?? join(homedir(), ".cache/ukey-renew"), "test-bundles");
 /** Bundles kept in the cache, newest first; older ones are removed. */
 const KEEP = 12;
-/** A checkout's replaced dist-test is removed this long after it was replaced (a program started from it may still run). */
+/** A checkout's bundle directory is removed this long after a newer one replaced it (a program started from it may still run). */
 const STALE_MS = 60 * 60 * 1000;
 
 const key = createHash("sha256").update(inputHash()).update(readFileSync(script)).digest("hex").slice(0, 24);
-const entryOf = (pkg) => join(root, "packages", pkg, "dist-test", `${Object.keys(targets.find((t) => t.pkg === pkg).entries)[0]}.mjs`);
+const dirOf = (pkg) => join(root, "packages", pkg, `dist-test-${key}`);
+const entryOf = (pkg) => join(dirOf(pkg), `${Object.keys(targets.find((t) => t.pkg === pkg).entries)[0]}.mjs`);
 const stampOf = (dir) => {
   try {
     return JSON.parse(readFileSync(join(dir, "build-info.json"), "utf8")).testKey;
@@ -37,7 +40,7 @@ const stampOf = (dir) => {
     return undefined;
   }
 };
-const inCheckout = () => targets.every((t) => stampOf(join(root, "packages", t.pkg, "dist-test")) === key);
+const inCheckout = () => targets.every((t) => stampOf(dirOf(t.pkg)) === key);
 const answer = () => process.stdout.write(`${JSON.stringify({ server: entryOf("server"), agent: entryOf("agent"), key })}\n`);
 
 if (inCheckout()) {
@@ -71,18 +74,19 @@ if (!inCheckout()) {
     for (const { n } of kept.slice(KEEP)) rmSync(join(cache, n), { recursive: true, force: true });
   }
   for (const t of targets) {
-    const dest = join(root, "packages", t.pkg, "dist-test");
+    const dest = dirOf(t.pkg);
     if (stampOf(dest) === key) continue;
-    const tmp = `${dest}.tmp-${process.pid}`;
+    const tmp = join(root, "packages", t.pkg, `.dist-test-tmp-${process.pid}`);
     rmSync(tmp, { recursive: true, force: true });
     cpSync(join(made, t.pkg), tmp, { recursive: true });
-    // The replaced copy is moved aside, not removed: a program started from it may still load its chunks.
-    if (existsSync(dest)) renameSync(dest, `${dest}.old-${Date.now()}`);
+    rmSync(dest, { recursive: true, force: true });
     renameSync(tmp, dest);
+    // Each older directory was superseded when the next newer one was made: gone an hour after that.
     const pkgDir = join(root, "packages", t.pkg);
-    for (const n of readdirSync(pkgDir)) {
-      const m = /^dist-test\.old-(\d+)$/.exec(n);
-      if (m && Date.now() - Number(m[1]) > STALE_MS) rmSync(join(pkgDir, n), { recursive: true, force: true });
+    const dirs = readdirSync(pkgDir).filter((n) => /^dist-test-[0-9a-f]{24}$/.test(n))
+      .map((n) => ({ n, t: statSync(join(pkgDir, n)).mtimeMs })).sort((a, b) => b.t - a.t);
+    for (let i = 1; i < dirs.length; i++) {
+      if (dirs[i].n !== `dist-test-${key}` && Date.now() - dirs[i - 1].t > STALE_MS) rmSync(join(pkgDir, dirs[i].n), { recursive: true, force: true });
     }
   }
 }

@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { readFileSync, writeFileSync, existsSync, readdirSync } from "node:fs";
 import Database from "better-sqlite3";
 import { spawnSync } from "node:child_process";
-import { addHolder, initialisedDataDir, keyArgs, openssl, opensslCsr, runUkeyServer, tempDir, ukeyServerBin, ukeyServerSourceBin, type TempDir } from "./support/fixtures.js";
+import { addHolder, initialisedDataDir, keyArgs, openssl, opensslCsr, runUkeyServer, tempDir, ukeyServerSourceBin, type TempDir } from "./support/fixtures.js";
+import { bundledBins } from "./support/test-bundle.js";
 
 let t: TempDir;
 let dataDir: string;
@@ -188,14 +189,15 @@ test("audit verify passes, then reports the first changed entry", () => {
 test("the bin in a development checkout runs the sources, and answers as the bundle the other tests start does", () => {
   // The other tests start the bundle of these sources (scripts/test-bundle.mjs); this one keeps the development path,
   // bin/ukey-server.js through tsx, under test, and holds the two to the same output and exit status.
-  assert.notEqual(ukeyServerBin, ukeyServerSourceBin);
+  const bundle = bundledBins().server;
+  assert.notEqual(bundle, ukeyServerSourceBin);
   const run = (bin: string, args: string[]) => {
     const r = spawnSync(process.execPath, [bin, ...args], { env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env }, encoding: "utf8", timeout: 120_000 });
     return { status: r.status, stdout: r.stdout, stderr: r.stderr.replaceAll(bin, "BIN") };
   };
   for (const args of [["audit", "verify", "--data-dir", dataDir, "--json"], ["revoke", "--data-dir", dataDir, "--serial", "00", "--reason", "nonsense"], ["frobnicate"]]) {
     const source = run(ukeyServerSourceBin, args);
-    assert.deepEqual(run(ukeyServerBin, args), source, args.join(" "));
+    assert.deepEqual(run(bundle, args), source, args.join(" "));
     assert.doesNotMatch(source.stdout + source.stderr, /^\s+at \S.*:\d+:\d+\)?$|\.ts:\d+/m, "no stack, no source path");
   }
 });
