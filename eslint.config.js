@@ -3,7 +3,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["**/node_modules/**", "**/dist/**", ".data/**", "tmp/**"] },
+  { ignores: ["**/node_modules/**", "**/dist/**", "**/dist-test-*/**", "**/.dist-test-tmp-*/**", ".data/**", "tmp/**"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -43,15 +43,20 @@ function walk(dir, out) {
   return out;
 }
 
-/** Hash of every file that goes into the bundles (not the build id, which is stamped separately). */
-export function inputHash() {
-  const h = createHash("sha256");
+/** Every file that goes into the bundles (absolute paths): what inputHash() hashes. */
+export function inputFiles() {
   const files = ["package.json", "package-lock.json", "scripts/build.mjs"].map((f) => join(root, f));
   for (const p of ["policy", "ca", "store", "server", "agent"]) {
     files.push(join(root, "packages", p, "package.json"));
     walk(join(root, "packages", p, "src"), files);
   }
-  for (const f of files) {
+  return files;
+}
+
+/** Hash of every file that goes into the bundles (not the build id, which is stamped separately). */
+export function inputHash() {
+  const h = createHash("sha256");
+  for (const f of inputFiles()) {
     h.update(relative(root, f));
     h.update("\0");
     h.update(readFileSync(f));
@@ -66,6 +71,47 @@ function gitBuildId() {
   } catch {
     return "unknown";
   }
+}
+
+/**
+ * Bundles one target's entries into outDir (which must exist), with info stamped in as __UKEY_BUILD_INFO__.
+ * Shared by the production build and the test bundles (scripts/test-bundle.mjs), so both are made the same way.
+ * @param {typeof import("esbuild")} esbuild
+ * @param {{ entries: Record<string, string> }} t a target of `targets`
+ * @param {string} outDir
+ * @param {Record<string, unknown>} info
+ * @param {{ hashbang?: boolean, metafile?: boolean }} [opts] hashbang: start every output file with `#!/usr/bin/env node`;
+ *   metafile: the result's metafile lists every input
+ * @returns esbuild's result
+ * @throws when esbuild reports an error
+ */
+export async function bundle(esbuild, t, outDir, info, { hashbang = false, metafile = false } = {}) {
+  const requireShim = 'import { createRequire as __ukeyCreateRequire } from "node:module"; const require = __ukeyCreateRequire(import.meta.url);';
+  return esbuild.build({
+    metafile,
+    entryPoints: Object.fromEntries(Object.entries(t.entries).map(([n, e]) => [n, join(root, e)])),
+    outdir: outDir,
+    outExtension: { ".js": ".mjs" },
+    bundle: true,
+    platform: "node",
+    target: "node20",
+    format: "esm",
+    // Modules loaded by import() go into chunks of their own, so what a command does not use is not loaded.
+    splitting: true,
+    chunkNames: "chunks/[name]-[hash]",
+    sourcemap: "linked",
+    logLevel: "warning",
+    define: { __UKEY_BUILD_INFO__: JSON.stringify(info) },
+    // A CommonJS module of ours that requires a package on first use (koffi-loader.cts) needs a require in ESM output.
+    banner: { js: hashbang ? `#!/usr/bin/env node\n${requireShim}` : requireShim },
+    plugins: [{
+      name: "third-party-external",
+      setup(b) {
+        // Bare specifiers other than our workspace packages stay imports.
+        b.onResolve({ filter: /^[^./]/ }, (a) => (a.path.startsWith("@ukey/") || a.path.startsWith("node:") ? undefined : { path: a.path, external: true }));
+      },
+    }],
+  });
 }
 
 /**
@@ -98,30 +144,7 @@ export async function build({ force = false, quiet = false } = {}) {
     rmSync(out, { recursive: true, force: true });
     mkdirSync(out, { recursive: true });
     const info = { version, build: buildId, inputHash: hash };
-    await esbuild.build({
-      entryPoints: t.entries,
-      outdir: out,
-      outExtension: { ".js": ".mjs" },
-      bundle: true,
-      platform: "node",
-      target: "node20",
-      format: "esm",
-      // Modules loaded by import() go into chunks of their own, so what a command does not use is not loaded.
-      splitting: true,
-      chunkNames: "chunks/[name]-[hash]",
-      sourcemap: "linked",
-      logLevel: "warning",
-      define: { __UKEY_BUILD_INFO__: JSON.stringify(info) },
-      // A CommonJS module of ours that requires a package on first use (koffi-loader.cts) needs a require in ESM output.
-      banner: { js: 'import { createRequire as __ukeyCreateRequire } from "node:module"; const require = __ukeyCreateRequire(import.meta.url);' },
-      plugins: [{
-        name: "third-party-external",
-        setup(b) {
-          // Bare specifiers other than our workspace packages stay imports.
-          b.onResolve({ filter: /^[^./]/ }, (a) => (a.path.startsWith("@ukey/") || a.path.startsWith("node:") ? undefined : { path: a.path, external: true }));
-        },
-      }],
-    });
+    await bundle(esbuild, t, out, info);
     writeFileSync(join(out, "build-info.json"), `${JSON.stringify(info, null, 2)}\n`);
     rmSync(dist, { recursive: true, force: true });
     renameSync(out, dist);

@@ -7,6 +7,8 @@ bash scripts/ensure-node-modules.sh
 bash scripts/build-web.sh
 # The software SKF key, built once here rather than by whichever test file asks first.
 bash scripts/ensure-skf-softkey.sh >/dev/null
+# The server and agent bundles the tests start (made once per content of the sources; a test file makes it if missing).
+node scripts/test-bundle.mjs >/dev/null
 echo "== lint"
 npx eslint .
 echo "== typecheck"

@@ -2,7 +2,9 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync, existsSync, readdirSync } from "node:fs";
 import Database from "better-sqlite3";
-import { addHolder, initialisedDataDir, keyArgs, openssl, opensslCsr, runUkeyServer, tempDir, type TempDir } from "./support/fixtures.js";
+import { spawnSync } from "node:child_process";
+import { addHolder, initialisedDataDir, keyArgs, openssl, opensslCsr, runUkeyServer, tempDir, ukeyServerSourceBin, type TempDir } from "./support/fixtures.js";
+import { bundledBins } from "./support/test-bundle.js";
 
 let t: TempDir;
 let dataDir: string;
@@ -182,6 +184,22 @@ test("audit verify passes, then reports the first changed entry", () => {
   const err = (JSON.parse(bad.stdout.trim()) as { error: { code: string; message: { en: string } } }).error;
   assert.equal(err.code, "AUDIT_CHAIN_BROKEN");
   assert.match(err.message.en, new RegExp(`entry ${seq}:`));
+});
+
+test("the bin in a development checkout runs the sources, and answers as the bundle the other tests start does", () => {
+  // The other tests start the bundle of these sources (scripts/test-bundle.mjs); this one keeps the development path,
+  // bin/ukey-server.js through tsx, under test, and holds the two to the same output and exit status.
+  const bundle = bundledBins().server;
+  assert.notEqual(bundle, ukeyServerSourceBin);
+  const run = (bin: string, args: string[]) => {
+    const r = spawnSync(process.execPath, [bin, ...args], { env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env }, encoding: "utf8", timeout: 120_000 });
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr.replaceAll(bin, "BIN") };
+  };
+  for (const args of [["audit", "verify", "--data-dir", dataDir, "--json"], ["revoke", "--data-dir", dataDir, "--serial", "00", "--reason", "nonsense"], ["frobnicate"]]) {
+    const source = run(ukeyServerSourceBin, args);
+    assert.deepEqual(run(bundle, args), source, args.join(" "));
+    assert.doesNotMatch(source.stdout + source.stderr, /^\s+at \S.*:\d+:\d+\)?$|\.ts:\d+/m, "no stack, no source path");
+  }
 });
 
 test("start on a port already in use names the port, not INTERNAL (issue 17)", async () => {

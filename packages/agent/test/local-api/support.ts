@@ -3,13 +3,14 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { UkeyError } from "@ukey/policy";
 import type { Flows } from "../../src/flows/flow-types.js";
 import type { KeyStoreBackend } from "../../src/keys/key-store.js";
 import type { OperationView } from "../../src/local-api/protocol.js";
 import { startLocalApi, type LocalApi, type LocalApiOptions } from "../../src/local-api/local-api-server.js";
+import { testBundles } from "../../../server/test/support/test-bundle.js";
 
 export const portal = "https://portal.example.com";
 export const otherSite = "https://other.example.net";
@@ -150,8 +151,8 @@ export function scriptedFlows(script: (ctx: Parameters<Flows["renew"]>[0], kind:
   };
 }
 
-/** The real `ukey` bin. */
-const ukeyBin = resolve(import.meta.dirname, "../../bin/ukey.js");
+/** `ukey` as tests start it: the bundle of the current sources (scripts/test-bundle.mjs). */
+const ukeyBin = testBundles().agent;
 
 /** `ukey agent ARGS` (the real bin) as its own process with UKEY_AGENT_HOME=home, its stdout read as JSON events (give --json). */
 export function spawnAgent(home: string, args: string[], env: Record<string, string> = {}): { child: ChildProcess; events: AsyncIterator<Record<string, unknown>>; stderr: () => string } {

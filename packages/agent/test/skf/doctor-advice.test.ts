@@ -2,12 +2,12 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
-import { resolve } from "node:path";
 import { defaultKeyVendors } from "@ukey/policy";
 import { doctorFlow } from "../../src/flows/doctor.js";
 import { forgetKeyVendors, institutionKeyVendors } from "../../src/flows/key-vendor-source.js";
 import { SkfBackend } from "../../src/keys/skf-backend.js";
 import { initialisedDataDir, startUkeyServer, tempDir, type RunningServer, type TempDir } from "../../../server/test/support/fixtures.js";
+import { testBundles } from "../../../server/test/support/test-bundle.js";
 import { ensureSoftkey, SoftkeyDir } from "./support/softkey.js";
 
 // Issue 15 part 6: when no key is seen, `ukey doctor` (and the portal's
@@ -97,7 +97,7 @@ test("no key seen and no serial known: the advice of each generation, each named
 });
 
 test("`ukey doctor --token PF20FA000123` on a computer with the SKF library but no key prints that key's advice, from the server's table", () => {
-  const ukeyBin = resolve(import.meta.dirname, "../../bin/ukey.js");
+  const ukeyBin = testBundles().agent;
   const r = spawnSync(process.execPath, [ukeyBin, "doctor", "--token", "PF20FA000123", "--server", server.url, "--json"], {
     encoding: "utf8",
     env: { PATH: process.env.PATH ?? "", HOME: t.dir, UKEY_AGENT_HOME: t.path("agent-home"), UKEY_SKF_LIBRARY: ensureSoftkey().library, SKF_SOFTKEY_DIR: keys.dir, LANG: "zh_CN.UTF-8" },

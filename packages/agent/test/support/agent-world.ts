@@ -14,9 +14,13 @@ import { createSoftHsmToken, type SoftHsmToken } from "../../../ca/test/support/
 import {
   addAuditor, addHolder, adminReader, initialisedDataDir, runUkeyServer, startUkeyServer, tempDir, type RunningServer, type TempDir,
 } from "../../../server/test/support/fixtures.js";
+import { testBundles } from "../../../server/test/support/test-bundle.js";
 
-/** The real `ukey` bin. */
-export const ukeyBin = resolve(import.meta.dirname, "../../bin/ukey.js");
+/** The real `ukey` bin as run from a development checkout: the TypeScript sources through tsx. */
+export const ukeySourceBin = resolve(import.meta.dirname, "../../bin/ukey.js");
+
+/** `ukey` as tests start it: the bundle of the current sources (scripts/test-bundle.mjs), as the production build makes it. */
+export const ukeyBin = testBundles().agent;
 
 export interface UkeyRun {
   status: number | null;

@@ -5,9 +5,17 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { possessionMessage } from "../../src/renewal/possession.js";
+import { testBundles } from "./test-bundle.js";
 
-/** The real bin, as operators run it. */
-export const ukeyServerBin = resolve(import.meta.dirname, "../../bin/ukey-server.js");
+/** The real bin, as operators run it from a development checkout: the TypeScript sources through tsx. */
+export const ukeyServerSourceBin = resolve(import.meta.dirname, "../../bin/ukey-server.js");
+
+/**
+ * `ukey-server` as tests start it: the bundle of the current sources (scripts/test-bundle.mjs), made the way the
+ * production build makes it, which starts in about half the CPU of the sources through tsx. The sources' own path
+ * (ukeyServerSourceBin) keeps its tests in cli.test.ts; the production install in test/build.
+ */
+export const ukeyServerBin = testBundles().server;
 
 export interface TempDir {
   dir: string;
@@ -73,7 +81,7 @@ export async function startUkeyServer(dataDir: string, env: Record<string, strin
   child.stderr!.on("data", (d) => { stderr += String(d); });
   const lines = createInterface({ input: child.stdout! });
   const listening = await new Promise<{ http: number; https: number | null; clientCert: number | null }>((resolveP, reject) => {
-    // A start from the sources (tsx) on a loaded 2-core machine can take tens of seconds. A server that never says
+    // A start on a loaded 2-core machine can take tens of seconds (from the sources through tsx, more still). A server that never says
     // "listening" is killed: left running, it would keep the test file's process alive until the runner's own timeout.
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
