@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { UkeyError } from "@ukey/policy";
+import { UkeyError, recipientProofMessage } from "@ukey/policy";
 import { objectLabels, type TokenKey, type TokenSession } from "../keys/key-store.js";
 import type { Prompter } from "../prompter.js";
 import type { DownloadAnswer } from "../server-client.js";
@@ -7,14 +7,6 @@ import { derOfPem } from "./certificate-id.js";
 import type { FaultPoint } from "./flow-types.js";
 import { report, sameSerial } from "./token-access.js";
 import { withRoomOnToken } from "./storage-room.js";
-
-/**
- * What each recipient key signs to prove the token holds it (docs/renewal-api.md, "recoveredKeyRecipients"):
- * "ukey-recovered-key-recipient", NUL, SHA-256 of the download's CSR (DER). The server checks the same bytes.
- */
-export function recipientProofMessage(csrDer: Uint8Array): Buffer {
-  return Buffer.concat([Buffer.from("ukey-recovered-key-recipient\0", "latin1"), createHash("sha256").update(csrDer).digest()]);
-}
 
 /** The pending label of the key that receives recovered key `i` (from 1) of download `ref`: its own SKF container. */
 export const recipientLabel = (ref: string, i: number): string => objectLabels.pending(`download-${ref}-r${i}`);
@@ -50,7 +42,8 @@ export async function recipientKeys(session: TokenSession, ref: string, count: n
 export async function recipientProofs(session: TokenSession, keys: readonly TokenKey[], csrPem: string): Promise<{ spki: string; signature: string }[]> {
   const m = /-----BEGIN CERTIFICATE REQUEST-----([\s\S]*?)-----END CERTIFICATE REQUEST-----/.exec(csrPem);
   if (!m) throw new UkeyError("PEM_MALFORMED", { params: { reason: "no certificate request" } });
-  const message = recipientProofMessage(Buffer.from(m[1]!.replace(/\s+/g, ""), "base64"));
+  // One definition of these bytes, shared with the server's check (@ukey/policy).
+  const message = recipientProofMessage(Buffer.from(m[1]!.replace(/\s+/g, ""), "base64"), (b) => createHash("sha256").update(b).digest());
   const out: { spki: string; signature: string }[] = [];
   for (const k of keys) out.push({ spki: Buffer.from(k.spki).toString("base64"), signature: Buffer.from(await session.sign(k.id, message)).toString("base64") });
   return out;
