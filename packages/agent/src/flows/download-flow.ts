@@ -62,7 +62,9 @@ export async function downloadFlow(ctx: FlowContext, request: DownloadRequest & 
     const generated = !key;
     if (!key) {
       report(p, "generate-key", "正在 UKey 中生成新的密钥对（私钥不会离开 UKey）", "Generating the new key pair on the key (the private key never leaves it)");
-      key = await withRoomOnToken(session, () => session.generateKeyPair(algorithm, label), { keep: [], prompter: p, ...(ctx.fault ? { fault: ctx.fault } : {}) });
+      // A pair's RSA signing key opens its encryption key's envelope on the token (PKCS#11 C_UnwrapKey), then signs only.
+      const unwrap = !!c?.pair && algorithm.startsWith("rsa");
+      key = await withRoomOnToken(session, () => session.generateKeyPair(algorithm, label, undefined, { unwrap }), { keep: [], prompter: p, ...(ctx.fault ? { fault: ctx.fault } : {}) });
       maybeCrash(ctx.fault, "after-keygen");
     }
     // A key recovery's codes: one receiving key per recovered old encryption key, each in a container of its own.

@@ -424,6 +424,10 @@ function attr(lib: Lib, session: Handle, h: Handle, type: number): Buffer | unde
   }
 }
 
+function readBool(v: Buffer | undefined): boolean | undefined {
+  return v?.length === 1 ? v[0] !== 0 : undefined;
+}
+
 function readUlong(v: Buffer | undefined): number | undefined {
   if (!v || (v.length !== 4 && v.length !== 8)) return undefined;
   return v.length === 8 ? Number(v.readBigUInt64LE(0) & 0xffffffffn) : v.readUInt32LE(0);
@@ -800,6 +804,11 @@ class Pkcs11Session implements TokenSession {
       const label = (attr(lib, s, signing, CK.CKA_LABEL) ?? Buffer.alloc(0)).toString("utf8");
       const done = this.#encryptionKeyAt(lib, s, id, expected);
       if (!done) {
+        // A key made before its profile was known to be a pair (a renewal) may unwrap for this import only,
+        // where the token lets CKA_UNWRAP change; where it does not, the token refuses the unwrap below.
+        if (readBool(attr(lib, s, signing, CK.CKA_UNWRAP)) === false) {
+          try { lib.C_SetAttributeValue(s, signing, [{ type: CK.CKA_UNWRAP, value: true }]); } catch { /* refused below, by name */ }
+        }
         const unwrapped = await unwrapRsaEnvelope(lib, s, signing, parsed, [
           { type: CK.CKA_TOKEN, value: true },
           { type: CK.CKA_PRIVATE, value: true },
