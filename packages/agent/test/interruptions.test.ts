@@ -64,7 +64,7 @@ for (const fault of faults) {
     const orderId = pendingOrderOf(mid);
     const midOrder = await w.order(orderId);
     const expectState: Record<FaultPoint, string[]> = {
-      "after-keygen": ["verified"], "after-csr": ["issued"], "after-issue": ["issued"], "after-install": ["issued"], "after-enc-key": ["issued"], "after-enc-cert": ["issued"],
+      "after-keygen": ["verified"], "after-csr": ["issued"], "after-issue": ["issued"], "after-install": ["issued"], "after-enc-key": ["issued"], "after-enc-cert": ["issued"], "after-recovered-key": [],
       "during-cleanup": ["completed"],
     };
     assert.ok(expectState[fault].includes(midOrder.state), `${fault}: order ${midOrder.state}`);

@@ -4,6 +4,7 @@ import { objectLabels, type TokenKey, type TokenSession } from "../keys/key-stor
 import type { Prompter } from "../prompter.js";
 import type { DownloadAnswer } from "../server-client.js";
 import { derOfPem } from "./certificate-id.js";
+import { maybeCrash } from "./fault.js";
 import type { FaultPoint } from "./flow-types.js";
 import { report, sameSerial } from "./token-access.js";
 import { withRoomOnToken } from "./storage-room.js";
@@ -51,13 +52,16 @@ export async function recipientProofs(session: TokenSession, keys: readonly Toke
 
 /**
  * Installs each recovered key the server enveloped for one of `keys` into
- * that key's container, with its old encryption certificate, and clears the
- * container's pending mark. A key already there (an earlier run) is not
- * imported again. Answers how many were installed and how many stay
- * escrowed (enveloped for the signing key: a server that took no recipients).
+ * that key's container, with its old encryption certificate. A key already
+ * there (an earlier run) is not imported again. The containers keep their
+ * pending mark: it is how a run after an interruption finds every receiving
+ * key again, and the server takes the receiving keys only all together, so
+ * they are relabelled only once the download is done (settleRecipients).
+ * Answers how many were installed and how many stay escrowed (enveloped for
+ * the signing key: a server that took no recipients).
  */
 export async function installRecoveredKeys(session: TokenSession, keys: readonly TokenKey[], recovered: NonNullable<DownloadAnswer["recoveredKeys"]>,
-  opts: { prompter: Prompter }): Promise<{ installed: number; escrowed: number }> {
+  opts: { prompter: Prompter; fault?: FaultPoint | undefined }): Promise<{ installed: number; escrowed: number }> {
   let installed = 0;
   for (const [i, r] of recovered.entries()) {
     const recipient = typeof r.recipientSpki === "string" ? keys.find((k) => Buffer.from(k.spki).toString("base64") === r.recipientSpki) : undefined;
@@ -70,9 +74,32 @@ export async function installRecoveredKeys(session: TokenSession, keys: readonly
       // Idempotent: the very key already in the container (an earlier run died after it) is not imported twice.
       await session.importEnvelopedKey!(recipient.id, new Uint8Array(Buffer.from(r.envelope.value, "base64")));
       if (r.certificate) await session.installCertificate(derOfPem(r.certificate.pem), recipient.id, recipient.label);
+      maybeCrash(opts.fault, "after-recovered-key");
     }
-    await session.relabel(recipient.id, objectLabels.current(r.certificate?.serial ?? recipient.id));
     installed++;
   }
   return { installed, escrowed: recovered.length - installed };
+}
+
+/**
+ * Relabels the receiving keys of download `ref` that hold their recovered
+ * key's certificate to current(that certificate's serial): the last step
+ * of a download, after the signing key's relabel. Run also when a download
+ * starts whose signing key is no longer pending (an earlier run died
+ * between the two relabels). A receiving key without its certificate stays
+ * pending, for the download's next run. Answers how many were relabelled.
+ */
+export async function settleRecipients(session: TokenSession, ref: string): Promise<number> {
+  const prefix = objectLabels.pending(`download-${ref}-r`);
+  const waiting = (await session.listKeys()).filter((k) => k.label.startsWith(prefix) && /^[0-9]+$/.test(k.label.slice(prefix.length)));
+  if (waiting.length === 0) return 0;
+  const certs = await session.listCertificates();
+  let n = 0;
+  for (const k of waiting) {
+    const cert = certs.find((c) => c.id === k.id && c.hasKey);
+    if (!cert) continue;
+    await session.relabel(k.id, objectLabels.current(cert.serialHex));
+    n++;
+  }
+  return n;
 }
