@@ -62,8 +62,8 @@ export function parseRsaKeyEnvelope(der: Uint8Array): RsaKeyEnvelope {
   };
 }
 
-/** RSAES-OAEP-params with every field at its default (SHA-1, MGF1-SHA-1, empty label): an empty SEQUENCE, or absent. */
+/** RSAES-OAEP-params with every field at its default (SHA-1, MGF1-SHA-1, empty label): an empty SEQUENCE (what DER makes of it), or absent. */
 function defaultOaepParams(params: unknown): boolean {
-  if (params === undefined || params instanceof asn1js.Null) return params === undefined;
+  if (params === undefined) return true;
   return params instanceof asn1js.Sequence && params.valueBlock.value.length === 0;
 }
