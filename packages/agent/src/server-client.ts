@@ -15,7 +15,7 @@ const newCertificateSchema = z.object({
 
 /** A pair profile's encryption certificate (beside the signing one). */
 const encryptionCertificateSchema = z.object({ serial: z.string(), certId: z.string(), notBefore: isoDate, notAfter: isoDate, pem: z.string() });
-/** An encryption private key enveloped for the new signing key: "gmt0016-enveloped-key-blob" (SM2) or "cms-enveloped-data" (RSA), base64 (docs/envelopes.md). */
+/** An encryption private key enveloped for the new signing key: "gmt0016-enveloped-key-blob" (SM2) or "cms-enveloped-data-v2" (RSA), base64 (docs/envelopes.md). */
 const envelopeSchema = z.object({ format: z.string(), value: z.string().min(1) });
 
 /** A pair's encryption half as the server delivers it with the signing certificate. */

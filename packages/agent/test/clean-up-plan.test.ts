@@ -54,10 +54,11 @@ for (const c of cases) {
 // Issue 15: the key usage decides whether an old key may go without asking. An encryption key (a pair's
 // encryption half, a certificate for both uses, or one whose certificate names no usage) goes only when the
 // holder confirms: data encrypted to it is lost with it. Real certificates, so the key usage is read from DER.
-type Usage = "signing" | "encryption" | "both" | "none";
+type Usage = "signing" | "encryption" | "both" | "none" | "rsa-encryption";
 const usageFlags: Record<Exclude<Usage, "none">, number> = {
   signing: x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.nonRepudiation,
   encryption: x509.KeyUsageFlags.keyAgreement | x509.KeyUsageFlags.dataEncipherment,
+  "rsa-encryption": x509.KeyUsageFlags.keyEncipherment | x509.KeyUsageFlags.dataEncipherment,
   both: x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
 };
 const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
@@ -103,3 +104,25 @@ test("a valid encryption certificate alone is never on the plan, asked or not", 
   const plan = await planCleanUp([await realCert("e", "03", "encryption", 100)], [key("e")], now, { confirmEncryption: async () => assert.fail("nothing to ask") });
   assert.deepEqual(plan, []);
 });
+
+// Issue 15 on PKCS#11: a pair's two halves are two ids (signing X, encryption X‖02, docs/key-vendors.md), not one
+// container. Superseded or expired, the old signing half goes; its encryption half (an RSA pair's key usage) goes
+// only when the holder confirms, and the new pair stays whole.
+for (const s of situations) {
+  for (const confirm of ["absent", "no", "yes"] as const) {
+    test(`a PKCS#11 pair (signing X, encryption X02), ${s.name}, holder's confirmation ${confirm}`, async () => {
+      const views: Record<string, View> | undefined = s.views && { a: s.views.a, a02: s.views.a, b: s.views.b, b02: s.views.b };
+      const certs = [
+        await realCert("a", "01", "signing", s.old), await realCert("a02", "11", "rsa-encryption", s.old),
+        await realCert("b", "02", "signing", 300), await realCert("b02", "12", "rsa-encryption", 300),
+      ];
+      const asked: string[][] = [];
+      const plan = await planCleanUp(certs, ["a", "a02", "b", "b02"].map((id) => key(id)), now, {
+        serverView: async (x) => views?.[x.id],
+        ...(confirm === "absent" ? {} : { confirmEncryption: async (objects: InvalidObject[]) => { asked.push(objects.map((o) => o.id)); return confirm === "yes"; } }),
+      });
+      assert.deepEqual(plan.map((p) => p.id).sort(), confirm === "yes" ? ["a", "a02"] : ["a"]);
+      assert.deepEqual(asked, confirm === "absent" ? [] : [["a02"]], "asked about the encryption half alone");
+    });
+  }
+}

@@ -78,7 +78,7 @@ for (const [first, chain] of Object.entries(chains)) {
       assert.equal(midOrderId, orderId, `${fault}: the same order, not a second one`);
       const midOrder = await w.order(orderId);
       const expectState: Record<FaultPoint, string[]> = {
-        "after-keygen": ["verified"], "after-csr": ["issued"], "after-issue": ["issued"], "after-install": ["issued"], "after-enc-key": ["issued"], "after-enc-cert": ["issued"],
+        "after-keygen": ["verified"], "after-csr": ["issued"], "after-issue": ["issued"], "after-install": ["issued"], "after-enc-key": ["issued"], "after-enc-cert": ["issued"], "after-recovered-key": [],
         "during-cleanup": ["completed"],
       };
       assert.ok(expectState[fault].includes(midOrder.state), `${fault}: order ${midOrder.state}`);

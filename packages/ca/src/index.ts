@@ -25,4 +25,4 @@ export {
   sm2EnvelopedKeyFromBlob, parseSm2EnvelopedKey,
   type EnvelopedKeyBlob,
 } from "./enveloped-key-blob.js";
-export { buildCmsEnvelopedKey, ID_AES256_CBC } from "./cms-enveloped-key.js";
+export { buildCmsEnvelopedKey, ID_AES256_CBC, ID_AES256_WRAP_PAD } from "./cms-enveloped-key.js";

@@ -9,6 +9,7 @@ export * from "./reference-docs.js";
 export * from "./policy-calendar.js";
 export * from "./profile-presets.js";
 export * from "./profile-parser.js";
+export * from "./recovered-key-proof.js";
 export * from "./renewal-policy.js";
 export * from "./policy-timeline-svg.js";
 export * from "./policy-table-markdown.js";

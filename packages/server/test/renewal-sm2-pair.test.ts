@@ -263,7 +263,7 @@ test("the OpenAPI document names both certificates and the envelope's format; a 
   const doc = (await app.inject({ method: "GET", url: "/api/v1/openapi.json" })).json<{ paths: Record<string, Record<string, { responses: Record<string, { content: Record<string, { schema: { properties: Record<string, { properties?: Record<string, { enum?: string[] }> }> } }> }> }>> }>();
   for (const [path, method, status] of [["/api/v1/downloads", "post", "201"], ["/api/v1/orders/{id}/csr", "post", "200"], ["/api/v1/orders/{id}", "get", "200"]] as const) {
     const schema = doc.paths[path]![method]!.responses[status]!.content["application/json"]!.schema;
-    assert.deepEqual(schema.properties.envelope!.properties!.format!.enum, ["gmt0016-enveloped-key-blob", "cms-enveloped-data"], path);
+    assert.deepEqual(schema.properties.envelope!.properties!.format!.enum, ["gmt0016-enveloped-key-blob", "cms-enveloped-data-v2", "cms-enveloped-data"], path);
     assert.ok(schema.properties.encryptionCertificate!.properties!.pem, path);
   }
   // What the agent does with a damaged envelope (issue 15 installs it): a catalogue error, never a wrong key.

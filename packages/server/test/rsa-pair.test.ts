@@ -1,5 +1,6 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { createDecipheriv } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import type { FastifyInstance } from "fastify";
 import { fixedClock } from "@ukey/policy";
@@ -11,8 +12,9 @@ import { initialisedDataDir, keyArgs, openssl, opensslCsr, tempDir, type TempDir
 import { OrderApi } from "./support/order-api.js";
 
 // Issue 13, RSA pairs: the encryption key reaches the holder's key as a CMS EnvelopedData (RFC 5652) under the
-// new RSA signing key (RSAES-OAEP, AES-256-CBC) over its PKCS#8. A software client stands in for the agent;
-// `openssl cms -decrypt` alone opens every envelope, and the key inside must be the encryption certificate's.
+// new RSA signing key (RSAES-OAEP, AES-256 key wrap with padding: "cms-enveloped-data-v2") over its PKCS#8. A software
+// client stands in for the agent; OpenSSL opens every envelope with the signing key alone, and the key inside must be
+// the encryption certificate's. packages/agent/test/keys/pkcs11-rsa-pair.test.ts opens the same form on SoftHSM2.
 const clock = fixedClock(new Date());
 let t: TempDir;
 let dataDir: string;
@@ -35,14 +37,33 @@ function verify(name: string, pem: string): string {
   return f;
 }
 
-/** `openssl cms -decrypt` with the signing certificate and its key: the PKCS#8 inside, as a PEM file. */
-function openCms(name: string, envelope: Answer["envelope"], signingCert: string, signingKey: string): string {
-  assert.equal(envelope.format, "cms-enveloped-data");
-  const der = t.path(`${name}.pk8.der`);
-  const r = openssl(["cms", "-decrypt", "-inform", "DER", "-in", t.write(`${name}.cms.der`, Buffer.from(envelope.value, "base64")), "-recip", signingCert, "-inkey", signingKey, "-out", der]);
-  assert.equal(r.status, 0, `${name}: ${r.out}`);
+/**
+ * Opens a "cms-enveloped-data-v2" envelope the way a PKCS#11 token does, outside our code: the structure read by
+ * `openssl asn1parse`, the content-encryption key by `openssl pkeyutl` (RSAES-OAEP, SHA-1, MGF1-SHA-1) with the
+ * signing key, then AES-256 key wrap with padding (RFC 5649) by Node's OpenSSL (the openssl CLI has no wrap-mode
+ * cipher, and `openssl cms` 3.0 decrypts a wrap-pad content to nothing). The PKCS#8 inside, as a checked PEM file.
+ * Undefined when the signing key does not open it.
+ */
+function openCms(name: string, envelope: Answer["envelope"], signingKey: string): string | undefined {
+  assert.equal(envelope.format, "cms-enveloped-data-v2");
+  const der = Buffer.from(envelope.value, "base64");
+  const file = t.write(`${name}.cms.der`, der);
+  const parsed = openssl(["asn1parse", "-inform", "DER", "-in", file]);
+  assert.equal(parsed.status, 0, parsed.out);
+  assert.match(parsed.out, /:rsaesOaep\n\s*\d+:d=\d+\s+hl=\d+ l=\s*0 cons: SEQUENCE/, `${name}: RSAES-OAEP with its default (SHA-1) parameters`);
+  assert.match(parsed.out, /:id-aes256-wrap-pad/, `${name}: AES-256 key wrap with padding`);
+  const fields = parsed.out.split("\n").map((l) => /^\s*(\d+):d=\d+\s+hl=(\d+) l=\s*(\d+) prim: (OCTET STRING|cont \[ 0 \])/.exec(l)).filter((m) => !!m)
+    .map((m) => ({ kind: m[4], bytes: der.subarray(Number(m[1]) + Number(m[2]), Number(m[1]) + Number(m[2]) + Number(m[3])) }));
+  const encryptedKey = fields.find((f) => f.kind === "OCTET STRING" && f.bytes.length === 256)!.bytes;
+  const encryptedContent = fields.filter((f) => f.kind === "cont [ 0 ]").at(-1)!.bytes;
+  const cekFile = t.path(`${name}.cek`);
+  const oaep = openssl(["pkeyutl", "-decrypt", "-inkey", signingKey, "-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:sha1", "-pkeyopt", "rsa_mgf1_md:sha1",
+    "-in", t.write(`${name}.ek`, encryptedKey), "-out", cekFile]);
+  if (oaep.status !== 0) return undefined;
+  const unwrap = createDecipheriv("id-aes256-wrap-pad", readFileSync(cekFile), Buffer.from("a65959a6", "hex"));
+  const pk8 = t.write(`${name}.pk8.der`, Buffer.concat([unwrap.update(encryptedContent), unwrap.final()]));
   const pem = t.path(`${name}.key.pem`);
-  const check = openssl(["pkey", "-inform", "DER", "-in", der, "-check", "-out", pem]);
+  const check = openssl(["pkey", "-inform", "DER", "-in", pk8, "-check", "-out", pem]);
   assert.equal(check.status, 0, check.out);
   return pem;
 }
@@ -94,7 +115,7 @@ test("an RSA pair by two codes and by renewal: keyEncipherment + dataEnciphermen
   assert.match(pub(["x509", "-in", sig, "-noout", "-text"]), /X509v3 Key Usage: critical\s+Digital Signature\n/);
   const encPub = pub(["x509", "-in", enc, "-noout", "-pubkey"]);
   assert.notEqual(encPub, pub(["x509", "-in", sig, "-noout", "-pubkey"]));
-  const key = openCms("first", got.envelope, sig, k.key);
+  const key = openCms("first", got.envelope, k.key)!;
   assert.equal(pub(["pkey", "-in", key, "-pubout"]), encPub, "the enveloped key is the encryption certificate's");
   // ...and it reads what is encrypted to the encryption certificate (openssl cms -encrypt to it).
   const plain = t.write("plain.txt", "只给加密证书 / for the encryption certificate only");
@@ -103,14 +124,14 @@ test("an RSA pair by two codes and by renewal: keyEncipherment + dataEnciphermen
   assert.deepEqual(readFileSync(`${plain}.out`), readFileSync(plain));
   // Another RSA key cannot open the envelope.
   const other = opensslCsr(t, "other", keyArgs.rsa2048, "/");
-  assert.notEqual(openssl(["cms", "-decrypt", "-inform", "DER", "-in", t.path("first.cms.der"), "-inkey", other.key, "-out", t.path("x.der")]).status, 0);
+  assert.equal(openCms("first-other", got.envelope, other.key), undefined);
   const escrows = await ctx.store.kmcEscrows.listByHolder("R1");
   assert.deepEqual(escrows.map((x) => x.algorithm), ["rsa"]);
 
   // The answer lost: the same codes and key get the same pair, the escrowed key enveloped again.
   const again = (await download(e, k.csr)).json<Answer>();
   assert.equal(again.encryptionCertificate.serial, got.encryptionCertificate.serial);
-  assert.equal(pub(["pkey", "-in", openCms("again", again.envelope, sig, k.key), "-pubout"]), encPub);
+  assert.equal(pub(["pkey", "-in", openCms("again", again.envelope, k.key)!, "-pubout"]), encPub);
 
   // Renewed through the order API onto a new RSA key: a new pair in the same envelope form, both old ones superseded.
   clock.set(new Date(Date.parse(got.notAfter) - 30 * 86_400_000));
@@ -120,9 +141,9 @@ test("an RSA pair by two codes and by renewal: keyEncipherment + dataEnciphermen
   const rk = opensslCsr(t, "renewed", keyArgs.rsa2048, "/");
   const issued = await api.call<{ newCertificate: Cert; encryptionCertificate: Cert; envelope: Answer["envelope"] }>("POST", `/api/v1/orders/${id}/csr`, { csr: readFileSync(rk.csr, "utf8") });
   assert.equal(issued.status, 200, JSON.stringify(issued.body));
-  const renewedSig = verify("renewed-sig", issued.body.newCertificate.pem);
+  verify("renewed-sig", issued.body.newCertificate.pem);
   const renewedEncPub = pub(["x509", "-in", verify("renewed-enc", issued.body.encryptionCertificate.pem), "-noout", "-pubkey"]);
-  assert.equal(pub(["pkey", "-in", openCms("renewed", issued.body.envelope, renewedSig, rk.key), "-pubout"]), renewedEncPub);
+  assert.equal(pub(["pkey", "-in", openCms("renewed", issued.body.envelope, rk.key)!, "-pubout"]), renewedEncPub);
   assert.equal((await api.call("POST", `/api/v1/orders/${id}/installed`)).body.state, "installed");
   assert.equal((await api.call("POST", `/api/v1/orders/${id}/complete`)).body.state, "completed");
   for (const serial of [got.serial, got.encryptionCertificate.serial]) assert.equal((await ctx.store.certificates.get(serial))?.status, "superseded", serial);
@@ -135,11 +156,11 @@ test("an RSA pair by two codes and by renewal: keyEncipherment + dataEnciphermen
   const third = await download(codes, n.csr);
   assert.equal(third.statusCode, 201, third.body);
   const body = third.json<Answer>();
-  const newSig = verify("new-sig", body.pem);
+  verify("new-sig", body.pem);
   assert.deepEqual(body.recoveredKeys?.map((x) => x.certificate?.serial), [got.encryptionCertificate.serial, issued.body.encryptionCertificate.serial]);
-  assert.equal(pub(["pkey", "-in", openCms("recovered", body.recoveredKeys![0]!.envelope, newSig, n.key), "-pubout"]), encPub, "the first encryption key, recovered");
-  assert.equal(pub(["pkey", "-in", openCms("recovered2", body.recoveredKeys![1]!.envelope, newSig, n.key), "-pubout"]), renewedEncPub, "the renewed one too");
-  assert.equal(pub(["pkey", "-in", openCms("new-enc", body.envelope, newSig, n.key), "-pubout"]), pub(["x509", "-in", verify("new-enc", body.encryptionCertificate.pem), "-noout", "-pubkey"]));
+  assert.equal(pub(["pkey", "-in", openCms("recovered", body.recoveredKeys![0]!.envelope, n.key)!, "-pubout"]), encPub, "the first encryption key, recovered");
+  assert.equal(pub(["pkey", "-in", openCms("recovered2", body.recoveredKeys![1]!.envelope, n.key)!, "-pubout"]), renewedEncPub, "the renewed one too");
+  assert.equal(pub(["pkey", "-in", openCms("new-enc", body.envelope, n.key)!, "-pubout"]), pub(["x509", "-in", verify("new-enc", body.encryptionCertificate.pem), "-noout", "-pubkey"]));
   assert.equal((await ctx.store.audit.verify()).ok, true);
 });
 

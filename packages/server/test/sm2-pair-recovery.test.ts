@@ -1,10 +1,10 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type { FastifyInstance } from "fastify";
-import { fixedClock } from "@ukey/policy";
+import { fixedClock, recipientProofMessage } from "@ukey/policy";
 import { derToPem, parseEnvelopedKeyBlob, sm2CipherDer, sm2Pkcs8, verifyCsr } from "@ukey/ca";
-import { recipientProofMessage } from "../src/kmc/recovered-key-recipients.js";
 import { buildApp } from "../src/app.js";
 import { operatorServiceFor } from "../src/admin/operator-service.js";
 import { raKeyFiles, readOrCreateKeyFile } from "../src/admin/secret-key-file.js";
@@ -233,7 +233,7 @@ function spkiDer(key: string): Buffer {
 let proofs = 0;
 /** A recipient key's proof for a download's CSR, signed by `signer` (SM3withSM2, standard ID) with OpenSSL. */
 function recipientProof(csr: string, signer: string, spkiOf: string = signer): { spki: string; signature: string } {
-  const msg = t.write(`proof-${++proofs}.msg`, recipientProofMessage(verifyCsr(readFileSync(csr, "utf8")).der));
+  const msg = t.write(`proof-${++proofs}.msg`, Buffer.from(recipientProofMessage(verifyCsr(readFileSync(csr, "utf8")).der, (b) => createHash("sha256").update(b).digest())));
   assert.equal(openssl(["dgst", "-sm3", "-sign", signer, "-sigopt", distid, "-out", `${msg}.sig`, msg]).status, 0);
   return { spki: spkiDer(spkiOf).toString("base64"), signature: readFileSync(`${msg}.sig`).toString("base64") };
 }

@@ -10,7 +10,7 @@ import type { DownloadRequest, FlowContext, IssuedCertificate } from "./flow-typ
 import { openSession, report } from "./token-access.js";
 import { institutionKeyVendors } from "./key-vendor-source.js";
 import { withRoomOnToken } from "./storage-room.js";
-import { installRecoveredKeys, recipientKeys, recipientProofs } from "./recovered-keys.js";
+import { installRecoveredKeys, recipientKeys, recipientProofs, settleRecipients } from "./recovered-keys.js";
 
 /**
  * Downloads a certificate with a reference number and an authorization
@@ -59,10 +59,14 @@ export async function downloadFlow(ctx: FlowContext, request: DownloadRequest & 
   try {
     const label = objectLabels.pending(`download-${ref}`);
     let key = (await session.listKeys()).find((k) => k.label === label);
+    // The download itself finished (its key relabelled) but a run died before its receiving keys were: finish that first.
+    if (!key) await settleRecipients(session, ref);
     const generated = !key;
     if (!key) {
       report(p, "generate-key", "正在 UKey 中生成新的密钥对（私钥不会离开 UKey）", "Generating the new key pair on the key (the private key never leaves it)");
-      key = await withRoomOnToken(session, () => session.generateKeyPair(algorithm, label), { keep: [], prompter: p, ...(ctx.fault ? { fault: ctx.fault } : {}) });
+      // A pair's RSA signing key opens its encryption key's envelope on the token (PKCS#11 C_UnwrapKey), then signs only.
+      const unwrap = !!c?.pair && algorithm.startsWith("rsa");
+      key = await withRoomOnToken(session, () => session.generateKeyPair(algorithm, label, undefined, { unwrap }), { keep: [], prompter: p, ...(ctx.fault ? { fault: ctx.fault } : {}) });
       maybeCrash(ctx.fault, "after-keygen");
     }
     // A key recovery's codes: one receiving key per recovered old encryption key, each in a container of its own.
@@ -96,7 +100,7 @@ export async function downloadFlow(ctx: FlowContext, request: DownloadRequest & 
       // Each recovered key enveloped for its own receiving key goes into that key's container. One enveloped for the new signing
       // key (a key store that cannot import envelopes, or a server that took no receiving keys) cannot be installed beside the
       // pair's own encryption key: it stays escrowed, and the holder is told.
-      const { installed: n, escrowed } = await installRecoveredKeys(session, recipients.keys, answer.recoveredKeys, { prompter: p });
+      const { installed: n, escrowed } = await installRecoveredKeys(session, recipients.keys, answer.recoveredKeys, { prompter: p, fault: ctx.fault });
       if (n) report(p, "install", `已把 ${n} 把恢复的旧加密密钥写入 UKey，旧的加密数据可以再次读取`, `${n} recovered old encryption key(s) written to the key: the old encrypted data is readable again`);
       if (escrowed) {
         report(p, "install", `有 ${escrowed} 把恢复的旧加密密钥未写入这把 UKey，仍由密钥管理中心托管`,
@@ -104,6 +108,7 @@ export async function downloadFlow(ctx: FlowContext, request: DownloadRequest & 
       }
     }
     await session.relabel(key.id, objectLabels.current(installed.serialHex));
+    await settleRecipients(session, ref);
     report(p, "done", `下载完成：证书（序列号尾号 ${shortSerial(installed.serialHex)}），有效期至 ${formatPolicyDate(Date.parse(answer.notAfter))}`, `Downloaded: the certificate (serial ending ${shortSerial(installed.serialHex)}) is valid until ${formatPolicyDate(Date.parse(answer.notAfter))}`);
     return {
       certificate: { serialHex: installed.serialHex, subject: installed.subject, notBefore: answer.notBefore, notAfter: answer.notAfter, pem: answer.pem + answer.chainPem },

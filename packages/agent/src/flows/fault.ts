@@ -1,6 +1,6 @@
 import type { FaultPoint } from "./flow-types.js";
 
-const faultPoints: readonly FaultPoint[] = ["after-keygen", "after-csr", "after-issue", "after-install", "after-enc-key", "after-enc-cert", "during-cleanup"];
+const faultPoints: readonly FaultPoint[] = ["after-keygen", "after-csr", "after-issue", "after-install", "after-enc-key", "after-enc-cert", "after-recovered-key", "during-cleanup"];
 
 /** The fault point named by UKEY_AGENT_FAULT, for the interruption tests; undefined when unset or unknown. */
 export function faultFromEnv(env: Record<string, string | undefined> = process.env): FaultPoint | undefined {

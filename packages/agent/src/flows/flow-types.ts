@@ -33,6 +33,7 @@ export type FaultPoint =
   | "after-install"         // installed and read back, order not confirmed
   | "after-enc-key"         // a pair's encryption key imported from its envelope, its certificate not installed
   | "after-enc-cert"        // a pair's encryption certificate installed, order not confirmed
+  | "after-recovered-key"   // one recovered encryption key and its certificate installed, the others not yet
   | "during-cleanup";       // order completed, old objects half removed
 
 export interface CertificateStatus {

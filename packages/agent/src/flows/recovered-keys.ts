@@ -1,20 +1,13 @@
 import { createHash } from "node:crypto";
-import { UkeyError } from "@ukey/policy";
+import { UkeyError, recipientProofMessage } from "@ukey/policy";
 import { objectLabels, type TokenKey, type TokenSession } from "../keys/key-store.js";
 import type { Prompter } from "../prompter.js";
 import type { DownloadAnswer } from "../server-client.js";
 import { derOfPem } from "./certificate-id.js";
+import { maybeCrash } from "./fault.js";
 import type { FaultPoint } from "./flow-types.js";
 import { report, sameSerial } from "./token-access.js";
 import { withRoomOnToken } from "./storage-room.js";
-
-/**
- * What each recipient key signs to prove the token holds it (docs/renewal-api.md, "recoveredKeyRecipients"):
- * "ukey-recovered-key-recipient", NUL, SHA-256 of the download's CSR (DER). The server checks the same bytes.
- */
-export function recipientProofMessage(csrDer: Uint8Array): Buffer {
-  return Buffer.concat([Buffer.from("ukey-recovered-key-recipient\0", "latin1"), createHash("sha256").update(csrDer).digest()]);
-}
 
 /** The pending label of the key that receives recovered key `i` (from 1) of download `ref`: its own SKF container. */
 export const recipientLabel = (ref: string, i: number): string => objectLabels.pending(`download-${ref}-r${i}`);
@@ -50,7 +43,8 @@ export async function recipientKeys(session: TokenSession, ref: string, count: n
 export async function recipientProofs(session: TokenSession, keys: readonly TokenKey[], csrPem: string): Promise<{ spki: string; signature: string }[]> {
   const m = /-----BEGIN CERTIFICATE REQUEST-----([\s\S]*?)-----END CERTIFICATE REQUEST-----/.exec(csrPem);
   if (!m) throw new UkeyError("PEM_MALFORMED", { params: { reason: "no certificate request" } });
-  const message = recipientProofMessage(Buffer.from(m[1]!.replace(/\s+/g, ""), "base64"));
+  // One definition of these bytes, shared with the server's check (@ukey/policy).
+  const message = recipientProofMessage(Buffer.from(m[1]!.replace(/\s+/g, ""), "base64"), (b) => createHash("sha256").update(b).digest());
   const out: { spki: string; signature: string }[] = [];
   for (const k of keys) out.push({ spki: Buffer.from(k.spki).toString("base64"), signature: Buffer.from(await session.sign(k.id, message)).toString("base64") });
   return out;
@@ -58,13 +52,16 @@ export async function recipientProofs(session: TokenSession, keys: readonly Toke
 
 /**
  * Installs each recovered key the server enveloped for one of `keys` into
- * that key's container, with its old encryption certificate, and clears the
- * container's pending mark. A key already there (an earlier run) is not
- * imported again. Answers how many were installed and how many stay
- * escrowed (enveloped for the signing key: a server that took no recipients).
+ * that key's container, with its old encryption certificate. A key already
+ * there (an earlier run) is not imported again. The containers keep their
+ * pending mark: it is how a run after an interruption finds every receiving
+ * key again, and the server takes the receiving keys only all together, so
+ * they are relabelled only once the download is done (settleRecipients).
+ * Answers how many were installed and how many stay escrowed (enveloped for
+ * the signing key: a server that took no recipients).
  */
 export async function installRecoveredKeys(session: TokenSession, keys: readonly TokenKey[], recovered: NonNullable<DownloadAnswer["recoveredKeys"]>,
-  opts: { prompter: Prompter }): Promise<{ installed: number; escrowed: number }> {
+  opts: { prompter: Prompter; fault?: FaultPoint | undefined }): Promise<{ installed: number; escrowed: number }> {
   let installed = 0;
   for (const [i, r] of recovered.entries()) {
     const recipient = typeof r.recipientSpki === "string" ? keys.find((k) => Buffer.from(k.spki).toString("base64") === r.recipientSpki) : undefined;
@@ -77,9 +74,32 @@ export async function installRecoveredKeys(session: TokenSession, keys: readonly
       // Idempotent: the very key already in the container (an earlier run died after it) is not imported twice.
       await session.importEnvelopedKey!(recipient.id, new Uint8Array(Buffer.from(r.envelope.value, "base64")));
       if (r.certificate) await session.installCertificate(derOfPem(r.certificate.pem), recipient.id, recipient.label);
+      maybeCrash(opts.fault, "after-recovered-key");
     }
-    await session.relabel(recipient.id, objectLabels.current(r.certificate?.serial ?? recipient.id));
     installed++;
   }
   return { installed, escrowed: recovered.length - installed };
+}
+
+/**
+ * Relabels the receiving keys of download `ref` that hold their recovered
+ * key's certificate to current(that certificate's serial): the last step
+ * of a download, after the signing key's relabel. Run also when a download
+ * starts whose signing key is no longer pending (an earlier run died
+ * between the two relabels). A receiving key without its certificate stays
+ * pending, for the download's next run. Answers how many were relabelled.
+ */
+export async function settleRecipients(session: TokenSession, ref: string): Promise<number> {
+  const prefix = objectLabels.pending(`download-${ref}-r`);
+  const waiting = (await session.listKeys()).filter((k) => k.label.startsWith(prefix) && /^[0-9]+$/.test(k.label.slice(prefix.length)));
+  if (waiting.length === 0) return 0;
+  const certs = await session.listCertificates();
+  let n = 0;
+  for (const k of waiting) {
+    const cert = certs.find((c) => c.id === k.id && c.hasKey);
+    if (!cert) continue;
+    await session.relabel(k.id, objectLabels.current(cert.serialHex));
+    n++;
+  }
+  return n;
 }

@@ -43,9 +43,11 @@ export const CK = Object.freeze({
   CKO_CERTIFICATE: 1,
   CKO_PUBLIC_KEY: 2,
   CKO_PRIVATE_KEY: 3,
+  CKO_SECRET_KEY: 4,
   CKC_X_509: 0,
   CKK_RSA: 0,
   CKK_EC: 3,
+  CKK_AES: 0x1f,
   CKA_CLASS: 0x0,
   CKA_TOKEN: 0x1,
   CKA_PRIVATE: 0x2,
@@ -58,6 +60,10 @@ export const CK = Object.freeze({
   CKA_SUBJECT: 0x101,
   CKA_ID: 0x102,
   CKA_SENSITIVE: 0x103,
+  CKA_ENCRYPT: 0x104,
+  CKA_DECRYPT: 0x105,
+  CKA_WRAP: 0x106,
+  CKA_UNWRAP: 0x107,
   CKA_SIGN: 0x108,
   CKA_VERIFY: 0x10a,
   CKA_MODULUS: 0x120,
@@ -67,12 +73,29 @@ export const CK = Object.freeze({
   CKA_EC_PARAMS: 0x180,
   CKA_EC_POINT: 0x181,
   CKM_RSA_PKCS_KEY_PAIR_GEN: 0x0,
+  CKM_RSA_PKCS_OAEP: 0x9,
   CKM_SHA256_RSA_PKCS: 0x40,
+  CKM_SHA_1: 0x220,
+  CKM_AES_KEY_WRAP_PAD: 0x210a,
+  CKG_MGF1_SHA1: 0x1,
+  CKZ_DATA_SPECIFIED: 0x1,
   CKM_EC_KEY_PAIR_GEN: 0x1040,
   CKM_ECDSA: 0x1041,
   CKR_OK: 0x0,
   CKR_FUNCTION_FAILED: 0x6,
+  CKR_GENERAL_ERROR: 0x5,
+  CKR_ARGUMENTS_BAD: 0x7,
+  CKR_ENCRYPTED_DATA_INVALID: 0x40,
+  CKR_ENCRYPTED_DATA_LEN_RANGE: 0x41,
   CKR_FUNCTION_CANCELED: 0x50,
+  CKR_FUNCTION_NOT_SUPPORTED: 0x54,
+  CKR_KEY_FUNCTION_NOT_PERMITTED: 0x68,
+  CKR_MECHANISM_INVALID: 0x70,
+  CKR_MECHANISM_PARAM_INVALID: 0x71,
+  CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT: 0xf2,
+  CKR_WRAPPED_KEY_INVALID: 0x110,
+  CKR_WRAPPED_KEY_LEN_RANGE: 0x112,
+  CKR_ATTRIBUTE_READ_ONLY: 0x10,
   CKR_ATTRIBUTE_SENSITIVE: 0x11,
   CKR_ATTRIBUTE_TYPE_INVALID: 0x12,
   CKR_DEVICE_MEMORY: 0x31,
@@ -160,7 +183,12 @@ const FUNCTIONS = {
   C_SignInit: "CK_RV C_SignInit(CK_ULONG hSession, CK_MECHANISM *pMechanism, CK_ULONG hKey)",
   C_Sign: "CK_RV C_Sign(CK_ULONG hSession, uint8_t *pData, CK_ULONG ulDataLen, uint8_t *pSignature, uint8_t *pulSignatureLen)",
 } as const;
-type Name = keyof typeof FUNCTIONS;
+
+/** Bound when the module exports them; a call to a missing one fails with CKR_FUNCTION_NOT_SUPPORTED, not the load. */
+const OPTIONAL_FUNCTIONS = {
+  C_UnwrapKey: "CK_RV C_UnwrapKey(CK_ULONG hSession, CK_MECHANISM *pMechanism, CK_ULONG hUnwrappingKey, uint8_t *pWrappedKey, CK_ULONG ulWrappedKeyLen, CK_ATTRIBUTE *pTemplate, CK_ULONG ulAttributeCount, uint8_t *phKey)",
+} as const;
+type Name = keyof typeof FUNCTIONS | keyof typeof OPTIONAL_FUNCTIONS;
 
 interface Types {
   ulongSize: number;
@@ -210,6 +238,13 @@ export class Cryptoki {
     const lib = koffi().load(path);
     try {
       for (const [name, proto] of Object.entries(FUNCTIONS) as [Name, string][]) this.#fns.set(name, lib.func(proto));
+      for (const [name, proto] of Object.entries(OPTIONAL_FUNCTIONS) as [Name, string][]) {
+        try {
+          this.#fns.set(name, lib.func(proto));
+        } catch {
+          // Absent: the module cannot unwrap; the call says so with CKR_FUNCTION_NOT_SUPPORTED.
+        }
+      }
     } catch (e) {
       lib.unload();
       throw new Error(`not a PKCS#11 module: ${(e as Error).message}`, { cause: e });
@@ -225,6 +260,7 @@ export class Cryptoki {
 
   #fn(name: Name): Fn {
     const f = this.#fns.get(name);
+    if (!f && name in OPTIONAL_FUNCTIONS && this.#lib) throw new Pkcs11Error(name, CK.CKR_FUNCTION_NOT_SUPPORTED);
     if (!f) throw new Error(`PKCS#11 module not loaded (${name})`);
     return f;
   }
@@ -410,6 +446,26 @@ export class Cryptoki {
   }
   C_SignInit(session: number, mechanism: Mechanism, key: number): void {
     this.#call("C_SignInit", session, this.#mechanism(mechanism), key);
+  }
+  /**
+   * The parameters of CKM_RSA_PKCS_OAEP (CK_RSA_PKCS_OAEP_PARAMS) with an
+   * empty label: hashAlg, mgf, source CKZ_DATA_SPECIFIED, pSourceData NULL,
+   * ulSourceDataLen 0. Written as bytes: CK_ULONGs and one NULL pointer, no
+   * padding between them on any platform we ship (all 8 octets on Unix;
+   * packed on Windows).
+   */
+  rsaOaepParams(hashAlg: number, mgf: number): Buffer {
+    const pointer = 8;
+    const b = Buffer.alloc(this.#ul * 4 + pointer);
+    [hashAlg, mgf, CK.CKZ_DATA_SPECIFIED].forEach((v, i) => this.#ulong(v).copy(b, i * this.#ul));
+    return b;
+  }
+  /** Unwraps `wrapped` with key `unwrappingKey` into a new object of `template`, on a worker thread; its handle. */
+  async C_UnwrapKeyAsync(session: number, mechanism: Mechanism, unwrappingKey: number, wrapped: Buffer, template: Attribute[]): Promise<number> {
+    const t = this.#template(template);
+    const h = this.#ulongs(1);
+    await this.#callAsync("C_UnwrapKey", session, this.#mechanism(mechanism), unwrappingKey, wrapped, wrapped.length, t, t.length, h);
+    return this.#readUlong(h);
   }
   /** Signs into `out` (which must be large enough) on a worker thread; returns the signature's part of it. */
   async C_SignAsync(session: number, data: Buffer, out: Buffer): Promise<Buffer> {

@@ -123,9 +123,13 @@ export interface TokenSession {
   /**
    * Generates a key pair on the token: private key CKA_SENSITIVE, not
    * CKA_EXTRACTABLE, CKA_TOKEN; CKA_ID `id` (random 20 bytes when not given)
-   * and CKA_LABEL `label` on both halves.
+   * and CKA_LABEL `label` on both halves. `opts.unwrap`: the private key
+   * may also unwrap (CKA_UNWRAP), for a pair profile's RSA signing key,
+   * which opens the encryption key's envelope on the token (docs/security.md);
+   * the key store takes the permission back once the envelope is imported.
+   * Ignored where no such attribute exists (SKF, a file).
    */
-  generateKeyPair(algorithm: KeyAlgorithm, label: string, id?: string): Promise<TokenKey>;
+  generateKeyPair(algorithm: KeyAlgorithm, label: string, id?: string, opts?: { unwrap?: boolean }): Promise<TokenKey>;
   /**
    * Signs `data` with the private key of id `keyId`: ECDSA (DER-encoded
    * signature, SHA-256, SHA-384 for P-384) or RSA PKCS#1 v1.5 with SHA-256.
@@ -154,6 +158,18 @@ export interface TokenSession {
    * when the key the token then holds is not the envelope's.
    */
   importEnvelopedKey?(keyId: string, envelopedKeyBlob: Uint8Array): Promise<TokenKey>;
+  /**
+   * Imports an RSA encryption private key delivered as a CMS EnvelopedData
+   * ("cms-enveloped-data-v2", docs/envelopes.md) beside signing key `keyId`,
+   * unwrapped on the token (C_UnwrapKey: RSAES-OAEP with the signing key, then
+   * AES key wrap with padding), so that the agent never holds it in clear.
+   * `expectedSpki` is the encryption certificate's public key: a key already
+   * there that matches it (an earlier run) is returned as it is. PKCS#11 only.
+   * ENVELOPE_MALFORMED (damaged, or not for this signing key), TOKEN_CONTAINER_FOREIGN
+   * (another key in the encryption key's place), CERT_KEY_MISMATCH, TOKEN_OPERATION_FAILED
+   * (a driver that cannot unwrap), TOKEN_*.
+   */
+  importRsaEnvelope?(keyId: string, envelope: Uint8Array, expectedSpki: Uint8Array): Promise<TokenKey>;
   close(): Promise<void>;
 }
 

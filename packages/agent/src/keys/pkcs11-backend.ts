@@ -1,11 +1,14 @@
 import { createHash, createPublicKey, randomBytes } from "node:crypto";
 import { existsSync, realpathSync } from "node:fs";
 import { resolve } from "node:path";
+import { AsnConvert } from "@peculiar/asn1-schema";
+import { SubjectPublicKeyInfo } from "@peculiar/asn1-x509";
 import type { KeyAlgorithm } from "@ukey/policy";
 import { UkeyError, isUkeyError } from "@ukey/policy";
 import {
   buildCsr, ecdsaRawToDer, keyAlgorithmOfSpki, readCertificate, samePublicKey, signatureScheme, tokenCertificate,
 } from "./certificate-fields.js";
+import { parseRsaKeyEnvelope, type RsaKeyEnvelope } from "./cms-envelope.js";
 import type { KeyStoreBackend, TokenCertificate, TokenInfo, TokenKey, TokenSession } from "./key-store.js";
 import { CK, Cryptoki, type Attribute, type CkTokenInfo } from "./cryptoki.js";
 import { checkNewUserPin } from "./pin-rule.js";
@@ -421,6 +424,10 @@ function attr(lib: Lib, session: Handle, h: Handle, type: number): Buffer | unde
   }
 }
 
+function readBool(v: Buffer | undefined): boolean | undefined {
+  return v?.length === 1 ? v[0] !== 0 : undefined;
+}
+
 function readUlong(v: Buffer | undefined): number | undefined {
   if (!v || (v.length !== 4 && v.length !== 8)) return undefined;
   return v.length === 8 ? Number(v.readBigUInt64LE(0) & 0xffffffffn) : v.readUInt32LE(0);
@@ -498,6 +505,89 @@ function keyMatches(lib: Lib, session: Handle, id: Buffer, spki: Buffer, private
   });
 }
 
+/**
+ * The CKA_ID of a pair's encryption objects: the signing key's CKA_ID
+ * followed by the octet 02 (docs/key-vendors.md, "Certificate pairs on
+ * PKCS#11 keys"). Its own id, so that certificate and key match by id as
+ * every PKCS#11 application expects, and deleting the signing key's objects
+ * leaves the encryption key alone.
+ */
+export function encryptionIdOf(signingId: Buffer): Buffer {
+  return Buffer.concat([signingId, Buffer.from([2])]);
+}
+
+/** SHA-1 of the subjectPublicKey bits (RFC 5280 method 1): the recipient identifier of our CMS envelopes. */
+function subjectKeyIdOf(spki: Buffer): Buffer {
+  const info = AsnConvert.parse(spki, SubjectPublicKeyInfo);
+  return createHash("sha1").update(Buffer.from(info.subjectPublicKey)).digest();
+}
+
+/**
+ * Opens an RSA pair's envelope on the token: RSAES-OAEP with the signing key
+ * gives the AES key as a session object (sensitive, unextractable, unwrap
+ * only), which unwraps the PKCS#8 into a private key of `where` (decrypt and
+ * unwrap, sensitive, unextractable). The AES key is destroyed whatever
+ * happens. A token that refuses the ciphertexts gives ENVELOPE_MALFORMED; one
+ * without the mechanisms, TOKEN_OPERATION_FAILED.
+ */
+async function unwrapRsaEnvelope(lib: Lib, s: Handle, signing: Handle, envelope: RsaKeyEnvelope, where: Attribute[]): Promise<Handle> {
+  const refused = (e: unknown, step: string): UkeyError => {
+    const code = p11Code(e);
+    if (code !== undefined && envelopeRefusals.has(code)) {
+      return new UkeyError("ENVELOPE_MALFORMED", { params: { reason: `the UKey refused ${step} (${(e as Error).message}): it is not for this key's signing key, or it is damaged` }, cause: e });
+    }
+    if (code !== undefined && missingMechanism.has(code)) {
+      return new UkeyError("TOKEN_OPERATION_FAILED", { params: { reason: `this UKey's driver cannot unwrap an RSA pair's encryption key (${step}: ${(e as Error).message})` }, cause: e });
+    }
+    return pkcs11ErrorToUkey(e, `import the encryption key (${step})`);
+  };
+  let aes: Handle;
+  try {
+    aes = await lib.C_UnwrapKeyAsync(s, { mechanism: CK.CKM_RSA_PKCS_OAEP, parameter: lib.rsaOaepParams(CK.CKM_SHA_1, CK.CKG_MGF1_SHA1) }, signing, envelope.encryptedKey, [
+      { type: CK.CKA_CLASS, value: CK.CKO_SECRET_KEY },
+      { type: CK.CKA_KEY_TYPE, value: CK.CKK_AES },
+      { type: CK.CKA_TOKEN, value: false },
+      { type: CK.CKA_SENSITIVE, value: true },
+      { type: CK.CKA_EXTRACTABLE, value: false },
+      { type: CK.CKA_UNWRAP, value: true },
+      { type: CK.CKA_DECRYPT, value: false },
+      { type: CK.CKA_ENCRYPT, value: false },
+    ]);
+  } catch (e) {
+    throw refused(e, "the content-encryption key (CKM_RSA_PKCS_OAEP)");
+  }
+  try {
+    return await lib.C_UnwrapKeyAsync(s, { mechanism: CK.CKM_AES_KEY_WRAP_PAD }, aes, envelope.wrappedPrivateKey, [
+      { type: CK.CKA_CLASS, value: CK.CKO_PRIVATE_KEY },
+      { type: CK.CKA_KEY_TYPE, value: CK.CKK_RSA },
+      { type: CK.CKA_SENSITIVE, value: true },
+      { type: CK.CKA_EXTRACTABLE, value: false },
+      { type: CK.CKA_DECRYPT, value: true },
+      { type: CK.CKA_UNWRAP, value: true },
+      { type: CK.CKA_SIGN, value: false },
+      ...where,
+    ]);
+  } catch (e) {
+    throw refused(e, "the private key (CKM_AES_KEY_WRAP_PAD)");
+  } finally {
+    try { lib.C_DestroyObject(s, aes); } catch { /* a session object: gone with the session anyway */ }
+  }
+}
+
+/**
+ * What a token answers to a ciphertext that is not for its key or was changed. SoftHSM2 answers a failed
+ * RFC 5649 integrity check with CKR_GENERAL_ERROR: in this one call, after the envelope's form was checked,
+ * that is what it means.
+ */
+const envelopeRefusals = new Set<number>([
+  CK.CKR_GENERAL_ERROR, CK.CKR_ENCRYPTED_DATA_INVALID, CK.CKR_ENCRYPTED_DATA_LEN_RANGE, CK.CKR_WRAPPED_KEY_INVALID, CK.CKR_WRAPPED_KEY_LEN_RANGE, CK.CKR_FUNCTION_FAILED,
+]);
+/** What a token answers when it lacks a mechanism or the key may not unwrap. */
+const missingMechanism = new Set<number>([
+  CK.CKR_MECHANISM_INVALID, CK.CKR_MECHANISM_PARAM_INVALID, CK.CKR_ARGUMENTS_BAD, CK.CKR_FUNCTION_NOT_SUPPORTED, CK.CKR_KEY_FUNCTION_NOT_PERMITTED,
+  CK.CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT,
+]);
+
 /** One logged-in session on a token; its operations run one at a time. */
 class Pkcs11Session implements TokenSession {
   readonly token: TokenInfo;
@@ -573,7 +663,7 @@ class Pkcs11Session implements TokenSession {
     throw new UkeyError("TOKEN_KEY_NOT_FOUND", { params: { id: keyId } });
   }
 
-  generateKeyPair(algorithm: KeyAlgorithm, label: string, id?: string): Promise<TokenKey> {
+  generateKeyPair(algorithm: KeyAlgorithm, label: string, id?: string, opts?: { unwrap?: boolean }): Promise<TokenKey> {
     return this.#run("generate a key pair", async (lib, s) => {
       checkLabel(label, 255);
       const ckaId = id === undefined ? randomBytes(20) : idBytes(id);
@@ -608,6 +698,10 @@ class Pkcs11Session implements TokenSession {
         { type: CK.CKA_SENSITIVE, value: true },
         { type: CK.CKA_EXTRACTABLE, value: false },
         { type: CK.CKA_SIGN, value: true },
+        // Said, not left to the token's defaults (SoftHSM2 makes an RSA key decrypt and unwrap unless told): a signing
+        // key signs. Only a pair profile's RSA signing key unwraps, to open its encryption key's envelope on the token;
+        // importRsaEnvelope takes that back (docs/security.md).
+        ...(ec ? [] : [{ type: CK.CKA_DECRYPT, value: false }, { type: CK.CKA_UNWRAP, value: !!opts?.unwrap }]),
       ];
       const mechanism = { mechanism: ec ? CK.CKM_EC_KEY_PAIR_GEN : CK.CKM_RSA_PKCS_KEY_PAIR_GEN };
       const pair = await lib.C_GenerateKeyPairAsync(s, mechanism, publicTemplate, privateTemplate);
@@ -687,13 +781,84 @@ class Pkcs11Session implements TokenSession {
     });
   }
 
+  /** Also the pair's encryption objects beside a signing key (CKA_ID `id` ‖ 02), so that the pair keeps one label. */
   relabel(id: string, label: string): Promise<void> {
     return this.#run("relabel", (lib, s) => {
       checkLabel(label, 255);
       const objects = findObjects(lib, s, [{ type: CK.CKA_ID, value: idBytes(id) }]);
       if (objects.length === 0) throw new UkeyError("TOKEN_KEY_NOT_FOUND", { params: { id } });
-      for (const h of objects) lib.C_SetAttributeValue(s, h, [{ type: CK.CKA_LABEL, value: label }]);
+      const encryption = idBytes(id).length < 64 ? findObjects(lib, s, [{ type: CK.CKA_ID, value: encryptionIdOf(idBytes(id)) }]) : [];
+      for (const h of [...objects, ...encryption]) lib.C_SetAttributeValue(s, h, [{ type: CK.CKA_LABEL, value: label }]);
     });
+  }
+
+  importRsaEnvelope(keyId: string, envelope: Uint8Array, expectedSpki: Uint8Array): Promise<TokenKey> {
+    return this.#run("import the encryption key", async (lib, s) => {
+      const parsed = parseRsaKeyEnvelope(envelope);
+      const { priv: signing, spki: signingSpki } = this.#key(lib, s, keyId);
+      if (!subjectKeyIdOf(signingSpki).equals(parsed.recipientKeyId)) {
+        throw new UkeyError("ENVELOPE_MALFORMED", { params: { reason: "it is for another key than this UKey's new signing key" } });
+      }
+      const expected = Buffer.from(expectedSpki);
+      const id = encryptionIdOf(idBytes(keyId));
+      const label = (attr(lib, s, signing, CK.CKA_LABEL) ?? Buffer.alloc(0)).toString("utf8");
+      const done = this.#encryptionKeyAt(lib, s, id, expected);
+      if (!done) {
+        // A key made before its profile was known to be a pair (a renewal) may unwrap for this import only,
+        // where the token lets CKA_UNWRAP change; where it does not, the token refuses the unwrap below.
+        if (readBool(attr(lib, s, signing, CK.CKA_UNWRAP)) === false) {
+          try { lib.C_SetAttributeValue(s, signing, [{ type: CK.CKA_UNWRAP, value: true }]); } catch { /* refused below, by name */ }
+        }
+        const unwrapped = await unwrapRsaEnvelope(lib, s, signing, parsed, [
+          { type: CK.CKA_TOKEN, value: true },
+          { type: CK.CKA_PRIVATE, value: true },
+          { type: CK.CKA_ID, value: id },
+          { type: CK.CKA_LABEL, value: label },
+        ]);
+        const spki = spkiOf(lib, s, unwrapped);
+        if (!spki || !samePublicKey(spki, expected)) {
+          lib.C_DestroyObject(s, unwrapped);
+          throw new UkeyError("CERT_KEY_MISMATCH", { detail: "the key in the envelope is not the encryption certificate's" });
+        }
+      }
+      this.#publicKeyBeside(lib, s, id, label, expected);
+      // The envelope is open: the signing key goes back to signing alone (tokens that keep CKA_UNWRAP fixed say so; it stays).
+      try {
+        lib.C_SetAttributeValue(s, signing, [{ type: CK.CKA_UNWRAP, value: false }]);
+      } catch (e) {
+        if (p11Code(e) !== CK.CKR_ATTRIBUTE_READ_ONLY) throw e;
+      }
+      return { id: id.toString("hex"), label, algorithm: keyAlgorithmOfSpki(expected), spki: new Uint8Array(expected) };
+    });
+  }
+
+  /**
+   * Whether the encryption key of `id` is already there and is `expected` (an earlier run imported it).
+   * @throws UkeyError TOKEN_CONTAINER_FOREIGN when another key holds its place.
+   */
+  #encryptionKeyAt(lib: Lib, s: Handle, id: Buffer, expected: Buffer): boolean {
+    const privates = findObjects(lib, s, [{ type: CK.CKA_CLASS, value: CK.CKO_PRIVATE_KEY }, { type: CK.CKA_ID, value: id }]);
+    if (privates.length === 0) return false;
+    if (privates.every((h) => { const own = spkiOf(lib, s, h); return own && samePublicKey(own, expected); })) return true;
+    throw new UkeyError("TOKEN_CONTAINER_FOREIGN", { params: { container: id.toString("hex") }, detail: "another key already has the encryption key's id" });
+  }
+
+  /** The public key object beside an imported private key, as generateKeyPair leaves one (some applications look for it). */
+  #publicKeyBeside(lib: Lib, s: Handle, id: Buffer, label: string, spki: Buffer): void {
+    if (findObjects(lib, s, [{ type: CK.CKA_CLASS, value: CK.CKO_PUBLIC_KEY }, { type: CK.CKA_ID, value: id }]).length > 0) return;
+    const jwk = createPublicKey({ key: spki, format: "der", type: "spki" }).export({ format: "jwk" });
+    lib.C_CreateObject(s, [
+      { type: CK.CKA_CLASS, value: CK.CKO_PUBLIC_KEY },
+      { type: CK.CKA_KEY_TYPE, value: CK.CKK_RSA },
+      { type: CK.CKA_TOKEN, value: true },
+      { type: CK.CKA_PRIVATE, value: false },
+      { type: CK.CKA_ID, value: id },
+      { type: CK.CKA_LABEL, value: label },
+      { type: CK.CKA_ENCRYPT, value: true },
+      { type: CK.CKA_WRAP, value: true },
+      { type: CK.CKA_MODULUS, value: Buffer.from(jwk.n!, "base64url") },
+      { type: CK.CKA_PUBLIC_EXPONENT, value: Buffer.from(jwk.e!, "base64url") },
+    ]);
   }
 
   deleteObjects(ids: string[]): Promise<void> {

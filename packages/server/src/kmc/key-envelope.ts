@@ -9,13 +9,18 @@ const generateRsa = promisify(generateKeyPair);
  * How an encryption private key travels to the holder's key, by the family of
  * the holder's signing key (docs/envelopes.md):
  * - "gmt0016-enveloped-key-blob": SM2, the GM/T 0016 ENVELOPEDKEYBLOB;
- * - "cms-enveloped-data": RSA, a CMS EnvelopedData (RFC 5652) of the PKCS#8,
- *   RSAES-OAEP to the signing key, AES-256-CBC.
+ * - "cms-enveloped-data-v2": RSA, a CMS EnvelopedData (RFC 5652) of the
+ *   PKCS#8, RSAES-OAEP (SHA-1) to the signing key, AES-256 key wrap with
+ *   padding: what a PKCS#11 token unwraps (C_UnwrapKey) without the key
+ *   ever being in the agent's memory in clear;
+ * - "cms-enveloped-data": version 1 of the RSA form (RSAES-OAEP SHA-256,
+ *   AES-256-CBC), no longer made: an order answer stored before may still
+ *   carry it, and no agent imports it.
  */
-export type EnvelopeFormat = "gmt0016-enveloped-key-blob" | "cms-enveloped-data";
+export type EnvelopeFormat = "gmt0016-enveloped-key-blob" | "cms-enveloped-data-v2" | "cms-enveloped-data";
 
 /** Every envelope format, for schemas. */
-export const envelopeFormats: readonly EnvelopeFormat[] = ["gmt0016-enveloped-key-blob", "cms-enveloped-data"];
+export const envelopeFormats: readonly EnvelopeFormat[] = ["gmt0016-enveloped-key-blob", "cms-enveloped-data-v2", "cms-enveloped-data"];
 
 /** The key families the KMC makes encryption keys for (kmc_escrows.algorithm). */
 export type EscrowAlgorithm = "sm2" | "rsa";
@@ -54,7 +59,7 @@ export function envelopeRecipientOf(holderSigningSpki: Buffer): { algorithm: Esc
  * @throws UkeyError KEY_ALGORITHM_UNSUPPORTED.
  */
 export function envelopeFormatFor(holderSigningSpki: Buffer): EnvelopeFormat {
-  return envelopeRecipientOf(holderSigningSpki).algorithm === "rsa" ? "cms-enveloped-data" : "gmt0016-enveloped-key-blob";
+  return envelopeRecipientOf(holderSigningSpki).algorithm === "rsa" ? "cms-enveloped-data-v2" : "gmt0016-enveloped-key-blob";
 }
 
 /**
@@ -88,7 +93,7 @@ export function envelopeKey(key: ClearEncryptionKey, holderSigningSpki: Buffer):
   if (key.algorithm === "sm2") {
     return { envelope: buildEnvelopedKeyBlob({ privateKey: key.secret, publicKey: sm2PointOfSpki(key.spki) }, sm2PointOfSpki(holderSigningSpki)), envelopeFormat: "gmt0016-enveloped-key-blob" };
   }
-  return { envelope: buildCmsEnvelopedKey(key.secret, holderSigningSpki), envelopeFormat: "cms-enveloped-data" };
+  return { envelope: buildCmsEnvelopedKey(key.secret, holderSigningSpki), envelopeFormat: "cms-enveloped-data-v2" };
 }
 
 /**

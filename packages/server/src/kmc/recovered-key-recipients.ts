@@ -1,30 +1,19 @@
 import { createHash, createPublicKey, verify as nodeVerify } from "node:crypto";
 import { sm2PointOfSpki, sm2Verify } from "@ukey/ca";
-import { UkeyError } from "@ukey/policy";
+import { UkeyError, recipientProofMessage } from "@ukey/policy";
 import { envelopeRecipientOf } from "./key-envelope.js";
 
 /**
  * One key the holder's agent generated on the token to receive one recovered
  * encryption key (an SKF container opens an envelope only into the container
  * of the key it is for, one encryption key per container), with its proof of
- * possession: a signature by that key over `recipientProofMessage(csr)`.
+ * possession: a signature by that key over `recipientProofMessage` (@ukey/policy) of the CSR.
  */
 export interface RecoveredKeyRecipient {
   /** DER SubjectPublicKeyInfo, SM2 or RSA. */
   spki: Buffer;
   /** SM2: DER SM2 signature with the standard ID 1234567812345678 (SM3 of Z‖M); RSA: PKCS#1 v1.5 with SHA-256. */
   signature: Buffer;
-}
-
-/**
- * What each recipient key signs: a fixed label and the SHA-256 of the
- * download's CSR. The CSR's own signature proves the new signing key; this
- * binds each extra key to that same request, so that a public key copied
- * from someone else's request proves nothing, and a signature made for
- * another download does not verify for this one.
- */
-export function recipientProofMessage(csrDer: Buffer): Buffer {
-  return Buffer.concat([Buffer.from("ukey-recovered-key-recipient\0", "latin1"), createHash("sha256").update(csrDer).digest()]);
 }
 
 /**
@@ -38,7 +27,7 @@ export function checkRecipients(recipients: readonly RecoveredKeyRecipient[], ex
     throw new UkeyError("KMC_RECOVERY_RECIPIENT_INVALID", { params: { count: expected }, detail: index ? `recipient ${index}: ${detail}` : detail });
   };
   if (recipients.length !== expected) refuse(0, `${recipients.length} recipient key(s) for ${expected} recovered key(s)`);
-  const message = recipientProofMessage(csr.der);
+  const message = Buffer.from(recipientProofMessage(csr.der, (b) => createHash("sha256").update(b).digest()));
   const seen = new Set<string>([csr.spki.toString("hex")]);
   recipients.forEach((r, i) => {
     const hex = r.spki.toString("hex");

@@ -3,6 +3,7 @@ import type {} from "@fastify/swagger";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { UkeyError, type RenewalChannel } from "@ukey/policy";
 import { parseCertId } from "../cert-id.js";
+import { envelopeFormats } from "../kmc/key-envelope.js";
 import { peerCertificate } from "../client-certificate.js";
 import type { DownloadService } from "../download-service.js";
 import type { RenewalOrderService } from "./renewal-order-service.js";
@@ -24,7 +25,7 @@ const pairProperties = {
   envelope: {
     type: "object", additionalProperties: false, description: "A pair profile's encryption private key, enveloped for the new signing key of the CSR: only that key opens it (docs/envelopes.md)",
     properties: {
-      format: { type: "string", enum: ["gmt0016-enveloped-key-blob", "cms-enveloped-data"], description: "for an SM2 signing key: GM/T 0016 ENVELOPEDKEYBLOB (388 octets, what SKF_ImportECCKeyPair takes); for an RSA one: CMS EnvelopedData (RFC 5652, DER) of the PKCS#8 private key, RSAES-OAEP to the signing key, AES-256-CBC" },
+      format: { type: "string", enum: [...envelopeFormats], description: "for an SM2 signing key: GM/T 0016 ENVELOPEDKEYBLOB (388 octets, what SKF_ImportECCKeyPair takes); for an RSA one: cms-enveloped-data-v2, a CMS EnvelopedData (RFC 5652, DER) of the PKCS#8 private key, RSAES-OAEP (SHA-1) to the signing key, AES-256 key wrap with padding (RFC 5649), which a PKCS#11 token unwraps; cms-enveloped-data (RSAES-OAEP SHA-256, AES-256-CBC) only in an answer stored before version 2" },
       value: { type: "string", format: "byte", description: "base64" },
     },
     required: ["format", "value"],

@@ -45,8 +45,8 @@ export interface OrderView {
   /**
    * A pair profile's encryption certificate (beside newCertificate, the
    * signing one) and the envelope of its private key for the new signing
-   * key: `format` "gmt0016-enveloped-key-blob" (SM2) or "cms-enveloped-data"
-   * (RSA), docs/envelopes.md; `value` base64.
+   * key: `format` "gmt0016-enveloped-key-blob" (SM2) or "cms-enveloped-data-v2"
+   * (RSA; "cms-enveloped-data" in an answer stored before version 2), docs/envelopes.md; `value` base64.
    */
   encryptionCertificate?: { serial: string; certId: string; notBefore: string; notAfter: string; pem: string };
   envelope?: { format: EnvelopeFormat; value: string };
