@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import {
-  CertificateBuilder, FileKeyStore, Pkcs11KeyStore, caKeyNames, loadIssuerCertificate, newSerial, pemToDer, serialHex, verifyCsr,
+  CertificateBuilder, FileKeyStore, Pkcs11KeyStore, caKeyNames, loadIssuerCertificate, newSerial, pemToDer, serialHex, signedBy, verifyCsr,
   type CaKeyStore, type CaSigner, type CaUrls, type IssuerCertificate, type KeyFileUpgrade, type SubjectSpec,
 } from "@ukey/ca";
 import { UkeyError, type CertificateProfile } from "@ukey/policy";
@@ -115,7 +115,7 @@ export class CaRuntime implements IssuingCa {
    * used as it is and reported in `keyFiles`.
    * With an offline root (ca.rootKey "offline") the root CRL is read from
    * ca/root.crl and there is no root key to open or upgrade.
-   * @throws UkeyError CA_NOT_INITIALISED, CA_PASSPHRASE_WRONG, CA_KEY_UNUSABLE, HSM_*, FILE_UNREADABLE, DER_MALFORMED (ca/root.crl).
+   * @throws UkeyError CA_NOT_INITIALISED, CA_PASSPHRASE_WRONG, CA_KEY_UNUSABLE, HSM_*, FILE_UNREADABLE, DER_MALFORMED, ROOT_CRL_WRONG_ISSUER (ca/root.crl).
    */
   static async open(config: ServerConfig, layout: DataDirLayout, secrets: CaSecrets): Promise<CaRuntime> {
     let rootPem: string, issuingPem: string;
@@ -136,6 +136,8 @@ export class CaRuntime implements IssuingCa {
         if ((cause as UkeyError).code === "DER_MALFORMED") throw cause;
         throw new UkeyError("FILE_UNREADABLE", { params: { path: layout.rootCrl }, cause });
       }
+      // Relying parties would reject a CRL the root did not sign; the server does not serve one.
+      if (!signedBy(rootCrl.der, root.spki)) throw new UkeyError("ROOT_CRL_WRONG_ISSUER", { params: { reason: `${layout.rootCrl} does not verify with the root's key` } });
     }
     const keyStore = openKeyStore(config, layout, secrets);
     const signer = await keyStore.load("issuing");

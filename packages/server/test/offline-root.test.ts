@@ -9,6 +9,7 @@ import { derToPem, pemToDer } from "@ukey/ca";
 import { systemClock, type Clock } from "@ukey/policy";
 import { runCli } from "../src/cli.js";
 import { openServerContext } from "../src/server-context.js";
+import { rootCrlDaysLeft } from "../src/offline-root/root-crl-watch.js";
 import { docExamples, runExample } from "./support/doc-examples.js";
 import { keyArgs, openssl, opensslCsr, runUkeyServer, startUkeyServer, tempDir, type TempDir } from "./support/fixtures.js";
 
@@ -234,6 +235,21 @@ test("ca import installs the ceremony's certificates, binds and audits; start se
   } finally {
     db.close();
   }
+  // A root CRL put in place by hand must still be the root's: a foreign one stops the start.
+  const installed = readFileSync(`${dataDir}/ca/root.crl`);
+  writeFileSync(`${dataDir}/ca/root.crl`, pemToDer(readFileSync(t.path("foreign.crl.pem"), "utf8"), "X509 CRL"));
+  await assert.rejects(openServerContext(dataDir, env, systemClock), (e: Error & { code?: string }) => e.code === "ROOT_CRL_WRONG_ISSUER");
+  writeFileSync(`${dataDir}/ca/root.crl`, installed);
+});
+
+test("the root CRL warning starts a month before its nextUpdate", () => {
+  const now = new Date("2027-01-01T00:00:00Z");
+  const ctxAt = (nextUpdate: string) => ({ ca: { installedRootCrl: () => ({ nextUpdate: new Date(nextUpdate) }) }, clock: { now: () => now } }) as unknown as Parameters<typeof rootCrlDaysLeft>[0];
+  assert.equal(rootCrlDaysLeft(ctxAt("2027-03-01T00:00:00Z")), undefined, "two months ahead: quiet");
+  assert.equal(rootCrlDaysLeft(ctxAt("2027-01-21T00:00:00Z")), 20);
+  assert.equal(rootCrlDaysLeft(ctxAt("2026-12-30T00:00:00Z")), -2, "past: still warned, with a negative count");
+  const online = { ca: { installedRootCrl: () => undefined }, clock: { now: () => now } } as unknown as Parameters<typeof rootCrlDaysLeft>[0];
+  assert.equal(rootCrlDaysLeft(online), undefined, "a root key on the server signs its own CRL");
 });
 
 test("RSA: the same ceremony with an RSA root and issuing key; a database of another CA is refused at import", async () => {
