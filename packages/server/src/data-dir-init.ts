@@ -38,8 +38,10 @@ export interface InitOptions {
  * Files are prepared in a staging folder and moved into place with
  * config.json last, so an interrupted init leaves nothing that looks
  * initialised and can simply be run again. A database (PostgreSQL) that
- * already serves a CA is refused.
- * @throws UkeyError CA_ALREADY_INITIALISED, DATABASE_CA_MISMATCH, SECRET_FILE_REQUIRED, HSM_*, DATA_DIR_LOCKED, DATABASE_UNAVAILABLE.
+ * already serves a CA is refused. With `offlineRoot` only the issuing key
+ * and its request are made (initAwaitingIssuingCert).
+ * @throws UkeyError CA_ALREADY_INITIALISED, DATABASE_CA_MISMATCH, SECRET_FILE_REQUIRED, HSM_*, DATA_DIR_LOCKED, DATABASE_UNAVAILABLE;
+ *   CLI_USAGE when the request cannot be written to `offlineRoot.csrOut`.
  */
 export async function initDataDir(o: InitOptions): Promise<{ config: ServerConfig; rootSubject: string | null; issuingSubject: string; csrOut?: string }> {
   const layout = dataDirLayout(o.dataDir);
@@ -154,11 +156,16 @@ async function initAwaitingIssuingCert(
   const tls = await selfSignedTls(now, new URL(config.publicUrl).hostname);
   writeFileSync(st.tlsKey, tls.key, { mode: 0o600 });
   writeFileSync(st.tlsCert, tls.cert, { mode: 0o644 });
+  try {
+    // Before anything is moved into place: a path that cannot be written leaves no data directory behind.
+    writeFileSync(o.offlineRoot.csrOut, pem, { mode: 0o644 });
+  } catch (cause) {
+    throw new UkeyError("CLI_USAGE", { params: { reason: `--issuing-csr-out ${o.offlineRoot.csrOut} cannot be written (${(cause as NodeJS.ErrnoException).code ?? "error"})` }, cause });
+  }
   for (const name of readdirSync(staging)) renameSync(join(staging, name), join(o.dataDir, name));
   writeFileSync(join(staging, "config.json"), JSON.stringify(config, null, 2) + "\n", { mode: 0o600 });
   renameSync(join(staging, "config.json"), layout.config);
   rmSync(staging, { recursive: true, force: true });
-  writeFileSync(o.offlineRoot.csrOut, pem, { mode: 0o644 });
   return { config, rootSubject: null, issuingSubject: rdns.map(([t, v]) => `${t}=${v}`).join(", "), csrOut: o.offlineRoot.csrOut };
 }
 

@@ -103,11 +103,15 @@ test("start refuses a data directory waiting for its issuing certificate, and sa
   assert.ok(!existsSync(`${dataDir}/db`), "nothing bound");
 });
 
-test("init refuses --offline-root without --issuing-csr-out (usage), before anything is written", async () => {
+test("init refuses --offline-root without --issuing-csr-out, or with one it cannot write, and leaves nothing", async () => {
   const r = await cli(["init", "--data-dir", t.path("half"), "--offline-root"]);
   assert.equal(r.status, 2);
   assert.equal(errorCode(r), "CLI_USAGE");
   assert.ok(!existsSync(t.path("half")));
+  const unwritable = await cli(["init", "--data-dir", t.path("half"), "--offline-root", "--issuing-csr-out", t.path("no/such/dir/issuing.csr.pem")]);
+  assert.equal(unwritable.status, 2, unwritable.stdout + unwritable.stderr);
+  assert.equal(errorCode(unwritable), "CLI_USAGE");
+  assert.deepEqual(existsSync(t.path("half")) ? readdirSync(t.path("half")) : [], [], "no key, no config: init can simply run again");
 });
 
 test("the offline machine makes the root, signs the issuing CA and the root CRL with openssl (docs steps 2 and 3)", () => {
