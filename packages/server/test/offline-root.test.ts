@@ -7,6 +7,7 @@ import { cpSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } 
 import Database from "better-sqlite3";
 import { derToPem, pemToDer } from "@ukey/ca";
 import { systemClock, type Clock } from "@ukey/policy";
+import { createSoftHsmToken } from "../../ca/test/support/softhsm.js";
 import { runCli } from "../src/cli.js";
 import { openServerContext } from "../src/server-context.js";
 import { rootCrlDaysLeft } from "../src/offline-root/root-crl-watch.js";
@@ -191,11 +192,12 @@ test("ca import installs the ceremony's certificates, binds and audits; start se
     assert.deepEqual(await get("/ca/root.cer"), pemToDer(readFileSync(t.path("root/root.cer.pem"), "utf8"), "CERTIFICATE"));
 
     const idFile = t.write("H001.idnum", "11010119900307123X\n");
-    const h = runUkeyServer(["holder", "add", "--data-dir", dataDir, "--id", "H001", "--name", "Holder H001", "--id-type", "resident-id", "--id-number-file", idFile, "--json"], env);
+    // The operator commands below reach the running server through its control socket (no process of their own).
+    const h = await cli(["holder", "add", "--data-dir", dataDir, "--id", "H001", "--name", "Holder H001", "--id-type", "resident-id", "--id-number-file", idFile]);
     assert.equal(h.status, 0, h.stdout + h.stderr);
     const { csr } = opensslCsr(t, "leaf", keyArgs.p256);
     const leaf = t.path("leaf.cer.pem");
-    const i = runUkeyServer(["issue", "--data-dir", dataDir, "--holder", "H001", "--profile", "personal", "--csr", csr, "--out", leaf, "--json"], env);
+    const i = await cli(["issue", "--data-dir", dataDir, "--holder", "H001", "--profile", "personal", "--csr", csr, "--out", leaf]);
     assert.equal(i.status, 0, i.stdout + i.stderr);
     writeFileSync(t.path("served-root.crl.pem"), derToPem(rootCrl, "X509 CRL"));
     writeFileSync(t.path("served-issuing.crl.pem"), derToPem(await get("/crl/issuing.crl"), "X509 CRL"));
@@ -219,17 +221,17 @@ test("ca import installs the ceremony's certificates, binds and audits; start se
     const r = runExample(t.dir, renewExamples[1]!, env);
     assert.match(r, /root CRL replaced: number 4097 \(was 4096\)/, "openssl's crlnumber file is hexadecimal: 1000 is 4096");
     assert.deepEqual(await get("/crl/root.crl"), pemToDer(readFileSync(t.path("root-next.crl.pem"), "utf8"), "X509 CRL"));
-    const older = runUkeyServer(["ca", "import-root-crl", "--data-dir", dataDir, "--root-crl", t.path("root.crl.pem"), "--json"], env);
+    const older = await cli(["ca", "import-root-crl", "--data-dir", dataDir, "--root-crl", "root.crl.pem"]);
     assert.equal(errorCode(older), "ROOT_CRL_OLDER", "the first CRL cannot be put back");
-    const foreign = runUkeyServer(["ca", "import-root-crl", "--data-dir", dataDir, "--root-crl", t.path("foreign.crl.pem"), "--json"], env);
+    const foreign = await cli(["ca", "import-root-crl", "--data-dir", dataDir, "--root-crl", "foreign.crl.pem"]);
     assert.equal(errorCode(foreign), "ROOT_CRL_WRONG_ISSUER");
-    const revoking = runUkeyServer(["ca", "import-root-crl", "--data-dir", dataDir, "--root-crl", t.path("revoking.crl.pem"), "--json"], env);
+    const revoking = await cli(["ca", "import-root-crl", "--data-dir", dataDir, "--root-crl", "revoking.crl.pem"]);
     assert.equal(errorCode(revoking), "ROOT_CRL_REVOKES_ISSUING");
     assert.deepEqual(await get("/crl/root.crl"), pemToDer(readFileSync(t.path("root-next.crl.pem"), "utf8"), "X509 CRL"), "refusals changed nothing");
   } finally {
     await server.stop();
   }
-  const audit = runUkeyServer(["audit", "verify", "--data-dir", dataDir, "--json"], env);
+  const audit = await cli(["audit", "verify", "--data-dir", dataDir]);
   assert.equal(audit.status, 0, audit.stdout + audit.stderr);
   const db = new Database(`${dataDir}/db/ukey.sqlite`, { readonly: true, fileMustExist: true });
   try {
@@ -290,4 +292,35 @@ test("RSA: the same ceremony with an RSA root and issuing key; a database of ano
   const v = openssl(["verify", "-crl_check_all", "-CAfile", t.path("root-rsa/root.cer.pem"), "-untrusted", t.path("rsa.cer.pem"),
     "-CRLfile", t.path("rsa-root.crl.pem"), "-CRLfile", t.path("rsa-issuing.crl.pem"), t.path("rsa-leaf.cer.pem")]);
   assert.equal(v.status, 0, v.out);
+});
+
+test("HSM: init --offline-root makes the issuing key on the token (SoftHSM2), the request is signed there, and the import proves it", async () => {
+  const hsm = createSoftHsmToken("ukey-offline-root");
+  // The PKCS#11 module reads its configuration from this process's environment (the in-process CLI loads it here).
+  const previous = process.env.SOFTHSM2_CONF;
+  process.env.SOFTHSM2_CONF = hsm.conf;
+  const saved = env;
+  env = { UKEY_HSM_PIN_FILE: t.write("hsm-pin", `${hsm.pin}\n`), SOFTHSM2_CONF: hsm.conf };
+  try {
+    const hsmDir = t.path("data-hsm");
+    const init = await cli(["init", "--data-dir", hsmDir, "--org", "Example Bank", "--public-url", "https://pki.example.cn",
+      "--hsm-module", hsm.module, "--hsm-token", hsm.tokenLabel, "--offline-root", "--issuing-csr-out", "hsm.csr.pem"]);
+    assert.equal(init.status, 0, init.stdout + init.stderr);
+    assert.ok(!readdirSync(`${hsmDir}/ca`).some((n) => n.endsWith(".key.pem")), "no key file: the key is on the token");
+    const req = openssl(["req", "-in", t.path("hsm.csr.pem"), "-noout", "-verify"]);
+    assert.equal(req.status, 0, req.out);
+    signAt("root", "hsm.csr.pem", "hsm.cer.pem", "v3_issuing");
+    const args = ["ca", "import", "--data-dir", hsmDir, "--root-cert", "root/root.cer.pem", "--root-crl", "root-next.crl.pem"];
+    // The P-256 server's issuing certificate: well signed by the same root, but not for the token's key.
+    const wrong = await cli([...args, "--issuing-cert", "issuing.cer.pem"]);
+    assert.equal(errorCode(wrong), "ISSUING_CERT_WRONG_KEY");
+    const ok = await cli([...args, "--issuing-cert", "hsm.cer.pem"]);
+    assert.equal(ok.status, 0, ok.stdout + ok.stderr);
+    assert.equal((JSON.parse(readFileSync(`${hsmDir}/config.json`, "utf8")) as { ca: { keyStore: { type: string } } }).ca.keyStore.type, "pkcs11");
+  } finally {
+    env = saved;
+    if (previous === undefined) delete process.env.SOFTHSM2_CONF;
+    else process.env.SOFTHSM2_CONF = previous;
+    hsm.cleanup();
+  }
 });
