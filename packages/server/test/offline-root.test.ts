@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { cpSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import Database from "better-sqlite3";
-import { derToPem, pemToDer } from "@ukey/ca";
+import { certificateSpki, derToPem, pemToDer, signedBy } from "@ukey/ca";
 import { systemClock, type Clock } from "@ukey/policy";
 import { createSoftHsmToken } from "../../ca/test/support/softhsm.js";
 import { runCli } from "../src/cli.js";
@@ -59,17 +59,17 @@ function snapshot(dir: string): string[] {
 }
 
 /** A second offline machine: another root with the very same name (so only the signature tells them apart). */
-function otherRoot(dir: string, keyGen: string[]): void {
+function otherRoot(dir: string, keyGen: string[], signOpts: readonly string[] = ["-sha256"]): void {
   writeFileSync(t.path(`${dir}.cnf`), readFileSync(t.path("root/openssl.cnf"), "utf8").replace(/^dir = root$/m, `dir = ${dir}`));
   execFileSync("bash", ["-euo", "pipefail", "-c", `mkdir -p ${dir}/newcerts && touch ${dir}/index.txt && echo 1000 > ${dir}/crlnumber && openssl rand -hex 16 > ${dir}/serial && mv ${dir}.cnf ${dir}/openssl.cnf`], { cwd: t.dir });
   sh(["genpkey", ...keyGen, "-aes-256-cbc", "-pass", "file:root.pass", "-out", `${dir}/root.key.pem`]);
-  sh(["req", "-new", "-x509", "-key", `${dir}/root.key.pem`, "-passin", "file:root.pass", "-sha256", "-days", "7305",
+  sh(["req", "-new", "-x509", "-key", `${dir}/root.key.pem`, "-passin", "file:root.pass", ...signOpts, "-days", "7305",
     "-subj", "/C=CN/O=Example Bank/CN=Example Bank Root CA", "-config", `${dir}/openssl.cnf`, "-extensions", "v3_root", "-out", `${dir}/root.cer.pem`]);
 }
 
 /** Signs `csr` at the root `dir` with extension section `ext` (of `extfile` when given). */
-function signAt(dir: string, csr: string, out: string, ext: string, extfile?: string, days = "3652"): void {
-  sh(["ca", "-batch", "-config", `${dir}/openssl.cnf`, "-passin", "file:root.pass", "-rand_serial", ...(extfile ? ["-extfile", extfile] : []),
+function signAt(dir: string, csr: string, out: string, ext: string, extfile?: string, days = "3652", signOpts: readonly string[] = []): void {
+  sh(["ca", "-batch", "-config", `${dir}/openssl.cnf`, "-passin", "file:root.pass", "-rand_serial", ...signOpts, ...(extfile ? ["-extfile", extfile] : []),
     "-extensions", ext, "-days", days, "-notext", "-in", csr, "-out", out]);
 }
 
@@ -322,5 +322,32 @@ test("HSM: init --offline-root makes the issuing key on the token (SoftHSM2), th
     if (previous === undefined) delete process.env.SOFTHSM2_CONF;
     else process.env.SOFTHSM2_CONF = previous;
     hsm.cleanup();
+  }
+});
+
+test("SM2: the ceremony with an SM2 root (openssl with the standard distinguishing ID), the issuing key in the key file", async () => {
+  // OpenSSL 3.0 signs and checks SM2 with the empty ID unless told: -sigopt for what it signs, -vfyopt for the request it checks.
+  const sm2 = ["-md", "sm3", "-sigopt", "distid:1234567812345678"];
+  const sm2Dir = t.path("data-sm2");
+  const init = await cli(["init", "--data-dir", sm2Dir, "--algorithm", "sm2", "--org", "Example Bank", "--public-url", "https://pki.example.cn",
+    "--offline-root", "--issuing-csr-out", "sm2.csr.pem"]);
+  assert.equal(init.status, 0, init.stdout + init.stderr);
+  otherRoot("root-sm2", ["-algorithm", "SM2"], ["-sm3", "-sigopt", "distid:1234567812345678"]);
+  signAt("root-sm2", "sm2.csr.pem", "sm2.cer.pem", "v3_issuing", undefined, "3652", [...sm2, "-vfyopt", "distid:1234567812345678"]);
+  sh(["ca", "-gencrl", "-config", "root-sm2/openssl.cnf", "-passin", "file:root.pass", ...sm2, "-out", "sm2.crl.pem"]);
+  // The same CRL signed with the empty ID (OpenSSL's default) is not the root's signature under GM/T 0009.
+  sh(["ca", "-gencrl", "-config", "root-sm2/openssl.cnf", "-passin", "file:root.pass", "-md", "sm3", "-out", "sm2-empty-id.crl.pem"]);
+  const args = ["ca", "import", "--data-dir", sm2Dir, "--issuing-cert", "sm2.cer.pem", "--root-cert", "root-sm2/root.cer.pem"];
+  const emptyId = await cli([...args, "--root-crl", "sm2-empty-id.crl.pem"]);
+  assert.equal(errorCode(emptyId), "ROOT_CRL_WRONG_ISSUER");
+  const ok = await cli([...args, "--root-crl", "sm2.crl.pem"]);
+  assert.equal(ok.status, 0, ok.stdout + ok.stderr);
+  const ctx = await openServerContext(sm2Dir, env, systemClock);
+  try {
+    assert.deepEqual(await ctx.revocation.crl("root"), pemToDer(readFileSync(t.path("sm2.crl.pem"), "utf8"), "X509 CRL"));
+    // The issuing CA signs with its key from the key file: its own CRL verifies with the certificate the root signed.
+    assert.ok(signedBy(await ctx.revocation.crl("issuing"), certificateSpki(pemToDer(readFileSync(t.path("sm2.cer.pem"), "utf8"), "CERTIFICATE"))));
+  } finally {
+    await ctx.close();
   }
 });
