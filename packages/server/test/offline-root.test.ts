@@ -225,6 +225,8 @@ test("ca import installs the ceremony's certificates, binds and audits; start se
     assert.equal(errorCode(older), "ROOT_CRL_OLDER", "the first CRL cannot be put back");
     const foreign = await cli(["ca", "import-root-crl", "--data-dir", dataDir, "--root-crl", "foreign.crl.pem"]);
     assert.equal(errorCode(foreign), "ROOT_CRL_WRONG_ISSUER");
+    const importWhileServing = await cli(["ca", "import", "--data-dir", dataDir, "--issuing-cert", "other-key.cer.pem", "--root-cert", "root/root.cer.pem", "--root-crl", "root-next.crl.pem"]);
+    assert.equal(errorCode(importWhileServing), "CA_IMPORT_NOT_AWAITED", "a running server's issuing certificate is never replaced");
     const revoking = await cli(["ca", "import-root-crl", "--data-dir", dataDir, "--root-crl", "revoking.crl.pem"]);
     assert.equal(errorCode(revoking), "ROOT_CRL_REVOKES_ISSUING");
     assert.deepEqual(await get("/crl/root.crl"), pemToDer(readFileSync(t.path("root-next.crl.pem"), "utf8"), "X509 CRL"), "refusals changed nothing");
