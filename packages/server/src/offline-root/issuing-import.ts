@@ -92,7 +92,13 @@ export async function importIssuingCertificate(o: {
   ] as const;
   for (const [path, data, mode] of staged) writeFileSync(`${path}.importing`, data, { mode });
 
-  const store = await openStore(o.databaseUrl ? { databaseUrl: o.databaseUrl } : { dataDir: o.dataDir });
+  let store: Awaited<ReturnType<typeof openStore>>;
+  try {
+    store = await openStore(o.databaseUrl ? { databaseUrl: o.databaseUrl } : { dataDir: o.dataDir });
+  } catch (e) {
+    for (const [path] of staged) removeQuietly(`${path}.importing`);
+    throw e;
+  }
   try {
     const at = now.getTime();
     await store.db.transaction(async (tx) => {
