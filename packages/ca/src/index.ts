@@ -26,3 +26,4 @@ export {
   type EnvelopedKeyBlob,
 } from "./enveloped-key-blob.js";
 export { buildCmsEnvelopedKey, ID_AES256_CBC, ID_AES256_WRAP_PAD } from "./cms-enveloped-key.js";
+export { signedBy, buildCsr, holdsKeyOf } from "./signed-object.js";

@@ -24,6 +24,7 @@ import { LATEST_SCHEMA_VERSION } from "@ukey/store";
 import { registerWebRoutes } from "./web-routes.js";
 import { distributionDir } from "./distribution/distribution-publisher.js";
 import { registerDistributionRoutes } from "./distribution/distribution-routes.js";
+import { watchRootCrl } from "./offline-root/root-crl-watch.js";
 
 /** How buildApp serves: which listener, and where its log goes. */
 export interface AppOptions {
@@ -178,10 +179,12 @@ export async function buildApp(ctx: ServerContext, opts: AppOptions = {}): Promi
   registerRedownloadRoutes(app, ctx, holder.signIn);
   registerReminderAdminRoutes(app, ctx, holder.bell);
   const metricsHere = ctx.config.metrics.listeners.includes(kind);
-  registerMetricsRoute(app, metricsHere ? createMetrics({ store: ctx.store, clock: ctx.clock, reminders: ctx.reminders }) : null, metricsToken);
+  registerMetricsRoute(app, metricsHere ? createMetrics({ store: ctx.store, clock: ctx.clock, reminders: ctx.reminders, rootCrl: () => ctx.ca.installedRootCrl() }) : null, metricsToken);
   // Reminders and the sweep of orphaned issuance intents run in a server that listens: never in a CLI
   // command (which sweeps once when it opens the data directory), nor in a test that only injects requests.
   app.addHook("onListen", async () => { ctx.reminders.start(); ctx.intentSweeper.start(app.log); ctx.ocsp.start(); });
+  // An offline root's CRL runs out unless a ceremony signs the next one: warned at start and daily, a month ahead.
+  watchRootCrl(app, ctx);
   // The portal at / and the operator console at /console/, with strict security headers.
   await registerWebRoutes(app);
 

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import {
-  CertificateBuilder, FileKeyStore, Pkcs11KeyStore, caKeyNames, loadIssuerCertificate, newSerial, pemToDer, serialHex, verifyCsr,
+  CertificateBuilder, FileKeyStore, Pkcs11KeyStore, caKeyNames, loadIssuerCertificate, newSerial, pemToDer, serialHex, signedBy, verifyCsr,
   type CaKeyStore, type CaSigner, type CaUrls, type IssuerCertificate, type KeyFileUpgrade, type SubjectSpec,
 } from "@ukey/ca";
 import { UkeyError, type CertificateProfile } from "@ukey/policy";
@@ -9,6 +9,7 @@ import type { CaBinding } from "@ukey/store";
 import type { DataDirLayout } from "./data-dir.js";
 import type { ServerConfig } from "./server-config.js";
 import type { IssuingCa } from "./issuance-service.js";
+import { readInstalledRootCrl, type CheckedRootCrl } from "./offline-root/ceremony-checks.js";
 
 /** The URLs a certificate of the issuing CA carries, from publicUrl. */
 export function leafUrls(publicUrl: string, crlShards = 1): CaUrls {
@@ -33,13 +34,14 @@ export function issuingCaUrls(publicUrl: string): CaUrls {
 /**
  * The issuing CA a data directory's database must serve: the key id and
  * certificate hash of `ca/issuing.cer.pem` (no key is needed to read them).
- * @throws UkeyError CA_NOT_INITIALISED, PEM_MALFORMED, DER_MALFORMED.
+ * @throws UkeyError CA_NOT_INITIALISED, CA_AWAITING_ISSUING_CERT (init --offline-root, before ca import), PEM_MALFORMED, DER_MALFORMED.
  */
 export function issuingCaBinding(layout: DataDirLayout): CaBinding {
   let pem: string;
   try {
     pem = readFileSync(layout.issuingCert, "utf8");
   } catch (cause) {
+    if (existsSync(layout.issuingCsr)) throw new UkeyError("CA_AWAITING_ISSUING_CERT", { params: { dir: layout.dir }, cause });
     throw new UkeyError("CA_NOT_INITIALISED", { params: { dir: layout.dir }, cause });
   }
   const issuing = loadIssuerCertificate(pemToDer(pem, "CERTIFICATE"));
@@ -85,6 +87,8 @@ export class CaRuntime implements IssuingCa {
   // Keyed by the profile object: the issuance service hands out the same object until the profile changes.
   private readonly builders = new WeakMap<CertificateProfile, CertificateBuilder>();
   private lastBuilder: CertificateBuilder | undefined;
+  /** The root CRL the offline root's ceremony signed (ca.rootKey "offline"); undefined when the root key is here. */
+  private offlineRootCrl: CheckedRootCrl | undefined;
 
   private constructor(
     readonly root: IssuerCertificate,
@@ -94,7 +98,9 @@ export class CaRuntime implements IssuingCa {
     private readonly urls: CaUrls,
     /** The key files this open rewrote or could not rewrite (file key store); empty lists for an HSM. */
     readonly keyFiles: KeyFileReport,
+    rootCrl: CheckedRootCrl | undefined,
   ) {
+    this.offlineRootCrl = rootCrl;
     this.issuerKeyId = issuing.keyId.toString("hex");
     this.issuerDn = issuing.subjectDn;
     this.issuerNotBefore = issuing.notBefore;
@@ -107,7 +113,9 @@ export class CaRuntime implements IssuingCa {
    * FileKeyStore.upgrade) once the issuing key has opened with the
    * passphrase; one that cannot be rewritten (read-only or full volume) is
    * used as it is and reported in `keyFiles`.
-   * @throws UkeyError CA_NOT_INITIALISED, CA_PASSPHRASE_WRONG, CA_KEY_UNUSABLE, HSM_*.
+   * With an offline root (ca.rootKey "offline") the root CRL is read from
+   * ca/root.crl and there is no root key to open or upgrade.
+   * @throws UkeyError CA_NOT_INITIALISED, CA_PASSPHRASE_WRONG, CA_KEY_UNUSABLE, HSM_*, FILE_UNREADABLE, DER_MALFORMED, ROOT_CRL_WRONG_ISSUER (ca/root.crl).
    */
   static async open(config: ServerConfig, layout: DataDirLayout, secrets: CaSecrets): Promise<CaRuntime> {
     let rootPem: string, issuingPem: string;
@@ -119,6 +127,18 @@ export class CaRuntime implements IssuingCa {
     }
     const root = loadIssuerCertificate(pemToDer(rootPem, "CERTIFICATE"));
     const issuing = loadIssuerCertificate(pemToDer(issuingPem, "CERTIFICATE"));
+    const offline = config.ca.rootKey === "offline";
+    let rootCrl: CheckedRootCrl | undefined;
+    if (offline) {
+      try {
+        rootCrl = readInstalledRootCrl(readFileSync(layout.rootCrl));
+      } catch (cause) {
+        if ((cause as UkeyError).code === "DER_MALFORMED") throw cause;
+        throw new UkeyError("FILE_UNREADABLE", { params: { path: layout.rootCrl }, cause });
+      }
+      // Relying parties would reject a CRL the root did not sign; the server does not serve one.
+      if (!signedBy(rootCrl.der, root.spki)) throw new UkeyError("ROOT_CRL_WRONG_ISSUER", { params: { reason: `${layout.rootCrl} does not verify with the root's key` } });
+    }
     const keyStore = openKeyStore(config, layout, secrets);
     const signer = await keyStore.load("issuing");
     if (!signer.spki.equals(issuing.spki)) {
@@ -126,7 +146,7 @@ export class CaRuntime implements IssuingCa {
     }
     const keyFiles: KeyFileReport = { upgraded: [], notUpgraded: [] };
     if (keyStore instanceof FileKeyStore) {
-      for (const name of [caKeyNames.root, caKeyNames.issuing]) {
+      for (const name of offline ? [caKeyNames.issuing] : [caKeyNames.root, caKeyNames.issuing]) {
         try {
           const done = await keyStore.upgrade(name);
           if (done) keyFiles.upgraded.push(done);
@@ -137,12 +157,27 @@ export class CaRuntime implements IssuingCa {
         }
       }
     }
-    return new CaRuntime(root, issuing, signer, keyStore, leafUrls(config.publicUrl, config.ca.crlShards), keyFiles);
+    return new CaRuntime(root, issuing, signer, keyStore, leafUrls(config.publicUrl, config.ca.crlShards), keyFiles, rootCrl);
   }
 
-  /** The root key, loaded only when a root CRL must be signed. */
+  /**
+   * The root key, loaded only when a root CRL must be signed.
+   * @throws UkeyError ROOT_KEY_OFFLINE when the root is offline; what the key store's load throws.
+   */
   loadRootSigner(): Promise<CaSigner> {
+    if (this.offlineRootCrl) return Promise.reject(new UkeyError("ROOT_KEY_OFFLINE"));
     return this.keyStore.load("root");
+  }
+
+  /** The root CRL signed at the offline root's ceremony and installed with the data directory, or undefined when the root key is here. */
+  installedRootCrl(): CheckedRootCrl | undefined {
+    return this.offlineRootCrl;
+  }
+
+  /** Serves `crl` as the root CRL from now on (ca import-root-crl has checked and written it). */
+  replaceRootCrl(crl: CheckedRootCrl): void {
+    if (!this.offlineRootCrl) throw new UkeyError("INTERNAL", { detail: "a root CRL is installed only with an offline root" });
+    this.offlineRootCrl = crl;
   }
 
   verifyCsr(csr: Buffer | string) {

@@ -89,6 +89,9 @@ const usage = `ukey-server: the ukey-renew server and its operator commands
   ukey-server init   --data-dir DIR [--algorithm p256|p384|rsa2048|rsa3072|sm2] [--public-url URL]
                      [--org NAME] [--country CC] [--passphrase-file F]
                      [--hsm-module PATH --hsm-token LABEL|SERIAL [--hsm-pin-file F] [--hsm-label-prefix P]]
+                     [--offline-root --issuing-csr-out FILE]   (the issuing key and its CSR only: the root stays offline)
+  ukey-server ca import --data-dir DIR --issuing-cert FILE --root-cert FILE --root-crl FILE   (the ceremony's certificates)
+  ukey-server ca import-root-crl --data-dir DIR --root-crl FILE   (the offline root's next CRL; also while the server runs)
   ukey-server start  --data-dir DIR [--port N] [--tls-port N] [--client-cert-port N] [--host ADDR]
   ukey-server holder add --data-dir DIR --id ID --name NAME --id-type TYPE --id-number-file F
                      [--kind person|organisation] [--phone P] [--email E] [--organisation ID]
@@ -213,7 +216,12 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         const v = parse(rest, {
           algorithm: { type: "string" }, "public-url": { type: "string" }, org: { type: "string" }, country: { type: "string" },
           "hsm-module": { type: "string" }, "hsm-token": { type: "string" }, "hsm-label-prefix": { type: "string" },
+          "offline-root": { type: "boolean" }, "issuing-csr-out": { type: "string" },
         });
+        if (Boolean(v["offline-root"]) !== (v["issuing-csr-out"] !== undefined)) {
+          throw new UkeyError("CLI_USAGE", { params: { reason: "--offline-root and --issuing-csr-out FILE go together" } });
+        }
+        const csrOut = v["issuing-csr-out"] === undefined ? undefined : resolve(io.cwd ?? process.cwd(), v["issuing-csr-out"]);
         const dataDir = required(v, "data-dir");
         const algorithm = (v.algorithm ?? "p256") as KeyAlgorithm;
         if (!keyAlgorithms.includes(algorithm) || algorithm === "rsa4096") {
@@ -239,10 +247,54 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
           institution: { ...(v.org ? { name: v.org } : {}), ...(v.country ? { country: v.country } : {}) },
           ...(hsm ? { pkcs11: { module: v["hsm-module"]!, token: v["hsm-token"]!, ...(v["hsm-label-prefix"] ? { labelPrefix: v["hsm-label-prefix"] } : {}) } } : {}),
           ...(databaseUrl ? { databaseUrl } : {}),
+          ...(csrOut ? { offlineRoot: { csrOut } } : {}),
         });
+        if (r.rootSubject === null) {
+          print(`initialised ${dataDir}, waiting for its issuing CA certificate from the offline root\n  issuing CA request: ${r.csrOut} (also ca/issuing.csr.pem)\n  subject:    ${r.issuingSubject}\n  algorithm:  ${algorithm}\n  key store:  ${r.config.ca.keyStore.type}\n  Take the request to the root's key ceremony, then run ukey-server ca import (docs/deployment.md).`,
+            { dataDir, root: null, issuing: r.issuingSubject, issuingCsr: r.csrOut, algorithm, keyStore: r.config.ca.keyStore.type, awaiting: "issuing-certificate" });
+          return 0;
+        }
         print(`initialised ${dataDir}\n  root CA:    ${r.rootSubject}\n  issuing CA: ${r.issuingSubject}\n  algorithm:  ${algorithm}\n  key store:  ${r.config.ca.keyStore.type}`,
           { dataDir, root: r.rootSubject, issuing: r.issuingSubject, algorithm, keyStore: r.config.ca.keyStore.type });
         return 0;
+      }
+      case "ca": {
+        const [sub, ...more] = rest;
+        if (sub === "import") {
+          const v = parse(more, { "issuing-cert": { type: "string" }, "root-cert": { type: "string" }, "root-crl": { type: "string" } });
+          const dataDir = required(v, "data-dir");
+          // A server that answers has its issuing certificate already: nothing to import.
+          if (io.context) throw new UkeyError("CA_IMPORT_NOT_AWAITED", { params: { dir: dataDir, reason: "a server is running on it with its issuing CA certificate" } });
+          const cwd = io.cwd ?? process.cwd();
+          const files = {
+            issuingCert: readInput(resolve(cwd, required(v, "issuing-cert"))), rootCert: readInput(resolve(cwd, required(v, "root-cert"))),
+            rootCrl: readInput(resolve(cwd, required(v, "root-crl"))),
+          };
+          const env = envWithSecretFlags(io, v);
+          const databaseUrl = databaseUrlFrom(env);
+          const { importIssuingCertificate } = await import("./offline-root/issuing-import.js");
+          const r = await importIssuingCertificate({
+            dataDir, files, clock: io.clock, actor: "cli", ...(databaseUrl ? { databaseUrl } : {}),
+            secrets: (type) => type === "file" ? { passphrase: readSecretFile("UKEY_CA_PASSPHRASE_FILE", env.UKEY_CA_PASSPHRASE_FILE) } : { hsmPin: readSecretFile("UKEY_HSM_PIN_FILE", env.UKEY_HSM_PIN_FILE) },
+          });
+          print(`issuing CA certificate imported into ${dataDir}\n  root CA:    ${r.root}\n  issuing CA: ${r.issuing} (serial ${r.issuingSerial}, until ${r.issuingNotAfter})\n  root CRL:   number ${r.rootCrlNumber}, next update ${r.rootCrlNextUpdate}: sign and import the next one before then\n  ukey-server start can now serve.`,
+            { dataDir, ...r });
+          return 0;
+        }
+        if (sub === "import-root-crl") {
+          const v = parse(more, { "root-crl": { type: "string" } });
+          const input = readInput(resolve(io.cwd ?? process.cwd(), required(v, "root-crl")));
+          const ctx = await openContext(io, required(v, "data-dir"), envWithSecretFlags(io, v));
+          try {
+            const { importRootCrl } = await import("./offline-root/root-crl-import.js");
+            const r = await importRootCrl(ctx, input, "cli");
+            print(`root CRL replaced: number ${r.number} (was ${r.previousNumber}), next update ${r.nextUpdate}${io.context ? "; the running server serves it now" : ""}`, r);
+          } finally {
+            await ctx.close();
+          }
+          return 0;
+        }
+        throw new UkeyError("CLI_USAGE", { params: { reason: "use: ukey-server ca import ... or ukey-server ca import-root-crl ..." } });
       }
       case "reload": {
         const v = parse(rest, {});

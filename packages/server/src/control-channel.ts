@@ -9,7 +9,7 @@ import { UkeyError } from "@ukey/policy";
  * `kmc init` are not among them: they create or replace CA, database or
  * KMC keys and need the data directory to themselves.
  */
-export const forwardedCommands: ReadonlySet<string> = new Set(["holder", "issue", "import", "revoke", "hold", "enrol", "operator", "audit", "downloads", "backup", "reload"]);
+export const forwardedCommands: ReadonlySet<string> = new Set(["holder", "issue", "import", "revoke", "hold", "enrol", "operator", "audit", "downloads", "backup", "reload", "ca"]);
 
 /** What the server sends back: the command's exit code and what it printed. */
 export interface ControlReply {
@@ -29,7 +29,7 @@ export function controlSocketPath(dataDir: string): string {
 }
 
 /** Flags whose value is a path; they are made absolute before a command travels to the server. */
-const PATH_FLAGS = new Set(["data-dir", "id-number-file", "password-file", "csr", "out", "certs", "holders", "chain", "file", "passphrase-file", "hsm-pin-file", "kmc-passphrase-file", "in", "backup-passphrase-file"]);
+const PATH_FLAGS = new Set(["data-dir", "id-number-file", "password-file", "csr", "out", "certs", "holders", "chain", "file", "passphrase-file", "hsm-pin-file", "kmc-passphrase-file", "in", "backup-passphrase-file", "root-crl", "issuing-cert", "root-cert"]);
 
 /** `argv` with every path flag's value resolved against `cwd` (the server runs elsewhere). */
 export function absolutePathArgs(argv: readonly string[], cwd: string): string[] {

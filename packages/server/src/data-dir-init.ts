@@ -3,7 +3,7 @@ import { createHash, randomBytes, webcrypto } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as x509 from "@peculiar/x509";
-import { createCaHierarchy, derToPem } from "@ukey/ca";
+import { buildCsr, caKeyNames, createCaHierarchy, derToPem, encodeName } from "@ukey/ca";
 import { UkeyError, type Clock, type KeyAlgorithm } from "@ukey/policy";
 import { openStore, readCaBinding, transactionRepositories, writeCaBinding, type CaBinding } from "@ukey/store";
 import { issuingCaUrls, openKeyStore, type CaSecrets } from "./ca-runtime.js";
@@ -22,6 +22,12 @@ export interface InitOptions {
   databaseUrl?: string;
   clock: Clock;
   actor: string;
+  /**
+   * The root stays offline: make only the issuing key and its certificate
+   * request (written to ca/issuing.csr.pem and to `csrOut`), and no database
+   * yet; `ca import` installs the certificates the ceremony signed.
+   */
+  offlineRoot?: { csrOut: string };
 }
 
 /**
@@ -32,10 +38,12 @@ export interface InitOptions {
  * Files are prepared in a staging folder and moved into place with
  * config.json last, so an interrupted init leaves nothing that looks
  * initialised and can simply be run again. A database (PostgreSQL) that
- * already serves a CA is refused.
- * @throws UkeyError CA_ALREADY_INITIALISED, DATABASE_CA_MISMATCH, SECRET_FILE_REQUIRED, HSM_*, DATA_DIR_LOCKED, DATABASE_UNAVAILABLE.
+ * already serves a CA is refused. With `offlineRoot` only the issuing key
+ * and its request are made (initAwaitingIssuingCert).
+ * @throws UkeyError CA_ALREADY_INITIALISED, DATABASE_CA_MISMATCH, SECRET_FILE_REQUIRED, HSM_*, DATA_DIR_LOCKED, DATABASE_UNAVAILABLE;
+ *   CLI_USAGE when the request cannot be written to `offlineRoot.csrOut`.
  */
-export async function initDataDir(o: InitOptions): Promise<{ config: ServerConfig; rootSubject: string; issuingSubject: string }> {
+export async function initDataDir(o: InitOptions): Promise<{ config: ServerConfig; rootSubject: string | null; issuingSubject: string; csrOut?: string }> {
   const layout = dataDirLayout(o.dataDir);
   if (existsSync(layout.config) || existsSync(layout.caDir)) throw new UkeyError("CA_ALREADY_INITIALISED", { params: { dir: o.dataDir } });
   mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });
@@ -53,12 +61,14 @@ export async function initDataDir(o: InitOptions): Promise<{ config: ServerConfi
       ca: {
         algorithm: o.algorithm,
         keyStore: o.pkcs11 ? { type: "pkcs11", module: o.pkcs11.module, token: o.pkcs11.token, labelPrefix: o.pkcs11.labelPrefix ?? "ukey-" } : { type: "file" },
+        ...(o.offlineRoot ? { rootKey: "offline" } : {}),
       },
     });
     const keyStore = openKeyStore(config, st, o.secrets);
     const now = o.clock.now();
     const org = config.institution.name;
     const country = config.institution.country;
+    if (o.offlineRoot) return await initAwaitingIssuingCert({ ...o, offlineRoot: o.offlineRoot }, config, keyStore, st, staging, layout, now);
     let hierarchy;
     try {
       hierarchy = await createCaHierarchy({
@@ -115,6 +125,48 @@ export async function initDataDir(o: InitOptions): Promise<{ config: ServerConfi
     rmSync(staging, { recursive: true, force: true });
     throw e;
   }
+}
+
+/**
+ * The rest of `init --offline-root`: the issuing key (where the key store
+ * keeps it), its PKCS#10 request with the subject init would give the
+ * issuing CA, the ID-hash key and TLS; no root, no certificate, no
+ * database. The data directory then waits for `ca import`
+ * (CA_AWAITING_ISSUING_CERT until then). The request is copied to
+ * `csrOut` last; the one in ca/ is what import and the docs name.
+ */
+async function initAwaitingIssuingCert(
+  o: InitOptions & { offlineRoot: { csrOut: string } }, config: ServerConfig, keyStore: ReturnType<typeof openKeyStore>,
+  st: ReturnType<typeof dataDirLayout>, staging: string, layout: ReturnType<typeof dataDirLayout>, now: Date,
+): Promise<{ config: ServerConfig; rootSubject: null; issuingSubject: string; csrOut: string }> {
+  const org = config.institution.name;
+  const rdns: Array<[string, string]> = [["C", config.institution.country], ["O", org], ["CN", `${org} Issuing CA`]];
+  // Encoded first: a name that cannot be encoded leaves no key behind.
+  const subjectName = encodeName(rdns);
+  let csr: Buffer;
+  try {
+    const signer = await keyStore.create(caKeyNames.issuing, o.algorithm);
+    csr = await buildCsr(signer, subjectName);
+  } finally {
+    await keyStore.close?.();
+  }
+  const pem = derToPem(csr, "CERTIFICATE REQUEST");
+  writeFileSync(st.issuingCsr, pem, { mode: 0o644 });
+  writeFileSync(st.idKey, randomBytes(32), { mode: 0o600 });
+  const tls = await selfSignedTls(now, new URL(config.publicUrl).hostname);
+  writeFileSync(st.tlsKey, tls.key, { mode: 0o600 });
+  writeFileSync(st.tlsCert, tls.cert, { mode: 0o644 });
+  try {
+    // Before anything is moved into place: a path that cannot be written leaves no data directory behind.
+    writeFileSync(o.offlineRoot.csrOut, pem, { mode: 0o644 });
+  } catch (cause) {
+    throw new UkeyError("CLI_USAGE", { params: { reason: `--issuing-csr-out ${o.offlineRoot.csrOut} cannot be written (${(cause as NodeJS.ErrnoException).code ?? "error"})` }, cause });
+  }
+  for (const name of readdirSync(staging)) renameSync(join(staging, name), join(o.dataDir, name));
+  writeFileSync(join(staging, "config.json"), JSON.stringify(config, null, 2) + "\n", { mode: 0o600 });
+  renameSync(join(staging, "config.json"), layout.config);
+  rmSync(staging, { recursive: true, force: true });
+  return { config, rootSubject: null, issuingSubject: rdns.map(([t, v]) => `${t}=${v}`).join(", "), csrOut: o.offlineRoot.csrOut };
 }
 
 /**

@@ -8,6 +8,10 @@ export function dataDirLayout(dir: string) {
     caDir: join(dir, "ca"),
     rootCert: join(dir, "ca", "root.cer.pem"),
     issuingCert: join(dir, "ca", "issuing.cer.pem"),
+    /** The issuing CA's certificate request, written by init --offline-root for the root's key ceremony. */
+    issuingCsr: join(dir, "ca", "issuing.csr.pem"),
+    /** The root's CRL signed at the offline root's ceremony (DER), served as /crl/root.crl. */
+    rootCrl: join(dir, "ca", "root.crl"),
     idKey: join(dir, "secrets", "id-hmac.key"),
     tlsKey: join(dir, "tls", "server.key.pem"),
     tlsCert: join(dir, "tls", "server.cer.pem"),

@@ -28,9 +28,21 @@ const CACHE_MS = 10_000;
  * Database figures come from two aggregate queries when scraped, cached 10 s,
  * so that several scrapers cost one read.
  */
-export function createMetrics(deps: { store: Pick<Store, "reminders" | "certificates">; clock: Clock; reminders: Pick<ReminderScheduler, "observe"> }): Registry {
+export function createMetrics(deps: {
+  store: Pick<Store, "reminders" | "certificates">; clock: Clock; reminders: Pick<ReminderScheduler, "observe">;
+  /** The offline root's installed CRL, when the root is offline: its nextUpdate becomes ukey_root_crl_next_update_seconds. */
+  rootCrl?: () => { nextUpdate: Date } | undefined;
+}): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  const rootCrl = deps.rootCrl;
+  if (rootCrl?.()) {
+    // Alert on `ukey_root_crl_next_update_seconds - time() < 30 * 86400`: the next ceremony must sign the root CRL before then.
+    new Gauge({
+      name: "ukey_root_crl_next_update_seconds", help: "nextUpdate of the root CRL signed at the offline root's ceremony (Unix time); relying parties reject it after", registers: [registry],
+      collect() { this.set(Math.floor((rootCrl()?.nextUpdate.getTime() ?? 0) / 1000)); },
+    });
+  }
   let cached: { at: number; value: Promise<{ reminders: Record<string, number>; census: Array<{ status: string; bucket: number; count: number }> }> } | undefined;
   const read = () => {
     const now = deps.clock.now().getTime();

@@ -137,6 +137,9 @@ export class RevocationService {
   }
 
   private async signedCrl(which: "issuing" | "root", shard?: number): Promise<Buffer> {
+    // An offline root's CRL was signed at its ceremony: served as installed, never signed here.
+    const installed = which === "root" ? this.deps.ca.installedRootCrl() : undefined;
+    if (installed) return installed.der;
     const now = this.deps.clock.now();
     const issuer = which === "issuing" ? this.deps.ca.issuing : this.deps.ca.root;
     const issuerKeyId = issuer.keyId.toString("hex");

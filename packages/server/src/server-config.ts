@@ -167,6 +167,12 @@ export const serverConfigSchema = z.strictObject({
         labelPrefix: z.string().min(1).default("ukey-"),
       }),
     ]).default({ type: "file" }),
+    /**
+     * Where the root CA's key is: "server" (made by init, kept in the key store, signs /crl/root.crl) or
+     * "offline" (init --offline-root: the root key never reaches the server; /crl/root.crl is the file
+     * `ca import-root-crl` installed, docs/deployment.md).
+     */
+    rootKey: z.enum(["server", "offline"]).default("server"),
     /** Hours between thisUpdate and nextUpdate of a CRL. */
     crlValidityHours: z.number().int().min(1).max(24 * 30).default(24 * 7),
     /**
