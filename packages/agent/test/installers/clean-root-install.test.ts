@@ -8,7 +8,7 @@ import { createInterface } from "node:readline";
 import type { Page } from "playwright-core";
 import { Pkcs11Backend } from "../../src/keys/pkcs11-backend.js";
 import { createAgentWorld, parseObjects, type AgentWorld } from "../support/agent-world.js";
-import { keptInstitution, keptInstitutionPort } from "../support/kept-institution.js";
+import { keptInstitution, keptInstitutionPort, keptPortalOrigin } from "../support/kept-institution.js";
 import { addAuditor, adminReader, runUkeyServer, startUkeyServer } from "../../../server/test/support/fixtures.js";
 import { buildWeb, cspViolations, launchChromium, type RunningBrowser } from "../../../web/test/support/browser.js";
 
@@ -215,7 +215,8 @@ test("started as the holder with the autostart entry's command line, the agent r
   const refreshed = join(root, "home/holder/.ukey/agent-config.json");
   assert.ok(existsSync(refreshed), `the agent kept the server's newer configuration: ${agentErr}`);
   assert.deepEqual(JSON.parse(readFileSync(refreshed, "utf8")), JSON.parse(readFileSync(join(world.dataDir, "downloads/agent-config.json"), "utf8")));
-  assert.match(agentOut, new RegExp(`允许的网站：${world.server!.url.replace(/\./g, "\\.")}`), "the institution's server, from the configuration the .deb brought");
+  const allowed = /允许的网站：([^）]*)）/.exec(agentOut)?.[1]?.split("、") ?? [];
+  assert.deepEqual(allowed.sort(), [world.server!.url, keptPortalOrigin].sort(), `the institution's server and portal, from the configuration the .deb brought: ${agentOut}`);
   const nextCode = () => new Promise<string>((ok, fail) => {
     const c = codes.shift();
     if (c) return ok(c);
