@@ -1,15 +1,14 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { createHash } from "node:crypto";
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { homedir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import type { Page } from "playwright-core";
 import { Pkcs11Backend } from "../../src/keys/pkcs11-backend.js";
 import { createAgentWorld, parseObjects, type AgentWorld } from "../support/agent-world.js";
+import { keptInstitution, keptInstitutionPort, keptPortalOrigin } from "../support/kept-institution.js";
 import { addAuditor, adminReader, runUkeyServer, startUkeyServer } from "../../../server/test/support/fixtures.js";
 import { buildWeb, cspViolations, launchChromium, type RunningBrowser } from "../../../web/test/support/browser.js";
 
@@ -21,18 +20,14 @@ import { buildWeb, cspViolations, launchChromium, type RunningBrowser } from "..
 // with the autostart entry's command line, and the certificate renewed by
 // driving the portal in Chromium on the host over loopback (chroot shares the
 // network). Cached: the root's tarball (cold about 4 minutes) and the
-// executable (cold about 2 minutes); the .deb is made again for this run's
-// institution (its key and configuration are stamped in).
+// executable (cold about 2 minutes); the .deb once per build id, stamped with
+// the kept institution's key and configuration (../support/kept-institution.ts,
+// the same .deb linux-deb.test.ts reads).
 
 const repo = resolve(import.meta.dirname, "../../../..");
 const uid = 1500;
 const pin = "123456";
 const mounts: string[] = [];
-/** The institution's server port: fixed, because the configuration stamped into the cached .deb names it. */
-const institutionPort = 28417;
-/** The kept institution is made again when what signs and checks its files changes. */
-const institutionKey = () => createHash("sha256").update(["policy/src/signed-document.ts", "server/src/distribution/distribution-publisher.ts", "server/src/distribution/distribution-key.ts"]
-  .map((f) => readFileSync(join(repo, "packages", f), "utf8")).join("\0")).digest("hex").slice(0, 16);
 let world: AgentWorld;
 let root: string;
 let deb: string;
@@ -106,33 +101,13 @@ before(async () => {
 
   phase("the first certificate issued onto it in");
   // 4. The institution: its server, its signed configuration published, the .deb stamped with it. The .deb is built
-  //    once: the institution is kept between runs (its key's seed and first published files, in the cache), its server
-  //    on a fixed port, so the stamped files, and with them the .deb, are the same every run. Each run publishes anew;
-  //    the agent takes the newer configuration from the server at start, as an installed agent does.
-  const port = institutionPort;
-  const cfgFile = join(world.dataDir, "config.json");
-  const cfg = JSON.parse(readFileSync(cfgFile, "utf8"));
-  cfg.publicUrl = `http://127.0.0.1:${port}`;
-  writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));
-  const kept = join(process.env.UKEY_BUILD_CACHE ?? join(homedir(), ".cache/ukey-renew"), "clean-root-institution", institutionKey());
-  const seed = join(world.dataDir, "secrets/distribution-signing.key");
-  if (existsSync(join(kept, "downloads/agent-config.json"))) {
-    mkdirSync(dirname(seed), { recursive: true });
-    copyFileSync(join(kept, "distribution-signing.key"), seed);
-    chmodSync(seed, 0o600);
-  }
-  const published = runUkeyServer(["downloads", "publish", "--data-dir", world.dataDir, "--json"], world.env);
-  assert.equal(published.status, 0, published.stdout + published.stderr);
-  if (!existsSync(join(kept, "downloads/agent-config.json"))) {
-    const work = `${kept}.tmp-${process.pid}`;
-    mkdirSync(join(work, "downloads"), { recursive: true });
-    copyFileSync(seed, join(work, "distribution-signing.key"));
-    for (const f of ["institution-key.pem", "agent-config.json"]) copyFileSync(join(world.dataDir, "downloads", f), join(work, "downloads", f));
-    rmSync(kept, { recursive: true, force: true });
-    renameSync(work, kept);
-  }
-  assert.deepEqual(readFileSync(join(world.dataDir, "downloads/institution-key.pem")), readFileSync(join(kept, "downloads/institution-key.pem")), "the kept institution's key");
-  const built = execFileSync(process.execPath, [join(repo, "scripts/build-agent-installers.mjs"), "--institution", join(kept, "downloads"), "--out", world.t.path("out")], {
+  //    once per build id: the institution is kept between runs and shared with linux-deb.test.ts (its key's seed and
+  //    first published files, in the cache; ../support/kept-institution.ts), its server on a fixed port, so the stamped
+  //    files, and with them the .deb, are the same every run. Each run publishes anew; the agent takes the newer
+  //    configuration from the server at start, as an installed agent does.
+  const port = keptInstitutionPort;
+  const kept = keptInstitution(world.dataDir, world.env);
+  const built = execFileSync(process.execPath, [join(repo, "scripts/build-agent-installers.mjs"), "--institution", kept, "--out", world.t.path("out")], {
     cwd: repo, encoding: "utf8", timeout: 900_000, stdio: ["ignore", "pipe", "pipe"],
   });
   const info = JSON.parse(built.trim().split("\n").pop()!) as { deb: string; cached: boolean };
@@ -141,7 +116,7 @@ before(async () => {
   // The institution publishes again after the installer was made (as it does when a portal moves): a newer configuration.
   const again = runUkeyServer(["downloads", "publish", "--data-dir", world.dataDir, "--json"], world.env);
   assert.equal(again.status, 0, again.stdout + again.stderr);
-  assert.notDeepEqual(readFileSync(join(world.dataDir, "downloads/agent-config.json")), readFileSync(join(kept, "downloads/agent-config.json")));
+  assert.notDeepEqual(readFileSync(join(world.dataDir, "downloads/agent-config.json")), readFileSync(join(kept, "agent-config.json")));
   buildWeb();
   world.server = await startUkeyServer(world.dataDir, world.env, ["--port", String(port)]).catch((e: Error) => {
     throw new Error(`the institution's server needs port ${port} on 127.0.0.1 (fixed: the .deb's configuration names it): ${e.message}`);
@@ -240,7 +215,8 @@ test("started as the holder with the autostart entry's command line, the agent r
   const refreshed = join(root, "home/holder/.ukey/agent-config.json");
   assert.ok(existsSync(refreshed), `the agent kept the server's newer configuration: ${agentErr}`);
   assert.deepEqual(JSON.parse(readFileSync(refreshed, "utf8")), JSON.parse(readFileSync(join(world.dataDir, "downloads/agent-config.json"), "utf8")));
-  assert.match(agentOut, new RegExp(`允许的网站：${world.server!.url.replace(/\./g, "\\.")}`), "the institution's server, from the configuration the .deb brought");
+  const allowed = /允许的网站：([^）]*)）/.exec(agentOut)?.[1]?.split("、") ?? [];
+  assert.deepEqual(allowed.sort(), [world.server!.url, keptPortalOrigin].sort(), `the institution's server and portal, from the configuration the .deb brought: ${agentOut}`);
   const nextCode = () => new Promise<string>((ok, fail) => {
     const c = codes.shift();
     if (c) return ok(c);

@@ -2,21 +2,26 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmodSync, copyFileSync, mkdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { initialisedDataDir, runUkeyServer, tempDir, type TempDir } from "../../../server/test/support/fixtures.js";
+import { keptInstitution, keptInstitutionUrl, keptPortalOrigin } from "../support/kept-institution.js";
 
 // Issue 14, part 3: the agent as a self-contained Linux x64 executable (no
 // Node.js on the holder's machine) in a .deb that carries the institution's
 // key and configuration and starts the agent at login. The build is cached by
-// content (scripts/build-agent-installers.mjs): the first run takes about two
-// minutes, later ones seconds.
+// content (scripts/build-agent-installers.mjs): the executable by its sources,
+// the .deb by the build id and the institution's files. The institution is the
+// kept one clean-root-install.test.ts installs (../support/kept-institution.ts),
+// so the two share one .deb per build id.
 
 const repo = resolve(import.meta.dirname, "../../../..");
 const softhsm = "/usr/lib/softhsm/libsofthsm2.so";
 let t: TempDir;
 let dataDir: string;
+/** The institution's files as the .deb was built with them (the data directory has published again since). */
+let stampedDir: string;
 let env: Record<string, string>;
 let built: { executable: string; deb: string; debSize: number; debSha256: string; executableSize: number; build: string };
 let root: string;
@@ -24,13 +29,9 @@ let root: string;
 before(() => {
   t = tempDir();
   ({ dataDir, env } = initialisedDataDir(t));
-  const cfg = JSON.parse(readFileSync(join(dataDir, "config.json"), "utf8"));
-  cfg.publicUrl = "https://ukey.bank.example";
-  cfg.downloads = { portalOrigins: ["https://www.bank.example"] };
-  writeFileSync(join(dataDir, "config.json"), JSON.stringify(cfg));
-  const first = runUkeyServer(["downloads", "publish", "--data-dir", dataDir, "--json"], env);
-  assert.equal(first.status, 0, first.stdout + first.stderr);
-  const out = execFileSync(process.execPath, ["scripts/build-agent-installers.mjs", "--institution", join(dataDir, "downloads"), "--out", t.path("out")], {
+  // The institution clean-root-install.test.ts installs too: one .deb per build id for both.
+  stampedDir = keptInstitution(dataDir, env);
+  const out = execFileSync(process.execPath, ["scripts/build-agent-installers.mjs", "--institution", stampedDir, "--out", t.path("out")], {
     cwd: repo, encoding: "utf8", timeout: 900_000, stdio: ["ignore", "pipe", "pipe"],
   });
   built = JSON.parse(out.trim().split("\n").pop()!);
@@ -53,7 +54,7 @@ test("the .deb holds the executable, its FFI binary (koffi.node), the institutio
   assert.match(contents, /^-rwxr-xr-x root\/root .* \.\/usr\/lib\/ukey-agent\/ukey$/m);
   assert.equal(readlinkSync(join(root, "usr/bin/ukey")), "../lib/ukey-agent/ukey");
   for (const f of ["institution-key.pem", "agent-config.json"]) {
-    assert.deepEqual(readFileSync(join(root, "usr/lib/ukey-agent", f)), readFileSync(join(dataDir, "downloads", f)), f);
+    assert.deepEqual(readFileSync(join(root, "usr/lib/ukey-agent", f)), readFileSync(join(stampedDir, f)), f);
   }
   const autostart = readFileSync(join(root, "etc/xdg/autostart/ukey-agent.desktop"), "utf8");
   assert.match(autostart, /^Exec=\/usr\/lib\/ukey-agent\/ukey agent start$/m);
@@ -123,8 +124,8 @@ test("started the way the autostart entry starts it, the agent serves the instit
       child.once("exit", (c) => fail(new Error(`agent exited ${c}: ${stderr}`)));
     });
     assert.equal(first.event, "listening", stderr);
-    assert.deepEqual([...(first.origins as string[])].sort(), ["https://ukey.bank.example", "https://www.bank.example"]);
-    const hello = await fetch(`${first.url as string}/v1/hello`, { headers: { origin: "https://www.bank.example" } });
+    assert.deepEqual([...(first.origins as string[])].sort(), [keptInstitutionUrl, keptPortalOrigin].sort());
+    const hello = await fetch(`${first.url as string}/v1/hello`, { headers: { origin: keptPortalOrigin } });
     assert.equal(hello.status, 200);
     assert.equal(((await hello.json()) as { agent: string }).agent, "ukey-agent");
   } finally {

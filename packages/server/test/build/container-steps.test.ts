@@ -1,7 +1,7 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { chmodSync, chownSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -92,8 +92,7 @@ test("the Dockerfile's runtime stage, run in a clean Debian 12 root: no devDepen
 
   // WORKDIR + npm ci --omit=dev + the COPY --from=build of the bundles: what productionInstall() makes.
   buildBundles();
-  const install = productionInstall();
-  cpSync(install, join(root, workdir), { recursive: true });
+  productionInstall(join(root, workdir), { modules: "copy" });
   assert.equal(existsSync(join(root, workdir, "node_modules/tsx")), false, "no devDependencies (tsx) in the image");
   assert.equal(existsSync(join(root, workdir, "node_modules/typescript")), false, "no devDependencies (typescript) in the image");
   assert.ok(existsSync(join(root, workdir, "packages/server/dist/ukey-server.mjs")));

@@ -10,9 +10,11 @@ import { buildBundles, productionInstall, repoRoot } from "../support/production
 // Issue 14, part 1: the server and the agent run from their build with only
 // the production dependencies (`npm ci --omit=dev`): no tsx, no TypeScript.
 
-test("a production install (npm ci --omit=dev plus the build) runs ukey-server start and ukey", { timeout: 900_000 }, async () => {
+test("a production install (npm ci --omit=dev plus the build) runs ukey-server start and ukey", { timeout: 900_000 }, async (ctx) => {
   buildBundles();
-  const app = productionInstall();
+  const t = tempDir();
+  ctx.after(() => t.cleanup());
+  const app = productionInstall(t.path("app"));
   // The point of the test: the development dependencies really are absent.
   for (const dev of ["tsx", "typescript", "esbuild", "vite"]) assert.equal(existsSync(join(app, "node_modules", dev)), false, `${dev} must not be installed`);
   assert.ok(existsSync(join(app, "node_modules/fastify")), "production dependencies are installed");
@@ -36,43 +38,38 @@ test("a production install (npm ci --omit=dev plus the build) runs ukey-server s
   assert.equal(unknown.status, 2);
   assert.match(unknown.stderr, /CLI_USAGE/);
 
-  const t = tempDir();
+  const pass = t.write("ca-passphrase", "correct horse battery staple\n");
+  const serverEnv = { ...env, UKEY_CA_PASSPHRASE_FILE: pass };
+  const serverBin = join(app, "packages/server/bin/ukey-server.js");
+  const init = spawnSync(process.execPath, [serverBin, "init", "--data-dir", t.path("data"), "--json"], { cwd: app, env: serverEnv, encoding: "utf8" });
+  assert.equal(init.status, 0, init.stderr);
+  const child = spawn(process.execPath, [serverBin, "start", "--data-dir", t.path("data"), "--port", "0", "--json"], { cwd: app, env: serverEnv, stdio: ["ignore", "pipe", "pipe"] });
+  let stderr = "";
+  child.stderr.on("data", (d) => { stderr += String(d); });
   try {
-    const pass = t.write("ca-passphrase", "correct horse battery staple\n");
-    const serverEnv = { ...env, UKEY_CA_PASSPHRASE_FILE: pass };
-    const serverBin = join(app, "packages/server/bin/ukey-server.js");
-    const init = spawnSync(process.execPath, [serverBin, "init", "--data-dir", t.path("data"), "--json"], { cwd: app, env: serverEnv, encoding: "utf8" });
-    assert.equal(init.status, 0, init.stderr);
-    const child = spawn(process.execPath, [serverBin, "start", "--data-dir", t.path("data"), "--port", "0", "--json"], { cwd: app, env: serverEnv, stdio: ["ignore", "pipe", "pipe"] });
-    let stderr = "";
-    child.stderr.on("data", (d) => { stderr += String(d); });
-    try {
-      const port = await new Promise<number>((ok, fail) => {
-        const timer = setTimeout(() => fail(new Error(`no listening line: ${stderr}`)), 60_000);
-        createInterface({ input: child.stdout }).on("line", (l) => {
-          try {
-            const j = JSON.parse(l) as { event?: string; http?: number };
-            if (j.event === "listening" && j.http) { clearTimeout(timer); ok(j.http); }
-          } catch { /* a log line */ }
-        });
-        child.once("exit", (c) => { clearTimeout(timer); fail(new Error(`server exited ${c}: ${stderr}`)); });
+    const port = await new Promise<number>((ok, fail) => {
+      const timer = setTimeout(() => fail(new Error(`no listening line: ${stderr}`)), 60_000);
+      createInterface({ input: child.stdout }).on("line", (l) => {
+        try {
+          const j = JSON.parse(l) as { event?: string; http?: number };
+          if (j.event === "listening" && j.http) { clearTimeout(timer); ok(j.http); }
+        } catch { /* a log line */ }
       });
-      const health = await fetch(`http://127.0.0.1:${port}/healthz`);
-      assert.equal(health.status, 200);
-      assert.deepEqual(await health.json(), { status: "ok" });
-      const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
-      assert.equal(ready.status, 200);
-      // The portal is served from the build as well.
-      const portal = await fetch(`http://127.0.0.1:${port}/`);
-      assert.equal(portal.status, 200);
-      assert.match(await portal.text(), /<html/i);
-    } finally {
-      await new Promise<void>((r) => { if (child.exitCode !== null) return r(); child.once("exit", () => r()); child.kill("SIGTERM"); });
-    }
-    assert.doesNotMatch(stderr, /tsx|ERR_MODULE_NOT_FOUND/);
+      child.once("exit", (c) => { clearTimeout(timer); fail(new Error(`server exited ${c}: ${stderr}`)); });
+    });
+    const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+    assert.equal(health.status, 200);
+    assert.deepEqual(await health.json(), { status: "ok" });
+    const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+    assert.equal(ready.status, 200);
+    // The portal is served from the build as well.
+    const portal = await fetch(`http://127.0.0.1:${port}/`);
+    assert.equal(portal.status, 200);
+    assert.match(await portal.text(), /<html/i);
   } finally {
-    t.cleanup();
+    await new Promise<void>((r) => { if (child.exitCode !== null) return r(); child.once("exit", () => r()); child.kill("SIGTERM"); });
   }
+  assert.doesNotMatch(stderr, /tsx|ERR_MODULE_NOT_FOUND/);
 });
 
 test("an install without tsx and without a build says how to make one", () => {

@@ -1,8 +1,7 @@
 import { execFileSync, spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
-import { cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, symlinkSync } from "node:fs";
 import { homedir } from "node:os";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 
 /** The repository's root. */
 export const repoRoot = resolve(import.meta.dirname, "../../../..");
@@ -21,41 +20,34 @@ export function buildBundles(): void {
 }
 
 /**
- * A directory holding what an operator installs: the root and workspace
- * package.json files and the lockfile, installed with `npm ci --omit=dev`
- * (so no tsx, no TypeScript, no esbuild), plus the build artefacts
- * (packages/{server,agent}/{bin,dist}, packages/web/dist).
+ * Lays out in `into` (a new or empty directory of the caller's) what an operator installs: the root and workspace
+ * package.json files and the lockfile, their production dependencies (`npm ci --omit=dev`: no tsx, no TypeScript, no
+ * esbuild) and this checkout's build artefacts (packages/{server,agent}/{bin,dist}, packages/web/dist).
  *
- * The npm install is kept in buildCacheDir()/production/<hash of the
- * manifests and lockfile> (outside the checkout, so nothing resolves from
- * the checkout's own node_modules) and made again only when they change: the first
- * run compiles better-sqlite3 and pkcs11js (a minute or two), later runs copy
- * fresh artefacts only.
+ * The dependencies come from scripts/ensure-production-modules.mjs: installed once per set of manifests (and Node
+ * version) in buildCacheDir()/production, under a lock, outside the checkout, and never changed after. `into` gets a
+ * link to that node_modules (`modules: "link"`, the default) or a copy of it (`"copy"`, for a root that cannot see
+ * the cache, such as a chroot); the artefacts are always this checkout's own, so two checkouts or two test files
+ * at once never run each other's build.
+ * @returns `into`
  * @throws when npm ci fails (its output in the message).
  */
-export function productionInstall(): string {
-  const manifests = ["package.json", "package-lock.json", ...workspaces.map((w) => `packages/${w}/package.json`)];
-  const h = createHash("sha256");
-  for (const m of manifests) h.update(m).update("\0").update(readFileSync(join(repoRoot, m))).update("\0");
-  h.update(process.version);
-  const cacheRoot = join(buildCacheDir(), "production");
-  const dir = join(cacheRoot, h.digest("hex").slice(0, 16));
-  if (!existsSync(join(dir, ".installed"))) {
-    const tmp = `${dir}.tmp-${process.pid}`;
-    rmSync(tmp, { recursive: true, force: true });
-    for (const m of manifests) {
-      mkdirSync(join(tmp, m, ".."), { recursive: true });
-      cpSync(join(repoRoot, m), join(tmp, m));
-    }
-    const r = spawnSync("npm", ["ci", "--omit=dev", "--no-audit", "--no-fund", "--prefer-offline"], { cwd: tmp, encoding: "utf8", timeout: 600_000 });
-    if (r.status !== 0) throw new Error(`npm ci --omit=dev failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
-    writeFileSync(join(tmp, ".installed"), new Date().toISOString());
-    rmSync(dir, { recursive: true, force: true });
-    renameSync(tmp, dir);
+export function productionInstall(into: string, opts: { modules?: "link" | "copy" } = {}): string {
+  const r = spawnSync(process.execPath, ["scripts/ensure-production-modules.mjs"], { cwd: repoRoot, encoding: "utf8", timeout: 1_200_000 });
+  if (r.status !== 0) throw new Error(`scripts/ensure-production-modules.mjs failed (${r.status ?? r.signal}):\n${r.stdout}\n${r.stderr}`);
+  const modules = r.stdout.trim().split("\n").pop()!;
+  for (const m of ["package.json", "package-lock.json", ...workspaces.map((w) => `packages/${w}/package.json`)]) {
+    mkdirSync(dirname(join(into, m)), { recursive: true });
+    cpSync(join(modules, m), join(into, m));
+  }
+  if (opts.modules === "copy") {
+    // npm's own links inside node_modules (workspaces, .bin) are relative: kept as they are, they hold in the copy too.
+    cpSync(join(modules, "node_modules"), join(into, "node_modules"), { recursive: true, verbatimSymlinks: true });
+  } else {
+    symlinkSync(join(modules, "node_modules"), join(into, "node_modules"));
   }
   for (const a of ["packages/server/bin", "packages/server/dist", "packages/agent/bin", "packages/agent/dist", "packages/web/dist"]) {
-    rmSync(join(dir, a), { recursive: true, force: true });
-    cpSync(join(repoRoot, a), join(dir, a), { recursive: true });
+    cpSync(join(repoRoot, a), join(into, a), { recursive: true });
   }
-  return dir;
+  return into;
 }
