@@ -4,8 +4,10 @@
 # tarball, and unpacked fresh into DEST for every use. No Node.js is in it.
 #
 # Usage: bash scripts/ensure-debian-root.sh [--include pkg,pkg,...] DEST
-#   --include   Debian packages to add to minbase (debootstrap --include)
-#   DEST        an empty (or missing) directory; the root is unpacked there
+#        bash scripts/ensure-debian-root.sh [--include pkg,pkg,...] --cache-only
+#   --include     Debian packages to add to minbase (debootstrap --include)
+#   DEST          an empty (or missing) directory; the root is unpacked there
+#   --cache-only  make the cached tarball if missing, unpack nothing (scripts/ensure-test-builds.sh)
 #
 # Cache: ${UKEY_BUILD_CACHE:-~/.cache/ukey-renew}/debian-root/<hash>.tar, the
 # hash covering this script and the sorted package list. The mirror is the
@@ -18,16 +20,18 @@ set -euo pipefail
 
 include=""
 dest=""
+cache_only=""
 while [ $# -gt 0 ]; do
   case "$1" in
+    --cache-only) cache_only=1; shift ;;
     --include) include="$2"; shift 2 ;;
     --include=*) include="${1#--include=}"; shift ;;
     -*) echo "ensure-debian-root: unknown option $1" >&2; exit 2 ;;
     *) dest="$1"; shift ;;
   esac
 done
-if [ -z "$dest" ]; then
-  echo "usage: bash scripts/ensure-debian-root.sh [--include pkg,pkg] DEST" >&2
+if [ -z "$dest" ] && [ -z "$cache_only" ]; then
+  echo "usage: bash scripts/ensure-debian-root.sh [--include pkg,pkg] DEST|--cache-only" >&2
   exit 2
 fi
 if [ "$(id -u)" != 0 ]; then
@@ -84,6 +88,10 @@ if [ ! -f "$tarball" ]; then
   flock -u 9
 fi
 
+if [ -n "$cache_only" ]; then
+  echo "$tarball"
+  exit 0
+fi
 mkdir -p "$dest"
 if [ -n "$(ls -A "$dest")" ]; then
   echo "ensure-debian-root: $dest is not empty" >&2

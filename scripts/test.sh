@@ -9,10 +9,15 @@ bash scripts/build-web.sh
 bash scripts/ensure-skf-softkey.sh >/dev/null
 # The server and agent bundles the tests start (made once per content of the sources; a test file makes it if missing).
 node scripts/test-bundle.mjs >/dev/null
+# The production dependencies and the clean Debian roots, made beside lint and typecheck (cached: seconds when warm).
+builds_log="$(mktemp)"
+bash scripts/ensure-test-builds.sh >"$builds_log" 2>&1 & builds=$!
 echo "== lint"
 npx eslint .
 echo "== typecheck"
 npx tsc -p tsconfig.json
 npx tsc -p packages/web/tsconfig.json
+if ! wait "$builds"; then cat "$builds_log" >&2; rm -f "$builds_log"; exit 1; fi
+cat "$builds_log"; rm -f "$builds_log"
 echo "== tests"
 node scripts/run-tests.mjs "$@"
