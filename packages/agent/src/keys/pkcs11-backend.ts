@@ -619,21 +619,24 @@ class Pkcs11Session implements TokenSession {
   #handle: Handle | undefined;
   readonly #queue = new OperationQueue();
   readonly #onClose: () => void;
-  /** The token's module, slot and vendor-defined SM2 values (from the key vendor table), for SM2 keys. */
-  readonly #sm2: { module: string; slot: Handle; values: Pkcs11Sm2Mechanisms | undefined };
+  /** The token's module and slot, for SM2 keys' mechanism check. */
+  readonly #where: { module: string; slot: Handle };
+  /** The token's vendor-defined SM2 values (TokenSession.pkcs11Sm2): the backend's table's, or the institution's when login sets them. */
+  pkcs11Sm2: Pkcs11Sm2Mechanisms | undefined;
 
   constructor(lib: Lib, handle: Handle, token: TokenInfo, sm2: { module: string; slot: Handle; values: Pkcs11Sm2Mechanisms | undefined }, onClose: () => void) {
     this.#lib = lib;
     this.#handle = handle;
     this.token = token;
-    this.#sm2 = sm2;
+    this.#where = { module: sm2.module, slot: sm2.slot };
+    this.pkcs11Sm2 = sm2.values;
     this.#onClose = onClose;
   }
 
   /** The SM2 values, checked against C_GetMechanismList. TOKEN_MECHANISM_MISSING, before anything on the token changes. */
   #sm2Values(lib: Lib): Pkcs11Sm2Mechanisms {
-    const { module, slot, values } = this.#sm2;
-    return requireSm2Mechanisms(module, this.token, values, values ? lib.C_GetMechanismList(slot) : []);
+    const values = this.pkcs11Sm2;
+    return requireSm2Mechanisms(this.#where.module, this.token, values, values ? lib.C_GetMechanismList(this.#where.slot) : []);
   }
 
   #run<T>(op: string, fn: (lib: Lib, session: Handle) => Promise<T> | T, fallback?: "TOKEN_KEYGEN_FAILED"): Promise<T> {
@@ -649,7 +652,7 @@ class Pkcs11Session implements TokenSession {
   }
 
   listCertificates(): Promise<TokenCertificate[]> {
-    return this.#run("read certificates", (lib, s) => readCertificates(lib, s, true, this.#sm2.values?.keyType));
+    return this.#run("read certificates", (lib, s) => readCertificates(lib, s, true, this.pkcs11Sm2?.keyType));
   }
 
   listKeys(): Promise<TokenKey[]> {
@@ -676,7 +679,7 @@ class Pkcs11Session implements TokenSession {
   }
 
   #keySpki(lib: Lib, s: Handle, id: Buffer, priv: Handle): Buffer | undefined {
-    const sm2KeyType = this.#sm2.values?.keyType;
+    const sm2KeyType = this.pkcs11Sm2?.keyType;
     const own = spkiOf(lib, s, priv, sm2KeyType);
     if (own) return own;
     if (id.length === 0) return undefined;

@@ -17,6 +17,8 @@ import {
   SM2_EC_PARAMS, sm2DerToRaw, sm2KeyAttributes, sm2PointOfEcPoint, sm2SignatureRaw, sm2SignRequest,
 } from "../../src/keys/pkcs11-sm2.js";
 import { SM2_DEFAULT_ID, sm2Digest, sm2PointOfSpki, sm2Spki, sm2VerifyDigest } from "../../src/keys/sm2.js";
+import { openSession } from "../../src/flows/token-access.js";
+import type { Prompter } from "../../src/prompter.js";
 
 // SM2 on PKCS#11 keys through the vendor table's values (issue 15, part 3).
 // No PKCS#11 module with SM2 runs here (SoftHSM2, the one module here, has
@@ -229,6 +231,20 @@ test("SoftHSM2 with a vendor entry naming mechanisms it lacks: generateKeyPair(\
       await backend.close();
       backends.pop();
     }
+
+    // The institution's table (as renew and download pass it to login) reaches a backend opened with the built-in one.
+    const backend = new Pkcs11Backend(hsm.module);
+    backends.push(backend);
+    const no = () => Promise.reject(new Error("not asked in this test"));
+    const prompter: Prompter = { pin: async () => hsm.pin, idNumber: no, oneTimeCode: no, stepUp: no, confirm: no, progress: () => undefined };
+    const builtIn = await openSession(backend, prompter, token.serial, "renew");
+    assert.equal(builtIn.pkcs11Sm2, undefined, "the built-in table has no SM2 values for SoftHSM2");
+    await builtIn.close();
+    const institution = await openSession(backend, prompter, token.serial, "renew", { vendors: softHsmAs(tass) });
+    assert.equal(institution.pkcs11Sm2?.keyPairGen, 0x80008001);
+    await assert.rejects(institution.generateKeyPair("sm2", "sm2-key"), (e) => isUkeyError(e, "TOKEN_MECHANISM_MISSING") && e.params.mechanism === "SM2 key pair generation (0x80008001)");
+    await institution.close();
+    assert.equal(objectCount(hsm), before);
   } finally {
     for (const b of backends) await b.close();
     hsm.cleanup();
