@@ -71,6 +71,20 @@ export interface Pkcs11Sm2Mechanisms {
   sm3WithSm2: number;
   /** Raw SM2 signature over a digest the caller computed, where the module has one. */
   sm2?: number;
+  /**
+   * What the agent hands the module to sign (default "message"):
+   * - "message": the message itself, with the mechanism `sm3WithSm2` and
+   *   the distinguishing ID "1234567812345678" (its 16 octets) as the
+   *   mechanism parameter; the module computes Z and SM3(Z || M);
+   * - "digest": e = SM3(Z || M), computed by the agent with the standard
+   *   ID and the key's public point, signed with the mechanism `sm2`
+   *   (which must then be given).
+   */
+  signs?: "message" | "digest";
+  /** How the module returns the signature (default "raw"): r || s (64 octets), or a DER SEQUENCE { r, s } ("der", X9.62). */
+  signatureFormat?: "raw" | "der";
+  /** Whether key generation names the curve with CKA_EC_PARAMS (the DER OID 1.2.156.10197.1.301); default true. */
+  ecParams?: boolean;
 }
 
 /** A key vendor table, as parsed from configuration. */
@@ -197,6 +211,12 @@ const pkcs11Sm2Schema = z.strictObject({
   keyPairGen: vendorDefined,
   sm3WithSm2: vendorDefined,
   sm2: vendorDefined.optional(),
+  signs: z.enum(["message", "digest"]).optional(),
+  signatureFormat: z.enum(["raw", "der"]).optional(),
+  ecParams: z.boolean().optional(),
+}).refine((v) => v.signs !== "digest" || v.sm2 !== undefined, {
+  message: "signs \"digest\" needs the mechanism that signs a digest: give sm2",
+  path: ["sm2"],
 });
 
 const entrySchema = z.strictObject({

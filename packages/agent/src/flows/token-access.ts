@@ -65,6 +65,8 @@ export async function login(backend: KeyStoreBackend, prompter: Prompter, tokenS
       if (keyPad) report(prompter, "key-pad", "请在 UKey 自带的键盘上输入 PIN，然后按确认键", "Type the PIN on the UKey's own keypad, then press OK");
       const session = await backend.open(tokenSerial, keyPad ? "" : pin);
       if (backend.kind === "skf") session.onDeviceConfirmation = () => prompter.progress(pressButton(vendor?.confirmationTimeoutSeconds));
+      // The institution's SM2 values for a PKCS#11 key win over the built-in table's.
+      if (backend.kind === "pkcs11" && opts.vendors) session.pkcs11Sm2 = vendor?.pkcs11Sm2;
       return { session, pin: keyPad ? "" : pin };
     } catch (e) {
       if (!isUkeyError(e, "TOKEN_PIN_INCORRECT", "PFX_PASSWORD_INCORRECT") || attempt >= 3) throw e;

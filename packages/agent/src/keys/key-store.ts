@@ -1,4 +1,4 @@
-import type { KeyAlgorithm } from "@ukey/policy";
+import type { KeyAlgorithm, Pkcs11Sm2Mechanisms } from "@ukey/policy";
 
 /**
  * The agent's one view of a key, whatever holds it: a USB key through its
@@ -118,6 +118,13 @@ export interface TokenSession {
    * Absent where the backend cannot tell.
    */
   onDeviceConfirmation?: (() => void) | undefined;
+  /**
+   * PKCS#11 only: the vendor-defined SM2 values of this token (`pkcs11Sm2`
+   * of its key vendor table entry), with which SM2 keys are made and used.
+   * Starts from the backend's table; login sets it from the institution's
+   * table. Absent on other backends.
+   */
+  pkcs11Sm2?: Pkcs11Sm2Mechanisms | undefined;
   listCertificates(): Promise<TokenCertificate[]>;
   listKeys(): Promise<TokenKey[]>;
   /**

@@ -1,4 +1,4 @@
-import { UkeyError, isUkeyError } from "@ukey/policy";
+import { UkeyError, isUkeyError, type KeyVendorTable } from "@ukey/policy";
 import type { KeyStoreBackend } from "./key-store.js";
 import { findModules, findSkfLibraries } from "./module-paths.js";
 import { Pkcs11Backend } from "./pkcs11-backend.js";
@@ -19,6 +19,8 @@ export interface OpenBackendOptions {
   discovered?: string[];
   /** An SKF (GM/T 0016) library path (--skf); UKEY_SKF_LIBRARY otherwise. */
   skf?: string;
+  /** The key vendor table for PKCS#11 modules (their `pkcs11Sm2` values); default the built-in one. */
+  keyVendors?: KeyVendorTable;
   /** Well-known SKF library paths to try (default: findSkfLibraries' list for this platform); for tests. */
   discoveredSkf?: string[];
 }
@@ -44,13 +46,14 @@ export async function openBackend(opts: OpenBackendOptions = {}): Promise<KeySto
     return new Pkcs12Backend(opts.pkcs12);
   }
   const named = opts.module?.trim() || env.UKEY_PKCS11_MODULE?.trim();
-  if (named) return new Pkcs11Backend(named);
+  const p11 = opts.keyVendors ? { keyVendors: opts.keyVendors } : {};
+  if (named) return new Pkcs11Backend(named, p11);
   const skf = opts.skf?.trim() || env.UKEY_SKF_LIBRARY?.trim();
   if (skf) return SkfBackend.open(skf);
   for (const path of opts.discovered ?? findModules({ env: {} })) {
     let backend: Pkcs11Backend | undefined;
     try {
-      backend = new Pkcs11Backend(path);
+      backend = new Pkcs11Backend(path, p11);
       if ((await backend.listTokens()).length > 0) return backend;
     } catch (e) {
       // A broken or foreign library in a well-known place is not the holder's choice: try the next.

@@ -3,8 +3,8 @@ import { existsSync, realpathSync } from "node:fs";
 import { resolve } from "node:path";
 import { AsnConvert } from "@peculiar/asn1-schema";
 import { SubjectPublicKeyInfo } from "@peculiar/asn1-x509";
-import type { KeyAlgorithm } from "@ukey/policy";
-import { UkeyError, isUkeyError } from "@ukey/policy";
+import type { KeyAlgorithm, KeyVendorTable, Pkcs11Sm2Mechanisms } from "@ukey/policy";
+import { UkeyError, defaultKeyVendors, isUkeyError } from "@ukey/policy";
 import {
   buildCsr, ecdsaRawToDer, keyAlgorithmOfSpki, readCertificate, samePublicKey, signatureScheme, tokenCertificate,
 } from "./certificate-fields.js";
@@ -12,6 +12,9 @@ import { parseRsaKeyEnvelope, type RsaKeyEnvelope } from "./cms-envelope.js";
 import type { KeyStoreBackend, TokenCertificate, TokenInfo, TokenKey, TokenSession } from "./key-store.js";
 import { CK, Cryptoki, type Attribute, type CkTokenInfo } from "./cryptoki.js";
 import { checkNewUserPin } from "./pin-rule.js";
+import { SM2_EC_PARAMS, requireSm2Mechanisms, sm2KeyAttributes, sm2PointOfEcPoint, sm2SignatureRaw, sm2SignRequest } from "./pkcs11-sm2.js";
+import { sm2PointOfSpki, sm2Spki, sm2VerifyDigest } from "./sm2.js";
+import { vendorOf } from "./token-vendor.js";
 import { acquireTokenLock, OperationQueue, withTokenLock } from "./token-lock.js";
 
 type Handle = number;
@@ -172,7 +175,9 @@ const b64url = (b: Buffer) => b.toString("base64url");
  * on every call, never by slot id: SoftHSM2 and others renumber slots when
  * a token is re-initialised or reconnected. Throws TOKEN_DRIVER_MISSING
  * when the module file does not exist and HSM_MODULE_LOAD_FAILED when it is
- * not a loadable PKCS#11 library.
+ * not a loadable PKCS#11 library. `keyVendors` (default the built-in table)
+ * gives the vendor-defined SM2 values of each token (`pkcs11Sm2`), without
+ * which SM2 keys are refused with TOKEN_MECHANISM_MISSING.
  */
 export class Pkcs11Backend implements KeyStoreBackend {
   readonly kind = "pkcs11" as const;
@@ -180,9 +185,11 @@ export class Pkcs11Backend implements KeyStoreBackend {
   readonly #module: string;
   readonly #lib: Lib;
   readonly #sessions = new Set<Pkcs11Session>();
+  readonly #keyVendors: KeyVendorTable;
   #closed = false;
 
-  constructor(modulePath: string) {
+  constructor(modulePath: string, opts: { keyVendors?: KeyVendorTable } = {}) {
+    this.#keyVendors = opts.keyVendors ?? defaultKeyVendors;
     this.location = resolve(modulePath);
     // Loaded under its real path, so that two names of one library (a symlink) share one C_Initialize.
     this.#module = existsSync(this.location) ? realpathSync(this.location) : this.location;
@@ -258,7 +265,8 @@ export class Pkcs11Backend implements KeyStoreBackend {
       }
       if (pin === "" && info.pin.keyPad) await loginOnPad(lib, handle, slot);
       else login(lib, handle, slot, CK.CKU_USER, pin, "user");
-      const session = new Pkcs11Session(lib, handle, info, () => {
+      const sm2 = { module: this.location, slot, values: vendorOf(info, this.#keyVendors)?.pkcs11Sm2 };
+      const session = new Pkcs11Session(lib, handle, info, sm2, () => {
         this.#sessions.delete(session);
         release();
       });
@@ -311,12 +319,17 @@ export class Pkcs11Backend implements KeyStoreBackend {
       throw pkcs11ErrorToUkey(e, "open session");
     }
     try {
-      return readCertificates(lib, handle, false);
+      return readCertificates(lib, handle, false, this.#sm2KeyType(tokenSerial));
     } catch (e) {
       throw pkcs11ErrorToUkey(e, "read certificates");
     } finally {
       try { lib.C_CloseSession(handle); } catch { /* the token may be gone */ }
     }
+  }
+
+  #sm2KeyType(tokenSerial: string): number | undefined {
+    const token = this.#findSlot(this.#lib, tokenSerial).info;
+    return vendorOf(token, this.#keyVendors)?.pkcs11Sm2?.keyType;
   }
 
   /**
@@ -433,9 +446,16 @@ function readUlong(v: Buffer | undefined): number | undefined {
   return v.length === 8 ? Number(v.readBigUInt64LE(0) & 0xffffffffn) : v.readUInt32LE(0);
 }
 
-/** The DER SPKI of a public key object, or of an RSA private key object (which carries its modulus). */
-function spkiOf(lib: Lib, session: Handle, h: Handle): Buffer | undefined {
+/**
+ * The DER SPKI of a public key object, or of an RSA private key object (which carries its modulus).
+ * SM2: a key of the vendor's `sm2KeyType` (or CKK_EC on the SM2 curve), from its CKA_EC_POINT.
+ */
+function spkiOf(lib: Lib, session: Handle, h: Handle, sm2KeyType?: number): Buffer | undefined {
   const type = readUlong(attr(lib, session, h, CK.CKA_KEY_TYPE));
+  if (type !== undefined && type === sm2KeyType) {
+    const point = sm2PointOfEcPoint(attr(lib, session, h, CK.CKA_EC_POINT));
+    return point && sm2Spki(point);
+  }
   if (type === CK.CKK_RSA) {
     const n = attr(lib, session, h, CK.CKA_MODULUS);
     const e = attr(lib, session, h, CK.CKA_PUBLIC_EXPONENT);
@@ -445,6 +465,10 @@ function spkiOf(lib: Lib, session: Handle, h: Handle): Buffer | undefined {
   if (type === CK.CKK_EC) {
     const params = attr(lib, session, h, CK.CKA_EC_PARAMS);
     const point = attr(lib, session, h, CK.CKA_EC_POINT);
+    if (params?.equals(SM2_EC_PARAMS) && point) {
+      const sm2 = sm2PointOfEcPoint(point);
+      return sm2 && sm2Spki(sm2);
+    }
     const curve = params?.equals(curveParams.p256) ? "p256" : params?.equals(curveParams.p384) ? "p384" : undefined;
     if (!curve || !point) return undefined;
     const size = curveJwk[curve].size;
@@ -469,7 +493,7 @@ function ecPoint(value: Buffer, expected: number): Buffer | undefined {
 }
 
 /** The certificates of a session; hasKey needs a private key of the same id (when `privateVisible`) and a matching public key. */
-function readCertificates(lib: Lib, session: Handle, privateVisible: boolean): TokenCertificate[] {
+function readCertificates(lib: Lib, session: Handle, privateVisible: boolean, sm2KeyType?: number): TokenCertificate[] {
   const out: TokenCertificate[] = [];
   for (const h of findObjects(lib, session, [
     { type: CK.CKA_CLASS, value: CK.CKO_CERTIFICATE },
@@ -486,21 +510,21 @@ function readCertificates(lib: Lib, session: Handle, privateVisible: boolean): T
       // Not an X.509 certificate the agent can read: leave it alone.
       continue;
     }
-    const hasKey = id.length > 0 && keyMatches(lib, session, id, fields.spki, privateVisible);
+    const hasKey = id.length > 0 && keyMatches(lib, session, id, fields.spki, privateVisible, sm2KeyType);
     out.push(tokenCertificate(value, id.toString("hex"), label, hasKey));
   }
   return out;
 }
 
-function keyMatches(lib: Lib, session: Handle, id: Buffer, spki: Buffer, privateVisible: boolean): boolean {
+function keyMatches(lib: Lib, session: Handle, id: Buffer, spki: Buffer, privateVisible: boolean, sm2KeyType?: number): boolean {
   const byId = (cls: number) => findObjects(lib, session, [{ type: CK.CKA_CLASS, value: cls }, { type: CK.CKA_ID, value: id }]);
-  const publics = byId(CK.CKO_PUBLIC_KEY).map((h) => spkiOf(lib, session, h)).filter((s): s is Buffer => !!s);
+  const publics = byId(CK.CKO_PUBLIC_KEY).map((h) => spkiOf(lib, session, h, sm2KeyType)).filter((s): s is Buffer => !!s);
   if (!privateVisible) return publics.some((s) => samePublicKey(s, spki));
   const privates = byId(CK.CKO_PRIVATE_KEY);
   if (privates.length === 0) return false;
   // An RSA private key carries its modulus; an EC one needs its public half.
   return privates.some((h) => {
-    const own = spkiOf(lib, session, h);
+    const own = spkiOf(lib, session, h, sm2KeyType);
     return own ? samePublicKey(own, spki) : publics.some((s) => samePublicKey(s, spki));
   });
 }
@@ -595,12 +619,24 @@ class Pkcs11Session implements TokenSession {
   #handle: Handle | undefined;
   readonly #queue = new OperationQueue();
   readonly #onClose: () => void;
+  /** The token's module and slot, for SM2 keys' mechanism check. */
+  readonly #where: { module: string; slot: Handle };
+  /** The token's vendor-defined SM2 values (TokenSession.pkcs11Sm2): the backend's table's, or the institution's when login sets them. */
+  pkcs11Sm2: Pkcs11Sm2Mechanisms | undefined;
 
-  constructor(lib: Lib, handle: Handle, token: TokenInfo, onClose: () => void) {
+  constructor(lib: Lib, handle: Handle, token: TokenInfo, sm2: { module: string; slot: Handle; values: Pkcs11Sm2Mechanisms | undefined }, onClose: () => void) {
     this.#lib = lib;
     this.#handle = handle;
     this.token = token;
+    this.#where = { module: sm2.module, slot: sm2.slot };
+    this.pkcs11Sm2 = sm2.values;
     this.#onClose = onClose;
+  }
+
+  /** The SM2 values, checked against C_GetMechanismList. TOKEN_MECHANISM_MISSING, before anything on the token changes. */
+  #sm2Values(lib: Lib): Pkcs11Sm2Mechanisms {
+    const values = this.pkcs11Sm2;
+    return requireSm2Mechanisms(this.#where.module, this.token, values, values ? lib.C_GetMechanismList(this.#where.slot) : []);
   }
 
   #run<T>(op: string, fn: (lib: Lib, session: Handle) => Promise<T> | T, fallback?: "TOKEN_KEYGEN_FAILED"): Promise<T> {
@@ -616,7 +652,7 @@ class Pkcs11Session implements TokenSession {
   }
 
   listCertificates(): Promise<TokenCertificate[]> {
-    return this.#run("read certificates", (lib, s) => readCertificates(lib, s, true));
+    return this.#run("read certificates", (lib, s) => readCertificates(lib, s, true, this.pkcs11Sm2?.keyType));
   }
 
   listKeys(): Promise<TokenKey[]> {
@@ -643,11 +679,12 @@ class Pkcs11Session implements TokenSession {
   }
 
   #keySpki(lib: Lib, s: Handle, id: Buffer, priv: Handle): Buffer | undefined {
-    const own = spkiOf(lib, s, priv);
+    const sm2KeyType = this.pkcs11Sm2?.keyType;
+    const own = spkiOf(lib, s, priv, sm2KeyType);
     if (own) return own;
     if (id.length === 0) return undefined;
     for (const h of findObjects(lib, s, [{ type: CK.CKA_CLASS, value: CK.CKO_PUBLIC_KEY }, { type: CK.CKA_ID, value: id }])) {
-      const spki = spkiOf(lib, s, h);
+      const spki = spkiOf(lib, s, h, sm2KeyType);
       if (spki) return spki;
     }
     return undefined;
@@ -668,7 +705,9 @@ class Pkcs11Session implements TokenSession {
       checkLabel(label, 255);
       const ckaId = id === undefined ? randomBytes(20) : idBytes(id);
       const ec = algorithm === "p256" || algorithm === "p384";
-      if (!ec && algorithm !== "rsa2048" && algorithm !== "rsa3072" && algorithm !== "rsa4096") {
+      // SM2 through the vendor's own key type and mechanisms, checked before anything is written.
+      const sm2 = algorithm === "sm2" ? this.#sm2Values(lib) : undefined;
+      if (!ec && !sm2 && algorithm !== "rsa2048" && algorithm !== "rsa3072" && algorithm !== "rsa4096") {
         throw new UkeyError("KEY_ALGORITHM_UNSUPPORTED", { params: { algorithm: String(algorithm) } });
       }
       if (findObjects(lib, s, [{ type: CK.CKA_ID, value: ckaId }]).length > 0) {
@@ -684,7 +723,7 @@ class Pkcs11Session implements TokenSession {
         { type: CK.CKA_CLASS, value: CK.CKO_PUBLIC_KEY },
         { type: CK.CKA_PRIVATE, value: false },
         { type: CK.CKA_VERIFY, value: true },
-        ...(ec
+        ...(sm2 ? sm2KeyAttributes(sm2) : ec
           ? [{ type: CK.CKA_EC_PARAMS, value: curveParams[algorithm] }]
           : [
             { type: CK.CKA_MODULUS_BITS, value: Number(algorithm.slice(3)) },
@@ -694,6 +733,7 @@ class Pkcs11Session implements TokenSession {
       const privateTemplate = [
         ...common,
         { type: CK.CKA_CLASS, value: CK.CKO_PRIVATE_KEY },
+        ...(sm2 ? [{ type: CK.CKA_KEY_TYPE, value: sm2.keyType }] : []),
         { type: CK.CKA_PRIVATE, value: true },
         { type: CK.CKA_SENSITIVE, value: true },
         { type: CK.CKA_EXTRACTABLE, value: false },
@@ -701,11 +741,11 @@ class Pkcs11Session implements TokenSession {
         // Said, not left to the token's defaults (SoftHSM2 makes an RSA key decrypt and unwrap unless told): a signing
         // key signs. Only a pair profile's RSA signing key unwraps, to open its encryption key's envelope on the token;
         // importRsaEnvelope takes that back (docs/security.md).
-        ...(ec ? [] : [{ type: CK.CKA_DECRYPT, value: false }, { type: CK.CKA_UNWRAP, value: !!opts?.unwrap }]),
+        ...(ec || sm2 ? [] : [{ type: CK.CKA_DECRYPT, value: false }, { type: CK.CKA_UNWRAP, value: !!opts?.unwrap }]),
       ];
-      const mechanism = { mechanism: ec ? CK.CKM_EC_KEY_PAIR_GEN : CK.CKM_RSA_PKCS_KEY_PAIR_GEN };
+      const mechanism = { mechanism: sm2 ? sm2.keyPairGen : ec ? CK.CKM_EC_KEY_PAIR_GEN : CK.CKM_RSA_PKCS_KEY_PAIR_GEN };
       const pair = await lib.C_GenerateKeyPairAsync(s, mechanism, publicTemplate, privateTemplate);
-      const spki = spkiOf(lib, s, pair.publicKey);
+      const spki = spkiOf(lib, s, pair.publicKey, sm2?.keyType);
       if (!spki) throw new UkeyError("TOKEN_KEYGEN_FAILED", { detail: "the new public key cannot be read" });
       return { id: ckaId.toString("hex"), label, algorithm, spki: new Uint8Array(spki) };
     }, "TOKEN_KEYGEN_FAILED");
@@ -717,6 +757,19 @@ class Pkcs11Session implements TokenSession {
 
   async #sign(lib: Lib, s: Handle, keyId: string, data: Uint8Array): Promise<Uint8Array> {
     const { priv, spki } = this.#key(lib, s, keyId);
+    const point = sm2PointOfSpki(spki);
+    if (point) {
+      // SM3withSM2 with the standard ID: the module signs the message (and is given the ID) or the agent's e = SM3(Z || M).
+      const values = this.#sm2Values(lib);
+      const request = sm2SignRequest(values, data, point);
+      lib.C_SignInit(s, request.mechanism, priv);
+      const rs = sm2SignatureRaw(values, await lib.C_SignAsync(s, request.data, Buffer.alloc(128)));
+      // Checked here: a module that took the ID otherwise (or ignored it) signs something no CA accepts.
+      if (!sm2VerifyDigest(request.digest, rs, point)) {
+        throw new UkeyError("TOKEN_OPERATION_FAILED", { params: { reason: "the module's SM2 signature does not verify over SM3(Z || M) with the standard ID" } });
+      }
+      return new Uint8Array(ecdsaRawToDer(rs));
+    }
     const scheme = signatureScheme(spki);
     // ECDSA: hash here, so the token does only the private-key step
     // (CKM_ECDSA); RSA: CKM_SHA256_RSA_PKCS does hash and padding.
