@@ -92,7 +92,9 @@ const loaded = new Map<string, Promise<SkfLibrary>>();
  * - SKF_LIBRARY_INVALID: not a loadable library, or one that exports none
  *   of SKF_EnumDev / SKF_ConnectDev (a PKCS#11 module, libc ...);
  * - SKF_FUNCTION_MISSING: an SKF library without a function the agent
- *   needs (params.function names the first; detail lists all).
+ *   needs (params.function names the first; detail lists all). The
+ *   skfOptionalFunctions (RSA) may be missing: the library loads, and
+ *   calling one is SKF_FUNCTION_MISSING then.
  */
 export function openSkfLibrary(path: string): Promise<SkfLibrary> {
   const location = resolve(path);
