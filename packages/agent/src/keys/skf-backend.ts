@@ -1,11 +1,11 @@
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes, verify as cryptoVerify } from "node:crypto";
 import { sm4 as smSm4 } from "sm-crypto-v2";
 import { UkeyError, isUkeyError } from "@ukey/policy";
-import { buildCsr, ecdsaRawToDer, keyAlgorithmOfSpki, readCertificate, samePublicKey, tokenCertificate } from "./certificate-fields.js";
+import { buildCsr, ecdsaRawToDer, keyAlgorithmOfSpki, publicKeyOf, readCertificate, samePublicKey, tokenCertificate } from "./certificate-fields.js";
 import { objectLabels, type KeyStoreBackend, type TokenCertificate, type TokenInfo, type TokenKey, type TokenSession } from "./key-store.js";
 import { checkNewUserPin } from "./pin-rule.js";
-import { sm2Digest, sm2PointOfSpki, sm2VerifyDigest } from "./sm2.js";
-import { eccBlobToPoint, eccSignatureToRaw, publicBlobToSpki } from "./skf/skf-blobs.js";
+import { sm2Digest, sm2PointOfSpki, sm2Spki, sm2VerifyDigest } from "./sm2.js";
+import { eccBlobToPoint, eccSignatureToRaw, publicBlobToSpki, rsaBlobToSpki } from "./skf/skf-blobs.js";
 import { SAR, SkfCallError, sarName, sarOf, skfError, type SkfContext } from "./skf/skf-codes.js";
 import { ContainerType, PinType, noObject, openSkfLibrary, type SkfHandle, type SkfLibrary } from "./skf/skf-library.js";
 import { acquireTokenLock, OperationQueue, withTokenLock } from "./token-lock.js";
@@ -572,9 +572,11 @@ class SkfSession implements TokenSession {
   }
 
   /**
-   * SKF_CreateContainer and SKF_GenECCKeyPair(SGD_SM2_1) in it: the new
-   * signing key. Only "sm2": SKF keys in the field are SM2 (RSA containers
-   * are read and listed, not made). The container name is `id` decoded;
+   * SKF_CreateContainer and SKF_GenECCKeyPair(SGD_SM2_1) ("sm2") or
+   * SKF_GenRSAKeyPair(2048) ("rsa2048") in it: the new signing key. Other
+   * algorithms are KEY_ALGORITHM_UNSUPPORTED; "rsa2048" on a library
+   * without SKF_GenRSAKeyPair or SKF_RSASignData is SKF_FUNCTION_MISSING;
+   * both before anything is written. The container name is `id` decoded;
    * without an id, a pending label pending(X) names it `ukey-renew.X` and
    * its mark container is made first (skfMarks), any other label gives a
    * random "ukey-…". An empty container of that name (a run stopped between
@@ -582,7 +584,11 @@ class SkfSession implements TokenSession {
    */
   generateKeyPair(algorithm: Parameters<TokenSession["generateKeyPair"]>[0], label: string, id?: string): Promise<TokenKey> {
     return this.#run("generate a key pair", async (lib, app) => {
-      if (algorithm !== "sm2") throw new UkeyError("KEY_ALGORITHM_UNSUPPORTED", { params: { algorithm: String(algorithm) } });
+      if (algorithm !== "sm2" && algorithm !== "rsa2048") throw new UkeyError("KEY_ALGORITHM_UNSUPPORTED", { params: { algorithm: String(algorithm) } });
+      if (algorithm === "rsa2048") {
+        lib.require("SKF_GenRSAKeyPair");
+        lib.require("SKF_RSASignData");
+      }
       const pending = id === undefined ? objectLabels.pendingOrder(label) : undefined;
       const name = id !== undefined ? containerName(id) : pending !== undefined ? checkedName(skfMarks.keyContainer(pending)) : `ukey-${randomBytes(10).toString("hex")}`;
       const names = await lib.enumContainer(app);
@@ -597,9 +603,14 @@ class SkfSession implements TokenSession {
       const c = await lib.createContainer(app, name);
       let key: TokenKey | undefined;
       try {
-        const point = eccBlobToPoint(await this.#onDevice(lib.genEccKeyPair(c)));
-        key = keyOf(name, publicBlobToSpki(await lib.exportPublicKey(c, true)), pending !== undefined ? label : name);
-        if (!key || !sm2PointOfSpki(key.spki)?.equals(point)) throw new UkeyError("TOKEN_KEYGEN_FAILED", { detail: "the new public key cannot be read back" });
+        const made = algorithm === "sm2"
+          ? sm2Spki(eccBlobToPoint(await this.#onDevice(lib.genEccKeyPair(c))))
+          : rsaSpkiOf(await this.#onDevice(lib.genRsaKeyPair(c, 2048)));
+        const back = keyOf(name, await publicKey(lib, c, true), pending !== undefined ? label : name);
+        if (!back || back.algorithm !== algorithm || !samePublicKey(back.spki, made)) {
+          throw new UkeyError("TOKEN_KEYGEN_FAILED", { detail: "the new public key cannot be read back" });
+        }
+        key = back;
         return key;
       } finally {
         await lib.closeContainer(c).catch(() => undefined);
@@ -609,7 +620,12 @@ class SkfSession implements TokenSession {
     }, { kind: "keygen" });
   }
 
-  /** An SM2 signature (DER SM2Signature) of `data` with the container's signing key: SKF_ECCSignData over SM3(Z || data). */
+  /**
+   * A signature of `data` with the container's signing key: for SM2 a DER
+   * SM2Signature, SKF_ECCSignData over SM3(Z || data); for RSA the PKCS#1
+   * v1.5 signature with SHA-256 (sha256WithRSAEncryption), SKF_RSASignData
+   * over the DigestInfo. Each is verified here before it is returned.
+   */
   sign(keyId: string, data: Uint8Array): Promise<Uint8Array> {
     return this.#run("sign", (lib, app) => this.#sign(lib, app, keyId, data), { kind: "confirm" });
   }
@@ -620,13 +636,27 @@ class SkfSession implements TokenSession {
       const spki = await publicKey(lib, c, true);
       if (!spki) throw new UkeyError("TOKEN_KEY_NOT_FOUND", { params: { id: keyId } });
       const point = sm2PointOfSpki(spki);
-      if (!point) throw new UkeyError("KEY_ALGORITHM_UNSUPPORTED", { params: { algorithm: keyAlgorithmOfSpki(spki) } });
+      if (!point) return this.#signRsa(lib, c, spki, data);
       const e = sm2Digest(data, point);
       const raw = eccSignatureToRaw(await this.#onDevice(lib.eccSignData(c, e)));
       // A library that signs with another key, or over something else, is caught here rather than by the CA.
       if (!sm2VerifyDigest(e, raw, point)) throw new UkeyError("TOKEN_OPERATION_FAILED", { params: { reason: "the UKey's signature does not verify" } });
       return new Uint8Array(ecdsaRawToDer(raw));
     });
+  }
+
+  /** SKF_RSASignData over the SHA-256 DigestInfo of `data`, verified with the container's public key. */
+  async #signRsa(lib: SkfLibrary, c: SkfHandle, spki: Buffer, data: Uint8Array): Promise<Uint8Array> {
+    const algorithm = keyAlgorithmOfSpki(spki);
+    if (!algorithm.startsWith("rsa")) throw new UkeyError("KEY_ALGORITHM_UNSUPPORTED", { params: { algorithm } });
+    const key = publicKeyOf(spki);
+    const size = Math.ceil((key.asymmetricKeyDetails?.modulusLength ?? 2048) / 8);
+    const digestInfo = Buffer.concat([SHA256_DIGEST_INFO_PREFIX, createHash("sha256").update(data).digest()]);
+    let sig = await this.#onDevice(lib.rsaSignData(c, digestInfo, size));
+    // A library that drops the signature's leading zero octets: PKCS#1 wants it as long as the modulus.
+    if (sig.length < size) sig = Buffer.concat([Buffer.alloc(size - sig.length), sig]);
+    if (!cryptoVerify("sha256", data, key, sig)) throw new UkeyError("TOKEN_OPERATION_FAILED", { params: { reason: "the UKey's signature does not verify" } });
+    return new Uint8Array(sig);
   }
 
   createCsr(keyId: string, subject = ""): Promise<string> {
@@ -775,5 +805,17 @@ function keyOf(name: string, spki: Buffer | undefined, label = name): TokenKey |
   } catch (e) {
     if (isUkeyError(e)) return undefined;
     throw e;
+  }
+}
+
+/** The DER DigestInfo of SHA-256 before the 32-octet hash (RFC 8017, 9.2, note 1). */
+const SHA256_DIGEST_INFO_PREFIX = Buffer.from("3031300d060960864801650304020105000420", "hex");
+
+/** The SPKI of the RSAPUBLICKEYBLOB SKF_GenRSAKeyPair returned; a blob that contradicts itself is TOKEN_KEYGEN_FAILED. */
+function rsaSpkiOf(blob: Buffer): Buffer {
+  try {
+    return rsaBlobToSpki(blob);
+  } catch (e) {
+    throw new UkeyError("TOKEN_KEYGEN_FAILED", { detail: `the UKey returned a malformed RSAPUBLICKEYBLOB: ${(e as Error).message}`, cause: e });
   }
 }

@@ -12,8 +12,8 @@ export const DEVINFO_SIZE = 294;
 export const ECC_PUBLIC_KEY_BLOB_SIZE = 132;
 /** sizeof(ECCSIGNATUREBLOB): r[64], s[64]. */
 export const ECC_SIGNATURE_BLOB_SIZE = 128;
-/** sizeof(RSAPUBLICKEYBLOB): AlgID, BitLen, Modulus[256], PublicExponent[4]. */
-export const RSA_PUBLIC_KEY_BLOB_SIZE = 264;
+/** sizeof(RSAPUBLICKEYBLOB): AlgID 4, BitLen 4, Modulus[256], PublicExponent[4]. */
+export const RSA_PUBLIC_KEY_BLOB_SIZE = 268;
 
 /** What the agent reads of DEVINFO. */
 export interface DevInfo {
@@ -105,17 +105,38 @@ export function eccSignatureToRaw(b: Buffer): Buffer {
   return Buffer.concat([r.subarray(32), s.subarray(32)]);
 }
 
-/** The DER SubjectPublicKeyInfo of an SKF public key blob as SKF_ExportPublicKey gives it: ECC (132 octets) or RSA (264). */
+/** SGD_RSA, the AlgID of an RSAPUBLICKEYBLOB. */
+export const SGD_RSA = 0x00010000;
+
+/**
+ * The DER SubjectPublicKeyInfo (rsaEncryption) of an RSAPUBLICKEYBLOB:
+ * AlgID (SGD_RSA; 0, unset, is accepted), BitLen (1024..2048, whole
+ * octets), Modulus[256] big-endian with the BitLen/8 octets of n
+ * right-aligned, PublicExponent[4] big-endian. Throws RangeError when the
+ * blob contradicts itself: octets set above BitLen, a modulus shorter than
+ * BitLen or even, an exponent that is even or 1.
+ */
+export function rsaBlobToSpki(b: Buffer): Buffer {
+  if (b.length < RSA_PUBLIC_KEY_BLOB_SIZE) throw new RangeError(`RSAPUBLICKEYBLOB has ${RSA_PUBLIC_KEY_BLOB_SIZE} octets, got ${b.length}`);
+  const algId = b.readUInt32LE(0);
+  if (algId !== SGD_RSA && algId !== 0) throw new RangeError(`RSAPUBLICKEYBLOB with AlgID 0x${algId.toString(16)}, not SGD_RSA`);
+  const bits = b.readUInt32LE(4);
+  if (bits < 1024 || bits > 2048 || bits % 8 !== 0) throw new RangeError(`RSA key of ${bits} bits`);
+  const field = b.subarray(8, 8 + 256);
+  const modulus = field.subarray(256 - bits / 8);
+  if (field.subarray(0, 256 - bits / 8).some((c) => c !== 0)) throw new RangeError(`modulus longer than the ${bits} bits the blob says`);
+  if ((modulus[0]! & 0x80) === 0) throw new RangeError(`modulus shorter than the ${bits} bits the blob says`);
+  if ((modulus[modulus.length - 1]! & 1) === 0) throw new RangeError("an even modulus");
+  let exponent = b.subarray(8 + 256, 8 + 256 + 4);
+  while (exponent.length > 1 && exponent[0] === 0) exponent = exponent.subarray(1);
+  if ((exponent[exponent.length - 1]! & 1) === 0 || (exponent.length === 1 && exponent[0]! < 3)) throw new RangeError("an exponent that is even or 1");
+  return createPublicKey({ key: { kty: "RSA", n: modulus.toString("base64url"), e: exponent.toString("base64url") }, format: "jwk" })
+    .export({ format: "der", type: "spki" });
+}
+
+/** The DER SubjectPublicKeyInfo of an SKF public key blob as SKF_ExportPublicKey gives it: ECC (132 octets) or RSA (268). */
 export function publicBlobToSpki(b: Buffer): Buffer {
   if (b.length === ECC_PUBLIC_KEY_BLOB_SIZE) return sm2Spki(eccBlobToPoint(b));
-  if (b.length === RSA_PUBLIC_KEY_BLOB_SIZE) {
-    const bits = b.readUInt32LE(4);
-    if (bits < 1024 || bits > 2048 || bits % 8 !== 0) throw new RangeError(`RSA key of ${bits} bits`);
-    const modulus = b.subarray(8, 8 + 256).subarray(256 - bits / 8);
-    let exponent = b.subarray(264 - 4);
-    while (exponent.length > 1 && exponent[0] === 0) exponent = exponent.subarray(1);
-    return createPublicKey({ key: { kty: "RSA", n: modulus.toString("base64url"), e: exponent.toString("base64url") }, format: "jwk" })
-      .export({ format: "der", type: "spki" });
-  }
+  if (b.length === RSA_PUBLIC_KEY_BLOB_SIZE) return rsaBlobToSpki(b);
   throw new RangeError(`a public key blob of ${b.length} octets is neither ECC nor RSA`);
 }

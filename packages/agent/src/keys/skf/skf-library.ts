@@ -2,7 +2,7 @@ import { existsSync, realpathSync } from "node:fs";
 import { resolve } from "node:path";
 import type * as KoffiNamespace from "koffi";
 import { UkeyError } from "@ukey/policy";
-import { DEVINFO_SIZE, ECC_PUBLIC_KEY_BLOB_SIZE, ECC_SIGNATURE_BLOB_SIZE, parseDevInfo, parseNameList, type DevInfo } from "./skf-blobs.js";
+import { DEVINFO_SIZE, ECC_PUBLIC_KEY_BLOB_SIZE, ECC_SIGNATURE_BLOB_SIZE, RSA_PUBLIC_KEY_BLOB_SIZE, parseDevInfo, parseNameList, type DevInfo } from "./skf-blobs.js";
 import { SAR, SkfCallError } from "./skf-codes.js";
 
 // The GM/T 0016 (SKF) functions the agent calls, over koffi. SKF has no
@@ -58,10 +58,18 @@ const prototypes = {
   SKF_ImportECCKeyPair: "uint32 SKF_ImportECCKeyPair(SKF_HANDLE hContainer, void *pEnvelopedKeyBlob)",
   SKF_ECCSignData: "uint32 SKF_ECCSignData(SKF_HANDLE hContainer, void *pbDigest, uint32 ulDigestLen, void *pSignature)",
   SKF_ExportPublicKey: "uint32 SKF_ExportPublicKey(SKF_HANDLE hContainer, int32 bSignFlag, void *pbBlob, void *pulBlobLen)",
+  SKF_GenRSAKeyPair: "uint32 SKF_GenRSAKeyPair(SKF_HANDLE hContainer, uint32 ulBitsLen, void *pBlob)",
+  SKF_RSASignData: "uint32 SKF_RSASignData(SKF_HANDLE hContainer, void *pbData, uint32 ulDataLen, void *pbSignature, void *pulSignLen)",
 } as const;
 
 export type SkfFunctionName = keyof typeof prototypes;
-/** Every SKF function the agent calls; a library must export them all. */
+/**
+ * Functions a library may lack and still load: RSA containers, which only
+ * some keys offer. Calling one that is missing throws SKF_FUNCTION_MISSING
+ * naming it, before anything on the key changes.
+ */
+export const skfOptionalFunctions: ReadonlySet<SkfFunctionName> = new Set<SkfFunctionName>(["SKF_GenRSAKeyPair", "SKF_RSASignData"]);
+/** Every SKF function the agent calls; a library must export them all but skfOptionalFunctions. */
 export const skfFunctions = Object.keys(prototypes) as SkfFunctionName[];
 
 type KoffiModule = typeof KoffiNamespace;
@@ -84,7 +92,9 @@ const loaded = new Map<string, Promise<SkfLibrary>>();
  * - SKF_LIBRARY_INVALID: not a loadable library, or one that exports none
  *   of SKF_EnumDev / SKF_ConnectDev (a PKCS#11 module, libc ...);
  * - SKF_FUNCTION_MISSING: an SKF library without a function the agent
- *   needs (params.function names the first; detail lists all).
+ *   needs (params.function names the first; detail lists all). The
+ *   skfOptionalFunctions (RSA) may be missing: the library loads, and
+ *   calling one is SKF_FUNCTION_MISSING then.
  */
 export function openSkfLibrary(path: string): Promise<SkfLibrary> {
   const location = resolve(path);
@@ -101,9 +111,9 @@ export function openSkfLibrary(path: string): Promise<SkfLibrary> {
 
 export class SkfLibrary {
   readonly path: string;
-  readonly #fns: Record<SkfFunctionName, AsyncFn>;
+  readonly #fns: Partial<Record<SkfFunctionName, AsyncFn>>;
 
-  private constructor(path: string, fns: Record<SkfFunctionName, AsyncFn>) {
+  private constructor(path: string, fns: Partial<Record<SkfFunctionName, AsyncFn>>) {
     this.path = path;
     this.#fns = fns;
   }
@@ -138,17 +148,34 @@ export class SkfLibrary {
       try { lib.unload(); } catch { /* nothing was called */ }
       throw new UkeyError("SKF_LIBRARY_INVALID", { params: { module: path }, detail: "it exports neither SKF_EnumDev nor SKF_ConnectDev" });
     }
-    if (missing.length > 0) {
+    const required = missing.filter((name) => !skfOptionalFunctions.has(name));
+    if (required.length > 0) {
       try { lib.unload(); } catch { /* nothing was called */ }
-      throw new UkeyError("SKF_FUNCTION_MISSING", { params: { module: path, function: missing[0]! }, detail: `missing: ${missing.join(", ")}` });
+      throw new UkeyError("SKF_FUNCTION_MISSING", { params: { module: path, function: required[0]! }, detail: `missing: ${missing.join(", ")}` });
     }
-    return new SkfLibrary(path, fns as Record<SkfFunctionName, AsyncFn>);
+    return new SkfLibrary(path, fns);
   }
 
-  /** Calls `name` and resolves its return code. */
+  /** Whether the library exports `name` (always true but for skfOptionalFunctions). */
+  has(name: SkfFunctionName): boolean {
+    return this.#fns[name] !== undefined;
+  }
+
+  /** SKF_FUNCTION_MISSING naming `name` unless the library exports it. */
+  require(name: SkfFunctionName): void {
+    if (!this.has(name)) throw this.#missing(name);
+  }
+
+  #missing(name: SkfFunctionName): UkeyError {
+    return new UkeyError("SKF_FUNCTION_MISSING", { params: { module: this.path, function: name }, detail: `${this.path} does not export ${name}` });
+  }
+
+  /** Calls `name` and resolves its return code. Throws SKF_FUNCTION_MISSING for an optional function the library lacks. */
   call(name: SkfFunctionName, ...args: unknown[]): Promise<number> {
+    const fn = this.#fns[name];
+    if (!fn) return Promise.reject(this.#missing(name));
     return new Promise((ok, fail) => {
-      this.#fns[name].async(...args, (err: Error | null, code: number) => (err ? fail(err) : ok(code >>> 0)));
+      fn.async(...args, (err: Error | null, code: number) => (err ? fail(err) : ok(code >>> 0)));
     });
   }
 
@@ -305,6 +332,29 @@ export class SkfLibrary {
     const sig = Buffer.alloc(ECC_SIGNATURE_BLOB_SIZE);
     await this.check("SKF_ECCSignData", container, digest, digest.length, sig);
     return sig;
+  }
+
+  /** SKF_GenRSAKeyPair(`bits`): the new signing key's RSAPUBLICKEYBLOB. SKF_FUNCTION_MISSING when the library has no RSA. */
+  async genRsaKeyPair(container: SkfHandle, bits: number): Promise<Buffer> {
+    this.require("SKF_GenRSAKeyPair");
+    // Larger than the blob: a library built with another packing writes past 268 octets, not past the buffer.
+    const blob = Buffer.alloc(RSA_PUBLIC_KEY_BLOB_SIZE + 64);
+    await this.check("SKF_GenRSAKeyPair", container, bits, blob);
+    return blob.subarray(0, RSA_PUBLIC_KEY_BLOB_SIZE);
+  }
+
+  /**
+   * SKF_RSASignData: PKCS#1 v1.5 (type 1) signature of `data` as given (the
+   * caller passes a DigestInfo), into a buffer of `size` octets (the
+   * modulus length). SKF_FUNCTION_MISSING when the library has no RSA.
+   */
+  async rsaSignData(container: SkfHandle, data: Buffer, size: number): Promise<Buffer> {
+    this.require("SKF_RSASignData");
+    const sig = Buffer.alloc(size);
+    const len = Buffer.alloc(4);
+    len.writeUInt32LE(size, 0);
+    await this.check("SKF_RSASignData", container, data, data.length, sig, len);
+    return sig.subarray(0, Math.min(len.readUInt32LE(0), size));
   }
 
   /** SKF_ExportPublicKey: the signing (true) or encryption (false) public key blob. */
