@@ -242,14 +242,24 @@ static int read_small(const char *dev, const char *file, char *out, size_t size)
   return 0;
 }
 
+/* Appends to `file`, or replaces it whole: written beside it and renamed, so that a reader (a test waiting for
+   `pending`) never sees it empty or in part. */
 static void write_small(const char *dev, const char *file, const char *text, int append) {
-  char p[4096];
+  char p[4096], tmp[4200];
   FILE *f;
   if (ss_path(p, sizeof p, dev, file) != 0) return;
-  f = fopen(p, append ? "ae" : "we");
+  if (append) {
+    f = fopen(p, "ae");
+    if (!f) return;
+    fputs(text, f);
+    fclose(f);
+    return;
+  }
+  snprintf(tmp, sizeof tmp, "%s.tmp-%ld", p, (long)getpid());
+  f = fopen(tmp, "we");
   if (!f) return;
   fputs(text, f);
-  fclose(f);
+  if (fclose(f) != 0 || rename(tmp, p) != 0) unlink(tmp);
 }
 
 static void remove_file(const char *dev, const char *file) {
