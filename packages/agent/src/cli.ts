@@ -168,10 +168,9 @@ export async function runUkeyCli(argv: string[], io: UkeyCliIo): Promise<number>
       if (!serverUrl) throw new UkeyError("CLI_USAGE", { params: { reason: "no server: give --server URL, set UKEY_SERVER, or put \"server\" in ~/.ukey/agent.json" } });
     };
     // Loaded only for the commands that use a key: --version, explain and update start faster without them.
-    const { institutionKeyVendors } = await import("./flows/key-vendor-source.js");
+    const { openInstitutionBackend } = await import("./flows/key-vendor-source.js");
     const { cleanUpFlow, doctorFlow, downloadFlow, changePinFlow, initialiseFlow, renewFlow, statusFlow } = await import("./flows/index.js");
     const { resolveToken } = await import("./flows/token-access.js");
-    const { openBackend } = await import("./keys/open-backend.js");
     const modulePath = v.module ?? (v.pkcs12 || v.file ? undefined : cfg.module);
     // --file is the name the catalogue's remedies give holders for a .pfx ("ukey renew --file").
     const pkcs12 = v.pkcs12 ?? v.file ?? (v.module ? undefined : cfg.pkcs12);
@@ -183,7 +182,8 @@ export async function runUkeyCli(argv: string[], io: UkeyCliIo): Promise<number>
     prompter = new TerminalPrompter(io, lang, files, v.yes === true);
     const fault = faultFromEnv(io.env);
     const open = async (): Promise<KeyStoreBackend> => {
-      const b = await openBackend({ ...(modulePath ? { module: modulePath } : {}), ...(pkcs12 ? { pkcs12 } : {}), home, env: io.env });
+      // The institution's key vendor table, as renew and download log in with; the built-in one without a server.
+      const b = await openInstitutionBackend(server, { ...(modulePath ? { module: modulePath } : {}), ...(pkcs12 ? { pkcs12 } : {}), home, env: io.env });
       backend = b;
       return b;
     };
@@ -197,8 +197,7 @@ export async function runUkeyCli(argv: string[], io: UkeyCliIo): Promise<number>
       }
       if (!serverUrl) server.url = "";
       const fileTokenFallback = !pkcs12 && !("error" in b) && b.kind === "pkcs12";
-      const vendors = server.url ? await institutionKeyVendors(server) : undefined;
-      const checks = await doctorFlow({ backend: b, server, ...(v.token ? { tokenSerial: v.token } : {}), pairingsFile: join(home, "pairings.json"), fileTokenFallback, ...(vendors ? { vendors } : {}) });
+      const checks = await doctorFlow({ backend: b, server, ...(v.token ? { tokenSerial: v.token } : {}), pairingsFile: join(home, "pairings.json"), fileTokenFallback });
       const failed = checks.filter((c) => !c.ok);
       print(doctorText(checks, lang), { checks: checks.map((c) => ({ ...c, ...(c.code ? { problem: describeError(c.code as ErrorCode, c.params) } : {}) })) });
       const first = failed[0]?.code;

@@ -1,6 +1,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import { UkeyError, defaultKeyVendors, detectKeyVendor, isUkeyError, type ErrorCode, type KeyVendorTable } from "@ukey/policy";
 import type { KeyStoreBackend, TokenInfo } from "../keys/key-store.js";
+import { checkPkcs11Sm2, type MechanismSource } from "../keys/pkcs11-sm2.js";
+import { vendorOf } from "../keys/token-vendor.js";
 import { ServerClient } from "../server-client.js";
 import type { DoctorCheck, FlowContext } from "./flow-types.js";
 
@@ -17,7 +19,9 @@ const fail = (id: DoctorCheck["id"], e: unknown, zh: string, en: string): Doctor
 /**
  * Checks, in the order a holder would fix them: the PKCS#11 module (or
  * file) loads, a token is present (one, or the one named), its PIN is not
- * locked, it has room (when the module tells), it holds a certificate, the
+ * locked, it has room (when the module tells), its PKCS#11 module offers
+ * the SM2 mechanisms the vendor table names for it (only when the table
+ * names any: TOKEN_MECHANISM_MISSING, as renewal would refuse), it holds a certificate, the
  * server answers as a ukey-renew server, its HTTPS certificate is trusted,
  * the clocks agree within five minutes, the pairings file is readable.
  * Each failing check carries the catalogue code whose remedy applies.
@@ -34,7 +38,11 @@ export async function doctorFlow(ctx: Omit<FlowContext, "prompter" | "channel" |
    * instead of "loaded file-token.p12" and "no key found".
    */
   fileTokenFallback?: boolean;
-  /** The institution's key vendor table (default: the built-in one), for the advice when no key is seen. */
+  /**
+   * The institution's key vendor table, for the advice when no key is seen
+   * and the SM2 mechanism check (default: the backend's keyVendors, else
+   * the built-in one).
+   */
   vendors?: KeyVendorTable;
   /**
    * The serial of the holder's key as the server recorded it at the last
@@ -44,8 +52,9 @@ export async function doctorFlow(ctx: Omit<FlowContext, "prompter" | "channel" |
   knownSerial?: string;
 }): Promise<DoctorCheck[]> {
   const checks: DoctorCheck[] = [];
-  const noKeyAdvice = () => checks.push(...adviceWhenNoKey(ctx.vendors ?? defaultKeyVendors, ctx.knownSerial ?? ctx.tokenSerial));
   const b = ctx.backend;
+  const vendors = ctx.vendors ?? ("error" in b ? undefined : b.keyVendors) ?? defaultKeyVendors;
+  const noKeyAdvice = () => checks.push(...adviceWhenNoKey(vendors, ctx.knownSerial ?? ctx.tokenSerial));
   let token: TokenInfo | undefined;
   if (!("error" in b) && b.kind === "pkcs12" && ctx.fileTokenFallback && !existsSync(b.location)) {
     checks.push({
@@ -92,6 +101,7 @@ export async function doctorFlow(ctx: Omit<FlowContext, "prompter" | "channel" |
           ? { id: "storage", ok: false, zh: `剩余空间 ${least} 字节`, en: `${least} bytes free`, code: "TOKEN_STORAGE_FULL" }
           : { id: "storage", ok: true, zh: `剩余空间 ${least} 字节`, en: `${least} bytes free` });
       }
+      if (b.kind === "pkcs11" && hasMechanisms(b) && vendorOf(token, vendors)?.pkcs11Sm2) checks.push(await mechanismCheck(b, token, vendors));
       try {
         const certs = await b.listCertificates(token.serial);
         const hidden = certs.length === 0 && b.certificatesNeedPin?.(token.serial) === true;
@@ -108,6 +118,20 @@ export async function doctorFlow(ctx: Omit<FlowContext, "prompter" | "channel" |
   checks.push(...await serverChecks(ctx.server.url, ctx.server.caPem));
   checks.push(pairingsCheck(ctx.pairingsFile));
   return checks;
+}
+
+const hasMechanisms = (b: KeyStoreBackend): b is KeyStoreBackend & MechanismSource =>
+  typeof (b as Partial<MechanismSource>).mechanisms === "function";
+
+/** The check renewal makes before it generates an SM2 key (checkPkcs11Sm2), made before the holder tries. */
+async function mechanismCheck(b: MechanismSource, token: TokenInfo, vendors: KeyVendorTable): Promise<DoctorCheck> {
+  try {
+    await checkPkcs11Sm2(b, token, vendors);
+    return { id: "mechanisms", ok: true, zh: "UKey 驱动提供国密 SM2 所需的机制", en: "The UKey driver offers the SM2 mechanisms" };
+  } catch (e) {
+    const what = isUkeyError(e, "TOKEN_MECHANISM_MISSING") ? String(e.params.mechanism) : "SM2";
+    return fail("mechanisms", e, `UKey 驱动没有提供 ${what}`, `The UKey driver does not offer ${what}`);
+  }
 }
 
 /**

@@ -106,7 +106,7 @@ export interface DownloadRequest {
 
 export interface DoctorCheck {
   /** "advice": no finding, what the vendor table advises for the holder's key when none is seen (always ok). */
-  id: "module" | "token" | "advice" | "pin" | "storage" | "certificate" | "server" | "trust" | "clock" | "pairings";
+  id: "module" | "token" | "advice" | "pin" | "storage" | "mechanisms" | "certificate" | "server" | "trust" | "clock" | "pairings";
   ok: boolean;
   /** What was found, zh-CN and en. */
   zh: string;
@@ -119,8 +119,8 @@ export interface DoctorCheck {
 
 /** The operations, as implemented in renew-flow.ts, download-flow.ts, init-flow.ts, status.ts, doctor.ts. */
 export interface Flows {
-  /** `channel` (default "cli"): whose renewal window the server's advice gives. */
-  status(ctx: Omit<FlowContext, "prompter" | "channel"> & { pin?: string; channel?: FlowContext["channel"] }): Promise<TokenStatus[]>;
+  /** `channel` (default "cli"): whose renewal window the server's advice gives; `vendors` (default the backend's keyVendors): the table keys are named by. */
+  status(ctx: Omit<FlowContext, "prompter" | "channel"> & { pin?: string; channel?: FlowContext["channel"]; vendors?: KeyVendorTable }): Promise<TokenStatus[]>;
   renew(ctx: FlowContext, request: RenewRequest): Promise<RenewResult>;
   download(ctx: FlowContext, request: DownloadRequest): Promise<{ certificate: IssuedCertificate }>;
   /** Asks to confirm (what will be lost), then the SO PIN and the new PIN; wipes and re-initialises. */

@@ -1,4 +1,6 @@
 import { defaultKeyVendors, type KeyVendorTable } from "@ukey/policy";
+import type { KeyStoreBackend } from "../keys/key-store.js";
+import type { OpenBackendOptions } from "../keys/open-backend.js";
 import { ServerClient } from "../server-client.js";
 import type { ServerConnection } from "./flow-types.js";
 
@@ -30,4 +32,22 @@ export async function institutionKeyVendors(server: ServerConnection, onFallback
 /** Forgets every server's table (for tests that change a server's configuration). */
 export function forgetKeyVendors(): void {
   cache.clear();
+}
+
+/**
+ * The key store every command and the local API use: openBackend with the
+ * institution's key vendor table (institutionKeyVendors), so that
+ * `ukey doctor`, status and the portal's diagnostics name a key, check its
+ * SM2 mechanisms and give its advice by the same table renewal and
+ * download log in with. Without a server (none configured) the built-in
+ * table; a server that cannot be reached gives the built-in table too, as
+ * renewal does, and `onFallback` learns why. A PKCS#12 file the holder
+ * named needs no table, and the server is not asked.
+ * @throws what openBackend throws.
+ */
+export async function openInstitutionBackend(server: ServerConnection, opts: OpenBackendOptions = {}, onFallback?: (e: unknown) => void): Promise<KeyStoreBackend> {
+  // Loaded here, not at the top: the flows that import this file need no key library loaded.
+  const { openBackend } = await import("../keys/open-backend.js");
+  if (opts.pkcs12 !== undefined || opts.keyVendors || !server.url) return openBackend(opts);
+  return openBackend({ ...opts, keyVendors: await institutionKeyVendors(server, onFallback) });
 }

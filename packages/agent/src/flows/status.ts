@@ -1,4 +1,4 @@
-import { detectKeyVendor, isUkeyError, policyDay } from "@ukey/policy";
+import { defaultKeyVendors, detectKeyVendor, isUkeyError, policyDay, type KeyVendorTable } from "@ukey/policy";
 import { isEncryptionCertificate } from "../keys/certificate-fields.js";
 import type { TokenCertificate } from "../keys/key-store.js";
 import { ServerClient, type RenewalInfo } from "../server-client.js";
@@ -18,10 +18,13 @@ const adviceWindow: Record<RenewalInfo["state"], NonNullable<CertificateStatus["
  * remove. Without a PIN only public objects are read (no keys: orphan keys
  * are not counted). The server being unreachable is not an error here: the
  * advice is left out. `channel` (default "cli") is the one whose renewal
- * window the advice gives: "web" for the portal.
+ * window the advice gives: "web" for the portal. Each key's vendor is
+ * named by `vendors` (default: the backend's keyVendors, else the
+ * built-in table), the table renewal logs in with.
  * @throws UkeyError TOKEN_* from the backend.
  */
-export async function statusFlow(ctx: Omit<FlowContext, "prompter" | "channel"> & { pin?: string; tokenSerial?: string; now?: Date; channel?: FlowContext["channel"] }): Promise<TokenStatus[]> {
+export async function statusFlow(ctx: Omit<FlowContext, "prompter" | "channel"> & { pin?: string; tokenSerial?: string; now?: Date; channel?: FlowContext["channel"]; vendors?: KeyVendorTable }): Promise<TokenStatus[]> {
+  const vendors = ctx.vendors ?? ctx.backend.keyVendors ?? defaultKeyVendors;
   // The advice of the channel the holder will renew through: the portal's web window is not the CLI's.
   const channel = ctx.channel ?? "cli";
   const now = ctx.now ?? new Date();
@@ -77,7 +80,7 @@ export async function statusFlow(ctx: Omit<FlowContext, "prompter" | "channel"> 
       certificates.push(s);
     }
     const invalid = await planCleanUp(certs, keys ?? [], now, { serverView: async (c) => views.get(c.id) });
-    const vendor = detectKeyVendor({ serial: token.serial, manufacturerId: token.manufacturer, model: token.model, label: token.label });
+    const vendor = detectKeyVendor({ serial: token.serial, manufacturerId: token.manufacturer, model: token.model, label: token.label }, vendors);
     out.push({
       token,
       ...(vendor ? { vendor: { name: vendor.vendor, ...(vendor.generation !== undefined ? { generation: String(vendor.generation) } : {}) } } : {}),

@@ -24,7 +24,7 @@ export async function resolveToken(backend: KeyStoreBackend, serial?: string): P
 
 /** What login needs beyond the token: the key vendor table (default: the built-in one). */
 export interface LoginOptions {
-  /** The institution's table (ServerClient.keyVendors), for the key's button timeout and whether it is supported. */
+  /** The institution's table (ServerClient.keyVendors), for the key's button timeout and whether it is supported (default: the backend's keyVendors, else the built-in one). */
   vendors?: KeyVendorTable;
 }
 
@@ -52,7 +52,7 @@ export async function openSession(backend: KeyStoreBackend, prompter: Prompter, 
 /** openSession, also returning the PIN that worked (for a PIN change, which needs the old one; "" on a PIN pad). */
 export async function login(backend: KeyStoreBackend, prompter: Prompter, tokenSerial: string, reason: string, opts: LoginOptions = {}): Promise<{ session: TokenSession; pin: string }> {
   const token = await resolveToken(backend, tokenSerial);
-  const vendor = vendorOf(token, opts.vendors ?? defaultKeyVendors);
+  const vendor = vendorOf(token, opts.vendors ?? backend.keyVendors ?? defaultKeyVendors);
   if (vendor?.unsupported && makesKeys.has(reason)) {
     throw new UkeyError("TOKEN_UNSUPPORTED", { detail: `${vendor.id}: ${vendor.unsupported.en}` });
   }

@@ -1,4 +1,4 @@
-import type { KeyAlgorithm, Pkcs11Sm2Mechanisms } from "@ukey/policy";
+import type { KeyAlgorithm, KeyVendorTable, Pkcs11Sm2Mechanisms } from "@ukey/policy";
 
 /**
  * The agent's one view of a key, whatever holds it: a USB key through its
@@ -15,6 +15,13 @@ export interface KeyStoreBackend {
   readonly kind: KeyStoreKind;
   /** Where it reads from: the module path, or the file path. */
   readonly location: string;
+  /**
+   * The key vendor table this store was opened with (openBackend's
+   * `keyVendors`: the institution's when the agent read it from its
+   * server). Every flow that names a key's vendor, its SM2 values or its
+   * advice reads this one table. Absent: the built-in table.
+   */
+  readonly keyVendors?: KeyVendorTable;
   /** The tokens present now (none is not an error). */
   listTokens(): Promise<TokenInfo[]>;
   /**

@@ -19,7 +19,7 @@ export interface OpenBackendOptions {
   discovered?: string[];
   /** An SKF (GM/T 0016) library path (--skf); UKEY_SKF_LIBRARY otherwise. */
   skf?: string;
-  /** The key vendor table for PKCS#11 modules (their `pkcs11Sm2` values); default the built-in one. */
+  /** The key vendor table the store carries (KeyStoreBackend.keyVendors: PKCS#11 modules' `pkcs11Sm2` values, vendor names, advice); default the built-in one. */
   keyVendors?: KeyVendorTable;
   /** Well-known SKF library paths to try (default: findSkfLibraries' list for this platform); for tests. */
   discoveredSkf?: string[];
@@ -41,19 +41,19 @@ export interface OpenBackendOptions {
  */
 export async function openBackend(opts: OpenBackendOptions = {}): Promise<KeyStoreBackend> {
   const env = opts.env ?? process.env;
+  const withTable = opts.keyVendors ? { keyVendors: opts.keyVendors } : {};
   if (opts.pkcs12 !== undefined) {
     if (opts.pkcs12.trim() === "") throw new UkeyError("CLI_USAGE", { params: { reason: "the PKCS#12 file path is empty" } });
-    return new Pkcs12Backend(opts.pkcs12);
+    return new Pkcs12Backend(opts.pkcs12, withTable);
   }
   const named = opts.module?.trim() || env.UKEY_PKCS11_MODULE?.trim();
-  const p11 = opts.keyVendors ? { keyVendors: opts.keyVendors } : {};
-  if (named) return new Pkcs11Backend(named, p11);
+  if (named) return new Pkcs11Backend(named, withTable);
   const skf = opts.skf?.trim() || env.UKEY_SKF_LIBRARY?.trim();
-  if (skf) return SkfBackend.open(skf);
+  if (skf) return SkfBackend.open(skf, withTable);
   for (const path of opts.discovered ?? findModules({ env: {} })) {
     let backend: Pkcs11Backend | undefined;
     try {
-      backend = new Pkcs11Backend(path, p11);
+      backend = new Pkcs11Backend(path, withTable);
       if ((await backend.listTokens()).length > 0) return backend;
     } catch (e) {
       // A broken or foreign library in a well-known place is not the holder's choice: try the next.
@@ -64,12 +64,12 @@ export async function openBackend(opts: OpenBackendOptions = {}): Promise<KeySto
   for (const path of opts.discoveredSkf ?? findSkfLibraries({ env: {} })) {
     let backend: SkfBackend | undefined;
     try {
-      backend = await SkfBackend.open(path);
+      backend = await SkfBackend.open(path, withTable);
       if ((await backend.listTokens()).length > 0) return backend;
     } catch (e) {
       if (!isUkeyError(e)) throw e;
     }
     await backend?.close();
   }
-  return new Pkcs12Backend(defaultFileTokenPath(opts.home ?? agentHome(env)));
+  return new Pkcs12Backend(defaultFileTokenPath(opts.home ?? agentHome(env)), withTable);
 }

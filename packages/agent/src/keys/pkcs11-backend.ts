@@ -185,11 +185,11 @@ export class Pkcs11Backend implements KeyStoreBackend {
   readonly #module: string;
   readonly #lib: Lib;
   readonly #sessions = new Set<Pkcs11Session>();
-  readonly #keyVendors: KeyVendorTable;
+  readonly keyVendors: KeyVendorTable;
   #closed = false;
 
   constructor(modulePath: string, opts: { keyVendors?: KeyVendorTable } = {}) {
-    this.#keyVendors = opts.keyVendors ?? defaultKeyVendors;
+    this.keyVendors = opts.keyVendors ?? defaultKeyVendors;
     this.location = resolve(modulePath);
     // Loaded under its real path, so that two names of one library (a symlink) share one C_Initialize.
     this.#module = existsSync(this.location) ? realpathSync(this.location) : this.location;
@@ -265,7 +265,7 @@ export class Pkcs11Backend implements KeyStoreBackend {
       }
       if (pin === "" && info.pin.keyPad) await loginOnPad(lib, handle, slot);
       else login(lib, handle, slot, CK.CKU_USER, pin, "user");
-      const sm2 = { module: this.location, slot, values: vendorOf(info, this.#keyVendors)?.pkcs11Sm2 };
+      const sm2 = { module: this.location, slot, values: vendorOf(info, this.keyVendors)?.pkcs11Sm2 };
       const session = new Pkcs11Session(lib, handle, info, sm2, () => {
         this.#sessions.delete(session);
         release();
@@ -329,7 +329,7 @@ export class Pkcs11Backend implements KeyStoreBackend {
 
   #sm2KeyType(tokenSerial: string): number | undefined {
     const token = this.#findSlot(this.#lib, tokenSerial).info;
-    return vendorOf(token, this.#keyVendors)?.pkcs11Sm2?.keyType;
+    return vendorOf(token, this.keyVendors)?.pkcs11Sm2?.keyType;
   }
 
   /**

@@ -2,7 +2,7 @@ import { createHash, createPublicKey, generateKeyPairSync, randomBytes, sign as 
 import { existsSync, mkdirSync } from "node:fs";
 import { homedir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
-import type { KeyAlgorithm } from "@ukey/policy";
+import type { KeyAlgorithm, KeyVendorTable } from "@ukey/policy";
 import { UkeyError } from "@ukey/policy";
 import { buildCsr, readCertificate, samePublicKey, signatureScheme, tokenCertificate } from "./certificate-fields.js";
 import type { KeyStoreBackend, TokenCertificate, TokenInfo, TokenKey, TokenSession } from "./key-store.js";
@@ -91,7 +91,11 @@ export class Pkcs12Backend implements KeyStoreBackend {
    */
   #seen: TokenCertificate[] | undefined;
 
-  constructor(path: string) {
+  readonly keyVendors: KeyVendorTable | undefined;
+
+  /** `keyVendors`: the table the flows name keys by (KeyStoreBackend.keyVendors); default the built-in one. */
+  constructor(path: string, opts: { keyVendors?: KeyVendorTable } = {}) {
+    this.keyVendors = opts.keyVendors;
     this.location = resolve(path);
     this.#serial = fileTokenSerial(this.location);
   }

@@ -1,6 +1,6 @@
 import { createHash, randomBytes, verify as cryptoVerify } from "node:crypto";
 import { sm4 as smSm4 } from "sm-crypto-v2";
-import { UkeyError, isUkeyError } from "@ukey/policy";
+import { UkeyError, isUkeyError, type KeyVendorTable } from "@ukey/policy";
 import { buildCsr, ecdsaRawToDer, keyAlgorithmOfSpki, publicKeyOf, readCertificate, samePublicKey, tokenCertificate } from "./certificate-fields.js";
 import { objectLabels, type KeyStoreBackend, type TokenCertificate, type TokenInfo, type TokenKey, type TokenSession } from "./key-store.js";
 import { checkNewUserPin } from "./pin-rule.js";
@@ -20,6 +20,8 @@ export const DEFAULT_SKF_APPLICATION = "UKEY-RENEW";
 export interface SkfBackendOptions {
   /** The application to use on every device (default: DEFAULT_SKF_APPLICATION when present, else the device's first). */
   application?: string;
+  /** The key vendor table the flows name keys by (KeyStoreBackend.keyVendors); default the built-in one. */
+  keyVendors?: KeyVendorTable;
 }
 
 /** What SkfBackend.initialiseDevice writes. */
@@ -115,6 +117,7 @@ type Device = { name: string; handle: SkfHandle; info: TokenInfo };
 export class SkfBackend implements KeyStoreBackend {
   readonly kind = "skf" as const;
   readonly location: string;
+  readonly keyVendors: KeyVendorTable | undefined;
   readonly #lib: SkfLibrary;
   readonly #application: string | undefined;
   readonly #sessions = new Set<SkfSession>();
@@ -124,6 +127,7 @@ export class SkfBackend implements KeyStoreBackend {
     this.#lib = lib;
     this.location = location;
     this.#application = opts.application;
+    this.keyVendors = opts.keyVendors;
   }
 
   /**

@@ -113,7 +113,7 @@ export async function runAgentCommand(argv: string[], io: AgentCommandIo): Promi
           home,
           allowedOrigins: [...(config.origins ?? []), ...institutionOrigins, ...(v.origin ?? [])],
           flows: lazyFlows,
-          backendFactory: async () => (await import("../keys/open-backend.js")).openBackend({ ...(module ? { module } : {}), ...(pkcs12 ? { pkcs12 } : {}), home, env }),
+          backendFactory: async () => (await import("../flows/key-vendor-source.js")).openInstitutionBackend(server, { ...(module ? { module } : {}), ...(pkcs12 ? { pkcs12 } : {}), home, env }),
           server,
           version: packageVersion,
           log,

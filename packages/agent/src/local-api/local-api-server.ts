@@ -3,6 +3,7 @@ import { get as httpGet } from "node:http";
 import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from "fastify";
 import { UkeyError, type ErrorCode, type ErrorKind } from "@ukey/policy";
 import type { FaultPoint, Flows, ServerConnection } from "../flows/flow-types.js";
+import { institutionKeyVendors } from "../flows/key-vendor-source.js";
 import type { KeyStoreBackend } from "../keys/key-store.js";
 import { Operations } from "./operations.js";
 import { PairingAttemptFile, PairingFile, PendingPairings, normaliseOrigin } from "./pairings.js";
@@ -272,7 +273,8 @@ export async function startLocalApi(o: LocalApiOptions): Promise<LocalApi> {
   });
 
   app.get("/v1/tokens", { preHandler: requirePairing }, async () => {
-    return o.flows.status({ backend: await openBackend(), server: o.server, channel: "web" });
+    // The table as the server publishes it now (cached ten minutes), as renewal reads it at login: the backend's is from when it opened.
+    return o.flows.status({ backend: await openBackend(), server: o.server, channel: "web", vendors: await institutionKeyVendors(o.server) });
   });
 
   app.post<{ Body: OperationRequest }>("/v1/operations", { preHandler: requirePairing, schema: { body: operationRequestSchema } }, async (req, reply) => {

@@ -244,6 +244,7 @@ export const en: Record<MessageKey, string> = {
   "diag.check.advice": "If the UKey is not found",
   "diag.check.pin": "PIN state",
   "diag.check.storage": "Free space",
+  "diag.check.mechanisms": "SM2 support",
   "diag.check.certificate": "Certificate",
   "diag.check.server": "Server",
   "diag.check.trust": "Certificate trust",

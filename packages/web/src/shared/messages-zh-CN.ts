@@ -246,6 +246,7 @@ export const zhCN = {
   "diag.check.advice": "检测不到 UKey 时",
   "diag.check.pin": "PIN 状态",
   "diag.check.storage": "存储空间",
+  "diag.check.mechanisms": "国密 SM2 支持",
   "diag.check.certificate": "证书",
   "diag.check.server": "服务器",
   "diag.check.trust": "证书信任",
