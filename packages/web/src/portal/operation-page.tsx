@@ -447,7 +447,7 @@ export function DoctorChecks(props: { checks: DoctorCheck[] }) {
       <h2>{t("diag.results")}</h2>
       <ul class="checks">
         {props.checks.map((c) => (
-          <li class={c.ok ? "ok" : "bad"} data-check={c.id}>
+          <li class={c.id === "advice" ? "advice" : c.ok ? "ok" : "bad"} data-check={c.id}>
             <strong>{c.id === "advice" ? "•" : c.ok ? "✓" : "✗"} {t(`diag.check.${c.id}`)}</strong> — {pick({ zh: c.zh, en: c.en })}
             {!c.ok && c.code ? <p class="hint">{pick(problemOf(c.code).remedy)} <a href={`#/help/${c.code}`}>{c.code}</a></p> : null}
           </li>
