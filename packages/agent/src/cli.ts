@@ -68,7 +68,9 @@ export function exitCodeFor(code: ErrorCode): number {
   if (code === "CLI_USAGE" || code === "CONFIRMATION_REQUIRED" || code === "CERT_CHOICE_REQUIRED" || code === "FILE_UNREADABLE" || code === "CONFIG_INVALID" || code === "AGENT_NOT_CONFIGURED") return exitCodes.usage;
   // The institution's published files do not verify: not a refusal of the holder's answer (docs/agent-install.md).
   if (code === "DOWNLOAD_SIGNATURE_INVALID" || code === "DOWNLOAD_CHECKSUM_MISMATCH" || code === "INSTITUTION_MISMATCH") return exitCodes.other;
-  if (/^(SERVER_|CA_UNREACHABLE|DATABASE_UNAVAILABLE)/.test(code)) return exitCodes.server;
+  // The server cannot serve for now (its database unreachable or read-only during a failover, its storage full, an
+  // instance older than the database): a script tries again later, as for an unreachable server.
+  if (/^(SERVER_|CA_UNREACHABLE|DATABASE_UNAVAILABLE|DATABASE_READ_ONLY|DATABASE_SCHEMA_NEWER|STORAGE_FULL$)/.test(code)) return exitCodes.server;
   if (/^(TOKEN_|PIN_|PFX_|HSM_MODULE_LOAD_FAILED|NO_CERTIFICATE_FOUND|CERT_NOT_ON_TOKEN|CERT_KEY_MISMATCH)/.test(code)) return exitCodes.token;
   if (/^(RENEWAL_|CERT_|CODE_|CSR_|KEY_|ORDER_|IDENTITY_|DOWNLOAD_CODE_INVALID|PAIRING_|POSSESSION_PROOF_FAILED|CHALLENGE_INVALID|STEP_UP_REQUIRED|ENROLMENT_)/.test(code)) return exitCodes.refused;
   return exitCodes.other;

@@ -18,6 +18,9 @@ test("the server's refusals of a holder's answers exit 3, the key's troubles 4, 
   }
   assert.equal(exitCodeFor("TOKEN_PIN_INCORRECT"), exitCodes.token);
   assert.equal(exitCodeFor("SERVER_UNREACHABLE"), exitCodes.server);
+  // A server that cannot serve for now (a PostgreSQL failover, a full volume, an old instance) is the server's trouble too.
+  for (const code of ["DATABASE_UNAVAILABLE", "DATABASE_READ_ONLY", "DATABASE_SCHEMA_NEWER", "STORAGE_FULL", "CA_UNREACHABLE"] as const) assert.equal(exitCodeFor(code), exitCodes.server, code);
+  assert.equal(exitCodeFor("TOKEN_STORAGE_FULL"), exitCodes.token, "the key's full storage is the key's");
   assert.equal(exitCodeFor("CLI_USAGE"), exitCodes.usage);
   assert.equal(exitCodeFor("INTERNAL"), exitCodes.other);
   // Issue 14: the institution's files that do not verify are failures, not refusals of an answer; no configuration is usage.

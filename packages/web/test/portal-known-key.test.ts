@@ -85,8 +85,9 @@ test("no key plugged in: the diagnostics give the advice of the key the server r
   assert.match(text, /按住 UKey 上的“上”键/);
   assert.doesNotMatch(text, /C 键/, "not the 3rd generation's advice");
   // Each line carries its own mark (✓ ✗ •): no list bullet before it, and the advice reads as advice, not as a result.
-  assert.equal(await result.locator("ul.checks").evaluate((e) => getComputedStyle(e).listStyleType), "none");
-  assert.equal(await advice.evaluate((e) => e.classList.contains("advice") && !e.classList.contains("ok")), true);
+  type Styled = { ownerDocument: { defaultView: { getComputedStyle(e: unknown): { listStyleType: string } } }; classList: { contains(c: string): boolean } };
+  assert.equal(await result.locator("ul.checks").evaluate((e) => { const el = e as unknown as Styled; return el.ownerDocument.defaultView.getComputedStyle(el).listStyleType; }), "none");
+  assert.equal(await advice.evaluate((e) => { const el = e as unknown as Styled; return el.classList.contains("advice") && !el.classList.contains("ok"); }), true);
   await page.screenshot({ path: shot("diagnostics-known-key.png"), fullPage: true });
   assert.deepEqual(cspViolations(b.consoleErrors), []);
 });
