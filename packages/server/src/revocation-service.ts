@@ -100,9 +100,8 @@ export class RevocationService {
 
   /**
    * Lifts a hold (seed 003's 冻结, RFC 5280 certificateHold): the certificate is active again, the
-   * next CRL leaves it out (a complete CRL simply omits it; removeFromCRL belongs to delta CRLs, which
-   * this CA does not issue), and its OCSP response is re-signed `good` right after the commit. Audited
-   * as certificate.hold-released.
+   * next complete CRL leaves it out, the next delta CRL (when they are on) lists it as removeFromCRL,
+   * and its OCSP response is re-signed `good` right after the commit. Audited as certificate.hold-released.
    * @throws UkeyError CERT_NOT_FOUND, CERT_NOT_ON_HOLD (nothing changed).
    */
   async releaseHold(serial: string, actor: string): Promise<CertificateRecord> {

@@ -279,7 +279,7 @@ export interface CertificateRepository {
   /** Every revoked or superseded-with-revocation certificate of one issuer, for the CRL. Streams in serial order. */
   /**
    * How many certificates of one issuer are revoked, and the latest revocation time: a cheap way to
-   * tell whether a cached CRL is still complete (revocations are never undone).
+   * tell whether a cached CRL is still complete (a revocation raises the count or the time, a hold lifted lowers the count).
    */
   revocationStamp(issuerKeyId: string, range?: SerialRange): Promise<{ count: number; latestAt: Millis | null }>;
   /**
