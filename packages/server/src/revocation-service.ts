@@ -33,6 +33,12 @@ type RevocationStore = Pick<Store, "transaction" | "certificates" | "crls">;
 export const DELTA_CRL_OVERLAP_MS = 10 * 60_000;
 
 /**
+ * The CRL routes' Cache-Control max-age (app.ts). A delta is re-signed this long before its nextUpdate,
+ * so that a copy an HTTP cache keeps for that long never outlives it.
+ */
+const CRL_HTTP_MAX_AGE_MS = 300_000;
+
+/**
  * Revocation and its publication: revoking a certificate (state and audit
  * in one transaction), the CRLs, and OCSP answers (OcspService). CRLs are cached per
  * instance and re-signed when a revocation is seen or the refresh interval
@@ -51,7 +57,7 @@ export class RevocationService {
     /** Shards of the issuing CA's partitioned CRL (1: not partitioned) and the base URL they are published under. */
     crlShards?: { count: number; publicUrl: string };
     /**
-     * Delta CRLs on (ca.deltaCrl): a delta's validity and longest age in minutes, and the base URL its
+     * Delta CRLs on (ca.deltaCrl): a delta's validity in minutes (it is re-signed 5 minutes before), and the base URL its
      * complete CRLs' freshestCRL points under. Complete CRLs are then
      * re-signed only every crlRefreshMinutes; the deltas carry each change at once.
      */
@@ -170,7 +176,7 @@ export class RevocationService {
     const stamp = `${base.number}:${s.count}@${s.latestAt ?? 0}`;
     const key = `delta:${shard === undefined ? "issuing" : `issuing/${shard}`}`;
     const cached = this.crls.get(key);
-    if (cached && cached.stamp === stamp && now.getTime() - cached.thisUpdate < minutes * 60_000) return cached.der;
+    if (cached && cached.stamp === stamp && now.getTime() - cached.thisUpdate < minutes * 60_000 - CRL_HTTP_MAX_AGE_MS) return cached.der;
     const store = this.deps.store;
     async function* changes(): AsyncIterable<RevokedEntry> {
       for await (const r of store.certificates.listRevocationChanges(issuerKeyId, since, range)) {

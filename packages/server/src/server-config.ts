@@ -187,13 +187,14 @@ export const serverConfigSchema = z.strictObject({
     crlRefreshMinutes: z.number().int().min(1).max(24 * 60).default(60),
     /**
      * Delta CRLs (RFC 5280 5.2.4): off by default. When on, each complete CRL (and each shard) has a delta at
-     * /crl/issuing-delta.crl (/crl/issuing/k-delta.crl) listing what changed since it, re-signed at once after
-     * a revocation and at least every `everyMinutes`, which is also its validity; certificates issued from then
+     * /crl/issuing-delta.crl (/crl/issuing/k-delta.crl) listing what changed since it, valid `everyMinutes`,
+     * re-signed at once after a revocation and 5 minutes before its nextUpdate (the routes' max-age), so at least
+     * every `everyMinutes` - 5; certificates issued from then
      * on carry freshestCRL. `everyMinutes` must be shorter than crlRefreshMinutes (docs/configuration.md).
      */
     deltaCrl: z.strictObject({
       enabled: z.boolean().default(false),
-      everyMinutes: z.number().int().min(5).max(24 * 60).default(15),
+      everyMinutes: z.number().int().min(10).max(24 * 60).default(15),
     }).prefault({}),
     /** Hours between thisUpdate and nextUpdate of an OCSP response. */
     ocspValidityHours: z.number().int().min(1).max(24 * 7).default(24),

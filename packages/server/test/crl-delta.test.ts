@@ -189,8 +189,11 @@ test("delta numbers grow with each change and each period; a new base restarts t
   assert.ok(extNumber(second, "X509v3 CRL Number") > n1, second);
   assert.equal(extNumber(second, "X509v3 Delta CRL Indicator"), baseNumber);
   assert.equal(entries(second).get(certs[5]!.serial.toUpperCase()), "Affiliation Changed");
-  // Its period (15 minutes) passes with no change: a new delta, the same base.
-  clock.advance(16 * minute);
+  // No change: the same delta until 5 minutes (an HTTP cache's max-age) before its nextUpdate, 15 minutes after
+  // its thisUpdate; then a new delta, the same base.
+  clock.advance(9 * minute);
+  assert.equal(extNumber(crlText(await fetchPem("/crl/issuing-delta.pem")), "X509v3 CRL Number"), extNumber(second, "X509v3 CRL Number"));
+  clock.advance(minute + 1);
   const third = crlText(await fetchPem("/crl/issuing-delta.pem"));
   assert.ok(extNumber(third, "X509v3 CRL Number") > extNumber(second, "X509v3 CRL Number"));
   assert.equal(extNumber(third, "X509v3 Delta CRL Indicator"), baseNumber);

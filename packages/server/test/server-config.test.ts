@@ -36,7 +36,7 @@ const refused: Array<[string, unknown, RegExp]> = [
   ["an unknown http key", { http: { idleTimeout: 5 } }, /http\.idleTimeout/],
   ["an unknown metrics listener", { metrics: { listeners: ["admin"] } }, /metrics\.listeners/],
   ["a metrics listener named twice", { metrics: { listeners: ["http", "http"] } }, /metrics\.listeners/],
-  ["delta CRLs more often than every 5 minutes", { ca: { deltaCrl: { enabled: true, everyMinutes: 4 } } }, /ca\.deltaCrl\.everyMinutes/],
+  ["delta CRLs valid less than 10 minutes", { ca: { deltaCrl: { enabled: true, everyMinutes: 9 } } }, /ca\.deltaCrl\.everyMinutes/],
   ["delta CRLs no more often than their complete CRL", { ca: { crlRefreshMinutes: 60, deltaCrl: { enabled: true, everyMinutes: 60 } } }, /ca\.deltaCrl\.everyMinutes: must be less than ca\.crlRefreshMinutes \(60\)/],
   ["delta CRLs switched on by a string", { ca: { deltaCrl: { enabled: "yes" } } }, /ca\.deltaCrl\.enabled/],
   ["an unknown deltaCrl key", { ca: { deltaCrl: { enabled: true, baseMinutes: 60 } } }, /ca\.deltaCrl\.baseMinutes/],
