@@ -1,7 +1,8 @@
 // CRL generation at scale (issue 17): with UKEY_BENCH_CRL_REVOKED (1,000,000) revoked certificates in the
 // embedded database, the time and peak memory of signing the whole CRL and each shard of a 16-way
 // partition, and the shard sizes. Memory is the process's resident set, sampled every 5 ms, above what
-// it was before (a delta: the rest of the bench's state is not counted).
+// it was before (a delta: the rest of the bench's state is not counted). Then, with delta CRLs on,
+// UKEY_BENCH_CRL_DELTA (1,000) more revoked after the complete CRL: the delta's time and size beside it.
 import { RevocationService, type ServerContext } from "@ukey/server";
 import { fillForBench } from "./ocsp-bench.js";
 
@@ -31,6 +32,8 @@ export async function measureCrl(ctx: ServerContext, revoked: number, shards = 1
   const service = new RevocationService({
     store: ctx.store, ca: ctx.ca, clock: ctx.clock, crlValidityHours: 168, crlRefreshMinutes: 60,
     crlShards: { count: shards, publicUrl: ctx.config.publicUrl }, ocsp: ctx.ocsp,
+    // On, so that the complete CRLs measured below are the bases of the deltas measured after them.
+    deltaCrl: { everyMinutes: 15, publicUrl: ctx.config.publicUrl },
   });
   const whole = await measured(() => service.crl("issuing"));
   line(`CRL, whole, ${revoked.toLocaleString("en")} revoked`,
@@ -47,4 +50,19 @@ export async function measureCrl(ctx: ServerContext, revoked: number, shards = 1
   const kb = (n: number) => (n / 1024).toFixed(0);
   line(`CRL, ${shards} shards`,
     `${(totalMs / 1000 / shards).toFixed(2).padStart(8)} s per shard, peak memory +${peakMb.toFixed(0)} MB; sizes ${kb(Math.min(...sizes))}-${kb(Math.max(...sizes))} KB (whole ${kb(whole.value.length)} KB)`);
+  const kb1 = (n: number) => (n / 1024).toFixed(1);
+  const since = Number(process.env.UKEY_BENCH_CRL_DELTA ?? 1000);
+  if (since <= 0) return;
+  // Revoked after the complete CRL was signed (their state changed now): only the deltas list them.
+  await fillForBench(ctx, since, true, ctx.clock.now().getTime());
+  const delta = await measured(() => service.deltaCrl());
+  const deltaSizes: number[] = [];
+  let deltaMs = 0;
+  for (let k = 0; k < shards; k++) {
+    const m = await measured(() => service.deltaCrl(k));
+    deltaSizes.push(m.value.length);
+    deltaMs += m.ms;
+  }
+  line(`CRL delta, ${since.toLocaleString("en")} revoked since the base`,
+    `${(delta.ms / 1000).toFixed(2).padStart(8)} s    ${kb1(delta.value.length)} KB (base ${kb(whole.value.length)} KB); per shard ${(deltaMs / shards).toFixed(0)} ms, ${kb1(Math.min(...deltaSizes))}-${kb1(Math.max(...deltaSizes))} KB (bases ${kb(Math.min(...sizes))}-${kb(Math.max(...sizes))} KB)`);
 }

@@ -49,7 +49,7 @@ async function sampleSerials(ctx: ServerContext, n: number): Promise<string[]> {
  * length would never be found again from a request's CertID, and every request for it would be signed
  * anew on the request path.
  */
-export async function fillForBench(ctx: ServerContext, count: number, revoked = false): Promise<void> {
+export async function fillForBench(ctx: ServerContext, count: number, revoked = false, revocationChangedAt: number | null = null): Promise<void> {
   const at = Date.now();
   const der = Buffer.alloc(64, 1);
   const resp = Buffer.alloc(250, 2);
@@ -63,12 +63,13 @@ export async function fillForBench(ctx: ServerContext, count: number, revoked = 
           const serial = revoked ? normaliseSerial(randomBytes(16).toString("hex")) : `f0${randomBytes(15).toString("hex")}`;
           values.push(serial, ctx.ca.issuerKeyId, "CN=Bench", "CN=Filler", "[]", at, at + 3 * 365 * 86_400_000,
             revoked ? "revoked" : "active", revoked ? at : null, revoked ? "keyCompromise" : null,
-            "0", "file", "B1", "personal", der, 0, at, at, resp, at, at + 86_400_000, at + 43_200_000);
+            "0", "file", "B1", "personal", der, 0, at, at, resp, at, at + 86_400_000, at + 43_200_000, revoked ? revocationChangedAt : null);
         }
         await tx.run(
           `INSERT INTO certificates (serial, issuer_key_id, issuer_dn, subject_dn, sans, not_before, not_after, status, revoked_at, revocation_reason, spki_sha256, kind,
-             holder_id, profile_id, der, imported, created_at, updated_at, ocsp_der, ocsp_this_update, ocsp_next_update, ocsp_refresh_at)
-           VALUES ${Array.from({ length: n }, () => "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)").join(", ")}`, values);
+             holder_id, profile_id, der, imported, created_at, updated_at, ocsp_der, ocsp_this_update, ocsp_next_update, ocsp_refresh_at,
+             revocation_changed_at)
+           VALUES ${Array.from({ length: n }, () => "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)").join(", ")}`, values);
         done += n;
       }
     });

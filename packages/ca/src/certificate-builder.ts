@@ -3,7 +3,7 @@ import { UkeyError, effectiveKeyUsage } from "@ukey/policy";
 import { keyAlgorithmOfSpki } from "./algorithms.js";
 import { bitString, explicit, seq, tlv, Tag, x509Time } from "./der.js";
 import {
-  authorityInfoAccess, authorityKeyIdentifier, basicConstraints, crlDistributionPoints, extKeyUsage, keyIdentifier,
+  authorityInfoAccess, authorityKeyIdentifier, basicConstraints, crlDistributionPoints, extKeyUsage, freshestCrl, keyIdentifier,
   keyUsage, subjectAltName, subjectKeyIdentifier,
 } from "./extensions.js";
 import { encodeName } from "./names.js";
@@ -69,15 +69,16 @@ export class CertificateBuilder {
         ...(opts.profile.extKeyUsage.length ? [extKeyUsage(opts.profile.extKeyUsage)] : []),
       ]));
     }
-    const afterSki = (crl: string) => Buffer.concat([
+    const afterSki = (crl: string, delta: string | undefined) => Buffer.concat([
       authorityKeyIdentifier(opts.issuer.keyId),
       crlDistributionPoints(crl),
+      ...(delta ? [freshestCrl(delta)] : []),
       authorityInfoAccess(opts.urls.ocsp, opts.urls.caIssuers),
     ]);
     const shards = opts.urls.crlShards;
     this.#extensionsAfterSki = shards && shards.count > 1
-      ? Array.from({ length: shards.count }, (_, k) => afterSki(shards.url(k)))
-      : [afterSki(opts.urls.crl)];
+      ? Array.from({ length: shards.count }, (_, k) => afterSki(shards.url(k), shards.deltaUrl?.(k)))
+      : [afterSki(opts.urls.crl, opts.urls.freshestCrl)];
   }
 
   /**

@@ -1,6 +1,6 @@
 import { UkeyError, revocationReasonCode } from "@ukey/policy";
 import { bitString, enumerated, explicit, seq, smallInteger, tlv, Tag, unsignedInteger, x509Time } from "./der.js";
-import { authorityKeyIdentifier, extension, ExtOid, issuingDistributionPoint } from "./extensions.js";
+import { authorityKeyIdentifier, extension, ExtOid, freshestCrl, issuingDistributionPoint } from "./extensions.js";
 import { serialBytes } from "./serial.js";
 import type { CaSigner, IssuerCertificate, RevokedEntry } from "./types.js";
 
@@ -16,6 +16,13 @@ export interface CrlInput {
   revoked: Iterable<RevokedEntry> | AsyncIterable<RevokedEntry>;
   /** For a shard of a partitioned CRL: the URL it is published at, as its issuingDistributionPoint. */
   distributionPoint?: string;
+  /**
+   * A delta CRL (RFC 5280 5.2.4): the cRLNumber of the complete CRL it is relative to, carried in its
+   * critical deltaCRLIndicator. Its entries may then say removeFromCRL (a hold lifted).
+   */
+  deltaOf?: number | bigint;
+  /** A complete CRL's freshestCRL (RFC 5280 5.2.6): where its delta CRLs are published. */
+  freshestCrl?: string;
 }
 
 /**
@@ -42,10 +49,10 @@ export const crlPemLabel = "X509 CRL";
 const reasonExtensions: Array<Buffer | undefined> = [];
 
 /** The revokedCertificates entry for one revocation. */
-function revokedEntry(r: RevokedEntry): Buffer {
+function revokedEntry(r: RevokedEntry, delta: boolean): Buffer {
   const code = revocationReasonCode(r.reason);
-  // removeFromCRL belongs to delta CRLs, which this CA does not publish.
-  if (code === undefined || code === 8) throw new UkeyError("REVOCATION_REASON_INVALID", { params: { reason: r.reason } });
+  // removeFromCRL belongs to delta CRLs only (RFC 5280 5.3.1).
+  if (code === undefined || (code === 8 && !delta)) throw new UkeyError("REVOCATION_REASON_INVALID", { params: { reason: r.reason } });
   // RFC 5280 5.3.1: the reason code SHOULD be absent rather than "unspecified".
   if (code === 0) return seq(unsignedInteger(serialBytes(r.serial)), x509Time(r.revokedAt));
   let ext = reasonExtensions[code];
@@ -55,17 +62,22 @@ function revokedEntry(r: RevokedEntry): Buffer {
 
 /**
  * A signed RFC 5280 v2 CRL (DER) with cRLNumber and authorityKeyIdentifier
- * (and issuingDistributionPoint for a shard), and a reasonCode on each entry whose reason is not "unspecified". Throws
- * REQUEST_INVALID (dates, number), SERIAL_MALFORMED, REVOCATION_REASON_INVALID
- * and whatever the signer throws.
+ * (and issuingDistributionPoint for a shard, deltaCRLIndicator for a delta, freshestCRL for a complete CRL
+ * that has deltas), and a reasonCode on each entry whose reason is not "unspecified". Throws
+ * REQUEST_INVALID (dates, number, a delta not after its base), SERIAL_MALFORMED, REVOCATION_REASON_INVALID
+ * (removeFromCRL outside a delta) and whatever the signer throws.
  */
 export async function buildCrl(input: CrlInput): Promise<Buffer> {
   if (!(input.thisUpdate < input.nextUpdate)) throw new UkeyError("REQUEST_INVALID", { params: { reason: "thisUpdate must be before nextUpdate" } });
   const n = BigInt(input.number);
   if (n < 0n || n >= 1n << 159n) throw new UkeyError("REQUEST_INVALID", { params: { reason: "cRLNumber must be 0 to 2^159-1" } });
+  const base = input.deltaOf === undefined ? undefined : BigInt(input.deltaOf);
+  // RFC 5280 5.2.4: a delta and its complete CRL share one number sequence, the delta's the larger.
+  if (base !== undefined && !(base >= 0n && base < n)) throw new UkeyError("REQUEST_INVALID", { params: { reason: "a delta CRL's number must exceed its base's" } });
+  if (base !== undefined && input.freshestCrl) throw new UkeyError("REQUEST_INVALID", { params: { reason: "freshestCRL belongs to a complete CRL, not a delta" } });
   // Only the encoded entries are kept (about 40 bytes each): the SEQUENCE needs its length before its contents.
   const entries: Buffer[] = [];
-  for await (const r of input.revoked) entries.push(revokedEntry(r));
+  for await (const r of input.revoked) entries.push(revokedEntry(r, base !== undefined));
   const tbs = seq(
     tlv(Tag.integer, Buffer.from([1])),
     input.signer.signatureAlgorithm,
@@ -76,7 +88,9 @@ export async function buildCrl(input: CrlInput): Promise<Buffer> {
     ...(entries.length ? [tlv(Tag.sequence, Buffer.concat(entries))] : []),
     explicit(0, seq(
       authorityKeyIdentifier(input.issuer.keyId), extension(ExtOid.cRLNumber, false, smallInteger(n)),
+      ...(base !== undefined ? [extension(ExtOid.deltaCRLIndicator, true, smallInteger(base))] : []),
       ...(input.distributionPoint ? [issuingDistributionPoint(input.distributionPoint)] : []),
+      ...(input.freshestCrl ? [freshestCrl(input.freshestCrl)] : []),
     )),
   );
   return seq(tbs, input.signer.signatureAlgorithm, bitString(await input.signer.sign(tbs)));

@@ -22,6 +22,8 @@ export const ExtOid = {
   cRLNumber: "2.5.29.20",
   reasonCode: "2.5.29.21",
   cRLDistributionPoints: "2.5.29.31",
+  deltaCRLIndicator: "2.5.29.27",
+  freshestCRL: "2.5.29.46",
   issuingDistributionPoint: "2.5.29.28",
   authorityKeyIdentifier: "2.5.29.35",
   extKeyUsage: "2.5.29.37",
@@ -92,6 +94,14 @@ function uri(u: string): Buffer {
 /** cRLDistributionPoints with one full-name URI (not critical). */
 export function crlDistributionPoints(url: string): Buffer {
   return extension(ExtOid.cRLDistributionPoints, false, seq(seq(tlv(0xa0, tlv(0xa0, uri(url))))));
+}
+
+/**
+ * freshestCRL (not critical, RFC 5280 4.2.1.15 and 5.2.6): where the delta CRL of the CRL a certificate
+ * names (or of the complete CRL carrying it) is published. Same syntax as cRLDistributionPoints.
+ */
+export function freshestCrl(url: string): Buffer {
+  return extension(ExtOid.freshestCRL, false, seq(seq(tlv(0xa0, tlv(0xa0, uri(url))))));
 }
 
 /**

@@ -44,7 +44,9 @@ export interface CaUrls {
    * Partitioned CRLs: how many, and the URL of shard k (0..count-1). A certificate names the shard
    * of its serial (crlShardOf) instead of `crl`.
    */
-  crlShards?: { count: number; url(shard: number): string };
+  crlShards?: { count: number; url(shard: number): string; deltaUrl?(shard: number): string };
+  /** Delta CRLs: the freshestCRL a certificate carries when its CRL is not partitioned (with shards: crlShards.deltaUrl). */
+  freshestCrl?: string;
   ocsp: string;
   /** AIA caIssuers: where the issuer's certificate can be fetched. */
   caIssuers: string;
@@ -85,7 +87,7 @@ export interface VerifiedCsr {
 export interface RevokedEntry {
   serial: string; // hex
   revokedAt: Date;
-  reason: string; // RFC 5280 reason name
+  reason: string; // RFC 5280 reason name; "removeFromCRL" only in a delta CRL
 }
 
 /** What an OCSP response says about one certificate; `reason` is an RFC 5280 reason name. */

@@ -132,6 +132,31 @@ test("buildCrl refuses what it cannot encode", async () => {
     ["bad serial", { ...base, revoked: [{ ...entry, serial: "zz" }] }, "SERIAL_MALFORMED"],
     ["nextUpdate before thisUpdate", { ...base, nextUpdate: base.thisUpdate, revoked: [] }, "REQUEST_INVALID"],
     ["negative number", { ...base, number: -1, revoked: [] }, "REQUEST_INVALID"],
+    ["a delta numbered like its base", { ...base, number: 5, deltaOf: 5, revoked: [] }, "REQUEST_INVALID"],
+    ["a delta numbered below its base", { ...base, number: 5, deltaOf: 6, revoked: [] }, "REQUEST_INVALID"],
+    ["a delta with a freshestCRL", { ...base, number: 5, deltaOf: 4, freshestCrl: "http://ca.example/d.crl", revoked: [] }, "REQUEST_INVALID"],
+    ["a freshestCRL that is not a URI", { ...base, freshestCrl: "not a uri", revoked: [] }, "REQUEST_INVALID"],
   ];
   for (const [name, input, want] of table) await assert.rejects(buildCrl(input), code(want), name);
+});
+
+test("buildCrl makes a delta CRL: critical deltaCRLIndicator, removeFromCRL entries, no freshestCRL", async () => {
+  const der = await buildCrl({
+    issuer: ec.issuing, signer: ec.issuingSigner, number: 9, deltaOf: 7,
+    thisUpdate: new Date("2025-05-01T00:00:00Z"), nextUpdate: new Date("2025-05-01T00:15:00Z"),
+    revoked: [{ serial: "0a", revokedAt: new Date("2025-04-30T23:00:00Z"), reason: "removeFromCRL" }, { serial: "0b", revokedAt: new Date("2025-04-30T23:01:00Z"), reason: "keyCompromise" }],
+  });
+  const text = openssl(["crl", "-inform", "DER", "-in", tmp.write("delta.crl", der), "-noout", "-text"]).stdout;
+  assert.match(text, /X509v3 Delta CRL Indicator: critical\n\s+7\n/);
+  assert.match(text, /X509v3 CRL Number: \n\s+9\n/);
+  assert.match(text, /Serial Number: 0A[\s\S]*?Remove From CRL/);
+  assert.match(text, /Serial Number: 0B[\s\S]*?Key Compromise/);
+  assert.doesNotMatch(text, /Freshest CRL/);
+  const complete = await buildCrl({
+    issuer: ec.issuing, signer: ec.issuingSigner, number: 7, freshestCrl: "http://ca.example/crl/issuing-delta.crl",
+    thisUpdate: new Date("2025-05-01T00:00:00Z"), nextUpdate: new Date("2025-05-08T00:00:00Z"), revoked: [],
+  });
+  const c = openssl(["crl", "-inform", "DER", "-in", tmp.write("complete.crl", complete), "-noout", "-text"]).stdout;
+  assert.match(c, /X509v3 Freshest CRL: \n\s+Full Name:\n\s+URI:http:\/\/ca\.example\/crl\/issuing-delta\.crl/);
+  assert.doesNotMatch(c, /Delta CRL Indicator/);
 });

@@ -112,12 +112,20 @@ export async function buildApp(ctx: ServerContext, opts: AppOptions = {}): Promi
     });
   }
 
-  // Shards of the partitioned CRL (ca.crlShards): /crl/issuing/3.crl (DER) and /crl/issuing/3.pem.
+  // Delta CRLs (ca.deltaCrl): /crl/issuing-delta.crl and .pem; 404 while they are off.
+  app.get("/crl/issuing-delta.crl", async (_req, reply) => {
+    return reply.type("application/pkix-crl").header("cache-control", "max-age=300").send(await ctx.revocation.deltaCrl());
+  });
+  app.get("/crl/issuing-delta.pem", async (_req, reply) => {
+    return reply.type("application/x-pem-file").send(derToPem(await ctx.revocation.deltaCrl(), "X509 CRL"));
+  });
+
+  // Shards of the partitioned CRL (ca.crlShards): /crl/issuing/3.crl (DER) and /crl/issuing/3.pem; their deltas 3-delta.crl.
   app.get<{ Params: { file: string } }>("/crl/issuing/:file", async (req, reply) => {
-    const m = /^(\d{1,3})\.(crl|pem)$/.exec(req.params.file);
+    const m = /^(\d{1,3})(-delta)?\.(crl|pem)$/.exec(req.params.file);
     if (!m) throw new UkeyError("ROUTE_NOT_FOUND");
-    const der = await ctx.revocation.crlShard(Number(m[1]));
-    if (m[2] === "pem") return reply.type("application/x-pem-file").send(derToPem(der, "X509 CRL"));
+    const der = m[2] ? await ctx.revocation.deltaCrl(Number(m[1])) : await ctx.revocation.crlShard(Number(m[1]));
+    if (m[3] === "pem") return reply.type("application/x-pem-file").send(derToPem(der, "X509 CRL"));
     return reply.type("application/pkix-crl").header("cache-control", "max-age=300").send(der);
   });
 

@@ -12,17 +12,29 @@ import type { IssuingCa } from "./issuance-service.js";
 import { readInstalledRootCrl, type CheckedRootCrl } from "./offline-root/ceremony-checks.js";
 
 /** The URLs a certificate of the issuing CA carries, from publicUrl. */
-export function leafUrls(publicUrl: string, crlShards = 1): CaUrls {
+export function leafUrls(publicUrl: string, crlShards = 1, deltaCrls = false): CaUrls {
   const base = publicUrl.replace(/\/+$/, "");
   return {
     crl: `${base}/crl/issuing.crl`, ocsp: `${base}/ocsp`, caIssuers: `${base}/ca/issuing.cer`,
-    ...(crlShards > 1 ? { crlShards: { count: crlShards, url: (k: number) => issuingCrlShardUrl(base, k) } } : {}),
+    ...(deltaCrls ? { freshestCrl: issuingDeltaCrlUrl(base) } : {}),
+    ...(crlShards > 1 ? {
+      crlShards: {
+        count: crlShards, url: (k: number) => issuingCrlShardUrl(base, k),
+        ...(deltaCrls ? { deltaUrl: (k: number) => issuingDeltaCrlUrl(base, k) } : {}),
+      },
+    } : {}),
   };
 }
 
 /** Where shard k of the issuing CA's partitioned CRL is published (its certificates' distribution point). */
 export function issuingCrlShardUrl(publicUrl: string, shard: number): string {
   return `${publicUrl.replace(/\/+$/, "")}/crl/issuing/${shard}.crl`;
+}
+
+/** Where the delta CRL of the issuing CA's complete CRL (or of its shard k) is published: its freshestCRL. */
+export function issuingDeltaCrlUrl(publicUrl: string, shard?: number): string {
+  const base = publicUrl.replace(/\/+$/, "");
+  return shard === undefined ? `${base}/crl/issuing-delta.crl` : `${base}/crl/issuing/${shard}-delta.crl`;
 }
 
 /** The URLs the issuing CA's own certificate carries (its issuer is the root). */
@@ -157,7 +169,7 @@ export class CaRuntime implements IssuingCa {
         }
       }
     }
-    return new CaRuntime(root, issuing, signer, keyStore, leafUrls(config.publicUrl, config.ca.crlShards), keyFiles, rootCrl);
+    return new CaRuntime(root, issuing, signer, keyStore, leafUrls(config.publicUrl, config.ca.crlShards, config.ca.deltaCrl.enabled), keyFiles, rootCrl);
   }
 
   /**

@@ -1,7 +1,7 @@
 import { buildCrl, crlShardRange, type RevokedEntry } from "@ukey/ca";
 import { UkeyError, type Clock } from "@ukey/policy";
 import type { CertificateRecord, Repositories, Store } from "@ukey/store";
-import { issuingCrlShardUrl, type CaRuntime } from "./ca-runtime.js";
+import { issuingCrlShardUrl, issuingDeltaCrlUrl, type CaRuntime } from "./ca-runtime.js";
 import type { OcspAnswer, OcspService } from "./ocsp/ocsp-service.js";
 
 /** Revocations accepted from operators (RFC 5280 names; removeFromCRL and the CA ones are not). */
@@ -20,9 +20,23 @@ interface CachedCrl {
   der: Buffer;
   thisUpdate: number;
   stamp: string;
+  number: number;
 }
 
 type RevocationStore = Pick<Store, "transaction" | "certificates" | "crls">;
+
+/**
+ * A delta CRL lists the changes from this long before its base's thisUpdate, not from that instant: a
+ * revocation timed just before the base was read but committed just after it (or timed by another
+ * instance's clock) is then still listed. Listing a change the base already holds is harmless.
+ */
+export const DELTA_CRL_OVERLAP_MS = 10 * 60_000;
+
+/**
+ * The CRL routes' Cache-Control max-age (app.ts). A delta is re-signed this long before its nextUpdate,
+ * so that a copy an HTTP cache keeps for that long never outlives it.
+ */
+const CRL_HTTP_MAX_AGE_MS = 300_000;
 
 /**
  * Revocation and its publication: revoking a certificate (state and audit
@@ -42,6 +56,12 @@ export class RevocationService {
     crlRefreshMinutes: number;
     /** Shards of the issuing CA's partitioned CRL (1: not partitioned) and the base URL they are published under. */
     crlShards?: { count: number; publicUrl: string };
+    /**
+     * Delta CRLs on (ca.deltaCrl): a delta's validity in minutes (it is re-signed 5 minutes before), and the base URL its
+     * complete CRLs' freshestCRL points under. Complete CRLs are then
+     * re-signed only every crlRefreshMinutes; the deltas carry each change at once.
+     */
+    deltaCrl?: { everyMinutes: number; publicUrl: string };
     /** Pre-signed OCSP answers: re-signed here right after a revocation commits. */
     ocsp: Pick<OcspService, "answer" | "resign">;
   }) {}
@@ -76,8 +96,7 @@ export class RevocationService {
       }
       return { rec: { ...c, status, revocationReason: reason, revokedAt: at, updatedAt: at }, partner };
     });
-    // Every cached issuing CRL (whole or a shard): each one checks its own stamp anyway.
-    for (const k of [...this.crls.keys()]) if (k !== "root") this.crls.delete(k);
+    this.forgetIssuingCrls();
     // After the commit: the revocation cleared the stored response in its own statement, so until this
     // lands (or if the process dies first) OCSP signs from the database, and the refresher re-signs it.
     await this.deps.ocsp.resign(serial);
@@ -87,9 +106,8 @@ export class RevocationService {
 
   /**
    * Lifts a hold (seed 003's 冻结, RFC 5280 certificateHold): the certificate is active again, the
-   * next CRL leaves it out (a complete CRL simply omits it; removeFromCRL belongs to delta CRLs, which
-   * this CA does not issue), and its OCSP response is re-signed `good` right after the commit. Audited
-   * as certificate.hold-released.
+   * next complete CRL leaves it out, the next delta CRL (when they are on) lists it as removeFromCRL,
+   * and its OCSP response is re-signed `good` right after the commit. Audited as certificate.hold-released.
    * @throws UkeyError CERT_NOT_FOUND, CERT_NOT_ON_HOLD (nothing changed).
    */
   async releaseHold(serial: string, actor: string): Promise<CertificateRecord> {
@@ -114,15 +132,69 @@ export class RevocationService {
       }
       return { rec: { ...c, status: "active" as const, revocationReason: null, revokedAt: null, updatedAt: at }, partner };
     });
-    for (const k of [...this.crls.keys()]) if (k !== "root") this.crls.delete(k);
+    this.forgetIssuingCrls();
     await this.deps.ocsp.resign(serial);
     if (rec.partner) await this.deps.ocsp.resign(rec.partner);
     return rec.rec;
   }
 
+  /**
+   * Every cached issuing CRL (whole or a shard) after a change this instance made: each one checks its own
+   * stamp anyway. With delta CRLs only the deltas: the complete CRLs they name stay until their refresh.
+   */
+  private forgetIssuingCrls(): void {
+    const deltas = this.deps.deltaCrl !== undefined;
+    for (const k of [...this.crls.keys()]) if (k !== "root" && (!deltas || k.startsWith("delta:"))) this.crls.delete(k);
+  }
+
   /** The current CRL of our issuing CA (or of the root, signed by the root key), DER. */
   async crl(which: "issuing" | "root"): Promise<Buffer> {
-    return this.signedCrl(which);
+    return (await this.signedCrl(which)).der;
+  }
+
+  /**
+   * The delta CRL of the issuing CA's complete CRL (or of its shard `shard`), DER: RFC 5280 5.2.4, with the
+   * critical deltaCRLIndicator naming the complete CRL this instance serves, its own number from that CRL's
+   * sequence, the same issuingDistributionPoint, and an entry for each certificate revoked or held since that
+   * CRL (removeFromCRL for a hold lifted). Only the rows changed since the base are read.
+   * @throws UkeyError ROUTE_NOT_FOUND when delta CRLs are off, or there is no such shard.
+   */
+  async deltaCrl(shard?: number): Promise<Buffer> {
+    const minutes = this.deps.deltaCrl?.everyMinutes;
+    const shards = this.deps.crlShards;
+    if (minutes === undefined) throw new UkeyError("ROUTE_NOT_FOUND");
+    if (shard !== undefined && (!shards || shards.count <= 1 || !Number.isInteger(shard) || shard < 0 || shard >= shards.count)) {
+      throw new UkeyError("ROUTE_NOT_FOUND");
+    }
+    const base = await this.signedCrl("issuing", shard);
+    const now = this.deps.clock.now();
+    const issuer = this.deps.ca.issuing;
+    const issuerKeyId = issuer.keyId.toString("hex");
+    const range = shard === undefined ? undefined : crlShardRange(shard, shards!.count);
+    const since = base.thisUpdate - DELTA_CRL_OVERLAP_MS;
+    const s = await this.deps.store.certificates.revocationChangeStamp(issuerKeyId, since, range);
+    const stamp = `${base.number}:${s.count}@${s.latestAt ?? 0}`;
+    const key = `delta:${shard === undefined ? "issuing" : `issuing/${shard}`}`;
+    const cached = this.crls.get(key);
+    if (cached && cached.stamp === stamp && now.getTime() - cached.thisUpdate < minutes * 60_000 - CRL_HTTP_MAX_AGE_MS) return cached.der;
+    const store = this.deps.store;
+    async function* changes(): AsyncIterable<RevokedEntry> {
+      for await (const r of store.certificates.listRevocationChanges(issuerKeyId, since, range)) {
+        yield r.revokedAt === null
+          ? { serial: r.serial, revokedAt: new Date(r.changedAt), reason: "removeFromCRL" }
+          : { serial: r.serial, revokedAt: new Date(r.revokedAt), reason: r.revocationReason ?? "unspecified" };
+      }
+    }
+    // RFC 5280 5.2.4: a delta and its complete CRL share one sequence of numbers.
+    const number = await this.deps.store.crls.nextNumber(shard === undefined ? issuerKeyId : `${issuerKeyId}/${shard}`, now.getTime());
+    const der = await buildCrl({
+      issuer, signer: this.deps.ca.issuingSigner, number, deltaOf: base.number, thisUpdate: now,
+      nextUpdate: new Date(now.getTime() + minutes * 60_000),
+      revoked: changes(),
+      ...(shard === undefined ? {} : { distributionPoint: issuingCrlShardUrl(shards!.publicUrl, shard) }),
+    });
+    this.crls.set(key, { der, thisUpdate: now.getTime(), stamp, number });
+    return der;
   }
 
   /**
@@ -133,13 +205,13 @@ export class RevocationService {
   async crlShard(shard: number): Promise<Buffer> {
     const shards = this.deps.crlShards;
     if (!shards || shards.count <= 1 || !Number.isInteger(shard) || shard < 0 || shard >= shards.count) throw new UkeyError("ROUTE_NOT_FOUND");
-    return this.signedCrl("issuing", shard);
+    return (await this.signedCrl("issuing", shard)).der;
   }
 
-  private async signedCrl(which: "issuing" | "root", shard?: number): Promise<Buffer> {
+  private async signedCrl(which: "issuing" | "root", shard?: number): Promise<CachedCrl> {
     // An offline root's CRL was signed at its ceremony: served as installed, never signed here.
     const installed = which === "root" ? this.deps.ca.installedRootCrl() : undefined;
-    if (installed) return installed.der;
+    if (installed) return { der: installed.der, thisUpdate: 0, stamp: "", number: 0 };
     const now = this.deps.clock.now();
     const issuer = which === "issuing" ? this.deps.ca.issuing : this.deps.ca.root;
     const issuerKeyId = issuer.keyId.toString("hex");
@@ -150,7 +222,10 @@ export class RevocationService {
     const s = which === "issuing" ? await this.deps.store.certificates.revocationStamp(issuerKeyId, range) : { count: 0, latestAt: null };
     const stamp = `${s.count}@${s.latestAt ?? 0}`;
     const cached = this.crls.get(key);
-    if (cached && cached.stamp === stamp && now.getTime() - cached.thisUpdate < this.deps.crlRefreshMinutes * 60_000) return cached.der;
+    // With delta CRLs the complete issuing CRL is kept until its refresh: its deltas carry the changes.
+    const deltas = which === "issuing" && this.deps.deltaCrl !== undefined;
+    const fresh = cached && now.getTime() - cached.thisUpdate < this.deps.crlRefreshMinutes * 60_000;
+    if (fresh && (deltas || cached.stamp === stamp)) return cached;
     const store = this.deps.store;
     async function* revoked(): AsyncIterable<RevokedEntry> {
       if (which !== "issuing") return;
@@ -166,9 +241,11 @@ export class RevocationService {
       nextUpdate: new Date(now.getTime() + this.deps.crlValidityHours * 3_600_000),
       revoked: revoked(),
       ...(shard === undefined ? {} : { distributionPoint: issuingCrlShardUrl(this.deps.crlShards!.publicUrl, shard) }),
+      ...(deltas ? { freshestCrl: issuingDeltaCrlUrl(this.deps.deltaCrl!.publicUrl, shard) } : {}),
     });
-    this.crls.set(key, { der, thisUpdate: now.getTime(), stamp });
-    return der;
+    const signed = { der, thisUpdate: now.getTime(), stamp, number };
+    this.crls.set(key, signed);
+    return signed;
   }
 
   /** Answers an OCSP request (DER): see OcspService.answer. */

@@ -180,8 +180,22 @@ export const serverConfigSchema = z.strictObject({
      * serial) at /crl/issuing/k.crl, each shard with its issuingDistributionPoint. 1: one CRL.
      */
     crlShards: z.number().int().min(1).max(256).default(1),
-    /** CRLs are re-signed at least this often, and at once after a revocation. */
+    /**
+     * CRLs are re-signed at least this often, and at once after a revocation (with delta CRLs on: complete
+     * CRLs only this often, and the deltas at once).
+     */
     crlRefreshMinutes: z.number().int().min(1).max(24 * 60).default(60),
+    /**
+     * Delta CRLs (RFC 5280 5.2.4): off by default. When on, each complete CRL (and each shard) has a delta at
+     * /crl/issuing-delta.crl (/crl/issuing/k-delta.crl) listing what changed since it, valid `everyMinutes`,
+     * re-signed at once after a revocation and 5 minutes before its nextUpdate (the routes' max-age), so at least
+     * every `everyMinutes` - 5; certificates issued from then
+     * on carry freshestCRL. `everyMinutes` must be shorter than crlRefreshMinutes (docs/configuration.md).
+     */
+    deltaCrl: z.strictObject({
+      enabled: z.boolean().default(false),
+      everyMinutes: z.number().int().min(10).max(24 * 60).default(15),
+    }).prefault({}),
     /** Hours between thisUpdate and nextUpdate of an OCSP response. */
     ocspValidityHours: z.number().int().min(1).max(24 * 7).default(24),
     /**
@@ -276,6 +290,11 @@ export function parseServerConfig(input: unknown, source = "config.json", lineOf
       throw e.code === "PROFILE_PAIR_ALGORITHM_UNSUPPORTED" ? new UkeyError(e.code, { params: c.params }) : c;
     }
     throw e;
+  }
+  // A delta re-signed no more often than its complete CRL would never list anything.
+  const delta = r.data.ca.deltaCrl;
+  if (delta.enabled && delta.everyMinutes >= r.data.ca.crlRefreshMinutes) {
+    throw configError(source, ["ca", "deltaCrl", "everyMinutes"], `must be less than ca.crlRefreshMinutes (${r.data.ca.crlRefreshMinutes})`, lineOf);
   }
   return deepFreeze({ ...r.data, profiles });
 }

@@ -144,6 +144,7 @@ export async function openServerContext(dataDir: string, env: ServerEnv, clock: 
     crlValidityHours: config.ca.crlValidityHours,
     crlRefreshMinutes: config.ca.crlRefreshMinutes,
     crlShards: { count: config.ca.crlShards, publicUrl: config.publicUrl },
+    ...(config.ca.deltaCrl.enabled ? { deltaCrl: { everyMinutes: config.ca.deltaCrl.everyMinutes, publicUrl: config.publicUrl } } : {}),
     ocsp,
   });
   const renewalInfo = new RenewalInfoService({ store, clock, publicUrl: config.publicUrl });

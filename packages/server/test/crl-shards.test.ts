@@ -66,6 +66,12 @@ test("each certificate names its shard; each shard CRL carries its distribution 
       assert.equal(listed, c.shard === k, `${c.serial} in shard ${k}`);
     }
   }
+  // Delta CRLs are off by default: no freshestCRL anywhere, and their routes answer 404.
+  assert.doesNotMatch(openssl(["x509", "-in", certs[0]!.pem, "-noout", "-text"]).out, /Freshest CRL/);
+  assert.doesNotMatch(openssl(["crl", "-in", await shardPem(0), "-noout", "-text"]).out, /Freshest CRL|Delta CRL/);
+  for (const off of ["/crl/issuing-delta.crl", "/crl/issuing-delta.pem", "/crl/issuing/0-delta.crl", "/crl/issuing/1-delta.pem"]) {
+    assert.equal((await app.inject({ method: "GET", url: off })).statusCode, 404, off);
+  }
   const der = await app.inject({ method: "GET", url: "/crl/issuing/0.crl" });
   assert.equal(der.headers["content-type"], "application/pkix-crl");
   for (const bad of [`${shards}.crl`, "x.crl", "1.der", "01.crl0"]) {

@@ -36,7 +36,18 @@ const refused: Array<[string, unknown, RegExp]> = [
   ["an unknown http key", { http: { idleTimeout: 5 } }, /http\.idleTimeout/],
   ["an unknown metrics listener", { metrics: { listeners: ["admin"] } }, /metrics\.listeners/],
   ["a metrics listener named twice", { metrics: { listeners: ["http", "http"] } }, /metrics\.listeners/],
+  ["delta CRLs valid less than 10 minutes", { ca: { deltaCrl: { enabled: true, everyMinutes: 9 } } }, /ca\.deltaCrl\.everyMinutes/],
+  ["delta CRLs no more often than their complete CRL", { ca: { crlRefreshMinutes: 60, deltaCrl: { enabled: true, everyMinutes: 60 } } }, /ca\.deltaCrl\.everyMinutes: must be less than ca\.crlRefreshMinutes \(60\)/],
+  ["delta CRLs switched on by a string", { ca: { deltaCrl: { enabled: "yes" } } }, /ca\.deltaCrl\.enabled/],
+  ["an unknown deltaCrl key", { ca: { deltaCrl: { enabled: true, baseMinutes: 60 } } }, /ca\.deltaCrl\.baseMinutes/],
 ];
+
+test("delta CRLs are off by default, and on with a period shorter than the complete CRL's", () => {
+  assert.deepEqual({ ...parseServerConfig({}).ca.deltaCrl }, { enabled: false, everyMinutes: 15 });
+  assert.deepEqual({ ...parseServerConfig({ ca: { crlRefreshMinutes: 240, deltaCrl: { enabled: true, everyMinutes: 30 } } }).ca.deltaCrl }, { enabled: true, everyMinutes: 30 });
+  // Off, the period is not checked against the complete CRL's: nothing uses it.
+  assert.equal(parseServerConfig({ ca: { crlRefreshMinutes: 10, deltaCrl: { everyMinutes: 15 } } }).ca.deltaCrl.enabled, false);
+});
 for (const [name, input, where] of refused) {
   test(`refuses ${name}`, () => {
     assert.throws(() => parseServerConfig(input), (e: unknown) => e instanceof UkeyError && e.code === "CONFIG_INVALID" && where.test(e.message));

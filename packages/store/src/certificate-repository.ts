@@ -120,8 +120,10 @@ export function certificateRepository(x: Executor): CertificateRepository {
         .map((r) => ({ serial: r.serial, holderId: r.holder_id, profileId: r.profile_id, subjectDn: r.subject_dn, createdAt: Number(r.created_at) }))
         .sort((a, b) => (a.serial < b.serial ? -1 : a.serial > b.serial ? 1 : 0));
     },
-    insertImported(c) {
-      return insert(c, { status: c.status, der: c.der, revocationReason: c.revocationReason, revokedAt: c.revokedAt, imported: true });
+    async insertImported(c) {
+      await insert(c, { status: c.status, der: c.der, revocationReason: c.revocationReason, revokedAt: c.revokedAt, imported: true });
+      // A revoked certificate imported after a complete CRL was signed is news to its delta CRL.
+      if (c.revokedAt !== null) await x.sql.run("UPDATE certificates SET revocation_changed_at = ? WHERE serial = ?", [c.updatedAt, c.serial]);
     },
     async get(serial, issuerKeyId) {
       const rows = issuerKeyId === undefined
@@ -131,20 +133,20 @@ export function certificateRepository(x: Executor): CertificateRepository {
     },
     async revoke(serial, reason, at, status = "revoked") {
       const changed = await x.sql.run(
-        `UPDATE certificates SET status = ?, revocation_reason = ?, revoked_at = ?, updated_at = ?,
+        `UPDATE certificates SET status = ?, revocation_reason = ?, revoked_at = ?, updated_at = ?, revocation_changed_at = ?,
            ocsp_der = NULL, ocsp_this_update = NULL, ocsp_next_update = 0, ocsp_refresh_at = 0
          WHERE serial = ? AND revoked_at IS NULL`,
-        [status, reason, at, at, serial]);
+        [status, reason, at, at, at, serial]);
       if (changed === 1) return true;
       if (!(await exists(serial))) throw new UkeyError("CERT_NOT_FOUND", { params: { serial } });
       return false;
     },
     async releaseHold(serial, at) {
       const changed = await x.sql.run(
-        `UPDATE certificates SET status = 'active', revocation_reason = NULL, revoked_at = NULL, updated_at = ?,
+        `UPDATE certificates SET status = 'active', revocation_reason = NULL, revoked_at = NULL, updated_at = ?, revocation_changed_at = ?,
            ocsp_der = NULL, ocsp_this_update = NULL, ocsp_next_update = 0, ocsp_refresh_at = 0
          WHERE serial = ? AND status = 'revoked' AND revocation_reason = 'certificateHold'`,
-        [at, serial]);
+        [at, at, serial]);
       return changed === 1;
     },
     async setStatus(serial, status, at) {
@@ -160,6 +162,44 @@ export function certificateRepository(x: Executor): CertificateRepository {
       return { count: Number(r?.n ?? 0), latestAt: r?.latest === null || r?.latest === undefined ? null : Number(r.latest) };
     },
 
+    async revocationChangeStamp(issuerKeyId, since, range) {
+      const rows = await x.sql.query<{ n: number | string; latest: number | string | null }>(
+        `SELECT COUNT(*) AS n, MAX(revocation_changed_at) AS latest FROM certificates
+         WHERE issuer_key_id = ? AND revocation_changed_at >= ? AND serial >= ?${range?.to === undefined ? "" : " AND serial < ?"}`,
+        [issuerKeyId, since, range?.from ?? "", ...(range?.to === undefined ? [] : [range.to])]);
+      const r = rows[0];
+      return { count: Number(r?.n ?? 0), latestAt: r?.latest === null || r?.latest === undefined ? null : Number(r.latest) };
+    },
+    listRevocationChanges(issuerKeyId, since, range) {
+      return {
+        async *[Symbol.asyncIterator]() {
+          // Keyset pages over (revocation_changed_at, serial), the index's own order: only the rows changed since `since`.
+          let afterAt = since - 1;
+          let afterSerial = "";
+          const upTo = range?.to === undefined ? "" : " AND serial < ?";
+          for (;;) {
+            const rows = await x.sql.query<{ serial: string; revoked_at: number | string | null; revocation_reason: string | null; status: string; changed: number | string }>(
+              `SELECT serial, revoked_at, revocation_reason, status, revocation_changed_at AS changed FROM certificates
+               WHERE issuer_key_id = ? AND (revocation_changed_at > ? OR (revocation_changed_at = ? AND serial > ?))
+                 AND serial >= ?${upTo}
+               ORDER BY revocation_changed_at, serial LIMIT ?`,
+              [issuerKeyId, afterAt, afterAt, afterSerial, range?.from ?? "", ...(range?.to === undefined ? [] : [range.to]), REVOKED_PAGE]);
+            for (const r of rows) {
+              const revokedAt = toMillisOrNull(r.revoked_at);
+              if (revokedAt !== null && (r.status === "revoked" || r.status === "superseded")) {
+                yield { serial: r.serial, revokedAt, revocationReason: r.revocation_reason, changedAt: Number(r.changed) };
+              } else if (revokedAt === null) {
+                yield { serial: r.serial, revokedAt: null, revocationReason: null, changedAt: Number(r.changed) };
+              }
+            }
+            if (rows.length < REVOKED_PAGE) return;
+            const last = rows[rows.length - 1]!;
+            afterAt = Number(last.changed);
+            afterSerial = last.serial;
+          }
+        },
+      };
+    },
     listRevoked(issuerKeyId, range) {
       return {
         async *[Symbol.asyncIterator]() {

@@ -279,9 +279,20 @@ export interface CertificateRepository {
   /** Every revoked or superseded-with-revocation certificate of one issuer, for the CRL. Streams in serial order. */
   /**
    * How many certificates of one issuer are revoked, and the latest revocation time: a cheap way to
-   * tell whether a cached CRL is still complete (revocations are never undone).
+   * tell whether a cached CRL is still complete (a revocation raises the count or the time, a hold lifted lowers the count).
    */
   revocationStamp(issuerKeyId: string, range?: SerialRange): Promise<{ count: number; latestAt: Millis | null }>;
+  /**
+   * How many certificates of one issuer changed revocation state (revoked, held, hold lifted) at or after
+   * `since`, and the latest such change: whether a cached delta CRL is still complete.
+   */
+  revocationChangeStamp(issuerKeyId: string, since: Millis, range?: SerialRange): Promise<{ count: number; latestAt: Millis | null }>;
+  /**
+   * The certificates of one issuer whose revocation state changed at or after `since`, for a delta CRL,
+   * streamed in keyset pages: revoked ones with their time and reason, and those whose hold was lifted
+   * (revokedAt null: removeFromCRL). Rows changed before the column existed (schema 17) are not listed.
+   */
+  listRevocationChanges(issuerKeyId: string, since: Millis, range?: SerialRange): AsyncIterable<Pick<CertificateRecord, "serial" | "revokedAt" | "revocationReason"> & { changedAt: Millis }>;
   /** `range` limits both to the serials of one CRL shard. */
   listRevoked(issuerKeyId: string, range?: SerialRange): AsyncIterable<Pick<CertificateRecord, "serial" | "revokedAt" | "revocationReason">>;
   search(q: CertificateSearch): Promise<CertificateRecord[]>;

@@ -343,6 +343,63 @@ export function repositoryContract(engineName: string, factory: () => Promise<En
         assert.ok(parts[1]!.length > 0);
       });
 
+      test("lists the revocation changes of one issuer since a time, across pages, lifted holds included (delta CRLs)", async () => {
+        const issuer = uid("issuer");
+        const since = T0 + 200;
+        const expected = new Map<string, string | null>();
+        let oldHold = "";
+        await store.transaction(async (r) => {
+          // Before `since`: not listed.
+          for (let i = 0; i < 5; i++) {
+            const c = imported(h.id, { issuerKeyId: issuer });
+            await r.certificates.insertImported(c);
+            await r.certificates.revoke(c.serial, "keyCompromise", T0 + 100);
+          }
+          // A hold placed before `since` and lifted after it: listed with no revocation (removeFromCRL).
+          const held = imported(h.id, { issuerKeyId: issuer });
+          await r.certificates.insertImported(held);
+          await r.certificates.revoke(held.serial, "certificateHold", T0 + 100);
+          await r.certificates.releaseHold(held.serial, T0 + 600);
+          expected.set(held.serial, null);
+          oldHold = held.serial;
+          // More than a page (1000), all at one instant: the keyset's tie on the time is broken by the serial.
+          for (let i = 0; i < 1050; i++) {
+            const c = imported(h.id, { issuerKeyId: issuer });
+            await r.certificates.insertImported(c);
+            await r.certificates.revoke(c.serial, i % 2 ? "superseded" : "certificateHold", T0 + 500, i % 2 ? "superseded" : "revoked");
+            expected.set(c.serial, i % 2 ? "superseded" : "certificateHold");
+          }
+          // A revoked certificate imported after `since` is news, whenever it was revoked.
+          const late = imported(h.id, { issuerKeyId: issuer, status: "revoked", revokedAt: T0 - 1000, revocationReason: "keyCompromise", updatedAt: T0 + 300 });
+          await r.certificates.insertImported(late);
+          expected.set(late.serial, "keyCompromise");
+          // A status change that is no revocation, and another issuer's revocation: not listed.
+          const other = imported(h.id, { issuerKeyId: issuer });
+          await r.certificates.insertImported(other);
+          await r.certificates.setStatus(other.serial, "expired", T0 + 700);
+          const foreign = imported(h.id, { issuerKeyId: uid("other") });
+          await r.certificates.insertImported(foreign);
+          await r.certificates.revoke(foreign.serial, "keyCompromise", T0 + 700);
+        });
+        const seen = new Map<string, string | null>();
+        let lifted: { revokedAt: number | null; changedAt: number } | undefined;
+        for await (const e of store.certificates.listRevocationChanges(issuer, since)) {
+          assert.ok(!seen.has(e.serial), `${e.serial} listed twice`);
+          seen.set(e.serial, e.revocationReason);
+          if (e.serial === oldHold) lifted = e;
+        }
+        assert.deepEqual([...seen.entries()].sort(), [...expected.entries()].sort());
+        assert.deepEqual(lifted, { serial: oldHold, revokedAt: null, revocationReason: null, changedAt: T0 + 600 });
+        assert.deepEqual(await store.certificates.revocationChangeStamp(issuer, since), { count: expected.size, latestAt: T0 + 600 });
+        assert.deepEqual(await store.certificates.revocationChangeStamp(issuer, T0 + 601), { count: 0, latestAt: null });
+        // A shard's range of serials.
+        const range = { from: "40", to: "c0" };
+        const part: string[] = [];
+        for await (const e of store.certificates.listRevocationChanges(issuer, since, range)) part.push(e.serial);
+        assert.deepEqual(part.sort(), [...expected.keys()].filter((x) => x >= "40" && x < "c0").sort());
+        assert.equal((await store.certificates.revocationChangeStamp(issuer, since, range)).count, part.length);
+      });
+
       test("searches by holder, status, subject and expiry, with paging", async () => {
         const hx = holder();
         await store.holders.insert(hx);
