@@ -101,7 +101,8 @@ test("a schema-7 database of this CA (the release before the binding) is adopted
     db.exec(`DROP TABLE ca_binding; DROP TABLE storage_probe; DROP TABLE operator_sign_in_backoffs; DROP TABLE holder_sign_in_quotas;
       DROP TABLE renewal_unlocks; DROP TABLE kmc_recoveries; DROP TABLE certificate_pairs; DROP TABLE kmc_escrows; DROP INDEX certificates_ocsp_refresh; DROP INDEX certificates_revoked_crl; ALTER TABLE certificates DROP COLUMN ocsp_der;
       ALTER TABLE certificates DROP COLUMN ocsp_this_update; ALTER TABLE certificates DROP COLUMN ocsp_next_update;
-      ALTER TABLE certificates DROP COLUMN ocsp_refresh_at; ALTER TABLE enrolments DROP COLUMN replaces_serial; DELETE FROM schema_version WHERE version >= 8;`);
+      ALTER TABLE certificates DROP COLUMN ocsp_refresh_at; ALTER TABLE enrolments DROP COLUMN replaces_serial;
+      DROP INDEX certificates_revocation_changed; ALTER TABLE certificates DROP COLUMN revocation_changed_at; DELETE FROM schema_version WHERE version >= 8;`);
   } finally {
     db.close();
   }
