@@ -30,22 +30,8 @@ S_PORT="${UKEY_PG_PAIR_STANDBY_PORT:-55443}"
 PRIMARY="$PAIR_DIR/primary"
 STANDBY="$PAIR_DIR/standby"
 
-find_bin() {
-  local dir
-  for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
-    if [ -x "$dir/initdb" ]; then echo "$dir"; return 0; fi
-  done
-  if command -v initdb >/dev/null 2>&1; then dirname "$(readlink -f "$(command -v initdb)")"; return 0; fi
-  return 1
-}
-
-as_postgres() {
-  if [ "$(id -u)" = "0" ]; then
-    if command -v runuser >/dev/null 2>&1; then runuser -u postgres -- "$@"; else su postgres -s /bin/sh -c "$(printf '%q ' "$@")"; fi
-  else
-    "$@"
-  fi
-}
+# shellcheck source=scripts/postgres-common.sh
+. "$(dirname "$0")/postgres-common.sh"
 
 psql_at() { "$BIN/psql" -X -q -t -A -h 127.0.0.1 -p "$1" -U postgres -d postgres -c "$2" 2>/dev/null; }
 
@@ -70,14 +56,11 @@ start_cluster() {
     || { echo "PostgreSQL on port $2 failed to start; log follows" >&2; tail -n 40 "$1.log" >&2; exit 1; }
 }
 
-BIN="$(find_bin)" || { echo "initdb not found: run scripts/ensure-postgres.sh once (it installs Debian's postgresql)" >&2; exit 1; }
 mkdir -p "$PAIR_DIR"
 exec 9>"$PAIR_DIR.lock"
 flock 9
-if [ "$(id -u)" = "0" ]; then
-  id postgres >/dev/null 2>&1 || useradd --system --home-dir "$PAIR_DIR" --shell /bin/sh postgres
-  chown postgres "$PAIR_DIR"
-fi
+pg_require_bin
+pg_own_dir "$PAIR_DIR"
 
 case "$ACTION" in
   stop) stop_pair; exit 0 ;;

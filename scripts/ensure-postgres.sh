@@ -13,41 +13,15 @@ PG_PORT="${UKEY_PG_PORT:-55432}"
 DATA="$PG_DIR/data"
 LOG="$PG_DIR/postgres.log"
 
-find_bin() {
-  local dir
-  # Debian keeps the server binaries out of PATH; prefer the newest version.
-  for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
-    if [ -x "$dir/initdb" ]; then echo "$dir"; return 0; fi
-  done
-  if command -v initdb >/dev/null 2>&1; then dirname "$(readlink -f "$(command -v initdb)")"; return 0; fi
-  return 1
-}
-
-as_postgres() {
-  if [ "$(id -u)" = "0" ]; then
-    # runuser needs no password and no tty; su is the fallback.
-    if command -v runuser >/dev/null 2>&1; then runuser -u postgres -- "$@"; else su postgres -s /bin/sh -c "$(printf '%q ' "$@")"; fi
-  else
-    "$@"
-  fi
-}
+# shellcheck source=scripts/postgres-common.sh
+. "$(dirname "$0")/postgres-common.sh"
 
 mkdir -p "$PG_DIR"
 exec 9>"$PG_DIR.lock"
 flock 9
 
-if ! BIN="$(find_bin)"; then
-  echo "initdb not found: installing Debian's postgresql with apt-get" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update >&2
-  apt-get install -y --no-install-recommends postgresql >&2
-  BIN="$(find_bin)" || { echo "postgresql installed but initdb still not found" >&2; exit 1; }
-fi
-
-if [ "$(id -u)" = "0" ]; then
-  id postgres >/dev/null 2>&1 || useradd --system --home-dir "$PG_DIR" --shell /bin/sh postgres
-  chown postgres "$PG_DIR"
-fi
+pg_require_bin
+pg_own_dir "$PG_DIR"
 
 if [ ! -f "$DATA/PG_VERSION" ]; then
   rm -rf "$DATA"
