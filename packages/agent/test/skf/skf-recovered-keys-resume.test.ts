@@ -2,10 +2,8 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import type { FaultPoint } from "../../src/flows/flow-types.js";
 import { SkfBackend, skfMarks } from "../../src/keys/skf-backend.js";
-import { totpCodeAt } from "../../../server/src/admin/operator-credentials.js";
-import { runUkeyServer } from "../../../server/test/support/fixtures.js";
 import { createAgentWorld, type AgentWorld } from "../support/agent-world.js";
-import { enablePairs, issuePair, opensslSerialOf } from "./support/pairs.js";
+import { addRecoveryOperators, enablePairs, issuePair, openCounter, opensslSerialOf } from "./support/pairs.js";
 import { SoftkeyDir, type SoftkeyContents } from "./support/softkey.js";
 
 // Issue 15, recovered keys: the resume gap. A recovery of two old SM2 encryption keys is downloaded with its two
@@ -20,8 +18,7 @@ let keys: SoftkeyDir;
 const pin = "123456";
 const serials = { old: "SKFRESUM00000001", fresh: "SKFRESUM00000002" };
 const oldEnc: string[] = [];
-const passwords = { olga: "olga has a long passphrase", audrey: "audrey has a long passphrase" } as const;
-const totp: Record<string, string> = {};
+let admin: Awaited<ReturnType<typeof addRecoveryOperators>>;
 
 before(async () => {
   keys = new SoftkeyDir();
@@ -31,16 +28,14 @@ before(async () => {
   keys.create("old", { serial: serials.old, userPin: pin, adminPin: "87654321" });
   keys.create("fresh", { serial: serials.fresh, userPin: pin, adminPin: "87654321" });
   const backend = await SkfBackend.open(keys.build.library);
+  const counter = await openCounter(w);
   try {
     // Two pairs over the years: two escrowed encryption keys to recover.
-    for (let i = 0; i < 2; i++) oldEnc.push((await issuePair(w, backend, serials.old, pin)).oldEnc.toLowerCase());
+    for (let i = 0; i < 2; i++) oldEnc.push((await issuePair(w, backend, serials.old, pin, "H1", counter)).oldEnc.toLowerCase());
+    admin = await addRecoveryOperators(w, counter);
   } finally {
+    await counter.close();
     await backend.close();
-  }
-  for (const [id, role] of [["olga", "operator"], ["audrey", "auditor"]] as const) {
-    const r = runUkeyServer(["operator", "add", "--data-dir", w.dataDir, "--id", id, "--role", role, "--password-file", w.t.write(`${id}.pw`, `${passwords[id]}\n`), "--json"], w.env);
-    assert.equal(r.status, 0, r.stdout + r.stderr);
-    totp[id] = r.json<{ totpSecret: string }>().totpSecret;
   }
   await w.start();
 });
@@ -49,18 +44,6 @@ after(async () => {
   keys?.cleanup();
 });
 
-async function admin(who: keyof typeof passwords, path: string, body?: object): Promise<Response> {
-  const signIn = await fetch(`${w.server!.url}/api/v1/admin/sign-in`, {
-    method: "POST", headers: { "content-type": "application/json" },
-    body: JSON.stringify({ operatorId: who, password: passwords[who], totp: totpCodeAt(totp[who]!, new Date()) }),
-  });
-  assert.equal(signIn.status, 200, await signIn.clone().text());
-  const { token } = await signIn.json() as { token: string };
-  return fetch(`${w.server!.url}/api/v1/admin${path}`, {
-    method: "POST", headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}) },
-    ...(body ? { body: JSON.stringify(body) } : {}),
-  });
-}
 
 type Container = SoftkeyContents["applications"][number]["containers"][number];
 const containers = (device: string): Container[] => keys.show(device).applications[0]!.containers;

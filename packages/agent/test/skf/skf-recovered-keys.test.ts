@@ -3,9 +3,8 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import type { FaultPoint } from "../../src/flows/flow-types.js";
 import { SkfBackend, skfMarks } from "../../src/keys/skf-backend.js";
-import { totpCodeAt } from "../../../server/src/admin/operator-credentials.js";
 import { createAgentWorld, type AgentWorld } from "../support/agent-world.js";
-import { enablePairs, issuePair, openCounter, opensslSerialOf, opensslVerifySm2 } from "./support/pairs.js";
+import { addRecoveryOperators, enablePairs, issuePair, openCounter, opensslSerialOf, opensslVerifySm2 } from "./support/pairs.js";
 import { SoftkeyDir, type SoftkeyContents } from "./support/softkey.js";
 
 // Issue 15 part 4, "Recovered old encryption keys are installed beside the new pair": a holder's old SM2 pair
@@ -21,8 +20,7 @@ let keys: SoftkeyDir;
 const pin = "123456";
 const serials = { old: "SKFRECOV00000001", fresh: "SKFRECOV00000002" };
 let old: { oldSign: string; oldEnc: string; oldContainer: string };
-const passwords = { olga: "olga has a long passphrase", audrey: "audrey has a long passphrase" } as const;
-const totp: Record<string, string> = {};
+let admin: Awaited<ReturnType<typeof addRecoveryOperators>>;
 
 before(async () => {
   keys = new SoftkeyDir();
@@ -35,11 +33,7 @@ before(async () => {
   const counter = await openCounter(w);
   try {
     old = await issuePair(w, backend, serials.old, pin, "H1", counter);
-    for (const [id, role] of [["olga", "operator"], ["audrey", "auditor"]] as const) {
-      const r = await counter.run(["operator", "add", "--data-dir", w.dataDir, "--id", id, "--role", role, "--password-file", w.t.write(`${id}.pw`, `${passwords[id]}\n`), "--json"]);
-      assert.equal(r.status, 0, r.stdout + r.stderr);
-      totp[id] = r.json<{ totpSecret: string }>().totpSecret;
-    }
+    admin = await addRecoveryOperators(w, counter);
   } finally {
     await counter.close();
     await backend.close();
@@ -51,18 +45,6 @@ after(async () => {
   keys?.cleanup();
 });
 
-async function admin(who: keyof typeof passwords, path: string, body?: object): Promise<Response> {
-  const signIn = await fetch(`${w.server!.url}/api/v1/admin/sign-in`, {
-    method: "POST", headers: { "content-type": "application/json" },
-    body: JSON.stringify({ operatorId: who, password: passwords[who], totp: totpCodeAt(totp[who]!, new Date()) }),
-  });
-  assert.equal(signIn.status, 200, await signIn.clone().text());
-  const { token } = await signIn.json() as { token: string };
-  return fetch(`${w.server!.url}/api/v1/admin${path}`, {
-    method: "POST", headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}) },
-    ...(body ? { body: JSON.stringify(body) } : {}),
-  });
-}
 
 function ukey(args: string[], fault?: FaultPoint) {
   return w.ukey([...args, "--server", w.server!.url], {

@@ -8,6 +8,7 @@ import type { SkfBackend } from "../../../src/keys/skf-backend.js";
 import { openServerContext } from "../../../../server/src/server-context.js";
 import { runUkeyServer, type CliResult } from "../../../../server/test/support/fixtures.js";
 import { runUkeyServerHere } from "../../../../server/test/support/in-process-cli.js";
+import { totpCodeAt } from "../../../../server/src/admin/operator-credentials.js";
 import type { AgentWorld } from "../../support/agent-world.js";
 
 /**
@@ -42,6 +43,35 @@ export async function openCounter(w: AgentWorld): Promise<Counter> {
   return {
     run: (args) => runUkeyServerHere(args, w.env, context),
     close: () => context.close(),
+  };
+}
+
+/** The two people a key recovery needs: olga (operator) opens it, audrey (auditor) approves it. */
+export type RecoveryOperator = "olga" | "audrey";
+const recoveryPasswords: Record<RecoveryOperator, string> = { olga: "olga has a long passphrase", audrey: "audrey has a long passphrase" };
+
+/**
+ * Adds olga and audrey at `counter` (before start()) and answers their POST to the running server's admin API
+ * (`/api/v1/admin${path}`), each signed in with her password and a fresh TOTP code.
+ */
+export async function addRecoveryOperators(w: AgentWorld, counter: Counter): Promise<(who: RecoveryOperator, path: string, body?: object) => Promise<Response>> {
+  const totp: Partial<Record<RecoveryOperator, string>> = {};
+  for (const [id, role] of [["olga", "operator"], ["audrey", "auditor"]] as const) {
+    const r = await counter.run(["operator", "add", "--data-dir", w.dataDir, "--id", id, "--role", role, "--password-file", w.t.write(`${id}.pw`, `${recoveryPasswords[id]}\n`), "--json"]);
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    totp[id] = r.json<{ totpSecret: string }>().totpSecret;
+  }
+  return async (who, path, body) => {
+    const signIn = await fetch(`${w.server!.url}/api/v1/admin/sign-in`, {
+      method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ operatorId: who, password: recoveryPasswords[who], totp: totpCodeAt(totp[who]!, new Date()) }),
+    });
+    assert.equal(signIn.status, 200, await signIn.clone().text());
+    const { token } = await signIn.json() as { token: string };
+    return fetch(`${w.server!.url}/api/v1/admin${path}`, {
+      method: "POST", headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}) },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+    });
   };
 }
 
