@@ -10,7 +10,7 @@ import { isUkeyError } from "@ukey/policy";
 import { buildEnvelopedKeyBlob, sm2GenerateKeyPair } from "@ukey/ca";
 import { SkfBackend } from "../../src/keys/skf-backend.js";
 import { sm2PointOfSpki } from "../../src/keys/sm2.js";
-import { openSoftkeyBackend, type SoftkeyDir } from "./support/softkey.js";
+import { isRefusal, openSoftkeyBackend, type SoftkeyDir } from "./support/softkey.js";
 
 // Issue 15: the agent's SKF (GM/T 0016) key store over koffi, against
 // skf-softkey, the project's software stand-in for a vendor's SKF library.
@@ -34,12 +34,6 @@ after(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-const code = (c: string, params?: Record<string, unknown>) => (e: unknown) => {
-  assert.ok(isUkeyError(e), `not a UkeyError: ${String(e)}`);
-  assert.equal(e.code, c, `${e.code}: ${e.message}`);
-  for (const [k, v] of Object.entries(params ?? {})) assert.equal(e.params[k], v, `params.${k}`);
-  return true;
-};
 
 function openssl(args: string[], input?: string): { status: number; stdout: string; stderr: string } {
   const r = spawnSync("openssl", args, { encoding: "utf8", input, cwd: work });
@@ -100,7 +94,7 @@ test("lists the software keys with their serial, label, vendor and PIN tries", a
     });
     keys.unplug("list-b");
     assert.equal((await backend.listTokens()).some((t) => t.serial === "2100000000000002"), false, "an unplugged key is not listed");
-    await assert.rejects(backend.open("2100000000000002", USER_PIN), code("TOKEN_NOT_PRESENT"));
+    await assert.rejects(backend.open("2100000000000002", USER_PIN), isRefusal("TOKEN_NOT_PRESENT"));
   } finally {
     keys.remove("list-a");
     keys.plug("list-b");
@@ -111,20 +105,20 @@ test("lists the software keys with their serial, label, vendor and PIN tries", a
 test("a wrong PIN tells the tries left, the last one locks, and the admin PIN unblocks it", async () => {
   keys.create("pin", { serial: "SKFPIN0001", userRetries: 3 });
   try {
-    await assert.rejects(backend.open("SKFPIN0001", "00000000"), code("TOKEN_PIN_INCORRECT", { triesLeft: 2, pin: "user" }));
-    await assert.rejects(backend.open("SKFPIN0001", "00000001"), code("TOKEN_PIN_INCORRECT", { triesLeft: 1 }));
+    await assert.rejects(backend.open("SKFPIN0001", "00000000"), isRefusal("TOKEN_PIN_INCORRECT", { triesLeft: 2, pin: "user" }));
+    await assert.rejects(backend.open("SKFPIN0001", "00000001"), isRefusal("TOKEN_PIN_INCORRECT", { triesLeft: 1 }));
     assert.equal((await backend.listTokens()).find((t) => t.serial === "SKFPIN0001")?.pin.finalTry, true);
-    await assert.rejects(backend.open("SKFPIN0001", "00000002"), code("TOKEN_PIN_LOCKED"));
-    await assert.rejects(backend.open("SKFPIN0001", USER_PIN), code("TOKEN_PIN_LOCKED"), "the right PIN does not open a locked key");
+    await assert.rejects(backend.open("SKFPIN0001", "00000002"), isRefusal("TOKEN_PIN_LOCKED"));
+    await assert.rejects(backend.open("SKFPIN0001", USER_PIN), isRefusal("TOKEN_PIN_LOCKED"), "the right PIN does not open a locked key");
     assert.equal((await backend.listTokens()).find((t) => t.serial === "SKFPIN0001")?.pin.locked, true);
-    await assert.rejects(backend.unblockPin("SKFPIN0001", "11111111", "abc123456"), code("TOKEN_PIN_INCORRECT", { pin: "admin" }));
-    await assert.rejects(backend.unblockPin("SKFPIN0001", ADMIN_PIN, "12 34"), code("PIN_TOO_WEAK"));
+    await assert.rejects(backend.unblockPin("SKFPIN0001", "11111111", "abc123456"), isRefusal("TOKEN_PIN_INCORRECT", { pin: "admin" }));
+    await assert.rejects(backend.unblockPin("SKFPIN0001", ADMIN_PIN, "12 34"), isRefusal("PIN_TOO_WEAK"));
     const after = await backend.unblockPin("SKFPIN0001", ADMIN_PIN, "abc123456");
     assert.equal(after.pin.locked, false);
     assert.equal(after.pin.triesLeft, 3);
     const s = await backend.open("SKFPIN0001", "abc123456");
     await s.changePin("abc123456", "xyz987654");
-    await assert.rejects(s.changePin("abc123456", "qqq111222"), code("TOKEN_PIN_INCORRECT", { triesLeft: 2 }));
+    await assert.rejects(s.changePin("abc123456", "qqq111222"), isRefusal("TOKEN_PIN_INCORRECT", { triesLeft: 2 }));
     await s.close();
     await (await backend.open("SKFPIN0001", "xyz987654")).close();
   } finally {
@@ -182,7 +176,7 @@ test("an SM2 key made in a container signs a CSR that OpenSSL verifies with the 
 
       // A certificate for neither key is refused.
       const stranger = issueWithOpenssl(csr, "0x0a1d", spkiPem(Buffer.concat([Buffer.from("3059301306072a8648ce3d020106082a811ccf5501822d034200", "hex"), other.publicKey])));
-      await assert.rejects(s.installCertificate(stranger, key.id, "x"), code("CERT_KEY_MISMATCH"));
+      await assert.rejects(s.installCertificate(stranger, key.id, "x"), isRefusal("CERT_KEY_MISMATCH"));
 
       // Without the PIN (a session of its own, once this one is closed): the same view.
       await s.close();
@@ -191,7 +185,7 @@ test("an SM2 key made in a container signs a CSR that OpenSSL verifies with the 
       await again.deleteObjects([key.id, key.id]);
       await again.close();
       assert.deepEqual(keys.show("gen").applications[0]!.containers, []);
-      await assert.rejects(s.sign(key.id, Buffer.from("x")), code("TOKEN_OPERATION_FAILED"), "a closed session signs nothing");
+      await assert.rejects(s.sign(key.id, Buffer.from("x")), isRefusal("TOKEN_OPERATION_FAILED"), "a closed session signs nothing");
     } finally {
       await s.close();
     }
@@ -203,14 +197,14 @@ test("an SM2 key made in a container signs a CSR that OpenSSL verifies with the 
 test("a library that is not SKF, or lacks a function, is refused with its own code", async () => {
   const libc = ["/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6", "/lib64/libc.so.6"].find(existsSync);
   assert.ok(libc, "libc.so.6 not found");
-  await assert.rejects(SkfBackend.open(libc), code("SKF_LIBRARY_INVALID"));
+  await assert.rejects(SkfBackend.open(libc), isRefusal("SKF_LIBRARY_INVALID"));
   const softhsm = ["/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"].find(existsSync);
   assert.ok(softhsm, "SoftHSM2 is not installed (scripts/ensure-system-deps.sh installs it)");
-  await assert.rejects(SkfBackend.open(softhsm), code("SKF_LIBRARY_INVALID"));
+  await assert.rejects(SkfBackend.open(softhsm), isRefusal("SKF_LIBRARY_INVALID"));
   const text = join(work, "not-a-library.so");
   writeFileSync(text, "not a library\n");
-  await assert.rejects(SkfBackend.open(text), code("SKF_LIBRARY_INVALID"));
-  await assert.rejects(SkfBackend.open(join(work, "absent.so")), code("TOKEN_DRIVER_MISSING"));
+  await assert.rejects(SkfBackend.open(text), isRefusal("SKF_LIBRARY_INVALID"));
+  await assert.rejects(SkfBackend.open(join(work, "absent.so")), isRefusal("TOKEN_DRIVER_MISSING"));
   // An SKF library without SKF_ImportECCKeyPair: two functions, built here.
   const src = join(work, "partial.c");
   writeFileSync(src, "unsigned int SKF_EnumDev(int p, char *l, unsigned int *n) { (void)p; (void)l; *n = 0; return 0; }\n"
@@ -218,7 +212,7 @@ test("a library that is not SKF, or lacks a function, is refused with its own co
   const so = join(work, "libpartial-skf.so");
   const cc = spawnSync("gcc", ["-shared", "-fPIC", "-o", so, src], { encoding: "utf8" });
   assert.equal(cc.status, 0, `gcc (installed by ensure-skf-softkey.sh): ${cc.stderr}${cc.error?.message ?? ""}`);
-  await assert.rejects(SkfBackend.open(so), code("SKF_FUNCTION_MISSING", { function: "SKF_DisConnectDev" }));
+  await assert.rejects(SkfBackend.open(so), isRefusal("SKF_FUNCTION_MISSING", { function: "SKF_DisConnectDev" }));
 });
 
 test("initialisation: device authentication first, then a new application; the forgotten-PIN path erases the containers", async () => {
@@ -226,9 +220,9 @@ test("initialisation: device authentication first, then a new application; the f
   try {
     const t = (await backend.listTokens()).find((x) => x.serial === "SKFINIT001");
     assert.equal(t?.pin.initialized, false);
-    await assert.rejects(backend.open("SKFINIT001", USER_PIN), code("TOKEN_NOT_INITIALISED"));
+    await assert.rejects(backend.open("SKFINIT001", USER_PIN), isRefusal("TOKEN_NOT_INITIALISED"));
     await assert.rejects(backend.initialiseDevice("SKFINIT001", { devAuthKey: Buffer.alloc(16, 1), adminPin: ADMIN_PIN, userPin: "first1234" }),
-      code("TOKEN_DEVICE_AUTH_FAILED"));
+      isRefusal("TOKEN_DEVICE_AUTH_FAILED"));
     assert.deepEqual(keys.show("blank").applications, [], "nothing was created");
     const info = await backend.initialiseDevice("SKFINIT001", { devAuthKey: DEV_AUTH_KEY, adminPin: ADMIN_PIN, userPin: "first1234" });
     assert.equal(info.pin.initialized, true);
@@ -237,7 +231,7 @@ test("initialisation: device authentication first, then a new application; the f
     await s.generateKeyPair("sm2", "k");
     await s.close();
     // Forgotten user PIN: the admin PIN erases the containers and sets a new one.
-    await assert.rejects(backend.initToken("SKFINIT001", "00000000", "second123"), code("TOKEN_PIN_INCORRECT", { pin: "admin" }));
+    await assert.rejects(backend.initToken("SKFINIT001", "00000000", "second123"), isRefusal("TOKEN_PIN_INCORRECT", { pin: "admin" }));
     assert.equal(keys.show("blank").applications[0]!.containers.length, 1, "a wrong admin PIN changes nothing");
     await backend.initToken("SKFINIT001", ADMIN_PIN, "second123");
     assert.deepEqual(keys.show("blank").applications[0]!.containers, []);
@@ -254,9 +248,9 @@ test("the key's button: refused is TOKEN_CONFIRMATION_CANCELLED, not pressed in 
     try {
       const key = await s.generateKeyPair("sm2", "k");
       keys.button("button", "refuse");
-      await assert.rejects(s.sign(key.id, Buffer.from("data")), code("TOKEN_CONFIRMATION_CANCELLED"));
+      await assert.rejects(s.sign(key.id, Buffer.from("data")), isRefusal("TOKEN_CONFIRMATION_CANCELLED"));
       keys.button("button", "timeout");
-      await assert.rejects(s.sign(key.id, Buffer.from("data")), code("TOKEN_CONFIRMATION_TIMEOUT"));
+      await assert.rejects(s.sign(key.id, Buffer.from("data")), isRefusal("TOKEN_CONFIRMATION_TIMEOUT"));
       keys.button("button", "wait");
       let settled = false;
       const pending = s.sign(key.id, Buffer.from("data")).finally(() => { settled = true; });
@@ -284,9 +278,9 @@ test("a full key refuses a new key with TOKEN_STORAGE_FULL and keeps nothing hal
     const s = await backend.open("SKFFULL001", USER_PIN);
     try {
       await s.generateKeyPair("sm2", "a");
-      await assert.rejects(s.generateKeyPair("sm2", "b"), code("TOKEN_STORAGE_FULL"));
+      await assert.rejects(s.generateKeyPair("sm2", "b"), isRefusal("TOKEN_STORAGE_FULL"));
       assert.equal(keys.show("full").applications[0]!.containers.length, 1);
-      await assert.rejects(s.generateKeyPair("p256", "c"), code("KEY_ALGORITHM_UNSUPPORTED"));
+      await assert.rejects(s.generateKeyPair("p256", "c"), isRefusal("KEY_ALGORITHM_UNSUPPORTED"));
     } finally {
       await s.close();
     }
@@ -301,7 +295,7 @@ test("openBackend takes the SKF library named by UKEY_SKF_LIBRARY, or a well-kno
   const named = await openBackend({ env: { UKEY_SKF_LIBRARY: keys.build.library }, home, discovered: [] });
   assert.equal(named.kind, "skf");
   await named.close();
-  await assert.rejects(openBackend({ env: { UKEY_SKF_LIBRARY: join(work, "absent.so") }, home, discovered: [] }), code("TOKEN_DRIVER_MISSING"));
+  await assert.rejects(openBackend({ env: { UKEY_SKF_LIBRARY: join(work, "absent.so") }, home, discovered: [] }), isRefusal("TOKEN_DRIVER_MISSING"));
   // No key present: the well-known SKF library is passed over.
   const none = await openBackend({ env: {}, home, discovered: [], discoveredSkf: [keys.build.library] });
   assert.equal(none.kind, "pkcs12");
@@ -341,7 +335,7 @@ test("while the key waits for its button the holder is told \"请在 UKey 上按
       // The default table knows no timeout for this key: the holder is told the key cancels by itself after a while.
       assert.deepEqual(events.map((e) => [e.step, e.zh, e.en]), [["press-button", "请在 UKey 上按确认键（OK 键）：长时间不按，UKey 会取消这次操作", "Press OK on your UKey: if it is not pressed for a while, the UKey cancels the operation"]]);
       keys.press("press", "cancel");
-      await assert.rejects(pending, code("TOKEN_CONFIRMATION_CANCELLED"));
+      await assert.rejects(pending, isRefusal("TOKEN_CONFIRMATION_CANCELLED"));
     } finally {
       await s.close();
     }

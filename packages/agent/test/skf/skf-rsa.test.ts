@@ -5,14 +5,13 @@ import { createPublicKey, generateKeyPairSync, verify } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { isUkeyError } from "@ukey/policy";
 import type { RenewResult } from "../../src/flows/flow-types.js";
 import { objectLabels } from "../../src/keys/key-store.js";
 import { SkfBackend, skfMarks } from "../../src/keys/skf-backend.js";
 import { RSA_PUBLIC_KEY_BLOB_SIZE, SGD_RSA, rsaBlobToSpki } from "../../src/keys/skf/skf-blobs.js";
 import { openSkfLibrary } from "../../src/keys/skf/skf-library.js";
 import { createAgentWorld, type AgentWorld } from "../support/agent-world.js";
-import { SoftkeyDir } from "./support/softkey.js";
+import { isRefusal, SoftkeyDir } from "./support/softkey.js";
 
 // Issue 15 part 1, "RSA containers too, where the library offers them": RSA 2048 keys made and used in SKF
 // containers (SKF_GenRSAKeyPair, SKF_RSASignData over a SHA-256 DigestInfo), against skf-softkey, the project's
@@ -71,12 +70,6 @@ __attribute__((visibility("default"))) ULONG SKF_GenRSAKeyPair(HCONTAINER h, ULO
   return { withoutRsa: join(dir, "libskf-no-rsa.so"), badBlob: join(dir, "libskf-bad-rsa-blob.so") };
 }
 
-const code = (c: string, params?: Record<string, unknown>) => (e: unknown) => {
-  assert.ok(isUkeyError(e), `not a UkeyError: ${String(e)}`);
-  assert.equal(e.code, c, `${e.code}: ${e.message}`);
-  for (const [k, v] of Object.entries(params ?? {})) assert.equal(e.params[k], v, `params.${k}`);
-  return true;
-};
 
 function openssl(args: string[], input?: string): { status: number; stdout: string; stderr: string } {
   const r = spawnSync("openssl", args, { encoding: "utf8", input, cwd: w.t.path(".") });
@@ -166,13 +159,13 @@ test("rsa2048 in an SKF container: the soft key's blob is the key's SPKI, signat
     assert.equal(told, 1, "the agent said: press OK on your UKey");
     s.onDeviceConfirmation = undefined;
     keys.button("rsa-unit", "refuse");
-    await assert.rejects(s.sign(key.id, data), code("TOKEN_CONFIRMATION_CANCELLED"));
+    await assert.rejects(s.sign(key.id, data), isRefusal("TOKEN_CONFIRMATION_CANCELLED"));
     keys.button("rsa-unit", "auto");
 
     // Other sizes and curves are refused before anything is written.
     const before = JSON.stringify(containers("rsa-unit"));
     for (const algorithm of ["rsa3072", "rsa4096", "p256"] as const) {
-      await assert.rejects(s.generateKeyPair(algorithm, objectLabels.pending("order-rsa-2")), code("KEY_ALGORITHM_UNSUPPORTED", { algorithm }));
+      await assert.rejects(s.generateKeyPair(algorithm, objectLabels.pending("order-rsa-2")), isRefusal("KEY_ALGORITHM_UNSUPPORTED", { algorithm }));
     }
     assert.equal(JSON.stringify(containers("rsa-unit")), before, "nothing changed");
   } finally {
@@ -215,9 +208,9 @@ test("a library without the RSA functions loads; rsa2048 on it is SKF_FUNCTION_M
     const s = await partial.open("SKFRSA0002", w.hsm.pin);
     try {
       const before = JSON.stringify(containers("rsa-missing"));
-      await assert.rejects(s.generateKeyPair("rsa2048", objectLabels.pending("order-rsa-3")), code("SKF_FUNCTION_MISSING", { function: "SKF_GenRSAKeyPair", module: withoutRsa }));
+      await assert.rejects(s.generateKeyPair("rsa2048", objectLabels.pending("order-rsa-3")), isRefusal("SKF_FUNCTION_MISSING", { function: "SKF_GenRSAKeyPair", module: withoutRsa }));
       assert.equal(JSON.stringify(containers("rsa-missing")), before, "no container, no mark");
-      await assert.rejects(s.sign(rsaKey, Buffer.from("x")), code("SKF_FUNCTION_MISSING", { function: "SKF_RSASignData" }));
+      await assert.rejects(s.sign(rsaKey, Buffer.from("x")), isRefusal("SKF_FUNCTION_MISSING", { function: "SKF_RSASignData" }));
       // SM2 is untouched by the missing RSA functions.
       assert.equal((await s.generateKeyPair("sm2", "sm2-still")).algorithm, "sm2");
     } finally {
@@ -234,7 +227,7 @@ test("a library whose SKF_GenRSAKeyPair returns a malformed blob: TOKEN_KEYGEN_F
   try {
     const s = await lying.open("SKFRSA0003", w.hsm.pin);
     try {
-      await assert.rejects(s.generateKeyPair("rsa2048", "ukey-bad"), (e: unknown) => code("TOKEN_KEYGEN_FAILED")(e) && /RSAPUBLICKEYBLOB.*even modulus/.test((e as { detail?: string }).detail ?? ""));
+      await assert.rejects(s.generateKeyPair("rsa2048", "ukey-bad"), (e: unknown) => isRefusal("TOKEN_KEYGEN_FAILED")(e) && /RSAPUBLICKEYBLOB.*even modulus/.test((e as { detail?: string }).detail ?? ""));
       assert.deepEqual(containers("rsa-bad-blob"), [], "nothing left on the key");
     } finally {
       await s.close();
