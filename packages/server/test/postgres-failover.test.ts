@@ -2,14 +2,13 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { chmodSync, cpSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import pg from "pg";
 import { errorCodes, isUkeyError, systemClock } from "@ukey/policy";
 import { openStore } from "@ukey/store";
 import { openBenchContext, prepareRenewalJobs } from "../../../bench/renewal-bench.js";
 import { runCli } from "../src/cli.js";
-import { signPossession, startUkeyServer, tempDir, type RunningServer } from "./support/fixtures.js";
+import { signPossession, startUkeyServer, tempDir, type RunningServer, freePort } from "./support/fixtures.js";
 import { OrderApi } from "./support/order-api.js";
 
 // Issue 18, part 3: PostgreSQL failover. A primary and a synchronous
@@ -30,16 +29,6 @@ let url = "";
 let ports: { primary: number; standby: number };
 const servers: RunningServer[] = [];
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function pair(action: "start" | "stop"): string {
   try {

@@ -2,9 +2,8 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { createServer } from "node:net";
 import type { Browser, Page } from "playwright-core";
-import { runUkeyServer, startUkeyServer } from "../../server/test/support/fixtures.js";
+import { runUkeyServer, startUkeyServer, freePort } from "../../server/test/support/fixtures.js";
 import { createAgentWorld, type AgentWorld } from "../../agent/test/support/agent-world.js";
 import { startAgent, type RunningAgent } from "./support/agent.js";
 import { buildWeb, cspViolations, launchChromium, type RunningBrowser } from "./support/browser.js";
@@ -36,13 +35,6 @@ const files = {
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 const mb = (b: Buffer) => `${(b.length / 1_048_576).toFixed(1)} MB`;
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 /** `ukey-server downloads publish` (the server must be stopped: it holds the embedded database). */
 function publish(version: string, withFiles = true): void {

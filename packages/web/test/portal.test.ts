@@ -1,11 +1,10 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer as createHttpServer } from "node:http";
-import { createServer } from "node:net";
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { errorCodes, legacyErrors } from "@ukey/policy";
-import { initialisedDataDir, startUkeyServer, tempDir, type RunningServer, type TempDir } from "../../server/test/support/fixtures.js";
+import { initialisedDataDir, startUkeyServer, tempDir, type RunningServer, type TempDir, freePort } from "../../server/test/support/fixtures.js";
 import { holderCodes } from "../src/shared/holder-codes.js";
 import { buildWeb, cspViolations, launchChromium, type RunningBrowser } from "./support/browser.js";
 
@@ -21,13 +20,6 @@ let b: RunningBrowser;
 let closedPort: number;
 
 /** A port nothing listens on (taken, then released). */
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 before(async () => {
   buildWeb();

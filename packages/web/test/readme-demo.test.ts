@@ -2,9 +2,8 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, readFileSync, statSync } from "node:fs";
-import { createServer } from "node:net";
 import { join, resolve } from "node:path";
-import { tempDir, type TempDir } from "../../server/test/support/fixtures.js";
+import { tempDir, type TempDir, freePort } from "../../server/test/support/fixtures.js";
 import { launchEngine, type DriverPage, type EngineBrowser } from "./support/engines.js";
 
 // Issue 16: the README's demo, exactly as it tells a newcomer, so that the
@@ -31,13 +30,6 @@ let agentOut = "";
 let b: EngineBrowser;
 let page: DriverPage;
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const p = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return p;
-}
 
 /** The README's commands as a newcomer types them, with only the data directory and the port moved. */
 function asHere(command: string): string {

@@ -2,14 +2,13 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import type { Page } from "playwright-core";
 import { Pkcs11Backend } from "../../src/keys/pkcs11-backend.js";
 import { createAgentWorld, parseObjects, type AgentWorld } from "../support/agent-world.js";
 import { keptInstitution, keptInstitutionPort, keptPortalOrigin } from "../support/kept-institution.js";
-import { addAuditor, adminReader, runUkeyServer, startUkeyServer } from "../../../server/test/support/fixtures.js";
+import { addAuditor, adminReader, runUkeyServer, startUkeyServer, freePort } from "../../../server/test/support/fixtures.js";
 import { buildWeb, cspViolations, launchChromium, type RunningBrowser } from "../../../web/test/support/browser.js";
 
 // Issue 14, part 6: the agent installed as a holder's machine gets it. A clean
@@ -41,13 +40,6 @@ let agentErr = "";
 let b: RunningBrowser | undefined;
 let admin: <T>(path: string) => Promise<T>;
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 /** Runs a command inside the root as the holder (or as root), with a login-like environment and nothing of the host's. */
 function inRoot(args: string[], opts: { asRoot?: boolean; input?: string } = {}) {

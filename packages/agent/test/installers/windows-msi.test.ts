@@ -9,7 +9,7 @@ import { dirname, join, resolve } from "node:path";
 
 /** koffi's prebuilt Windows FFI binary, which the MSI installs beside ukey.exe. */
 const koffiWin32 = join(dirname(createRequire(import.meta.url).resolve("koffi/package.json")), "build/koffi/win32_x64/koffi.node");
-import { initialisedDataDir, runUkeyServer, startUkeyServer, tempDir, type RunningServer, type TempDir } from "../../../server/test/support/fixtures.js";
+import { initialisedDataDir, runUkeyServer, startUkeyServer, tempDir, type RunningServer, type TempDir, freePort } from "../../../server/test/support/fixtures.js";
 
 // Issue 14, parts 2, 3 and 6 for Windows: ukey.exe (Node's single-executable
 // application on the official Windows Node from npm, built here on Linux) in a
@@ -95,14 +95,6 @@ function msiTable(name: string): string[][] {
   return execFileSync("msiinfo", ["export", built.msi, name], { encoding: "utf8" }).split(/\r?\n/).slice(3).filter(Boolean).map((l) => l.split("\t"));
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((ok) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => ok(port));
-    });
-  });
-}
 
 before(async () => {
   const missing = missingTools();

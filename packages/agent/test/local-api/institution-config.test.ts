@@ -3,10 +3,9 @@ import assert from "node:assert/strict";
 import { generateKeyPairSync, createHash, sign } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { spawnSync, type ChildProcess } from "node:child_process";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { makeSignedDocument } from "@ukey/policy";
-import { initialisedDataDir, runUkeyServer, startUkeyServer, tempDir, type RunningServer, type TempDir } from "../../../server/test/support/fixtures.js";
+import { initialisedDataDir, runUkeyServer, startUkeyServer, tempDir, type RunningServer, type TempDir, freePort } from "../../../server/test/support/fixtures.js";
 import { ukeyBin } from "../support/agent-world.js";
 import { nextEvent, spawnAgent } from "./support.js";
 
@@ -23,14 +22,6 @@ let dataDir: string;
 let env: Record<string, string>;
 let downloads: string;
 
-async function freePort(): Promise<number> {
-  return new Promise((ok) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => ok(port));
-    });
-  });
-}
 
 function setPortals(origins: string[]): void {
   const cfg = JSON.parse(readFileSync(join(dataDir, "config.json"), "utf8"));

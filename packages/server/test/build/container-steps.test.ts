@@ -2,10 +2,10 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { buildBundles, productionInstall } from "../support/production-install.js";
+import { freePort } from "../support/fixtures.js";
 
 // Issue 18, the container recipe. No Docker daemon runs on this machine, so
 // `docker build` and `docker run` are NOT run here; this test says so on every
@@ -39,13 +39,6 @@ const stage = runtimeStage();
 const instruction = (name: string) => stage.filter((l) => l.startsWith(`${name} `)).map((l) => l.slice(name.length + 1).trim());
 const jsonArray = (text: string) => JSON.parse(text) as string[];
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 function inRoot(args: string[], opts: { user?: string; env?: Record<string, string> } = {}) {
   const r = spawnSync("/usr/sbin/chroot", [...(opts.user ? [`--userspec=${opts.user}`] : []), root, ...args], {

@@ -3,6 +3,7 @@ import { createPrivateKey, sign } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { createServer } from "node:net";
 import { createInterface } from "node:readline";
 import { possessionMessage } from "../../src/renewal/possession.js";
 import { testBundles } from "./test-bundle.js";
@@ -185,4 +186,16 @@ export function adminReader(baseUrl: () => string, auditor: Auditor): <T>(path: 
     if (res.status !== 200) throw new Error(`GET /api/v1/admin${path}: ${res.status} ${await res.text()}`);
     return await res.json() as T;
   };
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (listened on with port 0, then closed). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
 }

@@ -12,11 +12,11 @@
 // Debian package to install (scripts/ensure-system-deps.sh installs them).
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { chromium, type Page as PwPage } from "playwright-core";
 import puppeteer, { type Page as PpPage } from "puppeteer-core";
 import { Builder, By, type WebDriver } from "selenium-webdriver";
 import { chromiumPath } from "./browser.js";
+import { freePort } from "../../../server/test/support/fixtures.js";
 
 export type Engine = "chromium" | "firefox" | "webkit";
 export const engines: readonly Engine[] = ["chromium", "firefox", "webkit"];
@@ -277,13 +277,6 @@ class WebKitPage extends BasePage {
   }
 }
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 function stopChild(c: ChildProcess | undefined): Promise<void> {
   return new Promise((r) => { if (!c || c.exitCode !== null || c.signalCode !== null) return r(); c.once("exit", () => r()); c.kill("SIGTERM"); });

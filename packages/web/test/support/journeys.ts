@@ -6,22 +6,14 @@
 // start`) and SoftHSM2 tokens. Each test's name starts with its engine.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { totpCodeAt } from "../../../server/src/admin/operator-credentials.js";
-import { runUkeyServer } from "../../../server/test/support/fixtures.js";
+import { runUkeyServer, freePort } from "../../../server/test/support/fixtures.js";
 import { createAgentWorld, type AgentWorld } from "../../../agent/test/support/agent-world.js";
 import { startAgent, type RunningAgent } from "./agent.js";
 import { buildWeb, cspViolations } from "./browser.js";
 import { launchEngine, type DriverPage, type Engine, type EngineBrowser } from "./engines.js";
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 /**
  * Registers the journeys' tests for each of `engines` in the calling test
