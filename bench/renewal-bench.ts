@@ -37,6 +37,9 @@ export interface RenewalResult {
   /** Where the time went: mean milliseconds of each request (start, possession, csr, complete) over the slowest 1% of renewals, and over the middle ones (45th to 55th percentile). */
   slowestSteps: number[];
   middleSteps: number[];
+  /** Of slowestSteps and middleSteps, the part inside the server: from the request's arrival (headers parsed) to its answer (Server-Timing). */
+  slowestInServer: number[];
+  middleInServer: number[];
   /** The server's garbage collections in the measured window: how many, their total and longest pause (ms). */
   gc: { count: number; totalMs: number; maxMs: number };
   /** The server's event-loop delay in the measured window (ms): 99th percentile and maximum. */
@@ -46,7 +49,7 @@ export interface RenewalResult {
 /** What the load client sends back at the end of a measurement. */
 interface LoadClientResult {
   done: number; failed: number; firstError?: string; elapsed: number; cpuMicros: number;
-  p50: number; p99: number; p999: number; slowestSteps: number[]; middleSteps: number[];
+  p50: number; p99: number; p999: number; slowestSteps: number[]; middleSteps: number[]; slowestInServer: number[]; middleInServer: number[];
 }
 
 /** CPU ticks of this process's main thread, from /proc (Linux); undefined elsewhere. */
@@ -174,6 +177,14 @@ export function benchRenewals(): number {
  */
 export async function measureRenewals(ctx: ServerContext, jobsFile: string, agents: number, seconds: number, warmUpSeconds = RENEWAL_WARM_UP_SECONDS): Promise<RenewalResult> {
   const app = await buildApp(ctx);
+  // Server-Timing on every answer: the milliseconds from the request's arrival (its headers parsed) to its
+  // answer, so that the client can tell time inside the server from time spent before the server read it.
+  const arrived = new WeakMap<object, number>();
+  app.addHook("onRequest", (req, _reply, done) => { arrived.set(req, performance.now()); done(); });
+  app.addHook("onSend", (req, reply, payload, done) => {
+    void reply.header("server-timing", `app;dur=${(performance.now() - (arrived.get(req) ?? NaN)).toFixed(1)}`);
+    done(null, payload);
+  });
   await app.listen({ host: "127.0.0.1", port: 0 });
   try {
     const port = (app.server.address() as { port: number }).port;
@@ -218,7 +229,7 @@ export async function measureRenewals(ctx: ServerContext, jobsFile: string, agen
     const disk = diskWriteBytes();
     return {
       rate: rr.done / rr.elapsed, done: rr.done, failed: rr.failed, firstError: rr.firstError, elapsed: rr.elapsed, p50: rr.p50, p99: rr.p99, p999: rr.p999,
-      slowestSteps: rr.slowestSteps, middleSteps: rr.middleSteps, gc,
+      slowestSteps: rr.slowestSteps, middleSteps: rr.middleSteps, slowestInServer: rr.slowestInServer, middleInServer: rr.middleInServer, gc,
       loopDelay: { p99Ms: loop.percentile(99) / 1e6, maxMs: loop.max / 1e6 },
       serverCpu: (used.user + used.system) / 1e6 / rr.elapsed, clientCpu: rr.cpuMicros / 1e6 / rr.elapsed,
       // Clock ticks are 1/100 s on Linux.
@@ -232,7 +243,8 @@ export async function measureRenewals(ctx: ServerContext, jobsFile: string, agen
 
 /** One line for the bench output: the rate, its ratio to the raw bound, and the CPU each side used. */
 export function renewalLine(r: RenewalResult, agents: number, bound?: number): string {
-  const label = `renewals over HTTP (4 requests each, ${agents} agents)`.padEnd(48);
+  const fresh = process.env.UKEY_BENCH_CONNECTION_PER_RENEWAL === "1" ? ", a connection each" : process.env.UKEY_BENCH_COLD_CONNECTIONS === "1" ? ", cold connections" : "";
+  const label = `renewals over HTTP (4 requests each, ${agents} agents${fresh})`.padEnd(48);
   const perRenewal = (cores: number) => (cores * r.elapsed * 1000 / Math.max(1, r.done)).toFixed(2);
   const ratio = bound ? `   raw bound ${bound.toFixed(0)} /s, ratio ${(r.rate / bound).toFixed(2)}` : "";
   return `${label} ${r.rate.toFixed(0).padStart(8)} /s${ratio} (target >= 1000/s)   done ${r.done} failed ${r.failed} in ${r.elapsed.toFixed(1)} s after ${RENEWAL_WARM_UP_SECONDS} s warm-up`
@@ -241,6 +253,7 @@ export function renewalLine(r: RenewalResult, agents: number, bound?: number): s
     + `; per renewal: server ${perRenewal(r.serverCpu)} ms${r.mainThreadCpu === undefined ? "" : ` (main thread ${perRenewal(r.mainThreadCpu)} ms)`}, client ${perRenewal(r.clientCpu)} ms`
     + `${r.diskBytesPerRenewal === undefined ? "" : `, disk writes ${(r.diskBytesPerRenewal / 1024).toFixed(0)} KB`}${r.firstError ? `   first error: ${r.firstError}` : ""}`
     + `\n${"".padEnd(49)}where the time went (ms per request start/possession/csr/complete): slowest 1% ${steps(r.slowestSteps)}, middle ${steps(r.middleSteps)}`
+    + `\n${"".padEnd(49)}of which inside the server (arrival to answer): slowest 1% ${steps(r.slowestInServer)}, middle ${steps(r.middleInServer)}`
     + `\n${"".padEnd(49)}server GC ${r.gc.count} pauses, ${r.gc.totalMs.toFixed(0)} ms in all, longest ${r.gc.maxMs.toFixed(1)} ms; event-loop delay p99 ${r.loopDelay.p99Ms.toFixed(1)} ms, max ${r.loopDelay.maxMs.toFixed(1)} ms`;
 }
 
