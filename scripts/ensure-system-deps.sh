@@ -5,7 +5,7 @@
 # (a third-party EST client, `pki --est`), gnutls-bin (`ocsptool`, a second OCSP client), libnss3-tools
 # (`vfychain`, NSS's OCSP client), chromium, firefox-esr,
 # webkit2gtk-driver and xvfb (the portal's browser tests in three engines), gcc and
-# libssl-dev (the software SKF key, native/skf-softkey).
+# libssl-dev (the software SKF key, native/skf-softkey), nginx-light (the deployment guide's proxy).
 set -euo pipefail
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
@@ -36,6 +36,8 @@ command -v vfychain >/dev/null || missing+=(libnss3-tools)
 ls /usr/lib/ipsec/plugins/libstrongswan-curl.so >/dev/null 2>&1 || missing+=(libstrongswan-extra-plugins)
 ls /usr/lib/ipsec/plugins/libstrongswan-openssl.so >/dev/null 2>&1 || missing+=(libstrongswan-standard-plugins)
 # The software SKF key (native/skf-softkey, scripts/ensure-skf-softkey.sh) is C on OpenSSL 3.
+# nginx in front of the server, as docs/deployment.md configures it (nginx-proxy.test.ts runs that site).
+[ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 command -v gcc >/dev/null || missing+=(gcc)
 [ -f /usr/include/openssl/evp.h ] || missing+=(libssl-dev)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -45,7 +47,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   echo "== installing Debian packages: ${missing[*]}"
   apt-get update -qq
+  # No service starts from an install here (nginx would take port 80): the tests start their own.
+  guard=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && guard=1
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  [ -z "$guard" ] || rm -f /usr/sbin/policy-rc.d
 fi
 # wixl, msitools and Wine for the Windows agent (its own script: Wine is large).
 bash "$(dirname "$0")/ensure-windows-build-deps.sh"
