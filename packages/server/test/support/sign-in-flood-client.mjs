@@ -3,7 +3,8 @@
 // 127.0.0.3, ...), each sending a sign-in with a random id and password as
 // soon as the previous one is answered, at most `perSecond` a second, while
 // the parent has said "flood" (until "calm"), until it says "stop" or
-// `maxSeconds` pass. Reports the answers' statuses. Only ever talks to 127.0.0.1.
+// `maxSeconds` pass. Reports how many answers came with each status and
+// problem code ("503 SIGN_IN_BUSY": 812, ...). Only ever talks to 127.0.0.1.
 import { Agent, request } from "node:http";
 import { randomBytes } from "node:crypto";
 
@@ -25,8 +26,15 @@ function signIn(agent, localAddress) {
       host: "127.0.0.1", port, path: "/api/v1/admin/sign-in", method: "POST", agent, localAddress,
       headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
     }, (res) => {
-      res.resume();
-      res.on("end", () => resolve(res.statusCode));
+      const chunks = [];
+      res.on("data", (c) => chunks.push(c));
+      res.on("end", () => {
+        let code = "";
+        try {
+          code = JSON.parse(Buffer.concat(chunks).toString("utf8")).code ?? "";
+        } catch { /* not a problem document */ }
+        resolve(`${res.statusCode} ${code}`.trim());
+      });
     });
     req.on("error", () => resolve("error"));
     req.end(body);
