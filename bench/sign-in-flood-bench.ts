@@ -104,9 +104,13 @@ export async function measureSignInFlood(dir: string, seconds = 2, rounds = 5): 
         // The flood's answers drain: 16 waiting hashes take a second or two.
         await new Promise((res) => setTimeout(res, 2000));
       }
-    } finally {
+    } catch (e) {
       flood.send("stop");
+      report.catch(() => {});
+      await app.close();
+      throw e;
     }
+    flood.send("stop");
     const floodAnswers = await report;
     await app.close();
     const after = ctx.signInHashes.stats();
@@ -119,7 +123,7 @@ export async function measureSignInFlood(dir: string, seconds = 2, rounds = 5): 
   }
 }
 
-/** The bench line: the ratio of the medians with its target, then what each side and the flood did. */
+/** The bench line: the median of the rounds' ratios with its target, then what each side and the flood did. */
 export function signInFloodLine(r: SignInFloodResult): string {
   const ms = (xs: number[]) => xs.map((x) => x.toFixed(1)).join("/");
   return `${`renewal during a sign-in flood (${FLOOD_CLIENTS} clients)`.padEnd(48)} ${r.ratio.toFixed(2).padStart(8)} x   renewal p50 during / without, median of ${r.quiet.length} alternating rounds (target <= ${TARGET_RATIO}x)`
