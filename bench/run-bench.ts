@@ -13,6 +13,7 @@ import { benchAgents, benchRenewals, measureRenewals, openBenchContext, prepareR
 import { measurePortal } from "./web-bench.js";
 import { measureOcsp } from "./ocsp-bench.js";
 import { measureCrl } from "./crl-bench.js";
+import { measureSignInFlood, signInFloodLine, signInFloodMet } from "./sign-in-flood-bench.js";
 
 const seconds = Number(process.env.UKEY_BENCH_SECONDS ?? 3);
 const concurrency = Number(process.env.UKEY_BENCH_CONCURRENCY ?? 256);
@@ -111,6 +112,10 @@ try {
   // UKEY_BENCH_CRL_REVOKED (1,000,000; 0 to skip) revoked ones (crl-bench.ts).
   await measureOcsp(ctx, dir, seconds, Number(process.env.UKEY_BENCH_OCSP_ROWS ?? 1_000_000));
   await measureCrl(ctx, Number(process.env.UKEY_BENCH_CRL_REVOKED ?? 1_000_000));
+  // One holder's renewal time during a flood of bogus operator sign-ins against without, in a data directory of its own (sign-in-flood-bench.ts).
+  const flood = await measureSignInFlood(dir);
+  console.log(signInFloodLine(flood));
+  if (!signInFloodMet(flood)) process.exitCode = 1;
   // The portal: JavaScript gzipped and first render in Chromium, against their targets (web-bench.ts).
   if (!(await measurePortal(ctx))) process.exitCode = 1;
   await ctx.close();

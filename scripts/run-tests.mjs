@@ -22,11 +22,7 @@ if (files.length === 0) {
   console.error("no test files matched");
   process.exit(1);
 }
-// Files that compare timings side by side in one process (a renewal with and without a flood) run
-// after the rest, one at a time: a browser or Wine test beside them would load one side only.
-const ALONE = [/sign-in-flood\.test\.ts$/];
-const alone = files.filter((f) => ALONE.some((re) => re.test(f)));
-// The others start longest first, so that no long file starts last beside an idle slot and stretches the wall time:
+// Files start longest first, so that no long file starts last beside an idle slot and stretches the wall time:
 // by each file's wall time in the last run that ran it (kept in the build cache), else by this list of files known to
 // be slow (seconds each, roughly, from full runs), else as a file of typical length.
 const timesFile = join(process.env.UKEY_BUILD_CACHE ?? join(homedir(), ".cache/ukey-renew"), "test-file-times.json");
@@ -48,7 +44,7 @@ try {
   lastTimes = JSON.parse(readFileSync(timesFile, "utf8"));
 } catch { /* no earlier run here */ }
 const expected = (f) => lastTimes[f] ?? KNOWN_SLOW[f] ?? TYPICAL;
-const together = files.filter((f) => !alone.includes(f)).sort((a, b) => expected(b) - expected(a) || a.localeCompare(b));
+const ordered = [...files].sort((a, b) => expected(b) - expected(a) || a.localeCompare(b));
 // A test that hangs fails after 10 minutes with its name, rather than holding the run until CI's limit.
 // Beside the spec output, each run writes its files' times (scripts/test-file-times.mjs), printed at the end.
 const timesDir = mkdtempSync(join(tmpdir(), "ukey-test-times-"));
@@ -58,10 +54,8 @@ const run = (list, concurrency, name) => (list.length === 0 ? 0 : spawnSync(proc
     "--test-reporter=./scripts/test-file-times.mjs", `--test-reporter-destination=${join(timesDir, name)}`, ...list],
   { stdio: "inherit" }).status ?? 1);
 const started = Date.now();
-const first = run(together, 2, "together");
-const second = run(alone, 1, "alone");
-if (alone.length) console.log(`(${alone.length} timing-sensitive file(s) ran on their own after the others: ${alone.join(", ")}; exit ${second})`);
-const times = ["together", "alone"].flatMap((n) => (existsSync(join(timesDir, n)) ? readFileSync(join(timesDir, n), "utf8").split("\n").filter(Boolean) : []));
+const status = run(ordered, 2, "all");
+const times = existsSync(join(timesDir, "all")) ? readFileSync(join(timesDir, "all"), "utf8").split("\n").filter(Boolean) : [];
 // Each file's wall time, for the order of the next run (a file that did not run keeps its earlier time). Merged into
 // the file as it is now, not as this run read it: another run may have written it meanwhile.
 const measured = {};
@@ -83,4 +77,4 @@ try {
 console.log(`\n== the slowest test files (sum of their top-level tests, and the file's wall time; ${files.length} files in ${((Date.now() - started) / 1000).toFixed(0)} s wall at concurrency 2)`);
 for (const line of times.sort((a, b) => parseFloat(b) - parseFloat(a)).slice(0, 15)) console.log(line);
 rmSync(timesDir, { recursive: true, force: true });
-process.exit(first || second);
+process.exit(status);

@@ -187,7 +187,7 @@ export async function buildApp(ctx: ServerContext, opts: AppOptions = {}): Promi
   registerRedownloadRoutes(app, ctx, holder.signIn);
   registerReminderAdminRoutes(app, ctx, holder.bell);
   const metricsHere = ctx.config.metrics.listeners.includes(kind);
-  registerMetricsRoute(app, metricsHere ? createMetrics({ store: ctx.store, clock: ctx.clock, reminders: ctx.reminders, rootCrl: () => ctx.ca.installedRootCrl() }) : null, metricsToken);
+  registerMetricsRoute(app, metricsHere ? createMetrics({ store: ctx.store, clock: ctx.clock, reminders: ctx.reminders, rootCrl: () => ctx.ca.installedRootCrl(), signInHashes: ctx.signInHashes }) : null, metricsToken);
   // Reminders and the sweep of orphaned issuance intents run in a server that listens: never in a CLI
   // command (which sweeps once when it opens the data directory), nor in a test that only injects requests.
   app.addHook("onListen", async () => { ctx.reminders.start(); ctx.intentSweeper.start(app.log); ctx.ocsp.start(); });

@@ -6,6 +6,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import type { Store } from "@ukey/store";
 import { UkeyError, type Clock } from "@ukey/policy";
 import type { ReminderScheduler } from "./reminders/reminder-scheduler.js";
+import type { PasswordHashQueue } from "./admin/password-hash-queue.js";
 
 /** Where Prometheus scrapes. */
 export const METRICS_PATH = "/metrics";
@@ -24,6 +25,9 @@ const CACHE_MS = 10_000;
  * - `ukey_certificates{status}`: certificates by status;
  * - `ukey_certificates_expiring{within}`: active or expired certificates by time to expiry
  *   (expired, 1d, 7d, 30d, 90d, later: each bucket from the previous bound);
+ * - `ukey_sign_in_hashes{state}`: operator password hashes running and waiting now, this instance;
+ * - `ukey_sign_in_hashes_total{outcome}`: operator password hashes started, and refused at once because
+ *   the wait list was full (SIGN_IN_BUSY), this instance; a rising `refused` is a sign-in flood held back;
  * - Node's process metrics (`process_*`, `nodejs_*`).
  * Database figures come from two aggregate queries when scraped, cached 10 s,
  * so that several scrapers cost one read.
@@ -32,6 +36,8 @@ export function createMetrics(deps: {
   store: Pick<Store, "reminders" | "certificates">; clock: Clock; reminders: Pick<ReminderScheduler, "observe">;
   /** The offline root's installed CRL, when the root is offline: its nextUpdate becomes ukey_root_crl_next_update_seconds. */
   rootCrl?: () => { nextUpdate: Date } | undefined;
+  /** The operator sign-ins' password hash queue (ServerContext.signInHashes). */
+  signInHashes: Pick<PasswordHashQueue, "stats">;
 }): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
@@ -88,6 +94,25 @@ export function createMetrics(deps: {
       const counts = labels.map(() => 0);
       for (const r of census) if (r.status === "active" || r.status === "expired") counts[r.bucket] = (counts[r.bucket] ?? 0) + r.count;
       labels.forEach((within, i) => this.set({ within }, counts[i] ?? 0));
+    },
+  });
+  const hashes = deps.signInHashes;
+  new Gauge({
+    name: "ukey_sign_in_hashes", help: "Operator password hashes running and waiting now, this instance", labelNames: ["state"], registers: [registry],
+    collect() {
+      const s = hashes.stats();
+      this.set({ state: "running" }, s.running);
+      this.set({ state: "waiting" }, s.waiting);
+    },
+  });
+  new Counter({
+    name: "ukey_sign_in_hashes_total", help: "Operator password hashes started (hashed) and refused at once with SIGN_IN_BUSY (refused), this instance",
+    labelNames: ["outcome"], registers: [registry],
+    collect() {
+      const s = hashes.stats();
+      this.reset();
+      this.inc({ outcome: "hashed" }, s.hashed);
+      this.inc({ outcome: "refused" }, s.refused);
     },
   });
   return registry;

@@ -20,6 +20,7 @@ import { loadServerConfig, readSecretFile, type ServerConfig } from "./server-co
 import { ReminderScheduler } from "./reminders/reminder-scheduler.js";
 import { RefusalLog } from "./audit/refusal-log.js";
 import { openKmc, type KmcEnv, type KmcRuntime } from "./kmc/kmc-runtime.js";
+import { PasswordHashQueue } from "./admin/password-hash-queue.js";
 
 /** The environment variables the server reads; everything else is in config.json. */
 export interface ServerEnv extends KmcEnv {
@@ -53,6 +54,11 @@ export interface ServerContext {
   reminders: ReminderScheduler;
   /** Refusals (bad tokens, refused sign-ins, failed proofs, limited requests), audited as counts per window. */
   refusals: RefusalLog;
+  /**
+   * Where operator sign-ins' password hashes wait their turn (config `signIn.concurrentHashes` and
+   * `waitingHashes`): one for the process, shared by every listener, since the thread pool it guards is the process's.
+   */
+  signInHashes: PasswordHashQueue;
   /** Closes orphaned issuance intents: once at open, then periodically in a listening server (buildApp). */
   intentSweeper: IntentSweeper;
   /** The key management centre (config `kmc`); undefined when none is configured (then no profile has a pair). */
@@ -171,6 +177,7 @@ export async function openServerContext(dataDir: string, env: ServerEnv, clock: 
     keyVendors: mergeKeyVendorTables(defaultKeyVendors, config.keyVendors),
     reminders,
     refusals,
+    signInHashes: new PasswordHashQueue({ concurrency: config.signIn.concurrentHashes, maxWaiting: config.signIn.waitingHashes }),
     intentSweeper,
     ...(kmc ? { kmc } : {}),
     async close() {

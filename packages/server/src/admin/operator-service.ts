@@ -299,16 +299,17 @@ export function operatorView(o: OperatorRecord): OperatorView {
 /**
  * The OperatorService of a server context: session key
  * `<data-dir>/secrets/session-hmac.key` and TOTP sealing key
- * `<data-dir>/secrets/operator-totp.key`, each created (mode 0600) on first use.
+ * `<data-dir>/secrets/operator-totp.key`, each created (mode 0600) on first use;
+ * password hashes wait in the context's one queue (`signInHashes`), whichever listener asks.
  * @throws UkeyError FILE_UNREADABLE when a key file cannot be read or made.
  */
-export function operatorServiceFor(ctx: Pick<ServerContext, "store" | "clock" | "layout" | "config" | "refusals">): OperatorService {
+export function operatorServiceFor(ctx: Pick<ServerContext, "store" | "clock" | "layout" | "config" | "refusals" | "signInHashes">): OperatorService {
   const files = raKeyFiles(ctx.layout);
   const s = ctx.config.signIn;
   return new OperatorService({
     store: ctx.store, clock: ctx.clock, issuer: `ukey-renew ${ctx.config.institution.name}`,
     sessionKey: readOrCreateKeyFile(files.sessionHmac), totpKey: readOrCreateKeyFile(files.operatorTotp), refusals: ctx.refusals,
-    hashes: new PasswordHashQueue({ concurrency: s.concurrentHashes, maxWaiting: s.waitingHashes }),
+    hashes: ctx.signInHashes,
     backOff: { afterFailures: s.operatorFailuresBeforePause, firstPauseMs: s.operatorFirstPauseSeconds * 1000, maxPauseMs: s.operatorMaxPauseSeconds * 1000 },
   });
 }

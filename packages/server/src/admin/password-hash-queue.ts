@@ -1,5 +1,21 @@
 import { UkeyError } from "@ukey/policy";
 
+/** What a PasswordHashQueue has done since it was made, and holds now. */
+export interface PasswordHashQueueStats {
+  /** Hashes running now (at most `concurrency`). */
+  running: number;
+  /** Hashes waiting for a slot now (at most `maxWaiting`). */
+  waiting: number;
+  /** Hashes started, whether they waited first or not. */
+  hashed: number;
+  /** Hashes refused at once (SIGN_IN_BUSY): none of them waited or ran. */
+  refused: number;
+  /** The most hashes that ever ran at once. */
+  peakRunning: number;
+  /** The most hashes that ever waited at once. */
+  peakWaiting: number;
+}
+
 /**
  * Runs password hashes a few at a time, with a bounded wait list: scrypt
  * runs on libuv's shared thread pool (four threads by default), where file
@@ -7,7 +23,9 @@ import { UkeyError } from "@ukey/policy";
  * never fill it. `concurrency` hashes run at once (default 1); up to
  * `maxWaiting` more wait their turn (default 16); any further one is
  * refused at once with SIGN_IN_BUSY and a Retry-After from the hashes
- * ahead of it and the time a hash has been taking.
+ * ahead of it and the time a hash has been taking. One queue serves the
+ * whole process (ServerContext.signInHashes): the thread pool it guards is
+ * the process's, whichever listener a sign-in came in on.
  *
  * p-queue would do the queueing, but its current major needs Node 22 and
  * the refusal at a bound is the part that matters here.
@@ -17,12 +35,18 @@ export class PasswordHashQueue {
   private readonly waiting: Array<() => void> = [];
   /** Moving average of one hash's duration, for the Retry-After of a refusal. */
   private averageMs = 100;
+  private readonly counts = { hashed: 0, refused: 0, peakRunning: 0, peakWaiting: 0 };
 
   constructor(private readonly opts: { concurrency?: number; maxWaiting?: number } = {}) {}
 
   /** Hashes running now and waiting. */
   get load(): { running: number; waiting: number } {
     return { running: this.running, waiting: this.waiting.length };
+  }
+
+  /** The counts since this queue was made, and the load now (for /metrics). */
+  stats(): PasswordHashQueueStats {
+    return { ...this.load, ...this.counts };
   }
 
   /**
@@ -32,6 +56,7 @@ export class PasswordHashQueue {
   refuseWhenFull(): void {
     const concurrency = this.opts.concurrency ?? 1;
     if (this.running >= concurrency && this.waiting.length >= (this.opts.maxWaiting ?? 16)) {
+      this.counts.refused++;
       const ahead = this.running + this.waiting.length;
       throw new UkeyError("SIGN_IN_BUSY", { params: { seconds: Math.max(1, Math.ceil((ahead / concurrency) * this.averageMs / 1000)) } });
     }
@@ -45,10 +70,15 @@ export class PasswordHashQueue {
     const concurrency = this.opts.concurrency ?? 1;
     if (this.running >= concurrency) {
       this.refuseWhenFull();
-      await new Promise<void>((resolve) => this.waiting.push(resolve));
+      await new Promise<void>((resolve) => {
+        this.waiting.push(resolve);
+        this.counts.peakWaiting = Math.max(this.counts.peakWaiting, this.waiting.length);
+      });
     } else {
       this.running++;
+      this.counts.peakRunning = Math.max(this.counts.peakRunning, this.running);
     }
+    this.counts.hashed++;
     const started = performance.now();
     try {
       return await hash();
