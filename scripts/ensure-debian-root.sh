@@ -17,6 +17,7 @@
 # the tarball's path. Used by the agent's clean-root install test and meant
 # for any other "install it as on a fresh machine" check.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/apt-common.sh"
 
 include=""
 dest=""
@@ -53,8 +54,8 @@ if [ ! -f "$tarball" ]; then
   if [ ! -f "$tarball" ]; then
     if ! command -v debootstrap >/dev/null 2>&1; then
       echo "ensure-debian-root: installing debootstrap" >&2
-      apt-get update -qq >&2
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >&2
+      ukey_apt_get update -qq >&2
+      ukey_apt_get install -y -qq --no-install-recommends debootstrap >&2
     fi
     mirror="${UKEY_DEBIAN_MIRROR:-}"
     if [ -z "$mirror" ]; then

@@ -9,6 +9,7 @@
 # OpenSSL 3's headers (Debian: gcc, libssl-dev), installed by
 # ensure-system-deps.sh when missing. Progress goes to stderr.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/apt-common.sh"
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
 self="$here/scripts/$(basename "$0")"
@@ -25,8 +26,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   echo "ensure-skf-softkey: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  ukey_apt_get update -qq >&2
+  ukey_apt_get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
 hash="$( (cd "$src" && find include src test -type f -name '*.[ch]' | LC_ALL=C sort | xargs sha256sum; \

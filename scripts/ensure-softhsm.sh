@@ -4,6 +4,7 @@
 # not, then prints the module's path on stdout. Safe to run any number of
 # times; progress goes to stderr so callers can capture the path.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/apt-common.sh"
 
 if ! command -v softhsm2-util >/dev/null 2>&1 || ! command -v pkcs11-tool >/dev/null 2>&1; then
   sudo=""
@@ -14,8 +15,8 @@ if ! command -v softhsm2-util >/dev/null 2>&1 || ! command -v pkcs11-tool >/dev/
   fi
   echo "ensure-softhsm: installing softhsm2 and opensc" >&2
   export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -qq >&2
-  $sudo apt-get install -y -qq --no-install-recommends softhsm2 opensc >&2
+  ukey_apt_get update -qq >&2
+  ukey_apt_get install -y -qq --no-install-recommends softhsm2 opensc >&2
 fi
 
 for module in /usr/lib/softhsm/libsofthsm2.so \

@@ -7,6 +7,7 @@
 # webkit2gtk-driver and xvfb (the portal's browser tests in three engines), gcc and
 # libssl-dev (the software SKF key, native/skf-softkey), nginx-light (the deployment guide's proxy).
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/apt-common.sh"
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
 command -v curl >/dev/null || missing+=(curl)
@@ -38,6 +39,8 @@ ls /usr/lib/ipsec/plugins/libstrongswan-openssl.so >/dev/null 2>&1 || missing+=(
 # The software SKF key (native/skf-softkey, scripts/ensure-skf-softkey.sh) is C on OpenSSL 3.
 # nginx in front of the server, as docs/deployment.md configures it (nginx-proxy.test.ts runs that site).
 [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+# debootstrap for the clean Debian roots (ensure-debian-root.sh), installed here once rather than by two roots made at once.
+command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v gcc >/dev/null || missing+=(gcc)
 [ -f /usr/include/openssl/evp.h ] || missing+=(libssl-dev)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -46,13 +49,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
   fi
   echo "== installing Debian packages: ${missing[*]}"
-  apt-get update -qq
+  ukey_apt_get update -qq
   # No service starts from an install here (nginx would take port 80): the tests start their own.
   guard=""
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && guard=1
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  ukey_apt_get install -y -qq "${missing[@]}" >/dev/null
   [ -z "$guard" ] || rm -f /usr/sbin/policy-rc.d
 fi
 # wixl, msitools and Wine for the Windows agent (its own script: Wine is large).

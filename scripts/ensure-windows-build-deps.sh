@@ -5,6 +5,7 @@
 # ensure-system-deps.sh because Wine is large (about 600 MB installed) and only
 # the installer tests need it.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/apt-common.sh"
 missing=()
 command -v wixl >/dev/null || missing+=(wixl)
 command -v msiinfo >/dev/null || missing+=(msitools)
@@ -15,6 +16,6 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
   fi
   echo "== installing Debian packages: ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  ukey_apt_get update -qq
+  ukey_apt_get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

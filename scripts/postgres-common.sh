@@ -16,9 +16,9 @@ pg_find_bin() {
 pg_require_bin() {
   if ! BIN="$(pg_find_bin)"; then
     echo "initdb not found: installing Debian's postgresql with apt-get" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update >&2
-    apt-get install -y --no-install-recommends postgresql >&2
+    source "$(dirname "${BASH_SOURCE[0]}")/apt-common.sh"
+    ukey_apt_get update >&2
+    ukey_apt_get install -y --no-install-recommends postgresql >&2
     BIN="$(pg_find_bin)" || { echo "postgresql installed but initdb still not found" >&2; exit 1; }
   fi
 }
