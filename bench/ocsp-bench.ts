@@ -9,7 +9,7 @@
 //   UKEY_BENCH_OCSP_PG_ROWS   certificates added on PostgreSQL (default 10000000)
 import "reflect-metadata";
 import { execFileSync, fork } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -87,7 +87,8 @@ export async function fillForBench(ctx: ServerContext, count: number, revoked = 
  * Inserts `count` active filler certificates with stored responses (serials "f0" and 30 hex digits, in
  * canonical form), generated inside the database in chunks of 200,000: ten million rows on PostgreSQL in
  * minutes, where rows bound from here would take an hour. The responses are placeholders refreshed in
- * 12 hours, so nothing signs them during the bench; the measured sample gets real ones.
+ * 12 hours, so nothing signs them during the bench; the measured sample gets real ones. On PostgreSQL the
+ * table is vacuumed after (counted in the seconds returned).
  */
 export async function fillActiveForBench(ctx: ServerContext, count: number): Promise<number> {
   const at = Date.now();
@@ -97,16 +98,37 @@ export async function fillActiveForBench(ctx: ServerContext, count: number): Pro
     INSERT INTO certificates (serial, issuer_key_id, issuer_dn, subject_dn, sans, not_before, not_after, status, revoked_at, revocation_reason, spki_sha256, kind,
        holder_id, profile_id, der, imported, created_at, updated_at, ocsp_der, ocsp_this_update, ocsp_next_update, ocsp_refresh_at, revocation_changed_at)
     SELECT 'f0' || ${hex(30)}, '${issuer}', 'CN=Bench', 'CN=Filler', '[]', ${at}, ${at + 3 * 365 * 86_400_000}, 'active', NULL, NULL, '0', 'file',
-       'B1', 'personal', ${blob("01".repeat(64))}, 0, ${at}, ${at}, ${blob("02".repeat(250))}, ${at}, ${at + 86_400_000}, ${at + 43_200_000}, NULL ${source}`]);
+       'B1', 'personal', ${blob("01".repeat(64))}, 0, ${at}, ${at}, ${blob("02".repeat(250))}, ${at}, ${at + 86_400_000}, ${at + 43_200_000}, NULL ${source}`], { vacuum: true });
+}
+
+/** Serves `reference` on its own port: GET and POST modes for its sampled certificates, and its row count. */
+async function referenceModes(reference: ServerContext, gets: (reqs: Buffer[]) => string[]) {
+  await reference.ocsp.refreshDue();
+  const app = await buildApp(reference);
+  await app.listen({ host: "127.0.0.1", port: 0 });
+  const port = (app.server.address() as { port: number }).port;
+  const reqs = (await sampleSerials(reference, 1000)).map((s) => ocspRequest(canonicalCertId(reference.ca.issuing, s).der));
+  const n = await reference.store.db.query<{ n: number | string }>("SELECT COUNT(*) AS n FROM certificates");
+  return {
+    rows: Number(n[0]!.n).toLocaleString("en"),
+    modes: [
+      { name: "smallGet", method: "GET", port, paths: gets(reqs) },
+      { name: "smallPost", method: "POST", port, bodies: reqs.map((b) => b.toString("base64")) },
+    ],
+    close: () => app.close(),
+  };
 }
 
 /**
  * Prints OCSP GET and POST rates over HTTP and their ratios to the HTTP bound of the same server, then
  * (when `fillRows` > 0) the rates again with that many more certificates in the database (embedded or
  * PostgreSQL, whichever `ctx` is on), and the ratio between the two (the claim: at least 0.90, the rate
- * does not depend on table size). Throws when the big-table run had to sign on the request path.
+ * does not depend on table size). Given `reference`, a context of the same engine whose database keeps
+ * the small table, its server is measured in the same slices as the big table's, and the ratio between the
+ * two needs no bound: on PostgreSQL an OCSP answer waits for the database server, another process, which
+ * load from elsewhere slows unlike the HTTP bound. Throws when the big-table run had to sign on the request path.
  */
-export async function measureOcsp(ctx: ServerContext, dir: string, seconds: number, fillRows: number): Promise<void> {
+export async function measureOcsp(ctx: ServerContext, dir: string, seconds: number, fillRows: number, reference?: ServerContext): Promise<void> {
   await ctx.ocsp.refreshDue();
   const app = await buildApp(ctx);
   let staticBody = Buffer.alloc(0);
@@ -154,18 +176,25 @@ export async function measureOcsp(ctx: ServerContext, dir: string, seconds: numb
     for (const s of spread) await ctx.store.certificates.storeOcsp(s, await ctx.ocsp.sign(s, { status: "good" }, new Date()), null);
     // Side by side in one run: the static route, the few certificates measured above (now in a big
     // table), and the spread sample. Each ratio is to the static route of the same slices.
-    const liveBefore = ctx.ocsp.counters.signedLive;
+    const liveBefore = ctx.ocsp.counters.signedLive + (reference?.ocsp.counters.signedLive ?? 0);
     const spreadRequests = requestsFor(spread);
-    const r2 = await run(port, dir, "ocsp-many", {
-      slices, sliceMs,
-      modes: [
-        { name: "static", method: "GET", paths: ["/bench/static"] },
-        { name: "few", method: "GET", paths: gets(few) },
-        { name: "many", method: "GET", paths: gets(spreadRequests) },
-        { name: "manyPost", method: "POST", bodies: spreadRequests.map((b) => b.toString("base64")) },
-      ],
-    });
-    const live2 = ctx.ocsp.counters.signedLive - liveBefore;
+    const side = reference ? await referenceModes(reference, gets) : undefined;
+    let r2: Record<string, Totals>;
+    try {
+      r2 = await run(port, dir, "ocsp-many", {
+        slices, sliceMs,
+        modes: [
+          { name: "static", method: "GET", paths: ["/bench/static"] },
+          { name: "few", method: "GET", paths: gets(few) },
+          { name: "many", method: "GET", paths: gets(spreadRequests) },
+          { name: "manyPost", method: "POST", bodies: spreadRequests.map((b) => b.toString("base64")) },
+          ...(side?.modes ?? []),
+        ],
+      });
+    } finally {
+      await side?.close();
+    }
+    const live2 = ctx.ocsp.counters.signedLive + (reference?.ocsp.counters.signedLive ?? 0) - liveBefore;
     const rows = Number(total[0]!.n).toLocaleString("en");
     const fewRatio = perSecond(r2.few!) / perSecond(r2.static!);
     const manyRatio = perSecond(r2.many!) / perSecond(r2.static!);
@@ -179,7 +208,11 @@ export async function measureOcsp(ctx: ServerContext, dir: string, seconds: numb
       `${perSecond(r2.manyPost!).toFixed(0).padStart(8)} /s   ratio to HTTP bound ${manyPostRatio.toFixed(2)}   failed ${r2.manyPost!.failed}`);
     line(`  ${rows} rows / ${few.length} certs (each to its bound)`,
       `GET ${(manyRatio / smallRatio.get).toFixed(2)}, POST ${(manyPostRatio / smallRatio.post).toFixed(2)} (goal >= 0.90)`);
-    line("  of which signed on the request path", `${live2.toString().padStart(8)}     (of ${r2.few!.ok + r2.many!.ok + r2.manyPost!.ok}; ${engine}; ${fillRows.toLocaleString("en")} rows added in ${fillSeconds.toFixed(0)} s; database ${(dbBytes / 1048576).toFixed(0)} MB)`);
+    if (side) {
+      line(`  side by side: ${rows} rows / ${side.rows} rows`,
+        `GET ${(perSecond(r2.many!) / perSecond(r2.smallGet!)).toFixed(2)}, POST ${(perSecond(r2.manyPost!) / perSecond(r2.smallPost!)).toFixed(2)} (goal >= 0.90; small table ${perSecond(r2.smallGet!).toFixed(0)} GET /s, ${perSecond(r2.smallPost!).toFixed(0)} POST /s, failed ${r2.smallGet!.failed + r2.smallPost!.failed})`);
+    }
+    line("  of which signed on the request path", `${live2.toString().padStart(8)}     (of ${r2.few!.ok + r2.many!.ok + r2.manyPost!.ok + (side ? r2.smallGet!.ok + r2.smallPost!.ok : 0)}; ${engine}; ${fillRows.toLocaleString("en")} rows added in ${fillSeconds.toFixed(0)} s; database ${(dbBytes / 1048576).toFixed(0)} MB)`);
     // The row lookup alone, in CPU time (steadier than rates on a shared machine): the clustered and the
     // spread sample in alternating slices, each through the store's statement as the request path runs it.
     const lookup = { few: { n: 0, us: 0 }, many: { n: 0, us: 0 } };
@@ -204,9 +237,9 @@ export async function measureOcsp(ctx: ServerContext, dir: string, seconds: numb
 
 /**
  * A bench context (in `dir`, on PostgreSQL when `databaseUrl` is given) with UKEY_BENCH_OCSP_CERTS (default
- * 1000) issued certificates, then measureOcsp with `rows` more.
+ * 1000) issued certificates, whose responses were signed at issuance.
  */
-async function measureOcspFresh(dir: string, seconds: number, rows: number, databaseUrl?: string): Promise<void> {
+async function openOcspContext(dir: string, databaseUrl?: string): Promise<ServerContext> {
   const ctx = await openBenchContext(dir, "p256", databaseUrl ? { env: { UKEY_DATABASE_URL: databaseUrl } } : {});
   try {
     const csrs: Buffer[] = [];
@@ -216,26 +249,45 @@ async function measureOcspFresh(dir: string, seconds: number, rows: number, data
       execFileSync("openssl", ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-subj", `/CN=o${i}`, "-outform", "DER", "-out", out], { stdio: "pipe" });
       csrs.push(readFileSync(out));
     }
-    const certs = Number(process.env.UKEY_BENCH_OCSP_CERTS ?? 1000);
     let next = 0;
     await Promise.all(Array.from({ length: 32 }, async () => {
-      while (next < certs) await ctx.issuance.issue({ holderId: "B1", profileId: "personal", csr: csrs[next++ % csrs.length]!, actor: "bench" });
+      while (next < ocspCerts()) await ctx.issuance.issue({ holderId: "B1", profileId: "personal", csr: csrs[next++ % csrs.length]!, actor: "bench" });
     }));
-    console.log(`ukey-renew OCSP bench, ${databaseUrl ? "PostgreSQL" : "embedded"} (P-256 CA key; ${certs} issued certificates; node ${process.version})`);
-    await measureOcsp(ctx, dir, seconds, rows);
-  } finally {
+    return ctx;
+  } catch (e) {
     await ctx.close();
+    throw e;
   }
 }
 
+const ocspCerts = () => Number(process.env.UKEY_BENCH_OCSP_CERTS ?? 1000);
+const banner = (engine: string) => console.log(`ukey-renew OCSP bench, ${engine} (P-256 CA key; ${ocspCerts()} issued certificates; node ${process.version})`);
+
 /**
- * On the private PostgreSQL test cluster (scripts/ensure-postgres.sh), in a database made for it and dropped
- * after: measureOcsp at the small table and with UKEY_BENCH_OCSP_PG_ROWS (default 10,000,000) more rows.
+ * On the private PostgreSQL test cluster (scripts/ensure-postgres.sh), in two databases made for it and
+ * dropped after: measureOcsp at the small table and with UKEY_BENCH_OCSP_PG_ROWS (default 10,000,000) more
+ * rows, and side by side with a second server whose database keeps the small table.
  */
 export async function measureOcspPostgres(seconds: number): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "ukey-ocsp-pg-bench-"));
   try {
-    await withBenchPostgres((url) => measureOcspFresh(dir, seconds, Number(process.env.UKEY_BENCH_OCSP_PG_ROWS ?? 10_000_000), url));
+    // Two databases on the one cluster: the big one, and one that keeps the small table for the side-by-side run.
+    await withBenchPostgres((big) => withBenchPostgres(async (small) => {
+      mkdirSync(join(dir, "big"));
+      mkdirSync(join(dir, "small"));
+      const ctx = await openOcspContext(join(dir, "big"), big);
+      try {
+        const reference = await openOcspContext(join(dir, "small"), small);
+        try {
+          banner("PostgreSQL");
+          await measureOcsp(ctx, join(dir, "big"), seconds, Number(process.env.UKEY_BENCH_OCSP_PG_ROWS ?? 10_000_000), reference);
+        } finally {
+          await reference.close();
+        }
+      } finally {
+        await ctx.close();
+      }
+    }));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -251,7 +303,13 @@ async function main(): Promise<void> {
   if (process.argv[2] !== "postgres") {
     const dir = mkdtempSync(join(tmpdir(), "ukey-ocsp-bench-"));
     try {
-      await measureOcspFresh(dir, seconds, Number(process.env.UKEY_BENCH_OCSP_ROWS ?? 1_000_000));
+      const ctx = await openOcspContext(dir);
+      try {
+        banner("embedded");
+        await measureOcsp(ctx, dir, seconds, Number(process.env.UKEY_BENCH_OCSP_ROWS ?? 1_000_000));
+      } finally {
+        await ctx.close();
+      }
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
