@@ -16,6 +16,8 @@ export interface RowSeries {
   hex(digits: number): string;
   /** A constant blob, given in hex. */
   blob(hex: string): string;
+  /** A random 16-octet serial in canonical form (first octet 01..ff, so spread over CRL shards; 32 hex digits). */
+  randomSerial: string;
 }
 
 function rowSeries(engine: Database["engine"], from: number, to: number): RowSeries {
@@ -25,6 +27,9 @@ function rowSeries(engine: Database["engine"], from: number, to: number): RowSer
     source: sqlite ? "FROM g" : `FROM generate_series(${from}::bigint, ${to}::bigint) x`,
     hex: (digits) => (sqlite ? `printf('%0${digits}x', x)` : `lpad(to_hex(x), ${digits}, '0')`),
     blob: (hex) => (sqlite ? `X'${hex}'` : `'\\x${hex}'::bytea`),
+    randomSerial: sqlite
+      ? "printf('%02x', 1 + abs(random()) % 255) || lower(hex(randomblob(15)))"
+      : "lpad(to_hex(1 + floor(random() * 255)::int), 2, '0') || substr(md5(random()::text || x::text), 1, 30)",
   };
 }
 

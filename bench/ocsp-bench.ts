@@ -12,8 +12,7 @@ import { execFileSync, fork } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { randomBytes } from "node:crypto";
-import { canonicalCertId, normaliseSerial } from "@ukey/ca";
+import { canonicalCertId } from "@ukey/ca";
 import { buildApp, type ServerContext } from "@ukey/server";
 import { openBenchContext } from "./renewal-bench.js";
 import { databaseBytes, fillGenerated, withBenchPostgres } from "./bench-database.js";
@@ -47,40 +46,6 @@ async function sampleSerials(ctx: ServerContext, n: number): Promise<string[]> {
   const rows = await ctx.store.db.query<{ serial: string }>(
     "SELECT serial FROM certificates WHERE issuer_key_id = ? AND status = 'active' LIMIT ?", [ctx.ca.issuerKeyId, n]);
   return rows.map((r) => r.serial);
-}
-
-/**
- * Inserts `count` filler certificates with stored responses, in transactions of 20,000 rows: active ones
- * with serials "f0..." (easy to sample), or revoked ones with random serials (spread over the CRL shards).
- * Serials are stored in their canonical form (normaliseSerial), as issuance stores them: a serial of odd
- * length would never be found again from a request's CertID, and every request for it would be signed
- * anew on the request path.
- */
-export async function fillForBench(ctx: ServerContext, count: number, revoked = false, revocationChangedAt: number | null = null): Promise<void> {
-  const at = Date.now();
-  const der = Buffer.alloc(64, 1);
-  const resp = Buffer.alloc(250, 2);
-  const batch = 500;
-  for (let done = 0; done < count;) {
-    await ctx.store.db.transaction(async (tx) => {
-      for (let k = 0; k < 40 && done < count; k++) {
-        const n = Math.min(batch, count - done);
-        const values: unknown[] = [];
-        for (let i = 0; i < n; i++) {
-          const serial = revoked ? normaliseSerial(randomBytes(16).toString("hex")) : `f0${randomBytes(15).toString("hex")}`;
-          values.push(serial, ctx.ca.issuerKeyId, "CN=Bench", "CN=Filler", "[]", at, at + 3 * 365 * 86_400_000,
-            revoked ? "revoked" : "active", revoked ? at : null, revoked ? "keyCompromise" : null,
-            "0", "file", "B1", "personal", der, 0, at, at, resp, at, at + 86_400_000, at + 43_200_000, revoked ? revocationChangedAt : null);
-        }
-        await tx.run(
-          `INSERT INTO certificates (serial, issuer_key_id, issuer_dn, subject_dn, sans, not_before, not_after, status, revoked_at, revocation_reason, spki_sha256, kind,
-             holder_id, profile_id, der, imported, created_at, updated_at, ocsp_der, ocsp_this_update, ocsp_next_update, ocsp_refresh_at,
-             revocation_changed_at)
-           VALUES ${Array.from({ length: n }, () => "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)").join(", ")}`, values);
-        done += n;
-      }
-    });
-  }
 }
 
 /**
