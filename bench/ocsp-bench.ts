@@ -1,15 +1,21 @@
 // OCSP over HTTP (issue 17): GET and POST from pre-signed responses, beside the HTTP bound measured on
 // the same server and connections (a static route answering bytes of the same size), then the same with
-// a million more certificates in the embedded database, to show the rate does not depend on table size.
+// a million more certificates in the embedded database, to show the rate does not depend on table size;
+// on PostgreSQL (opt-in) the same at ten million.
+//
+//   UKEY_BENCH_OCSP_CERTS     issued certificates, the small table (default 1000; this file run alone)
+//   UKEY_BENCH_OCSP_ROWS      certificates added to the embedded database (default 1000000; 0: the small table only)
+//   UKEY_BENCH_OCSP_POSTGRES  1: the same on the private PostgreSQL test cluster (scripts/ensure-postgres.sh)
+//   UKEY_BENCH_OCSP_PG_ROWS   certificates added on PostgreSQL (default 10000000)
 import "reflect-metadata";
 import { execFileSync, fork } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { randomBytes } from "node:crypto";
-import { canonicalCertId, normaliseSerial } from "@ukey/ca";
+import { canonicalCertId } from "@ukey/ca";
 import { buildApp, type ServerContext } from "@ukey/server";
 import { openBenchContext } from "./renewal-bench.js";
+import { databaseBytes, fillGenerated, withBenchPostgres } from "./bench-database.js";
 
 interface Totals { ok: number; failed: number; ms: number; bytes: number }
 
@@ -43,44 +49,51 @@ async function sampleSerials(ctx: ServerContext, n: number): Promise<string[]> {
 }
 
 /**
- * Inserts `count` filler certificates with stored responses, in transactions of 20,000 rows: active ones
- * with serials "f0..." (easy to sample), or revoked ones with random serials (spread over the CRL shards).
- * Serials are stored in their canonical form (normaliseSerial), as issuance stores them: a serial of odd
- * length would never be found again from a request's CertID, and every request for it would be signed
- * anew on the request path.
+ * Inserts `count` active filler certificates with stored responses (serials "f0" and 30 hex digits, in
+ * canonical form), generated inside the database in chunks of 200,000: ten million rows on PostgreSQL in
+ * minutes, where rows bound from here would take an hour. The responses are placeholders refreshed in
+ * 12 hours, so nothing signs them during the bench; the measured sample gets real ones. On PostgreSQL the
+ * table is vacuumed after (counted in the seconds returned).
  */
-export async function fillForBench(ctx: ServerContext, count: number, revoked = false, revocationChangedAt: number | null = null): Promise<void> {
+export async function fillActiveForBench(ctx: ServerContext, count: number): Promise<number> {
   const at = Date.now();
-  const der = Buffer.alloc(64, 1);
-  const resp = Buffer.alloc(250, 2);
-  const batch = 500;
-  for (let done = 0; done < count;) {
-    await ctx.store.db.transaction(async (tx) => {
-      for (let k = 0; k < 40 && done < count; k++) {
-        const n = Math.min(batch, count - done);
-        const values: unknown[] = [];
-        for (let i = 0; i < n; i++) {
-          const serial = revoked ? normaliseSerial(randomBytes(16).toString("hex")) : `f0${randomBytes(15).toString("hex")}`;
-          values.push(serial, ctx.ca.issuerKeyId, "CN=Bench", "CN=Filler", "[]", at, at + 3 * 365 * 86_400_000,
-            revoked ? "revoked" : "active", revoked ? at : null, revoked ? "keyCompromise" : null,
-            "0", "file", "B1", "personal", der, 0, at, at, resp, at, at + 86_400_000, at + 43_200_000, revoked ? revocationChangedAt : null);
-        }
-        await tx.run(
-          `INSERT INTO certificates (serial, issuer_key_id, issuer_dn, subject_dn, sans, not_before, not_after, status, revoked_at, revocation_reason, spki_sha256, kind,
-             holder_id, profile_id, der, imported, created_at, updated_at, ocsp_der, ocsp_this_update, ocsp_next_update, ocsp_refresh_at,
-             revocation_changed_at)
-           VALUES ${Array.from({ length: n }, () => "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)").join(", ")}`, values);
-        done += n;
-      }
-    });
-  }
+  const issuer = ctx.ca.issuerKeyId;
+  if (!/^[0-9a-f]+$/.test(issuer)) throw new Error(`issuer key id ${issuer} is not hex`);
+  return fillGenerated(ctx.store.db, count, ({ series, source, hex, blob }) => [`${series}
+    INSERT INTO certificates (serial, issuer_key_id, issuer_dn, subject_dn, sans, not_before, not_after, status, revoked_at, revocation_reason, spki_sha256, kind,
+       holder_id, profile_id, der, imported, created_at, updated_at, ocsp_der, ocsp_this_update, ocsp_next_update, ocsp_refresh_at, revocation_changed_at)
+    SELECT 'f0' || ${hex(30)}, '${issuer}', 'CN=Bench', 'CN=Filler', '[]', ${at}, ${at + 3 * 365 * 86_400_000}, 'active', NULL, NULL, '0', 'file',
+       'B1', 'personal', ${blob("01".repeat(64))}, 0, ${at}, ${at}, ${blob("02".repeat(250))}, ${at}, ${at + 86_400_000}, ${at + 43_200_000}, NULL ${source}`], { vacuum: true });
+}
+
+/** Serves `reference` on its own port: GET and POST modes for its sampled certificates, and its row count. */
+async function referenceModes(reference: ServerContext, gets: (reqs: Buffer[]) => string[]) {
+  await reference.ocsp.refreshDue();
+  const app = await buildApp(reference);
+  await app.listen({ host: "127.0.0.1", port: 0 });
+  const port = (app.server.address() as { port: number }).port;
+  const reqs = (await sampleSerials(reference, 1000)).map((s) => ocspRequest(canonicalCertId(reference.ca.issuing, s).der));
+  const n = await reference.store.db.query<{ n: number | string }>("SELECT COUNT(*) AS n FROM certificates");
+  return {
+    rows: Number(n[0]!.n).toLocaleString("en"),
+    modes: [
+      { name: "smallGet", method: "GET", port, paths: gets(reqs) },
+      { name: "smallPost", method: "POST", port, bodies: reqs.map((b) => b.toString("base64")) },
+    ],
+    close: () => app.close(),
+  };
 }
 
 /**
  * Prints OCSP GET and POST rates over HTTP and their ratios to the HTTP bound of the same server, then
- * (when `fillRows` > 0) the GET rate again with that many more certificates in the database.
+ * (when `fillRows` > 0) the rates again with that many more certificates in the database (embedded or
+ * PostgreSQL, whichever `ctx` is on), and the ratio between the two (the claim: at least 0.90, the rate
+ * does not depend on table size). Given `reference`, a context of the same engine whose database keeps
+ * the small table, its server is measured in the same slices as the big table's, and the ratio between the
+ * two needs no bound: on PostgreSQL an OCSP answer waits for the database server, another process, which
+ * load from elsewhere slows unlike the HTTP bound. Throws when the big-table run had to sign on the request path.
  */
-export async function measureOcsp(ctx: ServerContext, dir: string, seconds: number, fillRows: number): Promise<void> {
+export async function measureOcsp(ctx: ServerContext, dir: string, seconds: number, fillRows: number, reference?: ServerContext): Promise<void> {
   await ctx.ocsp.refreshDue();
   const app = await buildApp(ctx);
   let staticBody = Buffer.alloc(0);
@@ -108,6 +121,7 @@ export async function measureOcsp(ctx: ServerContext, dir: string, seconds: numb
       ],
     });
     const bound = perSecond(r.static!);
+    const smallRatio = { get: perSecond(r.get!) / bound, post: perSecond(r.post!) / bound };
     line("raw: static route, same size bytes (HTTP bound)", `${bound.toFixed(0).padStart(8)} /s   ${staticBody.length} bytes, keep-alive, ${conns} conns`);
     for (const m of ["get", "post"] as const) {
       line(`OCSP ${m.toUpperCase()} over HTTP (pre-signed, ${few.length} certs)`,
@@ -117,9 +131,9 @@ export async function measureOcsp(ctx: ServerContext, dir: string, seconds: numb
     line("  of which signed on the request path", `${live.toString().padStart(8)}     (of ${r.get!.ok + r.post!.ok})`);
     if (fillRows <= 0) return;
 
-    const t0 = performance.now();
-    await fillForBench(ctx, fillRows);
-    const fillSeconds = (performance.now() - t0) / 1000;
+    const fillSeconds = await fillActiveForBench(ctx, fillRows);
+    const dbBytes = await databaseBytes(ctx.store.db);
+    const engine = ctx.store.db.engine === "postgres" ? "PostgreSQL" : "embedded";
     const total = await ctx.store.db.query<{ n: number | string }>("SELECT COUNT(*) AS n FROM certificates");
     // Real responses for a sample spread over the big table, so that reads touch pages all over it.
     const spread = (await ctx.store.db.query<{ serial: string }>(
@@ -127,16 +141,25 @@ export async function measureOcsp(ctx: ServerContext, dir: string, seconds: numb
     for (const s of spread) await ctx.store.certificates.storeOcsp(s, await ctx.ocsp.sign(s, { status: "good" }, new Date()), null);
     // Side by side in one run: the static route, the few certificates measured above (now in a big
     // table), and the spread sample. Each ratio is to the static route of the same slices.
-    const liveBefore = ctx.ocsp.counters.signedLive;
-    const r2 = await run(port, dir, "ocsp-many", {
-      slices, sliceMs,
-      modes: [
-        { name: "static", method: "GET", paths: ["/bench/static"] },
-        { name: "few", method: "GET", paths: gets(few) },
-        { name: "many", method: "GET", paths: gets(requestsFor(spread)) },
-      ],
-    });
-    const live2 = ctx.ocsp.counters.signedLive - liveBefore;
+    const liveBefore = ctx.ocsp.counters.signedLive + (reference?.ocsp.counters.signedLive ?? 0);
+    const spreadRequests = requestsFor(spread);
+    const side = reference ? await referenceModes(reference, gets) : undefined;
+    let r2: Record<string, Totals>;
+    try {
+      r2 = await run(port, dir, "ocsp-many", {
+        slices, sliceMs,
+        modes: [
+          { name: "static", method: "GET", paths: ["/bench/static"] },
+          { name: "few", method: "GET", paths: gets(few) },
+          { name: "many", method: "GET", paths: gets(spreadRequests) },
+          { name: "manyPost", method: "POST", bodies: spreadRequests.map((b) => b.toString("base64")) },
+          ...(side?.modes ?? []),
+        ],
+      });
+    } finally {
+      await side?.close();
+    }
+    const live2 = ctx.ocsp.counters.signedLive + (reference?.ocsp.counters.signedLive ?? 0) - liveBefore;
     const rows = Number(total[0]!.n).toLocaleString("en");
     const fewRatio = perSecond(r2.few!) / perSecond(r2.static!);
     const manyRatio = perSecond(r2.many!) / perSecond(r2.static!);
@@ -145,7 +168,16 @@ export async function measureOcsp(ctx: ServerContext, dir: string, seconds: numb
       `${perSecond(r2.few!).toFixed(0).padStart(8)} /s   ratio to HTTP bound ${fewRatio.toFixed(2)}   failed ${r2.few!.failed}`);
     line(`OCSP GET, ${spread.length} certs spread over ${rows} rows`,
       `${perSecond(r2.many!).toFixed(0).padStart(8)} /s   ratio to HTTP bound ${manyRatio.toFixed(2)}   spread/clustered ${(manyRatio / fewRatio).toFixed(2)} (goal >= 0.90)   failed ${r2.many!.failed}`);
-    line("  of which signed on the request path", `${live2.toString().padStart(8)}     (of ${r2.few!.ok + r2.many!.ok}; embedded; ${fillRows.toLocaleString("en")} rows added in ${fillSeconds.toFixed(0)} s)`);
+    const manyPostRatio = perSecond(r2.manyPost!) / perSecond(r2.static!);
+    line(`OCSP POST, ${spread.length} certs spread over ${rows} rows`,
+      `${perSecond(r2.manyPost!).toFixed(0).padStart(8)} /s   ratio to HTTP bound ${manyPostRatio.toFixed(2)}   failed ${r2.manyPost!.failed}`);
+    line(`  ${rows} rows / ${few.length} certs (each to its bound)`,
+      `GET ${(manyRatio / smallRatio.get).toFixed(2)}, POST ${(manyPostRatio / smallRatio.post).toFixed(2)} (goal >= 0.90)`);
+    if (side) {
+      line(`  side by side: ${rows} rows / ${side.rows} rows`,
+        `GET ${(perSecond(r2.many!) / perSecond(r2.smallGet!)).toFixed(2)}, POST ${(perSecond(r2.manyPost!) / perSecond(r2.smallPost!)).toFixed(2)} (goal >= 0.90; small table ${perSecond(r2.smallGet!).toFixed(0)} GET /s, ${perSecond(r2.smallPost!).toFixed(0)} POST /s, failed ${r2.smallGet!.failed + r2.smallPost!.failed})`);
+    }
+    line("  of which signed on the request path", `${live2.toString().padStart(8)}     (of ${r2.few!.ok + r2.many!.ok + r2.manyPost!.ok + (side ? r2.smallGet!.ok + r2.smallPost!.ok : 0)}; ${engine}; ${fillRows.toLocaleString("en")} rows added in ${fillSeconds.toFixed(0)} s; database ${(dbBytes / 1048576).toFixed(0)} MB)`);
     // The row lookup alone, in CPU time (steadier than rates on a shared machine): the clustered and the
     // spread sample in alternating slices, each through the store's statement as the request path runs it.
     const lookup = { few: { n: 0, us: 0 }, many: { n: 0, us: 0 } };
@@ -169,35 +201,85 @@ export async function measureOcsp(ctx: ServerContext, dir: string, seconds: numb
 }
 
 /**
- * This file alone (node --import tsx bench/ocsp-bench.ts): a bench context with UKEY_BENCH_OCSP_CERTS
- * (default 1000) issued certificates, then measureOcsp with UKEY_BENCH_OCSP_ROWS (default 1,000,000) more.
+ * A bench context (in `dir`, on PostgreSQL when `databaseUrl` is given) with UKEY_BENCH_OCSP_CERTS (default
+ * 1000) issued certificates, whose responses were signed at issuance.
  */
-async function main(): Promise<void> {
-  const seconds = Number(process.env.UKEY_BENCH_SECONDS ?? 3);
-  const dir = mkdtempSync(join(tmpdir(), "ukey-ocsp-bench-"));
+async function openOcspContext(dir: string, databaseUrl?: string): Promise<ServerContext> {
+  const ctx = await openBenchContext(dir, "p256", databaseUrl ? { env: { UKEY_DATABASE_URL: databaseUrl } } : {});
   try {
-    const ctx = await openBenchContext(dir);
-    try {
-      const csrs: Buffer[] = [];
-      for (let i = 0; i < 8; i++) {
-        const key = join(dir, `k${i}.pem`);
-        const out = join(dir, `c${i}.der`);
-        execFileSync("openssl", ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-subj", `/CN=o${i}`, "-outform", "DER", "-out", out], { stdio: "pipe" });
-        csrs.push(readFileSync(out));
-      }
-      const certs = Number(process.env.UKEY_BENCH_OCSP_CERTS ?? 1000);
-      let next = 0;
-      await Promise.all(Array.from({ length: 32 }, async () => {
-        while (next < certs) await ctx.issuance.issue({ holderId: "B1", profileId: "personal", csr: csrs[next++ % csrs.length]!, actor: "bench" });
-      }));
-      console.log(`ukey-renew OCSP bench (P-256 CA key; ${certs} issued certificates; node ${process.version})`);
-      await measureOcsp(ctx, dir, seconds, Number(process.env.UKEY_BENCH_OCSP_ROWS ?? 1_000_000));
-    } finally {
-      await ctx.close();
+    const csrs: Buffer[] = [];
+    for (let i = 0; i < 8; i++) {
+      const key = join(dir, `k${i}.pem`);
+      const out = join(dir, `c${i}.der`);
+      execFileSync("openssl", ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-subj", `/CN=o${i}`, "-outform", "DER", "-out", out], { stdio: "pipe" });
+      csrs.push(readFileSync(out));
     }
+    let next = 0;
+    await Promise.all(Array.from({ length: 32 }, async () => {
+      while (next < ocspCerts()) await ctx.issuance.issue({ holderId: "B1", profileId: "personal", csr: csrs[next++ % csrs.length]!, actor: "bench" });
+    }));
+    return ctx;
+  } catch (e) {
+    await ctx.close();
+    throw e;
+  }
+}
+
+const ocspCerts = () => Number(process.env.UKEY_BENCH_OCSP_CERTS ?? 1000);
+const banner = (engine: string) => console.log(`ukey-renew OCSP bench, ${engine} (P-256 CA key; ${ocspCerts()} issued certificates; node ${process.version})`);
+
+/**
+ * On the private PostgreSQL test cluster (scripts/ensure-postgres.sh), in two databases made for it and
+ * dropped after: measureOcsp at the small table and with UKEY_BENCH_OCSP_PG_ROWS (default 10,000,000) more
+ * rows, and side by side with a second server whose database keeps the small table.
+ */
+export async function measureOcspPostgres(seconds: number): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "ukey-ocsp-pg-bench-"));
+  try {
+    // Two databases on the one cluster: the big one, and one that keeps the small table for the side-by-side run.
+    await withBenchPostgres((big) => withBenchPostgres(async (small) => {
+      mkdirSync(join(dir, "big"));
+      mkdirSync(join(dir, "small"));
+      const ctx = await openOcspContext(join(dir, "big"), big);
+      try {
+        const reference = await openOcspContext(join(dir, "small"), small);
+        try {
+          banner("PostgreSQL");
+          await measureOcsp(ctx, join(dir, "big"), seconds, Number(process.env.UKEY_BENCH_OCSP_PG_ROWS ?? 10_000_000), reference);
+        } finally {
+          await reference.close();
+        }
+      } finally {
+        await ctx.close();
+      }
+    }));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * This file alone (node --import tsx bench/ocsp-bench.ts): the embedded database with UKEY_BENCH_OCSP_ROWS
+ * (default 1,000,000) rows added, then PostgreSQL when UKEY_BENCH_OCSP_POSTGRES=1. With the argument
+ * "postgres" (as scripts/bench.sh runs it, after run-bench.ts measured the embedded one): PostgreSQL only.
+ */
+async function main(): Promise<void> {
+  const seconds = Number(process.env.UKEY_BENCH_SECONDS ?? 3);
+  if (process.argv[2] !== "postgres") {
+    const dir = mkdtempSync(join(tmpdir(), "ukey-ocsp-bench-"));
+    try {
+      const ctx = await openOcspContext(dir);
+      try {
+        banner("embedded");
+        await measureOcsp(ctx, dir, seconds, Number(process.env.UKEY_BENCH_OCSP_ROWS ?? 1_000_000));
+      } finally {
+        await ctx.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  if (process.argv[2] === "postgres" || process.env.UKEY_BENCH_OCSP_POSTGRES === "1") await measureOcspPostgres(seconds);
 }
 
 if (process.argv[1] && import.meta.filename === process.argv[1]) await main();

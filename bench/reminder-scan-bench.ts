@@ -6,16 +6,14 @@
 //   UKEY_BENCH_REMINDER_ROWS      certificates on the embedded engine (default 1000000; target <= 5 s)
 //   UKEY_BENCH_REMINDER_POSTGRES  1: the same on the private PostgreSQL test cluster (scripts/ensure-postgres.sh)
 //   UKEY_BENCH_REMINDER_PG_ROWS   certificates on PostgreSQL (default 1000000; the target is 10000000 in <= 60 s)
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import pg from "pg";
 import { DAY_MS, defaultProfile, policyDay } from "@ukey/policy";
 import { openStore, type Store } from "@ukey/store";
 import { scanReminders } from "../packages/server/src/reminders/reminder-scan.js";
+import { fillGenerated, withBenchPostgres } from "./bench-database.js";
 
-const CHUNK = 200_000;
 const mb = (n: number) => `${(n / 1024 / 1024).toFixed(0)} MB`;
 
 /**
@@ -23,29 +21,19 @@ const mb = (n: number) => `${(n / 1024 / 1024).toFixed(0)} MB`;
  * with one INSERT ... SELECT per chunk and table, generated in the database, in big transactions.
  */
 async function fill(store: Store, rows: number, now: number): Promise<number> {
-  const t0 = performance.now();
-  const sqlite = store.db.engine === "sqlite";
   await store.profiles.put(defaultProfile, now);
   // Expiry spread evenly over two years from now.
   const step = (2 * 365 * DAY_MS) / rows;
-  for (let from = 1; from <= rows; from += CHUNK) {
-    const to = Math.min(rows, from + CHUNK - 1);
-    const series = sqlite ? `WITH RECURSIVE g(x) AS (SELECT ${from} UNION ALL SELECT x + 1 FROM g WHERE x < ${to})` : "";
-    const source = sqlite ? "FROM g" : `FROM generate_series(${from}::bigint, ${to}::bigint) x`;
-    const hex = (n: number) => (sqlite ? `printf('%0${n}x', x)` : `lpad(to_hex(x), ${n}, '0')`);
-    await store.db.transaction(async (tx) => {
-      await tx.run(`${series}
+  return fillGenerated(store.db, rows, ({ series, source, hex }) => [
+    `${series}
         INSERT INTO holders (id, kind, name, id_type, id_hash, id_masked, phone, email, organisation_id, created_at)
-        SELECT 'BH' || x, 'person', 'bench ' || x, 'resident-id', ${hex(64)}, '1101**********1234', '159' || ${hex(8)}, NULL, NULL, ${now} ${source}`);
-      await tx.run(`${series}
+        SELECT 'BH' || x, 'person', 'bench ' || x, 'resident-id', ${hex(64)}, '1101**********1234', '159' || ${hex(8)}, NULL, NULL, ${now} ${source}`,
+    `${series}
         INSERT INTO certificates (serial, issuer_key_id, issuer_dn, subject_dn, sans, not_before, not_after, status, revocation_reason, revoked_at,
           spki_sha256, kind, token_serial, holder_id, profile_id, der, imported, created_at, updated_at)
         SELECT ${hex(32)}, 'aa11', 'CN=Bench CA', 'CN=bench ' || x, '[]', ${now}, ${now} + CAST(x * ${step} AS BIGINT), 'active', NULL, NULL,
-          ${hex(64)}, 'hardware', NULL, 'BH' || x, 'personal', NULL, 1, ${now}, ${now} ${source}`);
-    });
-  }
-  if (!sqlite) await store.db.run("ANALYZE");
-  return (performance.now() - t0) / 1000;
+          ${hex(64)}, 'hardware', NULL, 'BH' || x, 'personal', NULL, 1, ${now}, ${now} ${source}`,
+  ]);
 }
 
 /** One scan and enqueue, with memory sampled every 5 ms while it runs. */
@@ -87,21 +75,12 @@ try {
 
 if (process.env.UKEY_BENCH_REMINDER_POSTGRES === "1") {
   const pgRows = Number(process.env.UKEY_BENCH_REMINDER_PG_ROWS ?? 1_000_000);
-  const out = execFileSync("bash", [join(import.meta.dirname, "../scripts/ensure-postgres.sh")], { encoding: "utf8" });
-  const admin = out.trim().split("\n").pop()!;
-  const name = `ukey_bench_${process.pid}`;
-  const run = async (sql: string) => { const c = new pg.Client({ connectionString: admin }); await c.connect(); try { await c.query(sql); } finally { await c.end(); } };
-  await run(`CREATE DATABASE ${name}`);
-  const url = new URL(admin);
-  url.pathname = `/${name}`;
-  try {
-    const store = await openStore({ databaseUrl: url.toString() });
+  await withBenchPostgres(async (url) => {
+    const store = await openStore({ databaseUrl: url });
     try {
       await measure("PostgreSQL", store, pgRows, pgRows >= 10_000_000 ? 60 : 60 * pgRows / 10_000_000, now);
     } finally {
       await store.close();
     }
-  } finally {
-    await run(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  }
+  });
 }

@@ -173,7 +173,10 @@ export const serverConfigSchema = z.strictObject({
      * `ca import-root-crl` installed, docs/deployment.md).
      */
     rootKey: z.enum(["server", "offline"]).default("server"),
-    /** Hours between thisUpdate and nextUpdate of a CRL. */
+    /**
+     * Hours between thisUpdate and nextUpdate of a CRL; at least twice crlRefreshMinutes (checked in
+     * parseServerConfig, CONFIG_INVALID), so that no CRL is served past its nextUpdate.
+     */
     crlValidityHours: z.number().int().min(1).max(24 * 30).default(24 * 7),
     /**
      * Partitioned CRLs: certificates issued from now on name shard k of n (by the first octet of their
@@ -290,6 +293,15 @@ export function parseServerConfig(input: unknown, source = "config.json", lineOf
       throw e.code === "PROFILE_PAIR_ALGORITHM_UNSUPPORTED" ? new UkeyError(e.code, { params: c.params }) : c;
     }
     throw e;
+  }
+  // RFC 5280 5.1.2.5: the next CRL is issued no later than nextUpdate, so the validity is at least the refresh
+  // interval; twice leaves a whole interval in reserve for a relying party holding the copy fetched just
+  // before a refresh, an HTTP cache's max-age, clock skew and an outage of the CRL route (the CA/B Forum
+  // BRs 4.9.7 pair 7-day issuance with at most 10 days' validity: a reserve of 3 days).
+  const ca = r.data.ca;
+  if (ca.crlValidityHours * 60 < 2 * ca.crlRefreshMinutes) {
+    throw configError(source, ["ca", "crlValidityHours"],
+      `must be at least twice ca.crlRefreshMinutes (${ca.crlValidityHours} h is less than 2 x ${ca.crlRefreshMinutes} min), or a CRL re-signed only every ca.crlRefreshMinutes could be served past its nextUpdate`, lineOf);
   }
   // A delta re-signed no more often than its complete CRL would never list anything.
   const delta = r.data.ca.deltaCrl;

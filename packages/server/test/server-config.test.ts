@@ -38,6 +38,10 @@ const refused: Array<[string, unknown, RegExp]> = [
   ["a metrics listener named twice", { metrics: { listeners: ["http", "http"] } }, /metrics\.listeners/],
   ["delta CRLs valid less than 10 minutes", { ca: { deltaCrl: { enabled: true, everyMinutes: 9 } } }, /ca\.deltaCrl\.everyMinutes/],
   ["delta CRLs no more often than their complete CRL", { ca: { crlRefreshMinutes: 60, deltaCrl: { enabled: true, everyMinutes: 60 } } }, /ca\.deltaCrl\.everyMinutes: must be less than ca\.crlRefreshMinutes \(60\)/],
+  ["CRLs valid no longer than their refresh interval", { ca: { crlValidityHours: 24, crlRefreshMinutes: 1440 } },
+    /ca\.crlValidityHours: must be at least twice ca\.crlRefreshMinutes \(24 h is less than 2 x 1440 min\)/],
+  ["CRLs valid less than twice their refresh interval", { ca: { crlValidityHours: 1, crlRefreshMinutes: 31 } }, /ca\.crlValidityHours: must be at least twice ca\.crlRefreshMinutes/],
+  ["a CRL validity of 1 h beside the default refresh (60 min)", { ca: { crlValidityHours: 1 } }, /ca\.crlValidityHours: .*1 h is less than 2 x 60 min/],
   ["delta CRLs switched on by a string", { ca: { deltaCrl: { enabled: "yes" } } }, /ca\.deltaCrl\.enabled/],
   ["an unknown deltaCrl key", { ca: { deltaCrl: { enabled: true, baseMinutes: 60 } } }, /ca\.deltaCrl\.baseMinutes/],
 ];
@@ -47,6 +51,11 @@ test("delta CRLs are off by default, and on with a period shorter than the compl
   assert.deepEqual({ ...parseServerConfig({ ca: { crlRefreshMinutes: 240, deltaCrl: { enabled: true, everyMinutes: 30 } } }).ca.deltaCrl }, { enabled: true, everyMinutes: 30 });
   // Off, the period is not checked against the complete CRL's: nothing uses it.
   assert.equal(parseServerConfig({ ca: { crlRefreshMinutes: 10, deltaCrl: { everyMinutes: 15 } } }).ca.deltaCrl.enabled, false);
+});
+test("a CRL valid at least twice its refresh interval is accepted, up to the longest refresh", () => {
+  assert.equal(parseServerConfig({ ca: { crlValidityHours: 1, crlRefreshMinutes: 30 } }).ca.crlValidityHours, 1);
+  assert.equal(parseServerConfig({ ca: { crlValidityHours: 2 } }).ca.crlRefreshMinutes, 60);
+  assert.equal(parseServerConfig({ ca: { crlValidityHours: 48, crlRefreshMinutes: 1440 } }).ca.crlValidityHours, 48);
 });
 for (const [name, input, where] of refused) {
   test(`refuses ${name}`, () => {
