@@ -48,6 +48,9 @@ export const crlPemLabel = "X509 CRL";
 /** crlEntryExtensions holding one reasonCode, by code: the same bytes for every entry with that reason. */
 const reasonExtensions: Array<Buffer | undefined> = [];
 
+/** Encoded entries joined into one buffer at a time while a CRL is built. */
+const ENTRIES_PER_BLOCK = 4096;
+
 /** The revokedCertificates entry for one revocation. */
 function revokedEntry(r: RevokedEntry, delta: boolean): Buffer {
   const code = revocationReasonCode(r.reason);
@@ -76,16 +79,25 @@ export async function buildCrl(input: CrlInput): Promise<Buffer> {
   if (base !== undefined && !(base >= 0n && base < n)) throw new UkeyError("REQUEST_INVALID", { params: { reason: "a delta CRL's number must exceed its base's" } });
   if (base !== undefined && input.freshestCrl) throw new UkeyError("REQUEST_INVALID", { params: { reason: "freshestCRL belongs to a complete CRL, not a delta" } });
   // Only the encoded entries are kept (about 40 bytes each): the SEQUENCE needs its length before its contents.
-  const entries: Buffer[] = [];
-  for await (const r of input.revoked) entries.push(revokedEntry(r, base !== undefined));
+  // They are packed into blocks as they come: a million buffers of their own cost several times their bytes.
+  const blocks: Buffer[] = [];
+  let pending: Buffer[] = [];
+  for await (const r of input.revoked) {
+    pending.push(revokedEntry(r, base !== undefined));
+    if (pending.length === ENTRIES_PER_BLOCK) {
+      blocks.push(Buffer.concat(pending));
+      pending = [];
+    }
+  }
+  if (pending.length) blocks.push(Buffer.concat(pending));
   const tbs = seq(
     tlv(Tag.integer, Buffer.from([1])),
     input.signer.signatureAlgorithm,
     input.issuer.subjectName,
     x509Time(input.thisUpdate),
     x509Time(input.nextUpdate),
-    // One concatenation, never a spread: a million entries are more arguments than a call may take.
-    ...(entries.length ? [tlv(Tag.sequence, Buffer.concat(entries))] : []),
+    // Blocks of ENTRIES_PER_BLOCK: a few hundred arguments at a million entries, never one per entry.
+    ...(blocks.length ? [tlv(Tag.sequence, ...blocks)] : []),
     explicit(0, seq(
       authorityKeyIdentifier(input.issuer.keyId), extension(ExtOid.cRLNumber, false, smallInteger(n)),
       ...(base !== undefined ? [extension(ExtOid.deltaCRLIndicator, true, smallInteger(base))] : []),

@@ -32,8 +32,11 @@ function lengthBytes(n: number): Buffer {
 
 /** One TLV: `tag` (a single identifier octet) around the concatenated `contents`. */
 export function tlv(tag: number, ...contents: Buffer[]): Buffer {
-  const body = contents.length === 1 ? contents[0]! : Buffer.concat(contents);
-  return Buffer.concat([Buffer.from([tag]), lengthBytes(body.length), body]);
+  // One copy: the contents go straight after the tag and length (a CRL's entries are tens of megabytes).
+  let length = 0;
+  for (const c of contents) length += c.length;
+  const head = Buffer.concat([Buffer.from([tag]), lengthBytes(length)]);
+  return Buffer.concat([head, ...contents], head.length + length);
 }
 
 /** SEQUENCE of already encoded elements. */

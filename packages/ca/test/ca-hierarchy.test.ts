@@ -1,5 +1,6 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { defaultProfile, isUkeyError } from "@ukey/policy";
 import {
   buildCrl, createCaHierarchy, crlPemLabel, derToPem, FileKeyStore, loadIssuerCertificate, newSerial, serialHex, type RevokedEntry,
@@ -159,4 +160,26 @@ test("buildCrl makes a delta CRL: critical deltaCRLIndicator, removeFromCRL entr
   const c = openssl(["crl", "-inform", "DER", "-in", tmp.write("complete.crl", complete), "-noout", "-text"]).stdout;
   assert.match(c, /X509v3 Freshest CRL: \n\s+Full Name:\n\s+URI:http:\/\/ca\.example\/crl\/issuing-delta\.crl/);
   assert.doesNotMatch(c, /Delta CRL Indicator/);
+});
+
+test("buildCrl keeps every entry, in order, across the blocks it packs them into (9,000 entries: two blocks and part of a third)", async () => {
+  const count = 9000;
+  async function* revoked() {
+    for (let i = 1; i <= count; i++) yield { serial: i.toString(16).padStart(4, "0"), revokedAt: new Date("2025-04-30T23:00:00Z"), reason: i % 2 ? "keyCompromise" : "unspecified" };
+  }
+  const der = await buildCrl({
+    issuer: ec.issuing, signer: ec.issuingSigner, number: 11,
+    thisUpdate: new Date("2025-05-01T00:00:00Z"), nextUpdate: new Date("2025-05-08T00:00:00Z"), revoked: revoked(),
+  });
+  const file = tmp.write("large.crl", der);
+  // Its text is larger than a pipe's default buffer here: openssl writes it to a file.
+  const textFile = tmp.write("large.txt", "");
+  assert.equal(openssl(["crl", "-inform", "DER", "-in", file, "-noout", "-text", "-out", textFile]).status, 0);
+  const text = readFileSync(textFile, "utf8");
+  const serials = [...text.matchAll(/Serial Number: ([0-9A-F]+)/g)].map((m) => parseInt(m[1]!, 16));
+  assert.deepEqual(serials, Array.from({ length: count }, (_, i) => i + 1));
+  assert.equal([...text.matchAll(/Key Compromise/g)].length, count / 2);
+  // The signature covers the whole list: openssl checks it with the issuing CA's key.
+  const verified = openssl(["crl", "-inform", "DER", "-in", file, "-noout", "-CAfile", tmp.write("issuing-for-large.pem", derToPem(ec.issuing.der, "CERTIFICATE"))]);
+  assert.match(verified.stderr + verified.stdout, /verify OK/);
 });
