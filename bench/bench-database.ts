@@ -51,6 +51,35 @@ export async function fillGenerated(db: Database, rows: number, build: (s: RowSe
   return (performance.now() - t0) / 1000;
 }
 
+/** How fillCertificates makes each row: its serial and its revocation state. */
+export interface FillerRows {
+  /** The serial, as SQL over the row's series (e.g. `s.randomSerial`, or a fixed prefix and `s.hex(30)`). */
+  serial: (s: RowSeries) => string;
+  /** Revoked (keyCompromise, at the fill's time) or active. */
+  revoked: boolean;
+  /** When their revocation state changed (null: never, or before any delta CRL's base). */
+  revocationChangedAt?: number | null;
+  /** VACUUM ANALYZE after the fill (PostgreSQL; see fillGenerated). */
+  vacuum?: boolean;
+}
+
+/**
+ * Inserts `count` filler certificates of the issuing CA `issuerKeyId` (hex), generated inside the database,
+ * each with a placeholder stored OCSP response refreshed in 12 hours (nothing signs them during a bench).
+ * Holder B1 and profile `personal`, as the bench context has them. Returns seconds.
+ */
+export async function fillCertificates(db: Database, issuerKeyId: string, count: number, rows: FillerRows): Promise<number> {
+  const at = Date.now();
+  if (!/^[0-9a-f]+$/.test(issuerKeyId)) throw new Error(`issuer key id ${issuerKeyId} is not hex`);
+  const state = rows.revoked ? `'revoked', ${at}, 'keyCompromise'` : "'active', NULL, NULL";
+  return fillGenerated(db, count, (s) => [`${s.series}
+    INSERT INTO certificates (serial, issuer_key_id, issuer_dn, subject_dn, sans, not_before, not_after, status, revoked_at, revocation_reason, spki_sha256, kind,
+       holder_id, profile_id, der, imported, created_at, updated_at, ocsp_der, ocsp_this_update, ocsp_next_update, ocsp_refresh_at, revocation_changed_at)
+    SELECT ${rows.serial(s)}, '${issuerKeyId}', 'CN=Bench', 'CN=Filler', '[]', ${at}, ${at + 3 * 365 * 86_400_000}, ${state}, '0', 'file',
+       'B1', 'personal', ${s.blob("01".repeat(64))}, 0, ${at}, ${at}, ${s.blob("02".repeat(250))}, ${at}, ${at + 86_400_000}, ${at + 43_200_000}, ${rows.revocationChangedAt ?? "NULL"} ${s.source}`],
+  { vacuum: rows.vacuum ?? false });
+}
+
 /** Bytes the database takes on disk (PostgreSQL: the database; embedded: the pages of its file). */
 export async function databaseBytes(db: Database): Promise<number> {
   if (db.engine === "postgres") {

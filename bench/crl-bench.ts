@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { RevocationService, type ServerContext } from "@ukey/server";
-import { fillGenerated } from "./bench-database.js";
+import { fillCertificates } from "./bench-database.js";
 import { openBenchContext } from "./renewal-bench.js";
 
 const line = (label: string, value: string) => console.log(`${label.padEnd(48)} ${value}`);
@@ -66,14 +66,7 @@ async function measured<T>(fn: () => Promise<T>): Promise<{ value: T; ms: number
  * `revocationChangedAt`: when their revocation state changed (null: before any delta's base). Returns seconds.
  */
 async function fillRevoked(ctx: ServerContext, count: number, revocationChangedAt: number | null = null): Promise<number> {
-  const at = Date.now();
-  const issuer = ctx.ca.issuerKeyId;
-  if (!/^[0-9a-f]+$/.test(issuer)) throw new Error(`issuer key id ${issuer} is not hex`);
-  return fillGenerated(ctx.store.db, count, ({ series, source, blob, randomSerial }) => [`${series}
-    INSERT INTO certificates (serial, issuer_key_id, issuer_dn, subject_dn, sans, not_before, not_after, status, revoked_at, revocation_reason, spki_sha256, kind,
-       holder_id, profile_id, der, imported, created_at, updated_at, ocsp_der, ocsp_this_update, ocsp_next_update, ocsp_refresh_at, revocation_changed_at)
-    SELECT ${randomSerial}, '${issuer}', 'CN=Bench', 'CN=Filler', '[]', ${at}, ${at + 3 * 365 * 86_400_000}, 'revoked', ${at}, 'keyCompromise', '0', 'file',
-       'B1', 'personal', ${blob("01".repeat(64))}, 0, ${at}, ${at}, ${blob("02".repeat(250))}, ${at}, ${at + 86_400_000}, ${at + 43_200_000}, ${revocationChangedAt ?? "NULL"} ${source}`]);
+  return fillCertificates(ctx.store.db, ctx.ca.issuerKeyId, count, { serial: (s) => s.randomSerial, revoked: true, revocationChangedAt });
 }
 
 /** Prints whole-CRL and per-shard generation time, peak memory and sizes with `revoked` revoked rows added. */

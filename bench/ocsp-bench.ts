@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { canonicalCertId } from "@ukey/ca";
 import { buildApp, type ServerContext } from "@ukey/server";
 import { openBenchContext } from "./renewal-bench.js";
-import { databaseBytes, fillGenerated, withBenchPostgres } from "./bench-database.js";
+import { databaseBytes, fillCertificates, withBenchPostgres } from "./bench-database.js";
 
 interface Totals { ok: number; failed: number; ms: number; bytes: number }
 
@@ -56,14 +56,7 @@ async function sampleSerials(ctx: ServerContext, n: number): Promise<string[]> {
  * table is vacuumed after (counted in the seconds returned).
  */
 export async function fillActiveForBench(ctx: ServerContext, count: number): Promise<number> {
-  const at = Date.now();
-  const issuer = ctx.ca.issuerKeyId;
-  if (!/^[0-9a-f]+$/.test(issuer)) throw new Error(`issuer key id ${issuer} is not hex`);
-  return fillGenerated(ctx.store.db, count, ({ series, source, hex, blob }) => [`${series}
-    INSERT INTO certificates (serial, issuer_key_id, issuer_dn, subject_dn, sans, not_before, not_after, status, revoked_at, revocation_reason, spki_sha256, kind,
-       holder_id, profile_id, der, imported, created_at, updated_at, ocsp_der, ocsp_this_update, ocsp_next_update, ocsp_refresh_at, revocation_changed_at)
-    SELECT 'f0' || ${hex(30)}, '${issuer}', 'CN=Bench', 'CN=Filler', '[]', ${at}, ${at + 3 * 365 * 86_400_000}, 'active', NULL, NULL, '0', 'file',
-       'B1', 'personal', ${blob("01".repeat(64))}, 0, ${at}, ${at}, ${blob("02".repeat(250))}, ${at}, ${at + 86_400_000}, ${at + 43_200_000}, NULL ${source}`], { vacuum: true });
+  return fillCertificates(ctx.store.db, ctx.ca.issuerKeyId, count, { serial: (s) => `'f0' || ${s.hex(30)}`, revoked: false, vacuum: true });
 }
 
 /** Serves `reference` on its own port: GET and POST modes for its sampled certificates, and its row count. */
