@@ -10,6 +10,7 @@ import { Pkcs11Backend, pkcs11ErrorToUkey } from "../../src/keys/pkcs11-backend.
 import { vendorOf } from "../../src/keys/token-vendor.js";
 import { objectLabels, type TokenSession } from "../../src/keys/key-store.js";
 import { OpenSslCa, run, tempDir } from "./support/openssl.js";
+import { rejectsWith } from "../support/refusals.js";
 
 // One SoftHSM2 configuration for the file: SoftHSM2 reads SOFTHSM2_CONF at
 // C_Initialize, and the module is loaded once per process.
@@ -45,14 +46,6 @@ async function withSession<T>(serial: string, pin: string, fn: (s: TokenSession,
     await s.close();
     await backend.close();
   }
-}
-
-async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
-  await assert.rejects(p, (e: unknown) => {
-    assert.ok(isUkeyError(e), `expected UkeyError ${code}, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    return true;
-  });
 }
 
 /** pkcs11-tool's view of the private key objects (logged in). */

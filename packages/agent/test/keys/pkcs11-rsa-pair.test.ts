@@ -3,12 +3,12 @@ import assert from "node:assert/strict";
 import { constants, createHash, generateKeyPairSync, publicEncrypt, type KeyObject } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { isUkeyError } from "@ukey/policy";
 import { buildCmsEnvelopedKey } from "../../../ca/src/index.js";
 import { createSoftHsmToken, type SoftHsmToken } from "../../../ca/test/support/softhsm.js";
 import { Pkcs11Backend } from "../../src/keys/pkcs11-backend.js";
 import type { TokenSession } from "../../src/keys/key-store.js";
 import { OpenSslCa, run, tempDir } from "./support/openssl.js";
+import { rejectsWith } from "../support/refusals.js";
 
 // Issue 15, RSA certificate pairs on PKCS#11 keys, on SoftHSM2 (real): the encryption key's envelope
 // ("cms-enveloped-data-v2", made by the CA package as the server makes it) is opened on the token with two
@@ -36,14 +36,6 @@ async function withSession<T>(fn: (s: TokenSession) => Promise<T>): Promise<T> {
     await s.close();
     await backend.close();
   }
-}
-
-async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
-  await assert.rejects(p, (e: unknown) => {
-    assert.ok(isUkeyError(e), `expected UkeyError ${code}, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    return true;
-  });
 }
 
 /** pkcs11-tool's listing of every object on the token (logged in). */

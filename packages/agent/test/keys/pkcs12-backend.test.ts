@@ -11,6 +11,7 @@ import {
 } from "../../src/keys/pkcs12-backend.js";
 import { writeFileAtomic } from "../../src/keys/pkcs12-file.js";
 import { OpenSslCa, run, tempDir } from "./support/openssl.js";
+import { rejectsWith } from "../support/refusals.js";
 
 let tmp: { dir: string; cleanup(): void };
 let ca: OpenSslCa;
@@ -42,14 +43,6 @@ before(() => {
   opensslPkcs12("rsa-1024", ["-newkey", "rsa:1024"], "old1024", [], "rsa1024");
 });
 after(() => tmp.cleanup());
-
-async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
-  await assert.rejects(p, (e: unknown) => {
-    assert.ok(isUkeyError(e), `expected UkeyError ${code}, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    return true;
-  });
-}
 
 function info(path: string, password: string): string {
   return run("openssl", ["pkcs12", "-info", "-noout", "-in", path, "-passin", `pass:${password}`], { stderr: true });

@@ -10,7 +10,8 @@ import { isUkeyError } from "@ukey/policy";
 import { buildEnvelopedKeyBlob, sm2GenerateKeyPair } from "@ukey/ca";
 import { SkfBackend } from "../../src/keys/skf-backend.js";
 import { sm2PointOfSpki } from "../../src/keys/sm2.js";
-import { isRefusal, openSoftkeyBackend, type SoftkeyDir } from "./support/softkey.js";
+import { openSoftkeyBackend, type SoftkeyDir } from "./support/softkey.js";
+import { isRefusal } from "../support/refusals.js";
 
 // Issue 15: the agent's SKF (GM/T 0016) key store over koffi, against
 // skf-softkey, the project's software stand-in for a vendor's SKF library.

@@ -11,7 +11,8 @@ import { SkfBackend, skfMarks } from "../../src/keys/skf-backend.js";
 import { RSA_PUBLIC_KEY_BLOB_SIZE, SGD_RSA, rsaBlobToSpki } from "../../src/keys/skf/skf-blobs.js";
 import { openSkfLibrary } from "../../src/keys/skf/skf-library.js";
 import { createAgentWorld, type AgentWorld } from "../support/agent-world.js";
-import { isRefusal, SoftkeyDir } from "./support/softkey.js";
+import { SoftkeyDir } from "./support/softkey.js";
+import { isRefusal } from "../support/refusals.js";
 
 // Issue 15 part 1, "RSA containers too, where the library offers them": RSA 2048 keys made and used in SKF
 // containers (SKF_GenRSAKeyPair, SKF_RSASignData over a SHA-256 DigestInfo), against skf-softkey, the project's

@@ -1,10 +1,8 @@
-import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { isUkeyError } from "@ukey/policy";
 import { SkfBackend } from "../../../src/keys/skf-backend.js";
 
 // skf-softkey, the software SKF (GM/T 0016) key of docs/skf-softkey.md: a test
@@ -152,10 +150,3 @@ export async function openSoftkeyBackend(): Promise<{ keys: SoftkeyDir; backend:
 }
 
 
-/** A rejection matcher: a UkeyError with code `c` and, when given, these params (assert.rejects(…, isRefusal("X"))). */
-export const isRefusal = (c: string, params?: Record<string, unknown>) => (e: unknown): boolean => {
-  assert.ok(isUkeyError(e), `not a UkeyError: ${String(e)}`);
-  assert.equal(e.code, c, `${e.code}: ${e.message}`);
-  for (const [k, v] of Object.entries(params ?? {})) assert.equal(e.params[k], v, `params.${k}`);
-  return true;
-};
