@@ -1,10 +1,8 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import type { Page } from "playwright-core";
 import { totpCodeAt } from "../../server/src/admin/operator-credentials.js";
-import { runUkeyServer } from "../../server/test/support/fixtures.js";
+import { outboxCodes, runUkeyServer } from "../../server/test/support/fixtures.js";
 import { createAgentWorld, type AgentWorld } from "../../agent/test/support/agent-world.js";
 import { startAgent, type RunningAgent } from "./support/agent.js";
 import { buildWeb, cspViolations, launchChromium, type RunningBrowser } from "./support/browser.js";
@@ -33,10 +31,9 @@ const newPin = "246810";
 
 /** The code of the last message of `purpose` in the server's outbox file (reminders may be written there too). */
 function lastCode(dataDir: string, purpose: string): string {
-  const lines = readFileSync(join(dataDir, "outbox.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { text: string; purpose: string });
-  const m = lines.filter((l) => l.purpose === purpose).at(-1);
-  assert.ok(m, `no ${purpose} message in the outbox`);
-  return /(\d{6})/.exec(m.text)![1]!;
+  const code = outboxCodes(dataDir, purpose).at(-1);
+  assert.ok(code, `no ${purpose} message with a code in the outbox`);
+  return code;
 }
 
 async function api<T>(method: string, path: string, body?: unknown): Promise<T> {

@@ -1,9 +1,8 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Page } from "playwright-core";
-import { keyArgs, opensslCsr, runUkeyServer } from "../../server/test/support/fixtures.js";
+import { keyArgs, opensslCsr, outboxCodes, runUkeyServer } from "../../server/test/support/fixtures.js";
 import { createAgentWorld, type AgentWorld } from "../../agent/test/support/agent-world.js";
 import { SoftkeyDir } from "../../agent/test/skf/support/softkey.js";
 import { startAgent, type RunningAgent } from "./support/agent.js";
@@ -45,13 +44,6 @@ after(async () => {
   keys?.cleanup();
 });
 
-/** The last sign-in code sent to a holder (the outbox is the server's SMS stand-in). */
-function lastOtp(): string | undefined {
-  const lines = readFileSync(join(world.dataDir, "outbox.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { text: string; purpose: string });
-  const m = lines.filter((l) => l.purpose === "otp").at(-1);
-  return m ? /(\d{6})/.exec(m.text)?.[1] : undefined;
-}
-
 test("no key plugged in: the diagnostics give the advice of the key the server recorded (PF20FA, 4th generation), in Chinese", async () => {
   await page.goto(`${world.server!.url}/?agent=${agent.url}`);
   await page.locator("[data-page=pairing]").waitFor();
@@ -65,7 +57,7 @@ test("no key plugged in: the diagnostics give the advice of the key the server r
   await page.click("[data-form=holder-sign-in] button[type=submit]");
   await page.locator("#holder-code").waitFor();
   let code: string | undefined;
-  for (let i = 0; i < 500 && !(code = lastOtp()); i++) await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 500 && !(code = outboxCodes(world.dataDir, "otp").at(-1)); i++) await new Promise((r) => setTimeout(r, 10));
   assert.ok(code, "a sign-in code in the outbox");
   await page.fill("#holder-code", code);
   await page.click("[data-form=holder-sign-in] button.primary");

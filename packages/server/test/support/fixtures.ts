@@ -188,6 +188,12 @@ export function adminReader(baseUrl: () => string, auditor: Auditor): <T>(path: 
   };
 }
 
+/** The six-digit codes of the messages of `purpose` in the server's outbox file (its SMS and e-mail stand-in), oldest first. */
+export function outboxCodes(dataDir: string, purpose: string): string[] {
+  const lines = readFileSync(join(dataDir, "outbox.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { text: string; purpose: string });
+  return lines.filter((l) => l.purpose === purpose).map((l) => /(\d{6})/.exec(l.text)?.[1] ?? "");
+}
+
 /** A TCP port on 127.0.0.1 that was free a moment ago (listened on with port 0, then closed). */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
