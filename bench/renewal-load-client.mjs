@@ -95,17 +95,22 @@ let steps = [];
 let serverSteps = [];
 let firstError;
 let next = 0;
-const connections = Array.from({ length: Number(conns) }, () => new Connection());
-await Promise.all(connections.map((c) => new Promise((resolve, reject) => {
-  c.socket.once("connect", resolve);
+/** A new connection, once it is open. */
+const opened = () => new Promise((resolve, reject) => {
+  const c = new Connection();
+  c.socket.once("connect", () => resolve(c));
   c.socket.once("error", reject);
-})));
+});
+// UKEY_BENCH_CONNECTION_PER_RENEWAL=1: each renewal on a connection of its own, opened when it starts and
+// closed after it (as one holder's agent after another), the connection's opening counted in the start.
+const perRenewal = process.env.UKEY_BENCH_CONNECTION_PER_RENEWAL === "1";
+const connections = perRenewal ? Array.from({ length: Number(conns) }, () => undefined) : await Promise.all(Array.from({ length: Number(conns) }, opened));
 // Every connection is served once (GET /healthz) before the load starts. A connection the kernel
 // completed is not yet one the server accepted: Node 20's libuv accepts one connection per turn of the
 // event loop, so under load a connection opened at the start waited seconds in the listen queue and its
 // first renewal made the tail (docs/performance.md). The bench measures agents whose connections are
 // open; UKEY_BENCH_COLD_CONNECTIONS=1 skips this to show the difference.
-if (process.env.UKEY_BENCH_COLD_CONNECTIONS !== "1") await Promise.all(connections.map((c) => c.request("GET", "/healthz")));
+if (!perRenewal && process.env.UKEY_BENCH_COLD_CONNECTIONS !== "1") await Promise.all(connections.map((c) => c.request("GET", "/healthz")));
 // A warm-up (not counted) lets the server reach its steady state first: compiled code, and the
 // signature worker it starts under load.
 const warmUpMs = Number(warmUp) * 1000;
@@ -127,16 +132,7 @@ const warmUpTimer = setTimeout(() => {
   start = Date.now();
   end = start + Number(secs) * 1000;
 }, warmUpMs);
-// UKEY_BENCH_CONNECTION_PER_RENEWAL=1: each renewal on a connection of its own, opened when it starts and
-// closed after it (as one holder's agent after another), the connection's opening counted in the start.
-const perRenewal = process.env.UKEY_BENCH_CONNECTION_PER_RENEWAL === "1";
-const opened = () => new Promise((resolve, reject) => {
-  const c = new Connection();
-  c.socket.once("connect", () => resolve(c));
-  c.socket.once("error", reject);
-});
 await Promise.all(connections.map(async (kept) => {
-  if (perRenewal) kept.close();
   while (Date.now() < end && next < jobs.length) {
     const job = jobs[next++];
     const began = performance.now();
