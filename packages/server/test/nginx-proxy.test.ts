@@ -2,7 +2,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { promisify } from "node:util";
-import { readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { systemClock } from "@ukey/policy";
@@ -37,7 +37,7 @@ function docsSite(): string {
 /** Starts nginx on `site` (ports and files replaced); resolves with its HTTPS and HTTP ports and a stop function. */
 async function startNginx(name: string, site: string): Promise<{ https: number; http: number; stop: () => Promise<void> }> {
   const dir = t.path(name);
-  spawnSync("mkdir", ["-p", `${dir}/tmp`]);
+  mkdirSync(`${dir}/tmp`, { recursive: true });
   const https = await freePort();
   const http = await freePort();
   const replaced = site
